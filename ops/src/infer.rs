@@ -1,0 +1,711 @@
+//! Shape and dtype inference, with constant folding.
+//!
+//! [`infer_graph`] runs once on load: it walks the nodes in order, derives
+//! each output's [`Fact`] from its inputs' facts, and evaluates nodes whose
+//! inputs are all constant (so `Shape -> Gather -> Reshape` chains over known
+//! shapes and weight preprocessing disappear before placement). Declared
+//! shapes from the model are kept where inference knows less. Every error
+//! names the node and the value.
+//!
+//! [`concrete_facts`] re-runs the same inference with concrete input shapes
+//! (symbolic dims bound), which is what the cost model needs.
+
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::graph::{Dim, Fact, Graph};
+use crate::op::{broadcast_shapes, norm_axis, resolve_window_dims, BinaryOp, Op};
+use std::sync::Arc;
+
+/// Folding evaluates a node only when its output stays this small (elements).
+const FOLD_LIMIT: usize = 1 << 22;
+
+/// Infers facts for every value of `g` and folds constant nodes (removing
+/// them from `g.nodes` and recording their outputs in `g.constants`).
+pub fn infer_graph(g: &mut Graph) -> Result<()> {
+    let mut kept = Vec::with_capacity(g.nodes.len());
+    let nodes = std::mem::take(&mut g.nodes);
+    for node in nodes {
+        let in_facts: Vec<Option<Fact>> =
+            node.inputs.iter().map(|i| i.map(|id| g.values[id.0].fact.clone())).collect();
+        let refs: Vec<Option<&Fact>> = in_facts.iter().map(|f| f.as_ref()).collect();
+        let ctx = |e: Error| e.at_node(&node.name, node.op.name());
+        // Constant folding.
+        if foldable(&node.op) && !refs.is_empty() && refs.iter().flatten().all(|f| f.value.is_some()) {
+            let tensors: Vec<Option<&crate::Tensor>> =
+                refs.iter().map(|f| f.and_then(|f| f.value.as_deref())).collect();
+            let small = tensors.iter().flatten().map(|t| t.len()).sum::<usize>() <= FOLD_LIMIT;
+            if small {
+                let outs = crate::kernels::eval(&node.op, &tensors, node.outputs.len()).map_err(ctx)?;
+                for (o, t) in node.outputs.iter().zip(outs) {
+                    let t = Arc::new(t);
+                    g.values[o.0].fact = Fact::constant(t.clone());
+                    g.constants.insert(*o, t);
+                }
+                continue;
+            }
+        }
+        let outs = infer_op(&node.op, &refs, node.outputs.len()).map_err(ctx)?;
+        for (o, f) in node.outputs.iter().zip(outs) {
+            let declared = &g.values[o.0].fact;
+            let merged = merge(f, declared);
+            g.values[o.0].fact = merged;
+        }
+        kept.push(node);
+    }
+    g.nodes = kept;
+    Ok(())
+}
+
+fn foldable(op: &Op) -> bool {
+    !matches!(op, Op::Dropout)
+}
+
+fn merge(inferred: Fact, declared: &Fact) -> Fact {
+    let dtype = inferred.dtype.or(declared.dtype);
+    let shape = match (&inferred.shape, &declared.shape) {
+        (Some(i), Some(d)) if i.len() == d.len() => Some(
+            i.iter()
+                .zip(d)
+                .map(|(a, b)| match (a, b) {
+                    (Dim::Known(_), _) => a.clone(),
+                    (_, Dim::Known(_)) => b.clone(),
+                    _ => b.clone(),
+                })
+                .collect(),
+        ),
+        (Some(i), _) => Some(i.clone()),
+        (None, d) => d.clone(),
+    };
+    Fact { dtype, shape, value: inferred.value }
+}
+
+/// Facts for every value of `g` with the graph inputs bound to the given
+/// facts (e.g. concrete shapes for a batch size).
+pub fn concrete_facts(g: &Graph, inputs: &[Fact]) -> Result<Vec<Fact>> {
+    let mut facts: Vec<Fact> = g.values.iter().map(|v| v.fact.clone()).collect();
+    for (id, f) in g.inputs.iter().zip(inputs) {
+        facts[id.0] = f.clone();
+    }
+    for node in &g.nodes {
+        let refs: Vec<Option<&Fact>> = node.inputs.iter().map(|i| i.map(|id| &facts[id.0])).collect();
+        let outs = infer_op(&node.op, &refs, node.outputs.len())
+            .map_err(|e| e.at_node(&node.name, node.op.name()))?;
+        for (o, f) in node.outputs.iter().zip(outs) {
+            facts[o.0] = f;
+        }
+    }
+    Ok(facts)
+}
+
+fn input<'a>(inputs: &[Option<&'a Fact>], i: usize) -> Result<&'a Fact> {
+    inputs
+        .get(i)
+        .copied()
+        .flatten()
+        .ok_or_else(|| Error::msg(format!("required input {i} is missing")))
+}
+
+fn opt_input<'a>(inputs: &[Option<&'a Fact>], i: usize) -> Option<&'a Fact> {
+    inputs.get(i).copied().flatten()
+}
+
+fn same(f: &Fact) -> Fact {
+    Fact { dtype: f.dtype, shape: f.shape.clone(), value: None }
+}
+
+fn with_dtype(dtype: Option<DType>, shape: Option<Vec<Dim>>) -> Fact {
+    Fact { dtype, shape, value: None }
+}
+
+/// Broadcast of symbolic shapes.
+fn broadcast_dims(a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>> {
+    let n = a.len().max(b.len());
+    let one = Dim::Known(1);
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let da = if i + a.len() >= n { &a[i + a.len() - n] } else { &one };
+        let db = if i + b.len() >= n { &b[i + b.len() - n] } else { &one };
+        out.push(match (da, db) {
+            (x, y) if x == y => x.clone(),
+            (Dim::Known(1), y) => y.clone(),
+            (x, Dim::Known(1)) => x.clone(),
+            (Dim::Known(x), Dim::Known(y)) => {
+                return Err(Error::msg(format!("dims {x} and {y} do not broadcast (shapes {} and {})",
+                    crate::graph::fmt_shape(a), crate::graph::fmt_shape(b))))
+            }
+            (Dim::Known(x), Dim::Sym(_)) | (Dim::Sym(_), Dim::Known(x)) => Dim::Known(*x),
+            (x, _) => x.clone(),
+        });
+    }
+    Ok(out)
+}
+
+fn broadcast_facts(fs: &[&Fact]) -> Result<Option<Vec<Dim>>> {
+    let mut acc: Option<Vec<Dim>> = Some(Vec::new());
+    for f in fs {
+        acc = match (acc, &f.shape) {
+            (Some(a), Some(s)) => Some(broadcast_dims(&a, s)?),
+            _ => None,
+        };
+    }
+    Ok(acc)
+}
+
+fn check_same_dtype(fs: &[&Fact], what: &str) -> Result<Option<DType>> {
+    let mut dt = None;
+    for f in fs {
+        if let Some(d) = f.dtype {
+            if let Some(prev) = dt {
+                if prev != d {
+                    crate::bail!("{what} operands have different dtypes {prev} and {d}");
+                }
+            }
+            dt = Some(d);
+        }
+    }
+    Ok(dt)
+}
+
+fn const_ints(f: Option<&Fact>) -> Option<Vec<i64>> {
+    f.and_then(|f| f.value.as_ref()).map(|t| t.to_i64_vec())
+}
+
+/// Infers the facts of one op's outputs from its inputs' facts. Unknowns
+/// stay unknown; contradictions are errors.
+pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<Fact>> {
+    let x = || input(inputs, 0);
+    let one = |f: Fact| Ok(vec![f]);
+    match op {
+        Op::Unary(_) | Op::LeakyRelu { .. } | Op::Gelu { .. } | Op::Clip { .. } | Op::Identity
+        | Op::Softmax { .. } | Op::LogSoftmax { .. } | Op::Lrn { .. } | Op::BatchNorm { .. }
+        | Op::LayerNorm { .. } => {
+            let x = x()?;
+            if let (Op::BatchNorm { .. } | Op::LayerNorm { .. } | Op::Lrn { .. } | Op::Softmax { .. }
+                | Op::LogSoftmax { .. } | Op::Gelu { .. }, Some(d)) = (op, x.dtype)
+            {
+                if !d.is_float() {
+                    crate::bail!("input 0 must be a float tensor, got {d}");
+                }
+            }
+            if let Op::LayerNorm { axis, .. } = op {
+                if let Some(r) = x.rank() {
+                    norm_axis(*axis, r)?;
+                }
+            }
+            one(same(x))
+        }
+        Op::Dropout => {
+            let x = x()?;
+            let mut v = vec![same(x)];
+            if n_out > 1 {
+                v.push(with_dtype(Some(DType::Bool), x.shape.clone()));
+            }
+            Ok(v)
+        }
+        Op::Binary(b) => {
+            let a = input(inputs, 0)?;
+            let c = input(inputs, 1)?;
+            let dt = if *b == BinaryOp::Pow { a.dtype } else { check_same_dtype(&[a, c], op.name())? };
+            let shape = broadcast_facts(&[a, c])?;
+            let dtype = if b.is_comparison() || b.is_logical() { Some(DType::Bool) } else { dt };
+            one(with_dtype(dtype, shape))
+        }
+        Op::Where => {
+            let c = input(inputs, 0)?;
+            let a = input(inputs, 1)?;
+            let b = input(inputs, 2)?;
+            if let Some(d) = c.dtype {
+                if d != DType::Bool {
+                    crate::bail!("condition must be bool, got {d}");
+                }
+            }
+            let dt = check_same_dtype(&[a, b], "Where")?;
+            one(with_dtype(dt, broadcast_facts(&[c, a, b])?))
+        }
+        Op::Sum => {
+            let fs: Vec<&Fact> = inputs.iter().flatten().copied().collect();
+            if fs.is_empty() {
+                crate::bail!("Sum needs at least one input");
+            }
+            let dt = check_same_dtype(&fs, "Sum")?;
+            one(with_dtype(dt, broadcast_facts(&fs)?))
+        }
+        Op::Cast { to } => one(with_dtype(Some(*to), x()?.shape.clone())),
+        Op::MatMul => {
+            let a = input(inputs, 0)?;
+            let b = input(inputs, 1)?;
+            let dt = check_same_dtype(&[a, b], "MatMul")?;
+            let shape = match (&a.shape, &b.shape) {
+                (Some(sa), Some(sb)) => Some(matmul_shape(sa, sb)?),
+                _ => None,
+            };
+            one(with_dtype(dt, shape))
+        }
+        Op::Gemm { trans_a, trans_b, .. } => {
+            let a = input(inputs, 0)?;
+            let b = input(inputs, 1)?;
+            let dt = check_same_dtype(&[a, b], "Gemm")?;
+            let shape = match (&a.shape, &b.shape) {
+                (Some(sa), Some(sb)) => {
+                    if sa.len() != 2 || sb.len() != 2 {
+                        crate::bail!("Gemm needs 2-D A and B, got {} and {}",
+                            crate::graph::fmt_shape(sa), crate::graph::fmt_shape(sb));
+                    }
+                    let (m, ka) = if *trans_a { (&sa[1], &sa[0]) } else { (&sa[0], &sa[1]) };
+                    let (kb, n) = if *trans_b { (&sb[1], &sb[0]) } else { (&sb[0], &sb[1]) };
+                    if let (Dim::Known(x), Dim::Known(y)) = (ka, kb) {
+                        if x != y {
+                            crate::bail!("Gemm inner dims differ: A {} vs B {}",
+                                crate::graph::fmt_shape(sa), crate::graph::fmt_shape(sb));
+                        }
+                    }
+                    Some(vec![m.clone(), n.clone()])
+                }
+                _ => None,
+            };
+            one(with_dtype(dt, shape))
+        }
+        Op::Reduce { axes, keepdims, noop_with_empty_axes, .. } => {
+            let x = x()?;
+            let axes = match axes {
+                Some(a) => Some(a.clone()),
+                None => match opt_input(inputs, 1) {
+                    None => Some(vec![]),
+                    Some(f) => const_ints(Some(f)),
+                },
+            };
+            let shape = match (&x.shape, axes) {
+                (Some(s), Some(axes)) => {
+                    if axes.is_empty() && *noop_with_empty_axes {
+                        Some(s.clone())
+                    } else {
+                        let r = s.len();
+                        let mut red = vec![axes.is_empty(); r];
+                        for a in axes {
+                            red[norm_axis(a, r)?] = true;
+                        }
+                        Some(
+                            s.iter()
+                                .zip(red)
+                                .filter_map(|(d, r)| match (r, *keepdims) {
+                                    (true, true) => Some(Dim::Known(1)),
+                                    (true, false) => None,
+                                    (false, _) => Some(d.clone()),
+                                })
+                                .collect(),
+                        )
+                    }
+                }
+                _ => None,
+            };
+            one(with_dtype(x.dtype, shape))
+        }
+        Op::Conv(c) => {
+            let x = x()?;
+            let w = input(inputs, 1)?;
+            let shape = match (&x.shape, w.concrete_shape()) {
+                (Some(xs), Some(ws)) => {
+                    if xs.len() < 3 || ws.len() != xs.len() {
+                        crate::bail!("Conv input {} and weight {:?} ranks do not fit",
+                            crate::graph::fmt_shape(xs), ws);
+                    }
+                    if let Dim::Known(cin) = xs[1] {
+                        if cin != ws[1] * c.group {
+                            crate::bail!("Conv input has {} channels but weight {:?} with group {} expects {}",
+                                cin, ws, c.group, ws[1] * c.group);
+                        }
+                    }
+                    if ws[0] % c.group != 0 {
+                        crate::bail!("Conv output channels {} not divisible by group {}", ws[0], c.group);
+                    }
+                    let kernel = c.kernel_shape.clone().unwrap_or_else(|| ws[2..].to_vec());
+                    let mut out = vec![xs[0].clone(), Dim::Known(ws[0])];
+                    out.extend(resolve_window_dims(&xs[2..], &kernel, &c.strides, &c.dilations, &c.pads, c.auto_pad, false)?);
+                    Some(out)
+                }
+                _ => None,
+            };
+            one(with_dtype(x.dtype, shape))
+        }
+        Op::MaxPool(p) | Op::AveragePool(p) => {
+            let x = x()?;
+            let shape = match &x.shape {
+                Some(xs) => {
+                    if xs.len() != p.kernel_shape.len() + 2 {
+                        crate::bail!("pool kernel {:?} does not fit input {}", p.kernel_shape,
+                            crate::graph::fmt_shape(xs));
+                    }
+                    let mut out = xs[..2].to_vec();
+                    out.extend(resolve_window_dims(&xs[2..], &p.kernel_shape, &p.strides, &p.dilations, &p.pads, p.auto_pad, p.ceil_mode)?);
+                    Some(out)
+                }
+                None => None,
+            };
+            one(with_dtype(x.dtype, shape))
+        }
+        Op::GlobalAveragePool | Op::GlobalMaxPool => {
+            let x = x()?;
+            let shape = x.shape.as_ref().map(|s| {
+                s.iter().enumerate().map(|(i, d)| if i < 2 { d.clone() } else { Dim::Known(1) }).collect()
+            });
+            one(with_dtype(x.dtype, shape))
+        }
+        Op::Reshape { allowzero, shape } => {
+            let x = x()?;
+            let target = match shape {
+                Some(s) => Some(s.clone()),
+                None => const_ints(Some(input(inputs, 1)?)),
+            };
+            let out = match target {
+                Some(t) => Some(reshape_dims(x.shape.as_deref(), &t, *allowzero)?),
+                None => input(inputs, 1)?.concrete_shape().and_then(|s| {
+                    s.first().map(|&r| (0..r).map(|i| Dim::Sym(format!("reshape_{i}"))).collect())
+                }),
+            };
+            one(with_dtype(x.dtype, out))
+        }
+        Op::Flatten { axis } => {
+            let x = x()?;
+            let shape = match &x.shape {
+                Some(s) => {
+                    let r = s.len() as i64;
+                    let a = if *axis < 0 { axis + r } else { *axis };
+                    if a < 0 || a > r {
+                        crate::bail!("Flatten axis {axis} out of range for rank {r}");
+                    }
+                    let a = a as usize;
+                    Some(vec![prod_dims(&s[..a]), prod_dims(&s[a..])])
+                }
+                None => None,
+            };
+            one(with_dtype(x.dtype, shape))
+        }
+        Op::Transpose { perm } => {
+            let x = x()?;
+            let shape = match &x.shape {
+                Some(s) => {
+                    let perm: Vec<usize> = perm.clone().unwrap_or_else(|| (0..s.len()).rev().collect());
+                    let mut seen = vec![false; s.len()];
+                    if perm.len() != s.len() || perm.iter().any(|&p| p >= s.len() || std::mem::replace(&mut seen[p], true)) {
+                        crate::bail!("perm {:?} is not a permutation of rank {}", perm, s.len());
+                    }
+                    Some(perm.iter().map(|&p| s[p].clone()).collect())
+                }
+                None => None,
+            };
+            one(with_dtype(x.dtype, shape))
+        }
+        Op::Squeeze { axes } => {
+            let x = x()?;
+            let axes = match axes {
+                Some(a) => Some(a.clone()),
+                None => match opt_input(inputs, 1) {
+                    None => None,
+                    f => const_ints(f).map(Some).unwrap_or(Some(vec![i64::MIN])),
+                },
+            };
+            let shape = match (&x.shape, axes) {
+                (Some(s), None) => {
+                    if s.iter().any(|d| matches!(d, Dim::Sym(_))) {
+                        None
+                    } else {
+                        Some(s.iter().filter(|d| **d != Dim::Known(1)).cloned().collect())
+                    }
+                }
+                (Some(_), Some(a)) if a == [i64::MIN] => None,
+                (Some(s), Some(a)) => {
+                    let mut drop = vec![false; s.len()];
+                    for ax in a {
+                        let i = norm_axis(ax, s.len())?;
+                        if let Dim::Known(d) = s[i] {
+                            if d != 1 {
+                                crate::bail!("cannot squeeze axis {ax} of size {d}");
+                            }
+                        }
+                        drop[i] = true;
+                    }
+                    Some(s.iter().zip(drop).filter(|(_, d)| !d).map(|(s, _)| s.clone()).collect())
+                }
+                _ => None,
+            };
+            one(with_dtype(x.dtype, shape))
+        }
+        Op::Unsqueeze { axes } => {
+            let x = x()?;
+            let axes = match axes {
+                Some(a) => Some(a.clone()),
+                None => const_ints(Some(input(inputs, 1)?)),
+            };
+            let shape = match (&x.shape, axes) {
+                (Some(s), Some(a)) => {
+                    let r = s.len() + a.len();
+                    let mut ins = vec![false; r];
+                    for ax in a {
+                        let i = norm_axis(ax, r)?;
+                        if ins[i] {
+                            crate::bail!("axis {ax} repeated");
+                        }
+                        ins[i] = true;
+                    }
+                    let mut it = s.iter();
+                    Some(ins.iter().map(|&b| if b { Dim::Known(1) } else { it.next().cloned().unwrap_or(Dim::Known(1)) }).collect())
+                }
+                _ => None,
+            };
+            one(with_dtype(x.dtype, shape))
+        }
+        Op::Concat { axis } => {
+            let fs: Vec<&Fact> = inputs.iter().flatten().copied().collect();
+            if fs.is_empty() {
+                crate::bail!("Concat needs at least one input");
+            }
+            let dt = check_same_dtype(&fs, "Concat")?;
+            let shapes: Option<Vec<&Vec<Dim>>> = fs.iter().map(|f| f.shape.as_ref()).collect();
+            let shape = match shapes {
+                Some(ss) => {
+                    let r = ss[0].len();
+                    let a = norm_axis(*axis, r)?;
+                    let mut out = ss[0].clone();
+                    let mut total: Option<usize> = Some(0);
+                    for s in &ss {
+                        if s.len() != r {
+                            crate::bail!("Concat inputs have ranks {} and {}", r, s.len());
+                        }
+                        total = match (total, &s[a]) {
+                            (Some(t), Dim::Known(d)) => Some(t + d),
+                            _ => None,
+                        };
+                    }
+                    out[a] = match total {
+                        Some(t) => Dim::Known(t),
+                        None => Dim::Sym(format!("concat_{a}")),
+                    };
+                    Some(out)
+                }
+                None => None,
+            };
+            one(with_dtype(dt, shape))
+        }
+        Op::Split { axis, split } => {
+            let x = x()?;
+            let split = match split {
+                Some(s) => Some(s.clone()),
+                None => opt_input(inputs, 1).and_then(|f| const_ints(Some(f))),
+            };
+            let mut outs = Vec::with_capacity(n_out);
+            for i in 0..n_out {
+                let shape = match &x.shape {
+                    Some(s) => {
+                        let a = norm_axis(*axis, s.len())?;
+                        let mut o = s.clone();
+                        o[a] = match (&split, &s[a]) {
+                            (Some(sp), _) => Dim::Known(*sp.get(i).ok_or_else(|| Error::msg("split has fewer entries than outputs"))? as usize),
+                            (None, Dim::Known(d)) => {
+                                let chunk = d.div_ceil(n_out);
+                                Dim::Known(chunk.min(d.saturating_sub(chunk * i)))
+                            }
+                            (None, Dim::Sym(_)) => Dim::Sym(format!("split_{i}")),
+                        };
+                        Some(o)
+                    }
+                    None => None,
+                };
+                outs.push(with_dtype(x.dtype, shape));
+            }
+            Ok(outs)
+        }
+        Op::Shape { start, end } => {
+            let x = x()?;
+            let len = x.rank().map(|r| {
+                let clamp = |v: i64| (if v < 0 { v + r as i64 } else { v }).clamp(0, r as i64) as usize;
+                let s = clamp(*start);
+                let e = clamp(end.unwrap_or(r as i64));
+                e.saturating_sub(s)
+            });
+            one(with_dtype(Some(DType::I64), len.map(|l| vec![Dim::Known(l)])))
+        }
+        Op::Gather { axis } => {
+            let x = x()?;
+            let idx = input(inputs, 1)?;
+            if let Some(d) = idx.dtype {
+                if d != DType::I64 && d != DType::I32 {
+                    crate::bail!("indices must be i32 or i64, got {d}");
+                }
+            }
+            let shape = match (&x.shape, &idx.shape) {
+                (Some(s), Some(i)) => {
+                    let a = norm_axis(*axis, s.len())?;
+                    let mut o = s[..a].to_vec();
+                    o.extend(i.iter().cloned());
+                    o.extend(s[a + 1..].iter().cloned());
+                    Some(o)
+                }
+                _ => None,
+            };
+            one(with_dtype(x.dtype, shape))
+        }
+        Op::Expand => {
+            let x = x()?;
+            let shape = match (const_ints(Some(input(inputs, 1)?)), &x.shape) {
+                (Some(t), Some(s)) => {
+                    let t: Vec<Dim> = t.iter().map(|&d| Dim::Known(d.max(0) as usize)).collect();
+                    Some(broadcast_dims(s, &t)?)
+                }
+                _ => None,
+            };
+            one(with_dtype(x.dtype, shape))
+        }
+        Op::ConstantOfShape { value } => {
+            let shape = const_ints(Some(input(inputs, 0)?))
+                .map(|s| s.iter().map(|&d| Dim::Known(d.max(0) as usize)).collect())
+                .or_else(|| input(inputs, 0).ok()?.concrete_shape().and_then(|s| {
+                    s.first().map(|&r| (0..r).map(|i| Dim::Sym(format!("cos_{i}"))).collect())
+                }));
+            one(with_dtype(Some(value.dtype()), shape))
+        }
+        Op::Slice { .. } => {
+            // The output extent depends on the bound values; when they are
+            // constants the shape is exact, else rank only.
+            let x = x()?;
+            let shape = x.shape.as_ref().map(|s| {
+                s.iter().enumerate().map(|(i, _)| Dim::Sym(format!("slice_{i}"))).collect::<Vec<_>>()
+            });
+            let exact = slice_shape(op, inputs, x)?;
+            one(with_dtype(x.dtype, exact.or(shape)))
+        }
+    }
+}
+
+fn slice_shape(op: &Op, inputs: &[Option<&Fact>], x: &Fact) -> Result<Option<Vec<Dim>>> {
+    let Op::Slice { starts, ends, axes } = op else { return Ok(None) };
+    let Some(s) = &x.shape else { return Ok(None) };
+    let (starts, ends, axes, steps) = if starts.is_some() {
+        (starts.clone(), ends.clone(), axes.clone(), None)
+    } else {
+        (
+            const_ints(opt_input(inputs, 1)),
+            const_ints(opt_input(inputs, 2)),
+            const_ints(opt_input(inputs, 3)),
+            const_ints(opt_input(inputs, 4)),
+        )
+    };
+    let (Some(starts), Some(ends)) = (starts, ends) else { return Ok(None) };
+    if opt_input(inputs, 3).is_some() && axes.is_none() || opt_input(inputs, 4).is_some() && steps.is_none() {
+        return Ok(None);
+    }
+    let axes = axes.unwrap_or_else(|| (0..starts.len() as i64).collect());
+    let steps = steps.unwrap_or_else(|| vec![1; starts.len()]);
+    if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
+        crate::bail!("Slice starts/ends/axes/steps lengths differ");
+    }
+    let mut out = s.clone();
+    for i in 0..starts.len() {
+        let a = norm_axis(axes[i], s.len())?;
+        let Dim::Known(d) = s[a] else {
+            out[a] = Dim::Sym(format!("slice_{a}"));
+            continue;
+        };
+        let step = steps[i];
+        if step == 0 {
+            crate::bail!("Slice step cannot be 0");
+        }
+        let (lo, hi) = crate::op::slice_range(starts[i], ends[i], step, d);
+        let n = if step > 0 {
+            if hi > lo { (hi - lo + step - 1) / step } else { 0 }
+        } else if lo > hi {
+            (lo - hi + (-step) - 1) / (-step)
+        } else {
+            0
+        };
+        out[a] = Dim::Known(n as usize);
+    }
+    Ok(Some(out))
+}
+
+fn prod_dims(ds: &[Dim]) -> Dim {
+    let mut p = 1usize;
+    for d in ds {
+        match d {
+            Dim::Known(n) => p *= n,
+            Dim::Sym(s) => {
+                return if ds.len() == 1 { Dim::Sym(s.clone()) } else { Dim::Sym(format!("prod({})", crate::graph::fmt_shape(ds))) }
+            }
+        }
+    }
+    Dim::Known(p)
+}
+
+fn reshape_dims(x: Option<&[Dim]>, target: &[i64], allowzero: bool) -> Result<Vec<Dim>> {
+    let mut out: Vec<Option<Dim>> = Vec::with_capacity(target.len());
+    let mut infer_at = None;
+    for (i, &t) in target.iter().enumerate() {
+        match t {
+            -1 => {
+                if infer_at.replace(i).is_some() {
+                    crate::bail!("shape {:?} has more than one -1", target);
+                }
+                out.push(None);
+            }
+            0 if !allowzero => {
+                let d = x.and_then(|x| x.get(i)).cloned();
+                match d {
+                    Some(d) => out.push(Some(d)),
+                    None if x.is_some() => crate::bail!("shape {:?} copies dim {i} which the input lacks", target),
+                    None => out.push(Some(Dim::Sym(format!("reshape_{i}")))),
+                }
+            }
+            t if t < 0 => crate::bail!("shape {:?} has invalid entry {t}", target),
+            t => out.push(Some(Dim::Known(t as usize))),
+        }
+    }
+    if let Some(i) = infer_at {
+        let total = x.and_then(|x| prod_dims(x).known());
+        let rest: Option<usize> = out.iter().flatten().map(|d| d.known()).product();
+        out[i] = Some(match (total, rest) {
+            (Some(t), Some(r)) if r > 0 => {
+                if t % r != 0 {
+                    crate::bail!("cannot reshape {} elements to {:?}", t, target);
+                }
+                Dim::Known(t / r)
+            }
+            _ => Dim::Sym(format!("reshape_{i}")),
+        });
+    } else if let Some(x) = x {
+        let total = prod_dims(x).known();
+        let new: Option<usize> = out.iter().flatten().map(|d| d.known()).product();
+        if let (Some(t), Some(n)) = (total, new) {
+            if t != n {
+                crate::bail!("cannot reshape {} ({} elements) to {:?}", crate::graph::fmt_shape(x), t, target);
+            }
+        }
+    }
+    Ok(out.into_iter().flatten().collect())
+}
+
+fn matmul_shape(a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>> {
+    if a.is_empty() || b.is_empty() {
+        crate::bail!("MatMul operands must have rank >= 1");
+    }
+    let a2: Vec<Dim> = if a.len() == 1 { vec![Dim::Known(1), a[0].clone()] } else { a.to_vec() };
+    let b2: Vec<Dim> = if b.len() == 1 { vec![b[0].clone(), Dim::Known(1)] } else { b.to_vec() };
+    let (ka, kb) = (&a2[a2.len() - 1], &b2[b2.len() - 2]);
+    if let (Dim::Known(x), Dim::Known(y)) = (ka, kb) {
+        if x != y {
+            crate::bail!("MatMul inner dims differ: {} x {}", crate::graph::fmt_shape(a), crate::graph::fmt_shape(b));
+        }
+    }
+    let mut out = broadcast_dims(&a2[..a2.len() - 2], &b2[..b2.len() - 2])?;
+    if a.len() > 1 {
+        out.push(a2[a2.len() - 2].clone());
+    }
+    if b.len() > 1 {
+        out.push(b2[b2.len() - 1].clone());
+    }
+    Ok(out)
+}
+
+/// Concrete broadcast used by kernels (re-exported for convenience).
+pub fn broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
+    broadcast_shapes(a, b)
+}
+

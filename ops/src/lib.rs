@@ -1,0 +1,31 @@
+//! # hetflow-ops
+//!
+//! Everything about a computation that does not depend on where it runs:
+//! [`Tensor`] and [`DType`], the graph IR ([`Graph`], [`Node`], [`Fact`]),
+//! the op set ([`Op`]) with shape/dtype inference ([`infer`]) and per-op
+//! cost ([`cost`]), ONNX import ([`onnx`]), `.npy` I/O ([`npy`]), and the
+//! host kernels ([`kernels`]) that define each op's semantics.
+//!
+//! The host kernels are the reference semantics of every op and double as
+//! the CPU device's kernels (tract's core works the same way): the CPU
+//! backend in `hetflow-devices` runs them on its own bound thread pool, with
+//! the tuned GEMM (`gemm` crate) under MatMul, Gemm and Conv. Other backends
+//! (OpenCL, CUDA, TPU) bring their own kernels and are checked against these.
+
+pub mod cost;
+pub mod dtype;
+pub mod error;
+pub mod graph;
+pub mod infer;
+pub mod kernels;
+pub mod npy;
+pub mod onnx;
+pub mod op;
+pub mod tensor;
+
+pub use cost::Cost;
+pub use dtype::{DType, Element};
+pub use error::{Error, Result};
+pub use graph::{Dim, Fact, Graph, Node, NodeId, Value, ValueId};
+pub use op::Op;
+pub use tensor::{Data, Storable, Tensor};

@@ -1,0 +1,161 @@
+//! Convolution and pooling attributes and the one place where padding and
+//! output sizes are resolved, shared by shape inference, cost and kernels.
+
+/// ONNX `auto_pad`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AutoPad {
+    /// Explicit `pads`.
+    #[default]
+    NotSet,
+    /// Output = ceil(input / stride); extra padding at the end.
+    SameUpper,
+    /// Output = ceil(input / stride); extra padding at the start.
+    SameLower,
+    /// No padding.
+    Valid,
+}
+
+/// Convolution attributes. Empty vectors mean "the ONNX default for each
+/// spatial dim" (strides and dilations 1, pads 0).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct ConvAttrs {
+    /// Kernel spatial size; `None` = taken from the weight's shape.
+    pub kernel_shape: Option<Vec<usize>>,
+    pub strides: Vec<usize>,
+    /// `[begin_0, begin_1, .., end_0, end_1, ..]`.
+    pub pads: Vec<usize>,
+    pub dilations: Vec<usize>,
+    pub group: usize,
+    pub auto_pad: AutoPad,
+}
+
+/// Pooling attributes (MaxPool / AveragePool).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct PoolAttrs {
+    pub kernel_shape: Vec<usize>,
+    pub strides: Vec<usize>,
+    pub pads: Vec<usize>,
+    pub dilations: Vec<usize>,
+    pub auto_pad: AutoPad,
+    pub ceil_mode: bool,
+    /// AveragePool: count padded cells in the divisor.
+    pub count_include_pad: bool,
+}
+
+/// Padding and output size of one spatial layout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub kernel: Vec<usize>,
+    pub strides: Vec<usize>,
+    pub dilations: Vec<usize>,
+    pub pads_begin: Vec<usize>,
+    pub pads_end: Vec<usize>,
+    pub output: Vec<usize>,
+}
+
+fn or_ones(v: &[usize], n: usize) -> Vec<usize> {
+    if v.is_empty() {
+        vec![1; n]
+    } else {
+        v.to_vec()
+    }
+}
+
+/// Resolves padding and output size for input spatial dims `input` and a
+/// kernel of spatial size `kernel`.
+pub fn resolve_window(
+    input: &[usize],
+    kernel: &[usize],
+    strides: &[usize],
+    dilations: &[usize],
+    pads: &[usize],
+    auto_pad: AutoPad,
+    ceil_mode: bool,
+) -> crate::Result<Window> {
+    let n = input.len();
+    if kernel.len() != n {
+        crate::bail!("kernel has {} spatial dims, input has {}", kernel.len(), n);
+    }
+    let strides = or_ones(strides, n);
+    let dilations = or_ones(dilations, n);
+    if strides.len() != n || dilations.len() != n {
+        crate::bail!("strides/dilations must have {} entries", n);
+    }
+    if strides.iter().chain(dilations.iter()).any(|&s| s == 0) {
+        crate::bail!("strides and dilations must be positive");
+    }
+    let mut pads_begin = vec![0; n];
+    let mut pads_end = vec![0; n];
+    let mut output = vec![0; n];
+    for i in 0..n {
+        let ek = (kernel[i] - 1) * dilations[i] + 1;
+        match auto_pad {
+            AutoPad::SameUpper | AutoPad::SameLower => {
+                let out = input[i].div_ceil(strides[i]);
+                let total = ((out - 1) * strides[i] + ek).saturating_sub(input[i]);
+                let (small, big) = (total / 2, total - total / 2);
+                if auto_pad == AutoPad::SameUpper {
+                    pads_begin[i] = small;
+                    pads_end[i] = big;
+                } else {
+                    pads_begin[i] = big;
+                    pads_end[i] = small;
+                }
+                output[i] = out;
+            }
+            AutoPad::NotSet | AutoPad::Valid => {
+                if auto_pad == AutoPad::NotSet && !pads.is_empty() {
+                    if pads.len() != 2 * n {
+                        crate::bail!("pads must have {} entries, got {}", 2 * n, pads.len());
+                    }
+                    pads_begin[i] = pads[i];
+                    pads_end[i] = pads[i + n];
+                }
+                let padded = input[i] + pads_begin[i] + pads_end[i];
+                if padded < ek {
+                    crate::bail!(
+                        "kernel extent {} exceeds padded input {} in spatial dim {}",
+                        ek,
+                        padded,
+                        i
+                    );
+                }
+                let span = padded - ek;
+                let mut out = if ceil_mode { span.div_ceil(strides[i]) } else { span / strides[i] } + 1;
+                // ceil_mode: the last window must start inside the input or left padding.
+                if ceil_mode && (out - 1) * strides[i] >= input[i] + pads_begin[i] {
+                    out -= 1;
+                }
+                output[i] = out;
+            }
+        }
+    }
+    Ok(Window { kernel: kernel.to_vec(), strides, dilations, pads_begin, pads_end, output })
+}
+
+/// [`resolve_window`] over possibly symbolic input dims: known dims get
+/// their output size, symbolic ones stay symbolic (each spatial dim is
+/// independent of the others).
+pub fn resolve_window_dims(
+    input: &[crate::Dim],
+    kernel: &[usize],
+    strides: &[usize],
+    dilations: &[usize],
+    pads: &[usize],
+    auto_pad: AutoPad,
+    ceil_mode: bool,
+) -> crate::Result<Vec<crate::Dim>> {
+    use crate::Dim;
+    const STAND_IN: usize = 1 << 20;
+    let concrete: Vec<usize> = input.iter().map(|d| d.known().unwrap_or(STAND_IN)).collect();
+    let w = resolve_window(&concrete, kernel, strides, dilations, pads, auto_pad, ceil_mode)?;
+    Ok(input
+        .iter()
+        .zip(w.output)
+        .enumerate()
+        .map(|(i, (d, o))| match d {
+            Dim::Known(_) => Dim::Known(o),
+            Dim::Sym(s) => Dim::Sym(format!("{s}_win{i}")),
+        })
+        .collect())
+}
