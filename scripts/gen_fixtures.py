@@ -36,9 +36,11 @@ values (He-normal for conv/gemm weights, small biases, BN scale ~1), the unused
 __SHAPE initializers are dropped, and the float initializers with more than one
 element are re-drawn too. The IR version (3) and opset (9) are kept, so every
 initializer is also listed in graph.input, as IR < 4 requires. For models with
-BatchNormalization the BN mean/var are then calibrated in a few onnxruntime
-passes to the statistics of the BN input (var times U(0.5, 1.5), floored), so
-activations stay O(1) through deep nets, as in a trained net.
+BatchNormalization the BN mean/var are then set, in one onnxruntime pass, to the
+statistics of each BN's input (var times U(0.5, 1.5), floored), so activations
+stay O(1) through deep nets, as in a trained net (see _calibrate_bn).
+Conv/Gemm outputs stay at RMS ~0.6-10 and final logits at std ~0.6-7 in every
+zoo model.
 """
 from __future__ import annotations
 
@@ -162,7 +164,7 @@ def declared_shape(v: onnx.ValueInfoProto):
     return out
 
 
-def make_session(model, threads: int = 1, outputs_extra: bool = False) -> ort.InferenceSession:
+def make_session(model, threads: int = 1) -> ort.InferenceSession:
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     so.intra_op_num_threads = threads
@@ -794,7 +796,6 @@ def main() -> int:
     for case, fn in HAND_CASES.items():
         if want is not None and case not in want:
             continue
-        t = time.perf_counter()
         m, feeds, tol, note = fn(case_rng(case))
         try:
             write_case(out, case, m, feeds, tol, note)
@@ -807,7 +808,6 @@ def main() -> int:
                 continue
             raise
         index.append(case)
-        _ = t
 
     if not args.no_zoo:
         models = light_zoo_models()

@@ -1,1 +1,198 @@
-//! hetflow
+//! # hetflow
+//!
+//! An actor-based dataflow runtime for deep-learning graphs with pluggable
+//! hardware backends. Load an ONNX model, pick devices, and run it: each op
+//! becomes an actor pinned to its device's executor; a plan places ops on
+//! several devices for pipeline parallelism, with cross-device copies on
+//! their own queues.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use hetflow::{Model, SessionBuilder, Tensor};
+//!
+//! # fn main() -> Result<(), hetflow::Error> {
+//! let model = Model::load("model.onnx")?;
+//! // Default device: the whole CPU. Use `.devices("cpu:0,cpu:1")` to split
+//! // the machine into two pipeline stages.
+//! let mut session = SessionBuilder::new(&model).build()?;
+//! let x = Tensor::from_vec(vec![1, 4], vec![0.5f32, -1.0, 2.0, 0.0])?;
+//! let outputs = session.run(vec![Arc::new(x)])?;
+//! println!("{:?}", outputs[0].shape());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A runnable version of that example that builds its own model is
+//! `examples/quickstart.rs`; see the README for the crate map.
+
+#![deny(missing_docs)]
+
+pub use hetflow_devices as devices;
+pub use hetflow_ops as ops;
+pub use hetflow_runtime as runtime;
+pub use hetflow_scheduler as scheduler;
+
+pub use hetflow_ops::{DType, Graph, Tensor};
+pub use hetflow_runtime::{Session, SessionOptions, TraceEvent};
+pub use hetflow_scheduler::Plan;
+
+use std::path::Path;
+use std::sync::Arc;
+
+/// Any hetflow error; each variant's message names what is wrong (file,
+/// node, value, device).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Loading or checking a model or tensor.
+    #[error(transparent)]
+    Model(#[from] hetflow_ops::Error),
+    /// Opening or using a device.
+    #[error(transparent)]
+    Device(#[from] hetflow_devices::DeviceError),
+    /// Planning.
+    #[error(transparent)]
+    Plan(#[from] hetflow_scheduler::PlanError),
+    /// Running.
+    #[error(transparent)]
+    Runtime(#[from] hetflow_runtime::RuntimeError),
+}
+
+/// A loaded model: the graph with inferred shapes and folded constants.
+#[derive(Clone)]
+pub struct Model {
+    graph: Arc<Graph>,
+}
+
+impl Model {
+    /// Loads an ONNX file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Model, Error> {
+        Ok(Model {
+            graph: Arc::new(hetflow_ops::onnx::load_model(path)?),
+        })
+    }
+    /// Wraps a graph built in code.
+    pub fn from_graph(graph: Graph) -> Model {
+        Model {
+            graph: Arc::new(graph),
+        }
+    }
+    /// The graph.
+    pub fn graph(&self) -> &Arc<Graph> {
+        &self.graph
+    }
+    /// Names of the inputs the caller feeds, in order.
+    pub fn input_names(&self) -> Vec<&str> {
+        self.graph
+            .inputs
+            .iter()
+            .map(|i| self.graph.name(*i))
+            .collect()
+    }
+    /// Names of the outputs, in order.
+    pub fn output_names(&self) -> Vec<&str> {
+        self.graph
+            .outputs
+            .iter()
+            .map(|i| self.graph.name(*i))
+            .collect()
+    }
+}
+
+/// Builds a [`Session`]: which devices, how many threads, which plan.
+pub struct SessionBuilder<'a> {
+    model: &'a Model,
+    devices: String,
+    threads: Option<usize>,
+    plan: Option<Plan>,
+    credits: Option<usize>,
+    trace: bool,
+}
+
+impl<'a> SessionBuilder<'a> {
+    /// Defaults: device `cpu` (every core), credits 2, no trace.
+    pub fn new(model: &'a Model) -> Self {
+        SessionBuilder {
+            model,
+            devices: "cpu".into(),
+            threads: None,
+            plan: None,
+            credits: None,
+            trace: false,
+        }
+    }
+    /// Device list such as `cpu`, `cpu:0,cpu:1`. With several devices and no
+    /// explicit plan, the graph is split into contiguous pipeline stages
+    /// balanced by each device's compute units.
+    pub fn devices(mut self, spec: &str) -> Self {
+        self.devices = spec.to_string();
+        self
+    }
+    /// Caps kernel threads per CPU device.
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = Some(n);
+        self
+    }
+    /// Uses an explicit plan (its device names must be in the device list).
+    pub fn plan(mut self, plan: Plan) -> Self {
+        self.plan = Some(plan);
+        self
+    }
+    /// Buffers per edge (2+ lets micro-batches overlap across stages).
+    pub fn credits(mut self, n: usize) -> Self {
+        self.credits = Some(n);
+        self
+    }
+    /// Records a timeline of kernels and copies.
+    pub fn trace(mut self, on: bool) -> Self {
+        self.trace = on;
+        self
+    }
+
+    /// The plan this builder would use on these devices.
+    pub fn make_plan(&self, devices: &[Arc<dyn hetflow_devices::Device>]) -> Result<Plan, Error> {
+        if let Some(p) = &self.plan {
+            return Ok(p.clone());
+        }
+        let g = &self.model.graph;
+        let names: Vec<String> = devices.iter().map(|d| d.id().to_string()).collect();
+        if devices.len() == 1 || g.nodes.len() < devices.len() {
+            return Ok(Plan::single_device(g, &names[0]));
+        }
+        let speeds: Vec<f64> = devices
+            .iter()
+            .map(|d| d.info().compute_units.max(1) as f64)
+            .collect();
+        Ok(hetflow_scheduler::plan::pipeline_split(g, names, &speeds)?)
+    }
+
+    /// Opens the devices, plans, and deploys the actors.
+    pub fn build(self) -> Result<Session, Error> {
+        let specs = hetflow_devices::parse_device_list(&self.devices)?;
+        let devices = hetflow_devices::open_devices(&specs, self.threads)?;
+        let plan = self.make_plan(&devices)?;
+        let opts = SessionOptions {
+            credits: self.credits,
+            trace: self.trace,
+        };
+        Ok(Session::new(
+            self.model.graph.clone(),
+            &plan,
+            devices,
+            opts,
+        )?)
+    }
+}
+
+/// Replaces every character outside `[A-Za-z0-9._-]` with `_` (output file
+/// names of `hetflow run`).
+pub fn sanitize_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}

@@ -1,1 +1,240 @@
-//! stub
+//! # hetflow-devices
+//!
+//! The [`Device`] trait every backend implements, the tensors that live on a
+//! device ([`DeviceTensor`]), the registry that resolves `--device` specs
+//! such as `cpu:0,cpu:1` ([`registry`]), and the backends. This release has
+//! the CPU backend ([`cpu`]); CUDA, OpenCL and the TPU-like device slot into
+//! the same trait and registry.
+//!
+//! ## Threading and ownership
+//! A device is shared (`Arc<dyn Device>`) between the runtime's executor for
+//! that device and whoever uploads or downloads data. `execute` is called by
+//! exactly one executor thread per device, so calls on one device are
+//! ordered: that thread *is* the device's in-order compute queue for the CPU
+//! backend (the equivalent of a CUDA stream or OpenCL command queue).
+//! Backends with real asynchronous queues return tensors whose data may
+//! still be in flight; [`DeviceTensor`] carries the backend's handle, and
+//! downloading it waits for completion. Inputs are never modified: kernels
+//! read their inputs and allocate outputs, so the caller's tensors are
+//! untouched whatever happens.
+
+pub mod cpu;
+pub mod registry;
+
+pub use registry::{discover, open_devices, parse_device_list, BackendStatus, DeviceSpec};
+
+use hetflow_ops::{Op, Tensor};
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+/// Result alias for device operations.
+pub type Result<T, E = DeviceError> = std::result::Result<T, E>;
+
+/// A device failure, naming the device (and the op when there is one).
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// A kernel failed.
+    #[error("{op} failed on {device}: {msg}")]
+    Kernel {
+        /// The device.
+        device: DeviceId,
+        /// Op type.
+        op: String,
+        /// What went wrong.
+        msg: String,
+    },
+    /// The device cannot run this op at all (reported at plan time).
+    #[error("{device} does not support {op}: {why}")]
+    Unsupported {
+        /// The device.
+        device: DeviceId,
+        /// Op type.
+        op: String,
+        /// Why.
+        why: String,
+    },
+    /// A device spec could not be resolved.
+    #[error("device '{spec}': {msg}")]
+    Spec {
+        /// The spec as given.
+        spec: String,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A tensor was handed to a device it does not live on.
+    #[error("tensor lives on {actual}, not on {expected}")]
+    WrongDevice {
+        /// The device that was asked.
+        expected: DeviceId,
+        /// Where the tensor is.
+        actual: DeviceId,
+    },
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The class of a device.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    /// Host cores.
+    Cpu,
+    /// NVIDIA GPU through CUDA.
+    Cuda,
+    /// Any OpenCL device (GPU, CPU, FPGA).
+    Opencl,
+    /// The TPU-like matrix-unit device.
+    Tpu,
+}
+
+impl DeviceKind {
+    /// Lower-case name used in device specs.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceKind::Cpu => "cpu",
+            DeviceKind::Cuda => "cuda",
+            DeviceKind::Opencl => "opencl",
+            DeviceKind::Tpu => "tpu",
+        }
+    }
+}
+
+/// A device's name in specs and messages: `kind:index`, e.g. `cpu:1`.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct DeviceId {
+    /// Backend.
+    pub kind: DeviceKind,
+    /// Index within the backend.
+    pub index: usize,
+}
+
+impl DeviceId {
+    /// `cpu:index`.
+    pub fn cpu(index: usize) -> DeviceId {
+        DeviceId {
+            kind: DeviceKind::Cpu,
+            index,
+        }
+    }
+}
+
+impl fmt::Display for DeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.kind.name(), self.index)
+    }
+}
+
+/// What a device says about itself; the scheduler's cluster spec starts here.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DeviceInfo {
+    /// Its id.
+    pub id: DeviceId,
+    /// Human name (CPU model, GPU name, ...).
+    pub name: String,
+    /// Memory the device can use, in bytes.
+    pub memory_bytes: u64,
+    /// Compute units (cores, SMs, ...).
+    pub compute_units: usize,
+    /// Nominal peak f32 rate in GFLOP/s (0 when unknown; `hetflow profile`
+    /// measures the real one).
+    pub peak_gflops_f32: f64,
+    /// NUMA node of the device (or of the cores it is bound to).
+    pub numa_node: Option<usize>,
+    /// OS indices of the host PUs its executor threads are bound to.
+    pub host_pus: Vec<usize>,
+    /// Free-form locality (PCI bus id for accelerators).
+    pub locality: String,
+}
+
+/// A tensor resident on a device. Cheap to clone (shared handle).
+///
+/// The runtime moves these between actors as the "buffer handles" of the
+/// design: the payload is backend-specific (a host [`Tensor`] for the CPU
+/// backend) and only the owning backend looks inside.
+#[derive(Clone)]
+pub struct DeviceTensor {
+    /// Where the data lives.
+    pub device: DeviceId,
+    /// Element type.
+    pub dtype: hetflow_ops::DType,
+    /// Dimensions.
+    pub shape: Vec<usize>,
+    payload: Arc<dyn Any + Send + Sync>,
+}
+
+impl fmt::Debug for DeviceTensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "DeviceTensor({} {}{:?})",
+            self.device, self.dtype, self.shape
+        )
+    }
+}
+
+impl DeviceTensor {
+    /// Wraps a backend payload.
+    pub fn new<P: Any + Send + Sync>(
+        device: DeviceId,
+        dtype: hetflow_ops::DType,
+        shape: Vec<usize>,
+        payload: Arc<P>,
+    ) -> Self {
+        DeviceTensor {
+            device,
+            dtype,
+            shape,
+            payload,
+        }
+    }
+    /// The backend payload, if it is of type `P`.
+    pub fn payload<P: Any + Send + Sync>(&self) -> Option<&P> {
+        self.payload.downcast_ref::<P>()
+    }
+    /// Bytes of data.
+    pub fn byte_len(&self) -> usize {
+        self.shape.iter().product::<usize>() * self.dtype.size()
+    }
+}
+
+/// A compute device. See the crate docs for the threading contract.
+pub trait Device: Send + Sync {
+    /// Identity, capacity and locality.
+    fn info(&self) -> &DeviceInfo;
+
+    /// Its id (shorthand for `info().id`).
+    fn id(&self) -> DeviceId {
+        self.info().id
+    }
+
+    /// Whether this device can run `op` at all; `Err(why)` is reported at
+    /// plan time so the op is placed elsewhere.
+    fn supports(&self, op: &Op) -> std::result::Result<(), String>;
+
+    /// Copies a host tensor to the device (on the device's copy queue).
+    fn upload(&self, t: Arc<Tensor>) -> Result<DeviceTensor>;
+
+    /// Copies a device tensor back to the host, waiting for its data.
+    fn download(&self, t: &DeviceTensor) -> Result<Arc<Tensor>>;
+
+    /// Runs `op` on the compute queue. `inputs` are positional (`None` for
+    /// an omitted optional input) and must live on this device; returns
+    /// exactly `n_outputs` tensors. Never modifies its inputs.
+    fn execute(
+        &self,
+        op: &Op,
+        inputs: &[Option<&DeviceTensor>],
+        n_outputs: usize,
+    ) -> Result<Vec<DeviceTensor>>;
+
+    /// Called once on the executor thread that will drive this device,
+    /// before any `execute`: binds it near the device (hwloc) and sets up
+    /// thread-local state. Failure to bind is logged, not fatal.
+    fn init_executor_thread(&self) {}
+}

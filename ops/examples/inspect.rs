@@ -8,12 +8,31 @@ fn main() {
             std::process::exit(2);
         }
         Ok(g) => {
-            println!("opset {} inputs {} outputs {} nodes {} weights {} bytes", g.opset, g.inputs.len(), g.outputs.len(), g.nodes.len(), g.weight_bytes());
+            println!(
+                "opset {} inputs {} outputs {} nodes {} weights {} bytes",
+                g.opset,
+                g.inputs.len(),
+                g.outputs.len(),
+                g.nodes.len(),
+                g.weight_bytes()
+            );
             for n in &g.nodes {
-                let outs: Vec<String> = n.outputs.iter().map(|o| {
-                    let f = &g.value(*o).fact;
-                    format!("{}:{:?}{}", g.name(*o), f.dtype, f.shape.as_ref().map(|s| hetflow_ops::graph::fmt_shape(s)).unwrap_or("?".into()))
-                }).collect();
+                let outs: Vec<String> = n
+                    .outputs
+                    .iter()
+                    .map(|o| {
+                        let f = &g.value(*o).fact;
+                        format!(
+                            "{}:{:?}{}",
+                            g.name(*o),
+                            f.dtype,
+                            f.shape
+                                .as_ref()
+                                .map(|s| hetflow_ops::graph::fmt_shape(s))
+                                .unwrap_or("?".into())
+                        )
+                    })
+                    .collect();
                 println!("{:30} {:20} -> {}", n.name, n.op.name(), outs.join(", "));
             }
         }

@@ -60,17 +60,32 @@ pub fn op_class(op: &Op) -> OpClass {
     match op {
         Op::MatMul | Op::Gemm { .. } => OpClass::Gemm,
         Op::Conv(_) => OpClass::Conv,
-        Op::Unary(_) | Op::Binary(_) | Op::LeakyRelu { .. } | Op::Gelu { .. } | Op::Clip { .. }
-        | Op::Where | Op::Sum | Op::Cast { .. } => OpClass::Elementwise,
-        Op::Softmax { .. } | Op::LogSoftmax { .. } | Op::BatchNorm { .. } | Op::LayerNorm { .. }
-        | Op::Lrn { .. } | Op::Reduce { .. } | Op::MaxPool(_) | Op::AveragePool(_)
-        | Op::GlobalAveragePool | Op::GlobalMaxPool => OpClass::Reduce,
+        Op::Unary(_)
+        | Op::Binary(_)
+        | Op::LeakyRelu { .. }
+        | Op::Gelu { .. }
+        | Op::Clip { .. }
+        | Op::Where
+        | Op::Sum
+        | Op::Cast { .. } => OpClass::Elementwise,
+        Op::Softmax { .. }
+        | Op::LogSoftmax { .. }
+        | Op::BatchNorm { .. }
+        | Op::LayerNorm { .. }
+        | Op::Lrn { .. }
+        | Op::Reduce { .. }
+        | Op::MaxPool(_)
+        | Op::AveragePool(_)
+        | Op::GlobalAveragePool
+        | Op::GlobalMaxPool => OpClass::Reduce,
         _ => OpClass::Movement,
     }
 }
 
 fn elems(f: &Fact) -> f64 {
-    f.concrete_shape().map(|s| s.iter().product::<usize>() as f64).unwrap_or(0.0)
+    f.concrete_shape()
+        .map(|s| s.iter().product::<usize>() as f64)
+        .unwrap_or(0.0)
 }
 
 fn bytes(f: &Fact) -> f64 {
@@ -82,7 +97,11 @@ fn bytes(f: &Fact) -> f64 {
 pub fn op_cost(op: &Op, inputs: &[Option<&Fact>], outputs: &[&Fact]) -> Cost {
     let bytes_read: f64 = inputs.iter().flatten().map(|f| bytes(f)).sum();
     let out_elems: f64 = outputs.iter().map(|f| elems(f)).sum();
-    let bytes_written: f64 = if op.is_view() { 0.0 } else { outputs.iter().map(|f| bytes(f)).sum() };
+    let bytes_written: f64 = if op.is_view() {
+        0.0
+    } else {
+        outputs.iter().map(|f| bytes(f)).sum()
+    };
     let in0 = inputs.first().copied().flatten();
     let flops = match op {
         Op::MatMul | Op::Gemm { .. } => {
@@ -98,12 +117,22 @@ pub fn op_cost(op: &Op, inputs: &[Option<&Fact>], outputs: &[&Fact]) -> Cost {
         }
         Op::Conv(_) => {
             // Each output element: C_in/group * prod(kernel) MACs.
-            let w = inputs.get(1).copied().flatten().and_then(|w| w.concrete_shape());
-            let per = w.map(|w| w[1..].iter().product::<usize>() as f64).unwrap_or(0.0);
+            let w = inputs
+                .get(1)
+                .copied()
+                .flatten()
+                .and_then(|w| w.concrete_shape());
+            let per = w
+                .map(|w| w[1..].iter().product::<usize>() as f64)
+                .unwrap_or(0.0);
             2.0 * out_elems * per
         }
-        Op::MaxPool(p) | Op::AveragePool(p) => out_elems * p.kernel_shape.iter().product::<usize>() as f64,
-        Op::GlobalAveragePool | Op::GlobalMaxPool | Op::Reduce { .. } => in0.map(elems).unwrap_or(0.0),
+        Op::MaxPool(p) | Op::AveragePool(p) => {
+            out_elems * p.kernel_shape.iter().product::<usize>() as f64
+        }
+        Op::GlobalAveragePool | Op::GlobalMaxPool | Op::Reduce { .. } => {
+            in0.map(elems).unwrap_or(0.0)
+        }
         Op::Softmax { .. } | Op::LogSoftmax { .. } => 4.0 * out_elems,
         Op::BatchNorm { .. } => 2.0 * out_elems,
         Op::LayerNorm { .. } => 8.0 * out_elems,
@@ -115,7 +144,11 @@ pub fn op_cost(op: &Op, inputs: &[Option<&Fact>], outputs: &[&Fact]) -> Cost {
             _ => 0.0,
         },
     };
-    Cost { flops, bytes_read, bytes_written }
+    Cost {
+        flops,
+        bytes_read,
+        bytes_written,
+    }
 }
 
 /// Output spatial size helper reused by devices that plan conv tiling.
@@ -124,7 +157,16 @@ pub fn conv_output_spatial(
     kernel: &[usize],
     attrs: &crate::op::ConvAttrs,
 ) -> crate::Result<Vec<usize>> {
-    Ok(resolve_window(input, kernel, &attrs.strides, &attrs.dilations, &attrs.pads, attrs.auto_pad, false)?.output)
+    Ok(resolve_window(
+        input,
+        kernel,
+        &attrs.strides,
+        &attrs.dilations,
+        &attrs.pads,
+        attrs.auto_pad,
+        false,
+    )?
+    .output)
 }
 
 #[cfg(test)]

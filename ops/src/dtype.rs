@@ -93,7 +93,9 @@ impl DType {
             15 => "complex128",
             17..=20 | 23 => "float8",
             21 | 22 => "int4",
-            _ => DType::from_onnx(code).map(|d| d.name()).unwrap_or("unknown"),
+            _ => DType::from_onnx(code)
+                .map(|d| d.name())
+                .unwrap_or("unknown"),
         }
     }
 

@@ -58,7 +58,11 @@ impl Error {
     pub fn at_node(self, node: &str, op: &str) -> Error {
         match self {
             e @ (Error::Node { .. } | Error::Unsupported { .. }) => e,
-            other => Error::Node { node: node.to_string(), op: op.to_string(), msg: other.to_string() },
+            other => Error::Node {
+                node: node.to_string(),
+                op: op.to_string(),
+                msg: other.to_string(),
+            },
         }
     }
 }

@@ -13,11 +13,15 @@ use std::fmt;
 use std::sync::Arc;
 
 /// Index of a value in [`Graph::values`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct ValueId(pub usize);
 
 /// Index of a node in [`Graph::nodes`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct NodeId(pub usize);
 
 /// One dimension: known, or a named symbol (e.g. `batch`) fixed at run time.
@@ -77,7 +81,11 @@ impl Fact {
     }
     /// A fact with dtype and concrete shape.
     pub fn known(dtype: DType, shape: &[usize]) -> Fact {
-        Fact { dtype: Some(dtype), shape: Some(shape.iter().map(|&d| Dim::Known(d)).collect()), value: None }
+        Fact {
+            dtype: Some(dtype),
+            shape: Some(shape.iter().map(|&d| Dim::Known(d)).collect()),
+            value: None,
+        }
     }
     /// The concrete shape if every dim is known.
     pub fn concrete_shape(&self) -> Option<Vec<usize>> {
@@ -143,7 +151,10 @@ impl Graph {
     }
     /// Adds a value and returns its id.
     pub fn add_value(&mut self, name: impl Into<String>, fact: Fact) -> ValueId {
-        self.values.push(Value { name: name.into(), fact });
+        self.values.push(Value {
+            name: name.into(),
+            fact,
+        });
         ValueId(self.values.len() - 1)
     }
     /// For each value, the node that produces it (None for inputs/constants).
@@ -176,5 +187,65 @@ impl Graph {
     pub fn describe(&self, n: NodeId) -> String {
         let node = &self.nodes[n.0];
         format!("'{}' ({})", node.name, node.op.name())
+    }
+}
+
+/// Building graphs in code (tests, examples, generated workloads).
+impl Graph {
+    /// Declares a graph input the caller feeds.
+    pub fn add_input(&mut self, name: &str, dtype: DType, shape: Vec<Dim>) -> ValueId {
+        let id = self.add_value(
+            name,
+            Fact {
+                dtype: Some(dtype),
+                shape: Some(shape),
+                value: None,
+            },
+        );
+        self.inputs.push(id);
+        id
+    }
+    /// Adds a constant (weight).
+    pub fn add_const(&mut self, name: &str, t: Tensor) -> ValueId {
+        let t = Arc::new(t);
+        let id = self.add_value(name, Fact::constant(t.clone()));
+        self.constants.insert(id, t);
+        id
+    }
+    /// Appends a node with `n_outputs` fresh outputs named `<name>:<i>`
+    /// (or `name` itself when there is one output).
+    pub fn add_node(
+        &mut self,
+        name: &str,
+        op: Op,
+        inputs: &[ValueId],
+        n_outputs: usize,
+    ) -> Vec<ValueId> {
+        let outputs: Vec<ValueId> = (0..n_outputs)
+            .map(|i| {
+                let vname = if n_outputs == 1 {
+                    name.to_string()
+                } else {
+                    format!("{name}:{i}")
+                };
+                self.add_value(vname, Fact::default())
+            })
+            .collect();
+        self.nodes.push(Node {
+            name: name.to_string(),
+            op,
+            inputs: inputs.iter().map(|&i| Some(i)).collect(),
+            outputs: outputs.clone(),
+        });
+        outputs
+    }
+    /// Marks a value as a graph output.
+    pub fn add_output(&mut self, v: ValueId) {
+        self.outputs.push(v);
+    }
+    /// Runs shape inference and constant folding (as the ONNX loader does).
+    pub fn finish(mut self) -> crate::Result<Graph> {
+        crate::infer::infer_graph(&mut self)?;
+        Ok(self)
     }
 }

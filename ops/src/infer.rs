@@ -25,17 +25,26 @@ pub fn infer_graph(g: &mut Graph) -> Result<()> {
     let mut kept = Vec::with_capacity(g.nodes.len());
     let nodes = std::mem::take(&mut g.nodes);
     for node in nodes {
-        let in_facts: Vec<Option<Fact>> =
-            node.inputs.iter().map(|i| i.map(|id| g.values[id.0].fact.clone())).collect();
+        let in_facts: Vec<Option<Fact>> = node
+            .inputs
+            .iter()
+            .map(|i| i.map(|id| g.values[id.0].fact.clone()))
+            .collect();
         let refs: Vec<Option<&Fact>> = in_facts.iter().map(|f| f.as_ref()).collect();
         let ctx = |e: Error| e.at_node(&node.name, node.op.name());
         // Constant folding.
-        if foldable(&node.op) && !refs.is_empty() && refs.iter().flatten().all(|f| f.value.is_some()) {
-            let tensors: Vec<Option<&crate::Tensor>> =
-                refs.iter().map(|f| f.and_then(|f| f.value.as_deref())).collect();
+        if foldable(&node.op)
+            && !refs.is_empty()
+            && refs.iter().flatten().all(|f| f.value.is_some())
+        {
+            let tensors: Vec<Option<&crate::Tensor>> = refs
+                .iter()
+                .map(|f| f.and_then(|f| f.value.as_deref()))
+                .collect();
             let small = tensors.iter().flatten().map(|t| t.len()).sum::<usize>() <= FOLD_LIMIT;
             if small {
-                let outs = crate::kernels::eval(&node.op, &tensors, node.outputs.len()).map_err(ctx)?;
+                let outs =
+                    crate::kernels::eval(&node.op, &tensors, node.outputs.len()).map_err(ctx)?;
                 for (o, t) in node.outputs.iter().zip(outs) {
                     let t = Arc::new(t);
                     g.values[o.0].fact = Fact::constant(t.clone());
@@ -76,7 +85,11 @@ fn merge(inferred: Fact, declared: &Fact) -> Fact {
         (Some(i), _) => Some(i.clone()),
         (None, d) => d.clone(),
     };
-    Fact { dtype, shape, value: inferred.value }
+    Fact {
+        dtype,
+        shape,
+        value: inferred.value,
+    }
 }
 
 /// Facts for every value of `g` with the graph inputs bound to the given
@@ -87,7 +100,11 @@ pub fn concrete_facts(g: &Graph, inputs: &[Fact]) -> Result<Vec<Fact>> {
         facts[id.0] = f.clone();
     }
     for node in &g.nodes {
-        let refs: Vec<Option<&Fact>> = node.inputs.iter().map(|i| i.map(|id| &facts[id.0])).collect();
+        let refs: Vec<Option<&Fact>> = node
+            .inputs
+            .iter()
+            .map(|i| i.map(|id| &facts[id.0]))
+            .collect();
         let outs = infer_op(&node.op, &refs, node.outputs.len())
             .map_err(|e| e.at_node(&node.name, node.op.name()))?;
         for (o, f) in node.outputs.iter().zip(outs) {
@@ -110,11 +127,19 @@ fn opt_input<'a>(inputs: &[Option<&'a Fact>], i: usize) -> Option<&'a Fact> {
 }
 
 fn same(f: &Fact) -> Fact {
-    Fact { dtype: f.dtype, shape: f.shape.clone(), value: None }
+    Fact {
+        dtype: f.dtype,
+        shape: f.shape.clone(),
+        value: None,
+    }
 }
 
 fn with_dtype(dtype: Option<DType>, shape: Option<Vec<Dim>>) -> Fact {
-    Fact { dtype, shape, value: None }
+    Fact {
+        dtype,
+        shape,
+        value: None,
+    }
 }
 
 /// Broadcast of symbolic shapes.
@@ -123,15 +148,26 @@ fn broadcast_dims(a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>> {
     let one = Dim::Known(1);
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
-        let da = if i + a.len() >= n { &a[i + a.len() - n] } else { &one };
-        let db = if i + b.len() >= n { &b[i + b.len() - n] } else { &one };
+        let da = if i + a.len() >= n {
+            &a[i + a.len() - n]
+        } else {
+            &one
+        };
+        let db = if i + b.len() >= n {
+            &b[i + b.len() - n]
+        } else {
+            &one
+        };
         out.push(match (da, db) {
             (x, y) if x == y => x.clone(),
             (Dim::Known(1), y) => y.clone(),
             (x, Dim::Known(1)) => x.clone(),
             (Dim::Known(x), Dim::Known(y)) => {
-                return Err(Error::msg(format!("dims {x} and {y} do not broadcast (shapes {} and {})",
-                    crate::graph::fmt_shape(a), crate::graph::fmt_shape(b))))
+                return Err(Error::msg(format!(
+                    "dims {x} and {y} do not broadcast (shapes {} and {})",
+                    crate::graph::fmt_shape(a),
+                    crate::graph::fmt_shape(b)
+                )))
             }
             (Dim::Known(x), Dim::Sym(_)) | (Dim::Sym(_), Dim::Known(x)) => Dim::Known(*x),
             (x, _) => x.clone(),
@@ -176,12 +212,26 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
     let x = || input(inputs, 0);
     let one = |f: Fact| Ok(vec![f]);
     match op {
-        Op::Unary(_) | Op::LeakyRelu { .. } | Op::Gelu { .. } | Op::Clip { .. } | Op::Identity
-        | Op::Softmax { .. } | Op::LogSoftmax { .. } | Op::Lrn { .. } | Op::BatchNorm { .. }
+        Op::Unary(_)
+        | Op::LeakyRelu { .. }
+        | Op::Gelu { .. }
+        | Op::Clip { .. }
+        | Op::Identity
+        | Op::Softmax { .. }
+        | Op::LogSoftmax { .. }
+        | Op::Lrn { .. }
+        | Op::BatchNorm { .. }
         | Op::LayerNorm { .. } => {
             let x = x()?;
-            if let (Op::BatchNorm { .. } | Op::LayerNorm { .. } | Op::Lrn { .. } | Op::Softmax { .. }
-                | Op::LogSoftmax { .. } | Op::Gelu { .. }, Some(d)) = (op, x.dtype)
+            if let (
+                Op::BatchNorm { .. }
+                | Op::LayerNorm { .. }
+                | Op::Lrn { .. }
+                | Op::Softmax { .. }
+                | Op::LogSoftmax { .. }
+                | Op::Gelu { .. },
+                Some(d),
+            ) = (op, x.dtype)
             {
                 if !d.is_float() {
                     crate::bail!("input 0 must be a float tensor, got {d}");
@@ -205,9 +255,17 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
         Op::Binary(b) => {
             let a = input(inputs, 0)?;
             let c = input(inputs, 1)?;
-            let dt = if *b == BinaryOp::Pow { a.dtype } else { check_same_dtype(&[a, c], op.name())? };
+            let dt = if *b == BinaryOp::Pow {
+                a.dtype
+            } else {
+                check_same_dtype(&[a, c], op.name())?
+            };
             let shape = broadcast_facts(&[a, c])?;
-            let dtype = if b.is_comparison() || b.is_logical() { Some(DType::Bool) } else { dt };
+            let dtype = if b.is_comparison() || b.is_logical() {
+                Some(DType::Bool)
+            } else {
+                dt
+            };
             one(with_dtype(dtype, shape))
         }
         Op::Where => {
@@ -241,22 +299,38 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
             };
             one(with_dtype(dt, shape))
         }
-        Op::Gemm { trans_a, trans_b, .. } => {
+        Op::Gemm {
+            trans_a, trans_b, ..
+        } => {
             let a = input(inputs, 0)?;
             let b = input(inputs, 1)?;
             let dt = check_same_dtype(&[a, b], "Gemm")?;
             let shape = match (&a.shape, &b.shape) {
                 (Some(sa), Some(sb)) => {
                     if sa.len() != 2 || sb.len() != 2 {
-                        crate::bail!("Gemm needs 2-D A and B, got {} and {}",
-                            crate::graph::fmt_shape(sa), crate::graph::fmt_shape(sb));
+                        crate::bail!(
+                            "Gemm needs 2-D A and B, got {} and {}",
+                            crate::graph::fmt_shape(sa),
+                            crate::graph::fmt_shape(sb)
+                        );
                     }
-                    let (m, ka) = if *trans_a { (&sa[1], &sa[0]) } else { (&sa[0], &sa[1]) };
-                    let (kb, n) = if *trans_b { (&sb[1], &sb[0]) } else { (&sb[0], &sb[1]) };
+                    let (m, ka) = if *trans_a {
+                        (&sa[1], &sa[0])
+                    } else {
+                        (&sa[0], &sa[1])
+                    };
+                    let (kb, n) = if *trans_b {
+                        (&sb[1], &sb[0])
+                    } else {
+                        (&sb[0], &sb[1])
+                    };
                     if let (Dim::Known(x), Dim::Known(y)) = (ka, kb) {
                         if x != y {
-                            crate::bail!("Gemm inner dims differ: A {} vs B {}",
-                                crate::graph::fmt_shape(sa), crate::graph::fmt_shape(sb));
+                            crate::bail!(
+                                "Gemm inner dims differ: A {} vs B {}",
+                                crate::graph::fmt_shape(sa),
+                                crate::graph::fmt_shape(sb)
+                            );
                         }
                     }
                     Some(vec![m.clone(), n.clone()])
@@ -265,7 +339,12 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
             };
             one(with_dtype(dt, shape))
         }
-        Op::Reduce { axes, keepdims, noop_with_empty_axes, .. } => {
+        Op::Reduce {
+            axes,
+            keepdims,
+            noop_with_empty_axes,
+            ..
+        } => {
             let x = x()?;
             let axes = match axes {
                 Some(a) => Some(a.clone()),
@@ -306,8 +385,11 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
             let shape = match (&x.shape, w.concrete_shape()) {
                 (Some(xs), Some(ws)) => {
                     if xs.len() < 3 || ws.len() != xs.len() {
-                        crate::bail!("Conv input {} and weight {:?} ranks do not fit",
-                            crate::graph::fmt_shape(xs), ws);
+                        crate::bail!(
+                            "Conv input {} and weight {:?} ranks do not fit",
+                            crate::graph::fmt_shape(xs),
+                            ws
+                        );
                     }
                     if let Dim::Known(cin) = xs[1] {
                         if cin != ws[1] * c.group {
@@ -316,11 +398,23 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
                         }
                     }
                     if ws[0] % c.group != 0 {
-                        crate::bail!("Conv output channels {} not divisible by group {}", ws[0], c.group);
+                        crate::bail!(
+                            "Conv output channels {} not divisible by group {}",
+                            ws[0],
+                            c.group
+                        );
                     }
                     let kernel = c.kernel_shape.clone().unwrap_or_else(|| ws[2..].to_vec());
                     let mut out = vec![xs[0].clone(), Dim::Known(ws[0])];
-                    out.extend(resolve_window_dims(&xs[2..], &kernel, &c.strides, &c.dilations, &c.pads, c.auto_pad, false)?);
+                    out.extend(resolve_window_dims(
+                        &xs[2..],
+                        &kernel,
+                        &c.strides,
+                        &c.dilations,
+                        &c.pads,
+                        c.auto_pad,
+                        false,
+                    )?);
                     Some(out)
                 }
                 _ => None,
@@ -332,11 +426,22 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
             let shape = match &x.shape {
                 Some(xs) => {
                     if xs.len() != p.kernel_shape.len() + 2 {
-                        crate::bail!("pool kernel {:?} does not fit input {}", p.kernel_shape,
-                            crate::graph::fmt_shape(xs));
+                        crate::bail!(
+                            "pool kernel {:?} does not fit input {}",
+                            p.kernel_shape,
+                            crate::graph::fmt_shape(xs)
+                        );
                     }
                     let mut out = xs[..2].to_vec();
-                    out.extend(resolve_window_dims(&xs[2..], &p.kernel_shape, &p.strides, &p.dilations, &p.pads, p.auto_pad, p.ceil_mode)?);
+                    out.extend(resolve_window_dims(
+                        &xs[2..],
+                        &p.kernel_shape,
+                        &p.strides,
+                        &p.dilations,
+                        &p.pads,
+                        p.auto_pad,
+                        p.ceil_mode,
+                    )?);
                     Some(out)
                 }
                 None => None,
@@ -346,7 +451,10 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
         Op::GlobalAveragePool | Op::GlobalMaxPool => {
             let x = x()?;
             let shape = x.shape.as_ref().map(|s| {
-                s.iter().enumerate().map(|(i, d)| if i < 2 { d.clone() } else { Dim::Known(1) }).collect()
+                s.iter()
+                    .enumerate()
+                    .map(|(i, d)| if i < 2 { d.clone() } else { Dim::Known(1) })
+                    .collect()
             });
             one(with_dtype(x.dtype, shape))
         }
@@ -359,7 +467,8 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
             let out = match target {
                 Some(t) => Some(reshape_dims(x.shape.as_deref(), &t, *allowzero)?),
                 None => input(inputs, 1)?.concrete_shape().and_then(|s| {
-                    s.first().map(|&r| (0..r).map(|i| Dim::Sym(format!("reshape_{i}"))).collect())
+                    s.first()
+                        .map(|&r| (0..r).map(|i| Dim::Sym(format!("reshape_{i}"))).collect())
                 }),
             };
             one(with_dtype(x.dtype, out))
@@ -384,9 +493,14 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
             let x = x()?;
             let shape = match &x.shape {
                 Some(s) => {
-                    let perm: Vec<usize> = perm.clone().unwrap_or_else(|| (0..s.len()).rev().collect());
+                    let perm: Vec<usize> =
+                        perm.clone().unwrap_or_else(|| (0..s.len()).rev().collect());
                     let mut seen = vec![false; s.len()];
-                    if perm.len() != s.len() || perm.iter().any(|&p| p >= s.len() || std::mem::replace(&mut seen[p], true)) {
+                    if perm.len() != s.len()
+                        || perm
+                            .iter()
+                            .any(|&p| p >= s.len() || std::mem::replace(&mut seen[p], true))
+                    {
                         crate::bail!("perm {:?} is not a permutation of rank {}", perm, s.len());
                     }
                     Some(perm.iter().map(|&p| s[p].clone()).collect())
@@ -424,7 +538,13 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
                         }
                         drop[i] = true;
                     }
-                    Some(s.iter().zip(drop).filter(|(_, d)| !d).map(|(s, _)| s.clone()).collect())
+                    Some(
+                        s.iter()
+                            .zip(drop)
+                            .filter(|(_, d)| !d)
+                            .map(|(s, _)| s.clone())
+                            .collect(),
+                    )
                 }
                 _ => None,
             };
@@ -448,7 +568,17 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
                         ins[i] = true;
                     }
                     let mut it = s.iter();
-                    Some(ins.iter().map(|&b| if b { Dim::Known(1) } else { it.next().cloned().unwrap_or(Dim::Known(1)) }).collect())
+                    Some(
+                        ins.iter()
+                            .map(|&b| {
+                                if b {
+                                    Dim::Known(1)
+                                } else {
+                                    it.next().cloned().unwrap_or(Dim::Known(1))
+                                }
+                            })
+                            .collect(),
+                    )
                 }
                 _ => None,
             };
@@ -499,7 +629,11 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
                         let a = norm_axis(*axis, s.len())?;
                         let mut o = s.clone();
                         o[a] = match (&split, &s[a]) {
-                            (Some(sp), _) => Dim::Known(*sp.get(i).ok_or_else(|| Error::msg("split has fewer entries than outputs"))? as usize),
+                            (Some(sp), _) => {
+                                Dim::Known(*sp.get(i).ok_or_else(|| {
+                                    Error::msg("split has fewer entries than outputs")
+                                })? as usize)
+                            }
                             (None, Dim::Known(d)) => {
                                 let chunk = d.div_ceil(n_out);
                                 Dim::Known(chunk.min(d.saturating_sub(chunk * i)))
@@ -517,12 +651,16 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
         Op::Shape { start, end } => {
             let x = x()?;
             let len = x.rank().map(|r| {
-                let clamp = |v: i64| (if v < 0 { v + r as i64 } else { v }).clamp(0, r as i64) as usize;
+                let clamp =
+                    |v: i64| (if v < 0 { v + r as i64 } else { v }).clamp(0, r as i64) as usize;
                 let s = clamp(*start);
                 let e = clamp(end.unwrap_or(r as i64));
                 e.saturating_sub(s)
             });
-            one(with_dtype(Some(DType::I64), len.map(|l| vec![Dim::Known(l)])))
+            one(with_dtype(
+                Some(DType::I64),
+                len.map(|l| vec![Dim::Known(l)]),
+            ))
         }
         Op::Gather { axis } => {
             let x = x()?;
@@ -558,9 +696,12 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
         Op::ConstantOfShape { value } => {
             let shape = const_ints(Some(input(inputs, 0)?))
                 .map(|s| s.iter().map(|&d| Dim::Known(d.max(0) as usize)).collect())
-                .or_else(|| input(inputs, 0).ok()?.concrete_shape().and_then(|s| {
-                    s.first().map(|&r| (0..r).map(|i| Dim::Sym(format!("cos_{i}"))).collect())
-                }));
+                .or_else(|| {
+                    input(inputs, 0).ok()?.concrete_shape().and_then(|s| {
+                        s.first()
+                            .map(|&r| (0..r).map(|i| Dim::Sym(format!("cos_{i}"))).collect())
+                    })
+                });
             one(with_dtype(Some(value.dtype()), shape))
         }
         Op::Slice { .. } => {
@@ -568,7 +709,10 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
             // constants the shape is exact, else rank only.
             let x = x()?;
             let shape = x.shape.as_ref().map(|s| {
-                s.iter().enumerate().map(|(i, _)| Dim::Sym(format!("slice_{i}"))).collect::<Vec<_>>()
+                s.iter()
+                    .enumerate()
+                    .map(|(i, _)| Dim::Sym(format!("slice_{i}")))
+                    .collect::<Vec<_>>()
             });
             let exact = slice_shape(op, inputs, x)?;
             one(with_dtype(x.dtype, exact.or(shape)))
@@ -577,7 +721,9 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
 }
 
 fn slice_shape(op: &Op, inputs: &[Option<&Fact>], x: &Fact) -> Result<Option<Vec<Dim>>> {
-    let Op::Slice { starts, ends, axes } = op else { return Ok(None) };
+    let Op::Slice { starts, ends, axes } = op else {
+        return Ok(None);
+    };
     let Some(s) = &x.shape else { return Ok(None) };
     let (starts, ends, axes, steps) = if starts.is_some() {
         (starts.clone(), ends.clone(), axes.clone(), None)
@@ -589,8 +735,12 @@ fn slice_shape(op: &Op, inputs: &[Option<&Fact>], x: &Fact) -> Result<Option<Vec
             const_ints(opt_input(inputs, 4)),
         )
     };
-    let (Some(starts), Some(ends)) = (starts, ends) else { return Ok(None) };
-    if opt_input(inputs, 3).is_some() && axes.is_none() || opt_input(inputs, 4).is_some() && steps.is_none() {
+    let (Some(starts), Some(ends)) = (starts, ends) else {
+        return Ok(None);
+    };
+    if opt_input(inputs, 3).is_some() && axes.is_none()
+        || opt_input(inputs, 4).is_some() && steps.is_none()
+    {
         return Ok(None);
     }
     let axes = axes.unwrap_or_else(|| (0..starts.len() as i64).collect());
@@ -611,7 +761,11 @@ fn slice_shape(op: &Op, inputs: &[Option<&Fact>], x: &Fact) -> Result<Option<Vec
         }
         let (lo, hi) = crate::op::slice_range(starts[i], ends[i], step, d);
         let n = if step > 0 {
-            if hi > lo { (hi - lo + step - 1) / step } else { 0 }
+            if hi > lo {
+                (hi - lo + step - 1) / step
+            } else {
+                0
+            }
         } else if lo > hi {
             (lo - hi + (-step) - 1) / (-step)
         } else {
@@ -628,7 +782,11 @@ fn prod_dims(ds: &[Dim]) -> Dim {
         match d {
             Dim::Known(n) => p *= n,
             Dim::Sym(s) => {
-                return if ds.len() == 1 { Dim::Sym(s.clone()) } else { Dim::Sym(format!("prod({})", crate::graph::fmt_shape(ds))) }
+                return if ds.len() == 1 {
+                    Dim::Sym(s.clone())
+                } else {
+                    Dim::Sym(format!("prod({})", crate::graph::fmt_shape(ds)))
+                }
             }
         }
     }
@@ -650,7 +808,9 @@ fn reshape_dims(x: Option<&[Dim]>, target: &[i64], allowzero: bool) -> Result<Ve
                 let d = x.and_then(|x| x.get(i)).cloned();
                 match d {
                     Some(d) => out.push(Some(d)),
-                    None if x.is_some() => crate::bail!("shape {:?} copies dim {i} which the input lacks", target),
+                    None if x.is_some() => {
+                        crate::bail!("shape {:?} copies dim {i} which the input lacks", target)
+                    }
                     None => out.push(Some(Dim::Sym(format!("reshape_{i}")))),
                 }
             }
@@ -675,7 +835,12 @@ fn reshape_dims(x: Option<&[Dim]>, target: &[i64], allowzero: bool) -> Result<Ve
         let new: Option<usize> = out.iter().flatten().map(|d| d.known()).product();
         if let (Some(t), Some(n)) = (total, new) {
             if t != n {
-                crate::bail!("cannot reshape {} ({} elements) to {:?}", crate::graph::fmt_shape(x), t, target);
+                crate::bail!(
+                    "cannot reshape {} ({} elements) to {:?}",
+                    crate::graph::fmt_shape(x),
+                    t,
+                    target
+                );
             }
         }
     }
@@ -686,12 +851,24 @@ fn matmul_shape(a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>> {
     if a.is_empty() || b.is_empty() {
         crate::bail!("MatMul operands must have rank >= 1");
     }
-    let a2: Vec<Dim> = if a.len() == 1 { vec![Dim::Known(1), a[0].clone()] } else { a.to_vec() };
-    let b2: Vec<Dim> = if b.len() == 1 { vec![b[0].clone(), Dim::Known(1)] } else { b.to_vec() };
+    let a2: Vec<Dim> = if a.len() == 1 {
+        vec![Dim::Known(1), a[0].clone()]
+    } else {
+        a.to_vec()
+    };
+    let b2: Vec<Dim> = if b.len() == 1 {
+        vec![b[0].clone(), Dim::Known(1)]
+    } else {
+        b.to_vec()
+    };
     let (ka, kb) = (&a2[a2.len() - 1], &b2[b2.len() - 2]);
     if let (Dim::Known(x), Dim::Known(y)) = (ka, kb) {
         if x != y {
-            crate::bail!("MatMul inner dims differ: {} x {}", crate::graph::fmt_shape(a), crate::graph::fmt_shape(b));
+            crate::bail!(
+                "MatMul inner dims differ: {} x {}",
+                crate::graph::fmt_shape(a),
+                crate::graph::fmt_shape(b)
+            );
         }
     }
     let mut out = broadcast_dims(&a2[..a2.len() - 2], &b2[..b2.len() - 2])?;
@@ -708,4 +885,3 @@ fn matmul_shape(a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>> {
 pub fn broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
     broadcast_shapes(a, b)
 }
-

@@ -11,14 +11,19 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 fn bad(path: &Path, msg: impl std::fmt::Display) -> Error {
-    Error::BadFile { path: path.display().to_string(), msg: msg.to_string() }
+    Error::BadFile {
+        path: path.display().to_string(),
+        msg: msg.to_string(),
+    }
 }
 
 /// Reads a `.npy` file.
 pub fn read_npy(path: impl AsRef<Path>) -> Result<Tensor> {
     let path = path.as_ref();
-    let bytes =
-        std::fs::read(path).map_err(|e| Error::Io { path: path.display().to_string(), source: e })?;
+    let bytes = std::fs::read(path).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
     read_npy_bytes(&bytes).map_err(|e| bad(path, e))
 }
 
@@ -28,14 +33,18 @@ pub fn read_npy_bytes(bytes: &[u8]) -> Result<Tensor> {
 }
 
 fn read_from<R: Read>(r: R) -> Result<Tensor> {
-    let npy = npyz::NpyFile::new(r).map_err(|e| Error::msg(format!("not a valid .npy file: {e}")))?;
+    let npy =
+        npyz::NpyFile::new(r).map_err(|e| Error::msg(format!("not a valid .npy file: {e}")))?;
     if npy.order() == npyz::Order::Fortran {
         crate::bail!("Fortran-ordered .npy arrays are unsupported; save with np.ascontiguousarray");
     }
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
     let ts = match npy.dtype() {
         npyz::DType::Plain(ts) => ts,
-        other => crate::bail!("unsupported .npy dtype {:?} (structured or array dtypes)", other.descr()),
+        other => crate::bail!(
+            "unsupported .npy dtype {:?} (structured or array dtypes)",
+            other.descr()
+        ),
     };
     let code = ts.to_string();
     // npyz converts endianness itself; we only need the kind and width.
@@ -65,7 +74,11 @@ fn write_typed<T: npyz::Serialize + npyz::AutoSerialize + Copy, W: Write>(
     v: &[T],
 ) -> std::io::Result<()> {
     use npyz::WriterBuilder;
-    let mut writer = npyz::WriteOptions::<T>::new().default_dtype().shape(shape).writer(w).begin_nd()?;
+    let mut writer = npyz::WriteOptions::<T>::new()
+        .default_dtype()
+        .shape(shape)
+        .writer(w)
+        .begin_nd()?;
     writer.extend(v.iter().copied())?;
     writer.finish()
 }
@@ -101,7 +114,10 @@ pub fn write_npy_bytes(t: &Tensor) -> Result<Vec<u8>> {
 pub fn write_npy(path: impl AsRef<Path>, t: &Tensor) -> Result<()> {
     let path = path.as_ref();
     let bytes = write_npy_bytes(t)?;
-    std::fs::write(path, bytes).map_err(|e| Error::Io { path: path.display().to_string(), source: e })
+    std::fs::write(path, bytes).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    })
 }
 
 /// The dtype a `.npy` file of `t` will declare (bf16 becomes u16).
@@ -122,7 +138,11 @@ mod tests {
             Tensor::from_vec(vec![2, 3], vec![1.5f32, -2.0, 3.25, 0.0, 1e-7, 7.0]).unwrap(),
             Tensor::from_vec(vec![3], vec![1i64, -5, 1 << 40]).unwrap(),
             Tensor::from_vec(vec![2], vec![true, false]).unwrap(),
-            Tensor::from_vec(vec![1, 2], vec![half::f16::from_f32(0.5), half::f16::from_f32(-3.0)]).unwrap(),
+            Tensor::from_vec(
+                vec![1, 2],
+                vec![half::f16::from_f32(0.5), half::f16::from_f32(-3.0)],
+            )
+            .unwrap(),
             Tensor::from_vec(vec![], vec![42u8]).unwrap(),
         ];
         for t in ts {
@@ -136,6 +156,9 @@ mod tests {
         assert!(read_npy_bytes(b"not an npy file at all").is_err());
         let t = Tensor::from_vec(vec![4], vec![1f32, 2.0, 3.0, 4.0]).unwrap();
         let b = write_npy_bytes(&t).unwrap();
-        assert!(read_npy_bytes(&b[..b.len() - 3]).is_err(), "truncated data must fail");
+        assert!(
+            read_npy_bytes(&b[..b.len() - 3]).is_err(),
+            "truncated data must fail"
+        );
     }
 }

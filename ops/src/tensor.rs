@@ -33,19 +33,58 @@ pub enum Data {
 macro_rules! dispatch_data {
     ($data:expr, $v:ident, $T:ident => $body:expr) => {
         match $data {
-            $crate::Data::F32($v) => { type $T = f32; $body }
-            $crate::Data::F64($v) => { type $T = f64; $body }
-            $crate::Data::F16($v) => { type $T = half::f16; $body }
-            $crate::Data::BF16($v) => { type $T = half::bf16; $body }
-            $crate::Data::I8($v) => { type $T = i8; $body }
-            $crate::Data::I16($v) => { type $T = i16; $body }
-            $crate::Data::I32($v) => { type $T = i32; $body }
-            $crate::Data::I64($v) => { type $T = i64; $body }
-            $crate::Data::U8($v) => { type $T = u8; $body }
-            $crate::Data::U16($v) => { type $T = u16; $body }
-            $crate::Data::U32($v) => { type $T = u32; $body }
-            $crate::Data::U64($v) => { type $T = u64; $body }
-            $crate::Data::Bool($v) => { type $T = bool; $body }
+            $crate::Data::F32($v) => {
+                type $T = f32;
+                $body
+            }
+            $crate::Data::F64($v) => {
+                type $T = f64;
+                $body
+            }
+            $crate::Data::F16($v) => {
+                type $T = half::f16;
+                $body
+            }
+            $crate::Data::BF16($v) => {
+                type $T = half::bf16;
+                $body
+            }
+            $crate::Data::I8($v) => {
+                type $T = i8;
+                $body
+            }
+            $crate::Data::I16($v) => {
+                type $T = i16;
+                $body
+            }
+            $crate::Data::I32($v) => {
+                type $T = i32;
+                $body
+            }
+            $crate::Data::I64($v) => {
+                type $T = i64;
+                $body
+            }
+            $crate::Data::U8($v) => {
+                type $T = u8;
+                $body
+            }
+            $crate::Data::U16($v) => {
+                type $T = u16;
+                $body
+            }
+            $crate::Data::U32($v) => {
+                type $T = u32;
+                $body
+            }
+            $crate::Data::U64($v) => {
+                type $T = u64;
+                $body
+            }
+            $crate::Data::Bool($v) => {
+                type $T = bool;
+                $body
+            }
         }
     };
 }
@@ -55,19 +94,58 @@ macro_rules! dispatch_data {
 macro_rules! dispatch_dtype {
     ($dt:expr, $T:ident => $body:expr) => {
         match $dt {
-            $crate::DType::F32 => { type $T = f32; $body }
-            $crate::DType::F64 => { type $T = f64; $body }
-            $crate::DType::F16 => { type $T = half::f16; $body }
-            $crate::DType::BF16 => { type $T = half::bf16; $body }
-            $crate::DType::I8 => { type $T = i8; $body }
-            $crate::DType::I16 => { type $T = i16; $body }
-            $crate::DType::I32 => { type $T = i32; $body }
-            $crate::DType::I64 => { type $T = i64; $body }
-            $crate::DType::U8 => { type $T = u8; $body }
-            $crate::DType::U16 => { type $T = u16; $body }
-            $crate::DType::U32 => { type $T = u32; $body }
-            $crate::DType::U64 => { type $T = u64; $body }
-            $crate::DType::Bool => { type $T = bool; $body }
+            $crate::DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            $crate::DType::F64 => {
+                type $T = f64;
+                $body
+            }
+            $crate::DType::F16 => {
+                type $T = half::f16;
+                $body
+            }
+            $crate::DType::BF16 => {
+                type $T = half::bf16;
+                $body
+            }
+            $crate::DType::I8 => {
+                type $T = i8;
+                $body
+            }
+            $crate::DType::I16 => {
+                type $T = i16;
+                $body
+            }
+            $crate::DType::I32 => {
+                type $T = i32;
+                $body
+            }
+            $crate::DType::I64 => {
+                type $T = i64;
+                $body
+            }
+            $crate::DType::U8 => {
+                type $T = u8;
+                $body
+            }
+            $crate::DType::U16 => {
+                type $T = u16;
+                $body
+            }
+            $crate::DType::U32 => {
+                type $T = u32;
+                $body
+            }
+            $crate::DType::U64 => {
+                type $T = u64;
+                $body
+            }
+            $crate::DType::Bool => {
+                type $T = bool;
+                $body
+            }
         }
     };
 }
@@ -173,13 +251,19 @@ impl Tensor {
 
     /// A rank-0 tensor.
     pub fn scalar<T: Storable>(v: T) -> Tensor {
-        Tensor { shape: vec![], data: T::wrap(vec![v]) }
+        Tensor {
+            shape: vec![],
+            data: T::wrap(vec![v]),
+        }
     }
 
     /// Zero-filled tensor.
     pub fn zeros(dtype: DType, shape: Vec<usize>) -> Tensor {
         let n = shape.iter().product();
-        Tensor { shape, data: Data::zeros(dtype, n) }
+        Tensor {
+            shape,
+            data: Data::zeros(dtype, n),
+        }
     }
 
     /// Element type.
@@ -218,7 +302,11 @@ impl Tensor {
     /// Borrows the elements as `T`, failing if the dtype differs.
     pub fn as_slice<T: Storable>(&self) -> Result<&[T]> {
         T::slice(&self.data).ok_or_else(|| {
-            Error::msg(format!("expected a {} tensor, got {}", T::DTYPE, self.dtype()))
+            Error::msg(format!(
+                "expected a {} tensor, got {}",
+                T::DTYPE,
+                self.dtype()
+            ))
         })
     }
     /// Mutably borrows the elements as `T`.
@@ -229,9 +317,8 @@ impl Tensor {
     }
     /// Takes the elements as `Vec<T>`.
     pub fn into_vec<T: Storable>(self) -> Result<Vec<T>> {
-        T::unwrap(self.data).map_err(|d| {
-            Error::msg(format!("expected a {} tensor, got {}", T::DTYPE, d.dtype()))
-        })
+        T::unwrap(self.data)
+            .map_err(|d| Error::msg(format!("expected a {} tensor, got {}", T::DTYPE, d.dtype())))
     }
 
     /// Same elements, new shape (element count must match).
@@ -250,7 +337,10 @@ impl Tensor {
                 <D as Storable>::wrap(src.iter().map(|&x| cast_one::<S, D>(x)).collect())
             })
         });
-        Tensor { shape: self.shape.clone(), data }
+        Tensor {
+            shape: self.shape.clone(),
+            data,
+        }
     }
 
     /// The elements widened to f32 (any dtype).

@@ -1,1 +1,16 @@
-//! stub
+//! # hetflow-runtime
+//!
+//! The actor system that executes a [`hetflow_scheduler::Plan`] on real
+//! devices: one actix Arbiter (OS thread) per device queue, one actor per
+//! placed op, buffer handles as messages, credit-based flow control, and
+//! transfer actors on copy queues for every cross-device edge. See
+//! [`actors`] for the message protocol and [`session`] for the lifecycle.
+
+pub mod actors;
+pub mod error;
+pub mod session;
+pub mod trace;
+
+pub use error::{Result, RuntimeError};
+pub use session::{check_inputs, Session, SessionOptions};
+pub use trace::{chrome_trace_json, TraceEvent};

@@ -49,15 +49,17 @@ impl<'a> Attrs<'a> {
             Some(v) => v
                 .into_iter()
                 .map(|x| {
-                    usize::try_from(x)
-                        .map_err(|_| crate::Error::msg(format!("attribute {name} has negative entry {x}")))
+                    usize::try_from(x).map_err(|_| {
+                        crate::Error::msg(format!("attribute {name} has negative entry {x}"))
+                    })
                 })
                 .collect(),
         }
     }
 
     pub fn string(&self, name: &str) -> Option<String> {
-        self.get(name).map(|a| String::from_utf8_lossy(a.s()).into_owned())
+        self.get(name)
+            .map(|a| String::from_utf8_lossy(a.s()).into_owned())
     }
 
     pub fn tensor(&self, name: &str, dir: &Path) -> Result<Option<Tensor>> {

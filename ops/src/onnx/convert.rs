@@ -47,7 +47,11 @@ fn pool_attrs(a: &Attrs) -> Result<PoolAttrs> {
 
 fn reduce(a: &Attrs, kind: ReduceKind, opset: i64, axes_input_from: i64) -> Op {
     // From `axes_input_from` on the axes are input 1; before it an attribute.
-    let axes = if opset < axes_input_from { a.ints("axes") } else { None };
+    let axes = if opset < axes_input_from {
+        a.ints("axes")
+    } else {
+        None
+    };
     Op::Reduce {
         kind,
         axes,
@@ -60,7 +64,11 @@ fn reduce(a: &Attrs, kind: ReduceKind, opset: i64, axes_input_from: i64) -> Op {
 pub fn convert_node(np: &NodeProto, opset: i64, dir: &Path) -> Result<Converted> {
     let a = Attrs::new(np);
     let op_type = np.op_type();
-    let unsupported = || Error::Unsupported { op: op_type.to_string(), opset, node: np.name().to_string() };
+    let unsupported = || Error::Unsupported {
+        op: op_type.to_string(),
+        opset,
+        node: np.name().to_string(),
+    };
     let op = match op_type {
         "Neg" => Op::Unary(UnaryOp::Neg),
         "Abs" => Op::Unary(UnaryOp::Abs),
@@ -96,7 +104,9 @@ pub fn convert_node(np: &NodeProto, opset: i64, dir: &Path) -> Result<Converted>
         "And" => Op::Binary(BinaryOp::And),
         "Or" => Op::Binary(BinaryOp::Or),
         "Xor" => Op::Binary(BinaryOp::Xor),
-        "LeakyRelu" => Op::LeakyRelu { alpha: a.float_or("alpha", 0.01) },
+        "LeakyRelu" => Op::LeakyRelu {
+            alpha: a.float_or("alpha", 0.01),
+        },
         "Gelu" => Op::Gelu {
             tanh: match a.string("approximate").as_deref() {
                 None | Some("none") => false,
@@ -106,18 +116,29 @@ pub fn convert_node(np: &NodeProto, opset: i64, dir: &Path) -> Result<Converted>
         },
         "Clip" => {
             if opset < 11 {
-                Op::Clip { min: Some(a.float_or("min", f32::MIN)), max: Some(a.float_or("max", f32::MAX)) }
+                Op::Clip {
+                    min: Some(a.float_or("min", f32::MIN)),
+                    max: Some(a.float_or("max", f32::MAX)),
+                }
             } else {
-                Op::Clip { min: None, max: None }
+                Op::Clip {
+                    min: None,
+                    max: None,
+                }
             }
         }
         "Where" => Op::Where,
         "Sum" => Op::Sum,
         "Cast" => {
-            let to = a.int("to").ok_or_else(|| Error::msg("missing attribute 'to'"))?;
+            let to = a
+                .int("to")
+                .ok_or_else(|| Error::msg("missing attribute 'to'"))?;
             Op::Cast {
                 to: DType::from_onnx(to as i32).ok_or_else(|| {
-                    Error::msg(format!("Cast to {} is unsupported", DType::onnx_name(to as i32)))
+                    Error::msg(format!(
+                        "Cast to {} is unsupported",
+                        DType::onnx_name(to as i32)
+                    ))
                 })?,
             }
         }
@@ -142,21 +163,30 @@ pub fn convert_node(np: &NodeProto, opset: i64, dir: &Path) -> Result<Converted>
                 crate::bail!("BatchNormalization in training mode is unsupported");
             }
             if np.output.iter().filter(|o| !o.is_empty()).count() > 1 {
-                crate::bail!("BatchNormalization with running-statistics outputs (training) is unsupported");
+                crate::bail!(
+                    "BatchNormalization with running-statistics outputs (training) is unsupported"
+                );
             }
-            Op::BatchNorm { epsilon: a.float_or("epsilon", 1e-5) }
+            Op::BatchNorm {
+                epsilon: a.float_or("epsilon", 1e-5),
+            }
         }
         "LayerNormalization" => {
             if np.output.iter().skip(1).any(|o| !o.is_empty()) {
                 crate::bail!("LayerNormalization Mean/InvStdDev outputs are unsupported");
             }
-            Op::LayerNorm { axis: a.int_or("axis", -1), epsilon: a.float_or("epsilon", 1e-5) }
+            Op::LayerNorm {
+                axis: a.int_or("axis", -1),
+                epsilon: a.float_or("epsilon", 1e-5),
+            }
         }
         "LRN" => Op::Lrn {
             alpha: a.float_or("alpha", 1e-4),
             beta: a.float_or("beta", 0.75),
             bias: a.float_or("bias", 1.0),
-            size: a.int("size").ok_or_else(|| Error::msg("missing attribute 'size'"))? as usize,
+            size: a
+                .int("size")
+                .ok_or_else(|| Error::msg("missing attribute 'size'"))? as usize,
         },
         "ReduceSum" => reduce(&a, ReduceKind::Sum, opset, 13),
         "ReduceMean" => reduce(&a, ReduceKind::Mean, opset, 18),
@@ -164,7 +194,9 @@ pub fn convert_node(np: &NodeProto, opset: i64, dir: &Path) -> Result<Converted>
         "ReduceMin" => reduce(&a, ReduceKind::Min, opset, 18),
         "ReduceProd" => reduce(&a, ReduceKind::Prod, opset, 18),
         "Conv" => Op::Conv(ConvAttrs {
-            kernel_shape: a.ints("kernel_shape").map(|v| v.into_iter().map(|x| x as usize).collect()),
+            kernel_shape: a
+                .ints("kernel_shape")
+                .map(|v| v.into_iter().map(|x| x as usize).collect()),
             strides: a.usizes("strides")?,
             pads: a.usizes("pads")?,
             dilations: a.usizes("dilations")?,
@@ -184,21 +216,32 @@ pub fn convert_node(np: &NodeProto, opset: i64, dir: &Path) -> Result<Converted>
             allowzero: a.int_or("allowzero", 0) != 0,
             shape: if opset < 5 { a.ints("shape") } else { None },
         },
-        "Flatten" => Op::Flatten { axis: a.int_or("axis", 1) },
-        "Transpose" => Op::Transpose {
-            perm: a.ints("perm").map(|p| p.into_iter().map(|x| x as usize).collect()),
+        "Flatten" => Op::Flatten {
+            axis: a.int_or("axis", 1),
         },
-        "Squeeze" => Op::Squeeze { axes: if opset < 13 { a.ints("axes") } else { None } },
+        "Transpose" => Op::Transpose {
+            perm: a
+                .ints("perm")
+                .map(|p| p.into_iter().map(|x| x as usize).collect()),
+        },
+        "Squeeze" => Op::Squeeze {
+            axes: if opset < 13 { a.ints("axes") } else { None },
+        },
         "Unsqueeze" => {
             let axes = if opset < 13 {
-                Some(a.ints("axes").ok_or_else(|| Error::msg("missing attribute 'axes'"))?)
+                Some(
+                    a.ints("axes")
+                        .ok_or_else(|| Error::msg("missing attribute 'axes'"))?,
+                )
             } else {
                 None
             };
             Op::Unsqueeze { axes }
         }
         "Concat" => Op::Concat {
-            axis: a.int("axis").ok_or_else(|| Error::msg("missing attribute 'axis'"))?,
+            axis: a
+                .int("axis")
+                .ok_or_else(|| Error::msg("missing attribute 'axis'"))?,
         },
         "Split" => Op::Split {
             axis: a.int_or("axis", 0),
@@ -207,22 +250,38 @@ pub fn convert_node(np: &NodeProto, opset: i64, dir: &Path) -> Result<Converted>
         "Slice" => {
             if opset < 10 {
                 Op::Slice {
-                    starts: Some(a.ints("starts").ok_or_else(|| Error::msg("missing attribute 'starts'"))?),
-                    ends: Some(a.ints("ends").ok_or_else(|| Error::msg("missing attribute 'ends'"))?),
+                    starts: Some(
+                        a.ints("starts")
+                            .ok_or_else(|| Error::msg("missing attribute 'starts'"))?,
+                    ),
+                    ends: Some(
+                        a.ints("ends")
+                            .ok_or_else(|| Error::msg("missing attribute 'ends'"))?,
+                    ),
                     axes: a.ints("axes"),
                 }
             } else {
-                Op::Slice { starts: None, ends: None, axes: None }
+                Op::Slice {
+                    starts: None,
+                    ends: None,
+                    axes: None,
+                }
             }
         }
-        "Gather" => Op::Gather { axis: a.int_or("axis", 0) },
-        "Shape" => Op::Shape { start: a.int_or("start", 0), end: a.int("end") },
+        "Gather" => Op::Gather {
+            axis: a.int_or("axis", 0),
+        },
+        "Shape" => Op::Shape {
+            start: a.int_or("start", 0),
+            end: a.int("end"),
+        },
         "Expand" => Op::Expand,
         "Identity" => Op::Identity,
         "Dropout" => Op::Dropout,
         "ConstantOfShape" => Op::ConstantOfShape {
             value: match a.tensor("value", dir)? {
-                Some(t) => t.reshape(vec![])
+                Some(t) => t
+                    .reshape(vec![])
                     .map_err(|_| Error::msg("ConstantOfShape value must hold one element"))?,
                 None => Tensor::scalar(0f32),
             },
@@ -250,5 +309,7 @@ fn constant_value(a: &Attrs, dir: &Path) -> Result<Tensor> {
         // value_floats are stored in AttributeProto.floats
         crate::bail!("Constant value_floats is unsupported");
     }
-    crate::bail!("Constant has no supported value attribute (sparse and string constants are unsupported)")
+    crate::bail!(
+        "Constant has no supported value attribute (sparse and string constants are unsupported)"
+    )
 }

@@ -28,14 +28,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 fn bad(path: &Path, msg: impl Into<String>) -> Error {
-    Error::BadFile { path: path.display().to_string(), msg: msg.into() }
+    Error::BadFile {
+        path: path.display().to_string(),
+        msg: msg.into(),
+    }
 }
 
 /// Loads an ONNX model file into a [`Graph`] with inferred facts.
 pub fn load_model(path: impl AsRef<Path>) -> Result<Graph> {
     let path = path.as_ref();
-    let bytes =
-        std::fs::read(path).map_err(|e| Error::Io { path: path.display().to_string(), source: e })?;
+    let bytes = std::fs::read(path).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     load_model_bytes(&bytes, &dir).map_err(|e| match e {
         Error::Msg(m) => bad(path, m),
@@ -45,8 +50,11 @@ pub fn load_model(path: impl AsRef<Path>) -> Result<Graph> {
 
 /// Decodes an ONNX model from memory; external data is looked up in `dir`.
 pub fn load_model_bytes(bytes: &[u8], dir: &Path) -> Result<Graph> {
-    let model = proto::ModelProto::decode(bytes)
-        .map_err(|e| Error::msg(format!("not a valid ONNX model (protobuf decode failed: {e})")))?;
+    let model = proto::ModelProto::decode(bytes).map_err(|e| {
+        Error::msg(format!(
+            "not a valid ONNX model (protobuf decode failed: {e})"
+        ))
+    })?;
     let graph = model
         .graph
         .as_ref()
@@ -72,7 +80,10 @@ fn fact_from_value_info(vi: &proto::ValueInfoProto, anon: &mut usize) -> Result<
         return Ok(fact);
     };
     let TV::TensorType(tt) = tp else {
-        crate::bail!("value '{}' is not a tensor (sequences, maps and optionals are unsupported)", vi.name());
+        crate::bail!(
+            "value '{}' is not a tensor (sequences, maps and optionals are unsupported)",
+            vi.name()
+        );
     };
     if tt.elem_type() != 0 {
         fact.dtype = Some(DType::from_onnx(tt.elem_type()).ok_or_else(|| {
@@ -103,7 +114,10 @@ fn fact_from_value_info(vi: &proto::ValueInfoProto, anon: &mut usize) -> Result<
 }
 
 fn import_graph(gp: &proto::GraphProto, opset: i64, dir: &Path) -> Result<Graph> {
-    let mut g = Graph { opset, ..Default::default() };
+    let mut g = Graph {
+        opset,
+        ..Default::default()
+    };
     let mut by_name: HashMap<String, ValueId> = HashMap::new();
     let mut anon = 0usize;
 
@@ -124,8 +138,12 @@ fn import_graph(gp: &proto::GraphProto, opset: i64, dir: &Path) -> Result<Graph>
         by_name.insert(inp.name().to_string(), id);
         g.inputs.push(id);
     }
-    let declared: HashMap<&str, &proto::ValueInfoProto> =
-        gp.value_info.iter().chain(gp.output.iter()).map(|v| (v.name(), v)).collect();
+    let declared: HashMap<&str, &proto::ValueInfoProto> = gp
+        .value_info
+        .iter()
+        .chain(gp.output.iter())
+        .map(|v| (v.name(), v))
+        .collect();
 
     for (idx, np) in gp.node.iter().enumerate() {
         let name = if np.name().is_empty() {
@@ -161,7 +179,8 @@ fn import_graph(gp: &proto::GraphProto, opset: i64, dir: &Path) -> Result<Graph>
                 node: name,
             });
         };
-        let converted = convert::convert_node(np, op_opset, dir).map_err(|e| e.at_node(&name, np.op_type()))?;
+        let converted =
+            convert::convert_node(np, op_opset, dir).map_err(|e| e.at_node(&name, np.op_type()))?;
         let op = match converted {
             convert::Converted::Op(op) => op,
             convert::Converted::Constant(t) => {
@@ -184,7 +203,11 @@ fn import_graph(gp: &proto::GraphProto, opset: i64, dir: &Path) -> Result<Graph>
                 Some(vi) => fact_from_value_info(vi, &mut anon)?,
                 None => Fact::default(),
             };
-            let vname = if oname.is_empty() { format!("{name}:unused{}", outputs.len()) } else { oname.clone() };
+            let vname = if oname.is_empty() {
+                format!("{name}:unused{}", outputs.len())
+            } else {
+                oname.clone()
+            };
             let id = g.add_value(vname, fact);
             if !oname.is_empty() {
                 if by_name.insert(oname.clone(), id).is_some() {
@@ -197,11 +220,19 @@ fn import_graph(gp: &proto::GraphProto, opset: i64, dir: &Path) -> Result<Graph>
             }
             outputs.push(id);
         }
-        g.nodes.push(Node { name, op, inputs, outputs });
+        g.nodes.push(Node {
+            name,
+            op,
+            inputs,
+            outputs,
+        });
     }
     for out in &gp.output {
         let id = by_name.get(out.name()).copied().ok_or_else(|| {
-            Error::msg(format!("graph output '{}' is not produced by any node", out.name()))
+            Error::msg(format!(
+                "graph output '{}' is not produced by any node",
+                out.name()
+            ))
         })?;
         // Declared output type/shape is a fact too (used when the producer
         // is an initializer or the producer's own inference is weaker).
@@ -215,7 +246,12 @@ fn import_graph(gp: &proto::GraphProto, opset: i64, dir: &Path) -> Result<Graph>
 
 fn need(t: &proto::TensorProto, n: usize, have: usize) -> Result<()> {
     if n != have {
-        crate::bail!("tensor '{}' declares {} elements but holds {}", t.name(), n, have);
+        crate::bail!(
+            "tensor '{}' declares {} elements but holds {}",
+            t.name(),
+            n,
+            have
+        );
     }
     Ok(())
 }
@@ -274,8 +310,12 @@ pub fn tensor_from_proto(t: &proto::TensorProto, dir: &Path) -> Result<Tensor> {
                 DType::U16 => Data::U16(v.iter().map(|&x| x as u16).collect()),
                 DType::U8 => Data::U8(v.iter().map(|&x| x as u8).collect()),
                 DType::Bool => Data::Bool(v.iter().map(|&x| x != 0).collect()),
-                DType::F16 => Data::F16(v.iter().map(|&x| half::f16::from_bits(x as u16)).collect()),
-                DType::BF16 => Data::BF16(v.iter().map(|&x| half::bf16::from_bits(x as u16)).collect()),
+                DType::F16 => {
+                    Data::F16(v.iter().map(|&x| half::f16::from_bits(x as u16)).collect())
+                }
+                DType::BF16 => {
+                    Data::BF16(v.iter().map(|&x| half::bf16::from_bits(x as u16)).collect())
+                }
                 _ => unreachable!("handled above"),
             }
         }
@@ -290,13 +330,27 @@ fn read_external(t: &proto::TensorProto, dir: &Path, len: usize) -> Result<Vec<u
     for kv in &t.external_data {
         match kv.key() {
             "location" => location = Some(kv.value().to_string()),
-            "offset" => offset = kv.value().parse().map_err(|_| Error::msg("bad external data offset"))?,
-            "length" => length = Some(kv.value().parse::<usize>().map_err(|_| Error::msg("bad external data length"))?),
+            "offset" => {
+                offset = kv
+                    .value()
+                    .parse()
+                    .map_err(|_| Error::msg("bad external data offset"))?
+            }
+            "length" => {
+                length = Some(
+                    kv.value()
+                        .parse::<usize>()
+                        .map_err(|_| Error::msg("bad external data length"))?,
+                )
+            }
             _ => {}
         }
     }
     let location = location.ok_or_else(|| {
-        Error::msg(format!("tensor '{}' uses external data but names no location", t.name()))
+        Error::msg(format!(
+            "tensor '{}' uses external data but names no location",
+            t.name()
+        ))
     })?;
     let file: PathBuf = dir.join(&location);
     let bytes = std::fs::read(&file).map_err(|e| {
@@ -336,8 +390,10 @@ pub fn tensor_to_proto(t: &Tensor, name: &str) -> proto::TensorProto {
 /// Reads a serialized TensorProto file (`.pb`, as in the ONNX test data).
 pub fn read_tensor_pb(path: impl AsRef<Path>) -> Result<(String, Tensor)> {
     let path = path.as_ref();
-    let bytes =
-        std::fs::read(path).map_err(|e| Error::Io { path: path.display().to_string(), source: e })?;
+    let bytes = std::fs::read(path).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
     let tp = proto::TensorProto::decode(bytes.as_slice())
         .map_err(|e| bad(path, format!("not a valid ONNX TensorProto: {e}")))?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();

@@ -121,7 +121,11 @@ pub fn resolve_window(
                     );
                 }
                 let span = padded - ek;
-                let mut out = if ceil_mode { span.div_ceil(strides[i]) } else { span / strides[i] } + 1;
+                let mut out = if ceil_mode {
+                    span.div_ceil(strides[i])
+                } else {
+                    span / strides[i]
+                } + 1;
                 // ceil_mode: the last window must start inside the input or left padding.
                 if ceil_mode && (out - 1) * strides[i] >= input[i] + pads_begin[i] {
                     out -= 1;
@@ -130,7 +134,14 @@ pub fn resolve_window(
             }
         }
     }
-    Ok(Window { kernel: kernel.to_vec(), strides, dilations, pads_begin, pads_end, output })
+    Ok(Window {
+        kernel: kernel.to_vec(),
+        strides,
+        dilations,
+        pads_begin,
+        pads_end,
+        output,
+    })
 }
 
 /// [`resolve_window`] over possibly symbolic input dims: known dims get
@@ -147,8 +158,13 @@ pub fn resolve_window_dims(
 ) -> crate::Result<Vec<crate::Dim>> {
     use crate::Dim;
     const STAND_IN: usize = 1 << 20;
-    let concrete: Vec<usize> = input.iter().map(|d| d.known().unwrap_or(STAND_IN)).collect();
-    let w = resolve_window(&concrete, kernel, strides, dilations, pads, auto_pad, ceil_mode)?;
+    let concrete: Vec<usize> = input
+        .iter()
+        .map(|d| d.known().unwrap_or(STAND_IN))
+        .collect();
+    let w = resolve_window(
+        &concrete, kernel, strides, dilations, pads, auto_pad, ceil_mode,
+    )?;
     Ok(input
         .iter()
         .zip(w.output)

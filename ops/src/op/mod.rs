@@ -104,7 +104,12 @@ pub enum Op {
     /// Numpy-style batched matrix product.
     MatMul,
     /// `alpha * op(A) op(B) + beta * C`.
-    Gemm { alpha: f32, beta: f32, trans_a: bool, trans_b: bool },
+    Gemm {
+        alpha: f32,
+        beta: f32,
+        trans_a: bool,
+        trans_b: bool,
+    },
     /// Softmax along `axis`; `legacy` (opset < 13) flattens to 2-D at `axis`.
     Softmax { axis: i64, legacy: bool },
     /// Log of softmax, same axis rules as [`Op::Softmax`].
@@ -114,9 +119,19 @@ pub enum Op {
     /// Layer normalisation over dims `axis..`: inputs x, scale, optional bias.
     LayerNorm { axis: i64, epsilon: f32 },
     /// Local response normalisation across channels.
-    Lrn { alpha: f32, beta: f32, bias: f32, size: usize },
+    Lrn {
+        alpha: f32,
+        beta: f32,
+        bias: f32,
+        size: usize,
+    },
     /// Reduction over `axes` (attribute) or over input 1 (opset 13/18+).
-    Reduce { kind: ReduceKind, axes: Option<Vec<i64>>, keepdims: bool, noop_with_empty_axes: bool },
+    Reduce {
+        kind: ReduceKind,
+        axes: Option<Vec<i64>>,
+        keepdims: bool,
+        noop_with_empty_axes: bool,
+    },
     /// N-d convolution: inputs x, w, optional bias.
     Conv(ConvAttrs),
     /// Max pooling.
@@ -128,7 +143,10 @@ pub enum Op {
     /// Max over all spatial dims, kept as size 1.
     GlobalMaxPool,
     /// Reshape to input 1 (or the `shape` attribute of opset < 5).
-    Reshape { allowzero: bool, shape: Option<Vec<i64>> },
+    Reshape {
+        allowzero: bool,
+        shape: Option<Vec<i64>>,
+    },
     /// Collapse to 2-D at `axis`.
     Flatten { axis: i64 },
     /// Permute dims; `None` reverses them.
@@ -143,7 +161,11 @@ pub enum Op {
     /// evenly into the node's output count.
     Split { axis: i64, split: Option<Vec<i64>> },
     /// Strided slice; bounds from attributes (opset < 10) or inputs 1..=4.
-    Slice { starts: Option<Vec<i64>>, ends: Option<Vec<i64>>, axes: Option<Vec<i64>> },
+    Slice {
+        starts: Option<Vec<i64>>,
+        ends: Option<Vec<i64>>,
+        axes: Option<Vec<i64>>,
+    },
     /// Gather slices of input 0 along `axis` at indices input 1.
     Gather { axis: i64 },
     /// The shape of input 0 as an i64 vector, dims `start..end`.
@@ -270,8 +292,16 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> crate::Result<Vec<usize>> {
     let n = a.len().max(b.len());
     let mut out = vec![0; n];
     for i in 0..n {
-        let da = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
-        let db = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
+        let da = if i + a.len() >= n {
+            a[i + a.len() - n]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= n {
+            b[i + b.len() - n]
+        } else {
+            1
+        };
         out[i] = if da == db || db == 1 {
             da
         } else if da == 1 {

@@ -1,0 +1,183 @@
+//! The CPU backend.
+//!
+//! A [`CpuDevice`] owns a set of cores. Its executor thread (the runtime's
+//! arbiter for the device) is bound to the first of them, and a rayon pool
+//! with one worker per core, each worker bound to its core, runs the
+//! multi-threaded kernels (GEMM through the `gemm` crate, conv by im2col +
+//! GEMM, element-wise ops in parallel chunks). The machine can be split into
+//! several logical CPU devices (see [`topology::CpuTopology::partition`]),
+//! so a pipeline's stages run side by side on one box without sharing cores.
+//!
+//! Kernels are the host kernels of `hetflow-ops` ([`hetflow_ops::kernels`]).
+//! Ops too small to gain from threads run inline on the executor thread,
+//! skipping the hand-off to the pool: that keeps per-op dispatch cost in
+//! the microseconds for chains of tiny ops.
+
+pub mod topology;
+
+use crate::{Device, DeviceError, DeviceId, DeviceInfo, DeviceTensor, Result};
+use hetflow_ops::{Op, Tensor};
+use std::sync::Arc;
+use topology::CpuTopology;
+
+/// Ops whose inputs and outputs total fewer elements than this run inline.
+const INLINE_ELEMS: usize = 1 << 14;
+
+/// A logical CPU device: a group of cores with its own thread pool.
+pub struct CpuDevice {
+    info: DeviceInfo,
+    pool: rayon::ThreadPool,
+    pus: Vec<usize>,
+}
+
+impl CpuDevice {
+    /// A device on the given cores (logical core indices of `topo`), with
+    /// `threads` kernel threads (default: one per core).
+    pub fn new(
+        index: usize,
+        topo: &CpuTopology,
+        cores: &[usize],
+        threads: Option<usize>,
+    ) -> Result<CpuDevice> {
+        if cores.is_empty() {
+            return Err(DeviceError::Other(format!("cpu:{index} has no cores")));
+        }
+        let pus = topo.pus_of(cores, true);
+        let threads = threads.unwrap_or(cores.len()).max(1);
+        let bind = pus.clone();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(move |i| format!("hetflow-cpu{index}-w{i}"))
+            .start_handler(move |i| {
+                if !bind.is_empty() {
+                    let pu = bind[i % bind.len()];
+                    if let Err(e) = topology::bind_current_thread(&[pu]) {
+                        tracing::debug!("cpu:{index} worker {i} not bound to PU {pu}: {e}");
+                    }
+                }
+            })
+            .build()
+            .map_err(|e| {
+                DeviceError::Other(format!("cpu:{index}: cannot start thread pool: {e}"))
+            })?;
+        let numa = cores
+            .first()
+            .and_then(|&c| topo.cores.get(c))
+            .and_then(|c| c.numa_node);
+        let memory = match topo.numa_nodes.len() {
+            0 | 1 => topo.total_memory_bytes,
+            n => topo.total_memory_bytes / n as u64,
+        };
+        let info = DeviceInfo {
+            id: DeviceId::cpu(index),
+            name: format!(
+                "{} ({} cores, {} threads)",
+                topo.cpu_model,
+                cores.len(),
+                threads
+            ),
+            memory_bytes: memory,
+            compute_units: threads,
+            peak_gflops_f32: 0.0,
+            numa_node: numa,
+            host_pus: pus.clone(),
+            locality: format!("cores {:?}", cores),
+        };
+        Ok(CpuDevice { info, pool, pus })
+    }
+
+    /// Number of kernel threads.
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+
+    fn host<'a>(&self, t: &'a DeviceTensor) -> Result<&'a Tensor> {
+        if t.device != self.info.id {
+            return Err(DeviceError::WrongDevice {
+                expected: self.info.id,
+                actual: t.device,
+            });
+        }
+        t.payload::<Tensor>().ok_or_else(|| {
+            DeviceError::Other(format!(
+                "{}: tensor payload is not a host tensor",
+                self.info.id
+            ))
+        })
+    }
+
+    fn wrap(&self, t: Tensor) -> DeviceTensor {
+        DeviceTensor::new(self.info.id, t.dtype(), t.shape().to_vec(), Arc::new(t))
+    }
+}
+
+impl Device for CpuDevice {
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn supports(&self, _op: &Op) -> std::result::Result<(), String> {
+        Ok(())
+    }
+
+    fn upload(&self, t: Arc<Tensor>) -> Result<DeviceTensor> {
+        // Host memory is shared: the handle is the tensor itself, no copy.
+        let (dtype, shape) = (t.dtype(), t.shape().to_vec());
+        Ok(DeviceTensor::new(self.info.id, dtype, shape, t))
+    }
+
+    fn download(&self, t: &DeviceTensor) -> Result<Arc<Tensor>> {
+        self.host(t)?;
+        // The payload is an `Arc<Tensor>` shared with the producer.
+        let any = t.payload.clone();
+        any.downcast::<Tensor>().map_err(|_| {
+            DeviceError::Other(format!(
+                "{}: tensor payload is not a host tensor",
+                self.info.id
+            ))
+        })
+    }
+
+    fn execute(
+        &self,
+        op: &Op,
+        inputs: &[Option<&DeviceTensor>],
+        n_outputs: usize,
+    ) -> Result<Vec<DeviceTensor>> {
+        let mut host: Vec<Option<&Tensor>> = Vec::with_capacity(inputs.len());
+        let mut elems = 0usize;
+        for t in inputs {
+            match t {
+                Some(t) => {
+                    let h = self.host(t)?;
+                    elems += h.len();
+                    host.push(Some(h));
+                }
+                None => host.push(None),
+            }
+        }
+        let run = || hetflow_ops::kernels::eval(op, &host, n_outputs);
+        let heavy = matches!(op, Op::MatMul | Op::Gemm { .. } | Op::Conv(_));
+        // Heavy ops always run in the device's pool, so that their kernels
+        // see its thread count (not rayon's global pool).
+        let outs = if heavy || (self.threads() > 1 && elems >= INLINE_ELEMS) {
+            self.pool.install(run)
+        } else {
+            run()
+        };
+        let outs = outs.map_err(|e| DeviceError::Kernel {
+            device: self.info.id,
+            op: op.name().to_string(),
+            msg: e.to_string(),
+        })?;
+        Ok(outs.into_iter().map(|t| self.wrap(t)).collect())
+    }
+
+    fn init_executor_thread(&self) {
+        if let Some(&pu) = self.pus.first() {
+            if let Err(e) = topology::bind_current_thread(&[pu]) {
+                tracing::debug!("{} executor not bound to PU {pu}: {e}", self.info.id);
+            }
+        }
+    }
+}

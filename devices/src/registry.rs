@@ -1,0 +1,231 @@
+//! Device specs and discovery: one table that resolves `--device` strings
+//! (`cpu`, `cpu:0`, `cpu:0,cpu:1`) to devices, and reports every backend,
+//! present or not, with the reason when it is absent.
+//!
+//! CPU splitting rule: the `cpu:K` entries of one spec share the machine.
+//! With P of them the cores are partitioned into P groups (NUMA-aware, see
+//! [`CpuTopology::partition`]) and `cpu:K` gets group K; a lone `cpu` or
+//! `cpu:0` gets every core. `--threads N` caps each CPU device's kernel
+//! threads.
+
+use crate::cpu::topology::CpuTopology;
+use crate::cpu::CpuDevice;
+use crate::{Device, DeviceError, DeviceId, DeviceKind, Result};
+use std::sync::Arc;
+
+/// A parsed device spec entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceSpec {
+    /// The device id asked for.
+    pub id: DeviceId,
+}
+
+/// Parses a comma-separated device list such as `cpu:0,cpu:1`.
+pub fn parse_device_list(spec: &str) -> Result<Vec<DeviceSpec>> {
+    let mut out = Vec::new();
+    for part in spec.split(',').map(str::trim) {
+        if part.is_empty() {
+            return Err(DeviceError::Spec {
+                spec: spec.into(),
+                msg: "empty entry in device list".into(),
+            });
+        }
+        let (kind, idx) = match part.split_once(':') {
+            Some((k, i)) => (k, Some(i)),
+            None => (part, None),
+        };
+        let kind = match kind.to_ascii_lowercase().as_str() {
+            "cpu" => DeviceKind::Cpu,
+            "cuda" | "gpu" => DeviceKind::Cuda,
+            "opencl" | "cl" => DeviceKind::Opencl,
+            "tpu" => DeviceKind::Tpu,
+            other => {
+                return Err(DeviceError::Spec {
+                    spec: part.into(),
+                    msg: format!("unknown device kind '{other}' (known: cpu, cuda, opencl, tpu)"),
+                })
+            }
+        };
+        let index = match idx {
+            None => 0,
+            Some(i) => i.parse::<usize>().map_err(|_| DeviceError::Spec {
+                spec: part.into(),
+                msg: format!("device index '{i}' is not a number"),
+            })?,
+        };
+        let id = DeviceId { kind, index };
+        if out.iter().any(|d: &DeviceSpec| d.id == id) {
+            return Err(DeviceError::Spec {
+                spec: spec.into(),
+                msg: format!("{id} listed twice"),
+            });
+        }
+        out.push(DeviceSpec { id });
+    }
+    Ok(out)
+}
+
+/// Opens the devices of a spec list. `threads` caps kernel threads per CPU
+/// device.
+pub fn open_devices(specs: &[DeviceSpec], threads: Option<usize>) -> Result<Vec<Arc<dyn Device>>> {
+    let topo = CpuTopology::discover();
+    let cpu_count = specs
+        .iter()
+        .filter(|s| s.id.kind == DeviceKind::Cpu)
+        .count();
+    let groups = if cpu_count > 0 {
+        topo.partition(cpu_count).map_err(|e| DeviceError::Spec {
+            spec: format!("{cpu_count} cpu devices"),
+            msg: e.to_string(),
+        })?
+    } else {
+        Vec::new()
+    };
+    let mut cpu_indices: Vec<usize> = specs
+        .iter()
+        .filter(|s| s.id.kind == DeviceKind::Cpu)
+        .map(|s| s.id.index)
+        .collect();
+    cpu_indices.sort_unstable();
+    let mut out: Vec<Arc<dyn Device>> = Vec::new();
+    for s in specs {
+        match s.id.kind {
+            DeviceKind::Cpu => {
+                if s.id.index >= cpu_count {
+                    return Err(DeviceError::Spec {
+                        spec: s.id.to_string(),
+                        msg: format!(
+                            "{} CPU device(s) requested, so indices run 0..{}; list cpu:0..cpu:{} to split the machine",
+                            cpu_count, cpu_count, s.id.index
+                        ),
+                    });
+                }
+                let g = &groups[cpu_indices
+                    .iter()
+                    .position(|&i| i == s.id.index)
+                    .unwrap_or(0)];
+                out.push(Arc::new(CpuDevice::new(s.id.index, &topo, g, threads)?));
+            }
+            kind => {
+                let why = backend_absent_reason(kind);
+                return Err(DeviceError::Spec {
+                    spec: s.id.to_string(),
+                    msg: why,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Why a non-CPU backend cannot be used in this build / on this machine.
+fn backend_absent_reason(kind: DeviceKind) -> String {
+    match kind {
+        DeviceKind::Cpu => String::new(),
+        DeviceKind::Cuda => {
+            let driver = [
+                "/usr/lib/x86_64-linux-gnu/libcuda.so.1",
+                "/usr/lib64/libcuda.so.1",
+                "/usr/local/cuda/lib64/stubs/libcuda.so",
+            ]
+            .iter()
+            .any(|p| std::path::Path::new(p).exists());
+            if driver {
+                "the CUDA backend is not part of this build yet (a CUDA driver is present)".into()
+            } else {
+                "no CUDA driver (libcuda.so.1 not found); the CUDA backend is not part of this build yet".into()
+            }
+        }
+        DeviceKind::Opencl => {
+            let icds: Vec<String> = std::fs::read_dir("/etc/OpenCL/vendors")
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if icds.is_empty() {
+                "no OpenCL platform (no ICD in /etc/OpenCL/vendors); the OpenCL backend is not part of this build yet".into()
+            } else {
+                format!(
+                    "the OpenCL backend is not part of this build yet (ICDs present: {})",
+                    icds.join(", ")
+                )
+            }
+        }
+        DeviceKind::Tpu => "the emulated TPU-like device is not part of this build yet".into(),
+    }
+}
+
+/// One backend's status for `hetflow devices`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BackendStatus {
+    /// The backend.
+    pub kind: DeviceKind,
+    /// Devices it offers (empty when unavailable).
+    pub devices: Vec<crate::DeviceInfo>,
+    /// Why it is unavailable, when it is.
+    pub unavailable: Option<String>,
+}
+
+/// Everything `hetflow devices` shows: the CPU topology and each backend.
+pub fn discover() -> (CpuTopology, Vec<BackendStatus>) {
+    let topo = CpuTopology::discover();
+    let mut out = Vec::new();
+    let all: Vec<usize> = (0..topo.cores.len()).collect();
+    match CpuDevice::new(0, &topo, &all, None) {
+        Ok(d) => out.push(BackendStatus {
+            kind: DeviceKind::Cpu,
+            devices: vec![d.info().clone()],
+            unavailable: None,
+        }),
+        Err(e) => out.push(BackendStatus {
+            kind: DeviceKind::Cpu,
+            devices: vec![],
+            unavailable: Some(e.to_string()),
+        }),
+    }
+    for kind in [DeviceKind::Cuda, DeviceKind::Opencl, DeviceKind::Tpu] {
+        out.push(BackendStatus {
+            kind,
+            devices: vec![],
+            unavailable: Some(backend_absent_reason(kind)),
+        });
+    }
+    (topo, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_lists() {
+        let v = parse_device_list("cpu:0, cpu:1").unwrap();
+        assert_eq!(
+            v.iter().map(|s| s.id.to_string()).collect::<Vec<_>>(),
+            ["cpu:0", "cpu:1"]
+        );
+        assert_eq!(parse_device_list("cpu").unwrap()[0].id, DeviceId::cpu(0));
+        assert!(parse_device_list("cpu:x")
+            .unwrap_err()
+            .to_string()
+            .contains("not a number"));
+        assert!(parse_device_list("warp:0")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown device kind"));
+        assert!(parse_device_list("cpu:0,cpu:0")
+            .unwrap_err()
+            .to_string()
+            .contains("twice"));
+    }
+
+    #[test]
+    fn absent_backends_say_why() {
+        let err = open_devices(&parse_device_list("cuda:0").unwrap(), None)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("cuda:0"), "{err}");
+    }
+}

@@ -1,0 +1,472 @@
+//! Shared kernel plumbing: input fetching with clear errors, strides, the
+//! strided/broadcast index walker, numeric traits and dtype dispatch.
+
+use crate::dtype::Element;
+use crate::error::{Error, Result};
+use crate::op::norm_axis;
+use crate::tensor::{Storable, Tensor};
+use rayon::prelude::*;
+
+/// Element count above which element-wise kernels go parallel.
+pub(crate) const PAR_MIN: usize = 1 << 16;
+
+/// Input `i` (named `name` in messages), which must be present.
+pub(crate) fn input<'a>(inputs: &[Option<&'a Tensor>], i: usize, name: &str) -> Result<&'a Tensor> {
+    inputs
+        .get(i)
+        .copied()
+        .flatten()
+        .ok_or_else(|| Error::msg(format!("input {i} ({name}) is missing")))
+}
+
+/// Optional input `i`.
+pub(crate) fn opt_input<'a>(inputs: &[Option<&'a Tensor>], i: usize) -> Option<&'a Tensor> {
+    inputs.get(i).copied().flatten()
+}
+
+/// The elements of `t` as `T`, with a message naming the input.
+pub(crate) fn typed<'a, T: Storable>(t: &'a Tensor, what: &str) -> Result<&'a [T]> {
+    T::slice(t.data())
+        .ok_or_else(|| Error::msg(format!("{what}: expected {}, got {}", T::DTYPE, t.dtype())))
+}
+
+/// Checks that input tensors share a dtype.
+pub(crate) fn same_dtype(ts: &[&Tensor], op: &str) -> Result<()> {
+    if let Some(first) = ts.first() {
+        for (i, t) in ts.iter().enumerate().skip(1) {
+            if t.dtype() != first.dtype() {
+                crate::bail!("{op}: input {i} is {}, input 0 is {}", t.dtype(), first.dtype());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Builds an output tensor from a typed vector.
+pub(crate) fn out<T: Storable>(shape: Vec<usize>, v: Vec<T>) -> Result<Tensor> {
+    Tensor::from_vec(shape, v)
+}
+
+/// Row-major strides of `shape`.
+pub(crate) fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1];
+    }
+    s
+}
+
+/// Strides of a tensor of shape `shape` read as the (right-aligned) broadcast
+/// shape `to`: 0 on broadcast dims.
+pub(crate) fn bcast_strides(shape: &[usize], to: &[usize]) -> Vec<isize> {
+    let st = strides(shape);
+    let off = to.len() - shape.len();
+    (0..to.len())
+        .map(|i| {
+            if i < off || shape[i - off] == 1 {
+                0
+            } else {
+                st[i - off] as isize
+            }
+        })
+        .collect()
+}
+
+/// Numpy broadcast of several shapes.
+pub(crate) fn broadcast_all(shapes: &[&[usize]]) -> Result<Vec<usize>> {
+    let mut o: Vec<usize> = Vec::new();
+    for s in shapes {
+        o = crate::op::broadcast_shapes(&o, s)?;
+    }
+    Ok(o)
+}
+
+/// Normalises an axis of a tensor of rank `rank`.
+pub(crate) fn axis(a: i64, rank: usize) -> Result<usize> {
+    norm_axis(a, rank)
+}
+
+/// Product of dims.
+pub(crate) fn numel(s: &[usize]) -> usize {
+    s.iter().product()
+}
+
+/// Converts a shape-like i64 to a dim, rejecting negatives.
+pub(crate) fn to_dim(v: i64, what: &str) -> Result<usize> {
+    usize::try_from(v).map_err(|_| Error::msg(format!("{what}: negative dimension {v}")))
+}
+
+/// A row-major walk over a shape, tracking for each of `K` operands its
+/// element offset. Dims are coalesced where every operand allows it, so the
+/// callback sees long inner runs: `f(out_start, offsets, inner_len,
+/// inner_strides)`.
+pub(crate) struct Walk<const K: usize> {
+    dims: Vec<usize>,
+    strides: [Vec<isize>; K],
+    inner: usize,
+    inner_strides: [isize; K],
+    rows: usize,
+}
+
+impl<const K: usize> Walk<K> {
+    /// Plans the walk over `shape`, where operand `k` moves by
+    /// `strides[k][d]` along dim `d`.
+    pub(crate) fn new(shape: &[usize], strides: [&[isize]; K]) -> Walk<K> {
+        // Drop size-1 dims, then merge neighbours that are contiguous for all.
+        let mut dims: Vec<usize> = Vec::new();
+        let mut st: [Vec<isize>; K] = std::array::from_fn(|_| Vec::new());
+        for (d, &n) in shape.iter().enumerate() {
+            if n == 1 {
+                continue;
+            }
+            let mergeable = !dims.is_empty()
+                && (0..K).all(|k| st[k][st[k].len() - 1] == strides[k][d] * n as isize);
+            if mergeable {
+                let last = dims.len() - 1;
+                dims[last] *= n;
+                for k in 0..K {
+                    let l = st[k].len() - 1;
+                    st[k][l] = strides[k][d];
+                }
+            } else {
+                dims.push(n);
+                for k in 0..K {
+                    st[k].push(strides[k][d]);
+                }
+            }
+        }
+        let empty = shape.contains(&0);
+        let inner = if empty { 0 } else { dims.pop().unwrap_or(1) };
+        let inner_strides = std::array::from_fn(|k| st[k].pop().unwrap_or(0));
+        let rows = if empty { 0 } else { numel(&dims) };
+        Walk { dims, strides: st, inner, inner_strides, rows }
+    }
+
+    /// Length of each inner run.
+    pub(crate) fn inner(&self) -> usize {
+        self.inner
+    }
+
+    /// Number of inner runs.
+    pub(crate) fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Visits rows `lo..hi`; offsets start at `bases`.
+    pub(crate) fn run(
+        &self,
+        bases: [isize; K],
+        lo: usize,
+        hi: usize,
+        mut f: impl FnMut(usize, [isize; K], usize, [isize; K]),
+    ) {
+        if lo >= hi || self.inner == 0 {
+            return;
+        }
+        let nd = self.dims.len();
+        let mut idx = vec![0usize; nd];
+        let mut offs = bases;
+        let mut r = lo;
+        for d in (0..nd).rev() {
+            idx[d] = r % self.dims[d];
+            r /= self.dims[d];
+            for k in 0..K {
+                offs[k] += idx[d] as isize * self.strides[k][d];
+            }
+        }
+        for row in lo..hi {
+            f(row * self.inner, offs, self.inner, self.inner_strides);
+            // Increment the multi-index.
+            let mut d = nd;
+            while d > 0 {
+                d -= 1;
+                idx[d] += 1;
+                for k in 0..K {
+                    offs[k] += self.strides[k][d];
+                }
+                if idx[d] < self.dims[d] {
+                    break;
+                }
+                for k in 0..K {
+                    offs[k] -= self.strides[k][d] * self.dims[d] as isize;
+                }
+                idx[d] = 0;
+            }
+        }
+    }
+
+    /// Fills `out` (row-major over the walked shape), in parallel when large:
+    /// `f(chunk, offsets, inner_strides)` writes one inner run.
+    pub(crate) fn fill<O: Send>(
+        &self,
+        out: &mut [O],
+        bases: [isize; K],
+        f: impl Fn(&mut [O], [isize; K], [isize; K]) + Sync,
+    ) {
+        let inner = self.inner;
+        if inner == 0 || self.rows == 0 {
+            return;
+        }
+        let total = self.rows * inner;
+        let out = &mut out[..total];
+        if total >= PAR_MIN && rayon::current_num_threads() > 1 {
+            let rows_per = (PAR_MIN / 4 / inner).max(1);
+            out.par_chunks_mut(rows_per * inner).enumerate().for_each(|(ci, chunk)| {
+                let lo = ci * rows_per;
+                let hi = (lo + rows_per).min(self.rows);
+                self.run(bases, lo, hi, |o, offs, n, st| {
+                    let s = o - lo * inner;
+                    f(&mut chunk[s..s + n], offs, st)
+                });
+            });
+        } else {
+            self.run(bases, 0, self.rows, |o, offs, n, st| f(&mut out[o..o + n], offs, st));
+        }
+    }
+}
+
+/// Gathers `src` viewed through `strides` (from `base`) over `shape` into a
+/// new contiguous vector. Works for every element type.
+pub(crate) fn gather_strided<T: Copy + Send + Sync + Default>(
+    src: &[T],
+    shape: &[usize],
+    base: isize,
+    strides: &[isize],
+) -> Vec<T> {
+    let n = numel(shape);
+    let mut o = vec![T::default(); n];
+    let w = Walk::new(shape, [strides]);
+    w.fill(&mut o, [base], |chunk, [off], [s]| {
+        if s == 1 {
+            let b = off as usize;
+            chunk.copy_from_slice(&src[b..b + chunk.len()]);
+        } else {
+            for (j, c) in chunk.iter_mut().enumerate() {
+                *c = src[(off + j as isize * s) as usize];
+            }
+        }
+    });
+    o
+}
+
+/// Broadcasts `t` to `shape` (which must be a broadcast of `t`'s shape).
+pub(crate) fn expand_to(t: &Tensor, shape: &[usize]) -> Result<Tensor> {
+    let b = crate::op::broadcast_shapes(t.shape(), shape)?;
+    if b != shape {
+        crate::bail!("cannot broadcast {:?} to {:?}", t.shape(), shape);
+    }
+    if t.shape() == shape {
+        return Ok(t.clone());
+    }
+    let st = bcast_strides(t.shape(), shape);
+    let data = crate::dispatch_data!(t.data(), v, T => <T as Storable>::wrap(gather_strided(v, shape, 0, &st)));
+    Tensor::new(shape.to_vec(), data)
+}
+
+/// Arithmetic over the numeric element types (not bool, not f16/bf16, which
+/// the dispatcher widens to f32). Integer ops wrap; division by zero gives 0.
+pub(crate) trait Arith: Element + Storable {
+    const ZERO: Self;
+    const ONE: Self;
+    fn add(self, o: Self) -> Self;
+    fn sub(self, o: Self) -> Self;
+    fn mul(self, o: Self) -> Self;
+    fn div(self, o: Self) -> Self;
+    fn neg(self) -> Self;
+    fn abs(self) -> Self;
+    /// Lowest value (-inf for floats).
+    fn lowest() -> Self;
+    /// Highest value (+inf for floats).
+    fn highest() -> Self;
+}
+
+macro_rules! arith_int {
+    ($($t:ty),*) => {$(
+        impl Arith for $t {
+            const ZERO: Self = 0;
+            const ONE: Self = 1;
+            #[inline] fn add(self, o: Self) -> Self { self.wrapping_add(o) }
+            #[inline] fn sub(self, o: Self) -> Self { self.wrapping_sub(o) }
+            #[inline] fn mul(self, o: Self) -> Self { self.wrapping_mul(o) }
+            #[inline] fn div(self, o: Self) -> Self { self.checked_div(o).unwrap_or(0) }
+            #[inline] fn neg(self) -> Self { self.wrapping_neg() }
+            #[inline] fn abs(self) -> Self { arith_int!(@abs self, $t) }
+            fn lowest() -> Self { <$t>::MIN }
+            fn highest() -> Self { <$t>::MAX }
+        }
+    )*};
+    (@abs $x:ident, u8) => { $x };
+    (@abs $x:ident, u16) => { $x };
+    (@abs $x:ident, u32) => { $x };
+    (@abs $x:ident, u64) => { $x };
+    (@abs $x:ident, $t:ty) => { $x.wrapping_abs() };
+}
+arith_int!(i8, i16, i32, i64, u8, u16, u32, u64);
+
+macro_rules! arith_float {
+    ($($t:ty),*) => {$(
+        impl Arith for $t {
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            #[inline] fn add(self, o: Self) -> Self { self + o }
+            #[inline] fn sub(self, o: Self) -> Self { self - o }
+            #[inline] fn mul(self, o: Self) -> Self { self * o }
+            #[inline] fn div(self, o: Self) -> Self { self / o }
+            #[inline] fn neg(self) -> Self { -self }
+            #[inline] fn abs(self) -> Self { <$t>::abs(self) }
+            fn lowest() -> Self { <$t>::NEG_INFINITY }
+            fn highest() -> Self { <$t>::INFINITY }
+        }
+    )*};
+}
+arith_float!(f32, f64);
+
+/// Float math for f32 and f64 (the types the `gemm` crate takes too).
+pub(crate) trait Float: Arith + std::ops::Add<Output = Self> + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self> + std::ops::Div<Output = Self> + std::ops::AddAssign
+    + std::ops::Neg<Output = Self> {
+    fn exp(self) -> Self;
+    fn ln(self) -> Self;
+    fn sqrt(self) -> Self;
+    fn tanh(self) -> Self;
+    fn erf(self) -> Self;
+    fn floor(self) -> Self;
+    fn ceil(self) -> Self;
+    fn powf(self, e: Self) -> Self;
+    fn max(self, o: Self) -> Self;
+    fn min(self, o: Self) -> Self;
+    fn c(v: f64) -> Self;
+}
+
+macro_rules! float_impl {
+    ($t:ty, $erf:path) => {
+        impl Float for $t {
+            #[inline] fn exp(self) -> Self { <$t>::exp(self) }
+            #[inline] fn ln(self) -> Self { <$t>::ln(self) }
+            #[inline] fn sqrt(self) -> Self { <$t>::sqrt(self) }
+            #[inline] fn tanh(self) -> Self { <$t>::tanh(self) }
+            #[inline] fn erf(self) -> Self { $erf(self) }
+            #[inline] fn floor(self) -> Self { <$t>::floor(self) }
+            #[inline] fn ceil(self) -> Self { <$t>::ceil(self) }
+            #[inline] fn powf(self, e: Self) -> Self { <$t>::powf(self, e) }
+            #[inline] fn max(self, o: Self) -> Self { <$t>::max(self, o) }
+            #[inline] fn min(self, o: Self) -> Self { <$t>::min(self, o) }
+            #[inline] fn c(v: f64) -> Self { v as $t }
+        }
+    };
+}
+float_impl!(f32, libm::erff);
+float_impl!(f64, libm::erf);
+
+/// Runs `$body` with `$T` bound to the element type of `$dt` for the types
+/// with [`Arith`]; other dtypes are an error naming `$what`.
+macro_rules! arith_dispatch {
+    ($dt:expr, $what:expr, $T:ident => $body:expr) => {
+        match $dt {
+            $crate::DType::F32 => { type $T = f32; $body }
+            $crate::DType::F64 => { type $T = f64; $body }
+            $crate::DType::I8 => { type $T = i8; $body }
+            $crate::DType::I16 => { type $T = i16; $body }
+            $crate::DType::I32 => { type $T = i32; $body }
+            $crate::DType::I64 => { type $T = i64; $body }
+            $crate::DType::U8 => { type $T = u8; $body }
+            $crate::DType::U16 => { type $T = u16; $body }
+            $crate::DType::U32 => { type $T = u32; $body }
+            $crate::DType::U64 => { type $T = u64; $body }
+            other => $crate::bail!("{} does not support {} tensors", $what, other),
+        }
+    };
+}
+
+/// Runs `$body` with `$F` bound to f32 or f64; other dtypes are an error.
+macro_rules! float_dispatch {
+    ($dt:expr, $what:expr, $F:ident => $body:expr) => {
+        match $dt {
+            $crate::DType::F32 => { type $F = f32; $body }
+            $crate::DType::F64 => { type $F = f64; $body }
+            other => $crate::bail!("{} needs a float tensor, got {}", $what, other),
+        }
+    };
+}
+
+pub(crate) use arith_dispatch;
+pub(crate) use float_dispatch;
+
+/// Applies `f` to every element, in parallel when large.
+pub(crate) fn par_map<A: Copy + Sync, O: Send>(a: &[A], f: impl Fn(A) -> O + Sync + Send) -> Vec<O> {
+    if a.len() >= PAR_MIN && rayon::current_num_threads() > 1 {
+        a.par_iter().with_min_len(PAR_MIN / 4).map(|&x| f(x)).collect()
+    } else {
+        a.iter().map(|&x| f(x)).collect()
+    }
+}
+
+/// Runs `f` over disjoint `chunk`-sized pieces of `out` (with the piece
+/// index), in parallel when `work` (an element count) is large.
+pub(crate) fn par_chunks<O: Send>(
+    out: &mut [O],
+    chunk: usize,
+    work: usize,
+    f: impl Fn(usize, &mut [O]) + Sync + Send,
+) {
+    if chunk == 0 {
+        return;
+    }
+    if work >= PAR_MIN && rayon::current_num_threads() > 1 {
+        out.par_chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
+    } else {
+        out.chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use crate::tensor::{Storable, Tensor};
+
+    pub fn t<T: Storable>(shape: &[usize], v: Vec<T>) -> Tensor {
+        Tensor::from_vec(shape.to_vec(), v).expect("test tensor")
+    }
+
+    pub fn close(a: &[f32], b: &[f64], tol: f64) {
+        assert_eq!(a.len(), b.len(), "length");
+        for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
+            assert!((x as f64 - y).abs() <= tol * (1.0 + y.abs()), "at {i}: {x} vs {y}");
+        }
+    }
+
+    /// Deterministic pseudo-random values in [-1, 1).
+    pub fn rnd(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 40) as f64 / (1u64 << 24) as f64 * 2.0 - 1.0) as f32
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walk_coalesces_and_offsets() {
+        // Transposed read of a 2x3 matrix.
+        let src = [0, 1, 2, 3, 4, 5];
+        let v = gather_strided(&src, &[3, 2], 0, &[1, 3]);
+        assert_eq!(v, vec![0, 3, 1, 4, 2, 5]);
+        // Negative stride.
+        let v = gather_strided(&src, &[2, 3], 5, &[-3, -1]);
+        assert_eq!(v, vec![5, 4, 3, 2, 1, 0]);
+    }
+
+    #[test]
+    fn missing_input_message() {
+        let e = input(&[None], 0, "A").unwrap_err().to_string();
+        assert_eq!(e, "input 0 (A) is missing");
+        let t = Tensor::scalar(1i64);
+        let e = typed::<f32>(&t, "input 1 (B)").unwrap_err().to_string();
+        assert_eq!(e, "input 1 (B): expected f32, got i64");
+    }
+}

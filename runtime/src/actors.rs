@@ -1,0 +1,430 @@
+//! The actors of a run and the messages between them.
+//!
+//! * [`Task`]: one per placed node (kernel work, on the device's compute
+//!   arbiter) and one per cross-device edge (copy work, on the destination
+//!   device's copy arbiter, so copies overlap compute).
+//! * [`Source`]: feeds the caller's micro-batches into the graph.
+//! * [`Sink`]: gathers graph outputs per micro-batch and hands them back.
+//!
+//! ## Messages and flow control
+//! [`Data`] carries a device buffer handle for one input slot of one
+//! micro-batch. Each route (producer output -> consumer slot) has `credits`
+//! buffers: the producer counts the buffers it sent that the consumer has
+//! not yet used, and fires micro-batch k only when every route it feeds has
+//! a free buffer. A consumer returns a [`Credit`] to each producer as soon as
+//! it has consumed the inputs of a micro-batch. So at most `credits`
+//! micro-batches of any value exist at once, memory stays bounded under any
+//! load, and with 2+ credits a producer runs micro-batch k+1 while its
+//! consumer (on another device) runs micro-batch k. A task handles
+//! micro-batches strictly in order.
+
+use crate::error::RuntimeError;
+use crate::trace::Recorder;
+use actix::prelude::*;
+use crossbeam::channel::Sender;
+use hetflow_devices::{Device, DeviceTensor};
+use hetflow_ops::{Op, Tensor};
+use std::collections::{BTreeMap, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One input of one micro-batch for one consumer slot.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Data {
+    pub mb: u64,
+    pub slot: usize,
+    pub tensor: DeviceTensor,
+}
+
+/// A buffer handed back on route `route` of the receiver.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Credit {
+    pub route: usize,
+}
+
+/// Where an output goes.
+#[derive(Clone)]
+pub struct Route {
+    pub target: Recipient<Data>,
+    pub slot: usize,
+}
+
+/// Who to credit when a slot's buffer has been consumed.
+#[derive(Clone)]
+pub struct Upstream {
+    pub producer: Recipient<Credit>,
+    pub route: usize,
+}
+
+/// What the session hears from the actors.
+pub enum Event {
+    /// All outputs of a micro-batch, on the host, in graph output order.
+    Output { mb: u64, outputs: Vec<Arc<Tensor>> },
+    /// The run failed.
+    Failed(RuntimeError),
+}
+
+/// The work a task does when its inputs are complete.
+pub enum Work {
+    /// Run an op on the task's device.
+    Kernel { op: Op, n_outputs: usize },
+    /// Copy the one input from `from` to the task's device.
+    Copy { from: Arc<dyn Device> },
+}
+
+/// A node or a transfer.
+pub struct Task {
+    pub name: String,
+    pub device: Arc<dyn Device>,
+    pub work: Work,
+    /// Per input slot: a constant already on the device.
+    pub constants: Vec<Option<DeviceTensor>>,
+    /// Slots that arrive as messages.
+    pub edge_slots: Vec<usize>,
+    pub credits: usize,
+    pub events: Sender<Event>,
+    pub recorder: Arc<Recorder>,
+    /// Flat list of (output index, route); credits are counted per entry.
+    pub routes: Vec<(usize, Route)>,
+    /// Per input slot, the producer to credit (None for constants and
+    /// absent optional inputs).
+    pub upstream: Vec<Option<Upstream>>,
+    outstanding: Vec<usize>,
+    pending: BTreeMap<u64, (Vec<Option<DeviceTensor>>, usize)>,
+    next_mb: u64,
+    failed: bool,
+}
+
+impl Task {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        name: String,
+        device: Arc<dyn Device>,
+        work: Work,
+        constants: Vec<Option<DeviceTensor>>,
+        edge_slots: Vec<usize>,
+        credits: usize,
+        events: Sender<Event>,
+        recorder: Arc<Recorder>,
+        routes: Vec<(usize, Route)>,
+        upstream: Vec<Option<Upstream>>,
+    ) -> Task {
+        let outstanding = vec![0; routes.len()];
+        Task {
+            name,
+            device,
+            work,
+            constants,
+            edge_slots,
+            credits,
+            events,
+            recorder,
+            routes,
+            upstream,
+            outstanding,
+            pending: BTreeMap::new(),
+            next_mb: 0,
+            failed: false,
+        }
+    }
+
+    fn has_credit(&self) -> bool {
+        self.outstanding.iter().all(|&o| o < self.credits)
+    }
+
+    fn fail(&mut self, op: &str, msg: String) {
+        self.failed = true;
+        self.pending.clear();
+        let _ = self.events.send(Event::Failed(RuntimeError::Op {
+            node: self.name.clone(),
+            op: op.to_string(),
+            device: self.device.id().to_string(),
+            msg,
+        }));
+    }
+
+    fn try_fire(&mut self) {
+        while !self.failed && self.has_credit() {
+            let ready = matches!(self.pending.get(&self.next_mb), Some((_, 0)));
+            if !ready {
+                return;
+            }
+            let mb = self.next_mb;
+            let (slots, _) = self.pending.remove(&mb).unwrap_or_default();
+            self.next_mb += 1;
+            let start = Instant::now();
+            let (result, label, cat, queue) = match &self.work {
+                Work::Kernel { op, n_outputs } => {
+                    let inputs: Vec<Option<&DeviceTensor>> = slots
+                        .iter()
+                        .zip(&self.constants)
+                        .map(|(s, c)| s.as_ref().or(c.as_ref()))
+                        .collect();
+                    let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        self.device.execute(op, &inputs, *n_outputs)
+                    }));
+                    (r, op.name(), "kernel", "compute")
+                }
+                Work::Copy { from } => {
+                    let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        let src = slots.first().and_then(|s| s.as_ref()).ok_or_else(|| {
+                            hetflow_devices::DeviceError::Other("copy has no input".into())
+                        })?;
+                        let host = from.download(src)?;
+                        Ok(vec![self.device.upload(host)?])
+                    }));
+                    (r, "copy", "copy", "copy")
+                }
+            };
+            self.recorder.record(
+                &self.name,
+                cat,
+                &self.device.id().to_string(),
+                queue,
+                mb,
+                start,
+            );
+            let outputs = match result {
+                Ok(Ok(o)) => o,
+                Ok(Err(e)) => return self.fail(label, e.to_string()),
+                Err(p) => {
+                    let msg = p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "panic".into());
+                    return self.fail(label, format!("kernel panicked: {msg}"));
+                }
+            };
+            // Inputs consumed: hand their buffers back.
+            for up in self.upstream.iter().flatten() {
+                up.producer.do_send(Credit { route: up.route });
+            }
+            for (i, r) in &self.routes {
+                if let Some(t) = outputs.get(*i) {
+                    r.target.do_send(Data {
+                        mb,
+                        slot: r.slot,
+                        tensor: t.clone(),
+                    });
+                }
+            }
+            for o in self.outstanding.iter_mut() {
+                *o += 1;
+            }
+        }
+    }
+}
+
+impl Actor for Task {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Data can arrive in bursts; never drop messages.
+        ctx.set_mailbox_capacity(usize::MAX);
+    }
+}
+
+impl Handler<Data> for Task {
+    type Result = ();
+    fn handle(&mut self, d: Data, _: &mut Self::Context) {
+        if self.failed {
+            return;
+        }
+        let n_slots = self.constants.len();
+        let n_edges = self.edge_slots.len();
+        let entry = self
+            .pending
+            .entry(d.mb)
+            .or_insert_with(|| (vec![None; n_slots], n_edges));
+        if d.slot < n_slots && entry.0[d.slot].is_none() {
+            entry.0[d.slot] = Some(d.tensor);
+            entry.1 -= 1;
+        }
+        self.try_fire();
+    }
+}
+
+impl Handler<Credit> for Task {
+    type Result = ();
+    fn handle(&mut self, c: Credit, _: &mut Self::Context) {
+        if let Some(o) = self.outstanding.get_mut(c.route) {
+            *o = o.saturating_sub(1);
+        }
+        self.try_fire();
+    }
+}
+
+/// Feeds micro-batches: each route `(input index, route, device)` gets
+/// that graph input uploaded to the reader's device.
+pub struct Source {
+    pub routes: Vec<(usize, Route, Arc<dyn Device>)>,
+    pub credits: usize,
+    pub events: Sender<Event>,
+    queue: VecDeque<Feed>,
+    outstanding: Vec<usize>,
+}
+
+impl Source {
+    pub fn new(
+        routes: Vec<(usize, Route, Arc<dyn Device>)>,
+        credits: usize,
+        events: Sender<Event>,
+    ) -> Source {
+        let n = routes.len();
+        Source {
+            routes,
+            credits,
+            events,
+            queue: VecDeque::new(),
+            outstanding: vec![0; n],
+        }
+    }
+
+    fn pump(&mut self) {
+        while self.outstanding.iter().all(|&o| o < self.credits) {
+            let Some(feed) = self.queue.pop_front() else {
+                return;
+            };
+            for (i, r, dev) in &self.routes {
+                {
+                    match dev.upload(feed.inputs[*i].clone()) {
+                        Ok(t) => r.target.do_send(Data {
+                            mb: feed.mb,
+                            slot: r.slot,
+                            tensor: t,
+                        }),
+                        Err(e) => {
+                            let _ = self.events.send(Event::Failed(RuntimeError::Op {
+                                node: "<input>".into(),
+                                op: "upload".into(),
+                                device: dev.id().to_string(),
+                                msg: e.to_string(),
+                            }));
+                            self.queue.clear();
+                            return;
+                        }
+                    }
+                }
+            }
+            for o in self.outstanding.iter_mut() {
+                *o += 1;
+            }
+        }
+    }
+}
+
+impl Actor for Source {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(usize::MAX);
+    }
+}
+
+/// One micro-batch of graph inputs.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Feed {
+    pub mb: u64,
+    pub inputs: Vec<Arc<Tensor>>,
+}
+
+impl Handler<Feed> for Source {
+    type Result = ();
+    fn handle(&mut self, f: Feed, _: &mut Self::Context) {
+        self.queue.push_back(f);
+        self.pump();
+    }
+}
+
+impl Handler<Credit> for Source {
+    type Result = ();
+    fn handle(&mut self, c: Credit, _: &mut Self::Context) {
+        if let Some(o) = self.outstanding.get_mut(c.route) {
+            *o = o.saturating_sub(1);
+        }
+        self.pump();
+    }
+}
+
+/// Gathers outputs. Slot `i` is graph output `i`; constants are pre-filled.
+pub struct Sink {
+    pub constants: Vec<Option<Arc<Tensor>>>,
+    pub devices: Vec<Arc<dyn Device>>,
+    /// Per output slot, who to credit.
+    pub upstream: Vec<Option<Upstream>>,
+    pub events: Sender<Event>,
+    pending: BTreeMap<u64, (Vec<Option<Arc<Tensor>>>, usize)>,
+}
+
+impl Sink {
+    pub fn new(
+        constants: Vec<Option<Arc<Tensor>>>,
+        devices: Vec<Arc<dyn Device>>,
+        upstream: Vec<Option<Upstream>>,
+        events: Sender<Event>,
+    ) -> Sink {
+        Sink {
+            constants,
+            devices,
+            upstream,
+            events,
+            pending: BTreeMap::new(),
+        }
+    }
+}
+
+impl Actor for Sink {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(usize::MAX);
+    }
+}
+
+impl Handler<Data> for Sink {
+    type Result = ();
+    fn handle(&mut self, d: Data, _: &mut Self::Context) {
+        let dev = self.devices.iter().find(|x| x.id() == d.tensor.device);
+        let host = match dev.map(|dev| dev.download(&d.tensor)) {
+            Some(Ok(h)) => h,
+            Some(Err(e)) => {
+                let _ = self.events.send(Event::Failed(RuntimeError::Op {
+                    node: "<output>".into(),
+                    op: "download".into(),
+                    device: d.tensor.device.to_string(),
+                    msg: e.to_string(),
+                }));
+                return;
+            }
+            None => {
+                let _ = self.events.send(Event::Failed(RuntimeError::Setup(format!(
+                    "output on unknown device {}",
+                    d.tensor.device
+                ))));
+                return;
+            }
+        };
+        if let Some(Some(up)) = self.upstream.get(d.slot) {
+            up.producer.do_send(Credit { route: up.route });
+        }
+        let n = self.constants.len();
+        let missing = self.constants.iter().filter(|c| c.is_none()).count();
+        let consts = &self.constants;
+        let entry = self
+            .pending
+            .entry(d.mb)
+            .or_insert_with(|| (consts.clone(), missing));
+        if d.slot < n && entry.0[d.slot].is_none() {
+            entry.0[d.slot] = Some(host);
+            entry.1 -= 1;
+        }
+        if entry.1 == 0 {
+            if let Some((outs, _)) = self.pending.remove(&d.mb) {
+                let outputs = outs.into_iter().flatten().collect();
+                let _ = self.events.send(Event::Output { mb: d.mb, outputs });
+            }
+        }
+    }
+}

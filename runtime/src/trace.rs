@@ -1,0 +1,106 @@
+//! Run timelines in the Chrome trace event format (loads in Perfetto and
+//! chrome://tracing): one process per device, one thread per device queue
+//! (compute, copy), one complete ("X") event per kernel or copy.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// One kernel or copy.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TraceEvent {
+    /// Node name (kernels) or `copy <value>` (transfers).
+    pub name: String,
+    /// `kernel` or `copy`.
+    pub cat: &'static str,
+    /// Device name, e.g. `cpu:1`.
+    pub device: String,
+    /// Queue on the device: `compute` or `copy`.
+    pub queue: &'static str,
+    /// Micro-batch index.
+    pub mb: u64,
+    /// Start, microseconds since the session started.
+    pub start_us: f64,
+    /// Duration in microseconds.
+    pub dur_us: f64,
+}
+
+/// A thread-safe recorder; disabled recorders cost one branch per event.
+pub struct Recorder {
+    enabled: bool,
+    origin: Instant,
+    events: Mutex<Vec<TraceEvent>>,
+}
+
+impl Recorder {
+    /// A recorder whose clock starts now.
+    pub fn new(enabled: bool) -> Recorder {
+        Recorder {
+            enabled,
+            origin: Instant::now(),
+            events: Mutex::new(Vec::new()),
+        }
+    }
+    /// Whether events are kept.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+    /// Microseconds since the origin.
+    pub fn now_us(&self, t: Instant) -> f64 {
+        t.duration_since(self.origin).as_secs_f64() * 1e6
+    }
+    /// Records an event that ran from `start` to now.
+    pub fn record(
+        &self,
+        name: &str,
+        cat: &'static str,
+        device: &str,
+        queue: &'static str,
+        mb: u64,
+        start: Instant,
+    ) {
+        if !self.enabled {
+            return;
+        }
+        let end = Instant::now();
+        let ev = TraceEvent {
+            name: name.to_string(),
+            cat,
+            device: device.to_string(),
+            queue,
+            mb,
+            start_us: self.now_us(start),
+            dur_us: end.duration_since(start).as_secs_f64() * 1e6,
+        };
+        if let Ok(mut v) = self.events.lock() {
+            v.push(ev);
+        }
+    }
+    /// A copy of the events so far.
+    pub fn events(&self) -> Vec<TraceEvent> {
+        self.events.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+/// Renders events as Chrome trace JSON.
+pub fn chrome_trace_json(events: &[TraceEvent]) -> String {
+    let mut devices: Vec<&str> = events.iter().map(|e| e.device.as_str()).collect();
+    devices.sort_unstable();
+    devices.dedup();
+    let pid = |d: &str| devices.iter().position(|x| *x == d).unwrap_or(0) + 1;
+    let tid = |q: &str| if q == "compute" { 1 } else { 2 };
+    let mut out = Vec::new();
+    for d in &devices {
+        out.push(serde_json::json!({"name": "process_name", "ph": "M", "pid": pid(d), "args": {"name": d}}));
+        for q in ["compute", "copy"] {
+            out.push(serde_json::json!({"name": "thread_name", "ph": "M", "pid": pid(d), "tid": tid(q), "args": {"name": q}}));
+        }
+    }
+    for e in events {
+        out.push(serde_json::json!({
+            "name": e.name, "cat": e.cat, "ph": "X", "ts": e.start_us, "dur": e.dur_us,
+            "pid": pid(&e.device), "tid": tid(e.queue), "args": {"mb": e.mb}
+        }));
+    }
+    serde_json::to_string(&serde_json::json!({"traceEvents": out, "displayTimeUnit": "ms"}))
+        .unwrap_or_default()
+}

@@ -1,0 +1,343 @@
+//! The [`Plan`]: where every node runs, the stages of a pipeline, the
+//! transfers that move data between devices, the micro-batch count and the
+//! schedule. The runtime, the launcher and the simulator all consume the
+//! same (JSON-serialisable) Plan.
+//!
+//! Guarantees a valid Plan gives its consumers (checked by
+//! [`Plan::validate`]): every node of the graph is placed on one of
+//! `devices`; each stage's nodes are on the stage's device; every value
+//! produced on one device and read on another appears exactly once in
+//! `transfers` for that (value, destination) pair, so a reader of the plan
+//! sees every byte that moves.
+
+use hetflow_ops::cost::op_cost;
+use hetflow_ops::infer::concrete_facts;
+use hetflow_ops::{Dim, Fact, Graph};
+use std::collections::{BTreeSet, HashMap};
+
+/// Errors from planning.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The plan does not fit the graph or is internally inconsistent.
+    #[error("invalid plan: {0}")]
+    Invalid(String),
+    /// Planning inputs are unusable.
+    #[error("{0}")]
+    Input(String),
+}
+
+/// How micro-batches are ordered through the stages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    /// Inference: micro-batches stream through as credits allow.
+    #[default]
+    Streaming,
+    /// GPipe fill-drain (training).
+    Gpipe,
+    /// One-forward-one-backward (training).
+    #[serde(rename = "1f1b")]
+    OneFOneB,
+}
+
+/// A pipeline stage: a contiguous group of nodes on one device.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Stage {
+    /// Index into [`Plan::devices`].
+    pub device: usize,
+    /// Node indices (into `Graph::nodes`) in execution order.
+    pub nodes: Vec<usize>,
+    /// Predicted flops of one micro-batch through the stage.
+    pub flops: f64,
+}
+
+/// A value that crosses devices.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Transfer {
+    /// Value index (into `Graph::values`).
+    pub value: usize,
+    /// Value name, for readers.
+    pub name: String,
+    /// Source device (index into `devices`).
+    pub from: usize,
+    /// Destination device.
+    pub to: usize,
+    /// Bytes per micro-batch, when shapes are known.
+    pub bytes: Option<u64>,
+}
+
+/// An executable placement of a graph.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Plan {
+    /// Device names (`cpu:0`, ...), resolved by the runtime's registry.
+    pub devices: Vec<String>,
+    /// For each node, the index of its device in `devices`.
+    pub placement: Vec<usize>,
+    /// Pipeline stages in order.
+    pub stages: Vec<Stage>,
+    /// Cross-device values.
+    pub transfers: Vec<Transfer>,
+    /// Micro-batches per run (streaming: how many inputs are in flight).
+    pub microbatches: usize,
+    /// Micro-batch order.
+    pub schedule: Schedule,
+    /// Buffers per edge (credits): 2 or more lets consecutive micro-batches
+    /// overlap across stages.
+    pub credits: usize,
+}
+
+impl Plan {
+    /// Everything on one device.
+    pub fn single_device(g: &Graph, device: &str) -> Plan {
+        let placement = vec![0; g.nodes.len()];
+        Plan::from_placement(g, vec![device.to_string()], placement)
+    }
+
+    /// A plan from an explicit node -> device placement. Stages are the
+    /// maximal runs of consecutive nodes on one device.
+    pub fn from_placement(g: &Graph, devices: Vec<String>, placement: Vec<usize>) -> Plan {
+        let flops = node_flops(g);
+        let mut stages: Vec<Stage> = Vec::new();
+        for (i, &d) in placement.iter().enumerate() {
+            match stages.last_mut() {
+                Some(s) if s.device == d => {
+                    s.nodes.push(i);
+                    s.flops += flops[i];
+                }
+                _ => stages.push(Stage {
+                    device: d,
+                    nodes: vec![i],
+                    flops: flops[i],
+                }),
+            }
+        }
+        let transfers = compute_transfers(g, &placement);
+        Plan {
+            devices,
+            placement,
+            stages,
+            transfers,
+            microbatches: 1,
+            schedule: Schedule::Streaming,
+            credits: 2,
+        }
+    }
+
+    /// Manual placement from `node name -> device name` (nodes not listed
+    /// go to `default_device`).
+    pub fn manual(
+        g: &Graph,
+        assign: &HashMap<String, String>,
+        default_device: &str,
+    ) -> Result<Plan, PlanError> {
+        let mut devices = vec![default_device.to_string()];
+        for name in assign.keys() {
+            if !g.nodes.iter().any(|n| &n.name == name) {
+                return Err(PlanError::Input(format!(
+                    "placement names node '{name}' which the graph does not have"
+                )));
+            }
+        }
+        let mut placement = Vec::with_capacity(g.nodes.len());
+        for n in &g.nodes {
+            let d = assign
+                .get(&n.name)
+                .map(String::as_str)
+                .unwrap_or(default_device);
+            let idx = match devices.iter().position(|x| x == d) {
+                Some(i) => i,
+                None => {
+                    devices.push(d.to_string());
+                    devices.len() - 1
+                }
+            };
+            placement.push(idx);
+        }
+        Ok(Plan::from_placement(g, devices, placement))
+    }
+
+    /// Sets the micro-batch count and credits.
+    pub fn with_microbatches(mut self, m: usize, credits: usize) -> Plan {
+        self.microbatches = m.max(1);
+        self.credits = credits.max(1);
+        self
+    }
+
+    /// Checks the plan against the graph (see the module docs).
+    pub fn validate(&self, g: &Graph) -> Result<(), PlanError> {
+        if self.placement.len() != g.nodes.len() {
+            return Err(PlanError::Invalid(format!(
+                "places {} nodes but the graph has {}",
+                self.placement.len(),
+                g.nodes.len()
+            )));
+        }
+        if let Some((i, &d)) = self
+            .placement
+            .iter()
+            .enumerate()
+            .find(|(_, &d)| d >= self.devices.len())
+        {
+            return Err(PlanError::Invalid(format!(
+                "node '{}' placed on device #{d}, but the plan lists {} devices",
+                g.nodes[i].name,
+                self.devices.len()
+            )));
+        }
+        if self.credits == 0 {
+            return Err(PlanError::Invalid("credits must be at least 1".into()));
+        }
+        let mut seen = vec![false; g.nodes.len()];
+        for s in &self.stages {
+            for &n in &s.nodes {
+                if n >= g.nodes.len()
+                    || self.placement[n] != s.device
+                    || std::mem::replace(&mut seen[n], true)
+                {
+                    return Err(PlanError::Invalid(format!(
+                        "stage on device #{} lists node #{n} wrongly",
+                        s.device
+                    )));
+                }
+            }
+        }
+        if seen.iter().any(|s| !s) {
+            return Err(PlanError::Invalid("some nodes are in no stage".into()));
+        }
+        let want = compute_transfers(g, &self.placement);
+        let key = |t: &Transfer| (t.value, t.to);
+        let a: BTreeSet<_> = want.iter().map(key).collect();
+        let b: BTreeSet<_> = self.transfers.iter().map(key).collect();
+        if a != b {
+            return Err(PlanError::Invalid(
+                "transfers do not match the placement".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Serialises to pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Parses JSON.
+    pub fn from_json(s: &str) -> Result<Plan, PlanError> {
+        serde_json::from_str(s).map_err(|e| PlanError::Input(format!("plan JSON: {e}")))
+    }
+}
+
+/// Every (value, destination device) pair where a value produced (or fed)
+/// on one device is read on another. Graph inputs count as produced on the
+/// device of their first reader; constants are placed with each reader.
+pub fn compute_transfers(g: &Graph, placement: &[usize]) -> Vec<Transfer> {
+    let producers = g.producers();
+    let facts: Vec<Fact> = g.values.iter().map(|v| v.fact.clone()).collect();
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (ni, node) in g.nodes.iter().enumerate() {
+        let to = placement[ni];
+        for v in node.inputs.iter().flatten() {
+            let Some(p) = producers[v.0] else { continue };
+            let from = placement[p.0];
+            if from != to && seen.insert((v.0, to)) {
+                let bytes = facts[v.0].concrete_shape().map(|s| {
+                    (s.iter().product::<usize>() * facts[v.0].dtype.map(|d| d.size()).unwrap_or(4))
+                        as u64
+                });
+                out.push(Transfer {
+                    value: v.0,
+                    name: g.name(*v).to_string(),
+                    from,
+                    to,
+                    bytes,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Flops of each node with symbolic dims bound to 1.
+pub fn node_flops(g: &Graph) -> Vec<f64> {
+    let inputs: Vec<Fact> = g
+        .inputs
+        .iter()
+        .map(|i| {
+            let f = &g.value(*i).fact;
+            Fact {
+                dtype: f.dtype,
+                shape: f.shape.as_ref().map(|s| {
+                    s.iter()
+                        .map(|d| Dim::Known(d.known().unwrap_or(1)))
+                        .collect()
+                }),
+                value: None,
+            }
+        })
+        .collect();
+    let facts = concrete_facts(g, &inputs)
+        .unwrap_or_else(|_| g.values.iter().map(|v| v.fact.clone()).collect());
+    g.nodes
+        .iter()
+        .map(|n| {
+            let ins: Vec<Option<&Fact>> = n.inputs.iter().map(|i| i.map(|i| &facts[i.0])).collect();
+            let outs: Vec<&Fact> = n.outputs.iter().map(|o| &facts[o.0]).collect();
+            // Every node costs at least its launch; 1 flop keeps splits sane
+            // on graphs of pure data movement.
+            op_cost(&n.op, &ins, &outs).flops.max(1.0)
+        })
+        .collect()
+}
+
+/// Splits the nodes (in topological order) into `devices.len()` contiguous
+/// stages, minimising the slowest stage's time where device `d` runs at
+/// relative speed `speeds[d]` (flops per unit time; equal speeds balance
+/// flops). Dynamic programming over split points, O(n² p).
+pub fn pipeline_split(g: &Graph, devices: Vec<String>, speeds: &[f64]) -> Result<Plan, PlanError> {
+    let p = devices.len();
+    let n = g.nodes.len();
+    if p == 0 || speeds.len() != p {
+        return Err(PlanError::Input("need one speed per device".into()));
+    }
+    if n < p {
+        return Err(PlanError::Input(format!(
+            "{n} nodes cannot fill {p} stages"
+        )));
+    }
+    let flops = node_flops(g);
+    let mut prefix = vec![0.0; n + 1];
+    for i in 0..n {
+        prefix[i + 1] = prefix[i] + flops[i];
+    }
+    // best[k][i]: minimal max stage time placing nodes[..i] on the first k devices.
+    let inf = f64::INFINITY;
+    let mut best = vec![vec![inf; n + 1]; p + 1];
+    let mut cut = vec![vec![0usize; n + 1]; p + 1];
+    best[0][0] = 0.0;
+    for k in 1..=p {
+        for i in k..=n - (p - k) {
+            for j in (k - 1)..i {
+                if best[k - 1][j] == inf {
+                    continue;
+                }
+                let t = (prefix[i] - prefix[j]) / speeds[k - 1];
+                let v = best[k - 1][j].max(t);
+                if v < best[k][i] {
+                    best[k][i] = v;
+                    cut[k][i] = j;
+                }
+            }
+        }
+    }
+    let mut placement = vec![0; n];
+    let mut i = n;
+    for k in (1..=p).rev() {
+        let j = cut[k][i];
+        for slot in placement.iter_mut().take(i).skip(j) {
+            *slot = k - 1;
+        }
+        i = j;
+    }
+    Ok(Plan::from_placement(g, devices, placement))
+}

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Set up a machine for hetflow's build and tests. Idempotent; re-runs are fast.
+#   1. Debian packages (OpenCL/PoCL, hwloc, udev, pkg-config, hyperfine), only if missing
+#   2. .venv at the repo root with scripts/requirements.txt
+#   3. fixtures-gen/ from scripts/gen_fixtures.py, only if the generator or the
+#      requirements changed since the last run (fixtures-gen/.stamp)
+# Env: PYTHON (default python3, must be 3.11+), SKIP_APT=1, SKIP_FIXTURES=1.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+log() { printf '[setup] %s\n' "$*"; }
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO=(sudo)
+    fi
+fi
+
+# --- 1. apt -------------------------------------------------------------------
+APT_PKGS=(pocl-opencl-icd ocl-icd-opencl-dev clinfo libhwloc-dev hwloc libudev-dev pkg-config hyperfine)
+PYTHON="${PYTHON:-python3}"
+
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+
+missing=()
+if [ "${SKIP_APT:-0}" != 1 ]; then
+    for p in "${APT_PKGS[@]}"; do
+        installed "$p" || missing+=("$p")
+    done
+    # Debian's own python3 needs python3-venv for `python3 -m venv` (ensurepip).
+    if [ ! -x .venv/bin/python ] && ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+        installed python3-venv || missing+=(python3-venv)
+    fi
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ] && [ "${#SUDO[@]}" -eq 0 ]; then
+        echo "[setup] error: not root and no sudo; install: ${missing[*]}" >&2
+        exit 1
+    fi
+    log "apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    "${SUDO[@]}" apt-get update -qq
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+    log "apt packages present"
+fi
+
+# --- 2. venv ------------------------------------------------------------------
+REQ=scripts/requirements.txt
+if [ -x .venv/bin/python ] && ! .venv/bin/python -c 'import sys' >/dev/null 2>&1; then
+    log "broken .venv, recreating"
+    rm -rf .venv
+fi
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11), sys.version' || {
+        echo "[setup] error: $PYTHON is older than 3.11 (numpy 2.4 needs 3.11+); set PYTHON" >&2
+        exit 1
+    }
+    log "creating .venv with $("$PYTHON" --version 2>&1)"
+    "$PYTHON" -m venv .venv
+fi
+req_hash="$(sha256sum "$REQ" | cut -d' ' -f1)"
+if [ "$(cat .venv/.requirements.sha256 2>/dev/null || true)" != "$req_hash" ]; then
+    log "pip install -r $REQ"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -r "$REQ"
+    echo "$req_hash" > .venv/.requirements.sha256
+else
+    log ".venv up to date"
+fi
+
+# --- 3. fixtures --------------------------------------------------------------
+if [ "${SKIP_FIXTURES:-0}" != 1 ]; then
+    FIX=fixtures-gen
+    fix_hash="$(cat scripts/gen_fixtures.py "$REQ" | sha256sum | cut -d' ' -f1)"
+    if [ "$(cat "$FIX/.stamp" 2>/dev/null || true)" != "$fix_hash" ]; then
+        log "generating $FIX/"
+        rm -rf "$FIX"
+        .venv/bin/python scripts/gen_fixtures.py --out "$FIX"
+        echo "$fix_hash" > "$FIX/.stamp"
+    else
+        log "$FIX/ up to date"
+    fi
+fi
+log "done"

@@ -1,0 +1,128 @@
+//! Binding `--input` arguments to graph inputs, and reading tensor files.
+
+use anyhow::{anyhow, bail, Context, Result};
+use hetflow::{Model, Tensor};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Reads a `.npy` or ONNX TensorProto `.pb` file.
+pub fn read_tensor(path: &Path) -> Result<Tensor> {
+    if !path.exists() {
+        bail!("input file '{}' does not exist", path.display());
+    }
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let t = if ext == "pb" {
+        hetflow::ops::onnx::read_tensor_pb(path)?.1
+    } else if ext == "npy" {
+        hetflow::ops::npy::read_npy(path)?
+    } else {
+        // Sniff: .npy files start with \x93NUMPY.
+        let head = std::fs::read(path).with_context(|| format!("reading '{}'", path.display()))?;
+        if head.starts_with(b"\x93NUMPY") {
+            hetflow::ops::npy::read_npy_bytes(&head)
+                .map_err(|e| anyhow!("{}: {e}", path.display()))?
+        } else {
+            hetflow::ops::onnx::read_tensor_pb(path)?.1
+        }
+    };
+    Ok(t)
+}
+
+/// Binds `NAME=PATH` and bare `PATH` arguments to the model's inputs:
+/// named ones by name, bare ones to the remaining inputs in order.
+pub fn bind_inputs(model: &Model, args: &[String]) -> Result<Vec<Arc<Tensor>>> {
+    let names: Vec<String> = model.input_names().iter().map(|s| s.to_string()).collect();
+    let mut bound: Vec<Option<Arc<Tensor>>> = vec![None; names.len()];
+    let mut positional = Vec::new();
+    for a in args {
+        match a.split_once('=') {
+            Some((n, p)) if names.iter().any(|x| x == n) => {
+                let i = names.iter().position(|x| x == n).unwrap_or(0);
+                if bound[i].is_some() {
+                    bail!("input '{n}' given twice");
+                }
+                bound[i] = Some(Arc::new(
+                    read_tensor(Path::new(p)).with_context(|| format!("input '{n}'"))?,
+                ));
+            }
+            Some((n, _)) if !Path::new(a).exists() => {
+                bail!(
+                    "the model has no input named '{n}' (inputs: {})",
+                    names.join(", ")
+                );
+            }
+            _ => positional.push(a.clone()),
+        }
+    }
+    let mut pos = positional.into_iter();
+    for (i, slot) in bound.iter_mut().enumerate() {
+        if slot.is_none() {
+            if let Some(p) = pos.next() {
+                *slot = Some(Arc::new(
+                    read_tensor(Path::new(&p)).with_context(|| format!("input '{}'", names[i]))?,
+                ));
+            }
+        }
+    }
+    let extra: Vec<String> = pos.collect();
+    if !extra.is_empty() {
+        bail!(
+            "{} more input file(s) than the model has inputs ({}): {}",
+            extra.len(),
+            names.len(),
+            extra.join(", ")
+        );
+    }
+    let missing: Vec<&str> = names
+        .iter()
+        .zip(&bound)
+        .filter(|(_, b)| b.is_none())
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "missing input(s): {} (give --input NAME=PATH or --input PATH)",
+            missing.join(", ")
+        );
+    }
+    Ok(bound.into_iter().flatten().collect())
+}
+
+/// Random inputs of the declared shapes (symbolic dims = 1), for `bench`.
+pub fn random_inputs(model: &Model) -> Result<Vec<Arc<Tensor>>> {
+    let g = model.graph();
+    let mut seed = 0x2545F4914F6CDD1Du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    };
+    g.inputs
+        .iter()
+        .map(|i| {
+            let v = g.value(*i);
+            let shape: Vec<usize> = v
+                .fact
+                .shape
+                .as_ref()
+                .ok_or_else(|| anyhow!("input '{}' has no declared shape; pass --input", v.name))?
+                .iter()
+                .map(|d| d.known().unwrap_or(1))
+                .collect();
+            let n: usize = shape.iter().product();
+            let data: Vec<f32> = (0..n).map(|_| next()).collect();
+            let t = Tensor::from_vec(shape, data)?;
+            let dt = v.fact.dtype.unwrap_or(hetflow::DType::F32);
+            Ok(Arc::new(if dt == hetflow::DType::F32 {
+                t
+            } else {
+                t.cast(dt)
+            }))
+        })
+        .collect()
+}

@@ -1,0 +1,72 @@
+//! `hetflow run`.
+
+use super::inputs::bind_inputs;
+use anyhow::{Context, Result};
+use hetflow::{Model, SessionBuilder};
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The ONNX model.
+    model: PathBuf,
+    /// Input as NAME=PATH or PATH (.npy or ONNX TensorProto .pb); bare
+    /// paths bind to the remaining inputs in order.
+    #[arg(long = "input", short = 'i')]
+    inputs: Vec<String>,
+    /// Where to write <output_name>.npy files.
+    #[arg(long, default_value = ".")]
+    output_dir: PathBuf,
+    /// Devices, e.g. `cpu`, `cpu:0,cpu:1`.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Kernel threads per CPU device.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// A plan JSON to execute instead of the default placement.
+    #[arg(long)]
+    plan: Option<PathBuf>,
+    /// Write a Chrome/Perfetto trace of the run.
+    #[arg(long)]
+    trace: Option<PathBuf>,
+}
+
+pub fn main(a: Args) -> Result<()> {
+    let model = Model::load(&a.model)?;
+    let inputs = bind_inputs(&model, &a.inputs)?;
+    let mut b = SessionBuilder::new(&model)
+        .devices(&a.device)
+        .trace(a.trace.is_some());
+    if let Some(t) = a.threads {
+        b = b.threads(t);
+    }
+    if let Some(p) = &a.plan {
+        let text = std::fs::read_to_string(p)
+            .with_context(|| format!("reading plan '{}'", p.display()))?;
+        b = b.plan(hetflow::Plan::from_json(&text)?);
+    }
+    let mut session = b.build()?;
+    let start = std::time::Instant::now();
+    let outputs = session.run(inputs)?;
+    let elapsed = start.elapsed();
+    std::fs::create_dir_all(&a.output_dir)
+        .with_context(|| format!("creating output dir '{}'", a.output_dir.display()))?;
+    for (name, t) in model.output_names().iter().zip(&outputs) {
+        let file = a
+            .output_dir
+            .join(format!("{}.npy", hetflow::sanitize_name(name)));
+        hetflow::ops::npy::write_npy(&file, t)?;
+        println!(
+            "{name}: {} {:?} -> {}",
+            t.dtype(),
+            t.shape(),
+            file.display()
+        );
+    }
+    if let Some(tp) = &a.trace {
+        let json = hetflow::runtime::chrome_trace_json(&session.trace_events());
+        std::fs::write(tp, json).with_context(|| format!("writing trace '{}'", tp.display()))?;
+        println!("trace: {}", tp.display());
+    }
+    println!("ran in {:.3} ms", elapsed.as_secs_f64() * 1e3);
+    Ok(())
+}

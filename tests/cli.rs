@@ -1,0 +1,293 @@
+//! The CLI contract: `run` writes `<sanitised output name>.npy`, binds named
+//! and positional inputs (.npy and .pb), and every bad input gives a
+//! one-line error and exit status 2, never a panic.
+
+mod common;
+use common::{case, read, rel_l2};
+use hetflow::ops::onnx::proto;
+use prost::Message;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn hetflow(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hetflow"))
+        .args(args)
+        .output()
+        .expect("spawn hetflow")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("hetflow-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Exit 2, one line on stderr containing `needle`, no panic.
+fn expect_error(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "exit status; stderr: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one line expected: {err}"
+    );
+    assert!(err.contains(needle), "'{needle}' not in: {err}");
+}
+
+#[test]
+fn run_writes_sanitised_outputs() {
+    let c = case("weird_names");
+    let dir = tmp("weird");
+    let input = format!("{}={}", c.inputs[0].0, c.inputs[0].1.display());
+    let out = hetflow(&[
+        "run",
+        c.model.to_str().unwrap(),
+        "--input",
+        &input,
+        "--output-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (name, file) in &c.outputs {
+        let sane = hetflow::sanitize_name(name);
+        assert!(!sane.contains('/') && !sane.contains(':'));
+        let got = read(&dir.join(format!("{sane}.npy")));
+        assert!(rel_l2(&got, &read(file)) <= 1e-4, "{name}");
+    }
+    assert!(dir.join("block_1_out.npy").exists() && dir.join("logits_0.npy").exists());
+}
+
+#[test]
+fn run_positional_and_pb_inputs() {
+    let c = case("transformer_encoder");
+    let dir = tmp("pb");
+    // Second input as an ONNX TensorProto .pb, first as .npy, both positional.
+    let mask = read(&c.inputs[1].1);
+    let pb = dir.join("mask.pb");
+    std::fs::write(
+        &pb,
+        hetflow::ops::onnx::tensor_to_proto(&mask, "mask").encode_to_vec(),
+    )
+    .unwrap();
+    let out = hetflow(&[
+        "run",
+        c.model.to_str().unwrap(),
+        "--input",
+        c.inputs[0].1.to_str().unwrap(),
+        "--input",
+        pb.to_str().unwrap(),
+        "--output-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let name = hetflow::sanitize_name(&c.outputs[0].0);
+    assert!(
+        rel_l2(
+            &read(&dir.join(format!("{name}.npy"))),
+            &read(&c.outputs[0].1)
+        ) <= 1e-4
+    );
+}
+
+fn write_model(dir: &Path, name: &str, m: &proto::ModelProto) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, m.encode_to_vec()).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+fn tensor_vi(name: &str, elem: i32, dims: &[i64]) -> proto::ValueInfoProto {
+    use proto::tensor_shape_proto::{dimension::Value, Dimension};
+    proto::ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(proto::TypeProto {
+            value: Some(proto::type_proto::Value::TensorType(
+                proto::type_proto::Tensor {
+                    elem_type: Some(elem),
+                    shape: Some(proto::TensorShapeProto {
+                        dim: dims
+                            .iter()
+                            .map(|&d| Dimension {
+                                value: Some(Value::DimValue(d)),
+                                ..Default::default()
+                            })
+                            .collect(),
+                    }),
+                },
+            )),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn relu_model(input_of_node: &str, op: &str) -> proto::ModelProto {
+    proto::ModelProto {
+        ir_version: Some(8),
+        opset_import: vec![proto::OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(17),
+        }],
+        graph: Some(proto::GraphProto {
+            name: Some("g".into()),
+            node: vec![proto::NodeProto {
+                name: Some("act".into()),
+                op_type: Some(op.into()),
+                input: vec![input_of_node.into()],
+                output: vec!["y".into()],
+                ..Default::default()
+            }],
+            input: vec![tensor_vi("x", 1, &[2, 3])],
+            output: vec![tensor_vi("y", 1, &[2, 3])],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn bad_inputs_exit_2_with_one_line() {
+    let dir = tmp("bad");
+    let d = dir.to_str().unwrap();
+    let good = write_model(&dir, "good.onnx", &relu_model("x", "Relu"));
+    let x = dir.join("x.npy");
+    hetflow::ops::npy::write_npy(
+        &x,
+        &hetflow::Tensor::from_vec(vec![2, 3], vec![1f32, -2., 3., -4., 5., -6.]).unwrap(),
+    )
+    .unwrap();
+    let xs = x.to_str().unwrap();
+
+    // The good model works.
+    let ok = hetflow(&["run", &good, "--input", xs, "--output-dir", d]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(
+        read(&dir.join("y.npy")).as_slice::<f32>().unwrap(),
+        &[1., 0., 3., 0., 5., 0.]
+    );
+
+    expect_error(
+        &hetflow(&["run", "/nonexistent/model.onnx", "--input", xs]),
+        "/nonexistent/model.onnx",
+    );
+    let bytes = std::fs::read(&good).unwrap();
+    let trunc = dir.join("trunc.onnx");
+    std::fs::write(&trunc, &bytes[..bytes.len() / 2]).unwrap();
+    expect_error(
+        &hetflow(&["run", trunc.to_str().unwrap(), "--input", xs]),
+        "trunc.onnx",
+    );
+    let junk = dir.join("junk.onnx");
+    std::fs::write(&junk, b"this is not a protobuf \xff\xff\xff\xff").unwrap();
+    expect_error(
+        &hetflow(&["run", junk.to_str().unwrap(), "--input", xs]),
+        "junk.onnx",
+    );
+    let dangling = write_model(&dir, "dangling.onnx", &relu_model("ghost", "Relu"));
+    expect_error(&hetflow(&["run", &dangling, "--input", xs]), "'ghost'");
+    let unknown = write_model(&dir, "unknown.onnx", &relu_model("x", "FancyNewOp"));
+    expect_error(
+        &hetflow(&["run", &unknown, "--input", xs]),
+        "unsupported op FancyNewOp (opset 17) at node 'act'",
+    );
+
+    expect_error(&hetflow(&["run", &good]), "missing input(s): x");
+    expect_error(
+        &hetflow(&["run", &good, "--input", xs, "--input", xs]),
+        "more input file(s)",
+    );
+    expect_error(
+        &hetflow(&["run", &good, "--input", "nosuch=foo.npy"]),
+        "no input named 'nosuch'",
+    );
+    expect_error(
+        &hetflow(&["run", &good, "--input", "/nonexistent/x.npy"]),
+        "does not exist",
+    );
+
+    let rank = dir.join("rank.npy");
+    hetflow::ops::npy::write_npy(
+        &rank,
+        &hetflow::Tensor::from_vec(vec![6], vec![0f32; 6]).unwrap(),
+    )
+    .unwrap();
+    expect_error(
+        &hetflow(&["run", &good, "--input", rank.to_str().unwrap()]),
+        "rank 2",
+    );
+    let dt = dir.join("dtype.npy");
+    hetflow::ops::npy::write_npy(
+        &dt,
+        &hetflow::Tensor::from_vec(vec![2, 3], vec![0i64; 6]).unwrap(),
+    )
+    .unwrap();
+    expect_error(
+        &hetflow(&["run", &good, "--input", dt.to_str().unwrap()]),
+        "must be f32, got i64",
+    );
+    let npyjunk = dir.join("junk.npy");
+    std::fs::write(&npyjunk, b"\x93NUMPY garbage").unwrap();
+    expect_error(
+        &hetflow(&["run", &good, "--input", npyjunk.to_str().unwrap()]),
+        "junk.npy",
+    );
+    expect_error(
+        &hetflow(&["run", &good, "--input", xs, "--device", "warp:0"]),
+        "unknown device kind",
+    );
+}
+
+#[test]
+fn bench_prints_median_last() {
+    let c = case("mlp");
+    let out = hetflow(&[
+        "bench",
+        c.model.to_str().unwrap(),
+        "--iters",
+        "3",
+        "--warmup",
+        "1",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.trim_end().lines().last().unwrap();
+    let v: f64 = last
+        .strip_prefix("median_ms=")
+        .expect(last)
+        .parse()
+        .unwrap();
+    assert!(v > 0.0);
+}
+
+#[test]
+fn devices_lists_topology_and_absent_backends() {
+    let out = hetflow(&["devices"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("cpu:0"), "{text}");
+    assert!(text.contains("core"), "{text}");
+    for b in ["cuda", "opencl", "tpu"] {
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start().starts_with(b) && l.contains("unavailable")),
+            "{b}: {text}"
+        );
+    }
+}
