@@ -79,6 +79,7 @@ pub fn check_outputs(c: &Case, got: &[Arc<Tensor>], label: &str) {
         assert_eq!(g.dtype(), want.dtype(), "{label}: output '{name}' dtype");
         if want.dtype().is_float() {
             let e = rel_l2(g, &want);
+            eprintln!("{label}: output '{name}' relative L2 error {e:.3e}");
             assert!(
                 e <= c.rel_l2,
                 "{label}: output '{name}' relative L2 error {e:.3e} > {:.1e}",

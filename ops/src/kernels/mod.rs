@@ -7,13 +7,162 @@
 //! checked and reported as [`Error`]s (the caller adds the node name).
 //! Multi-threaded kernels use the rayon pool they are called in (the CPU
 //! device installs its own pool, sized to its cores).
+//!
+//! Float arithmetic is written for f32 and f64; f16 and bf16 inputs of the
+//! arithmetic ops are widened to f32 here, computed, and narrowed back.
+//! Data-movement ops work on every dtype.
 
+mod bench_tmp;
+mod conv;
+mod elementwise;
+mod matmul;
+mod norm;
+mod pool;
+mod reduce;
+mod shape;
+mod util;
+
+use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::op::Op;
+use crate::op::{Op, UnaryOp};
 use crate::tensor::Tensor;
 
 /// Evaluates `op` on host tensors.
 pub fn eval(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<Vec<Tensor>> {
-    let _ = (inputs, n_outputs);
-    Err(Error::msg(format!("no host kernel for {}", op.name())))
+    if let Some(dt) = half_input(op, inputs) {
+        let wide: Vec<Option<Tensor>> = inputs
+            .iter()
+            .map(|t| {
+                t.map(|t| {
+                    if t.dtype() == dt {
+                        t.cast(DType::F32)
+                    } else {
+                        t.clone()
+                    }
+                })
+            })
+            .collect();
+        let refs: Vec<Option<&Tensor>> = wide.iter().map(|t| t.as_ref()).collect();
+        let outs = eval_native(op, &refs, n_outputs)?;
+        return Ok(outs
+            .into_iter()
+            .map(|t| {
+                if t.dtype() == DType::F32 {
+                    t.cast(dt)
+                } else {
+                    t
+                }
+            })
+            .collect());
+    }
+    eval_native(op, inputs, n_outputs)
+}
+
+/// The f16/bf16 dtype of input 0 when `op` computes in float arithmetic.
+fn half_input(op: &Op, inputs: &[Option<&Tensor>]) -> Option<DType> {
+    let dt = inputs.first().copied().flatten()?.dtype();
+    if dt != DType::F16 && dt != DType::BF16 {
+        return None;
+    }
+    let arith = match op {
+        Op::Unary(u) => *u != UnaryOp::Not,
+        Op::Binary(b) => !b.is_comparison() && !b.is_logical(),
+        Op::LeakyRelu { .. }
+        | Op::Gelu { .. }
+        | Op::Sum
+        | Op::MatMul
+        | Op::Gemm { .. }
+        | Op::Softmax { .. }
+        | Op::LogSoftmax { .. }
+        | Op::BatchNorm { .. }
+        | Op::LayerNorm { .. }
+        | Op::Lrn { .. }
+        | Op::Reduce { .. }
+        | Op::Conv(_)
+        | Op::MaxPool(_)
+        | Op::AveragePool(_)
+        | Op::GlobalAveragePool
+        | Op::GlobalMaxPool => true,
+        _ => false,
+    };
+    arith.then_some(dt)
+}
+
+fn eval_native(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<Vec<Tensor>> {
+    let one = |t: Result<Tensor>| t.map(|t| vec![t]);
+    let mut outs = match op {
+        Op::Unary(u) => one(elementwise::unary(*u, inputs)),
+        Op::Binary(b) => one(elementwise::binary(*b, inputs)),
+        Op::LeakyRelu { alpha } => one(elementwise::leaky_relu(*alpha, inputs)),
+        Op::Gelu { tanh } => one(elementwise::gelu(*tanh, inputs)),
+        Op::Clip { min, max } => one(elementwise::clip(*min, *max, inputs)),
+        Op::Where => one(elementwise::where_(inputs)),
+        Op::Sum => one(elementwise::sum(inputs)),
+        Op::Cast { to } => one(util::input(inputs, 0, "input").map(|t| t.cast(*to))),
+        Op::MatMul => one(matmul::matmul(inputs)),
+        Op::Gemm {
+            alpha,
+            beta,
+            trans_a,
+            trans_b,
+        } => one(matmul::gemm_op(*alpha, *beta, *trans_a, *trans_b, inputs)),
+        Op::Softmax { axis, legacy } => one(norm::softmax(*axis, *legacy, false, inputs)),
+        Op::LogSoftmax { axis, legacy } => one(norm::softmax(*axis, *legacy, true, inputs)),
+        Op::BatchNorm { epsilon } => one(norm::batch_norm(*epsilon, inputs)),
+        Op::LayerNorm { axis, epsilon } => norm::layer_norm(*axis, *epsilon, inputs, n_outputs),
+        Op::Lrn {
+            alpha,
+            beta,
+            bias,
+            size,
+        } => one(norm::lrn(*alpha, *beta, *bias, *size, inputs)),
+        Op::Reduce {
+            kind,
+            axes,
+            keepdims,
+            noop_with_empty_axes,
+        } => one(reduce::reduce(
+            *kind,
+            axes.as_deref(),
+            *keepdims,
+            *noop_with_empty_axes,
+            inputs,
+        )),
+        Op::Conv(a) => one(conv::conv(a, inputs)),
+        Op::MaxPool(p) => one(pool::pool(p, true, inputs)),
+        Op::AveragePool(p) => one(pool::pool(p, false, inputs)),
+        Op::GlobalAveragePool => one(pool::global_pool(false, inputs)),
+        Op::GlobalMaxPool => one(pool::global_pool(true, inputs)),
+        Op::Reshape { allowzero, shape } => {
+            one(shape::reshape(*allowzero, shape.as_deref(), inputs))
+        }
+        Op::Flatten { axis } => one(shape::flatten(*axis, inputs)),
+        Op::Transpose { perm } => one(shape::transpose(perm.as_deref(), inputs)),
+        Op::Squeeze { axes } => one(shape::squeeze(axes.as_deref(), inputs)),
+        Op::Unsqueeze { axes } => one(shape::unsqueeze(axes.as_deref(), inputs)),
+        Op::Concat { axis } => one(shape::concat(*axis, inputs)),
+        Op::Split { axis, split } => shape::split(*axis, split.as_deref(), inputs, n_outputs),
+        Op::Slice { starts, ends, axes } => one(shape::slice(
+            starts.as_deref(),
+            ends.as_deref(),
+            axes.as_deref(),
+            inputs,
+        )),
+        Op::Gather { axis } => one(shape::gather(*axis, inputs)),
+        Op::Shape { start, end } => one(shape::shape_of(*start, *end, inputs)),
+        Op::Expand => one(shape::expand(inputs)),
+        Op::Identity => one(util::input(inputs, 0, "input").cloned()),
+        Op::Dropout => shape::dropout(inputs, n_outputs),
+        Op::ConstantOfShape { value } => one(shape::constant_of_shape(value, inputs)),
+    }?;
+    if outs.len() < n_outputs {
+        return Err(Error::msg(format!(
+            "{} produces {} output(s), the node asks for {}",
+            op.name(),
+            outs.len(),
+            n_outputs
+        )));
+    }
+    outs.truncate(n_outputs);
+    Ok(outs)
 }

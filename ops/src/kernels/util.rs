@@ -30,18 +30,6 @@ pub(crate) fn typed<'a, T: Storable>(t: &'a Tensor, what: &str) -> Result<&'a [T
         .ok_or_else(|| Error::msg(format!("{what}: expected {}, got {}", T::DTYPE, t.dtype())))
 }
 
-/// Checks that input tensors share a dtype.
-pub(crate) fn same_dtype(ts: &[&Tensor], op: &str) -> Result<()> {
-    if let Some(first) = ts.first() {
-        for (i, t) in ts.iter().enumerate().skip(1) {
-            if t.dtype() != first.dtype() {
-                crate::bail!("{op}: input {i} is {}, input 0 is {}", t.dtype(), first.dtype());
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Builds an output tensor from a typed vector.
 pub(crate) fn out<T: Storable>(shape: Vec<usize>, v: Vec<T>) -> Result<Tensor> {
     Tensor::from_vec(shape, v)
@@ -96,6 +84,31 @@ pub(crate) fn to_dim(v: i64, what: &str) -> Result<usize> {
     usize::try_from(v).map_err(|_| Error::msg(format!("{what}: negative dimension {v}")))
 }
 
+/// The indices `i` in `0..count` with `lo <= base + i*step < hi`, as a
+/// half-open range (`step > 0`).
+pub(crate) fn valid_range(
+    base: isize,
+    step: usize,
+    count: usize,
+    lo: isize,
+    hi: isize,
+) -> (usize, usize) {
+    let s = step as isize;
+    let first = if base >= lo {
+        0
+    } else {
+        (lo - base + s - 1) / s
+    };
+    let end = if hi <= base {
+        0
+    } else {
+        (hi - base + s - 1) / s
+    };
+    let end = (end.max(0) as usize).min(count);
+    let first = (first.max(0) as usize).min(end);
+    (first, end)
+}
+
 /// A row-major walk over a shape, tracking for each of `K` operands its
 /// element offset. Dims are coalesced where every operand allows it, so the
 /// callback sees long inner runs: `f(out_start, offsets, inner_len,
@@ -139,12 +152,13 @@ impl<const K: usize> Walk<K> {
         let inner = if empty { 0 } else { dims.pop().unwrap_or(1) };
         let inner_strides = std::array::from_fn(|k| st[k].pop().unwrap_or(0));
         let rows = if empty { 0 } else { numel(&dims) };
-        Walk { dims, strides: st, inner, inner_strides, rows }
-    }
-
-    /// Length of each inner run.
-    pub(crate) fn inner(&self) -> usize {
-        self.inner
+        Walk {
+            dims,
+            strides: st,
+            inner,
+            inner_strides,
+            rows,
+        }
     }
 
     /// Number of inner runs.
@@ -170,8 +184,8 @@ impl<const K: usize> Walk<K> {
         for d in (0..nd).rev() {
             idx[d] = r % self.dims[d];
             r /= self.dims[d];
-            for k in 0..K {
-                offs[k] += idx[d] as isize * self.strides[k][d];
+            for (o, st) in offs.iter_mut().zip(&self.strides) {
+                *o += idx[d] as isize * st[d];
             }
         }
         for row in lo..hi {
@@ -181,14 +195,14 @@ impl<const K: usize> Walk<K> {
             while d > 0 {
                 d -= 1;
                 idx[d] += 1;
-                for k in 0..K {
-                    offs[k] += self.strides[k][d];
+                for (o, st) in offs.iter_mut().zip(&self.strides) {
+                    *o += st[d];
                 }
                 if idx[d] < self.dims[d] {
                     break;
                 }
-                for k in 0..K {
-                    offs[k] -= self.strides[k][d] * self.dims[d] as isize;
+                for (o, st) in offs.iter_mut().zip(&self.strides) {
+                    *o -= st[d] * self.dims[d] as isize;
                 }
                 idx[d] = 0;
             }
@@ -211,16 +225,20 @@ impl<const K: usize> Walk<K> {
         let out = &mut out[..total];
         if total >= PAR_MIN && rayon::current_num_threads() > 1 {
             let rows_per = (PAR_MIN / 4 / inner).max(1);
-            out.par_chunks_mut(rows_per * inner).enumerate().for_each(|(ci, chunk)| {
-                let lo = ci * rows_per;
-                let hi = (lo + rows_per).min(self.rows);
-                self.run(bases, lo, hi, |o, offs, n, st| {
-                    let s = o - lo * inner;
-                    f(&mut chunk[s..s + n], offs, st)
+            out.par_chunks_mut(rows_per * inner)
+                .enumerate()
+                .for_each(|(ci, chunk)| {
+                    let lo = ci * rows_per;
+                    let hi = (lo + rows_per).min(self.rows);
+                    self.run(bases, lo, hi, |o, offs, n, st| {
+                        let s = o - lo * inner;
+                        f(&mut chunk[s..s + n], offs, st)
+                    });
                 });
-            });
         } else {
-            self.run(bases, 0, self.rows, |o, offs, n, st| f(&mut out[o..o + n], offs, st));
+            self.run(bases, 0, self.rows, |o, offs, n, st| {
+                f(&mut out[o..o + n], offs, st)
+            });
         }
     }
 }
@@ -281,7 +299,7 @@ pub(crate) trait Arith: Element + Storable {
 }
 
 macro_rules! arith_int {
-    ($($t:ty),*) => {$(
+    ($abs:expr; $($t:ty),*) => {$(
         impl Arith for $t {
             const ZERO: Self = 0;
             const ONE: Self = 1;
@@ -290,18 +308,14 @@ macro_rules! arith_int {
             #[inline] fn mul(self, o: Self) -> Self { self.wrapping_mul(o) }
             #[inline] fn div(self, o: Self) -> Self { self.checked_div(o).unwrap_or(0) }
             #[inline] fn neg(self) -> Self { self.wrapping_neg() }
-            #[inline] fn abs(self) -> Self { arith_int!(@abs self, $t) }
+            #[inline] fn abs(self) -> Self { let f: fn($t) -> $t = $abs; f(self) }
             fn lowest() -> Self { <$t>::MIN }
             fn highest() -> Self { <$t>::MAX }
         }
     )*};
-    (@abs $x:ident, u8) => { $x };
-    (@abs $x:ident, u16) => { $x };
-    (@abs $x:ident, u32) => { $x };
-    (@abs $x:ident, u64) => { $x };
-    (@abs $x:ident, $t:ty) => { $x.wrapping_abs() };
 }
-arith_int!(i8, i16, i32, i64, u8, u16, u32, u64);
+arith_int!(|v| v.wrapping_abs(); i8, i16, i32, i64);
+arith_int!(|v| v; u8, u16, u32, u64);
 
 macro_rules! arith_float {
     ($($t:ty),*) => {$(
@@ -322,9 +336,15 @@ macro_rules! arith_float {
 arith_float!(f32, f64);
 
 /// Float math for f32 and f64 (the types the `gemm` crate takes too).
-pub(crate) trait Float: Arith + std::ops::Add<Output = Self> + std::ops::Sub<Output = Self>
-    + std::ops::Mul<Output = Self> + std::ops::Div<Output = Self> + std::ops::AddAssign
-    + std::ops::Neg<Output = Self> {
+pub(crate) trait Float:
+    Arith
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
+    + std::ops::AddAssign
+    + std::ops::Neg<Output = Self>
+{
     fn exp(self) -> Self;
     fn ln(self) -> Self;
     fn sqrt(self) -> Self;
@@ -332,26 +352,49 @@ pub(crate) trait Float: Arith + std::ops::Add<Output = Self> + std::ops::Sub<Out
     fn erf(self) -> Self;
     fn floor(self) -> Self;
     fn ceil(self) -> Self;
-    fn powf(self, e: Self) -> Self;
     fn max(self, o: Self) -> Self;
-    fn min(self, o: Self) -> Self;
     fn c(v: f64) -> Self;
 }
 
 macro_rules! float_impl {
     ($t:ty, $erf:path) => {
         impl Float for $t {
-            #[inline] fn exp(self) -> Self { <$t>::exp(self) }
-            #[inline] fn ln(self) -> Self { <$t>::ln(self) }
-            #[inline] fn sqrt(self) -> Self { <$t>::sqrt(self) }
-            #[inline] fn tanh(self) -> Self { <$t>::tanh(self) }
-            #[inline] fn erf(self) -> Self { $erf(self) }
-            #[inline] fn floor(self) -> Self { <$t>::floor(self) }
-            #[inline] fn ceil(self) -> Self { <$t>::ceil(self) }
-            #[inline] fn powf(self, e: Self) -> Self { <$t>::powf(self, e) }
-            #[inline] fn max(self, o: Self) -> Self { <$t>::max(self, o) }
-            #[inline] fn min(self, o: Self) -> Self { <$t>::min(self, o) }
-            #[inline] fn c(v: f64) -> Self { v as $t }
+            #[inline]
+            fn exp(self) -> Self {
+                <$t>::exp(self)
+            }
+            #[inline]
+            fn ln(self) -> Self {
+                <$t>::ln(self)
+            }
+            #[inline]
+            fn sqrt(self) -> Self {
+                <$t>::sqrt(self)
+            }
+            #[inline]
+            fn tanh(self) -> Self {
+                <$t>::tanh(self)
+            }
+            #[inline]
+            fn erf(self) -> Self {
+                $erf(self)
+            }
+            #[inline]
+            fn floor(self) -> Self {
+                <$t>::floor(self)
+            }
+            #[inline]
+            fn ceil(self) -> Self {
+                <$t>::ceil(self)
+            }
+            #[inline]
+            fn max(self, o: Self) -> Self {
+                <$t>::max(self, o)
+            }
+            #[inline]
+            fn c(v: f64) -> Self {
+                v as $t
+            }
         }
     };
 }
@@ -363,16 +406,46 @@ float_impl!(f64, libm::erf);
 macro_rules! arith_dispatch {
     ($dt:expr, $what:expr, $T:ident => $body:expr) => {
         match $dt {
-            $crate::DType::F32 => { type $T = f32; $body }
-            $crate::DType::F64 => { type $T = f64; $body }
-            $crate::DType::I8 => { type $T = i8; $body }
-            $crate::DType::I16 => { type $T = i16; $body }
-            $crate::DType::I32 => { type $T = i32; $body }
-            $crate::DType::I64 => { type $T = i64; $body }
-            $crate::DType::U8 => { type $T = u8; $body }
-            $crate::DType::U16 => { type $T = u16; $body }
-            $crate::DType::U32 => { type $T = u32; $body }
-            $crate::DType::U64 => { type $T = u64; $body }
+            $crate::DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            $crate::DType::F64 => {
+                type $T = f64;
+                $body
+            }
+            $crate::DType::I8 => {
+                type $T = i8;
+                $body
+            }
+            $crate::DType::I16 => {
+                type $T = i16;
+                $body
+            }
+            $crate::DType::I32 => {
+                type $T = i32;
+                $body
+            }
+            $crate::DType::I64 => {
+                type $T = i64;
+                $body
+            }
+            $crate::DType::U8 => {
+                type $T = u8;
+                $body
+            }
+            $crate::DType::U16 => {
+                type $T = u16;
+                $body
+            }
+            $crate::DType::U32 => {
+                type $T = u32;
+                $body
+            }
+            $crate::DType::U64 => {
+                type $T = u64;
+                $body
+            }
             other => $crate::bail!("{} does not support {} tensors", $what, other),
         }
     };
@@ -382,8 +455,14 @@ macro_rules! arith_dispatch {
 macro_rules! float_dispatch {
     ($dt:expr, $what:expr, $F:ident => $body:expr) => {
         match $dt {
-            $crate::DType::F32 => { type $F = f32; $body }
-            $crate::DType::F64 => { type $F = f64; $body }
+            $crate::DType::F32 => {
+                type $F = f32;
+                $body
+            }
+            $crate::DType::F64 => {
+                type $F = f64;
+                $body
+            }
             other => $crate::bail!("{} needs a float tensor, got {}", $what, other),
         }
     };
@@ -393,9 +472,15 @@ pub(crate) use arith_dispatch;
 pub(crate) use float_dispatch;
 
 /// Applies `f` to every element, in parallel when large.
-pub(crate) fn par_map<A: Copy + Sync, O: Send>(a: &[A], f: impl Fn(A) -> O + Sync + Send) -> Vec<O> {
+pub(crate) fn par_map<A: Copy + Sync, O: Send>(
+    a: &[A],
+    f: impl Fn(A) -> O + Sync + Send,
+) -> Vec<O> {
     if a.len() >= PAR_MIN && rayon::current_num_threads() > 1 {
-        a.par_iter().with_min_len(PAR_MIN / 4).map(|&x| f(x)).collect()
+        a.par_iter()
+            .with_min_len(PAR_MIN / 4)
+            .map(|&x| f(x))
+            .collect()
     } else {
         a.iter().map(|&x| f(x)).collect()
     }
@@ -413,7 +498,9 @@ pub(crate) fn par_chunks<O: Send>(
         return;
     }
     if work >= PAR_MIN && rayon::current_num_threads() > 1 {
-        out.par_chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
+        out.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
     } else {
         out.chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
     }
@@ -430,16 +517,23 @@ pub(crate) mod testutil {
     pub fn close(a: &[f32], b: &[f64], tol: f64) {
         assert_eq!(a.len(), b.len(), "length");
         for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
-            assert!((x as f64 - y).abs() <= tol * (1.0 + y.abs()), "at {i}: {x} vs {y}");
+            assert!(
+                (x as f64 - y).abs() <= tol * (1.0 + y.abs()),
+                "at {i}: {x} vs {y}"
+            );
         }
     }
 
     /// Deterministic pseudo-random values in [-1, 1).
     pub fn rnd(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (0..n)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 40) as f64 / (1u64 << 24) as f64 * 2.0 - 1.0) as f32
             })
             .collect()

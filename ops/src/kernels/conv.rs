@@ -1,0 +1,563 @@
+//! N-d convolution: pointwise convs as one GEMM on NCHW, depthwise 2-D convs
+//! as a direct loop, everything else as im2col + GEMM per (batch, group).
+
+use super::matmul::{gemm, Mat};
+use super::util::{
+    float_dispatch, input, numel, opt_input, out, strides, typed, valid_range, Float,
+};
+use crate::error::Result;
+use crate::op::{resolve_window, ConvAttrs, Window};
+use crate::tensor::Tensor;
+use rayon::prelude::*;
+
+/// Shapes of one convolution, all checked.
+struct Geom {
+    n: usize,
+    c: usize,
+    m: usize,
+    group: usize,
+    spatial: Vec<usize>,
+    win: Window,
+}
+
+impl Geom {
+    fn cg(&self) -> usize {
+        self.c / self.group
+    }
+    fn mg(&self) -> usize {
+        self.m / self.group
+    }
+    fn ksz(&self) -> usize {
+        numel(&self.win.kernel)
+    }
+    fn isz(&self) -> usize {
+        numel(&self.spatial)
+    }
+    fn osz(&self) -> usize {
+        numel(&self.win.output)
+    }
+}
+
+/// Convolution: inputs X `[N, C, d...]`, W `[M, C/group, k...]`, optional
+/// bias `[M]`.
+pub(crate) fn conv(a: &ConvAttrs, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
+    let x = input(inputs, 0, "X")?;
+    let w = input(inputs, 1, "W")?;
+    let b = opt_input(inputs, 2).filter(|b| !b.is_empty());
+    let (xs, ws) = (x.shape(), w.shape());
+    if xs.len() < 3 || ws.len() != xs.len() {
+        crate::bail!(
+            "Conv needs X of rank >= 3 and W of the same rank, got {:?} and {:?}",
+            xs,
+            ws
+        );
+    }
+    if x.dtype() != w.dtype() {
+        crate::bail!("Conv: X is {}, W is {}", x.dtype(), w.dtype());
+    }
+    let group = a.group.max(1);
+    let (n, c, m) = (xs[0], xs[1], ws[0]);
+    if c != ws[1] * group || m % group != 0 {
+        crate::bail!("Conv: X {:?} and W {:?} do not fit group {}", xs, ws, group);
+    }
+    let kernel = ws[2..].to_vec();
+    if let Some(ks) = &a.kernel_shape {
+        if *ks != kernel {
+            crate::bail!("Conv: kernel_shape {:?} differs from W's {:?}", ks, kernel);
+        }
+    }
+    if kernel.contains(&0) || xs[2..].contains(&0) {
+        crate::bail!("Conv: empty kernel {:?} or input {:?}", kernel, xs);
+    }
+    let win = resolve_window(
+        &xs[2..],
+        &kernel,
+        &a.strides,
+        &a.dilations,
+        &a.pads,
+        a.auto_pad,
+        false,
+    )?;
+    if let Some(b) = b {
+        if b.len() != m {
+            crate::bail!("Conv: bias has {} elements, expected {}", b.len(), m);
+        }
+        if b.dtype() != x.dtype() {
+            crate::bail!("Conv: bias is {}, X is {}", b.dtype(), x.dtype());
+        }
+    }
+    let g = Geom {
+        n,
+        c,
+        m,
+        group,
+        spatial: xs[2..].to_vec(),
+        win,
+    };
+    let mut oshape = vec![n, m];
+    oshape.extend(&g.win.output);
+    float_dispatch!(x.dtype(), "Conv", F => {
+        let xv = typed::<F>(x, "input 0 (X)")?;
+        let wv = typed::<F>(w, "input 1 (W)")?;
+        let bv = match b {
+            Some(b) => Some(typed::<F>(b, "input 2 (B)")?),
+            None => None,
+        };
+        out(oshape, conv_f(&g, xv, wv, bv)?)
+    })
+}
+
+fn conv_f<F: Float>(g: &Geom, x: &[F], w: &[F], b: Option<&[F]>) -> Result<Vec<F>> {
+    let (osz, mg) = (g.osz(), g.mg());
+    let mut o = vec![F::ZERO; g.n * g.m * osz];
+    if o.is_empty() {
+        return Ok(o);
+    }
+    if g.group == g.c && g.m == g.c && g.spatial.len() == 2 {
+        depthwise2d(g, x, w, b, &mut o);
+        return Ok(o);
+    }
+    let win = &g.win;
+    let pointwise = win.kernel.iter().all(|&k| k == 1)
+        && win.strides.iter().all(|&s| s == 1)
+        && win.pads_begin.iter().chain(&win.pads_end).all(|&p| p == 0);
+    let kdim = g.cg() * g.ksz();
+    let units = g.n * g.group;
+    let small = mg * osz * kdim <= 64 * 64 * 64;
+    // One (batch, group) unit writes its own contiguous block of the output.
+    let unit = |u: usize, dst: &mut [F], col: &mut Vec<F>, par: bool| -> Result<()> {
+        let (bn, gi) = (u / g.group, u % g.group);
+        let read = if let Some(b) = b {
+            for (r, row) in dst.chunks_mut(osz).enumerate() {
+                row.fill(b[gi * mg + r]);
+            }
+            true
+        } else {
+            false
+        };
+        let xoff = (bn * g.c + gi * g.cg()) * g.isz();
+        let lhs = Mat::new(w, gi * mg * kdim, kdim, 1);
+        if pointwise {
+            gemm(
+                mg,
+                osz,
+                kdim,
+                dst,
+                osz,
+                read,
+                lhs,
+                Mat::new(x, xoff, g.isz(), 1),
+                F::ONE,
+                par,
+            )
+        } else {
+            col.resize(kdim * osz, F::ZERO);
+            im2col(g, &x[xoff..xoff + g.cg() * g.isz()], col, par);
+            gemm(
+                mg,
+                osz,
+                kdim,
+                dst,
+                osz,
+                read,
+                lhs,
+                Mat::new(col, 0, osz, 1),
+                F::ONE,
+                par,
+            )
+        }
+    };
+    if small && units > 1 && rayon::current_num_threads() > 1 {
+        o.par_chunks_mut(mg * osz)
+            .enumerate()
+            .try_for_each_init(Vec::new, |col, (u, dst)| unit(u, dst, col, false))?;
+    } else {
+        let mut col = Vec::new();
+        for (u, dst) in o.chunks_mut(mg * osz).enumerate() {
+            unit(u, dst, &mut col, true)?;
+        }
+    }
+    Ok(o)
+}
+
+/// Fills `col` (`[cg * ksz, osz]`) from one group's input channels `x`.
+fn im2col<F: Float>(g: &Geom, x: &[F], col: &mut [F], par: bool) {
+    let (osz, ksz, isz) = (g.osz(), g.ksz(), g.isz());
+    let fill = |r: usize, row: &mut [F]| {
+        let (ci, kflat) = (r / ksz, r % ksz);
+        im2col_row(g, &x[ci * isz..(ci + 1) * isz], kflat, row);
+    };
+    if par && col.len() >= super::util::PAR_MIN && rayon::current_num_threads() > 1 {
+        col.par_chunks_mut(osz)
+            .enumerate()
+            .for_each(|(r, row)| fill(r, row));
+    } else {
+        col.chunks_mut(osz)
+            .enumerate()
+            .for_each(|(r, row)| fill(r, row));
+    }
+}
+
+/// One im2col row: kernel offset `kflat` over one input plane.
+fn im2col_row<F: Float>(g: &Geom, plane: &[F], kflat: usize, row: &mut [F]) {
+    let win = &g.win;
+    let nd = g.spatial.len();
+    let ist = strides(&g.spatial);
+    let kst = strides(&win.kernel);
+    let kidx: Vec<usize> = (0..nd).map(|d| (kflat / kst[d]) % win.kernel[d]).collect();
+    // Last dim: input position = ow * s + koff.
+    let l = nd - 1;
+    let (ol, il, s) = (win.output[l], g.spatial[l], win.strides[l]);
+    let koff = (kidx[l] * win.dilations[l]) as isize - win.pads_begin[l] as isize;
+    let (lo, hi) = valid_range(koff, s, ol, 0, il as isize);
+    let outer = &win.output[..l];
+    let mut oidx = vec![0usize; l];
+    for seg in row.chunks_mut(ol) {
+        let mut base = 0isize;
+        let mut inside = true;
+        for d in 0..l {
+            let p = (oidx[d] * win.strides[d] + kidx[d] * win.dilations[d]) as isize
+                - win.pads_begin[d] as isize;
+            if p < 0 || p >= g.spatial[d] as isize {
+                inside = false;
+                break;
+            }
+            base += p * ist[d] as isize;
+        }
+        if !inside || lo >= hi {
+            seg.fill(F::ZERO);
+        } else {
+            seg[..lo].fill(F::ZERO);
+            seg[hi..].fill(F::ZERO);
+            let start = (base + koff + (lo * s) as isize) as usize;
+            if s == 1 {
+                seg[lo..hi].copy_from_slice(&plane[start..start + (hi - lo)]);
+            } else {
+                for (j, v) in seg[lo..hi].iter_mut().enumerate() {
+                    *v = plane[start + j * s];
+                }
+            }
+        }
+        // Next outer output position.
+        for d in (0..l).rev() {
+            oidx[d] += 1;
+            if oidx[d] < outer[d] {
+                break;
+            }
+            oidx[d] = 0;
+        }
+    }
+}
+
+/// Depthwise 2-D convolution (group == C == M), parallel over planes.
+fn depthwise2d<F: Float>(g: &Geom, x: &[F], w: &[F], b: Option<&[F]>, o: &mut [F]) {
+    let win = &g.win;
+    let (ih, iw) = (g.spatial[0], g.spatial[1]);
+    let (oh, ow) = (win.output[0], win.output[1]);
+    let (kh, kw) = (win.kernel[0], win.kernel[1]);
+    let (sh, sw) = (win.strides[0], win.strides[1]);
+    let (dh, dw) = (win.dilations[0], win.dilations[1]);
+    let (ph, pw) = (win.pads_begin[0] as isize, win.pads_begin[1] as isize);
+    let work = g.n * g.c * oh * ow * kh * kw;
+    super::util::par_chunks(o, oh * ow, work, |plane_i, dst| {
+        let ch = plane_i % g.c;
+        let src = &x[plane_i * ih * iw..(plane_i + 1) * ih * iw];
+        let kern = &w[ch * kh * kw..(ch + 1) * kh * kw];
+        dst.fill(b.map_or(F::ZERO, |b| b[ch]));
+        for y in 0..oh {
+            let orow = &mut dst[y * ow..(y + 1) * ow];
+            for ki in 0..kh {
+                let iy = (y * sh + ki * dh) as isize - ph;
+                if iy < 0 || iy >= ih as isize {
+                    continue;
+                }
+                let irow = &src[iy as usize * iw..(iy as usize + 1) * iw];
+                for kj in 0..kw {
+                    let wv = kern[ki * kw + kj];
+                    let koff = (kj * dw) as isize - pw;
+                    let (lo, hi) = valid_range(koff, sw, ow, 0, iw as isize);
+                    if lo >= hi {
+                        continue;
+                    }
+                    let start = (koff + (lo * sw) as isize) as usize;
+                    if sw == 1 {
+                        for (v, &xv) in orow[lo..hi].iter_mut().zip(&irow[start..start + hi - lo]) {
+                            *v += wv * xv;
+                        }
+                    } else {
+                        for (j, v) in orow[lo..hi].iter_mut().enumerate() {
+                            *v += wv * irow[start + j * sw];
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::util::testutil::{close, rnd, t};
+    use crate::kernels::eval;
+    use crate::op::{AutoPad, ConvAttrs, Op};
+    use crate::tensor::Tensor;
+
+    /// Naive f64 N-d convolution with explicit begin pads (output size given).
+    #[allow(clippy::too_many_arguments)]
+    fn conv_ref(
+        x: &[f32],
+        xs: &[usize],
+        w: &[f32],
+        ws: &[usize],
+        b: Option<&[f32]>,
+        group: usize,
+        strides: &[usize],
+        dil: &[usize],
+        pb: &[usize],
+        os: &[usize],
+    ) -> Vec<f64> {
+        let nd = xs.len() - 2;
+        let (n, c, m) = (xs[0], xs[1], ws[0]);
+        let (cg, mg) = (c / group, m / group);
+        let osz: usize = os.iter().product();
+        let ksz: usize = ws[2..].iter().product();
+        let isz: usize = xs[2..].iter().product();
+        let mut out = vec![0.0; n * m * osz];
+        let unravel = |mut i: usize, s: &[usize]| {
+            let mut v = vec![0; s.len()];
+            for d in (0..s.len()).rev() {
+                v[d] = i % s[d];
+                i /= s[d];
+            }
+            v
+        };
+        for bn in 0..n {
+            for oc in 0..m {
+                let gi = oc / mg;
+                for op in 0..osz {
+                    let oidx = unravel(op, os);
+                    let mut acc = b.map_or(0.0, |b| b[oc] as f64);
+                    for ci in 0..cg {
+                        for kp in 0..ksz {
+                            let kidx = unravel(kp, &ws[2..]);
+                            let mut flat = 0usize;
+                            let mut ok = true;
+                            for d in 0..nd {
+                                let p = (oidx[d] * strides[d] + kidx[d] * dil[d]) as isize
+                                    - pb[d] as isize;
+                                if p < 0 || p >= xs[2 + d] as isize {
+                                    ok = false;
+                                }
+                                flat = flat * xs[2 + d] + p.max(0) as usize;
+                            }
+                            if ok {
+                                let xi = (bn * c + gi * cg + ci) * isz + flat;
+                                let wi = (oc * cg + ci) * ksz + kp;
+                                acc += x[xi] as f64 * w[wi] as f64;
+                            }
+                        }
+                    }
+                    out[(bn * m + oc) * osz + op] = acc;
+                }
+            }
+        }
+        out
+    }
+
+    struct Case {
+        xs: Vec<usize>,
+        ws: Vec<usize>,
+        group: usize,
+        strides: Vec<usize>,
+        dil: Vec<usize>,
+        pads: Vec<usize>,
+        auto_pad: AutoPad,
+        bias: bool,
+        // expected begin pads and output spatial size
+        pb: Vec<usize>,
+        os: Vec<usize>,
+    }
+
+    fn check(cs: Case) {
+        let nx: usize = cs.xs.iter().product();
+        let nw: usize = cs.ws.iter().product();
+        let (x, w, b) = (rnd(nx, 11), rnd(nw, 12), rnd(cs.ws[0], 13));
+        let attrs = ConvAttrs {
+            kernel_shape: None,
+            strides: cs.strides.clone(),
+            pads: cs.pads.clone(),
+            dilations: cs.dil.clone(),
+            group: cs.group,
+            auto_pad: cs.auto_pad,
+        };
+        let (xt, wt, bt) = (
+            t(&cs.xs, x.clone()),
+            t(&cs.ws, w.clone()),
+            t(&[cs.ws[0]], b.clone()),
+        );
+        let ins: Vec<Option<&Tensor>> =
+            vec![Some(&xt), Some(&wt), if cs.bias { Some(&bt) } else { None }];
+        let r = eval(&Op::Conv(attrs), &ins, 1).expect("conv").remove(0);
+        let nd = cs.xs.len() - 2;
+        let ones = vec![1; nd];
+        let st = if cs.strides.is_empty() {
+            &ones
+        } else {
+            &cs.strides
+        };
+        let dl = if cs.dil.is_empty() { &ones } else { &cs.dil };
+        let want = conv_ref(
+            &x,
+            &cs.xs,
+            &w,
+            &cs.ws,
+            cs.bias.then_some(&b[..]),
+            cs.group,
+            st,
+            dl,
+            &cs.pb,
+            &cs.os,
+        );
+        let mut oshape = vec![cs.xs[0], cs.ws[0]];
+        oshape.extend(&cs.os);
+        assert_eq!(r.shape(), &oshape[..]);
+        close(r.as_slice::<f32>().unwrap(), &want, 1e-5);
+    }
+
+    fn case(xs: &[usize], ws: &[usize]) -> Case {
+        let nd = xs.len() - 2;
+        let os = (0..nd).map(|d| xs[2 + d] - ws[2 + d] + 1).collect();
+        Case {
+            xs: xs.to_vec(),
+            ws: ws.to_vec(),
+            group: 1,
+            strides: vec![],
+            dil: vec![],
+            pads: vec![],
+            auto_pad: AutoPad::NotSet,
+            bias: false,
+            pb: vec![0; nd],
+            os,
+        }
+    }
+
+    #[test]
+    fn conv2d_plain_and_bias() {
+        check(case(&[1, 3, 5, 6], &[4, 3, 3, 3]));
+        check(Case {
+            bias: true,
+            ..case(&[2, 3, 5, 6], &[4, 3, 2, 3])
+        });
+    }
+
+    #[test]
+    fn conv2d_stride_pads_dilation() {
+        // H=7,W=8, k=3, pads (1,2,2,1), stride (2,3), dilation (2,1)
+        // out_h = (7+1+2-5)/2+1 = 3 ; out_w = (8+2+1-3)/3+1 = 3
+        check(Case {
+            strides: vec![2, 3],
+            dil: vec![2, 1],
+            pads: vec![1, 2, 2, 1],
+            bias: true,
+            pb: vec![1, 2],
+            os: vec![3, 3],
+            ..case(&[1, 2, 7, 8], &[3, 2, 3, 3])
+        });
+    }
+
+    #[test]
+    fn conv2d_groups_and_depthwise() {
+        check(Case {
+            group: 2,
+            pads: vec![1, 1, 1, 1],
+            pb: vec![1, 1],
+            os: vec![5, 5],
+            bias: true,
+            ..case(&[2, 4, 5, 5], &[6, 2, 3, 3])
+        });
+        // Depthwise, stride 2, padded.
+        check(Case {
+            group: 4,
+            strides: vec![2, 2],
+            pads: vec![1, 1, 1, 1],
+            pb: vec![1, 1],
+            os: vec![4, 4],
+            bias: true,
+            ..case(&[2, 4, 7, 8], &[4, 1, 3, 3])
+        });
+    }
+
+    #[test]
+    fn conv_auto_pad_same_upper() {
+        // W=6, k=4, stride 2: out 3, total pad = (3-1)*2+4-6 = 2 -> (1,1);
+        // H=5, k=4, stride 1: out 5, total pad 3 -> begin 1, end 2.
+        check(Case {
+            strides: vec![1, 2],
+            auto_pad: AutoPad::SameUpper,
+            pb: vec![1, 1],
+            os: vec![5, 3],
+            ..case(&[1, 2, 5, 6], &[3, 2, 4, 4])
+        });
+    }
+
+    #[test]
+    fn conv_pointwise_1d_3d() {
+        check(Case {
+            bias: true,
+            ..case(&[2, 8, 4, 5], &[6, 8, 1, 1])
+        });
+        check(Case {
+            group: 2,
+            ..case(&[1, 8, 4, 5], &[6, 4, 1, 1])
+        });
+        check(Case {
+            strides: vec![2],
+            pads: vec![1, 1],
+            pb: vec![1],
+            os: vec![5],
+            ..case(&[2, 3, 9], &[4, 3, 3])
+        });
+        check(Case {
+            pads: vec![0, 1, 1, 0, 1, 1],
+            pb: vec![0, 1, 1],
+            os: vec![3, 4, 4],
+            bias: true,
+            ..case(&[1, 2, 4, 4, 4], &[3, 2, 2, 3, 3])
+        });
+    }
+
+    #[test]
+    fn conv_big_parallel_paths() {
+        // Large enough for the parallel GEMM and im2col paths.
+        check(Case {
+            pads: vec![1, 1, 1, 1],
+            pb: vec![1, 1],
+            os: vec![20, 20],
+            bias: true,
+            ..case(&[1, 32, 20, 20], &[48, 32, 3, 3])
+        });
+        check(Case {
+            group: 4,
+            pads: vec![1, 1, 1, 1],
+            pb: vec![1, 1],
+            os: vec![12, 12],
+            ..case(&[2, 16, 12, 12], &[8, 4, 3, 3])
+        });
+    }
+
+    #[test]
+    fn conv_bad_input_errors() {
+        let x = t(&[1, 3, 4, 4], vec![0f32; 48]);
+        let w = t(&[2, 2, 3, 3], vec![0f32; 36]);
+        assert!(eval(
+            &Op::Conv(ConvAttrs {
+                group: 1,
+                ..Default::default()
+            }),
+            &[Some(&x), Some(&w)],
+            1
+        )
+        .is_err());
+        assert!(eval(&Op::Conv(ConvAttrs::default()), &[Some(&x), None], 1).is_err());
+    }
+}

@@ -1,0 +1,532 @@
+//! Element-wise kernels: unary functions, binary ops with numpy
+//! broadcasting, LeakyRelu, Gelu, Clip, Where and Sum.
+
+use super::util::{
+    arith_dispatch, bcast_strides, broadcast_all, float_dispatch, input, numel, opt_input, out,
+    par_map, typed, Arith, Float, Walk, PAR_MIN,
+};
+use crate::dtype::{DType, Element};
+use crate::error::Result;
+use crate::op::{BinaryOp, UnaryOp};
+use crate::tensor::{Storable, Tensor};
+use rayon::prelude::*;
+
+/// `f(a, b)` over the broadcast of two shapes; returns the output shape and
+/// elements. Same-shape and scalar operands take fast paths.
+pub(crate) fn map2<A, B, O>(
+    a: &[A],
+    ash: &[usize],
+    b: &[B],
+    bsh: &[usize],
+    f: impl Fn(A, B) -> O + Sync + Send,
+) -> Result<(Vec<usize>, Vec<O>)>
+where
+    A: Copy + Sync,
+    B: Copy + Sync,
+    O: Copy + Send + Default,
+{
+    let osh = broadcast_all(&[ash, bsh])?;
+    let n = numel(&osh);
+    if ash == bsh {
+        let v = if n >= PAR_MIN && rayon::current_num_threads() > 1 {
+            a.par_iter()
+                .zip(b.par_iter())
+                .with_min_len(PAR_MIN / 4)
+                .map(|(&x, &y)| f(x, y))
+                .collect()
+        } else {
+            a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect()
+        };
+        return Ok((osh, v));
+    }
+    if b.len() == 1 && a.len() == n {
+        let y = b[0];
+        return Ok((osh, par_map(a, |x| f(x, y))));
+    }
+    if a.len() == 1 && b.len() == n {
+        let x = a[0];
+        return Ok((osh, par_map(b, |y| f(x, y))));
+    }
+    let (sa, sb) = (bcast_strides(ash, &osh), bcast_strides(bsh, &osh));
+    let walk = Walk::new(&osh, [&sa, &sb]);
+    let mut o = vec![O::default(); n];
+    walk.fill(&mut o, [0, 0], |chunk, [oa, ob], st| {
+        let (oa, ob) = (oa as usize, ob as usize);
+        let m = chunk.len();
+        match st {
+            [1, 1] => {
+                for ((c, &x), &y) in chunk.iter_mut().zip(&a[oa..oa + m]).zip(&b[ob..ob + m]) {
+                    *c = f(x, y);
+                }
+            }
+            [1, 0] => {
+                let y = b[ob];
+                for (c, &x) in chunk.iter_mut().zip(&a[oa..oa + m]) {
+                    *c = f(x, y);
+                }
+            }
+            [0, 1] => {
+                let x = a[oa];
+                for (c, &y) in chunk.iter_mut().zip(&b[ob..ob + m]) {
+                    *c = f(x, y);
+                }
+            }
+            [s, t] => {
+                for (j, c) in chunk.iter_mut().enumerate() {
+                    *c = f(a[oa + j * s as usize], b[ob + j * t as usize]);
+                }
+            }
+        }
+    });
+    Ok((osh, o))
+}
+
+fn float_unary<F: Float>(u: UnaryOp, x: &[F]) -> Vec<F> {
+    match u {
+        UnaryOp::Sqrt => par_map(x, |v| v.sqrt()),
+        UnaryOp::Exp => par_map(x, |v| v.exp()),
+        UnaryOp::Log => par_map(x, |v| v.ln()),
+        UnaryOp::Sigmoid => par_map(x, |v| {
+            // Stable for large |v|.
+            if v >= F::ZERO {
+                F::ONE / (F::ONE + (-v).exp())
+            } else {
+                let e = v.exp();
+                e / (F::ONE + e)
+            }
+        }),
+        UnaryOp::Tanh => par_map(x, |v| v.tanh()),
+        UnaryOp::Erf => par_map(x, |v| Float::erf(v)),
+        UnaryOp::Reciprocal => par_map(x, |v| F::ONE / v),
+        UnaryOp::Floor => par_map(x, |v| v.floor()),
+        UnaryOp::Ceil => par_map(x, |v| v.ceil()),
+        // Neg, Abs, Relu and Not are handled by the caller.
+        _ => x.to_vec(),
+    }
+}
+
+fn relu<T: Arith>(a: T) -> T {
+    if a < T::ZERO {
+        T::ZERO
+    } else {
+        a
+    }
+}
+
+/// Unary ops. Neg, Abs and Relu take every numeric type; Not takes bool; the
+/// rest take floats.
+pub(crate) fn unary(u: UnaryOp, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
+    let x = input(inputs, 0, "X")?;
+    let shape = x.shape().to_vec();
+    match u {
+        UnaryOp::Not => {
+            let v = typed::<bool>(x, "Not input 0")?;
+            out(shape, par_map(v, |b| !b))
+        }
+        UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Relu => {
+            arith_dispatch!(x.dtype(), format!("{u:?}"), T => {
+                let v = typed::<T>(x, "input 0")?;
+                let o: Vec<T> = match u {
+                    UnaryOp::Neg => par_map(v, |a| a.neg()),
+                    UnaryOp::Abs => par_map(v, |a| a.abs()),
+                    _ => par_map(v, relu::<T>),
+                };
+                out(shape, o)
+            })
+        }
+        _ => float_dispatch!(x.dtype(), format!("{u:?}"), F => {
+            out(shape, float_unary::<F>(u, typed::<F>(x, "input 0")?))
+        }),
+    }
+}
+
+/// `x < 0 ? alpha * x : x`.
+pub(crate) fn leaky_relu(alpha: f32, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
+    let x = input(inputs, 0, "X")?;
+    float_dispatch!(x.dtype(), "LeakyRelu", F => {
+        let a = F::c(alpha as f64);
+        let v = typed::<F>(x, "input 0")?;
+        out(x.shape().to_vec(), par_map(v, |t| if t < F::ZERO { a * t } else { t }))
+    })
+}
+
+/// GELU, exact or tanh-approximated.
+pub(crate) fn gelu(tanh: bool, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
+    let x = input(inputs, 0, "X")?;
+    float_dispatch!(x.dtype(), "Gelu", F => {
+        let v = typed::<F>(x, "input 0")?;
+        let (half, one) = (F::c(0.5), F::ONE);
+        let o = if tanh {
+            let (k, c) = (F::c((2.0 / std::f64::consts::PI).sqrt()), F::c(0.044715));
+            par_map(v, |t| half * t * (one + (k * (t + c * t * t * t)).tanh()))
+        } else {
+            let r = F::c(std::f64::consts::FRAC_1_SQRT_2);
+            par_map(v, |t| half * t * (one + Float::erf(t * r)))
+        };
+        out(x.shape().to_vec(), o)
+    })
+}
+
+fn bound<T: Storable + Element>(
+    attr: Option<f32>,
+    t: Option<&Tensor>,
+    which: &str,
+) -> Result<Option<T>> {
+    if let Some(a) = attr {
+        return Ok(Some(T::from_f64(a as f64)));
+    }
+    match t {
+        None => Ok(None),
+        Some(t) if t.is_empty() => Ok(None),
+        Some(t) => {
+            let v = typed::<T>(t, &format!("Clip {which}"))?;
+            if v.len() != 1 {
+                crate::bail!("Clip {which} must be a scalar, got shape {:?}", t.shape());
+            }
+            Ok(Some(v[0]))
+        }
+    }
+}
+
+fn clamp<T: PartialOrd>(mut a: T, lo: Option<T>, hi: Option<T>) -> T {
+    if let Some(l) = lo {
+        if a < l {
+            a = l;
+        }
+    }
+    if let Some(h) = hi {
+        if a > h {
+            a = h;
+        }
+    }
+    a
+}
+
+/// Clamp to `[min, max]`; bounds from the attributes or inputs 1 and 2. When
+/// min > max every element becomes max (ONNX).
+pub(crate) fn clip(
+    min: Option<f32>,
+    max: Option<f32>,
+    inputs: &[Option<&Tensor>],
+) -> Result<Tensor> {
+    let x = input(inputs, 0, "input")?;
+    crate::dispatch_data!(x.data(), v, T => {
+        let lo = bound::<T>(min, opt_input(inputs, 1), "min")?;
+        let hi = bound::<T>(max, opt_input(inputs, 2), "max")?;
+        let o = par_map(v, |a: T| clamp(a, lo, hi));
+        out(x.shape().to_vec(), o)
+    })
+}
+
+fn arith2<T: Arith>(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let (x, y) = (typed::<T>(a, "input 0 (A)")?, typed::<T>(b, "input 1 (B)")?);
+    let (s, v) = match op {
+        BinaryOp::Add => map2(x, a.shape(), y, b.shape(), |p, q| p.add(q))?,
+        BinaryOp::Sub => map2(x, a.shape(), y, b.shape(), |p, q| p.sub(q))?,
+        BinaryOp::Mul => map2(x, a.shape(), y, b.shape(), |p, q| p.mul(q))?,
+        _ => map2(x, a.shape(), y, b.shape(), |p, q| p.div(q))?,
+    };
+    out(s, v)
+}
+
+fn compare<T: Element>(op: BinaryOp, x: &[T], a: &[usize], y: &[T], b: &[usize]) -> Result<Tensor> {
+    let (s, v) = match op {
+        BinaryOp::Equal => map2(x, a, y, b, |p, q| p == q)?,
+        BinaryOp::Less => map2(x, a, y, b, |p, q| p < q)?,
+        BinaryOp::Greater => map2(x, a, y, b, |p, q| p > q)?,
+        BinaryOp::LessOrEqual => map2(x, a, y, b, |p, q| p <= q)?,
+        _ => map2(x, a, y, b, |p, q| p >= q)?,
+    };
+    out(s, v)
+}
+
+/// Binary ops with broadcasting. Arithmetic needs equal numeric dtypes
+/// (integer Div truncates, integer division by zero gives 0); comparisons
+/// take any equal dtypes and give bool; And/Or/Xor take bool; Pow casts the
+/// exponent to a float base's dtype (integer bases compute through f64).
+pub(crate) fn binary(op: BinaryOp, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
+    let a = input(inputs, 0, "A")?;
+    let b = input(inputs, 1, "B")?;
+    if op == BinaryOp::Pow {
+        return pow(a, b);
+    }
+    if a.dtype() != b.dtype() {
+        crate::bail!("{op:?}: input 0 is {}, input 1 is {}", a.dtype(), b.dtype());
+    }
+    if op.is_logical() {
+        let (x, y) = (
+            typed::<bool>(a, "input 0 (A)")?,
+            typed::<bool>(b, "input 1 (B)")?,
+        );
+        let (s, v) = match op {
+            BinaryOp::And => map2(x, a.shape(), y, b.shape(), |p, q| p & q)?,
+            BinaryOp::Or => map2(x, a.shape(), y, b.shape(), |p, q| p | q)?,
+            _ => map2(x, a.shape(), y, b.shape(), |p, q| p ^ q)?,
+        };
+        return out(s, v);
+    }
+    if op.is_comparison() {
+        return crate::dispatch_data!(a.data(), x, T => {
+            compare::<T>(op, x, a.shape(), typed::<T>(b, "input 1 (B)")?, b.shape())
+        });
+    }
+    arith_dispatch!(a.dtype(), format!("{op:?}"), T => arith2::<T>(op, a, b))
+}
+
+fn pow(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    match a.dtype() {
+        DType::F32 | DType::F64 => float_dispatch!(a.dtype(), "Pow", F => {
+            let e = b.cast(F::DTYPE);
+            let (x, y) = (typed::<F>(a, "input 0 (X)")?, typed::<F>(&e, "input 1 (Y)")?);
+            let (s, v) = map2(x, a.shape(), y, e.shape(), |p, q| p.powf(q))?;
+            out(s, v)
+        }),
+        DType::Bool => crate::bail!("Pow does not support bool tensors"),
+        _ => {
+            let e = b.cast(DType::F64);
+            let y = typed::<f64>(&e, "input 1 (Y)")?;
+            crate::dispatch_data!(a.data(), x, T => {
+                let (s, v) = map2(x, a.shape(), y, e.shape(), |p: T, q| {
+                    T::from_f64(p.to_f64().powf(q))
+                })?;
+                out(s, v)
+            })
+        }
+    }
+}
+
+/// `cond ? x : y` with three-way broadcasting, any dtype.
+pub(crate) fn where_(inputs: &[Option<&Tensor>]) -> Result<Tensor> {
+    let c = input(inputs, 0, "condition")?;
+    let x = input(inputs, 1, "X")?;
+    let y = input(inputs, 2, "Y")?;
+    let cv = typed::<bool>(c, "Where input 0 (condition)")?;
+    if x.dtype() != y.dtype() {
+        crate::bail!("Where: X is {}, Y is {}", x.dtype(), y.dtype());
+    }
+    let osh = broadcast_all(&[c.shape(), x.shape(), y.shape()])?;
+    let st = [
+        bcast_strides(c.shape(), &osh),
+        bcast_strides(x.shape(), &osh),
+        bcast_strides(y.shape(), &osh),
+    ];
+    let walk = Walk::new(&osh, [&st[0], &st[1], &st[2]]);
+    crate::dispatch_data!(x.data(), xv, T => {
+        let yv = typed::<T>(y, "Where input 2 (Y)")?;
+        let mut o = vec![T::default(); numel(&osh)];
+        walk.fill(&mut o, [0, 0, 0], |chunk, [oc, ox, oy], [sc, sx, sy]| {
+            for (j, v) in chunk.iter_mut().enumerate() {
+                let j = j as isize;
+                *v = if cv[(oc + j * sc) as usize] {
+                    xv[(ox + j * sx) as usize]
+                } else {
+                    yv[(oy + j * sy) as usize]
+                };
+            }
+        });
+        out(osh, o)
+    })
+}
+
+/// Variadic sum with broadcasting.
+pub(crate) fn sum(inputs: &[Option<&Tensor>]) -> Result<Tensor> {
+    let first = input(inputs, 0, "data_0")?;
+    let mut acc = first.clone();
+    for i in 1..inputs.len() {
+        let t = input(inputs, i, &format!("data_{i}"))?;
+        acc = binary(BinaryOp::Add, &[Some(&acc), Some(t)])?;
+    }
+    Ok(acc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::util::testutil::t;
+    use super::*;
+    use crate::kernels::eval;
+    use crate::op::Op;
+
+    fn run(op: Op, ins: &[&Tensor]) -> Tensor {
+        let ins: Vec<Option<&Tensor>> = ins.iter().map(|t| Some(*t)).collect();
+        eval(&op, &ins, 1).expect("eval").remove(0)
+    }
+
+    #[test]
+    fn broadcast_add_general_and_fast_paths() {
+        // [2,3,1] + [1,4] -> [2,3,4]; reference by explicit indexing.
+        let a: Vec<f32> = (0..6).map(|v| v as f32).collect();
+        let b: Vec<f32> = (0..4).map(|v| 10.0 * v as f32).collect();
+        let r = run(
+            Op::Binary(BinaryOp::Add),
+            &[&t(&[2, 3, 1], a.clone()), &t(&[1, 4], b.clone())],
+        );
+        assert_eq!(r.shape(), &[2, 3, 4]);
+        let mut want = vec![];
+        for x in &a {
+            for y in &b {
+                want.push(x + y);
+            }
+        }
+        assert_eq!(r.as_slice::<f32>().unwrap(), &want[..]);
+        // Scalar and same-shape.
+        let r = run(
+            Op::Binary(BinaryOp::Mul),
+            &[&t(&[3], vec![1f64, 2., 3.]), &t(&[], vec![2f64])],
+        );
+        assert_eq!(r.as_slice::<f64>().unwrap(), &[2., 4., 6.]);
+        // Channel bias [1,C,1,1] on [N,C,H,W] with integers.
+        let x: Vec<i32> = (0..2 * 3 * 2 * 2).collect();
+        let r = run(
+            Op::Binary(BinaryOp::Sub),
+            &[
+                &t(&[2, 3, 2, 2], x.clone()),
+                &t(&[1, 3, 1, 1], vec![0, 100, 200]),
+            ],
+        );
+        let got = r.as_slice::<i32>().unwrap();
+        for (i, &g) in got.iter().enumerate() {
+            assert_eq!(g, x[i] - 100 * ((i / 4) % 3) as i32);
+        }
+    }
+
+    #[test]
+    fn big_broadcast_parallel_matches() {
+        let n = 70_000;
+        let a: Vec<f32> = (0..n).map(|v| v as f32).collect();
+        let r = run(
+            Op::Binary(BinaryOp::Add),
+            &[&t(&[n / 7, 7], a.clone()), &t(&[7], vec![1f32; 7])],
+        );
+        let got = r.as_slice::<f32>().unwrap();
+        assert!(got.iter().zip(&a).all(|(g, x)| *g == x + 1.0));
+    }
+
+    #[test]
+    fn int_div_truncates_and_comparisons_are_bool() {
+        let r = run(
+            Op::Binary(BinaryOp::Div),
+            &[
+                &t(&[4], vec![7i64, -7, 7, 1]),
+                &t(&[4], vec![2i64, 2, 0, 1]),
+            ],
+        );
+        assert_eq!(r.as_slice::<i64>().unwrap(), &[3, -3, 0, 1]);
+        let r = run(
+            Op::Binary(BinaryOp::Less),
+            &[&t(&[3], vec![1i32, 5, 3]), &t(&[1], vec![3i32])],
+        );
+        assert_eq!(r.as_slice::<bool>().unwrap(), &[true, false, false]);
+        let r = run(
+            Op::Binary(BinaryOp::Xor),
+            &[&t(&[2], vec![true, false]), &t(&[], vec![true])],
+        );
+        assert_eq!(r.as_slice::<bool>().unwrap(), &[false, true]);
+        let r = run(Op::Unary(UnaryOp::Not), &[&t(&[2], vec![true, false])]);
+        assert_eq!(r.as_slice::<bool>().unwrap(), &[false, true]);
+    }
+
+    #[test]
+    fn pow_with_int_exponent() {
+        let r = run(
+            Op::Binary(BinaryOp::Pow),
+            &[&t(&[3], vec![2f32, 3., 4.]), &t(&[], vec![2i64])],
+        );
+        assert_eq!(r.as_slice::<f32>().unwrap(), &[4., 9., 16.]);
+    }
+
+    #[test]
+    fn unary_and_activations_match_f64() {
+        let x = vec![-2.0f32, -0.5, 0.0, 0.7, 3.0];
+        let xs = t(&[5], x.clone());
+        let erf_ref = |v: f64| libm::erf(v);
+        let g = run(Op::Gelu { tanh: false }, &[&xs]);
+        let want: Vec<f64> = x
+            .iter()
+            .map(|&v| 0.5 * v as f64 * (1.0 + erf_ref(v as f64 / 2f64.sqrt())))
+            .collect();
+        super::super::util::testutil::close(g.as_slice::<f32>().unwrap(), &want, 1e-6);
+        let s = run(Op::Unary(UnaryOp::Sigmoid), &[&xs]);
+        let want: Vec<f64> = x
+            .iter()
+            .map(|&v| 1.0 / (1.0 + (-(v as f64)).exp()))
+            .collect();
+        super::super::util::testutil::close(s.as_slice::<f32>().unwrap(), &want, 1e-6);
+        let l = run(Op::LeakyRelu { alpha: 0.1 }, &[&xs]);
+        assert_eq!(l.as_slice::<f32>().unwrap(), &[-0.2, -0.05, 0.0, 0.7, 3.0]);
+        let r = run(Op::Unary(UnaryOp::Relu), &[&t(&[3], vec![-1i64, 0, 5])]);
+        assert_eq!(r.as_slice::<i64>().unwrap(), &[0, 0, 5]);
+    }
+
+    #[test]
+    fn f16_computes_via_f32() {
+        use half::f16;
+        let x = t(&[2], vec![f16::from_f32(1.5), f16::from_f32(-2.0)]);
+        let r = run(Op::Unary(UnaryOp::Abs), &[&x]);
+        assert_eq!(r.dtype(), DType::F16);
+        assert_eq!(r.to_f32_vec(), vec![1.5, 2.0]);
+    }
+
+    #[test]
+    fn clip_attr_and_inputs() {
+        let x = t(&[4], vec![-3f32, 0.5, 2.0, 9.0]);
+        let r = run(
+            Op::Clip {
+                min: Some(0.0),
+                max: Some(1.0),
+            },
+            &[&x],
+        );
+        assert_eq!(r.as_slice::<f32>().unwrap(), &[0.0, 0.5, 1.0, 1.0]);
+        // min from input 1, max absent.
+        let lo = Tensor::scalar(1.0f32);
+        let r = eval(
+            &Op::Clip {
+                min: None,
+                max: None,
+            },
+            &[Some(&x), Some(&lo), None],
+            1,
+        )
+        .unwrap();
+        assert_eq!(r[0].as_slice::<f32>().unwrap(), &[1.0, 1.0, 2.0, 9.0]);
+    }
+
+    #[test]
+    fn where_and_sum_broadcast() {
+        let c = t(&[2, 1], vec![true, false]);
+        let r = run(
+            Op::Where,
+            &[&c, &t(&[3], vec![1i64, 2, 3]), &t(&[], vec![0i64])],
+        );
+        assert_eq!(r.shape(), &[2, 3]);
+        assert_eq!(r.as_slice::<i64>().unwrap(), &[1, 2, 3, 0, 0, 0]);
+        let r = run(
+            Op::Sum,
+            &[
+                &t(&[2], vec![1f32, 2.]),
+                &t(&[2, 1], vec![10f32, 20.]),
+                &t(&[], vec![100f32]),
+            ],
+        );
+        assert_eq!(r.as_slice::<f32>().unwrap(), &[111., 112., 121., 122.]);
+    }
+
+    #[test]
+    fn mismatched_shapes_error() {
+        let e = eval(
+            &Op::Binary(BinaryOp::Add),
+            &[
+                Some(&t(&[2], vec![1f32, 2.])),
+                Some(&t(&[3], vec![1f32, 2., 3.])),
+            ],
+            1,
+        );
+        assert!(e.is_err());
+        let e = eval(
+            &Op::Binary(BinaryOp::Add),
+            &[Some(&t(&[2], vec![1f32, 2.])), None],
+            1,
+        );
+        assert_eq!(e.unwrap_err().to_string(), "input 1 (B) is missing");
+    }
+}

@@ -1,0 +1,339 @@
+//! MaxPool / AveragePool (1-, 2- and 3-D spatial) and the global pools.
+//! Parallel over the N*C planes.
+
+use super::util::{
+    float_dispatch, input, numel, out, par_chunks, typed, valid_range, Arith, Float,
+};
+use crate::error::Result;
+use crate::op::{resolve_window, PoolAttrs, Window};
+use crate::tensor::Tensor;
+
+/// A window resolved and lifted to 3 spatial dims (leading dims of size 1).
+struct Win3 {
+    input: [usize; 3],
+    output: [usize; 3],
+    kernel: [usize; 3],
+    strides: [usize; 3],
+    dil: [usize; 3],
+    pb: [usize; 3],
+    pe: [usize; 3],
+}
+
+impl Win3 {
+    fn lift(spatial: &[usize], w: &Window) -> Win3 {
+        let off = 3 - spatial.len();
+        let f = |v: &[usize], fill: usize| -> [usize; 3] {
+            std::array::from_fn(|i| if i < off { fill } else { v[i - off] })
+        };
+        Win3 {
+            input: f(spatial, 1),
+            output: f(&w.output, 1),
+            kernel: f(&w.kernel, 1),
+            strides: f(&w.strides, 1),
+            dil: f(&w.dilations, 1),
+            pb: f(&w.pads_begin, 0),
+            pe: f(&w.pads_end, 0),
+        }
+    }
+
+    /// Kernel indices of dim `d` in the input for output index `o`, and how
+    /// many kernel cells fall inside the padded input.
+    fn range(&self, d: usize, o: usize) -> ((usize, usize), usize) {
+        let base = (o * self.strides[d]) as isize - self.pb[d] as isize;
+        let inside = valid_range(base, self.dil[d], self.kernel[d], 0, self.input[d] as isize);
+        let padded = valid_range(
+            base,
+            self.dil[d],
+            self.kernel[d],
+            -(self.pb[d] as isize),
+            (self.input[d] + self.pe[d]) as isize,
+        );
+        (inside, padded.1 - padded.0)
+    }
+}
+
+/// MaxPool (`is_max`) or AveragePool.
+pub(crate) fn pool(p: &PoolAttrs, is_max: bool, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
+    let name = if is_max { "MaxPool" } else { "AveragePool" };
+    let x = input(inputs, 0, "X")?;
+    let xs = x.shape();
+    if xs.len() < 3 || xs.len() > 5 {
+        crate::bail!("{name} supports inputs of rank 3 to 5, got {:?}", xs);
+    }
+    let spatial = &xs[2..];
+    if p.kernel_shape.len() != spatial.len() || p.kernel_shape.contains(&0) || spatial.contains(&0)
+    {
+        crate::bail!(
+            "{name}: kernel_shape {:?} does not fit input {:?}",
+            p.kernel_shape,
+            xs
+        );
+    }
+    let w = resolve_window(
+        spatial,
+        &p.kernel_shape,
+        &p.strides,
+        &p.dilations,
+        &p.pads,
+        p.auto_pad,
+        p.ceil_mode,
+    )?;
+    let w3 = Win3::lift(spatial, &w);
+    let mut oshape = xs[..2].to_vec();
+    oshape.extend(&w.output);
+    let include_pad = p.count_include_pad;
+    float_dispatch!(x.dtype(), name, F => {
+        let xv = typed::<F>(x, "input 0 (X)")?;
+        let (isz, osz) = (numel(spatial), numel(&w.output));
+        let mut o = vec![F::ZERO; numel(&oshape)];
+        let work = o.len() * numel(&p.kernel_shape);
+        par_chunks(&mut o, osz, work, |plane, dst| {
+            pool_plane(&w3, &xv[plane * isz..(plane + 1) * isz], dst, is_max, include_pad)
+        });
+        out(oshape, o)
+    })
+}
+
+fn pool_plane<F: Float>(w: &Win3, src: &[F], dst: &mut [F], is_max: bool, include_pad: bool) {
+    let [_, ih, iw] = w.input;
+    let [od, oh, ow] = w.output;
+    let [_, dh, dw] = w.dil;
+    let dd = w.dil[0];
+    let mut i = 0;
+    for z in 0..od {
+        let ((z0, z1), zn) = w.range(0, z);
+        let zb = (z * w.strides[0]) as isize - w.pb[0] as isize;
+        for y in 0..oh {
+            let ((y0, y1), yn) = w.range(1, y);
+            let yb = (y * w.strides[1]) as isize - w.pb[1] as isize;
+            for x in 0..ow {
+                let ((x0, x1), xn) = w.range(2, x);
+                let xb = (x * w.strides[2]) as isize - w.pb[2] as isize;
+                let mut acc = if is_max { F::lowest() } else { F::ZERO };
+                for kz in z0..z1 {
+                    let pz = (zb + (kz * dd) as isize) as usize;
+                    for ky in y0..y1 {
+                        let py = (yb + (ky * dh) as isize) as usize;
+                        let row = &src[(pz * ih + py) * iw..(pz * ih + py + 1) * iw];
+                        for kx in x0..x1 {
+                            let v = row[(xb + (kx * dw) as isize) as usize];
+                            if is_max {
+                                if v > acc {
+                                    acc = v;
+                                }
+                            } else {
+                                acc += v;
+                            }
+                        }
+                    }
+                }
+                if !is_max {
+                    let cnt = if include_pad {
+                        zn * yn * xn
+                    } else {
+                        (z1 - z0) * (y1 - y0) * (x1 - x0)
+                    };
+                    acc = if cnt > 0 {
+                        acc / F::c(cnt as f64)
+                    } else {
+                        F::ZERO
+                    };
+                }
+                dst[i] = acc;
+                i += 1;
+            }
+        }
+    }
+}
+
+/// Global mean (or max) over all spatial dims, kept as size 1.
+pub(crate) fn global_pool(is_max: bool, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
+    let name = if is_max {
+        "GlobalMaxPool"
+    } else {
+        "GlobalAveragePool"
+    };
+    let x = input(inputs, 0, "X")?;
+    let xs = x.shape();
+    if xs.len() < 2 {
+        crate::bail!("{name} needs rank >= 2, got {:?}", xs);
+    }
+    let mut oshape = xs[..2].to_vec();
+    oshape.extend(std::iter::repeat_n(1, xs.len() - 2));
+    let sp = numel(&xs[2..]);
+    float_dispatch!(x.dtype(), name, F => {
+        let xv = typed::<F>(x, "input 0 (X)")?;
+        let planes = xs[0] * xs[1];
+        let mut o = vec![F::ZERO; planes];
+        let per = (super::util::PAR_MIN / sp.max(1)).max(1);
+        par_chunks(&mut o, per, planes * sp, |ci, dst| {
+            for (j, d) in dst.iter_mut().enumerate() {
+                let p = ci * per + j;
+                let s = &xv[p * sp..(p + 1) * sp];
+                *d = if is_max {
+                    s.iter().fold(F::lowest(), |m, &v| if v > m { v } else { m })
+                } else {
+                    let mut acc = F::ZERO;
+                    for &v in s {
+                        acc += v;
+                    }
+                    if sp > 0 { acc / F::c(sp as f64) } else { F::ZERO }
+                };
+            }
+        });
+        out(oshape, o)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::util::testutil::{close, rnd, t};
+    use crate::kernels::eval;
+    use crate::op::{AutoPad, Op, PoolAttrs};
+    use crate::tensor::Tensor;
+
+    fn run(op: Op, x: &Tensor) -> Tensor {
+        eval(&op, &[Some(x)], 1).expect("pool").remove(0)
+    }
+
+    #[test]
+    fn maxpool_2d_spec_example_pads() {
+        // ONNX maxpool_2d_pads: 5x5 input 1..25, k=5, pads 2 -> 5x5 output.
+        let x: Vec<f32> = (1..=25).map(|v| v as f32).collect();
+        let p = PoolAttrs {
+            kernel_shape: vec![5, 5],
+            pads: vec![2, 2, 2, 2],
+            ..Default::default()
+        };
+        let r = run(Op::MaxPool(p), &t(&[1, 1, 5, 5], x));
+        let want = [
+            13., 14., 15., 15., 15., 18., 19., 20., 20., 20., 23., 24., 25., 25., 25., 23., 24.,
+            25., 25., 25., 23., 24., 25., 25., 25.,
+        ];
+        assert_eq!(r.as_slice::<f32>().unwrap(), &want);
+    }
+
+    #[test]
+    fn maxpool_ceil_mode_spec_example() {
+        // ONNX maxpool_2d_ceil: 4x4 input 1..16, k=3, s=2, ceil -> 2x2 [11,12,15,16].
+        let x: Vec<f32> = (1..=16).map(|v| v as f32).collect();
+        let p = PoolAttrs {
+            kernel_shape: vec![3, 3],
+            strides: vec![2, 2],
+            ceil_mode: true,
+            ..Default::default()
+        };
+        let r = run(Op::MaxPool(p), &t(&[1, 1, 4, 4], x));
+        assert_eq!(r.shape(), &[1, 1, 2, 2]);
+        assert_eq!(r.as_slice::<f32>().unwrap(), &[11., 12., 15., 16.]);
+    }
+
+    #[test]
+    fn maxpool_dilations_spec_example() {
+        // ONNX maxpool_2d_dilations: 4x4 1..16, k=2, dilation 2 -> [11,12,15,16].
+        let x: Vec<f32> = (1..=16).map(|v| v as f32).collect();
+        let p = PoolAttrs {
+            kernel_shape: vec![2, 2],
+            dilations: vec![2, 2],
+            ..Default::default()
+        };
+        let r = run(Op::MaxPool(p), &t(&[1, 1, 4, 4], x));
+        assert_eq!(r.as_slice::<f32>().unwrap(), &[11., 12., 15., 16.]);
+    }
+
+    #[test]
+    fn avgpool_count_include_pad() {
+        // ONNX averagepool_2d_pads_count_include_pad: 5x5 1..25, k=3, pads 2.
+        let x: Vec<f32> = (1..=25).map(|v| v as f32).collect();
+        let xs = t(&[1, 1, 5, 5], x.clone());
+        let p = PoolAttrs {
+            kernel_shape: vec![3, 3],
+            pads: vec![2, 2, 2, 2],
+            count_include_pad: true,
+            ..Default::default()
+        };
+        let r = run(Op::AveragePool(p.clone()), &xs);
+        assert_eq!(r.shape(), &[1, 1, 7, 7]);
+        // f64 reference: sum over in-bounds cells / 9, or / valid count.
+        let refs = |include: bool| {
+            let mut o = vec![];
+            for y in 0..7i64 {
+                for xx in 0..7i64 {
+                    let (mut s, mut n) = (0.0, 0.0);
+                    for ky in 0..3 {
+                        for kx in 0..3 {
+                            let (iy, ix) = (y - 2 + ky, xx - 2 + kx);
+                            if (0..5).contains(&iy) && (0..5).contains(&ix) {
+                                s += x[(iy * 5 + ix) as usize] as f64;
+                                n += 1.0;
+                            }
+                        }
+                    }
+                    o.push(if include { s / 9.0 } else { s / n });
+                }
+            }
+            o
+        };
+        close(r.as_slice::<f32>().unwrap(), &refs(true), 1e-6);
+        let r = run(
+            Op::AveragePool(PoolAttrs {
+                count_include_pad: false,
+                ..p
+            }),
+            &xs,
+        );
+        close(r.as_slice::<f32>().unwrap(), &refs(false), 1e-6);
+    }
+
+    #[test]
+    fn avgpool_ceil_mode_excludes_overhang() {
+        // 1-D: [1,2,3,4,5], k=2, s=2, ceil -> windows [1,2],[3,4],[5] -> 1.5,3.5,5.
+        let x = t(&[1, 1, 5], vec![1f64, 2., 3., 4., 5.]);
+        let p = PoolAttrs {
+            kernel_shape: vec![2],
+            strides: vec![2],
+            ceil_mode: true,
+            count_include_pad: true,
+            ..Default::default()
+        };
+        let r = run(Op::AveragePool(p), &x);
+        assert_eq!(r.as_slice::<f64>().unwrap(), &[1.5, 3.5, 5.0]);
+    }
+
+    #[test]
+    fn pool_same_upper_and_3d() {
+        // SAME_UPPER, 1-D: [1..5], k=2, s=1: pad end 1 -> max [2,3,4,5,5].
+        let x = t(&[1, 1, 5], vec![1f32, 2., 3., 4., 5.]);
+        let p = PoolAttrs {
+            kernel_shape: vec![2],
+            auto_pad: AutoPad::SameUpper,
+            ..Default::default()
+        };
+        assert_eq!(
+            run(Op::MaxPool(p), &x).as_slice::<f32>().unwrap(),
+            &[2., 3., 4., 5., 5.]
+        );
+        // 3-D average over a 2x2x2 cube.
+        let v = rnd(8, 3);
+        let p = PoolAttrs {
+            kernel_shape: vec![2, 2, 2],
+            ..Default::default()
+        };
+        let r = run(Op::AveragePool(p), &t(&[1, 1, 2, 2, 2], v.clone()));
+        close(
+            r.as_slice::<f32>().unwrap(),
+            &[v.iter().map(|&a| a as f64).sum::<f64>() / 8.0],
+            1e-6,
+        );
+    }
+
+    #[test]
+    fn global_pools() {
+        let x = t(&[1, 2, 2, 2], vec![1f32, 2., 3., 4., -1., -2., -3., -4.]);
+        let r = run(Op::GlobalAveragePool, &x);
+        assert_eq!(r.shape(), &[1, 2, 1, 1]);
+        assert_eq!(r.as_slice::<f32>().unwrap(), &[2.5, -2.5]);
+        let r = run(Op::GlobalMaxPool, &x);
+        assert_eq!(r.as_slice::<f32>().unwrap(), &[4., -1.]);
+    }
+}

@@ -1,0 +1,220 @@
+//! ReduceSum / Mean / Max / Min / Prod over axes from the attribute or
+//! input 1.
+
+use super::util::{
+    arith_dispatch, axis as norm_axis, input, numel, opt_input, out, strides, typed, Arith, Walk,
+};
+use crate::error::Result;
+use crate::op::ReduceKind;
+use crate::tensor::Tensor;
+
+/// Reduction. With no axes (attribute `None` and input 1 absent or empty)
+/// every axis is reduced, unless `noop` (noop_with_empty_axes) makes it the
+/// identity.
+pub(crate) fn reduce(
+    kind: ReduceKind,
+    axes: Option<&[i64]>,
+    keepdims: bool,
+    noop: bool,
+    inputs: &[Option<&Tensor>],
+) -> Result<Tensor> {
+    let x = input(inputs, 0, "data")?;
+    let axes: Vec<i64> = match axes {
+        Some(a) => a.to_vec(),
+        None => match opt_input(inputs, 1) {
+            Some(t) => {
+                if t.dtype().is_float() || t.dtype() == crate::DType::Bool {
+                    crate::bail!(
+                        "input 1 (axes) must be an integer tensor, got {}",
+                        t.dtype()
+                    );
+                }
+                t.to_i64_vec()
+            }
+            None => vec![],
+        },
+    };
+    if axes.is_empty() && noop {
+        return Ok(x.clone());
+    }
+    let s = x.shape();
+    let r = s.len();
+    let mut red = vec![axes.is_empty(); r];
+    for &a in &axes {
+        red[norm_axis(a, r)?] = true;
+    }
+    // Output strides over the input's dims (0 on reduced dims).
+    let kept: Vec<usize> = s
+        .iter()
+        .zip(&red)
+        .map(|(&d, &rd)| if rd { 1 } else { d })
+        .collect();
+    let ost = strides(&kept);
+    let ost: Vec<isize> = ost
+        .iter()
+        .zip(&red)
+        .map(|(&st, &rd)| if rd { 0 } else { st as isize })
+        .collect();
+    let oshape: Vec<usize> = if keepdims {
+        kept.clone()
+    } else {
+        s.iter()
+            .zip(&red)
+            .filter(|(_, &rd)| !rd)
+            .map(|(&d, _)| d)
+            .collect()
+    };
+    let count = numel(s) / numel(&kept).max(1);
+    let count = if numel(&kept) == 0 { 0 } else { count };
+    arith_dispatch!(x.dtype(), format!("Reduce{kind:?}"), T => {
+        let xv = typed::<T>(x, "input 0 (data)")?;
+        out(oshape, reduce_t::<T>(kind, xv, s, &ost, numel(&kept), count))
+    })
+}
+
+/// True for NaN (the only value not comparable with itself).
+fn is_nan<T: PartialOrd>(v: T) -> bool {
+    v.partial_cmp(&v).is_none()
+}
+
+fn reduce_t<T: Arith>(
+    kind: ReduceKind,
+    x: &[T],
+    shape: &[usize],
+    ost: &[isize],
+    n_out: usize,
+    count: usize,
+) -> Vec<T> {
+    let init = match kind {
+        ReduceKind::Sum | ReduceKind::Mean => T::ZERO,
+        ReduceKind::Prod => T::ONE,
+        ReduceKind::Max => T::lowest(),
+        ReduceKind::Min => T::highest(),
+    };
+    let f = |a: T, v: T| match kind {
+        ReduceKind::Sum | ReduceKind::Mean => a.add(v),
+        ReduceKind::Prod => a.mul(v),
+        ReduceKind::Max => {
+            if v > a || is_nan(v) {
+                v
+            } else {
+                a
+            }
+        }
+        ReduceKind::Min => {
+            if v < a || is_nan(v) {
+                v
+            } else {
+                a
+            }
+        }
+    };
+    let mut acc = vec![init; n_out];
+    let walk = Walk::new(shape, [ost]);
+    walk.run([0], 0, walk.rows(), |start, [o], n, [os]| {
+        let src = &x[start..start + n];
+        if os == 0 {
+            let a = &mut acc[o as usize];
+            *a = src.iter().fold(*a, |a, &v| f(a, v));
+        } else {
+            for (j, &v) in src.iter().enumerate() {
+                let a = &mut acc[(o + j as isize * os) as usize];
+                *a = f(*a, v);
+            }
+        }
+    });
+    if kind == ReduceKind::Mean {
+        let c = T::from_f64(count as f64);
+        for a in acc.iter_mut() {
+            *a = a.div(c);
+        }
+    }
+    acc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::util::testutil::t;
+    use crate::kernels::eval;
+    use crate::op::{Op, ReduceKind};
+
+    #[test]
+    fn reduce_axes_attr_and_input() {
+        // ONNX reduce_sum_keepdims example: shape [3,2,2], axes [1].
+        let x = t(&[3, 2, 2], (1..=12).map(|v| v as f32).collect());
+        let op = Op::Reduce {
+            kind: ReduceKind::Sum,
+            axes: Some(vec![1]),
+            keepdims: true,
+            noop_with_empty_axes: false,
+        };
+        let r = eval(&op, &[Some(&x)], 1).unwrap();
+        assert_eq!(r[0].shape(), &[3, 1, 2]);
+        assert_eq!(
+            r[0].as_slice::<f32>().unwrap(),
+            &[4., 6., 12., 14., 20., 22.]
+        );
+        // Axes from input 1, negative, no keepdims; Mean.
+        let ax = t(&[1], vec![-1i64]);
+        let op = Op::Reduce {
+            kind: ReduceKind::Mean,
+            axes: None,
+            keepdims: false,
+            noop_with_empty_axes: false,
+        };
+        let r = eval(&op, &[Some(&x), Some(&ax)], 1).unwrap();
+        assert_eq!(r[0].shape(), &[3, 2]);
+        assert_eq!(
+            r[0].as_slice::<f32>().unwrap(),
+            &[1.5, 3.5, 5.5, 7.5, 9.5, 11.5]
+        );
+        // Absent axes: reduce all, or identity with noop.
+        let op = Op::Reduce {
+            kind: ReduceKind::Max,
+            axes: None,
+            keepdims: true,
+            noop_with_empty_axes: false,
+        };
+        let r = eval(&op, &[Some(&x), None], 1).unwrap();
+        assert_eq!(r[0].shape(), &[1, 1, 1]);
+        assert_eq!(r[0].as_slice::<f32>().unwrap(), &[12.]);
+        let op = Op::Reduce {
+            kind: ReduceKind::Max,
+            axes: None,
+            keepdims: true,
+            noop_with_empty_axes: true,
+        };
+        assert_eq!(eval(&op, &[Some(&x)], 1).unwrap()[0], x);
+    }
+
+    #[test]
+    fn reduce_ints_and_multi_axes() {
+        let x = t(&[2, 3, 2], (1..=12).collect::<Vec<i64>>());
+        let op = Op::Reduce {
+            kind: ReduceKind::Prod,
+            axes: Some(vec![0, 2]),
+            keepdims: false,
+            noop_with_empty_axes: false,
+        };
+        let r = eval(&op, &[Some(&x)], 1).unwrap();
+        assert_eq!(
+            r[0].as_slice::<i64>().unwrap(),
+            &[2 * 7 * 8, 3 * 4 * 9 * 10, 5 * 6 * 11 * 12]
+        );
+        let op = Op::Reduce {
+            kind: ReduceKind::Min,
+            axes: Some(vec![1]),
+            keepdims: false,
+            noop_with_empty_axes: false,
+        };
+        let r = eval(&op, &[Some(&x)], 1).unwrap();
+        assert_eq!(r[0].as_slice::<i64>().unwrap(), &[1, 2, 7, 8]);
+        let op = Op::Reduce {
+            kind: ReduceKind::Sum,
+            axes: Some(vec![3]),
+            keepdims: false,
+            noop_with_empty_axes: false,
+        };
+        assert!(eval(&op, &[Some(&x)], 1).is_err());
+    }
+}
