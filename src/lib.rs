@@ -64,8 +64,19 @@ pub struct Model {
 }
 
 impl Model {
-    /// Loads an ONNX file.
+    /// Loads an ONNX file and applies the load-time rewrites of
+    /// [`hetflow_ops::optimize`] (BatchNorm folding into Conv, ...).
     pub fn load(path: impl AsRef<Path>) -> Result<Model, Error> {
+        let mut graph = hetflow_ops::onnx::load_model(path)?;
+        let report = hetflow_ops::optimize::optimize(&mut graph);
+        tracing::debug!(?report, "load-time rewrites");
+        Ok(Model {
+            graph: Arc::new(graph),
+        })
+    }
+    /// Loads an ONNX file exactly as written, without load-time rewrites
+    /// (for checking raw op semantics).
+    pub fn load_unoptimized(path: impl AsRef<Path>) -> Result<Model, Error> {
         Ok(Model {
             graph: Arc::new(hetflow_ops::onnx::load_model(path)?),
         })

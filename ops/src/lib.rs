@@ -21,6 +21,8 @@ pub mod kernels;
 pub mod npy;
 pub mod onnx;
 pub mod op;
+pub mod optimize;
+pub mod pool;
 pub mod tensor;
 
 pub use cost::Cost;

@@ -151,7 +151,7 @@ macro_rules! dispatch_dtype {
 }
 
 /// Element types that can be stored in and borrowed from [`Data`].
-pub trait Storable: Element {
+pub trait Storable: Element + crate::pool::Poolable {
     /// Wraps a vector into [`Data`].
     fn wrap(v: Vec<Self>) -> Data;
     /// Borrows the slice if `data` holds this type.
@@ -164,6 +164,12 @@ pub trait Storable: Element {
 
 macro_rules! storable {
     ($t:ty, $v:ident) => {
+        impl crate::pool::Poolable for $t {
+            fn bucket() -> &'static crate::pool::Bucket<Self> {
+                static BUCKET: crate::pool::Bucket<$t> = crate::pool::Bucket::new();
+                &BUCKET
+            }
+        }
         impl Storable for $t {
             fn wrap(v: Vec<Self>) -> Data {
                 Data::$v(v)
@@ -223,10 +229,32 @@ impl Data {
 }
 
 /// A host tensor: dtype, shape, contiguous row-major elements.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct Tensor {
     shape: Vec<usize>,
     data: Data,
+}
+
+/// Clones take their storage from the buffer pool.
+impl Clone for Tensor {
+    fn clone(&self) -> Tensor {
+        let data = dispatch_data!(&self.data, v, T => {
+            let mut n = crate::pool::take::<T>(v.len());
+            n.extend_from_slice(v);
+            <T as Storable>::wrap(n)
+        });
+        Tensor {
+            shape: self.shape.clone(),
+            data,
+        }
+    }
+}
+
+/// Dropped tensors give their storage to the buffer pool ([`crate::pool`]).
+impl Drop for Tensor {
+    fn drop(&mut self) {
+        dispatch_data!(&mut self.data, v, T => crate::pool::give::<T>(std::mem::take(v)))
+    }
 }
 
 impl Tensor {
@@ -295,8 +323,12 @@ impl Tensor {
         &self.data
     }
     /// Consumes the tensor into shape and storage.
-    pub fn into_parts(self) -> (Vec<usize>, Data) {
-        (self.shape, self.data)
+    pub fn into_parts(mut self) -> (Vec<usize>, Data) {
+        (std::mem::take(&mut self.shape), self.take_data())
+    }
+    /// Moves the storage out, leaving an empty one (whose drop is free).
+    fn take_data(&mut self) -> Data {
+        std::mem::replace(&mut self.data, Data::Bool(Vec::new()))
     }
 
     /// Borrows the elements as `T`, failing if the dtype differs.
@@ -316,14 +348,14 @@ impl Tensor {
             .ok_or_else(|| Error::msg(format!("expected a {} tensor, got {}", T::DTYPE, dt)))
     }
     /// Takes the elements as `Vec<T>`.
-    pub fn into_vec<T: Storable>(self) -> Result<Vec<T>> {
-        T::unwrap(self.data)
+    pub fn into_vec<T: Storable>(mut self) -> Result<Vec<T>> {
+        T::unwrap(self.take_data())
             .map_err(|d| Error::msg(format!("expected a {} tensor, got {}", T::DTYPE, d.dtype())))
     }
 
     /// Same elements, new shape (element count must match).
-    pub fn reshape(self, shape: Vec<usize>) -> Result<Tensor> {
-        Tensor::new(shape, self.data)
+    pub fn reshape(mut self, shape: Vec<usize>) -> Result<Tensor> {
+        Tensor::new(shape, self.take_data())
     }
 
     /// Converts every element to `dtype` (ONNX Cast semantics for the numeric

@@ -181,6 +181,7 @@ impl Task {
             };
             self.recorder.record(
                 &self.name,
+                label,
                 cat,
                 &self.device.id().to_string(),
                 queue,

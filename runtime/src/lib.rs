@@ -13,4 +13,4 @@ pub mod trace;
 
 pub use error::{Result, RuntimeError};
 pub use session::{check_inputs, Session, SessionOptions};
-pub use trace::{chrome_trace_json, TraceEvent};
+pub use trace::{chrome_trace_json, op_profile, TraceEvent};

@@ -207,6 +207,10 @@ impl Session {
     pub fn trace_events(&self) -> Vec<TraceEvent> {
         self.recorder.events()
     }
+    /// Removes and returns the trace events recorded so far.
+    pub fn take_trace_events(&self) -> Vec<TraceEvent> {
+        self.recorder.take()
+    }
 }
 
 impl Drop for Session {

@@ -10,6 +10,8 @@ use std::time::Instant;
 pub struct TraceEvent {
     /// Node name (kernels) or `copy <value>` (transfers).
     pub name: String,
+    /// Op type (`Conv`, ...) or `copy`.
+    pub op: String,
     /// `kernel` or `copy`.
     pub cat: &'static str,
     /// Device name, e.g. `cpu:1`.
@@ -52,6 +54,7 @@ impl Recorder {
     pub fn record(
         &self,
         name: &str,
+        op: &str,
         cat: &'static str,
         device: &str,
         queue: &'static str,
@@ -64,6 +67,7 @@ impl Recorder {
         let end = Instant::now();
         let ev = TraceEvent {
             name: name.to_string(),
+            op: op.to_string(),
             cat,
             device: device.to_string(),
             queue,
@@ -79,6 +83,35 @@ impl Recorder {
     pub fn events(&self) -> Vec<TraceEvent> {
         self.events.lock().map(|v| v.clone()).unwrap_or_default()
     }
+    /// Removes and returns the events so far (e.g. to drop warm-up runs).
+    pub fn take(&self) -> Vec<TraceEvent> {
+        self.events
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+    }
+}
+
+/// Per-op-type totals of compute events: `(op, events, total µs)`, the
+/// most expensive first.
+pub fn op_profile(events: &[TraceEvent]) -> Vec<(String, usize, f64)> {
+    let mut by: std::collections::HashMap<&str, (usize, f64)> = std::collections::HashMap::new();
+    for e in events.iter().filter(|e| e.cat == "kernel") {
+        let k = if e.op.is_empty() {
+            e.name.as_str()
+        } else {
+            e.op.as_str()
+        };
+        let t = by.entry(k).or_default();
+        t.0 += 1;
+        t.1 += e.dur_us;
+    }
+    let mut v: Vec<(String, usize, f64)> = by
+        .into_iter()
+        .map(|(k, (n, t))| (k.to_string(), n, t))
+        .collect();
+    v.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
+    v
 }
 
 /// Renders events as Chrome trace JSON.
@@ -98,7 +131,7 @@ pub fn chrome_trace_json(events: &[TraceEvent]) -> String {
     for e in events {
         out.push(serde_json::json!({
             "name": e.name, "cat": e.cat, "ph": "X", "ts": e.start_us, "dur": e.dur_us,
-            "pid": pid(&e.device), "tid": tid(e.queue), "args": {"mb": e.mb}
+            "pid": pid(&e.device), "tid": tid(e.queue), "args": {"mb": e.mb, "op": e.op}
         }));
     }
     serde_json::to_string(&serde_json::json!({"traceEvents": out, "displayTimeUnit": "ms"}))

@@ -25,6 +25,13 @@ pub struct Args {
     /// Devices, e.g. `cpu`, `cpu:0,cpu:1`.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Print per-op-type kernel time per iteration (from the trace of the
+    /// timed iterations) before the result lines.
+    #[arg(long)]
+    profile: bool,
+    /// Write a Chrome/Perfetto trace of the timed iterations.
+    #[arg(long)]
+    trace: Option<PathBuf>,
 }
 
 pub fn main(a: Args) -> Result<()> {
@@ -41,10 +48,12 @@ pub fn main(a: Args) -> Result<()> {
     if let Some(t) = a.threads {
         b = b.threads(t);
     }
-    let mut session = b.build()?;
+    let tracing = a.profile || a.trace.is_some();
+    let mut session = b.trace(tracing).build()?;
     for _ in 0..a.warmup {
         session.run(inputs.clone())?;
     }
+    session.take_trace_events();
     let mut times = Vec::with_capacity(a.iters);
     for _ in 0..a.iters {
         let t = Instant::now();
@@ -57,6 +66,46 @@ pub fn main(a: Args) -> Result<()> {
     } else {
         (times[times.len() / 2 - 1] + times[times.len() / 2]) / 2.0
     };
+    if tracing {
+        let events = session.take_trace_events();
+        if let Some(tp) = &a.trace {
+            let json = hetflow::runtime::chrome_trace_json(&events);
+            std::fs::write(tp, json)
+                .map_err(|e| anyhow::anyhow!("writing trace '{}': {e}", tp.display()))?;
+            println!("trace: {}", tp.display());
+        }
+        if a.profile {
+            let prof = hetflow::runtime::op_profile(&events);
+            let total: f64 = prof.iter().map(|p| p.2).sum();
+            let it = a.iters as f64;
+            println!(
+                "{:<24} {:>8} {:>12} {:>7}",
+                "op", "per_iter", "ms_per_iter", "share"
+            );
+            for (op, n, us) in &prof {
+                println!(
+                    "{:<24} {:>8} {:>12.3} {:>6.1}%",
+                    op,
+                    *n as f64 / it,
+                    us / it / 1e3,
+                    100.0 * us / total.max(1e-9)
+                );
+            }
+            println!(
+                "{:<24} {:>8} {:>12.3}",
+                "kernels total",
+                "",
+                total / it / 1e3
+            );
+            let ps = hetflow::ops::pool::stats();
+            println!(
+                "buffer pool: {} hits, {} misses, {:.1} MiB cached",
+                ps.hits,
+                ps.misses,
+                ps.cached_bytes as f64 / (1u64 << 20) as f64
+            );
+        }
+    }
     println!(
         "model {} device {} iters {} warmup {}",
         a.model.display(),

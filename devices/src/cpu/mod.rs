@@ -158,9 +158,9 @@ impl Device for CpuDevice {
         }
         let run = || hetflow_ops::kernels::eval(op, &host, n_outputs);
         let heavy = matches!(op, Op::MatMul | Op::Gemm { .. } | Op::Conv(_));
-        // Heavy ops always run in the device's pool, so that their kernels
-        // see its thread count (not rayon's global pool).
-        let outs = if heavy || (self.threads() > 1 && elems >= INLINE_ELEMS) {
+        // Kernels see the threads of the pool they run in and run serially
+        // outside one, so a one-thread device runs everything inline.
+        let outs = if self.threads() > 1 && (heavy || elems >= INLINE_ELEMS) {
             self.pool.install(run)
         } else {
             run()

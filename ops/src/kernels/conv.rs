@@ -6,7 +6,7 @@ use super::util::{
     float_dispatch, input, numel, opt_input, out, strides, typed, valid_range, Float,
 };
 use crate::error::Result;
-use crate::op::{resolve_window, ConvAttrs, Window};
+use crate::op::{resolve_window, Activation, ConvAttrs, Window};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 
@@ -103,18 +103,42 @@ pub(crate) fn conv(a: &ConvAttrs, inputs: &[Option<&Tensor>]) -> Result<Tensor> 
             Some(b) => Some(typed::<F>(b, "input 2 (B)")?),
             None => None,
         };
-        out(oshape, conv_f(&g, xv, wv, bv)?)
+        out(oshape, conv_f(&g, xv, wv, bv, a.activation)?)
     })
 }
 
-fn conv_f<F: Float>(g: &Geom, x: &[F], w: &[F], b: Option<&[F]>) -> Result<Vec<F>> {
+/// Bytes of im2col buffer one GEMM call works on: small enough to stay in
+/// L2 while the GEMM packs it, large enough to keep the GEMM efficient.
+const COL_TILE_BYTES: usize = 512 * 1024;
+
+/// Applies a fused activation to an output block.
+fn activate<F: Float>(act: Activation, v: &mut [F]) {
+    match act {
+        Activation::None => {}
+        Activation::Relu => v.iter_mut().for_each(|x| *x = x.max(F::ZERO)),
+        Activation::Clip { lo, hi } => {
+            let (lo, nhi) = (F::c(lo as f64), F::c(-(hi as f64)));
+            // min(x, hi) = -max(-x, -hi)
+            v.iter_mut().for_each(|x| *x = -((-x.max(lo)).max(nhi)));
+        }
+    }
+}
+
+fn conv_f<F: Float>(
+    g: &Geom,
+    x: &[F],
+    w: &[F],
+    b: Option<&[F]>,
+    act: Activation,
+) -> Result<Vec<F>> {
     let (osz, mg) = (g.osz(), g.mg());
-    let mut o = vec![F::ZERO; g.n * g.m * osz];
+    let mut o = crate::pool::filled(g.n * g.m * osz, F::ZERO);
     if o.is_empty() {
         return Ok(o);
     }
     if g.group == g.c && g.m == g.c && g.spatial.len() == 2 {
         depthwise2d(g, x, w, b, &mut o);
+        activate(act, &mut o);
         return Ok(o);
     }
     let win = &g.win;
@@ -124,6 +148,22 @@ fn conv_f<F: Float>(g: &Geom, x: &[F], w: &[F], b: Option<&[F]>) -> Result<Vec<F
     let kdim = g.cg() * g.ksz();
     let units = g.n * g.group;
     let small = mg * osz * kdim <= 64 * 64 * 64;
+    let threads = super::util::threads();
+    // im2col tiles: whole output rows (segments of the last spatial dim).
+    // Tiling pays when the full im2col buffer would spill out of L2 and
+    // the weights (re-packed by every GEMM call) are small next to it.
+    let ol = *win.output.last().unwrap_or(&1);
+    let segs = osz / ol.max(1);
+    let seg_bytes = kdim * ol * std::mem::size_of::<F>();
+    let col_bytes = seg_bytes * segs;
+    let w_bytes = mg * kdim * std::mem::size_of::<F>();
+    let tile_segs = if !pointwise && col_bytes > 2 * COL_TILE_BYTES && w_bytes * 8 <= col_bytes {
+        (COL_TILE_BYTES / seg_bytes.max(1)).clamp(1, segs)
+    } else {
+        segs
+    };
+    let tiles = segs.div_ceil(tile_segs);
+    let col_len = if pointwise { 0 } else { kdim * tile_segs * ol };
     // One (batch, group) unit writes its own contiguous block of the output.
     let unit = |u: usize, dst: &mut [F], col: &mut Vec<F>, par: bool| -> Result<()> {
         let (bn, gi) = (u / g.group, u % g.group);
@@ -137,6 +177,7 @@ fn conv_f<F: Float>(g: &Geom, x: &[F], w: &[F], b: Option<&[F]>) -> Result<Vec<F
         };
         let xoff = (bn * g.c + gi * g.cg()) * g.isz();
         let lhs = Mat::new(w, gi * mg * kdim, kdim, 1);
+        let xg = &x[xoff..xoff + g.cg() * g.isz()];
         if pointwise {
             gemm(
                 mg,
@@ -149,10 +190,13 @@ fn conv_f<F: Float>(g: &Geom, x: &[F], w: &[F], b: Option<&[F]>) -> Result<Vec<F
                 Mat::new(x, xoff, g.isz(), 1),
                 F::ONE,
                 par,
-            )
-        } else {
+            )?;
+            activate(act, dst);
+            return Ok(());
+        }
+        if tiles == 1 {
             col.resize(kdim * osz, F::ZERO);
-            im2col(g, &x[xoff..xoff + g.cg() * g.isz()], col, par);
+            im2col(g, xg, col, 0, segs, par);
             gemm(
                 mg,
                 osz,
@@ -164,42 +208,145 @@ fn conv_f<F: Float>(g: &Geom, x: &[F], w: &[F], b: Option<&[F]>) -> Result<Vec<F
                 Mat::new(col, 0, osz, 1),
                 F::ONE,
                 par,
+            )?;
+            activate(act, dst);
+            return Ok(());
+        }
+        // Tiled: each tile writes columns [c0, c0 + tn) of every output row.
+        // Tiles are independent, so with threads they run side by side,
+        // each with its own buffer.
+        let run_tile = |t: usize, col: &mut Vec<F>, dst_ptr: SendPtr<F>| -> Result<()> {
+            let s0 = t * tile_segs;
+            let ns = tile_segs.min(segs - s0);
+            let (c0, tn) = (s0 * ol, ns * ol);
+            col.resize(kdim * tn, F::ZERO);
+            im2col(g, xg, col, s0, ns, false);
+            // SAFETY: tiles write disjoint column ranges [c0, c0+tn) of each
+            // of the mg rows of `dst`; the block spans (mg-1)*osz + c0 + tn
+            // <= dst.len() elements from the base.
+            let d =
+                unsafe { std::slice::from_raw_parts_mut(dst_ptr.0.add(c0), (mg - 1) * osz + tn) };
+            gemm(
+                mg,
+                tn,
+                kdim,
+                d,
+                osz,
+                read,
+                lhs,
+                Mat::new(col, 0, tn, 1),
+                F::ONE,
+                false,
+            )?;
+            if act != Activation::None {
+                for r in 0..mg {
+                    activate(act, &mut d[r * osz..r * osz + tn]);
+                }
+            }
+            Ok(())
+        };
+        let base = SendPtr(dst.as_mut_ptr());
+        if par && threads > 1 {
+            (0..tiles).into_par_iter().try_for_each_init(
+                || Scratch(crate::pool::take(col_len)),
+                |col, t| run_tile(t, &mut col.0, base),
             )
+        } else {
+            (0..tiles).try_for_each(|t| run_tile(t, col, base))
         }
     };
-    if small && units > 1 && rayon::current_num_threads() > 1 {
-        o.par_chunks_mut(mg * osz)
-            .enumerate()
-            .try_for_each_init(Vec::new, |col, (u, dst)| unit(u, dst, col, false))?;
+    if small && units > 1 && threads > 1 {
+        o.par_chunks_mut(mg * osz).enumerate().try_for_each_init(
+            || Scratch(crate::pool::take(col_len)),
+            |col, (u, dst)| unit(u, dst, &mut col.0, false),
+        )?;
     } else {
-        let mut col = Vec::new();
+        let mut col = Scratch(crate::pool::take(col_len));
         for (u, dst) in o.chunks_mut(mg * osz).enumerate() {
-            unit(u, dst, &mut col, true)?;
+            unit(u, dst, &mut col.0, true)?;
         }
     }
     Ok(o)
 }
 
-/// Fills `col` (`[cg * ksz, osz]`) from one group's input channels `x`.
-fn im2col<F: Float>(g: &Geom, x: &[F], col: &mut [F], par: bool) {
-    let (osz, ksz, isz) = (g.osz(), g.ksz(), g.isz());
+/// An im2col buffer that goes back to the pool when dropped.
+struct Scratch<F: Float>(Vec<F>);
+
+impl<F: Float> Drop for Scratch<F> {
+    fn drop(&mut self) {
+        crate::pool::give(std::mem::take(&mut self.0));
+    }
+}
+
+/// A raw output pointer shared by tiles that write disjoint parts.
+#[derive(Clone, Copy)]
+struct SendPtr<F>(*mut F);
+// SAFETY: only used for disjoint writes from scoped parallel tiles.
+unsafe impl<F: Send> Send for SendPtr<F> {}
+unsafe impl<F: Send> Sync for SendPtr<F> {}
+
+/// Fills `col` (`[cg * ksz, nseg * ol]`) from one group's input channels
+/// `x`, for output segments `seg0 .. seg0 + nseg` (a segment is one run of
+/// the last output dim).
+fn im2col<F: Float>(g: &Geom, x: &[F], col: &mut [F], seg0: usize, nseg: usize, par: bool) {
+    let (ksz, isz) = (g.ksz(), g.isz());
+    let rl = nseg * *g.win.output.last().unwrap_or(&1);
+    let two_d = g.spatial.len() == 2;
     let fill = |r: usize, row: &mut [F]| {
         let (ci, kflat) = (r / ksz, r % ksz);
-        im2col_row(g, &x[ci * isz..(ci + 1) * isz], kflat, row);
+        let plane = &x[ci * isz..(ci + 1) * isz];
+        if two_d {
+            im2col_row_2d(g, plane, kflat, seg0, row);
+        } else {
+            im2col_row(g, plane, kflat, seg0, row);
+        }
     };
-    if par && col.len() >= super::util::PAR_MIN && rayon::current_num_threads() > 1 {
-        col.par_chunks_mut(osz)
+    if par && col.len() >= super::util::PAR_MIN && super::util::threads() > 1 {
+        col.par_chunks_mut(rl)
             .enumerate()
             .for_each(|(r, row)| fill(r, row));
     } else {
-        col.chunks_mut(osz)
+        col.chunks_mut(rl)
             .enumerate()
             .for_each(|(r, row)| fill(r, row));
     }
 }
 
-/// One im2col row: kernel offset `kflat` over one input plane.
-fn im2col_row<F: Float>(g: &Geom, plane: &[F], kflat: usize, row: &mut [F]) {
+/// [`im2col_row`] for 2-D convolutions: segments are output rows.
+fn im2col_row_2d<F: Float>(g: &Geom, plane: &[F], kflat: usize, y0: usize, row: &mut [F]) {
+    let win = &g.win;
+    let (ih, iw) = (g.spatial[0] as isize, g.spatial[1]);
+    let (kw, ow) = (win.kernel[1], win.output[1]);
+    let (ki, kj) = (kflat / kw, kflat % kw);
+    let (sh, sw) = (win.strides[0], win.strides[1]);
+    let koff_y = (ki * win.dilations[0]) as isize - win.pads_begin[0] as isize;
+    let koff_x = (kj * win.dilations[1]) as isize - win.pads_begin[1] as isize;
+    let (lo, hi) = valid_range(koff_x, sw, ow, 0, iw as isize);
+    for (i, seg) in row.chunks_exact_mut(ow).enumerate() {
+        let iy = ((y0 + i) * sh) as isize + koff_y;
+        if iy < 0 || iy >= ih || lo >= hi {
+            seg.fill(F::ZERO);
+            continue;
+        }
+        seg[..lo].fill(F::ZERO);
+        seg[hi..].fill(F::ZERO);
+        let start = iy as usize * iw + (koff_x + (lo * sw) as isize) as usize;
+        let dst = &mut seg[lo..hi];
+        match sw {
+            1 => dst.copy_from_slice(&plane[start..start + dst.len()]),
+            _ => {
+                let src = &plane[start..start + (dst.len() - 1) * sw + 1];
+                for (j, v) in dst.iter_mut().enumerate() {
+                    *v = src[j * sw];
+                }
+            }
+        }
+    }
+}
+
+/// One im2col row: kernel offset `kflat` over one input plane, for the
+/// output segments starting at `seg0` (as many as `row` holds).
+fn im2col_row<F: Float>(g: &Geom, plane: &[F], kflat: usize, seg0: usize, row: &mut [F]) {
     let win = &g.win;
     let nd = g.spatial.len();
     let ist = strides(&g.spatial);
@@ -211,7 +358,13 @@ fn im2col_row<F: Float>(g: &Geom, plane: &[F], kflat: usize, row: &mut [F]) {
     let koff = (kidx[l] * win.dilations[l]) as isize - win.pads_begin[l] as isize;
     let (lo, hi) = valid_range(koff, s, ol, 0, il as isize);
     let outer = &win.output[..l];
+    // Unravel seg0 over the outer output dims.
     let mut oidx = vec![0usize; l];
+    let mut rest = seg0;
+    for d in (0..l).rev() {
+        oidx[d] = rest % outer[d];
+        rest /= outer[d];
+    }
     for seg in row.chunks_mut(ol) {
         let mut base = 0isize;
         let mut inside = true;
@@ -233,8 +386,8 @@ fn im2col_row<F: Float>(g: &Geom, plane: &[F], kflat: usize, row: &mut [F]) {
             if s == 1 {
                 seg[lo..hi].copy_from_slice(&plane[start..start + (hi - lo)]);
             } else {
-                for (j, v) in seg[lo..hi].iter_mut().enumerate() {
-                    *v = plane[start + j * s];
+                for (v, &p) in seg[lo..hi].iter_mut().zip(plane[start..].iter().step_by(s)) {
+                    *v = p;
                 }
             }
         }
@@ -259,6 +412,14 @@ fn depthwise2d<F: Float>(g: &Geom, x: &[F], w: &[F], b: Option<&[F]>, o: &mut [F
     let (dh, dw) = (win.dilations[0], win.dilations[1]);
     let (ph, pw) = (win.pads_begin[0] as isize, win.pads_begin[1] as isize);
     let work = g.n * g.c * oh * ow * kh * kw;
+    // Valid output columns and first input column for each kernel column.
+    let cols: Vec<(usize, usize, usize)> = (0..kw)
+        .map(|kj| {
+            let koff = (kj * dw) as isize - pw;
+            let (lo, hi) = valid_range(koff, sw, ow, 0, iw as isize);
+            (lo, hi, (koff + (lo * sw) as isize).max(0) as usize)
+        })
+        .collect();
     super::util::par_chunks(o, oh * ow, work, |plane_i, dst| {
         let ch = plane_i % g.c;
         let src = &x[plane_i * ih * iw..(plane_i + 1) * ih * iw];
@@ -272,21 +433,21 @@ fn depthwise2d<F: Float>(g: &Geom, x: &[F], w: &[F], b: Option<&[F]>, o: &mut [F
                     continue;
                 }
                 let irow = &src[iy as usize * iw..(iy as usize + 1) * iw];
-                for kj in 0..kw {
+                for (kj, &(lo, hi, start)) in cols.iter().enumerate() {
                     let wv = kern[ki * kw + kj];
-                    let koff = (kj * dw) as isize - pw;
-                    let (lo, hi) = valid_range(koff, sw, ow, 0, iw as isize);
                     if lo >= hi {
                         continue;
                     }
-                    let start = (koff + (lo * sw) as isize) as usize;
                     if sw == 1 {
                         for (v, &xv) in orow[lo..hi].iter_mut().zip(&irow[start..start + hi - lo]) {
                             *v += wv * xv;
                         }
                     } else {
-                        for (j, v) in orow[lo..hi].iter_mut().enumerate() {
-                            *v += wv * irow[start + j * sw];
+                        for (v, &xv) in orow[lo..hi]
+                            .iter_mut()
+                            .zip(irow[start..].iter().step_by(sw))
+                        {
+                            *v += wv * xv;
                         }
                     }
                 }
@@ -299,7 +460,7 @@ fn depthwise2d<F: Float>(g: &Geom, x: &[F], w: &[F], b: Option<&[F]>, o: &mut [F
 mod tests {
     use super::super::util::testutil::{close, rnd, t};
     use crate::kernels::eval;
-    use crate::op::{AutoPad, ConvAttrs, Op};
+    use crate::op::{Activation, AutoPad, ConvAttrs, Op};
     use crate::tensor::Tensor;
 
     /// Naive f64 N-d convolution with explicit begin pads (output size given).
@@ -389,6 +550,7 @@ mod tests {
             dilations: cs.dil.clone(),
             group: cs.group,
             auto_pad: cs.auto_pad,
+            activation: Default::default(),
         };
         let (xt, wt, bt) = (
             t(&cs.xs, x.clone()),
@@ -397,7 +559,9 @@ mod tests {
         );
         let ins: Vec<Option<&Tensor>> =
             vec![Some(&xt), Some(&wt), if cs.bias { Some(&bt) } else { None }];
-        let r = eval(&Op::Conv(attrs), &ins, 1).expect("conv").remove(0);
+        let r = eval(&Op::Conv(attrs.clone()), &ins, 1)
+            .expect("conv")
+            .remove(0);
         let nd = cs.xs.len() - 2;
         let ones = vec![1; nd];
         let st = if cs.strides.is_empty() {
@@ -422,6 +586,21 @@ mod tests {
         oshape.extend(&cs.os);
         assert_eq!(r.shape(), &oshape[..]);
         close(r.as_slice::<f32>().unwrap(), &want, 1e-5);
+        // Fused activations give the activation of the plain result.
+        for (act, f) in [
+            (Activation::Relu, (|v: f64| v.max(0.0)) as fn(f64) -> f64),
+            (Activation::Clip { lo: -0.1, hi: 0.2 }, |v: f64| {
+                v.clamp(-0.1, 0.2)
+            }),
+        ] {
+            let a = ConvAttrs {
+                activation: act,
+                ..attrs.clone()
+            };
+            let r = eval(&Op::Conv(a), &ins, 1).expect("conv").remove(0);
+            let want: Vec<f64> = want.iter().map(|&v| f(v)).collect();
+            close(r.as_slice::<f32>().unwrap(), &want, 1e-5);
+        }
     }
 
     fn case(xs: &[usize], ws: &[usize]) -> Case {
@@ -528,20 +707,37 @@ mod tests {
 
     #[test]
     fn conv_big_parallel_paths() {
-        // Large enough for the parallel GEMM and im2col paths.
-        check(Case {
-            pads: vec![1, 1, 1, 1],
-            pb: vec![1, 1],
-            os: vec![20, 20],
-            bias: true,
-            ..case(&[1, 32, 20, 20], &[48, 32, 3, 3])
-        });
-        check(Case {
-            group: 4,
-            pads: vec![1, 1, 1, 1],
-            pb: vec![1, 1],
-            os: vec![12, 12],
-            ..case(&[2, 16, 12, 12], &[8, 4, 3, 3])
+        super::super::util::testutil::in_pool(|| {
+            // Large enough for the parallel GEMM and im2col paths.
+            check(Case {
+                pads: vec![1, 1, 1, 1],
+                pb: vec![1, 1],
+                os: vec![20, 20],
+                bias: true,
+                ..case(&[1, 32, 20, 20], &[48, 32, 3, 3])
+            });
+            check(Case {
+                group: 4,
+                pads: vec![1, 1, 1, 1],
+                pb: vec![1, 1],
+                os: vec![12, 12],
+                ..case(&[2, 16, 12, 12], &[8, 4, 3, 3])
+            }); // Large im2col with small weights: the tiled path (3 tiles of 27,
+                // 27 and 10 output rows), with and without stride.
+            check(Case {
+                pads: vec![2, 2, 2, 2],
+                pb: vec![2, 2],
+                os: vec![64, 64],
+                bias: true,
+                ..case(&[1, 3, 64, 64], &[8, 3, 5, 5])
+            });
+            check(Case {
+                strides: vec![2, 2],
+                pads: vec![3, 3, 3, 3],
+                pb: vec![3, 3],
+                os: vec![56, 56],
+                ..case(&[2, 3, 112, 112], &[4, 3, 7, 7])
+            });
         });
     }
 

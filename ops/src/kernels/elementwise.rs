@@ -23,20 +23,22 @@ pub(crate) fn map2<A, B, O>(
 where
     A: Copy + Sync,
     B: Copy + Sync,
-    O: Copy + Send + Default,
+    O: Copy + Send + Default + crate::pool::Poolable,
 {
     let osh = broadcast_all(&[ash, bsh])?;
     let n = numel(&osh);
     if ash == bsh {
-        let v = if n >= PAR_MIN && rayon::current_num_threads() > 1 {
-            a.par_iter()
-                .zip(b.par_iter())
-                .with_min_len(PAR_MIN / 4)
-                .map(|(&x, &y)| f(x, y))
-                .collect()
+        let mut v = crate::pool::take(n);
+        if n >= PAR_MIN && super::util::threads() > 1 {
+            v.par_extend(
+                a.par_iter()
+                    .zip(b.par_iter())
+                    .with_min_len(PAR_MIN / 4)
+                    .map(|(&x, &y)| f(x, y)),
+            );
         } else {
-            a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect()
-        };
+            v.extend(a.iter().zip(b).map(|(&x, &y)| f(x, y)));
+        }
         return Ok((osh, v));
     }
     if b.len() == 1 && a.len() == n {
@@ -49,7 +51,7 @@ where
     }
     let (sa, sb) = (bcast_strides(ash, &osh), bcast_strides(bsh, &osh));
     let walk = Walk::new(&osh, [&sa, &sb]);
-    let mut o = vec![O::default(); n];
+    let mut o = crate::pool::filled(n, O::default());
     walk.fill(&mut o, [0, 0], |chunk, [oa, ob], st| {
         let (oa, ob) = (oa as usize, ob as usize);
         let m = chunk.len();
@@ -313,7 +315,7 @@ pub(crate) fn where_(inputs: &[Option<&Tensor>]) -> Result<Tensor> {
     let walk = Walk::new(&osh, [&st[0], &st[1], &st[2]]);
     crate::dispatch_data!(x.data(), xv, T => {
         let yv = typed::<T>(y, "Where input 2 (Y)")?;
-        let mut o = vec![T::default(); numel(&osh)];
+        let mut o = crate::pool::filled(numel(&osh), T::default());
         walk.fill(&mut o, [0, 0, 0], |chunk, [oc, ox, oy], [sc, sx, sy]| {
             for (j, v) in chunk.iter_mut().enumerate() {
                 let j = j as isize;
@@ -331,8 +333,12 @@ pub(crate) fn where_(inputs: &[Option<&Tensor>]) -> Result<Tensor> {
 /// Variadic sum with broadcasting.
 pub(crate) fn sum(inputs: &[Option<&Tensor>]) -> Result<Tensor> {
     let first = input(inputs, 0, "data_0")?;
-    let mut acc = first.clone();
-    for i in 1..inputs.len() {
+    if inputs.len() == 1 {
+        return Ok(first.clone());
+    }
+    let second = input(inputs, 1, "data_1")?;
+    let mut acc = binary(BinaryOp::Add, &[Some(first), Some(second)])?;
+    for i in 2..inputs.len() {
         let t = input(inputs, i, &format!("data_{i}"))?;
         acc = binary(BinaryOp::Add, &[Some(&acc), Some(t)])?;
     }
@@ -391,14 +397,16 @@ mod tests {
 
     #[test]
     fn big_broadcast_parallel_matches() {
-        let n = 70_000;
-        let a: Vec<f32> = (0..n).map(|v| v as f32).collect();
-        let r = run(
-            Op::Binary(BinaryOp::Add),
-            &[&t(&[n / 7, 7], a.clone()), &t(&[7], vec![1f32; 7])],
-        );
-        let got = r.as_slice::<f32>().unwrap();
-        assert!(got.iter().zip(&a).all(|(g, x)| *g == x + 1.0));
+        super::super::util::testutil::in_pool(|| {
+            let n = 70_000;
+            let a: Vec<f32> = (0..n).map(|v| v as f32).collect();
+            let r = run(
+                Op::Binary(BinaryOp::Add),
+                &[&t(&[n / 7, 7], a.clone()), &t(&[7], vec![1f32; 7])],
+            );
+            let got = r.as_slice::<f32>().unwrap();
+            assert!(got.iter().zip(&a).all(|(g, x)| *g == x + 1.0));
+        });
     }
 
     #[test]

@@ -63,7 +63,7 @@ pub(crate) fn gemm<F: Float>(
         }
         return Ok(());
     }
-    let threads = rayon::current_num_threads();
+    let threads = super::util::threads();
     let parallelism = if par && threads > 1 && m * n * k > PAR_GEMM {
         gemm::Parallelism::Rayon(threads)
     } else {
@@ -210,7 +210,7 @@ pub(crate) fn matmul(inputs: &[Option<&Tensor>]) -> Result<Tensor> {
     arith_dispatch!(a.dtype(), "MatMul", T => {
         let (x, y) = (typed::<T>(a, "input 0 (A)")?, typed::<T>(b, "input 1 (B)")?);
         let nb = numel(&batch);
-        let mut o = vec![T::ZERO; nb * m * n];
+        let mut o = crate::pool::filled(nb * m * n, T::ZERO);
         if numel(bbatch) == 1 {
             // B is one matrix: fold A's batch into its rows.
             let rows = nb * m;
@@ -233,7 +233,7 @@ pub(crate) fn matmul(inputs: &[Option<&Tensor>]) -> Result<Tensor> {
                 let (oa, ob) = offs(i);
                 product(m, n, k, d, Mat::new(x, oa, k, 1), Mat::new(y, ob, n, 1), big)
             };
-            if !big && rayon::current_num_threads() > 1 && m * n > 0 {
+            if !big && super::util::threads() > 1 && m * n > 0 {
                 o.par_chunks_mut(m * n).enumerate().try_for_each(|(i, d)| one(i, d))?;
             } else if m * n > 0 {
                 for (i, d) in o.chunks_mut(m * n).enumerate() {
@@ -302,14 +302,14 @@ pub(crate) fn gemm_op(
                     let bt = F::c(beta as f64);
                     (typed::<F>(c, "input 2 (C)")?.iter().map(|&v| v * bt).collect(), true)
                 }
-                None => (vec![F::ZERO; m * n], false),
+                None => (crate::pool::filled(m * n, F::ZERO), false),
             };
             gemm(m, n, k, &mut o, n, read, Mat::new(x, 0, a_rs, a_cs), Mat::new(y, 0, b_rs, b_cs), F::c(alpha as f64), true)?;
             out(vec![m, n], o)
         }),
         dt => arith_dispatch!(dt, "Gemm", T => {
             let (x, y) = (typed::<T>(a, "input 0 (A)")?, typed::<T>(b, "input 1 (B)")?);
-            let mut o = vec![T::ZERO; m * n];
+            let mut o = crate::pool::filled(m * n, T::ZERO);
             naive(m, n, k, &mut o, Mat::new(x, 0, a_rs, a_cs), Mat::new(y, 0, b_rs, b_cs))?;
             let (al, bt) = (T::from_f64(alpha as f64), T::from_f64(beta as f64));
             match &c {
@@ -350,14 +350,16 @@ mod tests {
 
     #[test]
     fn matmul_2d_large_parallel() {
-        let (m, n, k) = (70, 90, 80);
-        let (a, b) = (rnd(m * k, 1), rnd(k * n, 2));
-        let r = run(
-            Op::MatMul,
-            &[Some(&t(&[m, k], a.clone())), Some(&t(&[k, n], b.clone()))],
-        );
-        assert_eq!(r.shape(), &[m, n]);
-        close(r.as_slice::<f32>().unwrap(), &mm_ref(&a, &b, m, n, k), 1e-5);
+        super::super::util::testutil::in_pool(|| {
+            let (m, n, k) = (70, 90, 80);
+            let (a, b) = (rnd(m * k, 1), rnd(k * n, 2));
+            let r = run(
+                Op::MatMul,
+                &[Some(&t(&[m, k], a.clone())), Some(&t(&[k, n], b.clone()))],
+            );
+            assert_eq!(r.shape(), &[m, n]);
+            close(r.as_slice::<f32>().unwrap(), &mm_ref(&a, &b, m, n, k), 1e-5);
+        });
     }
 
     #[test]

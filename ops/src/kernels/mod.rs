@@ -12,7 +12,6 @@
 //! arithmetic ops are widened to f32 here, computed, and narrowed back.
 //! Data-movement ops work on every dtype.
 
-mod bench_tmp;
 mod conv;
 mod elementwise;
 mod matmul;

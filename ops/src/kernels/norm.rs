@@ -70,7 +70,7 @@ fn softmax_strided<F: Float>(b: &mut [F], inner: usize, log: bool) {
             *a = a.max(v);
         }
     }
-    let mut sum = vec![F::ZERO; inner];
+    let mut sum = crate::pool::filled(inner, F::ZERO);
     for row in b.chunks_mut(inner) {
         for ((v, s), &mx) in row.iter_mut().zip(sum.iter_mut()).zip(&m) {
             if log {
@@ -125,7 +125,7 @@ pub(crate) fn batch_norm(eps: f32, inputs: &[Option<&Tensor>]) -> Result<Tensor>
         let e = F::c(eps as f64);
         let mul: Vec<F> = (0..c).map(|i| scale[i] / (var[i] + e).sqrt()).collect();
         let add: Vec<F> = (0..c).map(|i| bias[i] - mean[i] * mul[i]).collect();
-        let mut o = vec![F::ZERO; xv.len()];
+        let mut o = crate::pool::filled(xv.len(), F::ZERO);
         par_chunks(&mut o, sp.max(1), xv.len(), |p, dst| {
             let ch = p % c;
             let (a, b) = (mul[ch], add[ch]);
@@ -165,7 +165,7 @@ pub(crate) fn layer_norm(
         };
         let e = F::c(eps as f64);
         let n = F::c(inner as f64);
-        let mut o = vec![F::ZERO; xv.len()];
+        let mut o = crate::pool::filled(xv.len(), F::ZERO);
         let mut stats = vec![(F::ZERO, F::ZERO); rows];
         let row = |r: usize, dst: &mut [F]| -> (F, F) {
             let src = &xv[r * inner..(r + 1) * inner];
@@ -191,7 +191,7 @@ pub(crate) fn layer_norm(
         };
         if inner > 0 {
             use rayon::prelude::*;
-            if xv.len() >= super::util::PAR_MIN && rayon::current_num_threads() > 1 {
+            if xv.len() >= super::util::PAR_MIN && super::util::threads() > 1 {
                 o.par_chunks_mut(inner).zip(stats.par_iter_mut()).enumerate().for_each(|(r, (d, st))| *st = row(r, d));
             } else {
                 o.chunks_mut(inner).zip(stats.iter_mut()).enumerate().for_each(|(r, (d, st))| *st = row(r, d));
@@ -230,12 +230,12 @@ pub(crate) fn lrn(
     float_dispatch!(x.dtype(), "LRN", F => {
         let xv = typed::<F>(x, "input 0 (X)")?;
         let (al, be, bi) = (F::c(alpha as f64 / size as f64), F::c(beta as f64), F::c(bias as f64));
-        let mut o = vec![F::ZERO; xv.len()];
+        let mut o = crate::pool::filled(xv.len(), F::ZERO);
         par_chunks(&mut o, sp.max(1), xv.len() * size, |p, dst| {
             let (n, ch) = (p / c, p % c);
             let lo = ch.saturating_sub(before);
             let hi = (ch + after).min(c - 1);
-            let mut sq = vec![F::ZERO; sp];
+            let mut sq = crate::pool::filled(sp, F::ZERO);
             for cc in lo..=hi {
                 let src = &xv[(n * c + cc) * sp..(n * c + cc + 1) * sp];
                 for (q, &v) in sq.iter_mut().zip(src) {

@@ -85,62 +85,110 @@ pub(crate) fn pool(p: &PoolAttrs, is_max: bool, inputs: &[Option<&Tensor>]) -> R
     float_dispatch!(x.dtype(), name, F => {
         let xv = typed::<F>(x, "input 0 (X)")?;
         let (isz, osz) = (numel(spatial), numel(&w.output));
-        let mut o = vec![F::ZERO; numel(&oshape)];
+        let mut o = crate::pool::filled(numel(&oshape), F::ZERO);
         let work = o.len() * numel(&p.kernel_shape);
+        let tables = dim_tables(&w3);
+        let cols = col_table(&w3);
         par_chunks(&mut o, osz, work, |plane, dst| {
-            pool_plane(&w3, &xv[plane * isz..(plane + 1) * isz], dst, is_max, include_pad)
+            pool_plane(&w3, &tables, &cols, &xv[plane * isz..(plane + 1) * isz], dst, is_max, include_pad)
         });
         out(oshape, o)
     })
 }
 
-fn pool_plane<F: Float>(w: &Win3, src: &[F], dst: &mut [F], is_max: bool, include_pad: bool) {
+/// Per output index of one dim: valid kernel range, padded-cell count and
+/// the input position of kernel index 0.
+type DimTable = Vec<((usize, usize), usize, isize)>;
+
+fn dim_tables(w: &Win3) -> [DimTable; 3] {
+    std::array::from_fn(|d| {
+        (0..w.output[d])
+            .map(|o| {
+                let (r, n) = w.range(d, o);
+                (r, n, (o * w.strides[d]) as isize - w.pb[d] as isize)
+            })
+            .collect()
+    })
+}
+
+/// Per kernel column: the valid output columns `lo..hi` and the input
+/// column read for output column `lo`.
+fn col_table(w: &Win3) -> Vec<(usize, usize, usize)> {
+    (0..w.kernel[2])
+        .map(|kx| {
+            let koff = (kx * w.dil[2]) as isize - w.pb[2] as isize;
+            let (lo, hi) = valid_range(koff, w.strides[2], w.output[2], 0, w.input[2] as isize);
+            (
+                lo,
+                hi,
+                (koff + (lo * w.strides[2]) as isize).max(0) as usize,
+            )
+        })
+        .collect()
+}
+
+/// Pools one plane an output row at a time: for every kernel cell the
+/// valid output columns are updated together (vectorisable for stride 1).
+fn pool_plane<F: Float>(
+    w: &Win3,
+    t: &[DimTable; 3],
+    cols: &[(usize, usize, usize)],
+    src: &[F],
+    dst: &mut [F],
+    is_max: bool,
+    include_pad: bool,
+) {
     let [_, ih, iw] = w.input;
-    let [od, oh, ow] = w.output;
-    let [_, dh, dw] = w.dil;
-    let dd = w.dil[0];
-    let mut i = 0;
-    for z in 0..od {
-        let ((z0, z1), zn) = w.range(0, z);
-        let zb = (z * w.strides[0]) as isize - w.pb[0] as isize;
-        for y in 0..oh {
-            let ((y0, y1), yn) = w.range(1, y);
-            let yb = (y * w.strides[1]) as isize - w.pb[1] as isize;
-            for x in 0..ow {
-                let ((x0, x1), xn) = w.range(2, x);
-                let xb = (x * w.strides[2]) as isize - w.pb[2] as isize;
-                let mut acc = if is_max { F::lowest() } else { F::ZERO };
-                for kz in z0..z1 {
-                    let pz = (zb + (kz * dd) as isize) as usize;
-                    for ky in y0..y1 {
-                        let py = (yb + (ky * dh) as isize) as usize;
-                        let row = &src[(pz * ih + py) * iw..(pz * ih + py + 1) * iw];
-                        for kx in x0..x1 {
-                            let v = row[(xb + (kx * dw) as isize) as usize];
-                            if is_max {
-                                if v > acc {
-                                    acc = v;
-                                }
-                            } else {
-                                acc += v;
+    let [dd, dh, _] = w.dil;
+    let (ow, sx) = (w.output[2], w.strides[2]);
+    let mut rows = dst.chunks_mut(ow.max(1));
+    for &((z0, z1), zn, zb) in &t[0] {
+        for &((y0, y1), yn, yb) in &t[1] {
+            let Some(acc) = rows.next() else { return };
+            acc.fill(if is_max { F::lowest() } else { F::ZERO });
+            for kz in z0..z1 {
+                let pz = (zb + (kz * dd) as isize) as usize;
+                for ky in y0..y1 {
+                    let py = (yb + (ky * dh) as isize) as usize;
+                    let row = &src[(pz * ih + py) * iw..(pz * ih + py + 1) * iw];
+                    for &(lo, hi, start) in cols {
+                        if lo >= hi {
+                            continue;
+                        }
+                        let acc = &mut acc[lo..hi];
+                        let cells = &row[start..start + (acc.len() - 1) * sx + 1];
+                        match (is_max, sx) {
+                            // Branch-free max: post-ReLU data makes a
+                            // compare-and-branch mispredict half the time.
+                            (true, 1) => {
+                                acc.iter_mut().zip(cells).for_each(|(a, &v)| *a = a.max(v))
                             }
+                            (true, _) => acc
+                                .iter_mut()
+                                .zip(cells.iter().step_by(sx))
+                                .for_each(|(a, &v)| *a = a.max(v)),
+                            (false, 1) => acc.iter_mut().zip(cells).for_each(|(a, &v)| *a += v),
+                            (false, _) => acc
+                                .iter_mut()
+                                .enumerate()
+                                .for_each(|(j, a)| *a += cells[j * sx]),
                         }
                     }
                 }
-                if !is_max {
+            }
+            if !is_max {
+                for (a, &((x0, x1), xn, _)) in acc.iter_mut().zip(&t[2]) {
                     let cnt = if include_pad {
                         zn * yn * xn
                     } else {
                         (z1 - z0) * (y1 - y0) * (x1 - x0)
                     };
-                    acc = if cnt > 0 {
-                        acc / F::c(cnt as f64)
+                    *a = if cnt > 0 {
+                        *a / F::c(cnt as f64)
                     } else {
                         F::ZERO
                     };
                 }
-                dst[i] = acc;
-                i += 1;
             }
         }
     }
@@ -164,7 +212,7 @@ pub(crate) fn global_pool(is_max: bool, inputs: &[Option<&Tensor>]) -> Result<Te
     float_dispatch!(x.dtype(), name, F => {
         let xv = typed::<F>(x, "input 0 (X)")?;
         let planes = xs[0] * xs[1];
-        let mut o = vec![F::ZERO; planes];
+        let mut o = crate::pool::filled(planes, F::ZERO);
         let per = (super::util::PAR_MIN / sp.max(1)).max(1);
         par_chunks(&mut o, per, planes * sp, |ci, dst| {
             for (j, d) in dst.iter_mut().enumerate() {

@@ -10,6 +10,17 @@ use rayon::prelude::*;
 /// Element count above which element-wise kernels go parallel.
 pub(crate) const PAR_MIN: usize = 1 << 16;
 
+/// Threads a kernel may use: those of the rayon pool it runs in, and 1
+/// outside any pool. Kernels never spill onto rayon's global pool, so a
+/// device's thread count (its pool) is the whole of its parallelism.
+pub(crate) fn threads() -> usize {
+    if rayon::current_thread_index().is_some() {
+        rayon::current_num_threads()
+    } else {
+        1
+    }
+}
+
 /// Input `i` (named `name` in messages), which must be present.
 pub(crate) fn input<'a>(inputs: &[Option<&'a Tensor>], i: usize, name: &str) -> Result<&'a Tensor> {
     inputs
@@ -223,7 +234,7 @@ impl<const K: usize> Walk<K> {
         }
         let total = self.rows * inner;
         let out = &mut out[..total];
-        if total >= PAR_MIN && rayon::current_num_threads() > 1 {
+        if total >= PAR_MIN && threads() > 1 {
             let rows_per = (PAR_MIN / 4 / inner).max(1);
             out.par_chunks_mut(rows_per * inner)
                 .enumerate()
@@ -245,14 +256,14 @@ impl<const K: usize> Walk<K> {
 
 /// Gathers `src` viewed through `strides` (from `base`) over `shape` into a
 /// new contiguous vector. Works for every element type.
-pub(crate) fn gather_strided<T: Copy + Send + Sync + Default>(
+pub(crate) fn gather_strided<T: Copy + Send + Sync + Default + crate::pool::Poolable>(
     src: &[T],
     shape: &[usize],
     base: isize,
     strides: &[isize],
 ) -> Vec<T> {
     let n = numel(shape);
-    let mut o = vec![T::default(); n];
+    let mut o = crate::pool::filled(n, T::default());
     let w = Walk::new(shape, [strides]);
     w.fill(&mut o, [base], |chunk, [off], [s]| {
         if s == 1 {
@@ -472,18 +483,17 @@ pub(crate) use arith_dispatch;
 pub(crate) use float_dispatch;
 
 /// Applies `f` to every element, in parallel when large.
-pub(crate) fn par_map<A: Copy + Sync, O: Send>(
+pub(crate) fn par_map<A: Copy + Sync, O: Send + crate::pool::Poolable>(
     a: &[A],
     f: impl Fn(A) -> O + Sync + Send,
 ) -> Vec<O> {
-    if a.len() >= PAR_MIN && rayon::current_num_threads() > 1 {
-        a.par_iter()
-            .with_min_len(PAR_MIN / 4)
-            .map(|&x| f(x))
-            .collect()
+    let mut v = crate::pool::take(a.len());
+    if a.len() >= PAR_MIN && threads() > 1 {
+        v.par_extend(a.par_iter().with_min_len(PAR_MIN / 4).map(|&x| f(x)));
     } else {
-        a.iter().map(|&x| f(x)).collect()
+        v.extend(a.iter().map(|&x| f(x)));
     }
+    v
 }
 
 /// Runs `f` over disjoint `chunk`-sized pieces of `out` (with the piece
@@ -497,7 +507,7 @@ pub(crate) fn par_chunks<O: Send>(
     if chunk == 0 {
         return;
     }
-    if work >= PAR_MIN && rayon::current_num_threads() > 1 {
+    if work >= PAR_MIN && threads() > 1 {
         out.par_chunks_mut(chunk)
             .enumerate()
             .for_each(|(i, c)| f(i, c));
@@ -508,6 +518,15 @@ pub(crate) fn par_chunks<O: Send>(
 
 #[cfg(test)]
 pub(crate) mod testutil {
+    /// Runs `f` inside a 2-thread rayon pool, so kernels take their
+    /// parallel paths (outside a pool they run serially).
+    pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .expect("pool")
+            .install(f)
+    }
     use crate::tensor::{Storable, Tensor};
 
     pub fn t<T: Storable>(shape: &[usize], v: Vec<T>) -> Tensor {

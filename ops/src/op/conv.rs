@@ -17,7 +17,7 @@ pub enum AutoPad {
 
 /// Convolution attributes. Empty vectors mean "the ONNX default for each
 /// spatial dim" (strides and dilations 1, pads 0).
-#[derive(Clone, Debug, PartialEq, Default)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ConvAttrs {
     /// Kernel spatial size; `None` = taken from the weight's shape.
     pub kernel_shape: Option<Vec<usize>>,
@@ -27,6 +27,46 @@ pub struct ConvAttrs {
     pub dilations: Vec<usize>,
     pub group: usize,
     pub auto_pad: AutoPad,
+    /// An element-wise activation applied to the output, fused in by the
+    /// load-time optimizer (never set by the ONNX importer).
+    pub activation: Activation,
+}
+
+/// An activation fused into a producing kernel (applied while the output
+/// block is still in cache).
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub enum Activation {
+    #[default]
+    None,
+    /// `max(x, 0)`.
+    Relu,
+    /// `min(max(x, lo), hi)` (ONNX Clip with constant bounds, e.g. relu6).
+    Clip { lo: f32, hi: f32 },
+}
+
+impl Activation {
+    /// Applies the activation in place.
+    pub fn apply_f32(self, v: &mut [f32]) {
+        match self {
+            Activation::None => {}
+            Activation::Relu => v.iter_mut().for_each(|x| *x = x.max(0.0)),
+            Activation::Clip { lo, hi } => v.iter_mut().for_each(|x| *x = x.max(lo).min(hi)),
+        }
+    }
+}
+
+impl Default for ConvAttrs {
+    fn default() -> Self {
+        ConvAttrs {
+            kernel_shape: None,
+            strides: Vec::new(),
+            pads: Vec::new(),
+            dilations: Vec::new(),
+            group: 1,
+            auto_pad: AutoPad::NotSet,
+            activation: Activation::None,
+        }
+    }
 }
 
 /// Pooling attributes (MaxPool / AveragePool).

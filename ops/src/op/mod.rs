@@ -11,7 +11,9 @@
 
 pub mod conv;
 
-pub use conv::{resolve_window, resolve_window_dims, AutoPad, ConvAttrs, PoolAttrs, Window};
+pub use conv::{
+    resolve_window, resolve_window_dims, Activation, AutoPad, ConvAttrs, PoolAttrs, Window,
+};
 
 use crate::dtype::DType;
 use crate::tensor::Tensor;

@@ -1,0 +1,367 @@
+//! Load-time graph rewrites that keep semantics (up to float rounding):
+//!
+//! * **BatchNorm folding**: `Conv -> BatchNormalization` with constant
+//!   weights, where the conv output feeds only the BN, becomes one Conv with
+//!   `W' = W * s` and `b' = (b - mean) * s + beta`, `s = scale / sqrt(var +
+//!   eps)` per output channel (computed in f64).
+//!
+//! * **Activation fusion**: `Conv -> Relu` and `Conv -> Clip` (constant
+//!   bounds, e.g. relu6) become one Conv whose kernel applies the
+//!   activation to each output block while it is still in cache
+//!   ([`crate::op::Activation`]).
+//!
+//! Rewrites only touch constants the graph owns and leave node and value
+//! names of the surviving nodes as they were, so errors and traces still
+//! name the model's nodes. The facade applies [`optimize`] on load; tests of
+//! raw semantics can load without it.
+
+use crate::graph::{Graph, NodeId};
+use crate::op::Op;
+use crate::tensor::Tensor;
+
+/// What [`optimize`] changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OptimizeReport {
+    /// BatchNormalization nodes folded into the preceding Conv.
+    pub batchnorms_folded: usize,
+    /// Relu / Clip nodes fused into the preceding Conv.
+    pub activations_fused: usize,
+}
+
+/// Applies every rewrite.
+pub fn optimize(g: &mut Graph) -> OptimizeReport {
+    let batchnorms_folded = fold_batchnorm(g);
+    let activations_fused = fuse_activations(g);
+    OptimizeReport {
+        batchnorms_folded,
+        activations_fused,
+    }
+}
+
+/// A scalar f32 constant input, or `default` when the input is omitted;
+/// `None` when it is present but not a constant f32 scalar.
+fn scalar_or(g: &Graph, v: Option<&Option<crate::ValueId>>, default: f32) -> Option<f32> {
+    match v.copied().flatten() {
+        None => Some(default),
+        Some(id) => match const_f32(g, Some(id)) {
+            Some(v) if v.len() == 1 => Some(v[0]),
+            _ => None,
+        },
+    }
+}
+
+fn fuse_activations(g: &mut Graph) -> usize {
+    use crate::op::{Activation, UnaryOp};
+    let consumers = g.consumers();
+    let producers = g.producers();
+    let mut removed = vec![false; g.nodes.len()];
+    let mut fused = 0;
+    for ai in 0..g.nodes.len() {
+        let n = &g.nodes[ai];
+        let act = match &n.op {
+            Op::Unary(UnaryOp::Relu) => Activation::Relu,
+            Op::Clip { min, max } => {
+                let lo = min.map_or_else(|| scalar_or(g, n.inputs.get(1), f32::NEG_INFINITY), Some);
+                let hi = max.map_or_else(|| scalar_or(g, n.inputs.get(2), f32::INFINITY), Some);
+                match (lo, hi) {
+                    (Some(lo), Some(hi)) => Activation::Clip { lo, hi },
+                    _ => continue,
+                }
+            }
+            _ => continue,
+        };
+        let Some(Some(x)) = n.inputs.first().copied() else {
+            continue;
+        };
+        let Some(NodeId(ci)) = producers[x.0] else {
+            continue;
+        };
+        if removed[ci] || consumers[x.0].len() != 1 || g.outputs.contains(&x) {
+            continue;
+        }
+        let Op::Conv(attrs) = &g.nodes[ci].op else {
+            continue;
+        };
+        if attrs.activation != Activation::None || g.value(x).fact.dtype != Some(crate::DType::F32)
+        {
+            continue;
+        }
+        let out = g.nodes[ai].outputs[0];
+        let conv = &mut g.nodes[ci];
+        if let Op::Conv(a) = &mut conv.op {
+            a.activation = act;
+        }
+        conv.outputs[0] = out;
+        removed[ai] = true;
+        fused += 1;
+    }
+    if fused > 0 {
+        let mut i = 0;
+        g.nodes.retain(|_| {
+            i += 1;
+            !removed[i - 1]
+        });
+    }
+    fused
+}
+
+fn const_f32(g: &Graph, v: Option<crate::ValueId>) -> Option<Vec<f32>> {
+    let t = g.constants.get(&v?)?;
+    t.as_slice::<f32>().ok().map(|s| s.to_vec())
+}
+
+fn fold_batchnorm(g: &mut Graph) -> usize {
+    let consumers = g.consumers();
+    let producers = g.producers();
+    let mut removed = vec![false; g.nodes.len()];
+    let mut folded = 0;
+    for bi in 0..g.nodes.len() {
+        let Op::BatchNorm { epsilon } = g.nodes[bi].op else {
+            continue;
+        };
+        let bn = &g.nodes[bi];
+        let Some(Some(x)) = bn.inputs.first().copied() else {
+            continue;
+        };
+        let Some(NodeId(ci)) = producers[x.0] else {
+            continue;
+        };
+        if removed[ci] || consumers[x.0].len() != 1 || g.outputs.contains(&x) {
+            continue;
+        }
+        let Op::Conv(_) = &g.nodes[ci].op else {
+            continue;
+        };
+        let conv = &g.nodes[ci];
+        let Some(w_id) = conv.inputs.get(1).copied().flatten() else {
+            continue;
+        };
+        let Some(w) = g.constants.get(&w_id).cloned() else {
+            continue;
+        };
+        let Ok(wv) = w.as_slice::<f32>() else {
+            continue;
+        };
+        let cout = w.shape()[0];
+        let per = if cout == 0 { continue } else { wv.len() / cout };
+        let bias = match conv.inputs.get(2).copied().flatten() {
+            Some(b) => match const_f32(g, Some(b)) {
+                Some(b) if b.len() == cout => b,
+                _ => continue,
+            },
+            None => vec![0.0; cout],
+        };
+        let params: Vec<Option<Vec<f32>>> = (1..5)
+            .map(|i| const_f32(g, bn.inputs.get(i).copied().flatten()))
+            .collect();
+        let [Some(scale), Some(beta), Some(mean), Some(var)] =
+            <[Option<Vec<f32>>; 4]>::try_from(params)
+                .ok()
+                .unwrap_or_default()
+        else {
+            continue;
+        };
+        if [&scale, &beta, &mean, &var].iter().any(|v| v.len() != cout) {
+            continue;
+        }
+        let mut nw = Vec::with_capacity(wv.len());
+        let mut nb = Vec::with_capacity(cout);
+        for o in 0..cout {
+            let s = scale[o] as f64 / (var[o] as f64 + epsilon as f64).sqrt();
+            nw.extend(
+                wv[o * per..(o + 1) * per]
+                    .iter()
+                    .map(|&x| (x as f64 * s) as f32),
+            );
+            nb.push(((bias[o] as f64 - mean[o] as f64) * s + beta[o] as f64) as f32);
+        }
+        let (Ok(nw), Ok(nb)) = (
+            Tensor::from_vec(w.shape().to_vec(), nw),
+            Tensor::from_vec(vec![cout], nb),
+        ) else {
+            continue;
+        };
+        let bn_out = g.nodes[bi].outputs[0];
+        let conv_name = g.nodes[ci].name.clone();
+        let w_new = g.add_const(&format!("{conv_name}.folded_weight"), nw);
+        let b_new = g.add_const(&format!("{conv_name}.folded_bias"), nb);
+        let conv = &mut g.nodes[ci];
+        conv.inputs = vec![conv.inputs[0], Some(w_new), Some(b_new)];
+        // The conv now produces the BN's output value directly.
+        conv.outputs[0] = bn_out;
+        removed[bi] = true;
+        folded += 1;
+    }
+    if folded > 0 {
+        let mut i = 0;
+        g.nodes.retain(|_| {
+            i += 1;
+            !removed[i - 1]
+        });
+        // Drop constants no node reads any more (the unfolded weights).
+        let used: std::collections::HashSet<crate::ValueId> = g
+            .nodes
+            .iter()
+            .flat_map(|n| n.inputs.iter().flatten().copied())
+            .chain(g.outputs.iter().copied())
+            .collect();
+        g.constants.retain(|k, _| used.contains(k));
+    }
+    folded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::op::UnaryOp;
+    use crate::{DType, Dim, ValueId};
+    use std::collections::HashMap;
+
+    /// Runs a graph node by node with the host kernels.
+    fn run(g: &Graph, x: &Tensor) -> Vec<f32> {
+        let mut vals: HashMap<ValueId, Tensor> = g
+            .constants
+            .iter()
+            .map(|(k, v)| (*k, (**v).clone()))
+            .collect();
+        vals.insert(g.inputs[0], x.clone());
+        for n in &g.nodes {
+            let ins: Vec<Option<&Tensor>> = n.inputs.iter().map(|i| i.map(|i| &vals[&i])).collect();
+            let outs = crate::kernels::eval(&n.op, &ins, n.outputs.len()).unwrap();
+            for (o, t) in n.outputs.iter().zip(outs) {
+                vals.insert(*o, t);
+            }
+        }
+        vals[&g.outputs[0]].to_f32_vec()
+    }
+
+    fn conv_graph() -> (Graph, ValueId, Tensor) {
+        let mut g = Graph::default();
+        let x = g.add_input(
+            "x",
+            DType::F32,
+            vec![Dim::Known(1), Dim::Known(2), Dim::Known(4), Dim::Known(4)],
+        );
+        let w = g.add_const(
+            "w",
+            Tensor::from_vec(
+                vec![3, 2, 3, 3],
+                (0..54).map(|i| (i as f32 * 0.37).sin() * 3.0).collect(),
+            )
+            .unwrap(),
+        );
+        let b = g.add_const(
+            "b",
+            Tensor::from_vec(vec![3], vec![0.1f32, -0.2, 0.3]).unwrap(),
+        );
+        let c = g.add_node("conv", Op::Conv(Default::default()), &[x, w, b], 1)[0];
+        let xin = Tensor::from_vec(
+            vec![1, 2, 4, 4],
+            (0..32).map(|i| (i as f32 * 0.11).cos()).collect(),
+        )
+        .unwrap();
+        (g, c, xin)
+    }
+
+    fn assert_close(a: &[f32], b: &[f32]) {
+        assert_eq!(a.len(), b.len());
+        for (p, q) in a.iter().zip(b) {
+            assert!((p - q).abs() <= 1e-5 * (1.0 + q.abs()), "{p} vs {q}");
+        }
+    }
+
+    #[test]
+    fn folds_conv_bn_and_matches_unfolded() {
+        let (mut g, c, xin) = conv_graph();
+        let p: Vec<_> = [
+            [1.5f32, 0.5, 2.0],
+            [0.1, 0.2, -0.3],
+            [0.05, 30.0, 0.2],
+            [0.9, 1.1, 0.4],
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            g.add_const(
+                &format!("p{i}"),
+                Tensor::from_vec(vec![3], v.to_vec()).unwrap(),
+            )
+        })
+        .collect();
+        let y = g.add_node(
+            "bn",
+            Op::BatchNorm { epsilon: 1e-5 },
+            &[c, p[0], p[1], p[2], p[3]],
+            1,
+        )[0];
+        let r = g.add_node("relu", Op::Unary(UnaryOp::Relu), &[y], 1)[0];
+        g.add_output(r);
+        let g = g.finish().unwrap();
+        let mut opt = g.clone();
+        let rep = optimize(&mut opt);
+        assert_eq!((rep.batchnorms_folded, rep.activations_fused), (1, 1));
+        assert_eq!(opt.nodes.len(), 1);
+        assert_eq!(opt.name(opt.outputs[0]), "relu");
+        let out = run(&opt, &xin);
+        assert!(out.iter().any(|&v| v == 0.0) && out.iter().any(|&v| v > 0.0));
+        assert_close(&out, &run(&g, &xin));
+    }
+
+    #[test]
+    fn fuses_clip_with_constant_bounds_only() {
+        for (lo, hi) in [
+            (Some(0.0f32), Some(1.0f32)),
+            (None, Some(0.5)),
+            (Some(-0.3), None),
+        ] {
+            let (mut g, c, xin) = conv_graph();
+            let lo = lo.map(|v| g.add_const("lo", Tensor::from_vec(vec![], vec![v]).unwrap()));
+            let hi = hi.map(|v| g.add_const("hi", Tensor::from_vec(vec![], vec![v]).unwrap()));
+            let mut ins = vec![c];
+            let node_inputs: Vec<Option<ValueId>> = vec![Some(c), lo, hi];
+            ins.clear();
+            let y = g.add_node(
+                "clip",
+                Op::Clip {
+                    min: None,
+                    max: None,
+                },
+                &[c],
+                1,
+            )[0];
+            let last = g.nodes.len() - 1;
+            g.nodes[last].inputs = node_inputs;
+            g.add_output(y);
+            let g = g.finish().unwrap();
+            let mut opt = g.clone();
+            assert_eq!(optimize(&mut opt).activations_fused, 1);
+            assert_eq!(opt.nodes.len(), 1);
+            assert_close(&run(&opt, &xin), &run(&g, &xin));
+        }
+        // A Clip bound computed at run time is not fused.
+        let (mut g, c, _) = conv_graph();
+        let y = g.add_node(
+            "clip",
+            Op::Clip {
+                min: None,
+                max: None,
+            },
+            &[c, c],
+            1,
+        )[0];
+        g.add_output(y);
+        let mut g = g.finish().unwrap();
+        assert_eq!(optimize(&mut g).activations_fused, 0);
+    }
+
+    #[test]
+    fn keeps_conv_output_with_other_readers() {
+        let (mut g, c, _) = conv_graph();
+        let r = g.add_node("relu", Op::Unary(UnaryOp::Relu), &[c], 1)[0];
+        g.add_output(r);
+        g.add_output(c);
+        let mut g = g.finish().unwrap();
+        assert_eq!(optimize(&mut g).activations_fused, 0);
+        assert_eq!(g.nodes.len(), 2);
+    }
+}
