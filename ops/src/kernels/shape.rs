@@ -399,6 +399,11 @@ pub(crate) fn expand(inputs: &[Option<&Tensor>]) -> Result<Tensor> {
 /// Inference dropout: the input, plus an all-true mask as second output.
 pub(crate) fn dropout(inputs: &[Option<&Tensor>], n_out: usize) -> Result<Vec<Tensor>> {
     let x = input(inputs, 0, "data")?;
+    if let Some(t) = inputs.get(2).copied().flatten() {
+        if t.to_f32_vec().first().is_some_and(|&v| v != 0.0) {
+            crate::bail!("Dropout with training_mode = true is not supported (inference only)");
+        }
+    }
     let mut outs = vec![x.clone()];
     if n_out > 1 {
         outs.push(Tensor::from_vec(x.shape().to_vec(), vec![true; x.len()])?);
@@ -706,5 +711,24 @@ mod tests {
             &[Some(&t(&[2], vec![1.7f32, -1.7]))],
         );
         assert_eq!(r.as_slice::<i32>().unwrap(), &[1, -1]);
+    }
+}
+
+#[cfg(test)]
+mod dropout_tests {
+    use crate::kernels::eval;
+    use crate::op::Op;
+    use crate::tensor::Tensor;
+
+    #[test]
+    fn dropout_passes_through_and_refuses_training_mode() {
+        let x = Tensor::from_vec(vec![3], vec![1f32, -2.0, 3.0]).unwrap();
+        let off = Tensor::scalar(false);
+        let on = Tensor::scalar(true);
+        let r = eval(&Op::Dropout, &[Some(&x), None, Some(&off)], 2).unwrap();
+        assert_eq!(r[0], x);
+        assert_eq!(r[1].as_slice::<bool>().unwrap(), &[true; 3]);
+        let e = eval(&Op::Dropout, &[Some(&x), None, Some(&on)], 1).unwrap_err();
+        assert!(e.to_string().contains("training_mode"), "{e}");
     }
 }

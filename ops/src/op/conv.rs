@@ -124,6 +124,9 @@ pub fn resolve_window(
     if strides.iter().chain(dilations.iter()).any(|&s| s == 0) {
         crate::bail!("strides and dilations must be positive");
     }
+    if kernel.contains(&0) {
+        crate::bail!("kernel shape {:?} has an empty dim", kernel);
+    }
     let mut pads_begin = vec![0; n];
     let mut pads_end = vec![0; n];
     let mut output = vec![0; n];
@@ -132,7 +135,7 @@ pub fn resolve_window(
         match auto_pad {
             AutoPad::SameUpper | AutoPad::SameLower => {
                 let out = input[i].div_ceil(strides[i]);
-                let total = ((out - 1) * strides[i] + ek).saturating_sub(input[i]);
+                let total = (out.saturating_sub(1) * strides[i] + ek).saturating_sub(input[i]);
                 let (small, big) = (total / 2, total - total / 2);
                 if auto_pad == AutoPad::SameUpper {
                     pads_begin[i] = small;

@@ -320,11 +320,35 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> crate::Result<Vec<usize>> {
 /// means "before index 0" for negative steps).
 pub fn slice_range(start: i64, end: i64, step: i64, dim: usize) -> (i64, i64) {
     let d = dim as i64;
+    if d == 0 {
+        // Nothing to select: an empty range in either direction.
+        return if step > 0 { (0, 0) } else { (-1, -1) };
+    }
     let fix = |v: i64| if v < 0 { v + d } else { v };
     let (s, e) = (fix(start), fix(end));
     if step > 0 {
         (s.clamp(0, d), e.clamp(0, d))
     } else {
         (s.clamp(0, d - 1), e.clamp(-1, d - 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slice_range_on_empty_dims_is_empty_both_ways() {
+        assert_eq!(slice_range(0, 10, 1, 0), (0, 0));
+        assert_eq!(slice_range(-1, i64::MIN, -1, 0), (-1, -1));
+        // Non-empty dims: negative step clamps to [d-1, -1].
+        assert_eq!(slice_range(100, -100, -1, 4), (3, -1));
+    }
+
+    #[test]
+    fn resolve_window_rejects_empty_kernels_and_handles_empty_inputs() {
+        assert!(resolve_window(&[4], &[0], &[], &[], &[], AutoPad::NotSet, false).is_err());
+        let w = resolve_window(&[0], &[3], &[], &[], &[], AutoPad::SameUpper, false).unwrap();
+        assert_eq!(w.output, vec![0]);
     }
 }
