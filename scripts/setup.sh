@@ -3,7 +3,9 @@
 #   1. Debian packages (OpenCL/PoCL, hwloc, udev, pkg-config, hyperfine), only if missing
 #   2. .venv at the repo root with scripts/requirements.txt
 #   3. fixtures-gen/ from scripts/gen_fixtures.py, only if the generator or the
-#      requirements changed since the last run (fixtures-gen/.stamp)
+#      requirements changed since the last run (fixtures-gen/.stamp), and
+#      conformance-data/node/ (the onnx package's node tests) from
+#      scripts/gen_node_tests.py
 # Env: PYTHON (default python3, must be 3.11+), SKIP_APT=1, SKIP_FIXTURES=1.
 set -euo pipefail
 
@@ -84,5 +86,7 @@ if [ "${SKIP_FIXTURES:-0}" != 1 ]; then
     else
         log "$FIX/ up to date"
     fi
+    # ONNX backend node tests for tests/conformance.rs (stamped by onnx version).
+    .venv/bin/python scripts/gen_node_tests.py conformance-data/node
 fi
 log "done"
