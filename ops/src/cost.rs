@@ -67,7 +67,8 @@ pub fn op_class(op: &Op) -> OpClass {
         | Op::Clip { .. }
         | Op::Where
         | Op::Sum
-        | Op::Cast { .. } => OpClass::Elementwise,
+        | Op::Cast { .. }
+        | Op::CastLike => OpClass::Elementwise,
         Op::Softmax { .. }
         | Op::LogSoftmax { .. }
         | Op::BatchNorm { .. }

@@ -296,6 +296,14 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
             one(with_dtype(dt, broadcast_facts(&fs)?))
         }
         Op::Cast { to } => one(with_dtype(Some(*to), x()?.shape.clone())),
+        Op::CastLike => {
+            let like = input(inputs, 1)?;
+            one(with_dtype(like.dtype, x()?.shape.clone()))
+        }
+        Op::Size => {
+            x()?;
+            one(with_dtype(Some(DType::I64), Some(vec![])))
+        }
         Op::MatMul => {
             let a = input(inputs, 0)?;
             let b = input(inputs, 1)?;

@@ -149,6 +149,11 @@ fn eval_native(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<
         )),
         Op::Gather { axis } => one(shape::gather(*axis, inputs)),
         Op::Shape { start, end } => one(shape::shape_of(*start, *end, inputs)),
+        Op::CastLike => {
+            let like = util::input(inputs, 1, "target_type")?;
+            one(util::input(inputs, 0, "input").map(|t| t.cast(like.dtype())))
+        }
+        Op::Size => one(util::input(inputs, 0, "data").map(|t| Tensor::scalar(t.len() as i64))),
         Op::Expand => one(shape::expand(inputs)),
         Op::Identity => one(util::input(inputs, 0, "input").cloned()),
         Op::Dropout => shape::dropout(inputs, n_outputs),

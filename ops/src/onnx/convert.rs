@@ -129,6 +129,8 @@ pub fn convert_node(np: &NodeProto, opset: i64, dir: &Path) -> Result<Converted>
         }
         "Where" => Op::Where,
         "Sum" => Op::Sum,
+        "CastLike" => Op::CastLike,
+        "Size" => Op::Size,
         "Cast" => {
             let to = a
                 .int("to")

@@ -103,6 +103,10 @@ pub enum Op {
     Sum,
     /// Element type conversion.
     Cast { to: DType },
+    /// Cast input 0 to the element type of input 1 (opset 15).
+    CastLike,
+    /// Number of elements of input 0, as an i64 scalar.
+    Size,
     /// Numpy-style batched matrix product.
     MatMul,
     /// `alpha * op(A) op(B) + beta * C`.
@@ -222,6 +226,8 @@ impl Op {
             Op::Where => "Where",
             Op::Sum => "Sum",
             Op::Cast { .. } => "Cast",
+            Op::CastLike => "CastLike",
+            Op::Size => "Size",
             Op::MatMul => "MatMul",
             Op::Gemm { .. } => "Gemm",
             Op::Softmax { .. } => "Softmax",
