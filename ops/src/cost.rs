@@ -68,7 +68,8 @@ pub fn op_class(op: &Op) -> OpClass {
         | Op::Where
         | Op::Sum
         | Op::Cast { .. }
-        | Op::CastLike => OpClass::Elementwise,
+        | Op::CastLike
+        | Op::Extremum(_) => OpClass::Elementwise,
         Op::Softmax { .. }
         | Op::LogSoftmax { .. }
         | Op::BatchNorm { .. }

@@ -287,12 +287,12 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
             let dt = check_same_dtype(&[a, b], "Where")?;
             one(with_dtype(dt, broadcast_facts(&[c, a, b])?))
         }
-        Op::Sum => {
+        Op::Sum | Op::Extremum(_) => {
             let fs: Vec<&Fact> = inputs.iter().flatten().copied().collect();
             if fs.is_empty() {
-                crate::bail!("Sum needs at least one input");
+                crate::bail!("{} needs at least one input", op.name());
             }
-            let dt = check_same_dtype(&fs, "Sum")?;
+            let dt = check_same_dtype(&fs, op.name())?;
             one(with_dtype(dt, broadcast_facts(&fs)?))
         }
         Op::Cast { to } => one(with_dtype(Some(*to), x()?.shape.clone())),

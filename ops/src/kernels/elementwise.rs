@@ -226,6 +226,23 @@ fn arith2<T: Arith>(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         BinaryOp::Add => map2(x, a.shape(), y, b.shape(), |p, q| p.add(q))?,
         BinaryOp::Sub => map2(x, a.shape(), y, b.shape(), |p, q| p.sub(q))?,
         BinaryOp::Mul => map2(x, a.shape(), y, b.shape(), |p, q| p.mul(q))?,
+        // `p != p` is NaN: it wins in both directions, as in numpy.
+        #[allow(clippy::eq_op)]
+        BinaryOp::Max => map2(x, a.shape(), y, b.shape(), |p, q| {
+            if p != p || (q == q && q <= p) {
+                p
+            } else {
+                q
+            }
+        })?,
+        #[allow(clippy::eq_op)]
+        BinaryOp::Min => map2(x, a.shape(), y, b.shape(), |p, q| {
+            if p != p || (q == q && q >= p) {
+                p
+            } else {
+                q
+            }
+        })?,
         _ => map2(x, a.shape(), y, b.shape(), |p, q| p.div(q))?,
     };
     out(s, v)
@@ -331,6 +348,16 @@ pub(crate) fn where_(inputs: &[Option<&Tensor>]) -> Result<Tensor> {
 }
 
 /// Variadic sum with broadcasting.
+/// A variadic op as `op` folded left over its inputs (one input: a copy).
+pub(crate) fn fold(op: BinaryOp, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
+    let mut acc = input(inputs, 0, "data_0")?.clone();
+    for i in 1..inputs.len() {
+        let t = input(inputs, i, &format!("data_{i}"))?;
+        acc = binary(op, &[Some(&acc), Some(t)])?;
+    }
+    Ok(acc)
+}
+
 pub(crate) fn sum(inputs: &[Option<&Tensor>]) -> Result<Tensor> {
     let first = input(inputs, 0, "data_0")?;
     if inputs.len() == 1 {
@@ -536,5 +563,24 @@ mod tests {
             1,
         );
         assert_eq!(e.unwrap_err().to_string(), "input 1 (B) is missing");
+    }
+
+    #[test]
+    fn variadic_max_min_broadcast_and_propagate_nan() {
+        use crate::op::BinaryOp;
+        let a = t(&[3], vec![1f32, f32::NAN, 3.0]);
+        let b = t(&[3], vec![2f32, 0.0, f32::NAN]);
+        let c = t(&[], vec![2.5f32]);
+        let mx = run(Op::Extremum(BinaryOp::Max), &[&a, &b, &c]);
+        let v = mx.as_slice::<f32>().unwrap();
+        assert_eq!(v[0], 2.5);
+        assert!(v[1].is_nan() && v[2].is_nan());
+        let mn = run(
+            Op::Extremum(BinaryOp::Min),
+            &[&t(&[2], vec![4i64, -1]), &t(&[1], vec![0i64])],
+        );
+        assert_eq!(mn.as_slice::<i64>().unwrap(), &[0, -1]);
+        let one = run(Op::Extremum(BinaryOp::Max), &[&a]);
+        assert_eq!(one.shape(), &[3]);
     }
 }

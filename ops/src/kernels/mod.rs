@@ -69,6 +69,7 @@ fn half_input(op: &Op, inputs: &[Option<&Tensor>]) -> Option<DType> {
         Op::LeakyRelu { .. }
         | Op::Gelu { .. }
         | Op::Sum
+        | Op::Extremum(_)
         | Op::MatMul
         | Op::Gemm { .. }
         | Op::Softmax { .. }
@@ -97,6 +98,7 @@ fn eval_native(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<
         Op::Clip { min, max } => one(elementwise::clip(*min, *max, inputs)),
         Op::Where => one(elementwise::where_(inputs)),
         Op::Sum => one(elementwise::sum(inputs)),
+        Op::Extremum(b) => one(elementwise::fold(*b, inputs)),
         Op::Cast { to } => one(util::input(inputs, 0, "input").map(|t| t.cast(*to))),
         Op::MatMul => one(matmul::matmul(inputs)),
         Op::Gemm {

@@ -129,6 +129,8 @@ pub fn convert_node(np: &NodeProto, opset: i64, dir: &Path) -> Result<Converted>
         }
         "Where" => Op::Where,
         "Sum" => Op::Sum,
+        "Max" => Op::Extremum(BinaryOp::Max),
+        "Min" => Op::Extremum(BinaryOp::Min),
         "CastLike" => Op::CastLike,
         "Size" => Op::Size,
         "Cast" => {

@@ -53,6 +53,10 @@ pub enum BinaryOp {
     And,
     Or,
     Xor,
+    /// Element-wise maximum (NaN propagates); ONNX Max with two inputs.
+    Max,
+    /// Element-wise minimum (NaN propagates); ONNX Min with two inputs.
+    Min,
 }
 
 impl BinaryOp {
@@ -101,6 +105,9 @@ pub enum Op {
     Where,
     /// Variadic element-wise sum with broadcasting.
     Sum,
+    /// Variadic element-wise max or min with broadcasting (`BinaryOp::Max`
+    /// or `BinaryOp::Min` folded over the inputs).
+    Extremum(BinaryOp),
     /// Element type conversion.
     Cast { to: DType },
     /// Cast input 0 to the element type of input 1 (opset 15).
@@ -219,12 +226,16 @@ impl Op {
                 BinaryOp::And => "And",
                 BinaryOp::Or => "Or",
                 BinaryOp::Xor => "Xor",
+                BinaryOp::Max => "Max",
+                BinaryOp::Min => "Min",
             },
             Op::LeakyRelu { .. } => "LeakyRelu",
             Op::Gelu { .. } => "Gelu",
             Op::Clip { .. } => "Clip",
             Op::Where => "Where",
             Op::Sum => "Sum",
+            Op::Extremum(BinaryOp::Min) => "Min",
+            Op::Extremum(_) => "Max",
             Op::Cast { .. } => "Cast",
             Op::CastLike => "CastLike",
             Op::Size => "Size",
