@@ -79,7 +79,8 @@ pub fn op_class(op: &Op) -> OpClass {
         | Op::MaxPool(_)
         | Op::AveragePool(_)
         | Op::GlobalAveragePool
-        | Op::GlobalMaxPool => OpClass::Reduce,
+        | Op::GlobalMaxPool
+        | Op::ArgExtreme { .. } => OpClass::Reduce,
         _ => OpClass::Movement,
     }
 }

@@ -295,6 +295,23 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
             let dt = check_same_dtype(&fs, op.name())?;
             one(with_dtype(dt, broadcast_facts(&fs)?))
         }
+        Op::ArgExtreme { axis, keepdims, .. } => {
+            let x = x()?;
+            let shape = match &x.shape {
+                Some(s) => {
+                    let ax = crate::op::norm_axis(*axis, s.len())?;
+                    let mut o = s.clone();
+                    if *keepdims {
+                        o[ax] = Dim::Known(1);
+                    } else {
+                        o.remove(ax);
+                    }
+                    Some(o)
+                }
+                None => None,
+            };
+            one(with_dtype(Some(DType::I64), shape))
+        }
         Op::Cast { to } => one(with_dtype(Some(*to), x()?.shape.clone())),
         Op::CastLike => {
             let like = input(inputs, 1)?;

@@ -98,6 +98,12 @@ fn eval_native(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<
         Op::Clip { min, max } => one(elementwise::clip(*min, *max, inputs)),
         Op::Where => one(elementwise::where_(inputs)),
         Op::Sum => one(elementwise::sum(inputs)),
+        Op::ArgExtreme {
+            max,
+            axis,
+            keepdims,
+            last,
+        } => one(reduce::arg_extreme(*max, *axis, *keepdims, *last, inputs)),
         Op::Extremum(b) => one(elementwise::fold(*b, inputs)),
         Op::Cast { to } => one(util::input(inputs, 0, "input").map(|t| t.cast(*to))),
         Op::MatMul => one(matmul::matmul(inputs)),

@@ -132,6 +132,60 @@ fn reduce_t<T: Arith>(
     acc
 }
 
+/// ArgMax / ArgMin along `axis` (i64 indices; the first extreme, or the
+/// last with `last`). Any dtype with an order; NaN compares as neither
+/// larger nor smaller, so a leading NaN is kept.
+pub(crate) fn arg_extreme(
+    max: bool,
+    axis: i64,
+    keepdims: bool,
+    last: bool,
+    inputs: &[Option<&Tensor>],
+) -> Result<Tensor> {
+    let name = if max { "ArgMax" } else { "ArgMin" };
+    let x = super::util::input(inputs, 0, "data")?;
+    let s = x.shape();
+    if s.is_empty() {
+        crate::bail!("{name} needs a tensor of rank >= 1");
+    }
+    let ax = crate::op::norm_axis(axis, s.len())?;
+    let n = s[ax];
+    let (outer, inner): (usize, usize) = (s[..ax].iter().product(), s[ax + 1..].iter().product());
+    let mut oshape = s.to_vec();
+    if keepdims {
+        oshape[ax] = 1;
+    } else {
+        oshape.remove(ax);
+    }
+    if n == 0 && outer * inner > 0 {
+        crate::bail!("{name}: axis {ax} of {:?} is empty", s);
+    }
+    let mut o = vec![0i64; outer * inner];
+    crate::dispatch_data!(x.data(), v, T => {
+        for oi in 0..outer {
+            for ii in 0..inner {
+                let base = oi * n * inner + ii;
+                let (mut best, mut bi): (T, usize) = (v[base], 0);
+                for k in 1..n {
+                    let c = v[base + k * inner];
+                    let better = match (max, last) {
+                        (true, false) => c > best,
+                        (true, true) => c >= best,
+                        (false, false) => c < best,
+                        (false, true) => c <= best,
+                    };
+                    if better {
+                        best = c;
+                        bi = k;
+                    }
+                }
+                o[oi * inner + ii] = bi as i64;
+            }
+        }
+    });
+    Tensor::from_vec(oshape, o)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::util::testutil::t;

@@ -129,6 +129,12 @@ pub fn convert_node(np: &NodeProto, opset: i64, dir: &Path) -> Result<Converted>
         }
         "Where" => Op::Where,
         "Sum" => Op::Sum,
+        "ArgMax" | "ArgMin" => Op::ArgExtreme {
+            max: np.op_type() == "ArgMax",
+            axis: a.int_or("axis", 0),
+            keepdims: a.int_or("keepdims", 1) != 0,
+            last: a.int_or("select_last_index", 0) != 0,
+        },
         "Max" => Op::Extremum(BinaryOp::Max),
         "Min" => Op::Extremum(BinaryOp::Min),
         "CastLike" => Op::CastLike,

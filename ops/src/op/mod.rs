@@ -105,6 +105,14 @@ pub enum Op {
     Where,
     /// Variadic element-wise sum with broadcasting.
     Sum,
+    /// ArgMax (`max`) / ArgMin along one axis, as i64 indices; `last`
+    /// picks the last of equal extremes (`select_last_index`).
+    ArgExtreme {
+        max: bool,
+        axis: i64,
+        keepdims: bool,
+        last: bool,
+    },
     /// Variadic element-wise max or min with broadcasting (`BinaryOp::Max`
     /// or `BinaryOp::Min` folded over the inputs).
     Extremum(BinaryOp),
@@ -234,6 +242,8 @@ impl Op {
             Op::Clip { .. } => "Clip",
             Op::Where => "Where",
             Op::Sum => "Sum",
+            Op::ArgExtreme { max: true, .. } => "ArgMax",
+            Op::ArgExtreme { .. } => "ArgMin",
             Op::Extremum(BinaryOp::Min) => "Min",
             Op::Extremum(_) => "Max",
             Op::Cast { .. } => "Cast",
