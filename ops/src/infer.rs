@@ -312,6 +312,15 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
             };
             one(with_dtype(Some(DType::I64), shape))
         }
+        Op::Range => {
+            // Constant bounds are folded before this; otherwise the length
+            // is known only at run time.
+            let start = x()?;
+            one(with_dtype(
+                start.dtype,
+                Some(vec![Dim::Sym("range_len".into())]),
+            ))
+        }
         Op::Cast { to } => one(with_dtype(Some(*to), x()?.shape.clone())),
         Op::CastLike => {
             let like = input(inputs, 1)?;

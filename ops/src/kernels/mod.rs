@@ -98,6 +98,7 @@ fn eval_native(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<
         Op::Clip { min, max } => one(elementwise::clip(*min, *max, inputs)),
         Op::Where => one(elementwise::where_(inputs)),
         Op::Sum => one(elementwise::sum(inputs)),
+        Op::Range => one(shape::range(inputs)),
         Op::ArgExtreme {
             max,
             axis,

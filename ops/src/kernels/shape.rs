@@ -428,6 +428,64 @@ pub(crate) fn constant_of_shape(value: &Tensor, inputs: &[Option<&Tensor>]) -> R
     Tensor::new(shape, data)
 }
 
+/// ONNX Range: `max(ceil((limit - start) / delta), 0)` elements
+/// `start + i * delta`, for f32, f64, i16, i32 and i64 scalars.
+pub(crate) fn range(inputs: &[Option<&Tensor>]) -> Result<Tensor> {
+    let names = ["start", "limit", "delta"];
+    let mut v = [0f64; 3];
+    let mut dt = None;
+    for (k, name) in names.iter().enumerate() {
+        let t = input(inputs, k, name)?;
+        if t.len() != 1 {
+            crate::bail!("Range: {name} must be a scalar, got shape {:?}", t.shape());
+        }
+        if *dt.get_or_insert(t.dtype()) != t.dtype() {
+            crate::bail!(
+                "Range: {name} is {}, start is {}",
+                t.dtype(),
+                dt.unwrap_or(t.dtype())
+            );
+        }
+        v[k] = t.cast(DType::F64).as_slice::<f64>()?[0];
+    }
+    let dt = dt.unwrap_or(DType::F32);
+    let [start, limit, delta] = v;
+    if delta == 0.0 || !delta.is_finite() {
+        crate::bail!("Range: delta must be a non-zero finite number, got {delta}");
+    }
+    let n = ((limit - start) / delta).ceil().max(0.0);
+    if !n.is_finite() || n > (1u64 << 40) as f64 {
+        crate::bail!("Range: {n} elements from start {start}, limit {limit}, delta {delta}");
+    }
+    let n = n as usize;
+    let t = match dt {
+        DType::F32 | DType::F16 | DType::BF16 => {
+            let (s, d) = (start as f32, delta as f32);
+            Tensor::from_vec(
+                vec![n],
+                (0..n).map(|i| s + i as f32 * d).collect::<Vec<f32>>(),
+            )?
+            .cast(dt)
+        }
+        DType::F64 => Tensor::from_vec(
+            vec![n],
+            (0..n)
+                .map(|i| start + i as f64 * delta)
+                .collect::<Vec<f64>>(),
+        )?,
+        DType::I16 | DType::I32 | DType::I64 => {
+            let (s, d) = (start as i64, delta as i64);
+            Tensor::from_vec(
+                vec![n],
+                (0..n as i64).map(|i| s + i * d).collect::<Vec<i64>>(),
+            )?
+            .cast(dt)
+        }
+        other => crate::bail!("Range does not support {other}"),
+    };
+    Ok(t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::util::testutil::t;

@@ -129,6 +129,7 @@ pub fn convert_node(np: &NodeProto, opset: i64, dir: &Path) -> Result<Converted>
         }
         "Where" => Op::Where,
         "Sum" => Op::Sum,
+        "Range" => Op::Range,
         "ArgMax" | "ArgMin" => Op::ArgExtreme {
             max: np.op_type() == "ArgMax",
             axis: a.int_or("axis", 0),

@@ -105,6 +105,8 @@ pub enum Op {
     Where,
     /// Variadic element-wise sum with broadcasting.
     Sum,
+    /// `[start, start + delta, ...)` up to `limit` from three scalars.
+    Range,
     /// ArgMax (`max`) / ArgMin along one axis, as i64 indices; `last`
     /// picks the last of equal extremes (`select_last_index`).
     ArgExtreme {
@@ -242,6 +244,7 @@ impl Op {
             Op::Clip { .. } => "Clip",
             Op::Where => "Where",
             Op::Sum => "Sum",
+            Op::Range => "Range",
             Op::ArgExtreme { max: true, .. } => "ArgMax",
             Op::ArgExtreme { .. } => "ArgMin",
             Op::Extremum(BinaryOp::Min) => "Min",
