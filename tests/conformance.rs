@@ -32,7 +32,7 @@ use std::sync::Arc;
 const RTOL: f64 = 1e-3;
 const ATOL: f64 = 1e-5;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Status {
     Pass,
     Fail,

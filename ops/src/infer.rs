@@ -246,11 +246,7 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
         }
         Op::Dropout => {
             if let Some(Some(t)) = inputs.get(2).map(|f| f.and_then(|f| f.value.as_deref())) {
-                if t.to_f32_vec().first().is_some_and(|&v| v != 0.0) {
-                    crate::bail!(
-                        "Dropout with training_mode = true is not supported (inference only)"
-                    );
-                }
+                crate::kernels::refuse_dropout_training(t)?;
             }
             let x = x()?;
             let mut v = vec![same(x)];

@@ -50,12 +50,47 @@ fn scalar_or(g: &Graph, v: Option<&Option<crate::ValueId>>, default: f32) -> Opt
     }
 }
 
+/// The producer graph of one rewrite pass, with the nodes it removes.
+struct Pass {
+    producers: Vec<Option<NodeId>>,
+    consumers: Vec<Vec<NodeId>>,
+    removed: Vec<bool>,
+}
+
+impl Pass {
+    fn new(g: &Graph) -> Pass {
+        Pass {
+            producers: g.producers(),
+            consumers: g.consumers(),
+            removed: vec![false; g.nodes.len()],
+        }
+    }
+
+    /// The Conv node producing `x` when the node reading it is its only
+    /// reader and `x` is not a graph output (so the two can merge).
+    fn sole_conv_producer(&self, g: &Graph, x: crate::ValueId) -> Option<usize> {
+        let NodeId(ci) = self.producers[x.0]?;
+        let merge = !self.removed[ci]
+            && self.consumers[x.0].len() == 1
+            && !g.outputs.contains(&x)
+            && matches!(g.nodes[ci].op, Op::Conv(_));
+        merge.then_some(ci)
+    }
+
+    /// Drops the removed nodes; returns how many there were.
+    fn finish(self, g: &mut Graph) -> usize {
+        let n = self.removed.iter().filter(|&&r| r).count();
+        if n > 0 {
+            let mut keep = self.removed.iter().map(|&r| !r);
+            g.nodes.retain(|_| keep.next().unwrap_or(true));
+        }
+        n
+    }
+}
+
 fn fuse_activations(g: &mut Graph) -> usize {
     use crate::op::{Activation, UnaryOp};
-    let consumers = g.consumers();
-    let producers = g.producers();
-    let mut removed = vec![false; g.nodes.len()];
-    let mut fused = 0;
+    let mut pass = Pass::new(g);
     for ai in 0..g.nodes.len() {
         let n = &g.nodes[ai];
         let act = match &n.op {
@@ -73,12 +108,9 @@ fn fuse_activations(g: &mut Graph) -> usize {
         let Some(Some(x)) = n.inputs.first().copied() else {
             continue;
         };
-        let Some(NodeId(ci)) = producers[x.0] else {
+        let Some(ci) = pass.sole_conv_producer(g, x) else {
             continue;
         };
-        if removed[ci] || consumers[x.0].len() != 1 || g.outputs.contains(&x) {
-            continue;
-        }
         let Op::Conv(attrs) = &g.nodes[ci].op else {
             continue;
         };
@@ -92,17 +124,9 @@ fn fuse_activations(g: &mut Graph) -> usize {
             a.activation = act;
         }
         conv.outputs[0] = out;
-        removed[ai] = true;
-        fused += 1;
+        pass.removed[ai] = true;
     }
-    if fused > 0 {
-        let mut i = 0;
-        g.nodes.retain(|_| {
-            i += 1;
-            !removed[i - 1]
-        });
-    }
-    fused
+    pass.finish(g)
 }
 
 fn const_f32(g: &Graph, v: Option<crate::ValueId>) -> Option<Vec<f32>> {
@@ -111,10 +135,7 @@ fn const_f32(g: &Graph, v: Option<crate::ValueId>) -> Option<Vec<f32>> {
 }
 
 fn fold_batchnorm(g: &mut Graph) -> usize {
-    let consumers = g.consumers();
-    let producers = g.producers();
-    let mut removed = vec![false; g.nodes.len()];
-    let mut folded = 0;
+    let mut pass = Pass::new(g);
     for bi in 0..g.nodes.len() {
         let Op::BatchNorm { epsilon } = g.nodes[bi].op else {
             continue;
@@ -123,13 +144,7 @@ fn fold_batchnorm(g: &mut Graph) -> usize {
         let Some(Some(x)) = bn.inputs.first().copied() else {
             continue;
         };
-        let Some(NodeId(ci)) = producers[x.0] else {
-            continue;
-        };
-        if removed[ci] || consumers[x.0].len() != 1 || g.outputs.contains(&x) {
-            continue;
-        }
-        let Op::Conv(_) = &g.nodes[ci].op else {
+        let Some(ci) = pass.sole_conv_producer(g, x) else {
             continue;
         };
         let conv = &g.nodes[ci];
@@ -151,13 +166,9 @@ fn fold_batchnorm(g: &mut Graph) -> usize {
             },
             None => vec![0.0; cout],
         };
-        let params: Vec<Option<Vec<f32>>> = (1..5)
-            .map(|i| const_f32(g, bn.inputs.get(i).copied().flatten()))
-            .collect();
-        let [Some(scale), Some(beta), Some(mean), Some(var)] =
-            <[Option<Vec<f32>>; 4]>::try_from(params)
-                .ok()
-                .unwrap_or_default()
+        let param = |i: usize| const_f32(g, bn.inputs.get(i).copied().flatten());
+        let (Some(scale), Some(beta), Some(mean), Some(var)) =
+            (param(1), param(2), param(3), param(4))
         else {
             continue;
         };
@@ -189,15 +200,10 @@ fn fold_batchnorm(g: &mut Graph) -> usize {
         conv.inputs = vec![conv.inputs[0], Some(w_new), Some(b_new)];
         // The conv now produces the BN's output value directly.
         conv.outputs[0] = bn_out;
-        removed[bi] = true;
-        folded += 1;
+        pass.removed[bi] = true;
     }
+    let folded = pass.finish(g);
     if folded > 0 {
-        let mut i = 0;
-        g.nodes.retain(|_| {
-            i += 1;
-            !removed[i - 1]
-        });
         // Drop constants no node reads any more (the unfolded weights).
         let used: std::collections::HashSet<crate::ValueId> = g
             .nodes
@@ -317,9 +323,7 @@ mod tests {
             let (mut g, c, xin) = conv_graph();
             let lo = lo.map(|v| g.add_const("lo", Tensor::from_vec(vec![], vec![v]).unwrap()));
             let hi = hi.map(|v| g.add_const("hi", Tensor::from_vec(vec![], vec![v]).unwrap()));
-            let mut ins = vec![c];
             let node_inputs: Vec<Option<ValueId>> = vec![Some(c), lo, hi];
-            ins.clear();
             let y = g.add_node(
                 "clip",
                 Op::Clip {

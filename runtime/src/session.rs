@@ -58,6 +58,9 @@ pub struct Session {
     next_mb: u64,
     broken: Option<RuntimeError>,
     recorder: Arc<Recorder>,
+    /// The outputs when every one is a constant: then no actor produces a
+    /// result, and runs answer with these.
+    constant_outputs: Option<Vec<Arc<Tensor>>>,
 }
 
 struct Built {
@@ -128,7 +131,13 @@ impl Session {
         let (built, system) = built_rx
             .recv()
             .map_err(|_| RuntimeError::Setup("runtime thread died during setup".into()))??;
+        let constant_outputs = graph
+            .outputs
+            .iter()
+            .map(|o| graph.constants.get(o).cloned())
+            .collect();
         Ok(Session {
+            constant_outputs,
             graph,
             source: built.source,
             events: ev_rx,
@@ -169,22 +178,9 @@ impl Session {
                 }
             })?;
         }
-        // A graph whose outputs are all constants has nothing to run: no
-        // actor would ever produce a result.
-        if self
-            .graph
-            .outputs
-            .iter()
-            .all(|o| self.graph.constants.contains_key(o))
-        {
-            let outs: Vec<Arc<Tensor>> = self
-                .graph
-                .outputs
-                .iter()
-                .filter_map(|o| self.graph.constants.get(o).cloned())
-                .collect();
+        if let Some(outs) = &self.constant_outputs {
             self.next_mb += batches.len() as u64;
-            return Ok(vec![outs; batches.len()]);
+            return Ok(vec![outs.clone(); batches.len()]);
         }
         let first = self.next_mb;
         let n = batches.len();

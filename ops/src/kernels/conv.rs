@@ -1,9 +1,9 @@
 //! N-d convolution: pointwise convs as one GEMM on NCHW, depthwise 2-D convs
 //! as a direct loop, everything else as im2col + GEMM per (batch, group).
 
-use super::matmul::{gemm, Mat};
+use super::matmul::{gemm, gemm_into, Mat};
 use super::util::{
-    float_dispatch, input, numel, opt_input, out, strides, typed, valid_range, Float,
+    float_dispatch, input, numel, opt_input, out, strides, typed, valid_range, Float, SharedMut,
 };
 use crate::error::Result;
 use crate::op::{resolve_window, Activation, ConvAttrs, Window};
@@ -215,44 +215,44 @@ fn conv_f<F: Float>(
         // Tiled: each tile writes columns [c0, c0 + tn) of every output row.
         // Tiles are independent, so with threads they run side by side,
         // each with its own buffer.
-        let run_tile = |t: usize, col: &mut Vec<F>, dst_ptr: SendPtr<F>| -> Result<()> {
+        let out = SharedMut::new(dst);
+        let run_tile = |t: usize, col: &mut Vec<F>| -> Result<()> {
             let s0 = t * tile_segs;
             let ns = tile_segs.min(segs - s0);
             let (c0, tn) = (s0 * ol, ns * ol);
             col.resize(kdim * tn, F::ZERO);
             im2col(g, xg, col, s0, ns, false);
-            // SAFETY: tiles write disjoint column ranges [c0, c0+tn) of each
-            // of the mg rows of `dst`; the block spans (mg-1)*osz + c0 + tn
-            // <= dst.len() elements from the base.
-            let d =
-                unsafe { std::slice::from_raw_parts_mut(dst_ptr.0.add(c0), (mg - 1) * osz + tn) };
-            gemm(
-                mg,
-                tn,
-                kdim,
-                d,
-                osz,
-                read,
-                lhs,
-                Mat::new(col, 0, tn, 1),
-                F::ONE,
-                false,
-            )?;
+            // SAFETY (both blocks): tiles write disjoint column ranges
+            // [c0, c0 + tn) of the mg output rows.
+            unsafe {
+                gemm_into(
+                    mg,
+                    tn,
+                    kdim,
+                    out,
+                    c0,
+                    osz,
+                    read,
+                    lhs,
+                    Mat::new(col, 0, tn, 1),
+                    F::ONE,
+                    false,
+                )?;
+            }
             if act != Activation::None {
                 for r in 0..mg {
-                    activate(act, &mut d[r * osz..r * osz + tn]);
+                    activate(act, unsafe { out.slice(r * osz + c0, tn) });
                 }
             }
             Ok(())
         };
-        let base = SendPtr(dst.as_mut_ptr());
         if par && threads > 1 {
             (0..tiles).into_par_iter().try_for_each_init(
                 || Scratch(crate::pool::take(col_len)),
-                |col, t| run_tile(t, &mut col.0, base),
+                |col, t| run_tile(t, &mut col.0),
             )
         } else {
-            (0..tiles).try_for_each(|t| run_tile(t, col, base))
+            (0..tiles).try_for_each(|t| run_tile(t, col))
         }
     };
     if small && units > 1 && threads > 1 {
@@ -277,13 +277,6 @@ impl<F: Float> Drop for Scratch<F> {
         crate::pool::give(std::mem::take(&mut self.0));
     }
 }
-
-/// A raw output pointer shared by tiles that write disjoint parts.
-#[derive(Clone, Copy)]
-struct SendPtr<F>(*mut F);
-// SAFETY: only used for disjoint writes from scoped parallel tiles.
-unsafe impl<F: Send> Send for SendPtr<F> {}
-unsafe impl<F: Send> Sync for SendPtr<F> {}
 
 /// Fills `col` (`[cg * ksz, nseg * ol]`) from one group's input channels
 /// `x`, for output segments `seg0 .. seg0 + nseg` (a segment is one run of
@@ -722,8 +715,9 @@ mod tests {
                 pb: vec![1, 1],
                 os: vec![12, 12],
                 ..case(&[2, 16, 12, 12], &[8, 4, 3, 3])
-            }); // Large im2col with small weights: the tiled path (3 tiles of 27,
-                // 27 and 10 output rows), with and without stride.
+            });
+            // Large im2col with small weights: the tiled path (3 tiles of 27,
+            // 27 and 10 output rows), with and without stride.
             check(Case {
                 pads: vec![2, 2, 2, 2],
                 pb: vec![2, 2],

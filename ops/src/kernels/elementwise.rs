@@ -348,26 +348,19 @@ pub(crate) fn where_(inputs: &[Option<&Tensor>]) -> Result<Tensor> {
 }
 
 /// Variadic sum with broadcasting.
-/// A variadic op as `op` folded left over its inputs (one input: a copy).
+/// A variadic op (Sum, Max, Min) as `op` folded left over its inputs; one
+/// input gives a copy. The first step reads both inputs directly, so
+/// nothing is copied when there are two or more.
 pub(crate) fn fold(op: BinaryOp, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
-    let mut acc = input(inputs, 0, "data_0")?.clone();
-    for i in 1..inputs.len() {
-        let t = input(inputs, i, &format!("data_{i}"))?;
-        acc = binary(op, &[Some(&acc), Some(t)])?;
-    }
-    Ok(acc)
-}
-
-pub(crate) fn sum(inputs: &[Option<&Tensor>]) -> Result<Tensor> {
     let first = input(inputs, 0, "data_0")?;
     if inputs.len() == 1 {
         return Ok(first.clone());
     }
     let second = input(inputs, 1, "data_1")?;
-    let mut acc = binary(BinaryOp::Add, &[Some(first), Some(second)])?;
+    let mut acc = binary(op, &[Some(first), Some(second)])?;
     for i in 2..inputs.len() {
         let t = input(inputs, i, &format!("data_{i}"))?;
-        acc = binary(BinaryOp::Add, &[Some(&acc), Some(t)])?;
+        acc = binary(op, &[Some(&acc), Some(t)])?;
     }
     Ok(acc)
 }

@@ -3,6 +3,7 @@
 
 use super::util::{
     arith_dispatch, bcast_strides, expand_to, input, numel, opt_input, out, typed, Arith, Float,
+    SharedMut,
 };
 use crate::dtype::{DType, Element};
 use crate::error::Result;
@@ -38,14 +39,18 @@ impl<'a, T> Mat<'a, T> {
     }
 }
 
-/// [`gemm`] as `parts` serial GEMMs on disjoint row (or column) blocks of
-/// `dst`, run side by side in the current rayon pool.
+/// [`gemm_into`] as `parts` serial GEMMs on disjoint row (or column)
+/// blocks of the product, run side by side in the current rayon pool.
+///
+/// # Safety
+/// As for [`gemm_into`].
 #[allow(clippy::too_many_arguments)]
-fn gemm_split<F: Float>(
+unsafe fn gemm_split<F: Float>(
     m: usize,
     n: usize,
     k: usize,
-    dst: &mut [F],
+    dst: SharedMut<'_, F>,
+    off: usize,
     dst_rs: usize,
     read_dst: bool,
     lhs: Mat<'_, F>,
@@ -58,49 +63,26 @@ fn gemm_split<F: Float>(
     let len = if by_rows { m } else { n };
     let block = len.div_ceil(parts).div_ceil(16) * 16;
     let starts: Vec<usize> = (0..len).step_by(block.max(1)).collect();
-    let base = DstPtr(dst.as_mut_ptr(), dst.len());
     starts.into_par_iter().try_for_each(|s0| {
         let bl = block.min(len - s0);
-        let (mm, nn) = if by_rows { (bl, n) } else { (m, bl) };
-        let off = if by_rows { s0 * dst_rs } else { s0 };
-        let span = (mm - 1) * dst_rs + nn;
-        // SAFETY: blocks cover disjoint rows (or columns) of dst; each
-        // view spans only the elements its block reaches, inside dst
-        // (checked by the caller for the whole product).
-        let d =
-            unsafe { std::slice::from_raw_parts_mut(base.get().add(off), span.min(base.1 - off)) };
-        let (l, r) = if by_rows {
-            (
-                Mat {
-                    off: lhs.off + s0 * lhs.rs,
-                    ..lhs
-                },
-                rhs,
-            )
+        let (mm, nn, boff, l, r) = if by_rows {
+            let l = Mat {
+                off: lhs.off + s0 * lhs.rs,
+                ..lhs
+            };
+            (bl, n, off + s0 * dst_rs, l, rhs)
         } else {
-            (
-                lhs,
-                Mat {
-                    off: rhs.off + s0 * rhs.cs,
-                    ..rhs
-                },
-            )
+            let r = Mat {
+                off: rhs.off + s0 * rhs.cs,
+                ..rhs
+            };
+            (m, bl, off + s0, lhs, r)
         };
-        gemm(mm, nn, k, d, dst_rs, read_dst, l, r, alpha, false)
+        // SAFETY: the blocks write disjoint rows (or columns) of the
+        // caller's product, which nothing else touches.
+        unsafe { gemm_into(mm, nn, k, dst, boff, dst_rs, read_dst, l, r, alpha, false) }
     })
 }
-
-/// The output base pointer, shared by blocks that write disjoint parts.
-#[derive(Clone, Copy)]
-struct DstPtr<F>(*mut F, usize);
-impl<F> DstPtr<F> {
-    fn get(self) -> *mut F {
-        self.0
-    }
-}
-// SAFETY: only used for disjoint writes from scoped parallel blocks.
-unsafe impl<F: Send> Send for DstPtr<F> {}
-unsafe impl<F: Send> Sync for DstPtr<F> {}
 
 /// `dst = (read_dst ? dst : 0) + alpha * lhs × rhs` for `m×k` lhs, `k×n` rhs
 /// and a row-major `dst` with row stride `dst_rs`. `par` allows the call to
@@ -118,16 +100,55 @@ pub(crate) fn gemm<F: Float>(
     alpha: F,
     par: bool,
 ) -> Result<()> {
+    // SAFETY: `dst` is borrowed exclusively for the call.
+    unsafe {
+        gemm_into(
+            m,
+            n,
+            k,
+            SharedMut::new(dst),
+            0,
+            dst_rs,
+            read_dst,
+            lhs,
+            rhs,
+            alpha,
+            par,
+        )
+    }
+}
+
+/// [`gemm`] into the block of `dst` whose element (0, 0) is at `off`, so
+/// parallel tasks can fill interleaved blocks of one matrix.
+///
+/// # Safety
+/// Nothing else reads or writes the elements the product writes (`n` from
+/// `off + r * dst_rs` for each row `r < m`) during the call.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_into<F: Float>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: SharedMut<'_, F>,
+    off: usize,
+    dst_rs: usize,
+    read_dst: bool,
+    lhs: Mat<'_, F>,
+    rhs: Mat<'_, F>,
+    alpha: F,
+    par: bool,
+) -> Result<()> {
     if m == 0 || n == 0 {
         return Ok(());
     }
-    if (m - 1) * dst_rs + n > dst.len() || !lhs.fits(m, k) || !rhs.fits(k, n) {
+    if off + (m - 1) * dst_rs + n > dst.len() || !lhs.fits(m, k) || !rhs.fits(k, n) {
         crate::bail!("internal: GEMM operands too small for {m}x{k} * {k}x{n}");
     }
     if k == 0 {
         if !read_dst {
             for r in 0..m {
-                dst[r * dst_rs..r * dst_rs + n].fill(F::ZERO);
+                // SAFETY: this row is the caller's to write.
+                unsafe { dst.slice(off + r * dst_rs, n) }.fill(F::ZERO);
             }
         }
         return Ok(());
@@ -138,7 +159,12 @@ pub(crate) fn gemm<F: Float>(
     // columns) split poorly inside the GEMM crate; split them here along
     // their longer side into one serial GEMM per thread instead.
     if parallel && m.min(n) < SPLIT_BELOW {
-        return gemm_split(m, n, k, dst, dst_rs, read_dst, lhs, rhs, alpha, threads);
+        // SAFETY: passes on the caller's guarantee.
+        return unsafe {
+            gemm_split(
+                m, n, k, dst, off, dst_rs, read_dst, lhs, rhs, alpha, threads,
+            )
+        };
     }
     let parallelism = if parallel {
         gemm::Parallelism::Rayon(threads)
@@ -148,13 +174,13 @@ pub(crate) fn gemm<F: Float>(
     // SAFETY: F is f32 or f64 (the only `Float` impls), which `gemm`
     // supports; every pointer plus the furthest offset the strides reach
     // lies inside its slice (checked above), and dst does not alias lhs/rhs
-    // (it is a distinct &mut).
+    // (it comes from a distinct &mut); the caller owns the elements written.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst.ptr_at(off),
             1,
             dst_rs as isize,
             read_dst,

@@ -23,8 +23,9 @@ mod util;
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::op::{Op, UnaryOp};
+use crate::op::{BinaryOp, Op, UnaryOp};
 use crate::tensor::Tensor;
+pub(crate) use shape::refuse_dropout_training;
 
 /// Evaluates `op` on host tensors.
 pub fn eval(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<Vec<Tensor>> {
@@ -97,7 +98,7 @@ fn eval_native(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<
         Op::Gelu { tanh } => one(elementwise::gelu(*tanh, inputs)),
         Op::Clip { min, max } => one(elementwise::clip(*min, *max, inputs)),
         Op::Where => one(elementwise::where_(inputs)),
-        Op::Sum => one(elementwise::sum(inputs)),
+        Op::Sum => one(elementwise::fold(BinaryOp::Add, inputs)),
         Op::Range => one(shape::range(inputs)),
         Op::ArgExtreme {
             max,

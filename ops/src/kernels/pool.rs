@@ -170,8 +170,8 @@ fn pool_plane<F: Float>(
                             (false, 1) => acc.iter_mut().zip(cells).for_each(|(a, &v)| *a += v),
                             (false, _) => acc
                                 .iter_mut()
-                                .enumerate()
-                                .for_each(|(j, a)| *a += cells[j * sx]),
+                                .zip(cells.iter().step_by(sx))
+                                .for_each(|(a, &v)| *a += v),
                         }
                     }
                 }

@@ -396,13 +396,24 @@ pub(crate) fn expand(inputs: &[Option<&Tensor>]) -> Result<Tensor> {
     expand_to(x, &shape)
 }
 
+/// Dropout's `training_mode` input, when true, asks for random masking,
+/// which inference does not do: refused (at load when it is a constant).
+pub(crate) fn refuse_dropout_training(training_mode: &Tensor) -> Result<()> {
+    if training_mode
+        .to_f32_vec()
+        .first()
+        .is_some_and(|&v| v != 0.0)
+    {
+        crate::bail!("Dropout with training_mode = true is not supported (inference only)");
+    }
+    Ok(())
+}
+
 /// Inference dropout: the input, plus an all-true mask as second output.
 pub(crate) fn dropout(inputs: &[Option<&Tensor>], n_out: usize) -> Result<Vec<Tensor>> {
     let x = input(inputs, 0, "data")?;
     if let Some(t) = inputs.get(2).copied().flatten() {
-        if t.to_f32_vec().first().is_some_and(|&v| v != 0.0) {
-            crate::bail!("Dropout with training_mode = true is not supported (inference only)");
-        }
+        refuse_dropout_training(t)?;
     }
     let mut outs = vec![x.clone()];
     if n_out > 1 {

@@ -10,6 +10,56 @@ use rayon::prelude::*;
 /// Element count above which element-wise kernels go parallel.
 pub(crate) const PAR_MIN: usize = 1 << 16;
 
+/// A mutable buffer that parallel tasks write through in disjoint parts,
+/// including interleaved ones (column blocks of a row-major matrix) that
+/// `split_at_mut` cannot express. Creating it borrows the buffer for `'a`.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedMut<'a, F> {
+    ptr: *mut F,
+    len: usize,
+    _buf: std::marker::PhantomData<&'a mut [F]>,
+}
+
+// SAFETY: the handle only hands out raw pointers and, through the unsafe
+// `slice`, views whose callers guarantee disjointness.
+unsafe impl<F: Send> Send for SharedMut<'_, F> {}
+unsafe impl<F: Send> Sync for SharedMut<'_, F> {}
+
+impl<'a, F> SharedMut<'a, F> {
+    pub(crate) fn new(buf: &'a mut [F]) -> Self {
+        SharedMut {
+            ptr: buf.as_mut_ptr(),
+            len: buf.len(),
+            _buf: std::marker::PhantomData,
+        }
+    }
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+    /// Pointer to element `off` (at most one past the end).
+    pub(crate) fn ptr_at(&self, off: usize) -> *mut F {
+        assert!(
+            off <= self.len,
+            "offset {off} past a buffer of {}",
+            self.len
+        );
+        // SAFETY: in bounds (or one past the end), checked above.
+        unsafe { self.ptr.add(off) }
+    }
+    /// The `n` elements from `off`.
+    ///
+    /// # Safety
+    /// Nothing else reads or writes them while the view lives.
+    pub(crate) unsafe fn slice(&self, off: usize, n: usize) -> &'a mut [F] {
+        assert!(
+            off + n <= self.len,
+            "{off}+{n} past a buffer of {}",
+            self.len
+        );
+        std::slice::from_raw_parts_mut(self.ptr.add(off), n)
+    }
+}
+
 /// Threads a kernel may use: those of the rayon pool it runs in, and 1
 /// outside any pool. Kernels never spill onto rayon's global pool, so a
 /// device's thread count (its pool) is the whole of its parallelism.

@@ -44,17 +44,6 @@ pub enum Activation {
     Clip { lo: f32, hi: f32 },
 }
 
-impl Activation {
-    /// Applies the activation in place.
-    pub fn apply_f32(self, v: &mut [f32]) {
-        match self {
-            Activation::None => {}
-            Activation::Relu => v.iter_mut().for_each(|x| *x = x.max(0.0)),
-            Activation::Clip { lo, hi } => v.iter_mut().for_each(|x| *x = x.max(lo).min(hi)),
-        }
-    }
-}
-
 impl Default for ConvAttrs {
     fn default() -> Self {
         ConvAttrs {
