@@ -40,7 +40,9 @@ impl std::ops::Add for Cost {
 }
 
 /// The coarse class of an op, for per-class efficiencies in the cost model.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OpClass {
     /// MatMul, Gemm.

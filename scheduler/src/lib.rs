@@ -1,11 +1,21 @@
 //! # hetflow-scheduler
 //!
 //! Placement and pipeline planning, with no device code so it can plan for
-//! hardware that is not present. This release has the [`Plan`] type that
-//! the runtime executes, single-device and manual placement, and a
-//! cost-balanced contiguous pipeline split ([`plan::pipeline_split`]).
-//! Cluster specs, the fitted cost model, HEFT and the simulator build on it.
+//! hardware that is not present:
+//! - [`cluster`]: the [`ClusterSpec`] (TOML) of hosts, devices and links;
+//! - [`cost`]: the roofline cost model and the memory model;
+//! - [`dag`]: task graphs (from an ONNX graph or research JSON) and a
+//!   random-DAG generator;
+//! - [`heft`]: list schedulers (HEFT with insertion, CPOP, PEFT, baselines);
+//! - [`partition`]: heterogeneity-aware pipeline partitioning;
+//! - [`plan`]: the [`Plan`] the runtime (and the simulator) execute.
 
+pub mod cluster;
+pub mod cost;
+pub mod dag;
+pub mod heft;
+pub mod partition;
 pub mod plan;
 
+pub use cluster::ClusterSpec;
 pub use plan::{Plan, PlanError, Schedule, Stage, Transfer};

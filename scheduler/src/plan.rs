@@ -49,6 +49,15 @@ pub struct Stage {
     pub nodes: Vec<usize>,
     /// Predicted flops of one micro-batch through the stage.
     pub flops: f64,
+    /// Predicted compute time of one micro-batch, ms (planners fill it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_ms: Option<f64>,
+    /// Predicted time of the transfer into the stage per micro-batch, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer_in_ms: Option<f64>,
+    /// Predicted memory of the stage's device, bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
 }
 
 /// A value that crosses devices.
@@ -84,6 +93,13 @@ pub struct Plan {
     /// Buffers per edge (credits): 2 or more lets consecutive micro-batches
     /// overlap across stages.
     pub credits: usize,
+    /// Predicted time of a run (all micro-batches), ms, when a planner with
+    /// a cost model made the plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_ms: Option<f64>,
+    /// The size symbolic dimensions were bound to for the prediction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<usize>,
 }
 
 impl Plan {
@@ -108,6 +124,9 @@ impl Plan {
                     device: d,
                     nodes: vec![i],
                     flops: flops[i],
+                    predicted_ms: None,
+                    transfer_in_ms: None,
+                    memory_bytes: None,
                 }),
             }
         }
@@ -120,6 +139,35 @@ impl Plan {
             microbatches: 1,
             schedule: Schedule::Streaming,
             credits: 2,
+            predicted_ms: None,
+            batch: None,
+        }
+    }
+
+    /// Removes devices no node is placed on, renumbering the rest.
+    pub fn drop_unused_devices(&mut self) {
+        let mut used = vec![false; self.devices.len()];
+        for &d in &self.placement {
+            used[d] = true;
+        }
+        let mut map = vec![usize::MAX; self.devices.len()];
+        let mut devices = Vec::new();
+        for (i, name) in self.devices.iter().enumerate() {
+            if used[i] {
+                map[i] = devices.len();
+                devices.push(name.clone());
+            }
+        }
+        self.devices = devices;
+        for d in &mut self.placement {
+            *d = map[*d];
+        }
+        for s in &mut self.stages {
+            s.device = map[s.device];
+        }
+        for t in &mut self.transfers {
+            t.from = map[t.from];
+            t.to = map[t.to];
         }
     }
 
