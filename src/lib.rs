@@ -27,6 +27,8 @@
 
 #![deny(missing_docs)]
 
+pub mod profile;
+
 pub use hetflow_devices as devices;
 pub use hetflow_ops as ops;
 pub use hetflow_runtime as runtime;
@@ -112,7 +114,8 @@ impl Model {
 /// Builds a [`Session`]: which devices, how many threads, which plan.
 pub struct SessionBuilder<'a> {
     model: &'a Model,
-    devices: String,
+    devices: Option<String>,
+    opened: Option<Vec<Arc<dyn hetflow_devices::Device>>>,
     threads: Option<usize>,
     plan: Option<Plan>,
     credits: Option<usize>,
@@ -124,7 +127,8 @@ impl<'a> SessionBuilder<'a> {
     pub fn new(model: &'a Model) -> Self {
         SessionBuilder {
             model,
-            devices: "cpu".into(),
+            devices: None,
+            opened: None,
             threads: None,
             plan: None,
             credits: None,
@@ -133,9 +137,16 @@ impl<'a> SessionBuilder<'a> {
     }
     /// Device list such as `cpu`, `cpu:0,cpu:1`. With several devices and no
     /// explicit plan, the graph is split into contiguous pipeline stages
-    /// balanced by each device's compute units.
+    /// balanced by each device's compute units. Without this call the
+    /// devices are the plan's (when one is given) or `cpu`.
     pub fn devices(mut self, spec: &str) -> Self {
-        self.devices = spec.to_string();
+        self.devices = Some(spec.to_string());
+        self
+    }
+    /// Uses devices the caller already opened (or wrapped, e.g. in
+    /// [`hetflow_devices::throttle::Throttled`]) instead of a device list.
+    pub fn with_devices(mut self, devices: Vec<Arc<dyn hetflow_devices::Device>>) -> Self {
+        self.opened = Some(devices);
         self
     }
     /// Caps kernel threads per CPU device.
@@ -177,9 +188,19 @@ impl<'a> SessionBuilder<'a> {
     }
 
     /// Opens the devices, plans, and deploys the actors.
-    pub fn build(self) -> Result<Session, Error> {
-        let specs = hetflow_devices::parse_device_list(&self.devices)?;
-        let devices = hetflow_devices::open_devices(&specs, self.threads)?;
+    pub fn build(mut self) -> Result<Session, Error> {
+        let devices = match self.opened.take() {
+            Some(d) => d,
+            None => {
+                let list = match (&self.devices, &self.plan) {
+                    (Some(d), _) => d.clone(),
+                    (None, Some(p)) => p.devices.join(","),
+                    (None, None) => "cpu".to_string(),
+                };
+                let specs = hetflow_devices::parse_device_list(&list)?;
+                hetflow_devices::open_devices(&specs, self.threads)?
+            }
+        };
         let plan = self.make_plan(&devices)?;
         let opts = SessionOptions {
             credits: self.credits,

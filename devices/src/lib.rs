@@ -20,6 +20,7 @@
 
 pub mod cpu;
 pub mod registry;
+pub mod throttle;
 
 pub use registry::{discover, open_devices, parse_device_list, BackendStatus, DeviceSpec};
 

@@ -10,12 +10,14 @@
 //! - [`partition`]: heterogeneity-aware pipeline partitioning;
 //! - [`plan`]: the [`Plan`] the runtime (and the simulator) execute.
 
+pub mod calibrate;
 pub mod cluster;
 pub mod cost;
 pub mod dag;
 pub mod heft;
 pub mod partition;
 pub mod plan;
+pub mod planner;
 
 pub use cluster::ClusterSpec;
 pub use plan::{Plan, PlanError, Schedule, Stage, Transfer};

@@ -340,7 +340,7 @@ pub fn partition(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use hetflow_ops::op::UnaryOp;
     use hetflow_ops::{DType, Dim, Op, Tensor};

@@ -1,7 +1,7 @@
 //! `hetflow bench`: latency of one input set, repeated.
 
 use super::inputs::{bind_inputs, random_inputs};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use hetflow::{Model, SessionBuilder};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -22,9 +22,9 @@ pub struct Args {
     /// Kernel threads per CPU device.
     #[arg(long)]
     threads: Option<usize>,
-    /// Devices, e.g. `cpu`, `cpu:0,cpu:1`.
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    /// Devices, e.g. `cpu`, `cpu:0,cpu:1` (default: the plan's, else `cpu`).
+    #[arg(long)]
+    device: Option<String>,
     /// Print per-op-type kernel time per iteration (from the trace of the
     /// timed iterations) before the result lines.
     #[arg(long)]
@@ -32,11 +32,21 @@ pub struct Args {
     /// Write a Chrome/Perfetto trace of the timed iterations.
     #[arg(long)]
     trace: Option<PathBuf>,
+    /// A plan JSON to execute (its devices are opened unless --device).
+    #[arg(long)]
+    plan: Option<PathBuf>,
+    /// Stream this many copies of the input set per iteration through the
+    /// pipeline and report throughput and pipeline efficiency.
+    #[arg(long, default_value_t = 1)]
+    microbatches: usize,
+    /// Buffers per edge (default: the plan's, else 2).
+    #[arg(long)]
+    credits: Option<usize>,
 }
 
 pub fn main(a: Args) -> Result<()> {
-    if a.iters == 0 {
-        anyhow::bail!("--iters must be at least 1");
+    if a.iters == 0 || a.microbatches == 0 {
+        anyhow::bail!("--iters and --microbatches must be at least 1");
     }
     let model = Model::load(&a.model)?;
     let inputs = if a.inputs.is_empty() {
@@ -44,20 +54,33 @@ pub fn main(a: Args) -> Result<()> {
     } else {
         bind_inputs(&model, &a.inputs)?
     };
-    let mut b = SessionBuilder::new(&model).devices(&a.device);
+    let mut b = SessionBuilder::new(&model);
+    if let Some(d) = &a.device {
+        b = b.devices(d);
+    }
     if let Some(t) = a.threads {
         b = b.threads(t);
     }
-    let tracing = a.profile || a.trace.is_some();
+    if let Some(c) = a.credits {
+        b = b.credits(c);
+    }
+    if let Some(p) = &a.plan {
+        let text = std::fs::read_to_string(p)
+            .with_context(|| format!("reading plan '{}'", p.display()))?;
+        b = b.plan(hetflow::Plan::from_json(&text)?);
+    }
+    let streaming = a.microbatches > 1;
+    let tracing = a.profile || a.trace.is_some() || streaming;
     let mut session = b.trace(tracing).build()?;
+    let batch: Vec<_> = (0..a.microbatches).map(|_| inputs.clone()).collect();
     for _ in 0..a.warmup {
-        session.run(inputs.clone())?;
+        session.run_stream(batch.clone())?;
     }
     session.take_trace_events();
     let mut times = Vec::with_capacity(a.iters);
     for _ in 0..a.iters {
         let t = Instant::now();
-        session.run(inputs.clone())?;
+        session.run_stream(batch.clone())?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
     times.sort_by(|x, y| x.total_cmp(y));
@@ -68,6 +91,9 @@ pub fn main(a: Args) -> Result<()> {
     };
     if tracing {
         let events = session.take_trace_events();
+        if streaming {
+            pipeline_report(&events, a.iters, a.microbatches, median);
+        }
         if let Some(tp) = &a.trace {
             let json = hetflow::runtime::chrome_trace_json(&events);
             std::fs::write(tp, json)
@@ -107,11 +133,12 @@ pub fn main(a: Args) -> Result<()> {
         }
     }
     println!(
-        "model {} device {} iters {} warmup {}",
+        "model {} device {} iters {} warmup {} microbatches {}",
         a.model.display(),
-        a.device,
+        a.device.as_deref().unwrap_or("(plan/default)"),
         a.iters,
-        a.warmup
+        a.warmup,
+        a.microbatches
     );
     println!(
         "min_ms={:.3} max_ms={:.3}",
@@ -120,4 +147,28 @@ pub fn main(a: Args) -> Result<()> {
     );
     println!("median_ms={median:.3}");
     Ok(())
+}
+
+/// Per-device busy time per micro-batch (from the trace of the timed
+/// iterations), the ideal pipelined time of `m` micro-batches through `p`
+/// stages, `(m + p - 1) × slowest stage`, and the measured efficiency
+/// against it (1.0 = the GPipe bound is reached).
+fn pipeline_report(events: &[hetflow::TraceEvent], iters: usize, m: usize, median_ms: f64) {
+    let mut busy: std::collections::BTreeMap<&str, f64> = Default::default();
+    for e in events.iter().filter(|e| e.cat == "kernel") {
+        *busy.entry(e.device.as_str()).or_default() += e.dur_us;
+    }
+    let per_mb = (iters * m) as f64;
+    let p = busy.len().max(1);
+    for (d, us) in &busy {
+        println!("stage {d}: {:.3} ms per micro-batch", us / per_mb / 1e3);
+    }
+    let slowest = busy.values().copied().fold(0.0, f64::max) / per_mb / 1e3;
+    let ideal = (m + p - 1) as f64 * slowest;
+    println!(
+        "throughput={:.2} microbatches/s ideal_ms={ideal:.3} (slowest stage {slowest:.3} ms x (m + p - 1) = {} )",
+        m as f64 / (median_ms / 1e3),
+        m + p - 1
+    );
+    println!("pipeline_efficiency={:.3}", ideal / median_ms);
 }

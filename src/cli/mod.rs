@@ -1,9 +1,11 @@
-//! CLI (contract in DESIGN.md): `devices`, `run`, `bench`. Errors print one
+//! CLI (contract in DESIGN.md): `devices`, `run`, `bench`, `profile`, `plan`. Errors print one
 //! line on stderr and exit with status 2; a panic would be a bug.
 
 mod bench;
 mod devices;
 mod inputs;
+mod plan;
+mod profile;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +29,10 @@ enum Command {
     Run(run::Args),
     /// Time a model; the last line is `median_ms=<float>`.
     Bench(bench::Args),
+    /// Measure this machine's devices and links; write a cluster spec.
+    Profile(profile::Args),
+    /// Place a model on a cluster; print the stages, write the plan JSON.
+    Plan(plan::Args),
 }
 
 pub fn main() -> i32 {
@@ -42,6 +48,8 @@ pub fn main() -> i32 {
         Command::Devices(a) => devices::main(a),
         Command::Run(a) => run::main(a),
         Command::Bench(a) => bench::main(a),
+        Command::Profile(a) => profile::main(a),
+        Command::Plan(a) => plan::main(a),
     };
     match r {
         Ok(()) => 0,

@@ -16,9 +16,9 @@ pub struct Args {
     /// Where to write <output_name>.npy files.
     #[arg(long, default_value = ".")]
     output_dir: PathBuf,
-    /// Devices, e.g. `cpu`, `cpu:0,cpu:1`.
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    /// Devices, e.g. `cpu`, `cpu:0,cpu:1` (default: the plan's, else `cpu`).
+    #[arg(long)]
+    device: Option<String>,
     /// Kernel threads per CPU device.
     #[arg(long)]
     threads: Option<usize>,
@@ -33,9 +33,10 @@ pub struct Args {
 pub fn main(a: Args) -> Result<()> {
     let model = Model::load(&a.model)?;
     let inputs = bind_inputs(&model, &a.inputs)?;
-    let mut b = SessionBuilder::new(&model)
-        .devices(&a.device)
-        .trace(a.trace.is_some());
+    let mut b = SessionBuilder::new(&model).trace(a.trace.is_some());
+    if let Some(d) = &a.device {
+        b = b.devices(d);
+    }
     if let Some(t) = a.threads {
         b = b.threads(t);
     }

@@ -1,0 +1,256 @@
+//! Planners that turn a graph and a cluster into a [`Plan`], and the table
+//! `hetflow plan` prints.
+//!
+//! - [`Planner::Pipeline`]: contiguous stages balanced by device speed
+//!   ([`crate::partition`]); the choice for streams of micro-batches.
+//! - [`Planner::Heft`]: list scheduling of the op graph ([`crate::heft`]);
+//!   ops go wherever they finish first, so independent branches run on
+//!   different devices at once. The plan's stages are then the maximal runs
+//!   of consecutive ops on one device.
+//! - [`manual_plan`]: a placement file naming a device per node.
+//!
+//! Placement file (TOML):
+//! ```toml
+//! default = "cpu:0"          # nodes not listed
+//! [nodes]
+//! "conv1" = "cpu:1"
+//! "fc" = "tpu:0"
+//! ```
+
+use crate::cluster::ClusterSpec;
+use crate::cost::{CostModel, GraphCosts};
+use crate::dag::TaskGraph;
+use crate::heft::{heft_planner, TaskSchedule};
+use crate::partition::{partition, PartitionOptions};
+use crate::plan::{Plan, PlanError};
+use hetflow_ops::Graph;
+use std::collections::HashMap;
+use std::fmt::Write;
+
+/// Which planner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Planner {
+    /// Pipeline partitioning.
+    Pipeline,
+    /// HEFT list scheduling.
+    Heft,
+}
+
+impl std::str::FromStr for Planner {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "pipeline" => Ok(Planner::Pipeline),
+            "heft" => Ok(Planner::Heft),
+            _ => Err(format!("unknown planner '{s}' (known: pipeline, heft)")),
+        }
+    }
+}
+
+/// Plans with HEFT; also returns the task schedule it predicted.
+pub fn heft_plan(
+    g: &Graph,
+    costs: &GraphCosts,
+    cluster: &ClusterSpec,
+    opts: &PartitionOptions,
+) -> Result<(Plan, TaskSchedule), PlanError> {
+    let tg = TaskGraph::from_graph(g, costs, cluster);
+    let s = heft_planner(&tg)?;
+    let names: Vec<String> = cluster.devices.iter().map(|d| d.name.clone()).collect();
+    let mut plan = Plan::from_placement(g, names, s.device.clone())
+        .with_microbatches(opts.microbatches, opts.credits);
+    plan.schedule = opts.schedule;
+    annotate(&mut plan, g, costs, cluster);
+    // One micro-batch takes the schedule's makespan; the next can start on
+    // a device once it is free, so a stream is bounded by the busiest one.
+    let mut busy = vec![0.0; cluster.devices.len()];
+    for (t, &d) in s.device.iter().enumerate() {
+        busy[d] += s.finish[t] - s.start[t];
+    }
+    let bottleneck = busy.iter().copied().fold(0.0, f64::max);
+    let m = opts.microbatches.max(1) as f64;
+    plan.predicted_ms = Some((s.makespan + (m - 1.0) * bottleneck) * 1e3);
+    plan.batch = Some(costs.batch);
+    plan.drop_unused_devices();
+    Ok((plan, s))
+}
+
+/// Plans with the pipeline partitioner.
+pub fn pipeline_plan(
+    g: &Graph,
+    costs: &GraphCosts,
+    cluster: &ClusterSpec,
+    opts: &PartitionOptions,
+) -> Result<Plan, PlanError> {
+    Ok(partition(g, costs, cluster, opts)?.plan)
+}
+
+/// Reads a placement file (module docs) and makes the plan.
+pub fn manual_plan(g: &Graph, toml_text: &str) -> Result<Plan, PlanError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        default: String,
+        #[serde(default)]
+        nodes: HashMap<String, String>,
+    }
+    let f: File = toml::from_str(toml_text)
+        .map_err(|e| PlanError::Input(format!("placement file: {e}")))?;
+    Plan::manual(g, &f.nodes, &f.default)
+}
+
+/// Fills each stage's predicted time, transfer and memory from the cost
+/// model (for plans made without it, e.g. manual ones).
+pub fn annotate(plan: &mut Plan, g: &Graph, costs: &GraphCosts, cluster: &ClusterSpec) {
+    let m = CostModel::new(cluster);
+    let idx: Vec<Option<usize>> = plan
+        .devices
+        .iter()
+        .map(|n| cluster.device_index(n))
+        .collect();
+    let placement_c: Vec<usize> = plan
+        .placement
+        .iter()
+        .map(|&d| idx[d].unwrap_or(0))
+        .collect();
+    let mem = m.memory(g, costs, &placement_c, plan.credits);
+    for s in &mut plan.stages {
+        let Some(d) = idx[s.device] else { continue };
+        let t: f64 = s.nodes.iter().map(|&n| m.op_time(d, &costs.nodes[n])).sum();
+        s.predicted_ms = Some(t * 1e3);
+        s.memory_bytes = Some(mem[d] as u64);
+    }
+    // Charge each transfer to the stage holding its first reader.
+    let mut stage_of = vec![0usize; g.nodes.len()];
+    for (si, s) in plan.stages.iter().enumerate() {
+        for &n in &s.nodes {
+            stage_of[n] = si;
+        }
+    }
+    let mut xfer = vec![0.0; plan.stages.len()];
+    for tr in &plan.transfers {
+        let reader = g.nodes.iter().enumerate().position(|(ni, n)| {
+            plan.placement[ni] == tr.to && n.inputs.iter().flatten().any(|v| v.0 == tr.value)
+        });
+        if let (Some(r), Some(a), Some(b)) = (reader, idx[tr.from], idx[tr.to]) {
+            xfer[stage_of[r]] += m.transfer_time(a, b, costs.value_bytes[tr.value]);
+        }
+    }
+    for (s, t) in plan.stages.iter_mut().zip(xfer) {
+        s.transfer_in_ms = Some(t * 1e3);
+    }
+}
+
+/// The table `hetflow plan` prints: one row per stage.
+pub fn describe(plan: &Plan, g: &Graph) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:>5}  {:<10} {:>5}  {:<36} {:>11} {:>11} {:>10}",
+        "stage", "device", "ops", "first .. last", "compute_ms", "xfer_in_ms", "mem_MiB"
+    );
+    let f = |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+    for (i, s) in plan.stages.iter().enumerate() {
+        let first = s.nodes.first().map(|&n| g.nodes[n].name.as_str()).unwrap_or("");
+        let last = s.nodes.last().map(|&n| g.nodes[n].name.as_str()).unwrap_or("");
+        let span = if s.nodes.len() > 1 {
+            format!("{} .. {}", clip(first, 16), clip(last, 16))
+        } else {
+            clip(first, 36)
+        };
+        let _ = writeln!(
+            out,
+            "{:>5}  {:<10} {:>5}  {:<36} {:>11} {:>11} {:>10}",
+            i,
+            plan.devices[s.device],
+            s.nodes.len(),
+            span,
+            f(s.predicted_ms),
+            f(s.transfer_in_ms),
+            s.memory_bytes
+                .map(|b| format!("{:.1}", b as f64 / (1u64 << 20) as f64))
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+    let moved: u64 = plan.transfers.iter().filter_map(|t| t.bytes).sum();
+    let _ = writeln!(
+        out,
+        "{} stages on {} device(s), {} transfers ({:.2} MiB per micro-batch), {} micro-batch(es), schedule {:?}, credits {}",
+        plan.stages.len(),
+        plan.devices.len(),
+        plan.transfers.len(),
+        moved as f64 / (1u64 << 20) as f64,
+        plan.microbatches,
+        plan.schedule,
+        plan.credits
+    );
+    if let Some(ms) = plan.predicted_ms {
+        let _ = writeln!(out, "predicted_ms={ms:.3}");
+    }
+    out
+}
+
+fn clip(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let t: String = s.chars().take(n - 1).collect();
+        format!("{t}~")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::partition::tests::mlp;
+
+    fn cluster() -> ClusterSpec {
+        ClusterSpec::from_toml(
+            r#"
+[[device]]
+name = "cpu:0"
+kind = "cpu"
+peak_gflops = { f32 = 100.0 }
+memory_gib = 4.0
+mem_bw_gbps = 20.0
+[[device]]
+name = "cpu:1"
+kind = "cpu"
+peak_gflops = { f32 = 100.0 }
+memory_gib = 4.0
+mem_bw_gbps = 20.0
+[defaults]
+intra_host = { bandwidth_gbps = 10.0, latency_us = 5.0 }
+"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn heft_plan_is_valid_and_annotated() {
+        let g = mlp(4, 128);
+        let costs = GraphCosts::new(&g, 8);
+        let (plan, s) = heft_plan(&g, &costs, &cluster(), &PartitionOptions::default()).unwrap();
+        plan.validate(&g).unwrap();
+        assert!(s.makespan > 0.0);
+        assert!(plan.stages.iter().all(|s| s.predicted_ms.is_some()));
+        let table = describe(&plan, &g);
+        assert!(table.contains("mm0"), "{table}");
+        let back = Plan::from_json(&plan.to_json()).unwrap();
+        assert_eq!(back, plan);
+    }
+
+    #[test]
+    fn manual_file() {
+        let g = mlp(2, 16);
+        let p = manual_plan(&g, "default = \"cpu:0\"\n[nodes]\n\"mm1\" = \"cpu:1\"\n").unwrap();
+        p.validate(&g).unwrap();
+        assert_eq!(p.devices, vec!["cpu:0", "cpu:1"]);
+        let e = manual_plan(&g, "default = \"cpu:0\"\n[nodes]\n\"nope\" = \"cpu:1\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'nope'"), "{e}");
+        let e = manual_plan(&g, "[nodes]\n").unwrap_err().to_string();
+        assert!(e.contains("default"), "{e}");
+    }
+}

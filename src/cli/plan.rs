@@ -1,0 +1,101 @@
+//! `hetflow plan`: place a model on a cluster and print the stage table.
+
+use anyhow::{Context, Result};
+use hetflow::scheduler::cluster::ClusterSpec;
+use hetflow::scheduler::cost::GraphCosts;
+use hetflow::scheduler::partition::PartitionOptions;
+use hetflow::scheduler::planner::{annotate, describe, heft_plan, manual_plan, pipeline_plan, Planner};
+use hetflow::scheduler::Schedule;
+use hetflow::Model;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The ONNX model.
+    model: PathBuf,
+    /// The cluster spec (TOML), e.g. from `hetflow profile`.
+    #[arg(long)]
+    cluster: PathBuf,
+    /// Use only these cluster devices (comma-separated names).
+    #[arg(long)]
+    devices: Option<String>,
+    /// `pipeline` (contiguous stages balanced by device speed) or `heft`.
+    #[arg(long, default_value = "pipeline")]
+    planner: Planner,
+    /// A placement file (TOML: `default = "cpu:0"` and a `[nodes]` table)
+    /// instead of a planner.
+    #[arg(long, conflicts_with = "planner")]
+    placement: Option<PathBuf>,
+    /// `streaming` (inference), `gpipe` or `1f1b`.
+    #[arg(long, default_value = "streaming", value_parser = parse_schedule)]
+    schedule: Schedule,
+    /// Micro-batches per run.
+    #[arg(long, default_value_t = 1)]
+    microbatches: usize,
+    /// Buffers per edge.
+    #[arg(long, default_value_t = 2)]
+    credits: usize,
+    /// Size bound to symbolic dimensions (the micro-batch size).
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Write the plan as JSON here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn parse_schedule(s: &str) -> Result<Schedule, String> {
+    match s {
+        "streaming" => Ok(Schedule::Streaming),
+        "gpipe" => Ok(Schedule::Gpipe),
+        "1f1b" => Ok(Schedule::OneFOneB),
+        _ => Err(format!("unknown schedule '{s}' (known: streaming, gpipe, 1f1b)")),
+    }
+}
+
+pub fn main(a: Args) -> Result<()> {
+    if a.microbatches == 0 || a.credits == 0 || a.batch == 0 {
+        anyhow::bail!("--microbatches, --credits and --batch must be at least 1");
+    }
+    let model = Model::load(&a.model)?;
+    let mut cluster = ClusterSpec::load(&a.cluster)?;
+    if let Some(d) = &a.devices {
+        let names: Vec<String> = d.split(',').map(|s| s.trim().to_string()).collect();
+        cluster = cluster.subset(&names)?;
+    }
+    let g = model.graph();
+    let costs = GraphCosts::new(g, a.batch);
+    let opts = PartitionOptions {
+        microbatches: a.microbatches,
+        credits: a.credits,
+        schedule: a.schedule,
+        use_all: false,
+    };
+    let plan = if let Some(p) = &a.placement {
+        let text = std::fs::read_to_string(p)
+            .with_context(|| format!("reading placement '{}'", p.display()))?;
+        let mut plan = manual_plan(g, &text)?.with_microbatches(a.microbatches, a.credits);
+        for d in &plan.devices {
+            if cluster.device_index(d).is_none() {
+                anyhow::bail!(
+                    "placement uses device '{d}', which is not in the cluster spec '{}'",
+                    a.cluster.display()
+                );
+            }
+        }
+        plan.schedule = a.schedule;
+        annotate(&mut plan, g, &costs, &cluster);
+        plan
+    } else {
+        match a.planner {
+            Planner::Pipeline => pipeline_plan(g, &costs, &cluster, &opts)?,
+            Planner::Heft => heft_plan(g, &costs, &cluster, &opts)?.0,
+        }
+    };
+    print!("{}", describe(&plan, g));
+    if let Some(out) = &a.out {
+        std::fs::write(out, plan.to_json())
+            .with_context(|| format!("writing plan '{}'", out.display()))?;
+        println!("plan: {}", out.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,72 @@
+//! `hetflow profile`: measure this machine's devices and links and write a
+//! cluster spec (see `hetflow::profile`).
+
+use anyhow::{Context, Result};
+use hetflow::profile::{profile, ProfileOptions};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Devices to profile, e.g. `cpu`, `cpu:0,cpu:1`.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Kernel threads per CPU device.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Also fit efficiencies to these models' kernels (repeatable).
+    #[arg(long = "model")]
+    models: Vec<PathBuf>,
+    /// Timed iterations per benchmark.
+    #[arg(long, default_value_t = 5)]
+    iters: usize,
+    /// Where to write the spec; stdout when absent.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+pub fn main(a: Args) -> Result<()> {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let b2 = bar.clone();
+    let opts = ProfileOptions {
+        devices: a.device.clone(),
+        threads: a.threads,
+        models: a.models.clone(),
+        iters: a.iters.max(1),
+        progress: Some(Arc::new(move |done, total, what: &str| {
+            b2.set_length(total as u64);
+            b2.set_position(done as u64);
+            b2.set_message(what.to_string());
+        })),
+    };
+    let spec = profile(&opts);
+    bar.finish_and_clear();
+    let spec = spec?;
+    let text = spec.to_toml();
+    match &a.out {
+        Some(p) => {
+            std::fs::write(p, &text).with_context(|| format!("writing '{}'", p.display()))?;
+            for d in &spec.devices {
+                println!(
+                    "{}: {:.1} GFLOP/s f32, {:.1} GB/s, launch {:.2} us, efficiency {}",
+                    d.name,
+                    d.peak_gflops.get("f32").copied().unwrap_or(0.0),
+                    d.mem_bw_gbps,
+                    d.launch_us,
+                    d.efficiency
+                        .iter()
+                        .map(|(c, e)| format!("{c:?}={e:.2}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+            }
+            println!("cluster spec: {}", p.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}

@@ -1,0 +1,381 @@
+//! `hetflow profile`: measures the devices of this machine and writes the
+//! [`ClusterSpec`] the planners and the simulator use.
+//!
+//! For each device, alone (the others idle), it runs small benchmark graphs
+//! through a real [`Session`] with tracing on — GEMMs, convolutions,
+//! element-wise ops, reductions, pooling, data movement, and any models the
+//! caller adds — and takes the median kernel time of every node over the
+//! timed iterations. [`hetflow_scheduler::calibrate::fit_device`] turns
+//! those into the device's peak rate, memory bandwidth and per-class
+//! efficiencies. The launch overhead is the per-op wall time of a chain of
+//! tiny ops (it includes the actor dispatch). For each pair of devices, a
+//! two-stage graph measures the transfer time at two sizes and fits
+//! latency + bytes / bandwidth. CPU devices share host memory, so their
+//! "transfers" pass a handle: the fitted bandwidth is then very high and
+//! capped at [`MAX_LINK_GBPS`].
+
+use crate::{Error, Model};
+use hetflow_devices::Device;
+use hetflow_ops::op::{AutoPad, ConvAttrs, PoolAttrs, ReduceKind, UnaryOp};
+use hetflow_ops::op::BinaryOp;
+use hetflow_ops::{DType, Dim, Graph, Op, Tensor};
+use hetflow_runtime::{Session, SessionOptions, TraceEvent};
+use hetflow_scheduler::calibrate::{fit_device, Sample};
+use hetflow_scheduler::cluster::{ClusterSpec, DeviceSpec, HostSpec, LinkSpec};
+use hetflow_scheduler::cost::GraphCosts;
+use hetflow_scheduler::Plan;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Fitted link bandwidths are capped here (GB/s): shared-memory handle
+/// passing would otherwise fit an unbounded bandwidth.
+pub const MAX_LINK_GBPS: f64 = 1000.0;
+
+/// What to profile.
+#[derive(Clone)]
+pub struct ProfileOptions {
+    /// Device list (`cpu`, `cpu:0,cpu:1`, ...).
+    pub devices: String,
+    /// Kernel threads per CPU device.
+    pub threads: Option<usize>,
+    /// Extra models whose kernels join the efficiency fit.
+    pub models: Vec<std::path::PathBuf>,
+    /// Timed iterations per benchmark graph.
+    pub iters: usize,
+    /// Called after each step with (done, total, what).
+    pub progress: Option<Arc<dyn Fn(usize, usize, &str) + Send + Sync>>,
+}
+
+impl Default for ProfileOptions {
+    fn default() -> Self {
+        ProfileOptions {
+            devices: "cpu".into(),
+            threads: None,
+            models: Vec::new(),
+            iters: 5,
+            progress: None,
+        }
+    }
+}
+
+/// Deterministic pseudo-random data in [-1, 1).
+fn random(shape: Vec<usize>, seed: u64) -> Tensor {
+    let n: usize = shape.iter().product();
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let v: Vec<f32> = (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect();
+    Tensor::from_vec(shape, v).expect("shape matches data")
+}
+
+/// A one-op graph: `inputs` are fed, `consts` are weights.
+fn one_op(name: &str, op: Op, inputs: &[Vec<usize>], consts: &[Vec<usize>]) -> Graph {
+    let mut g = Graph::default();
+    let mut ids = Vec::new();
+    for (i, s) in inputs.iter().enumerate() {
+        let dims = s.iter().map(|&d| Dim::Known(d)).collect();
+        ids.push(g.add_input(&format!("{name}_in{i}"), DType::F32, dims));
+    }
+    for (i, s) in consts.iter().enumerate() {
+        ids.push(g.add_const(&format!("{name}_w{i}"), random(s.clone(), 7 + i as u64)));
+    }
+    let out = g.add_node(name, op, &ids, 1)[0];
+    g.add_output(out);
+    g
+}
+
+fn conv(k: usize, stride: usize, pad: usize) -> Op {
+    Op::Conv(ConvAttrs {
+        kernel_shape: Some(vec![k, k]),
+        strides: vec![stride, stride],
+        pads: vec![pad; 4],
+        dilations: vec![1, 1],
+        group: 1,
+        auto_pad: AutoPad::NotSet,
+        activation: Default::default(),
+    })
+}
+
+/// The built-in benchmark graphs, one op each.
+pub fn benchmark_graphs() -> Vec<Graph> {
+    let mut v = vec![
+        one_op("gemm_1024", Op::MatMul, &[vec![1024, 1024], vec![1024, 1024]], &[]),
+        one_op("gemm_256x1024", Op::MatMul, &[vec![256, 1024]], &[vec![1024, 1024]]),
+        one_op("gemm_64x512", Op::MatMul, &[vec![64, 512]], &[vec![512, 512]]),
+        one_op("conv3x3_64_56", conv(3, 1, 1), &[vec![1, 64, 56, 56]], &[vec![64, 64, 3, 3]]),
+        one_op("conv1x1_256_28", conv(1, 1, 0), &[vec![1, 256, 28, 28]], &[vec![64, 256, 1, 1]]),
+        one_op("conv3x3s2_128_28", conv(3, 2, 1), &[vec![1, 128, 28, 28]], &[vec![128, 128, 3, 3]]),
+        one_op("conv7x7s2_3_224", conv(7, 2, 3), &[vec![1, 3, 224, 224]], &[vec![64, 3, 7, 7]]),
+        one_op("add_4m", Op::Binary(BinaryOp::Add), &[vec![1 << 22], vec![1 << 22]], &[]),
+        one_op("mul_1m", Op::Binary(BinaryOp::Mul), &[vec![1 << 20], vec![1 << 20]], &[]),
+        one_op("relu_4m", Op::Unary(UnaryOp::Relu), &[vec![1 << 22]], &[]),
+        one_op("sigmoid_1m", Op::Unary(UnaryOp::Sigmoid), &[vec![1 << 20]], &[]),
+        one_op(
+            "softmax_512x1024",
+            Op::Softmax {
+                axis: -1,
+                legacy: false,
+            },
+            &[vec![512, 1024]],
+            &[],
+        ),
+        one_op(
+            "reducemean_1024",
+            Op::Reduce {
+                kind: ReduceKind::Mean,
+                axes: Some(vec![1]),
+                keepdims: true,
+                noop_with_empty_axes: false,
+            },
+            &[vec![1024, 1024]],
+            &[],
+        ),
+        one_op(
+            "maxpool_64_112",
+            Op::MaxPool(PoolAttrs {
+                kernel_shape: vec![3, 3],
+                strides: vec![2, 2],
+                pads: vec![1; 4],
+                dilations: vec![1, 1],
+                ..Default::default()
+            }),
+            &[vec![1, 64, 112, 112]],
+            &[],
+        ),
+        one_op(
+            "transpose_1024",
+            Op::Transpose {
+                perm: Some(vec![1, 0]),
+            },
+            &[vec![1024, 1024]],
+            &[],
+        ),
+        one_op("concat_2x512", Op::Concat { axis: 0 }, &[vec![512, 1024], vec![512, 1024]], &[]),
+    ];
+    for g in &mut v {
+        let taken = std::mem::take(g);
+        *g = taken.finish().expect("benchmark graphs are well-formed");
+    }
+    v
+}
+
+/// A chain of `n` tiny additions: its per-op wall time is the launch cost.
+fn tiny_chain(n: usize) -> Graph {
+    let mut g = Graph::default();
+    let mut x = g.add_input("x", DType::F32, vec![Dim::Known(1)]);
+    let one = g.add_const("one", Tensor::from_vec(vec![1], vec![1.0f32]).expect("1 elem"));
+    for i in 0..n {
+        x = g.add_node(&format!("add{i}"), Op::Binary(BinaryOp::Add), &[x, one], 1)[0];
+    }
+    g.add_output(x);
+    g.finish().expect("chain is well-formed")
+}
+
+fn feeds(g: &Graph, seed: u64) -> Vec<Arc<Tensor>> {
+    g.inputs
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let shape = g
+                .value(*id)
+                .fact
+                .concrete_shape()
+                .unwrap_or_else(|| vec![1]);
+            Arc::new(random(shape, seed + i as u64))
+        })
+        .collect()
+}
+
+/// Per-node median kernel seconds of `iters` runs of `g` on one device.
+fn measure(
+    g: Arc<Graph>,
+    dev: &Arc<dyn Device>,
+    iters: usize,
+    inputs: Vec<Arc<Tensor>>,
+) -> Result<(HashMap<String, f64>, f64), Error> {
+    let plan = Plan::single_device(&g, &dev.id().to_string());
+    let mut s = Session::new(
+        g,
+        &plan,
+        vec![dev.clone()],
+        SessionOptions {
+            credits: None,
+            trace: true,
+        },
+    )?;
+    s.run(inputs.clone())?;
+    s.take_trace_events();
+    let mut walls = Vec::new();
+    for _ in 0..iters.max(1) {
+        let t = Instant::now();
+        s.run(inputs.clone())?;
+        walls.push(t.elapsed().as_secs_f64());
+    }
+    let ev = s.take_trace_events();
+    Ok((median_by_name(&ev), median(&mut walls)))
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        0.0
+    } else {
+        v[v.len() / 2]
+    }
+}
+
+fn median_by_name(ev: &[TraceEvent]) -> HashMap<String, f64> {
+    let mut by: HashMap<String, Vec<f64>> = HashMap::new();
+    for e in ev.iter().filter(|e| e.cat == "kernel") {
+        by.entry(e.name.clone()).or_default().push(e.dur_us * 1e-6);
+    }
+    by.into_iter().map(|(k, mut v)| (k, median(&mut v))).collect()
+}
+
+/// Opens `opts.devices` and profiles them (module docs).
+pub fn profile(opts: &ProfileOptions) -> Result<ClusterSpec, Error> {
+    let specs = hetflow_devices::parse_device_list(&opts.devices)?;
+    let devices = hetflow_devices::open_devices(&specs, opts.threads)?;
+    profile_devices(&devices, opts)
+}
+
+/// Profiles already-open devices (`opts.devices` and `opts.threads` are
+/// ignored) and returns the cluster spec.
+pub fn profile_devices(devices: &[Arc<dyn Device>], opts: &ProfileOptions) -> Result<ClusterSpec, Error> {
+    let host = hostname();
+    let mut graphs: Vec<Arc<Graph>> = benchmark_graphs().into_iter().map(Arc::new).collect();
+    for m in &opts.models {
+        graphs.push(Model::load(m)?.graph().clone());
+    }
+    let pairs = devices.len() * devices.len().saturating_sub(1) / 2;
+    let total = devices.len() * (graphs.len() + 1) + pairs;
+    let mut done = 0;
+    let tick = |done: &mut usize, what: &str| {
+        *done += 1;
+        if let Some(p) = &opts.progress {
+            p(*done, total, what);
+        }
+    };
+    let mut out = ClusterSpec {
+        hosts: vec![HostSpec { name: host.clone() }],
+        ..Default::default()
+    };
+    for dev in devices {
+        let info = dev.info();
+        let name = info.id.to_string();
+        // Launch cost: wall time per op of a chain of tiny ops.
+        let chain = Arc::new(tiny_chain(200));
+        let feed = feeds(&chain, 1);
+        let (_, wall) = measure(chain, dev, opts.iters.max(5), feed)?;
+        tick(&mut done, &format!("{name}: launch"));
+        let mut spec = DeviceSpec {
+            name: name.clone(),
+            host: host.clone(),
+            kind: info.id.kind.name().into(),
+            model: Some(info.name.clone()),
+            peak_gflops: BTreeMap::from([("f32".to_string(), info.peak_gflops_f32.max(1.0))]),
+            memory_gib: info.memory_bytes as f64 / (1u64 << 30) as f64,
+            mem_bw_gbps: 1.0,
+            launch_us: wall / 200.0 * 1e6,
+            efficiency: BTreeMap::new(),
+            unsupported: Vec::new(),
+        };
+        let mut samples = Vec::new();
+        for g in &graphs {
+            let costs = GraphCosts::new(g, 1);
+            let (times, _) = measure(g.clone(), dev, opts.iters, feeds(g, 3))?;
+            for (i, n) in g.nodes.iter().enumerate() {
+                if let Some(&t) = times.get(&n.name) {
+                    samples.push(Sample {
+                        node: costs.nodes[i].clone(),
+                        seconds: t,
+                    });
+                }
+            }
+            tick(&mut done, &format!("{name}: {}", g.nodes.first().map(|n| n.name.as_str()).unwrap_or("model")));
+        }
+        fit_device(&mut spec, &samples);
+        out.devices.push(spec);
+    }
+    for a in 0..devices.len() {
+        for b in a + 1..devices.len() {
+            let (lat, bw) = measure_link(&devices[a], &devices[b], opts.iters)?;
+            out.links.push(LinkSpec {
+                from: devices[a].id().to_string(),
+                to: devices[b].id().to_string(),
+                bandwidth_gbps: bw,
+                latency_us: lat,
+                shared: false,
+            });
+            tick(&mut done, "link");
+        }
+    }
+    out.validate()?;
+    Ok(out)
+}
+
+/// Latency (µs) and bandwidth (GB/s) of transfers from `a` to `b`, from
+/// the copy events of a two-stage graph at two sizes.
+fn measure_link(
+    a: &Arc<dyn Device>,
+    b: &Arc<dyn Device>,
+    iters: usize,
+) -> Result<(f64, f64), Error> {
+    let mut pts = Vec::new();
+    for &n in &[16usize, 1 << 22] {
+        let mut g = Graph::default();
+        let x = g.add_input("x", DType::F32, vec![Dim::Known(n)]);
+        let y = g.add_node("first", Op::Unary(UnaryOp::Relu), &[x], 1)[0];
+        let z = g.add_node("second", Op::Unary(UnaryOp::Relu), &[y], 1)[0];
+        g.add_output(z);
+        let g = Arc::new(g.finish()?);
+        let names = vec![a.id().to_string(), b.id().to_string()];
+        let plan = Plan::from_placement(&g, names, vec![0, 1]);
+        let mut s = Session::new(
+            g.clone(),
+            &plan,
+            vec![a.clone(), b.clone()],
+            SessionOptions {
+                credits: None,
+                trace: true,
+            },
+        )?;
+        let input = feeds(&g, 5);
+        s.run(input.clone())?;
+        s.take_trace_events();
+        for _ in 0..iters.max(3) {
+            s.run(input.clone())?;
+        }
+        let mut copies: Vec<f64> = s
+            .take_trace_events()
+            .iter()
+            .filter(|e| e.cat == "copy")
+            .map(|e| e.dur_us)
+            .collect();
+        pts.push(((n * 4) as f64, median(&mut copies)));
+    }
+    let (small_b, small_t) = pts[0];
+    let (big_b, big_t) = pts[1];
+    let lat = small_t.max(0.0);
+    let slope_us = (big_t - small_t).max(0.0) / (big_b - small_b); // µs per byte
+    let bw = if slope_us > 0.0 {
+        (1e-3 / slope_us).min(MAX_LINK_GBPS)
+    } else {
+        MAX_LINK_GBPS
+    };
+    Ok((lat, bw))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
