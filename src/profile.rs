@@ -16,8 +16,8 @@
 
 use crate::{Error, Model};
 use hetflow_devices::Device;
-use hetflow_ops::op::{AutoPad, ConvAttrs, PoolAttrs, ReduceKind, UnaryOp};
 use hetflow_ops::op::BinaryOp;
+use hetflow_ops::op::{AutoPad, ConvAttrs, PoolAttrs, ReduceKind, UnaryOp};
 use hetflow_ops::{DType, Dim, Graph, Op, Tensor};
 use hetflow_runtime::{Session, SessionOptions, TraceEvent};
 use hetflow_scheduler::calibrate::{fit_device, Sample};
@@ -41,6 +41,10 @@ pub struct ProfileOptions {
     pub threads: Option<usize>,
     /// Extra models whose kernels join the efficiency fit.
     pub models: Vec<std::path::PathBuf>,
+    /// Extra in-memory graphs, likewise.
+    pub graphs: Vec<Arc<Graph>>,
+    /// Size bound to symbolic dimensions of the extra models' inputs.
+    pub batch: usize,
     /// Timed iterations per benchmark graph.
     pub iters: usize,
     /// Called after each step with (done, total, what).
@@ -53,6 +57,8 @@ impl Default for ProfileOptions {
             devices: "cpu".into(),
             threads: None,
             models: Vec::new(),
+            graphs: Vec::new(),
+            batch: 1,
             iters: 5,
             progress: None,
         }
@@ -62,7 +68,9 @@ impl Default for ProfileOptions {
 /// Deterministic pseudo-random data in [-1, 1).
 fn random(shape: Vec<usize>, seed: u64) -> Tensor {
     let n: usize = shape.iter().product();
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let v: Vec<f32> = (0..n)
         .map(|_| {
             s = s
@@ -105,17 +113,67 @@ fn conv(k: usize, stride: usize, pad: usize) -> Op {
 /// The built-in benchmark graphs, one op each.
 pub fn benchmark_graphs() -> Vec<Graph> {
     let mut v = vec![
-        one_op("gemm_1024", Op::MatMul, &[vec![1024, 1024], vec![1024, 1024]], &[]),
-        one_op("gemm_256x1024", Op::MatMul, &[vec![256, 1024]], &[vec![1024, 1024]]),
-        one_op("gemm_64x512", Op::MatMul, &[vec![64, 512]], &[vec![512, 512]]),
-        one_op("conv3x3_64_56", conv(3, 1, 1), &[vec![1, 64, 56, 56]], &[vec![64, 64, 3, 3]]),
-        one_op("conv1x1_256_28", conv(1, 1, 0), &[vec![1, 256, 28, 28]], &[vec![64, 256, 1, 1]]),
-        one_op("conv3x3s2_128_28", conv(3, 2, 1), &[vec![1, 128, 28, 28]], &[vec![128, 128, 3, 3]]),
-        one_op("conv7x7s2_3_224", conv(7, 2, 3), &[vec![1, 3, 224, 224]], &[vec![64, 3, 7, 7]]),
-        one_op("add_4m", Op::Binary(BinaryOp::Add), &[vec![1 << 22], vec![1 << 22]], &[]),
-        one_op("mul_1m", Op::Binary(BinaryOp::Mul), &[vec![1 << 20], vec![1 << 20]], &[]),
+        one_op(
+            "gemm_1024",
+            Op::MatMul,
+            &[vec![1024, 1024], vec![1024, 1024]],
+            &[],
+        ),
+        one_op(
+            "gemm_256x1024",
+            Op::MatMul,
+            &[vec![256, 1024]],
+            &[vec![1024, 1024]],
+        ),
+        one_op(
+            "gemm_64x512",
+            Op::MatMul,
+            &[vec![64, 512]],
+            &[vec![512, 512]],
+        ),
+        one_op(
+            "conv3x3_64_56",
+            conv(3, 1, 1),
+            &[vec![1, 64, 56, 56]],
+            &[vec![64, 64, 3, 3]],
+        ),
+        one_op(
+            "conv1x1_256_28",
+            conv(1, 1, 0),
+            &[vec![1, 256, 28, 28]],
+            &[vec![64, 256, 1, 1]],
+        ),
+        one_op(
+            "conv3x3s2_128_28",
+            conv(3, 2, 1),
+            &[vec![1, 128, 28, 28]],
+            &[vec![128, 128, 3, 3]],
+        ),
+        one_op(
+            "conv7x7s2_3_224",
+            conv(7, 2, 3),
+            &[vec![1, 3, 224, 224]],
+            &[vec![64, 3, 7, 7]],
+        ),
+        one_op(
+            "add_4m",
+            Op::Binary(BinaryOp::Add),
+            &[vec![1 << 22], vec![1 << 22]],
+            &[],
+        ),
+        one_op(
+            "mul_1m",
+            Op::Binary(BinaryOp::Mul),
+            &[vec![1 << 20], vec![1 << 20]],
+            &[],
+        ),
         one_op("relu_4m", Op::Unary(UnaryOp::Relu), &[vec![1 << 22]], &[]),
-        one_op("sigmoid_1m", Op::Unary(UnaryOp::Sigmoid), &[vec![1 << 20]], &[]),
+        one_op(
+            "sigmoid_1m",
+            Op::Unary(UnaryOp::Sigmoid),
+            &[vec![1 << 20]],
+            &[],
+        ),
         one_op(
             "softmax_512x1024",
             Op::Softmax {
@@ -156,7 +214,12 @@ pub fn benchmark_graphs() -> Vec<Graph> {
             &[vec![1024, 1024]],
             &[],
         ),
-        one_op("concat_2x512", Op::Concat { axis: 0 }, &[vec![512, 1024], vec![512, 1024]], &[]),
+        one_op(
+            "concat_2x512",
+            Op::Concat { axis: 0 },
+            &[vec![512, 1024], vec![512, 1024]],
+            &[],
+        ),
     ];
     for g in &mut v {
         let taken = std::mem::take(g);
@@ -169,7 +232,10 @@ pub fn benchmark_graphs() -> Vec<Graph> {
 fn tiny_chain(n: usize) -> Graph {
     let mut g = Graph::default();
     let mut x = g.add_input("x", DType::F32, vec![Dim::Known(1)]);
-    let one = g.add_const("one", Tensor::from_vec(vec![1], vec![1.0f32]).expect("1 elem"));
+    let one = g.add_const(
+        "one",
+        Tensor::from_vec(vec![1], vec![1.0f32]).expect("1 elem"),
+    );
     for i in 0..n {
         x = g.add_node(&format!("add{i}"), Op::Binary(BinaryOp::Add), &[x, one], 1)[0];
     }
@@ -177,17 +243,23 @@ fn tiny_chain(n: usize) -> Graph {
     g.finish().expect("chain is well-formed")
 }
 
-fn feeds(g: &Graph, seed: u64) -> Vec<Arc<Tensor>> {
+/// Random f32 inputs with symbolic dims bound to `batch` (non-f32 inputs
+/// are zeros of their dtype).
+fn feeds(g: &Graph, seed: u64, batch: usize) -> Vec<Arc<Tensor>> {
     g.inputs
         .iter()
         .enumerate()
         .map(|(i, id)| {
-            let shape = g
-                .value(*id)
-                .fact
-                .concrete_shape()
+            let f = &g.value(*id).fact;
+            let shape: Vec<usize> = f
+                .shape
+                .as_ref()
+                .map(|s| s.iter().map(|d| d.known().unwrap_or(batch)).collect())
                 .unwrap_or_else(|| vec![1]);
-            Arc::new(random(shape, seed + i as u64))
+            match f.dtype {
+                Some(DType::F32) | None => Arc::new(random(shape, seed + i as u64)),
+                Some(dt) => Arc::new(Tensor::zeros(dt, shape)),
+            }
         })
         .collect()
 }
@@ -235,7 +307,9 @@ fn median_by_name(ev: &[TraceEvent]) -> HashMap<String, f64> {
     for e in ev.iter().filter(|e| e.cat == "kernel") {
         by.entry(e.name.clone()).or_default().push(e.dur_us * 1e-6);
     }
-    by.into_iter().map(|(k, mut v)| (k, median(&mut v))).collect()
+    by.into_iter()
+        .map(|(k, mut v)| (k, median(&mut v)))
+        .collect()
 }
 
 /// Opens `opts.devices` and profiles them (module docs).
@@ -247,12 +321,16 @@ pub fn profile(opts: &ProfileOptions) -> Result<ClusterSpec, Error> {
 
 /// Profiles already-open devices (`opts.devices` and `opts.threads` are
 /// ignored) and returns the cluster spec.
-pub fn profile_devices(devices: &[Arc<dyn Device>], opts: &ProfileOptions) -> Result<ClusterSpec, Error> {
+pub fn profile_devices(
+    devices: &[Arc<dyn Device>],
+    opts: &ProfileOptions,
+) -> Result<ClusterSpec, Error> {
     let host = hostname();
     let mut graphs: Vec<Arc<Graph>> = benchmark_graphs().into_iter().map(Arc::new).collect();
     for m in &opts.models {
         graphs.push(Model::load(m)?.graph().clone());
     }
+    graphs.extend(opts.graphs.iter().cloned());
     let pairs = devices.len() * devices.len().saturating_sub(1) / 2;
     let total = devices.len() * (graphs.len() + 1) + pairs;
     let mut done = 0;
@@ -271,7 +349,7 @@ pub fn profile_devices(devices: &[Arc<dyn Device>], opts: &ProfileOptions) -> Re
         let name = info.id.to_string();
         // Launch cost: wall time per op of a chain of tiny ops.
         let chain = Arc::new(tiny_chain(200));
-        let feed = feeds(&chain, 1);
+        let feed = feeds(&chain, 1, 1);
         let (_, wall) = measure(chain, dev, opts.iters.max(5), feed)?;
         tick(&mut done, &format!("{name}: launch"));
         let mut spec = DeviceSpec {
@@ -288,8 +366,8 @@ pub fn profile_devices(devices: &[Arc<dyn Device>], opts: &ProfileOptions) -> Re
         };
         let mut samples = Vec::new();
         for g in &graphs {
-            let costs = GraphCosts::new(g, 1);
-            let (times, _) = measure(g.clone(), dev, opts.iters, feeds(g, 3))?;
+            let costs = GraphCosts::new(g, opts.batch);
+            let (times, _) = measure(g.clone(), dev, opts.iters, feeds(g, 3, opts.batch))?;
             for (i, n) in g.nodes.iter().enumerate() {
                 if let Some(&t) = times.get(&n.name) {
                     samples.push(Sample {
@@ -298,7 +376,13 @@ pub fn profile_devices(devices: &[Arc<dyn Device>], opts: &ProfileOptions) -> Re
                     });
                 }
             }
-            tick(&mut done, &format!("{name}: {}", g.nodes.first().map(|n| n.name.as_str()).unwrap_or("model")));
+            tick(
+                &mut done,
+                &format!(
+                    "{name}: {}",
+                    g.nodes.first().map(|n| n.name.as_str()).unwrap_or("model")
+                ),
+            );
         }
         fit_device(&mut spec, &samples);
         out.devices.push(spec);
@@ -346,7 +430,7 @@ fn measure_link(
                 trace: true,
             },
         )?;
-        let input = feeds(&g, 5);
+        let input = feeds(&g, 5, 1);
         s.run(input.clone())?;
         s.take_trace_events();
         for _ in 0..iters.max(3) {

@@ -94,8 +94,8 @@ pub fn manual_plan(g: &Graph, toml_text: &str) -> Result<Plan, PlanError> {
         #[serde(default)]
         nodes: HashMap<String, String>,
     }
-    let f: File = toml::from_str(toml_text)
-        .map_err(|e| PlanError::Input(format!("placement file: {e}")))?;
+    let f: File =
+        toml::from_str(toml_text).map_err(|e| PlanError::Input(format!("placement file: {e}")))?;
     Plan::manual(g, &f.nodes, &f.default)
 }
 
@@ -151,8 +151,16 @@ pub fn describe(plan: &Plan, g: &Graph) -> String {
     );
     let f = |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
     for (i, s) in plan.stages.iter().enumerate() {
-        let first = s.nodes.first().map(|&n| g.nodes[n].name.as_str()).unwrap_or("");
-        let last = s.nodes.last().map(|&n| g.nodes[n].name.as_str()).unwrap_or("");
+        let first = s
+            .nodes
+            .first()
+            .map(|&n| g.nodes[n].name.as_str())
+            .unwrap_or("");
+        let last = s
+            .nodes
+            .last()
+            .map(|&n| g.nodes[n].name.as_str())
+            .unwrap_or("");
         let span = if s.nodes.len() > 1 {
             format!("{} .. {}", clip(first, 16), clip(last, 16))
         } else {

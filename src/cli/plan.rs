@@ -4,7 +4,9 @@ use anyhow::{Context, Result};
 use hetflow::scheduler::cluster::ClusterSpec;
 use hetflow::scheduler::cost::GraphCosts;
 use hetflow::scheduler::partition::PartitionOptions;
-use hetflow::scheduler::planner::{annotate, describe, heft_plan, manual_plan, pipeline_plan, Planner};
+use hetflow::scheduler::planner::{
+    annotate, describe, heft_plan, manual_plan, pipeline_plan, Planner,
+};
 use hetflow::scheduler::Schedule;
 use hetflow::Model;
 use std::path::PathBuf;
@@ -48,7 +50,9 @@ fn parse_schedule(s: &str) -> Result<Schedule, String> {
         "streaming" => Ok(Schedule::Streaming),
         "gpipe" => Ok(Schedule::Gpipe),
         "1f1b" => Ok(Schedule::OneFOneB),
-        _ => Err(format!("unknown schedule '{s}' (known: streaming, gpipe, 1f1b)")),
+        _ => Err(format!(
+            "unknown schedule '{s}' (known: streaming, gpipe, 1f1b)"
+        )),
     }
 }
 

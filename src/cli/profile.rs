@@ -36,6 +36,8 @@ pub fn main(a: Args) -> Result<()> {
         devices: a.device.clone(),
         threads: a.threads,
         models: a.models.clone(),
+        graphs: Vec::new(),
+        batch: 1,
         iters: a.iters.max(1),
         progress: Some(Arc::new(move |done, total, what: &str| {
             b2.set_length(total as u64);
