@@ -179,15 +179,46 @@ impl Task {
                     (r, "copy", "copy", "copy")
                 }
             };
-            self.recorder.record(
-                &self.name,
-                label,
-                cat,
-                &self.device.id().to_string(),
-                queue,
-                mb,
-                start,
-            );
+            // Asynchronous devices report the kernel when it has run;
+            // everything else ran inside `execute`.
+            let reported = match (&self.work, &result) {
+                (Work::Kernel { .. }, Ok(Ok(outs))) if self.recorder.enabled() => {
+                    outs.first().is_some_and(|out| {
+                        let (rec, name, dev) = (
+                            self.recorder.clone(),
+                            self.name.clone(),
+                            self.device.id().to_string(),
+                        );
+                        self.device.on_kernel_done(
+                            out,
+                            Box::new(move |r| {
+                                rec.record_span(
+                                    &name,
+                                    label,
+                                    cat,
+                                    &dev,
+                                    queue,
+                                    mb,
+                                    (r.start, r.end),
+                                    r.modelled_us,
+                                )
+                            }),
+                        )
+                    })
+                }
+                _ => false,
+            };
+            if !reported {
+                self.recorder.record(
+                    &self.name,
+                    label,
+                    cat,
+                    &self.device.id().to_string(),
+                    queue,
+                    mb,
+                    start,
+                );
+            }
             let outputs = match result {
                 Ok(Ok(o)) => o,
                 Ok(Err(e)) => return self.fail(label, e.to_string()),
