@@ -250,7 +250,19 @@ fn mixed_cpu_and_tpu_plan_runs_with_trace() {
     let (cpu, tpu) = (kernels("cpu:0"), kernels("tpu:0"));
     assert_eq!(cpu.len(), LAYERS, "cpu kernels: {cpu:?}");
     assert_eq!(tpu.len(), LAYERS, "tpu kernels: {tpu:?}");
-    assert!(events.iter().any(|e| e.cat == "copy"), "no copies traced");
+    let copies: Vec<_> = events.iter().filter(|e| e.cat == "copy").collect();
+    assert!(!copies.is_empty(), "no copies traced");
+    // Each copy touches tpu:0 (one way or the other): its modelled time is
+    // the link latency plus bytes over bandwidth.
+    let cfg = TpuConfig::default();
+    let bytes = (ROWS * WIDTH * 4) as f64;
+    let link_us = (cfg.host_latency_s + bytes / cfg.host_bytes_per_s) * 1e6;
+    for c in &copies {
+        let m = c
+            .modelled_us
+            .expect("copies to or from the TPU are modelled");
+        assert!((m - link_us).abs() < 1e-9, "{c:?} vs {link_us}");
+    }
     for e in &tpu {
         let m = e
             .modelled_us
@@ -344,4 +356,40 @@ fn cli_lists_and_runs_tpu() {
     let t = std::fs::read_to_string(&trace).unwrap();
     assert!(t.contains("tpu:0") && t.contains("modelled_us"), "{t}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A kernel that fails on the device's queue (after `execute` returned)
+/// fails the run with an error naming the op and the device, also when a
+/// later TPU op consumed its output; nothing hangs.
+#[test]
+fn asynchronous_failures_reach_the_caller() {
+    let build = || {
+        let mut g = Graph::default();
+        let x = g.add_input("x", DType::F32, vec![Dim::Known(2), Dim::Known(3)]);
+        // training_mode arrives at run time, so only the kernel can refuse it.
+        let train = g.add_input("train", DType::Bool, vec![]);
+        let ratio = g.add_const("ratio", Tensor::scalar(0.5f32));
+        let y = g.add_node("drop", Op::Dropout, &[x, ratio, train], 1)[0];
+        let z = g.add_node("relu", Op::Unary(UnaryOp::Relu), &[y], 1)[0];
+        g.add_output(z);
+        let model = Model::from_graph(g.finish().unwrap());
+        SessionBuilder::new(&model)
+            .devices("tpu:0")
+            .build()
+            .unwrap()
+    };
+    let x = Arc::new(Tensor::from_vec(vec![2, 3], vec![-1f32, 2., -3., 4., -5., 6.]).unwrap());
+    let ok = build()
+        .run(vec![x.clone(), Arc::new(Tensor::scalar(false))])
+        .unwrap();
+    assert_eq!(ok[0].as_slice::<f32>().unwrap(), &[0., 2., 0., 4., 0., 6.]);
+    let err = build()
+        .run(vec![x, Arc::new(Tensor::scalar(true))])
+        .unwrap_err()
+        .to_string();
+    eprintln!("asynchronous failure: {err}");
+    assert!(
+        err.contains("Dropout") && err.contains("tpu:0") && err.contains("training_mode"),
+        "{err}"
+    );
 }

@@ -270,4 +270,11 @@ pub trait Device: Send + Sync {
     ) -> bool {
         false
     }
+
+    /// For emulated devices: the modelled time, in microseconds, of moving
+    /// `bytes` between the host and this device (either way). `None` (the
+    /// default) when the device has no model of its link.
+    fn transfer_modelled_us(&self, _bytes: u64) -> Option<f64> {
+        None
+    }
 }

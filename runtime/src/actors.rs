@@ -209,14 +209,28 @@ impl Task {
                 _ => false,
             };
             if !reported {
-                self.recorder.record(
+                // Copies to or from an emulated device carry its modelled
+                // link time.
+                let modelled = match (&self.work, &result) {
+                    (Work::Copy { from }, Ok(Ok(outs))) => outs.first().and_then(|t| {
+                        let b = t.byte_len() as u64;
+                        let (a, z) = (
+                            from.transfer_modelled_us(b),
+                            self.device.transfer_modelled_us(b),
+                        );
+                        a.or(z).map(|_| a.unwrap_or(0.0) + z.unwrap_or(0.0))
+                    }),
+                    _ => None,
+                };
+                self.recorder.record_span(
                     &self.name,
                     label,
                     cat,
                     &self.device.id().to_string(),
                     queue,
                     mb,
-                    start,
+                    (start, Instant::now()),
+                    modelled,
                 );
             }
             let outputs = match result {

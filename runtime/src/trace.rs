@@ -7,6 +7,8 @@
 //! their span is the device's own start and end (for the TPU, the
 //! emulation's wall time) and `modelled_us` carries the device cost
 //! model's estimate, shown in the Chrome trace as `args.modelled_us`.
+//! Copies to or from such a device carry its modelled link time
+//! ([`hetflow_devices::Device::transfer_modelled_us`]).
 
 use std::sync::Mutex;
 use std::time::Instant;
@@ -30,7 +32,8 @@ pub struct TraceEvent {
     pub start_us: f64,
     /// Duration in microseconds.
     pub dur_us: f64,
-    /// The device cost model's duration, for emulated devices.
+    /// The device cost model's duration (kernels of emulated devices, and
+    /// copies to or from them).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub modelled_us: Option<f64>,
 }

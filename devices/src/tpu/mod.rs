@@ -79,7 +79,9 @@
 //! `R + (P - 1) max(M, R) + M + R + C - 2` cycles for a compute-bound GEMM.
 //! Every execution carries its modelled time: with tracing on, the run's
 //! trace shows each TPU kernel with its emulation wall time as duration
-//! and the modelled time as `args.modelled_us`. Defaults follow Cloud TPU
+//! and the modelled time as `args.modelled_us`; copies to and from the
+//! device carry the modelled host-link time the same way
+//! ([`crate::Device::transfer_modelled_us`]). Defaults follow Cloud TPU
 //! v5e ([`TpuConfig::v5e`], with sources).
 //!
 //! ## Enabling
@@ -262,5 +264,9 @@ impl Device for TpuDevice {
             Ok(b) => b.on_ready(done),
             Err(_) => false,
         }
+    }
+
+    fn transfer_modelled_us(&self, bytes: u64) -> Option<f64> {
+        Some(cost::transfer_seconds(self.client.config(), bytes) * 1e6)
     }
 }
