@@ -92,6 +92,7 @@ pub mod buffer;
 pub mod client;
 pub mod config;
 pub mod cost;
+mod matrix;
 pub mod mxu;
 pub mod program;
 #[cfg(test)]
