@@ -272,6 +272,20 @@ fn mixed_cpu_and_tpu_plan_runs_with_trace() {
     assert!(cpu.iter().all(|e| e.modelled_us.is_none()));
     let json = hetflow::runtime::trace::chrome_trace_json(&events);
     assert!(json.contains("modelled_us"));
+
+    // Streaming: micro-batches pipeline through cpu:0 and tpu:0 with
+    // asynchronous TPU kernels; each result equals its single run.
+    let batches: Vec<Vec<Arc<Tensor>>> = (0..4)
+        .map(|_| {
+            let v: Vec<f32> = (0..ROWS * WIDTH).map(|_| lcg(&mut seed)).collect();
+            vec![Arc::new(Tensor::from_vec(vec![ROWS, WIDTH], v).unwrap())]
+        })
+        .collect();
+    let streamed = s.run_stream(batches.clone()).unwrap();
+    assert_eq!(streamed.len(), batches.len());
+    for (b, got) in batches.into_iter().zip(&streamed) {
+        assert_eq!(*s.run(b).unwrap()[0], *got[0]);
+    }
 }
 
 /// The device refuses gathers at plan time with a reason, and the session
