@@ -333,6 +333,43 @@ fn cli_lists_and_runs_tpu() {
             .any(|l| l.trim_start().starts_with("tpu:0") && l.contains("emulated")),
         "{text}"
     );
+    // A configuration file changes the device.
+    let dir = std::env::temp_dir().join(format!("hetflow-tpu-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("tpu.json");
+    std::fs::write(&cfg, r#"{"mxu_rows": 64, "mxu_cols": 64, "mxu_count": 2}"#).unwrap();
+    let out = hetflow(
+        &["devices"],
+        &[
+            ("HETFLOW_TPU", "1"),
+            ("HETFLOW_TPU_CONFIG", cfg.to_str().unwrap()),
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("2 MXU 64x64"), "{text}");
+    std::fs::write(&cfg, r#"{"mxu_rows": "many"}"#).unwrap();
+    let c = case("mlp");
+    let out = hetflow(
+        &[
+            "run",
+            c.model.to_str().unwrap(),
+            "--input",
+            c.inputs[0].1.to_str().unwrap(),
+            "--device",
+            "tpu:0",
+            "--output-dir",
+            dir.to_str().unwrap(),
+        ],
+        &[("HETFLOW_TPU_CONFIG", cfg.to_str().unwrap())],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("HETFLOW_TPU_CONFIG") && !err.contains("panicked"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+
     let out = hetflow(&["devices"], &[("HETFLOW_TPU", "0")]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -340,7 +377,6 @@ fn cli_lists_and_runs_tpu() {
         "{text}"
     );
 
-    let c = case("mlp");
     let dir = std::env::temp_dir().join(format!("hetflow-tpu-cli-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let trace = dir.join("trace.json");

@@ -8,9 +8,11 @@
 //! `cpu:0` gets every core. `--threads N` caps each CPU device's kernel
 //! threads.
 //!
-//! `tpu:K` opens an emulated TPU-like device ([`crate::tpu`]) with the
-//! default configuration; it is always available when asked for, and
-//! `discover` lists `tpu:0` when the environment sets `HETFLOW_TPU=1`.
+//! `tpu:K` opens an emulated TPU-like device ([`crate::tpu`]); it is
+//! always available when asked for, and `discover` lists `tpu:0` when the
+//! environment sets `HETFLOW_TPU=1`. Its configuration is the v5e default,
+//! or the JSON file named by `HETFLOW_TPU_CONFIG` (fields of
+//! [`TpuConfig`], missing ones defaulted).
 
 use crate::cpu::topology::CpuTopology;
 use crate::cpu::CpuDevice;
@@ -112,7 +114,11 @@ pub fn open_devices(specs: &[DeviceSpec], threads: Option<usize>) -> Result<Vec<
                 out.push(Arc::new(CpuDevice::new(s.id.index, &topo, g, threads)?));
             }
             DeviceKind::Tpu => {
-                out.push(Arc::new(TpuDevice::new(s.id.index, TpuConfig::default())?));
+                let cfg = tpu_config().map_err(|msg| DeviceError::Spec {
+                    spec: s.id.to_string(),
+                    msg,
+                })?;
+                out.push(Arc::new(TpuDevice::new(s.id.index, cfg)?));
             }
             kind => {
                 let why = backend_absent_reason(kind);
@@ -221,7 +227,8 @@ fn tpu_status() -> BackendStatus {
             unavailable: Some(backend_absent_reason(kind)),
         };
     }
-    match TpuDevice::new(0, TpuConfig::default()) {
+    let dev = tpu_config().and_then(|c| TpuDevice::new(0, c).map_err(|e| e.to_string()));
+    match dev {
         Ok(d) => BackendStatus {
             kind,
             devices: vec![d.info().clone()],
@@ -230,9 +237,21 @@ fn tpu_status() -> BackendStatus {
         Err(e) => BackendStatus {
             kind,
             devices: vec![],
-            unavailable: Some(e.to_string()),
+            unavailable: Some(e),
         },
     }
+}
+
+/// The TPU configuration: `HETFLOW_TPU_CONFIG`'s JSON file, else v5e.
+fn tpu_config() -> std::result::Result<TpuConfig, String> {
+    let Some(path) = std::env::var_os("HETFLOW_TPU_CONFIG") else {
+        return Ok(TpuConfig::default());
+    };
+    let p = std::path::Path::new(&path);
+    std::fs::read_to_string(p)
+        .map_err(|e| e.to_string())
+        .and_then(|t| TpuConfig::from_json(&t))
+        .map_err(|e| format!("HETFLOW_TPU_CONFIG '{}': {e}", p.display()))
 }
 
 #[cfg(test)]

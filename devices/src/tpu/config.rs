@@ -5,7 +5,11 @@
 /// Geometry, clock, memories and bandwidths of the emulated device. Used
 /// both by the emulator (tile sizes, capacity checks) and by the pure cost
 /// model in [`super::cost`].
+///
+/// Serialised as JSON (the registry reads `HETFLOW_TPU_CONFIG`); missing
+/// fields take the [`TpuConfig::v5e`] defaults.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TpuConfig {
     /// Rows of one systolic matrix unit (MXU): the depth of the K tile that
     /// one pass reduces.
@@ -72,6 +76,14 @@ impl TpuConfig {
         }
     }
 
+    /// Parses a JSON configuration (missing fields default to v5e) and
+    /// checks it.
+    pub fn from_json(text: &str) -> Result<TpuConfig, String> {
+        let c: TpuConfig = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        c.validate()?;
+        Ok(c)
+    }
+
     /// Checks the configuration is usable (positive sizes and rates).
     pub fn validate(&self) -> Result<(), String> {
         let sizes = [
@@ -116,5 +128,26 @@ impl TpuConfig {
     /// Peak matrix-unit rate in flop/s (2 flops per MAC).
     pub fn peak_flops(&self) -> f64 {
         2.0 * (self.mxu_rows * self.mxu_cols * self.mxu_count) as f64 * self.clock_hz
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_overrides_defaults() {
+        let c =
+            TpuConfig::from_json(r#"{"mxu_rows": 64, "mxu_cols": 32, "mxu_count": 1}"#).unwrap();
+        assert_eq!((c.mxu_rows, c.mxu_cols, c.mxu_count), (64, 32, 1));
+        assert_eq!(c.hbm_bytes, TpuConfig::v5e().hbm_bytes);
+        let e = TpuConfig::from_json(r#"{"mxu_rows": 0}"#).unwrap_err();
+        assert!(e.contains("mxu_rows"), "{e}");
+        let e = TpuConfig::from_json(r#"{"mxu_size": 3}"#).unwrap_err();
+        assert!(e.contains("mxu_size"), "{e}");
+        let e = TpuConfig::from_json(r#"{"clock_hz": -1}"#).unwrap_err();
+        assert!(e.contains("clock_hz"), "{e}");
+        // The v5e peak: 197 TFLOP/s.
+        assert!((TpuConfig::v5e().peak_flops() - 197e12).abs() < 1e9);
     }
 }

@@ -86,7 +86,10 @@
 //!
 //! ## Enabling
 //! `--device tpu:0` opens the device; `hetflow devices` lists it when
-//! `HETFLOW_TPU=1` is set.
+//! `HETFLOW_TPU=1` is set. `HETFLOW_TPU_CONFIG=file.json` replaces the
+//! default [`TpuConfig`] (any subset of its fields, e.g.
+//! `{"mxu_rows": 256, "mxu_cols": 256}`); in code, build a [`TpuDevice`]
+//! with any configuration and hand it to `hetflow_runtime::Session::new`.
 
 pub mod buffer;
 pub mod client;
