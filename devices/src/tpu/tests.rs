@@ -238,3 +238,77 @@ fn kernels_report_and_are_thread_count_independent() {
     };
     assert_eq!(*run(&one), *run(&many));
 }
+
+/// Conv is bit-identical to a direct convolution written here with the
+/// documented order: K flattened as (channel, ky, kx), cut into tiles of
+/// `mxu_rows`, each tile summed in order from +0.0 and the tile sums added
+/// in order; operands rounded to bf16 by the `half` crate; then the f32
+/// bias. Groups, stride and padding included.
+#[test]
+fn conv_is_bit_identical_to_direct_reference() {
+    let d = dev();
+    let (n, c, h, w, oc, group, kh, kw) = (2, 64, 7, 6, 6, 2, 3, 3);
+    let (stride, pad) = (2, 1);
+    let (oh, ow) = (
+        (h + 2 * pad - kh) / stride + 1,
+        (w + 2 * pad - kw) / stride + 1,
+    );
+    let mut s = 21u64;
+    let xv: Vec<f32> = (0..n * c * h * w).map(|_| lcg(&mut s) * 4.0).collect();
+    let wv: Vec<f32> = (0..oc * (c / group) * kh * kw)
+        .map(|_| lcg(&mut s))
+        .collect();
+    let bv: Vec<f32> = (0..oc).map(|_| lcg(&mut s)).collect();
+    let attrs = hetflow_ops::op::ConvAttrs {
+        strides: vec![stride, stride],
+        pads: vec![pad, pad, pad, pad],
+        group,
+        ..Default::default()
+    };
+    let x = d.upload(t(&[n, c, h, w], xv.clone())).unwrap();
+    let wt = d.upload(t(&[oc, c / group, kh, kw], wv.clone())).unwrap();
+    let b = d.upload(t(&[oc], bv.clone())).unwrap();
+    let y = d
+        .execute(&Op::Conv(attrs), &[Some(&x), Some(&wt), Some(&b)], 1)
+        .unwrap();
+    let got = d.download(&y[0]).unwrap();
+    assert_eq!(got.shape(), &[n, oc, oh, ow]);
+    let got = got.as_slice::<f32>().unwrap();
+
+    let r = |v: f32| half::bf16::from_f32(v).to_f32();
+    let tile = TpuConfig::default().mxu_rows;
+    let (cg, ocg) = (c / group, oc / group);
+    let kdim = cg * kh * kw;
+    assert!(kdim > 2 * tile, "the test should span several K tiles");
+    let mut differ = 0;
+    for img in 0..n {
+        for o in 0..oc {
+            let g = o / ocg;
+            for yy in 0..oh {
+                for xx in 0..ow {
+                    let mut acc = 0f32;
+                    let mut part = 0f32;
+                    for kf in 0..kdim {
+                        let (ci, ky, kx) = (kf / (kh * kw), (kf / kw) % kh, kf % kw);
+                        let iy = (yy * stride + ky) as isize - pad as isize;
+                        let ix = (xx * stride + kx) as isize - pad as isize;
+                        let xval = if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                            0.0
+                        } else {
+                            xv[((img * c + g * cg + ci) * h + iy as usize) * w + ix as usize]
+                        };
+                        part += r(xval) * r(wv[o * kdim + kf]);
+                        if kf % tile == tile - 1 || kf == kdim - 1 {
+                            acc += part;
+                            part = 0.0;
+                        }
+                    }
+                    let want = acc + bv[o];
+                    let i = ((img * oc + o) * oh + yy) * ow + xx;
+                    differ += usize::from(got[i].to_bits() != want.to_bits());
+                }
+            }
+        }
+    }
+    assert_eq!(differ, 0, "{differ} outputs differ in bits");
+}
