@@ -3,8 +3,8 @@
 //! The [`Device`] trait every backend implements, the tensors that live on a
 //! device ([`DeviceTensor`]), the registry that resolves `--device` specs
 //! such as `cpu:0,cpu:1` ([`registry`]), and the backends. This release has
-//! the CPU backend ([`cpu`]); CUDA, OpenCL and the TPU-like device slot into
-//! the same trait and registry.
+//! the CPU backend ([`cpu`]) and the emulated TPU-like device ([`tpu`]);
+//! CUDA and OpenCL slot into the same trait and registry.
 //!
 //! ## Threading and ownership
 //! A device is shared (`Arc<dyn Device>`) between the runtime's executor for
@@ -17,10 +17,16 @@
 //! downloading it waits for completion. Inputs are never modified: kernels
 //! read their inputs and allocate outputs, so the caller's tensors are
 //! untouched whatever happens.
+//!
+//! Asynchronous backends (the TPU-like device) return from `execute` as
+//! soon as the work is queued; their kernels report how they ran through
+//! [`Device::on_kernel_done`], which the runtime's tracer uses to record
+//! the device's own start, end and modelled time.
 
 pub mod cpu;
 pub mod registry;
 pub mod throttle;
+pub mod tpu;
 
 pub use registry::{discover, open_devices, parse_device_list, BackendStatus, DeviceSpec};
 
@@ -28,6 +34,7 @@ use hetflow_ops::{Op, Tensor};
 use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Result alias for device operations.
 pub type Result<T, E = DeviceError> = std::result::Result<T, E>;
@@ -204,6 +211,18 @@ impl DeviceTensor {
     }
 }
 
+/// How one kernel of an asynchronous device ran.
+#[derive(Clone, Debug)]
+pub struct KernelReport {
+    /// When the device started it.
+    pub start: Instant,
+    /// When its outputs were complete.
+    pub end: Instant,
+    /// The device's cost model's estimate of its duration on the modelled
+    /// hardware, in microseconds (emulated devices; `None` otherwise).
+    pub modelled_us: Option<f64>,
+}
+
 /// A compute device. See the crate docs for the threading contract.
 pub trait Device: Send + Sync {
     /// Identity, capacity and locality.
@@ -238,4 +257,25 @@ pub trait Device: Send + Sync {
     /// before any `execute`: binds it near the device (hwloc) and sets up
     /// thread-local state. Failure to bind is logged, not fatal.
     fn init_executor_thread(&self) {}
+
+    /// For backends whose `execute` returns before the kernel has run:
+    /// arranges for `done` to be called (on any thread) once the kernel
+    /// that produced `output` has finished, before anyone waiting on
+    /// `output` wakes. Returns `false`, and never calls `done`, when the
+    /// kernel ran inside `execute` (the default) or `output` was not
+    /// produced by a kernel.
+    fn on_kernel_done(
+        &self,
+        _output: &DeviceTensor,
+        _done: Box<dyn FnOnce(KernelReport) + Send>,
+    ) -> bool {
+        false
+    }
+
+    /// For emulated devices: the modelled time, in microseconds, of moving
+    /// `bytes` between the host and this device (either way). `None` (the
+    /// default) when the device has no model of its link.
+    fn transfer_modelled_us(&self, _bytes: u64) -> Option<f64> {
+        None
+    }
 }

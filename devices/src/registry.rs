@@ -7,9 +7,16 @@
 //! [`CpuTopology::partition`]) and `cpu:K` gets group K; a lone `cpu` or
 //! `cpu:0` gets every core. `--threads N` caps each CPU device's kernel
 //! threads.
+//!
+//! `tpu:K` opens an emulated TPU-like device ([`crate::tpu`]); it is
+//! always available when asked for, and `discover` lists `tpu:0` when the
+//! environment sets `HETFLOW_TPU=1`. Its configuration is the v5e default,
+//! or the JSON file named by `HETFLOW_TPU_CONFIG` (fields of
+//! [`TpuConfig`], missing ones defaulted).
 
 use crate::cpu::topology::CpuTopology;
 use crate::cpu::CpuDevice;
+use crate::tpu::{TpuConfig, TpuDevice};
 use crate::{Device, DeviceError, DeviceId, DeviceKind, Result};
 use std::sync::Arc;
 
@@ -106,6 +113,13 @@ pub fn open_devices(specs: &[DeviceSpec], threads: Option<usize>) -> Result<Vec<
                     .unwrap_or(0)];
                 out.push(Arc::new(CpuDevice::new(s.id.index, &topo, g, threads)?));
             }
+            DeviceKind::Tpu => {
+                let cfg = tpu_config().map_err(|msg| DeviceError::Spec {
+                    spec: s.id.to_string(),
+                    msg,
+                })?;
+                out.push(Arc::new(TpuDevice::new(s.id.index, cfg)?));
+            }
             kind => {
                 let why = backend_absent_reason(kind);
                 return Err(DeviceError::Spec {
@@ -153,7 +167,10 @@ fn backend_absent_reason(kind: DeviceKind) -> String {
                 )
             }
         }
-        DeviceKind::Tpu => "the emulated TPU-like device is not part of this build yet".into(),
+        DeviceKind::Tpu => {
+            "emulated TPU-like device: set HETFLOW_TPU=1 to list it, or open it with --device tpu:0"
+                .into()
+        }
     }
 }
 
@@ -185,14 +202,56 @@ pub fn discover() -> (CpuTopology, Vec<BackendStatus>) {
             unavailable: Some(e.to_string()),
         }),
     }
-    for kind in [DeviceKind::Cuda, DeviceKind::Opencl, DeviceKind::Tpu] {
+    for kind in [DeviceKind::Cuda, DeviceKind::Opencl] {
         out.push(BackendStatus {
             kind,
             devices: vec![],
             unavailable: Some(backend_absent_reason(kind)),
         });
     }
+    out.push(tpu_status());
     (topo, out)
+}
+
+/// The emulated TPU's entry: listed when `HETFLOW_TPU` is set to
+/// something other than `0` or empty.
+fn tpu_status() -> BackendStatus {
+    let kind = DeviceKind::Tpu;
+    let enabled = std::env::var("HETFLOW_TPU")
+        .map(|v| !v.is_empty() && v != "0")
+        .unwrap_or(false);
+    if !enabled {
+        return BackendStatus {
+            kind,
+            devices: vec![],
+            unavailable: Some(backend_absent_reason(kind)),
+        };
+    }
+    let dev = tpu_config().and_then(|c| TpuDevice::new(0, c).map_err(|e| e.to_string()));
+    match dev {
+        Ok(d) => BackendStatus {
+            kind,
+            devices: vec![d.info().clone()],
+            unavailable: None,
+        },
+        Err(e) => BackendStatus {
+            kind,
+            devices: vec![],
+            unavailable: Some(e),
+        },
+    }
+}
+
+/// The TPU configuration: `HETFLOW_TPU_CONFIG`'s JSON file, else v5e.
+fn tpu_config() -> std::result::Result<TpuConfig, String> {
+    let Some(path) = std::env::var_os("HETFLOW_TPU_CONFIG") else {
+        return Ok(TpuConfig::default());
+    };
+    let p = std::path::Path::new(&path);
+    std::fs::read_to_string(p)
+        .map_err(|e| e.to_string())
+        .and_then(|t| TpuConfig::from_json(&t))
+        .map_err(|e| format!("HETFLOW_TPU_CONFIG '{}': {e}", p.display()))
 }
 
 #[cfg(test)]

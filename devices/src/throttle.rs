@@ -5,7 +5,8 @@
 //! the wrapped device behaves like one `factor` times slower without
 //! burning the cores the sleep stands for. The scheduler's heterogeneity
 //! tests use it to get unlike devices out of identical cores. Copies are
-//! not slowed. The wrapper keeps the inner device's id, so plans name it
+//! not slowed. Asynchronous devices (whose kernels finish after
+//! `execute` returns) are slowed only by their queueing time. The wrapper keeps the inner device's id, so plans name it
 //! as usual; its reported peak rate is divided by the factor.
 
 use crate::{Device, DeviceInfo, DeviceTensor, Result};
@@ -69,5 +70,15 @@ impl Device for Throttled {
     }
     fn init_executor_thread(&self) {
         self.inner.init_executor_thread()
+    }
+    fn on_kernel_done(
+        &self,
+        output: &DeviceTensor,
+        done: Box<dyn FnOnce(crate::KernelReport) + Send>,
+    ) -> bool {
+        self.inner.on_kernel_done(output, done)
+    }
+    fn transfer_modelled_us(&self, bytes: u64) -> Option<f64> {
+        self.inner.transfer_modelled_us(bytes)
     }
 }

@@ -179,15 +179,60 @@ impl Task {
                     (r, "copy", "copy", "copy")
                 }
             };
-            self.recorder.record(
-                &self.name,
-                label,
-                cat,
-                &self.device.id().to_string(),
-                queue,
-                mb,
-                start,
-            );
+            // Asynchronous devices report the kernel when it has run;
+            // everything else ran inside `execute`.
+            let reported = match (&self.work, &result) {
+                (Work::Kernel { .. }, Ok(Ok(outs))) if self.recorder.enabled() => {
+                    outs.first().is_some_and(|out| {
+                        let (rec, name, dev) = (
+                            self.recorder.clone(),
+                            self.name.clone(),
+                            self.device.id().to_string(),
+                        );
+                        self.device.on_kernel_done(
+                            out,
+                            Box::new(move |r| {
+                                rec.record_span(
+                                    &name,
+                                    label,
+                                    cat,
+                                    &dev,
+                                    queue,
+                                    mb,
+                                    (r.start, r.end),
+                                    r.modelled_us,
+                                )
+                            }),
+                        )
+                    })
+                }
+                _ => false,
+            };
+            if !reported {
+                // Copies to or from an emulated device carry its modelled
+                // link time.
+                let modelled = match (&self.work, &result) {
+                    (Work::Copy { from }, Ok(Ok(outs))) => outs.first().and_then(|t| {
+                        let b = t.byte_len() as u64;
+                        let (a, z) = (
+                            from.transfer_modelled_us(b),
+                            self.device.transfer_modelled_us(b),
+                        );
+                        a.or(z).map(|_| a.unwrap_or(0.0) + z.unwrap_or(0.0))
+                    }),
+                    _ => None,
+                };
+                self.recorder.record_span(
+                    &self.name,
+                    label,
+                    cat,
+                    &self.device.id().to_string(),
+                    queue,
+                    mb,
+                    (start, Instant::now()),
+                    modelled,
+                );
+            }
             let outputs = match result {
                 Ok(Ok(o)) => o,
                 Ok(Err(e)) => return self.fail(label, e.to_string()),

@@ -1,6 +1,14 @@
 //! Run timelines in the Chrome trace event format (loads in Perfetto and
 //! chrome://tracing): one process per device, one thread per device queue
 //! (compute, copy), one complete ("X") event per kernel or copy.
+//!
+//! Kernels of asynchronous devices (the emulated TPU) are recorded when the
+//! device reports them done ([`hetflow_devices::Device::on_kernel_done`]):
+//! their span is the device's own start and end (for the TPU, the
+//! emulation's wall time) and `modelled_us` carries the device cost
+//! model's estimate, shown in the Chrome trace as `args.modelled_us`.
+//! Copies to or from such a device carry its modelled link time
+//! ([`hetflow_devices::Device::transfer_modelled_us`]).
 
 use std::sync::Mutex;
 use std::time::Instant;
@@ -24,6 +32,10 @@ pub struct TraceEvent {
     pub start_us: f64,
     /// Duration in microseconds.
     pub dur_us: f64,
+    /// The device cost model's duration (kernels of emulated devices, and
+    /// copies to or from them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub modelled_us: Option<f64>,
 }
 
 /// A thread-safe recorder; disabled recorders cost one branch per event.
@@ -61,10 +73,35 @@ impl Recorder {
         mb: u64,
         start: Instant,
     ) {
+        self.record_span(
+            name,
+            op,
+            cat,
+            device,
+            queue,
+            mb,
+            (start, Instant::now()),
+            None,
+        );
+    }
+    /// Records an event that ran over `span` (start, end), with the
+    /// device's modelled duration when it has one.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_span(
+        &self,
+        name: &str,
+        op: &str,
+        cat: &'static str,
+        device: &str,
+        queue: &'static str,
+        mb: u64,
+        span: (Instant, Instant),
+        modelled_us: Option<f64>,
+    ) {
         if !self.enabled {
             return;
         }
-        let end = Instant::now();
+        let (start, end) = span;
         let ev = TraceEvent {
             name: name.to_string(),
             op: op.to_string(),
@@ -73,7 +110,8 @@ impl Recorder {
             queue,
             mb,
             start_us: self.now_us(start),
-            dur_us: end.duration_since(start).as_secs_f64() * 1e6,
+            dur_us: end.saturating_duration_since(start).as_secs_f64() * 1e6,
+            modelled_us,
         };
         if let Ok(mut v) = self.events.lock() {
             v.push(ev);
@@ -129,9 +167,13 @@ pub fn chrome_trace_json(events: &[TraceEvent]) -> String {
         }
     }
     for e in events {
+        let mut args = serde_json::json!({"mb": e.mb, "op": e.op});
+        if let Some(m) = e.modelled_us {
+            args["modelled_us"] = serde_json::json!(m);
+        }
         out.push(serde_json::json!({
             "name": e.name, "cat": e.cat, "ph": "X", "ts": e.start_us, "dur": e.dur_us,
-            "pid": pid(&e.device), "tid": tid(e.queue), "args": {"mb": e.mb, "op": e.op}
+            "pid": pid(&e.device), "tid": tid(e.queue), "args": args
         }));
     }
     serde_json::to_string(&serde_json::json!({"traceEvents": out, "displayTimeUnit": "ms"}))
