@@ -13,6 +13,11 @@
 //! latency + bytes / bandwidth. CPU devices share host memory, so their
 //! "transfers" pass a handle: the fitted bandwidth is then very high and
 //! capped at [`MAX_LINK_GBPS`].
+//!
+//! Emulated devices (the TPU-like device) report a modelled time for each
+//! kernel and copy; the profile uses it instead of the wall time, so the
+//! spec describes the hardware the device stands for and the planners
+//! place work as they would on it.
 
 use crate::{Error, Model};
 use hetflow_devices::Device;
@@ -305,7 +310,11 @@ fn median(v: &mut [f64]) -> f64 {
 fn median_by_name(ev: &[TraceEvent]) -> HashMap<String, f64> {
     let mut by: HashMap<String, Vec<f64>> = HashMap::new();
     for e in ev.iter().filter(|e| e.cat == "kernel") {
-        by.entry(e.name.clone()).or_default().push(e.dur_us * 1e-6);
+        // Emulated devices report their modelled time: that is the speed
+        // the device stands for, not the emulation's.
+        by.entry(e.name.clone())
+            .or_default()
+            .push(e.modelled_us.unwrap_or(e.dur_us) * 1e-6);
     }
     by.into_iter()
         .map(|(k, mut v)| (k, median(&mut v)))
@@ -350,7 +359,15 @@ pub fn profile_devices(
         // Launch cost: wall time per op of a chain of tiny ops.
         let chain = Arc::new(tiny_chain(200));
         let feed = feeds(&chain, 1, 1);
-        let (_, wall) = measure(chain, dev, opts.iters.max(5), feed)?;
+        let (kernels, wall) = measure(chain.clone(), dev, opts.iters.max(5), feed)?;
+        // A device with a model of its own times: its launch cost is the
+        // modelled time of a tiny kernel, not the emulation's wall time.
+        let wall = if dev.transfer_modelled_us(0).is_some() {
+            let mut v: Vec<f64> = kernels.values().copied().collect();
+            median(&mut v) * 200.0
+        } else {
+            wall
+        };
         tick(&mut done, &format!("{name}: launch"));
         let mut spec = DeviceSpec {
             name: name.clone(),
@@ -366,6 +383,23 @@ pub fn profile_devices(
         };
         let mut samples = Vec::new();
         for g in &graphs {
+            // Ops the device refuses are listed in the spec (so planners
+            // keep them elsewhere) and their graphs are not measured there.
+            let refused: Vec<&'static str> = g
+                .nodes
+                .iter()
+                .filter(|n| dev.supports(&n.op).is_err())
+                .map(|n| n.op.name())
+                .collect();
+            if !refused.is_empty() {
+                for r in refused {
+                    if !spec.unsupported.iter().any(|u| u == r) {
+                        spec.unsupported.push(r.to_string());
+                    }
+                }
+                tick(&mut done, &format!("{name}: skipped"));
+                continue;
+            }
             let costs = GraphCosts::new(g, opts.batch);
             let (times, _) = measure(g.clone(), dev, opts.iters, feeds(g, 3, opts.batch))?;
             for (i, n) in g.nodes.iter().enumerate() {
@@ -440,7 +474,7 @@ fn measure_link(
             .take_trace_events()
             .iter()
             .filter(|e| e.cat == "copy")
-            .map(|e| e.dur_us)
+            .map(|e| e.modelled_us.unwrap_or(e.dur_us))
             .collect();
         pts.push(((n * 4) as f64, median(&mut copies)));
     }

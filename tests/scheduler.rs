@@ -320,3 +320,55 @@ fn cli_profile_plan_run() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The emulated TPU reports modelled kernel times; profiled with them, it
+/// is far faster at GEMMs than a CPU core, and the planners put the
+/// MatMuls there. The mixed plan runs with bf16-level agreement.
+#[test]
+fn tpu_takes_the_matmul_heavy_work() {
+    let specs = hetflow::devices::parse_device_list("cpu:0,tpu:0").unwrap();
+    let devices = hetflow::devices::open_devices(&specs, Some(1)).unwrap();
+    let model = chain_model();
+    let g = model.graph();
+    let opts = hetflow::profile::ProfileOptions {
+        iters: 1,
+        graphs: vec![g.clone()],
+        batch: ROWS,
+        ..Default::default()
+    };
+    let cluster = hetflow::profile::profile_devices(&devices, &opts).unwrap();
+    let (cpu, tpu) = (&cluster.devices[0], &cluster.devices[1]);
+    eprintln!(
+        "profiled: cpu {:.0} GF/s, tpu {:.0} GF/s (modelled)",
+        cpu.peak_gflops["f32"], tpu.peak_gflops["f32"]
+    );
+    assert!(tpu.peak_gflops["f32"] > 10.0 * cpu.peak_gflops["f32"]);
+    let costs = GraphCosts::new(g, ROWS);
+    let part = partition(g, &costs, &cluster, &PartitionOptions::default()).unwrap();
+    let (heft, _) = heft_plan(g, &costs, &cluster, &PartitionOptions::default()).unwrap();
+    for (label, plan) in [("pipeline", &part.plan), ("heft", &heft)] {
+        let on_tpu = g
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, n)| n.op == Op::MatMul && plan.devices[plan.placement[*i]] == "tpu:0")
+            .count();
+        assert!(
+            on_tpu * 10 >= LAYERS * 9,
+            "{label}: only {on_tpu} of {LAYERS} MatMuls on tpu:0"
+        );
+    }
+    let x: Vec<f32> = (0..ROWS * WIDTH)
+        .map(|k| ((k % 31) as f32 - 15.0) / 15.0)
+        .collect();
+    let x = Arc::new(Tensor::from_vec(vec![ROWS, WIDTH], x).unwrap());
+    let cpu_only = run_plan(&model, Plan::single_device(g, "cpu:0"), &[x.clone()]);
+    let mut s = SessionBuilder::new(&model)
+        .with_devices(devices.clone())
+        .plan(heft)
+        .build()
+        .unwrap();
+    let got = s.run(vec![x]).unwrap();
+    let e = rel_l2(&got[0], &cpu_only[0]);
+    assert!(e <= 1e-2, "mixed cpu+tpu plan differs from cpu by {e:.2e}");
+}
