@@ -24,7 +24,10 @@ fn bench(c: &mut Criterion) {
         .generate(42);
         let h = heft_planner(&g).expect("plan").makespan;
         let b = greedy(&g).expect("plan").makespan;
-        println!("n={n} p={p}: heft makespan {h:.1}, greedy {b:.1} ({:.3}x)", h / b);
+        println!(
+            "n={n} p={p}: heft makespan {h:.1}, greedy {b:.1} ({:.3}x)",
+            h / b
+        );
         group.bench_function(format!("{n}_tasks_{p}_devices"), |bch| {
             bch.iter(|| heft_planner(&g).expect("plan"))
         });

@@ -17,6 +17,17 @@
 //! load, and with 2+ credits a producer runs micro-batch k+1 while its
 //! consumer (on another device) runs micro-batch k. A task handles
 //! micro-batches strictly in order.
+//!
+//! ## Oldest micro-batch first
+//! The kernel tasks of one device share a [`DeviceQueue`]. A task whose
+//! next micro-batch is ready (inputs present, a buffer free on every route)
+//! does not run at once: it enqueues itself keyed by (micro-batch, node
+//! order), and the device runs one task at a time, always the oldest
+//! micro-batch's earliest node ([`Run`]). Without this the device's mailbox
+//! interleaves micro-batches breadth-first: a stage works on all of them at
+//! once and hands the first one to the next stage only near the end, which
+//! empties the pipeline. Depth-first order lets micro-batch k leave the
+//! stage as early as possible while k+1 fills the gaps.
 
 use crate::error::RuntimeError;
 use crate::trace::Recorder;
@@ -43,6 +54,85 @@ pub struct Data {
 #[rtype(result = "()")]
 pub struct Credit {
     pub route: usize,
+}
+
+/// Tells a queued task to run its next micro-batch now.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Run;
+
+/// The ready kernel tasks of one device, oldest micro-batch first (module
+/// docs). Shared by the device's tasks, which all live on its compute
+/// arbiter thread; the mutex is uncontended.
+pub struct DeviceQueue {
+    ready: std::collections::BinaryHeap<std::cmp::Reverse<(u64, usize)>>,
+    tasks: Vec<Option<Recipient<Run>>>,
+    running: bool,
+}
+
+impl DeviceQueue {
+    /// A queue for tasks with ids `0..n` (their node order).
+    pub fn new(n: usize) -> Arc<std::sync::Mutex<DeviceQueue>> {
+        Arc::new(std::sync::Mutex::new(DeviceQueue {
+            ready: Default::default(),
+            tasks: vec![None; n],
+            running: false,
+        }))
+    }
+    /// Registers task `id`'s mailbox.
+    pub fn register(&mut self, id: usize, r: Recipient<Run>) {
+        if let Some(slot) = self.tasks.get_mut(id) {
+            *slot = Some(r);
+        }
+    }
+    /// Starts the highest-priority ready task when nothing is running.
+    fn pump(&mut self) {
+        if self.running {
+            return;
+        }
+        while let Some(std::cmp::Reverse((_, id))) = self.ready.pop() {
+            if let Some(Some(r)) = self.tasks.get(id) {
+                self.running = true;
+                r.do_send(Run);
+                return;
+            }
+        }
+    }
+}
+
+/// Asks a device's [`Dispatcher`] to start the next ready task.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Pump;
+
+/// Starts a device's queued tasks one at a time. Choosing happens when a
+/// [`Pump`] message is handled, i.e. after the messages already sent on
+/// the device's thread (the data a kernel just produced for its local
+/// consumers) have been handled, so those consumers are in the queue and
+/// an older micro-batch is not overtaken by a newer one that was merely
+/// first to ask.
+pub struct Dispatcher {
+    pub queue: Arc<std::sync::Mutex<DeviceQueue>>,
+}
+
+impl Actor for Dispatcher {
+    type Context = Context<Self>;
+}
+
+impl Handler<Pump> for Dispatcher {
+    type Result = ();
+    fn handle(&mut self, _: Pump, _: &mut Self::Context) {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).pump();
+    }
+}
+
+/// A task's place in its device's queue.
+pub struct Queued {
+    pub queue: Arc<std::sync::Mutex<DeviceQueue>>,
+    pub dispatcher: Recipient<Pump>,
+    pub id: usize,
+    /// Whether the task is in the queue or running.
+    pub waiting: bool,
 }
 
 /// Where an output goes.
@@ -96,6 +186,8 @@ pub struct Task {
     pending: BTreeMap<u64, (Vec<Option<DeviceTensor>>, usize)>,
     next_mb: u64,
     failed: bool,
+    /// The device queue (kernel tasks); copies run as soon as ready.
+    pub queued: Option<Queued>,
 }
 
 impl Task {
@@ -128,6 +220,50 @@ impl Task {
             pending: BTreeMap::new(),
             next_mb: 0,
             failed: false,
+            queued: None,
+        }
+    }
+
+    fn ready(&self) -> bool {
+        !self.failed && self.has_credit() && matches!(self.pending.get(&self.next_mb), Some((_, 0)))
+    }
+
+    /// Runs what is ready: directly for unqueued tasks, else by joining the
+    /// device queue (once).
+    fn schedule(&mut self) {
+        let ready = self.ready();
+        match &mut self.queued {
+            None => self.try_fire(),
+            Some(q) => {
+                if q.waiting || !ready {
+                    return;
+                }
+                q.waiting = true;
+                let mut dq = q.queue.lock().unwrap_or_else(|e| e.into_inner());
+                dq.ready.push(std::cmp::Reverse((self.next_mb, q.id)));
+                if !dq.running {
+                    q.dispatcher.do_send(Pump);
+                }
+            }
+        }
+    }
+
+    /// Runs one micro-batch (the device queue chose this task), then frees
+    /// the device and lets the next task go.
+    fn run_one(&mut self) {
+        if self.ready() {
+            self.fire_one();
+        }
+        if let Some(q) = &mut self.queued {
+            q.waiting = false;
+            let queue = q.queue.clone();
+            let mut dq = queue.lock().unwrap_or_else(|e| e.into_inner());
+            dq.running = false;
+            drop(dq);
+            self.schedule();
+            if let Some(q) = &self.queued {
+                q.dispatcher.do_send(Pump);
+            }
         }
     }
 
@@ -147,11 +283,13 @@ impl Task {
     }
 
     fn try_fire(&mut self) {
-        while !self.failed && self.has_credit() {
-            let ready = matches!(self.pending.get(&self.next_mb), Some((_, 0)));
-            if !ready {
-                return;
-            }
+        while self.ready() {
+            self.fire_one();
+        }
+    }
+
+    fn fire_one(&mut self) {
+        {
             let mb = self.next_mb;
             let (slots, _) = self.pending.remove(&mb).unwrap_or_default();
             self.next_mb += 1;
@@ -289,7 +427,14 @@ impl Handler<Data> for Task {
             entry.0[d.slot] = Some(d.tensor);
             entry.1 -= 1;
         }
-        self.try_fire();
+        self.schedule();
+    }
+}
+
+impl Handler<Run> for Task {
+    type Result = ();
+    fn handle(&mut self, _: Run, _: &mut Self::Context) {
+        self.run_one();
     }
 }
 
@@ -299,7 +444,7 @@ impl Handler<Credit> for Task {
         if let Some(o) = self.outstanding.get_mut(c.route) {
             *o = o.saturating_sub(1);
         }
-        self.try_fire();
+        self.schedule();
     }
 }
 

@@ -498,6 +498,27 @@ fn build(
     }
     drop(connect);
 
+    // One queue per device orders its kernels oldest micro-batch first.
+    let queues: Vec<_> = devices
+        .iter()
+        .map(|_| DeviceQueue::new(g.nodes.len()))
+        .collect();
+    let dispatchers: Vec<Recipient<Pump>> = queues
+        .iter()
+        .zip(&compute)
+        .map(|(q, arb)| {
+            let (addr, rx) = mailbox::<Dispatcher>();
+            start_on(arb, rx, Dispatcher { queue: q.clone() });
+            addr.recipient()
+        })
+        .collect();
+    for (i, a) in node_addr.iter().enumerate() {
+        let q = &queues[plan.placement[i]];
+        q.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .register(i, a.clone().recipient());
+    }
+
     // Start everything.
     for (i, ((rx, (consts, edges, upstream)), routes)) in node_rx
         .into_iter()
@@ -507,7 +528,7 @@ fn build(
     {
         let n = &g.nodes[i];
         let dev = plan.placement[i];
-        let task = Task::new(
+        let mut task = Task::new(
             n.name.clone(),
             devices[dev].clone(),
             Work::Kernel {
@@ -522,6 +543,12 @@ fn build(
             routes,
             upstream,
         );
+        task.queued = Some(Queued {
+            queue: queues[dev].clone(),
+            dispatcher: dispatchers[dev].clone(),
+            id: i,
+            waiting: false,
+        });
         start_on(&compute[dev], rx, task);
     }
     for (key, (rx, from)) in transfer_rx {
