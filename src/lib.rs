@@ -170,7 +170,11 @@ impl<'a> SessionBuilder<'a> {
         self
     }
 
-    /// The plan this builder would use on these devices.
+    /// The plan this builder would use on these devices: the explicit plan,
+    /// else everything on the one device, else the pipeline partitioner
+    /// over a cluster spec made from the devices' own descriptions
+    /// ([`default_cluster`]), which keeps every op off devices that refuse
+    /// it. It uses every device when a split over all of them exists.
     pub fn make_plan(&self, devices: &[Arc<dyn hetflow_devices::Device>]) -> Result<Plan, Error> {
         if let Some(p) = &self.plan {
             return Ok(p.clone());
@@ -180,11 +184,21 @@ impl<'a> SessionBuilder<'a> {
         if devices.len() == 1 || g.nodes.len() < devices.len() {
             return Ok(Plan::single_device(g, &names[0]));
         }
-        let speeds: Vec<f64> = devices
-            .iter()
-            .map(|d| d.info().compute_units.max(1) as f64)
-            .collect();
-        Ok(hetflow_scheduler::plan::pipeline_split(g, names, &speeds)?)
+        let cluster = default_cluster(g, devices)?;
+        let costs = hetflow_scheduler::cost::GraphCosts::new(g, 1);
+        let mut opts = hetflow_scheduler::partition::PartitionOptions {
+            use_all: true,
+            credits: self.credits.unwrap_or(2),
+            ..Default::default()
+        };
+        let part = match hetflow_scheduler::partition::partition(g, &costs, &cluster, &opts) {
+            Ok(p) => p,
+            Err(_) => {
+                opts.use_all = false;
+                hetflow_scheduler::partition::partition(g, &costs, &cluster, &opts)?
+            }
+        };
+        Ok(part.plan)
     }
 
     /// Opens the devices, plans, and deploys the actors.
@@ -213,6 +227,52 @@ impl<'a> SessionBuilder<'a> {
             opts,
         )?)
     }
+}
+
+/// A cluster spec for open devices from their own descriptions, for plans
+/// made without `hetflow profile`: the reported peak rate (CPU devices
+/// report none; they count 50 GFLOP/s per core), 20 GB/s of memory
+/// bandwidth, the reported memory, and as `unsupported` every op type of
+/// `g` the device refuses. Links between them: 10 GB/s, 10 µs.
+pub fn default_cluster(
+    g: &Graph,
+    devices: &[Arc<dyn hetflow_devices::Device>],
+) -> Result<hetflow_scheduler::ClusterSpec, Error> {
+    use hetflow_scheduler::cluster::{DeviceSpec, LinkParams};
+    let mut c = hetflow_scheduler::ClusterSpec::default();
+    for d in devices {
+        let info = d.info();
+        let peak = if info.peak_gflops_f32 > 0.0 {
+            info.peak_gflops_f32
+        } else {
+            50.0 * info.compute_units.max(1) as f64
+        };
+        let mut unsupported: Vec<String> = Vec::new();
+        for n in &g.nodes {
+            if d.supports(&n.op).is_err() && !unsupported.iter().any(|u| u == n.op.name()) {
+                unsupported.push(n.op.name().to_string());
+            }
+        }
+        c.devices.push(DeviceSpec {
+            name: info.id.to_string(),
+            host: "localhost".into(),
+            kind: info.id.kind.name().into(),
+            model: Some(info.name.clone()),
+            peak_gflops: [("f32".to_string(), peak)].into_iter().collect(),
+            memory_gib: (info.memory_bytes.max(1 << 30)) as f64 / (1u64 << 30) as f64,
+            mem_bw_gbps: 20.0,
+            launch_us: 2.0,
+            efficiency: Default::default(),
+            unsupported,
+        });
+    }
+    c.defaults.intra_host = Some(LinkParams {
+        bandwidth_gbps: 10.0,
+        latency_us: 10.0,
+        shared: false,
+    });
+    c.validate()?;
+    Ok(c)
 }
 
 /// Replaces every character outside `[A-Za-z0-9._-]` with `_` (output file

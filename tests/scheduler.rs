@@ -372,3 +372,43 @@ fn tpu_takes_the_matmul_heavy_work() {
     let e = rel_l2(&got[0], &cpu_only[0]);
     assert!(e <= 1e-2, "mixed cpu+tpu plan differs from cpu by {e:.2e}");
 }
+
+/// Without a plan, a device list that includes a device refusing some ops
+/// (the TPU refuses Gather and friends) still builds: the default planner
+/// keeps those ops on the CPU.
+#[test]
+fn default_plan_keeps_refused_ops_off_the_tpu() {
+    let c = case("ops_mix_a");
+    let model = Model::load(&c.model).unwrap();
+    let inputs: Vec<Arc<Tensor>> = c.inputs.iter().map(|(_, f)| Arc::new(read(f))).collect();
+    let b = SessionBuilder::new(&model).devices("cpu:0,tpu:0");
+    let specs = hetflow::devices::parse_device_list("cpu:0,tpu:0").unwrap();
+    let devices = hetflow::devices::open_devices(&specs, None).unwrap();
+    let plan = b.make_plan(&devices).unwrap();
+    let g = model.graph();
+    let on_tpu = plan
+        .placement
+        .iter()
+        .filter(|&&d| plan.devices[d] == "tpu:0")
+        .count();
+    eprintln!("{} of {} nodes on tpu:0", on_tpu, g.nodes.len());
+    assert!(on_tpu > 0, "the default plan left tpu:0 unused");
+    for (i, n) in g.nodes.iter().enumerate() {
+        let d = &devices
+            .iter()
+            .find(|d| d.id().to_string() == plan.devices[plan.placement[i]])
+            .unwrap();
+        assert!(d.supports(&n.op).is_ok(), "{} placed on {}", n.name, d.id());
+    }
+    let mut s = b.build().unwrap();
+    let got = s.run(inputs).unwrap();
+    for ((name, f), t) in c.outputs.iter().zip(&got) {
+        let want = read(f);
+        if want.dtype().is_float() {
+            let e = rel_l2(t, &want);
+            assert!(e <= 1e-2, "{name}: rel L2 {e:.2e}");
+        } else {
+            assert_eq!(**t, want, "{name}");
+        }
+    }
+}
