@@ -208,7 +208,10 @@ impl<'a> SessionBuilder<'a> {
             None => {
                 let list = match (&self.devices, &self.plan) {
                     (Some(d), _) => d.clone(),
-                    (None, Some(p)) => p.devices.join(","),
+                    (None, Some(p)) => (0..p.copies())
+                        .flat_map(|r| p.copy_devices(r).to_vec())
+                        .collect::<Vec<_>>()
+                        .join(","),
                     (None, None) => "cpu".to_string(),
                 };
                 let specs = hetflow_devices::parse_device_list(&list)?;

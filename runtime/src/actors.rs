@@ -547,6 +547,8 @@ pub struct Sink {
     /// Per output slot, who to credit.
     pub upstream: Vec<Option<Upstream>>,
     pub events: Sender<Event>,
+    /// (copies, this copy): local micro-batch j is global `j * k + r`.
+    pub copy_of: (u64, u64),
     pending: BTreeMap<u64, (Vec<Option<Arc<Tensor>>>, usize)>,
 }
 
@@ -562,6 +564,7 @@ impl Sink {
             devices,
             upstream,
             events,
+            copy_of: (1, 0),
             pending: BTreeMap::new(),
         }
     }
@@ -614,7 +617,11 @@ impl Handler<Data> for Sink {
         if entry.1 == 0 {
             if let Some((outs, _)) = self.pending.remove(&d.mb) {
                 let outputs = outs.into_iter().flatten().collect();
-                let _ = self.events.send(Event::Output { mb: d.mb, outputs });
+                let (k, r) = self.copy_of;
+                let _ = self.events.send(Event::Output {
+                    mb: d.mb * k + r,
+                    outputs,
+                });
             }
         }
     }

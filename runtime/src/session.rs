@@ -50,7 +50,8 @@ impl Default for SessionOptions {
 /// A graph deployed on devices, ready to run.
 pub struct Session {
     graph: Arc<Graph>,
-    source: Addr<Source>,
+    /// One per copy of the plan; micro-batch i goes to copy i mod k.
+    sources: Vec<Addr<Source>>,
     events: Receiver<Event>,
     system: System,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -64,7 +65,8 @@ pub struct Session {
 }
 
 struct Built {
-    source: Addr<Source>,
+    /// One source per copy of the plan.
+    sources: Vec<Addr<Source>>,
     arbiters: Vec<ArbiterHandle>,
 }
 
@@ -79,33 +81,38 @@ impl Session {
     ) -> Result<Session> {
         plan.validate(&graph)
             .map_err(|e| RuntimeError::Setup(e.to_string()))?;
-        let mut plan_devices: Vec<Arc<dyn Device>> = Vec::new();
-        for name in &plan.devices {
-            let d = devices
-                .iter()
-                .find(|d| d.id().to_string() == *name)
-                .ok_or_else(|| {
+        // One device list per copy of the plan (data-parallel replicas).
+        let mut copies: Vec<Vec<Arc<dyn Device>>> = Vec::new();
+        for r in 0..plan.copies() {
+            let mut plan_devices: Vec<Arc<dyn Device>> = Vec::new();
+            for name in plan.copy_devices(r) {
+                let d = devices
+                    .iter()
+                    .find(|d| d.id().to_string() == *name)
+                    .ok_or_else(|| {
+                        RuntimeError::Setup(format!(
+                            "plan uses device {name}, which is not open (open: {})",
+                            devices
+                                .iter()
+                                .map(|d| d.id().to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                    })?;
+                plan_devices.push(d.clone());
+            }
+            for (i, n) in graph.nodes.iter().enumerate() {
+                let d = &plan_devices[plan.placement[i]];
+                d.supports(&n.op).map_err(|why| {
                     RuntimeError::Setup(format!(
-                        "plan uses device {name}, which is not open (open: {})",
-                        devices
-                            .iter()
-                            .map(|d| d.id().to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        "node '{}' ({}) cannot run on {}: {why}",
+                        n.name,
+                        n.op.name(),
+                        d.id()
                     ))
                 })?;
-            plan_devices.push(d.clone());
-        }
-        for (i, n) in graph.nodes.iter().enumerate() {
-            let d = &plan_devices[plan.placement[i]];
-            d.supports(&n.op).map_err(|why| {
-                RuntimeError::Setup(format!(
-                    "node '{}' ({}) cannot run on {}: {why}",
-                    n.name,
-                    n.op.name(),
-                    d.id()
-                ))
-            })?;
+            }
+            copies.push(plan_devices);
         }
         let credits = opts.credits.unwrap_or(plan.credits).max(1);
         let recorder = Arc::new(Recorder::new(opts.trace));
@@ -119,8 +126,20 @@ impl Session {
             .name("hetflow-runtime".into())
             .spawn(move || {
                 let sys = System::new();
-                let res = sys
-                    .block_on(async move { build(&g, &plan, &plan_devices, credits, ev_tx, rec) });
+                let res = sys.block_on(async move {
+                    let k = copies.len();
+                    let mut all = Built {
+                        sources: Vec::new(),
+                        arbiters: Vec::new(),
+                    };
+                    for (r, devs) in copies.iter().enumerate() {
+                        let b =
+                            build(&g, &plan, devs, credits, ev_tx.clone(), rec.clone(), (k, r))?;
+                        all.sources.extend(b.sources);
+                        all.arbiters.extend(b.arbiters);
+                    }
+                    Ok(all)
+                });
                 let ok = res.is_ok();
                 let _ = built_tx.send(res.map(|b| (b, System::current())));
                 if ok {
@@ -139,7 +158,7 @@ impl Session {
         Ok(Session {
             constant_outputs,
             graph,
-            source: built.source,
+            sources: built.sources,
             events: ev_rx,
             system,
             thread: Some(thread),
@@ -184,9 +203,12 @@ impl Session {
         }
         let first = self.next_mb;
         let n = batches.len();
+        let k = self.sources.len() as u64;
         for b in batches {
-            self.source.do_send(Feed {
-                mb: self.next_mb,
+            // Each copy numbers its own micro-batches 0, 1, 2, ...
+            let (copy, local) = (self.next_mb % k, self.next_mb / k);
+            self.sources[copy as usize].do_send(Feed {
+                mb: local,
                 inputs: b,
             });
             self.next_mb += 1;
@@ -330,6 +352,7 @@ fn build(
     credits: usize,
     events: crossbeam::channel::Sender<Event>,
     recorder: Arc<Recorder>,
+    copy_of: (usize, usize),
 ) -> Result<Built> {
     let compute: Vec<Arbiter> = devices.iter().map(|_| Arbiter::new()).collect();
     let copy: Vec<Arbiter> = devices.iter().map(|_| Arbiter::new()).collect();
@@ -573,7 +596,8 @@ fn build(
         .iter()
         .map(|o| g.constants.get(o).cloned())
         .collect();
-    let sink = Sink::new(out_consts, devices.to_vec(), sink_upstream, events.clone());
+    let mut sink = Sink::new(out_consts, devices.to_vec(), sink_upstream, events.clone());
+    sink.copy_of = (copy_of.0 as u64, copy_of.1 as u64);
     start_on(&io, sink_rx, sink);
     let source = Source::new(source_routes, credits, events);
     start_on(&io, source_rx, source);
@@ -585,7 +609,7 @@ fn build(
         .map(|a| a.handle())
         .collect();
     Ok(Built {
-        source: source_addr,
+        sources: vec![source_addr],
         arbiters,
     })
 }

@@ -100,6 +100,12 @@ pub struct Plan {
     /// The size symbolic dimensions were bound to for the prediction.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<usize>,
+    /// Data-parallel replicas of the whole placement: each entry renames
+    /// `devices` (same length, same order) for one more copy of every
+    /// stage. Micro-batch `i` runs on copy `i mod (1 + replicas.len())`,
+    /// copy 0 being `devices` itself. Empty: no replication.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<Vec<String>>,
 }
 
 impl Plan {
@@ -141,6 +147,21 @@ impl Plan {
             credits: 2,
             predicted_ms: None,
             batch: None,
+            replicas: Vec::new(),
+        }
+    }
+
+    /// Copies of the placement (1 + `replicas.len()`).
+    pub fn copies(&self) -> usize {
+        1 + self.replicas.len()
+    }
+
+    /// The device names of copy `r` (0 = `devices`).
+    pub fn copy_devices(&self, r: usize) -> &[String] {
+        if r == 0 {
+            &self.devices
+        } else {
+            &self.replicas[r - 1]
         }
     }
 
@@ -159,6 +180,14 @@ impl Plan {
             }
         }
         self.devices = devices;
+        for r in &mut self.replicas {
+            *r = r
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| used[*i])
+                .map(|(_, n)| n.clone())
+                .collect();
+        }
         for d in &mut self.placement {
             *d = map[*d];
         }
@@ -234,6 +263,27 @@ impl Plan {
         }
         if self.credits == 0 {
             return Err(PlanError::Invalid("credits must be at least 1".into()));
+        }
+        let mut all: BTreeSet<&str> = self.devices.iter().map(String::as_str).collect();
+        if all.len() != self.devices.len() {
+            return Err(PlanError::Invalid("a device is listed twice".into()));
+        }
+        for (r, names) in self.replicas.iter().enumerate() {
+            if names.len() != self.devices.len() {
+                return Err(PlanError::Invalid(format!(
+                    "replica {} lists {} devices; the plan has {}",
+                    r + 1,
+                    names.len(),
+                    self.devices.len()
+                )));
+            }
+            for n in names {
+                if !all.insert(n.as_str()) {
+                    return Err(PlanError::Invalid(format!(
+                        "device '{n}' is used by two copies of the plan"
+                    )));
+                }
+            }
         }
         let mut seen = vec![false; g.nodes.len()];
         for s in &self.stages {

@@ -85,6 +85,51 @@ pub fn pipeline_plan(
     Ok(partition(g, costs, cluster, opts)?.plan)
 }
 
+/// Data-parallel replication: splits the cluster's devices, in order, into
+/// `k` equal groups, plans with `plan_group` on the first group, and runs
+/// copy `r` of that plan on group `r` (device `i` of group 0 becomes device
+/// `i` of group `r`). Micro-batches alternate between the copies, so a
+/// stream runs up to `k` times faster; the groups should be alike (the
+/// prediction assumes they are).
+pub fn replicated<F>(cluster: &ClusterSpec, k: usize, plan_group: F) -> Result<Plan, PlanError>
+where
+    F: FnOnce(&ClusterSpec) -> Result<Plan, PlanError>,
+{
+    let n = cluster.devices.len();
+    if k == 0 || n % k != 0 {
+        return Err(PlanError::Input(format!(
+            "{k} replicas need the cluster's {n} devices to split into {k} equal groups"
+        )));
+    }
+    let per = n / k;
+    let names: Vec<String> = cluster.devices.iter().map(|d| d.name.clone()).collect();
+    let group0 = cluster.subset(&names[..per])?;
+    let mut plan = plan_group(&group0)?;
+    plan.replicas = (1..k)
+        .map(|r| {
+            plan.devices
+                .iter()
+                .map(|d| {
+                    let i = names[..per].iter().position(|x| x == d).unwrap_or(0);
+                    names[r * per + i].clone()
+                })
+                .collect()
+        })
+        .collect();
+    if let Some(ms) = plan.predicted_ms {
+        // Each copy streams ceil(m / k) of the m micro-batches.
+        let m = plan.microbatches.max(1) as f64;
+        let stage_max = plan
+            .stages
+            .iter()
+            .filter_map(|s| s.predicted_ms)
+            .fold(0.0, f64::max);
+        let saved = (m - (m / k as f64).ceil()) * stage_max;
+        plan.predicted_ms = Some((ms - saved).max(stage_max));
+    }
+    Ok(plan)
+}
+
 /// Reads a placement file (module docs) and makes the plan.
 pub fn manual_plan(g: &Graph, toml_text: &str) -> Result<Plan, PlanError> {
     #[derive(serde::Deserialize)]
@@ -181,6 +226,9 @@ pub fn describe(plan: &Plan, g: &Graph) -> String {
         );
     }
     let moved: u64 = plan.transfers.iter().filter_map(|t| t.bytes).sum();
+    for (r, names) in plan.replicas.iter().enumerate() {
+        let _ = writeln!(out, "replica {}: {}", r + 1, names.join(", "));
+    }
     let _ = writeln!(
         out,
         "{} stages on {} device(s), {} transfers ({:.2} MiB per micro-batch), {} micro-batch(es), schedule {:?}, credits {}",
@@ -246,6 +294,34 @@ intra_host = { bandwidth_gbps = 10.0, latency_us = 5.0 }
         assert!(table.contains("mm0"), "{table}");
         let back = Plan::from_json(&plan.to_json()).unwrap();
         assert_eq!(back, plan);
+    }
+
+    #[test]
+    fn replicas_rename_devices_and_validate() {
+        let g = mlp(4, 64);
+        let costs = GraphCosts::new(&g, 8);
+        let mut c = cluster();
+        let mut d2 = c.devices[0].clone();
+        d2.name = "cpu:2".into();
+        let mut d3 = c.devices[0].clone();
+        d3.name = "cpu:3".into();
+        c.devices.extend([d2, d3]);
+        let opts = PartitionOptions {
+            use_all: true,
+            microbatches: 8,
+            ..Default::default()
+        };
+        let p = replicated(&c, 2, |grp| pipeline_plan(&g, &costs, grp, &opts)).unwrap();
+        p.validate(&g).unwrap();
+        assert_eq!(p.devices, vec!["cpu:0", "cpu:1"]);
+        assert_eq!(
+            p.replicas,
+            vec![vec!["cpu:2".to_string(), "cpu:3".to_string()]]
+        );
+        assert!(replicated(&c, 3, |grp| pipeline_plan(&g, &costs, grp, &opts)).is_err());
+        let mut bad = p.clone();
+        bad.replicas[0][1] = "cpu:0".into();
+        assert!(bad.validate(&g).is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use hetflow::scheduler::cluster::ClusterSpec;
 use hetflow::scheduler::cost::GraphCosts;
 use hetflow::scheduler::partition::PartitionOptions;
 use hetflow::scheduler::planner::{
-    annotate, describe, heft_plan, manual_plan, pipeline_plan, Planner,
+    annotate, describe, heft_plan, manual_plan, pipeline_plan, replicated, Planner,
 };
 use hetflow::scheduler::Schedule;
 use hetflow::Model;
@@ -40,6 +40,10 @@ pub struct Args {
     /// Size bound to symbolic dimensions (the micro-batch size).
     #[arg(long, default_value_t = 1)]
     batch: usize,
+    /// Data-parallel copies: split the devices into this many equal groups
+    /// and run one copy of the plan on each (micro-batches alternate).
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
     /// Write the plan as JSON here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -90,9 +94,14 @@ pub fn main(a: Args) -> Result<()> {
         annotate(&mut plan, g, &costs, &cluster);
         plan
     } else {
-        match a.planner {
-            Planner::Pipeline => pipeline_plan(g, &costs, &cluster, &opts)?,
-            Planner::Heft => heft_plan(g, &costs, &cluster, &opts)?.0,
+        let plan_on = |c: &ClusterSpec| match a.planner {
+            Planner::Pipeline => pipeline_plan(g, &costs, c, &opts),
+            Planner::Heft => heft_plan(g, &costs, c, &opts).map(|p| p.0),
+        };
+        if a.replicas > 1 {
+            replicated(&cluster, a.replicas, plan_on)?
+        } else {
+            plan_on(&cluster)?
         }
     };
     print!("{}", describe(&plan, g));
