@@ -37,6 +37,9 @@ use std::time::Instant;
 /// passing would otherwise fit an unbounded bandwidth.
 pub const MAX_LINK_GBPS: f64 = 1000.0;
 
+/// A progress callback: (steps done, steps in all, what was just done).
+pub type Progress = Arc<dyn Fn(usize, usize, &str) + Send + Sync>;
+
 /// What to profile.
 #[derive(Clone)]
 pub struct ProfileOptions {
@@ -53,7 +56,7 @@ pub struct ProfileOptions {
     /// Timed iterations per benchmark graph.
     pub iters: usize,
     /// Called after each step with (done, total, what).
-    pub progress: Option<Arc<dyn Fn(usize, usize, &str) + Send + Sync>>,
+    pub progress: Option<Progress>,
 }
 
 impl Default for ProfileOptions {

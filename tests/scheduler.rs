@@ -362,7 +362,11 @@ fn tpu_takes_the_matmul_heavy_work() {
         .map(|k| ((k % 31) as f32 - 15.0) / 15.0)
         .collect();
     let x = Arc::new(Tensor::from_vec(vec![ROWS, WIDTH], x).unwrap());
-    let cpu_only = run_plan(&model, Plan::single_device(g, "cpu:0"), &[x.clone()]);
+    let cpu_only = run_plan(
+        &model,
+        Plan::single_device(g, "cpu:0"),
+        std::slice::from_ref(&x),
+    );
     let mut s = SessionBuilder::new(&model)
         .with_devices(devices.clone())
         .plan(heft)

@@ -258,9 +258,9 @@ impl ClusterSpec {
                     ));
                 }
             }
-            if !(l.bandwidth_gbps.is_finite() && l.bandwidth_gbps > 0.0)
-                || !(l.latency_us.is_finite() && l.latency_us >= 0.0)
-            {
+            let bw_ok = l.bandwidth_gbps.is_finite() && l.bandwidth_gbps > 0.0;
+            let lat_ok = l.latency_us.is_finite() && l.latency_us >= 0.0;
+            if !(bw_ok && lat_ok) {
                 return bad(format!(
                     "link {} -> {}: bandwidth must be > 0 and latency >= 0",
                     l.from, l.to

@@ -178,7 +178,7 @@ impl TaskGraph {
                     "edge names a task that does not exist".into(),
                 ));
             }
-            if !(e.data >= 0.0) {
+            if e.data.is_nan() || e.data < 0.0 {
                 return Err(PlanError::Input(format!(
                     "edge {} -> {} has negative or NaN data",
                     self.names[e.from], self.names[e.to]
@@ -315,7 +315,7 @@ impl TaskGraph {
                         }
                     }
                 }
-                ds.sort_by(|a, b| natural_key(a).cmp(&natural_key(b)));
+                ds.sort_by_key(|a| natural_key(a));
                 ds
             }
         };

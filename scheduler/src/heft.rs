@@ -172,6 +172,7 @@ fn by_priority(prio: &[f64], order: &[usize]) -> Vec<usize> {
 
 /// Shared placement loop: tasks in `list` order (a topological order), each
 /// on the device `choose` picks among (device, start, finish) candidates.
+#[allow(clippy::needless_range_loop)] // several arrays share the index
 fn place<F>(g: &TaskGraph, list: &[usize], insertion: bool, mut choose: F) -> TaskSchedule
 where
     F: FnMut(usize, &[(usize, f64, f64)]) -> usize,
@@ -354,6 +355,7 @@ fn ready_list(g: &TaskGraph, prio: &[f64]) -> Vec<usize> {
 }
 
 /// PEFT (module docs).
+#[allow(clippy::needless_range_loop)] // several arrays share the index
 pub fn peft(g: &TaskGraph) -> Result<TaskSchedule, PlanError> {
     let order = g.topo_order()?;
     let p = g.devices.len();
@@ -425,8 +427,11 @@ pub fn round_robin(g: &TaskGraph) -> Result<TaskSchedule, PlanError> {
     }))
 }
 
+/// A list scheduler.
+pub type Scheduler = fn(&TaskGraph) -> Result<TaskSchedule, PlanError>;
+
 /// The list schedulers by name, for the CLI.
-pub fn by_name(name: &str) -> Option<fn(&TaskGraph) -> Result<TaskSchedule, PlanError>> {
+pub fn by_name(name: &str) -> Option<Scheduler> {
     Some(match name {
         "heft" => heft,
         "cpop" => cpop,

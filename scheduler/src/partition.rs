@@ -156,6 +156,7 @@ impl Tables {
 
 /// Best partition for one device order: (bottleneck, sum of stage times,
 /// stages).
+#[allow(clippy::needless_range_loop)] // several arrays share the index
 fn solve_order(
     t: &Tables,
     m: &CostModel,

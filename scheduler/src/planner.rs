@@ -96,7 +96,7 @@ where
     F: FnOnce(&ClusterSpec) -> Result<Plan, PlanError>,
 {
     let n = cluster.devices.len();
-    if k == 0 || n % k != 0 {
+    if k == 0 || !n.is_multiple_of(k) {
         return Err(PlanError::Input(format!(
             "{k} replicas need the cluster's {n} devices to split into {k} equal groups"
         )));
