@@ -331,6 +331,7 @@ pub fn partition(
     }
     plan.predicted_ms = Some(makespan * 1e3);
     plan.batch = Some(costs.batch);
+    plan.fill_transfer_bytes(&costs.value_bytes);
     Ok(Partition {
         plan,
         stages,

@@ -151,6 +151,16 @@ impl Plan {
         }
     }
 
+    /// Sets each transfer's byte count from concrete value sizes (planners
+    /// call this with their cost tables, so symbolic shapes get a size).
+    pub fn fill_transfer_bytes(&mut self, value_bytes: &[f64]) {
+        for t in &mut self.transfers {
+            if let Some(&b) = value_bytes.get(t.value) {
+                t.bytes = Some(b as u64);
+            }
+        }
+    }
+
     /// Copies of the placement (1 + `replicas.len()`).
     pub fn copies(&self) -> usize {
         1 + self.replicas.len()

@@ -147,6 +147,7 @@ pub fn manual_plan(g: &Graph, toml_text: &str) -> Result<Plan, PlanError> {
 /// Fills each stage's predicted time, transfer and memory from the cost
 /// model (for plans made without it, e.g. manual ones).
 pub fn annotate(plan: &mut Plan, g: &Graph, costs: &GraphCosts, cluster: &ClusterSpec) {
+    plan.fill_transfer_bytes(&costs.value_bytes);
     let m = CostModel::new(cluster);
     let idx: Vec<Option<usize>> = plan
         .devices
