@@ -60,8 +60,8 @@ pub enum OpClass {
 /// The class of an op.
 pub fn op_class(op: &Op) -> OpClass {
     match op {
-        Op::MatMul | Op::Gemm { .. } => OpClass::Gemm,
-        Op::Conv(_) => OpClass::Conv,
+        Op::MatMul | Op::Gemm { .. } | Op::Attention(_) | Op::Einsum { .. } => OpClass::Gemm,
+        Op::Conv(_) | Op::ConvTranspose(_) => OpClass::Conv,
         Op::Unary(_)
         | Op::Binary(_)
         | Op::LeakyRelu { .. }
@@ -71,7 +71,14 @@ pub fn op_class(op: &Op) -> OpClass {
         | Op::Sum
         | Op::Cast { .. }
         | Op::CastLike
-        | Op::Extremum(_) => OpClass::Elementwise,
+        | Op::Extremum(_)
+        | Op::Act { .. }
+        | Op::IsNaN
+        | Op::IsInf { .. }
+        | Op::Mean
+        | Op::Resize(_)
+        | Op::RotaryEmbedding { .. }
+        | Op::GridSample { .. } => OpClass::Elementwise,
         Op::Softmax { .. }
         | Op::LogSoftmax { .. }
         | Op::BatchNorm { .. }
@@ -82,7 +89,19 @@ pub fn op_class(op: &Op) -> OpClass {
         | Op::AveragePool(_)
         | Op::GlobalAveragePool
         | Op::GlobalMaxPool
-        | Op::ArgExtreme { .. } => OpClass::Reduce,
+        | Op::ArgExtreme { .. }
+        | Op::RmsNorm { .. }
+        | Op::Hardmax { .. }
+        | Op::TopK { .. }
+        | Op::Cumulative { .. }
+        | Op::NllLoss { .. }
+        | Op::SoftmaxCrossEntropy { .. }
+        | Op::LpNorm { .. }
+        | Op::InstanceNorm { .. }
+        | Op::GroupNorm { .. }
+        | Op::LpPool { .. }
+        | Op::Det
+        | Op::Unique { .. } => OpClass::Reduce,
         _ => OpClass::Movement,
     }
 }
@@ -132,7 +151,7 @@ pub fn op_cost(op: &Op, inputs: &[Option<&Fact>], outputs: &[&Fact]) -> Cost {
                 .unwrap_or(0.0);
             2.0 * out_elems * per
         }
-        Op::MaxPool(p) | Op::AveragePool(p) => {
+        Op::MaxPool(p) | Op::AveragePool(p) | Op::LpPool { pool: p, .. } => {
             out_elems * p.kernel_shape.iter().product::<usize>() as f64
         }
         Op::GlobalAveragePool | Op::GlobalMaxPool | Op::Reduce { .. } => {
@@ -143,7 +162,60 @@ pub fn op_cost(op: &Op, inputs: &[Option<&Fact>], outputs: &[&Fact]) -> Cost {
         Op::LayerNorm { .. } => 8.0 * out_elems,
         Op::Lrn { size, .. } => out_elems * (*size as f64 + 4.0),
         Op::Gelu { .. } => 8.0 * out_elems,
-        Op::Sum => out_elems * (inputs.iter().flatten().count().saturating_sub(1)) as f64,
+        Op::Sum | Op::Mean => {
+            out_elems * (inputs.iter().flatten().count().saturating_sub(1)) as f64
+        }
+        Op::RmsNorm { .. } | Op::LpNorm { .. } => 4.0 * out_elems,
+        Op::InstanceNorm { .. } | Op::GroupNorm { .. } => 8.0 * out_elems,
+        Op::Resize(_) | Op::RotaryEmbedding { .. } => 4.0 * out_elems,
+        Op::ConvTranspose(_) => {
+            // Each input element: (M / group) * prod(kernel) multiply-adds.
+            let w = inputs
+                .get(1)
+                .copied()
+                .flatten()
+                .and_then(|w| w.concrete_shape());
+            let per = w
+                .map(|w| w[1..].iter().product::<usize>() as f64)
+                .unwrap_or(0.0);
+            2.0 * in0.map(elems).unwrap_or(0.0) * per
+        }
+        Op::Einsum { .. } => {
+            // At least one multiply-add per input element.
+            2.0 * inputs
+                .iter()
+                .flatten()
+                .map(|f| elems(f))
+                .sum::<f64>()
+                .max(out_elems)
+        }
+        Op::Attention(_) => {
+            // QK^T and PV: 2 * (D + Dv) flops per query and key, with the
+            // key count read from K (dim rank-2) plus any past.
+            let dim2 = |i: usize| {
+                inputs
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .and_then(|f| f.concrete_shape())
+                    .and_then(|s| s.len().checked_sub(2).map(|k| s[k]))
+                    .unwrap_or(0) as f64
+            };
+            let keys = dim2(1) + dim2(4);
+            let q = in0.map(elems).unwrap_or(0.0);
+            2.0 * (q + out_elems) * keys
+        }
+        Op::Act { .. } => 4.0 * out_elems,
+        Op::SoftmaxCrossEntropy { .. } => 4.0 * in0.map(elems).unwrap_or(0.0),
+        Op::Hardmax { .. } | Op::Cumulative { .. } | Op::NllLoss { .. } => {
+            in0.map(elems).unwrap_or(0.0)
+        }
+        Op::TopK { .. } => {
+            // A partial sort: about n log2(k + 1) comparisons.
+            let k = outputs.first().map(|f| elems(f)).unwrap_or(0.0);
+            let n = in0.map(elems).unwrap_or(0.0);
+            n * (1.0 + k / n.max(1.0)).log2().max(1.0)
+        }
         _ => match op_class(op) {
             OpClass::Elementwise => out_elems,
             _ => 0.0,

@@ -202,6 +202,53 @@ fn check_same_dtype(fs: &[&Fact], what: &str) -> Result<Option<DType>> {
     Ok(dt)
 }
 
+/// Resize output dims when the scales or sizes are constants (with the
+/// stretch policy); otherwise the resized axes are symbolic.
+fn resize_dims(
+    ra: &crate::op::ResizeAttrs,
+    s: &[Dim],
+    inputs: &[Option<&Fact>],
+) -> Result<Vec<Dim>> {
+    let r = s.len();
+    let axes: Vec<usize> = match &ra.axes {
+        Some(a) => a.iter().map(|&v| norm_axis(v, r)).collect::<Result<_>>()?,
+        None => (0..r).collect(),
+    };
+    let value = |i: usize| {
+        opt_input(inputs, i)
+            .and_then(|f| f.value.clone())
+            .filter(|t| !t.is_empty())
+    };
+    let sizes = if ra.scales_input == 1 { None } else { value(3) };
+    let scales = value(ra.scales_input);
+    let mut o = s.to_vec();
+    for (i, &d) in axes.iter().enumerate() {
+        o[d] = match (&sizes, &scales, &s[d]) {
+            (Some(sz), _, _) if ra.keep_aspect == crate::op::KeepAspect::Stretch => {
+                match sz.to_i64_vec().get(i) {
+                    Some(&n) if n >= 0 => Dim::Known(n as usize),
+                    _ => crate::bail!("sizes {:?} do not fit {} axes", sz.shape(), axes.len()),
+                }
+            }
+            (None, Some(sc), Dim::Known(n)) => match sc.to_f32_vec().get(i) {
+                Some(&f) if f > 0.0 => Dim::Known((f as f64 * *n as f64) as usize),
+                _ => crate::bail!("scales {:?} do not fit {} axes", sc.shape(), axes.len()),
+            },
+            _ => Dim::Sym(format!("resize_{d}")),
+        };
+    }
+    Ok(o)
+}
+
+fn check_index_dtype(f: &Fact) -> Result<()> {
+    match f.dtype {
+        Some(d) if d != DType::I64 && d != DType::I32 => {
+            crate::bail!("indices must be i32 or i64, got {d}")
+        }
+        _ => Ok(()),
+    }
+}
+
 fn const_ints(f: Option<&Fact>) -> Option<Vec<i64>> {
     f.and_then(|f| f.value.as_ref()).map(|t| t.to_i64_vec())
 }
@@ -221,14 +268,32 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
         | Op::LogSoftmax { .. }
         | Op::Lrn { .. }
         | Op::BatchNorm { .. }
-        | Op::LayerNorm { .. } => {
+        | Op::LayerNorm { .. }
+        | Op::RmsNorm { .. }
+        | Op::Act { .. }
+        | Op::Hardmax { .. }
+        | Op::Trilu { .. }
+        | Op::Cumulative { .. }
+        | Op::ScatterElements { .. }
+        | Op::ScatterNd { .. }
+        | Op::RotaryEmbedding { .. }
+        | Op::LpNorm { .. }
+        | Op::InstanceNorm { .. }
+        | Op::GroupNorm { .. } => {
             let x = x()?;
             if let (
                 Op::BatchNorm { .. }
                 | Op::LayerNorm { .. }
+                | Op::RmsNorm { .. }
+                | Op::Act { .. }
                 | Op::Lrn { .. }
                 | Op::Softmax { .. }
                 | Op::LogSoftmax { .. }
+                | Op::Hardmax { .. }
+                | Op::RotaryEmbedding { .. }
+                | Op::LpNorm { .. }
+                | Op::InstanceNorm { .. }
+                | Op::GroupNorm { .. }
                 | Op::Gelu { .. },
                 Some(d),
             ) = (op, x.dtype)
@@ -237,12 +302,460 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
                     crate::bail!("input 0 must be a float tensor, got {d}");
                 }
             }
-            if let Op::LayerNorm { axis, .. } = op {
+            if let Op::Unary(u) = op {
+                if let Some(d) = x.dtype {
+                    crate::kernels::check_unary_dtype(*u, d)?;
+                }
+            }
+            if let Op::LayerNorm { axis, .. } | Op::RmsNorm { axis, .. } = op {
                 if let Some(r) = x.rank() {
                     norm_axis(*axis, r)?;
                 }
             }
+            if let (Op::LayerNorm { axis, .. }, true) = (op, n_out > 1) {
+                // Mean and InvStdDev: the reduced dims kept as 1.
+                let stat = match &x.shape {
+                    Some(s) => {
+                        let a = norm_axis(*axis, s.len())?;
+                        let mut st = s[..a].to_vec();
+                        st.extend(std::iter::repeat_n(Dim::Known(1), s.len() - a));
+                        Some(st)
+                    }
+                    None => None,
+                };
+                let mut v = vec![same(x)];
+                for _ in 1..n_out.min(3) {
+                    v.push(with_dtype(x.dtype, stat.clone()));
+                }
+                return Ok(v);
+            }
             one(same(x))
+        }
+        Op::Attention(at) => {
+            let q = x()?;
+            let v = input(inputs, 2)?;
+            if let Some(d) = q.dtype {
+                if !d.is_float() {
+                    crate::bail!("Q must be a float tensor, got {d}");
+                }
+            }
+            let known = |f: &Fact| f.concrete_shape();
+            let y = match (known(q), known(v)) {
+                (Some(qs), Some(vs)) if qs.len() == 4 && vs.len() == 4 => Some(vec![
+                    Dim::Known(qs[0]),
+                    Dim::Known(qs[1]),
+                    Dim::Known(qs[2]),
+                    Dim::Known(vs[3]),
+                ]),
+                (Some(qs), Some(vs)) if qs.len() == 3 && vs.len() == 3 => {
+                    match (at.q_num_heads, at.kv_num_heads) {
+                        (Some(qh), Some(kvh)) if vs[2] % kvh == 0 => Some(vec![
+                            Dim::Known(qs[0]),
+                            Dim::Known(qs[1]),
+                            Dim::Known(qh * (vs[2] / kvh)),
+                        ]),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            let mut outs = vec![with_dtype(q.dtype, y)];
+            for _ in 1..n_out {
+                outs.push(with_dtype(q.dtype, None));
+            }
+            Ok(outs)
+        }
+        Op::Window { dtype, .. } => {
+            let len = const_ints(Some(x()?)).and_then(|v| v.first().copied());
+            one(with_dtype(
+                Some(*dtype),
+                Some(vec![match len {
+                    Some(n) if n >= 0 => Dim::Known(n as usize),
+                    _ => Dim::Sym("window".into()),
+                }]),
+            ))
+        }
+        Op::ReverseSequence { .. } => one(same(x()?)),
+        Op::CenterCropPad { .. } => {
+            let x = x()?;
+            one(with_dtype(
+                x.dtype,
+                x.rank()
+                    .map(|r| (0..r).map(|i| Dim::Sym(format!("crop_{i}"))).collect()),
+            ))
+        }
+        Op::GridSample { .. } => {
+            let x = x()?;
+            let g = input(inputs, 1)?;
+            let shape = match (&x.shape, &g.shape) {
+                (Some(xs), Some(gs)) if xs.len() >= 3 && gs.len() == xs.len() => {
+                    let mut o = xs[..2].to_vec();
+                    o.extend(gs[1..gs.len() - 1].iter().cloned());
+                    Some(o)
+                }
+                (Some(xs), Some(gs)) => crate::bail!(
+                    "X {} and grid {} ranks do not fit",
+                    crate::graph::fmt_shape(xs),
+                    crate::graph::fmt_shape(gs)
+                ),
+                _ => None,
+            };
+            one(with_dtype(x.dtype, shape))
+        }
+        Op::ConvTranspose(ct) => {
+            let x = x()?;
+            let w = input(inputs, 1)?;
+            let shape = match (&x.shape, w.concrete_shape()) {
+                (Some(xs), Some(ws)) if xs.len() >= 3 && ws.len() == xs.len() => {
+                    let r = xs.len() - 2;
+                    let mut o = vec![xs[0].clone(), Dim::Known(ws[1] * ct.group.max(1))];
+                    for i in 0..r {
+                        let at = |v: &[usize], d: usize| v.get(i).copied().unwrap_or(d);
+                        o.push(match (&ct.output_shape, &xs[i + 2]) {
+                            (Some(os), _) => Dim::Known(at(os, 0)),
+                            (None, Dim::Known(n)) => {
+                                let s = at(&ct.strides, 1);
+                                if matches!(
+                                    ct.auto_pad,
+                                    crate::op::AutoPad::SameUpper | crate::op::AutoPad::SameLower
+                                ) && ct.pads.is_empty()
+                                {
+                                    Dim::Known(n * s)
+                                } else {
+                                    let full = s * n.saturating_sub(1)
+                                        + at(&ct.output_padding, 0)
+                                        + ws[i + 2].saturating_sub(1) * at(&ct.dilations, 1)
+                                        + 1;
+                                    Dim::Known(full.saturating_sub(
+                                        at(&ct.pads, 0) + ct.pads.get(i + r).copied().unwrap_or(0),
+                                    ))
+                                }
+                            }
+                            _ => Dim::Sym(format!("convt_{i}")),
+                        });
+                    }
+                    Some(o)
+                }
+                _ => None,
+            };
+            one(with_dtype(x.dtype, shape))
+        }
+        Op::Det => {
+            let x = x()?;
+            one(with_dtype(
+                x.dtype,
+                x.shape
+                    .as_ref()
+                    .map(|s| s[..s.len().saturating_sub(2)].to_vec()),
+            ))
+        }
+        Op::Unique { axis, .. } => {
+            let x = x()?;
+            let y = match (axis, &x.shape) {
+                (None, _) => Some(vec![Dim::Sym("unique".into())]),
+                (Some(a), Some(s)) => {
+                    let a = norm_axis(*a, s.len())?;
+                    let mut o = s.clone();
+                    o[a] = Dim::Sym("unique".into());
+                    Some(o)
+                }
+                _ => None,
+            };
+            let mut v = vec![with_dtype(x.dtype, y)];
+            for _ in 1..n_out {
+                v.push(with_dtype(
+                    Some(DType::I64),
+                    Some(vec![Dim::Sym("unique_n".into())]),
+                ));
+            }
+            Ok(v)
+        }
+        Op::Einsum { equation } => {
+            let fs: Vec<&Fact> = inputs.iter().flatten().copied().collect();
+            let dt = check_same_dtype(&fs, "Einsum")?;
+            let shapes: Option<Vec<Vec<usize>>> = fs.iter().map(|f| f.concrete_shape()).collect();
+            let shape = match shapes {
+                Some(ss) => {
+                    let refs: Vec<&[usize]> = ss.iter().map(|s| s.as_slice()).collect();
+                    Some(
+                        crate::kernels::einsum_shape(equation, &refs)?
+                            .into_iter()
+                            .map(Dim::Known)
+                            .collect(),
+                    )
+                }
+                None => None,
+            };
+            one(with_dtype(dt, shape))
+        }
+        Op::Resize(ra) => {
+            let x = x()?;
+            let shape = match &x.shape {
+                Some(s) => Some(resize_dims(ra, s, inputs)?),
+                None => None,
+            };
+            one(with_dtype(x.dtype, shape))
+        }
+        Op::IsNaN | Op::IsInf { .. } => {
+            let x = x()?;
+            if let Some(d) = x.dtype {
+                if !d.is_float() {
+                    crate::bail!("input 0 must be a float tensor, got {d}");
+                }
+            }
+            one(with_dtype(Some(DType::Bool), x.shape.clone()))
+        }
+        Op::GatherElements { axis } => {
+            let x = x()?;
+            let idx = input(inputs, 1)?;
+            check_index_dtype(idx)?;
+            if let (Some(r), Some(ri)) = (x.rank(), idx.rank()) {
+                if r != ri {
+                    crate::bail!("data has rank {r}, indices rank {ri}");
+                }
+                norm_axis(*axis, r)?;
+            }
+            one(with_dtype(x.dtype, idx.shape.clone()))
+        }
+        Op::GatherNd { batch_dims } => {
+            let x = x()?;
+            let idx = input(inputs, 1)?;
+            if let Some(d) = idx.dtype {
+                if d != DType::I64 {
+                    crate::bail!("indices must be i64, got {d}");
+                }
+            }
+            let shape = match (&x.shape, &idx.shape) {
+                (Some(s), Some(i)) => match i.last() {
+                    Some(Dim::Known(k)) => {
+                        if batch_dims + k > s.len() || *batch_dims >= i.len() {
+                            crate::bail!(
+                                "indices {} with batch_dims {batch_dims} do not fit data {}",
+                                crate::graph::fmt_shape(i),
+                                crate::graph::fmt_shape(s)
+                            );
+                        }
+                        let mut o = i[..i.len() - 1].to_vec();
+                        o.extend(s[batch_dims + k..].iter().cloned());
+                        Some(o)
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
+            one(with_dtype(x.dtype, shape))
+        }
+        Op::TopK { axis, k, .. } => {
+            let x = x()?;
+            let k = match k {
+                Some(k) => Some(*k),
+                None => const_ints(Some(input(inputs, 1)?)).and_then(|v| v.first().copied()),
+            };
+            let shape = match &x.shape {
+                Some(s) => {
+                    let a = norm_axis(*axis, s.len())?;
+                    let mut o = s.clone();
+                    o[a] = match k {
+                        Some(k) if k >= 0 => Dim::Known(k as usize),
+                        Some(k) => crate::bail!("k must be >= 0, got {k}"),
+                        None => Dim::Sym("topk_k".into()),
+                    };
+                    Some(o)
+                }
+                None => None,
+            };
+            Ok(vec![
+                with_dtype(x.dtype, shape.clone()),
+                with_dtype(Some(DType::I64), shape),
+            ])
+        }
+        Op::OneHot { axis } => {
+            let idx = x()?;
+            let depth = const_ints(Some(input(inputs, 1)?)).and_then(|v| v.first().copied());
+            let values = input(inputs, 2)?;
+            let shape = match &idx.shape {
+                Some(s) => {
+                    let r = s.len() + 1;
+                    let a = norm_axis(*axis, r)?;
+                    let mut o = s.clone();
+                    o.insert(
+                        a,
+                        match depth {
+                            Some(d) if d >= 0 => Dim::Known(d as usize),
+                            _ => Dim::Sym("onehot_depth".into()),
+                        },
+                    );
+                    Some(o)
+                }
+                None => None,
+            };
+            one(with_dtype(values.dtype, shape))
+        }
+        Op::NonZero => {
+            let x = x()?;
+            one(with_dtype(
+                Some(DType::I64),
+                x.rank()
+                    .map(|r| vec![Dim::Known(r), Dim::Sym("nonzero_n".into())]),
+            ))
+        }
+        Op::Compress { axis } => {
+            let x = x()?;
+            let c = input(inputs, 1)?;
+            if let Some(d) = c.dtype {
+                if d != DType::Bool {
+                    crate::bail!("condition must be bool, got {d}");
+                }
+            }
+            let shape = match (axis, &x.shape) {
+                (None, _) => Some(vec![Dim::Sym("compress_n".into())]),
+                (Some(a), Some(s)) => {
+                    let a = norm_axis(*a, s.len())?;
+                    let mut o = s.clone();
+                    o[a] = Dim::Sym("compress_n".into());
+                    Some(o)
+                }
+                (Some(_), None) => None,
+            };
+            one(with_dtype(x.dtype, shape))
+        }
+        Op::Tile => {
+            let x = x()?;
+            let reps = const_ints(Some(input(inputs, 1)?));
+            let shape = match (&x.shape, reps) {
+                (Some(s), Some(r)) => {
+                    if r.len() != s.len() {
+                        crate::bail!("repeats has {} entries for rank {}", r.len(), s.len());
+                    }
+                    let mut o = Vec::with_capacity(s.len());
+                    for (d, &n) in s.iter().zip(&r) {
+                        if n < 0 {
+                            crate::bail!("repeats must be >= 0, got {n}");
+                        }
+                        o.push(match d {
+                            Dim::Known(d) => Dim::Known(d * n as usize),
+                            Dim::Sym(_) if n == 1 => d.clone(),
+                            Dim::Sym(_) => Dim::Sym("tile".into()),
+                        });
+                    }
+                    Some(o)
+                }
+                (Some(s), None) => Some(
+                    (0..s.len())
+                        .map(|i| Dim::Sym(format!("tile_{i}")))
+                        .collect(),
+                ),
+                _ => None,
+            };
+            one(with_dtype(x.dtype, shape))
+        }
+        Op::DepthToSpace { blocksize, .. } | Op::SpaceToDepth { blocksize, .. } => {
+            let x = x()?;
+            let b = *blocksize;
+            let shape = match &x.shape {
+                Some(s) => {
+                    if s.len() != 4 {
+                        crate::bail!("input must be 4-D, got {}", crate::graph::fmt_shape(s));
+                    }
+                    let d2s = matches!(op, Op::DepthToSpace { .. });
+                    let f = |d: &Dim, mul: bool| match d {
+                        Dim::Known(n) if mul => Ok(Dim::Known(n * b)),
+                        Dim::Known(n) if n % b == 0 => Ok(Dim::Known(n / b)),
+                        Dim::Known(n) => Err(Error::msg(format!(
+                            "dim {n} is not divisible by blocksize {b}"
+                        ))),
+                        Dim::Sym(_) => Ok(Dim::Sym("blocks".into())),
+                    };
+                    let c = match &s[1] {
+                        Dim::Known(c) if d2s && c % (b * b) != 0 => crate::bail!(
+                            "channels {c} are not divisible by blocksize^2 = {}",
+                            b * b
+                        ),
+                        Dim::Known(c) if d2s => Dim::Known(c / (b * b)),
+                        Dim::Known(c) => Dim::Known(c * b * b),
+                        Dim::Sym(_) => Dim::Sym("blocks_c".into()),
+                    };
+                    Some(vec![s[0].clone(), c, f(&s[2], d2s)?, f(&s[3], d2s)?])
+                }
+                None => None,
+            };
+            one(with_dtype(x.dtype, shape))
+        }
+        Op::EyeLike { dtype, .. } => {
+            let x = x()?;
+            if let Some(r) = x.rank() {
+                if r != 2 {
+                    crate::bail!("EyeLike input must be 2-D, got rank {r}");
+                }
+            }
+            one(with_dtype(dtype.or(x.dtype), x.shape.clone()))
+        }
+        Op::Pad { pads, .. } => {
+            let x = x()?;
+            let pads = match pads {
+                Some(p) => Some(p.clone()),
+                None => const_ints(Some(input(inputs, 1)?)),
+            };
+            let axes_known = opt_input(inputs, 3).is_none_or(|f| f.value.is_some());
+            let shape = match (&x.shape, pads, axes_known) {
+                (Some(s), Some(p), true) => {
+                    let r = s.len();
+                    let axes: Vec<usize> = match const_ints(opt_input(inputs, 3)) {
+                        Some(a) => a.iter().map(|&a| norm_axis(a, r)).collect::<Result<_>>()?,
+                        None => (0..r).collect(),
+                    };
+                    if p.len() != 2 * axes.len() {
+                        crate::bail!("pads has {} entries for {} axes", p.len(), axes.len());
+                    }
+                    let mut o = s.clone();
+                    for (i, &a) in axes.iter().enumerate() {
+                        if let Dim::Known(d) = s[a] {
+                            let n = d as i64 + p[i] + p[i + axes.len()];
+                            if n < 0 {
+                                crate::bail!("pads {:?} make axis {a} negative", p);
+                            }
+                            o[a] = Dim::Known(n as usize);
+                        }
+                    }
+                    Some(o)
+                }
+                (Some(s), _, _) => {
+                    Some((0..s.len()).map(|i| Dim::Sym(format!("pad_{i}"))).collect())
+                }
+                _ => None,
+            };
+            one(with_dtype(x.dtype, shape))
+        }
+        Op::Mean => {
+            let fs: Vec<&Fact> = inputs.iter().flatten().copied().collect();
+            if fs.is_empty() {
+                crate::bail!("Mean needs at least one input");
+            }
+            let dt = check_same_dtype(&fs, "Mean")?;
+            one(with_dtype(dt, broadcast_facts(&fs)?))
+        }
+        Op::NllLoss { reduction, .. } | Op::SoftmaxCrossEntropy { reduction, .. } => {
+            let x = x()?;
+            let t = input(inputs, 1)?;
+            if let Some(d) = x.dtype {
+                if !d.is_float() {
+                    crate::bail!("input 0 must be a float tensor, got {d}");
+                }
+            }
+            if let Some(d) = t.dtype {
+                if d != DType::I64 && d != DType::I32 {
+                    crate::bail!("target must be i32 or i64, got {d}");
+                }
+            }
+            let loss_shape = match reduction {
+                crate::op::LossReduction::None => t.shape.clone(),
+                _ => Some(vec![]),
+            };
+            let mut v = vec![with_dtype(x.dtype, loss_shape)];
+            if n_out > 1 {
+                v.push(same(x));
+            }
+            Ok(v)
         }
         Op::Dropout => {
             if let Some(Some(t)) = inputs.get(2).map(|f| f.and_then(|f| f.value.as_deref())) {
@@ -263,6 +776,9 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
             } else {
                 check_same_dtype(&[a, c], op.name())?
             };
+            if let Some(d) = dt {
+                crate::kernels::check_binary_dtype(*b, d)?;
+            }
             let shape = broadcast_facts(&[a, c])?;
             let dtype = if b.is_comparison() || b.is_logical() {
                 Some(DType::Bool)
@@ -458,7 +974,7 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
             };
             one(with_dtype(x.dtype, shape))
         }
-        Op::MaxPool(p) | Op::AveragePool(p) => {
+        Op::MaxPool(p) | Op::AveragePool(p) | Op::LpPool { pool: p, .. } => {
             let x = x()?;
             let shape = match &x.shape {
                 Some(xs) => {

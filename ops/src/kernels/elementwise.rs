@@ -2,12 +2,12 @@
 //! broadcasting, LeakyRelu, Gelu, Clip, Where and Sum.
 
 use super::util::{
-    arith_dispatch, bcast_strides, broadcast_all, float_dispatch, input, numel, opt_input, out,
-    par_map, typed, Arith, Float, Walk, PAR_MIN,
+    arith_dispatch, bcast_strides, broadcast_all, float_dispatch, input, int_dispatch, numel,
+    opt_input, out, par_map, typed, Arith, Float, Walk, PAR_MIN,
 };
 use crate::dtype::{DType, Element};
 use crate::error::Result;
-use crate::op::{BinaryOp, UnaryOp};
+use crate::op::{ActKind, BinaryOp, UnaryOp};
 use crate::tensor::{Storable, Tensor};
 use rayon::prelude::*;
 
@@ -102,9 +102,80 @@ fn float_unary<F: Float>(u: UnaryOp, x: &[F]) -> Vec<F> {
         UnaryOp::Reciprocal => par_map(x, |v| F::ONE / v),
         UnaryOp::Floor => par_map(x, |v| v.floor()),
         UnaryOp::Ceil => par_map(x, |v| v.ceil()),
-        // Neg, Abs, Relu and Not are handled by the caller.
+        UnaryOp::Sin => par_map(x, |v| v.sin()),
+        UnaryOp::Cos => par_map(x, |v| v.cos()),
+        UnaryOp::Tan => par_map(x, |v| v.tan()),
+        UnaryOp::Asin => par_map(x, |v| v.asin()),
+        UnaryOp::Acos => par_map(x, |v| v.acos()),
+        UnaryOp::Atan => par_map(x, |v| v.atan()),
+        UnaryOp::Sinh => par_map(x, |v| v.sinh()),
+        UnaryOp::Cosh => par_map(x, |v| v.cosh()),
+        UnaryOp::Asinh => par_map(x, |v| v.asinh()),
+        UnaryOp::Acosh => par_map(x, |v| v.acosh()),
+        UnaryOp::Atanh => par_map(x, |v| v.atanh()),
+        UnaryOp::Round => par_map(x, |v| v.round_even()),
+        UnaryOp::Softplus => par_map(x, softplus),
+        UnaryOp::Softsign => par_map(x, |v| v / (F::ONE + v.abs())),
+        UnaryOp::Mish => par_map(x, |v| v * softplus(v).tanh()),
+        UnaryOp::HardSwish => {
+            let (a, b) = (F::c(1.0 / 6.0), F::c(0.5));
+            par_map(x, move |v| v * unit_clamp(a * v + b))
+        }
+        // Neg, Abs, Relu, Sign, BitwiseNot and Not are handled by the caller.
         _ => x.to_vec(),
     }
+}
+
+/// `v` limited to [0, 1] (NaN stays NaN).
+#[allow(clippy::manual_clamp)]
+fn unit_clamp<F: Float>(v: F) -> F {
+    if v < F::ZERO {
+        F::ZERO
+    } else if v > F::ONE {
+        F::ONE
+    } else {
+        v
+    }
+}
+
+/// `ln(1 + e^v)` without overflow for large `v`.
+fn softplus<F: Float>(v: F) -> F {
+    if v > F::ZERO {
+        v + (-v).exp().ln_1p()
+    } else {
+        v.exp().ln_1p()
+    }
+}
+
+/// The dtypes each unary op takes: Not bool, BitwiseNot integers, Neg,
+/// Abs, Relu and Sign any numeric type, the rest floats.
+pub(crate) fn check_unary_dtype(u: UnaryOp, d: DType) -> Result<()> {
+    let ok = match u {
+        UnaryOp::Not => d == DType::Bool,
+        UnaryOp::BitwiseNot => d.is_int(),
+        UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Relu | UnaryOp::Sign => d != DType::Bool,
+        _ => d.is_float(),
+    };
+    if !ok {
+        crate::bail!("{u:?} does not support {d} tensors");
+    }
+    Ok(())
+}
+
+/// The dtypes each binary op takes (both operands alike): bitwise ops
+/// and shifts integers, logical ops bool, arithmetic any
+/// numeric type; comparisons anything.
+pub(crate) fn check_binary_dtype(b: BinaryOp, d: DType) -> Result<()> {
+    let ok = match b {
+        b if b.is_bitwise() => d.is_int(),
+        b if b.is_logical() => d == DType::Bool,
+        b if b.is_comparison() => true,
+        _ => d != DType::Bool,
+    };
+    if !ok {
+        crate::bail!("{b:?} does not support {d} tensors");
+    }
+    Ok(())
 }
 
 fn relu<T: Arith>(a: T) -> T {
@@ -125,17 +196,30 @@ pub(crate) fn unary(u: UnaryOp, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
             let v = typed::<bool>(x, "Not input 0")?;
             out(shape, par_map(v, |b| !b))
         }
-        UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Relu => {
+        UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Relu | UnaryOp::Sign => {
             arith_dispatch!(x.dtype(), format!("{u:?}"), T => {
                 let v = typed::<T>(x, "input 0")?;
                 let o: Vec<T> = match u {
                     UnaryOp::Neg => par_map(v, |a| a.neg()),
                     UnaryOp::Abs => par_map(v, |a| a.abs()),
+                    // NaN (unordered with itself) stays NaN.
+                    UnaryOp::Sign => par_map(v, |a| {
+                        if a > T::ZERO {
+                            T::ONE
+                        } else if a.to_f64() < 0.0 {
+                            T::ZERO.sub(T::ONE)
+                        } else {
+                            a
+                        }
+                    }),
                     _ => par_map(v, relu::<T>),
                 };
                 out(shape, o)
             })
         }
+        UnaryOp::BitwiseNot => int_dispatch!(x.dtype(), "BitwiseNot", T => {
+            out(shape, par_map(typed::<T>(x, "input 0")?, |a| !a))
+        }),
         _ => float_dispatch!(x.dtype(), format!("{u:?}"), F => {
             out(shape, float_unary::<F>(u, typed::<F>(x, "input 0")?))
         }),
@@ -149,6 +233,88 @@ pub(crate) fn leaky_relu(alpha: f32, inputs: &[Option<&Tensor>]) -> Result<Tenso
         let a = F::c(alpha as f64);
         let v = typed::<F>(x, "input 0")?;
         out(x.shape().to_vec(), par_map(v, |t| if t < F::ZERO { a * t } else { t }))
+    })
+}
+
+/// The activations with parameters ([`ActKind`]), on floats.
+pub(crate) fn act(
+    kind: ActKind,
+    alpha: f32,
+    beta: f32,
+    inputs: &[Option<&Tensor>],
+) -> Result<Tensor> {
+    let x = input(inputs, 0, "X")?;
+    float_dispatch!(x.dtype(), format!("{kind:?}"), F => {
+        let v = typed::<F>(x, "input 0")?;
+        let (a, b) = (F::c(alpha as f64), F::c(beta as f64));
+        let o = match kind {
+            ActKind::Elu => par_map(v, |t| if t < F::ZERO { a * (t.exp() - F::ONE) } else { t }),
+            ActKind::Selu => par_map(v, |t| {
+                if t <= F::ZERO {
+                    b * (a * t.exp() - a)
+                } else {
+                    b * t
+                }
+            }),
+            ActKind::Celu => par_map(v, |t| {
+                if t > F::ZERO {
+                    t
+                } else {
+                    a * ((t / a).exp() - F::ONE)
+                }
+            }),
+            ActKind::HardSigmoid => par_map(v, |t| unit_clamp(a * t + b)),
+            ActKind::ThresholdedRelu => par_map(v, |t| if t > a { t } else { F::ZERO }),
+            ActKind::Swish => par_map(v, |t| t / (F::ONE + (-(a * t)).exp())),
+            ActKind::Shrink => par_map(v, |t| {
+                if t < -a {
+                    t + b
+                } else if t > a {
+                    t - b
+                } else {
+                    F::ZERO
+                }
+            }),
+        };
+        out(x.shape().to_vec(), o)
+    })
+}
+
+/// IsNaN (`nan`) or IsInf with the signs to detect, on float tensors.
+pub(crate) fn is_special(
+    nan: bool,
+    pos: bool,
+    neg: bool,
+    inputs: &[Option<&Tensor>],
+) -> Result<Tensor> {
+    let x = input(inputs, 0, "X")?;
+    if !x.dtype().is_float() {
+        crate::bail!(
+            "{} needs a float tensor, got {}",
+            if nan { "IsNaN" } else { "IsInf" },
+            x.dtype()
+        );
+    }
+    let o: Vec<bool> = crate::dispatch_data!(x.data(), v, _T => {
+        par_map(v, |e| {
+            let f = e.to_f64();
+            if nan {
+                f.is_nan()
+            } else {
+                (pos && f == f64::INFINITY) || (neg && f == f64::NEG_INFINITY)
+            }
+        })
+    });
+    out(x.shape().to_vec(), o)
+}
+
+/// Variadic mean with broadcasting (floats).
+pub(crate) fn mean(inputs: &[Option<&Tensor>]) -> Result<Tensor> {
+    let sum = fold(BinaryOp::Add, inputs)?;
+    let n = inputs.len().max(1) as f64;
+    float_dispatch!(sum.dtype(), "Mean", F => {
+        let d = F::c(n);
+        out(sum.shape().to_vec(), par_map(typed::<F>(&sum, "sum")?, |v| v / d))
     })
 }
 
@@ -243,9 +409,64 @@ fn arith2<T: Arith>(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
                 q
             }
         })?,
+        BinaryOp::FMod => map2(x, a.shape(), y, b.shape(), |p, q| p.rem(q))?,
+        // The remainder takes the divisor's sign (Python / numpy `mod`).
+        BinaryOp::Mod => map2(x, a.shape(), y, b.shape(), |p, q| {
+            let r = p.rem(q);
+            if r != T::ZERO && ((r < T::ZERO) != (q < T::ZERO)) {
+                r.add(q)
+            } else {
+                r
+            }
+        })?,
+        BinaryOp::PRelu => map2(x, a.shape(), y, b.shape(), |p, q| {
+            if p < T::ZERO {
+                p.mul(q)
+            } else {
+                p
+            }
+        })?,
         _ => map2(x, a.shape(), y, b.shape(), |p, q| p.div(q))?,
     };
     out(s, v)
+}
+
+/// BitwiseAnd / Or / Xor and BitShift on integers. Left shifts drop the
+/// bits shifted out; right shifts of signed values are arithmetic. A shift
+/// by a negative amount or by the bit width or more leaves only the sign
+/// fill: -1 for a right shift of a negative value, else 0.
+fn bitwise(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let what = format!("{op:?}");
+    match op {
+        BinaryOp::ShiftLeft | BinaryOp::ShiftRight => int_dispatch!(a.dtype(), what, T => {
+            let (x, y) = (typed::<T>(a, "input 0 (X)")?, typed::<T>(b, "input 1 (Y)")?);
+            let left = op == BinaryOp::ShiftLeft;
+            let (s, v) = map2(x, a.shape(), y, b.shape(), |p: T, q: T| {
+                let q = q as i128;
+                if q < 0 || q >= T::BITS as i128 {
+                    if !left && p.to_f64() < 0.0 {
+                        !(0 as T)
+                    } else {
+                        0 as T
+                    }
+                } else if left {
+                    p.wrapping_shl(q as u32)
+                } else {
+                    p >> q
+                }
+            })?;
+            out(s, v)
+        }),
+        _ => int_dispatch!(a.dtype(), what, T => {
+            let (x, y) = (typed::<T>(a, "input 0 (A)")?, typed::<T>(b, "input 1 (B)")?);
+            let (s, v) = match op {
+                BinaryOp::BitwiseAnd => map2(x, a.shape(), y, b.shape(), |p: T, q: T| p & q)?,
+                BinaryOp::BitwiseOr => map2(x, a.shape(), y, b.shape(), |p: T, q: T| p | q)?,
+                _ => map2(x, a.shape(), y, b.shape(), |p: T, q: T| p ^ q)?,
+            };
+            out(s, v)
+        }),
+    }
 }
 
 fn compare<T: Element>(op: BinaryOp, x: &[T], a: &[usize], y: &[T], b: &[usize]) -> Result<Tensor> {
@@ -271,6 +492,9 @@ pub(crate) fn binary(op: BinaryOp, inputs: &[Option<&Tensor>]) -> Result<Tensor>
     }
     if a.dtype() != b.dtype() {
         crate::bail!("{op:?}: input 0 is {}, input 1 is {}", a.dtype(), b.dtype());
+    }
+    if op.is_bitwise() {
+        return bitwise(op, a, b);
     }
     if op.is_logical() {
         let (x, y) = (

@@ -12,19 +12,27 @@
 //! arithmetic ops are widened to f32 here, computed, and narrowed back.
 //! Data-movement ops work on every dtype.
 
+mod attention;
 mod conv;
+mod einsum;
 mod elementwise;
+mod index;
+mod loss;
 mod matmul;
+mod misc;
 mod norm;
 mod pool;
 mod reduce;
+mod resize;
 mod shape;
 mod util;
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::op::{BinaryOp, Op, UnaryOp};
+use crate::op::{BinaryOp, Op, ScatterReduction, UnaryOp};
 use crate::tensor::Tensor;
+pub(crate) use einsum::einsum_shape;
+pub(crate) use elementwise::{check_binary_dtype, check_unary_dtype};
 pub(crate) use shape::refuse_dropout_training;
 
 /// Evaluates `op` on host tensors.
@@ -65,8 +73,8 @@ fn half_input(op: &Op, inputs: &[Option<&Tensor>]) -> Option<DType> {
         return None;
     }
     let arith = match op {
-        Op::Unary(u) => *u != UnaryOp::Not,
-        Op::Binary(b) => !b.is_comparison() && !b.is_logical(),
+        Op::Unary(u) => !matches!(u, UnaryOp::Not | UnaryOp::BitwiseNot),
+        Op::Binary(b) => !b.is_comparison() && !b.is_logical() && !b.is_bitwise(),
         Op::LeakyRelu { .. }
         | Op::Gelu { .. }
         | Op::Sum
@@ -83,7 +91,27 @@ fn half_input(op: &Op, inputs: &[Option<&Tensor>]) -> Option<DType> {
         | Op::MaxPool(_)
         | Op::AveragePool(_)
         | Op::GlobalAveragePool
-        | Op::GlobalMaxPool => true,
+        | Op::GlobalMaxPool
+        | Op::Act { .. }
+        | Op::Mean
+        | Op::RmsNorm { .. }
+        | Op::Hardmax { .. }
+        | Op::Cumulative { .. }
+        | Op::NllLoss { .. }
+        | Op::SoftmaxCrossEntropy { .. }
+        | Op::Attention(_)
+        | Op::Einsum { .. }
+        | Op::Resize(_)
+        | Op::RotaryEmbedding { .. }
+        | Op::LpNorm { .. }
+        | Op::InstanceNorm { .. }
+        | Op::GroupNorm { .. }
+        | Op::LpPool { .. }
+        | Op::ConvTranspose(_) => true,
+        // Scatters with a reduction do arithmetic on data and updates.
+        Op::ScatterElements { reduction, .. } | Op::ScatterNd { reduction } => {
+            *reduction != ScatterReduction::None
+        }
         _ => false,
     };
     arith.then_some(dt)
@@ -138,7 +166,16 @@ fn eval_native(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<
             inputs,
         )),
         Op::Conv(a) => one(conv::conv(a, inputs)),
-        Op::MaxPool(p) => one(pool::pool(p, true, inputs)),
+        Op::MaxPool(p) => match inputs.first().copied().flatten() {
+            // Integer max pooling is exact through f64.
+            Some(x) if x.dtype().is_int() => {
+                let wide = x.cast(DType::F64);
+                let mut rest: Vec<Option<&Tensor>> = inputs.to_vec();
+                rest[0] = Some(&wide);
+                one(pool::pool(p, true, &rest).map(|t| t.cast(x.dtype())))
+            }
+            _ => one(pool::pool(p, true, inputs)),
+        },
         Op::AveragePool(p) => one(pool::pool(p, false, inputs)),
         Op::GlobalAveragePool => one(pool::global_pool(false, inputs)),
         Op::GlobalMaxPool => one(pool::global_pool(true, inputs)),
@@ -168,6 +205,88 @@ fn eval_native(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<
         Op::Identity => one(util::input(inputs, 0, "input").cloned()),
         Op::Dropout => shape::dropout(inputs, n_outputs),
         Op::ConstantOfShape { value } => one(shape::constant_of_shape(value, inputs)),
+        Op::Act { kind, alpha, beta } => one(elementwise::act(*kind, *alpha, *beta, inputs)),
+        Op::IsNaN => one(elementwise::is_special(true, false, false, inputs)),
+        Op::IsInf { positive, negative } => {
+            one(elementwise::is_special(false, *positive, *negative, inputs))
+        }
+        Op::Mean => one(elementwise::mean(inputs)),
+        Op::GatherElements { axis } => one(index::gather_elements(*axis, inputs)),
+        Op::GatherNd { batch_dims } => one(index::gather_nd(*batch_dims, inputs)),
+        Op::ScatterElements { axis, reduction } => {
+            one(index::scatter_elements(*axis, *reduction, inputs))
+        }
+        Op::ScatterNd { reduction } => one(index::scatter_nd(*reduction, inputs)),
+        Op::Trilu { upper } => one(index::trilu(*upper, inputs)),
+        Op::Cumulative {
+            prod,
+            exclusive,
+            reverse,
+        } => one(index::cumulative(*prod, *exclusive, *reverse, inputs)),
+        Op::TopK {
+            axis, largest, k, ..
+        } => index::top_k(*axis, *largest, *k, inputs),
+        Op::OneHot { axis } => one(index::one_hot(*axis, inputs)),
+        Op::NonZero => one(index::non_zero(inputs)),
+        Op::Compress { axis } => one(index::compress(*axis, inputs)),
+        Op::Hardmax { axis, legacy } => one(norm::hardmax(*axis, *legacy, inputs)),
+        Op::Tile => one(index::tile(inputs)),
+        Op::DepthToSpace { blocksize, crd } => {
+            one(index::space_depth(true, *blocksize, *crd, inputs))
+        }
+        Op::SpaceToDepth { blocksize, crd } => {
+            one(index::space_depth(false, *blocksize, *crd, inputs))
+        }
+        Op::EyeLike { dtype, k } => one(index::eye_like(*dtype, *k, inputs)),
+        Op::Pad { mode, pads, value } => one(index::pad(*mode, pads.as_deref(), *value, inputs)),
+        Op::RmsNorm { axis, epsilon } => one(norm::rms_norm(*axis, *epsilon, inputs)),
+        Op::NllLoss {
+            reduction,
+            ignore_index,
+        } => one(loss::nll_loss(*reduction, *ignore_index, inputs)),
+        Op::SoftmaxCrossEntropy {
+            reduction,
+            ignore_index,
+        } => loss::softmax_cross_entropy(*reduction, *ignore_index, inputs, n_outputs),
+        Op::Attention(a) => attention::attention(a, inputs, n_outputs),
+        Op::Resize(a) => one(resize::resize(a, inputs)),
+        Op::RotaryEmbedding {
+            interleaved,
+            num_heads,
+            rotary_dim,
+        } => one(norm::rotary(*interleaved, *num_heads, *rotary_dim, inputs)),
+        Op::LpNorm { axis, p } => one(norm::lp_norm(*axis, *p, inputs)),
+        Op::Einsum { equation } => one(einsum::einsum(equation, inputs)),
+        Op::Window {
+            kind,
+            periodic,
+            dtype,
+        } => one(misc::window(*kind, *periodic, *dtype, inputs)),
+        Op::ReverseSequence {
+            batch_axis,
+            time_axis,
+        } => one(misc::reverse_sequence(*batch_axis, *time_axis, inputs)),
+        Op::CenterCropPad { axes } => one(misc::center_crop_pad(axes.as_deref(), inputs)),
+        Op::Det => one(misc::det(inputs)),
+        Op::ConvTranspose(a) => one(misc::conv_transpose(a, inputs)),
+        Op::GridSample {
+            mode,
+            padding,
+            align_corners,
+        } => one(misc::grid_sample(*mode, *padding, *align_corners, inputs)),
+        Op::Unique { axis, sorted } => misc::unique(*axis, *sorted, inputs, n_outputs),
+        Op::LpPool { pool, p } => one(pool::lp_pool(pool, *p, inputs)),
+        Op::InstanceNorm { epsilon } => one(norm::group_norm(*epsilon, None, true, inputs)),
+        Op::GroupNorm {
+            epsilon,
+            groups,
+            per_channel,
+        } => one(norm::group_norm(
+            *epsilon,
+            Some(*groups),
+            *per_channel,
+            inputs,
+        )),
     }?;
     if outs.len() < n_outputs {
         return Err(Error::msg(format!(

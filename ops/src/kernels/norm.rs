@@ -208,6 +208,69 @@ pub(crate) fn layer_norm(
     })
 }
 
+/// RMS normalisation over dims `axis..`:
+/// `y = x / sqrt(mean(x^2) + eps) * scale` (scale broadcast to those dims).
+pub(crate) fn rms_norm(axis: i64, eps: f32, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
+    let x = input(inputs, 0, "X")?;
+    let s = x.shape();
+    let a = norm_axis(axis, s.len())?;
+    let inner = numel(&s[a..]);
+    let scale = expand_to(input(inputs, 1, "scale")?, &s[a..])?;
+    float_dispatch!(x.dtype(), "RMSNormalization", F => {
+        let xv = typed::<F>(x, "input 0 (X)")?;
+        let sc = typed::<F>(&scale, "input 1 (scale)")?;
+        let (e, n) = (F::c(eps as f64), F::c(inner as f64));
+        let mut o = crate::pool::filled(xv.len(), F::ZERO);
+        par_chunks(&mut o, inner.max(1), xv.len() * 3, |r, dst| {
+            let src = &xv[r * inner..(r + 1) * inner];
+            let mut sq = F::ZERO;
+            for &v in src {
+                sq += v * v;
+            }
+            let inv = F::ONE / (sq / n + e).sqrt();
+            for ((d, &v), &g) in dst.iter_mut().zip(src).zip(sc) {
+                *d = v * inv * g;
+            }
+        });
+        out(s.to_vec(), o)
+    })
+}
+
+/// Hardmax: 1 at the first maximum along `axis` (or, `legacy`, over the
+/// flattened dims `axis..`), 0 elsewhere.
+pub(crate) fn hardmax(axis: i64, legacy: bool, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
+    let x = input(inputs, 0, "input")?;
+    let s = x.shape();
+    let a = norm_axis(axis, s.len())?;
+    let (len, inner) = if s.is_empty() {
+        (1, 1)
+    } else if legacy {
+        (numel(&s[a..]), 1)
+    } else {
+        (s[a], numel(&s[a + 1..]))
+    };
+    float_dispatch!(x.dtype(), "Hardmax", F => {
+        let xv = typed::<F>(x, "input 0")?;
+        let mut o = crate::pool::filled(xv.len(), F::ZERO);
+        let block = len * inner;
+        par_chunks(&mut o, block.max(1), xv.len(), |b, dst| {
+            let src = &xv[b * block..(b + 1) * block];
+            for ii in 0..inner {
+                let mut best = 0;
+                for k in 1..len {
+                    if src[k * inner + ii] > src[best * inner + ii] {
+                        best = k;
+                    }
+                }
+                if len > 0 {
+                    dst[best * inner + ii] = F::ONE;
+                }
+            }
+        });
+        out(s.to_vec(), o)
+    })
+}
+
 /// Local response normalisation across channels:
 /// `y = x / (bias + alpha/size * sum_{window} x^2)^beta`.
 pub(crate) fn lrn(
@@ -249,6 +312,237 @@ pub(crate) fn lrn(
         });
         out(s.to_vec(), o)
     })
+}
+
+/// Rotary position embedding on `[B, H, S, D]` or `[B, S, H * D]` input:
+/// the first `rotary_dim` (default D) features of each head are rotated in
+/// pairs (halves, or adjacent elements when `interleaved`) by the angles
+/// whose cos / sin are `cache[position_ids[b, s]]` (or `cache[b, s]`).
+pub(crate) fn rotary(
+    interleaved: bool,
+    num_heads: Option<usize>,
+    rotary_dim: usize,
+    inputs: &[Option<&Tensor>],
+) -> Result<Tensor> {
+    let x = input(inputs, 0, "X")?;
+    let s = x.shape();
+    let (b, sq, h, d, four) = match s.len() {
+        4 => (s[0], s[2], s[1], s[3], true),
+        3 => {
+            let h = num_heads
+                .ok_or_else(|| crate::Error::msg("RotaryEmbedding: 3-D input needs num_heads"))?;
+            if s[2] % h != 0 {
+                crate::bail!(
+                    "RotaryEmbedding: hidden size {} is not divisible by {h} heads",
+                    s[2]
+                );
+            }
+            (s[0], s[1], h, s[2] / h, false)
+        }
+        _ => crate::bail!("RotaryEmbedding: input must be 3-D or 4-D, got {:?}", s),
+    };
+    let rd = if rotary_dim == 0 { d } else { rotary_dim };
+    if rd > d || rd % 2 != 0 {
+        crate::bail!("RotaryEmbedding: rotary dim {rd} must be even and at most {d}");
+    }
+    let half = rd / 2;
+    let cos_t = input(inputs, 1, "cos_cache")?;
+    let sin_t = input(inputs, 2, "sin_cache")?;
+    if cos_t.shape() != sin_t.shape() || cos_t.shape().last() != Some(&half) {
+        crate::bail!(
+            "RotaryEmbedding: caches {:?} and {:?} must match and end in {half}",
+            cos_t.shape(),
+            sin_t.shape()
+        );
+    }
+    // Row of the caches for (batch, position).
+    let rows = cos_t.len() / half.max(1);
+    let pos: Option<Vec<i64>> = match opt_input(inputs, 3) {
+        Some(p) => {
+            if p.len() != b * sq || !p.dtype().is_int() {
+                crate::bail!("RotaryEmbedding: position_ids must be [{b}, {sq}] integers");
+            }
+            Some(p.to_i64_vec())
+        }
+        None => {
+            if rows != b * sq {
+                crate::bail!(
+                    "RotaryEmbedding: without position_ids the caches must be [{b}, {sq}, {half}], got {:?}",
+                    cos_t.shape()
+                );
+            }
+            None
+        }
+    };
+    float_dispatch!(x.dtype(), "RotaryEmbedding", F => {
+        let xv = typed::<F>(x, "input 0 (X)")?;
+        let cw = cos_t.cast(<F as crate::dtype::Element>::DTYPE);
+        let sw = sin_t.cast(<F as crate::dtype::Element>::DTYPE);
+        let (cv, sv) = (typed::<F>(&cw, "cos_cache")?, typed::<F>(&sw, "sin_cache")?);
+        let mut o = xv.to_vec();
+        for bi in 0..b {
+            for si in 0..sq {
+                let row = match &pos {
+                    Some(p) => {
+                        let r = p[bi * sq + si];
+                        if r < 0 || r as usize >= rows {
+                            crate::bail!("RotaryEmbedding: position {r} outside the {rows}-row cache");
+                        }
+                        r as usize
+                    }
+                    None => bi * sq + si,
+                };
+                let (c, sn) = (&cv[row * half..(row + 1) * half], &sv[row * half..(row + 1) * half]);
+                for hi in 0..h {
+                    let base = if four {
+                        ((bi * h + hi) * sq + si) * d
+                    } else {
+                        (bi * sq + si) * h * d + hi * d
+                    };
+                    for i in 0..half {
+                        let (p1, p2) = if interleaved {
+                            (base + 2 * i, base + 2 * i + 1)
+                        } else {
+                            (base + i, base + half + i)
+                        };
+                        let (x1, x2) = (xv[p1], xv[p2]);
+                        o[p1] = c[i] * x1 - sn[i] * x2;
+                        o[p2] = sn[i] * x1 + c[i] * x2;
+                    }
+                }
+            }
+        }
+        out(s.to_vec(), o)
+    })
+}
+
+/// `x / ||x||_p` along `axis` (0 where the norm is 0).
+pub(crate) fn lp_norm(axis: i64, p: u8, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
+    let x = input(inputs, 0, "input")?;
+    let s = x.shape();
+    let a = norm_axis(axis, s.len())?;
+    let (outer, n, inner) = (numel(&s[..a]), s[a], numel(&s[a + 1..]));
+    float_dispatch!(x.dtype(), "LpNormalization", F => {
+        let xv = typed::<F>(x, "input 0")?;
+        let mut o = xv.to_vec();
+        for oi in 0..outer {
+            for ii in 0..inner {
+                let at = |k: usize| (oi * n + k) * inner + ii;
+                let mut acc = F::ZERO;
+                for k in 0..n {
+                    let v = xv[at(k)];
+                    acc += if p == 1 { v.abs() } else { v * v };
+                }
+                let norm = if p == 1 { acc } else { acc.sqrt() };
+                for k in 0..n {
+                    o[at(k)] = if norm == F::ZERO { F::ZERO } else { xv[at(k)] / norm };
+                }
+            }
+        }
+        out(s.to_vec(), o)
+    })
+}
+
+/// Group normalisation of `[N, C, ..]` over groups of `C / groups`
+/// channels and the spatial dims (InstanceNormalization: one group per
+/// channel); scale and bias per channel (`by_channel`) or per group.
+pub(crate) fn group_norm(
+    eps: f32,
+    groups: Option<usize>,
+    by_channel: bool,
+    inputs: &[Option<&Tensor>],
+) -> Result<Tensor> {
+    let x = input(inputs, 0, "X")?;
+    let s = x.shape();
+    if s.len() < 2 {
+        crate::bail!("normalisation needs an [N, C, ...] input, got {:?}", s);
+    }
+    let (c, sp) = (s[1], numel(&s[2..]));
+    let g = groups.unwrap_or(c);
+    if g == 0 || c % g != 0 {
+        crate::bail!("{c} channels do not split into {g} groups");
+    }
+    let cpg = c / g;
+    let per = if by_channel { c } else { g };
+    float_dispatch!(x.dtype(), "normalisation", F => {
+        let xv = typed::<F>(x, "input 0 (X)")?;
+        let scale = per_channel::<F>(inputs, 1, "scale", per)?;
+        let bias = per_channel::<F>(inputs, 2, "bias", per)?;
+        let e = F::c(eps as f64);
+        let block = cpg * sp;
+        let cnt = F::c(block as f64);
+        let mut o = crate::pool::filled(xv.len(), F::ZERO);
+        par_chunks(&mut o, block.max(1), xv.len() * 4, |blk, dst| {
+            let gi = blk % g;
+            let src = &xv[blk * block..(blk + 1) * block];
+            let mut sum = F::ZERO;
+            for &v in src {
+                sum += v;
+            }
+            let mean = sum / cnt;
+            let mut var = F::ZERO;
+            for &v in src {
+                let dv = v - mean;
+                var += dv * dv;
+            }
+            let inv = F::ONE / (var / cnt + e).sqrt();
+            for (k, (d, &v)) in dst.iter_mut().zip(src).enumerate() {
+                let ch = gi * cpg + k / sp.max(1);
+                let p = if by_channel { ch } else { gi };
+                *d = (v - mean) * inv * scale[p] + bias[p];
+            }
+        });
+        out(s.to_vec(), o)
+    })
+}
+
+#[cfg(test)]
+mod group_norm_tests {
+    use super::super::util::testutil::{close, rnd, t};
+    use crate::kernels::eval;
+    use crate::op::Op;
+
+    #[test]
+    fn group_norm_matches_f64_per_group_statistics() {
+        // N=2, C=4, 3 spatial, 2 groups; scale and bias per channel.
+        let x = rnd(2 * 4 * 3, 7);
+        let scale = vec![1.0f32, 2.0, -1.0, 0.5];
+        let bias = vec![0.0f32, 1.0, 0.5, -2.0];
+        let op = Op::GroupNorm {
+            epsilon: 1e-5,
+            groups: 2,
+            per_channel: true,
+        };
+        let y = eval(
+            &op,
+            &[
+                Some(&t(&[2, 4, 3], x.clone())),
+                Some(&t(&[4], scale.clone())),
+                Some(&t(&[4], bias.clone())),
+            ],
+            1,
+        )
+        .unwrap()
+        .remove(0);
+        let mut want = vec![0f64; x.len()];
+        for n in 0..2 {
+            for g in 0..2 {
+                let idx: Vec<usize> = (0..6).map(|k| (n * 4 + g * 2) * 3 + k).collect();
+                let mean = idx.iter().map(|&i| x[i] as f64).sum::<f64>() / 6.0;
+                let var = idx
+                    .iter()
+                    .map(|&i| (x[i] as f64 - mean).powi(2))
+                    .sum::<f64>()
+                    / 6.0;
+                for &i in &idx {
+                    let c = (i / 3) % 4;
+                    want[i] = (x[i] as f64 - mean) / (var + 1e-5).sqrt() * scale[c] as f64
+                        + bias[c] as f64;
+                }
+            }
+        }
+        close(y.as_slice::<f32>().unwrap(), &want, 1e-5);
+    }
 }
 
 #[cfg(test)]

@@ -54,6 +54,33 @@ impl Win3 {
 
 /// MaxPool (`is_max`) or AveragePool.
 pub(crate) fn pool(p: &PoolAttrs, is_max: bool, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
+    pool_impl(p, is_max, false, inputs)
+}
+
+/// LpPool: `(sum over the window of |x|^p)^(1/p)`; padding adds nothing.
+pub(crate) fn lp_pool(p: &PoolAttrs, pn: f32, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
+    let x = input(inputs, 0, "X")?;
+    if pn.is_nan() || pn <= 0.0 {
+        crate::bail!("LpPool: p must be positive, got {pn}");
+    }
+    float_dispatch!(x.dtype(), "LpPool", F => {
+        let e = F::c(pn as f64);
+        let powed: Vec<F> = typed::<F>(x, "input 0 (X)")?.iter().map(|&v| v.abs().powf(e)).collect();
+        let t = out(x.shape().to_vec(), powed)?;
+        let sums = pool_impl(p, false, true, &[Some(&t)])?;
+        let inv = F::ONE / e;
+        let v: Vec<F> = typed::<F>(&sums, "sums")?.iter().map(|&s| s.powf(inv)).collect();
+        out(sums.shape().to_vec(), v)
+    })
+}
+
+/// MaxPool, AveragePool, or with `sum_only` the window sums.
+fn pool_impl(
+    p: &PoolAttrs,
+    is_max: bool,
+    sum_only: bool,
+    inputs: &[Option<&Tensor>],
+) -> Result<Tensor> {
     let name = if is_max { "MaxPool" } else { "AveragePool" };
     let x = input(inputs, 0, "X")?;
     let xs = x.shape();
@@ -90,7 +117,7 @@ pub(crate) fn pool(p: &PoolAttrs, is_max: bool, inputs: &[Option<&Tensor>]) -> R
         let tables = dim_tables(&w3);
         let cols = col_table(&w3);
         par_chunks(&mut o, osz, work, |plane, dst| {
-            pool_plane(&w3, &tables, &cols, &xv[plane * isz..(plane + 1) * isz], dst, is_max, include_pad)
+            pool_plane(&w3, &tables, &cols, &xv[plane * isz..(plane + 1) * isz], dst, is_max, include_pad, sum_only)
         });
         out(oshape, o)
     })
@@ -129,6 +156,7 @@ fn col_table(w: &Win3) -> Vec<(usize, usize, usize)> {
 
 /// Pools one plane an output row at a time: for every kernel cell the
 /// valid output columns are updated together (vectorisable for stride 1).
+#[allow(clippy::too_many_arguments)]
 fn pool_plane<F: Float>(
     w: &Win3,
     t: &[DimTable; 3],
@@ -137,6 +165,7 @@ fn pool_plane<F: Float>(
     dst: &mut [F],
     is_max: bool,
     include_pad: bool,
+    sum_only: bool,
 ) {
     let [_, ih, iw] = w.input;
     let [dd, dh, _] = w.dil;
@@ -176,7 +205,7 @@ fn pool_plane<F: Float>(
                     }
                 }
             }
-            if !is_max {
+            if !is_max && !sum_only {
                 for (a, &((x0, x1), xn, _)) in acc.iter_mut().zip(&t[2]) {
                     let cnt = if include_pad {
                         zn * yn * xn

@@ -2,8 +2,10 @@
 //! input 1.
 
 use super::util::{
-    arith_dispatch, axis as norm_axis, input, numel, opt_input, out, strides, typed, Arith, Walk,
+    arith_dispatch, axis as norm_axis, input, numel, opt_input, out, par_map, strides, typed,
+    Arith, Walk,
 };
+use crate::dtype::Element;
 use crate::error::Result;
 use crate::op::ReduceKind;
 use crate::tensor::Tensor;
@@ -37,6 +39,12 @@ pub(crate) fn reduce(
     if axes.is_empty() && noop {
         return Ok(x.clone());
     }
+    if x.dtype() == crate::DType::Bool && matches!(kind, ReduceKind::Max | ReduceKind::Min) {
+        // Any / all: through u8 (an empty max is false, an empty min true).
+        let wide = x.cast(crate::DType::U8);
+        let r = reduce(kind, Some(&axes), keepdims, noop, &[Some(&wide)])?;
+        return Ok(r.cast(crate::DType::Bool));
+    }
     let s = x.shape();
     let r = s.len();
     let mut red = vec![axes.is_empty(); r];
@@ -66,10 +74,58 @@ pub(crate) fn reduce(
     };
     let count = numel(s) / numel(&kept).max(1);
     let count = if numel(&kept) == 0 { 0 } else { count };
-    arith_dispatch!(x.dtype(), format!("Reduce{kind:?}"), T => {
-        let xv = typed::<T>(x, "input 0 (data)")?;
-        out(oshape, reduce_t::<T>(kind, xv, s, &ost, numel(&kept), count))
-    })
+    let n_out = numel(&kept);
+    match kind {
+        ReduceKind::L1 | ReduceKind::L2 | ReduceKind::SumSquare | ReduceKind::LogSum => {
+            arith_dispatch!(x.dtype(), format!("Reduce{kind:?}"), T => {
+                let xv = typed::<T>(x, "input 0 (data)")?;
+                let pre: Vec<T> = match kind {
+                    ReduceKind::L1 => par_map(xv, |v: T| v.abs()),
+                    ReduceKind::LogSum => xv.to_vec(),
+                    _ => par_map(xv, |v: T| v.mul(v)),
+                };
+                let mut acc = reduce_t::<T>(ReduceKind::Sum, &pre, s, &ost, n_out, count);
+                match kind {
+                    ReduceKind::L2 => acc.iter_mut().for_each(|a| *a = T::from_f64(a.to_f64().sqrt())),
+                    ReduceKind::LogSum => acc.iter_mut().for_each(|a| *a = T::from_f64(a.to_f64().ln())),
+                    _ => {}
+                }
+                out(oshape, acc)
+            })
+        }
+        ReduceKind::LogSumExp => {
+            if x.dtype() == crate::DType::Bool {
+                crate::bail!("ReduceLogSumExp does not support bool tensors");
+            }
+            // Computed in f64 whatever the dtype, then narrowed.
+            let wide = x.cast(crate::DType::F64);
+            let xv = typed::<f64>(&wide, "input 0 (data)")?;
+            let acc = log_sum_exp(xv, s, &ost, n_out);
+            Ok(out(oshape, acc)?.cast(x.dtype()))
+        }
+        _ => arith_dispatch!(x.dtype(), format!("Reduce{kind:?}"), T => {
+            let xv = typed::<T>(x, "input 0 (data)")?;
+            out(oshape, reduce_t::<T>(kind, xv, s, &ost, n_out, count))
+        }),
+    }
+}
+
+/// `ln(sum(exp(x)))` per output, shifted by the maximum for stability.
+fn log_sum_exp(x: &[f64], shape: &[usize], ost: &[isize], n_out: usize) -> Vec<f64> {
+    let mx = reduce_t::<f64>(ReduceKind::Max, x, shape, ost, n_out, 0);
+    let shift: Vec<f64> = mx
+        .iter()
+        .map(|&m| if m.is_finite() { m } else { 0.0 })
+        .collect();
+    let mut acc = vec![0f64; n_out];
+    let walk = Walk::new(shape, [ost]);
+    walk.run([0], 0, walk.rows(), |start, [o], n, [os]| {
+        for (j, &v) in x[start..start + n].iter().enumerate() {
+            let oi = (o + j as isize * os) as usize;
+            acc[oi] += (v - shift[oi]).exp();
+        }
+    });
+    acc.iter().zip(&shift).map(|(&a, &m)| a.ln() + m).collect()
 }
 
 /// True for NaN (the only value not comparable with itself).
@@ -86,13 +142,12 @@ fn reduce_t<T: Arith>(
     count: usize,
 ) -> Vec<T> {
     let init = match kind {
-        ReduceKind::Sum | ReduceKind::Mean => T::ZERO,
         ReduceKind::Prod => T::ONE,
         ReduceKind::Max => T::lowest(),
         ReduceKind::Min => T::highest(),
+        _ => T::ZERO,
     };
     let f = |a: T, v: T| match kind {
-        ReduceKind::Sum | ReduceKind::Mean => a.add(v),
         ReduceKind::Prod => a.mul(v),
         ReduceKind::Max => {
             if v > a || is_nan(v) {
@@ -108,6 +163,8 @@ fn reduce_t<T: Arith>(
                 a
             }
         }
+        // Sum and Mean; the other kinds are sums of mapped inputs.
+        _ => a.add(v),
     };
     let mut acc = vec![init; n_out];
     let walk = Walk::new(shape, [ost]);

@@ -351,6 +351,9 @@ pub(crate) trait Arith: Element + Storable {
     fn sub(self, o: Self) -> Self;
     fn mul(self, o: Self) -> Self;
     fn div(self, o: Self) -> Self;
+    /// Remainder with the sign of the dividend (C `fmod`); integer
+    /// remainder by zero gives 0.
+    fn rem(self, o: Self) -> Self;
     fn neg(self) -> Self;
     fn abs(self) -> Self;
     /// Lowest value (-inf for floats).
@@ -368,6 +371,7 @@ macro_rules! arith_int {
             #[inline] fn sub(self, o: Self) -> Self { self.wrapping_sub(o) }
             #[inline] fn mul(self, o: Self) -> Self { self.wrapping_mul(o) }
             #[inline] fn div(self, o: Self) -> Self { self.checked_div(o).unwrap_or(0) }
+            #[inline] fn rem(self, o: Self) -> Self { self.checked_rem(o).unwrap_or(0) }
             #[inline] fn neg(self) -> Self { self.wrapping_neg() }
             #[inline] fn abs(self) -> Self { let f: fn($t) -> $t = $abs; f(self) }
             fn lowest() -> Self { <$t>::MIN }
@@ -387,6 +391,7 @@ macro_rules! arith_float {
             #[inline] fn sub(self, o: Self) -> Self { self - o }
             #[inline] fn mul(self, o: Self) -> Self { self * o }
             #[inline] fn div(self, o: Self) -> Self { self / o }
+            #[inline] fn rem(self, o: Self) -> Self { self % o }
             #[inline] fn neg(self) -> Self { -self }
             #[inline] fn abs(self) -> Self { <$t>::abs(self) }
             fn lowest() -> Self { <$t>::NEG_INFINITY }
@@ -415,6 +420,21 @@ pub(crate) trait Float:
     fn ceil(self) -> Self;
     fn max(self, o: Self) -> Self;
     fn c(v: f64) -> Self;
+    fn sin(self) -> Self;
+    fn cos(self) -> Self;
+    fn tan(self) -> Self;
+    fn asin(self) -> Self;
+    fn acos(self) -> Self;
+    fn atan(self) -> Self;
+    fn sinh(self) -> Self;
+    fn cosh(self) -> Self;
+    fn asinh(self) -> Self;
+    fn acosh(self) -> Self;
+    fn atanh(self) -> Self;
+    /// Round half to even.
+    fn round_even(self) -> Self;
+    /// `ln(1 + self)`, accurate near 0.
+    fn ln_1p(self) -> Self;
 }
 
 macro_rules! float_impl {
@@ -455,6 +475,58 @@ macro_rules! float_impl {
             #[inline]
             fn c(v: f64) -> Self {
                 v as $t
+            }
+            #[inline]
+            fn sin(self) -> Self {
+                <$t>::sin(self)
+            }
+            #[inline]
+            fn cos(self) -> Self {
+                <$t>::cos(self)
+            }
+            #[inline]
+            fn tan(self) -> Self {
+                <$t>::tan(self)
+            }
+            #[inline]
+            fn asin(self) -> Self {
+                <$t>::asin(self)
+            }
+            #[inline]
+            fn acos(self) -> Self {
+                <$t>::acos(self)
+            }
+            #[inline]
+            fn atan(self) -> Self {
+                <$t>::atan(self)
+            }
+            #[inline]
+            fn sinh(self) -> Self {
+                <$t>::sinh(self)
+            }
+            #[inline]
+            fn cosh(self) -> Self {
+                <$t>::cosh(self)
+            }
+            #[inline]
+            fn asinh(self) -> Self {
+                <$t>::asinh(self)
+            }
+            #[inline]
+            fn acosh(self) -> Self {
+                <$t>::acosh(self)
+            }
+            #[inline]
+            fn atanh(self) -> Self {
+                <$t>::atanh(self)
+            }
+            #[inline]
+            fn round_even(self) -> Self {
+                <$t>::round_ties_even(self)
+            }
+            #[inline]
+            fn ln_1p(self) -> Self {
+                <$t>::ln_1p(self)
             }
         }
     };
@@ -529,8 +601,51 @@ macro_rules! float_dispatch {
     };
 }
 
+/// Runs `$body` with `$T` bound to the element type of `$dt` for the
+/// integer types; other dtypes are an error naming `$what`.
+macro_rules! int_dispatch {
+    ($dt:expr, $what:expr, $T:ident => $body:expr) => {
+        match $dt {
+            $crate::DType::I8 => {
+                type $T = i8;
+                $body
+            }
+            $crate::DType::I16 => {
+                type $T = i16;
+                $body
+            }
+            $crate::DType::I32 => {
+                type $T = i32;
+                $body
+            }
+            $crate::DType::I64 => {
+                type $T = i64;
+                $body
+            }
+            $crate::DType::U8 => {
+                type $T = u8;
+                $body
+            }
+            $crate::DType::U16 => {
+                type $T = u16;
+                $body
+            }
+            $crate::DType::U32 => {
+                type $T = u32;
+                $body
+            }
+            $crate::DType::U64 => {
+                type $T = u64;
+                $body
+            }
+            other => $crate::bail!("{} does not support {} tensors", $what, other),
+        }
+    };
+}
+
 pub(crate) use arith_dispatch;
 pub(crate) use float_dispatch;
+pub(crate) use int_dispatch;
 
 /// Applies `f` to every element, in parallel when large.
 pub(crate) fn par_map<A: Copy + Sync, O: Send + crate::pool::Poolable>(

@@ -35,6 +35,31 @@ pub enum UnaryOp {
     Floor,
     Ceil,
     Not,
+    Sin,
+    Cos,
+    Tan,
+    Asin,
+    Acos,
+    Atan,
+    Sinh,
+    Cosh,
+    Asinh,
+    Acosh,
+    Atanh,
+    /// -1, 0 or 1 (any numeric type).
+    Sign,
+    /// Round half to even.
+    Round,
+    /// `ln(1 + e^x)`.
+    Softplus,
+    /// `x / (1 + |x|)`.
+    Softsign,
+    /// `x * tanh(softplus(x))`.
+    Mish,
+    /// `x * max(0, min(1, x / 6 + 1 / 2))`.
+    HardSwish,
+    /// Bitwise complement of an integer tensor.
+    BitwiseNot,
 }
 
 /// Element-wise functions of two tensors with numpy broadcasting.
@@ -57,6 +82,19 @@ pub enum BinaryOp {
     Max,
     /// Element-wise minimum (NaN propagates); ONNX Min with two inputs.
     Min,
+    /// Integer modulo with the sign of the divisor (ONNX Mod, fmod = 0).
+    Mod,
+    /// Remainder with the sign of the dividend (ONNX Mod, fmod = 1).
+    FMod,
+    /// `a << b` on unsigned integers (ONNX BitShift, direction LEFT).
+    ShiftLeft,
+    /// `a >> b` on unsigned integers (ONNX BitShift, direction RIGHT).
+    ShiftRight,
+    BitwiseAnd,
+    BitwiseOr,
+    BitwiseXor,
+    /// `x < 0 ? slope * x : x` with the slope broadcast to x.
+    PRelu,
 }
 
 impl BinaryOp {
@@ -75,6 +113,208 @@ impl BinaryOp {
     pub fn is_logical(self) -> bool {
         matches!(self, BinaryOp::And | BinaryOp::Or | BinaryOp::Xor)
     }
+    /// True for the ops defined on integer bits only.
+    pub fn is_bitwise(self) -> bool {
+        matches!(
+            self,
+            BinaryOp::ShiftLeft
+                | BinaryOp::ShiftRight
+                | BinaryOp::BitwiseAnd
+                | BinaryOp::BitwiseOr
+                | BinaryOp::BitwiseXor
+        )
+    }
+}
+
+/// Element-wise activations with one or two float parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ActKind {
+    /// `x < 0 ? alpha * (e^x - 1) : x`.
+    Elu,
+    /// `gamma * (x <= 0 ? alpha * (e^x - 1) : x)` (`beta` holds gamma).
+    Selu,
+    /// `max(0, x) + min(0, alpha * (e^(x / alpha) - 1))`.
+    Celu,
+    /// `max(0, min(1, alpha * x + beta))`.
+    HardSigmoid,
+    /// `x > alpha ? x : 0`.
+    ThresholdedRelu,
+    /// `x * sigmoid(alpha * x)`.
+    Swish,
+    /// `x < -lambd ? x + bias : x > lambd ? x - bias : 0` (`alpha` holds
+    /// lambd, `beta` bias).
+    Shrink,
+}
+
+/// How ScatterElements / ScatterND combine an update with the data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ScatterReduction {
+    None,
+    Add,
+    Mul,
+    Max,
+    Min,
+}
+
+/// Pad modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PadMode {
+    Constant,
+    Reflect,
+    Edge,
+    Wrap,
+}
+
+/// Attention attributes (opset 23+).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttentionAttrs {
+    /// Mask keys after each query's position.
+    pub is_causal: bool,
+    /// Heads of 3-D Q.
+    pub q_num_heads: Option<usize>,
+    /// Heads of 3-D K and V.
+    pub kv_num_heads: Option<usize>,
+    /// Logit scale; default `1 / sqrt(head_size)`.
+    pub scale: Option<f32>,
+    /// `softcap * tanh(logits / softcap)` when positive.
+    pub softcap: f32,
+    /// What the optional fourth output holds: 0 or 1 the (softcapped)
+    /// logits, 2 the logits plus mask, 3 the probabilities.
+    pub qk_output_mode: i64,
+    /// Keys at most this far before the query (-1: unbounded).
+    pub left_window: i64,
+    /// Keys at most this far after the query (-1: unbounded).
+    pub right_window: i64,
+}
+
+impl Default for AttentionAttrs {
+    fn default() -> Self {
+        AttentionAttrs {
+            is_causal: false,
+            q_num_heads: None,
+            kv_num_heads: None,
+            scale: None,
+            softcap: 0.0,
+            qk_output_mode: 0,
+            left_window: -1,
+            right_window: -1,
+        }
+    }
+}
+
+/// Resize rounding of source coordinates in nearest mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NearestMode {
+    RoundPreferFloor,
+    RoundPreferCeil,
+    Floor,
+    Ceil,
+}
+
+/// Resize interpolation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ResizeMode {
+    Nearest(NearestMode),
+    Linear,
+    Cubic,
+}
+
+/// Resize: how output coordinates map to input coordinates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CoordMode {
+    HalfPixel,
+    HalfPixelSymmetric,
+    PytorchHalfPixel,
+    AlignCorners,
+    Asymmetric,
+    TfCropAndResize,
+}
+
+/// Resize with `sizes`: keep the aspect ratio or not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeepAspect {
+    Stretch,
+    NotLarger,
+    NotSmaller,
+}
+
+/// Resize attributes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResizeAttrs {
+    pub mode: ResizeMode,
+    pub coord: CoordMode,
+    pub cubic_coeff_a: f32,
+    pub exclude_outside: bool,
+    pub extrapolation_value: f32,
+    pub antialias: bool,
+    /// Axes that `roi`, `scales` and `sizes` refer to (all when `None`).
+    pub axes: Option<Vec<i64>>,
+    pub keep_aspect: KeepAspect,
+    /// Input index of `scales` (2; 1 for Resize-10).
+    pub scales_input: usize,
+}
+
+impl Default for ResizeAttrs {
+    fn default() -> Self {
+        ResizeAttrs {
+            mode: ResizeMode::Nearest(NearestMode::RoundPreferFloor),
+            coord: CoordMode::HalfPixel,
+            cubic_coeff_a: -0.75,
+            exclude_outside: false,
+            extrapolation_value: 0.0,
+            antialias: false,
+            axes: None,
+            keep_aspect: KeepAspect::Stretch,
+            scales_input: 2,
+        }
+    }
+}
+
+/// GridSample interpolation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GridMode {
+    Nearest,
+    Linear,
+    Cubic,
+}
+
+/// GridSample handling of coordinates outside the input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GridPadding {
+    Zeros,
+    Border,
+    Reflection,
+}
+
+/// ConvTranspose attributes (spatial lists empty when not given).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct ConvTransposeAttrs {
+    pub kernel_shape: Option<Vec<usize>>,
+    pub strides: Vec<usize>,
+    /// `[begin_0, .., end_0, ..]`.
+    pub pads: Vec<usize>,
+    pub dilations: Vec<usize>,
+    pub group: usize,
+    pub output_padding: Vec<usize>,
+    /// Spatial output shape.
+    pub output_shape: Option<Vec<usize>>,
+    pub auto_pad: AutoPad,
+}
+
+/// Window functions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WindowKind {
+    Hann,
+    Hamming,
+    Blackman,
+}
+
+/// Loss reductions (NegativeLogLikelihoodLoss, SoftmaxCrossEntropyLoss).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LossReduction {
+    None,
+    Sum,
+    Mean,
 }
 
 /// Reduction kinds.
@@ -85,6 +325,16 @@ pub enum ReduceKind {
     Max,
     Min,
     Prod,
+    /// Sum of absolute values.
+    L1,
+    /// Square root of the sum of squares.
+    L2,
+    /// Log of the sum.
+    LogSum,
+    /// Log of the sum of exponentials.
+    LogSumExp,
+    /// Sum of squares.
+    SumSquare,
 }
 
 /// An operator with its attributes. Inputs are positional as in ONNX; an
@@ -201,6 +451,135 @@ pub enum Op {
     Dropout,
     /// Tensor of shape input 0 filled with `value` (one element).
     ConstantOfShape { value: Tensor },
+    /// Activations with float parameters (see [`ActKind`]).
+    Act {
+        kind: ActKind,
+        alpha: f32,
+        beta: f32,
+    },
+    /// True where the element is NaN.
+    IsNaN,
+    /// True where the element is +inf (`positive`) or -inf (`negative`).
+    IsInf { positive: bool, negative: bool },
+    /// Variadic element-wise mean with broadcasting.
+    Mean,
+    /// `out[.., i, ..] = data[.., index[.., i, ..], ..]` along `axis`.
+    GatherElements { axis: i64 },
+    /// Gather slices by index tuples in the last dim of the indices.
+    GatherNd { batch_dims: usize },
+    /// Scatter of updates at per-element indices along `axis`.
+    ScatterElements {
+        axis: i64,
+        reduction: ScatterReduction,
+    },
+    /// Scatter of slices at index tuples.
+    ScatterNd { reduction: ScatterReduction },
+    /// Keep the upper (or lower) triangle of the last two dims, shifted by
+    /// input 1 (k).
+    Trilu { upper: bool },
+    /// Running sum (or product) along the axis in input 1.
+    Cumulative {
+        prod: bool,
+        exclusive: bool,
+        reverse: bool,
+    },
+    /// The k largest (or smallest) along `axis`: values and i64 indices;
+    /// k from the attribute (opset < 10) or input 1.
+    TopK {
+        axis: i64,
+        largest: bool,
+        sorted: bool,
+        k: Option<i64>,
+    },
+    /// One-hot along `axis` from indices, depth and [off, on] values.
+    OneHot { axis: i64 },
+    /// Indices of the non-zero elements, `[rank, n]` i64.
+    NonZero,
+    /// Elements (or slices along `axis`) where the bool condition holds.
+    Compress { axis: Option<i64> },
+    /// 1 at the first maximum along `axis`, 0 elsewhere; `legacy` (opset
+    /// < 13) flattens to 2-D at `axis`.
+    Hardmax { axis: i64, legacy: bool },
+    /// Repeat input 0 `repeats[i]` times along dim i.
+    Tile,
+    /// Move depth into blocks of space (`crd`: column-row-depth order).
+    DepthToSpace { blocksize: usize, crd: bool },
+    /// Move blocks of space into depth (`crd`: column-row-depth order).
+    SpaceToDepth { blocksize: usize, crd: bool },
+    /// 2-D identity-like matrix of input 0's shape with ones on diagonal k.
+    EyeLike { dtype: Option<DType>, k: i64 },
+    /// Padding; pads from the attribute (opset < 11) or inputs 1..=3.
+    Pad {
+        mode: PadMode,
+        pads: Option<Vec<i64>>,
+        value: f32,
+    },
+    /// RMS normalisation over dims `axis..`: inputs x, scale.
+    RmsNorm { axis: i64, epsilon: f32 },
+    /// Negative log-likelihood loss: inputs log-probabilities `[N, C, ..]`,
+    /// targets `[N, ..]`, optional class weights `[C]`.
+    NllLoss {
+        reduction: LossReduction,
+        ignore_index: Option<i64>,
+    },
+    /// Softmax cross-entropy: inputs scores, labels, optional weights;
+    /// outputs the loss and optionally the log-probabilities.
+    SoftmaxCrossEntropy {
+        reduction: LossReduction,
+        ignore_index: Option<i64>,
+    },
+    /// Scaled dot-product attention: inputs Q, K, V, attn_mask, past_key,
+    /// past_value, nonpad_kv_seqlen; outputs Y, present_key, present_value,
+    /// qk_matmul_output.
+    Attention(AttentionAttrs),
+    /// Resize by scales or to sizes: inputs X, roi, scales, sizes.
+    Resize(ResizeAttrs),
+    /// Rotary position embedding: inputs X, cos_cache, sin_cache, optional
+    /// position_ids.
+    RotaryEmbedding {
+        interleaved: bool,
+        num_heads: Option<usize>,
+        rotary_dim: usize,
+    },
+    /// A window of the length in input 0 (`periodic`, else symmetric).
+    Window {
+        kind: WindowKind,
+        periodic: bool,
+        dtype: DType,
+    },
+    /// Reverse the first `sequence_lens[b]` steps of every batch entry.
+    ReverseSequence { batch_axis: i64, time_axis: i64 },
+    /// Crop or zero-pad `axes` (all when `None`) around the centre to the
+    /// sizes in input 1.
+    CenterCropPad { axes: Option<Vec<i64>> },
+    /// Sample X at the normalised grid coordinates.
+    GridSample {
+        mode: GridMode,
+        padding: GridPadding,
+        align_corners: bool,
+    },
+    /// Transposed convolution: inputs x, w `[C, M / group, k..]`, bias.
+    ConvTranspose(ConvTransposeAttrs),
+    /// Determinants of the trailing square matrices.
+    Det,
+    /// Unique elements or slices: Y, indices, inverse_indices, counts.
+    Unique { axis: Option<i64>, sorted: bool },
+    /// `(sum of |x|^p over the window)^(1/p)`.
+    LpPool { pool: PoolAttrs, p: f32 },
+    /// Einsum with its equation.
+    Einsum { equation: String },
+    /// `x / ||x||_p` along `axis` (p = 1 or 2).
+    LpNorm { axis: i64, p: u8 },
+    /// Per-instance, per-channel normalisation over the spatial dims:
+    /// inputs x `[N, C, ..]`, scale `[C]`, bias `[C]`.
+    InstanceNorm { epsilon: f32 },
+    /// Normalisation over groups of channels: inputs x `[N, C, ..]`, scale
+    /// and bias per channel (`per_channel`, opset 21) or per group.
+    GroupNorm {
+        epsilon: f32,
+        groups: usize,
+        per_channel: bool,
+    },
 }
 
 impl Op {
@@ -221,6 +600,24 @@ impl Op {
                 UnaryOp::Floor => "Floor",
                 UnaryOp::Ceil => "Ceil",
                 UnaryOp::Not => "Not",
+                UnaryOp::Sin => "Sin",
+                UnaryOp::Cos => "Cos",
+                UnaryOp::Tan => "Tan",
+                UnaryOp::Asin => "Asin",
+                UnaryOp::Acos => "Acos",
+                UnaryOp::Atan => "Atan",
+                UnaryOp::Sinh => "Sinh",
+                UnaryOp::Cosh => "Cosh",
+                UnaryOp::Asinh => "Asinh",
+                UnaryOp::Acosh => "Acosh",
+                UnaryOp::Atanh => "Atanh",
+                UnaryOp::Sign => "Sign",
+                UnaryOp::Round => "Round",
+                UnaryOp::Softplus => "Softplus",
+                UnaryOp::Softsign => "Softsign",
+                UnaryOp::Mish => "Mish",
+                UnaryOp::HardSwish => "HardSwish",
+                UnaryOp::BitwiseNot => "BitwiseNot",
             },
             Op::Binary(b) => match b {
                 BinaryOp::Add => "Add",
@@ -238,6 +635,12 @@ impl Op {
                 BinaryOp::Xor => "Xor",
                 BinaryOp::Max => "Max",
                 BinaryOp::Min => "Min",
+                BinaryOp::Mod | BinaryOp::FMod => "Mod",
+                BinaryOp::ShiftLeft | BinaryOp::ShiftRight => "BitShift",
+                BinaryOp::BitwiseAnd => "BitwiseAnd",
+                BinaryOp::BitwiseOr => "BitwiseOr",
+                BinaryOp::BitwiseXor => "BitwiseXor",
+                BinaryOp::PRelu => "PRelu",
             },
             Op::LeakyRelu { .. } => "LeakyRelu",
             Op::Gelu { .. } => "Gelu",
@@ -265,6 +668,11 @@ impl Op {
                 ReduceKind::Max => "ReduceMax",
                 ReduceKind::Min => "ReduceMin",
                 ReduceKind::Prod => "ReduceProd",
+                ReduceKind::L1 => "ReduceL1",
+                ReduceKind::L2 => "ReduceL2",
+                ReduceKind::LogSum => "ReduceLogSum",
+                ReduceKind::LogSumExp => "ReduceLogSumExp",
+                ReduceKind::SumSquare => "ReduceSumSquare",
             },
             Op::Conv(_) => "Conv",
             Op::MaxPool(_) => "MaxPool",
@@ -285,6 +693,57 @@ impl Op {
             Op::Identity => "Identity",
             Op::Dropout => "Dropout",
             Op::ConstantOfShape { .. } => "ConstantOfShape",
+            Op::Act { kind, .. } => match kind {
+                ActKind::Elu => "Elu",
+                ActKind::Selu => "Selu",
+                ActKind::Celu => "Celu",
+                ActKind::HardSigmoid => "HardSigmoid",
+                ActKind::ThresholdedRelu => "ThresholdedRelu",
+                ActKind::Swish => "Swish",
+                ActKind::Shrink => "Shrink",
+            },
+            Op::IsNaN => "IsNaN",
+            Op::IsInf { .. } => "IsInf",
+            Op::Mean => "Mean",
+            Op::GatherElements { .. } => "GatherElements",
+            Op::GatherNd { .. } => "GatherND",
+            Op::ScatterElements { .. } => "ScatterElements",
+            Op::ScatterNd { .. } => "ScatterND",
+            Op::Trilu { .. } => "Trilu",
+            Op::Cumulative { prod: true, .. } => "CumProd",
+            Op::Cumulative { .. } => "CumSum",
+            Op::TopK { .. } => "TopK",
+            Op::OneHot { .. } => "OneHot",
+            Op::NonZero => "NonZero",
+            Op::Compress { .. } => "Compress",
+            Op::Hardmax { .. } => "Hardmax",
+            Op::Tile => "Tile",
+            Op::DepthToSpace { .. } => "DepthToSpace",
+            Op::SpaceToDepth { .. } => "SpaceToDepth",
+            Op::EyeLike { .. } => "EyeLike",
+            Op::Pad { .. } => "Pad",
+            Op::RmsNorm { .. } => "RMSNormalization",
+            Op::NllLoss { .. } => "NegativeLogLikelihoodLoss",
+            Op::SoftmaxCrossEntropy { .. } => "SoftmaxCrossEntropyLoss",
+            Op::Attention(_) => "Attention",
+            Op::Resize(_) => "Resize",
+            Op::RotaryEmbedding { .. } => "RotaryEmbedding",
+            Op::LpNorm { .. } => "LpNormalization",
+            Op::Einsum { .. } => "Einsum",
+            Op::Window { kind, .. } => match kind {
+                WindowKind::Hann => "HannWindow",
+                WindowKind::Hamming => "HammingWindow",
+                WindowKind::Blackman => "BlackmanWindow",
+            },
+            Op::ReverseSequence { .. } => "ReverseSequence",
+            Op::CenterCropPad { .. } => "CenterCropPad",
+            Op::Det => "Det",
+            Op::ConvTranspose(_) => "ConvTranspose",
+            Op::GridSample { .. } => "GridSample",
+            Op::Unique { .. } => "Unique",
+            Op::LpPool { .. } => "LpPool",
+            Op::InstanceNorm { .. } => "InstanceNormalization",
+            Op::GroupNorm { .. } => "GroupNormalization",
         }
     }
 
