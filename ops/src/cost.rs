@@ -60,7 +60,12 @@ pub enum OpClass {
 /// The class of an op.
 pub fn op_class(op: &Op) -> OpClass {
     match op {
-        Op::MatMul | Op::Gemm { .. } | Op::Attention(_) | Op::Einsum { .. } => OpClass::Gemm,
+        Op::MatMul
+        | Op::Gemm { .. }
+        | Op::Attention(_)
+        | Op::Einsum { .. }
+        | Op::QLinearMatMul
+        | Op::MatMulInteger => OpClass::Gemm,
         Op::Conv(_) | Op::ConvTranspose(_) => OpClass::Conv,
         Op::Unary(_)
         | Op::Binary(_)
@@ -78,7 +83,11 @@ pub fn op_class(op: &Op) -> OpClass {
         | Op::Mean
         | Op::Resize(_)
         | Op::RotaryEmbedding { .. }
-        | Op::GridSample { .. } => OpClass::Elementwise,
+        | Op::GridSample { .. }
+        | Op::QuantizeLinear { .. }
+        | Op::DequantizeLinear { .. }
+        | Op::DynamicQuantizeLinear
+        | Op::SwiGlu { .. } => OpClass::Elementwise,
         Op::Softmax { .. }
         | Op::LogSoftmax { .. }
         | Op::BatchNorm { .. }
@@ -101,6 +110,12 @@ pub fn op_class(op: &Op) -> OpClass {
         | Op::GroupNorm { .. }
         | Op::LpPool { .. }
         | Op::Det
+        | Op::Rnn(_)
+        | Op::Dft { .. }
+        | Op::NonMaxSuppression { .. }
+        | Op::Col2Im { .. }
+        | Op::LinearAttention { .. }
+        | Op::CausalConvWithState { .. }
         | Op::Unique { .. } => OpClass::Reduce,
         _ => OpClass::Movement,
     }

@@ -440,6 +440,185 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
             };
             one(with_dtype(x.dtype, shape))
         }
+        Op::QuantizeLinear { dtype, .. } => {
+            let x = x()?;
+            let dt = opt_input(inputs, 2)
+                .and_then(|z| z.dtype)
+                .or(*dtype)
+                .or(Some(DType::U8));
+            one(with_dtype(dt, x.shape.clone()))
+        }
+        Op::DequantizeLinear { dtype, .. } => {
+            let x = x()?;
+            let scale = input(inputs, 1)?;
+            one(with_dtype(dtype.or(scale.dtype), x.shape.clone()))
+        }
+        Op::DynamicQuantizeLinear => {
+            let x = x()?;
+            Ok(vec![
+                with_dtype(Some(DType::U8), x.shape.clone()),
+                with_dtype(Some(DType::F32), Some(vec![])),
+                with_dtype(Some(DType::U8), Some(vec![])),
+            ])
+        }
+        Op::BitCast { to } => {
+            let x = x()?;
+            if let Some(d) = x.dtype {
+                if d.size() != to.size() {
+                    crate::bail!("BitCast from {d} to {to}: element sizes differ");
+                }
+            }
+            one(with_dtype(Some(*to), x.shape.clone()))
+        }
+        Op::LinearAttention {
+            q_num_heads,
+            kv_num_heads,
+            ..
+        } => {
+            let q = x()?;
+            let v = input(inputs, 2)?;
+            let (qs, vs) = (q.concrete_shape(), v.concrete_shape());
+            let (y, st) = match (qs, vs) {
+                (Some(qs), Some(vs)) if qs.len() == 3 && vs.len() == 3 && *kv_num_heads > 0 => {
+                    let dv = vs[2] / kv_num_heads;
+                    let dk = qs[2] / (*q_num_heads).max(1);
+                    (
+                        Some(vec![
+                            Dim::Known(qs[0]),
+                            Dim::Known(qs[1]),
+                            Dim::Known(q_num_heads * dv),
+                        ]),
+                        Some(vec![
+                            Dim::Known(qs[0]),
+                            Dim::Known(*kv_num_heads),
+                            Dim::Known(dk),
+                            Dim::Known(dv),
+                        ]),
+                    )
+                }
+                _ => (None, None),
+            };
+            let sdt = opt_input(inputs, 3).and_then(|p| p.dtype).or(q.dtype);
+            let mut v = vec![with_dtype(q.dtype, y)];
+            if n_out > 1 {
+                v.push(with_dtype(sdt, st));
+            }
+            Ok(v)
+        }
+        Op::CausalConvWithState { .. } => {
+            let x = x()?;
+            let w = input(inputs, 1)?;
+            let st = match (&x.shape, w.concrete_shape()) {
+                (Some(s), Some(ws)) if s.len() == 3 && ws.len() == 3 && ws[2] > 0 => {
+                    Some(vec![s[0].clone(), s[1].clone(), Dim::Known(ws[2] - 1)])
+                }
+                _ => None,
+            };
+            let mut v = vec![same(x)];
+            if n_out > 1 {
+                v.push(with_dtype(x.dtype, st));
+            }
+            Ok(v)
+        }
+        Op::TensorScatter { .. } | Op::SwiGlu { .. } => one(same(x()?)),
+        Op::Dft {
+            axis,
+            inverse,
+            onesided,
+        } => {
+            let x = x()?;
+            let shape = x.shape.as_ref().map(|s| {
+                let r = s.len();
+                let ax = match axis {
+                    Some(a) => Some(*a),
+                    None => match opt_input(inputs, 2) {
+                        None => Some(-2),
+                        f => const_ints(f).and_then(|v| v.first().copied()),
+                    },
+                };
+                let mut o: Vec<Dim> = (0..r).map(|i| Dim::Sym(format!("dft_{i}"))).collect();
+                for (i, d) in s.iter().enumerate().take(r.saturating_sub(1)) {
+                    let is_axis = ax.and_then(|a| norm_axis(a, r).ok()) == Some(i);
+                    if !is_axis && ax.is_some() {
+                        o[i] = d.clone();
+                    }
+                }
+                if r > 0 {
+                    o[r - 1] = Dim::Known(if *inverse && *onesided { 1 } else { 2 });
+                }
+                o
+            });
+            one(with_dtype(x.dtype, shape))
+        }
+        Op::Col2Im { .. } => {
+            let x = x()?;
+            let img = const_ints(Some(input(inputs, 1)?));
+            let shape = match (&x.shape, img) {
+                (Some(s), Some(img)) if s.len() == 3 => {
+                    let mut o = vec![s[0].clone(), Dim::Sym("col2im_c".into())];
+                    o.extend(img.iter().map(|&d| Dim::Known(d.max(0) as usize)));
+                    Some(o)
+                }
+                _ => None,
+            };
+            one(with_dtype(x.dtype, shape))
+        }
+        Op::NonMaxSuppression { .. } => one(with_dtype(
+            Some(DType::I64),
+            Some(vec![Dim::Sym("nms_selected".into()), Dim::Known(3)]),
+        )),
+        Op::QLinearMatMul | Op::MatMulInteger => {
+            let (ai, bi) = if matches!(op, Op::QLinearMatMul) {
+                (0, 3)
+            } else {
+                (0, 1)
+            };
+            let a = input(inputs, ai)?;
+            let b = input(inputs, bi)?;
+            let dt = if matches!(op, Op::QLinearMatMul) {
+                opt_input(inputs, 7).and_then(|z| z.dtype)
+            } else {
+                Some(DType::I32)
+            };
+            let shape = match (&a.shape, &b.shape) {
+                (Some(sa), Some(sb)) => Some(matmul_shape(sa, sb)?),
+                _ => None,
+            };
+            one(with_dtype(dt, shape))
+        }
+        Op::Rnn(ra) => {
+            let x = x()?;
+            let dirs = if ra.direction == 2 { 2 } else { 1 };
+            let h = Dim::Known(ra.hidden);
+            let (y, st) = match &x.shape {
+                Some(s) if s.len() == 3 => {
+                    let (seq, batch) = if ra.batch_major {
+                        (s[1].clone(), s[0].clone())
+                    } else {
+                        (s[0].clone(), s[1].clone())
+                    };
+                    let d = Dim::Known(dirs);
+                    if ra.batch_major {
+                        (
+                            Some(vec![batch.clone(), seq, d.clone(), h.clone()]),
+                            Some(vec![batch, d, h]),
+                        )
+                    } else {
+                        (
+                            Some(vec![seq, d.clone(), batch.clone(), h.clone()]),
+                            Some(vec![d, batch, h]),
+                        )
+                    }
+                }
+                Some(s) => crate::bail!("X must be 3-D, got {}", crate::graph::fmt_shape(s)),
+                None => (None, None),
+            };
+            let mut v = vec![with_dtype(x.dtype, y)];
+            for _ in 1..n_out {
+                v.push(with_dtype(x.dtype, st.clone()));
+            }
+            Ok(v)
+        }
         Op::Det => {
             let x = x()?;
             one(with_dtype(
@@ -759,7 +938,15 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
         }
         Op::Dropout => {
             if let Some(Some(t)) = inputs.get(2).map(|f| f.and_then(|f| f.value.as_deref())) {
-                crate::kernels::refuse_dropout_training(t)?;
+                // A ratio known only at run time is checked then.
+                match opt_input(inputs, 1) {
+                    Some(r) => {
+                        if let Some(rv) = r.value.as_deref() {
+                            crate::kernels::refuse_dropout_training(t, Some(rv))?;
+                        }
+                    }
+                    None => crate::kernels::refuse_dropout_training(t, None)?,
+                }
             }
             let x = x()?;
             let mut v = vec![same(x)];

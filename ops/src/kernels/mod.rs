@@ -22,9 +22,13 @@ mod matmul;
 mod misc;
 mod norm;
 mod pool;
+mod quant;
 mod reduce;
 mod resize;
+mod rnn;
+mod seq;
 mod shape;
+mod signal;
 mod util;
 
 use crate::dtype::DType;
@@ -268,6 +272,41 @@ fn eval_native(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<
         } => one(misc::reverse_sequence(*batch_axis, *time_axis, inputs)),
         Op::CenterCropPad { axes } => one(misc::center_crop_pad(axes.as_deref(), inputs)),
         Op::Det => one(misc::det(inputs)),
+        Op::Rnn(a) => rnn::rnn(a, inputs, n_outputs),
+        Op::Dft {
+            axis,
+            inverse,
+            onesided,
+        } => one(signal::dft(*axis, *inverse, *onesided, inputs)),
+        Op::NonMaxSuppression { center_point_box } => one(signal::nms(*center_point_box, inputs)),
+        Op::QLinearMatMul => one(signal::qlinear_matmul(inputs)),
+        Op::Col2Im {
+            dilations,
+            pads,
+            strides,
+        } => one(signal::col2im(dilations, pads, strides, inputs)),
+        Op::MatMulInteger => one(signal::matmul_integer(inputs)),
+        Op::LinearAttention {
+            rule,
+            q_num_heads,
+            kv_num_heads,
+            scale,
+        } => seq::linear_attention(*rule, *q_num_heads, *kv_num_heads, *scale, inputs),
+        Op::CausalConvWithState { silu } => seq::causal_conv(*silu, inputs),
+        Op::TensorScatter { axis, circular } => one(seq::tensor_scatter(*axis, *circular, inputs)),
+        Op::SwiGlu { alpha } => one(seq::swiglu(*alpha, inputs)),
+        Op::QuantizeLinear {
+            axis,
+            block_size,
+            dtype,
+        } => one(quant::quantize(*axis, *block_size, *dtype, inputs)),
+        Op::DequantizeLinear {
+            axis,
+            block_size,
+            dtype,
+        } => one(quant::dequantize(*axis, *block_size, *dtype, inputs)),
+        Op::DynamicQuantizeLinear => quant::dynamic_quantize(inputs),
+        Op::BitCast { to } => one(quant::bit_cast(*to, inputs)),
         Op::ConvTranspose(a) => one(misc::conv_transpose(a, inputs)),
         Op::GridSample {
             mode,

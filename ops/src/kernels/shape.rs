@@ -397,8 +397,15 @@ pub(crate) fn expand(inputs: &[Option<&Tensor>]) -> Result<Tensor> {
 }
 
 /// Dropout's `training_mode` input, when true, asks for random masking,
-/// which inference does not do: refused (at load when it is a constant).
-pub(crate) fn refuse_dropout_training(training_mode: &Tensor) -> Result<()> {
+/// which inference does not do: refused (at load when it is a constant),
+/// unless the ratio is 0, which keeps every element.
+pub(crate) fn refuse_dropout_training(
+    training_mode: &Tensor,
+    ratio: Option<&Tensor>,
+) -> Result<()> {
+    if ratio.is_some_and(|r| !r.is_empty() && r.to_f32_vec().iter().all(|&v| v == 0.0)) {
+        return Ok(());
+    }
     if training_mode
         .to_f32_vec()
         .first()
@@ -413,7 +420,7 @@ pub(crate) fn refuse_dropout_training(training_mode: &Tensor) -> Result<()> {
 pub(crate) fn dropout(inputs: &[Option<&Tensor>], n_out: usize) -> Result<Vec<Tensor>> {
     let x = input(inputs, 0, "data")?;
     if let Some(t) = inputs.get(2).copied().flatten() {
-        refuse_dropout_training(t)?;
+        refuse_dropout_training(t, inputs.get(1).copied().flatten())?;
     }
     let mut outs = vec![x.clone()];
     if n_out > 1 {

@@ -57,6 +57,15 @@ impl<'a> Attrs<'a> {
         }
     }
 
+    pub fn strings(&self, name: &str) -> Option<Vec<String>> {
+        self.get(name).map(|a| {
+            a.strings
+                .iter()
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
+        })
+    }
+
     pub fn string(&self, name: &str) -> Option<String> {
         self.get(name)
             .map(|a| String::from_utf8_lossy(a.s()).into_owned())

@@ -387,6 +387,171 @@ pub fn convert_node(np: &NodeProto, opset: i64, dir: &Path) -> Result<Converted>
             axes: a.ints("axes"),
         },
         "Det" => Op::Det,
+        "RNN" | "GRU" | "LSTM" => {
+            let kind = match op_type {
+                "RNN" => RnnKind::Rnn,
+                "GRU" => RnnKind::Gru,
+                _ => RnnKind::Lstm,
+            };
+            let direction = match a.string("direction").as_deref() {
+                None | Some("forward") => 0,
+                Some("reverse") => 1,
+                Some("bidirectional") => 2,
+                Some(o) => crate::bail!("unknown direction '{o}'"),
+            };
+            let defaults = match kind {
+                RnnKind::Rnn => [RnnAct::Tanh; 3],
+                RnnKind::Gru => [RnnAct::Sigmoid, RnnAct::Tanh, RnnAct::Tanh],
+                RnnKind::Lstm => [RnnAct::Sigmoid, RnnAct::Tanh, RnnAct::Tanh],
+            };
+            let mut acts = defaults;
+            if let Some(list) = a.strings("activations") {
+                let per_dir = match kind {
+                    RnnKind::Rnn => 1,
+                    RnnKind::Gru => 2,
+                    RnnKind::Lstm => 3,
+                };
+                let parse = |s: &str| -> Result<RnnAct> {
+                    Ok(match s.to_ascii_lowercase().as_str() {
+                        "sigmoid" => RnnAct::Sigmoid,
+                        "tanh" => RnnAct::Tanh,
+                        "relu" => RnnAct::Relu,
+                        o => crate::bail!("activation '{o}' is unsupported"),
+                    })
+                };
+                let parsed: Vec<RnnAct> = list.iter().map(|s| parse(s)).collect::<Result<_>>()?;
+                if parsed.len() < per_dir {
+                    crate::bail!(
+                        "activations lists {} entries, expected {per_dir}",
+                        parsed.len()
+                    );
+                }
+                if parsed.len() > per_dir && parsed[..per_dir] != parsed[per_dir..] {
+                    crate::bail!("different activations per direction are unsupported");
+                }
+                acts[..per_dir].copy_from_slice(&parsed[..per_dir]);
+            }
+            Op::Rnn(RnnAttrs {
+                kind,
+                hidden: a
+                    .int("hidden_size")
+                    .filter(|&h| h > 0)
+                    .ok_or_else(|| Error::msg("hidden_size must be a positive integer"))?
+                    as usize,
+                direction,
+                batch_major: a.int_or("layout", 0) != 0,
+                clip: a.float("clip"),
+                acts,
+                linear_before_reset: a.int_or("linear_before_reset", 0) != 0,
+                input_forget: a.int_or("input_forget", 0) != 0,
+            })
+        }
+        "DFT" => {
+            if opset < 17 {
+                return Err(unsupported());
+            }
+            Op::Dft {
+                axis: if opset < 20 {
+                    Some(a.int_or("axis", 1))
+                } else {
+                    None
+                },
+                inverse: a.int_or("inverse", 0) != 0,
+                onesided: a.int_or("onesided", 0) != 0,
+            }
+        }
+        "NonMaxSuppression" => Op::NonMaxSuppression {
+            center_point_box: a.int_or("center_point_box", 0) != 0,
+        },
+        "QLinearMatMul" => Op::QLinearMatMul,
+        "Col2Im" => Op::Col2Im {
+            dilations: a.usizes("dilations")?,
+            pads: a.usizes("pads")?,
+            strides: a.usizes("strides")?,
+        },
+        "MatMulInteger" => Op::MatMulInteger,
+        "LinearAttention" => {
+            let heads = |name: &str| -> Result<usize> {
+                a.int(name)
+                    .filter(|&h| h > 0)
+                    .map(|h| h as usize)
+                    .ok_or_else(|| Error::msg(format!("{name} must be a positive integer")))
+            };
+            Op::LinearAttention {
+                rule: match a.string("update_rule").as_deref() {
+                    None | Some("gated_delta") => LinearAttentionRule::GatedDelta,
+                    Some("linear") => LinearAttentionRule::Linear,
+                    Some("gated") => LinearAttentionRule::Gated,
+                    Some("delta") => LinearAttentionRule::Delta,
+                    Some(o) => crate::bail!("unknown update_rule '{o}'"),
+                },
+                q_num_heads: heads("q_num_heads")?,
+                kv_num_heads: heads("kv_num_heads")?,
+                scale: a.float_or("scale", 0.0),
+            }
+        }
+        "CausalConvWithState" => Op::CausalConvWithState {
+            silu: match a.string("activation").as_deref() {
+                None | Some("none") => false,
+                Some("silu") | Some("swish") => true,
+                Some(o) => crate::bail!("unknown activation '{o}'"),
+            },
+        },
+        "TensorScatter" => Op::TensorScatter {
+            axis: a.int_or("axis", -2),
+            circular: match a.string("mode").as_deref() {
+                None | Some("linear") => false,
+                Some("circular") => true,
+                Some(o) => crate::bail!("unknown TensorScatter mode '{o}'"),
+            },
+        },
+        "SwiGLU" => Op::SwiGlu {
+            alpha: a.float_or("alpha", 1.0),
+        },
+        "QuantizeLinear" | "DequantizeLinear" => {
+            if opset < 10 {
+                return Err(unsupported());
+            }
+            let dtype = match a.int_or("output_dtype", 0) {
+                0 => None,
+                code => Some(DType::from_onnx(code as i32).ok_or_else(|| {
+                    Error::msg(format!(
+                        "output_dtype {} is unsupported",
+                        DType::onnx_name(code as i32)
+                    ))
+                })?),
+            };
+            let axis = a.int_or("axis", 1);
+            let block_size = usize::try_from(a.int_or("block_size", 0))
+                .map_err(|_| Error::msg("block_size must be >= 0"))?;
+            if op_type == "QuantizeLinear" {
+                Op::QuantizeLinear {
+                    axis,
+                    block_size,
+                    dtype,
+                }
+            } else {
+                Op::DequantizeLinear {
+                    axis,
+                    block_size,
+                    dtype,
+                }
+            }
+        }
+        "DynamicQuantizeLinear" => Op::DynamicQuantizeLinear,
+        "BitCast" => {
+            let to = a
+                .int("to")
+                .ok_or_else(|| Error::msg("missing attribute 'to'"))? as i32;
+            Op::BitCast {
+                to: DType::from_onnx(to).ok_or_else(|| {
+                    Error::msg(format!(
+                        "BitCast to {} is unsupported",
+                        DType::onnx_name(to)
+                    ))
+                })?,
+            }
+        }
         "ConvTranspose" => {
             let output_shape = a.usizes("output_shape")?;
             Op::ConvTranspose(ConvTransposeAttrs {

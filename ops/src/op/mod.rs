@@ -301,6 +301,47 @@ pub struct ConvTransposeAttrs {
     pub auto_pad: AutoPad,
 }
 
+/// LinearAttention state update rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LinearAttentionRule {
+    Linear,
+    Gated,
+    Delta,
+    GatedDelta,
+}
+
+/// RNN, GRU or LSTM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RnnKind {
+    Rnn,
+    Gru,
+    Lstm,
+}
+
+/// Activations of the recurrent layers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RnnAct {
+    Sigmoid,
+    Tanh,
+    Relu,
+}
+
+/// Recurrent layer attributes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RnnAttrs {
+    pub kind: RnnKind,
+    pub hidden: usize,
+    /// 0 forward, 1 reverse, 2 bidirectional.
+    pub direction: u8,
+    /// `layout = 1`: X and Y batch-major.
+    pub batch_major: bool,
+    pub clip: Option<f32>,
+    /// f, g, h (RNN uses f; GRU f and g).
+    pub acts: [RnnAct; 3],
+    pub linear_before_reset: bool,
+    pub input_forget: bool,
+}
+
 /// Window functions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum WindowKind {
@@ -560,6 +601,64 @@ pub enum Op {
     },
     /// Transposed convolution: inputs x, w `[C, M / group, k..]`, bias.
     ConvTranspose(ConvTransposeAttrs),
+    /// `saturate(round(x / scale) + zero_point)`: inputs x, scale,
+    /// optional zero point (whose dtype, else `dtype`, else u8, is the
+    /// output's); per tensor, per `axis`, or in blocks of `block_size`.
+    QuantizeLinear {
+        axis: i64,
+        block_size: usize,
+        dtype: Option<DType>,
+    },
+    /// `(x - zero_point) * scale`, in the scale's dtype (or `dtype`).
+    DequantizeLinear {
+        axis: i64,
+        block_size: usize,
+        dtype: Option<DType>,
+    },
+    /// u8 quantisation over x's range: y, scale, zero point.
+    DynamicQuantizeLinear,
+    /// The input's bytes read as `to`.
+    BitCast { to: DType },
+    /// Recurrent linear attention over packed `[B, T, H * D]` inputs:
+    /// query, key, value, past_state, decay, beta; outputs y and the state.
+    LinearAttention {
+        rule: LinearAttentionRule,
+        q_num_heads: usize,
+        kv_num_heads: usize,
+        /// 0: `1 / sqrt(d_k)`.
+        scale: f32,
+    },
+    /// Depthwise causal 1-D convolution with a carried state: input,
+    /// weight, bias, past_state; outputs y and present_state.
+    CausalConvWithState { silu: bool },
+    /// KV-cache write of input 1 into input 0 along `axis` at per-batch
+    /// write indices (input 2).
+    TensorScatter { axis: i64, circular: bool },
+    /// `a * sigmoid(alpha * a) * b`.
+    SwiGlu { alpha: f32 },
+    /// Discrete Fourier transform; `axis` from the attribute (opset 17) or
+    /// input 2.
+    Dft {
+        axis: Option<i64>,
+        inverse: bool,
+        onesided: bool,
+    },
+    /// Greedy non-maximum suppression: `[k, 3]` (batch, class, box) rows.
+    NonMaxSuppression { center_point_box: bool },
+    /// Sum columns back into images: inputs columns, image_shape,
+    /// block_shape.
+    Col2Im {
+        dilations: Vec<usize>,
+        pads: Vec<usize>,
+        strides: Vec<usize>,
+    },
+    /// Quantised matrix product with per-tensor scales and zero points.
+    QLinearMatMul,
+    /// Integer matrix product with zero points, in i32.
+    MatMulInteger,
+    /// RNN / GRU / LSTM: inputs X, W, R, B, sequence_lens, initial_h
+    /// (initial_c, P); outputs Y, Y_h (Y_c).
+    Rnn(RnnAttrs),
     /// Determinants of the trailing square matrices.
     Det,
     /// Unique elements or slices: Y, indices, inverse_indices, counts.
@@ -738,6 +837,24 @@ impl Op {
             Op::ReverseSequence { .. } => "ReverseSequence",
             Op::CenterCropPad { .. } => "CenterCropPad",
             Op::Det => "Det",
+            Op::Rnn(r) => match r.kind {
+                RnnKind::Rnn => "RNN",
+                RnnKind::Gru => "GRU",
+                RnnKind::Lstm => "LSTM",
+            },
+            Op::Dft { .. } => "DFT",
+            Op::NonMaxSuppression { .. } => "NonMaxSuppression",
+            Op::QLinearMatMul => "QLinearMatMul",
+            Op::Col2Im { .. } => "Col2Im",
+            Op::MatMulInteger => "MatMulInteger",
+            Op::LinearAttention { .. } => "LinearAttention",
+            Op::CausalConvWithState { .. } => "CausalConvWithState",
+            Op::TensorScatter { .. } => "TensorScatter",
+            Op::SwiGlu { .. } => "SwiGLU",
+            Op::QuantizeLinear { .. } => "QuantizeLinear",
+            Op::DequantizeLinear { .. } => "DequantizeLinear",
+            Op::DynamicQuantizeLinear => "DynamicQuantizeLinear",
+            Op::BitCast { .. } => "BitCast",
             Op::ConvTranspose(_) => "ConvTranspose",
             Op::GridSample { .. } => "GridSample",
             Op::Unique { .. } => "Unique",
