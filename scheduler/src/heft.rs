@@ -441,7 +441,7 @@ pub fn by_name(name: &str) -> Option<fn(&TaskGraph) -> Result<TaskSchedule, Plan
 pub const SCHEDULERS: &[&str] = &["heft", "cpop", "peft", "greedy", "roundrobin"];
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::dag::RandomDag;
 
