@@ -446,7 +446,7 @@ pub fn by_name(name: &str) -> Option<Scheduler> {
 pub const SCHEDULERS: &[&str] = &["heft", "cpop", "peft", "greedy", "roundrobin"];
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::dag::RandomDag;
 

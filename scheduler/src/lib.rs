@@ -8,7 +8,8 @@
 //!   random-DAG generator;
 //! - [`heft`]: list schedulers (HEFT with insertion, CPOP, PEFT, baselines);
 //! - [`partition`]: heterogeneity-aware pipeline partitioning;
-//! - [`plan`]: the [`Plan`] the runtime (and the simulator) execute.
+//! - [`plan`]: the [`Plan`] the runtime (and the simulator) execute;
+//! - [`sim`]: the discrete-event simulator of plans and list schedules.
 
 pub mod calibrate;
 pub mod cluster;
@@ -18,6 +19,7 @@ pub mod heft;
 pub mod partition;
 pub mod plan;
 pub mod planner;
+pub mod sim;
 
 pub use cluster::ClusterSpec;
 pub use plan::{Plan, PlanError, Schedule, Stage, Transfer};

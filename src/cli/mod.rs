@@ -1,4 +1,4 @@
-//! CLI (contract in DESIGN.md): `devices`, `run`, `bench`, `profile`, `plan`. Errors print one
+//! CLI (contract in DESIGN.md): `devices`, `run`, `bench`, `profile`, `plan`, `simulate`. Errors print one
 //! line on stderr and exit with status 2; a panic would be a bug.
 
 mod bench;
@@ -7,6 +7,7 @@ mod inputs;
 mod plan;
 mod profile;
 mod run;
+mod simulate;
 
 use clap::{Parser, Subcommand};
 
@@ -33,6 +34,8 @@ enum Command {
     Profile(profile::Args),
     /// Place a model on a cluster; print the stages, write the plan JSON.
     Plan(plan::Args),
+    /// Predict a plan, model or research DAG with the discrete-event simulator.
+    Simulate(simulate::Args),
 }
 
 pub fn main() -> i32 {
@@ -50,6 +53,7 @@ pub fn main() -> i32 {
         Command::Bench(a) => bench::main(a),
         Command::Profile(a) => profile::main(a),
         Command::Plan(a) => plan::main(a),
+        Command::Simulate(a) => simulate::main(a),
     };
     match r {
         Ok(()) => 0,

@@ -1,0 +1,213 @@
+//! The scheduling simulator: a discrete-event twin of the runtime that
+//! executes a [`Workload`] (made from a [`crate::Plan`] and a graph, from a
+//! plan alone, or from a research DAG and a list schedule) and reports
+//! makespan, throughput, per-device busy and bubble fractions, peak memory
+//! per device and the critical path ([`SimReport`]).
+//!
+//! ## What is modelled (and how it mirrors the runtime)
+//! - **Compute queues**: one in-order queue per device. A kernel joins its
+//!   device's queue when its inputs are there (and, streaming, when its
+//!   credits allow), and the queue runs kernels first-come first-served,
+//!   as the runtime's compute arbiter handles actor messages. A kernel's
+//!   time comes from the cost model ([`crate::cost::CostModel::op_time`]),
+//!   which includes the device's launch overhead (`launch_us`).
+//! - **Copy engines per direction**: a value that crosses devices is one
+//!   copy task on the *destination's* inbound copy queue (the runtime's copy
+//!   arbiter), so inbound copies to one device are serialised, copies in
+//!   other directions proceed in parallel and all overlap compute.
+//! - **Links**: a copy costs the link's latency plus bytes over bandwidth.
+//!   On a link marked `shared` (a bus, a NIC) the bandwidth is split
+//!   equally between the transfers in flight on it at each instant
+//!   (processor sharing, recomputed whenever one joins or leaves). Shared
+//!   link identity: an explicit `[[link]]` is one link for both
+//!   directions; a shared `intra_host` default is one link per host, a
+//!   shared `inter_host` default one per pair of hosts.
+//! - **Credits** (streaming): micro-batch `k` of a producer fires only once
+//!   every reader of its outputs has consumed micro-batch `k - credits`,
+//!   and every task handles micro-batches in order (the runtime's rules).
+//! - **Training schedules** (GPipe, 1F1B): the runtime has no backward pass
+//!   yet, so the simulator adds one: each node gets a backward task costing
+//!   **2× its forward time**, gradients flow back along the same edges
+//!   (copies of the same size in the other direction), and each stage runs
+//!   its forward and backward micro-batches in the schedule's fixed order
+//!   (GPipe: all forwards, then all backwards; 1F1B: `p - s - 1` warm-up
+//!   forwards on stage `s`, then alternating, then the remaining
+//!   backwards). With uniform stages and free links this gives the
+//!   textbook bubble fraction `(p - 1) / (m + p - 1)`.
+//! - **Memory**: each device holds its constants for the whole run, plus a
+//!   buffer for every value a task produces or receives, allocated when the
+//!   task starts and freed when the last task reading it has finished
+//!   (streaming: its forward readers and outbound copies; training: the
+//!   backward tasks of its readers, as activations are stashed). Gradient
+//!   buffers are not counted.
+//! - **Research DAGs**: each device runs its tasks in the order of the
+//!   given list schedule, and an edge between devices is a pure delay
+//!   (`comm`, the contention-free model of Topcuoglu et al.), so a HEFT
+//!   schedule is reproduced exactly.
+//!
+//! Not modelled: host input upload and output download (free), kernel
+//! time variance, interference between devices sharing cores or memory
+//! bandwidth, and the runtime's message-passing overhead. Those are what
+//! the accuracy table (docs/simulator-accuracy.md) measures.
+//!
+//! Cost: O((V + E) log V) in the expanded task graph (tasks × micro-batches);
+//! see `cargo bench --bench scheduler` for 10,000 ops on 1,024 devices.
+
+mod engine;
+mod render;
+#[cfg(test)]
+mod tests;
+mod workload;
+
+pub use engine::simulate;
+pub use render::{chrome_trace_json, svg_gantt};
+pub use workload::{LinkInfo, Unit, Value, Workload};
+
+/// One kernel or copy of a simulated run, in the workload's time unit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimEvent {
+    /// Node name (kernels; `<name> (bwd)` for backward) or `copy <value>`.
+    pub name: String,
+    /// Op type, `copy` or `comm`.
+    pub op: String,
+    /// `kernel` or `copy` (as the runtime's trace).
+    pub cat: &'static str,
+    /// Device index.
+    pub device: usize,
+    /// `compute` or `copy`.
+    pub queue: &'static str,
+    /// Micro-batch.
+    pub mb: u64,
+    /// Start.
+    pub start: f64,
+    /// Duration.
+    pub dur: f64,
+}
+
+/// Per-device results.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeviceStats {
+    /// Device name.
+    pub name: String,
+    /// Time the compute queue was busy.
+    pub busy: f64,
+    /// `busy / makespan`.
+    pub busy_frac: f64,
+    /// Idle fraction of the compute queue over the makespan, `1 -
+    /// busy_frac` (the GPipe definition of the bubble).
+    pub bubble_frac: f64,
+    /// Time the inbound copy queue was busy.
+    pub copy_busy: f64,
+    /// Peak memory, bytes (constants plus live buffers).
+    pub peak_memory: f64,
+}
+
+/// One step of the critical path.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PathStep {
+    /// Event name.
+    pub name: String,
+    /// Device index.
+    pub device: usize,
+    /// `kernel` or `copy`.
+    pub cat: &'static str,
+    /// Micro-batch.
+    pub mb: u64,
+    /// Start.
+    pub start: f64,
+    /// Finish.
+    pub finish: f64,
+    /// Why it started then: `data` (its last input arrived), `queue` (its
+    /// queue became free) or `start`.
+    pub waited_for: &'static str,
+}
+
+/// What a simulation reports.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimReport {
+    /// The time unit (`ms` for plans, the DAG's own unit otherwise).
+    pub unit: String,
+    /// Microseconds per unit (for traces).
+    pub us_per_unit: f64,
+    /// Finish of the last task.
+    pub makespan: f64,
+    /// Micro-batches simulated.
+    pub microbatches: usize,
+    /// Micro-batches per unit of time.
+    pub throughput: f64,
+    /// Per device, in workload order.
+    pub devices: Vec<DeviceStats>,
+    /// Mean bubble fraction over the devices that run something.
+    pub bubble_frac: f64,
+    /// The chain of tasks that determined the makespan, first to last.
+    pub critical_path: Vec<PathStep>,
+    /// Every kernel and copy.
+    pub events: Vec<SimEvent>,
+    /// Device names (for the renderers).
+    pub device_names: Vec<String>,
+}
+
+impl SimReport {
+    /// A human summary: one line per device, the critical path, throughput.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write;
+        let u = &self.unit;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{:<12} {:>12} {:>7} {:>8} {:>12} {:>10}",
+            "device",
+            format!("busy_{u}"),
+            "busy%",
+            "bubble%",
+            format!("copy_{u}"),
+            "peak_MiB"
+        );
+        for d in &self.devices {
+            let _ = writeln!(
+                s,
+                "{:<12} {:>12.4} {:>6.1}% {:>7.1}% {:>12.4} {:>10.2}",
+                d.name,
+                d.busy,
+                100.0 * d.busy_frac,
+                100.0 * d.bubble_frac,
+                d.copy_busy,
+                d.peak_memory / (1u64 << 20) as f64
+            );
+        }
+        let on_path: f64 = self.critical_path.iter().map(|p| p.finish - p.start).sum();
+        let _ = writeln!(
+            s,
+            "critical path: {} tasks, {:.4} {u} of work, {:.4} {u} of waiting",
+            self.critical_path.len(),
+            on_path,
+            (self.makespan - on_path).max(0.0)
+        );
+        for p in self.critical_path.iter().take(12) {
+            let _ = writeln!(
+                s,
+                "  {:<32} {:<10} mb {:<3} {:>12.4} .. {:<12.4} ({})",
+                p.name,
+                self.device_names
+                    .get(p.device)
+                    .map(String::as_str)
+                    .unwrap_or("?"),
+                p.mb,
+                p.start,
+                p.finish,
+                p.waited_for
+            );
+        }
+        if self.critical_path.len() > 12 {
+            let _ = writeln!(s, "  ... {} more", self.critical_path.len() - 12);
+        }
+        let _ = writeln!(
+            s,
+            "microbatches={} throughput={:.4}/{u} bubble={:.1}%",
+            self.microbatches,
+            self.throughput,
+            100.0 * self.bubble_frac
+        );
+        s
+    }
+}

@@ -1,0 +1,199 @@
+use super::*;
+use crate::dag::TaskGraph;
+use crate::heft;
+use crate::plan::Schedule;
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-12 * (1.0 + a.abs().max(b.abs()))
+}
+
+/// `p` stages of two units each (time `t / 2` each, so a stage takes `t`),
+/// free links, `bytes` per value.
+fn pipeline(p: usize, m: usize, t: f64, bytes: f64, schedule: Schedule) -> Workload {
+    let devices = (0..p).map(|i| format!("d{i}")).collect();
+    let mut w = Workload::new(devices, "", 1.0);
+    let mut prev: Option<usize> = None;
+    for s in 0..p {
+        let a = w.add_unit(&format!("s{s}a"), "task", s, t / 2.0);
+        let b = w.add_unit(&format!("s{s}b"), "task", s, t / 2.0);
+        if let Some(x) = prev {
+            w.add_value(&format!("v{x}"), x, vec![a], bytes, Some(0.0));
+        }
+        w.add_value(&format!("v{a}"), a, vec![b], bytes, Some(0.0));
+        w.stages.push(vec![a, b]);
+        prev = Some(b);
+    }
+    w.microbatches = m;
+    w.schedule = schedule;
+    w
+}
+
+#[test]
+fn topcuoglu_schedules_are_reproduced_exactly() {
+    let g = TaskGraph::from_json(heft::tests::TOPCUOGLU, None).unwrap();
+    for (name, want) in [("heft", 80.0), ("cpop", 86.0)] {
+        let s = heft::by_name(name).unwrap()(&g).unwrap();
+        let r = simulate(&Workload::from_task_graph(&g, &s).unwrap()).unwrap();
+        assert_eq!(r.makespan, want, "{name}");
+        // The critical path ends at the makespan and starts at 0.
+        let cp = &r.critical_path;
+        assert_eq!(cp.last().unwrap().finish, want);
+        assert_eq!(cp.first().unwrap().start, 0.0);
+    }
+    // Every other scheduler: the simulator never beats the schedule it was
+    // given and never misses it (list schedules are left-justified).
+    for name in heft::SCHEDULERS {
+        let s = heft::by_name(name).unwrap()(&g).unwrap();
+        let r = simulate(&Workload::from_task_graph(&g, &s).unwrap()).unwrap();
+        assert!(
+            r.makespan <= s.makespan + 1e-9,
+            "{name}: {} > {}",
+            r.makespan,
+            s.makespan
+        );
+    }
+}
+
+#[test]
+fn gpipe_and_1f1b_give_the_textbook_bubble() {
+    for (p, m) in [(4, 8), (2, 1), (3, 5), (8, 32)] {
+        for sched in [Schedule::Gpipe, Schedule::OneFOneB] {
+            let r = simulate(&pipeline(p, m, 1.0, 0.0, sched)).unwrap();
+            let want = (p - 1) as f64 / (m + p - 1) as f64;
+            assert!(
+                close(r.bubble_frac, want),
+                "{sched:?} p={p} m={m}: {} vs {want}",
+                r.bubble_frac
+            );
+            // Forward 1 + backward 2 per stage and micro-batch.
+            assert!(
+                close(r.makespan, 3.0 * (m + p - 1) as f64),
+                "{sched:?}: {}",
+                r.makespan
+            );
+            for d in &r.devices {
+                assert!(close(d.busy, 3.0 * m as f64));
+            }
+        }
+    }
+}
+
+#[test]
+fn one_f_one_b_stashes_fewer_activations() {
+    let (p, m) = (4, 16);
+    let g = simulate(&pipeline(p, m, 1.0, 100.0, Schedule::Gpipe)).unwrap();
+    let o = simulate(&pipeline(p, m, 1.0, 100.0, Schedule::OneFOneB)).unwrap();
+    // Stage 0 keeps one activation (inside the stage) per micro-batch in
+    // flight, all m under GPipe, at most p under 1F1B, plus the one it is
+    // sending.
+    assert_eq!(g.devices[0].peak_memory, 100.0 * (m + 1) as f64);
+    assert!(
+        o.devices[0].peak_memory <= 100.0 * (p + 1) as f64,
+        "{}",
+        o.devices[0].peak_memory
+    );
+}
+
+#[test]
+fn streaming_pipeline_and_credits() {
+    // Two stages of 1 unit time on two devices, free links: m + p - 1.
+    let mut w = pipeline(2, 6, 1.0, 8.0, Schedule::Streaming);
+    w.stages.clear();
+    let r = simulate(&w).unwrap();
+    assert!(close(r.makespan, 7.0), "{}", r.makespan);
+    assert!(close(r.throughput, 6.0 / 7.0));
+    // Memory bounded by credits: each device holds at most `credits`
+    // buffers of its local value at once.
+    assert!(r.devices[0].peak_memory <= 8.0 * 2.0 + 8.0 * 2.0);
+}
+
+#[test]
+fn credits_bound_micro_batches_in_flight() {
+    // P (1) -> delay 3 -> C (1). With 2+ credits the transfers overlap and
+    // P runs back to back: m + 3 + 1. With one credit P must wait for each
+    // transfer and C to hand the buffer back: a period of 4.
+    let mut w = Workload::new(vec!["a".into(), "b".into()], "", 1.0);
+    let p = w.add_unit("P", "task", 0, 1.0);
+    let c = w.add_unit("C", "task", 1, 1.0);
+    w.add_value("x", p, vec![c], 0.0, Some(3.0));
+    w.microbatches = 6;
+    w.credits = 4;
+    assert!(close(simulate(&w).unwrap().makespan, 10.0));
+    w.credits = 1;
+    let r = simulate(&w).unwrap();
+    assert!(close(r.makespan, 4.0 * 5.0 + 5.0), "{}", r.makespan);
+}
+
+fn two_link_workload(shared: bool) -> Workload {
+    // Devices a, b, c; a sends one value to b and one to c at the same time.
+    let mut w = Workload::new(vec!["a".into(), "b".into(), "c".into()], "s", 1e6);
+    let src = w.add_unit("src", "task", 0, 0.0);
+    let rb = w.add_unit("rb", "task", 1, 0.0);
+    let rc = w.add_unit("rc", "task", 2, 0.0);
+    w.add_value("x", src, vec![rb], 100.0, None);
+    w.add_value("y", src, vec![rc], 100.0, None);
+    let l = LinkInfo {
+        latency: 1.0,
+        per_byte: 0.1,
+        shared: if shared { Some(0) } else { None },
+    };
+    w.links = vec![l; 9];
+    w
+}
+
+#[test]
+fn shared_links_split_bandwidth() {
+    // Own links: each copy takes latency 1 + 100 * 0.1 = 11.
+    let r = simulate(&two_link_workload(false)).unwrap();
+    assert!(close(r.makespan, 11.0), "{}", r.makespan);
+    // One shared link: both transfers progress at half rate: 1 + 20.
+    let r = simulate(&two_link_workload(true)).unwrap();
+    assert!(close(r.makespan, 21.0), "{}", r.makespan);
+    let copies: Vec<&SimEvent> = r.events.iter().filter(|e| e.cat == "copy").collect();
+    assert_eq!(copies.len(), 2);
+    assert!(copies.iter().all(|e| close(e.dur, 21.0)));
+}
+
+#[test]
+fn inbound_copies_share_one_copy_queue() {
+    // Two values to the same device: its one inbound copy engine runs them
+    // one after the other (11 + 11).
+    let mut w = two_link_workload(false);
+    w.units[2].device = 1;
+    let r = simulate(&w).unwrap();
+    assert!(close(r.makespan, 22.0), "{}", r.makespan);
+    assert!(close(r.devices[1].copy_busy, 22.0));
+    let cp = &r.critical_path;
+    assert_eq!(cp.last().unwrap().finish, r.makespan);
+    assert!(cp.iter().any(|s| s.waited_for == "queue"), "{cp:?}");
+}
+
+#[test]
+fn bad_workloads_are_named() {
+    let mut w = pipeline(2, 1, 1.0, 0.0, Schedule::Streaming);
+    w.units[1].device = 7;
+    let e = simulate(&w).unwrap_err().to_string();
+    assert!(e.contains("s0b") && e.contains("#7"), "{e}");
+    let mut w = two_link_workload(false);
+    w.links.clear();
+    let e = simulate(&w).unwrap_err().to_string();
+    assert!(e.contains("'x'") && e.contains("no links"), "{e}");
+    let mut w = pipeline(2, 1, 1.0, 0.0, Schedule::Gpipe);
+    w.stages.clear();
+    let e = simulate(&w).unwrap_err().to_string();
+    assert!(e.contains("stages"), "{e}");
+}
+
+#[test]
+fn renders_trace_and_svg() {
+    let r = simulate(&pipeline(3, 4, 1.0, 8.0, Schedule::OneFOneB)).unwrap();
+    let j: serde_json::Value = serde_json::from_str(&chrome_trace_json(&r)).unwrap();
+    let evs = j["traceEvents"].as_array().unwrap();
+    let kernels = evs
+        .iter()
+        .filter(|e| e["ph"] == "X" && e["cat"] == "kernel")
+        .count();
+    assert_eq!(kernels, 3 * 2 * 4 * 2);
+    let svg = svg_gantt(&r);
+    assert!(svg.starts_with("<svg") && svg.contains("#59a14f") && svg.contains("d2 compute"));
+}

@@ -1,0 +1,458 @@
+//! [`Workload`]: what the simulator executes, and the builders that make one
+//! from a plan and its graph, from a plan alone, or from a research DAG and
+//! a list schedule.
+
+use crate::cluster::ClusterSpec;
+use crate::cost::{CostModel, GraphCosts};
+use crate::dag::TaskGraph;
+use crate::heft::TaskSchedule;
+use crate::plan::{Plan, PlanError, Schedule};
+use hetflow_ops::Graph;
+use std::collections::HashMap;
+
+/// A unit of work pinned to a device: a node, a stage or a DAG task.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Unit {
+    /// Name in traces.
+    pub name: String,
+    /// Op type (or `stage`, `task`).
+    pub op: String,
+    /// Device index.
+    pub device: usize,
+    /// Forward time of one micro-batch.
+    pub time: f64,
+}
+
+/// A value produced by one unit and read by others.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Value {
+    /// Name in traces.
+    pub name: String,
+    /// Producing unit.
+    pub producer: usize,
+    /// Readers (units).
+    pub consumers: Vec<usize>,
+    /// Size, bytes (memory, and copy time on links).
+    pub bytes: f64,
+    /// When set, a copy of this value to another device is a pure delay of
+    /// this long instead of a copy on the links (research DAGs).
+    pub delay: Option<f64>,
+}
+
+/// A directed link in the workload's time unit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LinkInfo {
+    /// Latency.
+    pub latency: f64,
+    /// Time per byte at full bandwidth.
+    pub per_byte: f64,
+    /// Identity of a shared link (bandwidth split between transfers).
+    pub shared: Option<usize>,
+}
+
+/// A simulator input.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Workload {
+    /// Device names.
+    pub devices: Vec<String>,
+    /// Units in a topological order.
+    pub units: Vec<Unit>,
+    /// Values.
+    pub values: Vec<Value>,
+    /// Links, `devices²` row-major (`from * p + to`); empty when every
+    /// cross-device value has a `delay`.
+    pub links: Vec<LinkInfo>,
+    /// Bytes resident on each device for the whole run (constants).
+    pub resident: Vec<f64>,
+    /// Micro-batches.
+    pub microbatches: usize,
+    /// Buffers per edge (streaming).
+    pub credits: usize,
+    /// Streaming, GPipe or 1F1B.
+    pub schedule: Schedule,
+    /// Pipeline stages (unit lists, forward order) for the training
+    /// schedules; each stage's units are on one device.
+    pub stages: Vec<Vec<usize>>,
+    /// A fixed per-device unit order (list schedules); empty: first come
+    /// first served.
+    pub order: Vec<Vec<usize>>,
+    /// Name of the time unit.
+    pub unit: String,
+    /// Microseconds per time unit.
+    pub us_per_unit: f64,
+}
+
+fn invalid(m: String) -> PlanError {
+    PlanError::Invalid(m)
+}
+
+impl Workload {
+    /// An empty workload on `devices` with times in `unit` (`us_per_unit`
+    /// microseconds each), one micro-batch, streaming, 2 credits.
+    pub fn new(devices: Vec<String>, unit: &str, us_per_unit: f64) -> Workload {
+        let p = devices.len();
+        Workload {
+            devices,
+            units: Vec::new(),
+            values: Vec::new(),
+            links: Vec::new(),
+            resident: vec![0.0; p],
+            microbatches: 1,
+            credits: 2,
+            schedule: Schedule::Streaming,
+            stages: Vec::new(),
+            order: Vec::new(),
+            unit: unit.to_string(),
+            us_per_unit,
+        }
+    }
+
+    /// Adds a unit; returns its index.
+    pub fn add_unit(&mut self, name: &str, op: &str, device: usize, time: f64) -> usize {
+        self.units.push(Unit {
+            name: name.to_string(),
+            op: op.to_string(),
+            device,
+            time,
+        });
+        self.units.len() - 1
+    }
+
+    /// Adds a value; returns its index.
+    pub fn add_value(
+        &mut self,
+        name: &str,
+        producer: usize,
+        consumers: Vec<usize>,
+        bytes: f64,
+        delay: Option<f64>,
+    ) -> usize {
+        self.values.push(Value {
+            name: name.to_string(),
+            producer,
+            consumers,
+            bytes,
+            delay,
+        });
+        self.values.len() - 1
+    }
+
+    /// Sets the links from a cluster (`names` are the cluster's names of
+    /// this workload's devices), in `unit`s where one second is
+    /// `1e6 / us_per_unit` units.
+    pub fn set_links(&mut self, cluster: &ClusterSpec) -> Result<(), PlanError> {
+        let idx = resolve(cluster, &self.devices)?;
+        let per_s = 1e6 / self.us_per_unit;
+        let p = self.devices.len();
+        let mut shared_ids: HashMap<String, usize> = HashMap::new();
+        let mut links = vec![
+            LinkInfo {
+                latency: 0.0,
+                per_byte: 0.0,
+                shared: None,
+            };
+            p * p
+        ];
+        for a in 0..p {
+            for b in 0..p {
+                if a == b {
+                    continue;
+                }
+                let (ca, cb) = (idx[a], idx[b]);
+                let l = cluster.link(ca, cb).ok_or_else(|| {
+                    invalid(format!(
+                        "no link between '{}' and '{}' in the cluster spec",
+                        self.devices[a], self.devices[b]
+                    ))
+                })?;
+                let shared = if l.shared {
+                    let (da, db) = (&cluster.devices[ca], &cluster.devices[cb]);
+                    let (x, y) = if da.name < db.name {
+                        (da, db)
+                    } else {
+                        (db, da)
+                    };
+                    let explicit = cluster.links.iter().position(|k| {
+                        (k.from == x.name && k.to == y.name) || (k.from == y.name && k.to == x.name)
+                    });
+                    let key = match explicit {
+                        Some(i) => format!("link#{i}"),
+                        None if da.host == db.host => format!("host:{}", da.host),
+                        None => {
+                            let (h1, h2) = if da.host < db.host {
+                                (&da.host, &db.host)
+                            } else {
+                                (&db.host, &da.host)
+                            };
+                            format!("hosts:{h1}|{h2}")
+                        }
+                    };
+                    let n = shared_ids.len();
+                    Some(*shared_ids.entry(key).or_insert(n))
+                } else {
+                    None
+                };
+                links[a * p + b] = LinkInfo {
+                    latency: l.latency_us * 1e-6 * per_s,
+                    per_byte: per_s / (l.bandwidth_gbps * 1e9),
+                    shared,
+                };
+            }
+        }
+        self.links = links;
+        Ok(())
+    }
+
+    /// A plan of `g` on `cluster`, node by node, times in ms: each node's
+    /// time from the cost model on its device, each value's size from
+    /// `costs`, the plan's micro-batches, credits and schedule.
+    pub fn from_plan(
+        g: &Graph,
+        plan: &Plan,
+        costs: &GraphCosts,
+        cluster: &ClusterSpec,
+    ) -> Result<Workload, PlanError> {
+        plan.validate(g)?;
+        let idx = resolve(cluster, &plan.devices)?;
+        let model = CostModel::new(cluster);
+        let mut w = Workload::new(plan.devices.clone(), "ms", 1e3);
+        for (ni, n) in g.nodes.iter().enumerate() {
+            let d = plan.placement[ni];
+            let t = model.op_time(idx[d], &costs.nodes[ni]);
+            if !t.is_finite() {
+                return Err(invalid(format!(
+                    "node '{}' ({}) is placed on '{}', which cannot run it",
+                    n.name,
+                    n.op.name(),
+                    plan.devices[d]
+                )));
+            }
+            w.add_unit(&n.name, n.op.name(), d, t * 1e3);
+        }
+        let producers = g.producers();
+        let mut readers: Vec<Vec<usize>> = vec![Vec::new(); g.values.len()];
+        let mut consts: std::collections::BTreeSet<(usize, usize)> = Default::default();
+        for (ni, n) in g.nodes.iter().enumerate() {
+            for v in n.inputs.iter().flatten() {
+                if g.constants.contains_key(v) {
+                    if consts.insert((v.0, plan.placement[ni])) {
+                        w.resident[plan.placement[ni]] += costs.value_bytes[v.0];
+                    }
+                } else if producers[v.0].is_some() && !readers[v.0].contains(&ni) {
+                    readers[v.0].push(ni);
+                }
+            }
+        }
+        for (vi, p) in producers.iter().enumerate() {
+            if let Some(p) = p {
+                let name = g.values[vi].name.clone();
+                w.add_value(
+                    &name,
+                    p.0,
+                    std::mem::take(&mut readers[vi]),
+                    costs.value_bytes[vi],
+                    None,
+                );
+            }
+        }
+        w.set_links(cluster)?;
+        w.microbatches = plan.microbatches.max(1);
+        w.credits = plan.credits.max(1);
+        w.schedule = plan.schedule;
+        w.stages = plan.stages.iter().map(|s| s.nodes.clone()).collect();
+        Ok(w)
+    }
+
+    /// A plan without its graph, stage by stage, times in ms: a stage takes
+    /// its `predicted_ms` (or its flops at the device's f32 peak), and each
+    /// transfer goes from the last stage on its source device before the
+    /// first later stage on its destination. Coarser than
+    /// [`Workload::from_plan`]; give the model when you have it.
+    pub fn from_plan_stages(plan: &Plan, cluster: &ClusterSpec) -> Result<Workload, PlanError> {
+        let idx = resolve(cluster, &plan.devices)?;
+        if plan.stages.is_empty() {
+            return Err(invalid("plan has no stages".into()));
+        }
+        let mut w = Workload::new(plan.devices.clone(), "ms", 1e3);
+        for (si, s) in plan.stages.iter().enumerate() {
+            if s.device >= plan.devices.len() {
+                return Err(invalid(format!(
+                    "stage {si} is on device #{}, but the plan lists {} devices",
+                    s.device,
+                    plan.devices.len()
+                )));
+            }
+            let t = match s.predicted_ms {
+                Some(ms) => ms,
+                None => {
+                    s.flops / cluster.devices[idx[s.device]].peak_flops(None) * 1e3
+                        + cluster.devices[idx[s.device]].launch_us * 1e-3 * s.nodes.len() as f64
+                }
+            };
+            w.add_unit(&format!("stage{si}"), "stage", s.device, t);
+        }
+        for t in &plan.transfers {
+            let consumer_after =
+                |p: usize| (p + 1..plan.stages.len()).find(|&c| plan.stages[c].device == t.to);
+            let pair = (0..plan.stages.len())
+                .rev()
+                .filter(|&p| plan.stages[p].device == t.from)
+                .find_map(|p| consumer_after(p).map(|c| (p, c)));
+            let (p, c) = pair.ok_or_else(|| {
+                invalid(format!(
+                    "transfer of '{}' from '{}' to '{}' has no stage pair in that order",
+                    t.name,
+                    plan.devices.get(t.from).map(String::as_str).unwrap_or("?"),
+                    plan.devices.get(t.to).map(String::as_str).unwrap_or("?")
+                ))
+            })?;
+            w.add_value(&t.name, p, vec![c], t.bytes.unwrap_or(0) as f64, None);
+        }
+        // Consecutive stages depend on each other even without a transfer
+        // (same device): keep the pipeline order.
+        for s in 1..plan.stages.len() {
+            if plan.stages[s].device == plan.stages[s - 1].device {
+                w.add_value(&format!("stage{}", s - 1), s - 1, vec![s], 0.0, None);
+            }
+        }
+        w.set_links(cluster)?;
+        w.microbatches = plan.microbatches.max(1);
+        w.credits = plan.credits.max(1);
+        w.schedule = plan.schedule;
+        w.stages = (0..plan.stages.len()).map(|s| vec![s]).collect();
+        Ok(w)
+    }
+
+    /// A research DAG under a list schedule: each task on its scheduled
+    /// device, devices run tasks in order of scheduled start, edges between
+    /// devices are delays of the DAG's link model (time units as the DAG).
+    pub fn from_task_graph(g: &TaskGraph, s: &TaskSchedule) -> Result<Workload, PlanError> {
+        if s.device.len() != g.len() {
+            return Err(invalid(format!(
+                "schedule places {} tasks but the DAG has {}",
+                s.device.len(),
+                g.len()
+            )));
+        }
+        let p = g.devices.len();
+        let mut w = Workload::new(g.devices.clone(), "", 1.0);
+        for t in 0..g.len() {
+            let d = s.device[t];
+            let c = g.cost[t].get(d).copied().unwrap_or(f64::INFINITY);
+            if d >= p || !c.is_finite() {
+                return Err(invalid(format!(
+                    "task '{}' is scheduled on a device that cannot run it",
+                    g.names[t]
+                )));
+            }
+            w.add_unit(&g.names[t], "task", d, c);
+        }
+        for e in &g.edges {
+            let delay = g.links.comm(e.data, s.device[e.from], s.device[e.to]);
+            let name = format!("{}->{}", g.names[e.from], g.names[e.to]);
+            w.add_value(&name, e.from, vec![e.to], 0.0, Some(delay));
+        }
+        let mut order: Vec<Vec<usize>> = vec![Vec::new(); p];
+        let mut by_start: Vec<usize> = (0..g.len()).collect();
+        by_start.sort_by(|&a, &b| s.start[a].total_cmp(&s.start[b]).then(a.cmp(&b)));
+        for t in by_start {
+            order[s.device[t]].push(t);
+        }
+        w.order = order;
+        Ok(w)
+    }
+
+    /// Checks indices and numbers before a run.
+    pub(crate) fn check(&self) -> Result<(), PlanError> {
+        let p = self.devices.len();
+        if p == 0 {
+            return Err(invalid("workload has no devices".into()));
+        }
+        if self.microbatches == 0 || self.credits == 0 {
+            return Err(invalid(
+                "micro-batches and credits must be at least 1".into(),
+            ));
+        }
+        for u in &self.units {
+            if u.device >= p {
+                return Err(invalid(format!(
+                    "unit '{}' is on unknown device #{}",
+                    u.name, u.device
+                )));
+            }
+            if !(u.time.is_finite() && u.time >= 0.0) {
+                return Err(invalid(format!("unit '{}' has time {}", u.name, u.time)));
+            }
+        }
+        let n = self.units.len();
+        for v in &self.values {
+            if v.producer >= n || v.consumers.iter().any(|&c| c >= n) {
+                return Err(invalid(format!(
+                    "value '{}' names a unit that does not exist",
+                    v.name
+                )));
+            }
+            if !(v.bytes.is_finite() && v.bytes >= 0.0)
+                || v.delay.is_some_and(|d| !(d.is_finite() && d >= 0.0))
+            {
+                return Err(invalid(format!(
+                    "value '{}' has a bad size or delay",
+                    v.name
+                )));
+            }
+            let crosses = v
+                .consumers
+                .iter()
+                .any(|&c| self.units[c].device != self.units[v.producer].device);
+            if crosses && v.delay.is_none() && self.links.len() != p * p {
+                return Err(invalid(format!(
+                    "value '{}' crosses devices but the workload has no links",
+                    v.name
+                )));
+            }
+        }
+        if self.schedule != Schedule::Streaming {
+            if self.stages.is_empty() {
+                return Err(invalid("a training schedule needs pipeline stages".into()));
+            }
+            for (si, s) in self.stages.iter().enumerate() {
+                let d = s.first().map(|&u| self.units.get(u).map(|x| x.device));
+                if s.iter()
+                    .any(|&u| u >= n || Some(Some(self.units[u].device)) != d)
+                {
+                    return Err(invalid(format!(
+                        "stage {si} is empty, names no unit or spans devices"
+                    )));
+                }
+            }
+        }
+        for (d, o) in self.order.iter().enumerate() {
+            if o.iter().any(|&u| u >= n || self.units[u].device != d) {
+                return Err(invalid(format!(
+                    "device order of #{d} names a unit of another device"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Cluster index of each named device; errors name a missing one.
+fn resolve(cluster: &ClusterSpec, names: &[String]) -> Result<Vec<usize>, PlanError> {
+    names
+        .iter()
+        .map(|n| {
+            cluster.device_index(n).ok_or_else(|| {
+                invalid(format!(
+                    "device '{n}' is not in the cluster spec (it has: {})",
+                    cluster
+                        .devices
+                        .iter()
+                        .map(|d| d.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,182 @@
+//! `hetflow simulate`: predict a run with the discrete-event simulator
+//! ([`hetflow::scheduler::sim`]).
+//!
+//! - `hetflow simulate MODEL.onnx --cluster c.toml [--schedule gpipe|1f1b]
+//!   [--microbatches M]`: plan the model (as `hetflow plan`), then simulate;
+//! - `hetflow simulate [MODEL.onnx] --plan plan.json --cluster c.toml`: a
+//!   saved plan, node by node when the model is given, stage by stage
+//!   otherwise;
+//! - `hetflow simulate --dag dag.json [--cluster c.toml] --scheduler heft`:
+//!   a research DAG under a list scheduler.
+//!
+//! Prints a per-device table and the critical path; the last line is
+//! `makespan=<number>` (ms for models and plans, the DAG's unit for DAGs).
+
+use anyhow::{bail, Context, Result};
+use hetflow::scheduler::cluster::ClusterSpec;
+use hetflow::scheduler::cost::GraphCosts;
+use hetflow::scheduler::dag::TaskGraph;
+use hetflow::scheduler::heft;
+use hetflow::scheduler::partition::PartitionOptions;
+use hetflow::scheduler::planner::{heft_plan, pipeline_plan, Planner};
+use hetflow::scheduler::sim::{chrome_trace_json, simulate, svg_gantt, Workload};
+use hetflow::scheduler::{Plan, Schedule};
+use hetflow::Model;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The ONNX model (to plan it, or to cost a saved plan node by node).
+    model: Option<PathBuf>,
+    /// The cluster spec (TOML); optional for DAGs whose tasks give
+    /// per-device costs.
+    #[arg(long)]
+    cluster: Option<PathBuf>,
+    /// A saved plan (JSON) to simulate.
+    #[arg(long, conflicts_with = "dag")]
+    plan: Option<PathBuf>,
+    /// A research DAG (JSON: tasks with per-device `cost` or `flops`/`bytes`,
+    /// edges with `comm` or `bytes`).
+    #[arg(long)]
+    dag: Option<PathBuf>,
+    /// List scheduler for --dag: heft, cpop, peft, greedy, roundrobin.
+    #[arg(long, default_value = "heft")]
+    scheduler: String,
+    /// Planner for a model without --plan: `pipeline` or `heft`.
+    #[arg(long, default_value = "pipeline")]
+    planner: Planner,
+    /// Use only these cluster devices (comma-separated names).
+    #[arg(long)]
+    devices: Option<String>,
+    /// `streaming`, `gpipe` or `1f1b` (default: the plan's, else streaming).
+    #[arg(long, value_parser = parse_schedule)]
+    schedule: Option<Schedule>,
+    /// Micro-batches (default: the plan's, else 1).
+    #[arg(long)]
+    microbatches: Option<usize>,
+    /// Buffers per edge (default: the plan's, else 2).
+    #[arg(long)]
+    credits: Option<usize>,
+    /// Size bound to symbolic dimensions (default: the plan's, else 1).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Write the simulated timeline as Chrome trace / Perfetto JSON.
+    #[arg(long)]
+    trace: Option<PathBuf>,
+    /// Write the simulated timeline as an SVG Gantt chart.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+}
+
+fn parse_schedule(s: &str) -> Result<Schedule, String> {
+    match s {
+        "streaming" => Ok(Schedule::Streaming),
+        "gpipe" => Ok(Schedule::Gpipe),
+        "1f1b" => Ok(Schedule::OneFOneB),
+        _ => Err(format!(
+            "unknown schedule '{s}' (known: streaming, gpipe, 1f1b)"
+        )),
+    }
+}
+
+fn read(p: &Path, what: &str) -> Result<String> {
+    std::fs::read_to_string(p).with_context(|| format!("reading {what} '{}'", p.display()))
+}
+
+fn load_cluster(a: &Args) -> Result<Option<ClusterSpec>> {
+    let Some(path) = &a.cluster else {
+        return Ok(None);
+    };
+    let mut c = ClusterSpec::load(path)?;
+    if let Some(d) = &a.devices {
+        let names: Vec<String> = d.split(',').map(|s| s.trim().to_string()).collect();
+        c = c.subset(&names)?;
+    }
+    Ok(Some(c))
+}
+
+pub fn main(a: Args) -> Result<()> {
+    if [a.microbatches, a.credits, a.batch].contains(&Some(0)) {
+        bail!("--microbatches, --credits and --batch must be at least 1");
+    }
+    let cluster = load_cluster(&a)?;
+    let mut w = if let Some(dag) = &a.dag {
+        if a.model.is_some() {
+            bail!("give either a model or --dag, not both");
+        }
+        let g = TaskGraph::from_json(&read(dag, "DAG")?, cluster.as_ref())
+            .with_context(|| format!("DAG '{}'", dag.display()))?;
+        let sched = heft::by_name(&a.scheduler).ok_or_else(|| {
+            anyhow::anyhow!(
+                "unknown scheduler '{}' (known: {})",
+                a.scheduler,
+                heft::SCHEDULERS.join(", ")
+            )
+        })?;
+        let s = sched(&g)?;
+        Workload::from_task_graph(&g, &s)?
+    } else {
+        let Some(cluster) = &cluster else {
+            bail!("--cluster is required to simulate a model or a plan");
+        };
+        let model = a.model.as_ref().map(|m| Model::load(m)).transpose()?;
+        match (&a.plan, &model) {
+            (Some(p), m) => {
+                let plan = Plan::from_json(&read(p, "plan")?)?;
+                match m {
+                    Some(model) => {
+                        let g = model.graph();
+                        let batch = a.batch.or(plan.batch).unwrap_or(1);
+                        let costs = GraphCosts::new(g, batch);
+                        Workload::from_plan(g, &plan, &costs, cluster)
+                            .with_context(|| format!("plan '{}'", p.display()))?
+                    }
+                    None => Workload::from_plan_stages(&plan, cluster)
+                        .with_context(|| format!("plan '{}'", p.display()))?,
+                }
+            }
+            (None, Some(model)) => {
+                let g = model.graph();
+                let costs = GraphCosts::new(g, a.batch.unwrap_or(1));
+                let opts = PartitionOptions {
+                    microbatches: a.microbatches.unwrap_or(1),
+                    credits: a.credits.unwrap_or(2),
+                    schedule: a.schedule.unwrap_or_default(),
+                    use_all: false,
+                };
+                let plan = match a.planner {
+                    Planner::Pipeline => pipeline_plan(g, &costs, cluster, &opts)?,
+                    Planner::Heft => heft_plan(g, &costs, cluster, &opts)?.0,
+                };
+                Workload::from_plan(g, &plan, &costs, cluster)?
+            }
+            (None, None) => bail!("give a model, --plan or --dag"),
+        }
+    };
+    if let Some(m) = a.microbatches {
+        w.microbatches = m;
+    }
+    if let Some(c) = a.credits {
+        w.credits = c;
+    }
+    if let Some(s) = a.schedule {
+        w.schedule = s;
+    }
+    let r = simulate(&w)?;
+    if let Some(t) = &a.trace {
+        std::fs::write(t, chrome_trace_json(&r))
+            .with_context(|| format!("writing trace '{}'", t.display()))?;
+        println!("trace: {}", t.display());
+    }
+    if let Some(s) = &a.svg {
+        std::fs::write(s, svg_gantt(&r))
+            .with_context(|| format!("writing SVG '{}'", s.display()))?;
+        println!("svg: {}", s.display());
+    }
+    print!("{}", r.summary());
+    if r.unit == "ms" {
+        println!("throughput_per_s={:.3}", r.throughput * 1e3);
+    }
+    println!("makespan={}", r.makespan);
+    Ok(())
+}
