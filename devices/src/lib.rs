@@ -24,6 +24,7 @@
 //! the device's own start, end and modelled time.
 
 pub mod cpu;
+pub mod opencl;
 pub mod registry;
 pub mod throttle;
 pub mod tpu;

@@ -8,6 +8,11 @@
 //! `cpu:0` gets every core. `--threads N` caps each CPU device's kernel
 //! threads.
 //!
+//! `opencl:K` opens the K-th OpenCL device of all platforms, in platform
+//! order ([`crate::opencl`]); `discover` lists them, or says why there are
+//! none (no ICD loader, no ICD, no platform). `HETFLOW_OPENCL_BINARIES=DIR`
+//! makes devices load programs from binaries (see the module docs).
+//!
 //! `tpu:K` opens an emulated TPU-like device ([`crate::tpu`]); it is
 //! always available when asked for, and `discover` lists `tpu:0` when the
 //! environment sets `HETFLOW_TPU=1`. Its configuration is the v5e default,
@@ -16,6 +21,7 @@
 
 use crate::cpu::topology::CpuTopology;
 use crate::cpu::CpuDevice;
+use crate::opencl::{OpenclDevice, OpenclOptions};
 use crate::tpu::{TpuConfig, TpuDevice};
 use crate::{Device, DeviceError, DeviceId, DeviceKind, Result};
 use std::sync::Arc;
@@ -120,6 +126,12 @@ pub fn open_devices(specs: &[DeviceSpec], threads: Option<usize>) -> Result<Vec<
                 })?;
                 out.push(Arc::new(TpuDevice::new(s.id.index, cfg)?));
             }
+            DeviceKind::Opencl => {
+                out.push(Arc::new(OpenclDevice::open(
+                    s.id.index,
+                    &OpenclOptions::from_env(),
+                )?));
+            }
             kind => {
                 let why = backend_absent_reason(kind);
                 return Err(DeviceError::Spec {
@@ -150,23 +162,10 @@ fn backend_absent_reason(kind: DeviceKind) -> String {
                 "no CUDA driver (libcuda.so.1 not found); the CUDA backend is not part of this build yet".into()
             }
         }
-        DeviceKind::Opencl => {
-            let icds: Vec<String> = std::fs::read_dir("/etc/OpenCL/vendors")
-                .map(|d| {
-                    d.flatten()
-                        .map(|e| e.file_name().to_string_lossy().into_owned())
-                        .collect()
-                })
-                .unwrap_or_default();
-            if icds.is_empty() {
-                "no OpenCL platform (no ICD in /etc/OpenCL/vendors); the OpenCL backend is not part of this build yet".into()
-            } else {
-                format!(
-                    "the OpenCL backend is not part of this build yet (ICDs present: {})",
-                    icds.join(", ")
-                )
-            }
-        }
+        DeviceKind::Opencl => match crate::opencl::list_devices() {
+            Ok(_) => String::new(),
+            Err(why) => why,
+        },
         DeviceKind::Tpu => {
             "emulated TPU-like device: set HETFLOW_TPU=1 to list it, or open it with --device tpu:0"
                 .into()
@@ -202,15 +201,45 @@ pub fn discover() -> (CpuTopology, Vec<BackendStatus>) {
             unavailable: Some(e.to_string()),
         }),
     }
-    for kind in [DeviceKind::Cuda, DeviceKind::Opencl] {
-        out.push(BackendStatus {
-            kind,
-            devices: vec![],
-            unavailable: Some(backend_absent_reason(kind)),
-        });
-    }
+    out.push(BackendStatus {
+        kind: DeviceKind::Cuda,
+        devices: vec![],
+        unavailable: Some(backend_absent_reason(DeviceKind::Cuda)),
+    });
+    out.push(opencl_status());
     out.push(tpu_status());
     (topo, out)
+}
+
+/// Every OpenCL device with its description, or why there are none. A
+/// device that is listed but fails to open is reported with its error.
+fn opencl_status() -> BackendStatus {
+    let kind = DeviceKind::Opencl;
+    let descs = match crate::opencl::list_devices() {
+        Ok(d) => d,
+        Err(why) => {
+            return BackendStatus {
+                kind,
+                devices: vec![],
+                unavailable: Some(why),
+            }
+        }
+    };
+    let opts = OpenclOptions::from_env();
+    let mut devices = Vec::new();
+    let mut errors = Vec::new();
+    for d in descs {
+        let idx = d.index;
+        match OpenclDevice::from_desc(d, &opts) {
+            Ok(dev) => devices.push(dev.info().clone()),
+            Err(e) => errors.push(format!("opencl:{idx}: {e}")),
+        }
+    }
+    BackendStatus {
+        kind,
+        devices,
+        unavailable: (!errors.is_empty()).then(|| errors.join("; ")),
+    }
 }
 
 /// The emulated TPU's entry: listed when `HETFLOW_TPU` is set to

@@ -1,0 +1,605 @@
+//! Op dispatch: which kernels an op needs, output shapes, and launches.
+
+use super::{other, wait_list, ClTensor, OpenclDevice};
+use crate::{DeviceError, DeviceTensor, Result};
+use hetflow_ops::graph::Fact;
+use hetflow_ops::infer::infer_op;
+use hetflow_ops::op::{broadcast_shapes, norm_axis, BinaryOp, UnaryOp};
+use hetflow_ops::{DType, Op};
+use opencl3::event::Event;
+use opencl3::kernel::{ExecuteKernel, Kernel};
+use opencl3::memory::{Buffer, CL_MEM_COPY_HOST_PTR, CL_MEM_READ_ONLY};
+use std::sync::Arc;
+
+/// Ranks the broadcasting and transpose kernels handle.
+const MAX_RANK: usize = 8;
+
+/// The kernels `op` needs (empty for views), or `None` when the backend has
+/// no kernel for it.
+pub(super) fn kernels_for(op: &Op) -> Option<&'static [&'static str]> {
+    Some(match op {
+        Op::Unary(u) => match u {
+            UnaryOp::Relu => &["u_relu"],
+            UnaryOp::Neg => &["u_neg"],
+            UnaryOp::Abs => &["u_abs"],
+            UnaryOp::Exp => &["u_exp"],
+            UnaryOp::Log => &["u_log"],
+            UnaryOp::Sqrt => &["u_sqrt"],
+            UnaryOp::Sigmoid => &["u_sigmoid"],
+            UnaryOp::Tanh => &["u_tanh"],
+            UnaryOp::Erf => &["u_erf"],
+            _ => return None,
+        },
+        Op::Gelu { tanh: false } => &["u_gelu_erf"],
+        Op::Gelu { tanh: true } => &["u_gelu_tanh"],
+        Op::Binary(b) => match b {
+            BinaryOp::Add => &["b_add"],
+            BinaryOp::Sub => &["b_sub"],
+            BinaryOp::Mul => &["b_mul"],
+            BinaryOp::Div => &["b_div"],
+            _ => return None,
+        },
+        Op::MatMul | Op::Gemm { .. } => &["gemm_tiled"],
+        Op::Softmax { .. } => &["softmax_axis"],
+        Op::LayerNorm { .. } => &["layernorm_rows"],
+        Op::Transpose { .. } => &["transpose_nd"],
+        Op::Reshape { .. }
+        | Op::Flatten { .. }
+        | Op::Squeeze { .. }
+        | Op::Unsqueeze { .. }
+        | Op::Identity
+        | Op::Dropout => &[],
+        _ => return None,
+    })
+}
+
+/// A kernel argument.
+enum Arg<'a> {
+    Buf(&'a Buffer<u8>),
+    U32(u32),
+    F32(f32),
+    V8([u32; 8]),
+}
+
+fn u32_of(v: usize, what: &str) -> Result<u32> {
+    u32::try_from(v).map_err(|_| DeviceError::Other(format!("{what} {v} exceeds 32 bits")))
+}
+
+fn v8(v: &[usize]) -> Result<[u32; 8]> {
+    let mut a = [0u32; 8];
+    for (k, &x) in v.iter().enumerate() {
+        a[k] = u32_of(x, "dimension")?;
+    }
+    Ok(a)
+}
+
+fn contiguous_strides(d: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; d.len()];
+    for k in (0..d.len().saturating_sub(1)).rev() {
+        s[k] = s[k + 1] * d[k + 1];
+    }
+    s
+}
+
+/// Strides of `shape` (right-aligned) when read as `out` (0 on broadcast dims).
+fn bcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
+    let st = contiguous_strides(shape);
+    let pad = out.len() - shape.len();
+    (0..out.len())
+        .map(|k| {
+            if k < pad || shape[k - pad] == 1 {
+                0
+            } else {
+                st[k - pad]
+            }
+        })
+        .collect()
+}
+
+fn round_up(x: usize, m: usize) -> usize {
+    x.div_ceil(m).max(1) * m
+}
+
+struct In<'a> {
+    t: &'a DeviceTensor,
+    c: &'a ClTensor,
+}
+
+impl OpenclDevice {
+    fn launch(
+        &self,
+        name: &'static str,
+        args: &[Arg],
+        global: &[usize],
+        local: Option<&[usize]>,
+        waits: &[&Option<Arc<Event>>],
+    ) -> Result<Event> {
+        let prog = self.program_for(name)?;
+        let k = Kernel::create(&prog, name)
+            .map_err(|e| other(self.info.id, format!("kernel {name}: {e}")))?;
+        let mut ek = ExecuteKernel::new(&k);
+        // SAFETY: argument types match the kernel signatures in kernels.cl.
+        unsafe {
+            for a in args {
+                match a {
+                    Arg::Buf(b) => ek.set_arg(*b),
+                    Arg::U32(v) => ek.set_arg(v),
+                    Arg::F32(v) => ek.set_arg(v),
+                    Arg::V8(v) => ek.set_arg(v),
+                };
+            }
+        }
+        ek.set_global_work_sizes(global);
+        if let Some(l) = local {
+            ek.set_local_work_sizes(l);
+        }
+        let wl = wait_list(waits);
+        ek.set_event_wait_list(&wl);
+        // SAFETY: buffers are sized by the callers for these work sizes.
+        let ev = unsafe { ek.enqueue_nd_range(&self.compute) }
+            .map_err(|e| other(self.info.id, format!("enqueue {name}: {e}")))?;
+        self.record(name, &ev);
+        Ok(ev)
+    }
+
+    fn out_buf(&self, elems: usize) -> Result<super::PooledBuffer> {
+        self.pool.get(elems * 4).map_err(|e| other(self.info.id, e))
+    }
+
+    fn finish_out(&self, shape: Vec<usize>, buf: super::PooledBuffer, ev: Event) -> DeviceTensor {
+        self.wrap(
+            DType::F32,
+            shape,
+            ClTensor {
+                buf: Arc::new(buf),
+                ready: Some(Arc::new(ev)),
+                upload_src: None,
+                host: None,
+            },
+        )
+    }
+
+    /// A small read-only u32 buffer with its data copied in at creation.
+    fn const_u32(&self, v: &[u32]) -> Result<Buffer<u8>> {
+        let mut bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        if bytes.is_empty() {
+            bytes.resize(4, 0);
+        }
+        // SAFETY: the host pointer is copied during the call.
+        unsafe {
+            Buffer::<u8>::create(
+                &self.ctx,
+                CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
+                bytes.len(),
+                bytes.as_mut_ptr().cast(),
+            )
+        }
+        .map_err(|e| other(self.info.id, format!("clCreateBuffer: {e}")))
+    }
+}
+
+pub(super) fn execute(
+    dev: &OpenclDevice,
+    op: &Op,
+    inputs: &[Option<&DeviceTensor>],
+    n_outputs: usize,
+) -> Result<Vec<DeviceTensor>> {
+    let kernels = kernels_for(op).ok_or_else(|| DeviceError::Unsupported {
+        device: dev.info.id,
+        op: op.name().into(),
+        why: format!("no OpenCL kernel for {}", op.name()),
+    })?;
+    let mut ins: Vec<Option<In>> = Vec::with_capacity(inputs.len());
+    for t in inputs {
+        ins.push(match t {
+            Some(t) => Some(In { t, c: dev.cl(t)? }),
+            None => None,
+        });
+    }
+    let get = |i: usize| -> Result<&In> {
+        ins.get(i)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| DeviceError::Other(format!("input {i} is missing")))
+    };
+    if kernels.is_empty() {
+        return view(dev, op, inputs, n_outputs);
+    }
+    if n_outputs != 1 {
+        return Err(DeviceError::Other(format!(
+            "{n_outputs} outputs asked, the op has 1"
+        )));
+    }
+    // Compute ops read f32 only; name the first input that is not.
+    for (i, x) in ins.iter().enumerate() {
+        if let Some(x) = x {
+            if x.t.dtype != DType::F32 {
+                return Err(DeviceError::Other(format!(
+                    "input {i} is {}; the OpenCL kernels are f32 only",
+                    x.t.dtype
+                )));
+            }
+        }
+    }
+    let x = get(0)?;
+    let out = match op {
+        Op::Unary(_) | Op::Gelu { .. } => {
+            let n = x.t.shape.iter().product::<usize>();
+            let y = dev.out_buf(n)?;
+            let ev = dev.launch(
+                kernels[0],
+                &[
+                    Arg::Buf(x.c.buf.buffer()),
+                    Arg::Buf(y.buffer()),
+                    Arg::U32(u32_of(n, "size")?),
+                ],
+                &[round_up(n, 64)],
+                None,
+                &[&x.c.ready],
+            )?;
+            dev.finish_out(x.t.shape.clone(), y, ev)
+        }
+        Op::Binary(_) => {
+            let b = get(1)?;
+            let shape = broadcast_shapes(&x.t.shape, &b.t.shape)
+                .map_err(|e| DeviceError::Other(e.to_string()))?;
+            if shape.len() > MAX_RANK {
+                return Err(DeviceError::Other(format!(
+                    "rank {} > {MAX_RANK}",
+                    shape.len()
+                )));
+            }
+            let n = shape.iter().product::<usize>();
+            let y = dev.out_buf(n)?;
+            let ev = dev.launch(
+                kernels[0],
+                &[
+                    Arg::Buf(x.c.buf.buffer()),
+                    Arg::Buf(b.c.buf.buffer()),
+                    Arg::Buf(y.buffer()),
+                    Arg::U32(u32_of(n, "size")?),
+                    Arg::U32(shape.len() as u32),
+                    Arg::V8(v8(&shape)?),
+                    Arg::V8(v8(&bcast_strides(&x.t.shape, &shape))?),
+                    Arg::V8(v8(&bcast_strides(&b.t.shape, &shape))?),
+                ],
+                &[round_up(n, 64)],
+                None,
+                &[&x.c.ready, &b.c.ready],
+            )?;
+            dev.finish_out(shape, y, ev)
+        }
+        Op::MatMul => matmul(dev, x, get(1)?)?,
+        Op::Gemm {
+            alpha,
+            beta,
+            trans_a,
+            trans_b,
+        } => {
+            let b = get(1)?;
+            let c = ins.get(2).and_then(Option::as_ref);
+            gemm(dev, x, b, c, *alpha, *beta, *trans_a, *trans_b)?
+        }
+        Op::Softmax { axis, legacy } => {
+            let d = &x.t.shape;
+            let ax = norm_axis(*axis, d.len()).map_err(|e| DeviceError::Other(e.to_string()))?;
+            let outer: usize = d[..ax].iter().product();
+            let (dd, inner) = if *legacy {
+                (d[ax..].iter().product::<usize>(), 1)
+            } else {
+                (d[ax], d[ax + 1..].iter().product::<usize>())
+            };
+            let n = outer * dd * inner;
+            let y = dev.out_buf(n)?;
+            let ev = dev.launch(
+                kernels[0],
+                &[
+                    Arg::Buf(x.c.buf.buffer()),
+                    Arg::Buf(y.buffer()),
+                    Arg::U32(u32_of(outer, "size")?),
+                    Arg::U32(u32_of(dd, "size")?),
+                    Arg::U32(u32_of(inner, "size")?),
+                ],
+                &[round_up(outer * inner, 64)],
+                None,
+                &[&x.c.ready],
+            )?;
+            dev.finish_out(d.clone(), y, ev)
+        }
+        Op::LayerNorm { axis, epsilon } => {
+            let d = &x.t.shape;
+            let ax = norm_axis(*axis, d.len()).map_err(|e| DeviceError::Other(e.to_string()))?;
+            let rows: usize = d[..ax].iter().product();
+            let dd: usize = d[ax..].iter().product();
+            let scale = get(1)?;
+            let bias = ins.get(2).and_then(Option::as_ref);
+            for (what, t) in [("scale", Some(scale)), ("bias", bias)] {
+                if let Some(t) = t {
+                    let n: usize = t.t.shape.iter().product();
+                    if n != dd {
+                        return Err(DeviceError::Other(format!(
+                            "{what} has {n} elements, the normalised dims {dd}"
+                        )));
+                    }
+                }
+            }
+            let y = dev.out_buf(rows * dd)?;
+            let bias_buf = bias.unwrap_or(scale);
+            let ev = dev.launch(
+                kernels[0],
+                &[
+                    Arg::Buf(x.c.buf.buffer()),
+                    Arg::Buf(scale.c.buf.buffer()),
+                    Arg::Buf(bias_buf.c.buf.buffer()),
+                    Arg::Buf(y.buffer()),
+                    Arg::U32(u32_of(rows, "size")?),
+                    Arg::U32(u32_of(dd, "size")?),
+                    Arg::F32(*epsilon),
+                    Arg::U32(bias.is_some() as u32),
+                ],
+                &[round_up(rows, 64)],
+                None,
+                &[&x.c.ready, &scale.c.ready, &bias_buf.c.ready],
+            )?;
+            dev.finish_out(d.clone(), y, ev)
+        }
+        Op::Transpose { perm } => {
+            let d = &x.t.shape;
+            let r = d.len();
+            if r > MAX_RANK {
+                return Err(DeviceError::Other(format!("rank {r} > {MAX_RANK}")));
+            }
+            let perm: Vec<usize> = perm.clone().unwrap_or_else(|| (0..r).rev().collect());
+            let mut seen = vec![false; r];
+            if perm.len() != r
+                || perm
+                    .iter()
+                    .any(|&p| p >= r || std::mem::replace(&mut seen[p], true))
+            {
+                return Err(DeviceError::Other(format!(
+                    "perm {perm:?} is not a permutation of rank {r}"
+                )));
+            }
+            let st = contiguous_strides(d);
+            let od: Vec<usize> = perm.iter().map(|&p| d[p]).collect();
+            let is: Vec<usize> = perm.iter().map(|&p| st[p]).collect();
+            let n: usize = d.iter().product();
+            let y = dev.out_buf(n)?;
+            let ev = dev.launch(
+                kernels[0],
+                &[
+                    Arg::Buf(x.c.buf.buffer()),
+                    Arg::Buf(y.buffer()),
+                    Arg::U32(u32_of(n, "size")?),
+                    Arg::U32(r as u32),
+                    Arg::V8(v8(&od)?),
+                    Arg::V8(v8(&is)?),
+                ],
+                &[round_up(n, 64)],
+                None,
+                &[&x.c.ready],
+            )?;
+            dev.finish_out(od, y, ev)
+        }
+        other_op => {
+            return Err(DeviceError::Other(format!(
+                "no OpenCL launch for {}",
+                other_op.name()
+            )))
+        }
+    };
+    dev.compute
+        .flush()
+        .map_err(|e| other(dev.info.id, format!("flush: {e}")))?;
+    Ok(vec![out])
+}
+
+/// Views: the output shares the input's buffer under a new shape computed
+/// by shape inference (shape operands read from their host mirrors).
+fn view(
+    dev: &OpenclDevice,
+    op: &Op,
+    inputs: &[Option<&DeviceTensor>],
+    n_outputs: usize,
+) -> Result<Vec<DeviceTensor>> {
+    if n_outputs != 1 {
+        return Err(DeviceError::Other(format!(
+            "{n_outputs} outputs asked; only the data output runs on OpenCL"
+        )));
+    }
+    let x = inputs
+        .first()
+        .copied()
+        .flatten()
+        .ok_or_else(|| DeviceError::Other("input 0 is missing".into()))?;
+    let mut facts = vec![Some(Fact::known(x.dtype, &x.shape))];
+    for t in &inputs[1..] {
+        facts.push(match t {
+            Some(t) => Some(Fact::constant(dev.host_value(t)?)),
+            None => None,
+        });
+    }
+    let refs: Vec<Option<&Fact>> = facts.iter().map(Option::as_ref).collect();
+    let out = infer_op(op, &refs, 1).map_err(|e| DeviceError::Other(e.to_string()))?;
+    let shape = out
+        .first()
+        .and_then(Fact::concrete_shape)
+        .ok_or_else(|| DeviceError::Other("output shape unknown".into()))?;
+    if shape.iter().product::<usize>() != x.shape.iter().product::<usize>() {
+        return Err(DeviceError::Other(format!(
+            "view {:?} -> {shape:?} changes the element count",
+            x.shape
+        )));
+    }
+    let c = dev.cl(x)?;
+    let v = ClTensor {
+        buf: c.buf.clone(),
+        ready: c.ready.clone(),
+        upload_src: c.upload_src.clone(),
+        host: c.host.clone(),
+    };
+    Ok(vec![dev.wrap(x.dtype, shape, v)])
+}
+
+/// Numpy matmul: 1-D operands promoted and their dims dropped, batch dims
+/// broadcast; one kernel over (N, M, batch).
+fn matmul(dev: &OpenclDevice, a: &In, b: &In) -> Result<DeviceTensor> {
+    let (mut sa, mut sb) = (a.t.shape.clone(), b.t.shape.clone());
+    if sa.is_empty() || sb.is_empty() {
+        return Err(DeviceError::Other("MatMul of a scalar".into()));
+    }
+    let (a1, b1) = (sa.len() == 1, sb.len() == 1);
+    if a1 {
+        sa.insert(0, 1);
+    }
+    if b1 {
+        sb.push(1);
+    }
+    let (m, k) = (sa[sa.len() - 2], sa[sa.len() - 1]);
+    let (k2, n) = (sb[sb.len() - 2], sb[sb.len() - 1]);
+    if k != k2 {
+        return Err(DeviceError::Other(format!(
+            "inner dims differ: {:?} x {:?}",
+            a.t.shape, b.t.shape
+        )));
+    }
+    let (ba, bb) = (&sa[..sa.len() - 2], &sb[..sb.len() - 2]);
+    let batch = broadcast_shapes(ba, bb).map_err(|e| DeviceError::Other(e.to_string()))?;
+    let nb: usize = batch.iter().product();
+    let (sta, stb) = (bcast_strides(ba, &batch), bcast_strides(bb, &batch));
+    let mut offs = Vec::with_capacity(2 * nb);
+    for bi in 0..nb {
+        let (mut r, mut oa, mut ob) = (bi, 0usize, 0usize);
+        for d in (0..batch.len()).rev() {
+            let c = r % batch[d];
+            r /= batch[d];
+            oa += c * sta[d];
+            ob += c * stb[d];
+        }
+        offs.push(u32_of(oa * m * k, "offset")?);
+        offs.push(u32_of(ob * k * n, "offset")?);
+    }
+    let mut shape = batch.clone();
+    if !a1 {
+        shape.push(m);
+    }
+    if !b1 {
+        shape.push(n);
+    }
+    let strides = (k, 1, n, 1);
+    launch_gemm(
+        dev,
+        a,
+        b,
+        None,
+        (m, n, k, nb),
+        strides,
+        &offs,
+        1.0,
+        0.0,
+        shape,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm(
+    dev: &OpenclDevice,
+    a: &In,
+    b: &In,
+    c: Option<&In>,
+    alpha: f32,
+    beta: f32,
+    ta: bool,
+    tb: bool,
+) -> Result<DeviceTensor> {
+    let (sa, sb) = (&a.t.shape, &b.t.shape);
+    if sa.len() != 2 || sb.len() != 2 {
+        return Err(DeviceError::Other(format!(
+            "Gemm needs 2-D operands, got {sa:?} and {sb:?}"
+        )));
+    }
+    let (m, k) = if ta { (sa[1], sa[0]) } else { (sa[0], sa[1]) };
+    let (k2, n) = if tb { (sb[1], sb[0]) } else { (sb[0], sb[1]) };
+    if k != k2 {
+        return Err(DeviceError::Other(format!(
+            "inner dims differ: {sa:?} x {sb:?} (transA {ta}, transB {tb})"
+        )));
+    }
+    let (sam, sak) = if ta { (1, m) } else { (k, 1) };
+    let (sbk, sbn) = if tb { (1, k) } else { (n, 1) };
+    launch_gemm(
+        dev,
+        a,
+        b,
+        c,
+        (m, n, k, 1),
+        (sam, sak, sbk, sbn),
+        &[0, 0],
+        alpha,
+        beta,
+        vec![m, n],
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn launch_gemm(
+    dev: &OpenclDevice,
+    a: &In,
+    b: &In,
+    c: Option<&In>,
+    (m, n, k, nb): (usize, usize, usize, usize),
+    (sam, sak, sbk, sbn): (usize, usize, usize, usize),
+    offs: &[u32],
+    alpha: f32,
+    beta: f32,
+    shape: Vec<usize>,
+) -> Result<DeviceTensor> {
+    // C broadcast to (M, N) by strides.
+    let (scm, scn) = match c.map(|c| c.t.shape.as_slice()) {
+        None | Some([]) => (0, 0),
+        Some([x]) if *x == n => (0, 1),
+        Some([1]) => (0, 0),
+        Some([r, q]) if (*r == m || *r == 1) && (*q == n || *q == 1) => {
+            (if *r == 1 { 0 } else { *q }, usize::from(*q != 1))
+        }
+        Some(s) => {
+            return Err(DeviceError::Other(format!(
+                "C of shape {s:?} does not broadcast to [{m}, {n}]"
+            )))
+        }
+    };
+    let y = dev.out_buf(nb * m * n)?;
+    if nb * m * n == 0 {
+        let ev = unsafe { dev.compute.enqueue_marker_with_wait_list(&[]) }
+            .map_err(|e| other(dev.info.id, e))?;
+        return Ok(dev.finish_out(shape, y, ev));
+    }
+    let offs = dev.const_u32(offs)?;
+    let ts = dev.tile;
+    let cbuf = c.unwrap_or(a);
+    let ev = dev.launch(
+        "gemm_tiled",
+        &[
+            Arg::Buf(a.c.buf.buffer()),
+            Arg::Buf(b.c.buf.buffer()),
+            Arg::Buf(cbuf.c.buf.buffer()),
+            Arg::Buf(y.buffer()),
+            Arg::Buf(&offs),
+            Arg::U32(u32_of(m, "M")?),
+            Arg::U32(u32_of(n, "N")?),
+            Arg::U32(u32_of(k, "K")?),
+            Arg::U32(u32_of(sam, "stride")?),
+            Arg::U32(u32_of(sak, "stride")?),
+            Arg::U32(u32_of(sbk, "stride")?),
+            Arg::U32(u32_of(sbn, "stride")?),
+            Arg::F32(alpha),
+            Arg::F32(beta),
+            Arg::U32(c.is_some() as u32),
+            Arg::U32(u32_of(scm, "stride")?),
+            Arg::U32(u32_of(scn, "stride")?),
+        ],
+        &[round_up(n, ts), round_up(m, ts), nb],
+        Some(&[ts, ts, 1]),
+        &[&a.c.ready, &b.c.ready, &cbuf.c.ready],
+    )?;
+    Ok(dev.finish_out(shape, y, ev))
+}
