@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up (scripts/setup.sh), then run the workspace tests against the generated fixtures.
+# Set up (scripts/setup.sh), compile the CUDA kernels with NVRTC (scripts/nvrtc_check.py),
+# then run the workspace tests against the generated fixtures.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,6 +16,8 @@ bash scripts/setup.sh
 t1=$(now)
 
 rc=0
+# Every CUDA kernel must compile to PTX (NVRTC runs on the CPU).
+.venv/bin/python scripts/nvrtc_check.py || rc=$?
 HETFLOW_FIXTURES="$PWD/fixtures-gen" cargo test --workspace || rc=$?
 t2=$(now)
 

@@ -2,9 +2,10 @@
 //!
 //! The [`Device`] trait every backend implements, the tensors that live on a
 //! device ([`DeviceTensor`]), the registry that resolves `--device` specs
-//! such as `cpu:0,cpu:1` ([`registry`]), and the backends. This release has
-//! the CPU backend ([`cpu`]) and the emulated TPU-like device ([`tpu`]);
-//! CUDA and OpenCL slot into the same trait and registry.
+//! such as `cpu:0,cpu:1` ([`registry`]), and the backends: the CPU backend
+//! ([`cpu`]), NVIDIA GPUs ([`cuda`], loaded at run time, so the crate
+//! builds and runs without CUDA) and the emulated TPU-like device
+//! ([`tpu`]); OpenCL slots into the same trait and registry.
 //!
 //! ## Threading and ownership
 //! A device is shared (`Arc<dyn Device>`) between the runtime's executor for
@@ -24,6 +25,7 @@
 //! the device's own start, end and modelled time.
 
 pub mod cpu;
+pub mod cuda;
 pub mod opencl;
 pub mod registry;
 pub mod throttle;

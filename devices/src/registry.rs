@@ -12,6 +12,9 @@
 //! order ([`crate::opencl`]); `discover` lists them, or says why there are
 //! none (no ICD loader, no ICD, no platform). `HETFLOW_OPENCL_BINARIES=DIR`
 //! makes devices load programs from binaries (see the module docs).
+//! `cuda:K` opens the K-th GPU the CUDA driver reports ([`crate::cuda`]);
+//! without a driver it fails with the discovery reason ("no CUDA driver
+//! ..."), never a panic.
 //!
 //! `tpu:K` opens an emulated TPU-like device ([`crate::tpu`]); it is
 //! always available when asked for, and `discover` lists `tpu:0` when the
@@ -21,6 +24,7 @@
 
 use crate::cpu::topology::CpuTopology;
 use crate::cpu::CpuDevice;
+use crate::cuda::CudaDevice;
 use crate::opencl::{OpenclDevice, OpenclOptions};
 use crate::tpu::{TpuConfig, TpuDevice};
 use crate::{Device, DeviceError, DeviceId, DeviceKind, Result};
@@ -119,6 +123,7 @@ pub fn open_devices(specs: &[DeviceSpec], threads: Option<usize>) -> Result<Vec<
                     .unwrap_or(0)];
                 out.push(Arc::new(CpuDevice::new(s.id.index, &topo, g, threads)?));
             }
+            DeviceKind::Cuda => out.push(Arc::new(CudaDevice::new(s.id.index)?)),
             DeviceKind::Tpu => {
                 let cfg = tpu_config().map_err(|msg| DeviceError::Spec {
                     spec: s.id.to_string(),
@@ -148,20 +153,10 @@ pub fn open_devices(specs: &[DeviceSpec], threads: Option<usize>) -> Result<Vec<
 fn backend_absent_reason(kind: DeviceKind) -> String {
     match kind {
         DeviceKind::Cpu => String::new(),
-        DeviceKind::Cuda => {
-            let driver = [
-                "/usr/lib/x86_64-linux-gnu/libcuda.so.1",
-                "/usr/lib64/libcuda.so.1",
-                "/usr/local/cuda/lib64/stubs/libcuda.so",
-            ]
-            .iter()
-            .any(|p| std::path::Path::new(p).exists());
-            if driver {
-                "the CUDA backend is not part of this build yet (a CUDA driver is present)".into()
-            } else {
-                "no CUDA driver (libcuda.so.1 not found); the CUDA backend is not part of this build yet".into()
-            }
-        }
+        DeviceKind::Cuda => match crate::cuda::probe() {
+            Err(why) => why,
+            Ok(_) => String::new(),
+        },
         DeviceKind::Opencl => match crate::opencl::list_devices() {
             Ok(_) => String::new(),
             Err(why) => why,
@@ -201,14 +196,39 @@ pub fn discover() -> (CpuTopology, Vec<BackendStatus>) {
             unavailable: Some(e.to_string()),
         }),
     }
-    out.push(BackendStatus {
-        kind: DeviceKind::Cuda,
-        devices: vec![],
-        unavailable: Some(backend_absent_reason(DeviceKind::Cuda)),
-    });
+    out.push(cuda_status());
     out.push(opencl_status());
     out.push(tpu_status());
     (topo, out)
+}
+
+/// The CUDA entry: every GPU the driver reports, described by opening it
+/// (which also compiles the kernels), or why there are none.
+fn cuda_status() -> BackendStatus {
+    let kind = DeviceKind::Cuda;
+    let gpus = match crate::cuda::probe() {
+        Ok(g) => g,
+        Err(why) => {
+            return BackendStatus {
+                kind,
+                devices: vec![],
+                unavailable: Some(why),
+            }
+        }
+    };
+    let mut devices = Vec::new();
+    let mut errors = Vec::new();
+    for g in &gpus {
+        match CudaDevice::new(g.ordinal) {
+            Ok(d) => devices.push(d.info().clone()),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    BackendStatus {
+        kind,
+        unavailable: devices.is_empty().then(|| errors.join("; ")),
+        devices,
+    }
 }
 
 /// Every OpenCL device with its description, or why there are none. A
@@ -311,9 +331,41 @@ mod tests {
 
     #[test]
     fn absent_backends_say_why() {
-        let err = open_devices(&parse_device_list("cuda:0").unwrap(), None)
+        let err = open_devices(&parse_device_list("opencl:0").unwrap(), None)
             .err()
             .unwrap();
-        assert!(err.to_string().contains("cuda:0"), "{err}");
+        assert!(err.to_string().contains("opencl:0"), "{err}");
+    }
+
+    /// Without a usable driver, `cuda:0` fails with discovery's reason;
+    /// with one, it opens (or, past the last GPU, names the count).
+    #[test]
+    fn cuda_spec_opens_or_gives_the_discovery_reason() {
+        let specs = parse_device_list("cuda:0").unwrap();
+        match crate::cuda::probe() {
+            Err(why) => {
+                let err = open_devices(&specs, None)
+                    .err()
+                    .expect("cuda:0 must not open");
+                let msg = err.to_string();
+                assert!(msg.starts_with("device 'cuda:0': "), "{msg}");
+                assert!(msg.ends_with(&why), "{msg} should give the reason: {why}");
+                assert!(!msg.contains('\n'), "one line: {msg}");
+                let (_, status) = discover();
+                let cuda = status.iter().find(|b| b.kind == DeviceKind::Cuda).unwrap();
+                assert!(cuda.devices.is_empty());
+                assert_eq!(cuda.unavailable.as_deref(), Some(why.as_str()));
+                eprintln!("no GPU here, checked the refusal: {why}");
+            }
+            Ok(gpus) => {
+                let devs = open_devices(&specs, None).expect("cuda:0 opens");
+                assert_eq!(devs[0].id().to_string(), "cuda:0");
+                let past = format!("cuda:{}", gpus.len());
+                let err = open_devices(&parse_device_list(&past).unwrap(), None)
+                    .err()
+                    .expect("index past the last GPU");
+                assert!(err.to_string().contains("no such GPU"), "{err}");
+            }
+        }
     }
 }

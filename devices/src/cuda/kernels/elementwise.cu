@@ -1,0 +1,68 @@
+// Element-wise kernels: unary functions (with one f32 parameter for
+// LeakyRelu / Gelu), binary functions with numpy broadcasting, and a
+// broadcasting copy (used for Gemm's C). One instantiation per storage
+// type: suffix _f32, _f16, _bf16. Op codes mirror `UnaryCode` and
+// `BinaryCode` in elementwise.rs.
+
+__device__ __forceinline__ float hf_unary(int op, float x, float p) {
+    switch (op) {
+        case 0: return -x;
+        case 1: return fabsf(x);
+        case 2: return sqrtf(x);
+        case 3: return expf(x);
+        case 4: return logf(x);
+        case 5: return x > 0.0f ? x : 0.0f;
+        case 6: return 1.0f / (1.0f + expf(-x));
+        case 7: return tanhf(x);
+        case 8: return erff(x);
+        case 9: return 1.0f / x;
+        case 10: return floorf(x);
+        case 11: return ceilf(x);
+        case 12: return x < 0.0f ? p * x : x;                          // LeakyRelu
+        case 13: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));  // Gelu (erf)
+        case 14: {                                                      // Gelu (tanh)
+            float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+            return 0.5f * x * (1.0f + tanhf(u));
+        }
+        default: return __int_as_float(0x7fc00000);
+    }
+}
+
+__device__ __forceinline__ float hf_binary(int op, float a, float b) {
+    switch (op) {
+        case 0: return a + b;
+        case 1: return a - b;
+        case 2: return a * b;
+        case 3: return a / b;
+        case 4: return powf(a, b);
+        case 5: return (a != a || b != b) ? a + b : fmaxf(a, b);  // NaN propagates
+        case 6: return (a != a || b != b) ? a + b : fminf(a, b);
+        default: return __int_as_float(0x7fc00000);
+    }
+}
+
+#define HF_ELEMENTWISE(SUFFIX, T)                                                         \
+    extern "C" __global__ void unary_##SUFFIX(const T* x, T* y, long long n, int op,     \
+                                              float p) {                                  \
+        HF_GRID_STRIDE(i, n) { hf_store(y, i, hf_unary(op, hf_load(x, i), p)); }          \
+    }                                                                                     \
+    extern "C" __global__ void binary_##SUFFIX(const T* a, const T* b, T* y, long long n, \
+                                               int op, hf_bcast s) {                      \
+        HF_GRID_STRIDE(i, n) {                                                            \
+            long long ia, ib;                                                             \
+            hf_offsets(s, i, &ia, &ib);                                                   \
+            hf_store(y, i, hf_binary(op, hf_load(a, ia), hf_load(b, ib)));                \
+        }                                                                                 \
+    }                                                                                     \
+    extern "C" __global__ void bcast_copy_##SUFFIX(const T* a, T* y, long long n,         \
+                                                   hf_bcast s) {                          \
+        HF_GRID_STRIDE(i, n) {                                                            \
+            long long ia, ib;                                                             \
+            hf_offsets(s, i, &ia, &ib);                                                   \
+            hf_store(y, i, hf_load(a, ia));                                               \
+        }                                                                                 \
+    }
+
+HF_ELEMENTWISE(f32, float)
+HF_ELEMENTWISE(f16, hf_f16)
+HF_ELEMENTWISE(bf16, hf_bf16)
