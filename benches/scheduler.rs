@@ -28,7 +28,10 @@ fn bench(c: &mut Criterion) {
         .generate(42);
         let h = heft_planner(&g).expect("plan").makespan;
         let b = greedy(&g).expect("plan").makespan;
-        println!("n={n} p={p}: heft makespan {h:.1}, greedy {b:.1} ({:.3}x)", h / b);
+        println!(
+            "n={n} p={p}: heft makespan {h:.1}, greedy {b:.1} ({:.3}x)",
+            h / b
+        );
         group.bench_function(format!("{n}_tasks_{p}_devices"), |bch| {
             bch.iter(|| heft_planner(&g).expect("plan"))
         });
@@ -54,7 +57,11 @@ fn bench(c: &mut Criterion) {
     });
     let w = pipeline(n, p);
     let r = simulate(&w).expect("sim");
-    println!("pipeline n={n} p={p}: makespan {:.3} ms, {} events", r.makespan, r.events.len());
+    println!(
+        "pipeline n={n} p={p}: makespan {:.3} ms, {} events",
+        r.makespan,
+        r.events.len()
+    );
     group.bench_function(format!("pipeline_{n}_ops_{p}_devices_4mb"), |b| {
         b.iter(|| simulate(&w).expect("sim"))
     });
@@ -66,7 +73,12 @@ fn bench(c: &mut Criterion) {
 fn pipeline(n: usize, p: usize) -> Workload {
     let mut w = Workload::new((0..p).map(|i| format!("d{i}")).collect(), "ms", 1e3);
     for i in 0..n {
-        let u = w.add_unit(&format!("op{i}"), "MatMul", i * p / n, 0.01 + (i % 7) as f64 * 0.001);
+        let u = w.add_unit(
+            &format!("op{i}"),
+            "MatMul",
+            i * p / n,
+            0.01 + (i % 7) as f64 * 0.001,
+        );
         if i > 0 {
             w.add_value(&format!("v{i}"), u - 1, vec![u], 65536.0, None);
         }

@@ -86,7 +86,10 @@ fn check_trace_format(text: &str) -> usize {
         match ph {
             "M" => {
                 let name = e["name"].as_str().unwrap();
-                assert!(e["args"]["name"].is_string(), "metadata without args.name: {e}");
+                assert!(
+                    e["args"]["name"].is_string(),
+                    "metadata without args.name: {e}"
+                );
                 match name {
                     "process_name" => {
                         procs.insert(pid);
@@ -100,10 +103,19 @@ fn check_trace_format(text: &str) -> usize {
             "X" => {
                 complete += 1;
                 assert!(e["name"].is_string(), "{e}");
-                assert!(e["ts"].as_f64().is_some_and(|t| t.is_finite() && t >= 0.0), "{e}");
-                assert!(e["dur"].as_f64().is_some_and(|t| t.is_finite() && t >= 0.0), "{e}");
+                assert!(
+                    e["ts"].as_f64().is_some_and(|t| t.is_finite() && t >= 0.0),
+                    "{e}"
+                );
+                assert!(
+                    e["dur"].as_f64().is_some_and(|t| t.is_finite() && t >= 0.0),
+                    "{e}"
+                );
                 let tid = e["tid"].as_u64().expect("tid is an integer");
-                assert!(procs.contains(&pid) && threads.contains(&(pid, tid)), "unnamed pid/tid: {e}");
+                assert!(
+                    procs.contains(&pid) && threads.contains(&(pid, tid)),
+                    "unnamed pid/tid: {e}"
+                );
                 assert!(e["args"]["mb"].is_u64(), "{e}");
             }
             other => panic!("unexpected phase {other}"),
@@ -125,10 +137,17 @@ fn dag_cli_gives_the_published_makespans() {
         assert!(ok && makespan(&out) >= 80.0 - 1e-9, "{s}: {out}{err}");
     }
     let (ok, _, err) = hetflow(&["simulate", "--dag", &dag, "--scheduler", "nope"]);
-    assert!(!ok && err.contains("unknown scheduler 'nope'") && err.contains("heft"), "{err}");
+    assert!(
+        !ok && err.contains("unknown scheduler 'nope'") && err.contains("heft"),
+        "{err}"
+    );
     // A bad DAG is named, not a panic.
     let bad = tmp("bad.json");
-    std::fs::write(&bad, r#"{"tasks":[{"id":"A","cost":{"P1":1}}],"edges":[{"from":"A","to":"B","comm":1}]}"#).unwrap();
+    std::fs::write(
+        &bad,
+        r#"{"tasks":[{"id":"A","cost":{"P1":1}}],"edges":[{"from":"A","to":"B","comm":1}]}"#,
+    )
+    .unwrap();
     let (ok, _, err) = hetflow(&["simulate", "--dag", bad.to_str().unwrap()]);
     assert!(!ok && err.contains("unknown task 'B'"), "{err}");
 }
@@ -137,7 +156,10 @@ fn dag_cli_gives_the_published_makespans() {
 fn model_cli_writes_valid_trace_and_rendering_svg() {
     let model = common::fixtures().join("mlp/model.onnx");
     if !model.exists() {
-        panic!("fixture {} missing: run scripts/gen_fixtures.py", model.display());
+        panic!(
+            "fixture {} missing: run scripts/gen_fixtures.py",
+            model.display()
+        );
     }
     let cluster = tmp("cluster.toml");
     std::fs::write(&cluster, CLUSTER).unwrap();
@@ -157,7 +179,10 @@ fn model_cli_writes_valid_trace_and_rendering_svg() {
         svg.to_str().unwrap(),
     ]);
     assert!(ok, "{err}");
-    assert!(makespan(&out) > 0.0 && out.contains("critical path"), "{out}");
+    assert!(
+        makespan(&out) > 0.0 && out.contains("critical path"),
+        "{out}"
+    );
     let n = check_trace_format(&std::fs::read_to_string(&trace).unwrap());
     assert!(n > 0);
     render_is_not_empty(&std::fs::read_to_string(&svg).unwrap());
@@ -178,7 +203,14 @@ fn model_cli_writes_valid_trace_and_rendering_svg() {
     let cl = cluster.to_str().unwrap();
     let (ok, out, err) = hetflow(&["simulate", "--plan", pj.to_str().unwrap(), "--cluster", cl]);
     assert!(ok && makespan(&out) > 0.0, "{out}{err}");
-    let (ok, out2, err) = hetflow(&["simulate", model.to_str().unwrap(), "--plan", pj.to_str().unwrap(), "--cluster", cl]);
+    let (ok, out2, err) = hetflow(&[
+        "simulate",
+        model.to_str().unwrap(),
+        "--plan",
+        pj.to_str().unwrap(),
+        "--cluster",
+        cl,
+    ]);
     assert!(ok, "{err}");
     // Stage-level and node-level agree closely on a plan made by the same model.
     let (a, b) = (makespan(&out), makespan(&out2));
@@ -186,7 +218,14 @@ fn model_cli_writes_valid_trace_and_rendering_svg() {
     let mut other = plan.clone();
     other.devices[0] = "tpu:9".into();
     std::fs::write(&pj, other.to_json()).unwrap();
-    let (ok, _, err) = hetflow(&["simulate", model.to_str().unwrap(), "--plan", pj.to_str().unwrap(), "--cluster", cl]);
+    let (ok, _, err) = hetflow(&[
+        "simulate",
+        model.to_str().unwrap(),
+        "--plan",
+        pj.to_str().unwrap(),
+        "--cluster",
+        cl,
+    ]);
     assert!(!ok && err.contains("'tpu:9'"), "{err}");
 }
 
@@ -213,7 +252,8 @@ fn trace_layout_matches_the_runtime_writer() {
     let a = w.add_unit("a", "MatMul", 0, 0.5);
     let b = w.add_unit("b", "Relu", 1, 0.25);
     w.add_value("x", a, vec![b], 4096.0, None);
-    w.set_links(&ClusterSpec::from_toml(CLUSTER).unwrap()).unwrap();
+    w.set_links(&ClusterSpec::from_toml(CLUSTER).unwrap())
+        .unwrap();
     w.microbatches = 3;
     w.schedule = Schedule::Streaming;
     let r = simulate(&w).unwrap();
@@ -233,7 +273,8 @@ fn trace_layout_matches_the_runtime_writer() {
         })
         .collect();
     let ours: Value = serde_json::from_str(&chrome_trace_json(&r)).unwrap();
-    let theirs: Value = serde_json::from_str(&hetflow::runtime::chrome_trace_json(&events)).unwrap();
+    let theirs: Value =
+        serde_json::from_str(&hetflow::runtime::chrome_trace_json(&events)).unwrap();
     assert_eq!(ours, theirs);
     assert_eq!(check_trace_format(&chrome_trace_json(&r)), 9);
     render_is_not_empty(&svg_gantt(&r));

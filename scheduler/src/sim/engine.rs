@@ -132,7 +132,7 @@ fn expand(w: &Workload) -> Expanded {
     for mb in 0..m {
         for bwd in [false, true].into_iter().take(phases) {
             for (ui, u) in w.units.iter().enumerate() {
-                let time = if bwd { 2.0 * u.time } else { u.time };
+                let time = if bwd { 2.0 * u.time } else { u.time } + w.task_overhead;
                 x.push(Task {
                     kind: Kind::Kernel,
                     queue: Some(u.device),
@@ -400,12 +400,10 @@ impl Sim<'_> {
             Kind::Copy => {
                 let p = self.w.devices.len();
                 let l = self.w.links[task.from * p + task.to];
+                let lat = l.latency + self.w.task_overhead;
                 match l.shared {
-                    Some(_) => self.at(now + l.latency, Ev::Join(t as u32)),
-                    None => self.at(
-                        now + l.latency + task.amount * l.per_byte,
-                        Ev::Done(t as u32),
-                    ),
+                    Some(_) => self.at(now + lat, Ev::Join(t as u32)),
+                    None => self.at(now + lat + task.amount * l.per_byte, Ev::Done(t as u32)),
                 }
             }
         }
@@ -500,7 +498,7 @@ pub fn simulate(w: &Workload) -> Result<SimReport, PlanError> {
     };
     for t in 0..n {
         if sim.x.indeg[t] == 0 {
-            sim.make_ready(t, 0.0);
+            sim.make_ready(t, w.run_overhead);
         }
     }
     while let Some(Reverse((At(now), _, ev))) = sim.heap.pop() {
