@@ -102,6 +102,14 @@ fn expand(w: &Workload) -> Expanded {
         dests.dedup();
         xfers.extend(dests.into_iter().map(|d| (vi, d)));
     }
+    // xfers is in value order: those of value v are xfer_start[v]..[v + 1].
+    let mut xfer_start = vec![0usize; w.values.len() + 1];
+    for &(vi, _) in &xfers {
+        xfer_start[vi + 1] += 1;
+    }
+    for v in 0..w.values.len() {
+        xfer_start[v + 1] += xfer_start[v];
+    }
     let xfer_index: HashMap<(usize, usize), usize> =
         xfers.iter().enumerate().map(|(i, &k)| (k, i)).collect();
     let copy_task = |vi: usize, from: usize, to: usize, mb: usize, bwd: bool| Task {
@@ -181,7 +189,7 @@ fn expand(w: &Workload) -> Expanded {
                     }
                 }
             }
-            for &(_, d) in xfers.iter().filter(|k| k.0 == vi) {
+            for &(_, d) in &xfers[xfer_start[vi]..xfer_start[vi + 1]] {
                 let xi = nu + xfer_index[&(vi, d)];
                 let copy = id(mb, false, xi);
                 x.dep(prod, copy);
