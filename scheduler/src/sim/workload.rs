@@ -376,8 +376,9 @@ impl Workload {
         if p == 0 {
             return Err(invalid("workload has no devices".into()));
         }
-        if !(self.task_overhead >= 0.0 && self.run_overhead >= 0.0)
-            || !(self.task_overhead.is_finite() && self.run_overhead.is_finite())
+        if !(self.task_overhead.is_finite() && self.run_overhead.is_finite())
+            || self.task_overhead < 0.0
+            || self.run_overhead < 0.0
         {
             return Err(invalid("overheads must be finite and >= 0".into()));
         }
