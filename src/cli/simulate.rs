@@ -125,7 +125,7 @@ pub fn main(a: Args) -> Result<()> {
         let Some(cluster) = &cluster else {
             bail!("--cluster is required to simulate a model or a plan");
         };
-        let model = a.model.as_ref().map(|m| Model::load(m)).transpose()?;
+        let model = a.model.as_ref().map(Model::load).transpose()?;
         match (&a.plan, &model) {
             (Some(p), m) => {
                 let plan = Plan::from_json(&read(p, "plan")?)?;
