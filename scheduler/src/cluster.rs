@@ -27,7 +27,7 @@
 //! to = "cpu:1"
 //! bandwidth_gbps = 10.0
 //! latency_us = 20.0
-//! shared = false             # one transfer at a time over this link
+//! shared = false             # true: concurrent transfers split the bandwidth
 //!
 //! [defaults]                 # links not listed: same host / across hosts
 //! intra_host = { bandwidth_gbps = 10.0, latency_us = 20.0 }
@@ -95,7 +95,7 @@ pub struct LinkParams {
     /// µs.
     pub latency_us: f64,
     /// Whether concurrent transfers share the bandwidth (a bus or NIC);
-    /// the simulator serialises them.
+    /// the simulator splits the bandwidth equally between them.
     #[serde(default)]
     pub shared: bool,
 }

@@ -60,6 +60,12 @@ pub struct Args {
     /// Size bound to symbolic dimensions (default: the plan's, else 1).
     #[arg(long)]
     batch: Option<usize>,
+    /// Runtime cost per kernel and per copy, µs (dispatch, message hop).
+    #[arg(long, default_value_t = 0.0)]
+    task_overhead_us: f64,
+    /// Fixed runtime cost per run before the first task, µs.
+    #[arg(long, default_value_t = 0.0)]
+    run_overhead_us: f64,
     /// Write the simulated timeline as Chrome trace / Perfetto JSON.
     #[arg(long)]
     trace: Option<PathBuf>,
@@ -119,7 +125,7 @@ pub fn main(a: Args) -> Result<()> {
         let Some(cluster) = &cluster else {
             bail!("--cluster is required to simulate a model or a plan");
         };
-        let model = a.model.as_ref().map(|m| Model::load(m)).transpose()?;
+        let model = a.model.as_ref().map(Model::load).transpose()?;
         match (&a.plan, &model) {
             (Some(p), m) => {
                 let plan = Plan::from_json(&read(p, "plan")?)?;
@@ -162,6 +168,8 @@ pub fn main(a: Args) -> Result<()> {
     if let Some(s) = a.schedule {
         w.schedule = s;
     }
+    w.task_overhead = a.task_overhead_us / w.us_per_unit;
+    w.run_overhead = a.run_overhead_us / w.us_per_unit;
     let r = simulate(&w)?;
     if let Some(t) = &a.trace {
         std::fs::write(t, chrome_trace_json(&r))

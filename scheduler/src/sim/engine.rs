@@ -102,6 +102,14 @@ fn expand(w: &Workload) -> Expanded {
         dests.dedup();
         xfers.extend(dests.into_iter().map(|d| (vi, d)));
     }
+    // xfers is in value order: those of value v are xfer_start[v]..[v + 1].
+    let mut xfer_start = vec![0usize; w.values.len() + 1];
+    for &(vi, _) in &xfers {
+        xfer_start[vi + 1] += 1;
+    }
+    for v in 0..w.values.len() {
+        xfer_start[v + 1] += xfer_start[v];
+    }
     let xfer_index: HashMap<(usize, usize), usize> =
         xfers.iter().enumerate().map(|(i, &k)| (k, i)).collect();
     let copy_task = |vi: usize, from: usize, to: usize, mb: usize, bwd: bool| Task {
@@ -132,7 +140,7 @@ fn expand(w: &Workload) -> Expanded {
     for mb in 0..m {
         for bwd in [false, true].into_iter().take(phases) {
             for (ui, u) in w.units.iter().enumerate() {
-                let time = if bwd { 2.0 * u.time } else { u.time };
+                let time = if bwd { 2.0 * u.time } else { u.time } + w.task_overhead;
                 x.push(Task {
                     kind: Kind::Kernel,
                     queue: Some(u.device),
@@ -181,7 +189,7 @@ fn expand(w: &Workload) -> Expanded {
                     }
                 }
             }
-            for &(_, d) in xfers.iter().filter(|k| k.0 == vi) {
+            for &(_, d) in &xfers[xfer_start[vi]..xfer_start[vi + 1]] {
                 let xi = nu + xfer_index[&(vi, d)];
                 let copy = id(mb, false, xi);
                 x.dep(prod, copy);
@@ -334,9 +342,18 @@ impl LinkState {
 }
 
 /// Key for the heap: time then insertion order.
-#[derive(PartialEq, PartialOrd)]
 struct At(f64);
+impl PartialEq for At {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o).is_eq()
+    }
+}
 impl Eq for At {}
+impl PartialOrd for At {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
 impl Ord for At {
     fn cmp(&self, o: &Self) -> std::cmp::Ordering {
         self.0.total_cmp(&o.0)
@@ -400,12 +417,10 @@ impl Sim<'_> {
             Kind::Copy => {
                 let p = self.w.devices.len();
                 let l = self.w.links[task.from * p + task.to];
+                let lat = l.latency + self.w.task_overhead;
                 match l.shared {
-                    Some(_) => self.at(now + l.latency, Ev::Join(t as u32)),
-                    None => self.at(
-                        now + l.latency + task.amount * l.per_byte,
-                        Ev::Done(t as u32),
-                    ),
+                    Some(_) => self.at(now + lat, Ev::Join(t as u32)),
+                    None => self.at(now + lat + task.amount * l.per_byte, Ev::Done(t as u32)),
                 }
             }
         }
@@ -500,7 +515,7 @@ pub fn simulate(w: &Workload) -> Result<SimReport, PlanError> {
     };
     for t in 0..n {
         if sim.x.indeg[t] == 0 {
-            sim.make_ready(t, 0.0);
+            sim.make_ready(t, w.run_overhead);
         }
     }
     while let Some(Reverse((At(now), _, ev))) = sim.heap.pop() {

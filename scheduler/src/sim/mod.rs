@@ -45,6 +45,14 @@
 //!   (`comm`, the contention-free model of Topcuoglu et al.), so a HEFT
 //!   schedule is reproduced exactly.
 //!
+//! - **Runtime overheads** (optional, 0 by default): `task_overhead` is
+//!   added to every kernel and copy (actor dispatch, the message hop
+//!   between executor threads), `run_overhead` delays the first task
+//!   (feeding inputs, waking executors). `hetflow simulate
+//!   --task-overhead-us --run-overhead-us` sets them;
+//!   scripts/validate_simulator.py fits them on a calibration model that
+//!   is not among the validated plans.
+//!
 //! Not modelled: host input upload and output download (free), kernel
 //! time variance, interference between devices sharing cores or memory
 //! bandwidth, and the runtime's message-passing overhead. Those are what

@@ -80,6 +80,12 @@ pub struct Workload {
     pub unit: String,
     /// Microseconds per time unit.
     pub us_per_unit: f64,
+    /// Runtime cost added to every kernel and copy (actor dispatch and the
+    /// message hop between threads), in the workload's unit; 0 by default.
+    pub task_overhead: f64,
+    /// Fixed cost of a run before the first task can start (feeding the
+    /// inputs, waking the executors), in the workload's unit; 0 by default.
+    pub run_overhead: f64,
 }
 
 fn invalid(m: String) -> PlanError {
@@ -104,6 +110,8 @@ impl Workload {
             order: Vec::new(),
             unit: unit.to_string(),
             us_per_unit,
+            task_overhead: 0.0,
+            run_overhead: 0.0,
         }
     }
 
@@ -367,6 +375,12 @@ impl Workload {
         let p = self.devices.len();
         if p == 0 {
             return Err(invalid("workload has no devices".into()));
+        }
+        if !(self.task_overhead.is_finite() && self.run_overhead.is_finite())
+            || self.task_overhead < 0.0
+            || self.run_overhead < 0.0
+        {
+            return Err(invalid("overheads must be finite and >= 0".into()));
         }
         if self.microbatches == 0 || self.credits == 0 {
             return Err(invalid(
