@@ -104,12 +104,17 @@ fn ref_matmul(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f64> {
     y
 }
 
+/// An op with its float64 reference (and whether it needs positive input).
+type UnaryCase = (UnaryOp, fn(f64) -> f64, bool);
+/// A binary op with its float64 reference.
+type BinaryCase = (BinaryOp, fn(f64, f64) -> f64);
+
 #[test]
 fn opencl_unary_ops_match_f64() {
     let Some(d) = dev() else { return };
     let x = data(1000, 1);
     let pos: Vec<f32> = x.iter().map(|v| v.abs() + 0.01).collect();
-    let cases: [(UnaryOp, fn(f64) -> f64, bool); 8] = [
+    let cases: [UnaryCase; 8] = [
         (UnaryOp::Relu, |v| v.max(0.0), false),
         (UnaryOp::Neg, |v| -v, false),
         (UnaryOp::Abs, f64::abs, false),
@@ -137,7 +142,7 @@ fn opencl_binary_broadcasting_matches_f64() {
         (&[4], &[5, 2, 1]),
         (&[2, 1, 4], &[]),
     ];
-    let ops: [(BinaryOp, fn(f64, f64) -> f64); 4] = [
+    let ops: [BinaryCase; 4] = [
         (BinaryOp::Add, |a, b| a + b),
         (BinaryOp::Sub, |a, b| a - b),
         (BinaryOp::Mul, |a, b| a * b),

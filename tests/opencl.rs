@@ -1,0 +1,195 @@
+//! The OpenCL backend through the public API and the CLI: fixture models
+//! on `opencl:0` and split between `cpu:0` and `opencl:0` against
+//! onnxruntime's references (relative L2 <= 1e-4), and the behaviour with
+//! no OpenCL platform (simulated with an empty OCL_ICD_VENDORS). Tests that
+//! need a device skip with a message on stderr when there is none; CI
+//! installs PoCL, so they run there.
+
+mod common;
+use common::{case, check_outputs, read, run_case};
+use hetflow::devices::{open_devices, parse_device_list};
+use hetflow::ops::DType;
+use hetflow::{Model, Plan, SessionBuilder, Tensor};
+use std::process::Command;
+use std::sync::Arc;
+
+fn have_opencl(test: &str) -> bool {
+    match hetflow::devices::opencl::list_devices() {
+        Ok(_) => true,
+        Err(why) => {
+            eprintln!("SKIPPED {test}: {why}");
+            false
+        }
+    }
+}
+
+/// Node `i` goes to opencl:0 when the device accepts its op, its inputs
+/// are f32 (or it is a view), and `pick(i)` says so; else to cpu:0.
+fn mixed_plan(m: &Model, pick: impl Fn(usize) -> bool) -> (Plan, usize) {
+    let cl = open_devices(&parse_device_list("opencl:0").unwrap(), None).unwrap();
+    let g = m.graph();
+    let placement: Vec<usize> = g
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let f32_in = n.op.is_view()
+                || n.inputs
+                    .iter()
+                    .flatten()
+                    .all(|v| g.values[v.0].fact.dtype == Some(DType::F32));
+            let on_cl = pick(i) && f32_in && cl[0].supports(&n.op).is_ok();
+            usize::from(!on_cl)
+        })
+        .collect();
+    let on_cl = placement.iter().filter(|&&p| p == 0).count();
+    let plan = Plan::from_placement(g, vec!["opencl:0".into(), "cpu:0".into()], placement);
+    (plan, on_cl)
+}
+
+fn run_mixed(name: &str, pick: impl Fn(usize) -> bool, label: &str) -> usize {
+    let c = case(name);
+    let m = Model::load(&c.model).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let (plan, on_cl) = mixed_plan(&m, pick);
+    eprintln!(
+        "{name} ({label}): {on_cl} of {} nodes on opencl:0",
+        m.graph().nodes.len()
+    );
+    let inputs: Vec<Arc<Tensor>> = c.inputs.iter().map(|(_, f)| Arc::new(read(f))).collect();
+    let mut s = SessionBuilder::new(&m)
+        .devices("opencl:0,cpu:0")
+        .plan(plan)
+        .build()
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let got = s.run(inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
+    check_outputs(&c, &got, &format!("{name} {label}"));
+    on_cl
+}
+
+#[test]
+fn mlp_runs_on_opencl_alone() {
+    if !have_opencl("mlp_runs_on_opencl_alone") {
+        return;
+    }
+    run_case("mlp", "opencl:0");
+}
+
+#[test]
+fn fixtures_run_with_every_supported_node_on_opencl() {
+    if !have_opencl("fixtures_run_with_every_supported_node_on_opencl") {
+        return;
+    }
+    for name in ["mlp", "transformer_encoder", "weird_names", "gelu20"] {
+        let on_cl = run_mixed(name, |_| true, "supported nodes on opencl");
+        assert!(on_cl > 0, "{name}: nothing ran on opencl:0");
+    }
+}
+
+#[test]
+fn transformer_split_node_by_node_between_cpu_and_opencl() {
+    if !have_opencl("transformer_split_node_by_node_between_cpu_and_opencl") {
+        return;
+    }
+    // Every other node on each device: every edge crosses devices.
+    let on_cl = run_mixed(
+        "transformer_encoder",
+        |i| i % 2 == 0,
+        "alternating cpu/opencl",
+    );
+    assert!(on_cl > 0);
+}
+
+#[test]
+fn default_plan_over_cpu_and_opencl_is_correct() {
+    if !have_opencl("default_plan_over_cpu_and_opencl_is_correct") {
+        return;
+    }
+    // The planner keeps refused ops (Conv, Gather, Shape, ...) on cpu:0.
+    run_case("mlp", "cpu:0,opencl:0");
+    run_case("symbolic_batch", "cpu:0,opencl:0");
+}
+
+fn hetflow() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hetflow"))
+}
+
+#[test]
+fn cli_lists_and_runs_on_opencl() {
+    if !have_opencl("cli_lists_and_runs_on_opencl") {
+        return;
+    }
+    let out = hetflow().arg("devices").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(text.contains("opencl:0"), "{text}");
+    let c = case("mlp");
+    let dir = std::env::temp_dir().join(format!("hetflow-ocl-run-{}", std::process::id()));
+    let out = hetflow()
+        .args([
+            "run",
+            c.model.to_str().unwrap(),
+            "--device",
+            "opencl:0",
+            "--output-dir",
+        ])
+        .arg(&dir)
+        .arg("--input")
+        .arg(&c.inputs[0].1)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Vec<Arc<Tensor>> = c
+        .outputs
+        .iter()
+        .map(|(n, _)| {
+            Arc::new(read(
+                &dir.join(format!("{}.npy", hetflow::sanitize_name(n))),
+            ))
+        })
+        .collect();
+    check_outputs(&c, &got, "hetflow run --device opencl:0");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn without_an_opencl_platform_devices_says_so_and_run_fails_cleanly() {
+    // An empty vendors directory: the ICD loader finds no platform.
+    let empty = std::env::temp_dir().join(format!("hetflow-no-icd-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = hetflow()
+        .arg("devices")
+        .env("OCL_ICD_VENDORS", &empty)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("no OpenCL platform"), "{text}");
+    let c = case("mlp");
+    let out = hetflow()
+        .args([
+            "run",
+            c.model.to_str().unwrap(),
+            "--device",
+            "opencl:0",
+            "--input",
+        ])
+        .arg(&c.inputs[0].1)
+        .env("OCL_ICD_VENDORS", &empty)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("no OpenCL platform") && !err.contains("panicked"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&empty);
+}
