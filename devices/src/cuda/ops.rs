@@ -122,7 +122,15 @@ pub(crate) fn execute(
         Op::MatMul => matmul_plan(x, input(dev, name, inputs, 1)?),
         Op::Gemm {
             trans_a, trans_b, ..
-        } => gemm_plan(x, input(dev, name, inputs, 1)?, *trans_a, *trans_b),
+        } => gemm_plan(x, input(dev, name, inputs, 1)?, *trans_a, *trans_b).filter(|p| {
+            // C must broadcast to [M, N] (otherwise the host kernel reports it).
+            let out = p.out_shape();
+            inputs
+                .get(2)
+                .copied()
+                .flatten()
+                .is_none_or(|c| broadcast(&c.shape, &out).as_deref() == Some(out.as_slice()))
+        }),
         Op::Binary(_) => broadcast(&x.shape, &input(dev, name, inputs, 1)?.shape).map(Shape::Out),
         Op::LayerNorm { axis, .. } => layernorm_plan(x, inputs, *axis),
         _ => Some(Shape::Out(x.shape.clone())),
