@@ -137,13 +137,6 @@ pub fn open_devices(specs: &[DeviceSpec], threads: Option<usize>) -> Result<Vec<
                     &OpenclOptions::from_env(),
                 )?));
             }
-            kind => {
-                let why = backend_absent_reason(kind);
-                return Err(DeviceError::Spec {
-                    spec: s.id.to_string(),
-                    msg: why,
-                });
-            }
         }
     }
     Ok(out)

@@ -48,7 +48,8 @@ fn unary_code(op: &Op) -> Option<(i32, f32)> {
                 UnaryOp::Reciprocal => 9,
                 UnaryOp::Floor => 10,
                 UnaryOp::Ceil => 11,
-                UnaryOp::Not => return None,
+                // Added to the op set after these kernels; the host has them.
+                _ => return None,
             },
             0.0,
         ),
