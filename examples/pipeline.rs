@@ -41,25 +41,6 @@ fn chain() -> Result<Model, hetflow::Error> {
     Ok(Model::from_graph(g.finish()?))
 }
 
-/// Random inputs of the declared shapes, symbolic dims bound to `batch`.
-fn inputs(model: &Model, batch: usize) -> Result<Vec<Arc<Tensor>>, hetflow::Error> {
-    let g = model.graph();
-    g.inputs
-        .iter()
-        .map(|id| {
-            let f = &g.value(*id).fact;
-            let shape: Vec<usize> = f
-                .shape
-                .as_ref()
-                .map(|s| s.iter().map(|d| d.known().unwrap_or(batch)).collect())
-                .unwrap_or_default();
-            let n: usize = shape.iter().product();
-            let v: Vec<f32> = (0..n).map(|k| ((k % 17) as f32 - 8.0) / 8.0).collect();
-            Ok(Arc::new(Tensor::from_vec(shape, v)?))
-        })
-        .collect()
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model = match std::env::args().nth(1) {
         Some(path) => Model::load(path)?,
@@ -104,7 +85,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_devices(devices)
         .plan(part.plan.clone())
         .build()?;
-    let x = inputs(&model, batch)?;
+    let x = hetflow::random_inputs(model.graph(), batch, 7)?;
     let stream: Vec<Vec<Arc<Tensor>>> = (0..MICROBATCHES).map(|_| x.clone()).collect();
     session.run_stream(stream.clone())?; // warm-up
     let t = Instant::now();

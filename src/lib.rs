@@ -278,6 +278,43 @@ pub fn default_cluster(
     Ok(c)
 }
 
+/// Pseudo-random inputs (uniform in [-1, 1), deterministic for a `seed`)
+/// of the graph's declared input shapes, symbolic dimensions bound to
+/// `batch`, cast to each input's dtype; for benchmarks, profiling and
+/// examples. An input with no declared rank is an error naming it.
+pub fn random_inputs(g: &Graph, batch: usize, seed: u64) -> Result<Vec<Arc<Tensor>>, Error> {
+    let mut state = seed | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    };
+    g.inputs
+        .iter()
+        .map(|i| {
+            let v = g.value(*i);
+            let shape: Vec<usize> = v
+                .fact
+                .shape
+                .as_ref()
+                .ok_or_else(|| {
+                    hetflow_ops::Error::msg(format!(
+                        "input '{}' has no declared shape; pass it explicitly",
+                        v.name
+                    ))
+                })?
+                .iter()
+                .map(|d| d.known().unwrap_or(batch))
+                .collect();
+            let n: usize = shape.iter().product();
+            let t = Tensor::from_vec(shape, (0..n).map(|_| next()).collect::<Vec<f32>>())?;
+            let dt = v.fact.dtype.unwrap_or(DType::F32);
+            Ok(Arc::new(if dt == DType::F32 { t } else { t.cast(dt) }))
+        })
+        .collect()
+}
+
 /// Replaces every character outside `[A-Za-z0-9._-]` with `_` (output file
 /// names of `hetflow run`).
 pub fn sanitize_name(name: &str) -> String {

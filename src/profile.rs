@@ -33,6 +33,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Tiny ops in the chain whose per-op wall time is the launch cost.
+const LAUNCH_CHAIN: usize = 200;
+
 /// Fitted link bandwidths are capped here (GB/s): shared-memory handle
 /// passing would otherwise fit an unbounded bandwidth.
 pub const MAX_LINK_GBPS: f64 = 1000.0;
@@ -251,25 +254,14 @@ fn tiny_chain(n: usize) -> Graph {
     g.finish().expect("chain is well-formed")
 }
 
-/// Random f32 inputs with symbolic dims bound to `batch` (non-f32 inputs
-/// are zeros of their dtype).
-fn feeds(g: &Graph, seed: u64, batch: usize) -> Vec<Arc<Tensor>> {
-    g.inputs
-        .iter()
-        .enumerate()
-        .map(|(i, id)| {
-            let f = &g.value(*id).fact;
-            let shape: Vec<usize> = f
-                .shape
-                .as_ref()
-                .map(|s| s.iter().map(|d| d.known().unwrap_or(batch)).collect())
-                .unwrap_or_else(|| vec![1]);
-            match f.dtype {
-                Some(DType::F32) | None => Arc::new(random(shape, seed + i as u64)),
-                Some(dt) => Arc::new(Tensor::zeros(dt, shape)),
-            }
-        })
-        .collect()
+/// What `measure` saw.
+struct Measured {
+    /// Median kernel seconds per node name (modelled where reported).
+    per_node: HashMap<String, f64>,
+    /// Median wall seconds per run.
+    wall: f64,
+    /// Whether the device reported modelled kernel times.
+    modelled: bool,
 }
 
 /// Per-node median kernel seconds of `iters` runs of `g` on one device.
@@ -278,7 +270,7 @@ fn measure(
     dev: &Arc<dyn Device>,
     iters: usize,
     inputs: Vec<Arc<Tensor>>,
-) -> Result<(HashMap<String, f64>, f64), Error> {
+) -> Result<Measured, Error> {
     let plan = Plan::single_device(&g, &dev.id().to_string());
     let mut s = Session::new(
         g,
@@ -298,7 +290,11 @@ fn measure(
         walls.push(t.elapsed().as_secs_f64());
     }
     let ev = s.take_trace_events();
-    Ok((median_by_name(&ev), median(&mut walls)))
+    Ok(Measured {
+        per_node: median_by_name(&ev),
+        wall: median(&mut walls),
+        modelled: ev.iter().any(|e| e.cat == "kernel" && e.modelled_us.is_some()),
+    })
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -359,17 +355,17 @@ pub fn profile_devices(
     for dev in devices {
         let info = dev.info();
         let name = info.id.to_string();
-        // Launch cost: wall time per op of a chain of tiny ops.
-        let chain = Arc::new(tiny_chain(200));
-        let feed = feeds(&chain, 1, 1);
-        let (kernels, wall) = measure(chain.clone(), dev, opts.iters.max(5), feed)?;
-        // A device with a model of its own times: its launch cost is the
-        // modelled time of a tiny kernel, not the emulation's wall time.
-        let wall = if dev.transfer_modelled_us(0).is_some() {
-            let mut v: Vec<f64> = kernels.values().copied().collect();
-            median(&mut v) * 200.0
+        // Launch cost: wall time per op of a chain of tiny ops; for a device
+        // that models its own times, the modelled time of a tiny kernel
+        // (not the emulation's wall time).
+        let chain = Arc::new(tiny_chain(LAUNCH_CHAIN));
+        let feed = crate::random_inputs(&chain, 1, 1)?;
+        let m = measure(chain, dev, opts.iters.max(5), feed)?;
+        let launch_s = if m.modelled {
+            let mut v: Vec<f64> = m.per_node.values().copied().collect();
+            median(&mut v)
         } else {
-            wall
+            m.wall / LAUNCH_CHAIN as f64
         };
         tick(&mut done, &format!("{name}: launch"));
         let mut spec = DeviceSpec {
@@ -380,7 +376,7 @@ pub fn profile_devices(
             peak_gflops: BTreeMap::from([("f32".to_string(), info.peak_gflops_f32.max(1.0))]),
             memory_gib: info.memory_bytes as f64 / (1u64 << 30) as f64,
             mem_bw_gbps: 1.0,
-            launch_us: wall / 200.0 * 1e6,
+            launch_us: launch_s * 1e6,
             efficiency: BTreeMap::new(),
             unsupported: Vec::new(),
         };
@@ -404,7 +400,7 @@ pub fn profile_devices(
                 continue;
             }
             let costs = GraphCosts::new(g, opts.batch);
-            let (times, _) = measure(g.clone(), dev, opts.iters, feeds(g, 3, opts.batch))?;
+            let times = measure(g.clone(), dev, opts.iters, crate::random_inputs(g, opts.batch, 3)?)?.per_node;
             for (i, n) in g.nodes.iter().enumerate() {
                 if let Some(&t) = times.get(&n.name) {
                     samples.push(Sample {
@@ -467,7 +463,7 @@ fn measure_link(
                 trace: true,
             },
         )?;
-        let input = feeds(&g, 5, 1);
+        let input = crate::random_inputs(&g, 1, 5)?;
         s.run(input.clone())?;
         s.take_trace_events();
         for _ in 0..iters.max(3) {

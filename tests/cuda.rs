@@ -7,7 +7,7 @@
 //! onnxruntime's references, and bf16 GEMM is checked against f32.
 
 mod common;
-use common::{case, read, rel_l2};
+use common::{case, check_outputs_within, read, rel_l2};
 use hetflow::devices::cuda::probe;
 use hetflow::devices::{open_devices, parse_device_list};
 use hetflow::ops::{DType, Dim, Graph, Op};
@@ -48,20 +48,7 @@ fn run_on_cuda(name: &str) {
         .build()
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     let got = s.run(inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
-    assert_eq!(got.len(), c.outputs.len());
-    let tol = c.rel_l2.max(1e-4);
-    for ((out, file), g) in c.outputs.iter().zip(&got) {
-        let want = read(file);
-        assert_eq!(g.shape(), want.shape(), "{name}: '{out}' shape");
-        assert_eq!(g.dtype(), want.dtype(), "{name}: '{out}' dtype");
-        if want.dtype().is_float() {
-            let e = rel_l2(g, &want);
-            eprintln!("{name} on cuda:0: '{out}' relative L2 {e:.3e}");
-            assert!(e <= tol, "{name}: '{out}' relative L2 {e:.3e} > {tol:.0e}");
-        } else {
-            assert_eq!(**g, want, "{name}: '{out}' differs");
-        }
-    }
+    check_outputs_within(&c, &got, &format!("{name} on cuda:0"), c.rel_l2.max(1e-4));
 }
 
 macro_rules! models {

@@ -4,7 +4,7 @@
 //! reference, a mixed cpu + tpu plan with its trace, and the CLI.
 
 mod common;
-use common::{case, read, rel_l2};
+use common::{case, check_outputs_within, read, rel_l2};
 use hetflow::devices::tpu::TpuConfig;
 use hetflow::devices::{open_devices, parse_device_list};
 use hetflow::ops::op::UnaryOp;
@@ -56,22 +56,7 @@ fn run_on_tpu(name: &str) {
         .build()
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     let got = s.run(inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
-    assert_eq!(got.len(), c.outputs.len());
-    for ((out, file), g) in c.outputs.iter().zip(&got) {
-        let want = read(file);
-        assert_eq!(g.shape(), want.shape(), "{name}: '{out}' shape");
-        assert_eq!(g.dtype(), want.dtype(), "{name}: '{out}' dtype");
-        if want.dtype().is_float() {
-            let e = rel_l2(g, &want);
-            eprintln!("{name} on tpu:0: '{out}' relative L2 {e:.3e}");
-            assert!(
-                e <= BF16_REL_L2,
-                "{name}: '{out}' relative L2 {e:.3e} > {BF16_REL_L2:.0e}"
-            );
-        } else {
-            assert_eq!(**g, want, "{name}: '{out}' differs");
-        }
-    }
+    check_outputs_within(&c, &got, &format!("{name} on tpu:0"), BF16_REL_L2);
 }
 
 macro_rules! models {

@@ -204,6 +204,17 @@ impl DeviceTensor {
             payload,
         }
     }
+    /// The tensor itself if it lives on `device`, else the
+    /// [`DeviceError::WrongDevice`] every backend reports.
+    pub fn on(&self, device: DeviceId) -> Result<&Self> {
+        if self.device != device {
+            return Err(DeviceError::WrongDevice {
+                expected: device,
+                actual: self.device,
+            });
+        }
+        Ok(self)
+    }
     /// The backend payload, if it is of type `P`.
     pub fn payload<P: Any + Send + Sync>(&self) -> Option<&P> {
         self.payload.downcast_ref::<P>()

@@ -231,21 +231,7 @@ impl Task {
     /// Runs what is ready: directly for unqueued tasks, else by joining the
     /// device queue (once).
     fn schedule(&mut self) {
-        let ready = self.ready();
-        match &mut self.queued {
-            None => self.try_fire(),
-            Some(q) => {
-                if q.waiting || !ready {
-                    return;
-                }
-                q.waiting = true;
-                let mut dq = q.queue.lock().unwrap_or_else(|e| e.into_inner());
-                dq.ready.push(std::cmp::Reverse((self.next_mb, q.id)));
-                if !dq.running {
-                    q.dispatcher.do_send(Pump);
-                }
-            }
-        }
+        self.enqueue(false);
     }
 
     /// Runs one micro-batch (the device queue chose this task), then frees
@@ -254,16 +240,30 @@ impl Task {
         if self.ready() {
             self.fire_one();
         }
-        if let Some(q) = &mut self.queued {
+        self.enqueue(true);
+    }
+
+    /// Joins the device queue when ready and not already in it; `release`
+    /// also frees the device after a run. Asks the dispatcher for the next
+    /// task (one message) when this call queued a task or freed the device
+    /// and something is waiting.
+    fn enqueue(&mut self, release: bool) {
+        let ready = self.ready();
+        let Some(q) = &mut self.queued else {
+            return self.try_fire();
+        };
+        let mut dq = q.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if release {
             q.waiting = false;
-            let queue = q.queue.clone();
-            let mut dq = queue.lock().unwrap_or_else(|e| e.into_inner());
             dq.running = false;
-            drop(dq);
-            self.schedule();
-            if let Some(q) = &self.queued {
-                q.dispatcher.do_send(Pump);
-            }
+        }
+        let join = ready && !q.waiting;
+        if join {
+            q.waiting = true;
+            dq.ready.push(std::cmp::Reverse((self.next_mb, q.id)));
+        }
+        if (join || release) && !dq.running && !dq.ready.is_empty() {
+            q.dispatcher.do_send(Pump);
         }
     }
 

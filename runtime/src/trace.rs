@@ -10,33 +10,10 @@
 //! Copies to or from such a device carry its modelled link time
 //! ([`hetflow_devices::Device::transfer_modelled_us`]).
 
+pub use hetflow_scheduler::trace::{chrome_trace_json, TraceEvent};
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// One kernel or copy.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct TraceEvent {
-    /// Node name (kernels) or `copy <value>` (transfers).
-    pub name: String,
-    /// Op type (`Conv`, ...) or `copy`.
-    pub op: String,
-    /// `kernel` or `copy`.
-    pub cat: &'static str,
-    /// Device name, e.g. `cpu:1`.
-    pub device: String,
-    /// Queue on the device: `compute` or `copy`.
-    pub queue: &'static str,
-    /// Micro-batch index.
-    pub mb: u64,
-    /// Start, microseconds since the session started.
-    pub start_us: f64,
-    /// Duration in microseconds.
-    pub dur_us: f64,
-    /// The device cost model's duration (kernels of emulated devices, and
-    /// copies to or from them).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub modelled_us: Option<f64>,
-}
 
 /// A thread-safe recorder; disabled recorders cost one branch per event.
 pub struct Recorder {
@@ -150,32 +127,4 @@ pub fn op_profile(events: &[TraceEvent]) -> Vec<(String, usize, f64)> {
         .collect();
     v.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
     v
-}
-
-/// Renders events as Chrome trace JSON.
-pub fn chrome_trace_json(events: &[TraceEvent]) -> String {
-    let mut devices: Vec<&str> = events.iter().map(|e| e.device.as_str()).collect();
-    devices.sort_unstable();
-    devices.dedup();
-    let pid = |d: &str| devices.iter().position(|x| *x == d).unwrap_or(0) + 1;
-    let tid = |q: &str| if q == "compute" { 1 } else { 2 };
-    let mut out = Vec::new();
-    for d in &devices {
-        out.push(serde_json::json!({"name": "process_name", "ph": "M", "pid": pid(d), "args": {"name": d}}));
-        for q in ["compute", "copy"] {
-            out.push(serde_json::json!({"name": "thread_name", "ph": "M", "pid": pid(d), "tid": tid(q), "args": {"name": q}}));
-        }
-    }
-    for e in events {
-        let mut args = serde_json::json!({"mb": e.mb, "op": e.op});
-        if let Some(m) = e.modelled_us {
-            args["modelled_us"] = serde_json::json!(m);
-        }
-        out.push(serde_json::json!({
-            "name": e.name, "cat": e.cat, "ph": "X", "ts": e.start_us, "dur": e.dur_us,
-            "pid": pid(&e.device), "tid": tid(e.queue), "args": args
-        }));
-    }
-    serde_json::to_string(&serde_json::json!({"traceEvents": out, "displayTimeUnit": "ms"}))
-        .unwrap_or_default()
 }

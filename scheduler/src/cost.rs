@@ -108,6 +108,15 @@ impl GraphCosts {
     }
 }
 
+impl GraphCosts {
+    /// Flops of each node, at least 1: every node costs at least its
+    /// launch, and 1 flop keeps flop-balanced splits sane on graphs of pure
+    /// data movement.
+    pub fn flops(&self) -> Vec<f64> {
+        self.nodes.iter().map(|n| n.cost.flops.max(1.0)).collect()
+    }
+}
+
 /// The model over one cluster.
 #[derive(Clone, Copy, Debug)]
 pub struct CostModel<'a> {

@@ -297,25 +297,17 @@ impl TaskGraph {
         }
         let bad = |m: String| PlanError::Input(format!("DAG: {m}"));
         let dag: JDag = serde_json::from_str(s).map_err(|e| bad(e.to_string()))?;
-        // Keep the order in which the JSON lists devices within a task by
-        // re-reading the raw maps (serde's BTreeMap sorts them).
-        let raw: serde_json::Value = serde_json::from_str(s).map_err(|e| bad(e.to_string()))?;
         let devices: Vec<String> = match cluster {
             Some(c) => c.devices.iter().map(|d| d.name.clone()).collect(),
             None => {
-                let mut ds: Vec<String> = Vec::new();
-                if let Some(ts) = raw.get("tasks").and_then(|t| t.as_array()) {
-                    for t in ts {
-                        if let Some(c) = t.get("cost").and_then(|c| c.as_object()) {
-                            for k in c.keys() {
-                                if !ds.contains(k) {
-                                    ds.push(k.clone());
-                                }
-                            }
-                        }
-                    }
-                }
+                // Every device a cost names, in natural order (P2 before P10).
+                let mut ds: Vec<String> = dag
+                    .tasks
+                    .iter()
+                    .flat_map(|t| t.cost.iter().flat_map(|c| c.keys().cloned()))
+                    .collect();
                 ds.sort_by_key(|a| natural_key(a));
+                ds.dedup();
                 ds
             }
         };

@@ -273,10 +273,14 @@ pub fn cpop(g: &TaskGraph) -> Result<TaskSchedule, PlanError> {
     // successor whose priority equals it.
     let succ = g.succs();
     let mut on_cp = vec![false; g.len()];
+    let mut has_pred = vec![false; g.len()];
+    for e in &g.edges {
+        has_pred[e.to] = true;
+    }
     let entry = order
         .iter()
         .copied()
-        .filter(|&t| g.edges.iter().all(|e| e.to != t))
+        .filter(|&t| !has_pred[t])
         .max_by(|&a, &b| prio[a].total_cmp(&prio[b]));
     let mut cur = entry;
     while let Some(t) = cur {
@@ -288,18 +292,11 @@ pub fn cpop(g: &TaskGraph) -> Result<TaskSchedule, PlanError> {
             .min();
     }
     let p = g.devices.len();
+    let cp_cost: Vec<f64> = (0..p)
+        .map(|d| (0..g.len()).filter(|&t| on_cp[t]).map(|t| g.cost[t][d]).sum())
+        .collect();
     let cp_dev = (0..p)
-        .min_by(|&a, &b| {
-            let sa: f64 = (0..g.len())
-                .filter(|&t| on_cp[t])
-                .map(|t| g.cost[t][a])
-                .sum();
-            let sb: f64 = (0..g.len())
-                .filter(|&t| on_cp[t])
-                .map(|t| g.cost[t][b])
-                .sum();
-            sa.total_cmp(&sb)
-        })
+        .min_by(|&a, &b| cp_cost[a].total_cmp(&cp_cost[b]))
         .unwrap_or(0);
     // Priority queue order respecting precedence: repeatedly take the ready
     // task with the highest priority.

@@ -19,6 +19,7 @@ pub mod heft;
 pub mod partition;
 pub mod plan;
 pub mod planner;
+pub mod trace;
 pub mod sim;
 
 pub use cluster::ClusterSpec;

@@ -318,7 +318,7 @@ pub fn partition(
         }
     }
     let names: Vec<String> = cluster.devices.iter().map(|d| d.name.clone()).collect();
-    let mut plan = Plan::from_placement(g, names, placement)
+    let mut plan = Plan::from_placement_with(g, names, placement, &costs.flops())
         .with_microbatches(opts.microbatches, opts.credits);
     plan.schedule = opts.schedule;
     plan.drop_unused_devices();

@@ -10,9 +10,8 @@
 //! `transfers` for that (value, destination) pair, so a reader of the plan
 //! sees every byte that moves.
 
-use hetflow_ops::cost::op_cost;
-use hetflow_ops::infer::concrete_facts;
-use hetflow_ops::{Dim, Fact, Graph};
+use crate::cost::GraphCosts;
+use hetflow_ops::{Fact, Graph};
 use std::collections::{BTreeSet, HashMap};
 
 /// Errors from planning.
@@ -38,6 +37,21 @@ pub enum Schedule {
     /// One-forward-one-backward (training).
     #[serde(rename = "1f1b")]
     OneFOneB,
+}
+
+impl std::str::FromStr for Schedule {
+    type Err = String;
+    /// `streaming`, `gpipe` or `1f1b` (the names the CLI and JSON use).
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "streaming" => Ok(Schedule::Streaming),
+            "gpipe" => Ok(Schedule::Gpipe),
+            "1f1b" => Ok(Schedule::OneFOneB),
+            _ => Err(format!(
+                "unknown schedule '{s}' (known: streaming, gpipe, 1f1b)"
+            )),
+        }
+    }
 }
 
 /// A pipeline stage: a contiguous group of nodes on one device.
@@ -118,7 +132,17 @@ impl Plan {
     /// A plan from an explicit node -> device placement. Stages are the
     /// maximal runs of consecutive nodes on one device.
     pub fn from_placement(g: &Graph, devices: Vec<String>, placement: Vec<usize>) -> Plan {
-        let flops = node_flops(g);
+        Plan::from_placement_with(g, devices, placement, &node_flops(g))
+    }
+
+    /// [`Plan::from_placement`] with each node's flops already known (a
+    /// planner's cost tables), so shapes are not inferred again.
+    pub fn from_placement_with(
+        g: &Graph,
+        devices: Vec<String>,
+        placement: Vec<usize>,
+        flops: &[f64],
+    ) -> Plan {
         let mut stages: Vec<Stage> = Vec::new();
         for (i, &d) in placement.iter().enumerate() {
             match stages.last_mut() {
@@ -366,86 +390,8 @@ pub fn compute_transfers(g: &Graph, placement: &[usize]) -> Vec<Transfer> {
     out
 }
 
-/// Flops of each node with symbolic dims bound to 1.
+/// Flops of each node with symbolic dims bound to 1, at least 1 each
+/// ([`GraphCosts::flops`]).
 pub fn node_flops(g: &Graph) -> Vec<f64> {
-    let inputs: Vec<Fact> = g
-        .inputs
-        .iter()
-        .map(|i| {
-            let f = &g.value(*i).fact;
-            Fact {
-                dtype: f.dtype,
-                shape: f.shape.as_ref().map(|s| {
-                    s.iter()
-                        .map(|d| Dim::Known(d.known().unwrap_or(1)))
-                        .collect()
-                }),
-                value: None,
-            }
-        })
-        .collect();
-    let facts = concrete_facts(g, &inputs)
-        .unwrap_or_else(|_| g.values.iter().map(|v| v.fact.clone()).collect());
-    g.nodes
-        .iter()
-        .map(|n| {
-            let ins: Vec<Option<&Fact>> = n.inputs.iter().map(|i| i.map(|i| &facts[i.0])).collect();
-            let outs: Vec<&Fact> = n.outputs.iter().map(|o| &facts[o.0]).collect();
-            // Every node costs at least its launch; 1 flop keeps splits sane
-            // on graphs of pure data movement.
-            op_cost(&n.op, &ins, &outs).flops.max(1.0)
-        })
-        .collect()
-}
-
-/// Splits the nodes (in topological order) into `devices.len()` contiguous
-/// stages, minimising the slowest stage's time where device `d` runs at
-/// relative speed `speeds[d]` (flops per unit time; equal speeds balance
-/// flops). Dynamic programming over split points, O(n² p).
-pub fn pipeline_split(g: &Graph, devices: Vec<String>, speeds: &[f64]) -> Result<Plan, PlanError> {
-    let p = devices.len();
-    let n = g.nodes.len();
-    if p == 0 || speeds.len() != p {
-        return Err(PlanError::Input("need one speed per device".into()));
-    }
-    if n < p {
-        return Err(PlanError::Input(format!(
-            "{n} nodes cannot fill {p} stages"
-        )));
-    }
-    let flops = node_flops(g);
-    let mut prefix = vec![0.0; n + 1];
-    for i in 0..n {
-        prefix[i + 1] = prefix[i] + flops[i];
-    }
-    // best[k][i]: minimal max stage time placing nodes[..i] on the first k devices.
-    let inf = f64::INFINITY;
-    let mut best = vec![vec![inf; n + 1]; p + 1];
-    let mut cut = vec![vec![0usize; n + 1]; p + 1];
-    best[0][0] = 0.0;
-    for k in 1..=p {
-        for i in k..=n - (p - k) {
-            for j in (k - 1)..i {
-                if best[k - 1][j] == inf {
-                    continue;
-                }
-                let t = (prefix[i] - prefix[j]) / speeds[k - 1];
-                let v = best[k - 1][j].max(t);
-                if v < best[k][i] {
-                    best[k][i] = v;
-                    cut[k][i] = j;
-                }
-            }
-        }
-    }
-    let mut placement = vec![0; n];
-    let mut i = n;
-    for k in (1..=p).rev() {
-        let j = cut[k][i];
-        for slot in placement.iter_mut().take(i).skip(j) {
-            *slot = k - 1;
-        }
-        i = j;
-    }
-    Ok(Plan::from_placement(g, devices, placement))
+    GraphCosts::new(g, 1).flops()
 }

@@ -57,7 +57,7 @@ pub fn heft_plan(
     let tg = TaskGraph::from_graph(g, costs, cluster);
     let s = heft_planner(&tg)?;
     let names: Vec<String> = cluster.devices.iter().map(|d| d.name.clone()).collect();
-    let mut plan = Plan::from_placement(g, names, s.device.clone())
+    let mut plan = Plan::from_placement_with(g, names, s.device.clone(), &costs.flops())
         .with_microbatches(opts.microbatches, opts.credits);
     plan.schedule = opts.schedule;
     annotate(&mut plan, g, costs, cluster);
@@ -166,19 +166,24 @@ pub fn annotate(plan: &mut Plan, g: &Graph, costs: &GraphCosts, cluster: &Cluste
         s.predicted_ms = Some(t * 1e3);
         s.memory_bytes = Some(mem[d] as u64);
     }
-    // Charge each transfer to the stage holding its first reader.
+    // Charge each transfer to the stage holding its first reader on the
+    // destination device (one pass over the nodes finds them all).
     let mut stage_of = vec![0usize; g.nodes.len()];
     for (si, s) in plan.stages.iter().enumerate() {
         for &n in &s.nodes {
             stage_of[n] = si;
         }
     }
+    let mut first_reader: HashMap<(usize, usize), usize> = HashMap::new();
+    for (ni, n) in g.nodes.iter().enumerate() {
+        for v in n.inputs.iter().flatten() {
+            first_reader.entry((v.0, plan.placement[ni])).or_insert(ni);
+        }
+    }
     let mut xfer = vec![0.0; plan.stages.len()];
     for tr in &plan.transfers {
-        let reader = g.nodes.iter().enumerate().position(|(ni, n)| {
-            plan.placement[ni] == tr.to && n.inputs.iter().flatten().any(|v| v.0 == tr.value)
-        });
-        if let (Some(r), Some(a), Some(b)) = (reader, idx[tr.from], idx[tr.to]) {
+        let reader = first_reader.get(&(tr.value, tr.to));
+        if let (Some(&r), Some(a), Some(b)) = (reader, idx[tr.from], idx[tr.to]) {
             xfer[stage_of[r]] += m.transfer_time(a, b, costs.value_bytes[tr.value]);
         }
     }

@@ -94,35 +94,5 @@ pub fn bind_inputs(model: &Model, args: &[String]) -> Result<Vec<Arc<Tensor>>> {
 
 /// Random inputs of the declared shapes (symbolic dims = 1), for `bench`.
 pub fn random_inputs(model: &Model) -> Result<Vec<Arc<Tensor>>> {
-    let g = model.graph();
-    let mut seed = 0x2545F4914F6CDD1Du64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    };
-    g.inputs
-        .iter()
-        .map(|i| {
-            let v = g.value(*i);
-            let shape: Vec<usize> = v
-                .fact
-                .shape
-                .as_ref()
-                .ok_or_else(|| anyhow!("input '{}' has no declared shape; pass --input", v.name))?
-                .iter()
-                .map(|d| d.known().unwrap_or(1))
-                .collect();
-            let n: usize = shape.iter().product();
-            let data: Vec<f32> = (0..n).map(|_| next()).collect();
-            let t = Tensor::from_vec(shape, data)?;
-            let dt = v.fact.dtype.unwrap_or(hetflow::DType::F32);
-            Ok(Arc::new(if dt == hetflow::DType::F32 {
-                t
-            } else {
-                t.cast(dt)
-            }))
-        })
-        .collect()
+    Ok(hetflow::random_inputs(model.graph(), 1, 0x2545F4914F6CDD1D)?)
 }

@@ -29,7 +29,7 @@ pub struct Args {
     #[arg(long, conflicts_with = "planner")]
     placement: Option<PathBuf>,
     /// `streaming` (inference), `gpipe` or `1f1b`.
-    #[arg(long, default_value = "streaming", value_parser = parse_schedule)]
+    #[arg(long, default_value = "streaming")]
     schedule: Schedule,
     /// Micro-batches per run.
     #[arg(long, default_value_t = 1)]
@@ -47,17 +47,6 @@ pub struct Args {
     /// Write the plan as JSON here.
     #[arg(long)]
     out: Option<PathBuf>,
-}
-
-fn parse_schedule(s: &str) -> Result<Schedule, String> {
-    match s {
-        "streaming" => Ok(Schedule::Streaming),
-        "gpipe" => Ok(Schedule::Gpipe),
-        "1f1b" => Ok(Schedule::OneFOneB),
-        _ => Err(format!(
-            "unknown schedule '{s}' (known: streaming, gpipe, 1f1b)"
-        )),
-    }
 }
 
 pub fn main(a: Args) -> Result<()> {

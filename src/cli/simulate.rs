@@ -49,7 +49,7 @@ pub struct Args {
     #[arg(long)]
     devices: Option<String>,
     /// `streaming`, `gpipe` or `1f1b` (default: the plan's, else streaming).
-    #[arg(long, value_parser = parse_schedule)]
+    #[arg(long)]
     schedule: Option<Schedule>,
     /// Micro-batches (default: the plan's, else 1).
     #[arg(long)]
@@ -72,17 +72,6 @@ pub struct Args {
     /// Write the simulated timeline as an SVG Gantt chart.
     #[arg(long)]
     svg: Option<PathBuf>,
-}
-
-fn parse_schedule(s: &str) -> Result<Schedule, String> {
-    match s {
-        "streaming" => Ok(Schedule::Streaming),
-        "gpipe" => Ok(Schedule::Gpipe),
-        "1f1b" => Ok(Schedule::OneFOneB),
-        _ => Err(format!(
-            "unknown schedule '{s}' (known: streaming, gpipe, 1f1b)"
-        )),
-    }
 }
 
 fn read(p: &Path, what: &str) -> Result<String> {

@@ -92,13 +92,7 @@ impl CpuDevice {
     }
 
     fn host<'a>(&self, t: &'a DeviceTensor) -> Result<&'a Tensor> {
-        if t.device != self.info.id {
-            return Err(DeviceError::WrongDevice {
-                expected: self.info.id,
-                actual: t.device,
-            });
-        }
-        t.payload::<Tensor>().ok_or_else(|| {
+        t.on(self.info.id)?.payload::<Tensor>().ok_or_else(|| {
             DeviceError::Other(format!(
                 "{}: tensor payload is not a host tensor",
                 self.info.id

@@ -152,13 +152,7 @@ impl CudaDevice {
     }
 
     pub(crate) fn buffer<'a>(&self, t: &'a DeviceTensor) -> Result<&'a Arc<CudaBuffer>> {
-        if t.device != self.info.id {
-            return Err(DeviceError::WrongDevice {
-                expected: self.info.id,
-                actual: t.device,
-            });
-        }
-        t.payload::<Arc<CudaBuffer>>()
+        t.on(self.info.id)?.payload::<Arc<CudaBuffer>>()
             .ok_or_else(|| self.err("payload", "tensor is not a CUDA buffer"))
     }
 

@@ -391,13 +391,7 @@ impl OpenclDevice {
     }
 
     fn cl<'a>(&self, t: &'a DeviceTensor) -> Result<&'a ClTensor> {
-        if t.device != self.info.id {
-            return Err(DeviceError::WrongDevice {
-                expected: self.info.id,
-                actual: t.device,
-            });
-        }
-        t.payload::<ClTensor>()
+        t.on(self.info.id)?.payload::<ClTensor>()
             .ok_or_else(|| other(self.info.id, "tensor payload is not an OpenCL buffer"))
     }
 

@@ -156,13 +156,7 @@ impl TpuDevice {
     }
 
     fn buffer<'a>(&self, t: &'a DeviceTensor) -> Result<&'a TpuBuffer> {
-        if t.device != self.info.id {
-            return Err(DeviceError::WrongDevice {
-                expected: self.info.id,
-                actual: t.device,
-            });
-        }
-        t.payload::<TpuBuffer>().ok_or_else(|| {
+        t.on(self.info.id)?.payload::<TpuBuffer>().ok_or_else(|| {
             DeviceError::Other(format!(
                 "{}: tensor payload is not a TPU buffer",
                 self.info.id

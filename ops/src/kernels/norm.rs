@@ -139,6 +139,23 @@ pub(crate) fn batch_norm(eps: f32, inputs: &[Option<&Tensor>]) -> Result<Tensor>
 
 /// Layer norm over dims `axis..`; outputs Y and, when asked, Mean and
 /// InvStdDev (shape `[d0..axis, 1, ...]`).
+/// Mean and `1 / sqrt(variance + eps)` of `src` (two passes: the sum,
+/// then squared deviations from the mean).
+fn mean_inv_std<F: Float>(src: &[F], eps: F) -> (F, F) {
+    let n = F::c(src.len() as f64);
+    let mut sum = F::ZERO;
+    for &v in src {
+        sum += v;
+    }
+    let mean = sum / n;
+    let mut var = F::ZERO;
+    for &v in src {
+        let d = v - mean;
+        var += d * d;
+    }
+    (mean, F::ONE / (var / n + eps).sqrt())
+}
+
 pub(crate) fn layer_norm(
     axis: i64,
     eps: f32,
@@ -164,22 +181,11 @@ pub(crate) fn layer_norm(
             None => None,
         };
         let e = F::c(eps as f64);
-        let n = F::c(inner as f64);
         let mut o = crate::pool::filled(xv.len(), F::ZERO);
         let mut stats = vec![(F::ZERO, F::ZERO); rows];
         let row = |r: usize, dst: &mut [F]| -> (F, F) {
             let src = &xv[r * inner..(r + 1) * inner];
-            let mut sum = F::ZERO;
-            for &v in src {
-                sum += v;
-            }
-            let mean = sum / n;
-            let mut var = F::ZERO;
-            for &v in src {
-                let d = v - mean;
-                var += d * d;
-            }
-            let inv = F::ONE / (var / n + e).sqrt();
+            let (mean, inv) = mean_inv_std(src, e);
             for (j, (d, &v)) in dst.iter_mut().zip(src).enumerate() {
                 let y = (v - mean) * inv * sc[j];
                 *d = match bi {
@@ -470,22 +476,11 @@ pub(crate) fn group_norm(
         let bias = per_channel::<F>(inputs, 2, "bias", per)?;
         let e = F::c(eps as f64);
         let block = cpg * sp;
-        let cnt = F::c(block as f64);
         let mut o = crate::pool::filled(xv.len(), F::ZERO);
         par_chunks(&mut o, block.max(1), xv.len() * 4, |blk, dst| {
             let gi = blk % g;
             let src = &xv[blk * block..(blk + 1) * block];
-            let mut sum = F::ZERO;
-            for &v in src {
-                sum += v;
-            }
-            let mean = sum / cnt;
-            let mut var = F::ZERO;
-            for &v in src {
-                let dv = v - mean;
-                var += dv * dv;
-            }
-            let inv = F::ONE / (var / cnt + e).sqrt();
+            let (mean, inv) = mean_inv_std(src, e);
             for (k, (d, &v)) in dst.iter_mut().zip(src).enumerate() {
                 let ch = gi * cpg + k / sp.max(1);
                 let p = if by_channel { ch } else { gi };

@@ -156,6 +156,25 @@ pub struct SimReport {
 }
 
 impl SimReport {
+    /// The events as the runtime records them: device names, times in
+    /// microseconds.
+    pub fn trace_events(&self) -> Vec<crate::trace::TraceEvent> {
+        self.events
+            .iter()
+            .map(|e| crate::trace::TraceEvent {
+                name: e.name.clone(),
+                op: e.op.clone(),
+                cat: e.cat,
+                device: self.device_names[e.device].clone(),
+                queue: e.queue,
+                mb: e.mb,
+                start_us: e.start * self.us_per_unit,
+                dur_us: e.dur * self.us_per_unit,
+                modelled_us: None,
+            })
+            .collect()
+    }
+
     /// A human summary: one line per device, the critical path, throughput.
     pub fn summary(&self) -> String {
         use std::fmt::Write;

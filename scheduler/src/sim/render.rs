@@ -1,16 +1,8 @@
 //! Timelines of a simulated run.
 //!
-//! [`chrome_trace_json`] writes the Chrome trace event format with the same
-//! layout as the runtime's recorder (`hetflow run --trace`, see
-//! `hetflow_runtime::trace`): one process per device (pid = 1 + the
-//! device's rank in name order, named by `process_name` metadata), thread 1
-//! `compute` and thread 2 `copy` (named by `thread_name` metadata), one
-//! complete (`"X"`) event per kernel (`cat: "kernel"`) or copy (`cat:
-//! "copy"`) with `ts`/`dur` in microseconds and `args.mb`, `args.op`. The
-//! scheduler cannot depend on the runtime (dependency direction), so the
-//! writer lives here; a test of the facade crate checks that both writers
-//! give the same structure for the same events, so predicted and measured
-//! timelines load side by side in Perfetto.
+//! [`chrome_trace_json`] writes the report's events in the runtime's
+//! timeline format ([`crate::trace`], the one writer both use), so
+//! predicted and measured timelines load side by side in Perfetto.
 //!
 //! [`svg_gantt`] draws a Gantt chart: one row per device queue (compute,
 //! and copy where the device receives copies), kernels in blue, backward
@@ -19,37 +11,11 @@
 use super::SimReport;
 use std::fmt::Write;
 
-/// The report's events as Chrome trace / Perfetto JSON.
+/// The report's events as Chrome trace / Perfetto JSON: one process per
+/// device of the report (in name order), times in microseconds.
 pub fn chrome_trace_json(r: &SimReport) -> String {
-    let mut devices: Vec<(usize, &str)> = r
-        .device_names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (i, n.as_str()))
-        .collect();
-    devices.sort_by(|a, b| a.1.cmp(b.1));
-    let mut pid = vec![0usize; r.device_names.len()];
-    for (rank, (i, _)) in devices.iter().enumerate() {
-        pid[*i] = rank + 1;
-    }
-    let tid = |q: &str| if q == "compute" { 1 } else { 2 };
-    let mut out = Vec::with_capacity(r.events.len() + 3 * devices.len());
-    for &(i, name) in &devices {
-        out.push(serde_json::json!({"name": "process_name", "ph": "M", "pid": pid[i], "args": {"name": name}}));
-        for q in ["compute", "copy"] {
-            out.push(serde_json::json!({"name": "thread_name", "ph": "M", "pid": pid[i], "tid": tid(q), "args": {"name": q}}));
-        }
-    }
-    for e in &r.events {
-        out.push(serde_json::json!({
-            "name": e.name, "cat": e.cat, "ph": "X",
-            "ts": e.start * r.us_per_unit, "dur": e.dur * r.us_per_unit,
-            "pid": pid[e.device], "tid": tid(e.queue),
-            "args": {"mb": e.mb, "op": e.op}
-        }));
-    }
-    serde_json::to_string(&serde_json::json!({"traceEvents": out, "displayTimeUnit": "ms"}))
-        .unwrap_or_default()
+    let devices: Vec<&str> = r.device_names.iter().map(String::as_str).collect();
+    crate::trace::chrome_trace_json_for(&devices, &r.trace_events())
 }
 
 fn esc(s: &str) -> String {
