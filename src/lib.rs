@@ -208,10 +208,18 @@ impl<'a> SessionBuilder<'a> {
             None => {
                 let list = match (&self.devices, &self.plan) {
                     (Some(d), _) => d.clone(),
-                    (None, Some(p)) => (0..p.copies())
-                        .flat_map(|r| p.copy_devices(r).to_vec())
-                        .collect::<Vec<_>>()
-                        .join(","),
+                    (None, Some(p)) => {
+                        // Copies may share devices (stages not replicated).
+                        let mut names: Vec<String> = Vec::new();
+                        for r in 0..p.copies() {
+                            for n in p.copy_devices(r) {
+                                if !names.contains(n) {
+                                    names.push(n.clone());
+                                }
+                            }
+                        }
+                        names.join(",")
+                    }
                     (None, None) => "cpu".to_string(),
                 };
                 let specs = hetflow_devices::parse_device_list(&list)?;
@@ -267,6 +275,7 @@ pub fn default_cluster(
             launch_us: 2.0,
             efficiency: Default::default(),
             unsupported,
+            history: Default::default(),
         });
     }
     c.defaults.intra_host = Some(LinkParams {

@@ -7,7 +7,9 @@
 //! caller adds — and takes the median kernel time of every node over the
 //! timed iterations. [`hetflow_scheduler::calibrate::fit_device`] turns
 //! those into the device's peak rate, memory bandwidth and per-class
-//! efficiencies. The launch overhead is the per-op wall time of a chain of
+//! efficiencies, and [`hetflow_scheduler::calibrate::record_history`] keeps
+//! every kernel's time under its footprint (op, attributes, input shapes),
+//! so plans of the profiled models are costed from measurements. The launch overhead is the per-op wall time of a chain of
 //! tiny ops (it includes the actor dispatch). For each pair of devices, a
 //! two-stage graph measures the transfer time at two sizes and fits
 //! latency + bytes / bandwidth. CPU devices share host memory, so their
@@ -25,7 +27,7 @@ use hetflow_ops::op::BinaryOp;
 use hetflow_ops::op::{AutoPad, ConvAttrs, PoolAttrs, ReduceKind, UnaryOp};
 use hetflow_ops::{DType, Dim, Graph, Op, Tensor};
 use hetflow_runtime::{Session, SessionOptions, TraceEvent};
-use hetflow_scheduler::calibrate::{fit_device, Sample};
+use hetflow_scheduler::calibrate::{fit_device, record_history, Sample};
 use hetflow_scheduler::cluster::{ClusterSpec, DeviceSpec, HostSpec, LinkSpec};
 use hetflow_scheduler::cost::GraphCosts;
 use hetflow_scheduler::Plan;
@@ -293,7 +295,9 @@ fn measure(
     Ok(Measured {
         per_node: median_by_name(&ev),
         wall: median(&mut walls),
-        modelled: ev.iter().any(|e| e.cat == "kernel" && e.modelled_us.is_some()),
+        modelled: ev
+            .iter()
+            .any(|e| e.cat == "kernel" && e.modelled_us.is_some()),
     })
 }
 
@@ -379,6 +383,7 @@ pub fn profile_devices(
             launch_us: launch_s * 1e6,
             efficiency: BTreeMap::new(),
             unsupported: Vec::new(),
+            history: BTreeMap::new(),
         };
         let mut samples = Vec::new();
         for g in &graphs {
@@ -400,7 +405,13 @@ pub fn profile_devices(
                 continue;
             }
             let costs = GraphCosts::new(g, opts.batch);
-            let times = measure(g.clone(), dev, opts.iters, crate::random_inputs(g, opts.batch, 3)?)?.per_node;
+            let times = measure(
+                g.clone(),
+                dev,
+                opts.iters,
+                crate::random_inputs(g, opts.batch, 3)?,
+            )?
+            .per_node;
             for (i, n) in g.nodes.iter().enumerate() {
                 if let Some(&t) = times.get(&n.name) {
                     samples.push(Sample {
@@ -418,6 +429,7 @@ pub fn profile_devices(
             );
         }
         fit_device(&mut spec, &samples);
+        record_history(&mut spec, &samples);
         out.devices.push(spec);
     }
     for a in 0..devices.len() {

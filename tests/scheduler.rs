@@ -454,3 +454,84 @@ fn replicated_plan_alternates_microbatches() {
     assert_eq!(kernels("cpu:0"), 3 * g.nodes.len());
     assert_eq!(kernels("cpu:1"), 3 * g.nodes.len());
 }
+
+/// Stage-level data parallelism: the second half of the chain on a device
+/// made 8x slower is the bottleneck; `replicate_stages` gives it a second
+/// copy on a spare slow device (the fast first stage stays shared), the
+/// stream of 8 micro-batches gets faster, and the outputs stay those of the
+/// single-device run.
+#[test]
+fn a_replicated_bottleneck_stage_speeds_up_the_stream() {
+    use hetflow::devices::cpu::{topology::CpuTopology, CpuDevice};
+    use hetflow::scheduler::planner::{annotate, replicate_stages};
+    let topo = CpuTopology::discover();
+    let last = topo.cores.len() - 1;
+    let cpu = |i: usize, core: usize| -> Arc<dyn Device> {
+        Arc::new(CpuDevice::new(i, &topo, &[core], Some(1)).unwrap())
+    };
+    let slow =
+        |d: Arc<dyn Device>| -> Arc<dyn Device> { Arc::new(Throttled::new(d, 8.0).unwrap()) };
+    // Throttled devices mostly sleep, so two of them can share a core.
+    let devices = vec![cpu(0, 0), slow(cpu(1, last)), slow(cpu(2, last))];
+    let mut cluster = two_cpus();
+    cluster.devices[1]
+        .peak_gflops
+        .insert("f32".into(), 60.0 / 8.0);
+    let mut third = cluster.devices[1].clone();
+    third.name = "cpu:2".into();
+    cluster.devices.push(third);
+    let model = chain_model();
+    let g = model.graph();
+    let costs = GraphCosts::new(g, ROWS);
+    let n = g.nodes.len();
+    let mut plan = Plan::from_placement(
+        g,
+        vec!["cpu:0".into(), "cpu:1".into()],
+        (0..n).map(|i| usize::from(i >= n / 2)).collect(),
+    )
+    .with_microbatches(8, 2);
+    annotate(&mut plan, g, &costs, &cluster);
+    let mut replicated = plan.clone();
+    let done = replicate_stages(&mut replicated, &costs, &cluster, 2).unwrap();
+    assert_eq!(done, vec![1]);
+    assert_eq!(
+        replicated.replicas,
+        vec![vec!["cpu:0".to_string(), "cpu:2".to_string()]]
+    );
+
+    let t_one = stream_time(&model, &devices, &plan, 8);
+    let t_two = stream_time(&model, &devices, &replicated, 8);
+    eprintln!(
+        "8 micro-batches, slow stage x8: one copy {:.1} ms, two copies {:.1} ms",
+        t_one * 1e3,
+        t_two * 1e3
+    );
+    assert!(
+        t_two < t_one * 0.75,
+        "replicating the bottleneck stage did not speed up the stream: {t_two:.4}s vs {t_one:.4}s"
+    );
+    // Outputs of every micro-batch equal the single-device run.
+    let x: Vec<Vec<Arc<Tensor>>> = (0..4)
+        .map(|k| {
+            let v: Vec<f32> = (0..ROWS * WIDTH)
+                .map(|i| (((i + 7 * k) % 29) as f32 - 14.0) / 14.0)
+                .collect();
+            vec![Arc::new(Tensor::from_vec(vec![ROWS, WIDTH], v).unwrap())]
+        })
+        .collect();
+    let mut single = SessionBuilder::new(&model)
+        .with_devices(vec![devices[0].clone()])
+        .build()
+        .unwrap();
+    let want = single.run_stream(x.clone()).unwrap();
+    let mut s = SessionBuilder::new(&model)
+        .with_devices(devices.clone())
+        .plan(replicated)
+        .build()
+        .unwrap();
+    let got = s.run_stream(x).unwrap();
+    for (k, (a, b)) in got.iter().zip(&want).enumerate() {
+        let e = rel_l2(&a[0], &b[0]);
+        assert!(e <= 1e-6, "micro-batch {k}: rel L2 {e}");
+    }
+}

@@ -130,7 +130,13 @@ impl Handler<Pump> for Dispatcher {
 pub struct Queued {
     pub queue: Arc<std::sync::Mutex<DeviceQueue>>,
     pub dispatcher: Recipient<Pump>,
+    /// Its id in the queue: `copy × nodes + node`, so node order within a
+    /// copy.
     pub id: usize,
+    /// (copies, this copy): the queue orders by the global micro-batch
+    /// `local × copies + copy`, so copies of the plan that share a device
+    /// take turns oldest first.
+    pub copy_of: (u64, u64),
     /// Whether the task is in the queue or running.
     pub waiting: bool,
 }
@@ -260,7 +266,8 @@ impl Task {
         let join = ready && !q.waiting;
         if join {
             q.waiting = true;
-            dq.ready.push(std::cmp::Reverse((self.next_mb, q.id)));
+            let global = self.next_mb * q.copy_of.0 + q.copy_of.1;
+            dq.ready.push(std::cmp::Reverse((global, q.id)));
         }
         if (join || release) && !dq.running && !dq.ready.is_empty() {
             q.dispatcher.do_send(Pump);

@@ -70,6 +70,19 @@ struct Built {
     arbiters: Vec<ArbiterHandle>,
 }
 
+/// What the copies of a plan share on one device (by name): its compute
+/// and copy threads, its ready queue and the weights uploaded to it. A
+/// device that several copies name at the same position runs that
+/// position's stages for all of them (a stage that is not replicated),
+/// micro-batches of all copies in one oldest-first order.
+struct SharedDevice {
+    compute: ArbiterHandle,
+    copy: ArbiterHandle,
+    queue: Arc<std::sync::Mutex<DeviceQueue>>,
+    dispatcher: Recipient<Pump>,
+    uploaded: HashMap<usize, DeviceTensor>,
+}
+
 impl Session {
     /// Deploys `graph` per `plan` on `devices` (each plan device name must
     /// match one device's id).
@@ -132,9 +145,18 @@ impl Session {
                         sources: Vec::new(),
                         arbiters: Vec::new(),
                     };
+                    let mut shared: HashMap<String, SharedDevice> = HashMap::new();
                     for (r, devs) in copies.iter().enumerate() {
-                        let b =
-                            build(&g, &plan, devs, credits, ev_tx.clone(), rec.clone(), (k, r))?;
+                        let b = build(
+                            &g,
+                            &plan,
+                            devs,
+                            &mut shared,
+                            credits,
+                            ev_tx.clone(),
+                            rec.clone(),
+                            (k, r),
+                        )?;
                         all.sources.extend(b.sources);
                         all.arbiters.extend(b.arbiters);
                     }
@@ -329,7 +351,11 @@ fn mailbox<A: Actor<Context = Context<A>>>() -> (Addr<A>, AddressReceiver<A>) {
 }
 
 /// Starts `act` on `arb`'s thread, receiving from `rx`.
-fn start_on<A: Actor<Context = Context<A>> + Send>(arb: &Arbiter, rx: AddressReceiver<A>, act: A) {
+fn start_on<A: Actor<Context = Context<A>> + Send>(
+    arb: &ArbiterHandle,
+    rx: AddressReceiver<A>,
+    act: A,
+) {
     arb.spawn_fn(move || {
         Context::with_receiver(rx).run(act);
     });
@@ -345,26 +371,55 @@ enum From {
 
 /// Builds all actors inside the running System. Addresses are taken from
 /// fresh contexts first, so every actor starts fully wired.
+#[allow(clippy::too_many_arguments)]
 fn build(
     g: &Graph,
     plan: &Plan,
     devices: &[Arc<dyn Device>],
+    shared: &mut HashMap<String, SharedDevice>,
     credits: usize,
     events: crossbeam::channel::Sender<Event>,
     recorder: Arc<Recorder>,
     copy_of: (usize, usize),
 ) -> Result<Built> {
-    let compute: Vec<Arbiter> = devices.iter().map(|_| Arbiter::new()).collect();
-    let copy: Vec<Arbiter> = devices.iter().map(|_| Arbiter::new()).collect();
-    let io = Arbiter::new();
-    for (d, a) in devices.iter().zip(&compute) {
-        let d = d.clone();
-        a.spawn_fn(move || d.init_executor_thread());
+    let mut arbiters: Vec<ArbiterHandle> = Vec::new();
+    // Threads, queue and weights of each device, made by the first copy
+    // that names it.
+    let names: Vec<String> = devices.iter().map(|d| d.id().to_string()).collect();
+    for (d, name) in devices.iter().zip(&names) {
+        if shared.contains_key(name) {
+            continue;
+        }
+        let compute = Arbiter::new().handle();
+        let copy = Arbiter::new().handle();
+        for a in [&compute, &copy] {
+            let d = d.clone();
+            a.spawn_fn(move || d.init_executor_thread());
+        }
+        let queue = DeviceQueue::new(g.nodes.len() * copy_of.0);
+        let (addr, rx) = mailbox::<Dispatcher>();
+        start_on(
+            &compute,
+            rx,
+            Dispatcher {
+                queue: queue.clone(),
+            },
+        );
+        arbiters.push(compute.clone());
+        arbiters.push(copy.clone());
+        shared.insert(
+            name.clone(),
+            SharedDevice {
+                compute,
+                copy,
+                queue,
+                dispatcher: addr.recipient(),
+                uploaded: HashMap::new(),
+            },
+        );
     }
-    for (d, a) in devices.iter().zip(&copy) {
-        let d = d.clone();
-        a.spawn_fn(move || d.init_executor_thread());
-    }
+    let io = Arbiter::new().handle();
+    arbiters.push(io.clone());
 
     let producers = g.producers();
     let input_index: HashMap<usize, usize> =
@@ -449,8 +504,7 @@ fn build(
         }
     };
 
-    // Constants uploaded once per device that reads them.
-    let mut uploaded: HashMap<(usize, usize), DeviceTensor> = HashMap::new();
+    // Constants uploaded once per device that reads them (across copies).
     let mut node_parts = Vec::with_capacity(g.nodes.len());
     for (i, n) in g.nodes.iter().enumerate() {
         let dev = plan.placement[i];
@@ -460,7 +514,11 @@ fn build(
         for (slot, inp) in n.inputs.iter().enumerate() {
             match inp {
                 Some(v) if g.constants.contains_key(v) => {
-                    let t = match uploaded.get(&(v.0, dev)) {
+                    let uploaded = &mut shared
+                        .get_mut(&names[dev])
+                        .ok_or_else(|| RuntimeError::Setup(format!("{} not set up", names[dev])))?
+                        .uploaded;
+                    let t = match uploaded.get(&v.0) {
                         Some(t) => t.clone(),
                         None => {
                             let t = devices[dev].upload(g.constants[v].clone()).map_err(|e| {
@@ -470,7 +528,7 @@ fn build(
                                     devices[dev].id()
                                 ))
                             })?;
-                            uploaded.insert((v.0, dev), t.clone());
+                            uploaded.insert(v.0, t.clone());
                             t
                         }
                     };
@@ -522,24 +580,14 @@ fn build(
     drop(connect);
 
     // One queue per device orders its kernels oldest micro-batch first.
-    let queues: Vec<_> = devices
-        .iter()
-        .map(|_| DeviceQueue::new(g.nodes.len()))
-        .collect();
-    let dispatchers: Vec<Recipient<Pump>> = queues
-        .iter()
-        .zip(&compute)
-        .map(|(q, arb)| {
-            let (addr, rx) = mailbox::<Dispatcher>();
-            start_on(arb, rx, Dispatcher { queue: q.clone() });
-            addr.recipient()
-        })
-        .collect();
+    let dev_of = |d: usize| &shared[&names[d]];
+    let qid = |i: usize| copy_of.1 * g.nodes.len() + i;
     for (i, a) in node_addr.iter().enumerate() {
-        let q = &queues[plan.placement[i]];
-        q.lock()
+        dev_of(plan.placement[i])
+            .queue
+            .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .register(i, a.clone().recipient());
+            .register(qid(i), a.clone().recipient());
     }
 
     // Start everything.
@@ -567,12 +615,13 @@ fn build(
             upstream,
         );
         task.queued = Some(Queued {
-            queue: queues[dev].clone(),
-            dispatcher: dispatchers[dev].clone(),
-            id: i,
+            queue: dev_of(dev).queue.clone(),
+            dispatcher: dev_of(dev).dispatcher.clone(),
+            id: qid(i),
+            copy_of: (copy_of.0 as u64, copy_of.1 as u64),
             waiting: false,
         });
-        start_on(&compute[dev], rx, task);
+        start_on(&dev_of(dev).compute, rx, task);
     }
     for (key, (rx, from)) in transfer_rx {
         let task = Task::new(
@@ -589,7 +638,7 @@ fn build(
             transfer_routes.remove(&key).unwrap_or_default(),
             vec![transfer_upstream.remove(&key)],
         );
-        start_on(&copy[key.1], rx, task);
+        start_on(&dev_of(key.1).copy, rx, task);
     }
     let out_consts: Vec<Option<Arc<Tensor>>> = g
         .outputs
@@ -602,12 +651,6 @@ fn build(
     let source = Source::new(source_routes, credits, events);
     start_on(&io, source_rx, source);
 
-    let arbiters = compute
-        .iter()
-        .chain(copy.iter())
-        .chain(std::iter::once(&io))
-        .map(|a| a.handle())
-        .collect();
     Ok(Built {
         sources: vec![source_addr],
         arbiters,

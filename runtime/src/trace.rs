@@ -14,7 +14,6 @@ pub use hetflow_scheduler::trace::{chrome_trace_json, TraceEvent};
 use std::sync::Mutex;
 use std::time::Instant;
 
-
 /// A thread-safe recorder; disabled recorders cost one branch per event.
 pub struct Recorder {
     enabled: bool,

@@ -12,6 +12,10 @@
 //!   *sum* of a class's kernel times (what stage times are made of) rather
 //!   than the typical small kernel.
 //!
+//! [`record_history`] also keeps every sample's time under its footprint
+//! (the median where several nodes share one), so the cost model predicts
+//! kernels it has seen from their measurement rather than the roofline.
+//!
 //! Classes with no sample keep efficiency 1 (and say so in the spec, since
 //! the map then lacks them).
 
@@ -73,6 +77,31 @@ pub fn fit_device(dev: &mut DeviceSpec, samples: &[Sample]) -> BTreeMap<OpClass,
     used
 }
 
+/// Records the median measured time (µs) of each footprint in `samples`
+/// into `dev.history`, replacing earlier entries of the same footprints.
+/// Returns how many footprints were recorded.
+pub fn record_history(dev: &mut DeviceSpec, samples: &[Sample]) -> usize {
+    let mut by: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for s in samples {
+        if s.seconds.is_finite() && s.seconds >= 0.0 {
+            by.entry(&s.node.footprint).or_default().push(s.seconds);
+        }
+    }
+    let n = by.len();
+    for (k, mut v) in by {
+        v.sort_by(f64::total_cmp);
+        let m = v.len();
+        let med = if m % 2 == 1 {
+            v[m / 2]
+        } else {
+            (v[m / 2 - 1] + v[m / 2]) / 2.0
+        };
+        // Three significant decimals of a µs keep the TOML readable.
+        dev.history.insert(k.to_string(), (med * 1e9).round() / 1e3);
+    }
+    n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +119,7 @@ mod tests {
                 class,
                 dtype: Some(DType::F32),
                 op_type: "X",
+                footprint: format!("X:{flops}:{bytes}"),
             },
             seconds,
         }
@@ -118,6 +148,7 @@ mod tests {
             launch_us: 2.0,
             efficiency: BTreeMap::new(),
             unsupported: vec![],
+            history: BTreeMap::new(),
         };
         let used = fit_device(&mut d, &samples);
         assert_eq!(used[&OpClass::Gemm], 2);
@@ -130,5 +161,29 @@ mod tests {
         let want = (1.1e9 / 100e9) / (0.01 + 0.00125);
         assert!((d.efficiency(OpClass::Gemm) - want).abs() < 1e-9);
         assert_eq!(d.efficiency(OpClass::Movement), 1.0);
+    }
+
+    #[test]
+    fn history_keeps_the_median_per_footprint() {
+        let mut d = DeviceSpec {
+            name: "cpu:0".into(),
+            host: "h".into(),
+            kind: "cpu".into(),
+            model: None,
+            peak_gflops: BTreeMap::from([("f32".to_string(), 1.0)]),
+            memory_gib: 1.0,
+            mem_bw_gbps: 1.0,
+            launch_us: 0.0,
+            efficiency: BTreeMap::new(),
+            unsupported: vec![],
+            history: BTreeMap::new(),
+        };
+        let a = sample(OpClass::Gemm, 1.0, 1.0, 3e-6);
+        let b = sample(OpClass::Gemm, 1.0, 1.0, 1e-6);
+        let c = sample(OpClass::Gemm, 1.0, 1.0, 2e-6);
+        let other = sample(OpClass::Conv, 2.0, 1.0, 7e-6);
+        assert_eq!(record_history(&mut d, &[a, b, c, other]), 2);
+        assert_eq!(d.history["X:1:1"], 2.0);
+        assert_eq!(d.history["X:2:1"], 7.0);
     }
 }

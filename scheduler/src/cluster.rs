@@ -81,6 +81,15 @@ pub struct DeviceSpec {
     /// Op types (ONNX names) the device cannot run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unsupported: Vec<String>,
+    /// Measured kernel times, µs, keyed by op footprint
+    /// ([`crate::cost::footprint`]: op type, attributes, input shapes and
+    /// dtypes): a history-based performance model in StarPU's sense.
+    /// `hetflow profile --model M` records every kernel of `M`; the cost
+    /// model uses an entry instead of the roofline when a node's footprint
+    /// matches, so a spec predicts the kernels it has seen exactly and
+    /// falls back to the fitted roofline for the rest.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub history: BTreeMap<String, f64>,
 }
 
 fn default_host() -> String {
@@ -239,6 +248,11 @@ impl ClusterSpec {
             }
             if !(d.launch_us.is_finite() && d.launch_us >= 0.0) {
                 return bad(format!("device '{}': launch_us must be >= 0", d.name));
+            }
+            for (k, v) in &d.history {
+                if !(v.is_finite() && *v >= 0.0) {
+                    return bad(format!("device '{}': history.\"{k}\" = {v} µs", d.name));
+                }
             }
             for (c, e) in &d.efficiency {
                 if !(e.is_finite() && *e > 0.0 && *e <= 4.0) {

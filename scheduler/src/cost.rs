@@ -15,6 +15,12 @@
 //! that many in flight per edge). This is an upper bound: the buffer pool
 //! reuses memory between values whose lifetimes do not overlap.
 //!
+//! **History**: when the device's spec has a measured time for the node's
+//! [`footprint`] (op type, attributes, input shapes and dtypes), that time
+//! replaces the roofline (StarPU's history-based model); `hetflow profile
+//! --model M` records every kernel of `M`. Footprints do not depend on
+//! node names, so identical layers of other models hit the same entry.
+//!
 //! Shapes: symbolic dimensions are bound to one number (`batch`, 1 unless
 //! said otherwise) so that every op has concrete costs.
 
@@ -35,6 +41,30 @@ pub struct NodeCost {
     pub dtype: Option<DType>,
     /// ONNX op type.
     pub op_type: &'static str,
+    /// History key ([`footprint`]).
+    pub footprint: String,
+}
+
+/// A node's key in a device's measured history: its op type and a 64-bit
+/// FNV-1a hash of its attributes (the op's `Debug` form) and its inputs'
+/// concrete shapes and dtypes, e.g. `Conv:9c1f0b2e4d6a8f10`. Stable across
+/// processes and machines (no random hash seed).
+pub fn footprint(op: &hetflow_ops::Op, inputs: &[Option<&Fact>]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= *b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    eat(format!("{op:?}").as_bytes());
+    for f in inputs {
+        match f {
+            Some(f) => eat(format!("|{:?}{:?}", f.dtype, f.concrete_shape()).as_bytes()),
+            None => eat(b"|-"),
+        }
+    }
+    format!("{}:{h:016x}", op.name())
 }
 
 /// Costs of every node and the size of every value, at concrete shapes.
@@ -97,6 +127,7 @@ impl GraphCosts {
                     class: op_class(&n.op),
                     dtype,
                     op_type: n.op.name(),
+                    footprint: footprint(&n.op, &ins),
                 }
             })
             .collect();
@@ -137,7 +168,10 @@ impl<'a> CostModel<'a> {
         if !d.runs(n.op_type) {
             return f64::INFINITY;
         }
-        self.time_of(dev, n.class, n.dtype, &n.cost)
+        match d.history.get(&n.footprint) {
+            Some(us) => us * 1e-6,
+            None => self.time_of(dev, n.class, n.dtype, &n.cost),
+        }
     }
 
     /// Seconds for an op of class `class` with cost `cost` on `dev`.
@@ -254,6 +288,7 @@ intra_host = { bandwidth_gbps = 4.0, latency_us = 10.0 }
             class: OpClass::Gemm,
             dtype: None,
             op_type: "MatMul",
+            footprint: "MatMul:0".into(),
         };
         assert!(m.op_time(1, &nc).is_infinite());
         assert!(m.op_time(0, &nc).is_finite());

@@ -293,7 +293,12 @@ pub fn cpop(g: &TaskGraph) -> Result<TaskSchedule, PlanError> {
     }
     let p = g.devices.len();
     let cp_cost: Vec<f64> = (0..p)
-        .map(|d| (0..g.len()).filter(|&t| on_cp[t]).map(|t| g.cost[t][d]).sum())
+        .map(|d| {
+            (0..g.len())
+                .filter(|&t| on_cp[t])
+                .map(|t| g.cost[t][d])
+                .sum()
+        })
         .collect();
     let cp_dev = (0..p)
         .min_by(|&a, &b| cp_cost[a].total_cmp(&cp_cost[b]))

@@ -19,8 +19,8 @@ pub mod heft;
 pub mod partition;
 pub mod plan;
 pub mod planner;
-pub mod trace;
 pub mod sim;
+pub mod trace;
 
 pub use cluster::ClusterSpec;
 pub use plan::{Plan, PlanError, Schedule, Stage, Transfer};

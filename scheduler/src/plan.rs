@@ -114,10 +114,14 @@ pub struct Plan {
     /// The size symbolic dimensions were bound to for the prediction.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<usize>,
-    /// Data-parallel replicas of the whole placement: each entry renames
-    /// `devices` (same length, same order) for one more copy of every
-    /// stage. Micro-batch `i` runs on copy `i mod (1 + replicas.len())`,
-    /// copy 0 being `devices` itself. Empty: no replication.
+    /// Data-parallel replicas: each entry renames `devices` (same length,
+    /// same order) for one more copy of the placement. Micro-batch `i`
+    /// runs on copy `i mod (1 + replicas.len())`, copy 0 being `devices`
+    /// itself. A copy that keeps a device's own name at its position
+    /// shares that device with copy 0: its stages there are not
+    /// replicated, the device runs them for every copy (oldest micro-batch
+    /// first), so replicating only the bottleneck stage is a plan whose
+    /// replicas rename just that stage's device. Empty: no replication.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replicas: Vec<Vec<String>>,
 }
@@ -311,10 +315,11 @@ impl Plan {
                     self.devices.len()
                 )));
             }
-            for n in names {
-                if !all.insert(n.as_str()) {
+            for (i, n) in names.iter().enumerate() {
+                // Sharing a device is only sharing its role (same position).
+                if *n != self.devices[i] && !all.insert(n.as_str()) {
                     return Err(PlanError::Invalid(format!(
-                        "device '{n}' is used by two copies of the plan"
+                        "device '{n}' has two different roles among the copies of the plan"
                     )));
                 }
             }

@@ -8,6 +8,9 @@
 //!   different devices at once. The plan's stages are then the maximal runs
 //!   of consecutive ops on one device.
 //! - [`manual_plan`]: a placement file naming a device per node.
+//! - [`replicated`]: whole-plan data parallelism (copies on equal device
+//!   groups); [`replicate_stages`]: data parallelism of the bottleneck
+//!   stages only, on devices the plan leaves spare.
 //!
 //! Placement file (TOML):
 //! ```toml
@@ -83,6 +86,130 @@ pub fn pipeline_plan(
     opts: &PartitionOptions,
 ) -> Result<Plan, PlanError> {
     Ok(partition(g, costs, cluster, opts)?.plan)
+}
+
+/// Stage-level data parallelism: gives the device carrying the most work
+/// per micro-batch (its stages' compute plus the transfers into it) `k - 1`
+/// more copies on spare devices of `cluster` (those `plan` does not use
+/// that run all of its ops, fastest first), then the next busiest, while
+/// spare devices remain and replicating lowers the busiest device's time
+/// per micro-batch. Micro-batches alternate between the `k` copies
+/// ([`Plan::replicas`]); devices not replicated are shared by all copies.
+/// A replicated device's time per micro-batch counts as the slowest of its
+/// copies divided by `k`. Returns the plan devices that were replicated;
+/// an error names the bottleneck when not even it could be.
+///
+/// `predicted_ms` becomes fill + (m − 1) × the busiest device's time per
+/// micro-batch, fill being one micro-batch through every device in turn.
+pub fn replicate_stages(
+    plan: &mut Plan,
+    costs: &GraphCosts,
+    cluster: &ClusterSpec,
+    k: usize,
+) -> Result<Vec<usize>, PlanError> {
+    if k < 2 {
+        return Err(PlanError::Input(format!(
+            "stage replicas: k must be at least 2, got {k}"
+        )));
+    }
+    if !plan.replicas.is_empty() {
+        return Err(PlanError::Input("the plan is already replicated".into()));
+    }
+    let model = CostModel::new(cluster);
+    let idx: Vec<usize> = plan
+        .devices
+        .iter()
+        .map(|n| {
+            cluster.device_index(n).ok_or_else(|| {
+                PlanError::Input(format!("plan device '{n}' is not in the cluster spec"))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let mut nodes_on: Vec<Vec<usize>> = vec![Vec::new(); plan.devices.len()];
+    for (ni, &d) in plan.placement.iter().enumerate() {
+        nodes_on[d].push(ni);
+    }
+    // Seconds per micro-batch of plan device `d`'s work on cluster device `c`.
+    let load = |d: usize, c: usize| -> f64 {
+        let compute: f64 = nodes_on[d]
+            .iter()
+            .map(|&n| model.op_time(c, &costs.nodes[n]))
+            .sum();
+        let inbound: f64 = plan
+            .transfers
+            .iter()
+            .filter(|t| t.to == d)
+            .map(|t| model.transfer_time(idx[t.from], c, costs.value_bytes[t.value]))
+            .sum();
+        compute + inbound
+    };
+    let base: Vec<f64> = (0..plan.devices.len()).map(|d| load(d, idx[d])).collect();
+    let mut eff = base.clone();
+    let mut spare: Vec<usize> = (0..cluster.devices.len())
+        .filter(|c| !idx.contains(c))
+        .collect();
+    let mut replicas = vec![plan.devices.clone(); k - 1];
+    let mut done: Vec<usize> = Vec::new();
+    loop {
+        let Some((d, cur)) = eff
+            .iter()
+            .copied()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+        else {
+            break;
+        };
+        if done.contains(&d) {
+            break;
+        }
+        let mut cands: Vec<(f64, usize)> = spare
+            .iter()
+            .map(|&c| (load(d, c), c))
+            .filter(|(t, _)| t.is_finite())
+            .collect();
+        cands.sort_by(|a, b| a.0.total_cmp(&b.0));
+        if cands.len() < k - 1 {
+            if done.is_empty() {
+                return Err(PlanError::Input(format!(
+                    "cannot replicate the bottleneck on '{}' {k} times: it needs {} spare device(s) that run all of its ops, and the cluster has {} ({})",
+                    plan.devices[d],
+                    k - 1,
+                    cands.len(),
+                    spare
+                        .iter()
+                        .map(|&c| cluster.devices[c].name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            break;
+        }
+        let chosen: Vec<usize> = cands[..k - 1].iter().map(|x| x.1).collect();
+        let slowest = cands[..k - 1].iter().map(|x| x.0).fold(cur, f64::max);
+        let next = slowest / k as f64;
+        if next >= cur {
+            if done.is_empty() {
+                return Err(PlanError::Input(format!(
+                    "replicating the bottleneck on '{}' does not help: its spare copies are too slow",
+                    plan.devices[d]
+                )));
+            }
+            break;
+        }
+        eff[d] = next;
+        done.push(d);
+        for (r, c) in chosen.into_iter().enumerate() {
+            replicas[r][d] = cluster.devices[c].name.clone();
+            spare.retain(|&x| x != c);
+        }
+    }
+    plan.replicas = replicas;
+    let m = plan.microbatches.max(1) as f64;
+    let fill: f64 = base.iter().sum();
+    let busiest = eff.iter().copied().fold(0.0, f64::max);
+    plan.predicted_ms = Some((fill + (m - 1.0) * busiest) * 1e3);
+    done.sort_unstable();
+    Ok(done)
 }
 
 /// Data-parallel replication: splits the cluster's devices, in order, into
@@ -327,6 +454,39 @@ intra_host = { bandwidth_gbps = 10.0, latency_us = 5.0 }
         assert!(replicated(&c, 3, |grp| pipeline_plan(&g, &costs, grp, &opts)).is_err());
         let mut bad = p.clone();
         bad.replicas[0][1] = "cpu:0".into();
+        assert!(bad.validate(&g).is_err());
+    }
+
+    #[test]
+    fn the_bottleneck_stage_is_replicated_on_spare_devices() {
+        let g = mlp(4, 256);
+        let costs = GraphCosts::new(&g, 8);
+        let mut c = cluster();
+        c.devices[1].peak_gflops.insert("f32".into(), 25.0);
+        let mut spare = c.devices[1].clone();
+        spare.name = "cpu:2".into();
+        c.devices.push(spare);
+        let n = g.nodes.len();
+        let placement: Vec<usize> = (0..n).map(|i| usize::from(i >= n / 2)).collect();
+        let mut plan = Plan::from_placement(&g, vec!["cpu:0".into(), "cpu:1".into()], placement)
+            .with_microbatches(8, 2);
+        annotate(&mut plan, &g, &costs, &c);
+        let mut p3 = plan.clone();
+        let done = replicate_stages(&mut plan, &costs, &c, 2).unwrap();
+        assert_eq!(done, vec![1]);
+        assert_eq!(
+            plan.replicas,
+            vec![vec!["cpu:0".to_string(), "cpu:2".to_string()]]
+        );
+        plan.validate(&g).unwrap();
+        // Three copies need two spare devices; the error names the stage.
+        let e = replicate_stages(&mut p3, &costs, &c, 3)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'cpu:1'") && e.contains("cpu:2"), "{e}");
+        // A device may be shared by copies only in its own role.
+        let mut bad = plan.clone();
+        bad.replicas[0] = vec!["cpu:1".into(), "cpu:2".into()];
         assert!(bad.validate(&g).is_err());
     }
 

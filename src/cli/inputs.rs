@@ -94,5 +94,9 @@ pub fn bind_inputs(model: &Model, args: &[String]) -> Result<Vec<Arc<Tensor>>> {
 
 /// Random inputs of the declared shapes (symbolic dims = 1), for `bench`.
 pub fn random_inputs(model: &Model) -> Result<Vec<Arc<Tensor>>> {
-    Ok(hetflow::random_inputs(model.graph(), 1, 0x2545F4914F6CDD1D)?)
+    Ok(hetflow::random_inputs(
+        model.graph(),
+        1,
+        0x2545F4914F6CDD1D,
+    )?)
 }

@@ -5,7 +5,8 @@ use hetflow::scheduler::cluster::ClusterSpec;
 use hetflow::scheduler::cost::GraphCosts;
 use hetflow::scheduler::partition::PartitionOptions;
 use hetflow::scheduler::planner::{
-    annotate, describe, heft_plan, manual_plan, pipeline_plan, replicated, Planner,
+    annotate, describe, heft_plan, manual_plan, pipeline_plan, replicate_stages, replicated,
+    Planner,
 };
 use hetflow::scheduler::Schedule;
 use hetflow::Model;
@@ -44,6 +45,11 @@ pub struct Args {
     /// and run one copy of the plan on each (micro-batches alternate).
     #[arg(long, default_value_t = 1)]
     replicas: usize,
+    /// Stage-level data parallelism: give the busiest stages this many
+    /// copies in all, on cluster devices the plan leaves spare (with
+    /// `--devices`, those not listed); other stages are shared.
+    #[arg(long, conflicts_with = "replicas")]
+    replicate_stages: Option<usize>,
     /// Write the plan as JSON here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -55,6 +61,7 @@ pub fn main(a: Args) -> Result<()> {
     }
     let model = Model::load(&a.model)?;
     let mut cluster = ClusterSpec::load(&a.cluster)?;
+    let full = cluster.clone();
     if let Some(d) = &a.devices {
         let names: Vec<String> = d.split(',').map(|s| s.trim().to_string()).collect();
         cluster = cluster.subset(&names)?;
@@ -93,6 +100,12 @@ pub fn main(a: Args) -> Result<()> {
             plan_on(&cluster)?
         }
     };
+    let mut plan = plan;
+    if let Some(k) = a.replicate_stages {
+        let done = replicate_stages(&mut plan, &costs, &full, k)?;
+        let names: Vec<&str> = done.iter().map(|&d| plan.devices[d].as_str()).collect();
+        println!("replicated {k}x: the stages on {}", names.join(", "));
+    }
     print!("{}", describe(&plan, g));
     if let Some(out) = &a.out {
         std::fs::write(out, plan.to_json())

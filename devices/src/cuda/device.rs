@@ -152,7 +152,8 @@ impl CudaDevice {
     }
 
     pub(crate) fn buffer<'a>(&self, t: &'a DeviceTensor) -> Result<&'a Arc<CudaBuffer>> {
-        t.on(self.info.id)?.payload::<Arc<CudaBuffer>>()
+        t.on(self.info.id)?
+            .payload::<Arc<CudaBuffer>>()
             .ok_or_else(|| self.err("payload", "tensor is not a CUDA buffer"))
     }
 

@@ -391,7 +391,8 @@ impl OpenclDevice {
     }
 
     fn cl<'a>(&self, t: &'a DeviceTensor) -> Result<&'a ClTensor> {
-        t.on(self.info.id)?.payload::<ClTensor>()
+        t.on(self.info.id)?
+            .payload::<ClTensor>()
             .ok_or_else(|| other(self.info.id, "tensor payload is not an OpenCL buffer"))
     }
 

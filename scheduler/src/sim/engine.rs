@@ -112,6 +112,10 @@ fn expand(w: &Workload) -> Expanded {
     }
     let xfer_index: HashMap<(usize, usize), usize> =
         xfers.iter().enumerate().map(|(i, &k)| (k, i)).collect();
+    // Copies of the plan (data-parallel replicas): micro-batch `mb` runs on
+    // copy `mb % k`, whose devices are `w.copies[mb % k]`.
+    let k = w.copies.len().max(1);
+    let on = |mb: usize, d: usize| w.device_of(mb, d);
     let copy_task = |vi: usize, from: usize, to: usize, mb: usize, bwd: bool| Task {
         kind: if w.values[vi].delay.is_some() {
             Kind::Delay
@@ -121,11 +125,11 @@ fn expand(w: &Workload) -> Expanded {
         queue: if w.values[vi].delay.is_some() {
             None
         } else {
-            Some(p + to)
+            Some(p + on(mb, to))
         },
         amount: w.values[vi].delay.unwrap_or(w.values[vi].bytes),
-        from,
-        to,
+        from: on(mb, from),
+        to: on(mb, to),
         what: vi,
         bwd,
         mb,
@@ -140,13 +144,15 @@ fn expand(w: &Workload) -> Expanded {
     for mb in 0..m {
         for bwd in [false, true].into_iter().take(phases) {
             for (ui, u) in w.units.iter().enumerate() {
-                let time = if bwd { 2.0 * u.time } else { u.time } + w.task_overhead;
+                let t = w.unit_time(mb, ui);
+                let time = if bwd { 2.0 * t } else { t } + w.task_overhead;
+                let d = on(mb, u.device);
                 x.push(Task {
                     kind: Kind::Kernel,
-                    queue: Some(u.device),
+                    queue: Some(d),
                     amount: time,
-                    from: u.device,
-                    to: u.device,
+                    from: d,
+                    to: d,
                     what: ui,
                     bwd,
                     mb,
@@ -204,12 +210,12 @@ fn expand(w: &Workload) -> Expanded {
                         .filter(|&&c| w.units[c].device == d)
                         .map(|&c| id(mb, training, c))
                         .collect();
-                    x.buffer(copy, d, v.bytes, &readers);
+                    x.buffer(copy, on(mb, d), v.bytes, &readers);
                 }
             }
             local_readers.sort_unstable();
             local_readers.dedup();
-            x.buffer(prod, src, v.bytes, &local_readers);
+            x.buffer(prod, on(mb, src), v.bytes, &local_readers);
         }
         if training {
             for ui in 0..nu {
@@ -240,16 +246,18 @@ fn expand(w: &Workload) -> Expanded {
         r
     };
     if !training {
-        for mb in 1..m {
+        // Each copy's tasks take its own micro-batches in order, and
+        // credits count that copy's micro-batches.
+        for mb in k..m {
             // Delays are messages in flight, not a queue: they overlap.
             for local in 0..nu + xfers.len() {
                 if x.tasks[id(mb, false, local)].kind != Kind::Delay {
-                    x.dep(id(mb - 1, false, local), id(mb, false, local));
+                    x.dep(id(mb - k, false, local), id(mb, false, local));
                 }
             }
-            if mb >= w.credits {
+            if mb >= w.credits * k {
                 for &(a, b) in &routes {
-                    x.dep(id(mb - w.credits, false, b), id(mb, false, a));
+                    x.dep(id(mb - w.credits * k, false, b), id(mb, false, a));
                 }
             }
         }
@@ -365,7 +373,9 @@ struct Sim<'a> {
     x: Expanded,
     heap: BinaryHeap<Reverse<(At, u64, Ev)>>,
     seq: u64,
-    queues: Vec<std::collections::VecDeque<u32>>,
+    /// Ready tasks per queue, smallest key first: kernels by (micro-batch,
+    /// unit) as the runtime's `DeviceQueue`, copies first come first served.
+    queues: Vec<BinaryHeap<Reverse<(u64, u64, u32)>>>,
     running: Vec<Option<u32>>,
     ready: Vec<f64>,
     start: Vec<f64>,
@@ -390,7 +400,15 @@ impl Sim<'_> {
         match self.x.tasks[t].queue {
             None => self.begin(t, now),
             Some(q) => {
-                self.queues[q].push_back(t as u32);
+                let task = &self.x.tasks[t];
+                let key = match task.kind {
+                    Kind::Kernel => (task.mb as u64, task.what as u64),
+                    _ => {
+                        self.seq += 1;
+                        (self.seq, 0)
+                    }
+                };
+                self.queues[q].push(Reverse((key.0, key.1, t as u32)));
                 if self.running[q].is_none() {
                     self.next_on(q, now, NONE);
                 }
@@ -398,7 +416,7 @@ impl Sim<'_> {
         }
     }
     fn next_on(&mut self, q: usize, now: f64, prev: u32) {
-        if let Some(t) = self.queues[q].pop_front() {
+        if let Some(Reverse((_, _, t))) = self.queues[q].pop() {
             self.running[q] = Some(t);
             self.qprev[t as usize] = prev;
             self.begin(t as usize, now);
@@ -552,7 +570,7 @@ fn report(sim: Sim) -> SimReport {
                 } else {
                     u.name.clone()
                 };
-                (name, u.op.clone(), "kernel", "compute", u.device)
+                (name, u.op.clone(), "kernel", "compute", task.from)
             }
             Kind::Copy | Kind::Delay => {
                 let v = &w.values[task.what];

@@ -7,8 +7,10 @@
 //! ## What is modelled (and how it mirrors the runtime)
 //! - **Compute queues**: one in-order queue per device. A kernel joins its
 //!   device's queue when its inputs are there (and, streaming, when its
-//!   credits allow), and the queue runs kernels first-come first-served,
-//!   as the runtime's compute arbiter handles actor messages. A kernel's
+//!   credits allow), and the queue runs the oldest micro-batch's earliest
+//!   node first, as the runtime's per-device ready queue does (fixed
+//!   orders — list schedules, training schedules — are dependencies, so
+//!   they hold whatever the queue picks). A kernel's
 //!   time comes from the cost model ([`crate::cost::CostModel::op_time`]),
 //!   which includes the device's launch overhead (`launch_us`).
 //! - **Copy engines per direction**: a value that crosses devices is one

@@ -197,3 +197,53 @@ fn renders_trace_and_svg() {
     let svg = svg_gantt(&r);
     assert!(svg.starts_with("<svg") && svg.contains("#59a14f") && svg.contains("d2 compute"));
 }
+
+#[test]
+fn compute_queues_run_the_oldest_micro_batch_first() {
+    // One device, A -> B, two micro-batches, two credits: A of micro-batch
+    // 1 is ready from the start, B of micro-batch 0 only after A of 0. The
+    // runtime's ready queue runs B(0) before A(1) (oldest micro-batch
+    // first); first-come first-served would run A(1) first.
+    let mut w = Workload::new(vec!["d0".into()], "", 1.0);
+    let a = w.add_unit("a", "task", 0, 1.0);
+    let b = w.add_unit("b", "task", 0, 1.0);
+    w.add_value("va", a, vec![b], 0.0, None);
+    w.microbatches = 2;
+    w.credits = 2;
+    let r = simulate(&w).unwrap();
+    let b0 = r
+        .events
+        .iter()
+        .find(|e| e.name == "b" && e.mb == 0)
+        .unwrap();
+    assert_eq!(b0.start, 1.0, "{:?}", r.events);
+    assert_eq!(r.makespan, 4.0);
+}
+
+#[test]
+fn a_replicated_stage_takes_alternate_micro_batches() {
+    // d0 (1 per micro-batch) feeds d1 (3 per micro-batch); the replica
+    // gives d1's stage to d2 for odd micro-batches, d0's stage is shared.
+    let build = |replicate: bool| {
+        let mut w = Workload::new(vec!["d0".into(), "d1".into(), "d2".into()], "", 1.0);
+        let a = w.add_unit("a", "task", 0, 1.0);
+        let b = w.add_unit("b", "task", 1, 3.0);
+        w.add_value("va", a, vec![b], 0.0, Some(0.0));
+        w.microbatches = 8;
+        if replicate {
+            w.copies = vec![vec![0, 1, 2], vec![0, 2, 2]];
+            w.copy_times = vec![vec![1.0, 3.0]];
+        }
+        w
+    };
+    assert_eq!(simulate(&build(false)).unwrap().makespan, 25.0);
+    let r = simulate(&build(true)).unwrap();
+    // Hand schedule: d1 runs micro-batches 0, 2, 4, 6 over [1, 13], d2
+    // runs 1, 3, 5, 7 over [2, 14]; credits (2 per copy) hold d0's
+    // micro-batches 6 and 7 until d1/d2 finish 2 and 3.
+    assert_eq!(r.makespan, 14.0, "{:?}", r.events);
+    for e in r.events.iter().filter(|e| e.name == "b") {
+        assert_eq!(e.device, if e.mb % 2 == 0 { 1 } else { 2 }, "{e:?}");
+    }
+    assert_eq!(r.devices[0].busy, 8.0);
+}

@@ -86,6 +86,13 @@ pub struct Workload {
     /// Fixed cost of a run before the first task can start (feeding the
     /// inputs, waking the executors), in the workload's unit; 0 by default.
     pub run_overhead: f64,
+    /// Data-parallel copies ([`crate::Plan::replicas`]): entry `r` maps each
+    /// unit device to the device copy `r` uses (entry 0 the identity), and
+    /// micro-batch `mb` runs on copy `mb % copies.len()`. Empty: one copy.
+    pub copies: Vec<Vec<usize>>,
+    /// Unit times on copy `r ≥ 1` (`copy_times[r - 1][unit]`), when its
+    /// devices differ from copy 0's; empty: every copy takes `Unit::time`.
+    pub copy_times: Vec<Vec<f64>>,
 }
 
 fn invalid(m: String) -> PlanError {
@@ -112,6 +119,35 @@ impl Workload {
             us_per_unit,
             task_overhead: 0.0,
             run_overhead: 0.0,
+            copies: Vec::new(),
+            copy_times: Vec::new(),
+        }
+    }
+
+    /// The device that unit device `d` is on for micro-batch `mb`.
+    pub fn device_of(&self, mb: usize, d: usize) -> usize {
+        if self.copies.is_empty() {
+            d
+        } else {
+            self.copies[mb % self.copies.len()][d]
+        }
+    }
+
+    /// Time of unit `u` for micro-batch `mb` (on that micro-batch's copy).
+    pub fn unit_time(&self, mb: usize, u: usize) -> f64 {
+        let r = if self.copies.is_empty() {
+            0
+        } else {
+            mb % self.copies.len()
+        };
+        match r {
+            0 => self.units[u].time,
+            r => self
+                .copy_times
+                .get(r - 1)
+                .and_then(|t| t.get(u))
+                .copied()
+                .unwrap_or(self.units[u].time),
         }
     }
 
@@ -221,9 +257,32 @@ impl Workload {
         cluster: &ClusterSpec,
     ) -> Result<Workload, PlanError> {
         plan.validate(g)?;
+        if !plan.replicas.is_empty() && plan.schedule != Schedule::Streaming {
+            return Err(invalid(
+                "replicas are simulated for streaming plans only, not with gpipe/1f1b".into(),
+            ));
+        }
         let idx = resolve(cluster, &plan.devices)?;
         let model = CostModel::new(cluster);
-        let mut w = Workload::new(plan.devices.clone(), "ms", 1e3);
+        // Devices of every copy: copy 0's first, then each new name once.
+        let mut names = plan.devices.clone();
+        let mut copies: Vec<Vec<usize>> = Vec::new();
+        for r in 0..plan.copies() {
+            let map = plan
+                .copy_devices(r)
+                .iter()
+                .map(|n| match names.iter().position(|x| x == n) {
+                    Some(i) => i,
+                    None => {
+                        names.push(n.clone());
+                        names.len() - 1
+                    }
+                })
+                .collect();
+            copies.push(map);
+        }
+        let all_idx = resolve(cluster, &names)?;
+        let mut w = Workload::new(names, "ms", 1e3);
         for (ni, n) in g.nodes.iter().enumerate() {
             let d = plan.placement[ni];
             let t = model.op_time(idx[d], &costs.nodes[ni]);
@@ -237,14 +296,38 @@ impl Workload {
             }
             w.add_unit(&n.name, n.op.name(), d, t * 1e3);
         }
+        if copies.len() > 1 {
+            for map in &copies[1..] {
+                let mut times = Vec::with_capacity(g.nodes.len());
+                for (ni, n) in g.nodes.iter().enumerate() {
+                    let d = map[plan.placement[ni]];
+                    let t = model.op_time(all_idx[d], &costs.nodes[ni]);
+                    if !t.is_finite() {
+                        return Err(invalid(format!(
+                            "node '{}' ({}) is placed on '{}' in a replica, which cannot run it",
+                            n.name,
+                            n.op.name(),
+                            w.devices[d]
+                        )));
+                    }
+                    times.push(t * 1e3);
+                }
+                w.copy_times.push(times);
+            }
+            w.copies = copies;
+        }
         let producers = g.producers();
         let mut readers: Vec<Vec<usize>> = vec![Vec::new(); g.values.len()];
         let mut consts: std::collections::BTreeSet<(usize, usize)> = Default::default();
         for (ni, n) in g.nodes.iter().enumerate() {
             for v in n.inputs.iter().flatten() {
                 if g.constants.contains_key(v) {
-                    if consts.insert((v.0, plan.placement[ni])) {
-                        w.resident[plan.placement[ni]] += costs.value_bytes[v.0];
+                    // Once per device, whichever copies use it.
+                    for r in 0..w.copies.len().max(1) {
+                        let d = w.device_of(r, plan.placement[ni]);
+                        if consts.insert((v.0, d)) {
+                            w.resident[d] += costs.value_bytes[v.0];
+                        }
                     }
                 } else if producers[v.0].is_some() && !readers[v.0].contains(&ni) {
                     readers[v.0].push(ni);
@@ -277,6 +360,11 @@ impl Workload {
     /// first later stage on its destination. Coarser than
     /// [`Workload::from_plan`]; give the model when you have it.
     pub fn from_plan_stages(plan: &Plan, cluster: &ClusterSpec) -> Result<Workload, PlanError> {
+        if !plan.replicas.is_empty() {
+            return Err(invalid(
+                "a plan with replicas is simulated node by node: give the model too".into(),
+            ));
+        }
         let idx = resolve(cluster, &plan.devices)?;
         if plan.stages.is_empty() {
             return Err(invalid("plan has no stages".into()));
