@@ -170,16 +170,23 @@ pub fn replicate_stages(
         cands.sort_by(|a, b| a.0.total_cmp(&b.0));
         if cands.len() < k - 1 {
             if done.is_empty() {
+                let have = if spare.is_empty() {
+                    "every cluster device is in the plan (leave some out of --devices)".to_string()
+                } else {
+                    format!(
+                        "{} of the spare devices ({}) can",
+                        cands.len(),
+                        spare
+                            .iter()
+                            .map(|&c| cluster.devices[c].name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
                 return Err(PlanError::Input(format!(
-                    "cannot replicate the bottleneck on '{}' {k} times: it needs {} spare device(s) that run all of its ops, and the cluster has {} ({})",
+                    "cannot replicate the bottleneck on '{}' {k} times: it needs {} spare device(s) that run all of its ops; {have}",
                     plan.devices[d],
                     k - 1,
-                    cands.len(),
-                    spare
-                        .iter()
-                        .map(|&c| cluster.devices[c].name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
                 )));
             }
             break;
