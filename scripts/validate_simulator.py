@@ -76,6 +76,7 @@ def calibrate(a, cluster, env):
              "--microbatches", str(m), "--out", plan], env)
         n = len(__import__("json").load(open(plan))["placement"])
         real = last_number(run([a.bin, "bench", onnx, "--plan", plan, "--microbatches", str(m),
+                                "--device", a.devices,
                                 "--iters", str(3 * a.iters), "--warmup", str(a.warmup)], env),
                            "median_ms")
         sim = last_number(run([a.bin, "simulate", onnx, "--plan", plan, "--cluster", cluster], env),
@@ -107,9 +108,12 @@ def main():
     cases = CASES + (TPU_CASES if a.tpu else [])
     cases = [c for c in cases if os.path.exists(os.path.join(a.fixtures, c[0], "model.onnx"))]
     devices = sorted({d for c in cases for d in c[1].split(",")})
+    a.devices = ",".join(devices)
     cluster = os.path.join(a.out, "cluster.toml")
     if not (a.reuse_cluster and os.path.exists(cluster)):
-        models = sorted({c[0] for c in cases})
+        # The calibration model is profiled too, so that the overhead fit
+        # sees measured kernel times rather than the roofline's error.
+        models = sorted({c[0] for c in cases} | {a.calibration})
         cmd = [a.bin, "profile", "--device", ",".join(devices), "--out", cluster]
         for m in models:
             cmd += ["--model", os.path.join(a.fixtures, m, "model.onnx")]
@@ -127,7 +131,9 @@ def main():
         try:
             run([a.bin, "plan", onnx, "--cluster", cluster, "--devices", devs,
                  "--microbatches", str(m), "--out", plan], env)
+            # The devices as profiled: "cpu:0" alone would own every core.
             real = run([a.bin, "bench", onnx, "--plan", plan, "--microbatches", str(m),
+                        "--device", a.devices,
                         "--iters", str(a.iters), "--warmup", str(a.warmup),
                         "--trace", os.path.join(a.out, f"{tag}.real.json")], env)
             sim = run([a.bin, "simulate", onnx, "--plan", plan, "--cluster", cluster,

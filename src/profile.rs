@@ -8,8 +8,10 @@
 //! timed iterations. [`hetflow_scheduler::calibrate::fit_device`] turns
 //! those into the device's peak rate, memory bandwidth and per-class
 //! efficiencies, and [`hetflow_scheduler::calibrate::record_history`] keeps
-//! every kernel's time under its footprint (op, attributes, input shapes),
-//! so plans of the profiled models are costed from measurements. The launch overhead is the per-op wall time of a chain of
+//! how long every kernel held the device (its start to the next kernel's
+//! start, so the runtime's dispatch around it is included) under its
+//! footprint (op, attributes, input shapes), so plans of the profiled
+//! models are costed from measurements. The launch overhead is the per-op wall time of a chain of
 //! tiny ops (it includes the actor dispatch). For each pair of devices, a
 //! two-stage graph measures the transfer time at two sizes and fits
 //! latency + bytes / bandwidth. CPU devices share host memory, so their
@@ -260,6 +262,11 @@ fn tiny_chain(n: usize) -> Graph {
 struct Measured {
     /// Median kernel seconds per node name (modelled where reported).
     per_node: HashMap<String, f64>,
+    /// Median seconds per node name that the device was occupied: from the
+    /// kernel's start to the next kernel's start in the same run (the
+    /// kernel plus the runtime's work around it: messages, buffer release,
+    /// dispatch of the next); modelled kernel times where reported.
+    occupancy: HashMap<String, f64>,
     /// Median wall seconds per run.
     wall: f64,
     /// Whether the device reported modelled kernel times.
@@ -292,13 +299,52 @@ fn measure(
         walls.push(t.elapsed().as_secs_f64());
     }
     let ev = s.take_trace_events();
+    let modelled = ev
+        .iter()
+        .any(|e| e.cat == "kernel" && e.modelled_us.is_some());
     Ok(Measured {
         per_node: median_by_name(&ev),
+        occupancy: if modelled {
+            median_by_name(&ev)
+        } else {
+            occupancy_by_name(&ev)
+        },
         wall: median(&mut walls),
-        modelled: ev
-            .iter()
-            .any(|e| e.cat == "kernel" && e.modelled_us.is_some()),
+        modelled,
     })
+}
+
+/// Per node name, the median seconds from its kernel's start to the next
+/// kernel's start in the same run (micro-batch); a run's last kernel gets
+/// its duration plus the median gap of the others.
+fn occupancy_by_name(ev: &[TraceEvent]) -> HashMap<String, f64> {
+    let mut runs: BTreeMap<u64, Vec<&TraceEvent>> = BTreeMap::new();
+    for e in ev.iter().filter(|e| e.cat == "kernel") {
+        runs.entry(e.mb).or_default().push(e);
+    }
+    let mut by: HashMap<String, Vec<f64>> = HashMap::new();
+    let mut gaps = Vec::new();
+    let mut lasts = Vec::new();
+    for run in runs.values_mut() {
+        run.sort_by(|a, b| a.start_us.total_cmp(&b.start_us));
+        for w in run.windows(2) {
+            let occ = (w[1].start_us - w[0].start_us).max(w[0].dur_us);
+            gaps.push(occ - w[0].dur_us);
+            by.entry(w[0].name.clone()).or_default().push(occ * 1e-6);
+        }
+        if let Some(l) = run.last() {
+            lasts.push(*l);
+        }
+    }
+    let gap = median(&mut gaps);
+    for l in lasts {
+        by.entry(l.name.clone())
+            .or_default()
+            .push((l.dur_us + gap) * 1e-6);
+    }
+    by.into_iter()
+        .map(|(k, mut v)| (k, median(&mut v)))
+        .collect()
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -386,6 +432,7 @@ pub fn profile_devices(
             history: BTreeMap::new(),
         };
         let mut samples = Vec::new();
+        let mut occupied = Vec::new();
         for g in &graphs {
             // Ops the device refuses are listed in the spec (so planners
             // keep them elsewhere) and their graphs are not measured there.
@@ -405,16 +452,21 @@ pub fn profile_devices(
                 continue;
             }
             let costs = GraphCosts::new(g, opts.batch);
-            let times = measure(
+            let m = measure(
                 g.clone(),
                 dev,
                 opts.iters,
                 crate::random_inputs(g, opts.batch, 3)?,
-            )?
-            .per_node;
+            )?;
             for (i, n) in g.nodes.iter().enumerate() {
-                if let Some(&t) = times.get(&n.name) {
+                if let Some(&t) = m.per_node.get(&n.name) {
                     samples.push(Sample {
+                        node: costs.nodes[i].clone(),
+                        seconds: t,
+                    });
+                }
+                if let Some(&t) = m.occupancy.get(&n.name) {
+                    occupied.push(Sample {
                         node: costs.nodes[i].clone(),
                         seconds: t,
                     });
@@ -429,7 +481,8 @@ pub fn profile_devices(
             );
         }
         fit_device(&mut spec, &samples);
-        record_history(&mut spec, &samples);
+        // History: how long each kernel holds the device in the runtime.
+        record_history(&mut spec, &occupied);
         out.devices.push(spec);
     }
     for a in 0..devices.len() {
@@ -449,8 +502,10 @@ pub fn profile_devices(
     Ok(out)
 }
 
-/// Latency (µs) and bandwidth (GB/s) of transfers from `a` to `b`, from
-/// the copy events of a two-stage graph at two sizes.
+/// Latency (µs) and bandwidth (GB/s) of transfers from `a` to `b`, from a
+/// two-stage graph at two sizes: latency is the small hop from the
+/// producer kernel's end to the consumer kernel's start (thread wake-ups
+/// included), bandwidth the growth of the copy's own time with size.
 fn measure_link(
     a: &Arc<dyn Device>,
     b: &Arc<dyn Device>,
@@ -481,17 +536,40 @@ fn measure_link(
         for _ in 0..iters.max(3) {
             s.run(input.clone())?;
         }
-        let mut copies: Vec<f64> = s
-            .take_trace_events()
+        let ev = s.take_trace_events();
+        let mut copies: Vec<f64> = ev
             .iter()
             .filter(|e| e.cat == "copy")
             .map(|e| e.modelled_us.unwrap_or(e.dur_us))
             .collect();
-        pts.push(((n * 4) as f64, median(&mut copies)));
+        // The hop as the consumer sees it: from the producer kernel's end
+        // to the consumer kernel's start, per run. It includes waking the
+        // copy thread and then the consumer's thread, which the copy's own
+        // duration does not.
+        let mut hops = Vec::new();
+        let modelled = ev.iter().any(|e| e.modelled_us.is_some());
+        for mb in ev
+            .iter()
+            .map(|e| e.mb)
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            let k = |name: &str| ev.iter().find(|e| e.mb == mb && e.name == name);
+            if let (Some(p), Some(c)) = (k("first"), k("second")) {
+                hops.push(c.start_us - (p.start_us + p.dur_us));
+            }
+        }
+        let copy = median(&mut copies);
+        let hop = if modelled || hops.is_empty() {
+            copy
+        } else {
+            median(&mut hops).max(copy)
+        };
+        pts.push(((n * 4) as f64, copy, hop));
     }
-    let (small_b, small_t) = pts[0];
-    let (big_b, big_t) = pts[1];
-    let lat = small_t.max(0.0);
+    let (small_b, small_t, small_hop) = pts[0];
+    let (big_b, big_t, _) = pts[1];
+    // Latency: the whole small hop; bandwidth: from the copies' growth.
+    let lat = small_hop.max(0.0);
     let slope_us = (big_t - small_t).max(0.0) / (big_b - small_b); // µs per byte
     let bw = if slope_us > 0.0 {
         (1e-3 / slope_us).min(MAX_LINK_GBPS)
