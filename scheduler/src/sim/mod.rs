@@ -42,6 +42,15 @@
 //!   (streaming: its forward readers and outbound copies; training: the
 //!   backward tasks of its readers, as activations are stashed). Gradient
 //!   buffers are not counted.
+//! - **Replicas** ([`crate::Plan::replicas`]): micro-batch `i` runs on copy
+//!   `i mod K`; each copy's tasks take that copy's micro-batches in order
+//!   and its credits count them, kernels take their time on the copy's
+//!   device, and a device several copies share (a stage not replicated)
+//!   serves all of them from one queue, oldest micro-batch first — the
+//!   runtime's rules for copies.
+//! - **Kernel times**: the cost model's, so a device's measured history
+//!   (`hetflow profile --model`, how long each kernel held the device)
+//!   where the node's footprint has one, the fitted roofline otherwise.
 //! - **Research DAGs**: each device runs its tasks in the order of the
 //!   given list schedule, and an edge between devices is a pure delay
 //!   (`comm`, the contention-free model of Topcuoglu et al.), so a HEFT
