@@ -158,7 +158,9 @@ fn fold_batchnorm(g: &mut Graph) -> usize {
             continue;
         };
         let cout = w.shape()[0];
-        let per = if cout == 0 { continue } else { wv.len() / cout };
+        let Some(per) = wv.len().checked_div(cout) else {
+            continue;
+        };
         let bias = match conv.inputs.get(2).copied().flatten() {
             Some(b) => match const_f32(g, Some(b)) {
                 Some(b) if b.len() == cout => b,

@@ -429,6 +429,7 @@ impl Tensor {
             DType::U8 => Data::U8(bytes.to_vec()),
             _ => dispatch_dtype!(dtype, T => {
                 let mut v = vec![<T as Default>::default(); n];
+                #[allow(clippy::unnecessary_cast)] // T = u8 in one expansion
                 let dst: &mut [u8] = unsafe {
                     // SAFETY: every dtype reaching this arm is a plain-old-data
                     // numeric type of exactly dtype.size() bytes; any bit

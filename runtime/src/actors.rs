@@ -556,8 +556,12 @@ pub struct Sink {
     pub events: Sender<Event>,
     /// (copies, this copy): local micro-batch j is global `j * k + r`.
     pub copy_of: (u64, u64),
-    pending: BTreeMap<u64, (Vec<Option<Arc<Tensor>>>, usize)>,
+    /// Per micro-batch: outputs gathered so far and how many are missing.
+    pending: BTreeMap<u64, Gathered>,
 }
+
+/// Outputs of one micro-batch gathered so far, and how many are missing.
+type Gathered = (Vec<Option<Arc<Tensor>>>, usize);
 
 impl Sink {
     pub fn new(

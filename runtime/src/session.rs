@@ -30,21 +30,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Session settings.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct SessionOptions {
     /// Buffers per edge; `None` takes the plan's.
     pub credits: Option<usize>,
     /// Record a timeline of kernels and copies.
     pub trace: bool,
-}
-
-impl Default for SessionOptions {
-    fn default() -> Self {
-        SessionOptions {
-            credits: None,
-            trace: false,
-        }
-    }
 }
 
 /// A graph deployed on devices, ready to run.
@@ -577,7 +568,6 @@ fn build(
             reader_dev,
         )));
     }
-    drop(connect);
 
     // One queue per device orders its kernels oldest micro-batch first.
     let dev_of = |d: usize| &shared[&names[d]];

@@ -39,6 +39,7 @@ impl Recorder {
         t.duration_since(self.origin).as_secs_f64() * 1e6
     }
     /// Records an event that ran from `start` to now.
+    #[allow(clippy::too_many_arguments)]
     pub fn record(
         &self,
         name: &str,

@@ -150,15 +150,12 @@ pub fn replicate_stages(
         .collect();
     let mut replicas = vec![plan.devices.clone(); k - 1];
     let mut done: Vec<usize> = Vec::new();
-    loop {
-        let Some((d, cur)) = eff
-            .iter()
-            .copied()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(&b.1))
-        else {
-            break;
-        };
+    while let Some((d, cur)) = eff
+        .iter()
+        .copied()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+    {
         if done.contains(&d) {
             break;
         }

@@ -225,6 +225,7 @@ pub(crate) fn arg_extreme(
                 let (mut best, mut bi): (T, usize) = (v[base], 0);
                 for k in 1..n {
                     let c = v[base + k * inner];
+                    #[allow(clippy::bool_comparison)]
                     let better = match (max, last) {
                         (true, false) => c > best,
                         (true, true) => c >= best,

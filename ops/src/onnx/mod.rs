@@ -209,14 +209,12 @@ fn import_graph(gp: &proto::GraphProto, opset: i64, dir: &Path) -> Result<Graph>
                 oname.clone()
             };
             let id = g.add_value(vname, fact);
-            if !oname.is_empty() {
-                if by_name.insert(oname.clone(), id).is_some() {
-                    return Err(Error::Node {
-                        node: name,
-                        op: np.op_type().to_string(),
-                        msg: format!("output '{oname}' is already produced elsewhere"),
-                    });
-                }
+            if !oname.is_empty() && by_name.insert(oname.clone(), id).is_some() {
+                return Err(Error::Node {
+                    node: name,
+                    op: np.op_type().to_string(),
+                    msg: format!("output '{oname}' is already produced elsewhere"),
+                });
             }
             outputs.push(id);
         }
