@@ -66,6 +66,9 @@
 //! ([`OpenclDevice::kernel_times`]).
 
 pub mod discovery;
+mod host;
+mod movement;
+mod nn;
 mod ops;
 pub mod pool;
 pub mod program;
@@ -131,6 +134,18 @@ pub struct ClTensor {
     host: Option<Arc<Tensor>>,
 }
 
+impl ClTensor {
+    /// Another handle on the same buffer (views, identity casts).
+    fn share(&self) -> ClTensor {
+        ClTensor {
+            buf: self.buf.clone(),
+            ready: self.ready.clone(),
+            upload_src: self.upload_src.clone(),
+            host: self.host.clone(),
+        }
+    }
+}
+
 impl Drop for ClTensor {
     fn drop(&mut self) {
         // A non-blocking write reads its host source until it completes.
@@ -156,6 +171,7 @@ pub struct OpenclDevice {
     profiling: AtomicBool,
     pending: Mutex<Vec<(&'static str, Event)>>,
     times: Mutex<HashMap<&'static str, (usize, u64)>>,
+    host_evals: Mutex<HashMap<String, usize>>,
     ctx: Arc<Context>,
 }
 
@@ -263,6 +279,7 @@ impl OpenclDevice {
             profiling: AtomicBool::new(false),
             pending: Mutex::new(Vec::new()),
             times: Mutex::new(HashMap::new()),
+            host_evals: Mutex::new(HashMap::new()),
             ctx,
         })
     }
@@ -376,6 +393,27 @@ impl OpenclDevice {
             t.1 += e.saturating_sub(s);
         }
         Ok(times.clone())
+    }
+
+    /// Ops evaluated by the host kernels so far (see `host.rs`), per op
+    /// type: inputs the OpenCL kernels do not take, such as i64 shape
+    /// arithmetic.
+    pub fn host_evals(&self) -> HashMap<String, usize> {
+        self.host_evals.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    fn count_host(&self, op: &str) {
+        if let Ok(mut m) = self.host_evals.lock() {
+            *m.entry(op.to_string()).or_insert(0) += 1;
+        }
+    }
+
+    /// A marker on the compute queue (the event of an output no kernel
+    /// writes, such as an empty tensor).
+    fn marker(&self) -> Result<Event> {
+        // SAFETY: a marker with no wait list.
+        unsafe { self.compute.enqueue_marker_with_wait_list(&[]) }
+            .map_err(|e| other(self.info.id, format!("marker: {e}")))
     }
 
     fn record(&self, kernel: &'static str, ev: &Event) {
