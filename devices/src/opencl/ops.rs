@@ -5,7 +5,8 @@ use crate::{DeviceError, DeviceTensor, Result};
 use hetflow_ops::graph::Fact;
 use hetflow_ops::infer::infer_op;
 use hetflow_ops::op::{broadcast_shapes, norm_axis, BinaryOp, UnaryOp};
-use hetflow_ops::{DType, Op};
+use crate::Device;
+use hetflow_ops::{DType, Op, Tensor};
 use opencl3::event::Event;
 use opencl3::kernel::{ExecuteKernel, Kernel};
 use opencl3::memory::{Buffer, CL_MEM_COPY_HOST_PTR, CL_MEM_READ_ONLY};
@@ -458,7 +459,8 @@ fn view(
     inputs: &[Option<&DeviceTensor>],
     n_outputs: usize,
 ) -> Result<Vec<DeviceTensor>> {
-    if n_outputs != 1 {
+    let mask = matches!(op, Op::Dropout) && n_outputs == 2;
+    if n_outputs != 1 && !mask {
         return Err(DeviceError::Other(format!(
             "{n_outputs} outputs asked; only the data output runs on OpenCL"
         )));
@@ -487,7 +489,14 @@ fn view(
             x.shape
         )));
     }
-    Ok(vec![dev.wrap(x.dtype, shape, dev.cl(x)?.share())])
+    let mut outs = vec![dev.wrap(x.dtype, shape.clone(), dev.cl(x)?.share())];
+    if mask {
+        // Inference dropout keeps everything: an all-true mask.
+        let n = shape.iter().product::<usize>();
+        let m = Tensor::from_vec(shape, vec![true; n]).map_err(|e| DeviceError::Other(e.to_string()))?;
+        outs.push(dev.upload(Arc::new(m))?);
+    }
+    Ok(outs)
 }
 
 /// Numpy matmul: 1-D operands promoted and their dims dropped, batch dims
