@@ -71,6 +71,7 @@ mod movement;
 mod nn;
 mod ops;
 pub mod pool;
+mod timing;
 pub mod program;
 #[cfg(test)]
 mod tests;
@@ -132,6 +133,11 @@ pub struct ClTensor {
     upload_src: Option<Arc<Tensor>>,
     /// Host copy of small integer tensors (shape operands).
     host: Option<Arc<Tensor>>,
+    /// True when `ready` is the kernel that wrote this tensor (not an
+    /// upload, and not a view of another op's output).
+    kernel: bool,
+    /// The number of the watcher's report of that kernel, once asked.
+    report: Arc<Mutex<Option<u64>>>,
 }
 
 impl ClTensor {
@@ -142,6 +148,8 @@ impl ClTensor {
             ready: self.ready.clone(),
             upload_src: self.upload_src.clone(),
             host: self.host.clone(),
+            kernel: false,
+            report: self.report.clone(),
         }
     }
 }
@@ -172,6 +180,7 @@ pub struct OpenclDevice {
     pending: Mutex<Vec<(&'static str, Event)>>,
     times: Mutex<HashMap<&'static str, (usize, u64)>>,
     host_evals: Mutex<HashMap<String, usize>>,
+    watcher: timing::Watcher,
     ctx: Arc<Context>,
 }
 
@@ -280,6 +289,7 @@ impl OpenclDevice {
             pending: Mutex::new(Vec::new()),
             times: Mutex::new(HashMap::new()),
             host_evals: Mutex::new(HashMap::new()),
+            watcher: timing::Watcher::default(),
             ctx,
         })
     }
@@ -384,13 +394,9 @@ impl OpenclDevice {
         for (name, ev) in pending {
             ev.wait()
                 .map_err(|e| other(self.info.id, format!("{name}: {e}")))?;
-            let (s, e) = (
-                ev.profiling_command_start().unwrap_or(0),
-                ev.profiling_command_end().unwrap_or(0),
-            );
             let t = times.entry(name).or_insert((0, 0));
             t.0 += 1;
-            t.1 += e.saturating_sub(s);
+            t.1 += timing::duration_ns(&ev);
         }
         Ok(times.clone())
     }
@@ -517,6 +523,8 @@ impl Device for OpenclDevice {
             ready,
             upload_src: src,
             host,
+            kernel: false,
+            report: Arc::default(),
         };
         Ok(self.wrap(t.dtype(), t.shape().to_vec(), c))
     }
@@ -524,6 +532,13 @@ impl Device for OpenclDevice {
     fn download(&self, t: &DeviceTensor) -> Result<Arc<Tensor>> {
         let id = self.info.id;
         let c = self.cl(t)?;
+        let seq = c.report.lock().ok().and_then(|r| *r);
+        if let Some(seq) = seq {
+            self.compute
+                .flush()
+                .map_err(|e| other(id, format!("download: {e}")))?;
+            self.watcher.wait_for(seq);
+        }
         let n = t.byte_len();
         let mut out = vec![0u8; n];
         if n > 0 {
@@ -557,5 +572,35 @@ impl Device for OpenclDevice {
                 msg: e.to_string(),
             },
         })
+    }
+
+    /// Kernels run asynchronously on the compute queue: the report comes
+    /// from the watcher thread with the time measured by the kernel's
+    /// profiling event (see `timing.rs`). Outputs of ops made of several
+    /// launches (Concat, Sum) report their last kernel; views, uploads and
+    /// host-path outputs report nothing (`false`).
+    fn on_kernel_done(
+        &self,
+        output: &DeviceTensor,
+        done: Box<dyn FnOnce(crate::KernelReport) + Send>,
+    ) -> bool {
+        let Ok(c) = self.cl(output) else {
+            return false;
+        };
+        let Some(ev) = c.ready.clone().filter(|_| c.kernel) else {
+            return false;
+        };
+        if self.compute.flush().is_err() {
+            return false;
+        }
+        match self.watcher.watch(ev, done) {
+            Some(seq) => {
+                if let Ok(mut r) = c.report.lock() {
+                    *r = Some(seq);
+                }
+                true
+            }
+            None => false,
+        }
     }
 }

@@ -225,6 +225,8 @@ impl OpenclDevice {
                 ready: Some(Arc::new(ev)),
                 upload_src: None,
                 host: None,
+                kernel: true,
+                report: Arc::default(),
             },
         )
     }
