@@ -491,7 +491,16 @@ fn view(
             x.shape
         )));
     }
-    let mut outs = vec![dev.wrap(x.dtype, shape.clone(), dev.cl(x)?.share())];
+    let mut v = dev.cl(x)?.share();
+    // The host mirror takes the view's shape too.
+    if let Some(h) = v.host.take() {
+        let h = (*h)
+            .clone()
+            .reshape(shape.clone())
+            .map_err(|e| DeviceError::Other(e.to_string()))?;
+        v.host = Some(Arc::new(h));
+    }
+    let mut outs = vec![dev.wrap(x.dtype, shape.clone(), v)];
     if mask {
         // Inference dropout keeps everything: an all-true mask.
         let n = shape.iter().product::<usize>();
