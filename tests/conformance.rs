@@ -23,8 +23,9 @@
 //! (`scripts/conformance_report.py` turns them into
 //! docs/onnx-conformance.md).
 //!
-//! `HETFLOW_CONFORMANCE_DEVICE=opencl:0` runs the same suite with every
-//! node that `opencl:0` accepts (`Device::supports`) placed on it and the
+//! `onnx_node_conformance_opencl` runs the same suite on `opencl:0`
+//! (another device with `HETFLOW_CONFORMANCE_DEVICE=opencl:K`) with every
+//! node that the device accepts (`Device::supports`) placed on it and the
 //! rest on `cpu:0` (the fallback a mixed plan gives), against
 //! `tests/conformance/expectations-opencl.txt`, writing
 //! `target/conformance-opencl.tsv` (a fourth column: nodes on opencl:0 /
@@ -71,20 +72,13 @@ fn data_dir() -> PathBuf {
     }
 }
 
-/// The device the suite runs on: `cpu` (default) or `opencl:K` with cpu:0
-/// fallback (see the module docs).
-fn device_spec() -> String {
-    std::env::var("HETFLOW_CONFORMANCE_DEVICE").unwrap_or_else(|_| "cpu".into())
-}
-
 /// `cpu` or `opencl`: the tag in file names.
-fn device_tag() -> String {
-    device_spec().split(':').next().unwrap_or("cpu").to_string()
+fn device_tag(spec: &str) -> String {
+    spec.split(':').next().unwrap_or("cpu").to_string()
 }
 
-fn expectations_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("tests/conformance/expectations-{}.txt", device_tag()))
+fn expectations_path(tag: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/conformance/expectations-{tag}.txt"))
 }
 
 /// The accelerator and cpu:0 for the mixed runs; `None` for cpu runs.
@@ -250,8 +244,18 @@ fn one_line(s: &str) -> String {
 
 #[test]
 fn onnx_node_conformance_cpu() {
-    let spec = device_spec();
-    let tag = device_tag();
+    conformance("cpu".into());
+}
+
+/// On `opencl:0` (or `$HETFLOW_CONFORMANCE_DEVICE`) with cpu:0 fallback;
+/// a few seconds on PoCL, so part of the default suite.
+#[test]
+fn onnx_node_conformance_opencl() {
+    conformance(std::env::var("HETFLOW_CONFORMANCE_DEVICE").unwrap_or_else(|_| "opencl:0".into()));
+}
+
+fn conformance(spec: String) {
+    let tag = device_tag(&spec);
     let devs: Devices = if spec == "cpu" {
         None
     } else {
@@ -272,7 +276,7 @@ fn onnx_node_conformance_cpu() {
     let dir = data_dir();
     let Ok(rd) = std::fs::read_dir(&dir) else {
         eprintln!(
-            "SKIP onnx_node_conformance_cpu: no node tests at {} (run scripts/gen_node_tests.py or scripts/setup.sh)",
+            "SKIP onnx_node_conformance ({spec}): no node tests at {} (run scripts/gen_node_tests.py or scripts/setup.sh)",
             dir.display()
         );
         return;
@@ -372,7 +376,7 @@ fn onnx_node_conformance_cpu() {
     }
     let _ = std::fs::write(&out, tsv);
 
-    let exp_path = expectations_path();
+    let exp_path = expectations_path(&tag);
     if std::env::var_os("HETFLOW_BLESS").is_some() {
         let text = String::from(
             "# ONNX backend node tests on {spec} (see tests/conformance.rs): pass | fail | unsupported.\n# Written by HETFLOW_BLESS=1 cargo test --test conformance; checked by it otherwise.\n",
