@@ -310,13 +310,13 @@ fn conformance(spec: String) {
         let mut placed = String::new();
         let r = std::panic::catch_unwind(AssertUnwindSafe(|| run_one(t, &devs, &mut placed)))
             .unwrap_or_else(|p| {
-            let msg = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            (Status::Fail, format!("PANIC: {msg}"))
-        });
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                (Status::Fail, format!("PANIC: {msg}"))
+            });
         placements.insert(name.clone(), placed);
         results.insert(name, r);
     }
@@ -363,7 +363,10 @@ fn conformance(spec: String) {
         let pass_on = results
             .iter()
             .filter(|(k, r)| {
-                r.0 == Status::Pass && placements[*k].split_once('/').is_some_and(|(a, _)| a != "0")
+                r.0 == Status::Pass
+                    && placements[*k]
+                        .split_once('/')
+                        .is_some_and(|(a, _)| a != "0")
             })
             .count();
         eprintln!(

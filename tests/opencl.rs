@@ -10,8 +10,8 @@ use common::{case, check_outputs, read, run_case};
 use hetflow::devices::opencl::{OpenclDevice, OpenclOptions};
 use hetflow::devices::{open_devices, parse_device_list, Device};
 use hetflow::ops::DType;
-use std::collections::BTreeSet;
 use hetflow::{Model, Plan, SessionBuilder, Tensor};
+use std::collections::BTreeSet;
 use std::process::Command;
 use std::sync::Arc;
 
@@ -301,7 +301,12 @@ fn trace_kernel_times_come_from_profiling_events() {
         .filter(|e| e.cat == "kernel" && e.device == "opencl:0")
         .collect();
     let launches: usize = d.kernel_times().unwrap().values().map(|t| t.0).sum();
-    let profiled_us: f64 = d.kernel_times().unwrap().values().map(|t| t.1 as f64 / 1e3).sum();
+    let profiled_us: f64 = d
+        .kernel_times()
+        .unwrap()
+        .values()
+        .map(|t| t.1 as f64 / 1e3)
+        .sum();
     let traced_us: f64 = kernels.iter().map(|e| e.dur_us).sum();
     eprintln!(
         "{} kernel events, {traced_us:.1} us traced; {launches} launches, {profiled_us:.1} us profiled",

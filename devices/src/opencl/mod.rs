@@ -30,11 +30,12 @@
 //! on the host at upload, so reading them never waits on the device.
 //!
 //! ## Programs
-//! All kernels are OpenCL C in one program ([`program::SOURCE`], f32 only).
-//! Programs are cached per device by a hash of (device name, source or
-//! binary, build options) ([`program::ProgramCache`]); PoCL adds its own
-//! on-disk cache. The GEMM tile (16x16, or 8x8 when the device's
-//! work-group limit is below 256) is a build option.
+//! All kernels are OpenCL C in one program ([`program::SOURCE`]: `kernels.cl`
+//! then `kernels_nn.cl`). Programs are cached per device by a hash of
+//! (device name, source or binary, build options)
+//! ([`program::ProgramCache`]); PoCL adds its own on-disk cache. The GEMM
+//! tile (16x16, or 8x8 when the device's work-group limit is below 256) is
+//! a build option.
 //!
 //! ## The binary (FPGA) path
 //! FPGA boards cannot compile OpenCL C at run time; they load offline-built
@@ -51,19 +52,24 @@
 //! entry (how the tests exercise the path on PoCL).
 //!
 //! ## What runs
-//! f32 only: Relu, Neg, Abs, Exp, Log, Sqrt, Sigmoid, Tanh, Erf, Gelu;
-//! Add, Sub, Mul, Div with numpy broadcasting (rank <= 8); MatMul (2-D and
-//! batched with broadcast batch dims, tiled with local memory); Gemm
-//! (transposes, alpha, beta, broadcast C); Softmax on any axis (and the
-//! legacy flattening form); LayerNormalization; Transpose (rank <= 8);
-//! and the views above. Everything else is refused at plan time
-//! ("no OpenCL kernel for X"); a non-f32 input to a compute op fails at
-//! `execute` with an error naming the op and the device.
+//! f32 kernels for the element-wise ops, broadcasting arithmetic and
+//! comparisons, GEMM / MatMul, Conv (direct, groups, dilations, fused
+//! activation), pooling, reductions, normalisations and softmax; data
+//! movement (Transpose, Concat, Slice, Split, Expand, Gather, Where) for
+//! any element size; casts between f32 and i64 / i32 / bool; views. The
+//! full table is in docs/opencl.md. Launches: `ops.rs` (dispatch, GEMM,
+//! softmax, layer norm), `nn.rs` and `movement.rs`. Ops with no kernel are
+//! refused at plan time ("no OpenCL kernel for X"); an op with a kernel
+//! whose inputs the kernels do not take (i64 shape arithmetic, rank > 8)
+//! runs through the host kernels (`host.rs`), counted in
+//! [`OpenclDevice::host_evals`].
 //!
 //! ## Kernel times
-//! With [`OpenclDevice::set_profiling`] on, each kernel's start and end
-//! from its OpenCL profiling event are summed per kernel name
-//! ([`OpenclDevice::kernel_times`]).
+//! The compute queue records profiling events. Through
+//! [`Device::on_kernel_done`] each kernel's device-measured time goes to
+//! the runtime's trace (a watcher thread, `timing.rs`); with
+//! [`OpenclDevice::set_profiling`] on, times are also summed per kernel
+//! name ([`OpenclDevice::kernel_times`]).
 
 pub mod discovery;
 mod host;
@@ -71,10 +77,10 @@ mod movement;
 mod nn;
 mod ops;
 pub mod pool;
-mod timing;
 pub mod program;
 #[cfg(test)]
 mod tests;
+mod timing;
 
 use crate::{Device, DeviceError, DeviceId, DeviceInfo, DeviceKind, DeviceTensor, Result};
 use discovery::{ClDeviceDesc, ClDeviceType};
@@ -405,7 +411,10 @@ impl OpenclDevice {
     /// type: inputs the OpenCL kernels do not take, such as i64 shape
     /// arithmetic.
     pub fn host_evals(&self) -> HashMap<String, usize> {
-        self.host_evals.lock().map(|m| m.clone()).unwrap_or_default()
+        self.host_evals
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
     }
 
     fn count_host(&self, op: &str) {
@@ -435,7 +444,8 @@ impl OpenclDevice {
     }
 
     fn cl<'a>(&self, t: &'a DeviceTensor) -> Result<&'a ClTensor> {
-        t.on(self.info.id)?.payload::<ClTensor>()
+        t.on(self.info.id)?
+            .payload::<ClTensor>()
             .ok_or_else(|| other(self.info.id, "tensor payload is not an OpenCL buffer"))
     }
 

@@ -112,7 +112,11 @@ fn gather_view(
     finish(dev, x.t.dtype, shape, y, ev)
 }
 
-pub(super) fn transpose(dev: &OpenclDevice, x: &In, perm: Option<&[usize]>) -> Result<DeviceTensor> {
+pub(super) fn transpose(
+    dev: &OpenclDevice,
+    x: &In,
+    perm: Option<&[usize]>,
+) -> Result<DeviceTensor> {
     let d = &x.t.shape;
     let r = d.len();
     let perm: Vec<usize> = perm.map_or_else(|| (0..r).rev().collect(), <[usize]>::to_vec);
@@ -122,7 +126,9 @@ pub(super) fn transpose(dev: &OpenclDevice, x: &In, perm: Option<&[usize]>) -> R
             .iter()
             .any(|&p| p >= r || std::mem::replace(&mut seen[p], true))
     {
-        return Err(err(format!("perm {perm:?} is not a permutation of rank {r}")));
+        return Err(err(format!(
+            "perm {perm:?} is not a permutation of rank {r}"
+        )));
     }
     let st = contiguous_strides(d);
     let od: Vec<usize> = perm.iter().map(|&p| d[p]).collect();
@@ -134,7 +140,10 @@ pub(super) fn transpose(dev: &OpenclDevice, x: &In, perm: Option<&[usize]>) -> R
 fn ints(dev: &OpenclDevice, x: &In, what: &str) -> Result<Vec<i64>> {
     let t = dev.host_value(x.t)?;
     if t.dtype().is_float() || t.dtype() == DType::Bool {
-        return Err(err(format!("{what} must be an integer tensor, got {}", t.dtype())));
+        return Err(err(format!(
+            "{what} must be an integer tensor, got {}",
+            t.dtype()
+        )));
     }
     Ok(t.to_i64_vec())
 }
@@ -145,7 +154,9 @@ fn opt<'a>(ins: &'a [Option<In<'a>>], i: usize) -> Option<&'a In<'a>> {
 
 pub(super) fn concat(dev: &OpenclDevice, ins: &[Option<In>], axis: i64) -> Result<DeviceTensor> {
     let xs: Vec<&In> = ins.iter().flatten().collect();
-    let first = *xs.first().ok_or_else(|| err("Concat needs at least one input"))?;
+    let first = *xs
+        .first()
+        .ok_or_else(|| err("Concat needs at least one input"))?;
     let r = first.t.shape.len();
     let a = norm_axis(axis, r).map_err(|e| err(e.to_string()))?;
     let mut shape = first.t.shape.clone();
@@ -222,10 +233,13 @@ pub(super) fn split(
     Ok(outs)
 }
 
+/// Slice's attribute form (opset < 10): starts, ends, axes.
+pub(super) type SliceAttrs<'a> = (Option<&'a [i64]>, Option<&'a [i64]>, Option<&'a [i64]>);
+
 pub(super) fn slice(
     dev: &OpenclDevice,
     ins: &[Option<In>],
-    attrs: (Option<&[i64]>, Option<&[i64]>, Option<&[i64]>),
+    attrs: SliceAttrs,
 ) -> Result<DeviceTensor> {
     let x = opt(ins, 0).ok_or_else(|| err("input 0 is missing"))?;
     let (starts, ends, axes, steps) = match attrs {
@@ -237,11 +251,24 @@ pub(super) fn slice(
         ),
         _ => {
             let need = |i: usize, w: &str| -> Result<Vec<i64>> {
-                ints(dev, opt(ins, i).ok_or_else(|| err(format!("{w} is missing")))?, w)
+                ints(
+                    dev,
+                    opt(ins, i).ok_or_else(|| err(format!("{w} is missing")))?,
+                    w,
+                )
             };
-            let axes = opt(ins, 3).map(|t| ints(dev, t, "input 3 (axes)")).transpose()?;
-            let steps = opt(ins, 4).map(|t| ints(dev, t, "input 4 (steps)")).transpose()?;
-            (need(1, "input 1 (starts)")?, need(2, "input 2 (ends)")?, axes, steps)
+            let axes = opt(ins, 3)
+                .map(|t| ints(dev, t, "input 3 (axes)"))
+                .transpose()?;
+            let steps = opt(ins, 4)
+                .map(|t| ints(dev, t, "input 4 (steps)"))
+                .transpose()?;
+            (
+                need(1, "input 1 (starts)")?,
+                need(2, "input 2 (ends)")?,
+                axes,
+                steps,
+            )
         }
     };
     let k = starts.len();
@@ -292,7 +319,11 @@ pub(super) fn slice(
 
 pub(super) fn expand(dev: &OpenclDevice, ins: &[Option<In>]) -> Result<DeviceTensor> {
     let x = opt(ins, 0).ok_or_else(|| err("input 0 is missing"))?;
-    let target = ints(dev, opt(ins, 1).ok_or_else(|| err("input 1 is missing"))?, "input 1 (shape)")?;
+    let target = ints(
+        dev,
+        opt(ins, 1).ok_or_else(|| err("input 1 is missing"))?,
+        "input 1 (shape)",
+    )?;
     let target: Vec<usize> = target
         .into_iter()
         .map(|d| usize::try_from(d).map_err(|_| err(format!("shape entry {d} < 0"))))
@@ -313,7 +344,9 @@ pub(super) fn gather(dev: &OpenclDevice, ins: &[Option<In>], axis: i64) -> Resul
         .map(|i| {
             let j = if i < 0 { i + d } else { i };
             if j < 0 || j >= d {
-                Err(err(format!("index {i} out of range for axis {a} of size {d}")))
+                Err(err(format!(
+                    "index {i} out of range for axis {a} of size {d}"
+                )))
             } else {
                 Ok(j as u32)
             }

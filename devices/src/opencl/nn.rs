@@ -109,9 +109,11 @@ pub(super) fn other(
         Op::Where => movement::where_(dev, ins),
         Op::Cast { to } => movement::cast(dev, x, *to),
         Op::Concat { axis } => movement::concat(dev, ins, *axis),
-        Op::Slice { starts, ends, axes } => {
-            movement::slice(dev, ins, (starts.as_deref(), ends.as_deref(), axes.as_deref()))
-        }
+        Op::Slice { starts, ends, axes } => movement::slice(
+            dev,
+            ins,
+            (starts.as_deref(), ends.as_deref(), axes.as_deref()),
+        ),
         Op::Expand => movement::expand(dev, ins),
         Op::Gather { axis } => movement::gather(dev, ins, *axis),
         Op::BatchNorm { epsilon } => batchnorm(dev, ins, x, *epsilon),
@@ -123,7 +125,9 @@ pub(super) fn other(
         } => {
             let s = &x.t.shape;
             if s.len() < 2 || *size == 0 {
-                return Err(err(format!("LRN needs rank >= 2 and size > 0, got {s:?}, {size}")));
+                return Err(err(format!(
+                    "LRN needs rank >= 2 and size > 0, got {s:?}, {size}"
+                )));
             }
             let n = numel(s);
             let y = dev.out_buf(n)?;
@@ -247,7 +251,9 @@ fn clip(
 fn batchnorm(dev: &OpenclDevice, ins: &[Option<In>], x: &In, eps: f32) -> Result<DeviceTensor> {
     let s = &x.t.shape;
     if s.len() < 2 {
-        return Err(err(format!("BatchNormalization needs rank >= 2, got {s:?}")));
+        return Err(err(format!(
+            "BatchNormalization needs rank >= 2, got {s:?}"
+        )));
     }
     let c = s[1];
     let mut p = Vec::new();
@@ -279,7 +285,13 @@ fn batchnorm(dev: &OpenclDevice, ins: &[Option<In>], x: &In, eps: f32) -> Result
         ],
         &[round_up(n, 64)],
         None,
-        &[&x.c.ready, &p[0].c.ready, &p[1].c.ready, &p[2].c.ready, &p[3].c.ready],
+        &[
+            &x.c.ready,
+            &p[0].c.ready,
+            &p[1].c.ready,
+            &p[2].c.ready,
+            &p[3].c.ready,
+        ],
     )?;
     Ok(dev.finish_out(s.clone(), y, ev))
 }
@@ -360,7 +372,10 @@ fn geometry(
     w: &hetflow_ops::op::Window,
 ) -> Result<opencl3::memory::Buffer<u8>> {
     if spatial.len() > 3 {
-        return Err(err(format!("{} spatial dims; the kernels take up to 3", spatial.len())));
+        return Err(err(format!(
+            "{} spatial dims; the kernels take up to 3",
+            spatial.len()
+        )));
     }
     let lift = |v: &[usize], fill: usize| -> Vec<usize> {
         let mut o = vec![fill; 3 - v.len()];
@@ -378,9 +393,12 @@ fn geometry(
         (&w.pads_end[..], 0),
     ] {
         for d in lift(v, fill) {
-            g.push(u32::try_from(d).ok().filter(|&d| d <= i32::MAX as u32).ok_or_else(
-                || err(format!("window size {d} exceeds 31 bits")),
-            )?);
+            g.push(
+                u32::try_from(d)
+                    .ok()
+                    .filter(|&d| d <= i32::MAX as u32)
+                    .ok_or_else(|| err(format!("window size {d} exceeds 31 bits")))?,
+            );
         }
     }
     dev.const_u32(&g)
@@ -403,12 +421,16 @@ fn conv(
     let group = a.group.max(1);
     let (n, c, m) = (xs[0], xs[1], ws[0]);
     if c != ws[1] * group || m % group != 0 {
-        return Err(err(format!("X {xs:?} and W {ws:?} do not fit group {group}")));
+        return Err(err(format!(
+            "X {xs:?} and W {ws:?} do not fit group {group}"
+        )));
     }
     let kernel = ws[2..].to_vec();
     if let Some(ks) = &a.kernel_shape {
         if *ks != kernel {
-            return Err(err(format!("kernel_shape {ks:?} differs from W's {kernel:?}")));
+            return Err(err(format!(
+                "kernel_shape {ks:?} differs from W's {kernel:?}"
+            )));
         }
     }
     if kernel.contains(&0) || xs[2..].contains(&0) {
@@ -416,11 +438,22 @@ fn conv(
     }
     if let Some(b) = b {
         if numel(&b.t.shape) != m {
-            return Err(err(format!("bias has {} elements, expected {m}", numel(&b.t.shape))));
+            return Err(err(format!(
+                "bias has {} elements, expected {m}",
+                numel(&b.t.shape)
+            )));
         }
     }
-    let win = resolve_window(&xs[2..], &kernel, &a.strides, &a.dilations, &a.pads, a.auto_pad, false)
-        .map_err(|e| err(e.to_string()))?;
+    let win = resolve_window(
+        &xs[2..],
+        &kernel,
+        &a.strides,
+        &a.dilations,
+        &a.pads,
+        a.auto_pad,
+        false,
+    )
+    .map_err(|e| err(e.to_string()))?;
     let g = geometry(dev, &xs[2..], &win)?;
     let mut shape = vec![n, m];
     shape.extend(&win.output);
@@ -466,7 +499,9 @@ fn pool(
 ) -> Result<DeviceTensor> {
     let xs = &x.t.shape;
     if xs.len() < 3 || xs.len() > 5 {
-        return Err(err(format!("pooling takes inputs of rank 3 to 5, got {xs:?}")));
+        return Err(err(format!(
+            "pooling takes inputs of rank 3 to 5, got {xs:?}"
+        )));
     }
     let spatial = &xs[2..];
     if p.kernel_shape.len() != spatial.len() || p.kernel_shape.contains(&0) || spatial.contains(&0)

@@ -1,11 +1,11 @@
 //! Op dispatch: which kernels an op needs, output shapes, and launches.
 
 use super::{other, wait_list, ClTensor, OpenclDevice};
+use crate::Device;
 use crate::{DeviceError, DeviceTensor, Result};
 use hetflow_ops::graph::Fact;
 use hetflow_ops::infer::infer_op;
 use hetflow_ops::op::{broadcast_shapes, norm_axis, BinaryOp, UnaryOp};
-use crate::Device;
 use hetflow_ops::{DType, Op, Tensor};
 use opencl3::event::Event;
 use opencl3::kernel::{ExecuteKernel, Kernel};
@@ -205,7 +205,12 @@ impl OpenclDevice {
         self.pool.get(elems * 4).map_err(|e| other(self.info.id, e))
     }
 
-    pub(super) fn finish_out(&self, shape: Vec<usize>, buf: super::PooledBuffer, ev: Event) -> DeviceTensor {
+    pub(super) fn finish_out(
+        &self,
+        shape: Vec<usize>,
+        buf: super::PooledBuffer,
+        ev: Event,
+    ) -> DeviceTensor {
         self.finish_out_as(DType::F32, shape, buf, ev)
     }
 
@@ -309,9 +314,7 @@ fn native(op: &Op, ins: &[Option<In>], n_outputs: usize) -> std::result::Result<
     let sized = |d: Option<DType>| matches!(d.map(DType::size), Some(1 | 2 | 4 | 8));
     let ok = match op {
         Op::Transpose { .. } | Op::Slice { .. } | Op::Split { .. } | Op::Expand => sized(dt(0)),
-        Op::Concat { .. } => {
-            sized(dt(0)) && ins.iter().flatten().all(|x| Some(x.t.dtype) == dt(0))
-        }
+        Op::Concat { .. } => sized(dt(0)) && ins.iter().flatten().all(|x| Some(x.t.dtype) == dt(0)),
         Op::Gather { .. } => sized(dt(0)) && matches!(dt(1), Some(DType::I64 | DType::I32)),
         Op::Where => {
             dt(0) == Some(DType::Bool)
@@ -333,9 +336,15 @@ fn native(op: &Op, ins: &[Option<In>], n_outputs: usize) -> std::result::Result<
     } else {
         let types: Vec<String> = ins
             .iter()
-            .map(|x| x.as_ref().map_or("-".to_string(), |x| x.t.dtype.to_string()))
+            .map(|x| {
+                x.as_ref()
+                    .map_or("-".to_string(), |x| x.t.dtype.to_string())
+            })
             .collect();
-        Err(format!("no OpenCL kernel for inputs ({})", types.join(", ")))
+        Err(format!(
+            "no OpenCL kernel for inputs ({})",
+            types.join(", ")
+        ))
     }
 }
 
@@ -370,7 +379,11 @@ fn single(
             dev.finish_out(x.t.shape.clone(), y, ev)
         }
         Op::Binary(bop) => {
-            let out = if is_compare(*bop) { DType::Bool } else { DType::F32 };
+            let out = if is_compare(*bop) {
+                DType::Bool
+            } else {
+                DType::F32
+            };
             super::nn::binary(dev, kernels[0], x, get(1)?, out)?
         }
         Op::MatMul => matmul(dev, x, get(1)?)?,
@@ -504,7 +517,8 @@ fn view(
     if mask {
         // Inference dropout keeps everything: an all-true mask.
         let n = shape.iter().product::<usize>();
-        let m = Tensor::from_vec(shape, vec![true; n]).map_err(|e| DeviceError::Other(e.to_string()))?;
+        let m = Tensor::from_vec(shape, vec![true; n])
+            .map_err(|e| DeviceError::Other(e.to_string()))?;
         outs.push(dev.upload(Arc::new(m))?);
     }
     Ok(outs)

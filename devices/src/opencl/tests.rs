@@ -354,7 +354,10 @@ fn opencl_refuses_what_it_cannot_run_naming_op_and_device() {
     assert!(d.supports(&Op::Conv(Default::default())).is_ok());
     // Executing a refused op names the op and the device.
     let x = up(&d, &[3], vec![1.0, 0.0, 2.0]);
-    let e = d.execute(&Op::NonZero, &[Some(&x)], 1).unwrap_err().to_string();
+    let e = d
+        .execute(&Op::NonZero, &[Some(&x)], 1)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("NonZero") && e.contains("opencl:0"), "{e}");
     // An i64 input to an f32 kernel goes through the host kernel, counted.
     let t = d
@@ -362,7 +365,9 @@ fn opencl_refuses_what_it_cannot_run_naming_op_and_device() {
             Tensor::from_vec(vec![3], vec![-1i64, 2, -3]).unwrap(),
         ))
         .unwrap();
-    let y = d.execute(&Op::Unary(UnaryOp::Relu), &[Some(&t)], 1).unwrap();
+    let y = d
+        .execute(&Op::Unary(UnaryOp::Relu), &[Some(&t)], 1)
+        .unwrap();
     let got = d.download(&y[0]).unwrap();
     assert_eq!(got.as_slice::<i64>().unwrap(), &[0, 2, 0]);
     assert_eq!(d.host_evals().get("Relu"), Some(&1));
