@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Turns a conformance run into docs/onnx-conformance.md.
 
-    cargo test --test conformance            # writes target/conformance-cpu.tsv
+    cargo test --test conformance            # writes target/conformance-{cpu,opencl}.tsv
     .venv/bin/python scripts/conformance_report.py [--tsv target/conformance-cpu.tsv] [--out docs/onnx-conformance.md]
 
 Per op type: a test counts toward the op types of its model's nodes when the
 model has one node, else toward the op named by the test (its name without
 `test_` and the case suffix, matched against the op types it contains). The
-overall figure counts every test once.
+overall figure counts every test once. When target/conformance-opencl.tsv
+exists (the opencl:0 run with cpu:0 fallback), its figures go beside the CPU
+ones.
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ def op_of(test_dir: Path) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tsv", default=str(ROOT / "target" / "conformance-cpu.tsv"))
+    ap.add_argument("--opencl-tsv", default=str(ROOT / "target" / "conformance-opencl.tsv"))
     ap.add_argument("--data", default=str(ROOT / "conformance-data" / "node"))
     ap.add_argument("--out", default=str(ROOT / "docs" / "onnx-conformance.md"))
     a = ap.parse_args()
@@ -51,6 +54,17 @@ def main() -> int:
         total[status] += 1
         by_op[op_of(Path(a.data) / name)][status] += 1
     n = sum(total.values())
+    ocl_total = collections.Counter()
+    ocl_by_op: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    ocl_on = 0
+    have_ocl = Path(a.opencl_tsv).exists()
+    if have_ocl:
+        for name, status, *rest in (l.split("\t") for l in Path(a.opencl_tsv).read_text().splitlines() if l.strip()):
+            ocl_total[status] += 1
+            ocl_by_op[op_of(Path(a.data) / name)][status] += 1
+            placed = rest[1] if len(rest) > 1 else "0/0"
+            if status == "pass" and not placed.startswith("0/"):
+                ocl_on += 1
     lines = [
         "# ONNX conformance",
         "",
@@ -71,15 +85,31 @@ def main() -> int:
         "| device | pass | fail | unsupported | pass rate |",
         "|---|---|---|---|---|",
         f"| cpu | {total['pass']} | {total['fail']} | {total['unsupported']} | {100.0 * total['pass'] / max(n, 1):.1f}% |",
+    ]
+    if have_ocl:
+        m = sum(ocl_total.values())
+        lines += [
+            f"| opencl:0 (PoCL), cpu:0 fallback | {ocl_total['pass']} | {ocl_total['fail']} | {ocl_total['unsupported']} | {100.0 * ocl_total['pass'] / max(m, 1):.1f}% |",
+            "",
+            "The OpenCL run (`onnx_node_conformance_opencl`, expectations in",
+            "`tests/conformance/expectations-opencl.txt`) places every node that",
+            "`opencl:0` accepts on it and the rest on `cpu:0`; the fourth TSV column",
+            f"says how many nodes ran on opencl:0. {ocl_on} of its passing tests ran at",
+            "least one node on opencl:0.",
+        ]
+    lines += [
         "",
-        "## Per op type (cpu)",
+        "## Per op type",
         "",
-        "| op | tests | pass | fail | unsupported |",
-        "|---|---|---|---|---|",
+        "| op | tests | pass (cpu) | fail | unsupported |" + (" pass (opencl:0) |" if have_ocl else ""),
+        "|---|---|---|---|---|" + ("---|" if have_ocl else ""),
     ]
     for op in sorted(by_op, key=lambda o: (-(by_op[o]["pass"] / max(sum(by_op[o].values()), 1)), o)):
         c = by_op[op]
-        lines.append(f"| {op} | {sum(c.values())} | {c['pass']} | {c['fail']} | {c['unsupported']} |")
+        row = f"| {op} | {sum(c.values())} | {c['pass']} | {c['fail']} | {c['unsupported']} |"
+        if have_ocl:
+            row += f" {ocl_by_op[op]['pass']} |"
+        lines.append(row)
     Path(a.out).write_text("\n".join(lines) + "\n")
     print(f"wrote {a.out}: {total['pass']}/{n} pass")
     return 0

@@ -22,6 +22,14 @@
 //! every result are also written to `target/conformance-cpu.tsv`
 //! (`scripts/conformance_report.py` turns them into
 //! docs/onnx-conformance.md).
+//!
+//! `onnx_node_conformance_opencl` runs the same suite on `opencl:0`
+//! (another device with `HETFLOW_CONFORMANCE_DEVICE=opencl:K`) with every
+//! node that the device accepts (`Device::supports`) placed on it and the
+//! rest on `cpu:0` (the fallback a mixed plan gives), against
+//! `tests/conformance/expectations-opencl.txt`, writing
+//! `target/conformance-opencl.tsv` (a fourth column: nodes on opencl:0 /
+//! nodes). Without an OpenCL platform that run prints SKIP and passes.
 
 use hetflow::{Model, SessionBuilder, Tensor};
 use std::collections::BTreeMap;
@@ -64,8 +72,30 @@ fn data_dir() -> PathBuf {
     }
 }
 
-fn expectations_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/expectations-cpu.txt")
+/// `cpu` or `opencl`: the tag in file names.
+fn device_tag(spec: &str) -> String {
+    spec.split(':').next().unwrap_or("cpu").to_string()
+}
+
+fn expectations_path(tag: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/conformance/expectations-{tag}.txt"))
+}
+
+/// The accelerator and cpu:0 for the mixed runs; `None` for cpu runs.
+type Devices = Option<Vec<Arc<dyn hetflow::devices::Device>>>;
+
+/// Placement of `m`'s nodes: the accelerator (device 0) where it accepts
+/// the op, else cpu:0 (device 1); and how many went to the accelerator.
+fn mixed_plan(m: &Model, devs: &[Arc<dyn hetflow::devices::Device>]) -> (hetflow::Plan, usize) {
+    let g = m.graph();
+    let placement: Vec<usize> = g
+        .nodes
+        .iter()
+        .map(|n| usize::from(devs[0].supports(&n.op).is_err()))
+        .collect();
+    let on = placement.iter().filter(|&&p| p == 0).count();
+    let names = devs.iter().map(|d| d.id().to_string()).collect();
+    (hetflow::Plan::from_placement(g, names, placement), on)
 }
 
 /// Compares one output; `Err` says what differs.
@@ -133,7 +163,7 @@ fn numbered(dir: &Path, prefix: &str) -> Vec<PathBuf> {
 }
 
 /// Runs one node test; the status and, when not a pass, why.
-fn run_one(dir: &Path) -> (Status, String) {
+fn run_one(dir: &Path, devs: &Devices, placed: &mut String) -> (Status, String) {
     let model = match Model::load(dir.join("model.onnx")) {
         Ok(m) => m,
         Err(e) => return (Status::Unsupported, e.to_string()),
@@ -142,11 +172,17 @@ fn run_one(dir: &Path) -> (Status, String) {
     if sets.is_empty() {
         return (Status::Fail, "no test_data_set_* directory".into());
     }
-    let mut session = match SessionBuilder::new(&model)
-        .devices("cpu")
-        .threads(1)
-        .build()
-    {
+    let builder = match devs {
+        None => SessionBuilder::new(&model).devices("cpu").threads(1),
+        Some(d) => {
+            let (plan, on) = mixed_plan(&model, d);
+            *placed = format!("{on}/{}", model.graph().nodes.len());
+            SessionBuilder::new(&model)
+                .with_devices(d.clone())
+                .plan(plan)
+        }
+    };
+    let mut session = match builder.build() {
         Ok(s) => s,
         Err(e) => return (Status::Unsupported, format!("session: {e}")),
     };
@@ -208,10 +244,39 @@ fn one_line(s: &str) -> String {
 
 #[test]
 fn onnx_node_conformance_cpu() {
+    conformance("cpu".into());
+}
+
+/// On `opencl:0` (or `$HETFLOW_CONFORMANCE_DEVICE`) with cpu:0 fallback;
+/// a few seconds on PoCL, so part of the default suite.
+#[test]
+fn onnx_node_conformance_opencl() {
+    conformance(std::env::var("HETFLOW_CONFORMANCE_DEVICE").unwrap_or_else(|_| "opencl:0".into()));
+}
+
+fn conformance(spec: String) {
+    let tag = device_tag(&spec);
+    let devs: Devices = if spec == "cpu" {
+        None
+    } else {
+        if tag == "opencl" {
+            if let Err(why) = hetflow::devices::opencl::list_devices() {
+                eprintln!("SKIP onnx_node_conformance on {spec}: {why}");
+                return;
+            }
+        }
+        let spec_all = format!("{spec},cpu:0");
+        let list = hetflow::devices::parse_device_list(&spec_all)
+            .unwrap_or_else(|e| panic!("HETFLOW_CONFORMANCE_DEVICE={spec}: {e}"));
+        Some(
+            hetflow::devices::open_devices(&list, Some(1))
+                .unwrap_or_else(|e| panic!("HETFLOW_CONFORMANCE_DEVICE={spec}: {e}")),
+        )
+    };
     let dir = data_dir();
     let Ok(rd) = std::fs::read_dir(&dir) else {
         eprintln!(
-            "SKIP onnx_node_conformance_cpu: no node tests at {} (run scripts/gen_node_tests.py or scripts/setup.sh)",
+            "SKIP onnx_node_conformance ({spec}): no node tests at {} (run scripts/gen_node_tests.py or scripts/setup.sh)",
             dir.display()
         );
         return;
@@ -232,6 +297,7 @@ fn onnx_node_conformance_cpu() {
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let mut results: BTreeMap<String, (Status, String)> = BTreeMap::new();
+    let mut placements: BTreeMap<String, String> = BTreeMap::new();
     let verbose = std::env::var_os("HETFLOW_NODE_VERBOSE").is_some();
     for t in &tests {
         let name = t
@@ -241,14 +307,17 @@ fn onnx_node_conformance_cpu() {
         if verbose {
             eprintln!("conformance: {name}");
         }
-        let r = std::panic::catch_unwind(AssertUnwindSafe(|| run_one(t))).unwrap_or_else(|p| {
-            let msg = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            (Status::Fail, format!("PANIC: {msg}"))
-        });
+        let mut placed = String::new();
+        let r = std::panic::catch_unwind(AssertUnwindSafe(|| run_one(t, &devs, &mut placed)))
+            .unwrap_or_else(|p| {
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                (Status::Fail, format!("PANIC: {msg}"))
+            });
+        placements.insert(name.clone(), placed);
         results.insert(name, r);
     }
     std::panic::set_hook(hook);
@@ -266,7 +335,7 @@ fn onnx_node_conformance_cpu() {
         .map(|(k, _)| k)
         .collect();
     eprintln!(
-        "conformance (cpu): {pass} of {n} pass ({:.1}%), {fail} fail, {unsup} unsupported, {} panics",
+        "conformance ({spec}): {pass} of {n} pass ({:.1}%), {fail} fail, {unsup} unsupported, {} panics",
         100.0 * pass as f64 / n.max(1) as f64,
         panics.len()
     );
@@ -277,19 +346,45 @@ fn onnx_node_conformance_cpu() {
     // Machine-readable results.
     let tsv: String = results
         .iter()
-        .map(|(k, (s, why))| format!("{k}\t{}\t{}\n", s.name(), one_line(why)))
+        .map(|(k, (s, why))| {
+            let placed = placements.get(k).filter(|p| !p.is_empty());
+            match placed {
+                Some(p) => format!("{k}\t{}\t{}\t{p}\n", s.name(), one_line(why)),
+                None => format!("{k}\t{}\t{}\n", s.name(), one_line(why)),
+            }
+        })
         .collect();
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/conformance-cpu.tsv");
+    if devs.is_some() {
+        let on_all = placements
+            .values()
+            .filter(|p| p.split_once('/').is_some_and(|(a, b)| a == b && a != "0"))
+            .count();
+        let on_none = placements.values().filter(|p| p.starts_with("0/")).count();
+        let pass_on = results
+            .iter()
+            .filter(|(k, r)| {
+                r.0 == Status::Pass
+                    && placements[*k]
+                        .split_once('/')
+                        .is_some_and(|(a, _)| a != "0")
+            })
+            .count();
+        eprintln!(
+            "placement: {on_all} tests with every node on {spec}, {on_none} with none; {pass_on} passing tests ran at least one node on {spec}"
+        );
+    }
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/conformance-{tag}.tsv"));
     if let Some(parent) = out.parent() {
         let _ = std::fs::create_dir_all(parent);
     }
     let _ = std::fs::write(&out, tsv);
 
-    let exp_path = expectations_path();
+    let exp_path = expectations_path(&tag);
     if std::env::var_os("HETFLOW_BLESS").is_some() {
-        let mut text = String::from(
-            "# ONNX backend node tests on the CPU device: pass | fail | unsupported.\n# Written by HETFLOW_BLESS=1 cargo test --test conformance; checked by it otherwise.\n",
+        let text = String::from(
+            "# ONNX backend node tests on {spec} (see tests/conformance.rs): pass | fail | unsupported.\n# Written by HETFLOW_BLESS=1 cargo test --test conformance; checked by it otherwise.\n",
         );
+        let mut text = text.replace("{spec}", &spec);
         for (k, (s, _)) in &results {
             text.push_str(&format!("{k} {}\n", s.name()));
         }

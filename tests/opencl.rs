@@ -7,9 +7,11 @@
 
 mod common;
 use common::{case, check_outputs, read, run_case};
-use hetflow::devices::{open_devices, parse_device_list};
+use hetflow::devices::opencl::{OpenclDevice, OpenclOptions};
+use hetflow::devices::{open_devices, parse_device_list, Device};
 use hetflow::ops::DType;
 use hetflow::{Model, Plan, SessionBuilder, Tensor};
+use std::collections::BTreeSet;
 use std::process::Command;
 use std::sync::Arc;
 
@@ -64,6 +66,81 @@ fn run_mixed(name: &str, pick: impl Fn(usize) -> bool, label: &str) -> usize {
     let got = s.run(inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
     check_outputs(&c, &got, &format!("{name} {label}"));
     on_cl
+}
+
+/// Runs fixture `name` with every node on opencl:0 (a fresh device, so its
+/// host-path counter is this model's) and checks it against onnxruntime.
+/// Only ops with a non-f32 input (shape arithmetic on i64) may have gone
+/// through the host kernels; every f32 op ran as an OpenCL kernel.
+fn run_all_on_opencl(name: &str) {
+    let c = case(name);
+    let m = Model::load(&c.model).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let d = Arc::new(OpenclDevice::open(0, &OpenclOptions::from_env()).unwrap());
+    let g = m.graph();
+    for n in &g.nodes {
+        if let Err(why) = d.supports(&n.op) {
+            panic!("{name}: node '{}' refused by opencl:0: {why}", n.name);
+        }
+    }
+    let inputs: Vec<Arc<Tensor>> = c.inputs.iter().map(|(_, f)| Arc::new(read(f))).collect();
+    let t0 = std::time::Instant::now();
+    let mut s = SessionBuilder::new(&m)
+        .with_devices(vec![d.clone() as Arc<dyn Device>])
+        .build()
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let got = s.run(inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
+    eprintln!("{name}: {:.2} s on opencl:0", t0.elapsed().as_secs_f64());
+    check_outputs(&c, &got, &format!("{name} on opencl:0"));
+    let int_ops: BTreeSet<&str> = g
+        .nodes
+        .iter()
+        .filter(|n| {
+            n.inputs
+                .iter()
+                .flatten()
+                .any(|v| g.values[v.0].fact.dtype != Some(DType::F32))
+        })
+        .map(|n| n.op.name())
+        .collect();
+    let host = d.host_evals();
+    for op in host.keys() {
+        assert!(
+            int_ops.contains(op.as_str()),
+            "{name}: f32 op {op} ran on the host ({host:?})"
+        );
+    }
+}
+
+#[test]
+fn foundation_fixtures_run_entirely_on_opencl() {
+    if !have_opencl("foundation_fixtures_run_entirely_on_opencl") {
+        return;
+    }
+    for name in [
+        "mlp",
+        "lenet",
+        "resnet_block",
+        "transformer_encoder",
+        "mobilenet_block",
+        "symbolic_batch",
+        "weird_names",
+        "gelu20",
+        "ops_mix_a",
+        "ops_mix_b",
+        "ops_mix_c",
+    ] {
+        run_all_on_opencl(name);
+    }
+}
+
+#[test]
+fn light_zoo_cnns_run_entirely_on_opencl() {
+    if !have_opencl("light_zoo_cnns_run_entirely_on_opencl") {
+        return;
+    }
+    for name in ["zoo_squeezenet", "zoo_shufflenet", "zoo_inception_v1"] {
+        run_all_on_opencl(name);
+    }
 }
 
 #[test]
@@ -192,4 +269,121 @@ fn without_an_opencl_platform_devices_says_so_and_run_fails_cleanly() {
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&empty);
+}
+
+/// Kernel spans in the runtime trace come from the OpenCL profiling
+/// events: their total equals the device's own profiling totals (every
+/// node of the mlp is one kernel launch), which a host wall-clock span of
+/// the asynchronous `execute` would not.
+#[test]
+fn trace_kernel_times_come_from_profiling_events() {
+    if !have_opencl("trace_kernel_times_come_from_profiling_events") {
+        return;
+    }
+    let c = case("mlp");
+    let m = Model::load(&c.model).unwrap();
+    let d = Arc::new(OpenclDevice::open(0, &OpenclOptions::default()).unwrap());
+    let mut s = SessionBuilder::new(&m)
+        .with_devices(vec![d.clone() as Arc<dyn Device>])
+        .trace(true)
+        .build()
+        .unwrap();
+    let inputs: Vec<Arc<Tensor>> = c.inputs.iter().map(|(_, f)| Arc::new(read(f))).collect();
+    s.run(inputs.clone()).unwrap();
+    d.set_profiling(true);
+    let t0 = s.trace_events().len();
+    let got = s.run(inputs).unwrap();
+    check_outputs(&c, &got, "mlp traced on opencl:0");
+    let kernels: Vec<_> = s
+        .trace_events()
+        .into_iter()
+        .skip(t0)
+        .filter(|e| e.cat == "kernel" && e.device == "opencl:0")
+        .collect();
+    let launches: usize = d.kernel_times().unwrap().values().map(|t| t.0).sum();
+    let profiled_us: f64 = d
+        .kernel_times()
+        .unwrap()
+        .values()
+        .map(|t| t.1 as f64 / 1e3)
+        .sum();
+    let traced_us: f64 = kernels.iter().map(|e| e.dur_us).sum();
+    eprintln!(
+        "{} kernel events, {traced_us:.1} us traced; {launches} launches, {profiled_us:.1} us profiled",
+        kernels.len()
+    );
+    assert_eq!(kernels.len(), m.graph().nodes.len());
+    assert_eq!(launches, kernels.len());
+    assert!(profiled_us > 0.0);
+    assert!(
+        (traced_us - profiled_us).abs() <= 0.02 * profiled_us + 1.0 * kernels.len() as f64,
+        "trace {traced_us} us vs profiling {profiled_us} us"
+    );
+}
+
+/// SqueezeNet split in two contiguous stages, cpu:0 then opencl:0, over a
+/// stream of micro-batches: outputs equal the cpu-only run's (within
+/// relative L2 1e-5), and the trace shows a copy onto opencl:0 (its copy
+/// queue) overlapping a kernel on the other device's compute queue.
+#[test]
+fn squeezenet_split_cpu_then_opencl_matches_cpu_and_overlaps_copies() {
+    if !have_opencl("squeezenet_split_cpu_then_opencl_matches_cpu_and_overlaps_copies") {
+        return;
+    }
+    let c = case("zoo_squeezenet");
+    let m = Model::load(&c.model).unwrap();
+    let g = m.graph();
+    let half = g.nodes.len() / 2;
+    let placement: Vec<usize> = (0..g.nodes.len()).map(|i| usize::from(i >= half)).collect();
+    let plan = Plan::from_placement(g, vec!["cpu:0".into(), "opencl:0".into()], placement)
+        .with_microbatches(4, 2);
+    let x = read(&c.inputs[0].1);
+    let batches: Vec<Vec<Arc<Tensor>>> = (0..4)
+        .map(|k| {
+            let v: Vec<f32> = x
+                .as_slice::<f32>()
+                .unwrap()
+                .iter()
+                .map(|&a| a * (1.0 + 0.1 * k as f32))
+                .collect();
+            vec![Arc::new(Tensor::from_vec(x.shape().to_vec(), v).unwrap())]
+        })
+        .collect();
+    let mut split = SessionBuilder::new(&m)
+        .devices("cpu:0,opencl:0")
+        .plan(plan)
+        .trace(true)
+        .build()
+        .unwrap();
+    let got = split.run_stream(batches.clone()).unwrap();
+    let events = split.trace_events();
+    let mut cpu = SessionBuilder::new(&m).devices("cpu:0").build().unwrap();
+    let want = cpu.run_stream(batches).unwrap();
+    for (k, (a, b)) in got.iter().zip(&want).enumerate() {
+        let e = common::rel_l2(&a[0], &b[0]);
+        eprintln!("micro-batch {k}: split vs cpu relative L2 {e:.3e}");
+        assert!(e <= 1e-5, "micro-batch {k}: {e:.3e}");
+    }
+    let copies: Vec<_> = events
+        .iter()
+        .filter(|e| e.cat == "copy" && e.device == "opencl:0")
+        .collect();
+    let kernels: Vec<_> = events
+        .iter()
+        .filter(|e| e.cat == "kernel" && e.device == "cpu:0")
+        .collect();
+    assert!(!copies.is_empty() && !kernels.is_empty());
+    let overlaps = copies
+        .iter()
+        .filter(|cp| {
+            kernels.iter().any(|k| {
+                cp.start_us < k.start_us + k.dur_us && k.start_us < cp.start_us + cp.dur_us
+            })
+        })
+        .count();
+    eprintln!(
+        "{overlaps} of {} copies onto opencl:0 overlap a cpu:0 kernel",
+        copies.len()
+    );
+    assert!(overlaps > 0, "no copy overlapped a kernel on cpu:0");
 }

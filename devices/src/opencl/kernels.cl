@@ -24,6 +24,23 @@ UNARY(u_sqrt, sqrt(v))
 UNARY(u_sigmoid, 1.0f / (1.0f + exp(-v)))
 UNARY(u_tanh, tanh(v))
 UNARY(u_erf, erf(v))
+UNARY(u_reciprocal, 1.0f / v)
+UNARY(u_floor, floor(v))
+UNARY(u_ceil, ceil(v))
+UNARY(u_sin, sin(v))
+UNARY(u_cos, cos(v))
+UNARY(u_tan, tan(v))
+UNARY(u_asin, asin(v))
+UNARY(u_acos, acos(v))
+UNARY(u_atan, atan(v))
+UNARY(u_sinh, sinh(v))
+UNARY(u_cosh, cosh(v))
+UNARY(u_asinh, asinh(v))
+UNARY(u_acosh, acosh(v))
+UNARY(u_atanh, atanh(v))
+UNARY(u_round, rint(v))
+UNARY(u_sign, v > 0.0f ? 1.0f : (v < 0.0f ? -1.0f : v))
+UNARY(u_softsign, v / (1.0f + fabs(v)))
 UNARY(u_gelu_erf, 0.5f * v * (1.0f + erf(v * 0.70710678118654752f)))
 UNARY(u_gelu_tanh,
       0.5f * v * (1.0f + tanh(0.79788456080286536f * (v + 0.044715f * v * v * v))))
@@ -60,6 +77,30 @@ BINARY(b_add, p + q)
 BINARY(b_sub, p - q)
 BINARY(b_mul, p * q)
 BINARY(b_div, p / q)
+BINARY(b_pow, pow(p, q))
+
+// Comparisons: f32 operands, bool (one byte) result.
+#define COMPARE(name, expr)                                                   \
+    __kernel void name(__global const float *a, __global const float *b,      \
+                       __global uchar *y, const uint n, const uint rank,      \
+                       const uint8 dims, const uint8 sa, const uint8 sb) {    \
+        const size_t i = get_global_id(0);                                    \
+        if (i >= n)                                                           \
+            return;                                                           \
+        uint d[8], s1[8], s2[8];                                              \
+        vstore8(dims, 0, d);                                                  \
+        vstore8(sa, 0, s1);                                                   \
+        vstore8(sb, 0, s2);                                                   \
+        const float p = a[bcast_offset((uint)i, rank, d, s1)];                \
+        const float q = b[bcast_offset((uint)i, rank, d, s2)];                \
+        y[i] = (expr) ? 1 : 0;                                                \
+    }
+
+COMPARE(c_eq, p == q)
+COMPARE(c_lt, p < q)
+COMPARE(c_gt, p > q)
+COMPARE(c_le, p <= q)
+COMPARE(c_ge, p >= q)
 
 // Batched, strided GEMM with TS x TS tiles in local memory:
 // Y[bt] = alpha * A[bt] B[bt] (+ beta * C), A (i, k) at A[ao + i*sam + k*sak],
@@ -144,18 +185,4 @@ __kernel void layernorm_rows(__global const float *x, __global const float *scal
             v += bias[d];
         y[r * D + d] = v;
     }
-}
-
-// Y = permutation of X: output element i (dims `od`) reads X at the input
-// strides `is` permuted into output order.
-__kernel void transpose_nd(__global const float *x, __global float *y,
-                           const uint n, const uint rank, const uint8 od,
-                           const uint8 is) {
-    const size_t i = get_global_id(0);
-    if (i >= n)
-        return;
-    uint d[8], s[8];
-    vstore8(od, 0, d);
-    vstore8(is, 0, s);
-    y[i] = x[bcast_offset((uint)i, rank, d, s)];
 }

@@ -30,11 +30,12 @@
 //! on the host at upload, so reading them never waits on the device.
 //!
 //! ## Programs
-//! All kernels are OpenCL C in one program ([`program::SOURCE`], f32 only).
-//! Programs are cached per device by a hash of (device name, source or
-//! binary, build options) ([`program::ProgramCache`]); PoCL adds its own
-//! on-disk cache. The GEMM tile (16x16, or 8x8 when the device's
-//! work-group limit is below 256) is a build option.
+//! All kernels are OpenCL C in one program ([`program::SOURCE`]: `kernels.cl`
+//! then `kernels_nn.cl`). Programs are cached per device by a hash of
+//! (device name, source or binary, build options)
+//! ([`program::ProgramCache`]); PoCL adds its own on-disk cache. The GEMM
+//! tile (16x16, or 8x8 when the device's work-group limit is below 256) is
+//! a build option.
 //!
 //! ## The binary (FPGA) path
 //! FPGA boards cannot compile OpenCL C at run time; they load offline-built
@@ -51,26 +52,35 @@
 //! entry (how the tests exercise the path on PoCL).
 //!
 //! ## What runs
-//! f32 only: Relu, Neg, Abs, Exp, Log, Sqrt, Sigmoid, Tanh, Erf, Gelu;
-//! Add, Sub, Mul, Div with numpy broadcasting (rank <= 8); MatMul (2-D and
-//! batched with broadcast batch dims, tiled with local memory); Gemm
-//! (transposes, alpha, beta, broadcast C); Softmax on any axis (and the
-//! legacy flattening form); LayerNormalization; Transpose (rank <= 8);
-//! and the views above. Everything else is refused at plan time
-//! ("no OpenCL kernel for X"); a non-f32 input to a compute op fails at
-//! `execute` with an error naming the op and the device.
+//! f32 kernels for the element-wise ops, broadcasting arithmetic and
+//! comparisons, GEMM / MatMul, Conv (direct, groups, dilations, fused
+//! activation), pooling, reductions, normalisations and softmax; data
+//! movement (Transpose, Concat, Slice, Split, Expand, Gather, Where) for
+//! any element size; casts between f32 and i64 / i32 / bool; views. The
+//! full table is in docs/opencl.md. Launches: `ops.rs` (dispatch, GEMM,
+//! softmax, layer norm), `nn.rs` and `movement.rs`. Ops with no kernel are
+//! refused at plan time ("no OpenCL kernel for X"); an op with a kernel
+//! whose inputs the kernels do not take (i64 shape arithmetic, rank > 8)
+//! runs through the host kernels (`host.rs`), counted in
+//! [`OpenclDevice::host_evals`].
 //!
 //! ## Kernel times
-//! With [`OpenclDevice::set_profiling`] on, each kernel's start and end
-//! from its OpenCL profiling event are summed per kernel name
-//! ([`OpenclDevice::kernel_times`]).
+//! The compute queue records profiling events. Through
+//! [`Device::on_kernel_done`] each kernel's device-measured time goes to
+//! the runtime's trace (a watcher thread, `timing.rs`); with
+//! [`OpenclDevice::set_profiling`] on, times are also summed per kernel
+//! name ([`OpenclDevice::kernel_times`]).
 
 pub mod discovery;
+mod host;
+mod movement;
+mod nn;
 mod ops;
 pub mod pool;
 pub mod program;
 #[cfg(test)]
 mod tests;
+mod timing;
 
 use crate::{Device, DeviceError, DeviceId, DeviceInfo, DeviceKind, DeviceTensor, Result};
 use discovery::{ClDeviceDesc, ClDeviceType};
@@ -129,6 +139,25 @@ pub struct ClTensor {
     upload_src: Option<Arc<Tensor>>,
     /// Host copy of small integer tensors (shape operands).
     host: Option<Arc<Tensor>>,
+    /// True when `ready` is the kernel that wrote this tensor (not an
+    /// upload, and not a view of another op's output).
+    kernel: bool,
+    /// The number of the watcher's report of that kernel, once asked.
+    report: Arc<Mutex<Option<u64>>>,
+}
+
+impl ClTensor {
+    /// Another handle on the same buffer (views, identity casts).
+    fn share(&self) -> ClTensor {
+        ClTensor {
+            buf: self.buf.clone(),
+            ready: self.ready.clone(),
+            upload_src: self.upload_src.clone(),
+            host: self.host.clone(),
+            kernel: false,
+            report: self.report.clone(),
+        }
+    }
 }
 
 impl Drop for ClTensor {
@@ -156,6 +185,8 @@ pub struct OpenclDevice {
     profiling: AtomicBool,
     pending: Mutex<Vec<(&'static str, Event)>>,
     times: Mutex<HashMap<&'static str, (usize, u64)>>,
+    host_evals: Mutex<HashMap<String, usize>>,
+    watcher: timing::Watcher,
     ctx: Arc<Context>,
 }
 
@@ -263,6 +294,8 @@ impl OpenclDevice {
             profiling: AtomicBool::new(false),
             pending: Mutex::new(Vec::new()),
             times: Mutex::new(HashMap::new()),
+            host_evals: Mutex::new(HashMap::new()),
+            watcher: timing::Watcher::default(),
             ctx,
         })
     }
@@ -367,15 +400,35 @@ impl OpenclDevice {
         for (name, ev) in pending {
             ev.wait()
                 .map_err(|e| other(self.info.id, format!("{name}: {e}")))?;
-            let (s, e) = (
-                ev.profiling_command_start().unwrap_or(0),
-                ev.profiling_command_end().unwrap_or(0),
-            );
             let t = times.entry(name).or_insert((0, 0));
             t.0 += 1;
-            t.1 += e.saturating_sub(s);
+            t.1 += timing::duration_ns(&ev);
         }
         Ok(times.clone())
+    }
+
+    /// Ops evaluated by the host kernels so far (see `host.rs`), per op
+    /// type: inputs the OpenCL kernels do not take, such as i64 shape
+    /// arithmetic.
+    pub fn host_evals(&self) -> HashMap<String, usize> {
+        self.host_evals
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
+    }
+
+    fn count_host(&self, op: &str) {
+        if let Ok(mut m) = self.host_evals.lock() {
+            *m.entry(op.to_string()).or_insert(0) += 1;
+        }
+    }
+
+    /// A marker on the compute queue (the event of an output no kernel
+    /// writes, such as an empty tensor).
+    fn marker(&self) -> Result<Event> {
+        // SAFETY: a marker with no wait list.
+        unsafe { self.compute.enqueue_marker_with_wait_list(&[]) }
+            .map_err(|e| other(self.info.id, format!("marker: {e}")))
     }
 
     fn record(&self, kernel: &'static str, ev: &Event) {
@@ -480,6 +533,8 @@ impl Device for OpenclDevice {
             ready,
             upload_src: src,
             host,
+            kernel: false,
+            report: Arc::default(),
         };
         Ok(self.wrap(t.dtype(), t.shape().to_vec(), c))
     }
@@ -487,6 +542,13 @@ impl Device for OpenclDevice {
     fn download(&self, t: &DeviceTensor) -> Result<Arc<Tensor>> {
         let id = self.info.id;
         let c = self.cl(t)?;
+        let seq = c.report.lock().ok().and_then(|r| *r);
+        if let Some(seq) = seq {
+            self.compute
+                .flush()
+                .map_err(|e| other(id, format!("download: {e}")))?;
+            self.watcher.wait_for(seq);
+        }
         let n = t.byte_len();
         let mut out = vec![0u8; n];
         if n > 0 {
@@ -520,5 +582,35 @@ impl Device for OpenclDevice {
                 msg: e.to_string(),
             },
         })
+    }
+
+    /// Kernels run asynchronously on the compute queue: the report comes
+    /// from the watcher thread with the time measured by the kernel's
+    /// profiling event (see `timing.rs`). Outputs of ops made of several
+    /// launches (Concat, Sum) report their last kernel; views, uploads and
+    /// host-path outputs report nothing (`false`).
+    fn on_kernel_done(
+        &self,
+        output: &DeviceTensor,
+        done: Box<dyn FnOnce(crate::KernelReport) + Send>,
+    ) -> bool {
+        let Ok(c) = self.cl(output) else {
+            return false;
+        };
+        let Some(ev) = c.ready.clone().filter(|_| c.kernel) else {
+            return false;
+        };
+        if self.compute.flush().is_err() {
+            return false;
+        }
+        match self.watcher.watch(ev, done) {
+            Some(seq) => {
+                if let Ok(mut r) = c.report.lock() {
+                    *r = Some(seq);
+                }
+                true
+            }
+            None => false,
+        }
     }
 }

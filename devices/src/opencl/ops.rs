@@ -1,21 +1,23 @@
 //! Op dispatch: which kernels an op needs, output shapes, and launches.
 
 use super::{other, wait_list, ClTensor, OpenclDevice};
+use crate::Device;
 use crate::{DeviceError, DeviceTensor, Result};
 use hetflow_ops::graph::Fact;
 use hetflow_ops::infer::infer_op;
 use hetflow_ops::op::{broadcast_shapes, norm_axis, BinaryOp, UnaryOp};
-use hetflow_ops::{DType, Op};
+use hetflow_ops::{DType, Op, Tensor};
 use opencl3::event::Event;
 use opencl3::kernel::{ExecuteKernel, Kernel};
 use opencl3::memory::{Buffer, CL_MEM_COPY_HOST_PTR, CL_MEM_READ_ONLY};
 use std::sync::Arc;
 
 /// Ranks the broadcasting and transpose kernels handle.
-const MAX_RANK: usize = 8;
+pub(super) const MAX_RANK: usize = 8;
 
-/// The kernels `op` needs (empty for views), or `None` when the backend has
-/// no kernel for it.
+/// The kernels `op` needs (empty for views and for the ops computed from
+/// metadata or tiny host values), or `None` when the backend has no kernel
+/// for it. Ops over any element type list their 4-byte variant.
 pub(super) fn kernels_for(op: &Op) -> Option<&'static [&'static str]> {
     Some(match op {
         Op::Unary(u) => match u {
@@ -28,44 +30,99 @@ pub(super) fn kernels_for(op: &Op) -> Option<&'static [&'static str]> {
             UnaryOp::Sigmoid => &["u_sigmoid"],
             UnaryOp::Tanh => &["u_tanh"],
             UnaryOp::Erf => &["u_erf"],
+            UnaryOp::Reciprocal => &["u_reciprocal"],
+            UnaryOp::Floor => &["u_floor"],
+            UnaryOp::Ceil => &["u_ceil"],
+            UnaryOp::Sin => &["u_sin"],
+            UnaryOp::Cos => &["u_cos"],
+            UnaryOp::Tan => &["u_tan"],
+            UnaryOp::Asin => &["u_asin"],
+            UnaryOp::Acos => &["u_acos"],
+            UnaryOp::Atan => &["u_atan"],
+            UnaryOp::Sinh => &["u_sinh"],
+            UnaryOp::Cosh => &["u_cosh"],
+            UnaryOp::Asinh => &["u_asinh"],
+            UnaryOp::Acosh => &["u_acosh"],
+            UnaryOp::Atanh => &["u_atanh"],
+            UnaryOp::Round => &["u_round"],
+            UnaryOp::Sign => &["u_sign"],
+            UnaryOp::Softsign => &["u_softsign"],
             _ => return None,
         },
         Op::Gelu { tanh: false } => &["u_gelu_erf"],
         Op::Gelu { tanh: true } => &["u_gelu_tanh"],
+        Op::LeakyRelu { .. } => &["u_leaky_relu"],
+        Op::Clip { .. } => &["u_clip"],
         Op::Binary(b) => match b {
             BinaryOp::Add => &["b_add"],
             BinaryOp::Sub => &["b_sub"],
             BinaryOp::Mul => &["b_mul"],
             BinaryOp::Div => &["b_div"],
+            BinaryOp::Pow => &["b_pow"],
+            BinaryOp::Equal => &["c_eq"],
+            BinaryOp::Less => &["c_lt"],
+            BinaryOp::Greater => &["c_gt"],
+            BinaryOp::LessOrEqual => &["c_le"],
+            BinaryOp::GreaterOrEqual => &["c_ge"],
             _ => return None,
         },
+        Op::Sum => &["b_add"],
+        Op::Where => &["where_4"],
+        Op::Cast { .. } => &["cast_f32_i64"],
         Op::MatMul | Op::Gemm { .. } => &["gemm_tiled"],
         Op::Softmax { .. } => &["softmax_axis"],
+        Op::LogSoftmax { .. } => &["logsoftmax_axis"],
         Op::LayerNorm { .. } => &["layernorm_rows"],
-        Op::Transpose { .. } => &["transpose_nd"],
+        Op::BatchNorm { .. } => &["batchnorm"],
+        Op::Lrn { .. } => &["lrn"],
+        Op::Reduce { .. } | Op::GlobalAveragePool | Op::GlobalMaxPool => &["reduce_nd"],
+        Op::Conv(_) => &["conv_direct"],
+        Op::MaxPool(_) | Op::AveragePool(_) => &["pool_nd"],
+        Op::Transpose { .. }
+        | Op::Concat { .. }
+        | Op::Slice { .. }
+        | Op::Split { .. }
+        | Op::Expand => &["copy_nd_4"],
+        Op::Gather { .. } => &["gather_4"],
         Op::Reshape { .. }
         | Op::Flatten { .. }
         | Op::Squeeze { .. }
         | Op::Unsqueeze { .. }
         | Op::Identity
-        | Op::Dropout => &[],
+        | Op::Dropout
+        | Op::Shape { .. }
+        | Op::Size
+        | Op::ConstantOfShape { .. } => &[],
         _ => return None,
     })
 }
 
+fn is_compare(b: BinaryOp) -> bool {
+    matches!(
+        b,
+        BinaryOp::Equal
+            | BinaryOp::Less
+            | BinaryOp::Greater
+            | BinaryOp::LessOrEqual
+            | BinaryOp::GreaterOrEqual
+    )
+}
+
 /// A kernel argument.
-enum Arg<'a> {
+pub(super) enum Arg<'a> {
     Buf(&'a Buffer<u8>),
     U32(u32),
     F32(f32),
+    I32(i32),
     V8([u32; 8]),
+    I8([i32; 8]),
 }
 
-fn u32_of(v: usize, what: &str) -> Result<u32> {
+pub(super) fn u32_of(v: usize, what: &str) -> Result<u32> {
     u32::try_from(v).map_err(|_| DeviceError::Other(format!("{what} {v} exceeds 32 bits")))
 }
 
-fn v8(v: &[usize]) -> Result<[u32; 8]> {
+pub(super) fn v8(v: &[usize]) -> Result<[u32; 8]> {
     let mut a = [0u32; 8];
     for (k, &x) in v.iter().enumerate() {
         a[k] = u32_of(x, "dimension")?;
@@ -73,7 +130,7 @@ fn v8(v: &[usize]) -> Result<[u32; 8]> {
     Ok(a)
 }
 
-fn contiguous_strides(d: &[usize]) -> Vec<usize> {
+pub(super) fn contiguous_strides(d: &[usize]) -> Vec<usize> {
     let mut s = vec![1; d.len()];
     for k in (0..d.len().saturating_sub(1)).rev() {
         s[k] = s[k + 1] * d[k + 1];
@@ -82,7 +139,7 @@ fn contiguous_strides(d: &[usize]) -> Vec<usize> {
 }
 
 /// Strides of `shape` (right-aligned) when read as `out` (0 on broadcast dims).
-fn bcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
+pub(super) fn bcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
     let st = contiguous_strides(shape);
     let pad = out.len() - shape.len();
     (0..out.len())
@@ -96,17 +153,17 @@ fn bcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
         .collect()
 }
 
-fn round_up(x: usize, m: usize) -> usize {
+pub(super) fn round_up(x: usize, m: usize) -> usize {
     x.div_ceil(m).max(1) * m
 }
 
-struct In<'a> {
-    t: &'a DeviceTensor,
-    c: &'a ClTensor,
+pub(super) struct In<'a> {
+    pub(super) t: &'a DeviceTensor,
+    pub(super) c: &'a ClTensor,
 }
 
 impl OpenclDevice {
-    fn launch(
+    pub(super) fn launch(
         &self,
         name: &'static str,
         args: &[Arg],
@@ -125,7 +182,9 @@ impl OpenclDevice {
                     Arg::Buf(b) => ek.set_arg(*b),
                     Arg::U32(v) => ek.set_arg(v),
                     Arg::F32(v) => ek.set_arg(v),
+                    Arg::I32(v) => ek.set_arg(v),
                     Arg::V8(v) => ek.set_arg(v),
+                    Arg::I8(v) => ek.set_arg(v),
                 };
             }
         }
@@ -142,25 +201,43 @@ impl OpenclDevice {
         Ok(ev)
     }
 
-    fn out_buf(&self, elems: usize) -> Result<super::PooledBuffer> {
+    pub(super) fn out_buf(&self, elems: usize) -> Result<super::PooledBuffer> {
         self.pool.get(elems * 4).map_err(|e| other(self.info.id, e))
     }
 
-    fn finish_out(&self, shape: Vec<usize>, buf: super::PooledBuffer, ev: Event) -> DeviceTensor {
+    pub(super) fn finish_out(
+        &self,
+        shape: Vec<usize>,
+        buf: super::PooledBuffer,
+        ev: Event,
+    ) -> DeviceTensor {
+        self.finish_out_as(DType::F32, shape, buf, ev)
+    }
+
+    /// An output of `dtype` written by the command `ev`.
+    pub(super) fn finish_out_as(
+        &self,
+        dtype: DType,
+        shape: Vec<usize>,
+        buf: super::PooledBuffer,
+        ev: Event,
+    ) -> DeviceTensor {
         self.wrap(
-            DType::F32,
+            dtype,
             shape,
             ClTensor {
                 buf: Arc::new(buf),
                 ready: Some(Arc::new(ev)),
                 upload_src: None,
                 host: None,
+                kernel: true,
+                report: Arc::default(),
             },
         )
     }
 
     /// A small read-only u32 buffer with its data copied in at creation.
-    fn const_u32(&self, v: &[u32]) -> Result<Buffer<u8>> {
+    pub(super) fn const_u32(&self, v: &[u32]) -> Result<Buffer<u8>> {
         let mut bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
         if bytes.is_empty() {
             bytes.resize(4, 0);
@@ -201,26 +278,89 @@ pub(super) fn execute(
             .and_then(Option::as_ref)
             .ok_or_else(|| DeviceError::Other(format!("input {i} is missing")))
     };
+    if matches!(op, Op::Shape { .. } | Op::Size | Op::ConstantOfShape { .. }) {
+        return super::host::shape_op(dev, op, inputs, n_outputs);
+    }
     if kernels.is_empty() {
         return view(dev, op, inputs, n_outputs);
     }
-    if n_outputs != 1 {
-        return Err(DeviceError::Other(format!(
-            "{n_outputs} outputs asked, the op has 1"
-        )));
-    }
-    // Compute ops read f32 only; name the first input that is not.
-    for (i, x) in ins.iter().enumerate() {
-        if let Some(x) = x {
-            if x.t.dtype != DType::F32 {
-                return Err(DeviceError::Other(format!(
-                    "input {i} is {}; the OpenCL kernels are f32 only",
-                    x.t.dtype
-                )));
-            }
-        }
+    if let Err(why) = native(op, &ins, n_outputs) {
+        return super::host::eval(dev, op, inputs, n_outputs, &why);
     }
     let x = get(0)?;
+    let outs = match op {
+        Op::Split { axis, split } => {
+            super::movement::split(dev, &ins, *axis, split.as_deref(), n_outputs)?
+        }
+        _ => vec![single(dev, op, kernels, &ins, x)?],
+    };
+    dev.compute
+        .flush()
+        .map_err(|e| other(dev.info.id, format!("flush: {e}")))?;
+    Ok(outs)
+}
+
+/// Whether the kernels take these inputs (dtypes, ranks, output count);
+/// `Err(why)` sends the op through the host kernel instead.
+fn native(op: &Op, ins: &[Option<In>], n_outputs: usize) -> std::result::Result<(), String> {
+    let dt = |i: usize| ins.get(i).and_then(Option::as_ref).map(|x| x.t.dtype);
+    let rank_ok = ins.iter().flatten().all(|x| x.t.shape.len() <= MAX_RANK);
+    if !rank_ok {
+        return Err(format!("rank above {MAX_RANK}"));
+    }
+    if !matches!(op, Op::Split { .. }) && n_outputs != 1 {
+        return Err(format!("{n_outputs} outputs asked"));
+    }
+    let sized = |d: Option<DType>| matches!(d.map(DType::size), Some(1 | 2 | 4 | 8));
+    let ok = match op {
+        Op::Transpose { .. } | Op::Slice { .. } | Op::Split { .. } | Op::Expand => sized(dt(0)),
+        Op::Concat { .. } => sized(dt(0)) && ins.iter().flatten().all(|x| Some(x.t.dtype) == dt(0)),
+        Op::Gather { .. } => sized(dt(0)) && matches!(dt(1), Some(DType::I64 | DType::I32)),
+        Op::Where => {
+            dt(0) == Some(DType::Bool)
+                && dt(1) == dt(2)
+                && matches!(dt(1).map(DType::size), Some(1 | 4 | 8))
+        }
+        Op::Cast { to } => super::movement::cast_kernel(dt(0), *to).is_some(),
+        Op::Reduce { .. } => {
+            dt(0) == Some(DType::F32)
+                && ins
+                    .first()
+                    .and_then(Option::as_ref)
+                    .is_some_and(|x| x.t.shape.iter().product::<usize>() > 0)
+        }
+        _ => ins.iter().flatten().all(|x| x.t.dtype == DType::F32),
+    };
+    if ok {
+        Ok(())
+    } else {
+        let types: Vec<String> = ins
+            .iter()
+            .map(|x| {
+                x.as_ref()
+                    .map_or("-".to_string(), |x| x.t.dtype.to_string())
+            })
+            .collect();
+        Err(format!(
+            "no OpenCL kernel for inputs ({})",
+            types.join(", ")
+        ))
+    }
+}
+
+/// Ops with one output.
+fn single(
+    dev: &OpenclDevice,
+    op: &Op,
+    kernels: &[&'static str],
+    ins: &[Option<In>],
+    x: &In,
+) -> Result<DeviceTensor> {
+    let get = |i: usize| -> Result<&In> {
+        ins.get(i)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| DeviceError::Other(format!("input {i} is missing")))
+    };
     let out = match op {
         Op::Unary(_) | Op::Gelu { .. } => {
             let n = x.t.shape.iter().product::<usize>();
@@ -238,35 +378,13 @@ pub(super) fn execute(
             )?;
             dev.finish_out(x.t.shape.clone(), y, ev)
         }
-        Op::Binary(_) => {
-            let b = get(1)?;
-            let shape = broadcast_shapes(&x.t.shape, &b.t.shape)
-                .map_err(|e| DeviceError::Other(e.to_string()))?;
-            if shape.len() > MAX_RANK {
-                return Err(DeviceError::Other(format!(
-                    "rank {} > {MAX_RANK}",
-                    shape.len()
-                )));
-            }
-            let n = shape.iter().product::<usize>();
-            let y = dev.out_buf(n)?;
-            let ev = dev.launch(
-                kernels[0],
-                &[
-                    Arg::Buf(x.c.buf.buffer()),
-                    Arg::Buf(b.c.buf.buffer()),
-                    Arg::Buf(y.buffer()),
-                    Arg::U32(u32_of(n, "size")?),
-                    Arg::U32(shape.len() as u32),
-                    Arg::V8(v8(&shape)?),
-                    Arg::V8(v8(&bcast_strides(&x.t.shape, &shape))?),
-                    Arg::V8(v8(&bcast_strides(&b.t.shape, &shape))?),
-                ],
-                &[round_up(n, 64)],
-                None,
-                &[&x.c.ready, &b.c.ready],
-            )?;
-            dev.finish_out(shape, y, ev)
+        Op::Binary(bop) => {
+            let out = if is_compare(*bop) {
+                DType::Bool
+            } else {
+                DType::F32
+            };
+            super::nn::binary(dev, kernels[0], x, get(1)?, out)?
         }
         Op::MatMul => matmul(dev, x, get(1)?)?,
         Op::Gemm {
@@ -279,7 +397,7 @@ pub(super) fn execute(
             let c = ins.get(2).and_then(Option::as_ref);
             gemm(dev, x, b, c, *alpha, *beta, *trans_a, *trans_b)?
         }
-        Op::Softmax { axis, legacy } => {
+        Op::Softmax { axis, legacy } | Op::LogSoftmax { axis, legacy } => {
             let d = &x.t.shape;
             let ax = norm_axis(*axis, d.len()).map_err(|e| DeviceError::Other(e.to_string()))?;
             let outer: usize = d[..ax].iter().product();
@@ -342,55 +460,10 @@ pub(super) fn execute(
             )?;
             dev.finish_out(d.clone(), y, ev)
         }
-        Op::Transpose { perm } => {
-            let d = &x.t.shape;
-            let r = d.len();
-            if r > MAX_RANK {
-                return Err(DeviceError::Other(format!("rank {r} > {MAX_RANK}")));
-            }
-            let perm: Vec<usize> = perm.clone().unwrap_or_else(|| (0..r).rev().collect());
-            let mut seen = vec![false; r];
-            if perm.len() != r
-                || perm
-                    .iter()
-                    .any(|&p| p >= r || std::mem::replace(&mut seen[p], true))
-            {
-                return Err(DeviceError::Other(format!(
-                    "perm {perm:?} is not a permutation of rank {r}"
-                )));
-            }
-            let st = contiguous_strides(d);
-            let od: Vec<usize> = perm.iter().map(|&p| d[p]).collect();
-            let is: Vec<usize> = perm.iter().map(|&p| st[p]).collect();
-            let n: usize = d.iter().product();
-            let y = dev.out_buf(n)?;
-            let ev = dev.launch(
-                kernels[0],
-                &[
-                    Arg::Buf(x.c.buf.buffer()),
-                    Arg::Buf(y.buffer()),
-                    Arg::U32(u32_of(n, "size")?),
-                    Arg::U32(r as u32),
-                    Arg::V8(v8(&od)?),
-                    Arg::V8(v8(&is)?),
-                ],
-                &[round_up(n, 64)],
-                None,
-                &[&x.c.ready],
-            )?;
-            dev.finish_out(od, y, ev)
-        }
-        other_op => {
-            return Err(DeviceError::Other(format!(
-                "no OpenCL launch for {}",
-                other_op.name()
-            )))
-        }
+        Op::Transpose { perm } => super::movement::transpose(dev, x, perm.as_deref())?,
+        other_op => super::nn::other(dev, other_op, kernels, ins, x)?,
     };
-    dev.compute
-        .flush()
-        .map_err(|e| other(dev.info.id, format!("flush: {e}")))?;
-    Ok(vec![out])
+    Ok(out)
 }
 
 /// Views: the output shares the input's buffer under a new shape computed
@@ -401,7 +474,8 @@ fn view(
     inputs: &[Option<&DeviceTensor>],
     n_outputs: usize,
 ) -> Result<Vec<DeviceTensor>> {
-    if n_outputs != 1 {
+    let mask = matches!(op, Op::Dropout) && n_outputs == 2;
+    if n_outputs != 1 && !mask {
         return Err(DeviceError::Other(format!(
             "{n_outputs} outputs asked; only the data output runs on OpenCL"
         )));
@@ -430,14 +504,24 @@ fn view(
             x.shape
         )));
     }
-    let c = dev.cl(x)?;
-    let v = ClTensor {
-        buf: c.buf.clone(),
-        ready: c.ready.clone(),
-        upload_src: c.upload_src.clone(),
-        host: c.host.clone(),
-    };
-    Ok(vec![dev.wrap(x.dtype, shape, v)])
+    let mut v = dev.cl(x)?.share();
+    // The host mirror takes the view's shape too.
+    if let Some(h) = v.host.take() {
+        let h = (*h)
+            .clone()
+            .reshape(shape.clone())
+            .map_err(|e| DeviceError::Other(e.to_string()))?;
+        v.host = Some(Arc::new(h));
+    }
+    let mut outs = vec![dev.wrap(x.dtype, shape.clone(), v)];
+    if mask {
+        // Inference dropout keeps everything: an all-true mask.
+        let n = shape.iter().product::<usize>();
+        let m = Tensor::from_vec(shape, vec![true; n])
+            .map_err(|e| DeviceError::Other(e.to_string()))?;
+        outs.push(dev.upload(Arc::new(m))?);
+    }
+    Ok(outs)
 }
 
 /// Numpy matmul: 1-D operands promoted and their dims dropped, batch dims

@@ -348,23 +348,29 @@ fn opencl_views_share_buffers_and_read_shape_operands() {
 #[test]
 fn opencl_refuses_what_it_cannot_run_naming_op_and_device() {
     let Some(d) = dev() else { return };
-    let e = d.supports(&Op::Conv(Default::default())).unwrap_err();
-    assert!(e.contains("no OpenCL kernel for Conv"), "{e}");
+    let e = d.supports(&Op::NonZero).unwrap_err();
+    assert!(e.contains("no OpenCL kernel for NonZero"), "{e}");
     assert!(d.supports(&Op::MatMul).is_ok());
-    // An i64 input to a compute op fails at execute, naming both.
-    let t = d
-        .upload(Arc::new(
-            Tensor::from_vec(vec![3], vec![1i64, 2, 3]).unwrap(),
-        ))
-        .unwrap();
+    assert!(d.supports(&Op::Conv(Default::default())).is_ok());
+    // Executing a refused op names the op and the device.
+    let x = up(&d, &[3], vec![1.0, 0.0, 2.0]);
     let e = d
-        .execute(&Op::Unary(UnaryOp::Relu), &[Some(&t)], 1)
+        .execute(&Op::NonZero, &[Some(&x)], 1)
         .unwrap_err()
         .to_string();
-    assert!(
-        e.contains("Relu") && e.contains("opencl:0") && e.contains("f32"),
-        "{e}"
-    );
+    assert!(e.contains("NonZero") && e.contains("opencl:0"), "{e}");
+    // An i64 input to an f32 kernel goes through the host kernel, counted.
+    let t = d
+        .upload(Arc::new(
+            Tensor::from_vec(vec![3], vec![-1i64, 2, -3]).unwrap(),
+        ))
+        .unwrap();
+    let y = d
+        .execute(&Op::Unary(UnaryOp::Relu), &[Some(&t)], 1)
+        .unwrap();
+    let got = d.download(&y[0]).unwrap();
+    assert_eq!(got.as_slice::<i64>().unwrap(), &[0, 2, 0]);
+    assert_eq!(d.host_evals().get("Relu"), Some(&1));
 }
 
 #[test]
