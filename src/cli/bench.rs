@@ -149,15 +149,35 @@ pub fn main(a: Args) -> Result<()> {
     Ok(())
 }
 
-/// Per-device busy time per micro-batch (from the trace of the timed
-/// iterations), the ideal pipelined time of `m` micro-batches through `p`
+/// Per-device busy time per micro-batch (the union of its kernel spans in
+/// the trace of the timed iterations), the ideal pipelined time of `m` micro-batches through `p`
 /// stages, `(m + p - 1) × slowest stage`, and the measured efficiency
 /// against it (1.0 = the GPipe bound is reached).
 fn pipeline_report(events: &[hetflow::TraceEvent], iters: usize, m: usize, median_ms: f64) {
-    let mut busy: std::collections::BTreeMap<&str, f64> = Default::default();
+    // Busy = the union of a device's kernel spans: devices that report
+    // spans from their own clocks (OpenCL profiling on PoCL) can overlap
+    // consecutive kernels, and a plain sum would count that time twice.
+    let mut spans: std::collections::BTreeMap<&str, Vec<(f64, f64)>> = Default::default();
     for e in events.iter().filter(|e| e.cat == "kernel") {
-        *busy.entry(e.device.as_str()).or_default() += e.dur_us;
+        spans
+            .entry(e.device.as_str())
+            .or_default()
+            .push((e.start_us, e.start_us + e.dur_us));
     }
+    let busy: std::collections::BTreeMap<&str, f64> = spans
+        .into_iter()
+        .map(|(d, mut v)| {
+            v.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let (mut total, mut end) = (0.0, f64::NEG_INFINITY);
+            for (s, e) in v {
+                if e > end {
+                    total += e - s.max(end);
+                    end = e;
+                }
+            }
+            (d, total)
+        })
+        .collect();
     let per_mb = (iters * m) as f64;
     let p = busy.len().max(1);
     for (d, us) in &busy {
