@@ -38,7 +38,9 @@ pub(crate) fn conv(
     let name = "Conv";
     let g = ConvGeom::new(a, &x.shape, &w.shape).map_err(|m| dev.err(name, m))?;
     let b = b.filter(|b| b.shape.iter().product::<usize>() > 0);
-    if w.dtype != x.dtype || b.is_some_and(|b| b.dtype != x.dtype || b.shape.iter().product::<usize>() != g.m) {
+    if w.dtype != x.dtype
+        || b.is_some_and(|b| b.dtype != x.dtype || b.shape.iter().product::<usize>() != g.m)
+    {
         return Ok(None);
     }
     let dt = x.dtype;

@@ -16,7 +16,6 @@ use hetflow_ops::graph::Fact;
 use hetflow_ops::infer::infer_op;
 use hetflow_ops::{DType, Op};
 
-
 type Out = Result<Option<Vec<DeviceTensor>>>;
 
 fn numel(s: &[usize]) -> usize {
@@ -25,7 +24,12 @@ fn numel(s: &[usize]) -> usize {
 
 /// Views: the output shape from shape inference with the shape-like
 /// inputs as constants.
-pub(crate) fn view(dev: &CudaDevice, op: &Op, inputs: &[Option<&DeviceTensor>], x: &DeviceTensor) -> Out {
+pub(crate) fn view(
+    dev: &CudaDevice,
+    op: &Op,
+    inputs: &[Option<&DeviceTensor>],
+    x: &DeviceTensor,
+) -> Out {
     let mut facts = vec![Some(Fact::known(x.dtype, &x.shape))];
     for t in &inputs[1..] {
         facts.push(match t {
@@ -50,19 +54,31 @@ fn copy(l: &Launch, src: u64, dst: u64, layout: &Layout, dt: DType) -> Result<()
     if n == 0 {
         return Ok(());
     }
-    let mut k = l.dev.compute.launch_builder(l.func("strided_copy", byte_suffix(dt))?);
+    let mut k = l
+        .dev
+        .compute
+        .launch_builder(l.func("strided_copy", byte_suffix(dt))?);
     k.arg(&src).arg(&dst).arg(&n).arg(layout);
     // SAFETY: the layout's offsets stay inside both buffers (geom.rs).
     l.check(unsafe { k.launch(grid(n as usize)) })
 }
 
 /// One strided copy of `x` into a new tensor of `shape`.
-fn copy_op(dev: &CudaDevice, name: &str, x: &DeviceTensor, shape: Vec<usize>, layout: Option<Layout>) -> Out {
+fn copy_op(
+    dev: &CudaDevice,
+    name: &str,
+    x: &DeviceTensor,
+    shape: Vec<usize>,
+    layout: Option<Layout>,
+) -> Out {
     let Some(layout) = layout else {
         return Ok(None);
     };
     let dt = x.dtype;
-    run(dev, name, &[x], vec![(dt, shape)], |l| copy(l, l.ptr(x)?, l.outs[0], &layout, dt)).map(Some)
+    run(dev, name, &[x], vec![(dt, shape)], |l| {
+        copy(l, l.ptr(x)?, l.outs[0], &layout, dt)
+    })
+    .map(Some)
 }
 
 pub(crate) fn transpose(dev: &CudaDevice, perm: Option<&[usize]>, x: &DeviceTensor) -> Out {
@@ -72,7 +88,12 @@ pub(crate) fn transpose(dev: &CudaDevice, perm: Option<&[usize]>, x: &DeviceTens
     copy_op(dev, "Transpose", x, out, Some(layout))
 }
 
-pub(crate) fn slice(dev: &CudaDevice, op: &Op, inputs: &[Option<&DeviceTensor>], x: &DeviceTensor) -> Out {
+pub(crate) fn slice(
+    dev: &CudaDevice,
+    op: &Op,
+    inputs: &[Option<&DeviceTensor>],
+    x: &DeviceTensor,
+) -> Out {
     let Op::Slice { starts, ends, axes } = op else {
         return Ok(None);
     };
@@ -82,10 +103,16 @@ pub(crate) fn slice(dev: &CudaDevice, op: &Op, inputs: &[Option<&DeviceTensor>],
             (st.clone(), en.clone(), axes.clone(), None)
         }
         None => {
-            let (Some(st), Some(en)) = (host_ints(dev, inputs, 1)?, host_ints(dev, inputs, 2)?) else {
+            let (Some(st), Some(en)) = (host_ints(dev, inputs, 1)?, host_ints(dev, inputs, 2)?)
+            else {
                 return Ok(None);
             };
-            (st, en, host_ints(dev, inputs, 3)?, host_ints(dev, inputs, 4)?)
+            (
+                st,
+                en,
+                host_ints(dev, inputs, 3)?,
+                host_ints(dev, inputs, 4)?,
+            )
         }
     };
     let (out, base, strides) = geom::slice(&x.shape, &st, &en, ax.as_deref(), sp.as_deref())
@@ -105,7 +132,11 @@ pub(crate) fn expand(dev: &CudaDevice, inputs: &[Option<&DeviceTensor>], x: &Dev
     let Some(out) = broadcast(&x.shape, &target) else {
         return Ok(None);
     };
-    let layout = Layout::new(&out, &[&bcast_strides(&x.shape, &out), &contiguous_strides(&out)], [0; 3]);
+    let layout = Layout::new(
+        &out,
+        &[&bcast_strides(&x.shape, &out), &contiguous_strides(&out)],
+        [0; 3],
+    );
     copy_op(dev, "Expand", x, out, layout)
 }
 
@@ -181,19 +212,36 @@ pub(crate) fn gather(dev: &CudaDevice, axis: i64, x: &DeviceTensor, idx: &Device
         .into_iter()
         .find(|&i| !(-d..d).contains(&i))
     {
-        return Err(dev.err("Gather", format!("index {bad} out of range for an axis of size {len}")));
+        return Err(dev.err(
+            "Gather",
+            format!("index {bad} out of range for an axis of size {len}"),
+        ));
     }
     let n = numel(&out);
     let dt = x.dtype;
-    let (o, ln, ni, inn) = (outer as i64, len as i64, numel(&idx.shape) as i64, inner as i64);
+    let (o, ln, ni, inn) = (
+        outer as i64,
+        len as i64,
+        numel(&idx.shape) as i64,
+        inner as i64,
+    );
     let is64 = (idx.dtype == DType::I64) as i32;
     run(dev, "Gather", &[x, idx], vec![(dt, out)], |l| {
         if n == 0 {
             return Ok(());
         }
         let (xp, ip, y) = (l.ptr(x)?, l.ptr(idx)?, l.outs[0]);
-        let mut k = dev.compute.launch_builder(l.func("gather", byte_suffix(dt))?);
-        k.arg(&xp).arg(&ip).arg(&is64).arg(&y).arg(&o).arg(&ln).arg(&ni).arg(&inn);
+        let mut k = dev
+            .compute
+            .launch_builder(l.func("gather", byte_suffix(dt))?);
+        k.arg(&xp)
+            .arg(&ip)
+            .arg(&is64)
+            .arg(&y)
+            .arg(&o)
+            .arg(&ln)
+            .arg(&ni)
+            .arg(&inn);
         // SAFETY: indices were checked against the axis length above.
         l.check(unsafe { k.launch(grid(n)) })
     })
@@ -208,7 +256,12 @@ fn bcast_layout(shapes: &[&[usize]]) -> Option<(Vec<usize>, Layout)> {
     Some((out.clone(), Layout::new(&out, &refs, [0; 3])?))
 }
 
-pub(crate) fn where_(dev: &CudaDevice, c: &DeviceTensor, x: &DeviceTensor, y: &DeviceTensor) -> Out {
+pub(crate) fn where_(
+    dev: &CudaDevice,
+    c: &DeviceTensor,
+    x: &DeviceTensor,
+    y: &DeviceTensor,
+) -> Out {
     if c.dtype != DType::Bool || x.dtype != y.dtype {
         return Ok(None);
     }
@@ -221,7 +274,9 @@ pub(crate) fn where_(dev: &CudaDevice, c: &DeviceTensor, x: &DeviceTensor, y: &D
             return Ok(());
         }
         let (cp, xp, yp, o, nn) = (l.ptr(c)?, l.ptr(x)?, l.ptr(y)?, l.outs[0], n as i64);
-        let mut k = dev.compute.launch_builder(l.func("where", byte_suffix(x.dtype))?);
+        let mut k = dev
+            .compute
+            .launch_builder(l.func("where", byte_suffix(x.dtype))?);
         k.arg(&cp).arg(&xp).arg(&yp).arg(&o).arg(&nn).arg(&layout);
         // SAFETY: broadcast offsets stay inside each operand.
         l.check(unsafe { k.launch(grid(n)) })
@@ -270,4 +325,3 @@ pub(crate) fn cast(dev: &CudaDevice, to: DType, x: &DeviceTensor) -> Out {
     })
     .map(Some)
 }
-

@@ -266,7 +266,12 @@ impl CudaDevice {
     /// `t`'s memory under a new shape (same element count and dtype).
     pub(crate) fn view(&self, t: &DeviceTensor, shape: Vec<usize>) -> Result<DeviceTensor> {
         let b = self.buffer(t)?.clone();
-        Ok(DeviceTensor::new(self.info.id, t.dtype, shape, Arc::new(CudaView(b))))
+        Ok(DeviceTensor::new(
+            self.info.id,
+            t.dtype,
+            shape,
+            Arc::new(CudaView(b)),
+        ))
     }
 
     /// Whether GPU `dst` can address the memory of GPU `src`
@@ -467,6 +472,9 @@ mod tests {
         assert_eq!(peer_route(g0, g1, |_, _| None), PeerRoute::Host);
         assert_eq!(peer_route(g1, g1, yes), PeerRoute::Host, "same GPU");
         assert_eq!(peer_route(DeviceId::cpu(0), g1, yes), PeerRoute::Host);
-        assert_eq!(peer_route(g0, id(DeviceKind::Opencl, 1), yes), PeerRoute::Host);
+        assert_eq!(
+            peer_route(g0, id(DeviceKind::Opencl, 1), yes),
+            PeerRoute::Host
+        );
     }
 }

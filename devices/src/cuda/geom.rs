@@ -127,8 +127,8 @@ impl Layout {
         };
         for (i, (&d, s)) in md.iter().zip(&ms).enumerate() {
             l.dims[i] = d;
-            for o in 0..3 {
-                l.strides[o][i] = s[o];
+            for (row, &st) in l.strides.iter_mut().zip(s) {
+                row[i] = st;
             }
         }
         Some(l)
@@ -161,7 +161,11 @@ pub fn transpose(shape: &[usize], perm: Option<&[usize]>) -> Option<(Vec<usize>,
     let r = shape.len();
     let perm: Vec<usize> = perm.map_or_else(|| (0..r).rev().collect(), <[usize]>::to_vec);
     let mut seen = vec![false; r];
-    if perm.len() != r || perm.iter().any(|&p| p >= r || std::mem::replace(&mut seen[p], true)) {
+    if perm.len() != r
+        || perm
+            .iter()
+            .any(|&p| p >= r || std::mem::replace(&mut seen[p], true))
+    {
         return None;
     }
     let ist = contiguous_strides(shape);
@@ -220,7 +224,11 @@ pub fn slice(
             slice_bounds(starts[i], ends[i], step, d)
         };
         // Elements in the half-open range, rounded up to whole steps.
-        let (span, stride) = if step > 0 { (hi - lo, step) } else { (lo - hi, -step) };
+        let (span, stride) = if step > 0 {
+            (hi - lo, step)
+        } else {
+            (lo - hi, -step)
+        };
         let n = if span > 0 { (span - 1) / stride + 1 } else { 0 };
         out[a] = n as usize;
         if n > 0 {
@@ -249,9 +257,8 @@ pub fn gather(shape: &[usize], idx_shape: &[usize], axis: i64) -> Option<([usize
 pub fn concat(shapes: &[&[usize]], axis: i64) -> Option<(Vec<usize>, Vec<Layout>)> {
     let first = *shapes.first()?;
     let a = norm_axis(axis, first.len())?;
-    let fits = |s: &[usize]| {
-        s.len() == first.len() && (0..s.len()).all(|d| d == a || s[d] == first[d])
-    };
+    let fits =
+        |s: &[usize]| s.len() == first.len() && (0..s.len()).all(|d| d == a || s[d] == first[d]);
     if !shapes.iter().all(|s| fits(s)) {
         return None;
     }
@@ -293,7 +300,9 @@ pub fn split(shape: &[usize], axis: i64, sizes: &[usize]) -> Option<Vec<(Vec<usi
 /// Split sizes when none are given: `ceil(d / n)` each, the last smaller.
 pub fn even_split(d: usize, n: usize) -> Vec<usize> {
     let chunk = d.div_ceil(n.max(1));
-    (0..n).map(|i| chunk.min(d.saturating_sub(chunk * i))).collect()
+    (0..n)
+        .map(|i| chunk.min(d.saturating_sub(chunk * i)))
+        .collect()
 }
 
 /// A convolution or pooling window lifted to three spatial dims (leading
@@ -398,7 +407,9 @@ impl ConvGeom {
     /// dims) against the attributes, as the CPU kernel does.
     pub fn new(a: &ConvAttrs, xs: &[usize], ws: &[usize]) -> Result<ConvGeom, String> {
         if xs.len() < 3 || xs.len() > 5 || ws.len() != xs.len() {
-            return Err(format!("X {xs:?} and W {ws:?}: 1 to 3 spatial dims, same rank"));
+            return Err(format!(
+                "X {xs:?} and W {ws:?}: 1 to 3 spatial dims, same rank"
+            ));
         }
         let group = a.group.max(1);
         let (n, c, m) = (xs[0], xs[1], ws[0]);
@@ -407,7 +418,10 @@ impl ConvGeom {
         }
         let kernel = &ws[2..];
         if a.kernel_shape.as_deref().is_some_and(|k| k != kernel) {
-            return Err(format!("kernel_shape {:?} differs from W's {kernel:?}", a.kernel_shape));
+            return Err(format!(
+                "kernel_shape {:?} differs from W's {kernel:?}",
+                a.kernel_shape
+            ));
         }
         if kernel.contains(&0) || xs[2..].contains(&0) {
             return Err(format!("empty kernel {kernel:?} or input {xs:?}"));
@@ -468,8 +482,12 @@ pub fn pool(p: &PoolAttrs, xs: &[usize]) -> Result<(Vec<usize>, Win3), String> {
         return Err(format!("inputs of rank 3 to 5, got {xs:?}"));
     }
     let spatial = &xs[2..];
-    if p.kernel_shape.len() != spatial.len() || p.kernel_shape.contains(&0) || spatial.contains(&0) {
-        return Err(format!("kernel_shape {:?} does not fit input {xs:?}", p.kernel_shape));
+    if p.kernel_shape.len() != spatial.len() || p.kernel_shape.contains(&0) || spatial.contains(&0)
+    {
+        return Err(format!(
+            "kernel_shape {:?} does not fit input {xs:?}",
+            p.kernel_shape
+        ));
     }
     let w = resolve_window(
         spatial,
@@ -505,7 +523,11 @@ pub struct ReduceLayout {
 impl ReduceLayout {
     /// Folds the reduction of `shape` over `axes` (empty: all). Returns the
     /// output shape (with or without kept size-1 dims) and the layout.
-    pub fn new(shape: &[usize], axes: &[i64], keepdims: bool) -> Option<(Vec<usize>, ReduceLayout)> {
+    pub fn new(
+        shape: &[usize],
+        axes: &[i64],
+        keepdims: bool,
+    ) -> Option<(Vec<usize>, ReduceLayout)> {
         let r = shape.len();
         let mut red = vec![axes.is_empty(); r];
         for &a in axes {
@@ -513,7 +535,10 @@ impl ReduceLayout {
         }
         let ist = contiguous_strides(shape);
         let group = |want: bool| -> Option<(Vec<i64>, Vec<i64>)> {
-            let dims: Vec<usize> = (0..r).filter(|&d| red[d] == want).map(|d| shape[d]).collect();
+            let dims: Vec<usize> = (0..r)
+                .filter(|&d| red[d] == want)
+                .map(|d| shape[d])
+                .collect();
             let st: Vec<i64> = (0..r).filter(|&d| red[d] == want).map(|d| ist[d]).collect();
             let l = Layout::new(&dims, &[&st], [0; 3])?;
             let n = l.rank as usize;
@@ -524,7 +549,10 @@ impl ReduceLayout {
         let mut l = ReduceLayout {
             kept_rank: kd.len() as i32,
             red_rank: rd.len() as i32,
-            count: (0..r).filter(|&d| red[d]).map(|d| shape[d] as i64).product(),
+            count: (0..r)
+                .filter(|&d| red[d])
+                .map(|d| shape[d] as i64)
+                .product(),
             ..Default::default()
         };
         l.kept_dims[..kd.len()].copy_from_slice(&kd);

@@ -147,13 +147,19 @@ mod tests {
                     .iter()
                     .map(|s| all.matches(&format!(" {fam}_{s}(")).count())
                     .sum();
-                assert_eq!(typed + plain, if typed > 0 { 1 } else { sfxs.len() }, "{fam}");
+                assert_eq!(
+                    typed + plain,
+                    if typed > 0 { 1 } else { sfxs.len() },
+                    "{fam}"
+                );
                 assert!(typed + plain > 0, "{fam} is not defined");
             }
         }
         // Each typed macro (one per file) is instantiated once per suffix.
         for (_, src) in SOURCES {
-            let Some(m) = src.find("#define HF_") else { continue };
+            let Some(m) = src.find("#define HF_") else {
+                continue;
+            };
             let name: String = src[m + 8..].chars().take_while(|c| *c != '(').collect();
             for (_, sfxs) in GROUPS.iter().filter(|(_, s)| s.len() > 1) {
                 let uses: usize = sfxs

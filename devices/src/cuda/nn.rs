@@ -19,7 +19,13 @@ fn numel(s: &[usize]) -> usize {
 }
 
 /// MaxPool / AveragePool.
-pub(crate) fn pool(dev: &CudaDevice, p: &PoolAttrs, is_max: bool, x: &DeviceTensor, sfx: &str) -> Out {
+pub(crate) fn pool(
+    dev: &CudaDevice,
+    p: &PoolAttrs,
+    is_max: bool,
+    x: &DeviceTensor,
+    sfx: &str,
+) -> Out {
     let name = if is_max { "MaxPool" } else { "AveragePool" };
     let (out, win) = geom::pool(p, &x.shape).map_err(|m| dev.err(name, m))?;
     let n = numel(&out);
@@ -31,7 +37,12 @@ pub(crate) fn pool(dev: &CudaDevice, p: &PoolAttrs, is_max: bool, x: &DeviceTens
         }
         let (xp, y) = (l.ptr(x)?, l.outs[0]);
         let mut k = dev.compute.launch_builder(l.func("pool", sfx)?);
-        k.arg(&xp).arg(&y).arg(&planes).arg(&mx).arg(&incl).arg(&win);
+        k.arg(&xp)
+            .arg(&y)
+            .arg(&planes)
+            .arg(&mx)
+            .arg(&incl)
+            .arg(&win);
         // SAFETY: one thread per output element; reads stay in its plane.
         l.check(unsafe { k.launch(grid(n)) })
     })
@@ -40,7 +51,11 @@ pub(crate) fn pool(dev: &CudaDevice, p: &PoolAttrs, is_max: bool, x: &DeviceTens
 
 /// GlobalAveragePool / GlobalMaxPool: one block per (N, C) plane.
 pub(crate) fn global_pool(dev: &CudaDevice, is_max: bool, x: &DeviceTensor, sfx: &str) -> Out {
-    let name = if is_max { "GlobalMaxPool" } else { "GlobalAveragePool" };
+    let name = if is_max {
+        "GlobalMaxPool"
+    } else {
+        "GlobalAveragePool"
+    };
     if x.shape.len() < 2 {
         return Ok(None);
     }
@@ -68,29 +83,47 @@ pub(crate) fn global_pool(dev: &CudaDevice, is_max: bool, x: &DeviceTensor, sfx:
 /// Inference BatchNormalization: x, scale, B, mean, var (each `[C]`).
 pub(crate) fn batch_norm(dev: &CudaDevice, eps: f32, ins: &[&DeviceTensor], sfx: &str) -> Out {
     let x = ins[0];
-    if ins.len() != 5 || x.shape.len() < 2 || ins[1..].iter().any(|t| numel(&t.shape) != x.shape[1]) {
+    if ins.len() != 5 || x.shape.len() < 2 || ins[1..].iter().any(|t| numel(&t.shape) != x.shape[1])
+    {
         return Ok(None);
     }
     let n = numel(&x.shape);
     let (ch, sp) = (x.shape[1] as i64, numel(&x.shape[2..]) as i64);
-    run(dev, "BatchNormalization", ins, vec![(x.dtype, x.shape.clone())], |l| {
-        if n == 0 {
-            return Ok(());
-        }
-        let p: Vec<u64> = ins.iter().map(|t| l.ptr(t)).collect::<Result<_>>()?;
-        let (y, nn) = (l.outs[0], n as i64);
-        let mut k = dev.compute.launch_builder(l.func("batchnorm", sfx)?);
-        k.arg(&p[0]).arg(&p[1]).arg(&p[2]).arg(&p[3]).arg(&p[4]).arg(&y);
-        k.arg(&nn).arg(&ch).arg(&sp).arg(&eps);
-        // SAFETY: element-wise; the per-channel inputs hold C elements.
-        l.check(unsafe { k.launch(grid(n)) })
-    })
+    run(
+        dev,
+        "BatchNormalization",
+        ins,
+        vec![(x.dtype, x.shape.clone())],
+        |l| {
+            if n == 0 {
+                return Ok(());
+            }
+            let p: Vec<u64> = ins.iter().map(|t| l.ptr(t)).collect::<Result<_>>()?;
+            let (y, nn) = (l.outs[0], n as i64);
+            let mut k = dev.compute.launch_builder(l.func("batchnorm", sfx)?);
+            k.arg(&p[0])
+                .arg(&p[1])
+                .arg(&p[2])
+                .arg(&p[3])
+                .arg(&p[4])
+                .arg(&y);
+            k.arg(&nn).arg(&ch).arg(&sp).arg(&eps);
+            // SAFETY: element-wise; the per-channel inputs hold C elements.
+            l.check(unsafe { k.launch(grid(n)) })
+        },
+    )
     .map(Some)
 }
 
 /// Local response normalisation across channels.
 pub(crate) fn lrn(dev: &CudaDevice, op: &Op, x: &DeviceTensor, sfx: &str) -> Out {
-    let Op::Lrn { alpha, beta, bias, size } = *op else {
+    let Op::Lrn {
+        alpha,
+        beta,
+        bias,
+        size,
+    } = *op
+    else {
         return Ok(None);
     };
     if x.shape.len() < 2 || size == 0 {
@@ -136,7 +169,13 @@ pub(crate) fn reduce(
     x: &DeviceTensor,
     sfx: &str,
 ) -> Out {
-    let Op::Reduce { kind, axes, keepdims, noop_with_empty_axes } = op else {
+    let Op::Reduce {
+        kind,
+        axes,
+        keepdims,
+        noop_with_empty_axes,
+    } = op
+    else {
         return Ok(None);
     };
     let Some(code) = reduce_code(*kind) else {
@@ -232,7 +271,10 @@ pub(crate) fn clip(
             _ => Ok(none),
         }
     };
-    let (lo, hi) = (bound(min, 1, f32::NEG_INFINITY)?, bound(max, 2, f32::INFINITY)?);
+    let (lo, hi) = (
+        bound(min, 1, f32::NEG_INFINITY)?,
+        bound(max, 2, f32::INFINITY)?,
+    );
     let n = numel(&x.shape);
     let (nn, code) = (n as i64, 15i32);
     run(dev, "Clip", &[x], vec![(x.dtype, x.shape.clone())], |l| {

@@ -88,7 +88,10 @@ fn layouts_merge_contiguous_dims_and_drop_ones() {
     assert!(Layout::new(&dims, &[&st], [0; 3]).is_some());
     assert_eq!(broadcast(&[2, 1, 4], &[3, 1]), Some(vec![2, 3, 4]));
     assert_eq!(broadcast(&[2, 3], &[4]), None);
-    assert_eq!(broadcast_all(&[&[3, 1], &[1], &[2, 1, 4]]), Some(vec![2, 3, 4]));
+    assert_eq!(
+        broadcast_all(&[&[3, 1], &[1], &[2, 1, 4]]),
+        Some(vec![2, 3, 4])
+    );
     // The C struct: an int, padding, 8 dims, 3 x 8 strides, 3 offsets.
     assert_eq!(std::mem::size_of::<Layout>(), 8 + 8 * 8 + 3 * 8 * 8 + 3 * 8);
     assert_eq!(std::mem::size_of::<ReduceLayout>(), 8 + 4 * 8 * 8 + 8);
@@ -123,20 +126,29 @@ fn slice_matches_cpu_including_negative_steps_and_clamping() {
         (vec![1], vec![4], None, None),
         (vec![0, 2], vec![-1, 100], Some(vec![1, 2]), None),
         (vec![-1], vec![-100], Some(vec![1]), Some(vec![-1])),
-        (vec![10, 3], vec![-10, 0], Some(vec![0, 2]), Some(vec![-2, -1])),
+        (
+            vec![10, 3],
+            vec![-10, 0],
+            Some(vec![0, 2]),
+            Some(vec![-2, -1]),
+        ),
         (vec![1, 0], vec![5, 7], Some(vec![-1, -2]), Some(vec![2, 3])),
         (vec![3], vec![3], None, None),
         (vec![-3], vec![i64::MAX], Some(vec![1]), Some(vec![2])),
-        (vec![i64::MAX], vec![i64::MIN], Some(vec![0]), Some(vec![-1])),
+        (
+            vec![i64::MAX],
+            vec![i64::MIN],
+            Some(vec![0]),
+            Some(vec![-1]),
+        ),
     ];
     for (st, en, ax, sp) in cases {
-        let (out, base, strides) =
-            slice(&shape, &st, &en, ax.as_deref(), sp.as_deref()).unwrap();
+        let (out, base, strides) = slice(&shape, &st, &en, ax.as_deref(), sp.as_deref()).unwrap();
         let n: usize = out.iter().product();
         let mut got = vec![f32::NAN; n];
         if n > 0 {
-            let l = Layout::new(&out, &[&strides, &contiguous_strides(&out)], [base, 0, 0])
-                .unwrap();
+            let l =
+                Layout::new(&out, &[&strides, &contiguous_strides(&out)], [base, 0, 0]).unwrap();
             run_copy(&l, &x.to_f32_vec(), &mut got);
         }
         let mut ins = vec![x.clone(), i64s(&st), i64s(&en)];
@@ -159,7 +171,11 @@ fn slice_matches_cpu_including_negative_steps_and_clamping() {
 
 #[test]
 fn concat_and_split_match_cpu() {
-    let (a, b, c) = (iota(&[2, 3, 4]), tensor(&[2, 1, 4], 1), tensor(&[2, 5, 4], 2));
+    let (a, b, c) = (
+        iota(&[2, 3, 4]),
+        tensor(&[2, 1, 4], 1),
+        tensor(&[2, 5, 4], 2),
+    );
     for axis in [1i64, -2] {
         let shapes: Vec<&[usize]> = vec![a.shape(), b.shape(), c.shape()];
         let (out, parts) = concat(&shapes, axis).unwrap();
@@ -261,7 +277,13 @@ fn gather_matches_cpu() {
 /// Convolution the way the CUDA path runs it: im2col per image into
 /// `[C * k, osz]` (or X itself when pointwise, or the direct depthwise
 /// loop), a GEMM per group, then bias and the fused activation.
-fn conv_like_cuda(g: &ConvGeom, x: &[f32], w: &[f32], b: Option<&[f32]>, act: Activation) -> Vec<f32> {
+fn conv_like_cuda(
+    g: &ConvGeom,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    act: Activation,
+) -> Vec<f32> {
     let (osz, kdim, mg, cg) = (g.osz(), g.kdim(), g.mg(), g.cg());
     let (isz, ksz) = (g.win.in_size() as usize, g.win.kernel_size() as usize);
     let mut out = vec![0f32; g.n * g.m * osz];
@@ -344,20 +366,70 @@ fn conv_as_im2col_gemm_matches_cpu() {
         ..Default::default()
     };
     let mut cases = vec![
-        Case { x: vec![2, 3, 9, 8], w: vec![4, 3, 3, 3], attrs: a(&[1, 1], &[1, 1, 1, 1], &[], 1), bias: true },
-        Case { x: vec![1, 4, 11, 10], w: vec![6, 2, 3, 2], attrs: a(&[2, 3], &[0, 1, 2, 0], &[2, 1], 2), bias: false },
-        Case { x: vec![1, 5, 7, 7], w: vec![5, 1, 3, 3], attrs: a(&[2, 2], &[1, 1, 1, 1], &[], 5), bias: true },
-        Case { x: vec![2, 6, 5, 5], w: vec![4, 6, 1, 1], attrs: a(&[], &[], &[], 1), bias: true },
-        Case { x: vec![1, 6, 9, 9], w: vec![6, 1, 5, 5], attrs: a(&[1, 1], &[2, 2, 2, 2], &[2, 2], 6), bias: false },
-        Case { x: vec![2, 3, 13], w: vec![4, 3, 4], attrs: a(&[3], &[2, 1], &[2], 1), bias: true },
-        Case { x: vec![1, 2, 5, 6, 4], w: vec![3, 2, 2, 3, 2], attrs: a(&[1, 2, 1], &[1, 0, 1, 0, 1, 1], &[], 1), bias: true },
-        Case { x: vec![1, 3, 10, 10], w: vec![2, 3, 4, 4], attrs: a(&[3, 3], &[], &[], 1), bias: true },
+        Case {
+            x: vec![2, 3, 9, 8],
+            w: vec![4, 3, 3, 3],
+            attrs: a(&[1, 1], &[1, 1, 1, 1], &[], 1),
+            bias: true,
+        },
+        Case {
+            x: vec![1, 4, 11, 10],
+            w: vec![6, 2, 3, 2],
+            attrs: a(&[2, 3], &[0, 1, 2, 0], &[2, 1], 2),
+            bias: false,
+        },
+        Case {
+            x: vec![1, 5, 7, 7],
+            w: vec![5, 1, 3, 3],
+            attrs: a(&[2, 2], &[1, 1, 1, 1], &[], 5),
+            bias: true,
+        },
+        Case {
+            x: vec![2, 6, 5, 5],
+            w: vec![4, 6, 1, 1],
+            attrs: a(&[], &[], &[], 1),
+            bias: true,
+        },
+        Case {
+            x: vec![1, 6, 9, 9],
+            w: vec![6, 1, 5, 5],
+            attrs: a(&[1, 1], &[2, 2, 2, 2], &[2, 2], 6),
+            bias: false,
+        },
+        Case {
+            x: vec![2, 3, 13],
+            w: vec![4, 3, 4],
+            attrs: a(&[3], &[2, 1], &[2], 1),
+            bias: true,
+        },
+        Case {
+            x: vec![1, 2, 5, 6, 4],
+            w: vec![3, 2, 2, 3, 2],
+            attrs: a(&[1, 2, 1], &[1, 0, 1, 0, 1, 1], &[], 1),
+            bias: true,
+        },
+        Case {
+            x: vec![1, 3, 10, 10],
+            w: vec![2, 3, 4, 4],
+            attrs: a(&[3, 3], &[], &[], 1),
+            bias: true,
+        },
     ];
     let mut same = a(&[2, 2], &[], &[], 1);
     same.auto_pad = AutoPad::SameUpper;
-    cases.push(Case { x: vec![1, 2, 7, 8], w: vec![3, 2, 3, 3], attrs: same.clone(), bias: false });
+    cases.push(Case {
+        x: vec![1, 2, 7, 8],
+        w: vec![3, 2, 3, 3],
+        attrs: same.clone(),
+        bias: false,
+    });
     same.auto_pad = AutoPad::SameLower;
-    cases.push(Case { x: vec![1, 2, 7, 8], w: vec![3, 2, 4, 2], attrs: same, bias: true });
+    cases.push(Case {
+        x: vec![1, 2, 7, 8],
+        w: vec![3, 2, 4, 2],
+        attrs: same,
+        bias: true,
+    });
     let acts = [
         Activation::None,
         Activation::Relu,
@@ -371,7 +443,13 @@ fn conv_as_im2col_gemm_matches_cpu() {
         let b = tensor(&[c.w[0]], 30 + ci as u64);
         let g = ConvGeom::new(&attrs, &c.x, &c.w).unwrap();
         let bv = b.to_f32_vec();
-        let got = conv_like_cuda(&g, &x.to_f32_vec(), &w.to_f32_vec(), c.bias.then_some(&bv[..]), act);
+        let got = conv_like_cuda(
+            &g,
+            &x.to_f32_vec(),
+            &w.to_f32_vec(),
+            c.bias.then_some(&bv[..]),
+            act,
+        );
         let mut ins = vec![&x, &w];
         if c.bias {
             ins.push(&b);
@@ -384,7 +462,13 @@ fn conv_as_im2col_gemm_matches_cpu() {
 }
 
 /// What the pool kernel does for one output element.
-fn pool_like_cuda(win: &Win3, planes: usize, x: &[f32], is_max: bool, include_pad: bool) -> Vec<f32> {
+fn pool_like_cuda(
+    win: &Win3,
+    planes: usize,
+    x: &[f32],
+    is_max: bool,
+    include_pad: bool,
+) -> Vec<f32> {
     let (osz, isz, ksz) = (win.out_size(), win.in_size() as usize, win.kernel_size());
     (0..planes * osz as usize)
         .map(|i| {
@@ -412,29 +496,54 @@ fn pool_like_cuda(win: &Win3, planes: usize, x: &[f32], is_max: bool, include_pa
 
 #[test]
 fn pools_match_cpu() {
-    let p = |k: &[usize], s: &[usize], pads: &[usize], d: &[usize], ceil: bool, incl: bool| PoolAttrs {
-        kernel_shape: k.to_vec(),
-        strides: s.to_vec(),
-        pads: pads.to_vec(),
-        dilations: d.to_vec(),
-        ceil_mode: ceil,
-        count_include_pad: incl,
-        ..Default::default()
-    };
+    let p =
+        |k: &[usize], s: &[usize], pads: &[usize], d: &[usize], ceil: bool, incl: bool| PoolAttrs {
+            kernel_shape: k.to_vec(),
+            strides: s.to_vec(),
+            pads: pads.to_vec(),
+            dilations: d.to_vec(),
+            ceil_mode: ceil,
+            count_include_pad: incl,
+            ..Default::default()
+        };
     let cases = [
-        (vec![2, 3, 8, 8], p(&[2, 2], &[2, 2], &[], &[], false, false)),
-        (vec![1, 2, 7, 9], p(&[3, 3], &[2, 2], &[1, 1, 1, 1], &[], false, false)),
-        (vec![1, 2, 7, 9], p(&[3, 3], &[2, 2], &[1, 1, 1, 1], &[], false, true)),
-        (vec![1, 2, 7, 8], p(&[3, 2], &[2, 3], &[0, 1, 1, 0], &[], true, false)),
-        (vec![1, 3, 9, 9], p(&[2, 2], &[1, 1], &[1, 0, 0, 1], &[2, 2], true, true)),
+        (
+            vec![2, 3, 8, 8],
+            p(&[2, 2], &[2, 2], &[], &[], false, false),
+        ),
+        (
+            vec![1, 2, 7, 9],
+            p(&[3, 3], &[2, 2], &[1, 1, 1, 1], &[], false, false),
+        ),
+        (
+            vec![1, 2, 7, 9],
+            p(&[3, 3], &[2, 2], &[1, 1, 1, 1], &[], false, true),
+        ),
+        (
+            vec![1, 2, 7, 8],
+            p(&[3, 2], &[2, 3], &[0, 1, 1, 0], &[], true, false),
+        ),
+        (
+            vec![1, 3, 9, 9],
+            p(&[2, 2], &[1, 1], &[1, 0, 0, 1], &[2, 2], true, true),
+        ),
         (vec![2, 2, 11], p(&[3], &[2], &[1, 2], &[], false, true)),
-        (vec![1, 1, 5, 6, 4], p(&[2, 3, 2], &[2, 1, 2], &[], &[], true, false)),
+        (
+            vec![1, 1, 5, 6, 4],
+            p(&[2, 3, 2], &[2, 1, 2], &[], &[], true, false),
+        ),
     ];
     for (ci, (shape, attrs)) in cases.iter().enumerate() {
         let x = tensor(shape, 40 + ci as u64);
         let (out, win) = pool(attrs, shape).unwrap();
         for is_max in [true, false] {
-            let got = pool_like_cuda(&win, shape[0] * shape[1], &x.to_f32_vec(), is_max, attrs.count_include_pad);
+            let got = pool_like_cuda(
+                &win,
+                shape[0] * shape[1],
+                &x.to_f32_vec(),
+                is_max,
+                attrs.count_include_pad,
+            );
             let op = if is_max {
                 Op::MaxPool(attrs.clone())
             } else {
@@ -442,7 +551,12 @@ fn pools_match_cpu() {
             };
             let want = &cpu(&op, &[&x], 1)[0];
             assert_eq!(want.shape(), out.as_slice(), "case {ci}");
-            close(&got, &want.to_f32_vec(), 1e-6, &format!("pool case {ci} max={is_max}"));
+            close(
+                &got,
+                &want.to_f32_vec(),
+                1e-6,
+                &format!("pool case {ci} max={is_max}"),
+            );
         }
     }
 }
@@ -463,7 +577,12 @@ fn reductions_fold_axes_and_match_cpu() {
     ] {
         let (out, l) = ReduceLayout::new(&shape, &axes, keep).unwrap();
         let n_out: usize = out.iter().product();
-        for kind in [ReduceKind::Sum, ReduceKind::Mean, ReduceKind::Max, ReduceKind::Min] {
+        for kind in [
+            ReduceKind::Sum,
+            ReduceKind::Mean,
+            ReduceKind::Max,
+            ReduceKind::Min,
+        ] {
             // reduce kernel: one block per output, threads over the count.
             let got: Vec<f32> = (0..n_out as i64)
                 .map(|o| {
@@ -485,7 +604,12 @@ fn reductions_fold_axes_and_match_cpu() {
             };
             let want = &cpu(&op, &[&x], 1)[0];
             assert_eq!(want.shape(), out.as_slice(), "{axes:?}");
-            close(&got, &want.to_f32_vec(), 1e-5, &format!("{kind:?} {axes:?}"));
+            close(
+                &got,
+                &want.to_f32_vec(),
+                1e-5,
+                &format!("{kind:?} {axes:?}"),
+            );
         }
     }
     // [2, 3, 4, 5] over axes 1, 2: kept [2, 5], reduced dims merged to [12].
