@@ -11,7 +11,7 @@
 
 mod common;
 use common::{case, check_outputs_within, read, rel_l2};
-use hetflow::devices::cuda::probe;
+use hetflow::devices::cuda::{op_supported, probe};
 use hetflow::devices::{open_devices, parse_device_list};
 use hetflow::ops::{DType, Dim, Graph, Op};
 use hetflow::{Model, Plan, SessionBuilder, Tensor};
@@ -148,7 +148,9 @@ fn bf16_conv_stack_matches_f32() {
             })
             .collect();
         // Round to bf16 first so both runs see the same inputs.
-        Tensor::from_vec(shape.to_vec(), v).unwrap().cast(DType::BF16)
+        Tensor::from_vec(shape.to_vec(), v)
+            .unwrap()
+            .cast(DType::BF16)
     };
     let ins: Vec<Tensor> = [&[2, 3, 17, 17][..], &[8, 3, 3, 3], &[8], &[8, 1, 3, 3]]
         .iter()
@@ -259,6 +261,55 @@ fn cli_without_gpu_refuses_cuda_with_the_reason() {
     assert!(line.contains(&format!("unavailable: {why}")), "{line}");
 }
 
+/// Without a GPU too: every node of the light zoo CNNs (as loaded, after
+/// BatchNorm folding and activation fusion) is in the CUDA op table, so
+/// on a GPU with cuBLAS and NVRTC they run entirely on cuda:0; the ops
+/// the foundation models keep on a CPU are exactly the known ones.
+#[test]
+fn op_table_covers_the_zoo_cnns() {
+    let mut on_cpu = std::collections::BTreeSet::new();
+    for name in [
+        "zoo_bvlc_alexnet",
+        "zoo_densenet121",
+        "zoo_inception_v1",
+        "zoo_inception_v2",
+        "zoo_resnet50",
+        "zoo_shufflenet",
+        "zoo_squeezenet",
+        "zoo_vgg19",
+        "zoo_zfnet512",
+        "mlp",
+        "lenet",
+        "resnet_block",
+        "transformer_encoder",
+        "mobilenet_block",
+        "symbolic_batch",
+        "weird_names",
+        "ops_mix_a",
+        "ops_mix_b",
+        "ops_mix_c",
+        "gelu20",
+    ] {
+        let m = Model::load(&case(name).model).unwrap_or_else(|e| panic!("{name}: {e}"));
+        for n in &m.graph().nodes {
+            if op_supported(&n.op).is_err() {
+                assert!(
+                    !name.starts_with("zoo_"),
+                    "{name}: {} ({}) refused",
+                    n.name,
+                    n.op.name()
+                );
+                on_cpu.insert(n.op.name());
+            }
+        }
+    }
+    // Shape ops whose outputs are host metadata stay on the CPU.
+    assert_eq!(
+        on_cpu.into_iter().collect::<Vec<_>>(),
+        ["ConstantOfShape", "Shape"]
+    );
+}
+
 /// Two GPUs: a tensor copied cuda:0 -> cuda:1 through the direct path
 /// (when the pair has peer access) holds the same bytes, and the mlp
 /// fixture split across both GPUs (its transfers take that path) matches
@@ -283,7 +334,10 @@ fn peer_copy_between_two_gpus() {
         Some(t1) => {
             let t1 = t1.unwrap();
             assert_eq!(t1.device.to_string(), "cuda:1");
-            assert_eq!(devs[1].download(&t1).unwrap().to_f32_vec(), host.to_f32_vec());
+            assert_eq!(
+                devs[1].download(&t1).unwrap().to_f32_vec(),
+                host.to_f32_vec()
+            );
         }
         None => eprintln!("cuda:1 cannot address cuda:0: copies go through the host"),
     }

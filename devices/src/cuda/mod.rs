@@ -84,3 +84,4 @@ mod timing;
 
 pub use device::{peer_route, CudaDevice, PeerRoute};
 pub use discovery::{probe, GpuInfo};
+pub use ops::op_supported;

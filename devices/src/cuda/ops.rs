@@ -78,16 +78,26 @@ fn binary_code(b: BinaryOp) -> Option<i32> {
     })
 }
 
-pub(crate) fn supports(dev: &CudaDevice, op: &Op) -> std::result::Result<(), String> {
-    let kernels = || dev.kernels.as_ref().map(|_| ()).map_err(Clone::clone);
-    let blas = || dev.blas.as_ref().map(|_| ()).map_err(Clone::clone);
-    match op {
-        Op::MatMul | Op::Gemm { .. } => blas(),
-        Op::Conv(_) => blas().and_then(|()| kernels()),
-        Op::Binary(BinaryOp::Equal) => kernels(),
-        Op::Binary(b) if binary_code(*b).is_some() => kernels(),
-        Op::Reduce { kind, .. } if nn::reduce_code(*kind).is_some() => kernels(),
-        Op::Cast { to } if type_code(*to).is_some() => kernels(),
+/// What an op needs on the GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Needs {
+    Blas,
+    Kernels,
+    BlasAndKernels,
+    /// Views run no kernel.
+    Nothing,
+}
+
+/// The plan-time op table: which ops (with their attributes) the CUDA
+/// backend runs, whatever the GPU. `Err` says why an op stays on a CPU.
+fn op_table(op: &Op) -> std::result::Result<Needs, String> {
+    Ok(match op {
+        Op::MatMul | Op::Gemm { .. } => Needs::Blas,
+        Op::Conv(_) => Needs::BlasAndKernels,
+        Op::Binary(BinaryOp::Equal) => Needs::Kernels,
+        Op::Binary(b) if binary_code(*b).is_some() => Needs::Kernels,
+        Op::Reduce { kind, .. } if nn::reduce_code(*kind).is_some() => Needs::Kernels,
+        Op::Cast { to } if type_code(*to).is_some() => Needs::Kernels,
         Op::Softmax { .. }
         | Op::LogSoftmax { .. }
         | Op::LayerNorm { .. }
@@ -105,19 +115,38 @@ pub(crate) fn supports(dev: &CudaDevice, op: &Op) -> std::result::Result<(), Str
         | Op::Slice { .. }
         | Op::Split { .. }
         | Op::Gather { .. }
-        | Op::Expand => kernels(),
-        // Views: no kernel.
+        | Op::Expand => Needs::Kernels,
         Op::Reshape { .. }
         | Op::Flatten { .. }
         | Op::Squeeze { .. }
         | Op::Unsqueeze { .. }
         | Op::Identity
-        | Op::Dropout => Ok(()),
-        _ if unary_code(op).is_some() => kernels(),
-        other => Err(format!(
-            "no CUDA kernel for {} yet (runs on a CPU)",
-            other.name()
-        )),
+        | Op::Dropout => Needs::Nothing,
+        _ if unary_code(op).is_some() => Needs::Kernels,
+        other => {
+            return Err(format!(
+                "no CUDA kernel for {} yet (runs on a CPU)",
+                other.name()
+            ))
+        }
+    })
+}
+
+/// Whether the CUDA backend has a kernel (or a view) for `op`, before any
+/// GPU is asked: a device also needs cuBLAS and NVRTC to have loaded (see
+/// [`crate::Device::supports`] on [`super::CudaDevice`]).
+pub fn op_supported(op: &Op) -> std::result::Result<(), String> {
+    op_table(op).map(|_| ())
+}
+
+pub(crate) fn supports(dev: &CudaDevice, op: &Op) -> std::result::Result<(), String> {
+    let kernels = || dev.kernels.as_ref().map(|_| ()).map_err(Clone::clone);
+    let blas = || dev.blas.as_ref().map(|_| ()).map_err(Clone::clone);
+    match op_table(op)? {
+        Needs::Blas => blas(),
+        Needs::Kernels => kernels(),
+        Needs::BlasAndKernels => blas().and_then(|()| kernels()),
+        Needs::Nothing => Ok(()),
     }
 }
 
