@@ -617,3 +617,96 @@ fn reductions_fold_axes_and_match_cpu() {
     assert_eq!((l.kept_rank, l.red_rank, l.count), (2, 1, 12));
     assert!(ReduceLayout::new(&shape, &[4], false).is_none());
 }
+
+/// LRN's channel window as `lrn_*` computes it (`before = (size - 1) / 2`,
+/// `after = size / 2`), against the CPU kernel for odd and even sizes.
+#[test]
+fn lrn_channel_window_matches_cpu() {
+    let shape = [2usize, 7, 3, 2];
+    let x = tensor(&shape, 9);
+    let xv = x.to_f32_vec();
+    let (c, sp) = (shape[1], shape[2] * shape[3]);
+    for size in [1usize, 2, 3, 4, 5, 8] {
+        let (alpha, beta, bias) = (0.3f32, 0.75f32, 1.5f32);
+        let alpha_n = (alpha as f64 / size as f64) as f32;
+        let (before, after) = ((size - 1) / 2, size / 2);
+        let got: Vec<f32> = (0..xv.len())
+            .map(|i| {
+                let (s, ch, img) = (i % sp, (i / sp) % c, i / (sp * c));
+                let lo = ch.saturating_sub(before);
+                let hi = (ch + after).min(c - 1);
+                let q: f32 = (lo..=hi)
+                    .map(|cc| xv[(img * c + cc) * sp + s].powi(2))
+                    .sum();
+                xv[i] / (bias + alpha_n * q).powf(beta)
+            })
+            .collect();
+        let op = Op::Lrn {
+            alpha,
+            beta,
+            bias,
+            size,
+        };
+        close(
+            &got,
+            &cpu(&op, &[&x], 1)[0].to_f32_vec(),
+            1e-6,
+            &format!("LRN size {size}"),
+        );
+    }
+}
+
+/// `cast_any` (misc.cu) goes through double: float to integer truncates
+/// and saturates, NaN becomes 0, anything to bool is `!= 0`. The same
+/// rules written out here must agree with `Tensor::cast` on edge values.
+#[test]
+fn cast_rules_match_the_host_cast() {
+    use hetflow_ops::DType;
+    let put = |v: f64, to: DType| -> f64 {
+        let sat = |lo: f64, hi: f64| {
+            if v.is_nan() {
+                0.0
+            } else {
+                v.clamp(lo, hi).trunc()
+            }
+        };
+        match to {
+            DType::I64 => sat(i64::MIN as f64, i64::MAX as f64),
+            DType::I32 => sat(i32::MIN as f64, i32::MAX as f64),
+            DType::U8 => sat(0.0, 255.0),
+            DType::Bool => (v != 0.0) as u8 as f64,
+            _ => v as f32 as f64,
+        }
+    };
+    let vals = [
+        0.0f32,
+        -0.0,
+        1.5,
+        -1.5,
+        2.5,
+        -2.7,
+        255.9,
+        256.0,
+        300.0,
+        -1.0,
+        3e9,
+        -3e9,
+        1e20,
+        -1e20,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        1e-30,
+    ];
+    let x = Tensor::from_vec(vec![vals.len()], vals.to_vec()).unwrap();
+    for to in [DType::I64, DType::I32, DType::U8, DType::Bool] {
+        let got = x.cast(to);
+        let host: Vec<f64> = match to {
+            DType::Bool => got.to_f32_vec().iter().map(|&v| v as f64).collect(),
+            _ => got.to_i64_vec().iter().map(|&v| v as f64).collect(),
+        };
+        for (i, &v) in vals.iter().enumerate() {
+            assert_eq!(host[i], put(v as f64, to), "{v} to {to}");
+        }
+    }
+}
