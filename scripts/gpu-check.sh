@@ -5,8 +5,10 @@
 # lib directories on LD_LIBRARY_PATH); torch with CUDA in .venv for the
 # peer columns (optional: without it they read "-").
 #   bash scripts/gpu-check.sh            # prints a table; paste into docs/gpu-results.md
-# Steps: 1. release build and `hetflow devices`; 2. tests/cuda.rs (foundation
-# models on cuda:0 vs onnxruntime, bf16 GEMM vs f32); 3. the light zoo
+# Steps: 0. the GPU-free checks (NVRTC compile of every kernel, the host-side
+# geometry tests); 1. release build and `hetflow devices`; 2. tests/cuda.rs
+# (foundation models and light zoo CNNs on cuda:0 vs onnxruntime, bf16 GEMM
+# and conv stack vs f32, peer copies when two GPUs are here); 3. the light zoo
 # (random weights) through `hetflow run --device cuda:0,cpu:0` (ops the
 # GPU refuses run on cpu:0) vs the references; 4. a CPU+CUDA split run
 # streamed in micro-batches with a trace, and how much copy time overlaps
@@ -23,6 +25,11 @@ trap 'rm -rf "$TMP"' EXIT
 fail=0
 row() { printf '%-34s %-12s %s\n' "$1" "$2" "$3"; }
 
+echo "== 0. GPU-free checks: kernels compile, host-side geometry"
+$PY scripts/nvrtc_check.py | tail -1 || fail=1
+cargo test --release --quiet -p hetflow-devices cuda:: 2>&1 | grep -E 'test result|FAILED|panicked' || true
+cargo test --release --quiet -p hetflow-devices cuda:: >/dev/null 2>&1 || { echo "hetflow-devices cuda tests failed" >&2; fail=1; }
+
 echo "== 1. build and discovery"
 [ -d "$FIX" ] || bash scripts/setup.sh
 cargo build --release --quiet
@@ -35,7 +42,8 @@ fi
 echo "== 2. tests/cuda.rs on the GPU"
 HETFLOW_FIXTURES="$FIX" cargo test --release --test cuda -- --nocapture --test-threads 1 \
     2>&1 | tee "$TMP/cuda-tests.txt" | grep -E '^test |relative L2|SKIP|test result' || true
-if grep -q 'SKIP' "$TMP/cuda-tests.txt" || ! grep -q 'test result: ok' "$TMP/cuda-tests.txt"; then
+# The two-GPU test skips on a one-GPU machine; any other SKIP is a failure.
+if grep 'SKIP' "$TMP/cuda-tests.txt" | grep -qv 'needs 2' || ! grep -q 'test result: ok' "$TMP/cuda-tests.txt"; then
     echo "tests/cuda.rs: FAILED or skipped" >&2
     fail=1
 fi

@@ -292,4 +292,14 @@ pub trait Device: Send + Sync {
     fn transfer_modelled_us(&self, _bytes: u64) -> Option<f64> {
         None
     }
+
+    /// Copies `t`, which lives on another device, straight into this
+    /// device's memory (a peer-to-peer DMA between two GPUs), queued on
+    /// this device's copy queue; the result is ready when its event says
+    /// so, like an upload's. `None` (the default) when there is no direct
+    /// path from `t`'s device: the runtime then copies through the host
+    /// (`download` on the source, `upload` here).
+    fn copy_from_device(&self, _t: &DeviceTensor) -> Option<Result<DeviceTensor>> {
+        None
+    }
 }

@@ -318,6 +318,11 @@ impl Task {
                         let src = slots.first().and_then(|s| s.as_ref()).ok_or_else(|| {
                             hetflow_devices::DeviceError::Other("copy has no input".into())
                         })?;
+                        // A direct device-to-device path (GPU peer
+                        // copy) where the target has one, else via host.
+                        if let Some(t) = self.device.copy_from_device(src) {
+                            return Ok(vec![t?]);
+                        }
                         let host = from.download(src)?;
                         Ok(vec![self.device.upload(host)?])
                     }));

@@ -42,6 +42,11 @@ pub(crate) struct DevicePool {
 }
 
 impl DevicePool {
+    /// The context the blocks belong to.
+    pub fn ctx(&self) -> &Arc<CudaContext> {
+        &self.ctx
+    }
+
     pub fn new(ctx: Arc<CudaContext>) -> Self {
         DevicePool {
             ctx,

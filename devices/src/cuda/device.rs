@@ -8,7 +8,7 @@ use crate::{Device, DeviceError, DeviceId, DeviceInfo, DeviceKind, DeviceTensor,
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::{result, sys, CudaContext, CudaEvent, CudaStream};
 use hetflow_ops::{DType, Op, Tensor};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Device memory holding one tensor, with the event that marks its data
 /// complete. Dropping it returns the memory to the caching allocator
@@ -25,10 +25,58 @@ pub(crate) struct CudaBuffer {
     started: Option<Arc<CudaEvent>>,
     /// Number of the watcher's report of that kernel, once asked for.
     report: Mutex<Option<u64>>,
+    /// The host tensor a small upload came from, so shape-like inputs
+    /// (axes, starts, target shapes) are read without a download.
+    pub host: OnceLock<Arc<Tensor>>,
     pool: Arc<DevicePool>,
 }
 
+/// Largest upload whose host copy is kept beside the device buffer.
+const HOST_MIRROR_BYTES: usize = 4096;
+
+/// A tensor sharing another's device memory under a new shape (Reshape,
+/// Squeeze, ...). A distinct payload type, so the runtime is never told
+/// about a kernel the view did not run.
+pub(crate) struct CudaView(pub Arc<CudaBuffer>);
+
+/// The CUDA buffer behind a tensor's payload, whichever GPU holds it.
+fn payload_buffer(t: &DeviceTensor) -> Option<&Arc<CudaBuffer>> {
+    t.payload::<Arc<CudaBuffer>>()
+        .or_else(|| t.payload::<CudaView>().map(|v| &v.0))
+}
+
+/// How a tensor reaches this GPU from another device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerRoute {
+    /// Another GPU this one can address: `cuMemcpyPeerAsync`, a direct
+    /// NVLink / PCIe P2P copy.
+    Direct,
+    /// Through host memory (the runtime's download + upload): the source
+    /// is not a GPU, is this GPU, or the pair has no peer access.
+    Host,
+}
+
+/// The route from `src` to `dst`; `can_access(dst, src)` asks the driver
+/// whether GPU `dst` can address GPU `src`'s memory (`None` when it
+/// cannot tell).
+pub fn peer_route(
+    src: DeviceId,
+    dst: DeviceId,
+    can_access: impl FnOnce(usize, usize) -> Option<bool>,
+) -> PeerRoute {
+    let gpus = src.kind == DeviceKind::Cuda && dst.kind == DeviceKind::Cuda;
+    if gpus && src.index != dst.index && can_access(dst.index, src.index) == Some(true) {
+        PeerRoute::Direct
+    } else {
+        PeerRoute::Host
+    }
+}
+
 impl CudaBuffer {
+    /// The context of the GPU holding the memory.
+    pub fn ctx(&self) -> &Arc<CudaContext> {
+        self.pool.ctx()
+    }
     pub fn ptr(&self) -> sys::CUdeviceptr {
         self.block.as_ref().map(|b| b.ptr).unwrap_or(0)
     }
@@ -68,6 +116,8 @@ pub struct CudaDevice {
     pub(crate) blas: Result<Mutex<CudaBlas>, String>,
     pub(crate) kernels: Result<Kernels, String>,
     watcher: Watcher,
+    /// GPUs whose memory this one has enabled peer access to.
+    peers: Mutex<std::collections::HashSet<usize>>,
 }
 
 impl CudaDevice {
@@ -135,6 +185,7 @@ impl CudaDevice {
             blas,
             kernels,
             watcher: Watcher::default(),
+            peers: Mutex::new(Default::default()),
         })
     }
 
@@ -152,8 +203,7 @@ impl CudaDevice {
     }
 
     pub(crate) fn buffer<'a>(&self, t: &'a DeviceTensor) -> Result<&'a Arc<CudaBuffer>> {
-        t.on(self.info.id)?
-            .payload::<Arc<CudaBuffer>>()
+        payload_buffer(t.on(self.info.id)?)
             .ok_or_else(|| self.err("payload", "tensor is not a CUDA buffer"))
     }
 
@@ -204,6 +254,7 @@ impl CudaDevice {
             uses: Mutex::new(Vec::new()),
             started: started.cloned(),
             report: Mutex::new(None),
+            host: OnceLock::new(),
             pool: self.pool.clone(),
         }))
     }
@@ -212,14 +263,51 @@ impl CudaDevice {
         DeviceTensor::new(self.info.id, dtype, shape, Arc::new(b))
     }
 
-    /// Copies `src` of another GPU into a new buffer here, on this
-    /// device's host-to-device stream, peer to peer (cuMemcpyPeerAsync:
-    /// the driver uses NVLink/PCIe P2P when the pair allows it and stages
-    /// through host memory otherwise).
-    pub fn copy_from_peer(&self, src_dev: &CudaDevice, t: &DeviceTensor) -> Result<DeviceTensor> {
-        let src = src_dev.buffer(t)?;
+    /// `t`'s memory under a new shape (same element count and dtype).
+    pub(crate) fn view(&self, t: &DeviceTensor, shape: Vec<usize>) -> Result<DeviceTensor> {
+        let b = self.buffer(t)?.clone();
+        Ok(DeviceTensor::new(
+            self.info.id,
+            t.dtype,
+            shape,
+            Arc::new(CudaView(b)),
+        ))
+    }
+
+    /// Whether GPU `dst` can address the memory of GPU `src`
+    /// (`cuDeviceCanAccessPeer`); `None` when the driver cannot say.
+    fn can_access_peer(dst: usize, src: usize) -> Option<bool> {
+        let dev = |i: usize| result::device::get(i as i32).ok();
+        let (d, s) = (dev(dst)?, dev(src)?);
+        let mut ok = 0i32;
+        // SAFETY: writes one int; both handles come from the driver.
+        let r = unsafe { sys::cuDeviceCanAccessPeer(&mut ok, d, s) };
+        (r == sys::CUresult::CUDA_SUCCESS).then_some(ok != 0)
+    }
+
+    /// Copies `t` of another GPU into a new buffer here, on this device's
+    /// host-to-device stream, with `cuMemcpyPeerAsync` (a direct P2P copy
+    /// once peer access is enabled, which this does on first use of the
+    /// pair; the driver stages through host memory where the pair has no
+    /// P2P).
+    pub fn copy_from_peer(&self, t: &DeviceTensor) -> Result<DeviceTensor> {
         let op = "peer copy";
+        let src = payload_buffer(t).ok_or_else(|| self.err(op, "tensor is not a CUDA buffer"))?;
         self.ctx.bind_to_thread().map_err(|e| self.err(op, e))?;
+        if let Ok(mut on) = self.peers.lock() {
+            if on.insert(t.device.index) {
+                // SAFETY: enables access from the bound context (this GPU)
+                // to the source's context; "already enabled" is fine.
+                let r = unsafe { sys::cuCtxEnablePeerAccess(src.ctx().cu_ctx(), 0) };
+                let fine = [
+                    sys::CUresult::CUDA_SUCCESS,
+                    sys::CUresult::CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED,
+                ];
+                if !fine.contains(&r) {
+                    tracing::debug!("{}: peer access to {}: {r:?}", self.info.id, t.device);
+                }
+            }
+        }
         self.h2d.wait(&src.ready).map_err(|e| self.err(op, e))?;
         let done = self.event(op)?;
         let dst = self.alloc(op, src.bytes, &self.h2d, &done)?;
@@ -229,9 +317,9 @@ impl CudaDevice {
             result::memcpy_peer_async(
                 self.ctx.cu_ctx(),
                 dst.ptr(),
-                src_dev.ctx.cu_ctx(),
+                src.ctx().cu_ctx(),
                 src.ptr(),
-                src.bytes,
+                t.byte_len(),
                 self.h2d.cu_stream(),
             )
         }
@@ -272,6 +360,9 @@ impl Device for CudaDevice {
         st.inflight = Some(done.clone());
         self.staging.give(st);
         queued.map_err(|e| self.err(op, e))?;
+        if n <= HOST_MIRROR_BYTES {
+            let _ = buf.host.set(t.clone());
+        }
         Ok(self.wrap(t.dtype(), t.shape().to_vec(), buf))
     }
 
@@ -323,7 +414,8 @@ impl Device for CudaDevice {
         output: &DeviceTensor,
         done: Box<dyn FnOnce(crate::KernelReport) + Send>,
     ) -> bool {
-        let Ok(buf) = self.buffer(output) else {
+        // Views ran no kernel.
+        let Some(buf) = output.payload::<Arc<CudaBuffer>>() else {
             return false;
         };
         let Some(start) = buf.started.clone() else {
@@ -340,9 +432,49 @@ impl Device for CudaDevice {
         }
     }
 
+    /// GPU to GPU with `cuMemcpyPeerAsync` where the driver reports peer
+    /// access between the pair; anything else goes through the host.
+    fn copy_from_device(&self, t: &DeviceTensor) -> Option<Result<DeviceTensor>> {
+        match peer_route(t.device, self.info.id, Self::can_access_peer) {
+            PeerRoute::Direct => Some(self.copy_from_peer(t)),
+            PeerRoute::Host => None,
+        }
+    }
+
     fn init_executor_thread(&self) {
         if let Err(e) = self.ctx.bind_to_thread() {
             tracing::warn!("{}: binding the CUDA context: {e}", self.info.id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(kind: DeviceKind, index: usize) -> DeviceId {
+        DeviceId { kind, index }
+    }
+
+    #[test]
+    fn peer_copies_only_between_gpus_with_peer_access() {
+        let (g0, g1) = (id(DeviceKind::Cuda, 0), id(DeviceKind::Cuda, 1));
+        let yes = |_: usize, _: usize| Some(true);
+        assert_eq!(peer_route(g0, g1, yes), PeerRoute::Direct);
+        // The driver is asked whether the destination can address the source.
+        let asked = std::cell::Cell::new(None);
+        peer_route(g0, g1, |d, s| {
+            asked.set(Some((d, s)));
+            Some(false)
+        });
+        assert_eq!(asked.get(), Some((1, 0)));
+        assert_eq!(peer_route(g0, g1, |_, _| Some(false)), PeerRoute::Host);
+        assert_eq!(peer_route(g0, g1, |_, _| None), PeerRoute::Host);
+        assert_eq!(peer_route(g1, g1, yes), PeerRoute::Host, "same GPU");
+        assert_eq!(peer_route(DeviceId::cpu(0), g1, yes), PeerRoute::Host);
+        assert_eq!(
+            peer_route(g0, id(DeviceKind::Opencl, 1), yes),
+            PeerRoute::Host
+        );
     }
 }

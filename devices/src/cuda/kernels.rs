@@ -16,19 +16,56 @@ pub const COMMON: &str = include_str!("kernels/common.cuh");
 
 /// (file name, source) of every kernel file.
 pub const SOURCES: &[(&str, &str)] = &[
+    ("conv.cu", include_str!("kernels/conv.cu")),
+    ("data.cu", include_str!("kernels/data.cu")),
     ("elementwise.cu", include_str!("kernels/elementwise.cu")),
+    ("misc.cu", include_str!("kernels/misc.cu")),
     ("norm.cu", include_str!("kernels/norm.cu")),
+    ("pool.cu", include_str!("kernels/pool.cu")),
+    ("reduce.cu", include_str!("kernels/reduce.cu")),
 ];
 
 /// Options besides the architecture; keep `OPTIONS` in
 /// scripts/nvrtc_check.py the same.
 pub const NVRTC_OPTIONS: &[&str] = &["--std=c++17"];
 
-/// Kernel families, each instantiated as `<family>_<f32|f16|bf16>`.
-pub const FAMILIES: &[&str] = &["unary", "binary", "bcast_copy", "softmax", "layernorm"];
+/// Float storage suffixes (math in f32).
+pub const FLOAT_SUFFIXES: &[&str] = &["f32", "f16", "bf16"];
+/// Element-size suffixes of the data-movement kernels.
+pub const BYTE_SUFFIXES: &[&str] = &["b1", "b2", "b4", "b8"];
 
-/// Storage suffixes.
-pub const SUFFIXES: &[&str] = &["f32", "f16", "bf16"];
+/// Kernel families, each instantiated as `<family>_<suffix>` for every
+/// suffix of its group (by one `HF_*(SUFFIX, T)` macro per file).
+pub const GROUPS: &[(&[&str], &[&str])] = &[
+    (
+        &[
+            "unary",
+            "binary",
+            "bcast_copy",
+            "softmax",
+            "layernorm",
+            "im2col",
+            "depthwise",
+            "bias_act",
+            "pool",
+            "global_pool",
+            "batchnorm",
+            "lrn",
+            "reduce",
+        ],
+        FLOAT_SUFFIXES,
+    ),
+    (&["strided_copy", "where", "gather"], BYTE_SUFFIXES),
+    (&["cast", "equal"], &["any"]),
+];
+
+/// Every kernel name of [`GROUPS`].
+pub fn kernel_names() -> impl Iterator<Item = String> {
+    GROUPS.iter().flat_map(|(fams, sfxs)| {
+        fams.iter()
+            .flat_map(move |f| sfxs.iter().map(move |s| format!("{f}_{s}")))
+    })
+}
 
 /// Whether libnvrtc can be loaded.
 pub fn nvrtc_present() -> bool {
@@ -66,20 +103,16 @@ impl Kernels {
             let module = ctx
                 .load_module(ptx)
                 .map_err(|e| format!("loading the PTX of {name}: {e}"))?;
-            for fam in FAMILIES {
-                for sfx in SUFFIXES {
-                    let f = format!("{fam}_{sfx}");
-                    if let Ok(func) = module.load_function(&f) {
-                        funcs.insert(f, func);
-                    }
+            for f in kernel_names() {
+                if funcs.contains_key(&f) {
+                    continue;
+                }
+                if let Ok(func) = module.load_function(&f) {
+                    funcs.insert(f, func);
                 }
             }
         }
-        let missing: Vec<String> = FAMILIES
-            .iter()
-            .flat_map(|f| SUFFIXES.iter().map(move |s| format!("{f}_{s}")))
-            .filter(|f| !funcs.contains_key(f))
-            .collect();
+        let missing: Vec<String> = kernel_names().filter(|f| !funcs.contains_key(f)).collect();
         if !missing.is_empty() {
             return Err(format!(
                 "kernels missing from the PTX: {}",
@@ -101,19 +134,43 @@ impl Kernels {
 mod tests {
     use super::*;
 
-    /// Every family is instantiated for every storage type in the sources,
-    /// so a kernel added to one file but not to the table (or the reverse)
-    /// is caught without a GPU.
+    /// Every family is defined by exactly one macro and every macro is
+    /// instantiated for each suffix of its group, so a kernel added to a
+    /// file but not to the table (or the reverse) is caught without a GPU.
     #[test]
     fn sources_define_every_kernel() {
         let all: String = SOURCES.iter().map(|(_, s)| *s).collect();
-        for fam in FAMILIES {
-            let macro_uses = all.matches(&format!("{fam}_##SUFFIX")).count();
-            assert_eq!(macro_uses, 1, "{fam}: defined {macro_uses} times");
+        for (fams, sfxs) in GROUPS {
+            for fam in *fams {
+                let typed = all.matches(&format!(" {fam}_##SUFFIX(")).count();
+                let plain: usize = sfxs
+                    .iter()
+                    .map(|s| all.matches(&format!(" {fam}_{s}(")).count())
+                    .sum();
+                assert_eq!(
+                    typed + plain,
+                    if typed > 0 { 1 } else { sfxs.len() },
+                    "{fam}"
+                );
+                assert!(typed + plain > 0, "{fam} is not defined");
+            }
         }
-        for sfx in SUFFIXES {
-            let n = all.matches(&format!("({sfx}, ")).count();
-            assert_eq!(n, 2, "{sfx} instantiated {n} times (one per macro)");
+        // Each typed macro (one per file) is instantiated once per suffix.
+        for (_, src) in SOURCES {
+            let Some(m) = src.find("#define HF_") else {
+                continue;
+            };
+            let name: String = src[m + 8..].chars().take_while(|c| *c != '(').collect();
+            for (_, sfxs) in GROUPS.iter().filter(|(_, s)| s.len() > 1) {
+                let uses: usize = sfxs
+                    .iter()
+                    .map(|s| src.matches(&format!("\n{name}({s}, ")).count())
+                    .sum();
+                if uses > 0 {
+                    assert_eq!(uses, sfxs.len(), "{name}");
+                }
+            }
         }
+        assert_eq!(kernel_names().count(), 13 * 3 + 3 * 4 + 2);
     }
 }

@@ -33,36 +33,55 @@
 //! reuses them without driver calls; a reused block's new stream waits on
 //! the events of its last uses first. Uploads and downloads go through
 //! page-locked staging buffers (a small pool) so copies are DMA and truly
-//! asynchronous. Between GPUs, [`CudaDevice::copy_from_peer`] uses
-//! `cuMemcpyPeerAsync`, which is a direct P2P copy where the pair allows
-//! it.
+//! asynchronous.
+//!
+//! ## Between GPUs
+//! The runtime's transfer actors first ask the target device for a direct
+//! path ([`Device::copy_from_device`](crate::Device::copy_from_device)).
+//! A GPU answers for a tensor on another GPU that it can address
+//! (`cuDeviceCanAccessPeer`, decided by [`peer_route`]): peer
+//! access is enabled once per pair and [`CudaDevice::copy_from_peer`]
+//! queues `cuMemcpyPeerAsync` on its host-to-device stream after the
+//! source's event, an NVLink / PCIe P2P DMA. Other pairs go through the
+//! host (download, upload).
 //!
 //! ## What runs on the GPU
 //! - MatMul (numpy batching where one stride per operand expresses it)
 //!   and Gemm (with broadcast C) on cuBLAS `cublasGemmStridedBatchedEx`:
 //!   f32 in true f32, f16 and bf16 on tensor cores with f32 accumulation.
+//! - Conv (`conv.rs`): a direct depthwise kernel, else im2col per image
+//!   and one strided-batched GEMM over the groups, then bias and the
+//!   fused activation in one pass.
 //! - NVRTC kernels (`kernels/*.cu`, compiled at device open for the
-//!   device's compute capability): element-wise unary ops, LeakyRelu,
-//!   Gelu, binary Add/Sub/Mul/Div/Pow/Max/Min with broadcasting (rank <=
-//!   8), Softmax / LogSoftmax, LayerNorm. Storage f32, f16, bf16; math in
-//!   f32.
+//!   device's compute capability) for element-wise ops, Softmax,
+//!   LayerNorm, pooling, BatchNormalization, LRN, reductions (`nn.rs`)
+//!   and shape ops / data movement (`data.rs`); float kernels store f32,
+//!   f16, bf16 and compute in f32, data movement works on any element
+//!   size. docs/cuda.md has the table.
+//! - Host-side geometry (launch sizes, layouts, windows, reduction
+//!   folding) is pure Rust in `geom.rs`, unit-tested against the CPU
+//!   kernels without a GPU; `launch.rs` holds what every launch shares.
 //! - [`Device::supports`](crate::Device::supports) refuses every other op,
 //!   so the planner keeps it on a CPU. Inside a supported op, cases the
 //!   kernels do not cover (integer dtypes, for instance) run through the
 //!   host kernel via the copy streams (see `ops.rs`).
 //!
-//! Conv-as-GEMM, cuBLASLt epilogues and the rest of the op set are not
-//! here yet. Nothing of this module has run on a GPU yet: see
-//! docs/gpu-results.md for the checks that remain, and
-//! `scripts/nvrtc_check.py` for the GPU-free compile check of every
-//! kernel.
+//! Nothing of this module has run on a GPU yet: see docs/gpu-results.md
+//! for the checks that remain, and `scripts/nvrtc_check.py` for the
+//! GPU-free compile check of every kernel.
 
 mod alloc;
+mod conv;
+mod data;
 mod device;
 pub mod discovery;
+pub mod geom;
 pub mod kernels;
+mod launch;
+mod nn;
 mod ops;
 mod timing;
 
-pub use device::CudaDevice;
+pub use device::{peer_route, CudaDevice, PeerRoute};
 pub use discovery::{probe, GpuInfo};
+pub use ops::op_supported;

@@ -1,5 +1,8 @@
-//! What runs on the GPU and how: cuBLAS for MatMul and Gemm, the NVRTC
-//! kernels for element-wise ops, Softmax / LogSoftmax and LayerNorm.
+//! What runs on the GPU and how: the op table (`supports`) and the
+//! dispatcher. This file launches cuBLAS for MatMul and Gemm and the NVRTC
+//! kernels for element-wise ops, Softmax / LogSoftmax and LayerNorm;
+//! Conv is in `conv.rs`, pooling / normalisations / reductions in
+//! `nn.rs`, shape ops and data movement in `data.rs`.
 //!
 //! `supports` refuses every other op, so the planner keeps it on a CPU.
 //! Within a supported op, cases the kernels do not cover (integer or
@@ -9,9 +12,12 @@
 //! debug level, and visible in a trace as copies.
 
 use super::device::{CudaBuffer, CudaDevice};
+use super::geom::{bcast_strides, broadcast, norm_axis, MAX_RANK};
+use super::launch::{float_suffix as suffix, grid, rows_cfg, type_code};
+use super::{conv, data, nn};
 use crate::{DeviceError, DeviceTensor, Result};
 use cudarc::cublas::sys as blas;
-use cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{DeviceRepr, PushKernelArg};
 use hetflow_ops::op::{BinaryOp, UnaryOp};
 use hetflow_ops::{DType, Op};
 use std::sync::Arc;
@@ -28,8 +34,6 @@ pub(crate) struct Bcast {
 }
 // SAFETY: plain-old-data with the C layout of `hf_bcast`.
 unsafe impl DeviceRepr for Bcast {}
-
-const MAX_RANK: usize = 8;
 
 /// Element-wise codes of `hf_unary` in kernels/elementwise.cu.
 fn unary_code(op: &Op) -> Option<(i32, f32)> {
@@ -74,28 +78,172 @@ fn binary_code(b: BinaryOp) -> Option<i32> {
     })
 }
 
-/// Kernel suffix of a storage type the kernels handle.
-fn suffix(dt: DType) -> Option<&'static str> {
-    match dt {
-        DType::F32 => Some("f32"),
-        DType::F16 => Some("f16"),
-        DType::BF16 => Some("bf16"),
-        _ => None,
-    }
+/// What an op needs on the GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Needs {
+    Blas,
+    Kernels,
+    BlasAndKernels,
+    /// Views run no kernel.
+    Nothing,
+}
+
+/// The plan-time op table: which ops (with their attributes) the CUDA
+/// backend runs, whatever the GPU. `Err` says why an op stays on a CPU.
+fn op_table(op: &Op) -> std::result::Result<Needs, String> {
+    Ok(match op {
+        Op::MatMul | Op::Gemm { .. } => Needs::Blas,
+        Op::Conv(_) => Needs::BlasAndKernels,
+        Op::Binary(BinaryOp::Equal) => Needs::Kernels,
+        Op::Binary(b) if binary_code(*b).is_some() => Needs::Kernels,
+        Op::Reduce { kind, .. } if nn::reduce_code(*kind).is_some() => Needs::Kernels,
+        Op::Cast { to } if type_code(*to).is_some() => Needs::Kernels,
+        Op::Softmax { .. }
+        | Op::LogSoftmax { .. }
+        | Op::LayerNorm { .. }
+        | Op::BatchNorm { .. }
+        | Op::Lrn { .. }
+        | Op::MaxPool(_)
+        | Op::AveragePool(_)
+        | Op::GlobalAveragePool
+        | Op::GlobalMaxPool
+        | Op::Clip { .. }
+        | Op::Sum
+        | Op::Where
+        | Op::Transpose { .. }
+        | Op::Concat { .. }
+        | Op::Slice { .. }
+        | Op::Split { .. }
+        | Op::Gather { .. }
+        | Op::Expand => Needs::Kernels,
+        Op::Reshape { .. }
+        | Op::Flatten { .. }
+        | Op::Squeeze { .. }
+        | Op::Unsqueeze { .. }
+        | Op::Identity
+        | Op::Dropout => Needs::Nothing,
+        _ if unary_code(op).is_some() => Needs::Kernels,
+        other => {
+            return Err(format!(
+                "no CUDA kernel for {} yet (runs on a CPU)",
+                other.name()
+            ))
+        }
+    })
+}
+
+/// Whether the CUDA backend has a kernel (or a view) for `op`, before any
+/// GPU is asked: a device also needs cuBLAS and NVRTC to have loaded (see
+/// [`crate::Device::supports`] on [`super::CudaDevice`]).
+pub fn op_supported(op: &Op) -> std::result::Result<(), String> {
+    op_table(op).map(|_| ())
 }
 
 pub(crate) fn supports(dev: &CudaDevice, op: &Op) -> std::result::Result<(), String> {
     let kernels = || dev.kernels.as_ref().map(|_| ()).map_err(Clone::clone);
-    match op {
-        Op::MatMul | Op::Gemm { .. } => dev.blas.as_ref().map(|_| ()).map_err(Clone::clone),
-        Op::Binary(b) if binary_code(*b).is_some() => kernels(),
-        Op::Softmax { .. } | Op::LogSoftmax { .. } | Op::LayerNorm { .. } => kernels(),
-        _ if unary_code(op).is_some() => kernels(),
-        other => Err(format!(
-            "no CUDA kernel for {} yet (runs on a CPU)",
-            other.name()
-        )),
+    let blas = || dev.blas.as_ref().map(|_| ()).map_err(Clone::clone);
+    match op_table(op)? {
+        Needs::Blas => blas(),
+        Needs::Kernels => kernels(),
+        Needs::BlasAndKernels => blas().and_then(|()| kernels()),
+        Needs::Nothing => Ok(()),
     }
+}
+
+type Out = Result<Option<Vec<DeviceTensor>>>;
+
+/// The ops of `conv.rs`, `nn.rs` and `data.rs`: `None` for the ops this
+/// file launches itself; `Some(Ok(None))` for a case those kernels do not
+/// cover (it runs through the host kernel).
+fn dispatch(
+    dev: &CudaDevice,
+    op: &Op,
+    inputs: &[Option<&DeviceTensor>],
+    x: &DeviceTensor,
+    n_outputs: usize,
+) -> Option<Out> {
+    let all: Vec<&DeviceTensor> = inputs.iter().flatten().copied().collect();
+    let complete = all.len() == inputs.len();
+    let get = |i: usize| inputs.get(i).copied().flatten();
+    // Float kernels: every input in x's float dtype.
+    let fsfx = suffix(x.dtype).filter(|_| all.iter().all(|t| t.dtype == x.dtype));
+    let xsfx = suffix(x.dtype);
+    let one = n_outputs == 1;
+    let none = || Ok(None);
+    Some(match op {
+        Op::Reshape { .. }
+        | Op::Flatten { .. }
+        | Op::Squeeze { .. }
+        | Op::Unsqueeze { .. }
+        | Op::Identity
+        | Op::Dropout => {
+            if one {
+                data::view(dev, op, inputs, x)
+            } else {
+                none()
+            }
+        }
+        Op::Transpose { perm } if one => data::transpose(dev, perm.as_deref(), x),
+        Op::Slice { .. } if one => data::slice(dev, op, inputs, x),
+        Op::Expand if one => data::expand(dev, inputs, x),
+        Op::Concat { axis } if one && complete => data::concat(dev, *axis, &all),
+        Op::Split { .. } => data::split(dev, op, inputs, x, n_outputs),
+        Op::Gather { axis } if one => match get(1) {
+            Some(idx) => data::gather(dev, *axis, x, idx),
+            None => none(),
+        },
+        Op::Where if one => match (get(1), get(2)) {
+            (Some(a), Some(b)) => data::where_(dev, x, a, b),
+            _ => none(),
+        },
+        Op::Binary(BinaryOp::Equal) if one => match get(1) {
+            Some(b) => data::equal(dev, x, b),
+            None => none(),
+        },
+        Op::Cast { to } if one => data::cast(dev, *to, x),
+        Op::Conv(a) if one => match (fsfx, get(1)) {
+            (Some(sfx), Some(w)) => conv::conv(dev, a, x, w, get(2), sfx),
+            _ => none(),
+        },
+        Op::MaxPool(p) | Op::AveragePool(p) if one => match xsfx {
+            Some(sfx) => nn::pool(dev, p, matches!(op, Op::MaxPool(_)), x, sfx),
+            None => none(),
+        },
+        Op::GlobalAveragePool | Op::GlobalMaxPool if one => match xsfx {
+            Some(sfx) => nn::global_pool(dev, matches!(op, Op::GlobalMaxPool), x, sfx),
+            None => none(),
+        },
+        Op::BatchNorm { epsilon } if one && complete => match fsfx {
+            Some(sfx) => nn::batch_norm(dev, *epsilon, &all, sfx),
+            None => none(),
+        },
+        Op::Lrn { .. } if one => match xsfx {
+            Some(sfx) => nn::lrn(dev, op, x, sfx),
+            None => none(),
+        },
+        Op::Reduce { .. } if one => match xsfx {
+            Some(sfx) => nn::reduce(dev, op, inputs, x, sfx),
+            None => none(),
+        },
+        Op::Sum if one && complete => match fsfx {
+            Some(sfx) => nn::sum(dev, &all, sfx),
+            None => none(),
+        },
+        Op::Clip { .. } if one => match xsfx {
+            Some(sfx) => nn::clip(dev, op, inputs, x, sfx),
+            None => none(),
+        },
+        Op::MatMul
+        | Op::Gemm { .. }
+        | Op::Binary(_)
+        | Op::Softmax { .. }
+        | Op::LogSoftmax { .. }
+        | Op::LayerNorm { .. } => return None,
+        _ if unary_code(op).is_some() => return None,
+        // Supported ops asked for outputs their kernels do not produce
+        // (MaxPool's indices, say).
+        _ => none(),
+    })
 }
 
 pub(crate) fn execute(
@@ -115,6 +263,12 @@ pub(crate) fn execute(
         .copied()
         .flatten()
         .ok_or_else(|| dev.err(name, "input 0 is missing"))?;
+    if let Some(r) = dispatch(dev, op, inputs, x, n_outputs) {
+        return match r? {
+            Some(outs) => Ok(outs),
+            None => host_fallback(dev, op, inputs, n_outputs),
+        };
+    }
     let same_dtype = inputs.iter().flatten().all(|t| t.dtype == x.dtype);
     let Some(sfx) = suffix(x.dtype).filter(|_| same_dtype && n_outputs == 1) else {
         return host_fallback(dev, op, inputs, n_outputs);
@@ -199,71 +353,29 @@ impl Shape {
 
 /// Row-major `C[b] = op(A[b]) · op(B[b])` with per-operand batch strides
 /// in elements (0 = broadcast).
-struct GemmGeom {
-    m: usize,
-    n: usize,
-    k: usize,
-    trans_a: bool,
-    trans_b: bool,
-    batch: usize,
-    stride_a: usize,
-    stride_b: usize,
-    out: Vec<usize>,
+pub(crate) struct GemmGeom {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub trans_a: bool,
+    pub trans_b: bool,
+    pub batch: usize,
+    pub stride_a: usize,
+    pub stride_b: usize,
+    pub out: Vec<usize>,
 }
 
-/// numpy broadcast of two shapes (None when incompatible or rank > 8).
-fn broadcast(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
-    let r = a.len().max(b.len());
-    if r > MAX_RANK {
-        return None;
-    }
-    (0..r)
-        .map(|i| {
-            let da = if i + a.len() >= r {
-                a[i + a.len() - r]
-            } else {
-                1
-            };
-            let db = if i + b.len() >= r {
-                b[i + b.len() - r]
-            } else {
-                1
-            };
-            match (da, db) {
-                (x, y) if x == y => Some(x),
-                (1, y) => Some(y),
-                (x, 1) => Some(x),
-                _ => None,
-            }
-        })
-        .collect()
-}
-
-/// Element strides of `shape` broadcast to `out` (0 on broadcast dims).
-fn bcast_strides(shape: &[usize], out: &[usize]) -> [i64; MAX_RANK] {
-    let mut s = [0i64; MAX_RANK];
-    let off = out.len() - shape.len();
-    let mut stride = 1i64;
-    for i in (0..shape.len()).rev() {
-        s[i + off] = if shape[i] == 1 && out[i + off] != 1 {
-            0
-        } else {
-            stride
-        };
-        stride *= shape[i] as i64;
-    }
-    s
-}
-
-fn bcast(a: &[usize], b: &[usize], out: &[usize]) -> Bcast {
+/// The binary kernels' layout of `a` and `b` broadcast to `out`.
+pub(crate) fn bcast(a: &[usize], b: &[usize], out: &[usize]) -> Bcast {
     let mut d = Bcast {
         rank: out.len() as i32,
-        a_strides: bcast_strides(a, out),
-        b_strides: bcast_strides(b, out),
         ..Default::default()
     };
+    let (sa, sb) = (bcast_strides(a, out), bcast_strides(b, out));
     for (i, &x) in out.iter().enumerate() {
         d.dims[i] = x as i64;
+        d.a_strides[i] = sa[i];
+        d.b_strides[i] = sb[i];
     }
     d
 }
@@ -342,12 +454,6 @@ fn gemm_plan(a: &DeviceTensor, b: &DeviceTensor, trans_a: bool, trans_b: bool) -
     })
 }
 
-/// Axis in `0..rank` (negative counts from the end).
-fn norm_axis(axis: i64, rank: usize) -> Option<usize> {
-    let a = if axis < 0 { axis + rank as i64 } else { axis };
-    (0..=rank as i64).contains(&a).then_some(a as usize)
-}
-
 fn layernorm_plan(x: &DeviceTensor, inputs: &[Option<&DeviceTensor>], axis: i64) -> Option<Shape> {
     let ax = norm_axis(axis, x.shape.len()).filter(|&a| a < x.shape.len())?;
     let rows: usize = x.shape[..ax].iter().product();
@@ -366,23 +472,6 @@ fn layernorm_plan(x: &DeviceTensor, inputs: &[Option<&DeviceTensor>], axis: i64)
             rows,
             cols,
         })
-}
-
-fn grid(n: usize) -> LaunchConfig {
-    let blocks = n.div_ceil(256).clamp(1, 65_535) as u32;
-    LaunchConfig {
-        grid_dim: (blocks, 1, 1),
-        block_dim: (256, 1, 1),
-        shared_mem_bytes: 0,
-    }
-}
-
-fn rows_cfg(rows: usize) -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: (rows as u32, 1, 1),
-        block_dim: (256, 1, 1),
-        shared_mem_bytes: 256 * 4,
-    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -492,7 +581,7 @@ fn launch(
             let px = ptr(0)?;
             let f = kernels?.get("unary", sfx).map_err(e)?;
             let mut b = dev.compute.launch_builder(f);
-            b.arg(&px).arg(&y).arg(&n).arg(&code).arg(&p);
+            b.arg(&px).arg(&y).arg(&n).arg(&code).arg(&p).arg(&0f32);
             // SAFETY: reads and writes `numel` elements.
             unsafe { b.launch(grid(numel)) }
                 .map(|_| ())
@@ -507,7 +596,7 @@ fn launch(
 /// transposed in memory. f16/bf16 use tensor cores with f32 accumulation
 /// (CUBLAS_COMPUTE_32F); f32 stays true f32 (no TF32).
 #[allow(clippy::too_many_arguments)]
-fn gemm(
+pub(crate) fn gemm(
     dev: &CudaDevice,
     dt: DType,
     g: &GemmGeom,

@@ -64,3 +64,93 @@ __device__ __forceinline__ void hf_offsets(const hf_bcast& s, long long i, long 
 #define HF_GRID_STRIDE(i, n) \
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
          i += (long long)blockDim.x * gridDim.x)
+
+// Block-wide reduction of one float per thread (sum, or max when
+// `is_max`); needs blockDim.x floats of shared memory and a power-of-two
+// block size. Every thread gets the result.
+__device__ float hf_block_reduce(float v, bool is_max, float* shm) {
+    shm[threadIdx.x] = v;
+    __syncthreads();
+    for (unsigned int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) {
+            float o = shm[threadIdx.x + s];
+            shm[threadIdx.x] = is_max ? fmaxf(shm[threadIdx.x], o) : shm[threadIdx.x] + o;
+        }
+        __syncthreads();
+    }
+    float r = shm[0];
+    __syncthreads();
+    return r;
+}
+
+// Layout of an N-d walk with up to three operands (strided copies,
+// Where, comparisons). Mirrors `Layout` in geom.rs.
+struct hf_layout {
+    int rank;
+    long long dims[HF_MAX_RANK];
+    long long strides[3][HF_MAX_RANK];
+    long long offsets[3];
+};
+
+__device__ __forceinline__ void hf_layout_offsets(const hf_layout& l, long long i, long long* o) {
+    o[0] = l.offsets[0];
+    o[1] = l.offsets[1];
+    o[2] = l.offsets[2];
+    for (int d = l.rank - 1; d >= 0; --d) {
+        long long k = i % l.dims[d];
+        i /= l.dims[d];
+        o[0] += k * l.strides[0][d];
+        o[1] += k * l.strides[1][d];
+        o[2] += k * l.strides[2][d];
+    }
+}
+
+// A convolution / pooling window over three spatial dims (leading dims of
+// size 1 for 1-D and 2-D). Mirrors `Win3` in geom.rs.
+struct hf_win {
+    long long input[3];
+    long long output[3];
+    long long kernel[3];
+    long long strides[3];
+    long long dil[3];
+    long long pads_begin[3];
+    long long pads_end[3];
+};
+
+__device__ __forceinline__ void hf_unflatten3(long long i, const long long* dims, long long* c) {
+    for (int d = 2; d >= 0; --d) {
+        c[d] = i % dims[d];
+        i /= dims[d];
+    }
+}
+
+// Input offset within one plane of kernel cell `k` for output cell `o`, or
+// -1 when it falls in the padding (`Win3::offset`).
+__device__ __forceinline__ long long hf_win_offset(const hf_win& w, const long long* o,
+                                                   const long long* k) {
+    long long off = 0;
+    for (int d = 0; d < 3; ++d) {
+        long long p = o[d] * w.strides[d] - w.pads_begin[d] + k[d] * w.dil[d];
+        if (p < 0 || p >= w.input[d]) return -1;
+        off = off * w.input[d] + p;
+    }
+    return off;
+}
+
+// Whether the cell lies inside the input plus its padding (`Win3::in_padded`).
+__device__ __forceinline__ bool hf_win_in_padded(const hf_win& w, const long long* o,
+                                                 const long long* k) {
+    for (int d = 0; d < 3; ++d) {
+        long long p = o[d] * w.strides[d] - w.pads_begin[d] + k[d] * w.dil[d];
+        if (p < -w.pads_begin[d] || p >= w.input[d] + w.pads_end[d]) return false;
+    }
+    return true;
+}
+
+// Fused activation of Conv (`Activation` in hetflow_ops): 0 none, 1 Relu,
+// 2 Clip(lo, hi).
+__device__ __forceinline__ float hf_act(float v, int act, float lo, float hi) {
+    if (act == 1) return fmaxf(v, 0.0f);
+    if (act == 2) return fminf(fmaxf(v, lo), hi);
+    return v;
+}

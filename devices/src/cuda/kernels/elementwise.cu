@@ -1,10 +1,10 @@
-// Element-wise kernels: unary functions (with one f32 parameter for
-// LeakyRelu / Gelu), binary functions with numpy broadcasting, and a
+// Element-wise kernels: unary functions (with f32 parameters p, q for
+// LeakyRelu and Clip), binary functions with numpy broadcasting, and a
 // broadcasting copy (used for Gemm's C). One instantiation per storage
 // type: suffix _f32, _f16, _bf16. Op codes mirror `UnaryCode` and
 // `BinaryCode` in elementwise.rs.
 
-__device__ __forceinline__ float hf_unary(int op, float x, float p) {
+__device__ __forceinline__ float hf_unary(int op, float x, float p, float q) {
     switch (op) {
         case 0: return -x;
         case 1: return fabsf(x);
@@ -24,6 +24,7 @@ __device__ __forceinline__ float hf_unary(int op, float x, float p) {
             float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
             return 0.5f * x * (1.0f + tanhf(u));
         }
+        case 15: return x < p ? p : (x > q ? q : x);                   // Clip (NaN stays)
         default: return __int_as_float(0x7fc00000);
     }
 }
@@ -43,8 +44,8 @@ __device__ __forceinline__ float hf_binary(int op, float a, float b) {
 
 #define HF_ELEMENTWISE(SUFFIX, T)                                                         \
     extern "C" __global__ void unary_##SUFFIX(const T* x, T* y, long long n, int op,     \
-                                              float p) {                                  \
-        HF_GRID_STRIDE(i, n) { hf_store(y, i, hf_unary(op, hf_load(x, i), p)); }          \
+                                              float p, float q) {                         \
+        HF_GRID_STRIDE(i, n) { hf_store(y, i, hf_unary(op, hf_load(x, i), p, q)); }       \
     }                                                                                     \
     extern "C" __global__ void binary_##SUFFIX(const T* a, const T* b, T* y, long long n, \
                                                int op, hf_bcast s) {                      \

@@ -5,21 +5,6 @@
 // Launch with a power-of-two block size <= 1024 and blockDim.x floats of
 // shared memory.
 
-__device__ float hf_block_reduce(float v, bool is_max, float* shm) {
-    shm[threadIdx.x] = v;
-    __syncthreads();
-    for (unsigned int s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s) {
-            float o = shm[threadIdx.x + s];
-            shm[threadIdx.x] = is_max ? fmaxf(shm[threadIdx.x], o) : shm[threadIdx.x] + o;
-        }
-        __syncthreads();
-    }
-    float r = shm[0];
-    __syncthreads();
-    return r;
-}
-
 #define HF_NORM(SUFFIX, T)                                                                 \
     extern "C" __global__ void softmax_##SUFFIX(const T* x, T* y, long long axis_len,     \
                                                 long long inner, int log_softmax) {        \
