@@ -276,6 +276,7 @@ pub fn default_cluster(
             efficiency: Default::default(),
             unsupported,
             history: Default::default(),
+            contention: 1.0,
         });
     }
     c.defaults.intra_host = Some(LinkParams {

@@ -390,7 +390,7 @@ pub fn profile_devices(
     }
     graphs.extend(opts.graphs.iter().cloned());
     let pairs = devices.len() * devices.len().saturating_sub(1) / 2;
-    let total = devices.len() * (graphs.len() + 1) + pairs;
+    let total = devices.len() * (graphs.len() + 1) + pairs + usize::from(devices.len() > 1);
     let mut done = 0;
     let tick = |done: &mut usize, what: &str| {
         *done += 1;
@@ -430,6 +430,7 @@ pub fn profile_devices(
             efficiency: BTreeMap::new(),
             unsupported: Vec::new(),
             history: BTreeMap::new(),
+            contention: 1.0,
         };
         let mut samples = Vec::new();
         let mut occupied = Vec::new();
@@ -485,6 +486,21 @@ pub fn profile_devices(
         record_history(&mut spec, &occupied);
         out.devices.push(spec);
     }
+    // Contention: each device's slowdown with every device busy at once,
+    // on the caller's models (the work that will share the host), else on
+    // the benchmark graphs.
+    if devices.len() > 1 {
+        let work: Vec<Arc<Graph>> = if opts.models.is_empty() && opts.graphs.is_empty() {
+            graphs.clone()
+        } else {
+            graphs[graphs.len() - opts.models.len() - opts.graphs.len()..].to_vec()
+        };
+        let f = measure_contention(devices, &work, 3 * opts.iters.max(3), opts.batch)?;
+        for (spec, f) in out.devices.iter_mut().zip(f) {
+            spec.contention = f;
+        }
+        tick(&mut done, "contention");
+    }
     for a in 0..devices.len() {
         for b in a + 1..devices.len() {
             let (lat, bw) = measure_link(&devices[a], &devices[b], opts.iters)?;
@@ -499,6 +515,102 @@ pub fn profile_devices(
         }
     }
     out.validate()?;
+    Ok(out)
+}
+
+/// Per device, the slowdown of running `graphs` (each, `iters` times,
+/// summed) while every other device runs them too, against running them
+/// alone; at least 1, rounded to 0.01. Devices that report modelled
+/// kernel times (emulated hardware) get 1. Graphs a device refuses are
+/// skipped for it.
+fn measure_contention(
+    devices: &[Arc<dyn Device>],
+    graphs: &[Arc<Graph>],
+    iters: usize,
+    batch: usize,
+) -> Result<Vec<f64>, Error> {
+    // One session per (device, graph), built up front and warmed.
+    let mut sessions: Vec<Vec<(Session, Vec<Arc<Tensor>>)>> = Vec::new();
+    let mut modelled = Vec::new();
+    for dev in devices {
+        let mut v = Vec::new();
+        let mut is_modelled = false;
+        for g in graphs {
+            if g.nodes.iter().any(|n| dev.supports(&n.op).is_err()) {
+                continue;
+            }
+            let plan = Plan::single_device(g, &dev.id().to_string());
+            let mut s = Session::new(
+                g.clone(),
+                &plan,
+                vec![dev.clone()],
+                SessionOptions {
+                    credits: None,
+                    trace: true,
+                },
+            )?;
+            let x = crate::random_inputs(g, batch, 11)?;
+            s.run(x.clone())?;
+            is_modelled |= s
+                .take_trace_events()
+                .iter()
+                .any(|e| e.modelled_us.is_some());
+            v.push((s, x));
+        }
+        sessions.push(v);
+        modelled.push(is_modelled);
+    }
+    // Median over `iters` rounds of one pass over the device's graphs.
+    fn pass(v: &mut [(Session, Vec<Arc<Tensor>>)], iters: usize) -> Result<f64, Error> {
+        let mut t = Vec::with_capacity(iters);
+        for _ in 0..iters {
+            let t0 = Instant::now();
+            for (s, x) in v.iter_mut() {
+                s.run(x.clone())?;
+            }
+            t.push(t0.elapsed().as_secs_f64());
+        }
+        Ok(median(&mut t))
+    }
+    let mut alone = Vec::new();
+    for v in sessions.iter_mut() {
+        alone.push(pass(v, iters)?);
+    }
+    // All at once: every device loops over its graphs on its own thread,
+    // starting together (a barrier), for a few more rounds than it
+    // measures so that the others are busy throughout.
+    let barrier = std::sync::Barrier::new(sessions.len());
+    let together: Vec<Result<f64, Error>> = std::thread::scope(|sc| {
+        let hs: Vec<_> = sessions
+            .iter_mut()
+            .map(|v| {
+                let barrier = &barrier;
+                sc.spawn(move || -> Result<f64, Error> {
+                    barrier.wait();
+                    pass(v, 1)?;
+                    let t = pass(v, iters)?;
+                    pass(v, 2)?;
+                    Ok(t)
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(hetflow_ops::Error::msg("contention measurement thread panicked").into())
+                })
+            })
+            .collect()
+    });
+    let mut out = Vec::new();
+    for ((a, t), m) in alone.into_iter().zip(together).zip(modelled) {
+        let t = t?;
+        out.push(if m || a <= 0.0 {
+            1.0
+        } else {
+            ((t / a).max(1.0) * 100.0).round() / 100.0
+        });
+    }
     Ok(out)
 }
 

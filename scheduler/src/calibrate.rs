@@ -149,6 +149,7 @@ mod tests {
             efficiency: BTreeMap::new(),
             unsupported: vec![],
             history: BTreeMap::new(),
+            contention: 1.0,
         };
         let used = fit_device(&mut d, &samples);
         assert_eq!(used[&OpClass::Gemm], 2);
@@ -177,6 +178,7 @@ mod tests {
             efficiency: BTreeMap::new(),
             unsupported: vec![],
             history: BTreeMap::new(),
+            contention: 1.0,
         };
         let a = sample(OpClass::Gemm, 1.0, 1.0, 3e-6);
         let b = sample(OpClass::Gemm, 1.0, 1.0, 1e-6);

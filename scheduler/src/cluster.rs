@@ -90,6 +90,21 @@ pub struct DeviceSpec {
     /// falls back to the fitted roofline for the rest.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub history: BTreeMap<String, f64>,
+    /// How much slower this device's kernels run while another device of
+    /// its host is computing (shared cores, caches, memory bandwidth):
+    /// `hetflow profile` runs the same work on each device alone and on
+    /// all of them at once. 1 (the default) is none. The simulator applies
+    /// it; planners do not.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub contention: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn is_one(x: &f64) -> bool {
+    *x == 1.0
 }
 
 fn default_host() -> String {
@@ -248,6 +263,12 @@ impl ClusterSpec {
             }
             if !(d.launch_us.is_finite() && d.launch_us >= 0.0) {
                 return bad(format!("device '{}': launch_us must be >= 0", d.name));
+            }
+            if !(d.contention.is_finite() && d.contention >= 1.0) {
+                return bad(format!(
+                    "device '{}': contention must be >= 1 (got {})",
+                    d.name, d.contention
+                ));
             }
             for (k, v) in &d.history {
                 if !(v.is_finite() && *v >= 0.0) {

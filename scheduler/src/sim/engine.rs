@@ -314,6 +314,9 @@ fn expand(w: &Workload) -> Expanded {
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Ev {
     Done(u32),
+    /// The kernel running on device `d` completes, valid for `version`
+    /// (contention changes kernel rates, which reschedules this).
+    Kernel(u32, u64),
     /// A shared-link copy finished its latency and joins the link.
     Join(u32),
     /// The next completion on shared link `l`, valid for `version`.
@@ -386,6 +389,16 @@ struct Sim<'a> {
     peak: Vec<f64>,
     links: Vec<LinkState>,
     done: usize,
+    /// Whether any device has a contention factor (then kernels progress
+    /// at rates, below).
+    contended: bool,
+    /// Per device: remaining work of its running kernel (time at full
+    /// speed), its current rate, when that was last updated, and the
+    /// version of its scheduled completion.
+    krem: Vec<f64>,
+    krate: Vec<f64>,
+    klast: Vec<f64>,
+    kver: Vec<u64>,
 }
 
 const NONE: u32 = u32::MAX;
@@ -431,7 +444,17 @@ impl Sim<'_> {
         }
         let task = &self.x.tasks[t];
         match task.kind {
-            Kind::Kernel | Kind::Delay => self.at(now + task.amount, Ev::Done(t as u32)),
+            Kind::Kernel if self.contended => {
+                // Contention: the kernel progresses at 1 / factor while
+                // another device of its host computes.
+                let d = task.from;
+                self.krem[d] = task.amount;
+                self.klast[d] = now;
+                self.krate[d] = 1.0;
+                self.rehost(self.w.hosts[d].0, now);
+            }
+            Kind::Kernel => self.at(now + task.amount, Ev::Done(t as u32)),
+            Kind::Delay => self.at(now + task.amount, Ev::Done(t as u32)),
             Kind::Copy => {
                 let p = self.w.devices.len();
                 let l = self.w.links[task.from * p + task.to];
@@ -481,6 +504,35 @@ impl Sim<'_> {
         }
         self.relink(k);
     }
+    /// Recomputes the rates of the kernels running on host `h` (after one
+    /// started or finished there) and reschedules their completions.
+    fn rehost(&mut self, h: usize, now: f64) {
+        let p = self.w.devices.len();
+        let on_host: Vec<usize> = (0..p)
+            .filter(|&o| self.w.hosts[o].0 == h && self.running[o].is_some())
+            .collect();
+        for &o in &on_host {
+            self.krem[o] -= (now - self.klast[o]) * self.krate[o];
+            self.krem[o] = self.krem[o].max(0.0);
+            self.klast[o] = now;
+            self.krate[o] = if on_host.len() > 1 {
+                1.0 / self.w.hosts[o].1
+            } else {
+                1.0
+            };
+            self.kver[o] += 1;
+            let (v, at) = (self.kver[o], now + self.krem[o] / self.krate[o]);
+            self.at(at, Ev::Kernel(o as u32, v));
+        }
+    }
+    fn kernel_tick(&mut self, d: usize, version: u64, now: f64) {
+        if self.kver[d] != version {
+            return;
+        }
+        if let Some(t) = self.running[d] {
+            self.finish_task(t as usize, now);
+        }
+    }
     fn finish_task(&mut self, t: usize, now: f64) {
         self.finish[t] = now;
         self.done += 1;
@@ -494,6 +546,11 @@ impl Sim<'_> {
         if let Some(q) = self.x.tasks[t].queue {
             self.running[q] = None;
             self.next_on(q, now, t as u32);
+            if self.contended && self.x.tasks[t].kind == Kind::Kernel && self.running[q].is_none() {
+                // The host has one device fewer computing.
+                self.kver[q] += 1;
+                self.rehost(self.w.hosts[q].0, now);
+            }
         }
         for i in 0..self.x.succ[t].len() {
             let s = self.x.succ[t][i] as usize;
@@ -529,6 +586,11 @@ pub fn simulate(w: &Workload) -> Result<SimReport, PlanError> {
         mem,
         links: Vec::new(),
         done: 0,
+        contended: w.hosts.len() == p && w.hosts.iter().any(|h| h.1 != 1.0),
+        krem: vec![0.0; p],
+        krate: vec![1.0; p],
+        klast: vec![0.0; p],
+        kver: vec![0; p],
         x,
     };
     for t in 0..n {
@@ -539,6 +601,7 @@ pub fn simulate(w: &Workload) -> Result<SimReport, PlanError> {
     while let Some(Reverse((At(now), _, ev))) = sim.heap.pop() {
         match ev {
             Ev::Done(t) => sim.finish_task(t as usize, now),
+            Ev::Kernel(d, v) => sim.kernel_tick(d as usize, v, now),
             Ev::Join(t) => sim.join(t as usize, now),
             Ev::Link(k, v) => sim.link_tick(k as usize, v, now),
         }

@@ -48,6 +48,13 @@
 //!   device, and a device several copies share (a stage not replicated)
 //!   serves all of them from one queue, oldest micro-batch first — the
 //!   runtime's rules for copies.
+//! - **Contention**: a kernel progresses at `1 / contention` of its speed
+//!   while another device of its host is computing, at full speed
+//!   otherwise; rates are revised whenever a kernel starts or ends on the
+//!   host (the factor is measured by `hetflow profile`: the same work alone
+//!   and with every device of the host busy; shared cores, caches and
+//!   memory bandwidth). Factors of 1 (hand-written specs, research DAGs)
+//!   leave the engine's exact path untouched.
 //! - **Kernel times**: the cost model's, so a device's measured history
 //!   (`hetflow profile --model`, how long each kernel held the device)
 //!   where the node's footprint has one, the fitted roofline otherwise.
@@ -65,8 +72,8 @@
 //!   is not among the validated plans.
 //!
 //! Not modelled: host input upload and output download (free), kernel
-//! time variance, interference between devices sharing cores or memory
-//! bandwidth, and the runtime's message-passing overhead. Those are what
+//! time variance, and the runtime's message-passing overhead beyond what
+//! the history's device occupancy and the link latency contain. Those are what
 //! the accuracy table (docs/simulator-accuracy.md) measures.
 //!
 //! Cost: O((V + E) log V) in the expanded task graph (tasks × micro-batches);

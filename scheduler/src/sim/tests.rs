@@ -247,3 +247,30 @@ fn a_replicated_stage_takes_alternate_micro_batches() {
     }
     assert_eq!(r.devices[0].busy, 8.0);
 }
+
+#[test]
+fn kernels_slow_down_while_another_device_of_the_host_computes() {
+    // Two independent chains on two devices of one host: a device's
+    // kernels progress at 1 / factor while the other device computes.
+    let mut w = Workload::new(vec!["d0".into(), "d1".into()], "", 1.0);
+    let a = w.add_unit("a", "task", 0, 2.0);
+    let b = w.add_unit("b", "task", 0, 2.0);
+    w.add_value("va", a, vec![b], 0.0, None);
+    w.add_unit("c", "task", 1, 5.0);
+    let alone = simulate(&w).unwrap().makespan;
+    assert_eq!(alone, 5.0);
+    w.hosts = vec![(0, 1.5), (0, 1.0)];
+    let r = simulate(&w).unwrap();
+    // a runs at 2/3 speed while c runs: ends at 3. b does 4/3 of its 2 by
+    // 5 (c ends), the remaining 2/3 at full speed: ends at 17/3.
+    assert!((r.makespan - 17.0 / 3.0).abs() < 1e-12, "{:?}", r.events);
+    // c alone on d1 is slowed too when its factor is 2: c runs at 1/2
+    // while a and b run, and at full speed after b.
+    w.hosts = vec![(0, 1.0), (0, 2.0)];
+    let r = simulate(&w).unwrap();
+    // d0 busy 0..4 (a, b at full speed); c does 2 of its 5 by 4, then 3.
+    assert!((r.makespan - 7.0).abs() < 1e-12, "{:?}", r.events);
+    // On different hosts nothing changes.
+    w.hosts = vec![(0, 1.5), (1, 1.0)];
+    assert_eq!(simulate(&w).unwrap().makespan, 5.0);
+}

@@ -93,6 +93,11 @@ pub struct Workload {
     /// Unit times on copy `r ≥ 1` (`copy_times[r - 1][unit]`), when its
     /// devices differ from copy 0's; empty: every copy takes `Unit::time`.
     pub copy_times: Vec<Vec<f64>>,
+    /// Per device: the host it shares with others (an index) and the
+    /// factor its kernels slow down by while another device of that host
+    /// is computing ([`crate::cluster::DeviceSpec::contention`]). Empty:
+    /// no contention.
+    pub hosts: Vec<(usize, f64)>,
 }
 
 fn invalid(m: String) -> PlanError {
@@ -121,7 +126,28 @@ impl Workload {
             run_overhead: 0.0,
             copies: Vec::new(),
             copy_times: Vec::new(),
+            hosts: Vec::new(),
         }
+    }
+
+    /// Host groups and contention factors of the workload's devices, which
+    /// are `cluster.devices[idx[i]]`.
+    pub fn set_contention(&mut self, cluster: &ClusterSpec, idx: &[usize]) {
+        let mut hosts: Vec<&str> = Vec::new();
+        self.hosts = idx
+            .iter()
+            .map(|&c| {
+                let d = &cluster.devices[c];
+                let h = match hosts.iter().position(|h| *h == d.host) {
+                    Some(h) => h,
+                    None => {
+                        hosts.push(&d.host);
+                        hosts.len() - 1
+                    }
+                };
+                (h, d.contention)
+            })
+            .collect();
     }
 
     /// The device that unit device `d` is on for micro-batch `mb`.
@@ -347,6 +373,7 @@ impl Workload {
             }
         }
         w.set_links(cluster)?;
+        w.set_contention(cluster, &all_idx);
         w.microbatches = plan.microbatches.max(1);
         w.credits = plan.credits.max(1);
         w.schedule = plan.schedule;
