@@ -179,7 +179,7 @@ impl<'a> SessionBuilder<'a> {
         if let Some(p) = &self.plan {
             return Ok(p.clone());
         }
-        let g = &self.model.graph;
+        let g = &self.graph_for(devices);
         let names: Vec<String> = devices.iter().map(|d| d.id().to_string()).collect();
         if devices.len() == 1 || g.nodes.len() < devices.len() {
             return Ok(Plan::single_device(g, &names[0]));
@@ -199,6 +199,25 @@ impl<'a> SessionBuilder<'a> {
             }
         };
         Ok(part.plan)
+    }
+
+    /// The graph a session on `devices` runs: the model's, with the
+    /// residual joins fused into their convs
+    /// ([`hetflow_ops::optimize::fuse_residual`]) when every device is a
+    /// CPU and no plan was given (a given plan's node indices refer to the
+    /// model's graph, and only the CPU kernels implement the fusion).
+    pub fn graph_for(&self, devices: &[Arc<dyn hetflow_devices::Device>]) -> Arc<Graph> {
+        let cpu_only = devices
+            .iter()
+            .all(|d| d.id().kind == hetflow_devices::DeviceKind::Cpu);
+        if self.plan.is_some() || !cpu_only {
+            return self.model.graph.clone();
+        }
+        let mut g = (*self.model.graph).clone();
+        if hetflow_ops::optimize::fuse_residual(&mut g) == 0 {
+            return self.model.graph.clone();
+        }
+        Arc::new(g)
     }
 
     /// Opens the devices, plans, and deploys the actors.
@@ -232,7 +251,7 @@ impl<'a> SessionBuilder<'a> {
             trace: self.trace,
         };
         Ok(Session::new(
-            self.model.graph.clone(),
+            self.graph_for(&devices),
             &plan,
             devices,
             opts,

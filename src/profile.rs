@@ -121,7 +121,7 @@ fn conv(k: usize, stride: usize, pad: usize) -> Op {
         dilations: vec![1, 1],
         group: 1,
         auto_pad: AutoPad::NotSet,
-        activation: Default::default(),
+        ..Default::default()
     })
 }
 

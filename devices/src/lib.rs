@@ -237,6 +237,18 @@ pub struct KernelReport {
     pub modelled_us: Option<f64>,
 }
 
+/// Refuses what only the CPU kernels implement: a Conv with a residual
+/// fused in ([`hetflow_ops::optimize::fuse_residual`], applied to CPU-only
+/// sessions). Other backends call it first in `supports`.
+pub(crate) fn cpu_only(op: &Op) -> std::result::Result<(), String> {
+    match op {
+        Op::Conv(a) if a.residual => {
+            Err("a Conv with a fused residual input runs on CPU devices only".into())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A compute device. See the crate docs for the threading contract.
 pub trait Device: Send + Sync {
     /// Identity, capacity and locality.

@@ -129,6 +129,97 @@ fn fuse_activations(g: &mut Graph) -> usize {
     pass.finish(g)
 }
 
+/// **Residual fusion** (not part of [`optimize`]: only the CPU kernels
+/// implement it, so the facade applies it to sessions whose devices are
+/// all CPUs and that were given no plan): `Conv -> Add/Sum(conv, r) [->
+/// Relu]`, where the conv (without an activation) feeds only the Add, the
+/// Add only the Relu, and `r` has the output's exact shape and dtype,
+/// becomes one Conv with `r` as input 3 ([`crate::op::ConvAttrs::residual`])
+/// and the Relu as its activation: the residual is added while each output
+/// block is in cache, and two passes over the tensor disappear (ResNet's
+/// 16 shortcut joins). When both Add inputs are such convs, the later one
+/// (in node order) takes the other's output as its residual. Returns how
+/// many Adds were fused.
+pub fn fuse_residual(g: &mut Graph) -> usize {
+    use crate::op::{Activation, BinaryOp, UnaryOp};
+    let mut pass = Pass::new(g);
+    let mut fused = 0;
+    for si in 0..g.nodes.len() {
+        let n = &g.nodes[si];
+        let two = match &n.op {
+            Op::Binary(BinaryOp::Add) | Op::Sum => n.inputs.len() == 2,
+            _ => false,
+        };
+        if !two || pass.removed[si] {
+            continue;
+        }
+        let (Some(a), Some(b)) = (n.inputs[0], n.inputs[1]) else {
+            continue;
+        };
+        let (fa, fb) = (&g.value(a).fact, &g.value(b).fact);
+        let same = fa.dtype == Some(crate::DType::F32)
+            && fa.dtype == fb.dtype
+            && fa.concrete_shape().is_some()
+            && fa.concrete_shape() == fb.concrete_shape()
+            && g.value(n.outputs[0]).fact.concrete_shape() == fa.concrete_shape();
+        if !same {
+            continue;
+        }
+        // Candidate convs: a plain Conv whose only reader is this Add and
+        // which comes after the producer of the other operand.
+        let producers = &pass.producers;
+        let after = |ci: usize, other: crate::ValueId| match producers[other.0] {
+            Some(NodeId(p)) => p < ci,
+            None => true,
+        };
+        let plain = |ci: usize| matches!(&g.nodes[ci].op, Op::Conv(c) if c.activation == Activation::None && !c.residual);
+        let mut best: Option<(usize, crate::ValueId)> = None;
+        for (x, other) in [(a, b), (b, a)] {
+            if let Some(ci) = pass.sole_conv_producer(g, x) {
+                if plain(ci) && after(ci, other) && best.is_none_or(|(bc, _)| ci > bc) {
+                    best = Some((ci, other));
+                }
+            }
+        }
+        let Some((ci, r)) = best else {
+            continue;
+        };
+        // A Relu that is the Add's only reader joins too.
+        let sum_out = g.nodes[si].outputs[0];
+        let relu = match pass.consumers[sum_out.0].as_slice() {
+            [NodeId(ri)]
+                if !g.outputs.contains(&sum_out)
+                    && !pass.removed[*ri]
+                    && matches!(g.nodes[*ri].op, Op::Unary(UnaryOp::Relu)) =>
+            {
+                Some(*ri)
+            }
+            _ => None,
+        };
+        let out = match relu {
+            Some(ri) => g.nodes[ri].outputs[0],
+            None => sum_out,
+        };
+        let conv = &mut g.nodes[ci];
+        if let Op::Conv(c) = &mut conv.op {
+            c.residual = true;
+            if relu.is_some() {
+                c.activation = Activation::Relu;
+            }
+        }
+        conv.inputs.resize(3, None);
+        conv.inputs.push(Some(r));
+        conv.outputs[0] = out;
+        pass.removed[si] = true;
+        if let Some(ri) = relu {
+            pass.removed[ri] = true;
+        }
+        fused += 1;
+    }
+    pass.finish(g);
+    fused
+}
+
 fn const_f32(g: &Graph, v: Option<crate::ValueId>) -> Option<Vec<f32>> {
     let t = g.constants.get(&v?)?;
     t.as_slice::<f32>().ok().map(|s| s.to_vec())
@@ -369,5 +460,125 @@ mod tests {
         let mut g = g.finish().unwrap();
         assert_eq!(optimize(&mut g).activations_fused, 0);
         assert_eq!(g.nodes.len(), 2);
+    }
+
+    /// `x [1, 2, 5, 5]`; a conv with pads 1 keeps the shape.
+    fn residual_case(
+        group: usize,
+        bias: bool,
+        cout: usize,
+        join: Op,
+        relu: bool,
+        projection: bool,
+    ) -> (Graph, Tensor) {
+        use crate::op::ConvAttrs;
+        let mut g = Graph::default();
+        let d = |v: &[usize]| v.iter().map(|&k| Dim::Known(k)).collect::<Vec<_>>();
+        let x = g.add_input("x", DType::F32, d(&[1, 2, 5, 5]));
+        let cin = 2 / group;
+        let mk = |g: &mut Graph, name: &str, cout: usize, seed: f32| {
+            let w = g.add_const(
+                &format!("{name}_w"),
+                Tensor::from_vec(
+                    vec![cout, cin, 3, 3],
+                    (0..cout * cin * 9)
+                        .map(|i| ((i as f32 + seed) * 0.37).sin())
+                        .collect(),
+                )
+                .unwrap(),
+            );
+            let b = bias.then(|| {
+                g.add_const(
+                    &format!("{name}_b"),
+                    Tensor::from_vec(
+                        vec![cout],
+                        (0..cout).map(|i| 0.1 * i as f32 - 0.15).collect(),
+                    )
+                    .unwrap(),
+                )
+            });
+            let attrs = ConvAttrs {
+                pads: vec![1, 1, 1, 1],
+                group,
+                ..Default::default()
+            };
+            let ins: Vec<ValueId> = [Some(x), Some(w), b].into_iter().flatten().collect();
+            g.add_node(name, Op::Conv(attrs), &ins, 1)[0]
+        };
+        let c = mk(&mut g, "conv", cout, 0.0);
+        let other = if projection {
+            mk(&mut g, "proj", cout, 5.0)
+        } else {
+            x
+        };
+        let mut y = g.add_node("join", join, &[c, other], 1)[0];
+        if relu {
+            y = g.add_node("relu", Op::Unary(UnaryOp::Relu), &[y], 1)[0];
+        }
+        g.add_output(y);
+        let g = g.finish().unwrap();
+        let xin = Tensor::from_vec(
+            vec![1, 2, 5, 5],
+            (0..50).map(|i| (i as f32 * 0.23).cos()).collect(),
+        )
+        .unwrap();
+        (g, xin)
+    }
+
+    #[test]
+    fn residual_joins_fuse_into_the_conv() {
+        use crate::op::BinaryOp;
+        // (group, bias, cout, join, relu, projection)
+        let cases = [
+            (1, true, 2, Op::Sum, true, false),
+            (1, false, 2, Op::Binary(BinaryOp::Add), true, false),
+            (2, true, 2, Op::Sum, true, false),
+            (1, true, 2, Op::Binary(BinaryOp::Add), false, false),
+            (1, true, 3, Op::Sum, true, true),
+        ];
+        for (group, bias, cout, join, relu, proj) in cases {
+            let (g, x) = residual_case(group, bias, cout, join.clone(), relu, proj);
+            let want = run(&g, &x);
+            let mut f = g.clone();
+            assert_eq!(fuse_residual(&mut f), 1, "{join:?} group {group}");
+            assert_eq!(f.nodes.len(), g.nodes.len() - 1 - usize::from(relu));
+            let conv = f
+                .nodes
+                .iter()
+                .find_map(|n| match &n.op {
+                    Op::Conv(a) if a.residual => Some(a.clone()),
+                    _ => None,
+                })
+                .unwrap();
+            assert_eq!(conv.activation != crate::op::Activation::None, relu);
+            assert_close(&run(&f, &x), &want);
+        }
+    }
+
+    #[test]
+    fn residual_fusion_skips_broadcasts_and_shared_convs() {
+        let (mut g, _) = residual_case(1, true, 2, Op::Sum, true, false);
+        // The conv output also feeds the graph output: not fusable.
+        let c = g.nodes[0].outputs[0];
+        g.add_output(c);
+        let mut f = g.clone();
+        assert_eq!(fuse_residual(&mut f), 0);
+        // A broadcast join ([1, 2, 5, 5] + [2, 1, 1]) is left alone.
+        let mut g = Graph::default();
+        let x = g.add_input(
+            "x",
+            DType::F32,
+            vec![Dim::Known(1), Dim::Known(2), Dim::Known(5), Dim::Known(5)],
+        );
+        let w = g.add_const(
+            "w",
+            Tensor::from_vec(vec![2, 2, 1, 1], vec![1.0f32; 4]).unwrap(),
+        );
+        let r = g.add_const("r", Tensor::from_vec(vec![2, 1, 1], vec![1.0f32; 2]).unwrap());
+        let c = g.add_node("conv", Op::Conv(Default::default()), &[x, w], 1)[0];
+        let y = g.add_node("join", Op::Sum, &[c, r], 1)[0];
+        g.add_output(y);
+        let mut g = g.finish().unwrap();
+        assert_eq!(fuse_residual(&mut g), 0);
     }
 }

@@ -140,6 +140,7 @@ pub fn op_supported(op: &Op) -> std::result::Result<(), String> {
 }
 
 pub(crate) fn supports(dev: &CudaDevice, op: &Op) -> std::result::Result<(), String> {
+    crate::cpu_only(op)?;
     let kernels = || dev.kernels.as_ref().map(|_| ()).map_err(Clone::clone);
     let blas = || dev.blas.as_ref().map(|_| ()).map_err(Clone::clone);
     match op_table(op)? {

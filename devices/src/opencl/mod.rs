@@ -476,6 +476,7 @@ impl Device for OpenclDevice {
     }
 
     fn supports(&self, op: &Op) -> std::result::Result<(), String> {
+        crate::cpu_only(op)?;
         let kernels =
             ops::kernels_for(op).ok_or_else(|| format!("no OpenCL kernel for {}", op.name()))?;
         if let ProgramSource::Binaries { manifest, .. } = &self.source {

@@ -85,6 +85,7 @@ pub enum CompileError {
 
 /// Whether the device runs `op` at all (plan-time check).
 pub fn supports(op: &Op) -> Result<(), String> {
+    crate::cpu_only(op)?;
     match op {
         Op::Gather { .. } => Err(
             "gathers need data-dependent addressing, which the matrix and vector units lack; \

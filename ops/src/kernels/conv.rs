@@ -44,6 +44,13 @@ pub(crate) fn conv(a: &ConvAttrs, inputs: &[Option<&Tensor>]) -> Result<Tensor> 
     let x = input(inputs, 0, "X")?;
     let w = input(inputs, 1, "W")?;
     let b = opt_input(inputs, 2).filter(|b| !b.is_empty());
+    // A residual fused in by the optimizer (input 3): added before the
+    // activation.
+    let r = if a.residual {
+        Some(input(inputs, 3, "residual")?)
+    } else {
+        None
+    };
     let (xs, ws) = (x.shape(), w.shape());
     if xs.len() < 3 || ws.len() != xs.len() {
         crate::bail!(
@@ -96,6 +103,17 @@ pub(crate) fn conv(a: &ConvAttrs, inputs: &[Option<&Tensor>]) -> Result<Tensor> 
     };
     let mut oshape = vec![n, m];
     oshape.extend(&g.win.output);
+    if let Some(r) = r {
+        if r.shape() != oshape.as_slice() || r.dtype() != x.dtype() {
+            crate::bail!(
+                "Conv: residual is {} {:?}, the output {} {:?}",
+                r.dtype(),
+                r.shape(),
+                x.dtype(),
+                oshape
+            );
+        }
+    }
     float_dispatch!(x.dtype(), "Conv", F => {
         let xv = typed::<F>(x, "input 0 (X)")?;
         let wv = typed::<F>(w, "input 1 (W)")?;
@@ -103,7 +121,11 @@ pub(crate) fn conv(a: &ConvAttrs, inputs: &[Option<&Tensor>]) -> Result<Tensor> 
             Some(b) => Some(typed::<F>(b, "input 2 (B)")?),
             None => None,
         };
-        out(oshape, conv_f(&g, xv, wv, bv, a.activation)?)
+        let rv = match r {
+            Some(r) => Some(typed::<F>(r, "input 3 (residual)")?),
+            None => None,
+        };
+        out(oshape, conv_f(&g, xv, wv, bv, rv, a.activation)?)
     })
 }
 
@@ -129,6 +151,7 @@ fn conv_f<F: Float>(
     x: &[F],
     w: &[F],
     b: Option<&[F]>,
+    res: Option<&[F]>,
     act: Activation,
 ) -> Result<Vec<F>> {
     let (osz, mg) = (g.osz(), g.mg());
@@ -138,6 +161,11 @@ fn conv_f<F: Float>(
     }
     if g.group == g.c && g.m == g.c && g.spatial.len() == 2 {
         depthwise2d(g, x, w, b, &mut o);
+        if let Some(r) = res {
+            for (y, r) in o.iter_mut().zip(r) {
+                *y += *r;
+            }
+        }
         activate(act, &mut o);
         return Ok(o);
     }
@@ -167,13 +195,25 @@ fn conv_f<F: Float>(
     // One (batch, group) unit writes its own contiguous block of the output.
     let unit = |u: usize, dst: &mut [F], col: &mut Vec<F>, par: bool| -> Result<()> {
         let (bn, gi) = (u / g.group, u % g.group);
-        let read = if let Some(b) = b {
-            for (r, row) in dst.chunks_mut(osz).enumerate() {
-                row.fill(b[gi * mg + r]);
+        // The GEMM accumulates onto what dst starts with: the residual
+        // block and/or the bias.
+        if let Some(r) = res {
+            dst.copy_from_slice(&r[u * mg * osz..(u + 1) * mg * osz]);
+        }
+        let read = match (b, res) {
+            (Some(b), _) => {
+                for (r, row) in dst.chunks_mut(osz).enumerate() {
+                    let bias = b[gi * mg + r];
+                    if res.is_some() {
+                        row.iter_mut().for_each(|y| *y += bias);
+                    } else {
+                        row.fill(bias);
+                    }
+                }
+                true
             }
-            true
-        } else {
-            false
+            (None, Some(_)) => true,
+            (None, None) => false,
         };
         let xoff = (bn * g.c + gi * g.cg()) * g.isz();
         let lhs = Mat::new(w, gi * mg * kdim, kdim, 1);
@@ -543,7 +583,7 @@ mod tests {
             dilations: cs.dil.clone(),
             group: cs.group,
             auto_pad: cs.auto_pad,
-            activation: Default::default(),
+            ..Default::default()
         };
         let (xt, wt, bt) = (
             t(&cs.xs, x.clone()),

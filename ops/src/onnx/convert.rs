@@ -784,6 +784,7 @@ pub fn convert_node(np: &NodeProto, opset: i64, dir: &Path) -> Result<Converted>
             group: a.int_or("group", 1).max(1) as usize,
             auto_pad: auto_pad(&a)?,
             activation: Default::default(),
+            residual: false,
         }),
         "MaxPool" => {
             if np.output.len() > 1 && !np.output[1].is_empty() {

@@ -30,6 +30,11 @@ pub struct ConvAttrs {
     /// An element-wise activation applied to the output, fused in by the
     /// load-time optimizer (never set by the ONNX importer).
     pub activation: Activation,
+    /// Input 3 is a tensor of the output's shape added to the output
+    /// before the activation (a residual connection fused in by
+    /// [`crate::optimize::fuse_residual`]; never set by the importer).
+    /// Only the CPU kernels implement it; other devices refuse it.
+    pub residual: bool,
 }
 
 /// An activation fused into a producing kernel (applied while the output
@@ -54,6 +59,7 @@ impl Default for ConvAttrs {
             group: 1,
             auto_pad: AutoPad::NotSet,
             activation: Activation::None,
+            residual: false,
         }
     }
 }
