@@ -34,8 +34,8 @@
 //! then `kernels_nn.cl`). Programs are cached per device by a hash of
 //! (device name, source or binary, build options)
 //! ([`program::ProgramCache`]); PoCL adds its own on-disk cache. The GEMM
-//! tile (16x16, or 8x8 when the device's work-group limit is below 256) is
-//! a build option.
+//! block of one work-item (8x16 on CPU devices, 4x4 elsewhere; `gemm.rs`)
+//! is a build option.
 //!
 //! ## The binary (FPGA) path
 //! FPGA boards cannot compile OpenCL C at run time; they load offline-built
@@ -53,8 +53,8 @@
 //!
 //! ## What runs
 //! f32 kernels for the element-wise ops, broadcasting arithmetic and
-//! comparisons, GEMM / MatMul, Conv (direct, groups, dilations, fused
-//! activation), pooling, reductions, normalisations and softmax; data
+//! comparisons, GEMM / MatMul (register-blocked, `gemm.rs`), Conv (im2col +
+//! GEMM; direct for depthwise; groups, dilations, fused activation), pooling, reductions, normalisations and softmax; data
 //! movement (Transpose, Concat, Slice, Split, Expand, Gather, Where) for
 //! any element size; casts between f32 and i64 / i32 / bool; views. The
 //! full table is in docs/opencl.md. Launches: `ops.rs` (dispatch, GEMM,
@@ -72,6 +72,7 @@
 //! name ([`OpenclDevice::kernel_times`]).
 
 pub mod discovery;
+mod gemm;
 mod host;
 mod movement;
 mod nn;
@@ -181,7 +182,8 @@ pub struct OpenclDevice {
     programs: ProgramCache,
     pool: Arc<BufferPool>,
     source: ProgramSource,
-    tile: usize,
+    gemm: gemm::GemmConfig,
+    work_groups: Mutex<HashMap<&'static str, usize>>,
     profiling: AtomicBool,
     pending: Mutex<Vec<(&'static str, Event)>>,
     times: Mutex<HashMap<&'static str, (usize, u64)>>,
@@ -252,7 +254,7 @@ impl OpenclDevice {
                 }
             }
         };
-        let tile = if desc.max_work_group >= 256 { 16 } else { 8 };
+        let gemm = gemm::GemmConfig::for_device(desc.device_type, &desc.max_work_item_sizes);
         // Nominal rate: one FMA per cycle per compute unit (a floor for the
         // default planner; `hetflow profile` measures the real one).
         let peak = 2.0 * desc.compute_units as f64 * desc.clock_mhz as f64 / 1e3;
@@ -290,7 +292,8 @@ impl OpenclDevice {
             compute,
             copy,
             source,
-            tile,
+            gemm,
+            work_groups: Mutex::new(HashMap::new()),
             profiling: AtomicBool::new(false),
             pending: Mutex::new(Vec::new()),
             times: Mutex::new(HashMap::new()),
@@ -321,7 +324,36 @@ impl OpenclDevice {
     }
 
     fn build_options(&self) -> String {
-        format!("-DTS={} -cl-mad-enable", self.tile)
+        format!("-DWM={} -DGW={} -cl-mad-enable", self.gemm.wm, self.gemm.gw)
+    }
+
+    /// `CL_KERNEL_WORK_GROUP_SIZE` of `kernel` on this device (queried once).
+    fn kernel_work_group(&self, kernel: &'static str) -> Result<usize> {
+        if let Some(&n) = self
+            .work_groups
+            .lock()
+            .ok()
+            .and_then(|m| m.get(kernel).copied())
+            .as_ref()
+        {
+            return Ok(n);
+        }
+        let prog = self.program_for(kernel)?;
+        let k = opencl3::kernel::Kernel::create(&prog, kernel)
+            .map_err(|e| other(self.info.id, format!("kernel {kernel}: {e}")))?;
+        let n = k
+            .get_work_group_size(self.desc.cl_id())
+            .map_err(|e| {
+                other(
+                    self.info.id,
+                    format!("CL_KERNEL_WORK_GROUP_SIZE of {kernel}: {e}"),
+                )
+            })?
+            .max(1);
+        if let Ok(mut m) = self.work_groups.lock() {
+            m.insert(kernel, n);
+        }
+        Ok(n)
     }
 
     /// The program holding `kernel`, built or loaded on first use.
