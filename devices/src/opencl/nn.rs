@@ -4,7 +4,9 @@
 
 use super::gemm::{Gemm, Operand};
 use super::movement;
-use super::ops::{bcast_strides, contiguous_strides, round_up, u32_of, v8, Arg, In, MAX_RANK};
+use super::ops::{
+    bcast_strides, contiguous_strides, operand, round_up, u32_of, v8, Arg, In, MAX_RANK,
+};
 use super::OpenclDevice;
 use crate::{DeviceError, DeviceTensor, Result};
 use hetflow_ops::op::{broadcast_shapes, norm_axis, resolve_window, Activation, ReduceKind};
@@ -545,7 +547,7 @@ fn conv_gemm(
                 Arg::U32(u32_of(c, "channels")?),
                 Arg::U32(u32_of(group, "group")?),
             ],
-            &[round_up(p, 16), kc, n * group],
+            &[win.output[..win.output.len() - 1].iter().product(), kc, n * group],
             None,
             &[&x.c.ready],
         )?;
@@ -556,10 +558,7 @@ fn conv_gemm(
             buf: buf.buffer(),
             ready: ev,
         },
-        None => Operand {
-            buf: x.c.buf.buffer(),
-            ready: &x.c.ready,
-        },
+        None => operand(x),
     };
     let offs = (0..n * group)
         .map(|bg| {
@@ -568,15 +567,9 @@ fn conv_gemm(
         })
         .collect();
     let gm = Gemm {
-        a: Operand {
-            buf: w.c.buf.buffer(),
-            ready: &w.c.ready,
-        },
+        a: operand(w),
         b: bop,
-        c: b.map(|b| Operand {
-            buf: b.c.buf.buffer(),
-            ready: &b.c.ready,
-        }),
+        c: b.map(operand),
         mnk: (mpg, p, kc),
         sa: (kc, 1),
         sb: (p, 1),

@@ -670,7 +670,8 @@ fn launch_gemm(
     Ok(dev.finish_out(shape, y, ev))
 }
 
-fn operand<'a>(t: &'a In) -> super::gemm::Operand<'a> {
+/// A tensor as a GEMM operand.
+pub(super) fn operand<'a>(t: &'a In) -> super::gemm::Operand<'a> {
     super::gemm::Operand {
         buf: t.c.buf.buffer(),
         ready: &t.c.ready,

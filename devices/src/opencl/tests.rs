@@ -686,3 +686,20 @@ fn opencl_binary_path_saves_and_reloads_program_binaries() {
     assert_eq!(b.programs_built(), 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+#[ignore]
+fn tmp_conv_profile() {
+    let Some(d) = dev() else { return };
+    let x = up(&d, &[1, 16, 55, 55], data(16 * 55 * 55, 1));
+    let w = up(&d, &[64, 16, 3, 3], data(64 * 16 * 9, 2));
+    let op = Op::Conv(hetflow_ops::op::ConvAttrs {
+        kernel_shape: None, strides: vec![1; 2], pads: vec![1; 4], dilations: vec![1; 2], group: 1,
+        auto_pad: Default::default(), activation: hetflow_ops::op::Activation::Relu });
+    let _ = run(&d, &op, &[&x, &w]);
+    d.set_profiling(true);
+    let t0 = std::time::Instant::now();
+    for _ in 0..10 { let _ = run(&d, &op, &[&x, &w]); }
+    eprintln!("wall per conv {:?}", t0.elapsed() / 10);
+    eprintln!("{:?}", d.kernel_times().unwrap());
+}
