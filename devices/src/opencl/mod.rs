@@ -184,6 +184,7 @@ pub struct OpenclDevice {
     source: ProgramSource,
     gemm: gemm::GemmConfig,
     work_groups: Mutex<HashMap<&'static str, usize>>,
+    im2col_limit: std::sync::atomic::AtomicUsize,
     profiling: AtomicBool,
     pending: Mutex<Vec<(&'static str, Event)>>,
     times: Mutex<HashMap<&'static str, (usize, u64)>>,
@@ -284,6 +285,7 @@ impl OpenclDevice {
             ),
         };
         let cap = (desc.global_mem_bytes / 4).min(1 << 30) as usize;
+        let im2col_limit = desc.max_alloc_bytes.min(1 << 30) as usize;
         Ok(OpenclDevice {
             info,
             programs: ProgramCache::new(&desc.name),
@@ -294,6 +296,7 @@ impl OpenclDevice {
             source,
             gemm,
             work_groups: Mutex::new(HashMap::new()),
+            im2col_limit: std::sync::atomic::AtomicUsize::new(im2col_limit),
             profiling: AtomicBool::new(false),
             pending: Mutex::new(Vec::new()),
             times: Mutex::new(HashMap::new()),
@@ -409,6 +412,13 @@ impl OpenclDevice {
         let file = format!("{}-{}.bin", program::PROGRAM, self.info.id.index);
         program::save_binary(&prog, dir, &self.desc.name, &file, kernels)
             .map_err(|e| other(self.info.id, e))
+    }
+
+    /// The largest im2col buffer (bytes) Conv allocates; a conv whose
+    /// buffer would be larger runs the direct kernel. Default: the device's
+    /// max allocation, at most 1 GiB.
+    pub fn set_im2col_limit(&self, bytes: usize) {
+        self.im2col_limit.store(bytes, Ordering::Relaxed);
     }
 
     /// Turns recording of kernel times on or off.

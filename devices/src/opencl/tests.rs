@@ -436,12 +436,13 @@ fn ref_conv2d(
     (y, vec![n, m, oh, ow])
 }
 
-/// Conv through im2col + GEMM (grouped, strided, padded, dilated, 1x1
-/// pointwise without im2col) and the direct depthwise path, with bias and
-/// the fused relu, against float64.
+/// Conv through im2col + GEMM (grouped, depthwise, strided, padded,
+/// dilated, 1x1 pointwise without im2col) and through the direct kernel
+/// (im2col limit 0), with bias and the fused relu, against float64.
 #[test]
 fn opencl_conv_im2col_and_depthwise_match_f64() {
     let Some(d) = dev() else { return };
+    d.set_profiling(true);
     // (x shape, w shape, group, (stride, pad, dilation), bias, relu)
     type Case = (
         [usize; 4],
@@ -459,41 +460,50 @@ fn opencl_conv_im2col_and_depthwise_match_f64() {
         ([1, 4, 6, 6], [4, 1, 3, 3], 4, (1, 1, 1), true, true),
         ([1, 16, 12, 12], [9, 16, 3, 3], 1, (1, 1, 1), true, false),
     ];
-    for (i, &(xs, ws, group, geo, has_b, relu)) in cases.iter().enumerate() {
-        let seed = 200 + 3 * i as u64;
-        let x = data(xs.iter().product(), seed);
-        let w = data(ws.iter().product(), seed + 1);
-        let bias = if has_b { data(ws[0], seed + 2) } else { vec![] };
-        let (stride, pad, dil) = geo;
-        let op = Op::Conv(hetflow_ops::op::ConvAttrs {
-            kernel_shape: None,
-            strides: vec![stride; 2],
-            pads: vec![pad; 4],
-            dilations: vec![dil; 2],
-            group,
-            auto_pad: Default::default(),
-            activation: if relu {
-                hetflow_ops::op::Activation::Relu
+    for (limit, path) in [(usize::MAX, "im2col"), (0, "direct")] {
+        d.set_im2col_limit(limit);
+        for (i, &(xs, ws, group, geo, has_b, relu)) in cases.iter().enumerate() {
+            let seed = 200 + 3 * i as u64;
+            let x = data(xs.iter().product(), seed);
+            let w = data(ws.iter().product(), seed + 1);
+            let bias = if has_b { data(ws[0], seed + 2) } else { vec![] };
+            let (stride, pad, dil) = geo;
+            let op = Op::Conv(hetflow_ops::op::ConvAttrs {
+                kernel_shape: None,
+                strides: vec![stride; 2],
+                pads: vec![pad; 4],
+                dilations: vec![dil; 2],
+                group,
+                auto_pad: Default::default(),
+                activation: if relu {
+                    hetflow_ops::op::Activation::Relu
+                } else {
+                    hetflow_ops::op::Activation::None
+                },
+            });
+            let (tx, tw) = (up(&d, &xs, x.clone()), up(&d, &ws, w.clone()));
+            let tb = up(&d, &[ws[0]], data(ws[0], seed + 2));
+            let ins: Vec<&DeviceTensor> = if has_b {
+                vec![&tx, &tw, &tb]
             } else {
-                hetflow_ops::op::Activation::None
-            },
-        });
-        let (tx, tw) = (up(&d, &xs, x.clone()), up(&d, &ws, w.clone()));
-        let tb = up(&d, &[ws[0]], data(ws[0], seed + 2));
-        let ins: Vec<&DeviceTensor> = if has_b {
-            vec![&tx, &tw, &tb]
-        } else {
-            vec![&tx, &tw]
-        };
-        let got = run(&d, &op, &ins);
-        let (want, shape) = ref_conv2d(&x, xs, &w, ws, &bias, group, geo, relu);
-        close(
-            &got,
-            &want,
-            &shape,
-            1e-5,
-            &format!("conv {xs:?} {ws:?} group {group}"),
-        );
+                vec![&tx, &tw]
+            };
+            let got = run(&d, &op, &ins);
+            let (want, shape) = ref_conv2d(&x, xs, &w, ws, &bias, group, geo, relu);
+            close(
+                &got,
+                &want,
+                &shape,
+                1e-5,
+                &format!("{path} conv {xs:?} {ws:?} group {group}"),
+            );
+            let used = d.kernel_times().unwrap();
+            assert_eq!(
+                used.contains_key("conv_direct"),
+                path == "direct",
+                "{path}: {used:?}"
+            );
+        }
     }
 }
 
@@ -685,21 +695,4 @@ fn opencl_binary_path_saves_and_reloads_program_binaries() {
     );
     assert_eq!(b.programs_built(), 1);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[test]
-#[ignore]
-fn tmp_conv_profile() {
-    let Some(d) = dev() else { return };
-    let x = up(&d, &[1, 16, 55, 55], data(16 * 55 * 55, 1));
-    let w = up(&d, &[64, 16, 3, 3], data(64 * 16 * 9, 2));
-    let op = Op::Conv(hetflow_ops::op::ConvAttrs {
-        kernel_shape: None, strides: vec![1; 2], pads: vec![1; 4], dilations: vec![1; 2], group: 1,
-        auto_pad: Default::default(), activation: hetflow_ops::op::Activation::Relu });
-    let _ = run(&d, &op, &[&x, &w]);
-    d.set_profiling(true);
-    let t0 = std::time::Instant::now();
-    for _ in 0..10 { let _ = run(&d, &op, &[&x, &w]); }
-    eprintln!("wall per conv {:?}", t0.elapsed() / 10);
-    eprintln!("{:?}", d.kernel_times().unwrap());
 }
