@@ -1,9 +1,10 @@
 //! The f32 GEMM launch shared by MatMul, Gemm and Conv (im2col).
 //!
-//! Two kernels (kernels.cl) split the output: `gemm_rb` computes the
+//! Three kernels (kernels.cl) split the output: `gemm_rb` computes the
 //! interior blocks of `WM x GW` outputs per work-item (register blocking,
-//! `GW`-wide vector loads of B rows), `gemm_edge` the last `M mod WM` rows
-//! and `N mod GW` columns one output per work-item. Both take any strides
+//! `GW`-wide vector loads of B rows), `gemm_rb4` the next columns up to a
+//! multiple of 4 in `WM x 4` blocks, `gemm_edge` the last `M mod WM` rows
+//! and `N mod 4` columns one output per work-item. Both take any strides
 //! (transposed operands, broadcast batches through per-batch offsets), an
 //! optional C with its own strides, and Conv's fused activation.
 
@@ -86,7 +87,7 @@ pub(super) fn launch(dev: &OpenclDevice, g: &Gemm, y: &Buffer<u8>) -> Result<Eve
     let (m, n, k) = g.mnk;
     let nb = g.offs.len();
     let cfg = dev.gemm;
-    let (mf, nf) = (m / cfg.wm * cfg.wm, n / cfg.gw * cfg.gw);
+    let (mf, nf, nf4) = (m / cfg.wm * cfg.wm, n / cfg.gw * cfg.gw, n / 4 * 4);
     let mut offs = Vec::with_capacity(3 * nb);
     for o in &g.offs {
         for &v in o {
@@ -95,43 +96,61 @@ pub(super) fn launch(dev: &OpenclDevice, g: &Gemm, y: &Buffer<u8>) -> Result<Eve
     }
     let offs = dev.const_u32(&offs)?;
     let c = g.c.as_ref().unwrap_or(&g.a);
-    let args = [
-        Arg::Buf(g.a.buf),
-        Arg::Buf(g.b.buf),
-        Arg::Buf(c.buf),
-        Arg::Buf(y),
-        Arg::Buf(&offs),
-        Arg::U32(u32_of(m, "M")?),
-        Arg::U32(u32_of(n, "N")?),
-        Arg::U32(u32_of(k, "K")?),
-        Arg::U32(u32_of(g.sa.0, "stride")?),
-        Arg::U32(u32_of(g.sa.1, "stride")?),
-        Arg::U32(u32_of(g.sb.0, "stride")?),
-        Arg::U32(u32_of(g.sb.1, "stride")?),
-        Arg::F32(g.alpha),
-        Arg::F32(g.beta),
-        Arg::U32(g.c.is_some() as u32),
-        Arg::U32(u32_of(g.sc.0, "stride")?),
-        Arg::U32(u32_of(g.sc.1, "stride")?),
-        Arg::U32(g.act.0),
-        Arg::F32(g.act.1),
-        Arg::F32(g.act.2),
-        Arg::U32(u32_of(mf, "M")?),
-        Arg::U32(u32_of(nf, "N")?),
-    ];
-    u32_of(nb * m * n, "output size")?;
+    let args = |n0: usize, nend: usize| -> Result<Vec<Arg>> {
+        Ok(vec![
+            Arg::Buf(g.a.buf),
+            Arg::Buf(g.b.buf),
+            Arg::Buf(c.buf),
+            Arg::Buf(y),
+            Arg::Buf(&offs),
+            Arg::U32(u32_of(m, "M")?),
+            Arg::U32(u32_of(n, "N")?),
+            Arg::U32(u32_of(k, "K")?),
+            Arg::U32(u32_of(g.sa.0, "stride")?),
+            Arg::U32(u32_of(g.sa.1, "stride")?),
+            Arg::U32(u32_of(g.sb.0, "stride")?),
+            Arg::U32(u32_of(g.sb.1, "stride")?),
+            Arg::F32(g.alpha),
+            Arg::F32(g.beta),
+            Arg::U32(g.c.is_some() as u32),
+            Arg::U32(u32_of(g.sc.0, "stride")?),
+            Arg::U32(u32_of(g.sc.1, "stride")?),
+            Arg::U32(g.act.0),
+            Arg::F32(g.act.1),
+            Arg::F32(g.act.2),
+            Arg::U32(u32_of(mf, "M")?),
+            Arg::U32(u32_of(n0, "N")?),
+            Arg::U32(u32_of(nend, "N")?),
+        ])
+    };
     let waits = [g.a.ready, g.b.ready, c.ready];
     let mut last = None;
-    if mf > 0 && nf > 0 {
-        let max = dev.kernel_work_group("gemm_rb")?;
+    // Column ranges of the blocked kernels: [0, nf) in GW-wide blocks,
+    // [nf, nf4) in 4-wide ones.
+    for (name, n0, nend, width) in [("gemm_rb", 0, nf, cfg.gw), ("gemm_rb4", nf, nf4, 4)] {
+        if mf == 0 || nend <= n0 {
+            continue;
+        }
+        let max = dev.kernel_work_group(name)?;
         let lc = cfg.local[0].min(max).max(1);
         let lr = cfg.local[1].min(max / lc).max(1);
-        let global = [round_up(nf / cfg.gw, lc), round_up(mf / cfg.wm, lr), nb];
-        last = Some(dev.launch("gemm_rb", &args, &global, Some(&[lc, lr, 1]), &waits)?);
+        let global = [
+            round_up((nend - n0) / width, lc),
+            round_up(mf / cfg.wm, lr),
+            nb,
+        ];
+        last = Some(dev.launch(name, &args(n0, nend)?, &global, Some(&[lc, lr, 1]), &waits)?);
     }
+    let nf = if mf > 0 { nf4 } else { 0 };
     let edge = m * n - mf * nf;
     if edge > 0 {
-        last = Some(dev.launch("gemm_edge", &args, &[round_up(edge, 64), nb], None, &waits)?);
+        last = Some(dev.launch(
+            "gemm_edge",
+            &args(0, nf)?,
+            &[round_up(edge, 64), nb],
+            None,
+            &waits,
+        )?);
     }
     match last {
         Some(ev) => Ok(ev),

@@ -111,8 +111,11 @@ COMPARE(c_ge, p >= q)
 // C (optional, has_c) at C[co + i*scm + j*scn] (strides 0 broadcast);
 // per-batch offsets (ao, bo, co) in `offs`; Y[bt] is contiguous (M, N).
 // act: 0 none, 1 relu, 2 clamp to [lo, hi] (Conv's fused activation).
-// Y is split between two kernels: gemm_rb computes the Mf x Nf block
-// (Mf, Nf: M, N rounded down to WM, GW), gemm_edge the rest.
+// Y is split between three kernels: gemm_rb computes rows [0, Mf) x
+// columns [N0, Nf) in WM x GW blocks (N0 = 0, Mf and Nf: M and N rounded
+// down to WM and GW), gemm_rb4 the next columns [N0, Nf) in WM x 4 blocks
+// (N0 = gemm_rb's Nf, Nf = N rounded down to 4), gemm_edge the rest
+// (Nf = the end of gemm_rb4's columns).
 #define GEMM_ARGS                                                             \
     __global const float *A, __global const float *B,                         \
         __global const float *C, __global float *Y,                           \
@@ -120,7 +123,7 @@ COMPARE(c_ge, p >= q)
         const uint sam, const uint sak, const uint sbk, const uint sbn,       \
         const float alpha, const float beta, const uint has_c,                \
         const uint scm, const uint scn, const uint act, const float lo,       \
-        const float hi, const uint Mf, const uint Nf
+        const float hi, const uint Mf, const uint N0, const uint Nf
 
 inline float gemm_out(const float acc, __global const float *C, const uint i,
                       const uint j, const float alpha, const float beta,
@@ -138,64 +141,68 @@ inline float gemm_out(const float acc, __global const float *C, const uint i,
 
 #define GCAT_(a, b) a##b
 #define GCAT(a, b) GCAT_(a, b)
-#define floatG GCAT(float, GW)
-#define vloadG GCAT(vload, GW)
-#define vstoreG GCAT(vstore, GW)
 
-// Register-blocked interior: each work-item computes a WM x GW block of Y
-// in WM vector accumulators, reading one GW-wide vector of a B row and WM
+// Register-blocked interior: each work-item computes a WM x V block of Y
+// in WM vector accumulators, reading one V-wide vector of a B row and WM
 // scalars of an A column per k. No local memory: on CPU devices each
 // work-group (one column strip, several row blocks) keeps its B strip in
 // cache; GPUs read through their caches. Work-items past (Mf, Nf) (the
-// global size is rounded up to the work-group) return at once.
-__kernel void gemm_rb(GEMM_ARGS) {
-    const uint j0 = get_global_id(0) * GW, i0 = get_global_id(1) * WM;
-    if (i0 + WM > Mf || j0 + GW > Nf)
-        return;
-    const uint bt = get_global_id(2);
-    __global const float *a = A + offs[3 * bt] + (size_t)i0 * sam;
-    __global const float *b = B + offs[3 * bt + 1] + (size_t)j0 * sbn;
-    floatG acc[WM];
-    for (int r = 0; r < WM; ++r)
-        acc[r] = (floatG)(0.0f);
-    if (sbn == 1) {
-        for (uint k = 0; k < K; ++k) {
-            const floatG bv = vloadG(0, b + (size_t)k * sbk);
-            __global const float *ak = a + (size_t)k * sak;
-            for (int r = 0; r < WM; ++r)
-                acc[r] = mad((floatG)(ak[(size_t)r * sam]), bv, acc[r]);
-        }
-    } else {
-        for (uint k = 0; k < K; ++k) {
-            float t[GW];
-            __global const float *bk = b + (size_t)k * sbk;
-            for (int q = 0; q < GW; ++q)
-                t[q] = bk[(size_t)q * sbn];
-            const floatG bv = vloadG(0, t);
-            __global const float *ak = a + (size_t)k * sak;
-            for (int r = 0; r < WM; ++r)
-                acc[r] = mad((floatG)(ak[(size_t)r * sam]), bv, acc[r]);
-        }
-    }
-    __global const float *c = C + offs[3 * bt + 2];
-    __global float *y = Y + (size_t)bt * M * N + (size_t)i0 * N + j0;
-    if (!has_c && act == 0) {
-        for (int r = 0; r < WM; ++r)
-            vstoreG(alpha * acc[r], 0, y + (size_t)r * N);
-        return;
-    }
-    for (int r = 0; r < WM; ++r) {
-        float o[GW];
-        vstoreG(acc[r], 0, o);
-        for (int q = 0; q < GW; ++q)
-            o[q] = gemm_out(o[q], c, i0 + r, j0 + q, alpha, beta, has_c, scm,
-                            scn, act, lo, hi);
-        vstoreG(vloadG(0, o), 0, y + (size_t)r * N);
-    }
+// global size is rounded up to the work-group) return at once. gemm_rb
+// has V = GW (the build option), gemm_rb4 V = 4 for the strip of columns
+// gemm_rb leaves.
+#define GEMM_RB(NAME, V)                                                      \
+__kernel void NAME(GEMM_ARGS) {                                               \
+    const uint j0 = N0 + get_global_id(0) * V, i0 = get_global_id(1) * WM;    \
+    if (i0 + WM > Mf || j0 + V > Nf)                                          \
+        return;                                                               \
+    const uint bt = get_global_id(2);                                         \
+    __global const float *a = A + offs[3 * bt] + (size_t)i0 * sam;            \
+    __global const float *b = B + offs[3 * bt + 1] + (size_t)j0 * sbn;        \
+    GCAT(float, V) acc[WM];                                                   \
+    for (int r = 0; r < WM; ++r)                                              \
+        acc[r] = (GCAT(float, V))(0.0f);                                      \
+    if (sbn == 1) {                                                           \
+        for (uint k = 0; k < K; ++k) {                                        \
+            const GCAT(float, V) bv = GCAT(vload, V)(0, b + (size_t)k * sbk); \
+            __global const float *ak = a + (size_t)k * sak;                   \
+            for (int r = 0; r < WM; ++r)                                      \
+                acc[r] = mad((GCAT(float, V))(ak[(size_t)r * sam]), bv, acc[r]); \
+        }                                                                     \
+    } else {                                                                  \
+        for (uint k = 0; k < K; ++k) {                                        \
+            float t[V];                                                       \
+            __global const float *bk = b + (size_t)k * sbk;                   \
+            for (int q = 0; q < V; ++q)                                       \
+                t[q] = bk[(size_t)q * sbn];                                   \
+            const GCAT(float, V) bv = GCAT(vload, V)(0, t);                   \
+            __global const float *ak = a + (size_t)k * sak;                   \
+            for (int r = 0; r < WM; ++r)                                      \
+                acc[r] = mad((GCAT(float, V))(ak[(size_t)r * sam]), bv, acc[r]); \
+        }                                                                     \
+    }                                                                         \
+    __global const float *c = C + offs[3 * bt + 2];                           \
+    __global float *y = Y + (size_t)bt * M * N + (size_t)i0 * N + j0;         \
+    if (!has_c && act == 0) {                                                 \
+        for (int r = 0; r < WM; ++r)                                          \
+            GCAT(vstore, V)(alpha * acc[r], 0, y + (size_t)r * N);            \
+        return;                                                               \
+    }                                                                         \
+    for (int r = 0; r < WM; ++r) {                                            \
+        float o[V];                                                           \
+        GCAT(vstore, V)(acc[r], 0, o);                                        \
+        for (int q = 0; q < V; ++q)                                           \
+            o[q] = gemm_out(o[q], c, i0 + r, j0 + q, alpha, beta, has_c, scm, \
+                            scn, act, lo, hi);                                \
+        GCAT(vstore, V)(GCAT(vload, V)(0, o), 0, y + (size_t)r * N);          \
+    }                                                                         \
 }
 
-// The elements gemm_rb leaves: columns [Nf, N) of every row, then rows
-// [Mf, M) of columns [0, Nf); one work-item each (dim 0), batch in dim 1.
+GEMM_RB(gemm_rb, GW)
+GEMM_RB(gemm_rb4, 4)
+
+// The elements gemm_rb and gemm_rb4 leave: columns [Nf, N) of every row,
+// then rows [Mf, M) of columns [0, Nf); one work-item each (dim 0), batch
+// in dim 1.
 __kernel void gemm_edge(GEMM_ARGS) {
     const size_t e = get_global_id(0);
     const uint nr = N - Nf;

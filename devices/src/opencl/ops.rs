@@ -69,14 +69,14 @@ pub(super) fn kernels_for(op: &Op) -> Option<&'static [&'static str]> {
         Op::Sum => &["b_add"],
         Op::Where => &["where_4"],
         Op::Cast { .. } => &["cast_f32_i64"],
-        Op::MatMul | Op::Gemm { .. } => &["gemm_rb", "gemm_edge"],
+        Op::MatMul | Op::Gemm { .. } => &["gemm_rb", "gemm_rb4", "gemm_edge"],
         Op::Softmax { .. } => &["softmax_axis"],
         Op::LogSoftmax { .. } => &["logsoftmax_axis"],
         Op::LayerNorm { .. } => &["layernorm_rows"],
         Op::BatchNorm { .. } => &["batchnorm"],
         Op::Lrn { .. } => &["lrn"],
         Op::Reduce { .. } | Op::GlobalAveragePool | Op::GlobalMaxPool => &["reduce_nd"],
-        Op::Conv(_) => &["conv_direct", "im2col", "gemm_rb", "gemm_edge"],
+        Op::Conv(_) => &["conv_direct", "im2col", "gemm_rb", "gemm_rb4", "gemm_edge"],
         Op::MaxPool(_) | Op::AveragePool(_) => &["pool_nd"],
         Op::Transpose { .. }
         | Op::Concat { .. }

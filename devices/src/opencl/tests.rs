@@ -290,9 +290,10 @@ fn ref_gemm(
     y
 }
 
-/// The register-blocked kernel's edges: sizes below one block, odd sizes
-/// with partial blocks on both edges, exact multiples (no edge kernel), long
-/// K; relative error against float64 ≤ 1e-5.
+/// The register-blocked kernels' edges: sizes below one block, odd sizes
+/// with partial blocks on both edges (columns for gemm_rb4 and for
+/// gemm_edge), exact multiples (no edge kernel), long K; relative error
+/// against float64 ≤ 1e-5.
 #[test]
 fn opencl_gemm_edges_match_f64() {
     let Some(d) = dev() else { return };
@@ -306,6 +307,7 @@ fn opencl_gemm_edges_match_f64() {
         (24, 1100, 48),
         (1, 300, 1000),
         (300, 20, 3),
+        (40, 9, 55),
     ];
     for (i, &(m, k, n)) in sizes.iter().enumerate() {
         let (a, b) = (data(m * k, 20 + i as u64), data(k * n, 40 + i as u64));
@@ -661,7 +663,12 @@ fn opencl_binary_path_saves_and_reloads_program_binaries() {
     let file = d
         .save_binary(
             &dir,
-            Some(vec!["gemm_rb".into(), "gemm_edge".into(), "b_add".into()]),
+            Some(vec![
+                "gemm_rb".into(),
+                "gemm_rb4".into(),
+                "gemm_edge".into(),
+                "b_add".into(),
+            ]),
         )
         .unwrap();
     assert!(std::fs::metadata(&file).unwrap().len() > 0);
