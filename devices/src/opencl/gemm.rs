@@ -82,8 +82,13 @@ pub(super) struct Gemm<'a> {
 }
 
 /// Launches `g` writing `y` (`batches x M x N`, contiguous); returns the
-/// event of the last kernel (both run on the in-order compute queue).
-pub(super) fn launch(dev: &OpenclDevice, g: &Gemm, y: &Buffer<u8>) -> Result<Event> {
+/// event of the first kernel when there were several, and of the last (all
+/// run on the in-order compute queue).
+pub(super) fn launch(
+    dev: &OpenclDevice,
+    g: &Gemm,
+    y: &Buffer<u8>,
+) -> Result<(Option<Event>, Event)> {
     let (m, n, k) = g.mnk;
     let nb = g.offs.len();
     let cfg = dev.gemm;
@@ -124,7 +129,7 @@ pub(super) fn launch(dev: &OpenclDevice, g: &Gemm, y: &Buffer<u8>) -> Result<Eve
         ])
     };
     let waits = [g.a.ready, g.b.ready, c.ready];
-    let mut last = None;
+    let mut evs: Vec<Event> = Vec::with_capacity(3);
     // Column ranges of the blocked kernels: [0, nf) in GW-wide blocks,
     // [nf, nf4) in 4-wide ones.
     for (name, n0, nend, width) in [("gemm_rb", 0, nf, cfg.gw), ("gemm_rb4", nf, nf4, 4)] {
@@ -139,12 +144,12 @@ pub(super) fn launch(dev: &OpenclDevice, g: &Gemm, y: &Buffer<u8>) -> Result<Eve
             round_up(mf / cfg.wm, lr),
             nb,
         ];
-        last = Some(dev.launch(name, &args(n0, nend)?, &global, Some(&[lc, lr, 1]), &waits)?);
+        evs.push(dev.launch(name, &args(n0, nend)?, &global, Some(&[lc, lr, 1]), &waits)?);
     }
     let nf = if mf > 0 { nf4 } else { 0 };
     let edge = m * n - mf * nf;
     if edge > 0 {
-        last = Some(dev.launch(
+        evs.push(dev.launch(
             "gemm_edge",
             &args(0, nf)?,
             &[round_up(edge, 64), nb],
@@ -152,8 +157,14 @@ pub(super) fn launch(dev: &OpenclDevice, g: &Gemm, y: &Buffer<u8>) -> Result<Eve
             &waits,
         )?);
     }
-    match last {
-        Some(ev) => Ok(ev),
-        None => dev.marker(),
-    }
+    let last = match evs.pop() {
+        Some(ev) => ev,
+        None => dev.marker()?,
+    };
+    let first = if evs.is_empty() {
+        None
+    } else {
+        Some(evs.swap_remove(0))
+    };
+    Ok((first, last))
 }

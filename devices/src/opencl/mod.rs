@@ -143,6 +143,10 @@ pub struct ClTensor {
     /// True when `ready` is the kernel that wrote this tensor (not an
     /// upload, and not a view of another op's output).
     kernel: bool,
+    /// The first kernel of an op made of several launches (im2col and the
+    /// GEMM kernels): its report spans from this kernel's start to the end
+    /// of `ready`.
+    first: Option<Arc<Event>>,
     /// The number of the watcher's report of that kernel, once asked.
     report: Arc<Mutex<Option<u64>>>,
 }
@@ -156,6 +160,7 @@ impl ClTensor {
             upload_src: self.upload_src.clone(),
             host: self.host.clone(),
             kernel: false,
+            first: None,
             report: self.report.clone(),
         }
     }
@@ -576,6 +581,7 @@ impl Device for OpenclDevice {
             upload_src: src,
             host,
             kernel: false,
+            first: None,
             report: Arc::default(),
         };
         Ok(self.wrap(t.dtype(), t.shape().to_vec(), c))
@@ -628,9 +634,11 @@ impl Device for OpenclDevice {
 
     /// Kernels run asynchronously on the compute queue: the report comes
     /// from the watcher thread with the time measured by the kernel's
-    /// profiling event (see `timing.rs`). Outputs of ops made of several
-    /// launches (Concat, Sum) report their last kernel; views, uploads and
-    /// host-path outputs report nothing (`false`).
+    /// profiling event (see `timing.rs`). MatMul, Gemm and Conv (up to
+    /// four launches: im2col and the GEMM kernels) report the span from
+    /// their first kernel's start to their last one's end; other ops of
+    /// several launches (Concat, Sum) report their last kernel; views,
+    /// uploads and host-path outputs report nothing (`false`).
     fn on_kernel_done(
         &self,
         output: &DeviceTensor,
@@ -645,7 +653,7 @@ impl Device for OpenclDevice {
         if self.compute.flush().is_err() {
             return false;
         }
-        match self.watcher.watch(ev, done) {
+        match self.watcher.watch(ev, c.first.clone(), done) {
             Some(seq) => {
                 if let Ok(mut r) = c.report.lock() {
                     *r = Some(seq);

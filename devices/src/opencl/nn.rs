@@ -585,11 +585,16 @@ fn conv_gemm(
         beta: 1.0,
         act,
     };
-    let ev = super::gemm::launch(dev, &gm, y.buffer())?;
+    let (first, last) = super::gemm::launch(dev, &gm, y.buffer())?;
+    // The op's report spans im2col too.
+    let first = match &col {
+        Some((_, ev)) => ev.clone(),
+        None => first.map(std::sync::Arc::new),
+    };
     // The col buffer returns to the pool when dropped here; a later upload
     // into it waits on a compute-queue marker, and kernels are in order.
     drop(col);
-    Ok(dev.finish_out(shape, y, ev))
+    Ok(dev.finish_span(DType::F32, shape, y, first, last))
 }
 
 fn pool(

@@ -222,6 +222,19 @@ impl OpenclDevice {
         buf: super::PooledBuffer,
         ev: Event,
     ) -> DeviceTensor {
+        self.finish_span(dtype, shape, buf, None, ev)
+    }
+
+    /// An output written by the kernels from `first` (None: `last` alone)
+    /// to `last` on the in-order compute queue.
+    pub(super) fn finish_span(
+        &self,
+        dtype: DType,
+        shape: Vec<usize>,
+        buf: super::PooledBuffer,
+        first: Option<Arc<Event>>,
+        ev: Event,
+    ) -> DeviceTensor {
         self.wrap(
             dtype,
             shape,
@@ -231,6 +244,7 @@ impl OpenclDevice {
                 upload_src: None,
                 host: None,
                 kernel: true,
+                first,
                 report: Arc::default(),
             },
         )
@@ -666,8 +680,8 @@ fn launch_gemm(
         beta,
         act: (0, 0.0, 0.0),
     };
-    let ev = super::gemm::launch(dev, &g, y.buffer())?;
-    Ok(dev.finish_out(shape, y, ev))
+    let (first, last) = super::gemm::launch(dev, &g, y.buffer())?;
+    Ok(dev.finish_span(DType::F32, shape, y, first.map(Arc::new), last))
 }
 
 /// A tensor as a GEMM operand.

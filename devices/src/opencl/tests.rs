@@ -703,3 +703,45 @@ fn opencl_binary_path_saves_and_reloads_program_binaries() {
     assert_eq!(b.programs_built(), 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A Conv runs im2col and up to three GEMM kernels; its kernel report spans
+/// all of them (at least the sum of their profiled times), not just the
+/// last launch.
+#[test]
+fn opencl_conv_report_spans_all_its_kernels() {
+    let Some(d) = dev() else { return };
+    // N = 10 * 10 = 100 output positions: columns for gemm_rb and
+    // gemm_rb4; M = 20: the last 4 rows for gemm_edge.
+    let x = up(&d, &[1, 8, 10, 10], data(8 * 100, 1));
+    let w = up(&d, &[20, 8, 3, 3], data(20 * 8 * 9, 2));
+    let op = Op::Conv(hetflow_ops::op::ConvAttrs {
+        kernel_shape: None,
+        strides: vec![1; 2],
+        pads: vec![1; 4],
+        dilations: vec![1; 2],
+        group: 1,
+        auto_pad: Default::default(),
+        activation: hetflow_ops::op::Activation::None,
+    });
+    d.set_profiling(true);
+    let out = d.execute(&op, &[Some(&x), Some(&w)], 1).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    assert!(d.on_kernel_done(
+        &out[0],
+        Box::new(move |r| {
+            let _ = tx.send(r.end - r.start);
+        })
+    ));
+    let span = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("a kernel report");
+    let times = d.kernel_times().unwrap();
+    for k in ["im2col", "gemm_rb", "gemm_rb4", "gemm_edge"] {
+        assert_eq!(times.get(k).map(|t| t.0), Some(1), "{k}: {times:?}");
+    }
+    let sum: u64 = times.values().map(|t| t.1).sum();
+    assert!(
+        span.as_nanos() as u64 + 1000 >= sum,
+        "report {span:?} shorter than the kernels' {sum} ns"
+    );
+}
