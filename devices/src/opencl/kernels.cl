@@ -1,8 +1,12 @@
 // hetflow OpenCL kernels (f32). One program; the host picks kernels by name.
-// Build options: -DTS=<tile> (GEMM tile edge, 16 or 8).
+// Build options: -DWM=<rows> -DGW=<vector width> (the GEMM block of one
+// work-item: WM rows by GW columns; GW is 4, 8 or 16).
 
-#ifndef TS
-#define TS 16
+#ifndef WM
+#define WM 4
+#endif
+#ifndef GW
+#define GW 4
 #endif
 
 #define UNARY(name, expr)                                                     \
@@ -102,40 +106,126 @@ COMPARE(c_gt, p > q)
 COMPARE(c_le, p <= q)
 COMPARE(c_ge, p >= q)
 
-// Batched, strided GEMM with TS x TS tiles in local memory:
-// Y[bt] = alpha * A[bt] B[bt] (+ beta * C), A (i, k) at A[ao + i*sam + k*sak],
-// B (k, j) at B[bo + k*sbk + j*sbn]; per-batch offsets in `offs` (ao, bo).
-// C (optional, has_c) is broadcast to (M, N) by strides scm, scn.
-__kernel void gemm_tiled(__global const float *A, __global const float *B,
-                         __global const float *C, __global float *Y,
-                         __global const uint *offs, const uint M, const uint N,
-                         const uint K, const uint sam, const uint sak,
-                         const uint sbk, const uint sbn, const float alpha,
-                         const float beta, const uint has_c, const uint scm,
-                         const uint scn) {
-    __local float As[TS][TS];
-    __local float Bs[TS][TS + 1];
-    const uint lj = get_local_id(0), li = get_local_id(1);
-    const uint j = get_group_id(0) * TS + lj;
-    const uint i = get_group_id(1) * TS + li;
-    const uint bt = get_global_id(2);
-    const uint ao = offs[2 * bt], bo = offs[2 * bt + 1];
+// Batched, strided GEMM: Y[bt] = act(alpha * A[bt] B[bt] + beta * C[bt]).
+// A (i, k) at A[ao + i*sam + k*sak], B (k, j) at B[bo + k*sbk + j*sbn],
+// C (optional, has_c) at C[co + i*scm + j*scn] (strides 0 broadcast);
+// per-batch offsets (ao, bo, co) in `offs`; Y[bt] is contiguous (M, N).
+// act: 0 none, 1 relu, 2 clamp to [lo, hi] (Conv's fused activation).
+// Y is split between three kernels: gemm_rb computes rows [0, Mf) x
+// columns [N0, Nf) in WM x GW blocks (N0 = 0, Mf and Nf: M and N rounded
+// down to WM and GW), gemm_rb4 the next columns [N0, Nf) in WM x 4 blocks
+// (N0 = gemm_rb's Nf, Nf = N rounded down to 4), gemm_edge the rest
+// (Nf = the end of gemm_rb4's columns).
+#define GEMM_ARGS                                                             \
+    __global const float *A, __global const float *B,                         \
+        __global const float *C, __global float *Y,                           \
+        __global const uint *offs, const uint M, const uint N, const uint K,  \
+        const uint sam, const uint sak, const uint sbk, const uint sbn,       \
+        const float alpha, const float beta, const uint has_c,                \
+        const uint scm, const uint scn, const uint act, const float lo,       \
+        const float hi, const uint Mf, const uint N0, const uint Nf
+
+inline float gemm_out(const float acc, __global const float *C, const uint i,
+                      const uint j, const float alpha, const float beta,
+                      const uint has_c, const uint scm, const uint scn,
+                      const uint act, const float lo, const float hi) {
+    float r = alpha * acc;
+    if (has_c)
+        r += beta * C[(size_t)i * scm + (size_t)j * scn];
+    if (act == 1)
+        r = fmax(r, 0.0f);
+    else if (act == 2)
+        r = fmin(fmax(r, lo), hi);
+    return r;
+}
+
+#define GCAT_(a, b) a##b
+#define GCAT(a, b) GCAT_(a, b)
+
+// Register-blocked interior: each work-item computes a WM x V block of Y
+// in WM vector accumulators, reading one V-wide vector of a B row and WM
+// scalars of an A column per k. No local memory: on CPU devices each
+// work-group (one column strip, several row blocks) keeps its B strip in
+// cache; GPUs read through their caches. Work-items past (Mf, Nf) (the
+// global size is rounded up to the work-group) return at once. gemm_rb
+// has V = GW (the build option), gemm_rb4 V = 4 for the strip of columns
+// gemm_rb leaves.
+#define GEMM_RB(NAME, V)                                                      \
+__kernel void NAME(GEMM_ARGS) {                                               \
+    const uint j0 = N0 + get_global_id(0) * V, i0 = get_global_id(1) * WM;    \
+    if (i0 + WM > Mf || j0 + V > Nf)                                          \
+        return;                                                               \
+    const uint bt = get_global_id(2);                                         \
+    __global const float *a = A + offs[3 * bt] + (size_t)i0 * sam;            \
+    __global const float *b = B + offs[3 * bt + 1] + (size_t)j0 * sbn;        \
+    GCAT(float, V) acc[WM];                                                   \
+    for (int r = 0; r < WM; ++r)                                              \
+        acc[r] = (GCAT(float, V))(0.0f);                                      \
+    if (sbn == 1) {                                                           \
+        for (uint k = 0; k < K; ++k) {                                        \
+            const GCAT(float, V) bv = GCAT(vload, V)(0, b + (size_t)k * sbk); \
+            __global const float *ak = a + (size_t)k * sak;                   \
+            for (int r = 0; r < WM; ++r)                                      \
+                acc[r] = mad((GCAT(float, V))(ak[(size_t)r * sam]), bv, acc[r]); \
+        }                                                                     \
+    } else {                                                                  \
+        for (uint k = 0; k < K; ++k) {                                        \
+            float t[V];                                                       \
+            __global const float *bk = b + (size_t)k * sbk;                   \
+            for (int q = 0; q < V; ++q)                                       \
+                t[q] = bk[(size_t)q * sbn];                                   \
+            const GCAT(float, V) bv = GCAT(vload, V)(0, t);                   \
+            __global const float *ak = a + (size_t)k * sak;                   \
+            for (int r = 0; r < WM; ++r)                                      \
+                acc[r] = mad((GCAT(float, V))(ak[(size_t)r * sam]), bv, acc[r]); \
+        }                                                                     \
+    }                                                                         \
+    __global const float *c = C + offs[3 * bt + 2];                           \
+    __global float *y = Y + (size_t)bt * M * N + (size_t)i0 * N + j0;         \
+    if (!has_c && act == 0) {                                                 \
+        for (int r = 0; r < WM; ++r)                                          \
+            GCAT(vstore, V)(alpha * acc[r], 0, y + (size_t)r * N);            \
+        return;                                                               \
+    }                                                                         \
+    for (int r = 0; r < WM; ++r) {                                            \
+        float o[V];                                                           \
+        GCAT(vstore, V)(acc[r], 0, o);                                        \
+        for (int q = 0; q < V; ++q)                                           \
+            o[q] = gemm_out(o[q], c, i0 + r, j0 + q, alpha, beta, has_c, scm, \
+                            scn, act, lo, hi);                                \
+        GCAT(vstore, V)(GCAT(vload, V)(0, o), 0, y + (size_t)r * N);          \
+    }                                                                         \
+}
+
+GEMM_RB(gemm_rb, GW)
+GEMM_RB(gemm_rb4, 4)
+
+// The elements gemm_rb and gemm_rb4 leave: columns [Nf, N) of every row,
+// then rows [Mf, M) of columns [0, Nf); one work-item each (dim 0), batch
+// in dim 1.
+__kernel void gemm_edge(GEMM_ARGS) {
+    const size_t e = get_global_id(0);
+    const uint nr = N - Nf;
+    const size_t right = (size_t)M * nr;
+    uint i, j;
+    if (e < right) {
+        i = e / nr;
+        j = Nf + e % nr;
+    } else if (e < right + (size_t)(M - Mf) * Nf) {
+        i = Mf + (e - right) / Nf;
+        j = (e - right) % Nf;
+    } else {
+        return;
+    }
+    const uint bt = get_global_id(1);
+    __global const float *a = A + offs[3 * bt] + (size_t)i * sam;
+    __global const float *b = B + offs[3 * bt + 1] + (size_t)j * sbn;
     float acc = 0.0f;
-    for (uint t = 0; t < K; t += TS) {
-        const uint ka = t + lj, kb = t + li;
-        As[li][lj] = (i < M && ka < K) ? A[ao + i * sam + ka * sak] : 0.0f;
-        Bs[li][lj] = (kb < K && j < N) ? B[bo + kb * sbk + j * sbn] : 0.0f;
-        barrier(CLK_LOCAL_MEM_FENCE);
-        for (uint k = 0; k < TS; ++k)
-            acc += As[li][k] * Bs[k][lj];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    if (i < M && j < N) {
-        float r = alpha * acc;
-        if (has_c)
-            r += beta * C[i * scm + j * scn];
-        Y[(size_t)bt * M * N + (size_t)i * N + j] = r;
-    }
+    for (uint k = 0; k < K; ++k)
+        acc = mad(a[(size_t)k * sak], b[(size_t)k * sbk], acc);
+    Y[(size_t)bt * M * N + (size_t)i * N + j] =
+        gemm_out(acc, C + offs[3 * bt + 2], i, j, alpha, beta, has_c, scm, scn,
+                 act, lo, hi);
 }
 
 // Softmax over the middle dim of an (outer, D, inner) view; one work-item

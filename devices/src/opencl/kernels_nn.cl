@@ -249,6 +249,44 @@ __kernel void conv_direct(__global const float *x, __global const float *w,
     y[((size_t)nb * M + m) * OZ * OY * OX + p] = acc;
 }
 
+// im2col for Conv as GEMM: for image n and group grp (bg = n * groups +
+// grp), col[bg] is a (cpg * KZ*KY*KX) x (OZ*OY*OX) matrix whose row
+// r = (ic, kz, ky, kx) holds the input each output position reads through
+// that weight (0 in the padding). One work-item per (output row (oz, oy),
+// r, bg) writes OX contiguous values (dim 0 the output row, dim 1 r, dim 2
+// bg): divisions once per work-item, not per element.
+__kernel void im2col(__global const float *x, __global float *col,
+                     __global const int *g, const uint C, const uint groups) {
+    const int IZ = g[G_IN], IY = g[G_IN + 1], IX = g[G_IN + 2];
+    const int OZ = g[G_OUT], OY = g[G_OUT + 1], OX = g[G_OUT + 2];
+    const int KZ = g[G_K], KY = g[G_K + 1], KX = g[G_K + 2];
+    const uint row = get_global_id(0);
+    if (row >= (uint)(OZ * OY))
+        return;
+    const uint r = get_global_id(1), bg = get_global_id(2);
+    const uint ksz = KZ * KY * KX, cpg = C / groups;
+    const uint ic = r / ksz, kk = r % ksz;
+    const int kx = kk % KX, ky = (kk / KX) % KY, kz = kk / (KX * KY);
+    const int oy = row % OY, oz = row / OY;
+    const int iz = oz * g[G_S] - g[G_PB] + kz * g[G_D];
+    const int iy = oy * g[G_S + 1] - g[G_PB + 1] + ky * g[G_D + 1];
+    const int sx = g[G_S + 2], x0 = kx * g[G_D + 2] - g[G_PB + 2];
+    const uint n = bg / groups, grp = bg % groups;
+    const size_t P = (size_t)OZ * OY * OX;
+    __global float *out = col + ((size_t)bg * cpg * ksz + r) * P + (size_t)row * OX;
+    if (iz < 0 || iz >= IZ || iy < 0 || iy >= IY) {
+        for (int ox = 0; ox < OX; ++ox)
+            out[ox] = 0.0f;
+        return;
+    }
+    __global const float *in =
+        x + (((size_t)n * C + grp * cpg + ic) * IZ + iz) * IY * IX + (size_t)iy * IX;
+    for (int ox = 0; ox < OX; ++ox) {
+        const int ix = ox * sx + x0;
+        out[ox] = (ix >= 0 && ix < IX) ? in[ix] : 0.0f;
+    }
+}
+
 // Number of kernel cells of one dim whose input position base + k * dil
 // lies in [lo, hi).
 inline int cells_in(const int base, const int dil, const int k, const int lo,

@@ -34,8 +34,8 @@
 //! then `kernels_nn.cl`). Programs are cached per device by a hash of
 //! (device name, source or binary, build options)
 //! ([`program::ProgramCache`]); PoCL adds its own on-disk cache. The GEMM
-//! tile (16x16, or 8x8 when the device's work-group limit is below 256) is
-//! a build option.
+//! block of one work-item (8x16 on CPU devices, 4x4 elsewhere; `gemm.rs`)
+//! is a build option.
 //!
 //! ## The binary (FPGA) path
 //! FPGA boards cannot compile OpenCL C at run time; they load offline-built
@@ -53,8 +53,8 @@
 //!
 //! ## What runs
 //! f32 kernels for the element-wise ops, broadcasting arithmetic and
-//! comparisons, GEMM / MatMul, Conv (direct, groups, dilations, fused
-//! activation), pooling, reductions, normalisations and softmax; data
+//! comparisons, GEMM / MatMul (register-blocked, `gemm.rs`), Conv (im2col +
+//! GEMM; direct for depthwise; groups, dilations, fused activation), pooling, reductions, normalisations and softmax; data
 //! movement (Transpose, Concat, Slice, Split, Expand, Gather, Where) for
 //! any element size; casts between f32 and i64 / i32 / bool; views. The
 //! full table is in docs/opencl.md. Launches: `ops.rs` (dispatch, GEMM,
@@ -72,6 +72,7 @@
 //! name ([`OpenclDevice::kernel_times`]).
 
 pub mod discovery;
+mod gemm;
 mod host;
 mod movement;
 mod nn;
@@ -142,6 +143,10 @@ pub struct ClTensor {
     /// True when `ready` is the kernel that wrote this tensor (not an
     /// upload, and not a view of another op's output).
     kernel: bool,
+    /// The first kernel of an op made of several launches (im2col and the
+    /// GEMM kernels): its report spans from this kernel's start to the end
+    /// of `ready`.
+    first: Option<Arc<Event>>,
     /// The number of the watcher's report of that kernel, once asked.
     report: Arc<Mutex<Option<u64>>>,
 }
@@ -155,6 +160,7 @@ impl ClTensor {
             upload_src: self.upload_src.clone(),
             host: self.host.clone(),
             kernel: false,
+            first: None,
             report: self.report.clone(),
         }
     }
@@ -181,7 +187,9 @@ pub struct OpenclDevice {
     programs: ProgramCache,
     pool: Arc<BufferPool>,
     source: ProgramSource,
-    tile: usize,
+    gemm: gemm::GemmConfig,
+    work_groups: Mutex<HashMap<&'static str, usize>>,
+    im2col_limit: std::sync::atomic::AtomicUsize,
     profiling: AtomicBool,
     pending: Mutex<Vec<(&'static str, Event)>>,
     times: Mutex<HashMap<&'static str, (usize, u64)>>,
@@ -252,7 +260,7 @@ impl OpenclDevice {
                 }
             }
         };
-        let tile = if desc.max_work_group >= 256 { 16 } else { 8 };
+        let gemm = gemm::GemmConfig::for_device(desc.device_type, &desc.max_work_item_sizes);
         // Nominal rate: one FMA per cycle per compute unit (a floor for the
         // default planner; `hetflow profile` measures the real one).
         let peak = 2.0 * desc.compute_units as f64 * desc.clock_mhz as f64 / 1e3;
@@ -282,6 +290,7 @@ impl OpenclDevice {
             ),
         };
         let cap = (desc.global_mem_bytes / 4).min(1 << 30) as usize;
+        let im2col_limit = desc.max_alloc_bytes.min(1 << 30) as usize;
         Ok(OpenclDevice {
             info,
             programs: ProgramCache::new(&desc.name),
@@ -290,7 +299,9 @@ impl OpenclDevice {
             compute,
             copy,
             source,
-            tile,
+            gemm,
+            work_groups: Mutex::new(HashMap::new()),
+            im2col_limit: std::sync::atomic::AtomicUsize::new(im2col_limit),
             profiling: AtomicBool::new(false),
             pending: Mutex::new(Vec::new()),
             times: Mutex::new(HashMap::new()),
@@ -321,7 +332,36 @@ impl OpenclDevice {
     }
 
     fn build_options(&self) -> String {
-        format!("-DTS={} -cl-mad-enable", self.tile)
+        format!("-DWM={} -DGW={} -cl-mad-enable", self.gemm.wm, self.gemm.gw)
+    }
+
+    /// `CL_KERNEL_WORK_GROUP_SIZE` of `kernel` on this device (queried once).
+    fn kernel_work_group(&self, kernel: &'static str) -> Result<usize> {
+        if let Some(&n) = self
+            .work_groups
+            .lock()
+            .ok()
+            .and_then(|m| m.get(kernel).copied())
+            .as_ref()
+        {
+            return Ok(n);
+        }
+        let prog = self.program_for(kernel)?;
+        let k = opencl3::kernel::Kernel::create(&prog, kernel)
+            .map_err(|e| other(self.info.id, format!("kernel {kernel}: {e}")))?;
+        let n = k
+            .get_work_group_size(self.desc.cl_id())
+            .map_err(|e| {
+                other(
+                    self.info.id,
+                    format!("CL_KERNEL_WORK_GROUP_SIZE of {kernel}: {e}"),
+                )
+            })?
+            .max(1);
+        if let Ok(mut m) = self.work_groups.lock() {
+            m.insert(kernel, n);
+        }
+        Ok(n)
     }
 
     /// The program holding `kernel`, built or loaded on first use.
@@ -377,6 +417,13 @@ impl OpenclDevice {
         let file = format!("{}-{}.bin", program::PROGRAM, self.info.id.index);
         program::save_binary(&prog, dir, &self.desc.name, &file, kernels)
             .map_err(|e| other(self.info.id, e))
+    }
+
+    /// The largest im2col buffer (bytes) Conv allocates; a conv whose
+    /// buffer would be larger runs the direct kernel. Default: the device's
+    /// max allocation, at most 1 GiB.
+    pub fn set_im2col_limit(&self, bytes: usize) {
+        self.im2col_limit.store(bytes, Ordering::Relaxed);
     }
 
     /// Turns recording of kernel times on or off.
@@ -535,6 +582,7 @@ impl Device for OpenclDevice {
             upload_src: src,
             host,
             kernel: false,
+            first: None,
             report: Arc::default(),
         };
         Ok(self.wrap(t.dtype(), t.shape().to_vec(), c))
@@ -587,9 +635,11 @@ impl Device for OpenclDevice {
 
     /// Kernels run asynchronously on the compute queue: the report comes
     /// from the watcher thread with the time measured by the kernel's
-    /// profiling event (see `timing.rs`). Outputs of ops made of several
-    /// launches (Concat, Sum) report their last kernel; views, uploads and
-    /// host-path outputs report nothing (`false`).
+    /// profiling event (see `timing.rs`). MatMul, Gemm and Conv (up to
+    /// four launches: im2col and the GEMM kernels) report the span from
+    /// their first kernel's start to their last one's end; other ops of
+    /// several launches (Concat, Sum) report their last kernel; views,
+    /// uploads and host-path outputs report nothing (`false`).
     fn on_kernel_done(
         &self,
         output: &DeviceTensor,
@@ -604,7 +654,7 @@ impl Device for OpenclDevice {
         if self.compute.flush().is_err() {
             return false;
         }
-        match self.watcher.watch(ev, done) {
+        match self.watcher.watch(ev, c.first.clone(), done) {
             Some(seq) => {
                 if let Ok(mut r) = c.report.lock() {
                     *r = Some(seq);

@@ -69,14 +69,14 @@ pub(super) fn kernels_for(op: &Op) -> Option<&'static [&'static str]> {
         Op::Sum => &["b_add"],
         Op::Where => &["where_4"],
         Op::Cast { .. } => &["cast_f32_i64"],
-        Op::MatMul | Op::Gemm { .. } => &["gemm_tiled"],
+        Op::MatMul | Op::Gemm { .. } => &["gemm_rb", "gemm_rb4", "gemm_edge"],
         Op::Softmax { .. } => &["softmax_axis"],
         Op::LogSoftmax { .. } => &["logsoftmax_axis"],
         Op::LayerNorm { .. } => &["layernorm_rows"],
         Op::BatchNorm { .. } => &["batchnorm"],
         Op::Lrn { .. } => &["lrn"],
         Op::Reduce { .. } | Op::GlobalAveragePool | Op::GlobalMaxPool => &["reduce_nd"],
-        Op::Conv(_) => &["conv_direct"],
+        Op::Conv(_) => &["conv_direct", "im2col", "gemm_rb", "gemm_rb4", "gemm_edge"],
         Op::MaxPool(_) | Op::AveragePool(_) => &["pool_nd"],
         Op::Transpose { .. }
         | Op::Concat { .. }
@@ -222,6 +222,19 @@ impl OpenclDevice {
         buf: super::PooledBuffer,
         ev: Event,
     ) -> DeviceTensor {
+        self.finish_span(dtype, shape, buf, None, ev)
+    }
+
+    /// An output written by the kernels from `first` (None: `last` alone)
+    /// to `last` on the in-order compute queue.
+    pub(super) fn finish_span(
+        &self,
+        dtype: DType,
+        shape: Vec<usize>,
+        buf: super::PooledBuffer,
+        first: Option<Arc<Event>>,
+        ev: Event,
+    ) -> DeviceTensor {
         self.wrap(
             dtype,
             shape,
@@ -231,6 +244,7 @@ impl OpenclDevice {
                 upload_src: None,
                 host: None,
                 kernel: true,
+                first,
                 report: Arc::default(),
             },
         )
@@ -559,8 +573,7 @@ fn matmul(dev: &OpenclDevice, a: &In, b: &In) -> Result<DeviceTensor> {
             oa += c * sta[d];
             ob += c * stb[d];
         }
-        offs.push(u32_of(oa * m * k, "offset")?);
-        offs.push(u32_of(ob * k * n, "offset")?);
+        offs.push([oa * m * k, ob * k * n, 0]);
     }
     let mut shape = batch.clone();
     if !a1 {
@@ -569,15 +582,14 @@ fn matmul(dev: &OpenclDevice, a: &In, b: &In) -> Result<DeviceTensor> {
     if !b1 {
         shape.push(n);
     }
-    let strides = (k, 1, n, 1);
     launch_gemm(
         dev,
         a,
         b,
         None,
-        (m, n, k, nb),
-        strides,
-        &offs,
+        (m, n, k),
+        (k, 1, n, 1),
+        offs,
         1.0,
         0.0,
         shape,
@@ -615,9 +627,9 @@ fn gemm(
         a,
         b,
         c,
-        (m, n, k, 1),
+        (m, n, k),
         (sam, sak, sbk, sbn),
-        &[0, 0],
+        vec![[0; 3]],
         alpha,
         beta,
         vec![m, n],
@@ -630,15 +642,15 @@ fn launch_gemm(
     a: &In,
     b: &In,
     c: Option<&In>,
-    (m, n, k, nb): (usize, usize, usize, usize),
+    (m, n, k): (usize, usize, usize),
     (sam, sak, sbk, sbn): (usize, usize, usize, usize),
-    offs: &[u32],
+    offs: Vec<[usize; 3]>,
     alpha: f32,
     beta: f32,
     shape: Vec<usize>,
 ) -> Result<DeviceTensor> {
     // C broadcast to (M, N) by strides.
-    let (scm, scn) = match c.map(|c| c.t.shape.as_slice()) {
+    let sc = match c.map(|c| c.t.shape.as_slice()) {
         None | Some([]) => (0, 0),
         Some([x]) if *x == n => (0, 1),
         Some([1]) => (0, 0),
@@ -651,39 +663,31 @@ fn launch_gemm(
             )))
         }
     };
-    let y = dev.out_buf(nb * m * n)?;
-    if nb * m * n == 0 {
-        let ev = unsafe { dev.compute.enqueue_marker_with_wait_list(&[]) }
-            .map_err(|e| other(dev.info.id, e))?;
-        return Ok(dev.finish_out(shape, y, ev));
+    let y = dev.out_buf(offs.len() * m * n)?;
+    if offs.len() * m * n == 0 {
+        return Ok(dev.finish_out(shape, y, dev.marker()?));
     }
-    let offs = dev.const_u32(offs)?;
-    let ts = dev.tile;
-    let cbuf = c.unwrap_or(a);
-    let ev = dev.launch(
-        "gemm_tiled",
-        &[
-            Arg::Buf(a.c.buf.buffer()),
-            Arg::Buf(b.c.buf.buffer()),
-            Arg::Buf(cbuf.c.buf.buffer()),
-            Arg::Buf(y.buffer()),
-            Arg::Buf(&offs),
-            Arg::U32(u32_of(m, "M")?),
-            Arg::U32(u32_of(n, "N")?),
-            Arg::U32(u32_of(k, "K")?),
-            Arg::U32(u32_of(sam, "stride")?),
-            Arg::U32(u32_of(sak, "stride")?),
-            Arg::U32(u32_of(sbk, "stride")?),
-            Arg::U32(u32_of(sbn, "stride")?),
-            Arg::F32(alpha),
-            Arg::F32(beta),
-            Arg::U32(c.is_some() as u32),
-            Arg::U32(u32_of(scm, "stride")?),
-            Arg::U32(u32_of(scn, "stride")?),
-        ],
-        &[round_up(n, ts), round_up(m, ts), nb],
-        Some(&[ts, ts, 1]),
-        &[&a.c.ready, &b.c.ready, &cbuf.c.ready],
-    )?;
-    Ok(dev.finish_out(shape, y, ev))
+    let g = super::gemm::Gemm {
+        a: operand(a),
+        b: operand(b),
+        c: c.map(operand),
+        mnk: (m, n, k),
+        sa: (sam, sak),
+        sb: (sbk, sbn),
+        sc,
+        offs,
+        alpha,
+        beta,
+        act: (0, 0.0, 0.0),
+    };
+    let (first, last) = super::gemm::launch(dev, &g, y.buffer())?;
+    Ok(dev.finish_span(DType::F32, shape, y, first.map(Arc::new), last))
+}
+
+/// A tensor as a GEMM operand.
+pub(super) fn operand<'a>(t: &'a In) -> super::gemm::Operand<'a> {
+    super::gemm::Operand {
+        buf: t.c.buf.buffer(),
+        ready: &t.c.ready,
+    }
 }

@@ -8,7 +8,7 @@
 //!   { "program": "hetflow_f32",
 //!     "device": "pthread-skylake-avx512-AMD EPYC 9B14",
 //!     "file": "hetflow_f32-0.bin",
-//!     "kernels": ["gemm_tiled", "b_add"] } ] }
+//!     "kernels": ["gemm_rb", "gemm_rb4", "gemm_edge", "b_add"] } ] }
 //! ```
 //! `device` is the `CL_DEVICE_NAME` the binary was built for (`"*"`
 //! matches any device); `kernels` lists the kernels the binary provides
@@ -87,7 +87,10 @@ pub const KERNELS: &[&str] = &[
     "cast_i64_f32",
     "cast_i32_f32",
     "cast_u8_f32",
-    "gemm_tiled",
+    "gemm_rb",
+    "gemm_rb4",
+    "gemm_edge",
+    "im2col",
     "softmax_axis",
     "layernorm_rows",
     "u_leaky_relu",

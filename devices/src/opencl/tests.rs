@@ -252,6 +252,263 @@ fn opencl_gemm_transposes_and_bias() {
     close(&got, &want, &[m, n], 1e-5, "gemm");
 }
 
+/// float64 reference of `alpha * op(A) op(B) + beta * C` with A, B stored
+/// as given (transposed when `ta` / `tb`) and C of shape `sc` broadcast.
+#[allow(clippy::too_many_arguments)]
+fn ref_gemm(
+    a: &[f32],
+    b: &[f32],
+    c: &[f32],
+    sc: &[usize],
+    (m, k, n): (usize, usize, usize),
+    (ta, tb): (bool, bool),
+    alpha: f64,
+    beta: f64,
+) -> Vec<f64> {
+    let mut y = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let s: f64 = (0..k)
+                .map(|p| {
+                    let av = if ta { a[p * m + i] } else { a[i * k + p] };
+                    let bv = if tb { b[j * k + p] } else { b[p * n + j] };
+                    av as f64 * bv as f64
+                })
+                .sum();
+            let cv = match sc {
+                [] => 0.0,
+                [q] => c[if *q == 1 { 0 } else { j }] as f64,
+                [r, q] => {
+                    let (ri, qj) = (if *r == 1 { 0 } else { i }, if *q == 1 { 0 } else { j });
+                    c[ri * q + qj] as f64
+                }
+                _ => unreachable!(),
+            };
+            y[i * n + j] = alpha * s + beta * cv;
+        }
+    }
+    y
+}
+
+/// The register-blocked kernels' edges: sizes below one block, odd sizes
+/// with partial blocks on both edges (columns for gemm_rb4 and for
+/// gemm_edge), exact multiples (no edge kernel), long K; relative error
+/// against float64 ≤ 1e-5.
+#[test]
+fn opencl_gemm_edges_match_f64() {
+    let Some(d) = dev() else { return };
+    let sizes = [
+        (1, 1, 1),
+        (17, 33, 65),
+        (129, 7, 300),
+        (64, 40, 32),
+        (8, 16, 16),
+        (7, 5, 15),
+        (24, 1100, 48),
+        (1, 300, 1000),
+        (300, 20, 3),
+        (40, 9, 55),
+    ];
+    for (i, &(m, k, n)) in sizes.iter().enumerate() {
+        let (a, b) = (data(m * k, 20 + i as u64), data(k * n, 40 + i as u64));
+        let got = run(
+            &d,
+            &Op::MatMul,
+            &[&up(&d, &[m, k], a.clone()), &up(&d, &[k, n], b.clone())],
+        );
+        let want = ref_gemm(&a, &b, &[], &[], (m, k, n), (false, false), 1.0, 0.0);
+        close(&got, &want, &[m, n], 1e-5, &format!("matmul {m}x{k}x{n}"));
+    }
+    // Broadcast batches: [2,1,m,k] x [3,k,n] -> [2,3,m,n].
+    let (m, k, n) = (19, 21, 35);
+    let (a, b) = (data(2 * m * k, 60), data(3 * k * n, 61));
+    let got = run(
+        &d,
+        &Op::MatMul,
+        &[
+            &up(&d, &[2, 1, m, k], a.clone()),
+            &up(&d, &[3, k, n], b.clone()),
+        ],
+    );
+    let mut want = Vec::new();
+    for i in 0..2 {
+        for j in 0..3 {
+            want.extend(ref_gemm(
+                &a[i * m * k..(i + 1) * m * k],
+                &b[j * k * n..(j + 1) * k * n],
+                &[],
+                &[],
+                (m, k, n),
+                (false, false),
+                1.0,
+                0.0,
+            ));
+        }
+    }
+    close(&got, &want, &[2, 3, m, n], 1e-5, "matmul broadcast batches");
+    // Gemm: every transpose combination with alpha, beta and C of each
+    // broadcastable shape, sizes with partial blocks.
+    let (m, k, n) = (29, 40, 50);
+    let cs: [&[usize]; 5] = [&[m, n], &[m, 1], &[1, n], &[n], &[1]];
+    for (t, &(ta, tb)) in [(false, false), (true, false), (false, true), (true, true)]
+        .iter()
+        .enumerate()
+    {
+        for (q, sc) in cs.iter().enumerate() {
+            let seed = 100 + 10 * t as u64 + q as u64;
+            let (a, b, c) = (
+                data(m * k, seed),
+                data(k * n, seed + 1),
+                data(sc.iter().product(), seed + 2),
+            );
+            let sa = if ta { [k, m] } else { [m, k] };
+            let sb = if tb { [n, k] } else { [k, n] };
+            let op = Op::Gemm {
+                alpha: 0.75,
+                beta: -1.5,
+                trans_a: ta,
+                trans_b: tb,
+            };
+            let got = run(
+                &d,
+                &op,
+                &[
+                    &up(&d, &sa, a.clone()),
+                    &up(&d, &sb, b.clone()),
+                    &up(&d, sc, c.clone()),
+                ],
+            );
+            let want = ref_gemm(&a, &b, &c, sc, (m, k, n), (ta, tb), 0.75, -1.5);
+            close(
+                &got,
+                &want,
+                &[m, n],
+                1e-5,
+                &format!("gemm transA {ta} transB {tb} C {sc:?}"),
+            );
+        }
+    }
+}
+
+/// float64 reference of a 2-D NCHW convolution with groups, strides,
+/// symmetric pads, dilations, bias and optional relu.
+#[allow(clippy::too_many_arguments)]
+fn ref_conv2d(
+    x: &[f32],
+    xs: [usize; 4],
+    w: &[f32],
+    ws: [usize; 4],
+    bias: &[f32],
+    group: usize,
+    (stride, pad, dil): (usize, usize, usize),
+    relu: bool,
+) -> (Vec<f64>, Vec<usize>) {
+    let [n, c, ih, iw] = xs;
+    let [m, cpg, kh, kw] = ws;
+    let oh = (ih + 2 * pad - dil * (kh - 1) - 1) / stride + 1;
+    let ow = (iw + 2 * pad - dil * (kw - 1) - 1) / stride + 1;
+    let mpg = m / group;
+    let mut y = vec![0.0; n * m * oh * ow];
+    for b in 0..n {
+        for o in 0..m {
+            let g = o / mpg;
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut s = bias.get(o).map_or(0.0, |&v| v as f64);
+                    for ic in 0..cpg {
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let iy = (oy * stride + ky * dil) as isize - pad as isize;
+                                let ix = (ox * stride + kx * dil) as isize - pad as isize;
+                                if iy < 0 || ix < 0 || iy >= ih as isize || ix >= iw as isize {
+                                    continue;
+                                }
+                                let xv = x[((b * c + g * cpg + ic) * ih + iy as usize) * iw
+                                    + ix as usize];
+                                let wv = w[((o * cpg + ic) * kh + ky) * kw + kx];
+                                s += xv as f64 * wv as f64;
+                            }
+                        }
+                    }
+                    y[((b * m + o) * oh + oy) * ow + ox] = if relu { s.max(0.0) } else { s };
+                }
+            }
+        }
+    }
+    (y, vec![n, m, oh, ow])
+}
+
+/// Conv through im2col + GEMM (grouped, depthwise, strided, padded,
+/// dilated, 1x1 pointwise without im2col) and through the direct kernel
+/// (im2col limit 0), with bias and the fused relu, against float64.
+#[test]
+fn opencl_conv_im2col_and_depthwise_match_f64() {
+    let Some(d) = dev() else { return };
+    d.set_profiling(true);
+    // (x shape, w shape, group, (stride, pad, dilation), bias, relu)
+    type Case = (
+        [usize; 4],
+        [usize; 4],
+        usize,
+        (usize, usize, usize),
+        bool,
+        bool,
+    );
+    let cases: [Case; 6] = [
+        ([2, 6, 11, 13], [10, 3, 3, 3], 2, (2, 1, 1), true, true),
+        ([1, 5, 9, 9], [17, 5, 3, 2], 1, (1, 0, 2), false, false),
+        ([2, 8, 7, 5], [12, 8, 1, 1], 1, (1, 0, 1), true, false),
+        ([1, 3, 20, 20], [16, 3, 5, 5], 1, (3, 2, 1), true, true),
+        ([1, 4, 6, 6], [4, 1, 3, 3], 4, (1, 1, 1), true, true),
+        ([1, 16, 12, 12], [9, 16, 3, 3], 1, (1, 1, 1), true, false),
+    ];
+    for (limit, path) in [(usize::MAX, "im2col"), (0, "direct")] {
+        d.set_im2col_limit(limit);
+        for (i, &(xs, ws, group, geo, has_b, relu)) in cases.iter().enumerate() {
+            let seed = 200 + 3 * i as u64;
+            let x = data(xs.iter().product(), seed);
+            let w = data(ws.iter().product(), seed + 1);
+            let bias = if has_b { data(ws[0], seed + 2) } else { vec![] };
+            let (stride, pad, dil) = geo;
+            let op = Op::Conv(hetflow_ops::op::ConvAttrs {
+                kernel_shape: None,
+                strides: vec![stride; 2],
+                pads: vec![pad; 4],
+                dilations: vec![dil; 2],
+                group,
+                auto_pad: Default::default(),
+                activation: if relu {
+                    hetflow_ops::op::Activation::Relu
+                } else {
+                    hetflow_ops::op::Activation::None
+                },
+            });
+            let (tx, tw) = (up(&d, &xs, x.clone()), up(&d, &ws, w.clone()));
+            let tb = up(&d, &[ws[0]], data(ws[0], seed + 2));
+            let ins: Vec<&DeviceTensor> = if has_b {
+                vec![&tx, &tw, &tb]
+            } else {
+                vec![&tx, &tw]
+            };
+            let got = run(&d, &op, &ins);
+            let (want, shape) = ref_conv2d(&x, xs, &w, ws, &bias, group, geo, relu);
+            close(
+                &got,
+                &want,
+                &shape,
+                1e-5,
+                &format!("{path} conv {xs:?} {ws:?} group {group}"),
+            );
+            let used = d.kernel_times().unwrap();
+            assert_eq!(
+                used.contains_key("conv_direct"),
+                path == "direct",
+                "{path}: {used:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn opencl_softmax_layernorm_transpose() {
     let Some(d) = dev() else { return };
@@ -392,7 +649,7 @@ fn opencl_profiling_reports_kernel_times() {
     let a = up(&d, &[64, 64], data(4096, 18));
     let _ = run(&d, &Op::MatMul, &[&a, &a]);
     let t = d.kernel_times().unwrap();
-    let (count, ns) = t.get("gemm_tiled").copied().unwrap_or((0, 0));
+    let (count, ns) = t.get("gemm_rb").copied().unwrap_or((0, 0));
     assert_eq!(count, 1);
     assert!(ns > 0, "profiling event gave 0 ns");
 }
@@ -404,7 +661,15 @@ fn opencl_binary_path_saves_and_reloads_program_binaries() {
     let _ = std::fs::remove_dir_all(&dir);
     // A "bitstream" that provides only GEMM and Add, as an FPGA build might.
     let file = d
-        .save_binary(&dir, Some(vec!["gemm_tiled".into(), "b_add".into()]))
+        .save_binary(
+            &dir,
+            Some(vec![
+                "gemm_rb".into(),
+                "gemm_rb4".into(),
+                "gemm_edge".into(),
+                "b_add".into(),
+            ]),
+        )
         .unwrap();
     assert!(std::fs::metadata(&file).unwrap().len() > 0);
     let opts = OpenclOptions {
@@ -437,4 +702,46 @@ fn opencl_binary_path_saves_and_reloads_program_binaries() {
     );
     assert_eq!(b.programs_built(), 1);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A Conv runs im2col and up to three GEMM kernels; its kernel report spans
+/// all of them (at least the sum of their profiled times), not just the
+/// last launch.
+#[test]
+fn opencl_conv_report_spans_all_its_kernels() {
+    let Some(d) = dev() else { return };
+    // N = 10 * 10 = 100 output positions: columns for gemm_rb and
+    // gemm_rb4; M = 20: the last 4 rows for gemm_edge.
+    let x = up(&d, &[1, 8, 10, 10], data(8 * 100, 1));
+    let w = up(&d, &[20, 8, 3, 3], data(20 * 8 * 9, 2));
+    let op = Op::Conv(hetflow_ops::op::ConvAttrs {
+        kernel_shape: None,
+        strides: vec![1; 2],
+        pads: vec![1; 4],
+        dilations: vec![1; 2],
+        group: 1,
+        auto_pad: Default::default(),
+        activation: hetflow_ops::op::Activation::None,
+    });
+    d.set_profiling(true);
+    let out = d.execute(&op, &[Some(&x), Some(&w)], 1).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    assert!(d.on_kernel_done(
+        &out[0],
+        Box::new(move |r| {
+            let _ = tx.send(r.end - r.start);
+        })
+    ));
+    let span = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("a kernel report");
+    let times = d.kernel_times().unwrap();
+    for k in ["im2col", "gemm_rb", "gemm_rb4", "gemm_edge"] {
+        assert_eq!(times.get(k).map(|t| t.0), Some(1), "{k}: {times:?}");
+    }
+    let sum: u64 = times.values().map(|t| t.1).sum();
+    assert!(
+        span.as_nanos() as u64 + 1000 >= sum,
+        "report {span:?} shorter than the kernels' {sum} ns"
+    );
 }

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 struct Watch {
     seq: u64,
     ev: Arc<Event>,
+    first: Option<Arc<Event>>,
     done: Box<dyn FnOnce(KernelReport) + Send>,
 }
 
@@ -43,10 +44,29 @@ pub(crate) fn duration_ns(ev: &Event) -> u64 {
     e.saturating_sub(s)
 }
 
+/// Device nanoseconds from the start of `first` to the end of `last`
+/// (completed commands of one in-order queue).
+fn span_ns(first: &Event, last: &Event) -> u64 {
+    let s = first.profiling_command_start().unwrap_or(0);
+    let e = last.profiling_command_end().unwrap_or(0);
+    if s == 0 {
+        duration_ns(last)
+    } else {
+        e.saturating_sub(s)
+    }
+}
+
 impl Watcher {
-    /// Queues a report of the command behind `ev`; returns its number, or
-    /// `None` when the watcher thread cannot be started.
-    pub fn watch(&self, ev: Arc<Event>, done: Box<dyn FnOnce(KernelReport) + Send>) -> Option<u64> {
+    /// Queues a report of the command behind `ev` (with `first`: of the
+    /// commands from `first`'s start to `ev`'s end, on an in-order queue);
+    /// returns its number, or `None` when the watcher thread cannot be
+    /// started.
+    pub fn watch(
+        &self,
+        ev: Arc<Event>,
+        first: Option<Arc<Event>>,
+        done: Box<dyn FnOnce(KernelReport) + Send>,
+    ) -> Option<u64> {
         let mut tx = self.tx.lock().ok()?;
         if tx.is_none() {
             let (s, r) = channel::<Watch>();
@@ -57,7 +77,11 @@ impl Watcher {
                     for w in r {
                         let ok = w.ev.wait().is_ok();
                         let end = Instant::now();
-                        let ns = if ok { duration_ns(&w.ev) } else { 0 };
+                        let ns = match (&w.first, ok) {
+                            (_, false) => 0,
+                            (None, true) => duration_ns(&w.ev),
+                            (Some(f), true) => span_ns(f, &w.ev),
+                        };
                         let start = end.checked_sub(Duration::from_nanos(ns)).unwrap_or(end);
                         (w.done)(KernelReport {
                             start,
@@ -79,7 +103,14 @@ impl Watcher {
             p.issued += 1;
             p.issued
         };
-        tx.as_ref()?.send(Watch { seq, ev, done }).ok()?;
+        tx.as_ref()?
+            .send(Watch {
+                seq,
+                ev,
+                first,
+                done,
+            })
+            .ok()?;
         Some(seq)
     }
 
