@@ -23,7 +23,7 @@ the TPU's *modelled* times (a TPU v5e-like chip) while a real run measures
 the host emulation, so they measure the emulator, not the simulator.
 
 Usage: scripts/validate_simulator.py [--bin target/release/hetflow]
-       [--fixtures fixtures-gen] [--out DIR] [--iters 10] [--tpu]
+       [--fixtures fixtures-gen] [--out DIR] [--iters 10] [--tpu] [--opencl]
 """
 
 import argparse
@@ -48,6 +48,9 @@ CASES = [
 ]
 CALIBRATION = "ops_mix_a"
 TPU_CASES = [("lenet", "cpu:0,tpu:0", 4), ("mlp", "cpu:0,tpu:0", 4)]
+# PoCL's OpenCL device shares the CPU cores: run with POCL_CPU_MAX_CU_NUM=1
+# so that it takes one core.
+OPENCL_CASES = [("zoo_squeezenet", "cpu:0,opencl:0", 4), ("lenet", "cpu:0,opencl:0", 4)]
 
 
 def run(cmd, env=None):
@@ -99,13 +102,14 @@ def main():
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--tpu", action="store_true", help="also plans with the emulated TPU")
+    ap.add_argument("--opencl", action="store_true", help="also plans with opencl:0 (PoCL)")
     ap.add_argument("--calibration", default=CALIBRATION, help="calibration model (not validated)")
     ap.add_argument("--no-overheads", action="store_true", help="do not fit runtime overheads")
     ap.add_argument("--reuse-cluster", action="store_true", help="keep an existing cluster.toml")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     env = dict(os.environ, HETFLOW_TPU="1")
-    cases = CASES + (TPU_CASES if a.tpu else [])
+    cases = CASES + (TPU_CASES if a.tpu else []) + (OPENCL_CASES if a.opencl else [])
     cases = [c for c in cases if os.path.exists(os.path.join(a.fixtures, c[0], "model.onnx"))]
     devices = sorted({d for c in cases for d in c[1].split(",")})
     a.devices = ",".join(devices)
@@ -155,10 +159,11 @@ def main():
     print("|---|---|---:|---:|---:|---:|---:|")
     for model, devs, ndev, m, meas, pred, err in rows:
         print(f"| {model} | {devs} | {ndev} | {m} | {meas:.3f} | {pred:.3f} | {100 * err:+.1f}% |")
+    # Real devices (CPU, PoCL): the TPU rows measure the emulator.
     cpu_rows = [r for r in rows if "tpu" not in r[1]]
     med = statistics.median(abs(r[6]) for r in cpu_rows or rows)
     if len(cpu_rows) != len(rows):
-        print("\n(the median is over the CPU plans; TPU rows measure the emulator, see the docstring)")
+        print("\n(the median is over the plans on real devices; TPU rows measure the emulator, see the docstring)")
     print(f"\nplans: {len(cpu_rows or rows)}; median |predicted - measured| / measured = {100 * med:.1f}%")
     print(f"median_abs_error={med:.4f}")
 

@@ -482,6 +482,7 @@ fn opencl_conv_im2col_and_depthwise_match_f64() {
                 } else {
                     hetflow_ops::op::Activation::None
                 },
+                residual: false,
             });
             let (tx, tw) = (up(&d, &xs, x.clone()), up(&d, &ws, w.clone()));
             let tb = up(&d, &[ws[0]], data(ws[0], seed + 2));
@@ -722,6 +723,7 @@ fn opencl_conv_report_spans_all_its_kernels() {
         group: 1,
         auto_pad: Default::default(),
         activation: hetflow_ops::op::Activation::None,
+        residual: false,
     });
     d.set_profiling(true);
     let out = d.execute(&op, &[Some(&x), Some(&w)], 1).unwrap();
