@@ -118,7 +118,8 @@ def main():
         # The calibration model is profiled too, so that the overhead fit
         # sees measured kernel times rather than the roofline's error.
         models = sorted({c[0] for c in cases} | {a.calibration})
-        cmd = [a.bin, "profile", "--device", ",".join(devices), "--out", cluster]
+        cmd = [a.bin, "profile", "--device", ",".join(devices), "--iters", str(a.iters),
+               "--out", cluster]
         for m in models:
             cmd += ["--model", os.path.join(a.fixtures, m, "model.onnx")]
         t = time.time()

@@ -138,8 +138,20 @@ fn light_zoo_cnns_run_entirely_on_opencl() {
     if !have_opencl("light_zoo_cnns_run_entirely_on_opencl") {
         return;
     }
-    for name in ["zoo_squeezenet", "zoo_shufflenet", "zoo_inception_v1"] {
+    for name in [
+        "zoo_squeezenet",
+        "zoo_shufflenet",
+        "zoo_inception_v1",
+        "zoo_inception_v2",
+        "zoo_resnet50",
+        "zoo_densenet121",
+        "zoo_bvlc_alexnet",
+        "zoo_zfnet512",
+        "zoo_vgg19",
+    ] {
+        let t = std::time::Instant::now();
         run_all_on_opencl(name);
+        eprintln!("{name}: {:.2} s on opencl:0", t.elapsed().as_secs_f64());
     }
 }
 
