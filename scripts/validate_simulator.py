@@ -12,10 +12,10 @@ and prints |predicted - measured| / measured per plan, the median over the
 plans, and the table as Markdown (for docs/simulator-accuracy.md).
 
 Runtime overheads (per kernel/copy and per run, `simulate --task-overhead-us
---run-overhead-us`) are fitted first on a calibration model that is not
-among the validated plans (CALIBRATION, one device, 1 and 4 micro-batches):
-the measured-minus-simulated time grows by n x task_overhead per extra
-micro-batch of n kernels; what is left at 1 micro-batch is the run overhead.
+--run-overhead-us`) are fitted first on calibration models that are not
+among the validated plans (CALIBRATION, one device, 1 and 4 micro-batches,
+three benches each): the measured-minus-simulated time is run_overhead +
+(micro-batches x kernels) x task_overhead, fitted by least squares.
 --no-overheads skips this (pure cost-model prediction).
 
 The emulated TPU cases (--tpu) are reported apart: the cluster spec holds
@@ -46,7 +46,7 @@ CASES = [
     ("mobilenet_block", "cpu:0,cpu:1", 2),
     ("zoo_squeezenet", "cpu:0,cpu:1", 2),
 ]
-CALIBRATION = "ops_mix_a"
+CALIBRATION = "ops_mix_a,ops_mix_b"
 TPU_CASES = [("lenet", "cpu:0,tpu:0", 4), ("mlp", "cpu:0,tpu:0", 4)]
 # PoCL's OpenCL device shares the CPU cores: run with POCL_CPU_MAX_CU_NUM=1
 # so that it takes one core.
@@ -68,28 +68,40 @@ def last_number(out, key):
 
 
 def calibrate(a, cluster, env):
-    """Fits (task overhead, run overhead) in µs on CALIBRATION; returns the
-    simulate flags."""
-    onnx = os.path.join(a.fixtures, a.calibration, "model.onnx")
-    gap = {}
-    n = 0
-    for m in (1, 4):
-        plan = os.path.join(a.out, f"calib-m{m}.plan.json")
-        run([a.bin, "plan", onnx, "--cluster", cluster, "--devices", "cpu:0",
-             "--microbatches", str(m), "--out", plan], env)
-        n = len(__import__("json").load(open(plan))["placement"])
-        real = last_number(run([a.bin, "bench", onnx, "--plan", plan, "--microbatches", str(m),
-                                "--device", a.devices,
-                                "--iters", str(3 * a.iters), "--warmup", str(a.warmup)], env),
-                           "median_ms")
-        sim = last_number(run([a.bin, "simulate", onnx, "--plan", plan, "--cluster", cluster], env),
-                          "makespan")
-        gap[m] = (real - sim) * 1e3
-    task = max(0.0, (gap[4] - gap[1]) / (3 * n))
-    run_us = max(0.0, gap[1] - n * task)
-    print(f"calibration on {a.calibration} ({n} kernels): task overhead {task:.2f} us, "
+    """Fits (task overhead, run overhead) in µs on the calibration models;
+    returns the simulate flags.
+
+    For each calibration model (one device) at 1 and 4 micro-batches, the
+    gap measured - simulated is `run + (m x kernels) x task`; the two are
+    fitted by least squares over all points (three benches per point, the
+    median kept), clamped at 0."""
+    import json
+    pts = []
+    for model in a.calibration.split(","):
+        onnx = os.path.join(a.fixtures, model, "model.onnx")
+        for m in (1, 4):
+            plan = os.path.join(a.out, f"calib-{model}-m{m}.plan.json")
+            run([a.bin, "plan", onnx, "--cluster", cluster, "--devices", "cpu:0",
+                 "--microbatches", str(m), "--out", plan], env)
+            n = len(json.load(open(plan))["placement"])
+            reals = [last_number(run([a.bin, "bench", onnx, "--plan", plan, "--microbatches", str(m),
+                                      "--device", a.devices,
+                                      "--iters", str(a.iters), "--warmup", str(a.warmup)], env),
+                                 "median_ms") for _ in range(3)]
+            sim = last_number(run([a.bin, "simulate", onnx, "--plan", plan, "--cluster", cluster], env),
+                              "makespan")
+            pts.append((m * n, (statistics.median(reals) - sim) * 1e3))
+    # Least squares for gap = run + x * task.
+    xs = [p[0] for p in pts]
+    ys = [p[1] for p in pts]
+    mx, my = statistics.mean(xs), statistics.mean(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    task = sum((x - mx) * (y - my) for x, y in pts) / sxx if sxx > 0 else 0.0
+    task = max(0.0, task)
+    run_us = max(0.0, my - task * mx)
+    print(f"calibration on {a.calibration} ({len(pts)} points): task overhead {task:.2f} us, "
           f"run overhead {run_us:.2f} us", file=sys.stderr)
-    print(f"calibration ({a.calibration}, {n} kernels, cpu:0, 1 and 4 micro-batches): "
+    print(f"calibration ({a.calibration}, cpu:0, 1 and 4 micro-batches, least squares): "
           f"--task-overhead-us {task:.2f} --run-overhead-us {run_us:.2f}\n")
     return ["--task-overhead-us", f"{task:.3f}", "--run-overhead-us", f"{run_us:.3f}"]
 
@@ -103,7 +115,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--tpu", action="store_true", help="also plans with the emulated TPU")
     ap.add_argument("--opencl", action="store_true", help="also plans with opencl:0 (PoCL)")
-    ap.add_argument("--calibration", default=CALIBRATION, help="calibration model (not validated)")
+    ap.add_argument("--calibration", default=CALIBRATION,
+                    help="calibration models, comma-separated (not validated)")
     ap.add_argument("--no-overheads", action="store_true", help="do not fit runtime overheads")
     ap.add_argument("--reuse-cluster", action="store_true", help="keep an existing cluster.toml")
     a = ap.parse_args()
@@ -117,7 +130,7 @@ def main():
     if not (a.reuse_cluster and os.path.exists(cluster)):
         # The calibration model is profiled too, so that the overhead fit
         # sees measured kernel times rather than the roofline's error.
-        models = sorted({c[0] for c in cases} | {a.calibration})
+        models = sorted({c[0] for c in cases} | set(a.calibration.split(",")))
         cmd = [a.bin, "profile", "--device", ",".join(devices), "--iters", str(a.iters),
                "--out", cluster]
         for m in models:
