@@ -574,7 +574,10 @@ mod tests {
             "w",
             Tensor::from_vec(vec![2, 2, 1, 1], vec![1.0f32; 4]).unwrap(),
         );
-        let r = g.add_const("r", Tensor::from_vec(vec![2, 1, 1], vec![1.0f32; 2]).unwrap());
+        let r = g.add_const(
+            "r",
+            Tensor::from_vec(vec![2, 1, 1], vec![1.0f32; 2]).unwrap(),
+        );
         let c = g.add_node("conv", Op::Conv(Default::default()), &[x, w], 1)[0];
         let y = g.add_node("join", Op::Sum, &[c, r], 1)[0];
         g.add_output(y);
