@@ -30,6 +30,7 @@ pub mod opencl;
 pub mod registry;
 pub mod throttle;
 pub mod tpu;
+mod watcher;
 
 pub use registry::{discover, open_devices, parse_device_list, BackendStatus, DeviceSpec};
 

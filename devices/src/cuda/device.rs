@@ -3,7 +3,7 @@
 use super::alloc::{Block, DevicePool, StagingPool};
 use super::discovery::{self, GpuInfo};
 use super::kernels::Kernels;
-use super::timing::Watcher;
+use crate::watcher::Watcher;
 use crate::{Device, DeviceError, DeviceId, DeviceInfo, DeviceKind, DeviceTensor, Result};
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::{result, sys, CudaContext, CudaEvent, CudaStream};
@@ -421,7 +421,10 @@ impl Device for CudaDevice {
         let Some(start) = buf.started.clone() else {
             return false;
         };
-        match self.watcher.watch(start, buf.ready.clone(), done) {
+        match self
+            .watcher
+            .watch(super::timing::measure(start, buf.ready.clone()), done)
+        {
             Some(seq) => {
                 if let Ok(mut r) = buf.report.lock() {
                     *r = Some(seq);

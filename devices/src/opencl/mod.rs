@@ -194,7 +194,7 @@ pub struct OpenclDevice {
     pending: Mutex<Vec<(&'static str, Event)>>,
     times: Mutex<HashMap<&'static str, (usize, u64)>>,
     host_evals: Mutex<HashMap<String, usize>>,
-    watcher: timing::Watcher,
+    watcher: crate::watcher::Watcher,
     ctx: Arc<Context>,
 }
 
@@ -306,7 +306,7 @@ impl OpenclDevice {
             pending: Mutex::new(Vec::new()),
             times: Mutex::new(HashMap::new()),
             host_evals: Mutex::new(HashMap::new()),
-            watcher: timing::Watcher::default(),
+            watcher: crate::watcher::Watcher::default(),
             ctx,
         })
     }
@@ -654,7 +654,10 @@ impl Device for OpenclDevice {
         if self.compute.flush().is_err() {
             return false;
         }
-        match self.watcher.watch(ev, c.first.clone(), done) {
+        match self
+            .watcher
+            .watch(timing::measure(ev, c.first.clone()), done)
+        {
             Some(seq) => {
                 if let Ok(mut r) = c.report.lock() {
                     *r = Some(seq);
