@@ -176,10 +176,19 @@ impl<'a> SessionBuilder<'a> {
     /// ([`default_cluster`]), which keeps every op off devices that refuse
     /// it. It uses every device when a split over all of them exists.
     pub fn make_plan(&self, devices: &[Arc<dyn hetflow_devices::Device>]) -> Result<Plan, Error> {
+        self.plan_for(&self.graph_for(devices), devices)
+    }
+
+    /// [`SessionBuilder::make_plan`] for `g`, the graph of
+    /// [`SessionBuilder::graph_for`] these devices.
+    fn plan_for(
+        &self,
+        g: &Graph,
+        devices: &[Arc<dyn hetflow_devices::Device>],
+    ) -> Result<Plan, Error> {
         if let Some(p) = &self.plan {
             return Ok(p.clone());
         }
-        let g = &self.graph_for(devices);
         let names: Vec<String> = devices.iter().map(|d| d.id().to_string()).collect();
         if devices.len() == 1 || g.nodes.len() < devices.len() {
             return Ok(Plan::single_device(g, &names[0]));
@@ -245,17 +254,13 @@ impl<'a> SessionBuilder<'a> {
                 hetflow_devices::open_devices(&specs, self.threads)?
             }
         };
-        let plan = self.make_plan(&devices)?;
+        let graph = self.graph_for(&devices);
+        let plan = self.plan_for(&graph, &devices)?;
         let opts = SessionOptions {
             credits: self.credits,
             trace: self.trace,
         };
-        Ok(Session::new(
-            self.graph_for(&devices),
-            &plan,
-            devices,
-            opts,
-        )?)
+        Ok(Session::new(graph, &plan, devices, opts)?)
     }
 }
 

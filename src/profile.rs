@@ -273,15 +273,10 @@ struct Measured {
     modelled: bool,
 }
 
-/// Per-node median kernel seconds of `iters` runs of `g` on one device.
-fn measure(
-    g: Arc<Graph>,
-    dev: &Arc<dyn Device>,
-    iters: usize,
-    inputs: Vec<Arc<Tensor>>,
-) -> Result<Measured, Error> {
+/// A tracing session with all of `g` on `dev`.
+fn traced_session(g: Arc<Graph>, dev: &Arc<dyn Device>) -> Result<Session, Error> {
     let plan = Plan::single_device(&g, &dev.id().to_string());
-    let mut s = Session::new(
+    Ok(Session::new(
         g,
         &plan,
         vec![dev.clone()],
@@ -289,7 +284,17 @@ fn measure(
             credits: None,
             trace: true,
         },
-    )?;
+    )?)
+}
+
+/// Per-node median kernel seconds of `iters` runs of `g` on one device.
+fn measure(
+    g: Arc<Graph>,
+    dev: &Arc<dyn Device>,
+    iters: usize,
+    inputs: Vec<Arc<Tensor>>,
+) -> Result<Measured, Error> {
+    let mut s = traced_session(g, dev)?;
     s.run(inputs.clone())?;
     s.take_trace_events();
     let mut walls = Vec::new();
@@ -539,16 +544,7 @@ fn measure_contention(
             if g.nodes.iter().any(|n| dev.supports(&n.op).is_err()) {
                 continue;
             }
-            let plan = Plan::single_device(g, &dev.id().to_string());
-            let mut s = Session::new(
-                g.clone(),
-                &plan,
-                vec![dev.clone()],
-                SessionOptions {
-                    credits: None,
-                    trace: true,
-                },
-            )?;
+            let mut s = traced_session(g.clone(), dev)?;
             let x = crate::random_inputs(g, batch, 11)?;
             s.run(x.clone())?;
             is_modelled |= s

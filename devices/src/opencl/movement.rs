@@ -7,7 +7,7 @@
 use super::ops::{bcast_strides, contiguous_strides, round_up, u32_of, v8, Arg, In, MAX_RANK};
 use super::{other, OpenclDevice};
 use crate::{DeviceError, DeviceTensor, Result};
-use hetflow_ops::op::{broadcast_shapes, norm_axis, slice_range};
+use hetflow_ops::op::{broadcast_shapes, norm_axis, slice_view};
 use hetflow_ops::DType;
 use opencl3::event::Event;
 
@@ -274,46 +274,8 @@ pub(super) fn slice(
     let k = starts.len();
     let axes = axes.unwrap_or_else(|| (0..k as i64).collect());
     let steps = steps.unwrap_or_else(|| vec![1; k]);
-    if ends.len() != k || axes.len() != k || steps.len() != k {
-        return Err(err("starts, ends, axes and steps have different lengths"));
-    }
-    let s = &x.t.shape;
-    let ist = contiguous_strides(s);
-    let mut shape = s.clone();
-    let mut st = isz(&ist);
-    let mut base = 0isize;
-    let mut seen = vec![false; s.len()];
-    for i in 0..k {
-        let a = norm_axis(axes[i], s.len()).map_err(|e| err(e.to_string()))?;
-        if std::mem::replace(&mut seen[a], true) {
-            return Err(err(format!("axis {a} repeated")));
-        }
-        let step = steps[i];
-        if step == 0 {
-            return Err(err("step cannot be 0"));
-        }
-        let (lo, hi) = if s[a] == 0 {
-            (0, 0)
-        } else {
-            slice_range(starts[i], ends[i], step, s[a])
-        };
-        let n = if step > 0 {
-            if hi > lo {
-                (hi - lo + step - 1) / step
-            } else {
-                0
-            }
-        } else if lo > hi {
-            (lo - hi - step - 1) / (-step)
-        } else {
-            0
-        };
-        shape[a] = n as usize;
-        if n > 0 {
-            base += lo as isize * ist[a] as isize;
-        }
-        st[a] = step as isize * ist[a] as isize;
-    }
+    let (shape, st, base) =
+        slice_view(&x.t.shape, &starts, &ends, &axes, &steps).map_err(|e| err(e.to_string()))?;
     gather_view(dev, x, shape, &st, base)
 }
 

@@ -7,7 +7,7 @@ use super::util::{
 };
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::op::{broadcast_shapes, slice_range};
+use crate::op::{broadcast_shapes, slice_view};
 use crate::tensor::{Storable, Tensor};
 
 /// An integer (shape-like) input as i64s.
@@ -284,47 +284,8 @@ pub(crate) fn slice(
     let k = starts.len();
     let axes = axes.unwrap_or_else(|| (0..k as i64).collect());
     let steps = steps.unwrap_or_else(|| vec![1; k]);
-    if ends.len() != k || axes.len() != k || steps.len() != k {
-        crate::bail!("Slice: starts, ends, axes and steps have different lengths");
-    }
-    let s = x.shape();
-    let ist = strides(s);
-    let mut shape = s.to_vec();
-    let mut st: Vec<isize> = ist.iter().map(|&v| v as isize).collect();
-    let mut base = 0isize;
-    let mut seen = vec![false; s.len()];
-    for i in 0..k {
-        let a = norm_axis(axes[i], s.len())?;
-        if std::mem::replace(&mut seen[a], true) {
-            crate::bail!("Slice: axis {a} repeated");
-        }
-        let step = steps[i];
-        if step == 0 {
-            crate::bail!("Slice: step cannot be 0");
-        }
-        // slice_range needs a non-empty dim for negative steps.
-        let (lo, hi) = if s[a] == 0 {
-            (0, 0)
-        } else {
-            slice_range(starts[i], ends[i], step, s[a])
-        };
-        let n = if step > 0 {
-            if hi > lo {
-                (hi - lo + step - 1) / step
-            } else {
-                0
-            }
-        } else if lo > hi {
-            (lo - hi - step - 1) / (-step)
-        } else {
-            0
-        };
-        shape[a] = n as usize;
-        if n > 0 {
-            base += lo as isize * ist[a] as isize;
-        }
-        st[a] = step as isize * ist[a] as isize;
-    }
+    let (shape, st, base) = slice_view(x.shape(), &starts, &ends, &axes, &steps)
+        .map_err(|e| Error::msg(format!("Slice: {e}")))?;
     if numel(&shape) == 0 {
         return Ok(Tensor::zeros(x.dtype(), shape));
     }

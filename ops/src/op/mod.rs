@@ -939,6 +939,65 @@ pub fn slice_range(start: i64, end: i64, step: i64, dim: usize) -> (i64, i64) {
     }
 }
 
+/// The strided view ONNX Slice takes of a row-major tensor of `shape`:
+/// the output shape, the element strides (negative for negative steps)
+/// and the element offset of the output's first element. `starts`,
+/// `ends`, `axes` and `steps` are parallel lists (ONNX clamping applies).
+/// Errors name what is wrong without the op's name.
+pub fn slice_view(
+    shape: &[usize],
+    starts: &[i64],
+    ends: &[i64],
+    axes: &[i64],
+    steps: &[i64],
+) -> crate::Result<(Vec<usize>, Vec<isize>, isize)> {
+    let k = starts.len();
+    if ends.len() != k || axes.len() != k || steps.len() != k {
+        crate::bail!("starts, ends, axes and steps have different lengths");
+    }
+    let mut row = vec![1usize; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        row[i] = row[i + 1] * shape[i + 1];
+    }
+    let mut out = shape.to_vec();
+    let mut st: Vec<isize> = row.iter().map(|&v| v as isize).collect();
+    let mut base = 0isize;
+    let mut seen = vec![false; shape.len()];
+    for i in 0..k {
+        let a = norm_axis(axes[i], shape.len())?;
+        if std::mem::replace(&mut seen[a], true) {
+            crate::bail!("axis {a} repeated");
+        }
+        let step = steps[i];
+        if step == 0 {
+            crate::bail!("step cannot be 0");
+        }
+        // slice_range needs a non-empty dim for negative steps.
+        let (lo, hi) = if shape[a] == 0 {
+            (0, 0)
+        } else {
+            slice_range(starts[i], ends[i], step, shape[a])
+        };
+        let n = if step > 0 {
+            if hi > lo {
+                (hi - lo + step - 1) / step
+            } else {
+                0
+            }
+        } else if lo > hi {
+            (lo - hi - step - 1) / (-step)
+        } else {
+            0
+        };
+        out[a] = n as usize;
+        if n > 0 {
+            base += lo as isize * row[a] as isize;
+        }
+        st[a] = step as isize * row[a] as isize;
+    }
+    Ok((out, st, base))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
