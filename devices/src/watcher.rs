@@ -41,13 +41,27 @@ pub(crate) struct Watcher {
 }
 
 impl Watcher {
-    /// Queues a report measured by `measure`; returns its number, or
-    /// `None` when the watcher thread cannot be started.
+    /// Queues a report measured by `measure` and writes its number into
+    /// `report` (the output buffer's slot, which downloads wait on);
+    /// false when the watcher thread cannot be started.
     pub fn watch(
         &self,
         measure: Measure,
         done: Box<dyn FnOnce(KernelReport) + Send>,
-    ) -> Option<u64> {
+        report: &Mutex<Option<u64>>,
+    ) -> bool {
+        match self.queue(measure, done) {
+            Some(seq) => {
+                if let Ok(mut r) = report.lock() {
+                    *r = Some(seq);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn queue(&self, measure: Measure, done: Box<dyn FnOnce(KernelReport) + Send>) -> Option<u64> {
         let mut tx = self.tx.lock().ok()?;
         if tx.is_none() {
             let (s, r) = channel::<Watch>();

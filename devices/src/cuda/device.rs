@@ -421,18 +421,11 @@ impl Device for CudaDevice {
         let Some(start) = buf.started.clone() else {
             return false;
         };
-        match self
-            .watcher
-            .watch(super::timing::measure(start, buf.ready.clone()), done)
-        {
-            Some(seq) => {
-                if let Ok(mut r) = buf.report.lock() {
-                    *r = Some(seq);
-                }
-                true
-            }
-            None => false,
-        }
+        self.watcher.watch(
+            super::timing::measure(start, buf.ready.clone()),
+            done,
+            &buf.report,
+        )
     }
 
     /// GPU to GPU with `cuMemcpyPeerAsync` where the driver reports peer

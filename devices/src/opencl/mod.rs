@@ -654,17 +654,7 @@ impl Device for OpenclDevice {
         if self.compute.flush().is_err() {
             return false;
         }
-        match self
-            .watcher
-            .watch(timing::measure(ev, c.first.clone()), done)
-        {
-            Some(seq) => {
-                if let Ok(mut r) = c.report.lock() {
-                    *r = Some(seq);
-                }
-                true
-            }
-            None => false,
-        }
+        self.watcher
+            .watch(timing::measure(ev, c.first.clone()), done, &c.report)
     }
 }
