@@ -1,7 +1,7 @@
 //! N-d convolution: pointwise convs as one GEMM on NCHW, depthwise 2-D convs
 //! as a direct loop, everything else as im2col + GEMM per (batch, group).
 
-use super::matmul::{gemm, gemm_into, Mat};
+use super::matmul::{gemm_into, Mat};
 use super::util::{
     float_dispatch, input, numel, opt_input, out, strides, typed, valid_range, Float, SharedMut,
 };
@@ -195,62 +195,25 @@ fn conv_f<F: Float>(
     // One (batch, group) unit writes its own contiguous block of the output.
     let unit = |u: usize, dst: &mut [F], col: &mut Vec<F>, par: bool| -> Result<()> {
         let (bn, gi) = (u / g.group, u % g.group);
-        // The GEMM accumulates onto what dst starts with: the residual
-        // block and/or the bias.
-        if let Some(r) = res {
-            dst.copy_from_slice(&r[u * mg * osz..(u + 1) * mg * osz]);
-        }
-        let read = match (b, res) {
-            (Some(b), _) => {
-                for (r, row) in dst.chunks_mut(osz).enumerate() {
-                    let bias = b[gi * mg + r];
-                    if res.is_some() {
-                        row.iter_mut().for_each(|y| *y += bias);
-                    } else {
-                        row.fill(bias);
-                    }
-                }
-                true
-            }
-            (None, Some(_)) => true,
-            (None, None) => false,
+        // The GEMM accumulates onto what each output block starts with:
+        // the residual and/or the bias (see `Epi`).
+        let epi = Epi {
+            res: res.map(|r| &r[u * mg * osz..(u + 1) * mg * osz]),
+            bias: b.map(|b| &b[gi * mg..(gi + 1) * mg]),
+            act,
+            n: osz,
         };
         let xoff = (bn * g.c + gi * g.cg()) * g.isz();
         let lhs = Mat::new(w, gi * mg * kdim, kdim, 1);
         let xg = &x[xoff..xoff + g.cg() * g.isz()];
         if pointwise {
-            gemm(
-                mg,
-                osz,
-                kdim,
-                dst,
-                osz,
-                read,
-                lhs,
-                Mat::new(x, xoff, g.isz(), 1),
-                F::ONE,
-                par,
-            )?;
-            activate(act, dst);
-            return Ok(());
+            let rhs = Mat::new(x, xoff, g.isz(), 1);
+            return fused_gemm(mg, osz, kdim, dst, lhs, rhs, &epi, par);
         }
         if tiles == 1 {
             col.resize(kdim * osz, F::ZERO);
             im2col(g, xg, col, 0, segs, par);
-            gemm(
-                mg,
-                osz,
-                kdim,
-                dst,
-                osz,
-                read,
-                lhs,
-                Mat::new(col, 0, osz, 1),
-                F::ONE,
-                par,
-            )?;
-            activate(act, dst);
-            return Ok(());
+            return fused_gemm(mg, osz, kdim, dst, lhs, Mat::new(col, 0, osz, 1), &epi, par);
         }
         // Tiled: each tile writes columns [c0, c0 + tn) of every output row.
         // Tiles are independent, so with threads they run side by side,
@@ -262,29 +225,21 @@ fn conv_f<F: Float>(
             let (c0, tn) = (s0 * ol, ns * ol);
             col.resize(kdim * tn, F::ZERO);
             im2col(g, xg, col, s0, ns, false);
-            // SAFETY (both blocks): tiles write disjoint column ranges
-            // [c0, c0 + tn) of the mg output rows.
+            // SAFETY: tiles write disjoint column ranges [c0, c0 + tn) of
+            // the mg output rows.
             unsafe {
-                gemm_into(
-                    mg,
-                    tn,
-                    kdim,
+                epi.block(
                     out,
+                    0,
+                    mg,
                     c0,
-                    osz,
-                    read,
+                    tn,
                     lhs,
                     Mat::new(col, 0, tn, 1),
-                    F::ONE,
+                    kdim,
                     false,
-                )?;
+                )
             }
-            if act != Activation::None {
-                for r in 0..mg {
-                    activate(act, unsafe { out.slice(r * osz + c0, tn) });
-                }
-            }
-            Ok(())
         };
         if par && threads > 1 {
             (0..tiles).into_par_iter().try_for_each_init(
@@ -307,6 +262,159 @@ fn conv_f<F: Float>(
         }
     }
     Ok(o)
+}
+
+/// Bytes of output a fused block aims at: small enough to stay in a
+/// core's L2 from the residual/bias copy through the GEMM to the
+/// activation, so the three touch memory once.
+const BLOCK_BYTES: usize = 256 * 1024;
+
+/// What is fused around one unit's GEMM: the product accumulates onto the
+/// residual plus the bias (or either alone, or overwrites when neither),
+/// then the activation runs. `n` is the output's row length.
+struct Epi<'a, F> {
+    res: Option<&'a [F]>,
+    bias: Option<&'a [F]>,
+    act: Activation,
+    n: usize,
+}
+
+impl<F: Float> Epi<'_, F> {
+    /// Rows `r0..r0 + rows`, columns `c0..c0 + cols` of the output (`lhs`
+    /// is the whole weight matrix, `rhs` starts at the block's column):
+    /// prologue, `rows × k` by `k × cols` GEMM, activation. Only the GEMM
+    /// may use the rayon pool, and only when `par`.
+    ///
+    /// # Safety
+    /// Nothing else touches that block of `out` during the call.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn block(
+        &self,
+        out: SharedMut<'_, F>,
+        r0: usize,
+        rows: usize,
+        c0: usize,
+        cols: usize,
+        lhs: Mat<'_, F>,
+        rhs: Mat<'_, F>,
+        k: usize,
+        par: bool,
+    ) -> Result<()> {
+        let n = self.n;
+        let read = self.res.is_some() || self.bias.is_some();
+        if read {
+            for r in r0..r0 + rows {
+                // SAFETY: the caller's block.
+                let row = unsafe { out.slice(r * n + c0, cols) };
+                match (self.res, self.bias) {
+                    (Some(res), Some(b)) => {
+                        let src = &res[r * n + c0..r * n + c0 + cols];
+                        for (y, s) in row.iter_mut().zip(src) {
+                            *y = *s + b[r];
+                        }
+                    }
+                    (Some(res), None) => row.copy_from_slice(&res[r * n + c0..r * n + c0 + cols]),
+                    (None, Some(b)) => row.fill(b[r]),
+                    (None, None) => {}
+                }
+            }
+        }
+        let lhs = Mat {
+            off: lhs.off + r0 * lhs.rs,
+            ..lhs
+        };
+        // SAFETY: the caller's block.
+        unsafe {
+            gemm_into(
+                rows,
+                cols,
+                k,
+                out,
+                r0 * n + c0,
+                n,
+                read,
+                lhs,
+                rhs,
+                F::ONE,
+                par,
+            )?
+        };
+        if self.act != Activation::None {
+            for r in r0..r0 + rows {
+                // SAFETY: the caller's block.
+                activate(self.act, unsafe { out.slice(r * n + c0, cols) });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Splits `len` into `parts` nearly equal pieces, multiples of 16 (the
+/// GEMM microkernels' sizes) except the last.
+fn split16(len: usize, parts: usize) -> usize {
+    len.div_ceil(parts.max(1)).div_ceil(16).max(1) * 16
+}
+
+/// `dst[m × n] = act(res + bias + lhs × rhs)` for one conv unit.
+///
+/// An output that fits [`BLOCK_BYTES`] is one GEMM (split over the threads
+/// inside [`gemm`]) with the prologue and activation around it. A larger
+/// one is cut into blocks that each run all three steps while the block is
+/// in cache, the blocks spread over the threads: the expanding 1×1 convs
+/// of a bottleneck block (a 3 MB output with K = 64) are bound by memory,
+/// and three passes over the output kept them from scaling past one core.
+#[allow(clippy::too_many_arguments)]
+fn fused_gemm<F: Float>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [F],
+    lhs: Mat<'_, F>,
+    rhs: Mat<'_, F>,
+    epi: &Epi<'_, F>,
+    par: bool,
+) -> Result<()> {
+    let esz = std::mem::size_of::<F>();
+    let threads = if par { super::util::threads() } else { 1 };
+    let out = SharedMut::new(dst);
+    if m * n * esz <= BLOCK_BYTES {
+        // SAFETY: the whole output, borrowed exclusively.
+        unsafe { epi.block(out, 0, m, 0, n, lhs, rhs, k, par)? };
+        return Ok(());
+    }
+    // A multiple of the thread count, so no thread runs one block more.
+    let nblocks = (m * n * esz)
+        .div_ceil(BLOCK_BYTES)
+        .max(2 * threads)
+        .div_ceil(threads)
+        * threads;
+    // Wide outputs (large images) are cut into column blocks, narrow ones
+    // (late layers, many channels) into row blocks.
+    let (rb, cb) = if n >= 512 {
+        let cb = split16(n, nblocks.min(n / 128).max(1));
+        let col_blocks = n.div_ceil(cb);
+        (split16(m, nblocks.div_ceil(col_blocks)), cb)
+    } else {
+        (split16(m, nblocks.min(m / 16).max(1)), n)
+    };
+    let blocks: Vec<(usize, usize)> = (0..m)
+        .step_by(rb)
+        .flat_map(|r0| (0..n).step_by(cb).map(move |c0| (r0, c0)))
+        .collect();
+    let run = |&(r0, c0): &(usize, usize)| -> Result<()> {
+        let (rows, cols) = (rb.min(m - r0), cb.min(n - c0));
+        let rhs = Mat {
+            off: rhs.off + c0 * rhs.cs,
+            ..rhs
+        };
+        // SAFETY: the blocks tile the output without overlap.
+        unsafe { epi.block(out, r0, rows, c0, cols, lhs, rhs, k, false) }
+    };
+    if threads > 1 && m * n * k > 64 * 64 * 64 {
+        blocks.par_iter().try_for_each(run)
+    } else {
+        blocks.iter().try_for_each(run)
+    }
 }
 
 /// An im2col buffer that goes back to the pool when dropped.
@@ -634,6 +742,22 @@ mod tests {
             let want: Vec<f64> = want.iter().map(|&v| f(v)).collect();
             close(r.as_slice::<f32>().unwrap(), &want, 1e-5);
         }
+        // A fused residual is added before the activation.
+        let res = rnd(want.len(), 14);
+        let rt = t(&oshape, res.clone());
+        let a = ConvAttrs {
+            activation: Activation::Relu,
+            residual: true,
+            ..attrs.clone()
+        };
+        let ins: Vec<Option<&Tensor>> = vec![ins[0], ins[1], ins[2], Some(&rt)];
+        let r = eval(&Op::Conv(a), &ins, 1).expect("conv").remove(0);
+        let want: Vec<f64> = want
+            .iter()
+            .zip(&res)
+            .map(|(&v, &r)| (v + r as f64).max(0.0))
+            .collect();
+        close(r.as_slice::<f32>().unwrap(), &want, 1e-5);
     }
 
     fn case(xs: &[usize], ws: &[usize]) -> Case {
@@ -755,6 +879,21 @@ mod tests {
                 pb: vec![1, 1],
                 os: vec![12, 12],
                 ..case(&[2, 16, 12, 12], &[8, 4, 3, 3])
+            });
+            // Outputs over BLOCK_BYTES: fused blocks, by columns (a wide
+            // pointwise conv) and by rows (a 14 x 14 map, many channels).
+            check(Case {
+                bias: true,
+                os: vec![32, 32],
+                pb: vec![0, 0],
+                ..case(&[1, 32, 32, 32], &[128, 32, 1, 1])
+            });
+            check(Case {
+                bias: true,
+                pads: vec![1, 1, 1, 1],
+                pb: vec![1, 1],
+                os: vec![14, 14],
+                ..case(&[1, 64, 14, 14], &[384, 64, 3, 3])
             });
             // Large im2col with small weights: the tiled path (3 tiles of 27,
             // 27 and 10 output rows), with and without stride.

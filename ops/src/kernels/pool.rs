@@ -154,8 +154,11 @@ fn col_table(w: &Win3) -> Vec<(usize, usize, usize)> {
         .collect()
 }
 
-/// Pools one plane an output row at a time: for every kernel cell the
-/// valid output columns are updated together (vectorisable for stride 1).
+/// Pools one plane an output row at a time. The window is separable: the
+/// valid input rows of an output row are first reduced into one line
+/// (contiguous, vectorisable), then every kernel column updates the valid
+/// output columns from that line, so the strided reads number `kw` per
+/// output rather than `kd · kh · kw`.
 #[allow(clippy::too_many_arguments)]
 fn pool_plane<F: Float>(
     w: &Win3,
@@ -171,37 +174,36 @@ fn pool_plane<F: Float>(
     let [dd, dh, _] = w.dil;
     let (ow, sx) = (w.output[2], w.strides[2]);
     let mut rows = dst.chunks_mut(ow.max(1));
+    let mut line = vec![F::ZERO; iw];
     for &((z0, z1), zn, zb) in &t[0] {
         for &((y0, y1), yn, yb) in &t[1] {
             let Some(acc) = rows.next() else { return };
             acc.fill(if is_max { F::lowest() } else { F::ZERO });
+            let mut taken = 0;
             for kz in z0..z1 {
                 let pz = (zb + (kz * dd) as isize) as usize;
                 for ky in y0..y1 {
                     let py = (yb + (ky * dh) as isize) as usize;
                     let row = &src[(pz * ih + py) * iw..(pz * ih + py + 1) * iw];
-                    for &(lo, hi, start) in cols {
-                        if lo >= hi {
-                            continue;
-                        }
-                        let acc = &mut acc[lo..hi];
-                        let cells = &row[start..start + (acc.len() - 1) * sx + 1];
-                        match (is_max, sx) {
-                            // Branch-free max: post-ReLU data makes a
-                            // compare-and-branch mispredict half the time.
-                            (true, 1) => {
-                                acc.iter_mut().zip(cells).for_each(|(a, &v)| *a = a.max(v))
-                            }
-                            (true, _) => acc
-                                .iter_mut()
-                                .zip(cells.iter().step_by(sx))
-                                .for_each(|(a, &v)| *a = a.max(v)),
-                            (false, 1) => acc.iter_mut().zip(cells).for_each(|(a, &v)| *a += v),
-                            (false, _) => acc
-                                .iter_mut()
-                                .zip(cells.iter().step_by(sx))
-                                .for_each(|(a, &v)| *a += v),
-                        }
+                    if taken == 0 {
+                        line.copy_from_slice(row);
+                    } else {
+                        fold(is_max, &mut line, row.iter());
+                    }
+                    taken += 1;
+                }
+            }
+            if taken > 0 {
+                for &(lo, hi, start) in cols {
+                    if lo >= hi {
+                        continue;
+                    }
+                    let acc = &mut acc[lo..hi];
+                    let cells = &line[start..start + (acc.len() - 1) * sx + 1];
+                    if sx == 1 {
+                        fold(is_max, acc, cells.iter());
+                    } else {
+                        fold(is_max, acc, cells.iter().step_by(sx));
                     }
                 }
             }
@@ -220,6 +222,17 @@ fn pool_plane<F: Float>(
                 }
             }
         }
+    }
+}
+
+/// `acc[i] = max(acc[i], v[i])` (or `+=`) over `acc` and the values. The
+/// max is branch-free: post-ReLU data makes a compare-and-branch
+/// mispredict half the time.
+fn fold<'a, F: Float>(is_max: bool, acc: &mut [F], v: impl Iterator<Item = &'a F>) {
+    if is_max {
+        acc.iter_mut().zip(v).for_each(|(a, &v)| *a = a.max(v));
+    } else {
+        acc.iter_mut().zip(v).for_each(|(a, &v)| *a += v);
     }
 }
 
