@@ -22,8 +22,14 @@ The emulated TPU cases (--tpu) are reported apart: the cluster spec holds
 the TPU's *modelled* times (a TPU v5e-like chip) while a real run measures
 the host emulation, so they measure the emulator, not the simulator.
 
+With --repeat K the whole experiment (profile, calibration, plan, run,
+prediction) is done K times; a plan's error is the median of its K
+errors, which takes out the machine's minute-to-minute drift (a shared VM
+moves 10-20% between runs) but not a bias of the model.
+
 Usage: scripts/validate_simulator.py [--bin target/release/hetflow]
        [--fixtures fixtures-gen] [--out DIR] [--iters 10] [--tpu] [--opencl]
+       [--repeat K]
 """
 
 import argparse
@@ -46,7 +52,7 @@ CASES = [
     ("mobilenet_block", "cpu:0,cpu:1", 2),
     ("zoo_squeezenet", "cpu:0,cpu:1", 2),
 ]
-CALIBRATION = "ops_mix_a,ops_mix_b"
+CALIBRATION = "ops_mix_a,ops_mix_b,ops_mix_c,gelu20,weird_names,symbolic_batch"
 TPU_CASES = [("lenet", "cpu:0,tpu:0", 4), ("mlp", "cpu:0,tpu:0", 4)]
 # PoCL's OpenCL device shares the CPU cores: run with POCL_CPU_MAX_CU_NUM=1
 # so that it takes one core.
@@ -106,26 +112,10 @@ def calibrate(a, cluster, env):
     return ["--task-overhead-us", f"{task:.3f}", "--run-overhead-us", f"{run_us:.3f}"]
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bin", default="target/release/hetflow")
-    ap.add_argument("--fixtures", default="fixtures-gen")
-    ap.add_argument("--out", default="target/sim-validation")
-    ap.add_argument("--iters", type=int, default=10)
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--tpu", action="store_true", help="also plans with the emulated TPU")
-    ap.add_argument("--opencl", action="store_true", help="also plans with opencl:0 (PoCL)")
-    ap.add_argument("--calibration", default=CALIBRATION,
-                    help="calibration models, comma-separated (not validated)")
-    ap.add_argument("--no-overheads", action="store_true", help="do not fit runtime overheads")
-    ap.add_argument("--reuse-cluster", action="store_true", help="keep an existing cluster.toml")
-    a = ap.parse_args()
-    os.makedirs(a.out, exist_ok=True)
-    env = dict(os.environ, HETFLOW_TPU="1")
-    cases = CASES + (TPU_CASES if a.tpu else []) + (OPENCL_CASES if a.opencl else [])
-    cases = [c for c in cases if os.path.exists(os.path.join(a.fixtures, c[0], "model.onnx"))]
-    devices = sorted({d for c in cases for d in c[1].split(",")})
-    a.devices = ",".join(devices)
+def one_round(a, cases, devices, env, r):
+    """Profile, calibrate and run every case once; returns
+    {tag: (model, devs, ndev, m, measured_ms, predicted_ms)}."""
+    out = {}
     cluster = os.path.join(a.out, "cluster.toml")
     if not (a.reuse_cluster and os.path.exists(cluster)):
         # The calibration model is profiled too, so that the overhead fit
@@ -141,7 +131,6 @@ def main():
     over = []
     if not a.no_overheads:
         over = calibrate(a, cluster, env)
-    rows = []
     for model, devs, m in cases:
         tag = f"{model}-{devs.replace(',', '+').replace(':', '')}-m{m}"
         onnx = os.path.join(a.fixtures, model, "model.onnx")
@@ -164,15 +153,59 @@ def main():
         predicted = last_number(sim, "makespan")
         ndev = len(set(__import__("json").load(open(plan))["placement"]))
         err = (predicted - measured) / measured
-        rows.append((model, devs, ndev, m, measured, predicted, err))
-        print(f"{tag}: measured {measured:.3f} ms, predicted {predicted:.3f} ms, error {100 * err:+.1f}%",
+        out[tag] = (model, devs, ndev, m, measured, predicted)
+        print(f"round {r + 1}: {tag}: measured {measured:.3f} ms, predicted {predicted:.3f} ms, error {100 * err:+.1f}%",
               file=sys.stderr)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bin", default="target/release/hetflow")
+    ap.add_argument("--fixtures", default="fixtures-gen")
+    ap.add_argument("--out", default="target/sim-validation")
+    ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--tpu", action="store_true", help="also plans with the emulated TPU")
+    ap.add_argument("--opencl", action="store_true", help="also plans with opencl:0 (PoCL)")
+    ap.add_argument("--calibration", default=CALIBRATION,
+                    help="calibration models, comma-separated (not validated)")
+    ap.add_argument("--no-overheads", action="store_true", help="do not fit runtime overheads")
+    ap.add_argument("--reuse-cluster", action="store_true", help="keep an existing cluster.toml")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="rounds of profile + calibration + every case; a plan's error is the "
+                         "median of its per-round errors (times shown: medians over the rounds)")
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    env = dict(os.environ, HETFLOW_TPU="1")
+    cases = CASES + (TPU_CASES if a.tpu else []) + (OPENCL_CASES if a.opencl else [])
+    cases = [c for c in cases if os.path.exists(os.path.join(a.fixtures, c[0], "model.onnx"))]
+    devices = sorted({d for c in cases for d in c[1].split(",")})
+    a.devices = ",".join(devices)
+    rounds = [one_round(a, cases, devices, env, r) for r in range(a.repeat)]
+    rows = []
+    for tag in rounds[0]:
+        got = [rd[tag] for rd in rounds if tag in rd]
+        model, devs, ndev, m = got[0][:4]
+        measured = statistics.median(g[4] for g in got)
+        predicted = statistics.median(g[5] for g in got)
+        errs = [(g[5] - g[4]) / g[4] for g in got]
+        # A plan's error: the median of its per-round errors (each round
+        # is a whole experiment: its own profile, plan, run and prediction).
+        rows.append((model, devs, ndev, m, measured, predicted, statistics.median(errs), errs))
+    if a.repeat > 1:
+        for r in range(a.repeat):
+            e = [abs((g[5] - g[4]) / g[4]) for g in rounds[r].values() if "tpu" not in g[1]]
+            if e:
+                print(f"round {r + 1} alone: median |error| {100 * statistics.median(e):.1f}%")
+        print()
     if not rows:
         sys.exit("no case ran")
-    print("| model | devices offered | devices used | micro-batches | measured ms | predicted ms | error |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    for model, devs, ndev, m, meas, pred, err in rows:
-        print(f"| {model} | {devs} | {ndev} | {m} | {meas:.3f} | {pred:.3f} | {100 * err:+.1f}% |")
+    print("| model | devices offered | devices used | micro-batches | measured ms | predicted ms | error | error per round |")
+    print("|---|---|---:|---:|---:|---:|---:|---|")
+    for model, devs, ndev, m, meas, pred, err, errs in rows:
+        per = ", ".join(f"{100 * e:+.0f}%" for e in errs)
+        print(f"| {model} | {devs} | {ndev} | {m} | {meas:.3f} | {pred:.3f} | {100 * err:+.1f}% | {per} |")
     # Real devices (CPU, PoCL): the TPU rows measure the emulator.
     cpu_rows = [r for r in rows if "tpu" not in r[1]]
     med = statistics.median(abs(r[6]) for r in cpu_rows or rows)

@@ -301,6 +301,7 @@ pub fn default_cluster(
             unsupported,
             history: Default::default(),
             contention: 1.0,
+            copy_engine: info.copy_engine,
         });
     }
     c.defaults.intra_host = Some(LinkParams {

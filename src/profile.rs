@@ -436,6 +436,7 @@ pub fn profile_devices(
             unsupported: Vec::new(),
             history: BTreeMap::new(),
             contention: 1.0,
+            copy_engine: info.copy_engine,
         };
         let mut samples = Vec::new();
         let mut occupied = Vec::new();

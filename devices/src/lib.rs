@@ -162,6 +162,12 @@ pub struct DeviceInfo {
     pub host_pus: Vec<usize>,
     /// Free-form locality (PCI bus id for accelerators).
     pub locality: String,
+    /// Whether copies to and from the device run beside its kernels (a
+    /// DMA engine, or the host's own threads for the CPU device). False
+    /// where the driver's compute threads also execute the transfers (an
+    /// OpenCL CPU device such as PoCL): a copy then waits behind the
+    /// kernels already submitted, which the simulator models.
+    pub copy_engine: bool,
 }
 
 /// A tensor resident on a device. Cheap to clone (shared handle).

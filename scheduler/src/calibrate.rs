@@ -150,6 +150,7 @@ mod tests {
             unsupported: vec![],
             history: BTreeMap::new(),
             contention: 1.0,
+            copy_engine: true,
         };
         let used = fit_device(&mut d, &samples);
         assert_eq!(used[&OpClass::Gemm], 2);
@@ -179,6 +180,7 @@ mod tests {
             unsupported: vec![],
             history: BTreeMap::new(),
             contention: 1.0,
+            copy_engine: true,
         };
         let a = sample(OpClass::Gemm, 1.0, 1.0, 3e-6);
         let b = sample(OpClass::Gemm, 1.0, 1.0, 1e-6);

@@ -97,10 +97,25 @@ pub struct DeviceSpec {
     /// it; planners do not.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub contention: f64,
+    /// Whether transfers to and from the device run beside its kernels
+    /// (true, the default). False for a device whose compute threads also
+    /// execute its transfers (an OpenCL CPU device): the simulator then
+    /// puts its copies on its compute queue, first come first served
+    /// with its kernels.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub copy_engine: bool,
 }
 
 fn one() -> f64 {
     1.0
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 fn is_one(x: &f64) -> bool {

@@ -82,6 +82,7 @@ impl CpuDevice {
             numa_node: numa,
             host_pus: pus.clone(),
             locality: format!("cores {:?}", cores),
+            copy_engine: true,
         };
         Ok(CpuDevice { info, pool, pus })
     }

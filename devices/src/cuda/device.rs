@@ -171,6 +171,7 @@ impl CudaDevice {
             numa_node: None,
             host_pus: Vec::new(),
             locality: format!("pci {}", gpu.pci),
+            copy_engine: true,
         };
         let pool = Arc::new(DevicePool::new(ctx.clone()));
         Ok(CudaDevice {

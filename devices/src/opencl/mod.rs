@@ -288,6 +288,8 @@ impl OpenclDevice {
                     ProgramSource::Binaries { dir, .. } => format!("binaries in {}", dir.display()),
                 }
             ),
+            // PoCL and other CPU drivers run transfers on their kernel threads.
+            copy_engine: desc.device_type != ClDeviceType::Cpu,
         };
         let cap = (desc.global_mem_bytes / 4).min(1 << 30) as usize;
         let im2col_limit = desc.max_alloc_bytes.min(1 << 30) as usize;

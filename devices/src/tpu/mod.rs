@@ -146,6 +146,7 @@ impl TpuDevice {
             numa_node: None,
             host_pus: Vec::new(),
             locality: "emulated on host threads".into(),
+            copy_engine: true,
         };
         Ok(TpuDevice { info, client })
     }

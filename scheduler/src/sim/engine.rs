@@ -124,6 +124,11 @@ fn expand(w: &Workload) -> Expanded {
         },
         queue: if w.values[vi].delay.is_some() {
             None
+        } else if w.shared_copy.get(on(mb, from)) == Some(&true) {
+            // The source's compute threads run the transfer.
+            Some(on(mb, from))
+        } else if w.shared_copy.get(on(mb, to)) == Some(&true) {
+            Some(on(mb, to))
         } else {
             Some(p + on(mb, to))
         },
@@ -414,8 +419,11 @@ impl Sim<'_> {
             None => self.begin(t, now),
             Some(q) => {
                 let task = &self.x.tasks[t];
+                // A device without a copy engine runs kernels and copies as
+                // its driver does: in the order they were submitted.
+                let fifo = self.w.shared_copy.get(q) == Some(&true);
                 let key = match task.kind {
-                    Kind::Kernel => (task.mb as u64, task.what as u64),
+                    Kind::Kernel if !fifo => (task.mb as u64, task.what as u64),
                     _ => {
                         self.seq += 1;
                         (self.seq, 0)
@@ -443,7 +451,23 @@ impl Sim<'_> {
             self.peak[b.device] = self.peak[b.device].max(self.mem[b.device]);
         }
         let task = &self.x.tasks[t];
+        let p = self.w.devices.len();
         match task.kind {
+            // A copy on a compute queue (a device without a copy engine)
+            // holds that queue like a kernel, contention included.
+            Kind::Copy if task.queue.is_some_and(|q| q < p) => {
+                let d = task.queue.unwrap_or(0);
+                let l = self.w.links[task.from * p + task.to];
+                let dur = l.latency + self.w.task_overhead + task.amount * l.per_byte;
+                if self.contended {
+                    self.krem[d] = dur;
+                    self.klast[d] = now;
+                    self.krate[d] = 1.0;
+                    self.rehost(self.w.hosts[d].0, now);
+                } else {
+                    self.at(now + dur, Ev::Done(t as u32));
+                }
+            }
             Kind::Kernel if self.contended => {
                 // Contention: the kernel progresses at 1 / factor while
                 // another device of its host computes.
@@ -456,7 +480,6 @@ impl Sim<'_> {
             Kind::Kernel => self.at(now + task.amount, Ev::Done(t as u32)),
             Kind::Delay => self.at(now + task.amount, Ev::Done(t as u32)),
             Kind::Copy => {
-                let p = self.w.devices.len();
                 let l = self.w.links[task.from * p + task.to];
                 let lat = l.latency + self.w.task_overhead;
                 match l.shared {
@@ -546,7 +569,8 @@ impl Sim<'_> {
         if let Some(q) = self.x.tasks[t].queue {
             self.running[q] = None;
             self.next_on(q, now, t as u32);
-            if self.contended && self.x.tasks[t].kind == Kind::Kernel && self.running[q].is_none() {
+            let compute = q < self.w.devices.len();
+            if self.contended && compute && self.running[q].is_none() {
                 // The host has one device fewer computing.
                 self.kver[q] += 1;
                 self.rehost(self.w.hosts[q].0, now);

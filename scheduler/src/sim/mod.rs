@@ -16,7 +16,14 @@
 //! - **Copy engines per direction**: a value that crosses devices is one
 //!   copy task on the *destination's* inbound copy queue (the runtime's copy
 //!   arbiter), so inbound copies to one device are serialised, copies in
-//!   other directions proceed in parallel and all overlap compute.
+//!   other directions proceed in parallel and all overlap compute. A
+//!   device without a copy engine (`copy_engine = false` in the cluster
+//!   spec; `hetflow profile` writes it for OpenCL CPU devices such as
+//!   PoCL, whose kernel threads also execute transfers) runs the copies
+//!   to and from it on its compute queue instead, and that queue takes
+//!   kernels and copies first come first served, as the driver does with
+//!   what was submitted: a read of micro-batch `k`'s output waits behind
+//!   micro-batch `k + 1`'s kernels already queued.
 //! - **Links**: a copy costs the link's latency plus bytes over bandwidth.
 //!   On a link marked `shared` (a bus, a NIC) the bandwidth is split
 //!   equally between the transfers in flight on it at each instant

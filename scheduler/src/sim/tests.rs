@@ -274,3 +274,34 @@ fn kernels_slow_down_while_another_device_of_the_host_computes() {
     w.hosts = vec![(0, 1.5), (1, 1.0)];
     assert_eq!(simulate(&w).unwrap().makespan, 5.0);
 }
+
+#[test]
+fn a_device_without_a_copy_engine_runs_its_copies_in_its_compute_queue() {
+    // On device a: P (1) feeds C on b through a copy of latency 1; Q (3),
+    // independent, is ready from the start. With a copy engine the copy
+    // runs at once beside Q: P 0-1, copy 1-2, C 2-3, Q 1-4: makespan 4.
+    // Without one (an OpenCL CPU device) the copy is submitted after Q and
+    // waits for it: copy 4-5, C 5-6.
+    let mut w = Workload::new(vec!["a".into(), "b".into()], "s", 1e6);
+    let p = w.add_unit("P", "task", 0, 1.0);
+    let _q = w.add_unit("Q", "task", 0, 3.0);
+    let c = w.add_unit("C", "task", 1, 1.0);
+    w.add_value("x", p, vec![c], 0.0, None);
+    let l = LinkInfo {
+        latency: 1.0,
+        per_byte: 0.0,
+        shared: None,
+    };
+    w.links = vec![l; 4];
+    let r = simulate(&w).unwrap();
+    assert!(close(r.makespan, 4.0), "{}", r.makespan);
+    w.shared_copy = vec![true, false];
+    let r = simulate(&w).unwrap();
+    assert!(close(r.makespan, 6.0), "{}", r.makespan);
+    let copy = r.events.iter().find(|e| e.cat == "copy").unwrap();
+    assert!(close(copy.start, 4.0), "{}", copy.start);
+    // With contention factors the engine runs kernels (and such copies)
+    // at rates; devices on different hosts never slow each other.
+    w.hosts = vec![(0, 2.0), (1, 2.0)];
+    assert!(close(simulate(&w).unwrap().makespan, 6.0));
+}

@@ -98,6 +98,10 @@ pub struct Workload {
     /// is computing ([`crate::cluster::DeviceSpec::contention`]). Empty:
     /// no contention.
     pub hosts: Vec<(usize, f64)>,
+    /// Per device: true where its compute threads also run its transfers
+    /// (no copy engine; [`crate::cluster::DeviceSpec::copy_engine`]).
+    /// Empty: every device has a copy engine.
+    pub shared_copy: Vec<bool>,
 }
 
 fn invalid(m: String) -> PlanError {
@@ -127,12 +131,17 @@ impl Workload {
             copies: Vec::new(),
             copy_times: Vec::new(),
             hosts: Vec::new(),
+            shared_copy: Vec::new(),
         }
     }
 
-    /// Host groups and contention factors of the workload's devices, which
-    /// are `cluster.devices[idx[i]]`.
+    /// Host groups, contention factors and copy engines of the workload's
+    /// devices, which are `cluster.devices[idx[i]]`.
     pub fn set_contention(&mut self, cluster: &ClusterSpec, idx: &[usize]) {
+        self.shared_copy = idx
+            .iter()
+            .map(|&c| !cluster.devices[c].copy_engine)
+            .collect();
         let mut hosts: Vec<&str> = Vec::new();
         self.hosts = idx
             .iter()
