@@ -13,10 +13,14 @@
 //! footprint (op, attributes, input shapes), so plans of the profiled
 //! models are costed from measurements. The launch overhead is the per-op wall time of a chain of
 //! tiny ops (it includes the actor dispatch). For each pair of devices, a
-//! two-stage graph measures the transfer time at two sizes and fits
-//! latency + bytes / bandwidth. CPU devices share host memory, so their
-//! "transfers" pass a handle: the fitted bandwidth is then very high and
-//! capped at [`MAX_LINK_GBPS`].
+//! two-stage graph measures the hop at two sizes and fits latency + bytes /
+//! bandwidth. The latency is the small hop as the consumer sees it
+//! (producer kernel end to consumer kernel start). CPU devices share host
+//! memory, so their "transfers" pass a handle; what grows with size there
+//! is the consumer's first read of data another core wrote, so their
+//! bandwidth is fitted from the consumer's extra time over the same chain
+//! run on one device (a 256 KiB buffer, which stays in that core's
+//! cache). Bandwidths are capped at [`MAX_LINK_GBPS`].
 //!
 //! Emulated devices (the TPU-like device) report a modelled time for each
 //! kernel and copy; the profile uses it instead of the wall time, so the
@@ -24,7 +28,7 @@
 //! place work as they would on it.
 
 use crate::{Error, Model};
-use hetflow_devices::Device;
+use hetflow_devices::{Device, DeviceKind};
 use hetflow_ops::op::BinaryOp;
 use hetflow_ops::op::{AutoPad, ConvAttrs, PoolAttrs, ReduceKind, UnaryOp};
 use hetflow_ops::{DType, Dim, Graph, Op, Tensor};
@@ -620,72 +624,123 @@ fn measure_link(
     b: &Arc<dyn Device>,
     iters: usize,
 ) -> Result<(f64, f64), Error> {
+    // Two CPU devices pass buffers by handle, so the copy itself is free;
+    // what grows with size is the consumer's first read of data another
+    // core wrote (its caches are cold). That is measured against the same
+    // chain run on the consumer alone, with a buffer that fits in cache.
+    let host_pair = a.info().id.kind == DeviceKind::Cpu && b.info().id.kind == DeviceKind::Cpu;
+    let big = if host_pair { 1 << 16 } else { 1 << 22 };
     let mut pts = Vec::new();
-    for &n in &[16usize, 1 << 22] {
-        let mut g = Graph::default();
-        let x = g.add_input("x", DType::F32, vec![Dim::Known(n)]);
-        let y = g.add_node("first", Op::Unary(UnaryOp::Relu), &[x], 1)[0];
-        let z = g.add_node("second", Op::Unary(UnaryOp::Relu), &[y], 1)[0];
-        g.add_output(z);
-        let g = Arc::new(g.finish()?);
-        let names = vec![a.id().to_string(), b.id().to_string()];
-        let plan = Plan::from_placement(&g, names, vec![0, 1]);
-        let mut s = Session::new(
-            g.clone(),
-            &plan,
-            vec![a.clone(), b.clone()],
-            SessionOptions {
-                credits: None,
-                trace: true,
-            },
-        )?;
-        let input = crate::random_inputs(&g, 1, 5)?;
-        s.run(input.clone())?;
-        s.take_trace_events();
-        for _ in 0..iters.max(3) {
-            s.run(input.clone())?;
-        }
-        let ev = s.take_trace_events();
-        let mut copies: Vec<f64> = ev
-            .iter()
-            .filter(|e| e.cat == "copy")
-            .map(|e| e.modelled_us.unwrap_or(e.dur_us))
-            .collect();
-        // The hop as the consumer sees it: from the producer kernel's end
-        // to the consumer kernel's start, per run. It includes waking the
-        // copy thread and then the consumer's thread, which the copy's own
-        // duration does not.
-        let mut hops = Vec::new();
-        let modelled = ev.iter().any(|e| e.modelled_us.is_some());
-        for mb in ev
-            .iter()
-            .map(|e| e.mb)
-            .collect::<std::collections::BTreeSet<_>>()
-        {
-            let k = |name: &str| ev.iter().find(|e| e.mb == mb && e.name == name);
-            if let (Some(p), Some(c)) = (k("first"), k("second")) {
-                hops.push(c.start_us - (p.start_us + p.dur_us));
-            }
-        }
-        let copy = median(&mut copies);
-        let hop = if modelled || hops.is_empty() {
-            copy
+    for &n in &[16usize, big] {
+        let cross = chain_hop(a, b, n, iters)?;
+        let (copy, growth) = if host_pair {
+            // The consumer-visible cost beyond a warm, same-core hop.
+            let local = chain_hop(b, b, n, iters)?;
+            (cross.copy, (cross.reach - local.reach).max(0.0))
         } else {
-            median(&mut hops).max(copy)
+            (cross.copy, cross.copy)
         };
-        pts.push(((n * 4) as f64, copy, hop));
+        pts.push(((n * 4) as f64, copy, cross.hop, growth));
     }
-    let (small_b, small_t, small_hop) = pts[0];
-    let (big_b, big_t, _) = pts[1];
-    // Latency: the whole small hop; bandwidth: from the copies' growth.
+    let (small_b, _, small_hop, small_g) = pts[0];
+    let (big_b, _, _, big_g) = pts[1];
+    // Latency: the whole small hop; bandwidth: from the growth with size.
     let lat = small_hop.max(0.0);
-    let slope_us = (big_t - small_t).max(0.0) / (big_b - small_b); // µs per byte
+    let slope_us = (big_g - small_g).max(0.0) / (big_b - small_b); // µs per byte
     let bw = if slope_us > 0.0 {
         (1e-3 / slope_us).min(MAX_LINK_GBPS)
     } else {
         MAX_LINK_GBPS
     };
     Ok((lat, bw))
+}
+
+/// Medians (µs) of one producer → consumer hop of `n` floats.
+struct Hop {
+    /// The copy event's duration (modelled time where the device has one).
+    copy: f64,
+    /// Producer kernel end to consumer kernel start: waking the copy
+    /// thread, the copy, waking the consumer's thread.
+    hop: f64,
+    /// Producer kernel end to consumer kernel end.
+    reach: f64,
+}
+
+/// Runs `first` (Relu) on `a` and `second` (Relu) on `b` over `n` floats.
+fn chain_hop(
+    a: &Arc<dyn Device>,
+    b: &Arc<dyn Device>,
+    n: usize,
+    iters: usize,
+) -> Result<Hop, Error> {
+    let mut g = Graph::default();
+    let x = g.add_input("x", DType::F32, vec![Dim::Known(n)]);
+    let y = g.add_node("first", Op::Unary(UnaryOp::Relu), &[x], 1)[0];
+    let z = g.add_node("second", Op::Unary(UnaryOp::Relu), &[y], 1)[0];
+    g.add_output(z);
+    let g = Arc::new(g.finish()?);
+    let same = Arc::ptr_eq(a, b);
+    let (names, devs, at) = if same {
+        (vec![a.id().to_string()], vec![a.clone()], vec![0, 0])
+    } else {
+        (
+            vec![a.id().to_string(), b.id().to_string()],
+            vec![a.clone(), b.clone()],
+            vec![0, 1],
+        )
+    };
+    let plan = Plan::from_placement(&g, names, at);
+    let mut s = Session::new(
+        g.clone(),
+        &plan,
+        devs,
+        SessionOptions {
+            credits: None,
+            trace: true,
+        },
+    )?;
+    let input = crate::random_inputs(&g, 1, 5)?;
+    s.run(input.clone())?;
+    s.take_trace_events();
+    for _ in 0..iters.max(3) {
+        s.run(input.clone())?;
+    }
+    let ev = s.take_trace_events();
+    let mut copies: Vec<f64> = ev
+        .iter()
+        .filter(|e| e.cat == "copy")
+        .map(|e| e.modelled_us.unwrap_or(e.dur_us))
+        .collect();
+    let modelled = ev.iter().any(|e| e.modelled_us.is_some());
+    let (mut hops, mut reach) = (Vec::new(), Vec::new());
+    for mb in ev
+        .iter()
+        .map(|e| e.mb)
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let k = |name: &str| ev.iter().find(|e| e.mb == mb && e.name == name);
+        if let (Some(p), Some(c)) = (k("first"), k("second")) {
+            let end = p.start_us + p.dur_us;
+            hops.push(c.start_us - end);
+            reach.push(c.start_us + c.dur_us - end);
+        }
+    }
+    let copy = if copies.is_empty() {
+        0.0
+    } else {
+        median(&mut copies)
+    };
+    let hop = if modelled || hops.is_empty() {
+        copy
+    } else {
+        median(&mut hops).max(copy)
+    };
+    let reach = if reach.is_empty() {
+        hop
+    } else {
+        median(&mut reach)
+    };
+    Ok(Hop { copy, hop, reach })
 }
 
 fn hostname() -> String {
