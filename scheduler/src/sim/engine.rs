@@ -404,6 +404,9 @@ struct Sim<'a> {
     krate: Vec<f64>,
     klast: Vec<f64>,
     kver: Vec<u64>,
+    /// While a finished task's successors are made ready: the idle queues
+    /// they joined, started only once all of them are queued.
+    deferred: Option<Vec<usize>>,
 }
 
 const NONE: u32 = u32::MAX;
@@ -431,7 +434,10 @@ impl Sim<'_> {
                 };
                 self.queues[q].push(Reverse((key.0, key.1, t as u32)));
                 if self.running[q].is_none() {
-                    self.next_on(q, now, NONE);
+                    match &mut self.deferred {
+                        Some(idle) => idle.push(q),
+                        None => self.next_on(q, now, NONE),
+                    }
                 }
             }
         }
@@ -566,9 +572,28 @@ impl Sim<'_> {
                 self.mem[b.device] -= b.bytes;
             }
         }
-        if let Some(q) = self.x.tasks[t].queue {
+        let own = self.x.tasks[t].queue;
+        if let Some(q) = own {
             self.running[q] = None;
-            self.next_on(q, now, t as u32);
+        }
+        // Successors join their queues before any queue picks its next
+        // task: the runtime hands a kernel's outputs on before its device
+        // takes the next kernel, so a device finishes one micro-batch's
+        // work before it starts the next one's (oldest first).
+        self.deferred = Some(Vec::new());
+        for i in 0..self.x.succ[t].len() {
+            let s = self.x.succ[t][i] as usize;
+            self.x.indeg[s] -= 1;
+            if self.x.indeg[s] == 0 {
+                self.cause[s] = t as u32;
+                self.make_ready(s, now);
+            }
+        }
+        let idle = self.deferred.take().unwrap_or_default();
+        if let Some(q) = own {
+            if self.running[q].is_none() {
+                self.next_on(q, now, t as u32);
+            }
             let compute = q < self.w.devices.len();
             if self.contended && compute && self.running[q].is_none() {
                 // The host has one device fewer computing.
@@ -576,12 +601,9 @@ impl Sim<'_> {
                 self.rehost(self.w.hosts[q].0, now);
             }
         }
-        for i in 0..self.x.succ[t].len() {
-            let s = self.x.succ[t][i] as usize;
-            self.x.indeg[s] -= 1;
-            if self.x.indeg[s] == 0 {
-                self.cause[s] = t as u32;
-                self.make_ready(s, now);
+        for q in idle {
+            if self.running[q].is_none() {
+                self.next_on(q, now, NONE);
             }
         }
     }
@@ -615,6 +637,7 @@ pub fn simulate(w: &Workload) -> Result<SimReport, PlanError> {
         krate: vec![1.0; p],
         klast: vec![0.0; p],
         kver: vec![0; p],
+        deferred: None,
         x,
     };
     for t in 0..n {

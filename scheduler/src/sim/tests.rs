@@ -305,3 +305,42 @@ fn a_device_without_a_copy_engine_runs_its_copies_in_its_compute_queue() {
     w.hosts = vec![(0, 2.0), (1, 2.0)];
     assert!(close(simulate(&w).unwrap().makespan, 6.0));
 }
+
+#[test]
+fn a_device_finishes_a_micro_batch_before_starting_the_next() {
+    // a -> b -> c on d0, then d on d1; three micro-batches. When a kernel
+    // ends, its successor and the next micro-batch's first kernel become
+    // ready together; the runtime hands outputs on first, so d0 runs
+    // a0 b0 c0 a1 b1 c1 a2 b2 c2 and d1 starts at 3, not after the
+    // micro-batches have been interleaved.
+    let mut w = Workload::new(vec!["d0".into(), "d1".into()], "", 1.0);
+    let a = w.add_unit("a", "task", 0, 1.0);
+    let b = w.add_unit("b", "task", 0, 1.0);
+    let c = w.add_unit("c", "task", 0, 1.0);
+    let d = w.add_unit("d", "task", 1, 1.0);
+    w.add_value("va", a, vec![b], 0.0, None);
+    w.add_value("vb", b, vec![c], 0.0, None);
+    w.add_value("vc", c, vec![d], 0.0, Some(0.0));
+    w.microbatches = 3;
+    w.credits = 3;
+    let r = simulate(&w).unwrap();
+    let mut on0: Vec<(f64, String)> = r
+        .events
+        .iter()
+        .filter(|e| e.device == 0 && e.cat == "kernel")
+        .map(|e| (e.start, format!("{}{}", e.name, e.mb)))
+        .collect();
+    on0.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let order: Vec<&str> = on0.iter().map(|x| x.1.as_str()).collect();
+    assert_eq!(
+        order,
+        ["a0", "b0", "c0", "a1", "b1", "c1", "a2", "b2", "c2"]
+    );
+    let d0 = r
+        .events
+        .iter()
+        .find(|e| e.name == "d" && e.mb == 0)
+        .unwrap();
+    assert_eq!(d0.start, 3.0);
+    assert_eq!(r.makespan, 10.0);
+}
