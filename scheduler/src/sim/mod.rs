@@ -8,7 +8,10 @@
 //! - **Compute queues**: one in-order queue per device. A kernel joins its
 //!   device's queue when its inputs are there (and, streaming, when its
 //!   credits allow), and the queue runs the oldest micro-batch's earliest
-//!   node first, as the runtime's per-device ready queue does (fixed
+//!   node first, as the runtime's per-device ready queue does; a finished
+//!   kernel's successors join their queues before the device picks its
+//!   next task, so, like the runtime, a device finishes one micro-batch's
+//!   ready work before it starts the next one's (fixed
 //!   orders — list schedules, training schedules — are dependencies, so
 //!   they hold whatever the queue picks). A kernel's
 //!   time comes from the cost model ([`crate::cost::CostModel::op_time`]),
