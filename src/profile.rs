@@ -633,17 +633,17 @@ fn measure_link(
     let mut pts = Vec::new();
     for &n in &[16usize, big] {
         let cross = chain_hop(a, b, n, iters)?;
-        let (copy, growth) = if host_pair {
+        let growth = if host_pair {
             // The consumer-visible cost beyond a warm, same-core hop.
             let local = chain_hop(b, b, n, iters)?;
-            (cross.copy, (cross.reach - local.reach).max(0.0))
+            (cross.reach - local.reach).max(0.0)
         } else {
-            (cross.copy, cross.copy)
+            cross.copy
         };
-        pts.push(((n * 4) as f64, copy, cross.hop, growth));
+        pts.push(((n * 4) as f64, cross.hop, growth));
     }
-    let (small_b, _, small_hop, small_g) = pts[0];
-    let (big_b, _, _, big_g) = pts[1];
+    let (small_b, small_hop, small_g) = pts[0];
+    let (big_b, _, big_g) = pts[1];
     // Latency: the whole small hop; bandwidth: from the growth with size.
     let lat = small_hop.max(0.0);
     let slope_us = (big_g - small_g).max(0.0) / (big_b - small_b); // µs per byte

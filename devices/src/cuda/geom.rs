@@ -478,27 +478,8 @@ impl ConvGeom {
 
 /// Resolves a MaxPool / AveragePool window over X `[N, C, d..]`.
 pub fn pool(p: &PoolAttrs, xs: &[usize]) -> Result<(Vec<usize>, Win3), String> {
-    if xs.len() < 3 || xs.len() > 5 {
-        return Err(format!("inputs of rank 3 to 5, got {xs:?}"));
-    }
+    let w = p.window(xs).map_err(|e| e.to_string())?;
     let spatial = &xs[2..];
-    if p.kernel_shape.len() != spatial.len() || p.kernel_shape.contains(&0) || spatial.contains(&0)
-    {
-        return Err(format!(
-            "kernel_shape {:?} does not fit input {xs:?}",
-            p.kernel_shape
-        ));
-    }
-    let w = resolve_window(
-        spatial,
-        &p.kernel_shape,
-        &p.strides,
-        &p.dilations,
-        &p.pads,
-        p.auto_pad,
-        p.ceil_mode,
-    )
-    .map_err(|e| e.to_string())?;
     let mut out = xs[..2].to_vec();
     out.extend(&w.output);
     Ok((out, Win3::lift(spatial, &w).ok_or("1 to 3 spatial dims")?))

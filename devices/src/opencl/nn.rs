@@ -604,29 +604,8 @@ fn pool(
     is_max: bool,
 ) -> Result<DeviceTensor> {
     let xs = &x.t.shape;
-    if xs.len() < 3 || xs.len() > 5 {
-        return Err(err(format!(
-            "pooling takes inputs of rank 3 to 5, got {xs:?}"
-        )));
-    }
+    let win = p.window(xs).map_err(|e| err(e.to_string()))?;
     let spatial = &xs[2..];
-    if p.kernel_shape.len() != spatial.len() || p.kernel_shape.contains(&0) || spatial.contains(&0)
-    {
-        return Err(err(format!(
-            "kernel_shape {:?} does not fit input {xs:?}",
-            p.kernel_shape
-        )));
-    }
-    let win = resolve_window(
-        spatial,
-        &p.kernel_shape,
-        &p.strides,
-        &p.dilations,
-        &p.pads,
-        p.auto_pad,
-        p.ceil_mode,
-    )
-    .map_err(|e| err(e.to_string()))?;
     let g = geometry(dev, spatial, &win)?;
     let mut shape = xs[..2].to_vec();
     shape.extend(&win.output);

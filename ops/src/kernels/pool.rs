@@ -5,7 +5,7 @@ use super::util::{
     float_dispatch, input, numel, out, par_chunks, typed, valid_range, Arith, Float,
 };
 use crate::error::Result;
-use crate::op::{resolve_window, PoolAttrs, Window};
+use crate::op::{PoolAttrs, Window};
 use crate::tensor::Tensor;
 
 /// A window resolved and lifted to 3 spatial dims (leading dims of size 1).
@@ -84,27 +84,10 @@ fn pool_impl(
     let name = if is_max { "MaxPool" } else { "AveragePool" };
     let x = input(inputs, 0, "X")?;
     let xs = x.shape();
-    if xs.len() < 3 || xs.len() > 5 {
-        crate::bail!("{name} supports inputs of rank 3 to 5, got {:?}", xs);
-    }
+    let w = p
+        .window(xs)
+        .map_err(|e| crate::Error::Msg(format!("{name}: {e}")))?;
     let spatial = &xs[2..];
-    if p.kernel_shape.len() != spatial.len() || p.kernel_shape.contains(&0) || spatial.contains(&0)
-    {
-        crate::bail!(
-            "{name}: kernel_shape {:?} does not fit input {:?}",
-            p.kernel_shape,
-            xs
-        );
-    }
-    let w = resolve_window(
-        spatial,
-        &p.kernel_shape,
-        &p.strides,
-        &p.dilations,
-        &p.pads,
-        p.auto_pad,
-        p.ceil_mode,
-    )?;
     let w3 = Win3::lift(spatial, &w);
     let mut oshape = xs[..2].to_vec();
     oshape.extend(&w.output);

@@ -77,6 +77,30 @@ pub struct PoolAttrs {
     pub count_include_pad: bool,
 }
 
+impl PoolAttrs {
+    /// The window over X `[N, C, d..]` (rank 3 to 5, the kernel fitting
+    /// the spatial dims), shared by the host, OpenCL and CUDA kernels.
+    pub fn window(&self, xs: &[usize]) -> crate::Result<Window> {
+        if xs.len() < 3 || xs.len() > 5 {
+            crate::bail!("pooling takes inputs of rank 3 to 5, got {xs:?}");
+        }
+        let spatial = &xs[2..];
+        let k = &self.kernel_shape;
+        if k.len() != spatial.len() || k.contains(&0) || spatial.contains(&0) {
+            crate::bail!("kernel_shape {k:?} does not fit input {xs:?}");
+        }
+        resolve_window(
+            spatial,
+            k,
+            &self.strides,
+            &self.dilations,
+            &self.pads,
+            self.auto_pad,
+            self.ceil_mode,
+        )
+    }
+}
+
 /// Padding and output size of one spatial layout.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Window {

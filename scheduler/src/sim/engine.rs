@@ -461,29 +461,15 @@ impl Sim<'_> {
         match task.kind {
             // A copy on a compute queue (a device without a copy engine)
             // holds that queue like a kernel, contention included.
+            // A copy on a compute queue (a device without a copy engine)
+            // holds that queue like a kernel, contention included.
             Kind::Copy if task.queue.is_some_and(|q| q < p) => {
                 let d = task.queue.unwrap_or(0);
                 let l = self.w.links[task.from * p + task.to];
                 let dur = l.latency + self.w.task_overhead + task.amount * l.per_byte;
-                if self.contended {
-                    self.krem[d] = dur;
-                    self.klast[d] = now;
-                    self.krate[d] = 1.0;
-                    self.rehost(self.w.hosts[d].0, now);
-                } else {
-                    self.at(now + dur, Ev::Done(t as u32));
-                }
+                self.hold(d, t, dur, now);
             }
-            Kind::Kernel if self.contended => {
-                // Contention: the kernel progresses at 1 / factor while
-                // another device of its host computes.
-                let d = task.from;
-                self.krem[d] = task.amount;
-                self.klast[d] = now;
-                self.krate[d] = 1.0;
-                self.rehost(self.w.hosts[d].0, now);
-            }
-            Kind::Kernel => self.at(now + task.amount, Ev::Done(t as u32)),
+            Kind::Kernel => self.hold(task.from, t, task.amount, now),
             Kind::Delay => self.at(now + task.amount, Ev::Done(t as u32)),
             Kind::Copy => {
                 let l = self.w.links[task.from * p + task.to];
@@ -493,6 +479,19 @@ impl Sim<'_> {
                     None => self.at(now + lat + task.amount * l.per_byte, Ev::Done(t as u32)),
                 }
             }
+        }
+    }
+    /// Task `t` holds compute queue `d` for `dur` at full speed. With
+    /// contention it progresses at 1 / factor while another device of its
+    /// host computes (rates revised by [`Sim::rehost`]).
+    fn hold(&mut self, d: usize, t: usize, dur: f64, now: f64) {
+        if self.contended {
+            self.krem[d] = dur;
+            self.klast[d] = now;
+            self.krate[d] = 1.0;
+            self.rehost(self.w.hosts[d].0, now);
+        } else {
+            self.at(now + dur, Ev::Done(t as u32));
         }
     }
     fn join(&mut self, t: usize, now: f64) {
