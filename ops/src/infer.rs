@@ -1233,16 +1233,7 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
             let x = x()?;
             let shape = match &x.shape {
                 Some(s) => {
-                    let perm: Vec<usize> =
-                        perm.clone().unwrap_or_else(|| (0..s.len()).rev().collect());
-                    let mut seen = vec![false; s.len()];
-                    if perm.len() != s.len()
-                        || perm
-                            .iter()
-                            .any(|&p| p >= s.len() || std::mem::replace(&mut seen[p], true))
-                    {
-                        crate::bail!("perm {:?} is not a permutation of rank {}", perm, s.len());
-                    }
+                    let perm = crate::op::transpose_perm(perm.as_deref(), s.len())?;
                     Some(perm.iter().map(|&p| s[p].clone()).collect())
                 }
                 None => None,

@@ -119,17 +119,7 @@ pub(super) fn transpose(
 ) -> Result<DeviceTensor> {
     let d = &x.t.shape;
     let r = d.len();
-    let perm: Vec<usize> = perm.map_or_else(|| (0..r).rev().collect(), <[usize]>::to_vec);
-    let mut seen = vec![false; r];
-    if perm.len() != r
-        || perm
-            .iter()
-            .any(|&p| p >= r || std::mem::replace(&mut seen[p], true))
-    {
-        return Err(err(format!(
-            "perm {perm:?} is not a permutation of rank {r}"
-        )));
-    }
+    let perm = hetflow_ops::op::transpose_perm(perm, r).map_err(|e| err(e.to_string()))?;
     let st = contiguous_strides(d);
     let od: Vec<usize> = perm.iter().map(|&p| d[p]).collect();
     let xs: Vec<isize> = perm.iter().map(|&p| st[p] as isize).collect();

@@ -100,20 +100,8 @@ fn strided_copy(x: &Tensor, shape: Vec<usize>, base: isize, st: &[isize]) -> Res
 pub(crate) fn transpose(perm: Option<&[usize]>, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
     let x = input(inputs, 0, "data")?;
     let r = x.rank();
-    let perm: Vec<usize> = perm
-        .map(|p| p.to_vec())
-        .unwrap_or_else(|| (0..r).rev().collect());
-    let mut seen = vec![false; r];
-    if perm.len() != r
-        || perm
-            .iter()
-            .any(|&p| p >= r || std::mem::replace(&mut seen[p], true))
-    {
-        crate::bail!(
-            "Transpose: perm {:?} is not a permutation of rank {r}",
-            perm
-        );
-    }
+    let perm = crate::op::transpose_perm(perm, r)
+        .map_err(|e| crate::Error::Msg(format!("Transpose: {e}")))?;
     let ist = strides(x.shape());
     let shape: Vec<usize> = perm.iter().map(|&p| x.shape()[p]).collect();
     let st: Vec<isize> = perm.iter().map(|&p| ist[p] as isize).collect();

@@ -939,6 +939,21 @@ pub fn slice_range(start: i64, end: i64, step: i64, dim: usize) -> (i64, i64) {
     }
 }
 
+/// Transpose's permutation for a rank-`rank` input: `perm`, or the
+/// reversed axes when absent; an error when it is not a permutation.
+pub fn transpose_perm(perm: Option<&[usize]>, rank: usize) -> crate::Result<Vec<usize>> {
+    let perm: Vec<usize> = perm.map_or_else(|| (0..rank).rev().collect(), <[usize]>::to_vec);
+    let mut seen = vec![false; rank];
+    if perm.len() != rank
+        || perm
+            .iter()
+            .any(|&p| p >= rank || std::mem::replace(&mut seen[p], true))
+    {
+        crate::bail!("perm {perm:?} is not a permutation of rank {rank}");
+    }
+    Ok(perm)
+}
+
 /// The strided view ONNX Slice takes of a row-major tensor of `shape`:
 /// the output shape, the element strides (negative for negative steps)
 /// and the element offset of the output's first element. `starts`,
