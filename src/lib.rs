@@ -27,6 +27,7 @@
 
 #![deny(missing_docs)]
 
+pub mod cluster;
 pub mod profile;
 
 pub use hetflow_devices as devices;
@@ -76,6 +77,16 @@ impl Model {
             graph: Arc::new(graph),
         })
     }
+    /// Loads an ONNX model from memory (external data must be inline, see
+    /// [`hetflow_ops::onnx::inline_external_data`]) with the same
+    /// load-time rewrites as [`Model::load`].
+    pub fn from_onnx_bytes(bytes: &[u8]) -> Result<Model, Error> {
+        let mut graph = hetflow_ops::onnx::load_model_inline(bytes)?;
+        hetflow_ops::optimize::optimize(&mut graph);
+        Ok(Model {
+            graph: Arc::new(graph),
+        })
+    }
     /// Loads an ONNX file exactly as written, without load-time rewrites
     /// (for checking raw op semantics).
     pub fn load_unoptimized(path: impl AsRef<Path>) -> Result<Model, Error> {
@@ -120,6 +131,7 @@ pub struct SessionBuilder<'a> {
     plan: Option<Plan>,
     credits: Option<usize>,
     trace: bool,
+    hub: Option<Arc<hetflow_runtime::net::Hub>>,
 }
 
 impl<'a> SessionBuilder<'a> {
@@ -133,6 +145,7 @@ impl<'a> SessionBuilder<'a> {
             plan: None,
             credits: None,
             trace: false,
+            hub: None,
         }
     }
     /// Device list such as `cpu`, `cpu:0,cpu:1`. With several devices and no
@@ -167,6 +180,15 @@ impl<'a> SessionBuilder<'a> {
     /// Records a timeline of kernels and copies.
     pub fn trace(mut self, on: bool) -> Self {
         self.trace = on;
+        self
+    }
+    /// Joins a multi-host job ([`hetflow_runtime::net`]): the plan's
+    /// devices are `HOST/KIND:N`, and this process opens and deploys only
+    /// those of its own rank. Rank 0 runs the session; the other ranks
+    /// call [`Session::serve`]. Every rank must build the same sessions in
+    /// the same order.
+    pub fn hub(mut self, hub: Arc<hetflow_runtime::net::Hub>) -> Self {
+        self.hub = Some(hub);
         self
     }
 
@@ -238,11 +260,18 @@ impl<'a> SessionBuilder<'a> {
                     (Some(d), _) => d.clone(),
                     (None, Some(p)) => {
                         // Copies may share devices (stages not replicated).
+                        // In a multi-host job, only this rank's devices.
                         let mut names: Vec<String> = Vec::new();
                         for r in 0..p.copies() {
                             for n in p.copy_devices(r) {
-                                if !names.contains(n) {
-                                    names.push(n.clone());
+                                if let Some(h) = &self.hub {
+                                    if h.rank_of(n)? != h.rank() {
+                                        continue;
+                                    }
+                                }
+                                let n = hetflow_runtime::net::local_name(n).to_string();
+                                if !names.contains(&n) {
+                                    names.push(n);
                                 }
                             }
                         }
@@ -250,8 +279,13 @@ impl<'a> SessionBuilder<'a> {
                     }
                     (None, None) => "cpu".to_string(),
                 };
-                let specs = hetflow_devices::parse_device_list(&list)?;
-                hetflow_devices::open_devices(&specs, self.threads)?
+                if list.is_empty() && self.hub.is_some() {
+                    // A rank with no device in the plan only relays.
+                    Vec::new()
+                } else {
+                    let specs = hetflow_devices::parse_device_list(&list)?;
+                    hetflow_devices::open_devices(&specs, self.threads)?
+                }
             }
         };
         let graph = self.graph_for(&devices);
@@ -259,6 +293,7 @@ impl<'a> SessionBuilder<'a> {
         let opts = SessionOptions {
             credits: self.credits,
             trace: self.trace,
+            hub: self.hub.clone(),
         };
         Ok(Session::new(graph, &plan, devices, opts)?)
     }

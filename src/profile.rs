@@ -285,8 +285,8 @@ fn traced_session(g: Arc<Graph>, dev: &Arc<dyn Device>) -> Result<Session, Error
         &plan,
         vec![dev.clone()],
         SessionOptions {
-            credits: None,
             trace: true,
+            ..Default::default()
         },
     )?)
 }
@@ -695,8 +695,8 @@ fn chain_hop(
         &plan,
         devs,
         SessionOptions {
-            credits: None,
             trace: true,
+            ..Default::default()
         },
     )?;
     let input = crate::random_inputs(&g, 1, 5)?;

@@ -161,6 +161,8 @@ pub enum Event {
     Output { mb: u64, outputs: Vec<Arc<Tensor>> },
     /// The run failed.
     Failed(RuntimeError),
+    /// The root rank closed a multi-host session (serving ranks return).
+    Stopped,
 }
 
 /// The work a task does when its inputs are complete.
@@ -460,10 +462,20 @@ impl Handler<Credit> for Task {
     }
 }
 
-/// Feeds micro-batches: each route `(input index, route, device)` gets
-/// that graph input uploaded to the reader's device.
+/// Where the source sends one graph input.
+pub enum SourceRoute {
+    /// Uploaded to the reader's device.
+    Device(Route, Arc<dyn Device>),
+    /// As the host tensor, to a cross-host sender
+    /// ([`crate::remote::NetSend`]).
+    Host(Recipient<crate::remote::HostData>, usize),
+}
+
+/// Feeds micro-batches: each route `(input index, route)` gets that graph
+/// input uploaded to the reader's device, or handed on as is to a
+/// cross-host sender.
 pub struct Source {
-    pub routes: Vec<(usize, Route, Arc<dyn Device>)>,
+    pub routes: Vec<(usize, SourceRoute)>,
     pub credits: usize,
     pub events: Sender<Event>,
     queue: VecDeque<Feed>,
@@ -472,7 +484,7 @@ pub struct Source {
 
 impl Source {
     pub fn new(
-        routes: Vec<(usize, Route, Arc<dyn Device>)>,
+        routes: Vec<(usize, SourceRoute)>,
         credits: usize,
         events: Sender<Event>,
     ) -> Source {
@@ -491,24 +503,33 @@ impl Source {
             let Some(feed) = self.queue.pop_front() else {
                 return;
             };
-            for (i, r, dev) in &self.routes {
-                {
-                    match dev.upload(feed.inputs[*i].clone()) {
-                        Ok(t) => r.target.do_send(Data {
+            for (i, route) in &self.routes {
+                let (r, dev) = match route {
+                    SourceRoute::Device(r, dev) => (r, dev),
+                    SourceRoute::Host(to, slot) => {
+                        to.do_send(crate::remote::HostData {
                             mb: feed.mb,
-                            slot: r.slot,
-                            tensor: t,
-                        }),
-                        Err(e) => {
-                            let _ = self.events.send(Event::Failed(RuntimeError::Op {
-                                node: "<input>".into(),
-                                op: "upload".into(),
-                                device: dev.id().to_string(),
-                                msg: e.to_string(),
-                            }));
-                            self.queue.clear();
-                            return;
-                        }
+                            slot: *slot,
+                            tensor: feed.inputs[*i].clone(),
+                        });
+                        continue;
+                    }
+                };
+                match dev.upload(feed.inputs[*i].clone()) {
+                    Ok(t) => r.target.do_send(Data {
+                        mb: feed.mb,
+                        slot: r.slot,
+                        tensor: t,
+                    }),
+                    Err(e) => {
+                        let _ = self.events.send(Event::Failed(RuntimeError::Op {
+                            node: "<input>".into(),
+                            op: "upload".into(),
+                            device: dev.id().to_string(),
+                            msg: e.to_string(),
+                        }));
+                        self.queue.clear();
+                        return;
                     }
                 }
             }
@@ -616,7 +637,22 @@ impl Handler<Data> for Sink {
                 return;
             }
         };
-        if let Some(Some(up)) = self.upstream.get(d.slot) {
+        self.accept(d.mb, d.slot, host);
+    }
+}
+
+impl Handler<crate::remote::HostData> for Sink {
+    type Result = ();
+    fn handle(&mut self, d: crate::remote::HostData, _: &mut Self::Context) {
+        self.accept(d.mb, d.slot, d.tensor);
+    }
+}
+
+impl Sink {
+    /// Takes output `slot` of micro-batch `mb`, credits its producer and
+    /// reports the micro-batch once all its outputs are in.
+    fn accept(&mut self, mb: u64, slot: usize, host: Arc<Tensor>) {
+        if let Some(Some(up)) = self.upstream.get(slot) {
             up.producer.do_send(Credit { route: up.route });
         }
         let n = self.constants.len();
@@ -624,18 +660,18 @@ impl Handler<Data> for Sink {
         let consts = &self.constants;
         let entry = self
             .pending
-            .entry(d.mb)
+            .entry(mb)
             .or_insert_with(|| (consts.clone(), missing));
-        if d.slot < n && entry.0[d.slot].is_none() {
-            entry.0[d.slot] = Some(host);
+        if slot < n && entry.0[slot].is_none() {
+            entry.0[slot] = Some(host);
             entry.1 -= 1;
         }
         if entry.1 == 0 {
-            if let Some((outs, _)) = self.pending.remove(&d.mb) {
+            if let Some((outs, _)) = self.pending.remove(&mb) {
                 let outputs = outs.into_iter().flatten().collect();
                 let (k, r) = self.copy_of;
                 let _ = self.events.send(Event::Output {
-                    mb: d.mb * k + r,
+                    mb: mb * k + r,
                     outputs,
                 });
             }

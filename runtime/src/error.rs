@@ -27,4 +27,7 @@ pub enum RuntimeError {
     /// The actor system stopped before the run finished.
     #[error("runtime stopped: {0}")]
     Stopped(String),
+    /// The multi-host link failed, or another rank did.
+    #[error("{0}")]
+    Network(String),
 }

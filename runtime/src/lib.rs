@@ -8,6 +8,8 @@
 
 pub mod actors;
 pub mod error;
+pub mod net;
+pub mod remote;
 pub mod session;
 pub mod trace;
 

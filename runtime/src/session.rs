@@ -18,6 +18,8 @@
 
 use crate::actors::*;
 use crate::error::{Result, RuntimeError};
+use crate::net::{Hub, Msg};
+use crate::remote::{Arrived, EdgeName, NetRecv, NetSend, RecvRoute, RemoteCredit};
 use crate::trace::{Recorder, TraceEvent};
 use actix::dev::channel::AddressReceiver;
 use actix::prelude::*;
@@ -26,7 +28,7 @@ use hetflow_devices::{Device, DeviceTensor};
 use hetflow_ops::graph::fmt_shape;
 use hetflow_ops::{Dim, Graph, Tensor, ValueId};
 use hetflow_scheduler::Plan;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// Session settings.
@@ -36,6 +38,10 @@ pub struct SessionOptions {
     pub credits: Option<usize>,
     /// Record a timeline of kernels and copies.
     pub trace: bool,
+    /// The job's hub when the plan spans hosts ([`crate::net`]): this
+    /// process deploys only its own rank's devices. Rank 0 runs the
+    /// session ([`Session::run`]); the others [`Session::serve`] it.
+    pub hub: Option<Arc<Hub>>,
 }
 
 /// A graph deployed on devices, ready to run.
@@ -53,12 +59,27 @@ pub struct Session {
     /// The outputs when every one is a constant: then no actor produces a
     /// result, and runs answer with these.
     constant_outputs: Option<Vec<Arc<Tensor>>>,
+    /// The hub and this session's id in it, for a session across hosts.
+    net: Option<(Arc<Hub>, u32)>,
 }
 
 struct Built {
     /// One source per copy of the plan.
     sources: Vec<Addr<Source>>,
     arbiters: Vec<ArbiterHandle>,
+    /// Cross-host edge ends on this rank, by edge id.
+    receivers: HashMap<u32, Addr<NetRecv>>,
+    senders: HashMap<u32, Addr<NetSend>>,
+}
+
+/// What `build` needs to know about a session across hosts.
+struct NetCtx {
+    hub: Arc<Hub>,
+    session: u32,
+    /// Per copy of the plan, the rank of each of its devices.
+    ranks: Vec<Vec<usize>>,
+    /// Edge ids are numbered across the copies in build order.
+    next_edge: u32,
 }
 
 /// What the copies of a plan share on one device (by name): its compute
@@ -85,14 +106,34 @@ impl Session {
     ) -> Result<Session> {
         plan.validate(&graph)
             .map_err(|e| RuntimeError::Setup(e.to_string()))?;
-        // One device list per copy of the plan (data-parallel replicas).
-        let mut copies: Vec<Vec<Arc<dyn Device>>> = Vec::new();
+        let hub = opts.hub.clone();
+        let me = hub.as_ref().map(|h| h.rank()).unwrap_or(0);
+        // One device list per copy of the plan (data-parallel replicas);
+        // devices of other ranks are `None`.
+        let mut copies: Vec<Vec<Option<Arc<dyn Device>>>> = Vec::new();
+        let mut ranks: Vec<Vec<usize>> = Vec::new();
         for r in 0..plan.copies() {
-            let mut plan_devices: Vec<Arc<dyn Device>> = Vec::new();
+            let mut plan_devices: Vec<Option<Arc<dyn Device>>> = Vec::new();
+            let mut plan_ranks = Vec::new();
             for name in plan.copy_devices(r) {
+                let rank = match &hub {
+                    Some(h) => h.rank_of(name)?,
+                    None if crate::net::split_host(name).is_some() => {
+                        return Err(RuntimeError::Setup(format!(
+                            "plan device {name} is on another host: run the plan as a multi-host job (hetflow launch)"
+                        )))
+                    }
+                    None => 0,
+                };
+                plan_ranks.push(rank);
+                if rank != me {
+                    plan_devices.push(None);
+                    continue;
+                }
+                let local = crate::net::local_name(name);
                 let d = devices
                     .iter()
-                    .find(|d| d.id().to_string() == *name)
+                    .find(|d| d.id().to_string() == local)
                     .ok_or_else(|| {
                         RuntimeError::Setup(format!(
                             "plan uses device {name}, which is not open (open: {})",
@@ -103,10 +144,12 @@ impl Session {
                                 .join(", ")
                         ))
                     })?;
-                plan_devices.push(d.clone());
+                plan_devices.push(Some(d.clone()));
             }
             for (i, n) in graph.nodes.iter().enumerate() {
-                let d = &plan_devices[plan.placement[i]];
+                let Some(d) = &plan_devices[plan.placement[i]] else {
+                    continue;
+                };
                 d.supports(&n.op).map_err(|why| {
                     RuntimeError::Setup(format!(
                         "node '{}' ({}) cannot run on {}: {why}",
@@ -117,7 +160,15 @@ impl Session {
                 })?;
             }
             copies.push(plan_devices);
+            ranks.push(plan_ranks);
         }
+        let mut net = hub.as_ref().map(|h| NetCtx {
+            hub: h.clone(),
+            session: h.new_session(),
+            ranks,
+            next_edge: 0,
+        });
+        let net_id = net.as_ref().map(|n| (n.hub.clone(), n.session));
         let credits = opts.credits.unwrap_or(plan.credits).max(1);
         let recorder = Arc::new(Recorder::new(opts.trace));
         let (ev_tx, ev_rx) = unbounded();
@@ -126,6 +177,7 @@ impl Session {
         let g = graph.clone();
         let plan = plan.clone();
         let rec = recorder.clone();
+        let events = ev_tx.clone();
         let thread = std::thread::Builder::new()
             .name("hetflow-runtime".into())
             .spawn(move || {
@@ -135,6 +187,8 @@ impl Session {
                     let mut all = Built {
                         sources: Vec::new(),
                         arbiters: Vec::new(),
+                        receivers: HashMap::new(),
+                        senders: HashMap::new(),
                     };
                     let mut shared: HashMap<String, SharedDevice> = HashMap::new();
                     for (r, devs) in copies.iter().enumerate() {
@@ -144,12 +198,15 @@ impl Session {
                             devs,
                             &mut shared,
                             credits,
-                            ev_tx.clone(),
+                            events.clone(),
                             rec.clone(),
                             (k, r),
+                            net.as_mut(),
                         )?;
                         all.sources.extend(b.sources);
                         all.arbiters.extend(b.arbiters);
+                        all.receivers.extend(b.receivers);
+                        all.senders.extend(b.senders);
                     }
                     Ok(all)
                 });
@@ -160,9 +217,16 @@ impl Session {
                 }
             })
             .map_err(|e| RuntimeError::Setup(format!("cannot start runtime thread: {e}")))?;
-        let (built, system) = built_rx
+        let (mut built, system) = built_rx
             .recv()
             .map_err(|_| RuntimeError::Setup("runtime thread died during setup".into()))??;
+        if let Some((hub, id)) = &net_id {
+            // Moved, not cloned: cloning an address after its actor has
+            // raised its mailbox capacity overflows actix's sender count.
+            let receivers = std::mem::take(&mut built.receivers);
+            let senders = std::mem::take(&mut built.senders);
+            open_inbox(hub, *id, receivers, senders, ev_tx);
+        }
         let constant_outputs = graph
             .outputs
             .iter()
@@ -179,7 +243,52 @@ impl Session {
             next_mb: 0,
             broken: None,
             recorder,
+            net: net_id,
         })
+    }
+
+    /// This process's rank in a multi-host session (0 otherwise).
+    pub fn rank(&self) -> usize {
+        self.net.as_ref().map(|(h, _)| h.rank()).unwrap_or(0)
+    }
+
+    /// On a rank other than 0 of a multi-host session: runs this rank's
+    /// part until the root closes the session (`Ok`) or a rank fails
+    /// (the first error, naming the rank, op and device).
+    pub fn serve(&mut self) -> Result<()> {
+        if self.rank() == 0 {
+            return Err(RuntimeError::Setup(
+                "serve() is for the ranks other than 0; rank 0 runs the session".into(),
+            ));
+        }
+        if let Some(e) = &self.broken {
+            return Err(RuntimeError::Stopped(format!("an earlier run failed: {e}")));
+        }
+        loop {
+            match self.events.recv() {
+                Ok(Event::Stopped) => return Ok(()),
+                Ok(Event::Output { .. }) => {}
+                Ok(Event::Failed(e)) => return Err(self.failed(e)),
+                Err(_) => {
+                    return Err(self.failed(RuntimeError::Stopped("actor system exited".into())))
+                }
+            }
+        }
+    }
+
+    /// Records `e` as what broke the session and, when it happened on this
+    /// rank, tells the other ranks.
+    fn failed(&mut self, e: RuntimeError) -> RuntimeError {
+        if let Some((hub, id)) = &self.net {
+            if !matches!(e, RuntimeError::Network(_)) {
+                let text = e.to_string();
+                for r in (0..hub.size()).filter(|&r| r != hub.rank()) {
+                    let _ = hub.send(r, *id, &Msg::Failed { text: text.clone() });
+                }
+            }
+        }
+        self.broken = Some(e.clone());
+        e
     }
 
     /// The deployed graph.
@@ -200,6 +309,12 @@ impl Session {
     pub fn run_stream(&mut self, batches: Vec<Vec<Arc<Tensor>>>) -> Result<Vec<Vec<Arc<Tensor>>>> {
         if let Some(e) = &self.broken {
             return Err(RuntimeError::Stopped(format!("an earlier run failed: {e}")));
+        }
+        if self.rank() != 0 {
+            return Err(RuntimeError::Setup(format!(
+                "rank {} does not hold the session's inputs: rank 0 runs it, the others serve()",
+                self.rank()
+            )));
         }
         for (i, b) in batches.iter().enumerate() {
             check_inputs(&self.graph, b).map_err(|e| {
@@ -237,14 +352,10 @@ impl Session {
                         got += 1;
                     }
                 }
-                Ok(Event::Failed(e)) => {
-                    self.broken = Some(e.clone());
-                    return Err(e);
-                }
+                Ok(Event::Failed(e)) => return Err(self.failed(e)),
+                Ok(Event::Stopped) => {}
                 Err(_) => {
-                    let e = RuntimeError::Stopped("actor system exited".into());
-                    self.broken = Some(e.clone());
-                    return Err(e);
+                    return Err(self.failed(RuntimeError::Stopped("actor system exited".into())))
                 }
             }
         }
@@ -263,6 +374,14 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
+        if let Some((hub, id)) = &self.net {
+            if hub.is_root() && self.broken.is_none() {
+                for r in 1..hub.size() {
+                    let _ = hub.send(r, *id, &Msg::Stop);
+                }
+            }
+            hub.close(*id);
+        }
         for a in &self.arbiters {
             a.stop();
         }
@@ -352,32 +471,221 @@ fn start_on<A: Actor<Context = Context<A>> + Send>(
     });
 }
 
-/// A sender of values: a node output, a transfer, or the source.
+/// The routes being wired: per sender, a flat list whose index is what
+/// each reader credits.
+struct Wires<'a> {
+    node_addr: &'a [Addr<Task>],
+    transfer_addr: &'a HashMap<(usize, usize), Addr<Task>>,
+    source_addr: &'a Addr<Source>,
+    recv_addr: &'a HashMap<u32, Addr<NetRecv>>,
+    node_routes: Vec<Vec<(usize, Route)>>,
+    transfer_routes: HashMap<(usize, usize), Vec<(usize, Route)>>,
+    source_routes: Vec<(usize, SourceRoute)>,
+    recv_routes: HashMap<u32, Vec<RecvRoute>>,
+}
+
+impl Wires<'_> {
+    /// Adds a route from `from` to `target`'s `slot`; returns who the
+    /// reader credits.
+    fn connect(
+        &mut self,
+        from: From,
+        target: Recipient<Data>,
+        slot: usize,
+        reader_dev: Option<&Arc<dyn Device>>,
+    ) -> Result<Upstream> {
+        let route = Route { target, slot };
+        Ok(match from {
+            From::Node(n, o) => {
+                self.node_routes[n].push((o, route));
+                Upstream {
+                    producer: self.node_addr[n].clone().recipient(),
+                    route: self.node_routes[n].len() - 1,
+                }
+            }
+            From::Transfer(v, to) => {
+                let rs = self.transfer_routes.entry((v, to)).or_default();
+                rs.push((0, route));
+                Upstream {
+                    producer: self.transfer_addr[&(v, to)].clone().recipient(),
+                    route: rs.len() - 1,
+                }
+            }
+            From::Input(i) => {
+                let d = reader_dev.ok_or_else(|| {
+                    RuntimeError::Setup(format!("graph input {i} has no reader device"))
+                })?;
+                self.source_routes
+                    .push((i, SourceRoute::Device(route, d.clone())));
+                Upstream {
+                    producer: self.source_addr.clone().recipient(),
+                    route: self.source_routes.len() - 1,
+                }
+            }
+            From::Remote(id) => {
+                let rs = self.recv_routes.entry(id).or_default();
+                rs.push(RecvRoute::Device(route));
+                Upstream {
+                    producer: self.recv_addr[&id].clone().recipient(),
+                    route: rs.len() - 1,
+                }
+            }
+        })
+    }
+}
+
+/// Hands the hub's messages for session `id` to this rank's edge actors
+/// and its event channel.
+fn open_inbox(
+    hub: &Arc<Hub>,
+    id: u32,
+    receivers: HashMap<u32, Addr<NetRecv>>,
+    senders: HashMap<u32, Addr<NetSend>>,
+    events: crossbeam::channel::Sender<Event>,
+) {
+    let hosts: Vec<String> = (0..hub.size()).map(|r| hub.host(r).to_string()).collect();
+    hub.open(
+        id,
+        Arc::new(move |from: usize, m: Msg| match m {
+            Msg::Data { edge, mb, tensor } => {
+                if let Some(a) = receivers.get(&edge) {
+                    a.do_send(Arrived { mb, tensor });
+                }
+            }
+            Msg::Credit { edge } => {
+                if let Some(a) = senders.get(&edge) {
+                    a.do_send(RemoteCredit);
+                }
+            }
+            Msg::Failed { text } => {
+                let host = hosts.get(from).map(String::as_str).unwrap_or("?");
+                let _ = events.send(Event::Failed(RuntimeError::Network(format!(
+                    "rank {from} (host {host}): {text}"
+                ))));
+            }
+            Msg::Stop => {
+                let _ = events.send(Event::Stopped);
+            }
+            Msg::Control { .. } => {}
+        }),
+    );
+}
+
+/// A sender of values: a node output, a transfer, the source, or the
+/// receiving end of a cross-host edge.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum From {
     Node(usize, usize),
     Transfer(usize, usize),
     Input(usize),
+    Remote(u32),
+}
+
+/// What a cross-host edge carries.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum EdgeKey {
+    /// Plan transfer of value `.0` to device `.1`.
+    Transfer(usize, usize),
+    /// Graph input `.0` read on device `.1` (sent by the root's source).
+    Input(usize, usize),
+    /// Graph output slot `.0` (received by the root's sink).
+    Output(usize),
+}
+
+/// A cross-host edge of one copy of the plan.
+struct NetEdge {
+    id: u32,
+    key: EdgeKey,
+    value: ValueId,
+    from_rank: usize,
+    to_rank: usize,
+}
+
+/// The cross-host edges of one copy, in an order every rank computes
+/// alike: plan transfers, then graph inputs by (input, device), then
+/// outputs by slot.
+fn net_edges(g: &Graph, plan: &Plan, ranks: &[usize], first: u32) -> Vec<NetEdge> {
+    let producers = g.producers();
+    let mut out = Vec::new();
+    let mut push = |key, value, from_rank, to_rank| {
+        if from_rank != to_rank {
+            out.push(NetEdge {
+                id: first + out.len() as u32,
+                key,
+                value,
+                from_rank,
+                to_rank,
+            });
+        }
+    };
+    for t in &plan.transfers {
+        push(
+            EdgeKey::Transfer(t.value, t.to),
+            ValueId(t.value),
+            ranks[t.from],
+            ranks[t.to],
+        );
+    }
+    let input_index: HashMap<usize, usize> =
+        g.inputs.iter().enumerate().map(|(i, v)| (v.0, i)).collect();
+    let mut reads: BTreeSet<(usize, usize)> = BTreeSet::new();
+    for (n, node) in g.nodes.iter().enumerate() {
+        for v in node.inputs.iter().flatten() {
+            if let Some(&i) = input_index.get(&v.0) {
+                reads.insert((i, plan.placement[n]));
+            }
+        }
+    }
+    for (i, d) in reads {
+        push(EdgeKey::Input(i, d), g.inputs[i], 0, ranks[d]);
+    }
+    for (slot, o) in g.outputs.iter().enumerate() {
+        if g.constants.contains_key(o) {
+            continue;
+        }
+        if let Some(p) = producers[o.0] {
+            push(EdgeKey::Output(slot), *o, ranks[plan.placement[p.0]], 0);
+        }
+    }
+    out
 }
 
 /// Builds all actors inside the running System. Addresses are taken from
-/// fresh contexts first, so every actor starts fully wired.
+/// fresh contexts first, so every actor starts fully wired. `devices` are
+/// the copy's plan devices, `None` for those of other ranks (whose nodes
+/// get no actor here).
 #[allow(clippy::too_many_arguments)]
 fn build(
     g: &Graph,
     plan: &Plan,
-    devices: &[Arc<dyn Device>],
+    devices: &[Option<Arc<dyn Device>>],
     shared: &mut HashMap<String, SharedDevice>,
     credits: usize,
     events: crossbeam::channel::Sender<Event>,
     recorder: Arc<Recorder>,
     copy_of: (usize, usize),
+    net: Option<&mut NetCtx>,
 ) -> Result<Built> {
     let mut arbiters: Vec<ArbiterHandle> = Vec::new();
+    let me = net.as_ref().map(|n| n.hub.rank()).unwrap_or(0);
+    let rank_of: Vec<usize> = match &net {
+        Some(n) => n.ranks[copy_of.1].clone(),
+        None => vec![0; devices.len()],
+    };
+    let local = |d: usize| devices[d].is_some();
+    let dev = |d: usize| -> Result<&Arc<dyn Device>> {
+        devices[d].as_ref().ok_or_else(|| {
+            RuntimeError::Setup(format!("{} is not on this rank", plan.devices[d]))
+        })
+    };
     // Threads, queue and weights of each device, made by the first copy
     // that names it.
-    let names: Vec<String> = devices.iter().map(|d| d.id().to_string()).collect();
+    let names: Vec<String> = devices
+        .iter()
+        .map(|d| d.as_ref().map(|d| d.id().to_string()).unwrap_or_default())
+        .collect();
     for (d, name) in devices.iter().zip(&names) {
+        let Some(d) = d else { continue };
         if shared.contains_key(name) {
             continue;
         }
@@ -412,61 +720,73 @@ fn build(
     let io = Arbiter::new().handle();
     arbiters.push(io.clone());
 
+    // Cross-host edges whose ends are on this rank.
+    let edges = match &net {
+        Some(n) => net_edges(g, plan, &rank_of, n.next_edge),
+        None => Vec::new(),
+    };
+    let mut remote_in: HashMap<EdgeKey, u32> = HashMap::new();
+    let mut recv_addr: HashMap<u32, Addr<NetRecv>> = HashMap::new();
+    let mut recv_rx: HashMap<u32, AddressReceiver<NetRecv>> = HashMap::new();
+    let mut send_addr: HashMap<u32, Addr<NetSend>> = HashMap::new();
+    let mut send_rx: HashMap<u32, AddressReceiver<NetSend>> = HashMap::new();
+    for e in &edges {
+        if e.to_rank == me {
+            remote_in.insert(e.key, e.id);
+            let (a, rx) = mailbox();
+            recv_addr.insert(e.id, a);
+            recv_rx.insert(e.id, rx);
+        }
+        if e.from_rank == me {
+            let (a, rx) = mailbox();
+            send_addr.insert(e.id, a);
+            send_rx.insert(e.id, rx);
+        }
+    }
+
     let producers = g.producers();
     let input_index: HashMap<usize, usize> =
         g.inputs.iter().enumerate().map(|(i, v)| (v.0, i)).collect();
     let (node_addr, node_rx): (Vec<Addr<Task>>, Vec<AddressReceiver<Task>>) =
         g.nodes.iter().map(|_| mailbox()).unzip();
+    // Transfers between two devices of this rank run as copy tasks.
     let mut transfer_rx: HashMap<(usize, usize), (AddressReceiver<Task>, usize)> = HashMap::new();
     let mut transfer_addr: HashMap<(usize, usize), Addr<Task>> = HashMap::new();
     for t in &plan.transfers {
-        let (a, rx) = mailbox();
-        transfer_rx.insert((t.value, t.to), (rx, t.from));
-        transfer_addr.insert((t.value, t.to), a);
+        if local(t.from) && local(t.to) {
+            let (a, rx) = mailbox();
+            transfer_rx.insert((t.value, t.to), (rx, t.from));
+            transfer_addr.insert((t.value, t.to), a);
+        }
     }
     let (sink_addr, sink_rx) = mailbox::<Sink>();
     let (source_addr, source_rx) = mailbox::<Source>();
 
-    // Routes per sender, in a flat list per sender; a route's index there is
-    // what its reader credits.
-    let mut node_routes: Vec<Vec<(usize, Route)>> = vec![Vec::new(); g.nodes.len()];
-    let mut transfer_routes: HashMap<(usize, usize), Vec<(usize, Route)>> = HashMap::new();
-    let mut source_routes: Vec<(usize, Route, Arc<dyn Device>)> = Vec::new();
-    let mut connect =
-        |from: From, target: Recipient<Data>, slot: usize, reader_dev: usize| -> Upstream {
-            let route = Route { target, slot };
-            match from {
-                From::Node(n, o) => {
-                    node_routes[n].push((o, route));
-                    Upstream {
-                        producer: node_addr[n].clone().recipient(),
-                        route: node_routes[n].len() - 1,
-                    }
-                }
-                From::Transfer(v, to) => {
-                    let rs = transfer_routes.entry((v, to)).or_default();
-                    rs.push((0, route));
-                    Upstream {
-                        producer: transfer_addr[&(v, to)].clone().recipient(),
-                        route: rs.len() - 1,
-                    }
-                }
-                From::Input(i) => {
-                    source_routes.push((i, route, devices[reader_dev].clone()));
-                    Upstream {
-                        producer: source_addr.clone().recipient(),
-                        route: source_routes.len() - 1,
-                    }
-                }
-            }
-        };
+    let mut w = Wires {
+        node_addr: &node_addr,
+        transfer_addr: &transfer_addr,
+        source_addr: &source_addr,
+        recv_addr: &recv_addr,
+        node_routes: vec![Vec::new(); g.nodes.len()],
+        transfer_routes: HashMap::new(),
+        source_routes: Vec::new(),
+        recv_routes: HashMap::new(),
+    };
     // The sender of value `v` as seen from device `dev`.
     let sender = |v: ValueId, dev: Option<usize>| -> Result<From> {
+        let remote = |key: EdgeKey| {
+            remote_in.get(&key).map(|&id| From::Remote(id)).ok_or_else(|| {
+                RuntimeError::Setup(format!("no cross-host edge {key:?} for '{}'", g.name(v)))
+            })
+        };
         match producers[v.0] {
             Some(p) => {
                 let pd = plan.placement[p.0];
                 match dev {
                     Some(d) if d != pd => {
+                        if rank_of[pd] != rank_of[d] {
+                            return remote(EdgeKey::Transfer(v.0, d));
+                        }
                         if !transfer_addr.contains_key(&(v.0, d)) {
                             return Err(RuntimeError::Setup(format!(
                                 "plan lacks a transfer of '{}' to {}",
@@ -486,37 +806,45 @@ fn build(
                     }
                 }
             }
-            None => input_index
-                .get(&v.0)
-                .map(|&i| From::Input(i))
-                .ok_or_else(|| {
-                    RuntimeError::Setup(format!("value '{}' has no producer", g.name(v)))
-                }),
+            None => match input_index.get(&v.0) {
+                Some(&i) => match dev {
+                    Some(d) if rank_of[d] != 0 => remote(EdgeKey::Input(i, d)),
+                    _ => Ok(From::Input(i)),
+                },
+                None => Err(RuntimeError::Setup(format!(
+                    "value '{}' has no producer",
+                    g.name(v)
+                ))),
+            },
         }
     };
 
     // Constants uploaded once per device that reads them (across copies).
     let mut node_parts = Vec::with_capacity(g.nodes.len());
     for (i, n) in g.nodes.iter().enumerate() {
-        let dev = plan.placement[i];
+        let d = plan.placement[i];
         let mut consts = Vec::with_capacity(n.inputs.len());
         let mut edges = Vec::new();
         let mut upstream = Vec::with_capacity(n.inputs.len());
+        if !local(d) {
+            node_parts.push((consts, edges, upstream));
+            continue;
+        }
         for (slot, inp) in n.inputs.iter().enumerate() {
             match inp {
                 Some(v) if g.constants.contains_key(v) => {
                     let uploaded = &mut shared
-                        .get_mut(&names[dev])
-                        .ok_or_else(|| RuntimeError::Setup(format!("{} not set up", names[dev])))?
+                        .get_mut(&names[d])
+                        .ok_or_else(|| RuntimeError::Setup(format!("{} not set up", names[d])))?
                         .uploaded;
                     let t = match uploaded.get(&v.0) {
                         Some(t) => t.clone(),
                         None => {
-                            let t = devices[dev].upload(g.constants[v].clone()).map_err(|e| {
+                            let t = dev(d)?.upload(g.constants[v].clone()).map_err(|e| {
                                 RuntimeError::Setup(format!(
                                     "uploading weight '{}' to {}: {e}",
                                     g.name(*v),
-                                    devices[dev].id()
+                                    names[d]
                                 ))
                             })?;
                             uploaded.insert(v.0, t.clone());
@@ -529,13 +857,13 @@ fn build(
                 Some(v) => {
                     consts.push(None);
                     edges.push(slot);
-                    let from = sender(*v, Some(dev))?;
-                    upstream.push(Some(connect(
+                    let from = sender(*v, Some(d))?;
+                    upstream.push(Some(w.connect(
                         from,
                         node_addr[i].clone().recipient(),
                         slot,
-                        dev,
-                    )));
+                        devices[d].as_ref(),
+                    )?));
                 }
                 None => {
                     consts.push(None);
@@ -550,36 +878,87 @@ fn build(
     keys.sort_unstable();
     for key in keys {
         let from = sender(ValueId(key.0), None)?;
-        let up = connect(from, transfer_addr[&key].clone().recipient(), 0, key.1);
+        let up = w.connect(
+            from,
+            transfer_addr[&key].clone().recipient(),
+            0,
+            devices[key.1].as_ref(),
+        )?;
         transfer_upstream.insert(key, up);
     }
+    // Cross-host senders on this rank: consumers of their producer.
+    let mut send_upstream: HashMap<u32, (Upstream, Option<Arc<dyn Device>>)> = HashMap::new();
+    for e in edges.iter().filter(|e| e.from_rank == me) {
+        let addr = &send_addr[&e.id];
+        let (up, d) = match e.key {
+            EdgeKey::Input(i, _) => {
+                w.source_routes
+                    .push((i, SourceRoute::Host(addr.clone().recipient(), 0)));
+                let up = Upstream {
+                    producer: source_addr.clone().recipient(),
+                    route: w.source_routes.len() - 1,
+                };
+                (up, None)
+            }
+            EdgeKey::Transfer(..) | EdgeKey::Output(_) => {
+                let from = sender(e.value, None)?;
+                let pd = producers[e.value.0].map(|p| plan.placement[p.0]);
+                let d = pd.and_then(|pd| devices[pd].clone());
+                let up = w.connect(from, addr.clone().recipient(), 0, d.as_ref())?;
+                (up, d)
+            }
+        };
+        send_upstream.insert(e.id, (up, d));
+    }
+    let is_root = me == 0;
     let mut sink_upstream = Vec::with_capacity(g.outputs.len());
     for (slot, o) in g.outputs.iter().enumerate() {
-        if g.constants.contains_key(o) {
+        if g.constants.contains_key(o) || !is_root {
             sink_upstream.push(None);
             continue;
         }
+        if let Some(&id) = remote_in.get(&EdgeKey::Output(slot)) {
+            let rs = w.recv_routes.entry(id).or_default();
+            rs.push(RecvRoute::Host(sink_addr.clone().recipient(), slot));
+            sink_upstream.push(Some(Upstream {
+                producer: recv_addr[&id].clone().recipient(),
+                route: rs.len() - 1,
+            }));
+            continue;
+        }
         let from = sender(*o, None)?;
-        let reader_dev = producers[o.0].map(|p| plan.placement[p.0]).unwrap_or(0);
-        sink_upstream.push(Some(connect(
+        let reader_dev = producers[o.0]
+            .map(|p| plan.placement[p.0])
+            .and_then(|d| devices[d].as_ref())
+            .or_else(|| devices.iter().flatten().next());
+        sink_upstream.push(Some(w.connect(
             from,
             sink_addr.clone().recipient(),
             slot,
             reader_dev,
-        )));
+        )?));
     }
 
     // One queue per device orders its kernels oldest micro-batch first.
     let dev_of = |d: usize| &shared[&names[d]];
     let qid = |i: usize| copy_of.1 * g.nodes.len() + i;
     for (i, a) in node_addr.iter().enumerate() {
-        dev_of(plan.placement[i])
-            .queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .register(qid(i), a.clone().recipient());
+        if local(plan.placement[i]) {
+            dev_of(plan.placement[i])
+                .queue
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .register(qid(i), a.clone().recipient());
+        }
     }
 
+    let Wires {
+        node_routes,
+        mut transfer_routes,
+        source_routes,
+        mut recv_routes,
+        ..
+    } = w;
     // Start everything.
     for (i, ((rx, (consts, edges, upstream)), routes)) in node_rx
         .into_iter()
@@ -588,10 +967,13 @@ fn build(
         .enumerate()
     {
         let n = &g.nodes[i];
-        let dev = plan.placement[i];
+        let d = plan.placement[i];
+        if !local(d) {
+            continue;
+        }
         let mut task = Task::new(
             n.name.clone(),
-            devices[dev].clone(),
+            dev(d)?.clone(),
             Work::Kernel {
                 op: n.op.clone(),
                 n_outputs: n.outputs.len(),
@@ -605,20 +987,20 @@ fn build(
             upstream,
         );
         task.queued = Some(Queued {
-            queue: dev_of(dev).queue.clone(),
-            dispatcher: dev_of(dev).dispatcher.clone(),
+            queue: dev_of(d).queue.clone(),
+            dispatcher: dev_of(d).dispatcher.clone(),
             id: qid(i),
             copy_of: (copy_of.0 as u64, copy_of.1 as u64),
             waiting: false,
         });
-        start_on(&dev_of(dev).compute, rx, task);
+        start_on(&dev_of(d).compute, rx, task);
     }
     for (key, (rx, from)) in transfer_rx {
         let task = Task::new(
             format!("copy {}", g.values[key.0].name),
-            devices[key.1].clone(),
+            dev(key.1)?.clone(),
             Work::Copy {
-                from: devices[from].clone(),
+                from: dev(from)?.clone(),
             },
             vec![None],
             vec![0],
@@ -630,19 +1012,83 @@ fn build(
         );
         start_on(&dev_of(key.1).copy, rx, task);
     }
-    let out_consts: Vec<Option<Arc<Tensor>>> = g
-        .outputs
-        .iter()
-        .map(|o| g.constants.get(o).cloned())
-        .collect();
-    let mut sink = Sink::new(out_consts, devices.to_vec(), sink_upstream, events.clone());
-    sink.copy_of = (copy_of.0 as u64, copy_of.1 as u64);
-    start_on(&io, sink_rx, sink);
+    // Cross-host ends: senders on the producer device's copy thread,
+    // receivers on the consumer device's (the root's source and sink ends
+    // on the io thread).
+    let hub_session = net.as_ref().map(|n| (n.hub.clone(), n.session));
+    let lane = format!("rank{me}");
+    for e in &edges {
+        let Some((hub, session)) = &hub_session else {
+            break;
+        };
+        let name = |peer| EdgeName {
+            value: g.name(e.value).to_string(),
+            session: *session,
+            edge: e.id,
+            peer,
+        };
+        let thread_of = |d: Option<usize>| match d {
+            Some(d) if local(d) => dev_of(d).copy.clone(),
+            _ => io.clone(),
+        };
+        if e.from_rank == me {
+            let (up, d) = send_upstream.remove(&e.id).ok_or_else(|| {
+                RuntimeError::Setup(format!("cross-host edge {} not wired", e.id))
+            })?;
+            let pd = producers[e.value.0].map(|p| plan.placement[p.0]);
+            let mut s = NetSend::new(
+                name(e.to_rank),
+                hub.clone(),
+                d,
+                events.clone(),
+                recorder.clone(),
+                lane.clone(),
+            );
+            s.upstream = Some(up);
+            if let Some(rx) = send_rx.remove(&e.id) {
+                start_on(&thread_of(pd), rx, s);
+            }
+        }
+        if e.to_rank == me {
+            let d = match e.key {
+                EdgeKey::Transfer(_, d) | EdgeKey::Input(_, d) => Some(d),
+                EdgeKey::Output(_) => None,
+            };
+            let r = NetRecv::new(
+                name(e.from_rank),
+                hub.clone(),
+                d.and_then(|d| devices[d].clone()),
+                recv_routes.remove(&e.id).unwrap_or_default(),
+                events.clone(),
+                recorder.clone(),
+                lane.clone(),
+            );
+            if let Some(rx) = recv_rx.remove(&e.id) {
+                start_on(&thread_of(d), rx, r);
+            }
+        }
+    }
+    if let Some(n) = net {
+        n.next_edge += edges.len() as u32;
+    }
+    if is_root {
+        let out_consts: Vec<Option<Arc<Tensor>>> = g
+            .outputs
+            .iter()
+            .map(|o| g.constants.get(o).cloned())
+            .collect();
+        let local_devices: Vec<Arc<dyn Device>> = devices.iter().flatten().cloned().collect();
+        let mut sink = Sink::new(out_consts, local_devices, sink_upstream, events.clone());
+        sink.copy_of = (copy_of.0 as u64, copy_of.1 as u64);
+        start_on(&io, sink_rx, sink);
+    }
     let source = Source::new(source_routes, credits, events);
     start_on(&io, source_rx, source);
 
     Ok(Built {
         sources: vec![source_addr],
         arbiters,
+        receivers: recv_addr,
+        senders: send_addr,
     })
 }

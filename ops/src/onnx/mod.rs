@@ -48,6 +48,56 @@ pub fn load_model(path: impl AsRef<Path>) -> Result<Graph> {
     })
 }
 
+/// The bytes of the ONNX file at `path` with every initializer kept in
+/// external data read (through the same checks as [`load_model`]) and
+/// stored inline, so the model can be sent to a process that cannot see
+/// the file's folder (the other ranks of a multi-host job).
+pub fn inline_external_data(path: impl AsRef<Path>) -> Result<Vec<u8>> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut model = proto::ModelProto::decode(&bytes[..])
+        .map_err(|e| bad(path, format!("not a valid ONNX model (protobuf decode failed: {e})")))?;
+    let mut changed = false;
+    if let Some(g) = model.graph.as_mut() {
+        for t in g.initializer.iter_mut() {
+            if t.data_location == Some(DataLocation::External as i32) {
+                let name = t.name().to_string();
+                let tensor = tensor_from_proto(t, &dir).map_err(|e| match e {
+                    Error::Msg(m) => bad(path, m),
+                    other => other,
+                })?;
+                *t = tensor_to_proto(&tensor, &name);
+                changed = true;
+            }
+        }
+    }
+    Ok(if changed { model.encode_to_vec() } else { bytes })
+}
+
+/// Decodes an ONNX model from memory whose tensors are all inline; a
+/// tensor kept in external data is an error naming it (there is no folder
+/// to resolve it against).
+pub fn load_model_inline(bytes: &[u8]) -> Result<Graph> {
+    let model = proto::ModelProto::decode(bytes).map_err(|e| {
+        Error::msg(format!(
+            "not a valid ONNX model (protobuf decode failed: {e})"
+        ))
+    })?;
+    if let Some(t) = model.graph.iter().flat_map(|g| &g.initializer).find(|t| {
+        t.data_location == Some(DataLocation::External as i32)
+    }) {
+        crate::bail!(
+            "initializer '{}' keeps its data in an external file, which a model loaded from memory cannot read",
+            t.name()
+        );
+    }
+    load_model_bytes(bytes, Path::new("/nonexistent-hetflow-model-dir"))
+}
+
 /// Decodes an ONNX model from memory; external data is looked up in `dir`.
 pub fn load_model_bytes(bytes: &[u8], dir: &Path) -> Result<Graph> {
     let model = proto::ModelProto::decode(bytes).map_err(|e| {

@@ -1,0 +1,384 @@
+//! [`MpiLink`]: the [`Link`] of a job launched by `mpirun` or `srun`
+//! (cargo feature `mpi`, Open MPI through the `mpi` crate).
+//!
+//! One communication thread per process initialises MPI (`Funneled`: it
+//! is the only thread that calls MPI), owns `MPI_COMM_WORLD` and loops:
+//! it starts a non-blocking send (`MPI_Isend`) for every message the
+//! runtime queued, tests the sends in flight, matches arriving messages
+//! with `MPI_Improbe` and receives each with a non-blocking `MPI_Imrecv`,
+//! delivering completed receives in arrival order. Open MPI makes progress
+//! only inside MPI calls, so this polling is what moves micro-batch k
+//! over the wire while the devices compute k+1. When nothing happened the
+//! thread backs off (20 µs doubling to 1 ms, waking at once for a new send)
+//! so an idle job costs no core.
+//!
+//! Ranks and hosts come from `MPI_COMM_WORLD` (an all-gather of
+//! `MPI_Get_processor_name` at start), so the same binary runs under
+//! `mpirun -H`, `mpirun --hostfile` and `srun --mpi=pmix`.
+//!
+//! Failure: the communicator returns errors (`MPI_ERRORS_RETURN`) instead
+//! of aborting, and every rank sends a heartbeat to every other every
+//! 200 ms; a rank not heard from for `HETFLOW_NET_TIMEOUT_MS` (default
+//! 3000) is reported lost, which fails every session that uses it with an
+//! error naming the rank and its host. On shutdown the thread finishes its
+//! sends, meets the other ranks in a non-blocking barrier and finalises
+//! MPI; when a rank was lost or the barrier does not complete within 10 s
+//! it leaves MPI unfinalised rather than hang.
+
+use super::{Deliver, Incoming, Link};
+use crate::error::{Result, RuntimeError};
+use crossbeam::channel::{unbounded, RecvTimeoutError, Sender, TryRecvError};
+use mpi::point_to_point::{Destination, MatchedReceiveVec as _, Source};
+use mpi::raw::AsRaw;
+use mpi::request::{Request, StaticScope};
+use mpi::topology::Communicator;
+use mpi::traits::CommunicatorCollectives;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+const TAG_DATA: i32 = 1;
+const TAG_BEAT: i32 = 2;
+const HOST_LEN: usize = 256;
+static EMPTY: [u8; 0] = [];
+
+enum Cmd {
+    Send(usize, Vec<u8>),
+    Stop,
+}
+
+/// The MPI link (module docs).
+pub struct MpiLink {
+    rank: usize,
+    size: usize,
+    hosts: Vec<String>,
+    tx: Sender<Cmd>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MpiLink {
+    /// Initialises MPI on a new communication thread and starts polling;
+    /// everything received goes to `deliver`. Fails when MPI is already
+    /// initialised in this process or the thread level is not available.
+    pub fn start(deliver: Deliver) -> Result<MpiLink> {
+        let (tx, rx) = unbounded::<Cmd>();
+        let (init_tx, init_rx) = std::sync::mpsc::channel();
+        let timeout = std::env::var("HETFLOW_NET_TIMEOUT_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_millis)
+            .unwrap_or(Duration::from_secs(3));
+        let thread = std::thread::Builder::new()
+            .name("hetflow-mpi".into())
+            .spawn(move || comm_thread(rx, init_tx, deliver, timeout))
+            .map_err(|e| RuntimeError::Network(format!("cannot start the MPI thread: {e}")))?;
+        let (rank, size, hosts) = init_rx
+            .recv()
+            .map_err(|_| RuntimeError::Network("the MPI thread died while starting".into()))??;
+        Ok(MpiLink {
+            rank,
+            size,
+            hosts,
+            tx,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Link for MpiLink {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+    fn size(&self) -> usize {
+        self.size
+    }
+    fn hosts(&self) -> Vec<String> {
+        self.hosts.clone()
+    }
+    fn send(&self, to: usize, bytes: Vec<u8>) -> Result<()> {
+        if to >= self.size || to == self.rank {
+            return Err(RuntimeError::Network(format!(
+                "cannot send to rank {to} from rank {} of {}",
+                self.rank, self.size
+            )));
+        }
+        if bytes.len() > i32::MAX as usize {
+            return Err(RuntimeError::Network(format!(
+                "a {} byte message exceeds MPI's 2 GiB count limit",
+                bytes.len()
+            )));
+        }
+        self.tx
+            .send(Cmd::Send(to, bytes))
+            .map_err(|_| RuntimeError::Network("the MPI thread has stopped".into()))
+    }
+}
+
+impl Drop for MpiLink {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Cmd::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+type InitResult = Result<(usize, usize, Vec<String>)>;
+
+/// A send in flight and the buffer it reads (leaked until it completes;
+/// `None` for the static heartbeat buffer).
+struct Sending(Request<'static, [u8]>, Option<*mut [u8]>);
+
+/// A receive in flight (or completed, waiting for the ones before it).
+enum Receiving {
+    Pending(Request<'static, [u8]>, *mut [u8], usize),
+    Done(Vec<u8>, usize),
+}
+
+fn comm_thread(
+    rx: crossbeam::channel::Receiver<Cmd>,
+    init: std::sync::mpsc::Sender<InitResult>,
+    deliver: Deliver,
+    timeout: Duration,
+) {
+    let Some((universe, _level)) =
+        mpi::initialize_with_threading(mpi::Threading::Funneled)
+    else {
+        let _ = init.send(Err(RuntimeError::Network(
+            "MPI is already initialised in this process".into(),
+        )));
+        return;
+    };
+    let world = universe.world();
+    // Errors come back as codes instead of aborting the job.
+    unsafe {
+        mpi::ffi::MPI_Comm_set_errhandler(world.as_raw(), mpi::ffi::RSMPI_ERRORS_RETURN);
+    }
+    let rank = world.rank() as usize;
+    let size = world.size() as usize;
+    let mut name = [0u8; HOST_LEN];
+    let me = mpi::environment::processor_name().unwrap_or_else(|_| format!("rank{rank}"));
+    let n = me.len().min(HOST_LEN);
+    name[..n].copy_from_slice(&me.as_bytes()[..n]);
+    let mut all = vec![0u8; HOST_LEN * size];
+    world.all_gather_into(&name[..], &mut all[..]);
+    let hosts: Vec<String> = all
+        .chunks(HOST_LEN)
+        .map(|c| {
+            let end = c.iter().position(|&b| b == 0).unwrap_or(c.len());
+            String::from_utf8_lossy(&c[..end]).into_owned()
+        })
+        .collect();
+    if init.send(Ok((rank, size, hosts.clone()))).is_err() {
+        return;
+    }
+
+    let mut sending: Vec<Sending> = Vec::new();
+    let mut receiving: VecDeque<Receiving> = VecDeque::new();
+    let mut heard = vec![Instant::now(); size];
+    let mut lost = vec![false; size];
+    let mut last_beat = Instant::now() - Duration::from_secs(1);
+    let beat_every = Duration::from_millis(200);
+    let mut idle: u32 = 0;
+    let mut stopping = false;
+    let start_send = |sending: &mut Vec<Sending>, to: usize, bytes: Vec<u8>| {
+        let buf: &'static mut [u8] = Box::leak(bytes.into_boxed_slice());
+        let ptr = buf as *mut [u8];
+        let req = world
+            .process_at_rank(to as i32)
+            .immediate_send_with_tag(StaticScope, &*buf, TAG_DATA);
+        sending.push(Sending(req, Some(ptr)));
+    };
+    loop {
+        let mut busy = false;
+        // 1. New sends.
+        loop {
+            match rx.try_recv() {
+                Ok(Cmd::Send(to, bytes)) => {
+                    start_send(&mut sending, to, bytes);
+                    busy = true;
+                }
+                Ok(Cmd::Stop) | Err(TryRecvError::Disconnected) => stopping = true,
+                Err(TryRecvError::Empty) => break,
+            }
+            if stopping {
+                break;
+            }
+        }
+        // 2. Sends that completed free their buffers.
+        let mut i = 0;
+        while i < sending.len() {
+            let Sending(req, buf) = sending.swap_remove(i);
+            match req.test() {
+                Ok(_) => {
+                    if let Some(p) = buf {
+                        // SAFETY: leaked by `start_send`; MPI is done with it.
+                        drop(unsafe { Box::from_raw(p) });
+                    }
+                    busy = true;
+                }
+                Err(req) => {
+                    sending.push(Sending(req, buf));
+                    let last = sending.len() - 1;
+                    sending.swap(i, last);
+                    i += 1;
+                }
+            }
+        }
+        // 3. Arrivals: match each, receive it without blocking.
+        while let Some((msg, status)) = world.any_process().immediate_matched_probe() {
+            let from = status.source_rank() as usize;
+            if from < size {
+                heard[from] = Instant::now();
+            }
+            if status.tag() == TAG_BEAT {
+                let _ = (msg, status).matched_receive_vec::<u8>();
+                continue;
+            }
+            let count = status
+                .count(<u8 as mpi::datatype::Equivalence>::equivalent_datatype())
+                .max(0) as usize;
+            let buf: &'static mut [u8] = Box::leak(vec![0u8; count].into_boxed_slice());
+            let ptr = buf as *mut [u8];
+            let req = msg.immediate_matched_receive_into(StaticScope, buf);
+            receiving.push_back(Receiving::Pending(req, ptr, from));
+            busy = true;
+        }
+        for r in receiving.iter_mut() {
+            if let Receiving::Pending(..) = r {
+                let Receiving::Pending(req, ptr, from) =
+                    std::mem::replace(r, Receiving::Done(Vec::new(), 0))
+                else {
+                    continue;
+                };
+                *r = match req.test() {
+                    // SAFETY: leaked above; the receive has completed.
+                    Ok(_) => Receiving::Done(unsafe { Box::from_raw(ptr) }.into_vec(), from),
+                    Err(req) => Receiving::Pending(req, ptr, from),
+                };
+            }
+        }
+        while let Some(Receiving::Done(..)) = receiving.front() {
+            if let Some(Receiving::Done(bytes, from)) = receiving.pop_front() {
+                deliver(Incoming::Message { from, bytes });
+                busy = true;
+            }
+        }
+        // 4. Heartbeats out, silent ranks reported.
+        let now = Instant::now();
+        if !stopping && now.duration_since(last_beat) >= beat_every {
+            last_beat = now;
+            for r in (0..size).filter(|&r| r != rank && !lost[r]) {
+                let req = world
+                    .process_at_rank(r as i32)
+                    .immediate_send_with_tag(StaticScope, &EMPTY[..], TAG_BEAT);
+                sending.push(Sending(req, None));
+            }
+        }
+        for r in (0..size).filter(|&r| r != rank) {
+            if !lost[r] && !stopping && now.duration_since(heard[r]) > timeout {
+                lost[r] = true;
+                deliver(Incoming::Lost {
+                    rank: r,
+                    why: format!(
+                        "no message for {:.1} s (process dead or host unreachable)",
+                        now.duration_since(heard[r]).as_secs_f64()
+                    ),
+                });
+            }
+        }
+        if stopping {
+            break;
+        }
+        // 5. Back off when idle; a new send wakes the thread at once.
+        if busy {
+            idle = 0;
+            continue;
+        }
+        idle = idle.saturating_add(1);
+        let wait = Duration::from_micros((20u64 << idle.min(6)).min(1000));
+        match rx.recv_timeout(wait) {
+            Ok(Cmd::Send(to, bytes)) => start_send(&mut sending, to, bytes),
+            Ok(Cmd::Stop) | Err(RecvTimeoutError::Disconnected) => stopping = true,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        if stopping {
+            // One more round to start what was queued before the stop.
+            while let Ok(Cmd::Send(to, bytes)) = rx.try_recv() {
+                start_send(&mut sending, to, bytes);
+            }
+        }
+    }
+    shutdown(&world, sending, receiving, lost.iter().any(|&l| l), universe);
+}
+
+/// Finishes the sends in flight, meets the other ranks in a barrier and
+/// finalises MPI, within a bound (module docs).
+fn shutdown(
+    world: &mpi::topology::SimpleCommunicator,
+    mut sending: Vec<Sending>,
+    receiving: VecDeque<Receiving>,
+    any_lost: bool,
+    universe: mpi::environment::Universe,
+) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut barrier = if any_lost {
+        None
+    } else {
+        Some(world.immediate_barrier())
+    };
+    let mut clean = !any_lost;
+    loop {
+        let mut i = 0;
+        while i < sending.len() {
+            let Sending(req, buf) = sending.swap_remove(i);
+            match req.test() {
+                Ok(_) => {
+                    if let Some(p) = buf {
+                        drop(unsafe { Box::from_raw(p) });
+                    }
+                }
+                Err(req) => {
+                    sending.push(Sending(req, buf));
+                    let last = sending.len() - 1;
+                    sending.swap(i, last);
+                    i += 1;
+                }
+            }
+        }
+        // Late messages (heartbeats, credits of closed sessions) are
+        // drained so the other ranks' sends complete.
+        while let Some((msg, status)) = world.any_process().immediate_matched_probe() {
+            let _ = (msg, status).matched_receive_vec::<u8>();
+        }
+        if let Some(b) = barrier.take() {
+            match b.test() {
+                Ok(_) => {}
+                Err(b) => barrier = Some(b),
+            }
+        }
+        if sending.is_empty() && barrier.is_none() {
+            break;
+        }
+        if Instant::now() > deadline {
+            clean = false;
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    // Requests still in flight cannot be completed; forget them (the
+    // process is ending) rather than panic in their destructors.
+    for s in sending {
+        std::mem::forget(s);
+    }
+    for r in receiving {
+        std::mem::forget(r);
+    }
+    if let Some(b) = barrier {
+        std::mem::forget(b);
+    }
+    if clean {
+        drop(universe);
+    } else {
+        std::mem::forget(universe);
+    }
+}
