@@ -117,8 +117,8 @@ pub fn serve_jobs(hub: &Arc<Hub>) -> Result<(), Error> {
         let (from, tag, bytes) = hub.recv_control(None)?;
         match tag {
             TAG_JOB => {
-                let served = decode_job(&bytes)
-                    .and_then(|job| Ok(builder(&job, hub).build()?.serve()?));
+                let served =
+                    decode_job(&bytes).and_then(|job| Ok(builder(&job, hub).build()?.serve()?));
                 if let Err(e) = served {
                     // Let the root report first and end the command (an
                     // exit here would have the launcher kill it).

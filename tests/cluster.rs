@@ -79,8 +79,11 @@ fn fixtures_across_ranks_equal_the_single_process_run() {
     for name in ["transformer_encoder", "resnet_block"] {
         let c = common::case(name);
         let model = Model::load(&c.model).unwrap();
-        let inputs: Vec<Arc<Tensor>> =
-            c.inputs.iter().map(|(_, p)| Arc::new(common::read(p))).collect();
+        let inputs: Vec<Arc<Tensor>> = c
+            .inputs
+            .iter()
+            .map(|(_, p)| Arc::new(common::read(p)))
+            .collect();
         let single = {
             let plan = Plan::single_device(model.graph(), "cpu:0");
             let mut s = SessionBuilder::new(&model)
@@ -93,7 +96,10 @@ fn fixtures_across_ranks_equal_the_single_process_run() {
         common::check_outputs(&c, &single, name);
         for ranks in [2, 3] {
             let plan = pipeline_plan(model.graph(), ranks);
-            assert!(!plan.transfers.is_empty(), "{name}: the plan must cut edges");
+            assert!(
+                !plan.transfers.is_empty(),
+                "{name}: the plan must cut edges"
+            );
             let outs = run_across(
                 &model,
                 &plan,
@@ -116,12 +122,19 @@ fn fixtures_across_ranks_equal_the_single_process_run() {
 /// y = relu(x W0) W1 ... with `layers` square matmuls.
 fn chain(layers: usize, width: usize) -> Model {
     let mut g = Graph::default();
-    let mut x = g.add_input("x", DType::F32, vec![Dim::Sym("b".into()), Dim::Known(width)]);
+    let mut x = g.add_input(
+        "x",
+        DType::F32,
+        vec![Dim::Sym("b".into()), Dim::Known(width)],
+    );
     for i in 0..layers {
         let w: Vec<f32> = (0..width * width)
             .map(|k| (((k * 7 + i * 3) % 13) as f32 - 6.0) / (6.0 * width as f32).sqrt())
             .collect();
-        let w = g.add_const(&format!("w{i}"), Tensor::from_vec(vec![width, width], w).unwrap());
+        let w = g.add_const(
+            &format!("w{i}"),
+            Tensor::from_vec(vec![width, width], w).unwrap(),
+        );
         let y = g.add_node(&format!("mm{i}"), Op::MatMul, &[x, w], 1)[0];
         x = g.add_node(&format!("relu{i}"), Op::Unary(UnaryOp::Relu), &[y], 1)[0];
     }
@@ -138,7 +151,9 @@ fn credits_flow_back_across_ranks() {
     let plan = pipeline_plan(model.graph(), 2).with_microbatches(1, 1);
     let batches: Vec<Vec<Arc<Tensor>>> = (0..40)
         .map(|m| {
-            let v: Vec<f32> = (0..2 * 32).map(|k| ((k + m) % 9) as f32 * 0.1 - 0.4).collect();
+            let v: Vec<f32> = (0..2 * 32)
+                .map(|k| ((k + m) % 9) as f32 * 0.1 - 0.4)
+                .collect();
             vec![Arc::new(Tensor::from_vec(vec![2, 32], v).unwrap())]
         })
         .collect();
@@ -163,12 +178,7 @@ fn a_failure_on_another_rank_ends_the_run_with_its_name() {
     let x = g.add_input("x", DType::F32, vec![Dim::Known(4)]);
     let idx = g.add_input("idx", DType::I64, vec![Dim::Known(1)]);
     let y = g.add_node("double", Op::Binary(BinaryOp::Add), &[x, x], 1)[0];
-    let z = g.add_node(
-        "pick",
-        Op::Gather { axis: 0 },
-        &[y, idx],
-        1,
-    )[0];
+    let z = g.add_node("pick", Op::Gather { axis: 0 }, &[y, idx], 1)[0];
     g.add_output(z);
     let model = Model::from_graph(g.finish().unwrap());
     let plan = Plan::from_placement(
@@ -179,13 +189,23 @@ fn a_failure_on_another_rank_ends_the_run_with_its_name() {
     let x = Arc::new(Tensor::from_vec(vec![4], vec![1f32, 2.0, 3.0, 4.0]).unwrap());
     // In range: works.
     let ok = Arc::new(Tensor::from_vec(vec![1], vec![2i64]).unwrap());
-    let outs = run_across(&model, &plan, local_group(2).unwrap(), vec![vec![x.clone(), ok]]).unwrap();
+    let outs = run_across(
+        &model,
+        &plan,
+        local_group(2).unwrap(),
+        vec![vec![x.clone(), ok]],
+    )
+    .unwrap();
     assert_eq!(outs[0][0].as_slice::<f32>().unwrap(), &[6.0]);
     // Out of range on rank 1.
     let bad = Arc::new(Tensor::from_vec(vec![1], vec![100i64]).unwrap());
     let start = Instant::now();
     let err = run_across(&model, &plan, local_group(2).unwrap(), vec![vec![x, bad]]).unwrap_err();
-    assert!(start.elapsed() < Duration::from_secs(5), "took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        start.elapsed()
+    );
     assert!(err.contains("rank 1") && err.contains("pick"), "{err}");
 }
 
@@ -201,7 +221,10 @@ fn host_names_are_checked() {
         .err()
         .expect("refused")
         .to_string();
-    assert!(err.contains("rank0/cpu:0") || err.contains("rank1/cpu:0"), "{err}");
+    assert!(
+        err.contains("rank0/cpu:0") || err.contains("rank1/cpu:0"),
+        "{err}"
+    );
     assert!(err.contains("launch"), "{err}");
     let hub = local_group(1).unwrap().remove(0);
     let err = SessionBuilder::new(&model)
@@ -211,5 +234,8 @@ fn host_names_are_checked() {
         .err()
         .expect("refused")
         .to_string();
-    assert!(err.contains("rank1/cpu:0") && err.contains("1 rank"), "{err}");
+    assert!(
+        err.contains("rank1/cpu:0") && err.contains("1 rank"),
+        "{err}"
+    );
 }

@@ -483,11 +483,7 @@ pub struct Source {
 }
 
 impl Source {
-    pub fn new(
-        routes: Vec<(usize, SourceRoute)>,
-        credits: usize,
-        events: Sender<Event>,
-    ) -> Source {
+    pub fn new(routes: Vec<(usize, SourceRoute)>, credits: usize, events: Sender<Event>) -> Source {
         let n = routes.len();
         Source {
             routes,

@@ -674,9 +674,9 @@ fn build(
     };
     let local = |d: usize| devices[d].is_some();
     let dev = |d: usize| -> Result<&Arc<dyn Device>> {
-        devices[d].as_ref().ok_or_else(|| {
-            RuntimeError::Setup(format!("{} is not on this rank", plan.devices[d]))
-        })
+        devices[d]
+            .as_ref()
+            .ok_or_else(|| RuntimeError::Setup(format!("{} is not on this rank", plan.devices[d])))
     };
     // Threads, queue and weights of each device, made by the first copy
     // that names it.
@@ -775,9 +775,12 @@ fn build(
     // The sender of value `v` as seen from device `dev`.
     let sender = |v: ValueId, dev: Option<usize>| -> Result<From> {
         let remote = |key: EdgeKey| {
-            remote_in.get(&key).map(|&id| From::Remote(id)).ok_or_else(|| {
-                RuntimeError::Setup(format!("no cross-host edge {key:?} for '{}'", g.name(v)))
-            })
+            remote_in
+                .get(&key)
+                .map(|&id| From::Remote(id))
+                .ok_or_else(|| {
+                    RuntimeError::Setup(format!("no cross-host edge {key:?} for '{}'", g.name(v)))
+                })
         };
         match producers[v.0] {
             Some(p) => {

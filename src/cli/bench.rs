@@ -44,7 +44,7 @@ pub struct Args {
     credits: Option<usize>,
 }
 
-pub fn main(a: Args) -> Result<()> {
+pub fn main(a: Args, hub: Option<&std::sync::Arc<hetflow::runtime::net::Hub>>) -> Result<()> {
     if a.iters == 0 || a.microbatches == 0 {
         anyhow::bail!("--iters and --microbatches must be at least 1");
     }
@@ -68,6 +68,26 @@ pub fn main(a: Args) -> Result<()> {
         let text = std::fs::read_to_string(p)
             .with_context(|| format!("reading plan '{}'", p.display()))?;
         b = b.plan(hetflow::Plan::from_json(&text)?);
+    }
+    if let Some(h) = hub {
+        // Rank 0 of a multi-host job: the other ranks get the model and
+        // the plan from here.
+        let plan = match &a.plan {
+            Some(p) => Some(hetflow::Plan::from_json(&std::fs::read_to_string(p)?)?),
+            None => None,
+        };
+        super::cluster::need_plan(hub, plan.as_ref())?;
+        if let Some(plan) = &plan {
+            hetflow::cluster::share_job(
+                h,
+                &a.model,
+                plan,
+                a.credits,
+                a.threads,
+                a.profile || a.trace.is_some() || a.microbatches > 1,
+            )?;
+        }
+        b = b.hub(h.clone());
     }
     let streaming = a.microbatches > 1;
     let tracing = a.profile || a.trace.is_some() || streaming;

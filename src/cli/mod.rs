@@ -1,9 +1,12 @@
-//! CLI (contract in DESIGN.md): `devices`, `run`, `bench`, `profile`, `plan`, `simulate`. Errors print one
+//! CLI (contract in DESIGN.md): `devices`, `run`, `bench`, `profile`, `plan`, `simulate`,
+//! `launch`. Errors print one
 //! line on stderr and exit with status 2; a panic would be a bug.
 
 mod bench;
+mod cluster;
 mod devices;
 mod inputs;
+mod launch;
 mod plan;
 mod profile;
 mod run;
@@ -36,6 +39,8 @@ enum Command {
     Plan(plan::Args),
     /// Predict a plan, model or research DAG with the discrete-event simulator.
     Simulate(simulate::Args),
+    /// Run `run` or `bench` as one job over several hosts (mpirun/srun).
+    Launch(launch::Args),
 }
 
 pub fn main() -> i32 {
@@ -49,11 +54,12 @@ pub fn main() -> i32 {
     };
     let r = match cli.command {
         Command::Devices(a) => devices::main(a),
-        Command::Run(a) => run::main(a),
-        Command::Bench(a) => bench::main(a),
+        Command::Run(a) => cluster::job(|hub| run::main(a, hub)),
+        Command::Bench(a) => cluster::job(|hub| bench::main(a, hub)),
         Command::Profile(a) => profile::main(a),
         Command::Plan(a) => plan::main(a),
         Command::Simulate(a) => simulate::main(a),
+        Command::Launch(a) => launch::main(a),
     };
     match r {
         Ok(()) => 0,

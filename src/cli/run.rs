@@ -30,7 +30,7 @@ pub struct Args {
     trace: Option<PathBuf>,
 }
 
-pub fn main(a: Args) -> Result<()> {
+pub fn main(a: Args, hub: Option<&std::sync::Arc<hetflow::runtime::net::Hub>>) -> Result<()> {
     let model = Model::load(&a.model)?;
     let inputs = bind_inputs(&model, &a.inputs)?;
     let mut b = SessionBuilder::new(&model).trace(a.trace.is_some());
@@ -44,6 +44,19 @@ pub fn main(a: Args) -> Result<()> {
         let text = std::fs::read_to_string(p)
             .with_context(|| format!("reading plan '{}'", p.display()))?;
         b = b.plan(hetflow::Plan::from_json(&text)?);
+    }
+    if let Some(h) = hub {
+        // Rank 0 of a multi-host job: the other ranks get the model and
+        // the plan from here.
+        let plan = match &a.plan {
+            Some(p) => Some(hetflow::Plan::from_json(&std::fs::read_to_string(p)?)?),
+            None => None,
+        };
+        super::cluster::need_plan(hub, plan.as_ref())?;
+        if let Some(plan) = &plan {
+            hetflow::cluster::share_job(h, &a.model, plan, None, a.threads, a.trace.is_some())?;
+        }
+        b = b.hub(h.clone());
     }
     let mut session = b.build()?;
     let start = std::time::Instant::now();

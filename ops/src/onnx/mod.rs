@@ -59,8 +59,12 @@ pub fn inline_external_data(path: impl AsRef<Path>) -> Result<Vec<u8>> {
         source: e,
     })?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut model = proto::ModelProto::decode(&bytes[..])
-        .map_err(|e| bad(path, format!("not a valid ONNX model (protobuf decode failed: {e})")))?;
+    let mut model = proto::ModelProto::decode(&bytes[..]).map_err(|e| {
+        bad(
+            path,
+            format!("not a valid ONNX model (protobuf decode failed: {e})"),
+        )
+    })?;
     let mut changed = false;
     if let Some(g) = model.graph.as_mut() {
         for t in g.initializer.iter_mut() {
@@ -75,7 +79,11 @@ pub fn inline_external_data(path: impl AsRef<Path>) -> Result<Vec<u8>> {
             }
         }
     }
-    Ok(if changed { model.encode_to_vec() } else { bytes })
+    Ok(if changed {
+        model.encode_to_vec()
+    } else {
+        bytes
+    })
 }
 
 /// Decodes an ONNX model from memory whose tensors are all inline; a
@@ -87,9 +95,12 @@ pub fn load_model_inline(bytes: &[u8]) -> Result<Graph> {
             "not a valid ONNX model (protobuf decode failed: {e})"
         ))
     })?;
-    if let Some(t) = model.graph.iter().flat_map(|g| &g.initializer).find(|t| {
-        t.data_location == Some(DataLocation::External as i32)
-    }) {
+    if let Some(t) = model
+        .graph
+        .iter()
+        .flat_map(|g| &g.initializer)
+        .find(|t| t.data_location == Some(DataLocation::External as i32))
+    {
         crate::bail!(
             "initializer '{}' keeps its data in an external file, which a model loaded from memory cannot read",
             t.name()

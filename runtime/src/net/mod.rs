@@ -143,10 +143,14 @@ impl<'a> Reader<'a> {
         Ok(a)
     }
     fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap_or([0; 4])))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().unwrap_or([0; 4]),
+        ))
     }
     fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap_or([0; 8])))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().unwrap_or([0; 8]),
+        ))
     }
 }
 
@@ -241,6 +245,9 @@ pub trait Link: Send + Sync {
     /// Queues `bytes` for rank `to`; returns without waiting for the
     /// network.
     fn send(&self, to: usize, bytes: Vec<u8>) -> Result<()>;
+    /// Finishes what is in flight and closes the link (MPI: meet the
+    /// other ranks and finalise). Later sends fail. Idempotent.
+    fn shutdown(&self) {}
 }
 
 /// A session's mailbox in the hub.
@@ -320,6 +327,13 @@ impl Hub {
     pub fn host(&self, rank: usize) -> &str {
         self.hosts.get(rank).map(String::as_str).unwrap_or("?")
     }
+    /// Closes the link for good (see [`Link::shutdown`]); call it once the
+    /// process is done with the job, on every rank. Actors that still hold
+    /// the hub may outlive this call; their sends then fail.
+    pub fn shutdown(&self) {
+        self.link.shutdown();
+    }
+
     /// Whether this is rank 0.
     pub fn is_root(&self) -> bool {
         self.rank() == 0
@@ -333,7 +347,10 @@ impl Hub {
         let Some((host, _)) = split_host(device) else {
             return Ok(0);
         };
-        if let Some(r) = host.strip_prefix("rank").and_then(|n| n.parse::<usize>().ok()) {
+        if let Some(r) = host
+            .strip_prefix("rank")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
             if r < self.size() {
                 return Ok(r);
             }
@@ -571,7 +588,8 @@ mod tests {
 
     #[test]
     fn messages_survive_the_wire() {
-        let t = Arc::new(Tensor::from_vec(vec![2, 3], vec![1f32, -2.0, 3.5, 0.0, 7.0, 8.0]).unwrap());
+        let t =
+            Arc::new(Tensor::from_vec(vec![2, 3], vec![1f32, -2.0, 3.5, 0.0, 7.0, 8.0]).unwrap());
         let b = encode(
             7,
             &Msg::Data {
@@ -581,16 +599,41 @@ mod tests {
             },
         );
         match decode(&b).unwrap() {
-            (7, Msg::Data { edge: 3, mb: 41, tensor }) => {
+            (
+                7,
+                Msg::Data {
+                    edge: 3,
+                    mb: 41,
+                    tensor,
+                },
+            ) => {
                 assert_eq!(tensor.shape(), &[2, 3]);
-                assert_eq!(tensor.as_slice::<f32>().unwrap(), t.as_slice::<f32>().unwrap());
+                assert_eq!(
+                    tensor.as_slice::<f32>().unwrap(),
+                    t.as_slice::<f32>().unwrap()
+                );
             }
             other => panic!("decoded {other:?}"),
         }
-        let b = encode(2, &Msg::Control { tag: 9, bytes: vec![1, 2, 3] });
-        assert!(matches!(decode(&b).unwrap(), (2, Msg::Control { tag: 9, bytes }) if bytes == [1, 2, 3]));
+        let b = encode(
+            2,
+            &Msg::Control {
+                tag: 9,
+                bytes: vec![1, 2, 3],
+            },
+        );
+        assert!(
+            matches!(decode(&b).unwrap(), (2, Msg::Control { tag: 9, bytes }) if bytes == [1, 2, 3])
+        );
         // A truncated tensor is an error, not a panic.
-        let mut b = encode(1, &Msg::Data { edge: 0, mb: 0, tensor: t });
+        let mut b = encode(
+            1,
+            &Msg::Data {
+                edge: 0,
+                mb: 0,
+                tensor: t,
+            },
+        );
         b.truncate(b.len() - 1);
         assert!(decode(&b).is_err());
         assert!(decode(&[]).is_err());
@@ -627,8 +670,16 @@ mod tests {
         assert_eq!(h.rank_of("cpu:0").unwrap(), 0);
         assert_eq!(h.rank_of("rank2/cpu:0").unwrap(), 2);
         assert_eq!(h.rank_of("local1/opencl:0").unwrap(), 1);
-        assert!(h.rank_of("rank3/cpu:0").unwrap_err().to_string().contains("3 rank"));
-        assert!(h.rank_of("nohost/cpu:0").unwrap_err().to_string().contains("nohost"));
+        assert!(h
+            .rank_of("rank3/cpu:0")
+            .unwrap_err()
+            .to_string()
+            .contains("3 rank"));
+        assert!(h
+            .rank_of("nohost/cpu:0")
+            .unwrap_err()
+            .to_string()
+            .contains("nohost"));
         assert_eq!(local_name("rank2/cpu:1"), "cpu:1");
         assert_eq!(local_name("cpu:1"), "cpu:1");
     }
@@ -641,6 +692,8 @@ mod tests {
             let (from, tag, bytes) = h.recv_control(Some(Duration::from_secs(1))).unwrap();
             assert_eq!((from, tag, bytes.as_slice()), (0, 4, &b"plan"[..]));
         }
-        assert!(hubs[0].recv_control(Some(Duration::from_millis(60))).is_err());
+        assert!(hubs[0]
+            .recv_control(Some(Duration::from_millis(60)))
+            .is_err());
     }
 }

@@ -52,7 +52,7 @@ pub struct MpiLink {
     size: usize,
     hosts: Vec<String>,
     tx: Sender<Cmd>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl MpiLink {
@@ -79,7 +79,7 @@ impl MpiLink {
             size,
             hosts,
             tx,
-            thread: Some(thread),
+            thread: std::sync::Mutex::new(Some(thread)),
         })
     }
 }
@@ -111,14 +111,18 @@ impl Link for MpiLink {
             .send(Cmd::Send(to, bytes))
             .map_err(|_| RuntimeError::Network("the MPI thread has stopped".into()))
     }
+    fn shutdown(&self) {
+        let t = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = t {
+            let _ = self.tx.send(Cmd::Stop);
+            let _ = t.join();
+        }
+    }
 }
 
 impl Drop for MpiLink {
     fn drop(&mut self) {
-        let _ = self.tx.send(Cmd::Stop);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.shutdown();
     }
 }
 
@@ -140,9 +144,7 @@ fn comm_thread(
     deliver: Deliver,
     timeout: Duration,
 ) {
-    let Some((universe, _level)) =
-        mpi::initialize_with_threading(mpi::Threading::Funneled)
-    else {
+    let Some((universe, _level)) = mpi::initialize_with_threading(mpi::Threading::Funneled) else {
         let _ = init.send(Err(RuntimeError::Network(
             "MPI is already initialised in this process".into(),
         )));
@@ -183,9 +185,10 @@ fn comm_thread(
     let start_send = |sending: &mut Vec<Sending>, to: usize, bytes: Vec<u8>| {
         let buf: &'static mut [u8] = Box::leak(bytes.into_boxed_slice());
         let ptr = buf as *mut [u8];
-        let req = world
-            .process_at_rank(to as i32)
-            .immediate_send_with_tag(StaticScope, &*buf, TAG_DATA);
+        let req =
+            world
+                .process_at_rank(to as i32)
+                .immediate_send_with_tag(StaticScope, &*buf, TAG_DATA);
         sending.push(Sending(req, Some(ptr)));
     };
     loop {
@@ -268,9 +271,11 @@ fn comm_thread(
         if !stopping && now.duration_since(last_beat) >= beat_every {
             last_beat = now;
             for r in (0..size).filter(|&r| r != rank && !lost[r]) {
-                let req = world
-                    .process_at_rank(r as i32)
-                    .immediate_send_with_tag(StaticScope, &EMPTY[..], TAG_BEAT);
+                let req = world.process_at_rank(r as i32).immediate_send_with_tag(
+                    StaticScope,
+                    &EMPTY[..],
+                    TAG_BEAT,
+                );
                 sending.push(Sending(req, None));
             }
         }
@@ -308,7 +313,13 @@ fn comm_thread(
             }
         }
     }
-    shutdown(&world, sending, receiving, lost.iter().any(|&l| l), universe);
+    shutdown(
+        &world,
+        sending,
+        receiving,
+        lost.iter().any(|&l| l),
+        universe,
+    );
 }
 
 /// Finishes the sends in flight, meets the other ranks in a barrier and

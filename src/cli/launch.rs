@@ -1,0 +1,490 @@
+//! `hetflow launch`: runs `run` or `bench` as one job over several
+//! processes (one per host) through `mpirun` or `srun`.
+//!
+//! It composes the launcher's command line and runs it (or prints it with
+//! `--dry-run`); every process runs this same binary with the same
+//! arguments and `HETFLOW_MPI=1`, which makes the subcommand join the job
+//! (`src/cli/cluster.rs`; rank 0 reads the files and runs, the others
+//! serve, see [`hetflow::cluster`]).
+//!
+//! * `--np N`: N processes on this machine (`--oversubscribe` when N is
+//!   more than its cores, loopback TCP between them).
+//! * `--hostfile FILE`: DeepSpeed's format, one host per line,
+//!   `HOST slots=N [devices=SPEC]`, `#` comments. One process per host
+//!   (`slots` is what the host offers, as in DeepSpeed; hetflow runs one
+//!   process that drives all of a host's devices). When hosts list
+//!   different `devices`, the job is MPMD: one application context per
+//!   host, each with its own `HETFLOW_DEVICES` (the device list with `+`
+//!   for `,`, which srun's `--export` reserves).
+//! * `--launcher srun` (the default when `SLURM_JOB_ID` is set): `srun
+//!   --mpi=pmix`, one task per node.
+//! * As root, `mpirun` gets `--allow-run-as-root` (only then).
+//! * The environment that shapes a run (`HETFLOW_*`, `RUST_LOG`,
+//!   `RUST_BACKTRACE`, `POCL_*`) is exported to every rank.
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Launcher {
+    Mpirun,
+    Srun,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Number of processes, all on this machine.
+    #[arg(long, conflicts_with = "hostfile")]
+    np: Option<usize>,
+    /// Hosts, one per line: `HOST slots=N [devices=SPEC]` (DeepSpeed's
+    /// format); one process per host.
+    #[arg(long)]
+    hostfile: Option<PathBuf>,
+    /// How to start the processes (default: srun under Slurm, else mpirun).
+    #[arg(long, value_enum)]
+    launcher: Option<Launcher>,
+    /// Print the launcher's command line instead of running it.
+    #[arg(long)]
+    dry_run: bool,
+    /// An extra argument for the launcher, before the program (repeat).
+    #[arg(long = "launcher-arg", allow_hyphen_values = true)]
+    launcher_args: Vec<String>,
+    /// The subcommand to run as one job, and its arguments (after `--`).
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+/// A host of the hostfile.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Host {
+    pub name: String,
+    pub slots: usize,
+    pub devices: Option<String>,
+}
+
+/// Parses a DeepSpeed-style hostfile; errors name the file and line.
+pub fn parse_hostfile(text: &str, path: &Path) -> Result<Vec<Host>> {
+    let mut hosts: Vec<Host> = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let at = || format!("{}:{}", path.display(), i + 1);
+        let mut parts = line.split_whitespace();
+        let name = parts.next().unwrap_or_default();
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        {
+            bail!(
+                "{}: host name '{}' has characters outside [A-Za-z0-9._-]",
+                at(),
+                name.escape_default()
+            );
+        }
+        let mut host = Host {
+            name: name.to_string(),
+            slots: 1,
+            devices: None,
+        };
+        for kv in parts {
+            let (k, v) = kv.split_once('=').with_context(|| {
+                format!(
+                    "{}: expected key=value, got '{}'",
+                    at(),
+                    kv.escape_default()
+                )
+            })?;
+            match k {
+                "slots" => {
+                    host.slots = v
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|&s| (1..=4096).contains(&s))
+                        .with_context(|| {
+                            format!(
+                                "{}: slots must be a number from 1 to 4096, got '{}'",
+                                at(),
+                                v.escape_default()
+                            )
+                        })?;
+                }
+                "devices" => {
+                    hetflow::devices::parse_device_list(v)
+                        .with_context(|| format!("{}: devices", at()))?;
+                    host.devices = Some(v.to_string());
+                }
+                other => bail!(
+                    "{}: unknown key '{}' (known: slots, devices)",
+                    at(),
+                    other.escape_default()
+                ),
+            }
+        }
+        if hosts.iter().any(|h| h.name == host.name) {
+            bail!("{}: host '{}' is listed twice", at(), host.name);
+        }
+        hosts.push(host);
+    }
+    if hosts.is_empty() {
+        bail!("{}: no hosts", path.display());
+    }
+    Ok(hosts)
+}
+
+/// What the ranks need from the launching environment.
+fn exported_env() -> Vec<String> {
+    let mut names: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| {
+            k.starts_with("HETFLOW_")
+                || k.starts_with("POCL_")
+                || k == "RUST_LOG"
+                || k == "RUST_BACKTRACE"
+        })
+        .filter(|k| k != "HETFLOW_MPI" && k != "HETFLOW_DEVICES")
+        .collect();
+    names.sort();
+    names
+}
+
+/// The inputs of a launch line, apart from the environment.
+pub struct Plan<'a> {
+    pub launcher: Launcher,
+    pub np: Option<usize>,
+    pub hosts: Option<(&'a Path, &'a [Host])>,
+    pub root: bool,
+    pub local_cores: usize,
+    pub env: &'a [String],
+    pub extra: &'a [String],
+    pub program: &'a str,
+    pub command: &'a [String],
+}
+
+/// Composes the launcher's command line (argv).
+pub fn compose(p: &Plan) -> Result<Vec<String>> {
+    let s = |x: &str| x.to_string();
+    let mut argv: Vec<String> = Vec::new();
+    let program = || {
+        let mut v = vec![p.program.to_string()];
+        v.extend(p.command.iter().cloned());
+        v
+    };
+    let hetero = p
+        .hosts
+        .map(|(_, hs)| hs.iter().any(|h| h.devices != hs[0].devices))
+        .unwrap_or(false);
+    match p.launcher {
+        Launcher::Mpirun => {
+            argv.push(s("mpirun"));
+            if p.root {
+                argv.push(s("--allow-run-as-root"));
+            }
+            let env_args = |argv: &mut Vec<String>, devices: Option<&str>| {
+                argv.extend([s("-x"), s("HETFLOW_MPI=1")]);
+                if let Some(d) = devices {
+                    argv.extend([s("-x"), format!("HETFLOW_DEVICES={}", d.replace(',', "+"))]);
+                }
+                for e in p.env {
+                    argv.extend([s("-x"), e.clone()]);
+                }
+            };
+            match (p.np, p.hosts) {
+                (Some(n), None) => {
+                    if n > p.local_cores {
+                        argv.push(s("--oversubscribe"));
+                    }
+                    // Ranks on one machine talk over loopback TCP, which
+                    // works in every container (shared-memory transports
+                    // need ptrace rights some lack).
+                    argv.extend(
+                        [
+                            "--mca",
+                            "btl",
+                            "tcp,self",
+                            "--mca",
+                            "btl_tcp_if_include",
+                            "lo",
+                        ]
+                        .map(s),
+                    );
+                    argv.extend(p.extra.iter().cloned());
+                    argv.extend([s("-np"), n.to_string()]);
+                    env_args(&mut argv, None);
+                    argv.extend(program());
+                }
+                (None, Some((file, hosts))) if !hetero => {
+                    argv.extend(p.extra.iter().cloned());
+                    argv.extend([
+                        s("--hostfile"),
+                        file.display().to_string(),
+                        s("--map-by"),
+                        s("ppr:1:node"),
+                        s("-np"),
+                        hosts.len().to_string(),
+                    ]);
+                    env_args(&mut argv, hosts[0].devices.as_deref());
+                    argv.extend(program());
+                }
+                (None, Some((_, hosts))) => {
+                    argv.extend(p.extra.iter().cloned());
+                    for (i, h) in hosts.iter().enumerate() {
+                        if i > 0 {
+                            argv.push(s(":"));
+                        }
+                        argv.extend([s("-np"), s("1"), s("-H"), h.name.clone()]);
+                        env_args(&mut argv, h.devices.as_deref());
+                        argv.extend(program());
+                    }
+                }
+                _ => bail!("give --np N or --hostfile FILE"),
+            }
+        }
+        Launcher::Srun => {
+            argv.extend([s("srun"), s("--mpi=pmix")]);
+            argv.extend(p.extra.iter().cloned());
+            let export = |devices: Option<&str>| {
+                let mut e = s("--export=ALL,HETFLOW_MPI=1");
+                if let Some(d) = devices {
+                    e.push_str(&format!(",HETFLOW_DEVICES={}", d.replace(',', "+")));
+                }
+                e
+            };
+            match (p.np, p.hosts) {
+                (Some(n), None) => {
+                    argv.extend([format!("--ntasks={n}"), export(None)]);
+                    argv.extend(program());
+                }
+                (None, Some((_, hosts))) if !hetero => {
+                    let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+                    argv.extend([
+                        format!("--nodes={}", hosts.len()),
+                        format!("--ntasks={}", hosts.len()),
+                        s("--ntasks-per-node=1"),
+                        format!("--nodelist={}", names.join(",")),
+                        export(hosts[0].devices.as_deref()),
+                    ]);
+                    argv.extend(program());
+                }
+                (None, Some((_, hosts))) => {
+                    // A heterogeneous job step: one component per host.
+                    for (i, h) in hosts.iter().enumerate() {
+                        if i > 0 {
+                            argv.push(s(":"));
+                        }
+                        argv.extend([
+                            s("--nodes=1"),
+                            s("--ntasks=1"),
+                            format!("--nodelist={}", h.name),
+                            export(h.devices.as_deref()),
+                        ]);
+                        argv.extend(program());
+                    }
+                }
+                _ => bail!("give --np N or --hostfile FILE"),
+            }
+        }
+    }
+    Ok(argv)
+}
+
+/// A shell-safe rendering of argv for `--dry-run`.
+fn shell_line(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_=./:,@%+".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+pub fn main(a: Args) -> Result<()> {
+    let sub = a.command.first().map(String::as_str).unwrap_or("");
+    if !matches!(sub, "run" | "bench") {
+        bail!(
+            "launch runs `run` or `bench` as a job, not '{}' (plan, simulate and devices run on one machine)",
+            sub.escape_default()
+        );
+    }
+    if a.np == Some(0) || a.np.is_some_and(|n| n > 4096) {
+        bail!("--np must be from 1 to 4096");
+    }
+    let hosts = match &a.hostfile {
+        Some(f) => {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("reading hostfile '{}'", f.display()))?;
+            Some(parse_hostfile(&text, f)?)
+        }
+        None => None,
+    };
+    if a.np.is_none() && hosts.is_none() {
+        bail!("give --np N (processes on this machine) or --hostfile FILE");
+    }
+    let launcher = a
+        .launcher
+        .unwrap_or(if std::env::var_os("SLURM_JOB_ID").is_some() {
+            Launcher::Srun
+        } else {
+            Launcher::Mpirun
+        });
+    let exe = std::env::current_exe().context("locating the hetflow binary")?;
+    let env = exported_env();
+    let argv = compose(&Plan {
+        launcher,
+        np: a.np,
+        hosts: hosts
+            .as_ref()
+            .zip(a.hostfile.as_deref())
+            .map(|(h, f)| (f, h.as_slice())),
+        root: running_as_root(),
+        local_cores: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        env: &env,
+        extra: &a.launcher_args,
+        program: &exe.display().to_string(),
+        command: &a.command,
+    })?;
+    if a.dry_run {
+        println!("{}", shell_line(&argv));
+        return Ok(());
+    }
+    if !cfg!(feature = "mpi") {
+        bail!(
+            "this hetflow was built without MPI: rebuild with `cargo build --release --features mpi` (needs Open MPI and libclang: bash scripts/setup.sh --mpi)"
+        );
+    }
+    let status = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .status()
+        .with_context(|| format!("starting {} (is it installed and on PATH?)", argv[0]))?;
+    if !status.success() {
+        bail!(
+            "the job failed ({} exited with {})",
+            argv[0],
+            status
+                .code()
+                .map(|c| format!("status {c}"))
+                .unwrap_or_else(|| "a signal".into())
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hosts() -> Vec<Host> {
+        parse_hostfile(
+            "# three unlike hosts\nnode-a slots=1 devices=cpu\nnode-b slots=2 devices=cpu:0,opencl:0\n\nnode-c slots=8 devices=cuda:0,cpu # gpu box\n",
+            Path::new("hosts"),
+        )
+        .unwrap()
+    }
+
+    fn line(launcher: Launcher, np: Option<usize>, h: Option<&[Host]>, root: bool) -> String {
+        let env = vec!["HETFLOW_TPU".to_string()];
+        let cmd = vec![
+            "run".to_string(),
+            "m.onnx".into(),
+            "--plan".into(),
+            "p.json".into(),
+        ];
+        shell_line(
+            &compose(&Plan {
+                launcher,
+                np,
+                hosts: h.map(|h| (Path::new("hosts"), h)),
+                root,
+                local_cores: 2,
+                env: &env,
+                extra: &[],
+                program: "/bin/hetflow",
+                command: &cmd,
+            })
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn hostfiles_parse_and_bad_ones_name_the_line() {
+        let h = hosts();
+        assert_eq!(h.len(), 3);
+        assert_eq!(h[1].slots, 2);
+        assert_eq!(h[2].devices.as_deref(), Some("cuda:0,cpu"));
+        for (text, want) in [
+            ("a slots=x", "hosts:1: slots"),
+            ("a slots=1\nb slots=0", "hosts:2: slots"),
+            ("a slots=1\na slots=2", "listed twice"),
+            ("a gpus=2", "unknown key 'gpus'"),
+            ("a devices=fpga:0", "hosts:1: devices"),
+            ("a;rm slots=1", "characters outside"),
+            ("# empty\n", "no hosts"),
+        ] {
+            let e = format!(
+                "{:#}",
+                parse_hostfile(text, Path::new("hosts")).unwrap_err()
+            );
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn mpirun_lines() {
+        assert_eq!(
+            line(Launcher::Mpirun, Some(4), None, true),
+            "mpirun --allow-run-as-root --oversubscribe --mca btl tcp,self --mca btl_tcp_if_include lo -np 4 -x HETFLOW_MPI=1 -x HETFLOW_TPU /bin/hetflow run m.onnx --plan p.json"
+        );
+        assert_eq!(
+            line(Launcher::Mpirun, Some(2), None, false),
+            "mpirun --mca btl tcp,self --mca btl_tcp_if_include lo -np 2 -x HETFLOW_MPI=1 -x HETFLOW_TPU /bin/hetflow run m.onnx --plan p.json"
+        );
+        // Unlike hosts: MPMD, one context per host with its devices.
+        assert_eq!(
+            line(Launcher::Mpirun, None, Some(&hosts()), false),
+            "mpirun -np 1 -H node-a -x HETFLOW_MPI=1 -x HETFLOW_DEVICES=cpu -x HETFLOW_TPU /bin/hetflow run m.onnx --plan p.json \
+             : -np 1 -H node-b -x HETFLOW_MPI=1 -x HETFLOW_DEVICES=cpu:0+opencl:0 -x HETFLOW_TPU /bin/hetflow run m.onnx --plan p.json \
+             : -np 1 -H node-c -x HETFLOW_MPI=1 -x HETFLOW_DEVICES=cuda:0+cpu -x HETFLOW_TPU /bin/hetflow run m.onnx --plan p.json"
+        );
+        // Alike hosts: one context over the hostfile, one rank per node.
+        let alike = parse_hostfile("a slots=4\nb slots=4\n", Path::new("hosts")).unwrap();
+        assert_eq!(
+            line(Launcher::Mpirun, None, Some(&alike), false),
+            "mpirun --hostfile hosts --map-by ppr:1:node -np 2 -x HETFLOW_MPI=1 -x HETFLOW_TPU /bin/hetflow run m.onnx --plan p.json"
+        );
+    }
+
+    #[test]
+    fn srun_lines() {
+        assert_eq!(
+            line(Launcher::Srun, None, Some(&hosts()), true),
+            "srun --mpi=pmix --nodes=1 --ntasks=1 --nodelist=node-a --export=ALL,HETFLOW_MPI=1,HETFLOW_DEVICES=cpu /bin/hetflow run m.onnx --plan p.json \
+             : --nodes=1 --ntasks=1 --nodelist=node-b --export=ALL,HETFLOW_MPI=1,HETFLOW_DEVICES=cpu:0+opencl:0 /bin/hetflow run m.onnx --plan p.json \
+             : --nodes=1 --ntasks=1 --nodelist=node-c --export=ALL,HETFLOW_MPI=1,HETFLOW_DEVICES=cuda:0+cpu /bin/hetflow run m.onnx --plan p.json"
+        );
+        assert_eq!(
+            line(Launcher::Srun, Some(3), None, false),
+            "srun --mpi=pmix --ntasks=3 --export=ALL,HETFLOW_MPI=1 /bin/hetflow run m.onnx --plan p.json"
+        );
+    }
+}
