@@ -155,3 +155,105 @@ fn a_multi_rank_run_without_a_plan_is_refused_clearly() {
     assert!(err.contains("needs --plan"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// The pid of the hetflow process that is MPI rank `rank` and whose
+/// command line mentions `marker`.
+fn rank_pid(rank: usize, marker: &str) -> Option<u32> {
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if !String::from_utf8_lossy(&cmd).contains(marker) {
+            continue;
+        }
+        let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
+        let want = format!("OMPI_COMM_WORLD_RANK={rank}");
+        if env.split(|&b| b == 0).any(|v| v == want.as_bytes()) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// `kill -9` of rank 1 in the middle of a bench ends the job within 5 s
+/// with one line naming the rank, its host and the stage it ran, and
+/// leaves no process behind; `HETFLOW_KILL_ROUNDS` rounds (default 3;
+/// docs/cluster.md records 20).
+#[test]
+fn a_killed_rank_ends_the_job_quickly_with_its_name() {
+    if !have_mpirun() {
+        return;
+    }
+    let rounds: usize = std::env::var("HETFLOW_KILL_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let c = common::case("resnet_block");
+    let dir = tmp("kill");
+    let plan = dir.join("plan-kill.json");
+    write_plan(&c.model, 2, &plan);
+    for round in 0..rounds {
+        let child = Command::new(env!("CARGO_BIN_EXE_hetflow"))
+            .args([
+                "launch",
+                "--np",
+                "2",
+                "--",
+                "bench",
+                c.model.to_str().unwrap(),
+                "--plan",
+                plan.to_str().unwrap(),
+                "--threads",
+                "1",
+                "--iters",
+                "1000000",
+            ])
+            .env_remove("HETFLOW_MPI")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let marker = plan.to_str().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let pid = loop {
+            if let Some(p) = rank_pid(1, marker) {
+                break p;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: rank 1 never started"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        // Let the pipeline run, then kill the stage on rank 1.
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let killed = std::time::Instant::now();
+        assert!(Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success());
+        let out = child.wait_with_output().unwrap();
+        let took = killed.elapsed();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "round {round}: the job succeeded");
+        assert!(
+            took.as_secs_f64() < 5.0,
+            "round {round}: the job took {took:?} to end"
+        );
+        let last = err.trim_end().lines().last().unwrap_or("");
+        assert!(
+            last.contains("rank 1 (host") && last.contains("stage 1 on rank1/cpu:0"),
+            "round {round}: last line: {last}\nall: {err}"
+        );
+        assert!(
+            rank_pid(0, marker).is_none(),
+            "round {round}: rank 0 left behind"
+        );
+        eprintln!(
+            "round {round}: ended {:.2} s after the kill",
+            took.as_secs_f64()
+        );
+    }
+}

@@ -373,13 +373,22 @@ pub fn main(a: Args) -> Result<()> {
             "this hetflow was built without MPI: rebuild with `cargo build --release --features mpi` (needs Open MPI and libclang: bash scripts/setup.sh --mpi)"
         );
     }
-    let status = std::process::Command::new(&argv[0])
+    let mut child = std::process::Command::new(&argv[0])
         .args(&argv[1..])
-        .status()
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .with_context(|| format!("starting {} (is it installed and on PATH?)", argv[0]))?;
+    let verbose = std::env::var_os("HETFLOW_LAUNCH_VERBOSE").is_some();
+    let stderr = child.stderr.take().context("launcher stderr")?;
+    let relay = std::thread::spawn(move || relay_stderr(stderr, verbose));
+    let status = child.wait().context("waiting for the launcher")?;
+    let died = relay.join().unwrap_or(None);
     if !status.success() {
+        if let Some(d) = died {
+            bail!("{}", d.describe(plan_of(&a.command).as_ref()));
+        }
         bail!(
-            "the job failed ({} exited with {})",
+            "the job failed ({} exited with {}; HETFLOW_LAUNCH_VERBOSE=1 shows its own messages)",
             argv[0],
             status
                 .code()
@@ -388,6 +397,90 @@ pub fn main(a: Args) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A rank the launcher saw die.
+#[derive(Debug, PartialEq)]
+pub struct Died {
+    pub rank: usize,
+    pub host: String,
+    pub how: String,
+}
+
+impl Died {
+    /// Parses Open MPI's report of a dead rank: `mpirun noticed that
+    /// process rank 1 with PID 0 on node vm exited on signal 9 (Killed).`
+    pub fn parse(line: &str) -> Option<Died> {
+        let rest = line
+            .trim()
+            .strip_prefix("mpirun noticed that process rank ")?;
+        let (rank, rest) = rest.split_once(' ')?;
+        let rest = rest.split_once(" on node ")?.1;
+        let (host, how) = rest.split_once(' ')?;
+        Some(Died {
+            rank: rank.parse().ok()?,
+            host: host.to_string(),
+            how: how.trim_end_matches('.').to_string(),
+        })
+    }
+
+    /// One line: the rank, its host, how it ended and the plan stages it
+    /// ran.
+    pub fn describe(&self, plan: Option<&hetflow::Plan>) -> String {
+        let mut s = format!("rank {} (host {}) {}", self.rank, self.host, self.how);
+        if let Some(p) = plan {
+            let mine: Vec<String> = p
+                .stages
+                .iter()
+                .enumerate()
+                .filter(|(_, st)| {
+                    p.devices.get(st.device).is_some_and(|d| {
+                        hetflow::runtime::net::split_host(d).is_some_and(|(h, _)| {
+                            h == format!("rank{}", self.rank) || h == self.host
+                        })
+                    })
+                })
+                .map(|(i, st)| format!("stage {i} on {}", p.devices[st.device]))
+                .collect();
+            if !mine.is_empty() {
+                s.push_str(&format!(" while running {}", mine.join(", ")));
+            }
+        }
+        s.push_str("; the job was stopped");
+        s
+    }
+}
+
+/// The plan named by `--plan` in the subcommand, if readable.
+fn plan_of(command: &[String]) -> Option<hetflow::Plan> {
+    let i = command.iter().position(|a| a == "--plan")?;
+    let text = std::fs::read_to_string(command.get(i + 1)?).ok()?;
+    hetflow::Plan::from_json(&text).ok()
+}
+
+/// Forwards the job's stderr line by line; Open MPI's framed help
+/// messages (between lines of dashes) are dropped unless `verbose`.
+/// Returns the dead rank Open MPI reported, if any.
+fn relay_stderr(from: std::process::ChildStderr, verbose: bool) -> Option<Died> {
+    use std::io::{BufRead, Write};
+    let mut died = None;
+    let mut in_block = false;
+    let err = std::io::stderr();
+    for line in std::io::BufReader::new(from).lines() {
+        let Ok(line) = line else { break };
+        if died.is_none() {
+            died = Died::parse(&line);
+        }
+        let frame = line.len() >= 20 && line.chars().all(|c| c == '-');
+        let mpi_noise = in_block || frame || line.starts_with('[') && line.contains("help message");
+        if frame {
+            in_block = !in_block;
+        }
+        if !mpi_noise || verbose {
+            let _ = writeln!(err.lock(), "{line}");
+        }
+    }
+    died
 }
 
 #[cfg(test)]
@@ -472,6 +565,41 @@ mod tests {
             line(Launcher::Mpirun, None, Some(&alike), false),
             "mpirun --hostfile hosts --map-by ppr:1:node -np 2 -x HETFLOW_MPI=1 -x HETFLOW_TPU /bin/hetflow run m.onnx --plan p.json"
         );
+    }
+
+    #[test]
+    fn a_dead_rank_is_named_with_its_stage() {
+        let d = Died::parse(
+            "mpirun noticed that process rank 1 with PID 0 on node vm exited on signal 9 (Killed).",
+        )
+        .unwrap();
+        assert_eq!(
+            d,
+            Died {
+                rank: 1,
+                host: "vm".into(),
+                how: "exited on signal 9 (Killed)".into()
+            }
+        );
+        let g = {
+            use hetflow::ops::{DType, Dim, Graph, Op};
+            let mut g = Graph::default();
+            let x = g.add_input("x", DType::F32, vec![Dim::Known(2)]);
+            let y = g.add_node("a", Op::Unary(hetflow::ops::op::UnaryOp::Relu), &[x], 1)[0];
+            let z = g.add_node("b", Op::Unary(hetflow::ops::op::UnaryOp::Relu), &[y], 1)[0];
+            g.add_output(z);
+            g.finish().unwrap()
+        };
+        let plan = hetflow::Plan::from_placement(
+            &g,
+            vec!["rank0/cpu:0".into(), "rank1/cpu:0".into()],
+            vec![0, 1],
+        );
+        assert_eq!(
+            d.describe(Some(&plan)),
+            "rank 1 (host vm) exited on signal 9 (Killed) while running stage 1 on rank1/cpu:0; the job was stopped"
+        );
+        assert!(Died::parse("rank 1 said hello").is_none());
     }
 
     #[test]
