@@ -300,3 +300,95 @@ fn devices_lists_topology_and_absent_backends() {
         "opencl: {text}"
     );
 }
+
+/// Runs hetflow, killing it after `secs` (a hang fails the test instead of
+/// blocking it).
+fn hetflow_bounded(args: &[&str], secs: u64) -> Output {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hetflow"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn hetflow");
+    let t = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if t.elapsed().as_secs() >= secs {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("hetflow {args:?} still running after {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+fn mkfifo(p: &Path) {
+    let st = Command::new("mkfifo").arg(p).status().expect("mkfifo");
+    assert!(st.success(), "mkfifo {}", p.display());
+}
+
+/// `--input` reads only regular files, and only the bytes a `.npy` header
+/// declares (issue 18: `--input /dev/urandom` and FIFOs used to hang).
+#[test]
+fn inputs_refuse_devices_fifos_and_size_mismatches() {
+    let dir = tmp("special");
+    let good = write_model(&dir, "good.onnx", &relu_model("x", "Relu"));
+    for dev in ["/dev/urandom", "/dev/zero"] {
+        expect_error(
+            &hetflow_bounded(&["run", &good, "--input", dev], 20),
+            "character device",
+        );
+        expect_error(
+            &hetflow_bounded(&["run", &good, "--input", &format!("x={dev}")], 20),
+            dev,
+        );
+    }
+    for name in ["fifo.npy", "fifo.pb", "fifo"] {
+        let f = dir.join(name);
+        mkfifo(&f);
+        expect_error(
+            &hetflow_bounded(&["run", &good, "--input", f.to_str().unwrap()], 20),
+            "FIFO",
+        );
+    }
+    expect_error(
+        &hetflow_bounded(&["run", &good, "--input", dir.to_str().unwrap()], 20),
+        "directory",
+    );
+    expect_error(
+        &hetflow_bounded(&["run", "/dev/zero"], 20),
+        "character device",
+    );
+
+    // A .npy whose data is longer or shorter than its header declares.
+    let x = hetflow::Tensor::from_vec(vec![2, 3], vec![1f32; 6]).unwrap();
+    let bytes = hetflow::ops::npy::write_npy_bytes(&x).unwrap();
+    let long = dir.join("long.npy");
+    let mut padded = bytes.clone();
+    padded.extend_from_slice(&[0u8; 4096]);
+    std::fs::write(&long, &padded).unwrap();
+    expect_error(
+        &hetflow(&["run", &good, "--input", long.to_str().unwrap()]),
+        "header declares",
+    );
+    let short = dir.join("short.npy");
+    std::fs::write(&short, &bytes[..bytes.len() - 4]).unwrap();
+    expect_error(
+        &hetflow(&["run", &good, "--input", short.to_str().unwrap()]),
+        "header declares",
+    );
+    // A header that declares a huge array is refused from the file size,
+    // before anything that size is allocated or read.
+    let huge = dir.join("huge.npy");
+    let text = "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000, 1000000000), }";
+    let mut h = b"\x93NUMPY\x01\x00".to_vec();
+    h.extend_from_slice(&(text.len() as u16 + 1).to_le_bytes());
+    h.extend_from_slice(text.as_bytes());
+    h.push(b'\n');
+    std::fs::write(&huge, &h).unwrap();
+    expect_error(
+        &hetflow_bounded(&["run", &good, "--input", huge.to_str().unwrap()], 20),
+        "header declares",
+    );
+}

@@ -1,11 +1,14 @@
 //! Binding `--input` arguments to graph inputs, and reading tensor files.
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use hetflow::{Model, Tensor};
 use std::path::Path;
 use std::sync::Arc;
 
-/// Reads a `.npy` or ONNX TensorProto `.pb` file.
+/// Reads a `.npy` or ONNX TensorProto `.pb` file. Both readers refuse
+/// anything but a regular file and read no more than the file's header
+/// declares (`.npy`) or protobuf's 2 GiB limit (`.pb`), so `/dev/urandom`
+/// or a FIFO is an error, not a hang.
 pub fn read_tensor(path: &Path) -> Result<Tensor> {
     if !path.exists() {
         bail!("input file '{}' does not exist", path.display());
@@ -15,21 +18,21 @@ pub fn read_tensor(path: &Path) -> Result<Tensor> {
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let t = if ext == "pb" {
-        hetflow::ops::onnx::read_tensor_pb(path)?.1
-    } else if ext == "npy" {
-        hetflow::ops::npy::read_npy(path)?
-    } else {
-        // Sniff: .npy files start with \x93NUMPY.
-        let head = std::fs::read(path).with_context(|| format!("reading '{}'", path.display()))?;
-        if head.starts_with(b"\x93NUMPY") {
-            hetflow::ops::npy::read_npy_bytes(&head)
-                .map_err(|e| anyhow!("{}: {e}", path.display()))?
-        } else {
-            hetflow::ops::onnx::read_tensor_pb(path)?.1
+    let npy = match ext.as_str() {
+        "pb" => false,
+        "npy" => true,
+        _ => {
+            // Sniff: .npy files start with \x93NUMPY.
+            let mut f = hetflow::ops::files::open_regular(path)?;
+            let n = f.len.min(6);
+            hetflow::ops::files::read_exact_at(path, &mut f, 0, n)? == b"\x93NUMPY"
         }
     };
-    Ok(t)
+    Ok(if npy {
+        hetflow::ops::npy::read_npy(path)?
+    } else {
+        hetflow::ops::onnx::read_tensor_pb(path)?.1
+    })
 }
 
 /// Binds `NAME=PATH` and bare `PATH` arguments to the model's inputs:
