@@ -350,6 +350,23 @@ pub fn random_inputs(g: &Graph, batch: usize, seed: u64) -> Result<Vec<Arc<Tenso
         .collect()
 }
 
+/// Escapes control characters (and Unicode bidi overrides) as `\u{..}`,
+/// `\n`, `\t`…, so that a name a model chose cannot write terminal escape
+/// sequences or reorder a line when it is printed. The CLI passes every
+/// message and every model-provided name it prints through this.
+pub fn escape_controls(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || bidi {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Replaces every character outside `[A-Za-z0-9._-]` with `_` (output file
 /// names of `hetflow run`).
 pub fn sanitize_name(name: &str) -> String {

@@ -392,3 +392,100 @@ fn inputs_refuse_devices_fifos_and_size_mismatches() {
         "header declares",
     );
 }
+
+/// Two Relu outputs with the given names.
+fn two_output_model(a: &str, b: &str) -> proto::ModelProto {
+    let mut m = relu_model("x", "Relu");
+    let g = m.graph.as_mut().unwrap();
+    g.node[0].output = vec![a.into()];
+    g.node.push(proto::NodeProto {
+        name: Some("act2".into()),
+        op_type: Some("Relu".into()),
+        input: vec!["x".into()],
+        output: vec![b.into()],
+        ..Default::default()
+    });
+    g.output = vec![tensor_vi(a, 1, &[2, 3]), tensor_vi(b, 1, &[2, 3])];
+    m
+}
+
+/// Outputs are written atomically (a new file renamed into place, never
+/// through a symlink), colliding sanitised names are refused, and names a
+/// model chose reach messages with control characters escaped (issue 18).
+#[test]
+fn outputs_are_atomic_unique_and_escaped() {
+    let dir = tmp("outputs");
+    let d = dir.to_str().unwrap();
+    let x = dir.join("x.npy");
+    hetflow::ops::npy::write_npy(
+        &x,
+        &hetflow::Tensor::from_vec(vec![2, 3], vec![1f32, -2., 3., -4., 5., -6.]).unwrap(),
+    )
+    .unwrap();
+    let xs = x.to_str().unwrap();
+    let good = write_model(&dir, "good.onnx", &relu_model("x", "Relu"));
+
+    // An existing y.npy is replaced, not rewritten in place: a hard link
+    // to the old file keeps the old bytes, and no temporary file is left.
+    let y = dir.join("y.npy");
+    std::fs::write(&y, b"old").unwrap();
+    std::fs::hard_link(&y, dir.join("old-link")).unwrap();
+    let ok = hetflow(&["run", &good, "--input", xs, "--output-dir", d]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(std::fs::read(dir.join("old-link")).unwrap(), b"old");
+    assert_eq!(
+        read(&y).as_slice::<f32>().unwrap(),
+        &[1., 0., 3., 0., 5., 0.]
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // A symlink at the output path is refused, and its target untouched.
+    let victim = dir.join("victim.txt");
+    std::fs::write(&victim, b"keep me").unwrap();
+    let out = tmp("outputs-link");
+    std::os::unix::fs::symlink(&victim, out.join("y.npy")).unwrap();
+    expect_error(
+        &hetflow(&[
+            "run",
+            &good,
+            "--input",
+            xs,
+            "--output-dir",
+            out.to_str().unwrap(),
+        ]),
+        "symlink",
+    );
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+
+    // `a/b` and `a_b` would both be a_b.npy.
+    let clash = write_model(&dir, "clash.onnx", &two_output_model("a/b", "a_b"));
+    expect_error(
+        &hetflow(&["run", &clash, "--input", xs, "--output-dir", d]),
+        "would both be written to a_b.npy",
+    );
+    assert!(!dir.join("a_b.npy").exists());
+
+    // Control characters in a model's names are escaped in messages.
+    let evil = write_model(
+        &dir,
+        "evil.onnx",
+        &relu_model("x", "Evil\u{1b}[2J\u{7}Op\r"),
+    );
+    let out = hetflow(&["run", &evil, "--input", xs, "--output-dir", d]);
+    expect_error(&out, "Evil\\u{1b}[2J\\u{7}Op\\r");
+    assert!(
+        !out.stderr
+            .iter()
+            .any(|&b| b == 0x1b || b == 0x07 || b == b'\r'),
+        "raw control bytes on stderr"
+    );
+}

@@ -238,14 +238,64 @@ pub fn write_npy_bytes(t: &Tensor) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Writes a tensor to a `.npy` file.
+/// Writes a tensor to a `.npy` file, atomically: the bytes go to a new
+/// temporary file in the same directory (created exclusively, never through
+/// a symlink), are flushed to disk, and the file is then renamed over
+/// `path`. A failure part-way leaves `path` as it was, never a torn file.
+/// A symlink at `path` is refused rather than followed, and so is a
+/// directory.
 pub fn write_npy(path: impl AsRef<Path>, t: &Tensor) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let path = path.as_ref();
-    let bytes = write_npy_bytes(t)?;
-    std::fs::write(path, bytes).map_err(|e| Error::Io {
+    let io = |e: std::io::Error| Error::Io {
         path: path.display().to_string(),
         source: e,
-    })
+    };
+    let bytes = write_npy_bytes(t)?;
+    match std::fs::symlink_metadata(path) {
+        Ok(md) if md.file_type().is_symlink() => {
+            return Err(bad(path, "is a symlink; refusing to write through it"))
+        }
+        Ok(md) if md.is_dir() => return Err(bad(path, "is a directory")),
+        _ => {}
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let mut tmp = None;
+    for attempt in 0..16u32 {
+        let p = dir.join(format!(".{name}.{}.{attempt}.tmp", std::process::id()));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&p)
+        {
+            Ok(f) => {
+                tmp = Some((p, f));
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io(e)),
+        }
+    }
+    let (tmp_path, mut f) =
+        tmp.ok_or_else(|| bad(path, "could not create a temporary file beside it"))?;
+    let written = f
+        .write_all(&bytes)
+        .and_then(|()| f.sync_all())
+        .and_then(|()| std::fs::rename(&tmp_path, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp_path);
+        return Err(io(e));
+    }
+    Ok(())
 }
 
 /// The dtype a `.npy` file of `t` will declare (bf16 becomes u16).
