@@ -489,3 +489,100 @@ fn outputs_are_atomic_unique_and_escaped() {
         "raw control bytes on stderr"
     );
 }
+
+/// Every numeric flag is range-checked with a one-line error before any
+/// work sized by it (issue 18: huge values panicked with "capacity
+/// overflow", aborted on a 100 GB allocation or spawned threads for
+/// minutes; `--credits 0` was accepted).
+#[test]
+fn numeric_flags_are_range_checked() {
+    let dir = tmp("flags");
+    let good = write_model(&dir, "good.onnx", &relu_model("x", "Relu"));
+    let huge = "18446744073709551615";
+    let cases: &[(&[&str], &str)] = &[
+        (&["--iters", huge], "--iters must be between 1 and"),
+        (&["--iters", "0"], "--iters must be between 1 and"),
+        (&["--warmup", huge], "--warmup must be between 0 and"),
+        (
+            &["--microbatches", huge],
+            "--microbatches must be between 1 and",
+        ),
+        (
+            &["--microbatches", "4294967296"],
+            "--microbatches must be between",
+        ),
+        (&["--microbatches", "0"], "--microbatches must be between"),
+        (&["--credits", "0"], "--credits must be between 1 and"),
+        (&["--credits", huge], "--credits must be between 1 and"),
+        (&["--threads", "0"], "--threads must be at least 1"),
+    ];
+    for (flags, needle) in cases {
+        let mut args = vec!["bench", good.as_str()];
+        args.extend_from_slice(flags);
+        expect_error(&hetflow_bounded(&args, 30), needle);
+    }
+    // Far more threads than cores: capped, with a warning, and it runs.
+    let out = hetflow_bounded(
+        &[
+            "bench",
+            &good,
+            "--threads",
+            "4294967296",
+            "--iters",
+            "2",
+            "--warmup",
+            "0",
+        ],
+        30,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: --threads 4294967296 is more than the"),
+        "{err}"
+    );
+    for (sub, flag) in [("run", "--threads"), ("profile", "--threads")] {
+        let mut args = vec![sub];
+        if sub == "run" {
+            args.push(&good);
+        }
+        args.extend_from_slice(&[flag, "0"]);
+        expect_error(&hetflow_bounded(&args, 30), "--threads must be at least 1");
+    }
+    expect_error(
+        &hetflow_bounded(&["profile", "--iters", "0"], 30),
+        "--iters must be between 1 and",
+    );
+    // plan / simulate: checked before the cluster file is even read.
+    let cluster = dir.join("none.toml");
+    let c = cluster.to_str().unwrap();
+    for (flags, needle) in [
+        (["--microbatches", huge], "--microbatches must be between"),
+        (["--credits", "0"], "--credits must be between"),
+        (["--batch", "0"], "--batch must be between"),
+    ] {
+        for sub in ["plan", "simulate"] {
+            let mut args = vec![sub, good.as_str(), "--cluster", c];
+            args.extend_from_slice(&flags);
+            expect_error(&hetflow_bounded(&args, 30), needle);
+        }
+    }
+    expect_error(
+        &hetflow_bounded(&["plan", &good, "--cluster", c, "--replicas", "0"], 30),
+        "--replicas must be between",
+    );
+    expect_error(
+        &hetflow_bounded(
+            &[
+                "simulate",
+                &good,
+                "--cluster",
+                c,
+                "--task-overhead-us",
+                "NaN",
+            ],
+            30,
+        ),
+        "--task-overhead-us must be a finite number",
+    );
+}

@@ -1,6 +1,6 @@
 //! `hetflow run`.
 
-use super::inputs::bind_inputs;
+use super::inputs::{bind_inputs, threads_flag};
 use anyhow::{bail, Context, Result};
 use hetflow::{Model, SessionBuilder};
 use std::collections::HashMap;
@@ -50,7 +50,8 @@ fn output_files(model: &Model) -> Result<Vec<String>> {
     Ok(files)
 }
 
-pub fn main(a: Args) -> Result<()> {
+pub fn main(mut a: Args) -> Result<()> {
+    a.threads = threads_flag(a.threads)?;
     let model = Model::load(&a.model)?;
     let files = output_files(&model)?;
     let inputs = bind_inputs(&model, &a.inputs)?;
