@@ -52,7 +52,7 @@ fn kind(ft: std::fs::FileType) -> &'static str {
     } else if ft.is_socket() {
         "a socket"
     } else {
-        "not a regular file"
+        "a special file"
     }
 }
 

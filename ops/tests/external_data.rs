@@ -162,7 +162,8 @@ fn wrong_length_or_range_is_refused() {
     let d = tmp("length");
     std::fs::write(d.join("w.bin"), f32_bytes(&[1.0; 6])).unwrap();
     let ok = || external("b", 3, &[("location", "w.bin")]);
-    let cases: [(&[(&str, &str)], &[&str]); 4] = [
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: [Case; 4] = [
         (
             &[("location", "w.bin"), ("length", "8")],
             &["tensor 'a'", "'w.bin'", "length is 8 bytes", "need 12"],
