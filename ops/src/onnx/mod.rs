@@ -142,8 +142,14 @@ fn import_graph(gp: &proto::GraphProto, opset: i64, dir: Option<&Path>) -> Resul
     let mut anon = 0usize;
 
     for init in &gp.initializer {
-        let t = tensor_from_proto(init, dir)
-            .map_err(|e| Error::msg(format!("initializer '{}': {e}", init.name())))?;
+        let t = tensor_from_proto(init, dir).map_err(|e| {
+            let m = e.to_string();
+            if m.starts_with(&format!("tensor '{}'", init.name())) {
+                Error::msg(m) // already names it
+            } else {
+                Error::msg(format!("initializer '{}': {m}", init.name()))
+            }
+        })?;
         let t = Arc::new(t);
         let id = g.add_value(init.name(), Fact::constant(t.clone()));
         g.constants.insert(id, t);
