@@ -28,7 +28,7 @@ fn mlp() -> Result<Model, hetflow::Error> {
             (0..32).map(|i| ((i % 7) as f32 - 3.0) * 0.1).collect(),
         )?,
     );
-    let b1 = g.add_const("b1", Tensor::from_vec(vec![8], vec![0.05; 8])?);
+    let b1 = g.add_const("b1", Tensor::from_vec(vec![8], vec![0.05f32; 8])?);
     let w2 = g.add_const(
         "w2",
         Tensor::from_vec(
@@ -36,7 +36,7 @@ fn mlp() -> Result<Model, hetflow::Error> {
             (0..24).map(|i| ((i % 5) as f32 - 2.0) * 0.2).collect(),
         )?,
     );
-    let b2 = g.add_const("b2", Tensor::from_vec(vec![3], vec![0.0, 0.1, -0.1])?);
+    let b2 = g.add_const("b2", Tensor::from_vec(vec![3], vec![0.0f32, 0.1, -0.1])?);
     let h = g.add_node("fc1", Op::MatMul, &[x, w1], 1)[0];
     let h = g.add_node(
         "bias1",
@@ -66,7 +66,8 @@ fn mlp() -> Result<Model, hetflow::Error> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let model = match std::env::args().nth(1) {
+    let arg = std::env::args().nth(1);
+    let model = match &arg {
         Some(path) => Model::load(path)?,
         None => mlp()?,
     };
@@ -116,6 +117,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             out.shape(),
             &v[..v.len().min(6)]
         );
+    }
+    if arg.is_none() {
+        // The built-in model ends in a softmax: every row is a distribution.
+        // CI runs this example, so a wrong result fails it.
+        let probs = outputs[0].to_f32_vec();
+        for row in probs.chunks(3) {
+            let sum: f32 = row.iter().sum();
+            if (sum - 1.0).abs() > 1e-5 || row.iter().any(|p| !(0.0..=1.0).contains(p)) {
+                return Err(format!("softmax row {row:?} is not a distribution").into());
+            }
+        }
     }
     println!(
         "first run {:.3} ms, steady state {:.3} ms per run",

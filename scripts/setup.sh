@@ -6,8 +6,23 @@
 #      requirements changed since the last run (fixtures-gen/.stamp), and
 #      conformance-data/node/ (the onnx package's node tests) from
 #      scripts/gen_node_tests.py
+#
+#   bash scripts/setup.sh --cpu   only what building and running the CPU path
+#                                 needs (libhwloc-dev, libudev-dev, pkg-config,
+#                                 and a C toolchain when `cc` is missing): no
+#                                 OpenCL, no venv, no fixtures. This is the
+#                                 first half of README's main-job command.
 # Env: PYTHON (default python3, must be 3.11+), SKIP_APT=1, SKIP_FIXTURES=1.
 set -euo pipefail
+
+MODE=full
+for arg in "$@"; do
+    case "$arg" in
+        --cpu) MODE=cpu ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        *) echo "[setup] error: unknown argument '$arg' (expected --cpu or nothing)" >&2; exit 2 ;;
+    esac
+done
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -22,7 +37,13 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # --- 1. apt -------------------------------------------------------------------
-APT_PKGS=(pocl-opencl-icd ocl-icd-opencl-dev clinfo libhwloc-dev hwloc libudev-dev pkg-config hyperfine)
+if [ "$MODE" = cpu ]; then
+    APT_PKGS=(libhwloc-dev libudev-dev pkg-config)
+    # rustc links through the system C compiler.
+    command -v cc >/dev/null 2>&1 || APT_PKGS+=(gcc libc6-dev)
+else
+    APT_PKGS=(pocl-opencl-icd ocl-icd-opencl-dev clinfo libhwloc-dev hwloc libudev-dev pkg-config hyperfine)
+fi
 PYTHON="${PYTHON:-python3}"
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
@@ -33,7 +54,7 @@ if [ "${SKIP_APT:-0}" != 1 ]; then
         installed "$p" || missing+=("$p")
     done
     # Debian's own python3 needs python3-venv for `python3 -m venv` (ensurepip).
-    if [ ! -x .venv/bin/python ] && ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    if [ "$MODE" = full ] && [ ! -x .venv/bin/python ] && ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
         installed python3-venv || missing+=(python3-venv)
     fi
 fi
@@ -49,6 +70,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
         apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else
     log "apt packages present"
+fi
+
+if [ "$MODE" = cpu ]; then
+    if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
+        echo "[setup] error: no cargo; install Rust first: https://rustup.rs" >&2
+        exit 1
+    fi
+    log "done (cpu)"
+    exit 0
 fi
 
 # --- 2. venv ------------------------------------------------------------------

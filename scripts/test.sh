@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up (scripts/setup.sh), compile the CUDA kernels with NVRTC (scripts/nvrtc_check.py),
-# then run the workspace tests against the generated fixtures.
+# run the workspace tests against the generated fixtures, then README's main-job
+# command as written and every example in examples/ (release build).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,6 +22,26 @@ rc=0
 HETFLOW_FIXTURES="$PWD/fixtures-gen" cargo test --workspace || rc=$?
 t2=$(now)
 
-awk -v a="$t0" -v b="$t1" -v c="$t2" -v rc="$rc" 'BEGIN {
-    printf "[test] setup %.1f s, cargo test %.1f s, total %.1f s (exit %d)\n", b - a, c - b, c - a, rc }'
+# README's main-job command, exactly as README.md writes it (the first ```sh
+# block under "## Two commands"; README's other command is this script), then
+# every example. Both share one release build.
+main_cmd="$(awk '/^## Two commands/ { s = 1 } s && /^```sh/ { b = 1; next } b && /^```/ { exit } b { print }' README.md)"
+case "$main_cmd" in
+    *"--example quickstart"*) ;;
+    *) echo "[test] README.md's main-job command not found under '## Two commands'" >&2; rc=1 ;;
+esac
+if [ -n "$main_cmd" ]; then
+    echo "[test] README main-job command: $main_cmd"
+    bash -c "$main_cmd" || { echo "[test] README main-job command failed" >&2; rc=1; }
+fi
+for ex in examples/*.rs; do
+    ex="$(basename "$ex" .rs)"
+    [ "$ex" = quickstart ] && continue # run above, as README writes it
+    echo "[test] example $ex"
+    cargo run --release --example "$ex" || { echo "[test] example $ex failed" >&2; rc=1; }
+done
+t3=$(now)
+
+awk -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" -v rc="$rc" 'BEGIN {
+    printf "[test] setup %.1f s, cargo test %.1f s, README command + examples %.1f s, total %.1f s (exit %d)\n", b - a, c - b, d - c, d - a, rc }'
 exit "$rc"

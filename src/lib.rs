@@ -81,7 +81,7 @@ impl Model {
     /// [`hetflow_ops::onnx::inline_external_data`]) with the same
     /// load-time rewrites as [`Model::load`].
     pub fn from_onnx_bytes(bytes: &[u8]) -> Result<Model, Error> {
-        let mut graph = hetflow_ops::onnx::load_model_inline(bytes)?;
+        let mut graph = hetflow_ops::onnx::load_model_bytes(bytes, None)?;
         hetflow_ops::optimize::optimize(&mut graph);
         Ok(Model {
             graph: Arc::new(graph),
@@ -383,6 +383,23 @@ pub fn random_inputs(g: &Graph, batch: usize, seed: u64) -> Result<Vec<Arc<Tenso
             Ok(Arc::new(if dt == DType::F32 { t } else { t.cast(dt) }))
         })
         .collect()
+}
+
+/// Escapes control characters (and Unicode bidi overrides) as `\u{..}`,
+/// `\n`, `\t`…, so that a name a model chose cannot write terminal escape
+/// sequences or reorder a line when it is printed. The CLI passes every
+/// message and every model-provided name it prints through this.
+pub fn escape_controls(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || bidi {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Replaces every character outside `[A-Za-z0-9._-]` with `_` (output file

@@ -300,3 +300,289 @@ fn devices_lists_topology_and_absent_backends() {
         "opencl: {text}"
     );
 }
+
+/// Runs hetflow, killing it after `secs` (a hang fails the test instead of
+/// blocking it).
+fn hetflow_bounded(args: &[&str], secs: u64) -> Output {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hetflow"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn hetflow");
+    let t = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if t.elapsed().as_secs() >= secs {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("hetflow {args:?} still running after {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+fn mkfifo(p: &Path) {
+    let st = Command::new("mkfifo").arg(p).status().expect("mkfifo");
+    assert!(st.success(), "mkfifo {}", p.display());
+}
+
+/// `--input` reads only regular files, and only the bytes a `.npy` header
+/// declares (issue 18: `--input /dev/urandom` and FIFOs used to hang).
+#[test]
+fn inputs_refuse_devices_fifos_and_size_mismatches() {
+    let dir = tmp("special");
+    let good = write_model(&dir, "good.onnx", &relu_model("x", "Relu"));
+    for dev in ["/dev/urandom", "/dev/zero"] {
+        expect_error(
+            &hetflow_bounded(&["run", &good, "--input", dev], 20),
+            "character device",
+        );
+        expect_error(
+            &hetflow_bounded(&["run", &good, "--input", &format!("x={dev}")], 20),
+            dev,
+        );
+    }
+    for name in ["fifo.npy", "fifo.pb", "fifo"] {
+        let f = dir.join(name);
+        mkfifo(&f);
+        expect_error(
+            &hetflow_bounded(&["run", &good, "--input", f.to_str().unwrap()], 20),
+            "FIFO",
+        );
+    }
+    expect_error(
+        &hetflow_bounded(&["run", &good, "--input", dir.to_str().unwrap()], 20),
+        "directory",
+    );
+    expect_error(
+        &hetflow_bounded(&["run", "/dev/zero"], 20),
+        "character device",
+    );
+
+    // A .npy whose data is longer or shorter than its header declares.
+    let x = hetflow::Tensor::from_vec(vec![2, 3], vec![1f32; 6]).unwrap();
+    let bytes = hetflow::ops::npy::write_npy_bytes(&x).unwrap();
+    let long = dir.join("long.npy");
+    let mut padded = bytes.clone();
+    padded.extend_from_slice(&[0u8; 4096]);
+    std::fs::write(&long, &padded).unwrap();
+    expect_error(
+        &hetflow(&["run", &good, "--input", long.to_str().unwrap()]),
+        "header declares",
+    );
+    let short = dir.join("short.npy");
+    std::fs::write(&short, &bytes[..bytes.len() - 4]).unwrap();
+    expect_error(
+        &hetflow(&["run", &good, "--input", short.to_str().unwrap()]),
+        "header declares",
+    );
+    // A header that declares a huge array is refused from the file size,
+    // before anything that size is allocated or read.
+    let huge = dir.join("huge.npy");
+    let text = "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000, 1000000000), }";
+    let mut h = b"\x93NUMPY\x01\x00".to_vec();
+    h.extend_from_slice(&(text.len() as u16 + 1).to_le_bytes());
+    h.extend_from_slice(text.as_bytes());
+    h.push(b'\n');
+    std::fs::write(&huge, &h).unwrap();
+    expect_error(
+        &hetflow_bounded(&["run", &good, "--input", huge.to_str().unwrap()], 20),
+        "header declares",
+    );
+}
+
+/// Two Relu outputs with the given names.
+fn two_output_model(a: &str, b: &str) -> proto::ModelProto {
+    let mut m = relu_model("x", "Relu");
+    let g = m.graph.as_mut().unwrap();
+    g.node[0].output = vec![a.into()];
+    g.node.push(proto::NodeProto {
+        name: Some("act2".into()),
+        op_type: Some("Relu".into()),
+        input: vec!["x".into()],
+        output: vec![b.into()],
+        ..Default::default()
+    });
+    g.output = vec![tensor_vi(a, 1, &[2, 3]), tensor_vi(b, 1, &[2, 3])];
+    m
+}
+
+/// Outputs are written atomically (a new file renamed into place, never
+/// through a symlink), colliding sanitised names are refused, and names a
+/// model chose reach messages with control characters escaped (issue 18).
+#[test]
+fn outputs_are_atomic_unique_and_escaped() {
+    let dir = tmp("outputs");
+    let d = dir.to_str().unwrap();
+    let x = dir.join("x.npy");
+    hetflow::ops::npy::write_npy(
+        &x,
+        &hetflow::Tensor::from_vec(vec![2, 3], vec![1f32, -2., 3., -4., 5., -6.]).unwrap(),
+    )
+    .unwrap();
+    let xs = x.to_str().unwrap();
+    let good = write_model(&dir, "good.onnx", &relu_model("x", "Relu"));
+
+    // An existing y.npy is replaced, not rewritten in place: a hard link
+    // to the old file keeps the old bytes, and no temporary file is left.
+    let y = dir.join("y.npy");
+    std::fs::write(&y, b"old").unwrap();
+    std::fs::hard_link(&y, dir.join("old-link")).unwrap();
+    let ok = hetflow(&["run", &good, "--input", xs, "--output-dir", d]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(std::fs::read(dir.join("old-link")).unwrap(), b"old");
+    assert_eq!(
+        read(&y).as_slice::<f32>().unwrap(),
+        &[1., 0., 3., 0., 5., 0.]
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // A symlink at the output path is refused, and its target untouched.
+    let victim = dir.join("victim.txt");
+    std::fs::write(&victim, b"keep me").unwrap();
+    let out = tmp("outputs-link");
+    std::os::unix::fs::symlink(&victim, out.join("y.npy")).unwrap();
+    expect_error(
+        &hetflow(&[
+            "run",
+            &good,
+            "--input",
+            xs,
+            "--output-dir",
+            out.to_str().unwrap(),
+        ]),
+        "symlink",
+    );
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+
+    // `a/b` and `a_b` would both be a_b.npy.
+    let clash = write_model(&dir, "clash.onnx", &two_output_model("a/b", "a_b"));
+    expect_error(
+        &hetflow(&["run", &clash, "--input", xs, "--output-dir", d]),
+        "would both be written to a_b.npy",
+    );
+    assert!(!dir.join("a_b.npy").exists());
+
+    // Control characters in a model's names are escaped in messages.
+    let evil = write_model(
+        &dir,
+        "evil.onnx",
+        &relu_model("x", "Evil\u{1b}[2J\u{7}Op\r"),
+    );
+    let out = hetflow(&["run", &evil, "--input", xs, "--output-dir", d]);
+    expect_error(&out, "Evil\\u{1b}[2J\\u{7}Op\\r");
+    assert!(
+        !out.stderr
+            .iter()
+            .any(|&b| b == 0x1b || b == 0x07 || b == b'\r'),
+        "raw control bytes on stderr"
+    );
+}
+
+/// Every numeric flag is range-checked with a one-line error before any
+/// work sized by it (issue 18: huge values panicked with "capacity
+/// overflow", aborted on a 100 GB allocation or spawned threads for
+/// minutes; `--credits 0` was accepted).
+#[test]
+fn numeric_flags_are_range_checked() {
+    let dir = tmp("flags");
+    let good = write_model(&dir, "good.onnx", &relu_model("x", "Relu"));
+    let huge = "18446744073709551615";
+    let cases: &[(&[&str], &str)] = &[
+        (&["--iters", huge], "--iters must be between 1 and"),
+        (&["--iters", "0"], "--iters must be between 1 and"),
+        (&["--warmup", huge], "--warmup must be between 0 and"),
+        (
+            &["--microbatches", huge],
+            "--microbatches must be between 1 and",
+        ),
+        (
+            &["--microbatches", "4294967296"],
+            "--microbatches must be between",
+        ),
+        (&["--microbatches", "0"], "--microbatches must be between"),
+        (&["--credits", "0"], "--credits must be between 1 and"),
+        (&["--credits", huge], "--credits must be between 1 and"),
+        (&["--threads", "0"], "--threads must be at least 1"),
+    ];
+    for (flags, needle) in cases {
+        let mut args = vec!["bench", good.as_str()];
+        args.extend_from_slice(flags);
+        expect_error(&hetflow_bounded(&args, 30), needle);
+    }
+    // Far more threads than cores: capped, with a warning, and it runs.
+    let out = hetflow_bounded(
+        &[
+            "bench",
+            &good,
+            "--threads",
+            "4294967296",
+            "--iters",
+            "2",
+            "--warmup",
+            "0",
+        ],
+        30,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: --threads 4294967296 is more than the"),
+        "{err}"
+    );
+    for (sub, flag) in [("run", "--threads"), ("profile", "--threads")] {
+        let mut args = vec![sub];
+        if sub == "run" {
+            args.push(&good);
+        }
+        args.extend_from_slice(&[flag, "0"]);
+        expect_error(&hetflow_bounded(&args, 30), "--threads must be at least 1");
+    }
+    expect_error(
+        &hetflow_bounded(&["profile", "--iters", "0"], 30),
+        "--iters must be between 1 and",
+    );
+    // plan / simulate: checked before the cluster file is even read.
+    let cluster = dir.join("none.toml");
+    let c = cluster.to_str().unwrap();
+    for (flags, needle) in [
+        (["--microbatches", huge], "--microbatches must be between"),
+        (["--credits", "0"], "--credits must be between"),
+        (["--batch", "0"], "--batch must be between"),
+    ] {
+        for sub in ["plan", "simulate"] {
+            let mut args = vec![sub, good.as_str(), "--cluster", c];
+            args.extend_from_slice(&flags);
+            expect_error(&hetflow_bounded(&args, 30), needle);
+        }
+    }
+    expect_error(
+        &hetflow_bounded(&["plan", &good, "--cluster", c, "--replicas", "0"], 30),
+        "--replicas must be between",
+    );
+    expect_error(
+        &hetflow_bounded(
+            &[
+                "simulate",
+                &good,
+                "--cluster",
+                c,
+                "--task-overhead-us",
+                "NaN",
+            ],
+            30,
+        ),
+        "--task-overhead-us must be a finite number",
+    );
+}

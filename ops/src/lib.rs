@@ -15,6 +15,7 @@
 pub mod cost;
 pub mod dtype;
 pub mod error;
+pub mod files;
 pub mod graph;
 pub mod infer;
 pub mod kernels;

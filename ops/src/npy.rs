@@ -3,11 +3,17 @@
 //! Convention for bfloat16, which numpy has no type code for: a bf16 tensor
 //! is written as a `<u2` array of its raw bits, so nothing is lost; reading
 //! a `<u2` file gives a u16 tensor (cast or reinterpret as needed).
+//!
+//! Reading is bounded by the header: the file must be a regular file
+//! ([`crate::files`]), its size must be exactly the header plus the bytes the
+//! header's shape and dtype declare (checked before the data is read), and
+//! only those bytes are read. `/dev/urandom`, a FIFO or a truncated or
+//! padded file is an error, never a long read.
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::{Data, Tensor};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 
 fn bad(path: &Path, msg: impl std::fmt::Display) -> Error {
@@ -17,28 +23,150 @@ fn bad(path: &Path, msg: impl std::fmt::Display) -> Error {
     }
 }
 
-/// Reads a `.npy` file.
+/// Where the parts of a `.npy` file lie, read off its preamble and header.
+struct Layout {
+    /// Bytes before the data (magic, version, header length, header text).
+    header_end: usize,
+    /// Bytes of data the header declares (elements × item size).
+    data_bytes: u64,
+    header: npyz::NpyHeader,
+}
+
+/// The header's length from the fixed preamble (magic, version, length),
+/// `head` holding at least the first 12 bytes of the file (or all of it).
+fn header_end(head: &[u8]) -> Result<usize> {
+    if !head.starts_with(b"\x93NUMPY") || head.len() < 10 {
+        crate::bail!("not a .npy file (no \\x93NUMPY magic)");
+    }
+    let (start, len) = match head[6] {
+        1 => (10, u16::from_le_bytes([head[8], head[9]]) as usize),
+        2 | 3 if head.len() >= 12 => (
+            12,
+            u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize,
+        ),
+        2 | 3 => crate::bail!("not a valid .npy file (truncated preamble)"),
+        v => crate::bail!("unsupported .npy format version {v}"),
+    };
+    Ok(start + len)
+}
+
+/// Checks that the `shape` tuple of a header text multiplies out without
+/// overflow (the header parser would overflow on it), where it can be read.
+fn check_shape_text(text: &[u8]) -> Result<()> {
+    let text = String::from_utf8_lossy(text);
+    let Some(at) = text.find("'shape'").or_else(|| text.find("\"shape\"")) else {
+        return Ok(());
+    };
+    let rest = &text[at..];
+    let (Some(open), Some(close)) = (rest.find('('), rest.find(')')) else {
+        return Ok(());
+    };
+    if close < open {
+        return Ok(());
+    }
+    let mut n = 1u64;
+    for d in rest[open + 1..close]
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+    {
+        let d = d.trim_end_matches('L');
+        let Ok(d) = d.parse::<u64>() else {
+            crate::bail!("not a valid .npy file (shape entry '{}')", d.escape_debug());
+        };
+        n = n
+            .checked_mul(d)
+            .ok_or_else(|| Error::msg("not a valid .npy file (shape overflows)"))?;
+    }
+    Ok(())
+}
+
+/// Parses the header (`head` holds the file's first `header_end` bytes) and
+/// the data size it declares.
+fn layout(head: &[u8], header_end: usize) -> Result<Layout> {
+    check_shape_text(&head[head.len().min(10)..])?;
+    let header = npyz::NpyHeader::from_reader(head)
+        .map_err(|e| Error::msg(format!("not a valid .npy file: {e}")))?;
+    let item = match header.dtype() {
+        npyz::DType::Plain(ts) => ts.num_bytes(),
+        other => crate::bail!(
+            "unsupported .npy dtype {:?} (structured or array dtypes)",
+            other.descr()
+        ),
+    }
+    .ok_or_else(|| Error::msg("unsupported .npy dtype (no fixed size)"))?;
+    let data_bytes = header
+        .shape()
+        .iter()
+        .try_fold(item as u64, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| Error::msg("not a valid .npy file (shape overflows)"))?;
+    Ok(Layout {
+        header_end,
+        data_bytes,
+        header,
+    })
+}
+
+/// Checks that the file's size is exactly header plus declared data.
+fn check_size(l: &Layout, total: u64) -> Result<()> {
+    let have = total.saturating_sub(l.header_end as u64);
+    if have != l.data_bytes {
+        crate::bail!(
+            "holds {have} bytes of data after its header, but the header declares {:?} {} = {} bytes",
+            l.header.shape(),
+            l.header.dtype().descr(),
+            l.data_bytes
+        );
+    }
+    Ok(())
+}
+
+/// Reads a `.npy` file: a regular file whose size is checked against its
+/// header before the data is read, and only the declared bytes are read.
 pub fn read_npy(path: impl AsRef<Path>) -> Result<Tensor> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::Io {
-        path: path.display().to_string(),
-        source: e,
-    })?;
-    read_npy_bytes(&bytes).map_err(|e| bad(path, e))
+    let mut f = crate::files::open_regular(path)?;
+    let first = f.len.min(12);
+    let head = crate::files::read_exact_at(path, &mut f, 0, first)?;
+    let end = header_end(&head).map_err(|e| bad(path, e))?;
+    if end as u64 > f.len {
+        return Err(bad(
+            path,
+            format!("header declares {end} bytes, the file holds {}", f.len),
+        ));
+    }
+    let head = crate::files::read_exact_at(path, &mut f, 0, end as u64)?;
+    let l = layout(&head, end).map_err(|e| bad(path, e))?;
+    check_size(&l, f.len).map_err(|e| bad(path, e))?;
+    let data = crate::files::read_exact_at(path, &mut f, end as u64, l.data_bytes)?;
+    decode(l.header, &data).map_err(|e| bad(path, e))
 }
 
-/// Decodes `.npy` bytes.
+/// Decodes `.npy` bytes (exactly a header and the data it declares).
 pub fn read_npy_bytes(bytes: &[u8]) -> Result<Tensor> {
-    read_from(bytes)
+    let end = header_end(bytes)?;
+    if end > bytes.len() {
+        crate::bail!(
+            "not a valid .npy file (header declares {end} bytes, there are {})",
+            bytes.len()
+        );
+    }
+    let l = layout(&bytes[..end], end)?;
+    check_size(&l, bytes.len() as u64)?;
+    decode(l.header, &bytes[end..])
 }
 
-fn read_from<R: Read>(r: R) -> Result<Tensor> {
-    let npy =
-        npyz::NpyFile::new(r).map_err(|e| Error::msg(format!("not a valid .npy file: {e}")))?;
+/// Converts the data (exactly the declared bytes) to a tensor.
+fn decode(header: npyz::NpyHeader, data: &[u8]) -> Result<Tensor> {
+    let npy = npyz::NpyFile::with_header(header, data);
     if npy.order() == npyz::Order::Fortran {
         crate::bail!("Fortran-ordered .npy arrays are unsupported; save with np.ascontiguousarray");
     }
-    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let shape: Vec<usize> = npy
+        .shape()
+        .iter()
+        .map(|&d| usize::try_from(d).map_err(|_| Error::msg("a .npy dim does not fit in usize")))
+        .collect::<Result<_>>()?;
     let ts = match npy.dtype() {
         npyz::DType::Plain(ts) => ts,
         other => crate::bail!(
@@ -110,14 +238,64 @@ pub fn write_npy_bytes(t: &Tensor) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Writes a tensor to a `.npy` file.
+/// Writes a tensor to a `.npy` file, atomically: the bytes go to a new
+/// temporary file in the same directory (created exclusively, never through
+/// a symlink), are flushed to disk, and the file is then renamed over
+/// `path`. A failure part-way leaves `path` as it was, never a torn file.
+/// A symlink at `path` is refused rather than followed, and so is a
+/// directory.
 pub fn write_npy(path: impl AsRef<Path>, t: &Tensor) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let path = path.as_ref();
-    let bytes = write_npy_bytes(t)?;
-    std::fs::write(path, bytes).map_err(|e| Error::Io {
+    let io = |e: std::io::Error| Error::Io {
         path: path.display().to_string(),
         source: e,
-    })
+    };
+    let bytes = write_npy_bytes(t)?;
+    match std::fs::symlink_metadata(path) {
+        Ok(md) if md.file_type().is_symlink() => {
+            return Err(bad(path, "is a symlink; refusing to write through it"))
+        }
+        Ok(md) if md.is_dir() => return Err(bad(path, "is a directory")),
+        _ => {}
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let mut tmp = None;
+    for attempt in 0..16u32 {
+        let p = dir.join(format!(".{name}.{}.{attempt}.tmp", std::process::id()));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&p)
+        {
+            Ok(f) => {
+                tmp = Some((p, f));
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io(e)),
+        }
+    }
+    let (tmp_path, mut f) =
+        tmp.ok_or_else(|| bad(path, "could not create a temporary file beside it"))?;
+    let written = f
+        .write_all(&bytes)
+        .and_then(|()| f.sync_all())
+        .and_then(|()| std::fs::rename(&tmp_path, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp_path);
+        return Err(io(e));
+    }
+    Ok(())
 }
 
 /// The dtype a `.npy` file of `t` will declare (bf16 becomes u16).

@@ -12,6 +12,17 @@
 //! * One bucket per element type, keyed by capacity; a request for `n`
 //!   elements takes the smallest cached buffer of capacity `n ..= n + n/8`,
 //!   so a buffer is never much larger than asked for.
+//! * The pool keeps only what it lent. Each bucket counts the buffers of
+//!   each capacity it has handed out and not had back; a buffer given back
+//!   is cached only while that count is above zero, and anything else (the
+//!   storage of a tensor a kernel built with `collect()` or `to_vec()`, a
+//!   caller's input tensor) is freed. Without this rule a kernel that
+//!   allocates its output outside the pool fed the pool one buffer per run
+//!   that no request ever took back: a one-Softmax model grew by one output
+//!   per run, to 551 MB after 4,200 runs (issue 18). With it, the bytes
+//!   cached for a capacity never exceed what the pool itself allocated for
+//!   it, which in steady state is the peak number of such buffers alive at
+//!   once.
 //! * Only buffers of at least [`MIN_BYTES`] are cached (the allocator's
 //!   own free lists serve small ones well), and the pool holds at most
 //!   [`limit_bytes`] in all (default 1 GiB, or `HETFLOW_POOL_MB`); buffers
@@ -28,23 +39,54 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 /// Buffers smaller than this are not cached.
 pub const MIN_BYTES: usize = 16 * 1024;
 
-/// Cached buffers of one element type, by capacity.
+/// Cached buffers of one element type, by capacity, and the count of
+/// buffers lent out.
 pub struct Bucket<T> {
-    free: Mutex<BTreeMap<usize, Vec<Vec<T>>>>,
+    inner: Mutex<Lists<T>>,
+}
+
+struct Lists<T> {
+    /// Cached buffers by capacity.
+    free: BTreeMap<usize, Vec<Vec<T>>>,
+    /// Buffers handed out and not given back, by capacity.
+    lent: BTreeMap<usize, usize>,
+}
+
+impl<T> Lists<T> {
+    fn lend(&mut self, cap: usize) {
+        *self.lent.entry(cap).or_default() += 1;
+    }
+    /// Counts a buffer of `cap` back; false when the pool lent none.
+    fn unlend(&mut self, cap: usize) -> bool {
+        match self.lent.get_mut(&cap) {
+            Some(c) if *c > 1 => {
+                *c -= 1;
+                true
+            }
+            Some(_) => {
+                self.lent.remove(&cap);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl<T> Bucket<T> {
     /// An empty bucket (usable in a `static`).
     pub const fn new() -> Bucket<T> {
         Bucket {
-            free: Mutex::new(BTreeMap::new()),
+            inner: Mutex::new(Lists {
+                free: BTreeMap::new(),
+                lent: BTreeMap::new(),
+            }),
         }
     }
 
-    /// The free lists (a panic elsewhere cannot leave them inconsistent:
-    /// every update is a single push or pop).
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<usize, Vec<Vec<T>>>> {
-        self.free.lock().unwrap_or_else(|p| p.into_inner())
+    /// The lists (a panic elsewhere cannot leave them inconsistent: every
+    /// update is a single push, pop or count).
+    fn lock(&self) -> MutexGuard<'_, Lists<T>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -117,22 +159,21 @@ pub fn take<T: Poolable>(n: usize) -> Vec<T> {
     if n.saturating_mul(size) < MIN_BYTES {
         return Vec::with_capacity(n);
     }
-    let found = {
-        let mut free = T::bucket().lock();
-        let cap = free
-            .range(n..=n + n / 8)
-            .find(|(_, v)| !v.is_empty())
-            .map(|(c, _)| *c);
-        cap.and_then(|c| {
-            let list = free.get_mut(&c)?;
-            let v = list.pop();
-            if list.is_empty() {
-                free.remove(&c);
-            }
-            v
-        })
-    };
-    match found {
+    let mut lists = T::bucket().lock();
+    let cap = lists
+        .free
+        .range(n..=n.saturating_add(n / 8))
+        .find(|(_, v)| !v.is_empty())
+        .map(|(c, _)| *c);
+    let found = cap.and_then(|c| {
+        let list = lists.free.get_mut(&c)?;
+        let v = list.pop();
+        if list.is_empty() {
+            lists.free.remove(&c);
+        }
+        v
+    });
+    let v = match found {
         Some(v) => {
             HITS.fetch_add(1, Ordering::Relaxed);
             CACHED_BYTES.fetch_sub(v.capacity() * size, Ordering::Relaxed);
@@ -142,7 +183,9 @@ pub fn take<T: Poolable>(n: usize) -> Vec<T> {
             MISSES.fetch_add(1, Ordering::Relaxed);
             Vec::with_capacity(n)
         }
-    }
+    };
+    lists.lend(v.capacity());
+    v
 }
 
 /// A vector of `n` copies of `value`, its storage from the cache.
@@ -152,8 +195,8 @@ pub fn filled<T: Poolable>(n: usize, value: T) -> Vec<T> {
     v
 }
 
-/// Gives a vector's storage to the cache (or frees it when it is small or
-/// the cache is full).
+/// Gives a vector's storage to the cache (or frees it when it is small,
+/// the cache is full, or the pool lent no buffer of its capacity).
 pub fn give<T: Poolable>(v: Vec<T>) {
     keep(v);
 }
@@ -163,6 +206,10 @@ fn keep<T: Poolable>(mut v: Vec<T>) -> bool {
     let bytes = v.capacity() * std::mem::size_of::<T>();
     if bytes < MIN_BYTES {
         return false;
+    }
+    let mut lists = T::bucket().lock();
+    if !lists.unlend(v.capacity()) {
+        return false; // not the pool's: caching it would grow the pool by one buffer per run
     }
     let lim = limit_bytes();
     // Reserve room first so concurrent givers never overshoot the limit.
@@ -182,13 +229,13 @@ fn keep<T: Poolable>(mut v: Vec<T>) -> bool {
         }
     }
     v.clear();
-    T::bucket().lock().entry(v.capacity()).or_default().push(v);
+    lists.free.entry(v.capacity()).or_default().push(v);
     RETURNED.fetch_add(1, Ordering::Relaxed);
     true
 }
 
 fn clear_bucket<T: Poolable>() {
-    let drained = std::mem::take(&mut *T::bucket().lock());
+    let drained = std::mem::take(&mut T::bucket().lock().free);
     let bytes: usize = drained
         .values()
         .flatten()
@@ -239,9 +286,10 @@ mod tests {
         let small: Vec<u64> = take(n / 2);
         assert_ne!(small.as_ptr(), ptr);
         drop(small);
-        // Small buffers are never cached; a big one is.
+        // Small buffers are never cached; a big one the pool lent is.
         assert!(!keep(Vec::<u64>::with_capacity(MIN_BYTES / 8 - 1)));
-        assert!(keep(Vec::<u64>::with_capacity(n + 1)));
+        let lent: Vec<u64> = take(n + 1);
+        assert!(keep(lent));
         // Tensors give their storage back on drop.
         let t = crate::Tensor::from_vec(vec![n], vec![1u64; n]).unwrap();
         let tp = t.as_slice::<u64>().unwrap().as_ptr();
@@ -252,5 +300,33 @@ mod tests {
         assert_eq!(again.as_ptr(), tp, "tensor storage was not recycled");
         drop((held, again));
         clear();
+    }
+
+    /// The leak of issue 18: storage the pool never lent (a kernel output
+    /// built with `to_vec()`) is freed on give, so a run of such drops
+    /// leaves nothing cached; storage it lent comes back.
+    #[test]
+    fn keeps_only_what_it_lent() {
+        let n = 54_321usize; // a size no other test uses
+        for _ in 0..100 {
+            let foreign: Vec<u32> = vec![7; n];
+            assert!(!keep(foreign), "a buffer the pool never lent was cached");
+        }
+        let cached = |c: usize| u32::bucket().lock().free.get(&c).map_or(0, |l| l.len());
+        assert_eq!(cached(n), 0);
+        // Two lent, two back; a third (foreign) one of the same size is freed.
+        let (a, b): (Vec<u32>, Vec<u32>) = (take(n), take(n));
+        let cap = a.capacity();
+        assert!(keep(a) && keep(b));
+        assert!(!keep(Vec::<u32>::with_capacity(cap)));
+        assert_eq!(cached(cap), 2);
+        // Tensors built from foreign storage free it on drop.
+        for _ in 0..10 {
+            drop(crate::Tensor::from_vec(vec![cap], vec![1u32; cap]).unwrap());
+        }
+        assert_eq!(cached(cap), 2);
+        let (a, b): (Vec<u32>, Vec<u32>) = (take(n), take(n));
+        assert_eq!(cached(cap), 0);
+        drop((a, b));
     }
 }

@@ -1,6 +1,9 @@
 //! `hetflow bench`: latency of one input set, repeated.
 
-use super::inputs::{bind_inputs, random_inputs};
+use super::inputs::{
+    bind_inputs, check_opt, check_range, random_inputs, threads_flag, MAX_CREDITS, MAX_ITERS,
+    MAX_MICROBATCHES,
+};
 use anyhow::{Context, Result};
 use hetflow::{Model, SessionBuilder};
 use std::path::PathBuf;
@@ -44,10 +47,12 @@ pub struct Args {
     credits: Option<usize>,
 }
 
-pub fn main(a: Args, hub: Option<&std::sync::Arc<hetflow::runtime::net::Hub>>) -> Result<()> {
-    if a.iters == 0 || a.microbatches == 0 {
-        anyhow::bail!("--iters and --microbatches must be at least 1");
-    }
+pub fn main(mut a: Args, hub: Option<&std::sync::Arc<hetflow::runtime::net::Hub>>) -> Result<()> {
+    check_range("iters", a.iters, 1, MAX_ITERS)?;
+    check_range("warmup", a.warmup, 0, MAX_ITERS)?;
+    check_range("microbatches", a.microbatches, 1, MAX_MICROBATCHES)?;
+    a.credits = check_opt("credits", a.credits, 1, MAX_CREDITS)?;
+    a.threads = threads_flag(a.threads)?;
     let model = Model::load(&a.model)?;
     let inputs = if a.inputs.is_empty() {
         random_inputs(&model)?

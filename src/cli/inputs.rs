@@ -1,11 +1,17 @@
-//! Binding `--input` arguments to graph inputs, and reading tensor files.
+//! Binding `--input` arguments to graph inputs, reading tensor files, and
+//! range checks for the numeric flags every subcommand shares (each out of
+//! range value is a one-line error naming the flag and its range, before any
+//! work or allocation sized by it).
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use hetflow::{Model, Tensor};
 use std::path::Path;
 use std::sync::Arc;
 
-/// Reads a `.npy` or ONNX TensorProto `.pb` file.
+/// Reads a `.npy` or ONNX TensorProto `.pb` file. Both readers refuse
+/// anything but a regular file and read no more than the file's header
+/// declares (`.npy`) or protobuf's 2 GiB limit (`.pb`), so `/dev/urandom`
+/// or a FIFO is an error, not a hang.
 pub fn read_tensor(path: &Path) -> Result<Tensor> {
     if !path.exists() {
         bail!("input file '{}' does not exist", path.display());
@@ -15,21 +21,21 @@ pub fn read_tensor(path: &Path) -> Result<Tensor> {
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let t = if ext == "pb" {
-        hetflow::ops::onnx::read_tensor_pb(path)?.1
-    } else if ext == "npy" {
-        hetflow::ops::npy::read_npy(path)?
-    } else {
-        // Sniff: .npy files start with \x93NUMPY.
-        let head = std::fs::read(path).with_context(|| format!("reading '{}'", path.display()))?;
-        if head.starts_with(b"\x93NUMPY") {
-            hetflow::ops::npy::read_npy_bytes(&head)
-                .map_err(|e| anyhow!("{}: {e}", path.display()))?
-        } else {
-            hetflow::ops::onnx::read_tensor_pb(path)?.1
+    let npy = match ext.as_str() {
+        "pb" => false,
+        "npy" => true,
+        _ => {
+            // Sniff: .npy files start with \x93NUMPY.
+            let mut f = hetflow::ops::files::open_regular(path)?;
+            let n = f.len.min(6);
+            hetflow::ops::files::read_exact_at(path, &mut f, 0, n)? == b"\x93NUMPY"
         }
     };
-    Ok(t)
+    Ok(if npy {
+        hetflow::ops::npy::read_npy(path)?
+    } else {
+        hetflow::ops::onnx::read_tensor_pb(path)?.1
+    })
 }
 
 /// Binds `NAME=PATH` and bare `PATH` arguments to the model's inputs:
@@ -99,4 +105,54 @@ pub fn random_inputs(model: &Model) -> Result<Vec<Arc<Tensor>>> {
         1,
         0x2545F4914F6CDD1D,
     )?)
+}
+
+/// The largest `--iters` / `--warmup`: far more than any benchmark needs,
+/// small enough that a timing per iteration fits in memory.
+pub const MAX_ITERS: usize = 10_000_000;
+/// The largest `--microbatches`: each micro-batch's inputs and outputs are
+/// held for the whole iteration.
+pub const MAX_MICROBATCHES: usize = 100_000;
+/// The largest `--credits` (buffers per edge).
+pub const MAX_CREDITS: usize = 1024;
+/// The largest `--replicas` / `--replicate-stages`.
+pub const MAX_REPLICAS: usize = 1024;
+/// The largest `--batch` (the size bound to symbolic dims when planning).
+pub const MAX_BATCH: usize = 1 << 20;
+
+/// Checks that `--flag`'s value lies in `lo..=hi`.
+pub fn check_range(flag: &str, v: usize, lo: usize, hi: usize) -> Result<usize> {
+    if v < lo || v > hi {
+        bail!("--{flag} must be between {lo} and {hi}, got {v}");
+    }
+    Ok(v)
+}
+
+/// [`check_range`] for an optional flag.
+pub fn check_opt(flag: &str, v: Option<usize>, lo: usize, hi: usize) -> Result<Option<usize>> {
+    v.map(|v| check_range(flag, v, lo, hi)).transpose()
+}
+
+/// Checks that a float flag is finite and not negative.
+pub fn check_nonneg(flag: &str, v: f64) -> Result<f64> {
+    if !v.is_finite() || v < 0.0 {
+        bail!("--{flag} must be a finite number >= 0, got {v}");
+    }
+    Ok(v)
+}
+
+/// `--threads`: at least 1, and at most this machine's hardware threads
+/// (more only oversubscribes the cores): a larger value is capped, with a
+/// warning on stderr. Each CPU device also caps its pool at its own cores.
+pub fn threads_flag(t: Option<usize>) -> Result<Option<usize>> {
+    let Some(t) = t else { return Ok(None) };
+    if t == 0 {
+        bail!("--threads must be at least 1, got 0");
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if t > cores {
+        eprintln!("warning: --threads {t} is more than the {cores} cores here; using {cores}");
+        return Ok(Some(cores));
+    }
+    Ok(Some(t))
 }

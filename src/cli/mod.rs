@@ -64,7 +64,7 @@ pub fn main() -> i32 {
     match r {
         Ok(()) => 0,
         Err(e) => {
-            let msg = format!("{e:#}").replace('\n', " ");
+            let msg = hetflow::escape_controls(&format!("{e:#}").replace('\n', " "));
             eprintln!("error: {msg}");
             2
         }

@@ -1,5 +1,8 @@
 //! `hetflow plan`: place a model on a cluster and print the stage table.
 
+use super::inputs::{
+    check_opt, check_range, MAX_BATCH, MAX_CREDITS, MAX_MICROBATCHES, MAX_REPLICAS,
+};
 use anyhow::{Context, Result};
 use hetflow::scheduler::cluster::ClusterSpec;
 use hetflow::scheduler::cost::GraphCosts;
@@ -56,9 +59,11 @@ pub struct Args {
 }
 
 pub fn main(a: Args) -> Result<()> {
-    if a.microbatches == 0 || a.credits == 0 || a.batch == 0 {
-        anyhow::bail!("--microbatches, --credits and --batch must be at least 1");
-    }
+    check_range("microbatches", a.microbatches, 1, MAX_MICROBATCHES)?;
+    check_range("credits", a.credits, 1, MAX_CREDITS)?;
+    check_range("batch", a.batch, 1, MAX_BATCH)?;
+    check_range("replicas", a.replicas, 1, MAX_REPLICAS)?;
+    check_opt("replicate-stages", a.replicate_stages, 1, MAX_REPLICAS)?;
     let model = Model::load(&a.model)?;
     let mut cluster = ClusterSpec::load(&a.cluster)?;
     let full = cluster.clone();

@@ -1,6 +1,7 @@
 //! `hetflow profile`: measure this machine's devices and links and write a
 //! cluster spec (see `hetflow::profile`).
 
+use super::inputs::{check_range, threads_flag, MAX_ITERS};
 use anyhow::{Context, Result};
 use hetflow::profile::{profile, ProfileOptions};
 use std::path::PathBuf;
@@ -25,7 +26,9 @@ pub struct Args {
     out: Option<PathBuf>,
 }
 
-pub fn main(a: Args) -> Result<()> {
+pub fn main(mut a: Args) -> Result<()> {
+    check_range("iters", a.iters, 1, MAX_ITERS)?;
+    a.threads = threads_flag(a.threads)?;
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")

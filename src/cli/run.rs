@@ -1,8 +1,9 @@
 //! `hetflow run`.
 
-use super::inputs::bind_inputs;
-use anyhow::{Context, Result};
+use super::inputs::{bind_inputs, threads_flag};
+use anyhow::{bail, Context, Result};
 use hetflow::{Model, SessionBuilder};
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -30,8 +31,29 @@ pub struct Args {
     trace: Option<PathBuf>,
 }
 
-pub fn main(a: Args, hub: Option<&std::sync::Arc<hetflow::runtime::net::Hub>>) -> Result<()> {
+/// Each output's file name, refusing two outputs whose sanitised names
+/// collide (`a/b` and `a_b` would overwrite each other).
+fn output_files(model: &Model) -> Result<Vec<String>> {
+    let mut seen: HashMap<String, &str> = HashMap::new();
+    let mut files = Vec::new();
+    for name in model.output_names() {
+        let file = format!("{}.npy", hetflow::sanitize_name(name));
+        match seen.insert(file.clone(), name) {
+            Some(prev) if prev != name => bail!(
+                "outputs '{}' and '{}' would both be written to {file}; rename one in the model",
+                hetflow::escape_controls(prev),
+                hetflow::escape_controls(name)
+            ),
+            _ => files.push(file),
+        }
+    }
+    Ok(files)
+}
+
+pub fn main(mut a: Args, hub: Option<&std::sync::Arc<hetflow::runtime::net::Hub>>) -> Result<()> {
+    a.threads = threads_flag(a.threads)?;
     let model = Model::load(&a.model)?;
+    let files = output_files(&model)?;
     let inputs = bind_inputs(&model, &a.inputs)?;
     let mut b = SessionBuilder::new(&model).trace(a.trace.is_some());
     if let Some(d) = &a.device {
@@ -64,13 +86,12 @@ pub fn main(a: Args, hub: Option<&std::sync::Arc<hetflow::runtime::net::Hub>>) -
     let elapsed = start.elapsed();
     std::fs::create_dir_all(&a.output_dir)
         .with_context(|| format!("creating output dir '{}'", a.output_dir.display()))?;
-    for (name, t) in model.output_names().iter().zip(&outputs) {
-        let file = a
-            .output_dir
-            .join(format!("{}.npy", hetflow::sanitize_name(name)));
+    for ((name, t), file) in model.output_names().iter().zip(&outputs).zip(&files) {
+        let file = a.output_dir.join(file);
         hetflow::ops::npy::write_npy(&file, t)?;
         println!(
-            "{name}: {} {:?} -> {}",
+            "{}: {} {:?} -> {}",
+            hetflow::escape_controls(name),
             t.dtype(),
             t.shape(),
             file.display()

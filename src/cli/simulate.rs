@@ -12,6 +12,7 @@
 //! Prints a per-device table and the critical path; the last line is
 //! `makespan=<number>` (ms for models and plans, the DAG's unit for DAGs).
 
+use super::inputs::{check_nonneg, check_opt, MAX_BATCH, MAX_CREDITS, MAX_MICROBATCHES};
 use anyhow::{bail, Context, Result};
 use hetflow::scheduler::cluster::ClusterSpec;
 use hetflow::scheduler::cost::GraphCosts;
@@ -91,9 +92,11 @@ fn load_cluster(a: &Args) -> Result<Option<ClusterSpec>> {
 }
 
 pub fn main(a: Args) -> Result<()> {
-    if [a.microbatches, a.credits, a.batch].contains(&Some(0)) {
-        bail!("--microbatches, --credits and --batch must be at least 1");
-    }
+    check_opt("microbatches", a.microbatches, 1, MAX_MICROBATCHES)?;
+    check_opt("credits", a.credits, 1, MAX_CREDITS)?;
+    check_opt("batch", a.batch, 1, MAX_BATCH)?;
+    check_nonneg("task-overhead-us", a.task_overhead_us)?;
+    check_nonneg("run-overhead-us", a.run_overhead_us)?;
     let cluster = load_cluster(&a)?;
     let mut w = if let Some(dag) = &a.dag {
         if a.model.is_some() {

@@ -32,7 +32,8 @@ pub struct CpuDevice {
 
 impl CpuDevice {
     /// A device on the given cores (logical core indices of `topo`), with
-    /// `threads` kernel threads (default: one per core).
+    /// `threads` kernel threads (default: one per core; at most one per
+    /// hardware thread of those cores).
     pub fn new(
         index: usize,
         topo: &CpuTopology,
@@ -43,7 +44,11 @@ impl CpuDevice {
             return Err(DeviceError::Other(format!("cpu:{index} has no cores")));
         }
         let pus = topo.pus_of(cores, true);
-        let threads = threads.unwrap_or(cores.len()).max(1);
+        // More threads than the device's hardware threads only oversubscribe
+        // its cores (and `--threads 4294967296` would spawn for minutes).
+        let threads = threads
+            .unwrap_or(cores.len())
+            .clamp(1, cores.len().max(pus.len()));
         let bind = pus.clone();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)

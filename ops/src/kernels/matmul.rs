@@ -402,7 +402,9 @@ pub(crate) fn gemm_op(
             let (mut o, read) = match &c {
                 Some(c) => {
                     let bt = F::c(beta as f64);
-                    (typed::<F>(c, "input 2 (C)")?.iter().map(|&v| v * bt).collect(), true)
+                    let mut o = crate::pool::take(m * n);
+                    o.extend(typed::<F>(c, "input 2 (C)")?.iter().map(|&v| v * bt));
+                    (o, true)
                 }
                 None => (crate::pool::filled(m * n, F::ZERO), false),
             };

@@ -27,7 +27,8 @@ pub(crate) fn softmax(
     };
     float_dispatch!(x.dtype(), "Softmax", F => {
         let xv = typed::<F>(x, "input 0")?;
-        let mut o = xv.to_vec();
+        let mut o = crate::pool::take(xv.len());
+        o.extend_from_slice(xv);
         let block = len * inner;
         par_chunks(&mut o, block.max(1), xv.len() * 4, |_, blk| {
             if inner == 1 {

@@ -71,7 +71,7 @@ impl<'a> Attrs<'a> {
             .map(|a| String::from_utf8_lossy(a.s()).into_owned())
     }
 
-    pub fn tensor(&self, name: &str, dir: &Path) -> Result<Option<Tensor>> {
+    pub fn tensor(&self, name: &str, dir: Option<&Path>) -> Result<Option<Tensor>> {
         match self.get(name).and_then(|a| a.t.as_ref()) {
             None => Ok(None),
             Some(t) => super::tensor_from_proto(t, dir).map(Some),

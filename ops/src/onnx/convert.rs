@@ -81,7 +81,7 @@ fn stash_type(a: &Attrs) -> Result<()> {
 }
 
 /// Maps one node. Errors are plain messages; the caller adds node context.
-pub fn convert_node(np: &NodeProto, opset: i64, dir: &Path) -> Result<Converted> {
+pub fn convert_node(np: &NodeProto, opset: i64, dir: Option<&Path>) -> Result<Converted> {
     let a = Attrs::new(np);
     let op_type = np.op_type();
     let unsupported = || Error::Unsupported {
@@ -875,7 +875,7 @@ pub fn convert_node(np: &NodeProto, opset: i64, dir: &Path) -> Result<Converted>
     Ok(Converted::Op(op))
 }
 
-fn constant_value(a: &Attrs, dir: &Path) -> Result<Tensor> {
+fn constant_value(a: &Attrs, dir: Option<&Path>) -> Result<Tensor> {
     if let Some(t) = a.tensor("value", dir)? {
         return Ok(t);
     }

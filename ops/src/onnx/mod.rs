@@ -7,6 +7,15 @@
 //! unknown op fails here, before any work runs), check that every value a
 //! node reads exists and that nodes are in topological order, then run shape
 //! and dtype inference ([`crate::infer`]) which also folds constants.
+//!
+//! External data is a path the model's author chose, so it is confined to
+//! the model's directory (see `read_external`): relative locations only, no
+//! `..` component, the canonical path (symlinks resolved) must stay under
+//! the canonical model directory, the file must be regular, and only the
+//! `offset`/`length` bytes the tensor needs are read, after checking them
+//! against the file's size. A model decoded from memory has no directory,
+//! so external data there is refused. Model files themselves must be
+//! regular files under protobuf's 2 GiB limit ([`crate::files`]).
 
 mod attrs;
 mod convert;
@@ -24,7 +33,7 @@ use crate::tensor::{Data, Tensor};
 use prost::Message;
 use proto::tensor_proto::DataLocation;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path};
 use std::sync::Arc;
 
 fn bad(path: &Path, msg: impl Into<String>) -> Error {
@@ -34,15 +43,24 @@ fn bad(path: &Path, msg: impl Into<String>) -> Error {
     }
 }
 
+/// The largest model or `.pb` file read: protobuf's own 2 GiB limit
+/// (larger models keep their weights as external data).
+pub const MAX_PROTO_BYTES: u64 = (2 << 30) - 1;
+
+/// The directory a file's relative references resolve in (`.` for a bare
+/// file name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
 /// Loads an ONNX model file into a [`Graph`] with inferred facts.
 pub fn load_model(path: impl AsRef<Path>) -> Result<Graph> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::Io {
-        path: path.display().to_string(),
-        source: e,
-    })?;
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    load_model_bytes(&bytes, &dir).map_err(|e| match e {
+    let bytes = crate::files::read_capped(path, MAX_PROTO_BYTES, "the ONNX model")?;
+    load_model_bytes(&bytes, Some(parent_dir(path))).map_err(|e| match e {
         Error::Msg(m) => bad(path, m),
         other => other,
     })
@@ -54,11 +72,8 @@ pub fn load_model(path: impl AsRef<Path>) -> Result<Graph> {
 /// the file's folder (the other ranks of a multi-host job).
 pub fn inline_external_data(path: impl AsRef<Path>) -> Result<Vec<u8>> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::Io {
-        path: path.display().to_string(),
-        source: e,
-    })?;
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let bytes = crate::files::read_capped(path, MAX_PROTO_BYTES, "the ONNX model")?;
+    let dir = parent_dir(path);
     let mut model = proto::ModelProto::decode(&bytes[..]).map_err(|e| {
         bad(
             path,
@@ -70,7 +85,7 @@ pub fn inline_external_data(path: impl AsRef<Path>) -> Result<Vec<u8>> {
         for t in g.initializer.iter_mut() {
             if t.data_location == Some(DataLocation::External as i32) {
                 let name = t.name().to_string();
-                let tensor = tensor_from_proto(t, &dir).map_err(|e| match e {
+                let tensor = tensor_from_proto(t, Some(dir)).map_err(|e| match e {
                     Error::Msg(m) => bad(path, m),
                     other => other,
                 })?;
@@ -86,31 +101,10 @@ pub fn inline_external_data(path: impl AsRef<Path>) -> Result<Vec<u8>> {
     })
 }
 
-/// Decodes an ONNX model from memory whose tensors are all inline; a
-/// tensor kept in external data is an error naming it (there is no folder
-/// to resolve it against).
-pub fn load_model_inline(bytes: &[u8]) -> Result<Graph> {
-    let model = proto::ModelProto::decode(bytes).map_err(|e| {
-        Error::msg(format!(
-            "not a valid ONNX model (protobuf decode failed: {e})"
-        ))
-    })?;
-    if let Some(t) = model
-        .graph
-        .iter()
-        .flat_map(|g| &g.initializer)
-        .find(|t| t.data_location == Some(DataLocation::External as i32))
-    {
-        crate::bail!(
-            "initializer '{}' keeps its data in an external file, which a model loaded from memory cannot read",
-            t.name()
-        );
-    }
-    load_model_bytes(bytes, Path::new("/nonexistent-hetflow-model-dir"))
-}
-
-/// Decodes an ONNX model from memory; external data is looked up in `dir`.
-pub fn load_model_bytes(bytes: &[u8], dir: &Path) -> Result<Graph> {
+/// Decodes an ONNX model from memory. External data is looked up in `dir`
+/// (confined to it); with `None` (a model that never was a file) a tensor
+/// with external data is an error.
+pub fn load_model_bytes(bytes: &[u8], dir: Option<&Path>) -> Result<Graph> {
     let model = proto::ModelProto::decode(bytes).map_err(|e| {
         Error::msg(format!(
             "not a valid ONNX model (protobuf decode failed: {e})"
@@ -174,7 +168,7 @@ fn fact_from_value_info(vi: &proto::ValueInfoProto, anon: &mut usize) -> Result<
     Ok(fact)
 }
 
-fn import_graph(gp: &proto::GraphProto, opset: i64, dir: &Path) -> Result<Graph> {
+fn import_graph(gp: &proto::GraphProto, opset: i64, dir: Option<&Path>) -> Result<Graph> {
     let mut g = Graph {
         opset,
         ..Default::default()
@@ -183,8 +177,14 @@ fn import_graph(gp: &proto::GraphProto, opset: i64, dir: &Path) -> Result<Graph>
     let mut anon = 0usize;
 
     for init in &gp.initializer {
-        let t = tensor_from_proto(init, dir)
-            .map_err(|e| Error::msg(format!("initializer '{}': {e}", init.name())))?;
+        let t = tensor_from_proto(init, dir).map_err(|e| {
+            let m = e.to_string();
+            if m.starts_with(&format!("tensor '{}'", init.name())) {
+                Error::msg(m) // already names it
+            } else {
+                Error::msg(format!("initializer '{}': {m}", init.name()))
+            }
+        })?;
         let t = Arc::new(t);
         let id = g.add_value(init.name(), Fact::constant(t.clone()));
         g.constants.insert(id, t);
@@ -316,8 +316,8 @@ fn need(t: &proto::TensorProto, n: usize, have: usize) -> Result<()> {
 }
 
 /// Converts an ONNX TensorProto (raw or typed fields, or external data
-/// relative to `dir`) into a host [`Tensor`].
-pub fn tensor_from_proto(t: &proto::TensorProto, dir: &Path) -> Result<Tensor> {
+/// inside `dir`; `None` refuses external data) into a host [`Tensor`].
+pub fn tensor_from_proto(t: &proto::TensorProto, dir: Option<&Path>) -> Result<Tensor> {
     let dtype = DType::from_onnx(t.data_type()).ok_or_else(|| {
         Error::msg(format!(
             "tensor '{}' has element type {} which hetflow does not support",
@@ -329,7 +329,17 @@ pub fn tensor_from_proto(t: &proto::TensorProto, dir: &Path) -> Result<Tensor> {
         crate::bail!("tensor '{}' has negative dims {:?}", t.name(), t.dims);
     }
     let shape: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
-    let n: usize = shape.iter().product();
+    let n = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .and_then(|n| n.checked_mul(dtype.size()).map(|_| n))
+        .ok_or_else(|| {
+            Error::msg(format!(
+                "tensor '{}' has dims {:?} whose size overflows",
+                t.name(),
+                t.dims
+            ))
+        })?;
     if t.data_location == Some(DataLocation::External as i32) {
         let bytes = read_external(t, dir, n * dtype.size())?;
         return Tensor::from_le_bytes(dtype, shape, &bytes);
@@ -382,57 +392,101 @@ pub fn tensor_from_proto(t: &proto::TensorProto, dir: &Path) -> Result<Tensor> {
     Tensor::new(shape, data)
 }
 
-fn read_external(t: &proto::TensorProto, dir: &Path, len: usize) -> Result<Vec<u8>> {
+/// Reads the bytes of a tensor kept in an external file: only inside `dir`,
+/// only a regular file, only the `offset`/`length` range (checked against
+/// the file's size and against `len`, the tensor's byte count, before any
+/// byte is read).
+fn read_external(t: &proto::TensorProto, dir: Option<&Path>, len: usize) -> Result<Vec<u8>> {
     let mut location = None;
-    let mut offset = 0u64;
+    let mut offset = None;
     let mut length = None;
     for kv in &t.external_data {
         match kv.key() {
-            "location" => location = Some(kv.value().to_string()),
-            "offset" => {
-                offset = kv
-                    .value()
-                    .parse()
-                    .map_err(|_| Error::msg("bad external data offset"))?
-            }
-            "length" => {
-                length = Some(
-                    kv.value()
-                        .parse::<usize>()
-                        .map_err(|_| Error::msg("bad external data length"))?,
-                )
-            }
-            _ => {}
+            "location" => location = Some(kv.value()),
+            "offset" => offset = Some(kv.value()),
+            "length" => length = Some(kv.value()),
+            _ => {} // "checksum" and keys of later versions
         }
     }
-    let location = location.ok_or_else(|| {
-        Error::msg(format!(
+    let Some(location) = location else {
+        crate::bail!(
             "tensor '{}' uses external data but names no location",
             t.name()
-        ))
-    })?;
-    let file: PathBuf = dir.join(&location);
-    let bytes = std::fs::read(&file).map_err(|e| {
-        Error::msg(format!(
-            "tensor '{}' keeps its data in external file '{}' which cannot be read: {e}",
-            t.name(),
-            file.display()
-        ))
-    })?;
-    let want = length.unwrap_or(len);
-    let start = offset as usize;
-    if start + want > bytes.len() || want != len {
-        crate::bail!(
-            "external data for tensor '{}' in '{}' is {} bytes at offset {}, file has {} and the tensor needs {}",
-            t.name(),
-            file.display(),
-            want,
-            start,
-            bytes.len(),
-            len
         );
+    };
+    let fail = |msg: String| {
+        Error::msg(format!(
+            "tensor '{}': external data '{}': {msg}",
+            t.name(),
+            location.escape_debug()
+        ))
+    };
+    let number = |key: &str, v: Option<&str>| -> Result<Option<u64>> {
+        v.map(|v| {
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| fail(format!("{key} '{}' is not a byte count", v.escape_debug())))
+        })
+        .transpose()
+    };
+    let offset = number("offset", offset)?.unwrap_or(0);
+    let length = number("length", length)?;
+    let Some(dir) = dir else {
+        return Err(fail(
+            "the model was loaded from memory, so there is no directory to read external data from; load it from its file".into(),
+        ));
+    };
+    let rel = Path::new(location);
+    if location.is_empty() {
+        return Err(fail("the location is empty".into()));
     }
-    Ok(bytes[start..start + want].to_vec())
+    if rel.is_absolute() {
+        return Err(fail(
+            "absolute locations are refused; external data must lie in the model's directory"
+                .into(),
+        ));
+    }
+    if rel
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(fail(
+            "locations with '..' are refused; external data must lie in the model's directory"
+                .into(),
+        ));
+    }
+    // Symlinks are followed only while the target stays inside the
+    // (canonical) model directory.
+    let root = dir
+        .canonicalize()
+        .map_err(|e| fail(format!("model directory '{}': {e}", dir.display())))?;
+    let file = root
+        .join(rel)
+        .canonicalize()
+        .map_err(|e| fail(format!("cannot be read: {e}")))?;
+    if !file.starts_with(&root) {
+        return Err(fail(format!(
+            "resolves to '{}', outside the model's directory '{}'",
+            file.display(),
+            root.display()
+        )));
+    }
+    if let Some(l) = length {
+        if l != len as u64 {
+            return Err(fail(format!(
+                "length is {l} bytes but the tensor's dims {:?} need {len}",
+                t.dims
+            )));
+        }
+    }
+    let mut f = crate::files::open_regular_nofollow(&file).map_err(|e| fail(e.to_string()))?;
+    if offset.checked_add(len as u64).is_none_or(|end| end > f.len) {
+        return Err(fail(format!(
+            "{len} bytes at offset {offset} do not fit in the file's {} bytes",
+            f.len
+        )));
+    }
+    crate::files::read_exact_at(&file, &mut f, offset, len as u64).map_err(|e| fail(e.to_string()))
 }
 
 /// Converts a host tensor into an ONNX TensorProto (raw data).
@@ -446,16 +500,14 @@ pub fn tensor_to_proto(t: &Tensor, name: &str) -> proto::TensorProto {
     }
 }
 
-/// Reads a serialized TensorProto file (`.pb`, as in the ONNX test data).
+/// Reads a serialized TensorProto file (`.pb`, as in the ONNX test data):
+/// a regular file of at most [`MAX_PROTO_BYTES`]; external data it names
+/// is confined to the file's directory as for models.
 pub fn read_tensor_pb(path: impl AsRef<Path>) -> Result<(String, Tensor)> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::Io {
-        path: path.display().to_string(),
-        source: e,
-    })?;
+    let bytes = crate::files::read_capped(path, MAX_PROTO_BYTES, "the TensorProto file")?;
     let tp = proto::TensorProto::decode(bytes.as_slice())
         .map_err(|e| bad(path, format!("not a valid ONNX TensorProto: {e}")))?;
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let t = tensor_from_proto(&tp, &dir).map_err(|e| bad(path, e.to_string()))?;
+    let t = tensor_from_proto(&tp, Some(parent_dir(path))).map_err(|e| bad(path, e.to_string()))?;
     Ok((tp.name().to_string(), t))
 }
