@@ -7,6 +7,10 @@
 #      conformance-data/node/ (the onnx package's node tests) from
 #      scripts/gen_node_tests.py
 #
+#   bash scripts/setup.sh --mpi   the CPU packages plus Open MPI and libclang
+#                                 (mpi-sys runs bindgen): what building with
+#                                 `--features mpi` needs (docs/cluster.md).
+#                                 The full set-up installs them too.
 #   bash scripts/setup.sh --cpu   only what building and running the CPU path
 #                                 needs (libhwloc-dev, libudev-dev, pkg-config,
 #                                 and a C toolchain when `cc` is missing): no
@@ -19,8 +23,9 @@ MODE=full
 for arg in "$@"; do
     case "$arg" in
         --cpu) MODE=cpu ;;
+        --mpi) MODE=mpi ;;
         -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
-        *) echo "[setup] error: unknown argument '$arg' (expected --cpu or nothing)" >&2; exit 2 ;;
+        *) echo "[setup] error: unknown argument '$arg' (expected --cpu, --mpi or nothing)" >&2; exit 2 ;;
     esac
 done
 
@@ -37,12 +42,14 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # --- 1. apt -------------------------------------------------------------------
-if [ "$MODE" = cpu ]; then
+MPI_PKGS=(openmpi-bin libopenmpi-dev libclang-dev)
+if [ "$MODE" = cpu ] || [ "$MODE" = mpi ]; then
     APT_PKGS=(libhwloc-dev libudev-dev pkg-config)
     # rustc links through the system C compiler.
     command -v cc >/dev/null 2>&1 || APT_PKGS+=(gcc libc6-dev)
+    [ "$MODE" = mpi ] && APT_PKGS+=("${MPI_PKGS[@]}")
 else
-    APT_PKGS=(pocl-opencl-icd ocl-icd-opencl-dev clinfo libhwloc-dev hwloc libudev-dev pkg-config hyperfine)
+    APT_PKGS=(pocl-opencl-icd ocl-icd-opencl-dev clinfo libhwloc-dev hwloc libudev-dev pkg-config hyperfine "${MPI_PKGS[@]}")
 fi
 PYTHON="${PYTHON:-python3}"
 
@@ -72,12 +79,12 @@ else
     log "apt packages present"
 fi
 
-if [ "$MODE" = cpu ]; then
+if [ "$MODE" = cpu ] || [ "$MODE" = mpi ]; then
     if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
         echo "[setup] error: no cargo; install Rust first: https://rustup.rs" >&2
         exit 1
     fi
-    log "done (cpu)"
+    log "done ($MODE)"
     exit 0
 fi
 

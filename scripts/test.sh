@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Set up (scripts/setup.sh), compile the CUDA kernels with NVRTC (scripts/nvrtc_check.py),
-# run the workspace tests against the generated fixtures, then README's main-job
-# command as written and every example in examples/ (release build).
+# run the workspace tests against the generated fixtures with the optional
+# engines on (`--features hetflow/mpi`: the MPI launcher tests), then README's
+# main-job command as written and every example in examples/ with the default
+# features (which proves the default build needs no MPI). Everything builds in
+# the release profile, so the tests and the examples share their dependencies.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,7 +22,7 @@ t1=$(now)
 rc=0
 # Every CUDA kernel must compile to PTX (NVRTC runs on the CPU).
 .venv/bin/python scripts/nvrtc_check.py || rc=$?
-HETFLOW_FIXTURES="$PWD/fixtures-gen" cargo test --workspace || rc=$?
+HETFLOW_FIXTURES="$PWD/fixtures-gen" cargo test --workspace --release --features hetflow/mpi || rc=$?
 t2=$(now)
 
 # README's main-job command, exactly as README.md writes it (the first ```sh
