@@ -25,6 +25,10 @@ use std::sync::Arc;
 const TAG_JOB: u32 = 1;
 const TAG_END: u32 = 2;
 const TAG_ABORT: u32 = 3;
+const TAG_PROFILE: u32 = 4;
+const TAG_SPEC: u32 = 5;
+const TAG_PING: u32 = 6;
+const TAG_PONG: u32 = 7;
 
 /// One session of a multi-host command, as the root sends it.
 pub struct Job {
@@ -126,6 +130,23 @@ pub fn serve_jobs(hub: &Arc<Hub>) -> Result<(), Error> {
                     return Err(e);
                 }
             }
+            TAG_PROFILE => {
+                let spec = decode_profile(&bytes).and_then(|o| {
+                    let opts = crate::profile::ProfileOptions {
+                        devices: o.devices,
+                        threads: o.threads,
+                        iters: o.iters,
+                        ..Default::default()
+                    };
+                    crate::profile::profile(&opts)
+                });
+                let reply = match spec {
+                    Ok(spec) => spec.to_toml(),
+                    Err(e) => format!("error: {e}"),
+                };
+                hub.send_control(from, TAG_SPEC, reply.into_bytes())?;
+            }
+            TAG_PING => hub.send_control(from, TAG_PONG, bytes)?,
             TAG_END => return Ok(()),
             TAG_ABORT => {
                 return Err(net(format!(
@@ -137,6 +158,160 @@ pub fn serve_jobs(hub: &Arc<Hub>) -> Result<(), Error> {
             other => return Err(net(format!("unexpected control message {other}"))),
         }
     }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ProfileRequest {
+    devices: String,
+    threads: Option<usize>,
+    iters: usize,
+}
+
+fn decode_profile(bytes: &[u8]) -> Result<ProfileRequest, Error> {
+    serde_json::from_slice(bytes).map_err(|e| net(format!("bad profile request: {e}")))
+}
+
+/// Sizes of the link benchmark between rank 0 and each other rank: a
+/// small message for latency, a large one for bandwidth, and rounds of
+/// each.
+const PING_SMALL: usize = 8;
+const PING_LARGE: usize = 4 << 20;
+
+/// How the link from rank 0 to a rank measured: one-way latency (µs) and
+/// bandwidth (GB/s), from round trips of a small and a large message
+/// through the job's own transport (so the figures include its polling).
+#[derive(Clone, Copy, Debug)]
+pub struct LinkMeasure {
+    /// One-way latency, µs.
+    pub latency_us: f64,
+    /// Bandwidth, GB/s (10⁹ bytes/s).
+    pub bandwidth_gbps: f64,
+}
+
+/// Root: round trips with rank `r`; `rounds` timed round trips per size
+/// (medians).
+pub fn measure_link(hub: &Hub, r: usize, rounds: usize) -> Result<LinkMeasure, Error> {
+    let time = |size: usize| -> Result<f64, Error> {
+        let mut v = Vec::with_capacity(rounds);
+        for i in 0..rounds + 2 {
+            let t = std::time::Instant::now();
+            hub.send_control(r, TAG_PING, vec![0u8; size])?;
+            let (from, tag, bytes) = hub.recv_control(Some(std::time::Duration::from_secs(30)))?;
+            if from != r || tag != TAG_PONG || bytes.len() != size {
+                return Err(net(format!(
+                    "unexpected reply {tag} from rank {from} while timing rank {r}"
+                )));
+            }
+            if i >= 2 {
+                v.push(t.elapsed().as_secs_f64() / 2.0);
+            }
+        }
+        v.sort_by(f64::total_cmp);
+        Ok(v[v.len() / 2])
+    };
+    let small = time(PING_SMALL)?;
+    let large = time(PING_LARGE)?;
+    let per_byte = ((large - small) / (PING_LARGE - PING_SMALL) as f64).max(1e-15);
+    Ok(LinkMeasure {
+        latency_us: small * 1e6,
+        bandwidth_gbps: 1e-9 / per_byte,
+    })
+}
+
+/// Root: profiles every rank's devices in turn (rank 0's here, then each
+/// other rank's on that rank, one at a time so hosts that share a machine
+/// do not disturb each other), measures the link from rank 0 to every
+/// other rank, and returns one spec whose devices are `rankN/KIND:I` on
+/// hosts `rankN`. Links between devices of rank 0 and rank r are the
+/// measured ones; other pairs of hosts get the median as `inter_host`.
+pub fn profile_job(
+    hub: &Hub,
+    opts: &crate::profile::ProfileOptions,
+) -> Result<hetflow_scheduler::ClusterSpec, Error> {
+    use hetflow_scheduler::cluster::{HostSpec, LinkParams, LinkSpec};
+    let rename = |spec: hetflow_scheduler::ClusterSpec, r: usize| {
+        let host = format!("rank{r}");
+        let mut spec = spec;
+        spec.hosts = vec![HostSpec { name: host.clone() }];
+        for d in &mut spec.devices {
+            d.name = format!("{host}/{}", d.name);
+            d.host = host.clone();
+        }
+        for l in &mut spec.links {
+            l.from = format!("{host}/{}", l.from);
+            l.to = format!("{host}/{}", l.to);
+        }
+        spec
+    };
+    let mut all = rename(crate::profile::profile(opts)?, 0);
+    let request = serde_json::to_vec(&ProfileRequest {
+        devices: opts.devices.clone(),
+        threads: opts.threads,
+        iters: opts.iters,
+    })
+    .map_err(|e| net(e.to_string()))?;
+    let mut measured: Vec<(usize, LinkMeasure)> = Vec::new();
+    for r in 1..hub.size() {
+        hub.send_control(r, TAG_PROFILE, request.clone())?;
+        let (from, tag, bytes) = hub.recv_control(None)?;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        if from != r || tag != TAG_SPEC {
+            return Err(net(format!(
+                "unexpected reply {tag} from rank {from} while profiling rank {r}"
+            )));
+        }
+        if let Some(e) = text.strip_prefix("error: ") {
+            return Err(net(format!(
+                "profiling rank {r} (host {}): {e}",
+                hub.host(r)
+            )));
+        }
+        let spec = rename(hetflow_scheduler::ClusterSpec::from_toml(&text)?, r);
+        all.hosts.extend(spec.hosts);
+        all.devices.extend(spec.devices);
+        all.links.extend(spec.links);
+        if all.defaults.intra_host.is_none() {
+            all.defaults.intra_host = spec.defaults.intra_host;
+        }
+        measured.push((r, measure_link(hub, r, 10)?));
+    }
+    for (r, m) in &measured {
+        let (a, b): (Vec<String>, Vec<String>) = (
+            all.devices
+                .iter()
+                .filter(|d| d.host == "rank0")
+                .map(|d| d.name.clone())
+                .collect(),
+            all.devices
+                .iter()
+                .filter(|d| d.host == format!("rank{r}"))
+                .map(|d| d.name.clone())
+                .collect(),
+        );
+        for x in &a {
+            for y in &b {
+                all.links.push(LinkSpec {
+                    from: x.clone(),
+                    to: y.clone(),
+                    bandwidth_gbps: m.bandwidth_gbps,
+                    latency_us: m.latency_us,
+                    shared: true,
+                });
+            }
+        }
+    }
+    if !measured.is_empty() {
+        let mut bw: Vec<f64> = measured.iter().map(|(_, m)| m.bandwidth_gbps).collect();
+        let mut lat: Vec<f64> = measured.iter().map(|(_, m)| m.latency_us).collect();
+        bw.sort_by(f64::total_cmp);
+        lat.sort_by(f64::total_cmp);
+        all.defaults.inter_host = Some(LinkParams {
+            bandwidth_gbps: bw[bw.len() / 2],
+            latency_us: lat[lat.len() / 2],
+            shared: true,
+        });
+    }
+    Ok(all)
 }
 
 /// Root: tells the other ranks the command is over, normally (`None`) or

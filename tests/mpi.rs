@@ -257,3 +257,81 @@ fn a_killed_rank_ends_the_job_quickly_with_its_name() {
         );
     }
 }
+
+/// `launch -- profile` writes one spec with every rank's devices
+/// (`rankN/cpu:0` on host `rankN`) and measured links between the ranks,
+/// which `plan` and `simulate` take unchanged.
+#[test]
+fn profile_across_ranks_writes_one_spec_that_plan_and_simulate_take() {
+    if !have_mpirun() {
+        return;
+    }
+    let dir = tmp("profile");
+    let spec = dir.join("cluster.toml");
+    let out = hetflow(&[
+        "launch",
+        "--np",
+        "2",
+        "--",
+        "profile",
+        "--threads",
+        "1",
+        "--iters",
+        "2",
+        "--out",
+        spec.to_str().unwrap(),
+    ]);
+    ok(&out, "launch -- profile");
+    let c = hetflow::scheduler::ClusterSpec::from_toml(&std::fs::read_to_string(&spec).unwrap())
+        .unwrap();
+    let names: Vec<&str> = c.devices.iter().map(|d| d.name.as_str()).collect();
+    assert!(
+        names.contains(&"rank0/cpu:0") && names.contains(&"rank1/cpu:0"),
+        "{names:?}"
+    );
+    assert!(c
+        .devices
+        .iter()
+        .all(|d| d.host == d.name.split('/').next().unwrap()));
+    let link = c
+        .links
+        .iter()
+        .find(|l| l.from == "rank0/cpu:0" && l.to == "rank1/cpu:0")
+        .expect("a measured link between the ranks");
+    assert!(
+        link.bandwidth_gbps > 0.0 && link.bandwidth_gbps.is_finite(),
+        "{link:?}"
+    );
+    assert!(link.latency_us > 0.0 && link.latency_us < 1e6, "{link:?}");
+    assert!(c.defaults.inter_host.is_some());
+    let m = common::case("resnet_block");
+    let plan = dir.join("plan.json");
+    ok(
+        &hetflow(&[
+            "plan",
+            m.model.to_str().unwrap(),
+            "--cluster",
+            spec.to_str().unwrap(),
+            "--out",
+            plan.to_str().unwrap(),
+        ]),
+        "plan on the profiled spec",
+    );
+    let p = Plan::from_json(&std::fs::read_to_string(&plan).unwrap()).unwrap();
+    assert!(
+        p.devices.iter().all(|d| d.starts_with("rank")),
+        "{:?}",
+        p.devices
+    );
+    ok(
+        &hetflow(&[
+            "simulate",
+            "--plan",
+            plan.to_str().unwrap(),
+            m.model.to_str().unwrap(),
+            "--cluster",
+            spec.to_str().unwrap(),
+        ]),
+        "simulate on the profiled spec",
+    );
+}

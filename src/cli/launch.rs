@@ -1,4 +1,4 @@
-//! `hetflow launch`: runs `run` or `bench` as one job over several
+//! `hetflow launch`: runs `run`, `bench` or `profile` as one job over several
 //! processes (one per host) through `mpirun` or `srun`.
 //!
 //! It composes the launcher's command line and runs it (or prints it with
@@ -319,9 +319,9 @@ fn running_as_root() -> bool {
 
 pub fn main(a: Args) -> Result<()> {
     let sub = a.command.first().map(String::as_str).unwrap_or("");
-    if !matches!(sub, "run" | "bench") {
+    if !matches!(sub, "run" | "bench" | "profile") {
         bail!(
-            "launch runs `run` or `bench` as a job, not '{}' (plan, simulate and devices run on one machine)",
+            "launch runs `run`, `bench` or `profile` as a job, not '{}' (plan, simulate and devices run on one machine)",
             sub.escape_default()
         );
     }

@@ -56,7 +56,7 @@ pub fn main() -> i32 {
         Command::Devices(a) => devices::main(a),
         Command::Run(a) => cluster::job(|hub| run::main(a, hub)),
         Command::Bench(a) => cluster::job(|hub| bench::main(a, hub)),
-        Command::Profile(a) => profile::main(a),
+        Command::Profile(a) => cluster::job(|hub| profile::main(a, hub)),
         Command::Plan(a) => plan::main(a),
         Command::Simulate(a) => simulate::main(a),
         Command::Launch(a) => launch::main(a),

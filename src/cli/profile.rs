@@ -1,5 +1,8 @@
 //! `hetflow profile`: measure this machine's devices and links and write a
-//! cluster spec (see `hetflow::profile`).
+//! cluster spec (see `hetflow::profile`). Under `hetflow launch`, rank 0
+//! writes one spec for every rank's devices (`rankN/KIND:I`) and the
+//! links between the ranks, measured by round trips over the job's own
+//! transport (`hetflow::cluster::profile_job`).
 
 use super::inputs::{check_range, threads_flag, MAX_ITERS};
 use anyhow::{Context, Result};
@@ -26,7 +29,7 @@ pub struct Args {
     out: Option<PathBuf>,
 }
 
-pub fn main(mut a: Args) -> Result<()> {
+pub fn main(mut a: Args, hub: Option<&Arc<hetflow::runtime::net::Hub>>) -> Result<()> {
     check_range("iters", a.iters, 1, MAX_ITERS)?;
     a.threads = threads_flag(a.threads)?;
     let bar = indicatif::ProgressBar::new(0);
@@ -48,7 +51,14 @@ pub fn main(mut a: Args) -> Result<()> {
             b2.set_message(what.to_string());
         })),
     };
-    let spec = profile(&opts);
+    // In a launched job, rank 0 profiles every rank's devices and the
+    // links to them, and writes one spec (`hetflow::cluster::profile_job`).
+    let spec = match hub {
+        Some(h) if h.size() > 1 => {
+            hetflow::cluster::profile_job(h, &opts).map_err(anyhow::Error::from)
+        }
+        _ => profile(&opts).map_err(anyhow::Error::from),
+    };
     bar.finish_and_clear();
     let spec = spec?;
     let text = spec.to_toml();
