@@ -29,6 +29,7 @@ const TAG_PROFILE: u32 = 4;
 const TAG_SPEC: u32 = 5;
 const TAG_PING: u32 = 6;
 const TAG_PONG: u32 = 7;
+const TAG_TRACE: u32 = 8;
 
 /// One session of a multi-host command, as the root sends it.
 pub struct Job {
@@ -121,8 +122,14 @@ pub fn serve_jobs(hub: &Arc<Hub>) -> Result<(), Error> {
         let (from, tag, bytes) = hub.recv_control(None)?;
         match tag {
             TAG_JOB => {
-                let served =
-                    decode_job(&bytes).and_then(|job| Ok(builder(&job, hub).build()?.serve()?));
+                let served = decode_job(&bytes).and_then(|job| {
+                    let mut session = builder(&job, hub).build()?;
+                    session.serve()?;
+                    if job.trace {
+                        send_trace(hub, from, &session)?;
+                    }
+                    Ok(())
+                });
                 if let Err(e) = served {
                     // Let the root report first and end the command (an
                     // exit here would have the launcher kill it).
@@ -312,6 +319,170 @@ pub fn profile_job(
         });
     }
     Ok(all)
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WireTrace {
+    origin_unix_us: f64,
+    /// (name, op, cat, device, queue, mb, start_us, dur_us, modelled_us)
+    #[allow(clippy::type_complexity)]
+    events: Vec<(
+        String,
+        String,
+        String,
+        String,
+        String,
+        u64,
+        f64,
+        f64,
+        Option<f64>,
+    )>,
+}
+
+fn send_trace(hub: &Hub, to: usize, s: &crate::Session) -> Result<(), Error> {
+    let t = WireTrace {
+        origin_unix_us: s.trace_origin_unix_us(),
+        events: s
+            .take_trace_events()
+            .into_iter()
+            .map(|e| {
+                (
+                    e.name,
+                    e.op,
+                    e.cat.to_string(),
+                    e.device,
+                    e.queue.to_string(),
+                    e.mb,
+                    e.start_us,
+                    e.dur_us,
+                    e.modelled_us,
+                )
+            })
+            .collect(),
+    };
+    let bytes = serde_json::to_vec(&t).map_err(|e| net(e.to_string()))?;
+    Ok(hub.send_control(to, TAG_TRACE, bytes)?)
+}
+
+/// The `&'static str` a category or queue name received from another
+/// rank stands for.
+fn known(s: &str) -> &'static str {
+    match s {
+        "kernel" => "kernel",
+        "copy" => "copy",
+        "compute" => "compute",
+        "net" => "net",
+        _ => "other",
+    }
+}
+
+/// Root, after closing a traced session (dropping it): gathers the other
+/// ranks' timelines and merges them with `own` (rank 0's events, its
+/// session's trace origin `origin_unix_us`) into one, on rank 0's clock
+/// (the hosts' wall clocks must agree, as NTP keeps them to about a
+/// millisecond), every row prefixed with its rank (`rank1/cpu:0`). Events
+/// of the other ranks that started before `since_us` (e.g. warm-up runs
+/// rank 0 has dropped) are left out.
+pub fn gather_trace(
+    hub: &Hub,
+    own: Vec<hetflow_runtime::TraceEvent>,
+    origin_unix_us: f64,
+    since_us: f64,
+) -> Result<Vec<hetflow_runtime::TraceEvent>, Error> {
+    let mut all: Vec<hetflow_runtime::TraceEvent> = own
+        .into_iter()
+        .map(|mut e| {
+            e.device = format!("rank{}/{}", hub.rank(), e.device);
+            e
+        })
+        .collect();
+    for _ in 1..hub.size() {
+        let (from, tag, bytes) = hub.recv_control(Some(std::time::Duration::from_secs(60)))?;
+        if tag != TAG_TRACE {
+            return Err(net(format!(
+                "unexpected control message {tag} from rank {from} while gathering traces"
+            )));
+        }
+        let t: WireTrace = serde_json::from_slice(&bytes)
+            .map_err(|e| net(format!("bad trace from rank {from}: {e}")))?;
+        let shift = t.origin_unix_us - origin_unix_us;
+        for (name, op, cat, device, queue, mb, start, dur, modelled) in t.events {
+            let start_us = start + shift;
+            if start_us + dur < since_us {
+                continue;
+            }
+            all.push(hetflow_runtime::TraceEvent {
+                name,
+                op,
+                cat: known(&cat),
+                device: format!("rank{from}/{device}"),
+                queue: known(&queue),
+                mb,
+                start_us,
+                dur_us: dur,
+                modelled_us: modelled,
+            });
+        }
+    }
+    all.sort_by(|a, b| a.start_us.total_cmp(&b.start_us));
+    Ok(all)
+}
+
+/// How much of the cross-host transfer time the timeline hides behind
+/// compute: each micro-batch's transfer runs from its send's start on the
+/// producer's rank to its receive's end on the consumer's rank; the
+/// fraction is the part of those intervals during which some device of
+/// either rank was computing, over their total length. `None` when the
+/// trace has no cross-host transfer.
+pub fn transfer_hidden_fraction(events: &[hetflow_runtime::TraceEvent]) -> Option<f64> {
+    use std::collections::HashMap;
+    let rank = |d: &str| d.split('/').next().unwrap_or("").to_string();
+    // (value, mb) -> (send start, sender rank) and (receive end, receiver rank)
+    let mut sends: HashMap<(String, u64), (f64, String)> = HashMap::new();
+    let mut recvs: HashMap<(String, u64), (f64, String)> = HashMap::new();
+    for e in events.iter().filter(|e| e.queue == "net") {
+        if let Some(v) = e.name.strip_prefix("send ") {
+            sends.insert((v.to_string(), e.mb), (e.start_us, rank(&e.device)));
+        } else if let Some(v) = e.name.strip_prefix("receive ") {
+            recvs.insert(
+                (v.to_string(), e.mb),
+                (e.start_us + e.dur_us, rank(&e.device)),
+            );
+        }
+    }
+    let mut busy: HashMap<String, Vec<(f64, f64)>> = HashMap::new();
+    for e in events.iter().filter(|e| e.cat == "kernel") {
+        busy.entry(rank(&e.device))
+            .or_default()
+            .push((e.start_us, e.start_us + e.dur_us));
+    }
+    let (mut total, mut hidden) = (0.0, 0.0);
+    for (k, (s, sr)) in &sends {
+        let Some((end, rr)) = recvs.get(k) else {
+            continue;
+        };
+        if end <= s {
+            continue;
+        }
+        total += end - s;
+        let mut spans: Vec<(f64, f64)> = busy
+            .get(sr)
+            .into_iter()
+            .chain(busy.get(rr))
+            .flatten()
+            .map(|&(a, b)| (a.max(*s), b.min(*end)))
+            .filter(|(a, b)| b > a)
+            .collect();
+        spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut reach = f64::NEG_INFINITY;
+        for (a, b) in spans {
+            if b > reach {
+                hidden += b - a.max(reach);
+                reach = b;
+            }
+        }
+    }
+    (total > 0.0).then(|| hidden / total)
 }
 
 /// Root: tells the other ranks the command is over, normally (`None`) or

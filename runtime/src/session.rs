@@ -366,6 +366,11 @@ impl Session {
     pub fn trace_events(&self) -> Vec<TraceEvent> {
         self.recorder.events()
     }
+    /// When this session's trace times start, µs since the Unix epoch (to
+    /// merge the timelines of the ranks of a multi-host job).
+    pub fn trace_origin_unix_us(&self) -> f64 {
+        self.recorder.origin_unix_us()
+    }
     /// Removes and returns the trace events recorded so far.
     pub fn take_trace_events(&self) -> Vec<TraceEvent> {
         self.recorder.take()
@@ -1019,7 +1024,9 @@ fn build(
     // receivers on the consumer device's (the root's source and sink ends
     // on the io thread).
     let hub_session = net.as_ref().map(|n| (n.hub.clone(), n.session));
-    let lane = format!("rank{me}");
+    // Network spans get a row of their own ("net"); a multi-host trace
+    // prefixes every row with its rank.
+    let lane = "net".to_string();
     for e in &edges {
         let Some((hub, session)) = &hub_session else {
             break;

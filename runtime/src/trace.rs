@@ -18,6 +18,9 @@ use std::time::Instant;
 pub struct Recorder {
     enabled: bool,
     origin: Instant,
+    /// The origin on the wall clock (µs since the Unix epoch), to line up
+    /// the timelines of several processes.
+    origin_unix_us: f64,
     events: Mutex<Vec<TraceEvent>>,
 }
 
@@ -27,8 +30,17 @@ impl Recorder {
         Recorder {
             enabled,
             origin: Instant::now(),
+            origin_unix_us: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64() * 1e6)
+                .unwrap_or(0.0),
             events: Mutex::new(Vec::new()),
         }
+    }
+    /// The origin of this recorder's times on the wall clock, µs since the
+    /// Unix epoch.
+    pub fn origin_unix_us(&self) -> f64 {
+        self.origin_unix_us
     }
     /// Whether events are kept.
     pub fn enabled(&self) -> bool {

@@ -115,7 +115,21 @@ pub fn main(mut a: Args, hub: Option<&std::sync::Arc<hetflow::runtime::net::Hub>
         (times[times.len() / 2 - 1] + times[times.len() / 2]) / 2.0
     };
     if tracing {
-        let events = session.take_trace_events();
+        let mut events = session.take_trace_events();
+        if let Some(h) = hub.filter(|h| h.size() > 1) {
+            // One timeline for the whole job: close the session (the other
+            // ranks then send theirs) and merge, rows named rankN/device.
+            let since = events
+                .iter()
+                .map(|e| e.start_us)
+                .fold(f64::INFINITY, f64::min);
+            let origin = session.trace_origin_unix_us();
+            drop(session);
+            events = hetflow::cluster::gather_trace(h, events, origin, since)?;
+            if let Some(f) = hetflow::cluster::transfer_hidden_fraction(&events) {
+                println!("transfer_hidden={f:.3} (share of cross-host transfer time overlapped by compute)");
+            }
+        }
         if streaming {
             pipeline_report(&events, a.iters, a.microbatches, median);
         }
