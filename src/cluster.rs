@@ -494,3 +494,52 @@ pub fn end_jobs(hub: &Hub, error: Option<&str>) -> Result<(), Error> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hetflow_runtime::TraceEvent;
+
+    fn ev(
+        name: &str,
+        cat: &'static str,
+        device: &str,
+        queue: &'static str,
+        mb: u64,
+        s: f64,
+        d: f64,
+    ) -> TraceEvent {
+        TraceEvent {
+            name: name.into(),
+            op: String::new(),
+            cat,
+            device: device.into(),
+            queue,
+            mb,
+            start_us: s,
+            dur_us: d,
+            modelled_us: None,
+        }
+    }
+
+    #[test]
+    fn hidden_transfer_time_is_the_compute_covered_part() {
+        let events = vec![
+            // Micro-batch 0 travels from 0 to 100 µs.
+            ev("send y", "copy", "rank0/net", "net", 0, 0.0, 5.0),
+            ev("receive y", "copy", "rank1/net", "net", 0, 90.0, 10.0),
+            // Compute on both ranks covers 20..80 of it (overlapping spans
+            // count once); a kernel on an unrelated rank does not count.
+            ev("a", "kernel", "rank1/cpu:0", "compute", 1, 20.0, 40.0),
+            ev("b", "kernel", "rank0/cpu:0", "compute", 1, 50.0, 30.0),
+            ev("c", "kernel", "rank2/cpu:0", "compute", 1, 0.0, 100.0),
+            // Micro-batch 1 travels from 200 to 300 µs, fully covered.
+            ev("send y", "copy", "rank0/net", "net", 1, 200.0, 5.0),
+            ev("receive y", "copy", "rank1/net", "net", 1, 290.0, 10.0),
+            ev("d", "kernel", "rank0/cpu:0", "compute", 2, 150.0, 200.0),
+        ];
+        let f = transfer_hidden_fraction(&events).unwrap();
+        assert!((f - (60.0 + 100.0) / 200.0).abs() < 1e-12, "{f}");
+        assert!(transfer_hidden_fraction(&events[2..5]).is_none());
+    }
+}

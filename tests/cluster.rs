@@ -239,3 +239,49 @@ fn host_names_are_checked() {
         "{err}"
     );
 }
+
+/// The launcher's job protocol over in-process ranks: rank 0 shares the
+/// model file and the plan, the others build and serve the session, and
+/// rank 0 merges every rank's timeline into one (rows `rankN/...`).
+#[test]
+fn the_job_protocol_shares_the_model_and_merges_the_timelines() {
+    let c = common::case("resnet_block");
+    let model = Model::load(&c.model).unwrap();
+    let plan = pipeline_plan(model.graph(), 2);
+    let inputs: Vec<Arc<Tensor>> = c
+        .inputs
+        .iter()
+        .map(|(_, p)| Arc::new(common::read(p)))
+        .collect();
+    let mut hubs = local_group(2).unwrap();
+    let worker_hub = hubs.pop().unwrap();
+    let root = hubs.pop().unwrap();
+    let worker = std::thread::spawn(move || hetflow::cluster::serve_jobs(&worker_hub));
+    hetflow::cluster::share_job(&root, &c.model, &plan, None, Some(1), true).unwrap();
+    let mut s = SessionBuilder::new(&model)
+        .plan(plan)
+        .threads(1)
+        .trace(true)
+        .hub(root.clone())
+        .build()
+        .unwrap();
+    let outs = s.run_stream(vec![inputs.clone(); 3]).unwrap();
+    for o in &outs {
+        common::check_outputs(&c, o, "resnet_block through the job protocol");
+    }
+    let own = s.take_trace_events();
+    let origin = s.trace_origin_unix_us();
+    drop(s);
+    let merged = hetflow::cluster::gather_trace(&root, own, origin, 0.0).unwrap();
+    hetflow::cluster::end_jobs(&root, None).unwrap();
+    worker.join().unwrap().unwrap();
+    for row in ["rank0/cpu:0", "rank1/cpu:0", "rank0/net", "rank1/net"] {
+        assert!(merged.iter().any(|e| e.device == row), "no events on {row}");
+    }
+    // Three micro-batches of each rank's kernels are in the timeline.
+    let g = model.graph();
+    let kernels = merged.iter().filter(|e| e.cat == "kernel").count();
+    assert_eq!(kernels, 3 * g.nodes.len());
+    let f = hetflow::cluster::transfer_hidden_fraction(&merged).expect("cross-host transfers");
+    assert!((0.0..=1.0).contains(&f), "{f}");
+}
