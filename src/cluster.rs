@@ -140,7 +140,7 @@ pub fn serve_jobs(hub: &Arc<Hub>) -> Result<(), Error> {
             TAG_PROFILE => {
                 let spec = decode_profile(&bytes).and_then(|o| {
                     let opts = crate::profile::ProfileOptions {
-                        devices: o.devices,
+                        devices: host_devices().unwrap_or(o.devices),
                         threads: o.threads,
                         iters: o.iters,
                         ..Default::default()
@@ -165,6 +165,15 @@ pub fn serve_jobs(hub: &Arc<Hub>) -> Result<(), Error> {
             other => return Err(net(format!("unexpected control message {other}"))),
         }
     }
+}
+
+/// The devices `hetflow launch` says this host has (`HETFLOW_DEVICES`,
+/// from the hostfile's `devices=`, with `+` for `,`).
+pub fn host_devices() -> Option<String> {
+    std::env::var("HETFLOW_DEVICES")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.replace('+', ","))
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]

@@ -12,9 +12,10 @@ use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Devices to profile, e.g. `cpu`, `cpu:0,cpu:1`.
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    /// Devices to profile, e.g. `cpu`, `cpu:0,cpu:1` (default: the
+    /// host's `devices=` from `hetflow launch --hostfile`, else `cpu`).
+    #[arg(long)]
+    device: Option<String>,
     /// Kernel threads per CPU device.
     #[arg(long)]
     threads: Option<usize>,
@@ -39,7 +40,11 @@ pub fn main(mut a: Args, hub: Option<&Arc<hetflow::runtime::net::Hub>>) -> Resul
     );
     let b2 = bar.clone();
     let opts = ProfileOptions {
-        devices: a.device.clone(),
+        devices: a
+            .device
+            .clone()
+            .or_else(hetflow::cluster::host_devices)
+            .unwrap_or_else(|| "cpu".into()),
         threads: a.threads,
         models: a.models.clone(),
         graphs: Vec::new(),
