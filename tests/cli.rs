@@ -586,3 +586,65 @@ fn numeric_flags_are_range_checked() {
         "--task-overhead-us must be a finite number",
     );
 }
+
+/// `launch --dry-run` prints the mpirun line in every build; without the
+/// `mpi` feature a real launch says how to get one, before starting
+/// anything.
+#[test]
+fn launch_prints_its_line_and_says_how_to_enable_mpi() {
+    let c = case("mlp");
+    let out = hetflow(&[
+        "launch",
+        "--np",
+        "2",
+        "--dry-run",
+        "--",
+        "run",
+        c.model.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        line.starts_with("mpirun ") && line.contains("-np 2 -x HETFLOW_MPI=1"),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("run {}", c.model.display())),
+        "{line}"
+    );
+    expect_error(
+        &hetflow(&["launch", "--np", "2", "--", "plan", "m.onnx"]),
+        "launch runs `run`, `bench` or `profile`",
+    );
+    let dir = tmp("hostfile");
+    let hosts = dir.join("hosts");
+    std::fs::write(&hosts, "a slots=1\na slots=2\n").unwrap();
+    expect_error(
+        &hetflow(&[
+            "launch",
+            "--hostfile",
+            hosts.to_str().unwrap(),
+            "--",
+            "run",
+            "m.onnx",
+        ]),
+        "hosts:2: host 'a' is listed twice",
+    );
+    if !cfg!(feature = "mpi") {
+        expect_error(
+            &hetflow(&[
+                "launch",
+                "--np",
+                "2",
+                "--",
+                "run",
+                c.model.to_str().unwrap(),
+            ]),
+            "--features mpi",
+        );
+    }
+}
