@@ -77,21 +77,14 @@ pub fn main(mut a: Args, hub: Option<&std::sync::Arc<hetflow::runtime::net::Hub>
     if let Some(h) = hub {
         // Rank 0 of a multi-host job: the other ranks get the model and
         // the plan from here.
-        let plan = match &a.plan {
-            Some(p) => Some(hetflow::Plan::from_json(&std::fs::read_to_string(p)?)?),
-            None => None,
-        };
-        super::cluster::need_plan(hub, plan.as_ref())?;
-        if let Some(plan) = &plan {
-            hetflow::cluster::share_job(
-                h,
-                &a.model,
-                plan,
-                a.credits,
-                a.threads,
-                a.profile || a.trace.is_some() || a.microbatches > 1,
-            )?;
-        }
+        super::cluster::share(
+            h,
+            &a.model,
+            a.plan.as_deref(),
+            a.credits,
+            a.threads,
+            a.profile || a.trace.is_some() || a.microbatches > 1,
+        )?;
         b = b.hub(h.clone());
     }
     let streaming = a.microbatches > 1;

@@ -70,14 +70,14 @@ pub fn main(mut a: Args, hub: Option<&std::sync::Arc<hetflow::runtime::net::Hub>
     if let Some(h) = hub {
         // Rank 0 of a multi-host job: the other ranks get the model and
         // the plan from here.
-        let plan = match &a.plan {
-            Some(p) => Some(hetflow::Plan::from_json(&std::fs::read_to_string(p)?)?),
-            None => None,
-        };
-        super::cluster::need_plan(hub, plan.as_ref())?;
-        if let Some(plan) = &plan {
-            hetflow::cluster::share_job(h, &a.model, plan, None, a.threads, a.trace.is_some())?;
-        }
+        super::cluster::share(
+            h,
+            &a.model,
+            a.plan.as_deref(),
+            None,
+            a.threads,
+            a.trace.is_some(),
+        )?;
         b = b.hub(h.clone());
     }
     let mut session = b.build()?;

@@ -214,25 +214,7 @@ fn comm_thread(
             }
         }
         // 2. Sends that completed free their buffers.
-        let mut i = 0;
-        while i < sending.len() {
-            let Sending(req, buf) = sending.swap_remove(i);
-            match req.test() {
-                Ok(_) => {
-                    if let Some(p) = buf {
-                        // SAFETY: leaked by `start_send`; MPI is done with it.
-                        drop(unsafe { Box::from_raw(p) });
-                    }
-                    busy = true;
-                }
-                Err(req) => {
-                    sending.push(Sending(req, buf));
-                    let last = sending.len() - 1;
-                    sending.swap(i, last);
-                    i += 1;
-                }
-            }
-        }
+        busy |= reap_sends(&mut sending);
         // 3. Arrivals: match each, receive it without blocking.
         while let Some((msg, status)) = world.any_process().immediate_matched_probe() {
             let from = status.source_rank() as usize;
@@ -336,6 +318,33 @@ fn comm_thread(
     );
 }
 
+/// Tests the sends in flight, frees the buffers of those that completed;
+/// whether any did.
+fn reap_sends(sending: &mut Vec<Sending>) -> bool {
+    let mut any = false;
+    let mut i = 0;
+    while i < sending.len() {
+        let Sending(req, buf) = sending.swap_remove(i);
+        match req.test() {
+            Ok(_) => {
+                if let Some(p) = buf {
+                    // SAFETY: leaked when the send started; MPI is done
+                    // with it.
+                    drop(unsafe { Box::from_raw(p) });
+                }
+                any = true;
+            }
+            Err(req) => {
+                sending.push(Sending(req, buf));
+                let last = sending.len() - 1;
+                sending.swap(i, last);
+                i += 1;
+            }
+        }
+    }
+    any
+}
+
 /// Finishes the sends in flight, meets the other ranks in a barrier and
 /// finalises MPI, within a bound (module docs).
 fn shutdown(
@@ -353,23 +362,7 @@ fn shutdown(
     };
     let mut clean = !any_lost;
     loop {
-        let mut i = 0;
-        while i < sending.len() {
-            let Sending(req, buf) = sending.swap_remove(i);
-            match req.test() {
-                Ok(_) => {
-                    if let Some(p) = buf {
-                        drop(unsafe { Box::from_raw(p) });
-                    }
-                }
-                Err(req) => {
-                    sending.push(Sending(req, buf));
-                    let last = sending.len() - 1;
-                    sending.swap(i, last);
-                    i += 1;
-                }
-            }
-        }
+        reap_sends(&mut sending);
         // Late messages (heartbeats, credits of closed sessions) are
         // drained so the other ranks' sends complete.
         while let Some((msg, status)) = world.any_process().immediate_matched_probe() {
