@@ -116,6 +116,9 @@ impl NetSend {
         if let Err(e) = self.hub.send(self.name.peer, self.name.session, &msg) {
             return self.fail(e.to_string());
         }
+        if !self.recorder.enabled() {
+            return;
+        }
         self.recorder.record_span(
             &format!("send {}", self.name.value),
             "send",
@@ -296,6 +299,9 @@ impl Handler<Arrived> for NetRecv {
                     }
                 }
             }
+        }
+        if !self.recorder.enabled() {
+            return;
         }
         self.recorder.record_span(
             &format!("receive {}", self.name.value),
