@@ -609,8 +609,13 @@ struct NetEdge {
 /// The cross-host edges of one copy, in an order every rank computes
 /// alike: plan transfers, then graph inputs by (input, device), then
 /// outputs by slot.
-fn net_edges(g: &Graph, plan: &Plan, ranks: &[usize], first: u32) -> Vec<NetEdge> {
-    let producers = g.producers();
+fn net_edges(
+    g: &Graph,
+    producers: &[Option<hetflow_ops::NodeId>],
+    plan: &Plan,
+    ranks: &[usize],
+    first: u32,
+) -> Vec<NetEdge> {
     let mut out = Vec::new();
     let mut push = |key, value, from_rank, to_rank| {
         if from_rank != to_rank {
@@ -725,9 +730,10 @@ fn build(
     let io = Arbiter::new().handle();
     arbiters.push(io.clone());
 
+    let producers = g.producers();
     // Cross-host edges whose ends are on this rank.
     let edges = match &net {
-        Some(n) => net_edges(g, plan, &rank_of, n.next_edge),
+        Some(n) => net_edges(g, &producers, plan, &rank_of, n.next_edge),
         None => Vec::new(),
     };
     let mut remote_in: HashMap<EdgeKey, u32> = HashMap::new();
@@ -749,7 +755,6 @@ fn build(
         }
     }
 
-    let producers = g.producers();
     let input_index: HashMap<usize, usize> =
         g.inputs.iter().enumerate().map(|(i, v)| (v.0, i)).collect();
     let (node_addr, node_rx): (Vec<Addr<Task>>, Vec<AddressReceiver<Task>>) =

@@ -69,26 +69,25 @@ pub fn main(mut a: Args, hub: Option<&std::sync::Arc<hetflow::runtime::net::Hub>
     if let Some(c) = a.credits {
         b = b.credits(c);
     }
-    if let Some(p) = &a.plan {
-        let text = std::fs::read_to_string(p)
-            .with_context(|| format!("reading plan '{}'", p.display()))?;
-        b = b.plan(hetflow::Plan::from_json(&text)?);
-    }
-    if let Some(h) = hub {
-        // Rank 0 of a multi-host job: the other ranks get the model and
-        // the plan from here.
-        super::cluster::share(
-            h,
-            &a.model,
-            a.plan.as_deref(),
-            a.credits,
-            a.threads,
-            a.profile || a.trace.is_some() || a.microbatches > 1,
-        )?;
-        b = b.hub(h.clone());
+    let plan = match &a.plan {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading plan '{}'", p.display()))?;
+            Some(hetflow::Plan::from_json(&text)?)
+        }
+        None => None,
+    };
+    if let Some(plan) = &plan {
+        b = b.plan(plan.clone());
     }
     let streaming = a.microbatches > 1;
     let tracing = a.profile || a.trace.is_some() || streaming;
+    if let Some(h) = hub {
+        // Rank 0 of a multi-host job: the other ranks get the model and
+        // the plan from here.
+        super::cluster::share(h, &a.model, plan.as_ref(), a.credits, a.threads, tracing)?;
+        b = b.hub(h.clone());
+    }
     let mut session = b.trace(tracing).build()?;
     let batch: Vec<_> = (0..a.microbatches).map(|_| inputs.clone()).collect();
     for _ in 0..a.warmup {

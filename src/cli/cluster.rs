@@ -60,22 +60,19 @@ pub fn need_plan(hub: Option<&Arc<Hub>>, plan: Option<&hetflow::Plan>) -> Result
     Ok(())
 }
 
-/// Rank 0 of a multi-host job: reads the plan (required over more than
-/// one rank) and sends it with the model to the other ranks.
+/// Rank 0 of a multi-host job: checks that there is a plan (required
+/// over more than one rank) and sends it with the model to the other
+/// ranks.
 pub fn share(
     hub: &Arc<Hub>,
     model: &std::path::Path,
-    plan: Option<&std::path::Path>,
+    plan: Option<&hetflow::Plan>,
     credits: Option<usize>,
     threads: Option<usize>,
     trace: bool,
 ) -> Result<()> {
-    let plan = match plan {
-        Some(p) => Some(hetflow::Plan::from_json(&std::fs::read_to_string(p)?)?),
-        None => None,
-    };
-    need_plan(Some(hub), plan.as_ref())?;
-    if let Some(plan) = &plan {
+    need_plan(Some(hub), plan)?;
+    if let Some(plan) = plan {
         hetflow::cluster::share_job(hub, model, plan, credits, threads, trace)?;
     }
     Ok(())

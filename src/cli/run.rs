@@ -62,10 +62,16 @@ pub fn main(mut a: Args, hub: Option<&std::sync::Arc<hetflow::runtime::net::Hub>
     if let Some(t) = a.threads {
         b = b.threads(t);
     }
-    if let Some(p) = &a.plan {
-        let text = std::fs::read_to_string(p)
-            .with_context(|| format!("reading plan '{}'", p.display()))?;
-        b = b.plan(hetflow::Plan::from_json(&text)?);
+    let plan = match &a.plan {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading plan '{}'", p.display()))?;
+            Some(hetflow::Plan::from_json(&text)?)
+        }
+        None => None,
+    };
+    if let Some(plan) = &plan {
+        b = b.plan(plan.clone());
     }
     if let Some(h) = hub {
         // Rank 0 of a multi-host job: the other ranks get the model and
@@ -73,7 +79,7 @@ pub fn main(mut a: Args, hub: Option<&std::sync::Arc<hetflow::runtime::net::Hub>
         super::cluster::share(
             h,
             &a.model,
-            a.plan.as_deref(),
+            plan.as_ref(),
             None,
             a.threads,
             a.trace.is_some(),
