@@ -185,7 +185,8 @@ def op_summary(model: onnx.ModelProto) -> list[str]:
 
 
 def write_case(out_dir: Path, case: str, model: onnx.ModelProto, feeds: list[np.ndarray],
-               rel_l2: float, note: str, extra: dict | None = None) -> dict:
+               rel_l2: float, note: str, extra: dict | None = None,
+               nonfinite: bool = False, numpy_ref=None) -> dict:
     """Save model + inputs, run onnxruntime, save outputs and manifest.json."""
     d = out_dir / case
     if d.exists():
@@ -205,6 +206,11 @@ def write_case(out_dir: Path, case: str, model: onnx.ModelProto, feeds: list[np.
     if ort_ins != [i.name for i in ins]:
         raise RuntimeError(f"{case}: onnxruntime inputs {ort_ins} != graph inputs {[i.name for i in ins]}")
     outs = sess.run(None, {v.name: a for v, a in zip(ins, feeds)})
+    reference = f"onnxruntime {ort.__version__} CPUExecutionProvider, ORT_DISABLE_ALL, 1 thread"
+    if numpy_ref is not None:
+        # onnxruntime loads and runs the model above; the values come from numpy.
+        outs = numpy_ref(*feeds)
+        reference = "numpy float64 (scripts/gen_fixtures.py), IEEE maximum/minimum: NaN propagates"
     out_vis = list(model.graph.output)
     if [o.name for o in sess.get_outputs()] != [o.name for o in out_vis]:
         raise RuntimeError(f"{case}: output order differs between onnxruntime and the graph")
@@ -225,7 +231,7 @@ def write_case(out_dir: Path, case: str, model: onnx.ModelProto, feeds: list[np.
     in_entries = [entry("input", i, v, a) for i, (v, a) in enumerate(zip(ins, feeds))]
     out_entries = []
     for i, (v, a) in enumerate(zip(out_vis, outs)):
-        if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+        if a.dtype.kind == "f" and not nonfinite and not np.all(np.isfinite(a)):
             raise RuntimeError(f"{case}: output {v.name} has non-finite values")
         out_entries.append(entry("output", i, v, a))
 
@@ -239,8 +245,9 @@ def write_case(out_dir: Path, case: str, model: onnx.ModelProto, feeds: list[np.
         "opset": opsets.get("ai.onnx"),
         "ir_version": model.ir_version,
         "ops": op_summary(model),
-        "reference": f"onnxruntime {ort.__version__} CPUExecutionProvider, ORT_DISABLE_ALL, 1 thread",
+        "reference": reference,
         "model_bytes": size,
+        "nonfinite": nonfinite,
     }
     if extra:
         manifest.update(extra)
@@ -543,6 +550,68 @@ def case_gelu20(rng):
         "opset 20 Gelu, approximate='none' and 'tanh'"
 
 
+def nonfinite_feed(rng, shape) -> np.ndarray:
+    """Normal samples with NaN, +Inf and -Inf sprinkled over ~6% of them."""
+    x = f32(rng.standard_normal(shape))
+    flat = x.reshape(-1)
+    idx = rng.choice(flat.size, size=max(3, flat.size // 16), replace=False)
+    for k, i in enumerate(idx):
+        flat[i] = (np.nan, np.inf, -np.inf)[k % 3]
+    return x
+
+
+def case_nonfinite(rng):
+    """NaN and infinities through the max/min family (values: nonfinite_reference)."""
+    g = GraphBuilder(rng)
+    other = nonfinite_feed(case_rng("nonfinite_other"), (1, 2, 6, 6))
+    c = g.init("other", other)
+    g.op("MaxPool", ["x"], out="maxpool", kernel_shape=[2, 2], strides=[2, 2])
+    g.op("MaxPool", ["x"], out="maxpool_pad", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    g.op("GlobalMaxPool", ["x"], out="globalmaxpool")
+    g.op("Max", ["x", c], out="max")
+    g.op("Min", ["x", c], out="min")
+    g.op("ReduceMax", ["x"], out="reducemax", axes=[2, 3], keepdims=1)
+    g.op("ReduceMin", ["x"], out="reducemin", axes=[3], keepdims=0)
+    outs = [vi("maxpool", [1, 2, 3, 3]), vi("maxpool_pad", [1, 2, 6, 6]),
+            vi("globalmaxpool", [1, 2, 1, 1]), vi("max", [1, 2, 6, 6]), vi("min", [1, 2, 6, 6]),
+            vi("reducemax", [1, 2, 1, 1]), vi("reducemin", [1, 2, 6])]
+    m = g.model("nonfinite", [vi("x", [1, 2, 6, 6])], outs, opset=17)
+    return m, [nonfinite_feed(rng, (1, 2, 6, 6))], 1e-6, \
+        "NaN/Inf through MaxPool, GlobalMaxPool, Max, Min, ReduceMax, ReduceMin (opset 17)"
+
+
+def nonfinite_reference(x: np.ndarray) -> list[np.ndarray]:
+    """case_nonfinite's outputs in float64 numpy, NaN winning every max and min.
+
+    Neither onnxruntime 1.32 nor onnx.reference is usable here: both drop a
+    NaN in a MaxPool window depending on where it sits (onnxruntime even
+    returns -FLT_MAX for one padded window), and onnxruntime's ReduceMax
+    drops it too, while their GlobalMaxPool/Max/Min keep it."""
+    x = x.astype(np.float64)
+    other = nonfinite_feed(case_rng("nonfinite_other"), (1, 2, 6, 6)).astype(np.float64)
+
+    def maxpool(a, k, s, p):
+        n, c, h, w = a.shape
+        a = np.pad(a, ((0, 0), (0, 0), (p, p), (p, p)), constant_values=-np.inf)
+        oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+        o = np.empty((n, c, oh, ow))
+        for i in range(oh):
+            for j in range(ow):
+                o[:, :, i, j] = np.max(a[:, :, i * s:i * s + k, j * s:j * s + k], axis=(2, 3))
+        return o
+
+    outs = [maxpool(x, 2, 2, 0), maxpool(x, 3, 1, 1), np.max(x, axis=(2, 3), keepdims=True),
+            np.maximum(x, other), np.minimum(x, other), np.max(x, axis=(2, 3), keepdims=True),
+            np.min(x, axis=3)]
+    return [f32(o) for o in outs]
+
+
+def case_lenet_nonfinite(rng):
+    """The lenet case fed NaN and infinities (issue 18: MaxPool dropped NaN)."""
+    m, _, tol, _ = case_lenet(case_rng("lenet"))
+    return m, [nonfinite_feed(rng, (2, 1, 28, 28))], tol, "lenet with NaN/Inf in its input"
+
+
 HAND_CASES = {
     "mlp": case_mlp,
     "lenet": case_lenet,
@@ -555,7 +624,11 @@ HAND_CASES = {
     "ops_mix_b": case_ops_mix_b,
     "ops_mix_c": case_ops_mix_c,
     "gelu20": case_gelu20,
+    "nonfinite": case_nonfinite,
+    "lenet_nonfinite": case_lenet_nonfinite,
 }
+NONFINITE_CASES = {"nonfinite", "lenet_nonfinite"}  # outputs may hold NaN/Inf
+NUMPY_REFERENCE = {"nonfinite": nonfinite_reference}
 OPTIONAL_CASES = {"gelu20"}   # skipped (with a message) when onnxruntime refuses them
 
 
@@ -777,6 +850,156 @@ def zoo_case(path: Path):
 
 # --------------------------------------------------------------------------
 
+# --------------------------------------------------------------------------
+# structurally mutated models and onnxruntime's verdict on each
+# --------------------------------------------------------------------------
+
+MUTANT_BASES = ["mlp", "lenet", "resnet_block", "transformer_encoder", "mobilenet_block",
+                "ops_mix_a", "ops_mix_b", "ops_mix_c"]
+
+
+def _mutations(m: onnx.ModelProto, rng) -> list[tuple[str, onnx.ModelProto]]:
+    """One-change mutants of `m`: (what changed, model)."""
+    out = []
+
+    def mutant(name, fn):
+        c = onnx.ModelProto()
+        c.CopyFrom(m)
+        if fn(c) is not False:
+            out.append((name, c))
+
+    g = m.graph
+    nodes_with = lambda t: [i for i, n in enumerate(g.node) for a in n.attribute if a.type == t]
+    ints = nodes_with(onnx.AttributeProto.INT)
+    intss = nodes_with(onnx.AttributeProto.INTS)
+    floats = nodes_with(onnx.AttributeProto.FLOAT)
+
+    def first_attr(c, i, t):
+        return next(a for a in c.graph.node[i].attribute if a.type == t)
+
+    for i in ints[:3]:
+        def f(c, i=i):
+            a = first_attr(c, i, onnx.AttributeProto.INT)
+            a.type, a.f = onnx.AttributeProto.FLOAT, float(a.i) + 0.5
+            a.ClearField("i")
+        mutant(f"attr_int_typed_float@{i}", f)
+
+        def f(c, i=i):
+            a = first_attr(c, i, onnx.AttributeProto.INT)
+            a.type, a.f = onnx.AttributeProto.FLOAT, 1.0
+        mutant(f"attr_int_with_stale_float@{i}", f)
+
+        def f(c, i=i):
+            first_attr(c, i, onnx.AttributeProto.INT).type = onnx.AttributeProto.UNDEFINED
+        mutant(f"attr_untyped@{i}", f)
+
+        def f(c, i=i):
+            a = first_attr(c, i, onnx.AttributeProto.INT)
+            c.graph.node[i].attribute.append(a)
+        mutant(f"attr_twice@{i}", f)
+    for i in intss[:2]:
+        def f(c, i=i):
+            first_attr(c, i, onnx.AttributeProto.INTS).type = onnx.AttributeProto.FLOATS
+        mutant(f"attr_ints_typed_floats@{i}", f)
+    for i in floats[:2]:
+        def f(c, i=i):
+            first_attr(c, i, onnx.AttributeProto.FLOAT).type = onnx.AttributeProto.STRING
+        mutant(f"attr_float_typed_string@{i}", f)
+
+    for v in (0, -1, 99):
+        def f(c, v=v):
+            c.opset_import[0].version = v
+        mutant(f"opset_{v}", f)
+    mutant("no_default_opset", lambda c: c.ClearField("opset_import"))
+    mutant("opset_twice", lambda c: c.opset_import.append(helper.make_opsetid("", 13)))
+    for v in (0, 99):
+        def f(c, v=v):
+            c.ir_version = v
+        mutant(f"ir_version_{v}", f)
+    mutant("input_twice", lambda c: c.graph.input.append(c.graph.input[0]))
+    mutant("no_outputs", lambda c: c.graph.ClearField("output"))
+    mutant("output_twice", lambda c: c.graph.output.append(c.graph.output[0]))
+    if len(g.initializer) > 0:
+        mutant("initializer_twice", lambda c: c.graph.initializer.append(c.graph.initializer[0]))
+        mutant("initializer_removed", lambda c: c.graph.initializer.pop())
+
+        def f(c):
+            t = c.graph.initializer[0]
+            t.dims.append(2)
+        mutant("initializer_dims_grown", f)
+    named = [i for i, n in enumerate(g.node) if n.name]
+    if len(named) >= 2:
+        def f(c, a=named[0], b=named[1]):
+            c.graph.node[b].name = c.graph.node[a].name
+        mutant("node_name_twice", f)
+    for i in rng.choice(len(g.node), size=min(3, len(g.node)), replace=False):
+        i = int(i)
+        def f(c, i=i):
+            c.graph.node[i].input[0] = "no_such_value"
+        mutant(f"dangling_input@{i}", f)
+
+        def f(c, i=i):
+            c.graph.node[i].op_type += "x"
+        mutant(f"unknown_op@{i}", f)
+
+        def f(c, i=i):
+            c.graph.node[i].domain = "com.example"
+        mutant(f"foreign_domain@{i}", f)
+        if i > 0:
+            def f(c, i=i):
+                c.graph.node[i].output[0] = c.graph.node[i - 1].output[0]
+            mutant(f"output_produced_twice@{i}", f)
+    if len(g.node) > 1:
+        def f(c):
+            last = onnx.NodeProto()
+            last.CopyFrom(c.graph.node[-1])
+            del c.graph.node[-1]
+            c.graph.node.insert(0, last)
+        mutant("last_node_first", f)
+
+    def f(c):
+        c.graph.input[0].type.tensor_type.elem_type = TensorProto.INT64
+    mutant("input_elem_int64", f)
+
+    def f(c):
+        c.graph.input[0].type.tensor_type.elem_type = 1234
+    mutant("input_elem_unknown", f)
+    return out
+
+
+def write_mutants(out_dir: Path) -> None:
+    """fixtures-gen/mutants/: one-change mutants of the hand-built cases and
+    onnxruntime's verdict on each (load, then run on the case's inputs)."""
+    d = out_dir / "mutants"
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+    verdicts = []
+    for base in MUTANT_BASES:
+        m = onnx.load(str(out_dir / base / "model.onnx"))
+        man = json.loads((out_dir / base / "manifest.json").read_text())
+        feeds = {e["name"]: np.load(out_dir / base / e["file"]) for e in man["inputs"]}
+        for what, mm in _mutations(m, case_rng("mutants_" + base)):
+            name = f"{base}.{what}.onnx"
+            data = mm.SerializeToString()
+            (d / name).write_bytes(data)
+            try:
+                opts = ort.SessionOptions()
+                opts.log_severity_level = 4
+                sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+                sess.run(None, feeds)
+                ok, why = True, ""
+            except Exception as e:  # noqa: BLE001
+                ok, why = False, str(e).strip().splitlines()[0][:300]
+            verdicts.append({"file": name, "base": base, "mutation": what,
+                             "onnxruntime_accepts": ok, "onnxruntime_error": why})
+    (d / "verdicts.json").write_text(json.dumps({
+        "reference": f"onnxruntime {ort.__version__}: InferenceSession(model) then run(case inputs)",
+        "mutants": verdicts}, indent=1) + "\n")
+    rej = sum(not v["onnxruntime_accepts"] for v in verdicts)
+    print(f"  mutants: {len(verdicts)} models, onnxruntime rejects {rej}", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, type=Path, help="output directory")
@@ -798,7 +1021,8 @@ def main() -> int:
             continue
         m, feeds, tol, note = fn(case_rng(case))
         try:
-            write_case(out, case, m, feeds, tol, note)
+            write_case(out, case, m, feeds, tol, note, nonfinite=case in NONFINITE_CASES,
+                       numpy_ref=NUMPY_REFERENCE.get(case))
         except Exception as e:  # noqa: BLE001
             if case in OPTIONAL_CASES:
                 shutil.rmtree(out / case, ignore_errors=True)
@@ -825,6 +1049,11 @@ def main() -> int:
             print(f"    {'':<24} {time.perf_counter() - t:6.1f} s; output max {flat.max():.4g} "
                   f"min {flat.min():.4g} argmax {int(flat[0].argmax())}", flush=True)
             index.append(case)
+
+    if want is None or "mutants" in want:
+        write_mutants(out)
+        if want is not None:
+            index.append("mutants")
 
     if want is not None:
         missing = want - set(index) - set(skipped)

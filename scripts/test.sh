@@ -3,7 +3,8 @@
 # run the workspace tests against the generated fixtures with the optional
 # engines on (`--features hetflow/mpi`: the MPI launcher tests), then README's
 # main-job command as written and every example in examples/ with the default
-# features (which proves the default build needs no MPI). Everything builds in
+# features (which proves the default build needs no MPI), then a 60 s soak
+# (scripts/soak.sh). Everything builds in
 # the release profile, so the tests and the examples share their dependencies.
 set -euo pipefail
 
@@ -43,6 +44,8 @@ for ex in examples/*.rs; do
     echo "[test] example $ex"
     cargo run --release --example "$ex" || { echo "[test] example $ex failed" >&2; rc=1; }
 done
+# 60 s of streaming through a two-stage pipeline: no request lost, RSS flat.
+bash scripts/soak.sh 60 || { echo "[test] soak failed" >&2; rc=1; }
 t3=$(now)
 
 awk -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" -v rc="$rc" 'BEGIN {

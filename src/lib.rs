@@ -58,6 +58,9 @@ pub enum Error {
     /// Running.
     #[error(transparent)]
     Runtime(#[from] hetflow_runtime::RuntimeError),
+    /// A builder setting out of range, such as `credits(0)`.
+    #[error("invalid session setting: {0}")]
+    Setting(String),
 }
 
 /// A loaded model: the graph with inferred shapes and folded constants.
@@ -132,6 +135,8 @@ pub struct SessionBuilder<'a> {
     credits: Option<usize>,
     trace: bool,
     hub: Option<Arc<hetflow_runtime::net::Hub>>,
+    kernel_timeout: Option<std::time::Duration>,
+    memory_limit: Option<u64>,
 }
 
 impl<'a> SessionBuilder<'a> {
@@ -146,6 +151,8 @@ impl<'a> SessionBuilder<'a> {
             credits: None,
             trace: false,
             hub: None,
+            kernel_timeout: None,
+            memory_limit: None,
         }
     }
     /// Device list such as `cpu`, `cpu:0,cpu:1`. With several devices and no
@@ -162,7 +169,8 @@ impl<'a> SessionBuilder<'a> {
         self.opened = Some(devices);
         self
     }
-    /// Caps kernel threads per CPU device.
+    /// Caps kernel threads per CPU device (at least 1; [`SessionBuilder::build`]
+    /// refuses 0).
     pub fn threads(mut self, n: usize) -> Self {
         self.threads = Some(n);
         self
@@ -173,8 +181,29 @@ impl<'a> SessionBuilder<'a> {
         self
     }
     /// Buffers per edge (2+ lets micro-batches overlap across stages).
+    /// At least 1: [`SessionBuilder::build`] refuses 0, which would let no
+    /// micro-batch start.
     pub fn credits(mut self, n: usize) -> Self {
         self.credits = Some(n);
+        self
+    }
+    /// Fails a run, naming the node, op and device, when one kernel or
+    /// copy takes longer than `limit` (a hung device), instead of waiting
+    /// for it. The session is then unusable; build a fresh one. Off by
+    /// default.
+    pub fn kernel_timeout(mut self, limit: std::time::Duration) -> Self {
+        self.kernel_timeout = Some(limit);
+        self
+    }
+    /// Caps the memory each device may use, in bytes. [`SessionBuilder::build`]
+    /// predicts each device's need under the plan (its weights plus
+    /// `credits` buffers of every value it produces or receives, symbolic
+    /// dimensions bound to 1: [`hetflow_scheduler::cost::placement_memory`])
+    /// and refuses a plan over budget with an error naming the device,
+    /// instead of being killed for running out of memory. Without this
+    /// call the budget is each device's own memory.
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.memory_limit = Some(bytes);
         self
     }
     /// Records a timeline of kernels and copies.
@@ -251,8 +280,78 @@ impl<'a> SessionBuilder<'a> {
         Arc::new(g)
     }
 
+    /// Refuses a plan whose predicted memory on one of these devices is
+    /// over its budget (see [`SessionBuilder::memory_limit`]). Devices of
+    /// other ranks are checked by their own rank.
+    fn check_memory(
+        &self,
+        g: &Graph,
+        plan: &Plan,
+        devices: &[Arc<dyn hetflow_devices::Device>],
+    ) -> Result<(), Error> {
+        if plan.placement.len() != g.nodes.len()
+            || plan.placement.iter().any(|&d| d >= plan.devices.len())
+        {
+            return Ok(()); // Session::new names what is wrong with the plan
+        }
+        let credits = self.credits.unwrap_or(plan.credits).max(1);
+        let costs = hetflow_scheduler::cost::GraphCosts::new(g, 1);
+        let mem = hetflow_scheduler::cost::placement_memory(
+            g,
+            &costs,
+            &plan.placement,
+            plan.devices.len(),
+            credits,
+        );
+        // A device named in several copies holds each copy's share.
+        let mut need: Vec<(String, f64)> = Vec::new();
+        for r in 0..plan.copies() {
+            for (i, name) in plan.copy_devices(r).iter().enumerate() {
+                let local = hetflow_runtime::net::local_name(name).to_string();
+                match need.iter_mut().find(|(n, _)| *n == local) {
+                    Some((_, b)) => *b += mem[i],
+                    None => need.push((local, mem[i])),
+                }
+            }
+        }
+        let mib = |b: f64| b / (1u64 << 20) as f64;
+        for (name, bytes) in need {
+            let Some(d) = devices.iter().find(|d| d.id().to_string() == name) else {
+                continue;
+            };
+            let (budget, whence) = match self.memory_limit {
+                Some(l) => (l, "the memory limit"),
+                None => (d.info().memory_bytes, "its memory"),
+            };
+            if budget > 0 && bytes > budget as f64 {
+                return Err(Error::Setting(format!(
+                    "the plan needs about {:.1} MiB on {name} (its weights plus {credits} buffer(s) of every value it produces or receives) but {whence} is {:.1} MiB; lower the credits, split the model over more devices, or raise the limit",
+                    mib(bytes),
+                    mib(budget as f64)
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Opens the devices, plans, and deploys the actors.
     pub fn build(mut self) -> Result<Session, Error> {
+        if self.credits == Some(0) {
+            return Err(Error::Setting(
+                "credits(0): every edge needs at least 1 buffer, or no micro-batch can start"
+                    .into(),
+            ));
+        }
+        if self.kernel_timeout == Some(std::time::Duration::ZERO) {
+            return Err(Error::Setting(
+                "kernel_timeout(0): no kernel finishes in no time".into(),
+            ));
+        }
+        if self.threads == Some(0) {
+            return Err(Error::Setting(
+                "threads(0): a device needs at least 1 thread".into(),
+            ));
+        }
         let devices = match self.opened.take() {
             Some(d) => d,
             None => {
@@ -290,10 +389,12 @@ impl<'a> SessionBuilder<'a> {
         };
         let graph = self.graph_for(&devices);
         let plan = self.plan_for(&graph, &devices)?;
+        self.check_memory(&graph, &plan, &devices)?;
         let opts = SessionOptions {
             credits: self.credits,
             trace: self.trace,
             hub: self.hub.clone(),
+            kernel_timeout: self.kernel_timeout,
         };
         Ok(Session::new(graph, &plan, devices, opts)?)
     }

@@ -515,6 +515,19 @@ fn numeric_flags_are_range_checked() {
         (&["--credits", "0"], "--credits must be between 1 and"),
         (&["--credits", huge], "--credits must be between 1 and"),
         (&["--threads", "0"], "--threads must be at least 1"),
+        (
+            &["--memory-limit", "12Q"],
+            "--memory-limit: unknown unit 'Q'",
+        ),
+        (
+            &["--memory-limit", "0"],
+            "--memory-limit must be between 1 byte",
+        ),
+        (
+            &["--memory-limit", "1..5G"],
+            "--memory-limit must be a size",
+        ),
+        (&["--memory-limit", "16"], "the plan needs about"),
     ];
     for (flags, needle) in cases {
         let mut args = vec!["bench", good.as_str()];
@@ -647,4 +660,45 @@ fn launch_prints_its_line_and_says_how_to_enable_mpi() {
             "--features mpi",
         );
     }
+}
+
+/// `profile` with no `--device` profiles every device `hetflow devices`
+/// lists (issue 18): cpu always, and opencl:0 wherever an OpenCL device
+/// (PoCL here) is present.
+#[test]
+fn profile_without_device_profiles_every_listed_device() {
+    let devs = hetflow(&["devices", "--json"]);
+    assert!(devs.status.success());
+    let listed: serde_json::Value = serde_json::from_slice(&devs.stdout).unwrap();
+    let mut want: Vec<String> = Vec::new();
+    for b in listed["backends"].as_array().unwrap() {
+        for d in b["devices"].as_array().unwrap() {
+            let id = &d["id"];
+            want.push(format!(
+                "{}:{}",
+                id["kind"].as_str().unwrap().to_ascii_lowercase(),
+                id["index"]
+            ));
+        }
+    }
+    assert!(want.iter().any(|w| w == "cpu:0"), "devices lists {want:?}");
+    let dir = tmp("profile-all");
+    let spec = dir.join("cluster.toml");
+    let out = hetflow_bounded(
+        &["profile", "--iters", "1", "--out", spec.to_str().unwrap()],
+        600,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    let spec = hetflow::scheduler::cluster::ClusterSpec::from_toml(&text).unwrap();
+    let names: Vec<String> = spec.devices.iter().map(|d| d.name.clone()).collect();
+    for w in &want {
+        let short = w.strip_suffix(":0").filter(|k| *k == "cpu").unwrap_or(w);
+        assert!(
+            names.iter().any(|n| n == w || n == short),
+            "{w} listed by `devices` but not profiled: {names:?}"
+        );
+    }
+    eprintln!("profiled {names:?}");
 }

@@ -83,6 +83,8 @@ models!(
     ops_mix_b,
     ops_mix_c,
     gelu20,
+    nonfinite,
+    lenet_nonfinite,
     zoo_bvlc_alexnet,
     zoo_densenet121,
     zoo_inception_v1,

@@ -9,8 +9,13 @@
 //! by more than 16 MB; the old behaviour grew by about 64 KB per run here
 //! (two 32 KB outputs), over 500 MB in all.
 //!
+//! A second test streams 2,000 micro-batches through a two-stage pipeline
+//! with `run_stream_each` and checks that memory stays bounded by the
+//! credits (issue 18, "memory not bounded by credits"): inputs are made
+//! lazily and outputs dropped as they come back.
+//!
 //! It is its own test binary so that no other test allocates in the same
-//! process while it measures.
+//! process while it measures; its two tests take turns (`TURN`).
 
 use hetflow::ops::{DType, Dim, Graph, Op};
 use hetflow::{Model, SessionBuilder, Tensor};
@@ -71,8 +76,68 @@ fn gemm_softmax() -> Model {
     Model::from_graph(g.finish().unwrap())
 }
 
+static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn input(seed: usize) -> Arc<Tensor> {
+    Arc::new(
+        Tensor::from_vec(
+            vec![64, 128],
+            (0..64 * 128)
+                .map(|i| (((i + seed) * 37 % 11) as f32 - 5.0) / 5.0)
+                .collect(),
+        )
+        .unwrap(),
+    )
+}
+
+#[test]
+fn streaming_memory_is_bounded_by_credits() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let model = gemm_softmax();
+    let mut session = SessionBuilder::new(&model)
+        .devices("cpu:0,cpu:1")
+        .credits(2)
+        .build()
+        .expect("session");
+    let mut stream = |n: usize| {
+        let (mut peak, mut next) = (0u64, 0usize);
+        let got = session
+            .run_stream_each((0..n).map(|i| vec![input(i)]), |i, out| {
+                assert_eq!(i, next, "results out of order");
+                next += 1;
+                let row: f32 = out[0].to_f32_vec()[..128].iter().sum();
+                assert!((row - 1.0).abs() < 1e-4, "softmax row sums to {row}");
+                if i % 25 == 0 {
+                    peak = peak.max(rss_bytes());
+                }
+                Ok(())
+            })
+            .expect("stream");
+        assert_eq!(got, n);
+        peak
+    };
+    stream(20);
+    let base = rss_bytes();
+    let peak = stream(2_000);
+    let grew = peak.saturating_sub(base);
+    eprintln!(
+        "window {} micro-batches; RSS {:.1} MB before, peak {:.1} MB over 2,000 (+{:.1} MB)",
+        session.window(),
+        base as f64 / 1e6,
+        peak as f64 / 1e6,
+        grew as f64 / 1e6
+    );
+    // Holding the stream would take 2,000 x (32 KB in + 32 KB out) = 128 MB.
+    assert!(
+        grew < 16 << 20,
+        "streaming 2,000 micro-batches grew RSS by {:.1} MB",
+        grew as f64 / 1e6
+    );
+}
+
 #[test]
 fn rss_is_flat_over_10k_runs() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let model = gemm_softmax();
     let mut session = SessionBuilder::new(&model)
         .devices("cpu")

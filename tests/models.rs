@@ -30,6 +30,8 @@ cases!(
     ops_mix_b,
     ops_mix_c,
     gelu20,
+    nonfinite,
+    lenet_nonfinite,
 );
 
 /// A graph whose every output is a constant (an ONNX model of one Constant
@@ -50,4 +52,63 @@ fn constant_only_graph_returns_its_constants() {
     assert_eq!(out[0].as_slice::<f32>().unwrap(), &[1.5, -2.0]);
     let many = s.run_stream(vec![vec![], vec![]]).unwrap();
     assert_eq!(many.len(), 2);
+}
+
+/// `credits(0)` and `threads(0)` are refused at build with an error naming
+/// the setting (issue 18), instead of a session that never starts a
+/// micro-batch; 1 works.
+#[test]
+fn zero_credits_or_threads_are_refused() {
+    let c = common::case("mlp");
+    let m = hetflow::Model::load(&c.model).unwrap();
+    let err = |b: hetflow::SessionBuilder| match b.build() {
+        Ok(_) => panic!("build accepted a zero setting"),
+        Err(e) => e.to_string(),
+    };
+    let e = err(hetflow::SessionBuilder::new(&m).credits(0));
+    assert!(e.contains("credits(0)"), "{e}");
+    let e = err(hetflow::SessionBuilder::new(&m).threads(0));
+    assert!(e.contains("threads(0)"), "{e}");
+    let mut s = hetflow::SessionBuilder::new(&m)
+        .credits(1)
+        .threads(1)
+        .build()
+        .unwrap();
+    let x = std::sync::Arc::new(common::read(&c.inputs[0].1));
+    common::check_outputs(&c, &s.run(vec![x]).unwrap(), "mlp with credits 1");
+}
+
+/// A plan whose predicted memory on a device is over its budget is refused
+/// at build, naming the device and the budget (issue 18, "memory budget"),
+/// instead of running into an OOM kill; a budget that fits builds.
+#[test]
+fn memory_budget_is_checked_at_build() {
+    let c = common::case("mlp");
+    let m = hetflow::Model::load(&c.model).unwrap();
+    let e = match hetflow::SessionBuilder::new(&m)
+        .memory_limit(4 << 10)
+        .build()
+    {
+        Ok(_) => panic!("a 4 KiB budget was accepted for the mlp's 40 KB of weights"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains("on cpu:0") && e.contains("the memory limit is 0.0 MiB"),
+        "{e}"
+    );
+    let e = match hetflow::SessionBuilder::new(&m)
+        .devices("cpu:0,cpu:1")
+        .memory_limit(20 << 10)
+        .build()
+    {
+        Ok(_) => panic!("a 20 KiB budget per device was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("MiB on cpu:"), "{e}");
+    let mut s = hetflow::SessionBuilder::new(&m)
+        .memory_limit(64 << 20)
+        .build()
+        .unwrap();
+    let x = std::sync::Arc::new(common::read(&c.inputs[0].1));
+    common::check_outputs(&c, &s.run(vec![x]).unwrap(), "mlp under a 64 MiB budget");
 }

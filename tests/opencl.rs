@@ -128,6 +128,7 @@ fn foundation_fixtures_run_entirely_on_opencl() {
         "ops_mix_a",
         "ops_mix_b",
         "ops_mix_c",
+        "lenet_nonfinite",
     ] {
         run_all_on_opencl(name);
     }
@@ -168,7 +169,15 @@ fn fixtures_run_with_every_supported_node_on_opencl() {
     if !have_opencl("fixtures_run_with_every_supported_node_on_opencl") {
         return;
     }
-    for name in ["mlp", "transformer_encoder", "weird_names", "gelu20"] {
+    // nonfinite: MaxPool, GlobalMaxPool and the reductions on opencl (NaN
+    // must survive them), variadic Max/Min on the CPU.
+    for name in [
+        "mlp",
+        "transformer_encoder",
+        "weird_names",
+        "gelu20",
+        "nonfinite",
+    ] {
         let on_cl = run_mixed(name, |_| true, "supported nodes on opencl");
         assert!(on_cl > 0, "{name}: nothing ran on opencl:0");
     }

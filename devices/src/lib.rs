@@ -26,6 +26,7 @@
 
 pub mod cpu;
 pub mod cuda;
+pub mod fault;
 pub mod opencl;
 pub mod registry;
 pub mod throttle;

@@ -35,7 +35,7 @@ use actix::prelude::*;
 use crossbeam::channel::Sender;
 use hetflow_devices::{Device, DeviceTensor};
 use hetflow_ops::{Op, Tensor};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
@@ -165,6 +165,51 @@ pub enum Event {
     Stopped,
 }
 
+/// The kernels and copies running now, for the session's kernel timeout
+/// ([`crate::SessionOptions::kernel_timeout`]): a task registers before it
+/// calls the device and leaves after, and the session's run loop asks for
+/// the oldest one while it waits. A kernel that never returns (a hung
+/// driver call) is then reported, naming its node, op and device, instead
+/// of waiting forever.
+#[derive(Default)]
+pub struct KernelClock {
+    running: std::sync::Mutex<HashMap<u64, (String, String, String, Instant)>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl KernelClock {
+    fn start(&self, node: &str, op: &str, device: String) -> u64 {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut r = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        r.insert(
+            id,
+            (node.to_string(), op.to_string(), device, Instant::now()),
+        );
+        id
+    }
+    fn stop(&self, id: u64) {
+        let mut r = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        r.remove(&id);
+    }
+    /// The longest-running kernel or copy when it has run longer than
+    /// `limit`, as the error that reports it.
+    pub fn overdue(&self, limit: std::time::Duration) -> Option<RuntimeError> {
+        let r = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let (node, op, device, since) = r.values().min_by_key(|v| v.3)?;
+        let ran = since.elapsed();
+        (ran > limit).then(|| RuntimeError::Op {
+            node: node.clone(),
+            op: op.clone(),
+            device: device.clone(),
+            msg: format!(
+                "still running after {:.0} ms (kernel timeout {} ms); the session is stopped",
+                ran.as_secs_f64() * 1e3,
+                limit.as_millis()
+            ),
+        })
+    }
+}
+
 /// The work a task does when its inputs are complete.
 pub enum Work {
     /// Run an op on the task's device.
@@ -196,6 +241,9 @@ pub struct Task {
     failed: bool,
     /// The device queue (kernel tasks); copies run as soon as ready.
     pub queued: Option<Queued>,
+    /// Where running kernels register, when the session has a kernel
+    /// timeout.
+    pub clock: Option<Arc<KernelClock>>,
 }
 
 impl Task {
@@ -229,6 +277,7 @@ impl Task {
             next_mb: 0,
             failed: false,
             queued: None,
+            clock: None,
         }
     }
 
@@ -303,6 +352,13 @@ impl Task {
             let (slots, _) = self.pending.remove(&mb).unwrap_or_default();
             self.next_mb += 1;
             let start = Instant::now();
+            let ticket = self.clock.as_ref().map(|c| {
+                let op = match &self.work {
+                    Work::Kernel { op, .. } => op.name(),
+                    Work::Copy { .. } => "copy",
+                };
+                c.start(&self.name, op, self.device.id().to_string())
+            });
             let (result, label, cat, queue) = match &self.work {
                 Work::Kernel { op, n_outputs } => {
                     let inputs: Vec<Option<&DeviceTensor>> = slots
@@ -331,6 +387,9 @@ impl Task {
                     (r, "copy", "copy", "copy")
                 }
             };
+            if let (Some(c), Some(t)) = (&self.clock, ticket) {
+                c.stop(t);
+            }
             // Asynchronous devices report the kernel when it has run;
             // everything else ran inside `execute`.
             let reported = match (&self.work, &result) {

@@ -28,7 +28,7 @@ use hetflow_devices::{Device, DeviceTensor};
 use hetflow_ops::graph::fmt_shape;
 use hetflow_ops::{Dim, Graph, Tensor, ValueId};
 use hetflow_scheduler::Plan;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// Session settings.
@@ -42,6 +42,10 @@ pub struct SessionOptions {
     /// process deploys only its own rank's devices. Rank 0 runs the
     /// session ([`Session::run`]); the others [`Session::serve`] it.
     pub hub: Option<Arc<Hub>>,
+    /// Stop the session with an error naming the node, op and device when
+    /// one kernel or copy runs longer than this (a hung device). `None`
+    /// (the default) waits as long as kernels take.
+    pub kernel_timeout: Option<std::time::Duration>,
 }
 
 /// A graph deployed on devices, ready to run.
@@ -61,6 +65,10 @@ pub struct Session {
     constant_outputs: Option<Vec<Arc<Tensor>>>,
     /// The hub and this session's id in it, for a session across hosts.
     net: Option<(Arc<Hub>, u32)>,
+    /// Micro-batches kept in flight by `run_stream_each`.
+    window: usize,
+    /// Running kernels and the limit on how long one may take.
+    clock: Option<(Arc<KernelClock>, std::time::Duration)>,
 }
 
 struct Built {
@@ -170,6 +178,12 @@ impl Session {
         });
         let net_id = net.as_ref().map(|n| (n.hub.clone(), n.session));
         let credits = opts.credits.unwrap_or(plan.credits).max(1);
+        let stages = copies.iter().map(|d| d.len()).max().unwrap_or(1);
+        let window = copies.len().max(1) * credits * (stages + 1);
+        let clock = opts
+            .kernel_timeout
+            .map(|t| (Arc::new(KernelClock::default()), t));
+        let task_clock = clock.as_ref().map(|(c, _)| c.clone());
         let recorder = Arc::new(Recorder::new(opts.trace));
         let (ev_tx, ev_rx) = unbounded();
         let (built_tx, built_rx) =
@@ -202,6 +216,7 @@ impl Session {
                             rec.clone(),
                             (k, r),
                             net.as_mut(),
+                            task_clock.clone(),
                         )?;
                         all.sources.extend(b.sources);
                         all.arbiters.extend(b.arbiters);
@@ -244,6 +259,8 @@ impl Session {
             broken: None,
             recorder,
             net: net_id,
+            window,
+            clock,
         })
     }
 
@@ -305,8 +322,28 @@ impl Session {
     }
 
     /// Streams many input sets through the pipeline at once; results come
-    /// back in input order.
+    /// back in input order. Holds every result until the end: for long
+    /// streams, [`Session::run_stream_each`] keeps memory bounded.
     pub fn run_stream(&mut self, batches: Vec<Vec<Arc<Tensor>>>) -> Result<Vec<Vec<Arc<Tensor>>>> {
+        let mut out = Vec::with_capacity(batches.len());
+        self.run_stream_each(batches, |_, o| {
+            out.push(o);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Streams input sets through the pipeline, pulling the next one only
+    /// when fewer than [`Session::window`] are in flight, and hands each
+    /// result to `on_output` (its index, its outputs) in input order as
+    /// soon as it and every earlier one are done. Memory is bounded by the
+    /// window, not by the stream's length. An error from `on_output` stops
+    /// feeding, waits for the micro-batches in flight, and is returned.
+    pub fn run_stream_each<I, F>(&mut self, inputs: I, mut on_output: F) -> Result<usize>
+    where
+        I: IntoIterator<Item = Vec<Arc<Tensor>>>,
+        F: FnMut(usize, Vec<Arc<Tensor>>) -> Result<()>,
+    {
         if let Some(e) = &self.broken {
             return Err(RuntimeError::Stopped(format!("an earlier run failed: {e}")));
         }
@@ -316,40 +353,59 @@ impl Session {
                 self.rank()
             )));
         }
-        for (i, b) in batches.iter().enumerate() {
-            check_inputs(&self.graph, b).map_err(|e| {
-                if batches.len() > 1 {
-                    RuntimeError::Input(format!("input set {i}: {e}"))
-                } else {
-                    e
-                }
-            })?;
-        }
-        if let Some(outs) = &self.constant_outputs {
-            self.next_mb += batches.len() as u64;
-            return Ok(vec![outs.clone(); batches.len()]);
-        }
+        let mut inputs = inputs.into_iter().peekable();
         let first = self.next_mb;
-        let n = batches.len();
-        let k = self.sources.len() as u64;
-        for b in batches {
-            // Each copy numbers its own micro-batches 0, 1, 2, ...
-            let (copy, local) = (self.next_mb % k, self.next_mb / k);
-            self.sources[copy as usize].do_send(Feed {
-                mb: local,
-                inputs: b,
-            });
-            self.next_mb += 1;
-        }
-        let mut results: Vec<Option<Vec<Arc<Tensor>>>> = vec![None; n];
-        let mut got = 0;
-        while got < n {
-            match self.events.recv() {
+        let k = self.sources.len().max(1) as u64;
+        // Results that arrived ahead of an earlier one, by index.
+        let mut early: BTreeMap<usize, Vec<Arc<Tensor>>> = BTreeMap::new();
+        let (mut fed, mut done) = (0usize, 0usize);
+        let mut stop: Option<RuntimeError> = None;
+        loop {
+            while stop.is_none() && fed - done < self.window {
+                let Some(b) = inputs.next() else { break };
+                if let Err(e) = check_inputs(&self.graph, &b) {
+                    // A lone input set keeps the plain message.
+                    let alone = fed == 0 && inputs.peek().is_none();
+                    stop = Some(if alone {
+                        e
+                    } else {
+                        RuntimeError::Input(format!("input set {fed}: {e}"))
+                    });
+                    break;
+                }
+                if let Some(outs) = &self.constant_outputs {
+                    // No actor produces anything: answer at once.
+                    early.insert(fed, outs.clone());
+                } else {
+                    // Each copy numbers its own micro-batches 0, 1, 2, ...
+                    let (copy, local) = (self.next_mb % k, self.next_mb / k);
+                    self.sources[copy as usize].do_send(Feed {
+                        mb: local,
+                        inputs: b,
+                    });
+                }
+                self.next_mb += 1;
+                fed += 1;
+            }
+            while let Some(o) = early.remove(&done) {
+                if stop.is_none() {
+                    if let Err(e) = on_output(done, o) {
+                        stop = Some(e);
+                    }
+                }
+                done += 1;
+            }
+            if done == fed {
+                if stop.is_some() || inputs.peek().is_none() {
+                    break;
+                }
+                continue; // room again: feed more
+            }
+            match self.next_event()? {
                 Ok(Event::Output { mb, outputs }) => {
-                    let i = (mb - first) as usize;
-                    if i < n && results[i].is_none() {
-                        results[i] = Some(outputs);
-                        got += 1;
+                    let i = mb.wrapping_sub(first) as usize;
+                    if i < fed && i >= done {
+                        early.entry(i).or_insert(outputs);
                     }
                 }
                 Ok(Event::Failed(e)) => return Err(self.failed(e)),
@@ -359,7 +415,41 @@ impl Session {
                 }
             }
         }
-        Ok(results.into_iter().flatten().collect())
+        match stop {
+            Some(e) => Err(e),
+            None => Ok(fed),
+        }
+    }
+
+    /// The next event from the actors; with a kernel timeout, wakes every
+    /// few milliseconds to look for a kernel that has run too long, and
+    /// fails the session naming it.
+    fn next_event(&mut self) -> Result<std::result::Result<Event, ()>> {
+        let Some((clock, limit)) = self.clock.clone() else {
+            return Ok(self.events.recv().map_err(|_| ()));
+        };
+        let tick = (limit / 4).clamp(
+            std::time::Duration::from_millis(1),
+            std::time::Duration::from_millis(50),
+        );
+        loop {
+            match self.events.recv_timeout(tick) {
+                Ok(e) => return Ok(Ok(e)),
+                Err(crossbeam::channel::RecvTimeoutError::Disconnected) => return Ok(Err(())),
+                Err(crossbeam::channel::RecvTimeoutError::Timeout) => {
+                    if let Some(e) = clock.overdue(limit) {
+                        return Err(self.failed(e));
+                    }
+                }
+            }
+        }
+    }
+
+    /// How many micro-batches [`Session::run_stream_each`] keeps in flight:
+    /// enough to fill every stage of every copy (`copies × credits ×
+    /// (stages + 1)`), and no more, so a long stream's memory stays bounded.
+    pub fn window(&self) -> usize {
+        self.window
     }
 
     /// The timeline recorded so far (empty unless tracing was enabled).
@@ -675,6 +765,7 @@ fn build(
     recorder: Arc<Recorder>,
     copy_of: (usize, usize),
     net: Option<&mut NetCtx>,
+    clock: Option<Arc<KernelClock>>,
 ) -> Result<Built> {
     let mut arbiters: Vec<ArbiterHandle> = Vec::new();
     let me = net.as_ref().map(|n| n.hub.rank()).unwrap_or(0);
@@ -999,6 +1090,7 @@ fn build(
             routes,
             upstream,
         );
+        task.clock = clock.clone();
         task.queued = Some(Queued {
             queue: dev_of(d).queue.clone(),
             dispatcher: dev_of(d).dispatcher.clone(),
@@ -1009,7 +1101,7 @@ fn build(
         start_on(&dev_of(d).compute, rx, task);
     }
     for (key, (rx, from)) in transfer_rx {
-        let task = Task::new(
+        let mut task = Task::new(
             format!("copy {}", g.values[key.0].name),
             dev(key.1)?.clone(),
             Work::Copy {
@@ -1023,6 +1115,7 @@ fn build(
             transfer_routes.remove(&key).unwrap_or_default(),
             vec![transfer_upstream.remove(&key)],
         );
+        task.clock = clock.clone();
         start_on(&dev_of(key.1).copy, rx, task);
     }
     // Cross-host ends: senders on the producer device's copy thread,

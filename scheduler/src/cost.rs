@@ -204,30 +204,44 @@ impl<'a> CostModel<'a> {
         placement: &[usize],
         credits: usize,
     ) -> Vec<f64> {
-        let mut mem = vec![0.0; self.cluster.devices.len()];
-        let mut consts = BTreeSet::new();
-        let mut received = BTreeSet::new();
-        let producers = g.producers();
-        for (ni, n) in g.nodes.iter().enumerate() {
-            let d = placement[ni];
-            for v in n.inputs.iter().flatten() {
-                if g.constants.contains_key(v) {
-                    if consts.insert((v.0, d)) {
-                        mem[d] += costs.value_bytes[v.0];
-                    }
-                } else {
-                    let from = producers[v.0].map(|p| placement[p.0]);
-                    if from != Some(d) && received.insert((v.0, d)) {
-                        mem[d] += costs.value_bytes[v.0] * credits as f64;
-                    }
+        placement_memory(g, costs, placement, self.cluster.devices.len(), credits)
+    }
+}
+
+/// Predicted memory (bytes) of each of `n_devices` devices under
+/// `placement` (node index to device index), with `credits` buffers per
+/// edge (see the module docs): what the planners price, and what a session
+/// checks against each device's budget at build time.
+pub fn placement_memory(
+    g: &Graph,
+    costs: &GraphCosts,
+    placement: &[usize],
+    n_devices: usize,
+    credits: usize,
+) -> Vec<f64> {
+    let mut mem = vec![0.0; n_devices];
+    let mut consts = BTreeSet::new();
+    let mut received = BTreeSet::new();
+    let producers = g.producers();
+    for (ni, n) in g.nodes.iter().enumerate() {
+        let d = placement[ni];
+        for v in n.inputs.iter().flatten() {
+            if g.constants.contains_key(v) {
+                if consts.insert((v.0, d)) {
+                    mem[d] += costs.value_bytes[v.0];
+                }
+            } else {
+                let from = producers[v.0].map(|p| placement[p.0]);
+                if from != Some(d) && received.insert((v.0, d)) {
+                    mem[d] += costs.value_bytes[v.0] * credits as f64;
                 }
             }
-            for o in &n.outputs {
-                mem[d] += costs.value_bytes[o.0] * credits as f64;
-            }
         }
-        mem
+        for o in &n.outputs {
+            mem[d] += costs.value_bytes[o.0] * credits as f64;
+        }
     }
+    mem
 }
 
 #[cfg(test)]

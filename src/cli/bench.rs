@@ -45,6 +45,10 @@ pub struct Args {
     /// Buffers per edge (default: the plan's, else 2).
     #[arg(long)]
     credits: Option<usize>,
+    /// Refuse to start when the plan's predicted memory on a device is
+    /// over SIZE (bytes, or 512M, 2G, ...); default: each device's memory.
+    #[arg(long, value_name = "SIZE")]
+    memory_limit: Option<String>,
 }
 
 pub fn main(mut a: Args, hub: Option<&std::sync::Arc<hetflow::runtime::net::Hub>>) -> Result<()> {
@@ -69,6 +73,9 @@ pub fn main(mut a: Args, hub: Option<&std::sync::Arc<hetflow::runtime::net::Hub>
     if let Some(c) = a.credits {
         b = b.credits(c);
     }
+    if let Some(m) = &a.memory_limit {
+        b = b.memory_limit(super::inputs::parse_size("memory-limit", m)?);
+    }
     let plan = match &a.plan {
         Some(p) => {
             let text = std::fs::read_to_string(p)
@@ -89,15 +96,21 @@ pub fn main(mut a: Args, hub: Option<&std::sync::Arc<hetflow::runtime::net::Hub>
         b = b.hub(h.clone());
     }
     let mut session = b.trace(tracing).build()?;
-    let batch: Vec<_> = (0..a.microbatches).map(|_| inputs.clone()).collect();
+    // Micro-batches are fed lazily and their outputs dropped as they come
+    // back, so memory is bounded by the session's window (credits), not by
+    // --microbatches.
+    let stream = |s: &mut hetflow::Session| {
+        let feed = std::iter::repeat_n(&inputs, a.microbatches).cloned();
+        s.run_stream_each(feed, |_, _| Ok(()))
+    };
     for _ in 0..a.warmup {
-        session.run_stream(batch.clone())?;
+        stream(&mut session)?;
     }
     session.take_trace_events();
     let mut times = Vec::with_capacity(a.iters);
     for _ in 0..a.iters {
         let t = Instant::now();
-        session.run_stream(batch.clone())?;
+        stream(&mut session)?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
     times.sort_by(|x, y| x.total_cmp(y));

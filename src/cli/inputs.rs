@@ -110,8 +110,8 @@ pub fn random_inputs(model: &Model) -> Result<Vec<Arc<Tensor>>> {
 /// The largest `--iters` / `--warmup`: far more than any benchmark needs,
 /// small enough that a timing per iteration fits in memory.
 pub const MAX_ITERS: usize = 10_000_000;
-/// The largest `--microbatches`: each micro-batch's inputs and outputs are
-/// held for the whole iteration.
+/// The largest `--microbatches` (fed lazily, so this bounds time, not
+/// memory).
 pub const MAX_MICROBATCHES: usize = 100_000;
 /// The largest `--credits` (buffers per edge).
 pub const MAX_CREDITS: usize = 1024;
@@ -119,6 +119,33 @@ pub const MAX_CREDITS: usize = 1024;
 pub const MAX_REPLICAS: usize = 1024;
 /// The largest `--batch` (the size bound to symbolic dims when planning).
 pub const MAX_BATCH: usize = 1 << 20;
+
+/// Parses a size flag such as `--memory-limit`: bytes, or a number with a
+/// binary suffix `K`, `M`, `G` or `T` (optionally followed by `iB` or `B`):
+/// `512M`, `1.5GiB`, `2048`.
+pub fn parse_size(flag: &str, s: &str) -> Result<u64> {
+    let t = s.trim();
+    let cut = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(cut);
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        other => bail!("--{flag}: unknown unit '{other}' in '{s}' (use bytes or K, M, G, T)"),
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--{flag} must be a size such as 512M or 2G, got '{s}'"))?;
+    let bytes = v * (1u64 << shift) as f64;
+    if !(bytes.is_finite() && bytes >= 1.0 && bytes < 2f64.powi(63)) {
+        bail!("--{flag} must be between 1 byte and 8 EiB, got '{s}'");
+    }
+    Ok(bytes as u64)
+}
 
 /// Checks that `--flag`'s value lies in `lo..=hi`.
 pub fn check_range(flag: &str, v: usize, lo: usize, hi: usize) -> Result<usize> {

@@ -53,6 +53,11 @@ pub struct Args {
     /// `--devices`, those not listed); other stages are shared.
     #[arg(long, conflicts_with = "replicas")]
     replicate_stages: Option<usize>,
+    /// Cap every device's memory at SIZE (bytes, or 512M, 2G, ...) below
+    /// what the cluster spec says: the planners then keep each stage's
+    /// weights and buffers under it, or fail naming the limit.
+    #[arg(long, value_name = "SIZE")]
+    memory_limit: Option<String>,
     /// Write the plan as JSON here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -64,8 +69,19 @@ pub fn main(a: Args) -> Result<()> {
     check_range("batch", a.batch, 1, MAX_BATCH)?;
     check_range("replicas", a.replicas, 1, MAX_REPLICAS)?;
     check_opt("replicate-stages", a.replicate_stages, 1, MAX_REPLICAS)?;
+    let limit = a
+        .memory_limit
+        .as_deref()
+        .map(|m| super::inputs::parse_size("memory-limit", m))
+        .transpose()?;
     let model = Model::load(&a.model)?;
     let mut cluster = ClusterSpec::load(&a.cluster)?;
+    if let Some(l) = limit {
+        let gib = l as f64 / (1u64 << 30) as f64;
+        for d in &mut cluster.devices {
+            d.memory_gib = d.memory_gib.min(gib);
+        }
+    }
     let full = cluster.clone();
     if let Some(d) = &a.devices {
         let names: Vec<String> = d.split(',').map(|s| s.trim().to_string()).collect();

@@ -13,7 +13,9 @@ use std::sync::Arc;
 #[derive(clap::Args)]
 pub struct Args {
     /// Devices to profile, e.g. `cpu`, `cpu:0,cpu:1` (default: the
-    /// host's `devices=` from `hetflow launch --hostfile`, else `cpu`).
+    /// host's `devices=` from `hetflow launch --hostfile`, else every
+    /// device `hetflow devices` lists: cpu, each OpenCL and CUDA device,
+    /// and the TPU when HETFLOW_TPU=1).
     #[arg(long)]
     device: Option<String>,
     /// Kernel threads per CPU device.
@@ -30,6 +32,23 @@ pub struct Args {
     out: Option<PathBuf>,
 }
 
+/// What `hetflow devices` lists, as a device list (`cpu,opencl:0`); `cpu`
+/// when discovery finds nothing else.
+fn listed_devices() -> String {
+    let (_, backends) = hetflow::devices::discover();
+    let ids: Vec<String> = backends
+        .iter()
+        .flat_map(|b| b.devices.iter().map(|d| d.id.to_string()))
+        .collect();
+    let list = if ids.is_empty() {
+        "cpu".to_string()
+    } else {
+        ids.join(",")
+    };
+    eprintln!("profiling {list} (what `hetflow devices` lists; --device picks others)");
+    list
+}
+
 pub fn main(mut a: Args, hub: Option<&Arc<hetflow::runtime::net::Hub>>) -> Result<()> {
     check_range("iters", a.iters, 1, MAX_ITERS)?;
     a.threads = threads_flag(a.threads)?;
@@ -44,7 +63,7 @@ pub fn main(mut a: Args, hub: Option<&Arc<hetflow::runtime::net::Hub>>) -> Resul
             .device
             .clone()
             .or_else(hetflow::cluster::host_devices)
-            .unwrap_or_else(|| "cpu".into()),
+            .unwrap_or_else(listed_devices),
         threads: a.threads,
         models: a.models.clone(),
         graphs: Vec::new(),

@@ -29,6 +29,10 @@ pub struct Args {
     /// Write a Chrome/Perfetto trace of the run.
     #[arg(long)]
     trace: Option<PathBuf>,
+    /// Refuse to start when the plan's predicted memory on a device is
+    /// over SIZE (bytes, or 512M, 2G, ...); default: each device's memory.
+    #[arg(long, value_name = "SIZE")]
+    memory_limit: Option<String>,
 }
 
 /// Each output's file name, refusing two outputs whose sanitised names
@@ -61,6 +65,9 @@ pub fn main(mut a: Args, hub: Option<&std::sync::Arc<hetflow::runtime::net::Hub>
     }
     if let Some(t) = a.threads {
         b = b.threads(t);
+    }
+    if let Some(m) = &a.memory_limit {
+        b = b.memory_limit(super::inputs::parse_size("memory-limit", m)?);
     }
     let plan = match &a.plan {
         Some(p) => {

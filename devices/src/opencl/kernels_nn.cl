@@ -330,7 +330,7 @@ __kernel void pool_nd(__global const float *x, __global float *y,
                 if (ix < 0 || ix >= IX)
                     continue;
                 const float v = xp[((size_t)iz * IY + iy) * IX + ix];
-                acc = is_max ? fmax(acc, v) : acc + v;
+                acc = is_max ? ((isnan(acc) || isnan(v)) ? acc + v : fmax(acc, v)) : acc + v;
             }
         }
     }

@@ -209,13 +209,28 @@ fn pool_plane<F: Float>(
 }
 
 /// `acc[i] = max(acc[i], v[i])` (or `+=`) over `acc` and the values. The
-/// max is branch-free: post-ReLU data makes a compare-and-branch
-/// mispredict half the time.
+/// max is branch-free (selects, no compare-and-branch: post-ReLU data
+/// would mispredict half the time) and NaN wins, as in onnxruntime.
 fn fold<'a, F: Float>(is_max: bool, acc: &mut [F], v: impl Iterator<Item = &'a F>) {
     if is_max {
-        acc.iter_mut().zip(v).for_each(|(a, &v)| *a = a.max(v));
+        acc.iter_mut()
+            .zip(v)
+            .for_each(|(a, &v)| *a = nan_max(*a, v));
     } else {
         acc.iter_mut().zip(v).for_each(|(a, &v)| *a += v);
+    }
+}
+
+/// The larger of `a` and `b`, or NaN when either is NaN (`a + b` is then
+/// NaN); `F::max` alone would drop the NaN.
+#[inline(always)]
+#[allow(clippy::eq_op)]
+fn nan_max<F: Float>(a: F, b: F) -> F {
+    let m = a.max(b);
+    if a != a || b != b {
+        a + b
+    } else {
+        m
     }
 }
 
@@ -244,7 +259,7 @@ pub(crate) fn global_pool(is_max: bool, inputs: &[Option<&Tensor>]) -> Result<Te
                 let p = ci * per + j;
                 let s = &xv[p * sp..(p + 1) * sp];
                 *d = if is_max {
-                    s.iter().fold(F::lowest(), |m, &v| if v > m { v } else { m })
+                    s.iter().fold(F::lowest(), |m, &v| nan_max(m, v))
                 } else {
                     let mut acc = F::ZERO;
                     for &v in s {

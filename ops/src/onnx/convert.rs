@@ -83,6 +83,16 @@ fn stash_type(a: &Attrs) -> Result<()> {
 /// Maps one node. Errors are plain messages; the caller adds node context.
 pub fn convert_node(np: &NodeProto, opset: i64, dir: Option<&Path>) -> Result<Converted> {
     let a = Attrs::new(np);
+    let converted = convert_with(np, opset, dir, &a);
+    // An attribute of the wrong type was read as absent: refuse the node
+    // rather than run it with a default.
+    match a.type_error() {
+        Some(m) => Err(Error::msg(m)),
+        None => converted,
+    }
+}
+
+fn convert_with(np: &NodeProto, opset: i64, dir: Option<&Path>, a: &Attrs) -> Result<Converted> {
     let op_type = np.op_type();
     let unsupported = || Error::Unsupported {
         op: op_type.to_string(),
@@ -175,10 +185,10 @@ pub fn convert_node(np: &NodeProto, opset: i64, dir: Option<&Path>) -> Result<Co
         },
         "Scatter" | "ScatterElements" => Op::ScatterElements {
             axis: a.int_or("axis", 0),
-            reduction: scatter_reduction(&a)?,
+            reduction: scatter_reduction(a)?,
         },
         "ScatterND" => Op::ScatterNd {
-            reduction: scatter_reduction(&a)?,
+            reduction: scatter_reduction(a)?,
         },
         "Trilu" => Op::Trilu {
             upper: a.int_or("upper", 1) != 0,
@@ -564,7 +574,7 @@ pub fn convert_node(np: &NodeProto, opset: i64, dir: Option<&Path>) -> Result<Co
                 group: a.int_or("group", 1).max(1) as usize,
                 output_padding: a.usizes("output_padding")?,
                 output_shape: (!output_shape.is_empty()).then_some(output_shape),
-                auto_pad: auto_pad(&a)?,
+                auto_pad: auto_pad(a)?,
             })
         }
         "GridSample" => Op::GridSample {
@@ -591,7 +601,7 @@ pub fn convert_node(np: &NodeProto, opset: i64, dir: Option<&Path>) -> Result<Co
                 return Err(unsupported());
             }
             Op::LpPool {
-                pool: pool_attrs(&a)?,
+                pool: pool_attrs(a)?,
                 p: a.int_or("p", 2) as f32,
             }
         }
@@ -612,7 +622,7 @@ pub fn convert_node(np: &NodeProto, opset: i64, dir: Option<&Path>) -> Result<Co
             epsilon: a.float_or("epsilon", 1e-5),
         },
         "GroupNormalization" => {
-            stash_type(&a)?;
+            stash_type(a)?;
             Op::GroupNorm {
                 epsilon: a.float_or("epsilon", 1e-5),
                 groups: a
@@ -624,7 +634,7 @@ pub fn convert_node(np: &NodeProto, opset: i64, dir: Option<&Path>) -> Result<Co
             }
         }
         "RMSNormalization" => {
-            stash_type(&a)?;
+            stash_type(a)?;
             Op::RmsNorm {
                 axis: a.int_or("axis", -1),
                 epsilon: a.float_or("epsilon", 1e-5),
@@ -750,7 +760,7 @@ pub fn convert_node(np: &NodeProto, opset: i64, dir: Option<&Path>) -> Result<Co
             }
         }
         "LayerNormalization" => {
-            stash_type(&a)?;
+            stash_type(a)?;
             Op::LayerNorm {
                 axis: a.int_or("axis", -1),
                 epsilon: a.float_or("epsilon", 1e-5),
@@ -764,16 +774,16 @@ pub fn convert_node(np: &NodeProto, opset: i64, dir: Option<&Path>) -> Result<Co
                 .int("size")
                 .ok_or_else(|| Error::msg("missing attribute 'size'"))? as usize,
         },
-        "ReduceSum" => reduce(&a, ReduceKind::Sum, opset, 13),
-        "ReduceMean" => reduce(&a, ReduceKind::Mean, opset, 18),
-        "ReduceMax" => reduce(&a, ReduceKind::Max, opset, 18),
-        "ReduceMin" => reduce(&a, ReduceKind::Min, opset, 18),
-        "ReduceProd" => reduce(&a, ReduceKind::Prod, opset, 18),
-        "ReduceL1" => reduce(&a, ReduceKind::L1, opset, 18),
-        "ReduceL2" => reduce(&a, ReduceKind::L2, opset, 18),
-        "ReduceLogSum" => reduce(&a, ReduceKind::LogSum, opset, 18),
-        "ReduceLogSumExp" => reduce(&a, ReduceKind::LogSumExp, opset, 18),
-        "ReduceSumSquare" => reduce(&a, ReduceKind::SumSquare, opset, 18),
+        "ReduceSum" => reduce(a, ReduceKind::Sum, opset, 13),
+        "ReduceMean" => reduce(a, ReduceKind::Mean, opset, 18),
+        "ReduceMax" => reduce(a, ReduceKind::Max, opset, 18),
+        "ReduceMin" => reduce(a, ReduceKind::Min, opset, 18),
+        "ReduceProd" => reduce(a, ReduceKind::Prod, opset, 18),
+        "ReduceL1" => reduce(a, ReduceKind::L1, opset, 18),
+        "ReduceL2" => reduce(a, ReduceKind::L2, opset, 18),
+        "ReduceLogSum" => reduce(a, ReduceKind::LogSum, opset, 18),
+        "ReduceLogSumExp" => reduce(a, ReduceKind::LogSumExp, opset, 18),
+        "ReduceSumSquare" => reduce(a, ReduceKind::SumSquare, opset, 18),
         "Conv" => Op::Conv(ConvAttrs {
             kernel_shape: a
                 .ints("kernel_shape")
@@ -782,7 +792,7 @@ pub fn convert_node(np: &NodeProto, opset: i64, dir: Option<&Path>) -> Result<Co
             pads: a.usizes("pads")?,
             dilations: a.usizes("dilations")?,
             group: a.int_or("group", 1).max(1) as usize,
-            auto_pad: auto_pad(&a)?,
+            auto_pad: auto_pad(a)?,
             activation: Default::default(),
             residual: false,
         }),
@@ -790,9 +800,9 @@ pub fn convert_node(np: &NodeProto, opset: i64, dir: Option<&Path>) -> Result<Co
             if np.output.len() > 1 && !np.output[1].is_empty() {
                 crate::bail!("MaxPool Indices output is unsupported");
             }
-            Op::MaxPool(pool_attrs(&a)?)
+            Op::MaxPool(pool_attrs(a)?)
         }
-        "AveragePool" => Op::AveragePool(pool_attrs(&a)?),
+        "AveragePool" => Op::AveragePool(pool_attrs(a)?),
         "GlobalAveragePool" => Op::GlobalAveragePool,
         "GlobalMaxPool" => Op::GlobalMaxPool,
         "Reshape" => Op::Reshape {
@@ -869,7 +879,7 @@ pub fn convert_node(np: &NodeProto, opset: i64, dir: Option<&Path>) -> Result<Co
                 None => Tensor::scalar(0f32),
             },
         },
-        "Constant" => return Ok(Converted::Constant(constant_value(&a, dir)?)),
+        "Constant" => return Ok(Converted::Constant(constant_value(a, dir)?)),
         _ => return Err(unsupported()),
     };
     Ok(Converted::Op(op))

@@ -18,7 +18,9 @@
 //! regular files under protobuf's 2 GiB limit ([`crate::files`]).
 
 mod attrs;
+mod check;
 mod convert;
+mod schemas;
 
 #[allow(missing_docs, clippy::all)]
 pub mod proto {
@@ -114,16 +116,9 @@ pub fn load_model_bytes(bytes: &[u8], dir: Option<&Path>) -> Result<Graph> {
         .graph
         .as_ref()
         .ok_or_else(|| Error::msg("ONNX model has no graph"))?;
-    let mut opset = None;
-    for imp in &model.opset_import {
-        let d = imp.domain();
-        if d.is_empty() || d == "ai.onnx" {
-            opset = Some(imp.version());
-        }
-    }
-    // IR version 3+ requires opset_import; older files imply opset 1.
-    let opset = opset.unwrap_or(1);
-    let mut g = import_graph(graph, opset, dir)?;
+    let opset = check::model_opset(&model, graph)?;
+    let ir = model.ir_version.unwrap_or(0);
+    let mut g = import_graph(graph, opset, ir, dir)?;
     crate::infer::infer_graph(&mut g)?;
     Ok(g)
 }
@@ -168,7 +163,8 @@ fn fact_from_value_info(vi: &proto::ValueInfoProto, anon: &mut usize) -> Result<
     Ok(fact)
 }
 
-fn import_graph(gp: &proto::GraphProto, opset: i64, dir: Option<&Path>) -> Result<Graph> {
+fn import_graph(gp: &proto::GraphProto, opset: i64, ir: i64, dir: Option<&Path>) -> Result<Graph> {
+    check::names(gp)?;
     let mut g = Graph {
         opset,
         ..Default::default()
@@ -212,6 +208,18 @@ fn import_graph(gp: &proto::GraphProto, opset: i64, dir: Option<&Path>) -> Resul
         } else {
             np.name().to_string()
         };
+        let op_opset = if check::is_default_domain(np) {
+            check::op_in_opset(np.op_type(), opset)
+                .and_then(|()| check::attributes(np, ir))
+                .map_err(|m| check::node_error(np, &name, m))?;
+            opset
+        } else {
+            return Err(Error::Unsupported {
+                op: format!("{}.{}", np.domain(), np.op_type()),
+                opset,
+                node: name,
+            });
+        };
         let mut inputs = Vec::with_capacity(np.input.len());
         for (slot, iname) in np.input.iter().enumerate() {
             if iname.is_empty() {
@@ -231,15 +239,6 @@ fn import_graph(gp: &proto::GraphProto, opset: i64, dir: Option<&Path>) -> Resul
                 }
             }
         }
-        let op_opset = if np.domain().is_empty() || np.domain() == "ai.onnx" {
-            opset
-        } else {
-            return Err(Error::Unsupported {
-                op: format!("{}.{}", np.domain(), np.op_type()),
-                opset,
-                node: name,
-            });
-        };
         let converted =
             convert::convert_node(np, op_opset, dir).map_err(|e| e.at_node(&name, np.op_type()))?;
         let op = match converted {

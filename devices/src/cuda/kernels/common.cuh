@@ -65,6 +65,11 @@ __device__ __forceinline__ void hf_offsets(const hf_bcast& s, long long i, long 
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
          i += (long long)blockDim.x * gridDim.x)
 
+// max(a, b), NaN when either is NaN (fmaxf alone drops it), as onnxruntime.
+__device__ __forceinline__ float hf_nan_max(float a, float b) {
+    return (a != a || b != b) ? a + b : fmaxf(a, b);
+}
+
 // Block-wide reduction of one float per thread (sum, or max when
 // `is_max`); needs blockDim.x floats of shared memory and a power-of-two
 // block size. Every thread gets the result.
@@ -74,7 +79,7 @@ __device__ float hf_block_reduce(float v, bool is_max, float* shm) {
     for (unsigned int s = blockDim.x / 2; s > 0; s >>= 1) {
         if (threadIdx.x < s) {
             float o = shm[threadIdx.x + s];
-            shm[threadIdx.x] = is_max ? fmaxf(shm[threadIdx.x], o) : shm[threadIdx.x] + o;
+            shm[threadIdx.x] = is_max ? hf_nan_max(shm[threadIdx.x], o) : shm[threadIdx.x] + o;
         }
         __syncthreads();
     }

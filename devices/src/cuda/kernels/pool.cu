@@ -23,7 +23,7 @@
                 long long off = hf_win_offset(w, oc, kc);                                  \
                 if (off < 0) continue;                                                     \
                 float v = hf_load(x, p * isz + off);                                       \
-                acc = is_max ? fmaxf(acc, v) : acc + v;                                    \
+                acc = is_max ? hf_nan_max(acc, v) : acc + v;                                      \
                 ++inside;                                                                  \
             }                                                                              \
             if (!is_max) {                                                                 \
@@ -41,7 +41,7 @@
         float acc = is_max ? -3.402823466e38f : 0.0f;                                      \
         for (long long j = threadIdx.x; j < sp; j += blockDim.x) {                         \
             float v = hf_load(x, base + j);                                                \
-            acc = is_max ? fmaxf(acc, v) : acc + v;                                        \
+            acc = is_max ? hf_nan_max(acc, v) : acc + v;                                          \
         }                                                                                  \
         acc = hf_block_reduce(acc, is_max != 0, shm);                                      \
         if (threadIdx.x == 0)                                                              \
