@@ -63,7 +63,10 @@ case "$cmd" in
         host="$1"; shift
         ns=""
         for n in $(ip netns list | cut -d' ' -f1); do
-            if ip -n "$n" -o addr show 2>/dev/null | grep -q " $host/"; then ns="$n"; break; fi
+            # Captured first: `grep -q` closing the pipe early would fail
+            # the pipeline under pipefail.
+            addrs="$(ip -n "$n" -o addr show 2>/dev/null || true)"
+            case "$addrs" in *" $host/"*) ns="$n"; break ;; esac
         done
         [ -n "$ns" ] || { echo "netns-pair agent: no namespace holds $host" >&2; exit 1; }
         exec ip netns exec "$ns" /bin/sh -c "$*"

@@ -42,7 +42,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # --- 1. apt -------------------------------------------------------------------
-MPI_PKGS=(openmpi-bin libopenmpi-dev libclang-dev)
+# iproute2: `ip netns` and `tc` for the two-namespace test (tests/netns.rs).
+MPI_PKGS=(openmpi-bin libopenmpi-dev libclang-dev iproute2)
 if [ "$MODE" = cpu ] || [ "$MODE" = mpi ]; then
     APT_PKGS=(libhwloc-dev libudev-dev pkg-config)
     # rustc links through the system C compiler.

@@ -214,11 +214,14 @@ pub fn compose(p: &Plan) -> Result<Vec<String>> {
                     env_args(&mut argv, None);
                     argv.extend(program());
                 }
-                (None, Some((file, hosts))) if !hetero => {
+                (None, Some((_, hosts))) if !hetero => {
+                    // The hosts by name, not our hostfile: Open MPI's
+                    // parser refuses its `devices=` key.
+                    let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
                     argv.extend(p.extra.iter().cloned());
                     argv.extend([
-                        s("--hostfile"),
-                        file.display().to_string(),
+                        s("-H"),
+                        names.join(","),
                         s("--map-by"),
                         s("ppr:1:node"),
                         s("-np"),
@@ -563,7 +566,7 @@ mod tests {
         let alike = parse_hostfile("a slots=4\nb slots=4\n", Path::new("hosts")).unwrap();
         assert_eq!(
             line(Launcher::Mpirun, None, Some(&alike), false),
-            "mpirun --hostfile hosts --map-by ppr:1:node -np 2 -x HETFLOW_MPI=1 -x HETFLOW_TPU /bin/hetflow run m.onnx --plan p.json"
+            "mpirun -H a,b --map-by ppr:1:node -np 2 -x HETFLOW_MPI=1 -x HETFLOW_TPU /bin/hetflow run m.onnx --plan p.json"
         );
     }
 
