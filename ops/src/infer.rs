@@ -406,7 +406,12 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
             let x = x()?;
             let w = input(inputs, 1)?;
             let shape = match (&x.shape, w.concrete_shape()) {
-                (Some(xs), Some(ws)) if xs.len() >= 3 && ws.len() == xs.len() => {
+                (Some(xs), Some(ws)) if xs.len() < 3 || ws.len() != xs.len() => crate::bail!(
+                    "ConvTranspose input {} and weight {:?} ranks do not fit",
+                    crate::graph::fmt_shape(xs),
+                    ws
+                ),
+                (Some(xs), Some(ws)) => {
                     let r = xs.len() - 2;
                     let mut o = vec![xs[0].clone(), Dim::Known(ws[1] * ct.group.max(1))];
                     for i in 0..r {

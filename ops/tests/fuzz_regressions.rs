@@ -1,0 +1,38 @@
+//! Inputs that `scripts/fuzz.sh` (docs/reliability.md, "Fuzzing") found to
+//! crash, hang or over-allocate, minimised and kept under
+//! `tests/data/fuzz/<target>-<what>`: each must now give an error that
+//! names the problem, quickly. Findings below the loader's entry points
+//! also have a unit test next to the fix.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn data(name: &str) -> Vec<u8> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/fuzz")
+        .join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Loads an `onnx_load` finding from memory, as the fuzz target does, and
+/// returns the error (the load must fail within a second).
+fn load_error(name: &str) -> String {
+    let start = Instant::now();
+    let r = hetflow_ops::onnx::load_model_bytes(&data(name), None);
+    assert!(start.elapsed() < Duration::from_secs(1), "{name}: slow");
+    match r {
+        Ok(_) => panic!("{name}: loaded"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// A ConvTranspose whose weight is declared rank 0: inference gave no
+/// shape instead of an error, and the cost model then indexed `w[1..]`.
+#[test]
+fn convtranspose_with_a_rank0_weight() {
+    let e = load_error("onnx_load-convtranspose-rank0-weight.onnx");
+    assert!(
+        e.contains("ConvTranspose") && e.contains("ranks do not fit"),
+        "{e}"
+    );
+}
