@@ -211,7 +211,7 @@ fn resize_dims(
 ) -> Result<Vec<Dim>> {
     let r = s.len();
     let axes: Vec<usize> = match &ra.axes {
-        Some(a) => a.iter().map(|&v| norm_axis(v, r)).collect::<Result<_>>()?,
+        Some(a) => a.iter().map(|&v| dim_axis(v, r)).collect::<Result<_>>()?,
         None => (0..r).collect(),
     };
     let value = |i: usize| {
@@ -238,6 +238,16 @@ fn resize_dims(
         };
     }
     Ok(o)
+}
+
+/// [`norm_axis`] for an axis that indexes a dim of the shape. A scalar
+/// (rank 0) has no dim to index, though `norm_axis` lets axis 0 through
+/// for ops that take scalars.
+fn dim_axis(axis: i64, rank: usize) -> Result<usize> {
+    if rank == 0 {
+        crate::bail!("axis {axis} out of range for a scalar (rank 0)");
+    }
+    norm_axis(axis, rank)
 }
 
 fn check_index_dtype(f: &Fact) -> Result<()> {
@@ -638,7 +648,7 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
             let y = match (axis, &x.shape) {
                 (None, _) => Some(vec![Dim::Sym("unique".into())]),
                 (Some(a), Some(s)) => {
-                    let a = norm_axis(*a, s.len())?;
+                    let a = dim_axis(*a, s.len())?;
                     let mut o = s.clone();
                     o[a] = Dim::Sym("unique".into());
                     Some(o)
@@ -737,7 +747,7 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
             };
             let shape = match &x.shape {
                 Some(s) => {
-                    let a = norm_axis(*axis, s.len())?;
+                    let a = dim_axis(*axis, s.len())?;
                     let mut o = s.clone();
                     o[a] = match k {
                         Some(k) if k >= 0 => Dim::Known(k as usize),
@@ -794,7 +804,7 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
             let shape = match (axis, &x.shape) {
                 (None, _) => Some(vec![Dim::Sym("compress_n".into())]),
                 (Some(a), Some(s)) => {
-                    let a = norm_axis(*a, s.len())?;
+                    let a = dim_axis(*a, s.len())?;
                     let mut o = s.clone();
                     o[a] = Dim::Sym("compress_n".into());
                     Some(o)
@@ -885,7 +895,7 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
                 (Some(s), Some(p), true) => {
                     let r = s.len();
                     let axes: Vec<usize> = match const_ints(opt_input(inputs, 3)) {
-                        Some(a) => a.iter().map(|&a| norm_axis(a, r)).collect::<Result<_>>()?,
+                        Some(a) => a.iter().map(|&a| dim_axis(a, r)).collect::<Result<_>>()?,
                         None => (0..r).collect(),
                     };
                     if p.len() != 2 * axes.len() {
@@ -1003,7 +1013,7 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
             let x = x()?;
             let shape = match &x.shape {
                 Some(s) => {
-                    let ax = crate::op::norm_axis(*axis, s.len())?;
+                    let ax = dim_axis(*axis, s.len())?;
                     let mut o = s.clone();
                     if *keepdims {
                         o[ax] = Dim::Known(1);
@@ -1106,7 +1116,7 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
                         let r = s.len();
                         let mut red = vec![axes.is_empty(); r];
                         for a in axes {
-                            red[norm_axis(a, r)?] = true;
+                            red[dim_axis(a, r)?] = true;
                         }
                         Some(
                             s.iter()
@@ -1266,7 +1276,7 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
                 (Some(s), Some(a)) => {
                     let mut drop = vec![false; s.len()];
                     for ax in a {
-                        let i = norm_axis(ax, s.len())?;
+                        let i = dim_axis(ax, s.len())?;
                         if let Dim::Known(d) = s[i] {
                             if d != 1 {
                                 crate::bail!("cannot squeeze axis {ax} of size {d}");
@@ -1330,7 +1340,7 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
             let shape = match shapes {
                 Some(ss) => {
                     let r = ss[0].len();
-                    let a = norm_axis(*axis, r)?;
+                    let a = dim_axis(*axis, r)?;
                     let mut out = ss[0].clone();
                     let mut total: Option<usize> = Some(0);
                     for s in &ss {
@@ -1362,7 +1372,7 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
             for i in 0..n_out {
                 let shape = match &x.shape {
                     Some(s) => {
-                        let a = norm_axis(*axis, s.len())?;
+                        let a = dim_axis(*axis, s.len())?;
                         let mut o = s.clone();
                         o[a] = match (&split, &s[a]) {
                             (Some(sp), _) => {
@@ -1408,7 +1418,7 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
             }
             let shape = match (&x.shape, &idx.shape) {
                 (Some(s), Some(i)) => {
-                    let a = norm_axis(*axis, s.len())?;
+                    let a = dim_axis(*axis, s.len())?;
                     let mut o = s[..a].to_vec();
                     o.extend(i.iter().cloned());
                     o.extend(s[a + 1..].iter().cloned());
@@ -1486,7 +1496,7 @@ fn slice_shape(op: &Op, inputs: &[Option<&Fact>], x: &Fact) -> Result<Option<Vec
     }
     let mut out = s.clone();
     for i in 0..starts.len() {
-        let a = norm_axis(axes[i], s.len())?;
+        let a = dim_axis(axes[i], s.len())?;
         let Dim::Known(d) = s[a] else {
             out[a] = Dim::Sym(format!("slice_{a}"));
             continue;

@@ -36,3 +36,12 @@ fn convtranspose_with_a_rank0_weight() {
         "{e}"
     );
 }
+
+/// A Split of a scalar (rank 0) input: `norm_axis` lets axis 0 through for
+/// rank 0, and inference then indexed the shape's first dim. Every
+/// inference rule that indexes a dim by axis now refuses a scalar.
+#[test]
+fn split_of_a_scalar() {
+    let e = load_error("onnx_load-split-scalar.onnx");
+    assert!(e.contains("Split") && e.contains("scalar"), "{e}");
+}
