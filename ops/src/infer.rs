@@ -16,7 +16,8 @@ use crate::graph::{Dim, Fact, Graph};
 use crate::op::{broadcast_shapes, norm_axis, resolve_window_dims, BinaryOp, Op};
 use std::sync::Arc;
 
-/// Folding evaluates a node only when its output stays this small (elements).
+/// Folding evaluates a node only when its inputs together and each of its
+/// outputs stay this small (elements).
 const FOLD_LIMIT: usize = 1 << 22;
 
 /// Infers facts for every value of `g` and folds constant nodes (removing
@@ -41,7 +42,8 @@ pub fn infer_graph(g: &mut Graph) -> Result<()> {
                 .iter()
                 .map(|f| f.and_then(|f| f.value.as_deref()))
                 .collect();
-            let small = tensors.iter().flatten().map(|t| t.len()).sum::<usize>() <= FOLD_LIMIT;
+            let small = tensors.iter().flatten().map(|t| t.len()).sum::<usize>() <= FOLD_LIMIT
+                && !outputs_too_big(&node.op, &refs, node.outputs.len());
             if small {
                 let outs =
                     crate::kernels::eval(&node.op, &tensors, node.outputs.len()).map_err(ctx)?;
@@ -63,6 +65,23 @@ pub fn infer_graph(g: &mut Graph) -> Result<()> {
     }
     g.nodes = kept;
     Ok(())
+}
+
+/// Whether inference gives an output of more than [`FOLD_LIMIT`] elements
+/// (a small constant such as ConstantOfShape's shape can ask for any
+/// size). An output it cannot size, or an inference error, is left to the
+/// kernel as before.
+fn outputs_too_big(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> bool {
+    let Ok(outs) = infer_op(op, inputs, n_out) else {
+        return false;
+    };
+    outs.iter().any(|f| {
+        f.concrete_shape().is_some_and(|s| {
+            s.iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(d))
+                .is_none_or(|n| n > FOLD_LIMIT)
+        })
+    })
 }
 
 fn foldable(op: &Op) -> bool {

@@ -45,3 +45,24 @@ fn split_of_a_scalar() {
     let e = load_error("onnx_load-split-scalar.onnx");
     assert!(e.contains("Split") && e.contains("scalar"), "{e}");
 }
+
+/// Constant folding bounded only its inputs: a ConstantOfShape whose
+/// constant shape is `[2^50]` asked the kernel for 9 PB at load. Outputs
+/// over the folding limit stay nodes now (sized by inference).
+#[test]
+fn constant_of_shape_with_a_huge_constant_shape_is_not_folded() {
+    use hetflow_ops::{DType, Dim, Graph, Op, Tensor};
+    let mut g = Graph::default();
+    let shape = g.add_const(
+        "shape",
+        Tensor::from_vec(vec![1], vec![1i64 << 50]).unwrap(),
+    );
+    let value = Tensor::from_vec(vec![1], vec![0f32]).unwrap();
+    let y = g.add_node("big", Op::ConstantOfShape { value }, &[shape], 1)[0];
+    g.add_output(y);
+    let g = g.finish().unwrap();
+    assert_eq!(g.nodes.len(), 1, "folded");
+    let f = &g.value(y).fact;
+    assert_eq!(f.dtype, Some(DType::F32));
+    assert_eq!(f.shape, Some(vec![Dim::Known(1 << 50)]));
+}
