@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up a machine for hetflow's build and tests. Idempotent; re-runs are fast.
-#   1. Debian packages (OpenCL/PoCL, hwloc, udev, pkg-config, hyperfine), only if missing
+#   1. Debian packages (OpenCL/PoCL, hwloc, udev, pkg-config, hyperfine, g++), only if missing
 #   2. .venv at the repo root with scripts/requirements.txt
 #   3. fixtures-gen/ from scripts/gen_fixtures.py, only if the generator or the
 #      requirements changed since the last run (fixtures-gen/.stamp), and
@@ -50,7 +50,8 @@ if [ "$MODE" = cpu ] || [ "$MODE" = mpi ]; then
     command -v cc >/dev/null 2>&1 || APT_PKGS+=(gcc libc6-dev)
     [ "$MODE" = mpi ] && APT_PKGS+=("${MPI_PKGS[@]}")
 else
-    APT_PKGS=(pocl-opencl-icd ocl-icd-opencl-dev clinfo libhwloc-dev hwloc libudev-dev pkg-config hyperfine "${MPI_PKGS[@]}")
+    # g++: libfuzzer-sys builds libFuzzer (C++) for scripts/fuzz.sh.
+    APT_PKGS=(pocl-opencl-icd ocl-icd-opencl-dev clinfo libhwloc-dev hwloc libudev-dev pkg-config hyperfine g++ "${MPI_PKGS[@]}")
 fi
 PYTHON="${PYTHON:-python3}"
 

@@ -24,6 +24,8 @@ rc=0
 # Every CUDA kernel must compile to PTX (NVRTC runs on the CPU).
 .venv/bin/python scripts/nvrtc_check.py || rc=$?
 HETFLOW_FIXTURES="$PWD/fixtures-gen" cargo test --workspace --release --features hetflow/mpi || rc=$?
+# 20 s of each fuzz target over its seed corpus (docs/reliability.md, "Fuzzing").
+bash scripts/fuzz.sh 20 || rc=$?
 t2=$(now)
 
 # README's main-job command, exactly as README.md writes it (the first ```sh

@@ -127,6 +127,13 @@ fn elems(f: &Fact) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Elements of a conv weight per output channel: the product of its dims
+/// after the first (0 for a rank-0 weight, which inference refuses anyway).
+fn per_output_weights(w: &[usize]) -> f64 {
+    w.get(1..)
+        .map_or(0.0, |d| d.iter().map(|&n| n as f64).product())
+}
+
 fn bytes(f: &Fact) -> f64 {
     elems(f) * f.dtype.map(|d| d.size()).unwrap_or(4) as f64
 }
@@ -161,9 +168,7 @@ pub fn op_cost(op: &Op, inputs: &[Option<&Fact>], outputs: &[&Fact]) -> Cost {
                 .copied()
                 .flatten()
                 .and_then(|w| w.concrete_shape());
-            let per = w
-                .map(|w| w[1..].iter().product::<usize>() as f64)
-                .unwrap_or(0.0);
+            let per = w.map_or(0.0, |w| per_output_weights(&w));
             2.0 * out_elems * per
         }
         Op::MaxPool(p) | Op::AveragePool(p) | Op::LpPool { pool: p, .. } => {
@@ -190,9 +195,7 @@ pub fn op_cost(op: &Op, inputs: &[Option<&Fact>], outputs: &[&Fact]) -> Cost {
                 .copied()
                 .flatten()
                 .and_then(|w| w.concrete_shape());
-            let per = w
-                .map(|w| w[1..].iter().product::<usize>() as f64)
-                .unwrap_or(0.0);
+            let per = w.map_or(0.0, |w| per_output_weights(&w));
             2.0 * in0.map(elems).unwrap_or(0.0) * per
         }
         Op::Einsum { .. } => {
@@ -281,5 +284,21 @@ mod tests {
         let y = Fact::known(DType::F32, &[1, 16, 6, 6]);
         let cost = op_cost(&Op::Conv(Default::default()), &[Some(&x), Some(&w)], &[&y]);
         assert_eq!(cost.flops, 2.0 * (16.0 * 36.0) * 27.0);
+    }
+
+    /// Found by `scripts/fuzz.sh` (target `onnx_load`): a rank-0 weight
+    /// indexed `w[1..]` and panicked.
+    #[test]
+    fn conv_weights_of_any_rank_do_not_panic() {
+        let x = Fact::known(DType::F32, &[1, 1, 3]);
+        let y = Fact::known(DType::F32, &[1, 2, 5]);
+        for w in [Fact::known(DType::F32, &[]), Fact::known(DType::F32, &[4])] {
+            let ct = Op::ConvTranspose(Default::default());
+            let conv = Op::Conv(Default::default());
+            for op in [ct, conv] {
+                let c = op_cost(&op, &[Some(&x), Some(&w)], &[&y]);
+                assert!(c.flops.is_finite(), "{op:?}");
+            }
+        }
     }
 }

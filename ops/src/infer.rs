@@ -16,7 +16,8 @@ use crate::graph::{Dim, Fact, Graph};
 use crate::op::{broadcast_shapes, norm_axis, resolve_window_dims, BinaryOp, Op};
 use std::sync::Arc;
 
-/// Folding evaluates a node only when its output stays this small (elements).
+/// Folding evaluates a node only when its inputs together and each of its
+/// outputs stay this small (elements).
 const FOLD_LIMIT: usize = 1 << 22;
 
 /// Infers facts for every value of `g` and folds constant nodes (removing
@@ -41,7 +42,8 @@ pub fn infer_graph(g: &mut Graph) -> Result<()> {
                 .iter()
                 .map(|f| f.and_then(|f| f.value.as_deref()))
                 .collect();
-            let small = tensors.iter().flatten().map(|t| t.len()).sum::<usize>() <= FOLD_LIMIT;
+            let small = tensors.iter().flatten().map(|t| t.len()).sum::<usize>() <= FOLD_LIMIT
+                && !outputs_too_big(&node.op, &refs, node.outputs.len());
             if small {
                 let outs =
                     crate::kernels::eval(&node.op, &tensors, node.outputs.len()).map_err(ctx)?;
@@ -63,6 +65,23 @@ pub fn infer_graph(g: &mut Graph) -> Result<()> {
     }
     g.nodes = kept;
     Ok(())
+}
+
+/// Whether inference gives an output of more than [`FOLD_LIMIT`] elements
+/// (a small constant such as ConstantOfShape's shape can ask for any
+/// size). An output it cannot size, or an inference error, is left to the
+/// kernel as before.
+fn outputs_too_big(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> bool {
+    let Ok(outs) = infer_op(op, inputs, n_out) else {
+        return false;
+    };
+    outs.iter().any(|f| {
+        f.concrete_shape().is_some_and(|s| {
+            s.iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(d))
+                .is_none_or(|n| n > FOLD_LIMIT)
+        })
+    })
 }
 
 fn foldable(op: &Op) -> bool {
@@ -211,7 +230,7 @@ fn resize_dims(
 ) -> Result<Vec<Dim>> {
     let r = s.len();
     let axes: Vec<usize> = match &ra.axes {
-        Some(a) => a.iter().map(|&v| norm_axis(v, r)).collect::<Result<_>>()?,
+        Some(a) => a.iter().map(|&v| dim_axis(v, r)).collect::<Result<_>>()?,
         None => (0..r).collect(),
     };
     let value = |i: usize| {
@@ -238,6 +257,16 @@ fn resize_dims(
         };
     }
     Ok(o)
+}
+
+/// [`norm_axis`] for an axis that indexes a dim of the shape. A scalar
+/// (rank 0) has no dim to index, though `norm_axis` lets axis 0 through
+/// for ops that take scalars.
+fn dim_axis(axis: i64, rank: usize) -> Result<usize> {
+    if rank == 0 {
+        crate::bail!("axis {axis} out of range for a scalar (rank 0)");
+    }
+    norm_axis(axis, rank)
 }
 
 fn check_index_dtype(f: &Fact) -> Result<()> {
@@ -406,7 +435,12 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
             let x = x()?;
             let w = input(inputs, 1)?;
             let shape = match (&x.shape, w.concrete_shape()) {
-                (Some(xs), Some(ws)) if xs.len() >= 3 && ws.len() == xs.len() => {
+                (Some(xs), Some(ws)) if xs.len() < 3 || ws.len() != xs.len() => crate::bail!(
+                    "ConvTranspose input {} and weight {:?} ranks do not fit",
+                    crate::graph::fmt_shape(xs),
+                    ws
+                ),
+                (Some(xs), Some(ws)) => {
                     let r = xs.len() - 2;
                     let mut o = vec![xs[0].clone(), Dim::Known(ws[1] * ct.group.max(1))];
                     for i in 0..r {
@@ -633,7 +667,7 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
             let y = match (axis, &x.shape) {
                 (None, _) => Some(vec![Dim::Sym("unique".into())]),
                 (Some(a), Some(s)) => {
-                    let a = norm_axis(*a, s.len())?;
+                    let a = dim_axis(*a, s.len())?;
                     let mut o = s.clone();
                     o[a] = Dim::Sym("unique".into());
                     Some(o)
@@ -732,7 +766,7 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
             };
             let shape = match &x.shape {
                 Some(s) => {
-                    let a = norm_axis(*axis, s.len())?;
+                    let a = dim_axis(*axis, s.len())?;
                     let mut o = s.clone();
                     o[a] = match k {
                         Some(k) if k >= 0 => Dim::Known(k as usize),
@@ -789,7 +823,7 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
             let shape = match (axis, &x.shape) {
                 (None, _) => Some(vec![Dim::Sym("compress_n".into())]),
                 (Some(a), Some(s)) => {
-                    let a = norm_axis(*a, s.len())?;
+                    let a = dim_axis(*a, s.len())?;
                     let mut o = s.clone();
                     o[a] = Dim::Sym("compress_n".into());
                     Some(o)
@@ -880,7 +914,7 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
                 (Some(s), Some(p), true) => {
                     let r = s.len();
                     let axes: Vec<usize> = match const_ints(opt_input(inputs, 3)) {
-                        Some(a) => a.iter().map(|&a| norm_axis(a, r)).collect::<Result<_>>()?,
+                        Some(a) => a.iter().map(|&a| dim_axis(a, r)).collect::<Result<_>>()?,
                         None => (0..r).collect(),
                     };
                     if p.len() != 2 * axes.len() {
@@ -998,7 +1032,7 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
             let x = x()?;
             let shape = match &x.shape {
                 Some(s) => {
-                    let ax = crate::op::norm_axis(*axis, s.len())?;
+                    let ax = dim_axis(*axis, s.len())?;
                     let mut o = s.clone();
                     if *keepdims {
                         o[ax] = Dim::Known(1);
@@ -1101,7 +1135,7 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
                         let r = s.len();
                         let mut red = vec![axes.is_empty(); r];
                         for a in axes {
-                            red[norm_axis(a, r)?] = true;
+                            red[dim_axis(a, r)?] = true;
                         }
                         Some(
                             s.iter()
@@ -1261,7 +1295,7 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
                 (Some(s), Some(a)) => {
                     let mut drop = vec![false; s.len()];
                     for ax in a {
-                        let i = norm_axis(ax, s.len())?;
+                        let i = dim_axis(ax, s.len())?;
                         if let Dim::Known(d) = s[i] {
                             if d != 1 {
                                 crate::bail!("cannot squeeze axis {ax} of size {d}");
@@ -1325,7 +1359,7 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
             let shape = match shapes {
                 Some(ss) => {
                     let r = ss[0].len();
-                    let a = norm_axis(*axis, r)?;
+                    let a = dim_axis(*axis, r)?;
                     let mut out = ss[0].clone();
                     let mut total: Option<usize> = Some(0);
                     for s in &ss {
@@ -1357,7 +1391,7 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
             for i in 0..n_out {
                 let shape = match &x.shape {
                     Some(s) => {
-                        let a = norm_axis(*axis, s.len())?;
+                        let a = dim_axis(*axis, s.len())?;
                         let mut o = s.clone();
                         o[a] = match (&split, &s[a]) {
                             (Some(sp), _) => {
@@ -1403,7 +1437,7 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
             }
             let shape = match (&x.shape, &idx.shape) {
                 (Some(s), Some(i)) => {
-                    let a = norm_axis(*axis, s.len())?;
+                    let a = dim_axis(*axis, s.len())?;
                     let mut o = s[..a].to_vec();
                     o.extend(i.iter().cloned());
                     o.extend(s[a + 1..].iter().cloned());
@@ -1481,7 +1515,7 @@ fn slice_shape(op: &Op, inputs: &[Option<&Fact>], x: &Fact) -> Result<Option<Vec
     }
     let mut out = s.clone();
     for i in 0..starts.len() {
-        let a = norm_axis(axes[i], s.len())?;
+        let a = dim_axis(axes[i], s.len())?;
         let Dim::Known(d) = s[a] else {
             out[a] = Dim::Sym(format!("slice_{a}"));
             continue;

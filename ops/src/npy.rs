@@ -81,9 +81,38 @@ fn check_shape_text(text: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// The deepest bracket nesting a header may have. A plain header is a dict
+/// holding a tuple (depth 2); the header parser under npyz backtracks
+/// exponentially in the nesting depth (a 12-deep header takes seconds, each
+/// level ~3x more), so deeper text is refused before it is parsed.
+const MAX_HEADER_NESTING: usize = 4;
+
+/// Refuses header text whose brackets nest deeper than
+/// [`MAX_HEADER_NESTING`] (counted everywhere, quoted or not: no supported
+/// header needs more).
+fn check_nesting(text: &[u8]) -> Result<()> {
+    let mut depth = 0usize;
+    for &c in text {
+        match c {
+            b'{' | b'[' | b'(' => {
+                depth += 1;
+                if depth > MAX_HEADER_NESTING {
+                    crate::bail!(
+                        "not a valid .npy file (header brackets nest deeper than {MAX_HEADER_NESTING})"
+                    );
+                }
+            }
+            b'}' | b']' | b')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Parses the header (`head` holds the file's first `header_end` bytes) and
 /// the data size it declares.
 fn layout(head: &[u8], header_end: usize) -> Result<Layout> {
+    check_nesting(&head[head.len().min(10)..])?;
     check_shape_text(&head[head.len().min(10)..])?;
     let header = npyz::NpyHeader::from_reader(head)
         .map_err(|e| Error::msg(format!("not a valid .npy file: {e}")))?;
@@ -327,6 +356,27 @@ mod tests {
             let b = write_npy_bytes(&t).unwrap();
             assert_eq!(read_npy_bytes(&b).unwrap(), t);
         }
+    }
+
+    /// Found by `scripts/fuzz.sh` (target `npy`): a header nesting 28
+    /// brackets took the header parser minutes.
+    #[test]
+    fn deeply_nested_header_is_refused_quickly() {
+        let text = format!(
+            "{{'descr': '<i8', 'fortran_order': {}False, 'shape': (), }}",
+            "{".repeat(28)
+        );
+        let mut header = text.into_bytes();
+        header.resize(117, b' ');
+        header.push(b'\n');
+        let mut b = b"\x93NUMPY\x01\x00".to_vec();
+        b.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        b.extend_from_slice(&header);
+        b.extend_from_slice(&[0; 8]);
+        let start = std::time::Instant::now();
+        let e = read_npy_bytes(&b).unwrap_err().to_string();
+        assert!(e.contains("nest deeper"), "{e}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]

@@ -505,8 +505,15 @@ pub fn tensor_to_proto(t: &Tensor, name: &str) -> proto::TensorProto {
 pub fn read_tensor_pb(path: impl AsRef<Path>) -> Result<(String, Tensor)> {
     let path = path.as_ref();
     let bytes = crate::files::read_capped(path, MAX_PROTO_BYTES, "the TensorProto file")?;
-    let tp = proto::TensorProto::decode(bytes.as_slice())
-        .map_err(|e| bad(path, format!("not a valid ONNX TensorProto: {e}")))?;
-    let t = tensor_from_proto(&tp, Some(parent_dir(path))).map_err(|e| bad(path, e.to_string()))?;
+    read_tensor_pb_bytes(&bytes, Some(parent_dir(path))).map_err(|e| bad(path, e.to_string()))
+}
+
+/// Decodes a serialized TensorProto from memory into its name and tensor.
+/// External data is looked up in `dir` (confined to it, as for models);
+/// with `None` a tensor with external data is an error.
+pub fn read_tensor_pb_bytes(bytes: &[u8], dir: Option<&Path>) -> Result<(String, Tensor)> {
+    let tp = proto::TensorProto::decode(bytes)
+        .map_err(|e| Error::msg(format!("not a valid ONNX TensorProto: {e}")))?;
+    let t = tensor_from_proto(&tp, dir)?;
     Ok((tp.name().to_string(), t))
 }
