@@ -560,10 +560,15 @@ def nonfinite_feed(rng, shape) -> np.ndarray:
     return x
 
 
+def nonfinite_other() -> np.ndarray:
+    """case_nonfinite's constant operand of Max and Min."""
+    return nonfinite_feed(case_rng("nonfinite_other"), (1, 2, 6, 6))
+
+
 def case_nonfinite(rng):
     """NaN and infinities through the max/min family (values: nonfinite_reference)."""
     g = GraphBuilder(rng)
-    other = nonfinite_feed(case_rng("nonfinite_other"), (1, 2, 6, 6))
+    other = nonfinite_other()
     c = g.init("other", other)
     g.op("MaxPool", ["x"], out="maxpool", kernel_shape=[2, 2], strides=[2, 2])
     g.op("MaxPool", ["x"], out="maxpool_pad", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
@@ -588,7 +593,7 @@ def nonfinite_reference(x: np.ndarray) -> list[np.ndarray]:
     returns -FLT_MAX for one padded window), and onnxruntime's ReduceMax
     drops it too, while their GlobalMaxPool/Max/Min keep it."""
     x = x.astype(np.float64)
-    other = nonfinite_feed(case_rng("nonfinite_other"), (1, 2, 6, 6)).astype(np.float64)
+    other = nonfinite_other().astype(np.float64)
 
     def maxpool(a, k, s, p):
         n, c, h, w = a.shape

@@ -28,6 +28,8 @@ def main() -> None:
         "//! The default domain's operators: the opsets in which each one's",
         "//! definition changed, and the opset from which it is removed (0: never).",
         "",
+        "/// The onnx release this table was generated from.",
+        f'pub const ONNX_RELEASE: &str = "{onnx.__version__}";',
         f"/// The highest opset of the default domain in onnx {onnx.__version__}.",
         f"pub const MAX_OPSET: i64 = {onnx.defs.onnx_opset_version()};",
         f"/// The highest IR version in onnx {onnx.__version__}.",

@@ -289,9 +289,7 @@ impl<'a> SessionBuilder<'a> {
         plan: &Plan,
         devices: &[Arc<dyn hetflow_devices::Device>],
     ) -> Result<(), Error> {
-        if plan.placement.len() != g.nodes.len()
-            || plan.placement.iter().any(|&d| d >= plan.devices.len())
-        {
+        if plan.validate(g).is_err() {
             return Ok(()); // Session::new names what is wrong with the plan
         }
         let credits = self.credits.unwrap_or(plan.credits).max(1);

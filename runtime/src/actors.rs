@@ -165,6 +165,9 @@ pub enum Event {
     Stopped,
 }
 
+/// A kernel or copy in flight: node, op, device, and when it started.
+type Running = (String, &'static str, hetflow_devices::DeviceId, Instant);
+
 /// The kernels and copies running now, for the session's kernel timeout
 /// ([`crate::SessionOptions::kernel_timeout`]): a task registers before it
 /// calls the device and leaves after, and the session's run loop asks for
@@ -173,18 +176,15 @@ pub enum Event {
 /// of waiting forever.
 #[derive(Default)]
 pub struct KernelClock {
-    running: std::sync::Mutex<HashMap<u64, (String, String, String, Instant)>>,
+    running: std::sync::Mutex<HashMap<u64, Running>>,
     next: std::sync::atomic::AtomicU64,
 }
 
 impl KernelClock {
-    fn start(&self, node: &str, op: &str, device: String) -> u64 {
+    fn start(&self, node: &str, op: &'static str, device: hetflow_devices::DeviceId) -> u64 {
         let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut r = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        r.insert(
-            id,
-            (node.to_string(), op.to_string(), device, Instant::now()),
-        );
+        r.insert(id, (node.to_string(), op, device, Instant::now()));
         id
     }
     fn stop(&self, id: u64) {
@@ -199,8 +199,8 @@ impl KernelClock {
         let ran = since.elapsed();
         (ran > limit).then(|| RuntimeError::Op {
             node: node.clone(),
-            op: op.clone(),
-            device: device.clone(),
+            op: op.to_string(),
+            device: device.to_string(),
             msg: format!(
                 "still running after {:.0} ms (kernel timeout {} ms); the session is stopped",
                 ran.as_secs_f64() * 1e3,
@@ -357,7 +357,7 @@ impl Task {
                     Work::Kernel { op, .. } => op.name(),
                     Work::Copy { .. } => "copy",
                 };
-                c.start(&self.name, op, self.device.id().to_string())
+                c.start(&self.name, op, self.device.id())
             });
             let (result, label, cat, queue) = match &self.work {
                 Work::Kernel { op, n_outputs } => {

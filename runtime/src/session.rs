@@ -425,7 +425,7 @@ impl Session {
     /// few milliseconds to look for a kernel that has run too long, and
     /// fails the session naming it.
     fn next_event(&mut self) -> Result<std::result::Result<Event, ()>> {
-        let Some((clock, limit)) = self.clock.clone() else {
+        let Some(limit) = self.clock.as_ref().map(|c| c.1) else {
             return Ok(self.events.recv().map_err(|_| ()));
         };
         let tick = (limit / 4).clamp(
@@ -437,7 +437,7 @@ impl Session {
                 Ok(e) => return Ok(Ok(e)),
                 Err(crossbeam::channel::RecvTimeoutError::Disconnected) => return Ok(Err(())),
                 Err(crossbeam::channel::RecvTimeoutError::Timeout) => {
-                    if let Some(e) = clock.overdue(limit) {
+                    if let Some(e) = self.clock.as_ref().and_then(|c| c.0.overdue(limit)) {
                         return Err(self.failed(e));
                     }
                 }

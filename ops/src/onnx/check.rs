@@ -19,7 +19,7 @@
 use super::proto::{
     attribute_proto::AttributeType, AttributeProto, GraphProto, ModelProto, NodeProto,
 };
-use super::schemas::{DEFAULT_DOMAIN, MAX_IR_VERSION, MAX_OPSET};
+use super::schemas::{DEFAULT_DOMAIN, MAX_IR_VERSION, MAX_OPSET, ONNX_RELEASE};
 use crate::error::{Error, Result};
 use std::collections::HashSet;
 
@@ -33,15 +33,16 @@ pub(super) fn model_opset(model: &ModelProto, graph: &GraphProto) -> Result<i64>
     if ir > MAX_IR_VERSION {
         crate::bail!(
             "IR version {ir} is newer than hetflow reads (up to {MAX_IR_VERSION}, onnx {})",
-            onnx_release()
+            ONNX_RELEASE
         );
     }
     let mut seen = HashSet::new();
     let mut opset = None;
     for imp in &model.opset_import {
-        let d = match imp.domain() {
-            "" | "ai.onnx" => "ai.onnx",
-            d => d,
+        let d = if default_domain(imp.domain()) {
+            "ai.onnx"
+        } else {
+            imp.domain()
         };
         if !seen.insert(d.to_string()) {
             crate::bail!("opset_import lists domain '{d}' twice");
@@ -54,7 +55,7 @@ pub(super) fn model_opset(model: &ModelProto, graph: &GraphProto) -> Result<i64>
             if v > MAX_OPSET {
                 crate::bail!(
                     "opset {v} of domain ai.onnx is newer than hetflow supports (opsets 1 to {MAX_OPSET}, onnx {})",
-                    onnx_release()
+                    ONNX_RELEASE
                 );
             }
             opset = Some(v);
@@ -77,12 +78,13 @@ pub(super) fn model_opset(model: &ModelProto, graph: &GraphProto) -> Result<i64>
     }
 }
 
-fn onnx_release() -> &'static str {
-    "1.23.2"
+/// Whether `domain` names the default ONNX domain (empty or `ai.onnx`).
+fn default_domain(domain: &str) -> bool {
+    matches!(domain, "" | "ai.onnx")
 }
 
 pub(super) fn is_default_domain(n: &NodeProto) -> bool {
-    matches!(n.domain(), "" | "ai.onnx")
+    default_domain(n.domain())
 }
 
 /// Refuses a default-domain op that is not in `opset`: added in a later

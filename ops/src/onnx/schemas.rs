@@ -2,6 +2,8 @@
 //! The default domain's operators: the opsets in which each one's
 //! definition changed, and the opset from which it is removed (0: never).
 
+/// The onnx release this table was generated from.
+pub const ONNX_RELEASE: &str = "1.23.2";
 /// The highest opset of the default domain in onnx 1.23.2.
 pub const MAX_OPSET: i64 = 28;
 /// The highest IR version in onnx 1.23.2.
