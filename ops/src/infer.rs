@@ -1545,7 +1545,11 @@ fn prod_dims(ds: &[Dim]) -> Dim {
     let mut p = 1usize;
     for d in ds {
         match d {
-            Dim::Known(n) => p *= n,
+            // A product past usize is no size at all: leave it unknown.
+            Dim::Known(n) => match p.checked_mul(*n) {
+                Some(v) => p = v,
+                None => return Dim::Sym(format!("prod({})", crate::graph::fmt_shape(ds))),
+            },
             Dim::Sym(s) => {
                 return if ds.len() == 1 {
                     Dim::Sym(s.clone())
@@ -1556,6 +1560,23 @@ fn prod_dims(ds: &[Dim]) -> Dim {
         }
     }
     Dim::Known(p)
+}
+
+/// The element count of Reshape's known output dims (`None` when one is
+/// symbolic); a count past usize is an error naming the target shape.
+fn known_product(target: &[i64], dims: &[Option<Dim>]) -> Result<Option<usize>> {
+    let mut p = 1usize;
+    for d in dims.iter().flatten() {
+        let Some(n) = d.known() else {
+            return Ok(None);
+        };
+        p = p.checked_mul(n).ok_or_else(|| {
+            Error::msg(format!(
+                "shape {target:?} has more elements than fit in usize"
+            ))
+        })?;
+    }
+    Ok(Some(p))
 }
 
 fn reshape_dims(x: Option<&[Dim]>, target: &[i64], allowzero: bool) -> Result<Vec<Dim>> {
@@ -1585,7 +1606,7 @@ fn reshape_dims(x: Option<&[Dim]>, target: &[i64], allowzero: bool) -> Result<Ve
     }
     if let Some(i) = infer_at {
         let total = x.and_then(|x| prod_dims(x).known());
-        let rest: Option<usize> = out.iter().flatten().map(|d| d.known()).product();
+        let rest = known_product(target, &out)?;
         out[i] = Some(match (total, rest) {
             (Some(t), Some(r)) if r > 0 => {
                 if t % r != 0 {
@@ -1597,7 +1618,7 @@ fn reshape_dims(x: Option<&[Dim]>, target: &[i64], allowzero: bool) -> Result<Ve
         });
     } else if let Some(x) = x {
         let total = prod_dims(x).known();
-        let new: Option<usize> = out.iter().flatten().map(|d| d.known()).product();
+        let new = known_product(target, &out)?;
         if let (Some(t), Some(n)) = (total, new) {
             if t != n {
                 crate::bail!(
