@@ -20,6 +20,10 @@ use std::sync::Arc;
 /// outputs stay this small (elements).
 const FOLD_LIMIT: usize = 1 << 22;
 
+/// The largest rank inference spells out as symbolic dims when only the
+/// rank is known.
+const MAX_SYMBOLIC_RANK: usize = 64;
+
 /// Infers facts for every value of `g` and folds constant nodes (removing
 /// them from `g.nodes` and recording their outputs in `g.constants`).
 pub fn infer_graph(g: &mut Graph) -> Result<()> {
@@ -1240,8 +1244,12 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
             };
             let out = match target {
                 Some(t) => Some(reshape_dims(x.shape.as_deref(), &t, *allowzero)?),
+                // The rank is the shape input's length, which a declared
+                // shape can set to anything: past MAX_SYMBOLIC_RANK it stays
+                // unknown rather than becoming that many symbolic dims.
                 None => input(inputs, 1)?.concrete_shape().and_then(|s| {
                     s.first()
+                        .filter(|&&r| r <= MAX_SYMBOLIC_RANK)
                         .map(|&r| (0..r).map(|i| Dim::Sym(format!("reshape_{i}"))).collect())
                 }),
             };

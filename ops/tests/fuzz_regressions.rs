@@ -96,3 +96,26 @@ fn reshape_to_an_overflowing_shape() {
     let e = g.finish().unwrap_err().to_string();
     assert!(e.contains("more elements than fit"), "{e}");
 }
+
+/// Reshape by a non-constant shape input declared `[2^62]`: inference
+/// made one symbolic dim per entry and overflowed the Vec's capacity. A
+/// rank that large stays unknown now.
+#[test]
+fn reshape_by_a_huge_declared_shape_input() {
+    use hetflow_ops::{DType, Dim, Graph, Op};
+    let mut g = Graph::default();
+    let x = g.add_input("x", DType::F32, vec![Dim::Known(2), Dim::Known(3)]);
+    let shape = g.add_input("shape", DType::I64, vec![Dim::Known(1 << 62)]);
+    let y = g.add_node(
+        "r",
+        Op::Reshape {
+            allowzero: false,
+            shape: None,
+        },
+        &[x, shape],
+        1,
+    )[0];
+    g.add_output(y);
+    let g = g.finish().unwrap();
+    assert_eq!(g.value(y).fact.shape, None);
+}
