@@ -1533,18 +1533,7 @@ fn slice_shape(op: &Op, inputs: &[Option<&Fact>], x: &Fact) -> Result<Option<Vec
             crate::bail!("Slice step cannot be 0");
         }
         let (lo, hi) = crate::op::slice_range(starts[i], ends[i], step, d);
-        let n = if step > 0 {
-            if hi > lo {
-                (hi - lo + step - 1) / step
-            } else {
-                0
-            }
-        } else if lo > hi {
-            (lo - hi + (-step) - 1) / (-step)
-        } else {
-            0
-        };
-        out[a] = Dim::Known(n as usize);
+        out[a] = Dim::Known(crate::op::slice_len(lo, hi, step));
     }
     Ok(Some(out))
 }
