@@ -121,9 +121,10 @@ pub fn op_class(op: &Op) -> OpClass {
     }
 }
 
+/// Elements of a value, in f64 (a declared shape can multiply past usize).
 fn elems(f: &Fact) -> f64 {
     f.concrete_shape()
-        .map(|s| s.iter().product::<usize>() as f64)
+        .map(|s| s.iter().map(|&d| d as f64).product())
         .unwrap_or(0.0)
 }
 
@@ -172,7 +173,7 @@ pub fn op_cost(op: &Op, inputs: &[Option<&Fact>], outputs: &[&Fact]) -> Cost {
             2.0 * out_elems * per
         }
         Op::MaxPool(p) | Op::AveragePool(p) | Op::LpPool { pool: p, .. } => {
-            out_elems * p.kernel_shape.iter().product::<usize>() as f64
+            out_elems * p.kernel_shape.iter().map(|&k| k as f64).product::<f64>()
         }
         Op::GlobalAveragePool | Op::GlobalMaxPool | Op::Reduce { .. } => {
             in0.map(elems).unwrap_or(0.0)
@@ -284,6 +285,15 @@ mod tests {
         let y = Fact::known(DType::F32, &[1, 16, 6, 6]);
         let cost = op_cost(&Op::Conv(Default::default()), &[Some(&x), Some(&w)], &[&y]);
         assert_eq!(cost.flops, 2.0 * (16.0 * 36.0) * 27.0);
+    }
+
+    /// Found by `scripts/fuzz.sh` (target `onnx_load`): element counts
+    /// were multiplied in usize and overflowed on a declared shape.
+    #[test]
+    fn huge_shapes_do_not_overflow() {
+        let big = Fact::known(DType::F32, &[1 << 40, 1 << 40]);
+        let c = op_cost(&Op::MatMul, &[Some(&big), Some(&big)], &[&big]);
+        assert_eq!(c.bytes_read, 8.0 * 2f64.powi(80));
     }
 
     /// Found by `scripts/fuzz.sh` (target `onnx_load`): a rank-0 weight

@@ -20,6 +20,10 @@ use std::sync::Arc;
 /// outputs stay this small (elements).
 const FOLD_LIMIT: usize = 1 << 22;
 
+/// The largest rank inference spells out as symbolic dims when only the
+/// rank is known.
+const MAX_SYMBOLIC_RANK: usize = 64;
+
 /// Infers facts for every value of `g` and folds constant nodes (removing
 /// them from `g.nodes` and recording their outputs in `g.constants`).
 pub fn infer_graph(g: &mut Graph) -> Result<()> {
@@ -1240,8 +1244,12 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
             };
             let out = match target {
                 Some(t) => Some(reshape_dims(x.shape.as_deref(), &t, *allowzero)?),
+                // The rank is the shape input's length, which a declared
+                // shape can set to anything: past MAX_SYMBOLIC_RANK it stays
+                // unknown rather than becoming that many symbolic dims.
                 None => input(inputs, 1)?.concrete_shape().and_then(|s| {
                     s.first()
+                        .filter(|&&r| r <= MAX_SYMBOLIC_RANK)
                         .map(|&r| (0..r).map(|i| Dim::Sym(format!("reshape_{i}"))).collect())
                 }),
             };
@@ -1525,18 +1533,7 @@ fn slice_shape(op: &Op, inputs: &[Option<&Fact>], x: &Fact) -> Result<Option<Vec
             crate::bail!("Slice step cannot be 0");
         }
         let (lo, hi) = crate::op::slice_range(starts[i], ends[i], step, d);
-        let n = if step > 0 {
-            if hi > lo {
-                (hi - lo + step - 1) / step
-            } else {
-                0
-            }
-        } else if lo > hi {
-            (lo - hi + (-step) - 1) / (-step)
-        } else {
-            0
-        };
-        out[a] = Dim::Known(n as usize);
+        out[a] = Dim::Known(crate::op::slice_len(lo, hi, step));
     }
     Ok(Some(out))
 }
@@ -1545,7 +1542,11 @@ fn prod_dims(ds: &[Dim]) -> Dim {
     let mut p = 1usize;
     for d in ds {
         match d {
-            Dim::Known(n) => p *= n,
+            // A product past usize is no size at all: leave it unknown.
+            Dim::Known(n) => match p.checked_mul(*n) {
+                Some(v) => p = v,
+                None => return Dim::Sym(format!("prod({})", crate::graph::fmt_shape(ds))),
+            },
             Dim::Sym(s) => {
                 return if ds.len() == 1 {
                     Dim::Sym(s.clone())
@@ -1556,6 +1557,23 @@ fn prod_dims(ds: &[Dim]) -> Dim {
         }
     }
     Dim::Known(p)
+}
+
+/// The element count of Reshape's known output dims (`None` when one is
+/// symbolic); a count past usize is an error naming the target shape.
+fn known_product(target: &[i64], dims: &[Option<Dim>]) -> Result<Option<usize>> {
+    let mut p = 1usize;
+    for d in dims.iter().flatten() {
+        let Some(n) = d.known() else {
+            return Ok(None);
+        };
+        p = p.checked_mul(n).ok_or_else(|| {
+            Error::msg(format!(
+                "shape {target:?} has more elements than fit in usize"
+            ))
+        })?;
+    }
+    Ok(Some(p))
 }
 
 fn reshape_dims(x: Option<&[Dim]>, target: &[i64], allowzero: bool) -> Result<Vec<Dim>> {
@@ -1585,7 +1603,7 @@ fn reshape_dims(x: Option<&[Dim]>, target: &[i64], allowzero: bool) -> Result<Ve
     }
     if let Some(i) = infer_at {
         let total = x.and_then(|x| prod_dims(x).known());
-        let rest: Option<usize> = out.iter().flatten().map(|d| d.known()).product();
+        let rest = known_product(target, &out)?;
         out[i] = Some(match (total, rest) {
             (Some(t), Some(r)) if r > 0 => {
                 if t % r != 0 {
@@ -1597,7 +1615,7 @@ fn reshape_dims(x: Option<&[Dim]>, target: &[i64], allowzero: bool) -> Result<Ve
         });
     } else if let Some(x) = x {
         let total = prod_dims(x).known();
-        let new: Option<usize> = out.iter().flatten().map(|d| d.known()).product();
+        let new = known_product(target, &out)?;
         if let (Some(t), Some(n)) = (total, new) {
             if t != n {
                 crate::bail!(

@@ -72,3 +72,50 @@ fn constant_of_shape_with_a_huge_constant_shape_is_not_folded() {
     assert_eq!(f.dtype, Some(DType::F32));
     assert_eq!(f.shape, Some(vec![Dim::Known(1 << 50)]));
 }
+
+/// Reshape to a constant shape whose element count overflows usize
+/// (`[0, 1023, 2^57 - 1]` copying a dim of 3): the product of the target
+/// dims overflowed (a panic with overflow checks, a wrong count without).
+#[test]
+fn reshape_to_an_overflowing_shape() {
+    use hetflow_ops::{DType, Dim, Graph, Op, Tensor};
+    let mut g = Graph::default();
+    let x = g.add_input("x", DType::F32, vec![Dim::Known(3), Dim::Known(5)]);
+    let target = vec![0i64, 1023, (1 << 57) - 1];
+    let shape = g.add_const("shape", Tensor::from_vec(vec![3], target).unwrap());
+    let y = g.add_node(
+        "r",
+        Op::Reshape {
+            allowzero: false,
+            shape: None,
+        },
+        &[x, shape],
+        1,
+    )[0];
+    g.add_output(y);
+    let e = g.finish().unwrap_err().to_string();
+    assert!(e.contains("more elements than fit"), "{e}");
+}
+
+/// Reshape by a non-constant shape input declared `[2^62]`: inference
+/// made one symbolic dim per entry and overflowed the Vec's capacity. A
+/// rank that large stays unknown now.
+#[test]
+fn reshape_by_a_huge_declared_shape_input() {
+    use hetflow_ops::{DType, Dim, Graph, Op};
+    let mut g = Graph::default();
+    let x = g.add_input("x", DType::F32, vec![Dim::Known(2), Dim::Known(3)]);
+    let shape = g.add_input("shape", DType::I64, vec![Dim::Known(1 << 62)]);
+    let y = g.add_node(
+        "r",
+        Op::Reshape {
+            allowzero: false,
+            shape: None,
+        },
+        &[x, shape],
+        1,
+    )[0];
+    g.add_output(y);
+    let g = g.finish().unwrap();
+    assert_eq!(g.value(y).fact.shape, None);
+}

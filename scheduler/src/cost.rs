@@ -103,9 +103,10 @@ impl GraphCosts {
             .iter()
             .map(|f| {
                 f.concrete_shape()
+                    // In f64: a declared shape can multiply past usize.
                     .map(|s| {
-                        (s.iter().product::<usize>() * f.dtype.map(|d| d.size()).unwrap_or(4))
-                            as f64
+                        s.iter().map(|&d| d as f64).product::<f64>()
+                            * f.dtype.map(|d| d.size()).unwrap_or(4) as f64
                     })
                     .unwrap_or(0.0)
             })
@@ -248,6 +249,18 @@ pub fn placement_memory(
 mod tests {
     use super::*;
     use crate::cluster::ClusterSpec;
+
+    /// Found by `scripts/fuzz.sh` (target `onnx_load`): value sizes were
+    /// multiplied in usize, and a declared `[2^40, 2^40]` input overflowed.
+    #[test]
+    fn value_bytes_of_huge_shapes_do_not_overflow() {
+        let mut g = Graph::default();
+        let big = Dim::Known(1 << 40);
+        let x = g.add_input("x", DType::F32, vec![big.clone(), big]);
+        g.add_output(x);
+        let c = GraphCosts::new(&g.finish().unwrap(), 1);
+        assert_eq!(c.value_bytes[x.0], 4.0 * 2f64.powi(80));
+    }
 
     fn cluster() -> ClusterSpec {
         ClusterSpec::from_toml(

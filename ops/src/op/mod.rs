@@ -939,6 +939,21 @@ pub fn slice_range(start: i64, end: i64, step: i64, dim: usize) -> (i64, i64) {
     }
 }
 
+/// Elements a slice from `lo` towards `hi` by `step` (non-zero) takes, with
+/// `lo`/`hi` from [`slice_range`]. Counted in i128: a step near `i64::MAX`
+/// or `i64::MIN` overflows i64.
+pub fn slice_len(lo: i64, hi: i64, step: i64) -> usize {
+    let (lo, hi, step) = (lo as i128, hi as i128, step as i128);
+    let n = if step > 0 && hi > lo {
+        (hi - lo + step - 1) / step
+    } else if step < 0 && lo > hi {
+        (lo - hi - step - 1) / -step
+    } else {
+        0
+    };
+    n as usize
+}
+
 /// Transpose's permutation for a rank-`rank` input: `perm`, or the
 /// reversed axes when absent; an error when it is not a permutation.
 pub fn transpose_perm(perm: Option<&[usize]>, rank: usize) -> crate::Result<Vec<usize>> {
@@ -993,22 +1008,14 @@ pub fn slice_view(
         } else {
             slice_range(starts[i], ends[i], step, shape[a])
         };
-        let n = if step > 0 {
-            if hi > lo {
-                (hi - lo + step - 1) / step
-            } else {
-                0
-            }
-        } else if lo > hi {
-            (lo - hi - step - 1) / (-step)
-        } else {
-            0
-        };
-        out[a] = n as usize;
+        let n = slice_len(lo, hi, step);
+        out[a] = n;
         if n > 0 {
             base += lo as isize * row[a] as isize;
         }
-        st[a] = step as isize * row[a] as isize;
+        // Saturating: a step past the dim takes at most one element, so
+        // its stride is never walked.
+        st[a] = (step as isize).saturating_mul(row[a] as isize);
     }
     Ok((out, st, base))
 }
@@ -1016,6 +1023,17 @@ pub fn slice_view(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by `scripts/fuzz.sh` (target `onnx_load`): `hi - lo + step - 1`
+    /// overflowed i64 for a step near `i64::MAX`.
+    #[test]
+    fn slice_len_with_extreme_steps() {
+        assert_eq!(slice_len(0, 5, i64::MAX), 1);
+        assert_eq!(slice_len(4, -1, i64::MIN), 1);
+        assert_eq!(slice_len(0, 5, 2), 3);
+        assert_eq!(slice_len(4, -1, -2), 3);
+        assert_eq!(slice_len(5, 0, 1), 0);
+    }
 
     #[test]
     fn slice_range_on_empty_dims_is_empty_both_ways() {
