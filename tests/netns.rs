@@ -11,7 +11,10 @@
 //! - a fixture planned across the two hosts gives onnxruntime's outputs;
 //! - `bench` across the hosts and `simulate` of the same plan on the same
 //!   spec report their times and the share of transfer time hidden by
-//!   compute (printed, recorded in docs/cluster.md).
+//!   compute (printed, recorded in docs/cluster.md on a quiet machine;
+//!   asserted only within 2x and at least 0.5, since a busy machine
+//!   stretches the measured time), and the planner keeps the stage that
+//!   reads the input on rank 0, which feeds it.
 //!
 //! Needs root, iproute2 and Open MPI (CI has them); otherwise it says why
 //! and passes.
@@ -270,10 +273,12 @@ fn two_namespaces_one_job_over_a_shaped_link() {
         .collect();
     common::check_outputs(&c, &got, "resnet_block across two namespaces");
 
-    // Measured against simulated: SqueezeNet planned on the 400 Mbit/s spec.
+    // Measured against simulated: SqueezeNet planned on the 400 Mbit/s spec
+    // (the planner keeps the stage that reads the 602 KB input on the root,
+    // rank 0, which feeds it).
     let sq = common::case("zoo_squeezenet").model;
     let sq_plan = dir.join("sq.json");
-    let (p, _) = plan_cut(&sq, &fast, &sq_plan);
+    let (p, sq_cut) = plan_cut(&sq, &fast, &sq_plan);
     let bench = ok(
         &pair.launch(
             &hosts,
@@ -283,7 +288,7 @@ fn two_namespaces_one_job_over_a_shaped_link() {
                 "--plan",
                 sq_plan.to_str().unwrap(),
                 "--microbatches",
-                "8",
+                "16",
                 "--iters",
                 "5",
                 "--threads",
@@ -300,6 +305,8 @@ fn two_namespaces_one_job_over_a_shaped_link() {
             sq.to_str().unwrap(),
             "--plan",
             sq_plan.to_str().unwrap(),
+            "--microbatches",
+            "16",
             "--cluster",
             fast.to_str().unwrap(),
         ]),
@@ -309,13 +316,43 @@ fn two_namespaces_one_job_over_a_shaped_link() {
     let simulated = value(&sim, "makespan").expect("makespan");
     let hidden = value(&bench, "transfer_hidden");
     eprintln!(
-        "SqueezeNet over {} devices, 8 micro-batches: measured {measured:.2} ms, simulated {simulated:.2} ms ({:+.1}%), transfer hidden {hidden:?}",
+        "SqueezeNet over {} devices ({sq_cut} bytes cross per micro-batch), 16 micro-batches: measured {measured:.2} ms, simulated {simulated:.2} ms ({:+.1}%), transfer hidden {hidden:?}",
         p.devices.len(),
         (simulated / measured - 1.0) * 100.0
     );
+    // Issue 15's targets are 15% and 0.9; docs/cluster.md records the
+    // figures measured on a quiet machine (−6% to −9%, 0.92–0.94). Two
+    // ranks and their communication threads share this machine's cores
+    // with whatever else runs, so a busy machine stretches the measured
+    // time (−46% and 0.82 with two compilers running). The bounds here
+    // only catch gross regressions; the planner's choice that made the
+    // difference (the stage reading the input stays on the root, which
+    // feeds it) is checked exactly.
+    let sq_model = Model::load(&sq).unwrap();
+    let g = sq_model.graph();
+    let input_readers: Vec<usize> = (0..p.placement.len())
+        .filter(|&n| {
+            g.nodes[n]
+                .inputs
+                .iter()
+                .flatten()
+                .any(|v| *v == g.inputs[0])
+        })
+        .collect();
+    assert!(!input_readers.is_empty());
+    for n in input_readers {
+        let d = &p.devices[p.placement[n]];
+        assert!(
+            d.starts_with("rank0/"),
+            "node {n}, which reads the input, is on {d}"
+        );
+    }
+    assert!(
+        (0.5..=2.0).contains(&(simulated / measured)),
+        "simulated {simulated:.2} ms vs measured {measured:.2} ms"
+    );
     if p.devices.len() > 1 {
         let h = hidden.expect("bench across hosts prints transfer_hidden");
-        assert!((0.0..=1.0).contains(&h), "transfer_hidden={h}");
+        assert!((0.5..=1.0).contains(&h), "transfer_hidden={h}");
     }
-    assert!(measured > 0.0 && simulated > 0.0);
 }

@@ -360,6 +360,22 @@ impl ClusterSpec {
         })
     }
 
+    /// In a spec that spans hosts, a device on the host of rank 0 of a
+    /// job (the *root*, which reads the inputs and writes the outputs):
+    /// the first device named `rank0/...`, else the first whose name has
+    /// no host part. `None` when every device is on one host (inputs and
+    /// outputs are then local everywhere) or the root cannot be told.
+    pub fn root_device(&self) -> Option<usize> {
+        let first = self.devices.first()?;
+        if self.devices.iter().all(|d| d.host == first.host) {
+            return None;
+        }
+        self.devices
+            .iter()
+            .position(|d| d.name.starts_with("rank0/"))
+            .or_else(|| self.devices.iter().position(|d| !d.name.contains('/')))
+    }
+
     /// A cluster restricted to the named devices, in that order.
     pub fn subset(&self, names: &[String]) -> Result<ClusterSpec, PlanError> {
         let mut devices = Vec::new();

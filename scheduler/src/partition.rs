@@ -10,6 +10,10 @@
 //!   cross the cut over its bandwidth. Copies run on their own queue and
 //!   overlap compute, so a transfer is a pipeline stage of its own: the
 //!   bottleneck is the maximum over compute stages *and* transfers;
+//! - in a cluster that spans hosts, the graph's inputs come from the root
+//!   (rank 0, [`ClusterSpec::root_device`]) and its outputs go back to it:
+//!   a stage on another host that reads an input or makes an output pays
+//!   that transfer too, as a pipeline stage of its own;
 //! - a stage whose weights plus `credits` buffers of every value it
 //!   produces or receives exceed the device's memory is not allowed;
 //! - a device that cannot run one of a stage's ops cannot take that stage.
@@ -84,6 +88,10 @@ struct Tables {
     weights: Vec<f64>,
     /// Prefix of output bytes.
     acts: Vec<f64>,
+    /// Graph inputs: bytes and the nodes that read them.
+    inputs: Vec<(f64, Vec<usize>)>,
+    /// Graph outputs: bytes and the node that makes them.
+    outputs: Vec<(f64, usize)>,
 }
 
 impl Tables {
@@ -138,6 +146,22 @@ impl Tables {
             run += diff[j];
             *c = run;
         }
+        let inputs = g
+            .inputs
+            .iter()
+            .filter(|v| !g.constants.contains_key(v))
+            .map(|v| {
+                let readers = (0..n)
+                    .filter(|&ni| g.nodes[ni].inputs.iter().flatten().any(|x| x == v))
+                    .collect();
+                (costs.value_bytes[v.0], readers)
+            })
+            .collect();
+        let outputs = g
+            .outputs
+            .iter()
+            .filter_map(|o| producers[o.0].map(|p| (costs.value_bytes[o.0], p.0)))
+            .collect();
         Tables {
             n,
             prefix,
@@ -145,7 +169,48 @@ impl Tables {
             cut,
             weights,
             acts,
+            inputs,
+            outputs,
         }
+    }
+
+    /// Seconds to bring the graph inputs that nodes `j..i` read from the
+    /// root to device `d`, and to send the outputs they make back (0 on
+    /// the root's host, or without a root).
+    fn root_io(
+        &self,
+        m: &CostModel,
+        cluster: &ClusterSpec,
+        d: usize,
+        j: usize,
+        i: usize,
+    ) -> (f64, f64) {
+        let Some(r) = cluster.root_device() else {
+            return (0.0, 0.0);
+        };
+        if cluster.devices[r].host == cluster.devices[d].host {
+            return (0.0, 0.0);
+        }
+        let inb: f64 = self
+            .inputs
+            .iter()
+            .filter(|(_, rd)| rd.iter().any(|&x| (j..i).contains(&x)))
+            .map(|(b, _)| b)
+            .sum();
+        let outb: f64 = self
+            .outputs
+            .iter()
+            .filter(|(_, p)| (j..i).contains(p))
+            .map(|(b, _)| b)
+            .sum();
+        let t = |a: usize, b: usize, bytes: f64| {
+            if bytes > 0.0 {
+                m.transfer_time(a, b, bytes)
+            } else {
+                0.0
+            }
+        };
+        (t(r, d, inb), t(d, r, outb))
     }
 
     fn memory(&self, j: usize, i: usize, credits: usize) -> f64 {
@@ -191,7 +256,11 @@ fn solve_order(
                 }
                 let compute = t.prefix[d][i] - t.prefix[d][j];
                 let link = prev.map(|a| m.transfer_time(a, d, t.cut[j])).unwrap_or(0.0);
-                let cand = (pb.max(compute).max(link), ptot + compute + link);
+                let (io_in, io_out) = t.root_io(m, cluster, d, j, i);
+                let cand = (
+                    pb.max(compute).max(link).max(io_in).max(io_out),
+                    ptot + compute + link + io_in + io_out,
+                );
                 if cand.0 > b.0 || (cand.0 == b.0 && cand.1 >= b.1) {
                     continue;
                 }
@@ -219,7 +288,8 @@ fn solve_order(
             device: d,
             nodes: (j, i),
             compute: t.prefix[d][i] - t.prefix[d][j],
-            transfer_in: prev.map(|a| m.transfer_time(a, d, t.cut[j])).unwrap_or(0.0),
+            transfer_in: prev.map(|a| m.transfer_time(a, d, t.cut[j])).unwrap_or(0.0)
+                + t.root_io(m, cluster, d, j, i).0,
             memory: t.memory(j, i, credits),
         });
         i = j;
@@ -402,6 +472,79 @@ pub(crate) mod tests {
         assert_eq!((layers(fast), layers(slow)), (6, 2), "{:?}", r.stages);
         let (a, b) = (fast.compute, slow.compute);
         assert!((a - b).abs() / a.max(b) <= 0.10, "stage times {a} vs {b}");
+    }
+
+    /// x[batch, 4096] · w[4096, 64], then `layers` 64-wide layers.
+    pub(crate) fn wide_input(layers: usize) -> Graph {
+        let mut g = Graph::default();
+        let x = g.add_input(
+            "x",
+            DType::F32,
+            vec![Dim::Sym("batch".into()), Dim::Known(4096)],
+        );
+        let w0 = g.add_const(
+            "w0",
+            Tensor::from_vec(vec![4096, 64], vec![0.01f32; 4096 * 64]).unwrap(),
+        );
+        let mut y = g.add_node("in", Op::MatMul, &[x, w0], 1)[0];
+        for l in 0..layers {
+            let wt = g.add_const(
+                &format!("w{}", l + 1),
+                Tensor::from_vec(vec![64, 64], vec![0.01f32; 64 * 64]).unwrap(),
+            );
+            let z = g.add_node(&format!("mm{l}"), Op::MatMul, &[y, wt], 1)[0];
+            y = g.add_node(&format!("relu{l}"), Op::Unary(UnaryOp::Relu), &[z], 1)[0];
+        }
+        g.add_output(y);
+        g.finish().unwrap()
+    }
+
+    /// Two devices, `b` a bit faster; on two hosts joined by a slow link
+    /// (`rank0/...` is the root) or on one.
+    pub(crate) fn two_hosts(two: bool) -> ClusterSpec {
+        let (h0, h1) = if two { ("rank0", "rank1") } else { ("h", "h") };
+        ClusterSpec::from_toml(&format!(
+            "[[device]]\nname = \"rank0/cpu:0\"\nhost = \"{h0}\"\nkind = \"cpu\"\npeak_gflops = {{ f32 = 10.0 }}\nmemory_gib = 4.0\nmem_bw_gbps = 1000.0\n\n\
+             [[device]]\nname = \"rank1/cpu:0\"\nhost = \"{h1}\"\nkind = \"cpu\"\npeak_gflops = {{ f32 = 13.0 }}\nmemory_gib = 4.0\nmem_bw_gbps = 1000.0\n\n\
+             [defaults]\nintra_host = {{ bandwidth_gbps = 0.05, latency_us = 50.0 }}\ninter_host = {{ bandwidth_gbps = 0.05, latency_us = 50.0 }}\n"
+        ))
+        .unwrap()
+    }
+
+    /// Across hosts, the inputs come from the root: the stage that reads a
+    /// 1 MB input goes on the root's device even though the other device
+    /// is faster, and its prediction has no input transfer. On one host
+    /// (same link, no root) the faster device takes that stage.
+    #[test]
+    fn across_hosts_the_stage_reading_the_inputs_stays_on_the_root() {
+        let g = wide_input(6);
+        let costs = GraphCosts::new(&g, 64);
+        let opts = PartitionOptions {
+            use_all: true,
+            ..Default::default()
+        };
+        let c = two_hosts(true);
+        assert_eq!(c.root_device(), Some(0));
+        let r = partition(&g, &costs, &c, &opts).unwrap();
+        assert_eq!(r.stages[0].device, 0, "{:?}", r.stages);
+        assert_eq!(r.stages[0].transfer_in, 0.0);
+        let one = two_hosts(false);
+        assert_eq!(one.root_device(), None);
+        let r1 = partition(&g, &costs, &one, &opts).unwrap();
+        assert_eq!(r1.stages[0].device, 1, "{:?}", r1.stages);
+        // Forcing the other order across hosts costs the input transfer:
+        // 64 x 4096 x 4 bytes at 0.05 GB/s, plus latency.
+        let t = Tables::new(&g, &costs, &c);
+        let m = CostModel::new(&c);
+        let (io_in, io_out) = t.root_io(&m, &c, 1, 0, 1);
+        let want = 50e-6 + (64.0 * 4096.0 * 4.0) / 0.05e9;
+        assert!((io_in - want).abs() < 1e-9, "{io_in} vs {want}");
+        assert_eq!(io_out, 0.0);
+        let (_, out) = t.root_io(&m, &c, 1, 1, g.nodes.len());
+        assert!(
+            (out - (50e-6 + 64.0 * 64.0 * 4.0 / 0.05e9)).abs() < 1e-9,
+            "{out}"
+        );
     }
 
     #[test]

@@ -344,3 +344,45 @@ fn a_device_finishes_a_micro_batch_before_starting_the_next() {
     assert_eq!(d0.start, 3.0);
     assert_eq!(r.makespan, 10.0);
 }
+
+/// A plan across hosts reads its inputs at the root and returns its
+/// outputs there: with every node on the non-root device, one micro-batch
+/// takes the input's transfer, the compute and the output's transfer, in
+/// that order (closed form from the link: latency + bytes / bandwidth);
+/// with every node on the root's device nothing crosses and no io device
+/// is added.
+#[test]
+fn inputs_and_outputs_of_a_remote_stage_cross_from_and_to_the_root() {
+    use crate::cost::{CostModel, GraphCosts};
+    let g = crate::partition::tests::wide_input(2);
+    let costs = GraphCosts::new(&g, 64);
+    let c = crate::partition::tests::two_hosts(true);
+    let m = CostModel::new(&c);
+    let n = g.nodes.len();
+    let names = vec!["rank0/cpu:0".to_string(), "rank1/cpu:0".to_string()];
+    let remote = crate::Plan::from_placement(&g, names.clone(), vec![1; n]);
+    let w = Workload::from_plan(&g, &remote, &costs, &c).unwrap();
+    assert_eq!(w.devices.len(), 3, "{:?}", w.devices);
+    assert_eq!(w.devices[2], "rank0 io");
+    let r = simulate(&w).unwrap();
+    let compute: f64 = (0..n).map(|i| m.op_time(1, &costs.nodes[i])).sum();
+    let t_in = 50e-6 + (64.0 * 4096.0 * 4.0) / 0.05e9;
+    let t_out = 50e-6 + (64.0 * 64.0 * 4.0) / 0.05e9;
+    let want = (t_in + compute + t_out) * 1e3;
+    assert!(
+        (r.makespan - want).abs() <= 1e-9 * want,
+        "{} vs {want}",
+        r.makespan
+    );
+    let local = crate::Plan::from_placement(&g, names, vec![0; n]);
+    let w = Workload::from_plan(&g, &local, &costs, &c).unwrap();
+    assert_eq!(w.devices.len(), 2);
+    let r = simulate(&w).unwrap();
+    let compute0: f64 = (0..n).map(|i| m.op_time(0, &costs.nodes[i])).sum();
+    assert!(
+        close(r.makespan, compute0 * 1e3),
+        "{} vs {}",
+        r.makespan,
+        compute0 * 1e3
+    );
+}

@@ -221,6 +221,11 @@ impl Workload {
     /// `1e6 / us_per_unit` units.
     pub fn set_links(&mut self, cluster: &ClusterSpec) -> Result<(), PlanError> {
         let idx = resolve(cluster, &self.devices)?;
+        self.set_links_of(cluster, &idx)
+    }
+
+    /// [`Workload::set_links`] for devices that are `cluster.devices[idx[i]]`.
+    fn set_links_of(&mut self, cluster: &ClusterSpec, idx: &[usize]) -> Result<(), PlanError> {
         let per_s = 1e6 / self.us_per_unit;
         let p = self.devices.len();
         let mut shared_ids: HashMap<String, usize> = HashMap::new();
@@ -238,6 +243,11 @@ impl Workload {
                     continue;
                 }
                 let (ca, cb) = (idx[a], idx[b]);
+                if ca == cb {
+                    // Two workload devices for one cluster device (the
+                    // root's io thread beside its device): free.
+                    continue;
+                }
                 let l = cluster.link(ca, cb).ok_or_else(|| {
                     invalid(format!(
                         "no link between '{}' and '{}' in the cluster spec",
@@ -369,19 +379,27 @@ impl Workload {
                 }
             }
         }
+        let mut value_of: HashMap<usize, usize> = HashMap::new();
         for (vi, p) in producers.iter().enumerate() {
             if let Some(p) = p {
                 let name = g.values[vi].name.clone();
-                w.add_value(
+                let v = w.add_value(
                     &name,
                     p.0,
                     std::mem::take(&mut readers[vi]),
                     costs.value_bytes[vi],
                     None,
                 );
+                value_of.insert(vi, v);
             }
         }
-        w.set_links(cluster)?;
+        let mut all_idx = all_idx;
+        if w.copies.is_empty() {
+            if let Some(io) = root_io(g, costs, cluster, &idx, &value_of, &mut w) {
+                all_idx.push(io);
+            }
+        }
+        w.set_links_of(cluster, &all_idx)?;
         w.set_contention(cluster, &all_idx);
         w.microbatches = plan.microbatches.max(1);
         w.credits = plan.credits.max(1);
@@ -576,6 +594,67 @@ impl Workload {
 }
 
 /// Cluster index of each named device; errors name a missing one.
+/// A plan across hosts reads its inputs at the root (rank 0) and returns
+/// its outputs there ([`ClusterSpec::root_device`]). When a device on
+/// another host reads a graph input or makes a graph output, this adds a
+/// device for the root's input/output thread (`ROOT io`, on the root
+/// device's host, with the root device's links) with a zero-time unit per
+/// such input (its value goes to the readers off the root's host) and per
+/// such output (a reader of the output's value), so those transfers cost
+/// their link time as the runtime's do. Returns the cluster device the new
+/// device stands for. Readers on the root's host get inputs at no cost,
+/// as in a single-host plan.
+fn root_io(
+    g: &Graph,
+    costs: &GraphCosts,
+    cluster: &ClusterSpec,
+    idx: &[usize],
+    value_of: &HashMap<usize, usize>,
+    w: &mut Workload,
+) -> Option<usize> {
+    let r = cluster.root_device()?;
+    let remote =
+        |unit: usize| cluster.devices[idx[w.units[unit].device]].host != cluster.devices[r].host;
+    let mut inputs: Vec<(usize, Vec<usize>)> = Vec::new();
+    for v in &g.inputs {
+        if g.constants.contains_key(v) {
+            continue;
+        }
+        let readers: Vec<usize> = (0..g.nodes.len())
+            .filter(|&ni| g.nodes[ni].inputs.iter().flatten().any(|x| x == v) && remote(ni))
+            .collect();
+        if !readers.is_empty() {
+            inputs.push((v.0, readers));
+        }
+    }
+    let producers = g.producers();
+    let outputs: Vec<usize> = g
+        .outputs
+        .iter()
+        .filter_map(|o| Some((o.0, producers[o.0]?)))
+        .filter(|&(_, p)| remote(p.0))
+        .map(|(o, _)| o)
+        .collect();
+    if inputs.is_empty() && outputs.is_empty() {
+        return None;
+    }
+    let d = w.devices.len();
+    w.devices.push(format!("{} io", cluster.devices[r].host));
+    w.resident.push(0.0);
+    for (vi, readers) in inputs {
+        let name = &g.values[vi].name;
+        let u = w.add_unit(&format!("input {name}"), "Input", d, 0.0);
+        w.add_value(name, u, readers, costs.value_bytes[vi], None);
+    }
+    for vi in outputs {
+        let u = w.add_unit(&format!("output {}", g.values[vi].name), "Output", d, 0.0);
+        if let Some(&v) = value_of.get(&vi) {
+            w.values[v].consumers.push(u);
+        }
+    }
+    Some(r)
+}
+
 fn resolve(cluster: &ClusterSpec, names: &[String]) -> Result<Vec<usize>, PlanError> {
     names
         .iter()
