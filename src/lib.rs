@@ -138,6 +138,8 @@ pub struct SessionBuilder<'a> {
     kernel_timeout: Option<std::time::Duration>,
     memory_limit: Option<u64>,
     wires: Vec<hetflow_devices::DeviceKind>,
+    input_shapes: Option<Vec<Vec<usize>>>,
+    specialized: Option<Arc<Graph>>,
 }
 
 impl<'a> SessionBuilder<'a> {
@@ -155,6 +157,8 @@ impl<'a> SessionBuilder<'a> {
             kernel_timeout: None,
             memory_limit: None,
             wires: Vec::new(),
+            input_shapes: None,
+            specialized: None,
         }
     }
     /// Device list such as `cpu`, `cpu:0,cpu:1`. With several devices and no
@@ -217,6 +221,18 @@ impl<'a> SessionBuilder<'a> {
     /// kind without a working transport fails the build with its reason.
     pub fn wires(mut self, kinds: &[hetflow_devices::DeviceKind]) -> Self {
         self.wires = kinds.to_vec();
+        self
+    }
+    /// Specialises the session to inputs of these shapes (one per graph
+    /// input, in order): shape-only subgraphs (`Shape → Gather → Concat →
+    /// Reshape` and the like) fold to constants at build
+    /// ([`hetflow_ops::specialize`]), so a device without index kernels
+    /// runs such a model whole, and no kernel recomputes a shape per run.
+    /// The session then takes only inputs of these shapes. Ignored with an
+    /// explicit plan, whose node numbers refer to the unspecialised graph.
+    /// `hetflow run` and `hetflow bench` set it from their inputs.
+    pub fn input_shapes(mut self, shapes: Vec<Vec<usize>>) -> Self {
+        self.input_shapes = Some(shapes);
         self
     }
     /// Records a timeline of kernels and copies.
@@ -283,12 +299,16 @@ impl<'a> SessionBuilder<'a> {
         let cpu_only = devices
             .iter()
             .all(|d| d.id().kind == hetflow_devices::DeviceKind::Cpu);
+        let base = self
+            .specialized
+            .clone()
+            .unwrap_or_else(|| self.model.graph.clone());
         if self.plan.is_some() || !cpu_only {
-            return self.model.graph.clone();
+            return base;
         }
-        let mut g = (*self.model.graph).clone();
+        let mut g = (*base).clone();
         if hetflow_ops::optimize::fuse_residual(&mut g) == 0 {
-            return self.model.graph.clone();
+            return base;
         }
         Arc::new(g)
     }
@@ -398,6 +418,12 @@ impl<'a> SessionBuilder<'a> {
                 }
             }
         };
+        if let (Some(shapes), None) = (&self.input_shapes, &self.plan) {
+            self.specialized = Some(Arc::new(hetflow_ops::specialize::specialize(
+                &self.model.graph,
+                shapes,
+            )?));
+        }
         let graph = self.graph_for(&devices);
         let plan = self.plan_for(&graph, &devices)?;
         self.check_memory(&graph, &plan, &devices)?;

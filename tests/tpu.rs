@@ -428,3 +428,54 @@ fn asynchronous_failures_reach_the_caller() {
         "{err}"
     );
 }
+
+/// Shape specialisation (issue 20): `symbolic_batch` flattens with
+/// `Shape → Gather → Unsqueeze → Concat → Reshape`, and tpu:0 has no
+/// Gather, so on tpu:0 alone the model is refused, naming the Gather.
+/// Given the inputs' shapes, the session folds that subgraph to a constant
+/// and the whole model runs on tpu:0, matching onnxruntime (bf16
+/// tolerance). `hetflow run --device tpu:0` does the same from its inputs.
+#[test]
+fn a_dynamic_flatten_runs_on_the_tpu_alone_once_specialised() {
+    let c = case("symbolic_batch");
+    let m = Model::load(&c.model).unwrap();
+    let e = match SessionBuilder::new(&m).devices("tpu:0").build() {
+        Ok(_) => panic!("symbolic_batch built on tpu:0 without shapes"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("Gather") && e.contains("tpu:0"), "{e}");
+    let inputs: Vec<Arc<Tensor>> = c.inputs.iter().map(|(_, f)| Arc::new(read(f))).collect();
+    let shapes = inputs.iter().map(|t| t.shape().to_vec()).collect();
+    let mut s = SessionBuilder::new(&m)
+        .devices("tpu:0")
+        .input_shapes(shapes)
+        .build()
+        .unwrap();
+    let ops: Vec<&str> = s.graph().nodes.iter().map(|n| n.op.name()).collect();
+    assert!(
+        !ops.iter()
+            .any(|o| matches!(*o, "Shape" | "Gather" | "Concat" | "Unsqueeze")),
+        "{ops:?}"
+    );
+    let got = s.run(inputs).unwrap();
+    check_outputs_within(&c, &got, "symbolic_batch on tpu:0 alone", BF16_REL_L2);
+    // The CLI specialises from its inputs.
+    let out = std::env::temp_dir().join(format!("hetflow-tpu-spec-{}", std::process::id()));
+    let mut args = vec![
+        "run".to_string(),
+        c.model.display().to_string(),
+        "--device".into(),
+        "tpu:0".into(),
+        "--output-dir".into(),
+        out.display().to_string(),
+    ];
+    for (name, f) in &c.inputs {
+        args.extend(["--input".into(), format!("{name}={}", f.display())]);
+    }
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_hetflow"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -24,6 +24,7 @@ pub mod onnx;
 pub mod op;
 pub mod optimize;
 pub mod pool;
+pub mod specialize;
 pub mod tensor;
 
 pub use cost::Cost;

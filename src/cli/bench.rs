@@ -63,7 +63,8 @@ pub fn main(mut a: Args, hub: Option<&std::sync::Arc<hetflow::runtime::net::Hub>
     } else {
         bind_inputs(&model, &a.inputs)?
     };
-    let mut b = SessionBuilder::new(&model);
+    let mut b = SessionBuilder::new(&model)
+        .input_shapes(inputs.iter().map(|t| t.shape().to_vec()).collect());
     if let Some(d) = &a.device {
         b = b.devices(d);
     }

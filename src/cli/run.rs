@@ -59,7 +59,9 @@ pub fn main(mut a: Args, hub: Option<&std::sync::Arc<hetflow::runtime::net::Hub>
     let model = Model::load(&a.model)?;
     let files = output_files(&model)?;
     let inputs = bind_inputs(&model, &a.inputs)?;
-    let mut b = SessionBuilder::new(&model).trace(a.trace.is_some());
+    let mut b = SessionBuilder::new(&model)
+        .trace(a.trace.is_some())
+        .input_shapes(inputs.iter().map(|t| t.shape().to_vec()).collect());
     if let Some(d) = &a.device {
         b = b.devices(d);
     }
