@@ -275,12 +275,11 @@ pub fn layer_backward(m: &GptModel, l: &Layout, spec: &NodeSpec) -> Vec<Op> {
 }
 
 fn sum(ops: &[Op]) -> (f64, f64) {
-    let t = ops.iter().map(|o| o.time).sum();
+    let t = ops.iter().fold(0.0, |a, o| a + o.time);
     let c = ops
         .iter()
         .filter(|o| o.kind == Kind::Comm)
-        .map(|o| o.time)
-        .sum();
+        .fold(0.0, |a, o| a + o.time);
     (t, c)
 }
 

@@ -24,7 +24,8 @@
 //!   `min(p, m)` micro-batches of its `L/p` layers; interleaved: its
 //!   warm-up chunk-forwards plus one, of `L/(pv)` layers each). The last
 //!   stage also holds one micro-batch's logits (2-byte) and fp32
-//!   cross-entropy input: `6·s·b·V/t` bytes.
+//!   cross-entropy input: `6·s·b·V/t` bytes; the first stage the
+//!   embedding's dropout mask (`s·b·h` bytes) per micro-batch in flight.
 
 use super::{GptModel, Layout, Recompute};
 
@@ -97,6 +98,21 @@ pub fn layers_in_flight(m: &GptModel, l: &Layout) -> f64 {
     chunks as f64 * per_chunk
 }
 
+/// Micro-batches whose first model chunk is in flight on the first stage
+/// at its peak (the end of its warm-up).
+pub fn first_chunk_in_flight(l: &Layout, m: &GptModel) -> f64 {
+    let (p, v, mb) = (l.pp, l.chunks, l.microbatches(m));
+    if v == 1 {
+        return p.min(mb) as f64;
+    }
+    let peak = if mb == p {
+        mb * v
+    } else {
+        ((p - 1) * 2 + (v - 1) * p + 1).min(mb * v)
+    };
+    (0..peak).filter(|k| (k % (p * v)) / p == 0).count() as f64
+}
+
 /// Memory per device: the larger of the first and the last stage.
 pub fn memory(m: &GptModel, l: &Layout) -> Memory {
     let h = m.hidden as f64;
@@ -116,11 +132,11 @@ pub fn memory(m: &GptModel, l: &Layout) -> Memory {
     } else {
         0.0
     };
-    // First stage: the most micro-batches in flight, plus the embedding
-    // output (2 bytes) and its dropout mask (1 byte) per micro-batch.
+    // First stage: the most micro-batches in flight, plus the embedding's
+    // dropout mask (1 byte; its output is the first layer's input, counted
+    // there) of each micro-batch whose first chunk is in flight.
     let in_flight = layers_in_flight(m, l);
-    let mbs_first = (in_flight / (m.layers as f64 / (l.pp * l.chunks) as f64)).max(1.0);
-    let first_act = in_flight * layer_act + working + mbs_first * 3.0 * s * b * h;
+    let first_act = in_flight * layer_act + working + first_chunk_in_flight(l, m) * s * b * h;
     // Last stage: one micro-batch at a time (it runs each backward right
     // after its forward) when p > 1, plus the logits.
     let last_act = if l.pp == 1 {

@@ -239,11 +239,11 @@ fn memory_matches_hand_computation() {
     // recomputed needs sbh(10 + 24/2 + 5·16·2048/(1024·2)) = sbh·102 =
     // 213,909,504.
     // First stage: 1F1B holds min(p, m) = 2 micro-batches × 2 layers, plus
-    // the embedding output and dropout mask (3 bytes × sbh) of each:
-    // 4·4,194,304 + 213,909,504 + 2·3·2,097,152 = 243,269,632.
+    // the embedding's dropout mask (1 byte × sbh) of each:
+    // 4·4,194,304 + 213,909,504 + 2·2,097,152 = 234,881,024.
     // Last stage: 1 micro-batch × 2 layers + working + the logits and fp32
     // loss input 6·s·V/t = 6·2048·51200/2 = 314,572,800: 536,870,912.
-    let first_total = 16.0 * first_params + 243_269_632.0; // 897,794,048
+    let first_total = 16.0 * first_params + 234_881_024.0; // 889,405,440
     let last_total = 16.0 * last_params + 536_870_912.0; // 1,157,873,664
     assert!(last_total > first_total);
     close(got.params, last_params, "params");
@@ -252,6 +252,21 @@ fn memory_matches_hand_computation() {
     close(got.optimizer, 12.0 * last_params, "optimizer");
     close(got.activations, 536_870_912.0, "activations");
     close(got.total(), last_total, "total");
+    // Interleaved, p = 4, v = 2, 8 micro-batches: the first stage's peak
+    // is after 2(p − 1) + (v − 1)p + 1 = 11 chunk-forwards; forward k runs
+    // chunk (k mod 8) / 4, so k = 0..3 and 8..10 are first chunks: 7.
+    let il = Layout {
+        pp: 4,
+        chunks: 2,
+        global_batch: 8,
+        ..l.clone()
+    };
+    let m8 = GptModel {
+        layers: 8,
+        ..small_model()
+    };
+    assert_eq!(memory::first_chunk_in_flight(&il, &m8), 7.0);
+    close(memory::layers_in_flight(&m8, &il), 11.0, "layers in flight");
     // Selective recompute without SP keeps sbh(10 + 24/t) per layer.
     let sel = Layout {
         recompute: Recompute::Selective,
