@@ -132,7 +132,7 @@ impl Layout {
     }
     /// GPUs.
     pub fn world(&self) -> usize {
-        self.tp * self.pp * self.dp
+        self.tp.saturating_mul(self.pp).saturating_mul(self.dp)
     }
     /// `1f1b` or `interleaved(v)`.
     pub fn schedule_name(&self) -> String {
@@ -143,6 +143,10 @@ impl Layout {
         }
     }
 }
+
+/// The most forward and backward passes one simulated iteration may have
+/// (the pipeline simulation keeps a few words per pass).
+pub const MAX_PASSES: f64 = 2.0e7;
 
 fn bad<T>(m: String) -> Result<T, PlanError> {
     Err(PlanError::Input(m))
@@ -191,9 +195,9 @@ pub fn check(
             m.vocab, l.tp
         ));
     }
-    if l.tp > spec.node.gpus {
+    if l.tp > spec.node.gpus || !spec.node.gpus.is_multiple_of(l.tp) {
         return bad(format!(
-            "tp ({}) must fit in one node ({} GPUs): tensor parallelism stays on NVLink",
+            "tp ({}) must divide the node's {} GPUs: tensor parallelism stays on NVLink",
             l.tp, spec.node.gpus
         ));
     }
@@ -216,6 +220,12 @@ pub fn check(
         ));
     }
     pipeline::check(l.pp, l.chunks, l.microbatches(m))?;
+    let passes = 2.0 * l.pp as f64 * l.chunks as f64 * l.microbatches(m) as f64;
+    if passes > MAX_PASSES {
+        return bad(format!(
+            "{passes:.0} pipeline passes per iteration (2 × pp × chunks × micro-batches) is more than the simulator takes ({MAX_PASSES:.0}); use larger micro-batches"
+        ));
+    }
     let world = l.world();
     let gpn = spec.node.gpus;
     let nodes = match nodes.or(spec.nodes) {

@@ -120,8 +120,13 @@ pub fn search(
                             continue;
                         }
                         fitting += 1;
-                        let r = simulate(m, &l, spec, Some(nodes), false)?;
-                        all.push(r);
+                        match simulate(m, &l, spec, Some(nodes), false) {
+                            Ok(r) => all.push(r),
+                            // A layout the simulator refuses (too many
+                            // passes, say) is not a candidate.
+                            Err(PlanError::Input(_)) => fitting -= 1,
+                            Err(e) => return Err(e),
+                        }
                     }
                 }
             }

@@ -333,6 +333,28 @@ fn bad_layouts_are_named() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("heads") || e.contains("node"), "{e}");
+    // 3 does not divide an 8-GPU node.
+    let e = check(&m, &layout(1, 1, 1, 1, 12), &s, None).map(|_| ());
+    assert!(e.is_ok());
+    let m48 = GptModel {
+        heads: 48,
+        hidden: 1536,
+        vocab: 51204,
+        ..small_model()
+    };
+    let e = check(&m48, &layout(3, 1, 8, 1, 8), &s, None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("divide the node"), "{e}");
+    // Absurd sizes are refused, not allocated.
+    let e = check(&m, &layout(1, 4, 1, 1, 1 << 24), &s, None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("pipeline passes"), "{e}");
+    let e = check(&m, &layout(1 << 24, 1 << 24, 1 << 24, 1, 8), &s, None)
+        .unwrap_err()
+        .to_string();
+    assert!(!e.is_empty());
     let e = check(&m, &layout(2, 2, 2, 3, 8), &s, None)
         .unwrap_err()
         .to_string();
@@ -405,4 +427,27 @@ fn megatron_table1_within_target() {
     errs.sort_by(f64::total_cmp);
     let median = 0.5 * (errs[4] + errs[5]);
     assert!(median <= 0.05, "median {:.1}%", 100.0 * median);
+}
+
+/// The criterion: on the 1T row's cluster the published layout
+/// (TP 8, PP 64, DP 6, micro-batch 1, 1F1B, full recomputation) is among
+/// the five fastest the search finds, and the ranking is sorted.
+#[test]
+fn search_puts_the_published_1t_layout_in_the_top_5() {
+    let s = a100();
+    let row = &megatron::TABLE1[9];
+    let template = row.layout();
+    let r = search::search(&row.model(), &template, &s, 3072, &Default::default()).unwrap();
+    assert!(r.fitting > 0 && r.fitting <= r.candidates);
+    assert!(r
+        .ranked
+        .windows(2)
+        .all(|w| w[0].iteration_s <= w[1].iteration_s));
+    let pos = r
+        .ranked
+        .iter()
+        .position(|x| x.layout == template)
+        .expect("published layout fits");
+    assert!(pos < 5, "published layout ranks {}", pos + 1);
+    assert!(r.ranked.iter().all(|x| x.fits()));
 }
