@@ -402,6 +402,7 @@ pub fn simulate(
     let per_chunk = m.layers / (l.pp * l.chunks);
     let mut dp_total: f64 = 0.0;
     let mut stage_done = vec![0.0; l.pp];
+    let mut comm_events = Vec::new();
     for (s, done) in stage_done.iter_mut().enumerate() {
         let mut ready: Vec<(f64, f64)> = Vec::new();
         for c in 0..l.chunks {
@@ -430,8 +431,16 @@ pub fn simulate(
         let mut free: f64 = 0.0;
         let mut total = 0.0;
         for (at, d) in ready {
-            free = free.max(at) + d;
+            let start = free.max(at);
+            free = start + d;
             total += d;
+            if detail && d > 0.0 {
+                comm_events.push(report::CommEvent {
+                    stage: s,
+                    start,
+                    end: free,
+                });
+            }
         }
         dp_total = dp_total.max(total);
         *done = free.max(pipe.stage_end[s]);
@@ -463,5 +472,6 @@ pub fn simulate(
         memory: mem,
         usable_bytes: spec.usable_bytes(),
         passes: if detail { pipe.events } else { Vec::new() },
+        dp_events: comm_events,
     })
 }

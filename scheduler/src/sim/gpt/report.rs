@@ -9,6 +9,17 @@ use super::{GptModel, Layout};
 use crate::sim::{SimEvent, SimReport};
 use std::fmt::Write;
 
+/// One data-parallel all-reduce bucket on a stage's communication stream.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CommEvent {
+    /// Stage.
+    pub stage: usize,
+    /// Start, seconds.
+    pub start: f64,
+    /// End, seconds.
+    pub end: f64,
+}
+
 /// One simulated iteration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GptReport {
@@ -52,6 +63,8 @@ pub struct GptReport {
     pub usable_bytes: f64,
     /// Every pipeline pass (with detail).
     pub passes: Vec<PassEvent>,
+    /// Every data-parallel all-reduce bucket (with detail).
+    pub dp_events: Vec<CommEvent>,
 }
 
 const GIB: f64 = (1u64 << 30) as f64;
@@ -174,7 +187,7 @@ impl GptReport {
         let p = self.layout.pp;
         let names: Vec<String> = (0..p).map(|s| format!("stage{s:03}")).collect();
         let mut busy = vec![0.0; p];
-        let events: Vec<SimEvent> = self
+        let mut events: Vec<SimEvent> = self
             .passes
             .iter()
             .map(|e| {
@@ -195,11 +208,26 @@ impl GptReport {
                 }
             })
             .collect();
-        let makespan = self.pipeline_s * 1e3;
+        events.extend(self.dp_events.iter().map(|e| SimEvent {
+            name: "dp all-reduce bucket".into(),
+            op: "all-reduce".into(),
+            cat: "copy",
+            device: e.stage,
+            queue: "copy",
+            mb: 0,
+            start: e.start * 1e3,
+            dur: (e.end - e.start) * 1e3,
+        }));
+        let makespan = self.pipeline_s.max(self.iteration_s - self.optimizer_s) * 1e3;
+        let mut copy_busy = vec![0.0; p];
+        for e in &self.dp_events {
+            copy_busy[e.stage] += (e.end - e.start) * 1e3;
+        }
         let devices = names
             .iter()
             .zip(&busy)
-            .map(|(n, b)| crate::sim::DeviceStats {
+            .zip(&copy_busy)
+            .map(|((n, b), c)| crate::sim::DeviceStats {
                 name: n.clone(),
                 busy: *b,
                 busy_frac: if makespan > 0.0 { b / makespan } else { 0.0 },
@@ -208,7 +236,7 @@ impl GptReport {
                 } else {
                     0.0
                 },
-                copy_busy: 0.0,
+                copy_busy: *c,
                 peak_memory: self.memory.total(),
             })
             .collect();
