@@ -451,3 +451,55 @@ fn search_puts_the_published_1t_layout_in_the_top_5() {
     assert!(pos < 5, "published layout ranks {}", pos + 1);
     assert!(r.ranked.iter().all(|x| x.fits()));
 }
+
+/// Data parallelism: without overlap, each layer's gradient bucket and the
+/// embedding's are all-reduced after the backward pass, each costing the
+/// ring closed form; with overlap some of it hides behind the backward.
+#[test]
+fn dp_allreduce_after_or_during_the_backward() {
+    let s = a100();
+    let m = small_model();
+    let mut l = layout(1, 1, 2, 2, 16);
+    l.dp_overlap = false;
+    let r = simulate(&m, &l, &s, None, false).unwrap();
+    // Two ranks on one node: α = 2 µs, β = 300 GB/s × 0.7.
+    let (a, b) = (2.0e-6, 300.0e9 * 0.7);
+    let ring = |bytes: f64| 2.0 * a + bytes / b;
+    let layer_bytes = 2.0 * (12.0 * 1024.0 * 1024.0 + 13.0 * 1024.0);
+    let emb_bytes = 2.0 * 51200.0 * 1024.0;
+    let dp = 4.0 * ring(layer_bytes) + ring(emb_bytes);
+    close(r.dp_comm_s, dp, "DP all-reduce total");
+    close(r.dp_exposed_s, dp, "all exposed without overlap");
+    close(
+        r.iteration_s,
+        r.pipeline_s + dp + r.optimizer_s,
+        "iteration",
+    );
+    l.dp_overlap = true;
+    let o = simulate(&m, &l, &s, None, false).unwrap();
+    close(o.dp_comm_s, dp, "same traffic with overlap");
+    assert!(o.dp_exposed_s < dp && o.iteration_s < r.iteration_s);
+}
+
+#[test]
+fn selective_recompute_adds_the_core_attention_flops() {
+    let m = small_model();
+    let l = Layout {
+        recompute: Recompute::Selective,
+        ..layout(2, 2, 1, 1, 8)
+    };
+    let (model, exec) = iteration_flops(&m, &l);
+    // 4·B·s²·L·h: the two attention products, once more.
+    close(
+        exec - model,
+        4.0 * 8.0 * 2048.0 * 2048.0 * 4.0 * 1024.0,
+        "extra",
+    );
+    let none = Layout {
+        recompute: Recompute::None,
+        ..l
+    };
+    let (model2, exec2) = iteration_flops(&m, &none);
+    close(exec2, model2, "no recompute");
+    close(model2, model, "model flops do not depend on recompute");
+}
