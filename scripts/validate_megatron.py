@@ -37,6 +37,20 @@ TABLE1 = [
     (1008.0, 160, 25600, 128, 8, 64, 3072, 3072, 163, 1, 0, False),
 ]
 
+# Korthikanti et al., "Reducing Activation Recomputation in Large Transformer
+# Models" (MLSys'23, arXiv:2205.05198): one pipeline replica (DP 1), iteration
+# times in seconds with full recomputation and with sequence parallelism +
+# selective recomputation, as transcribed (times and layouts) in Calculon's
+# validation (github.com/calculon-ai/calculon: calculon/megatron/validation.py,
+# validation/*.json). Not used for calibration.
+# name, layers, hidden, heads, tp, pp, batch, micro-batch, chunks, full s, seq+sel s
+KORTHIKANTI = [
+    ("22B", 48, 6144, 64, 8, 1, 4, 4, 1, 1.42, 1.10),
+    ("175B", 96, 12288, 96, 8, 8, 64, 1, 3, 18.13, 13.75),
+    ("530B", 105, 20480, 128, 8, 35, 280, 1, 3, 49.05, 37.83),
+    ("1T", 128, 25600, 160, 8, 64, 512, 1, 1, 94.42, 71.49),
+]
+
 CLUSTER = "docs/clusters/dgx-a100-80gb.toml"
 LAST = re.compile(r"^iteration_s=([0-9.eE+-]+) tflops_per_device=([0-9.eE+-]+)$")
 
@@ -85,6 +99,28 @@ def main():
               f"| {bubble}% | {mem} |")
     print(f"\nmedian |error| = {100 * statistics.median(errs):.1f}%, "
           f"max = {100 * max(errs):.1f}% (calibrated rows: 1.7B, 3.6B)")
+    print("\nKorthikanti et al. (MLSys'23), DP 1, iteration time:\n")
+    print("| model | GPUs | TP | PP | batch | micro-batch | schedule | recompute | published s | predicted s | error |")
+    print("|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|")
+    kerrs = []
+    for (name, layers, hidden, heads, tp, pp, batch, mb, v, full_s, sel_s) in KORTHIKANTI:
+        for mode, pub in (("full", full_s), ("selective + SP", sel_s)):
+            a = ["simulate", "--workload", "gpt", "--layers", str(layers), "--hidden", str(hidden),
+                 "--heads", str(heads), "--seq", "2048", "--vocab", "51200",
+                 "--global-batch", str(batch), "--micro-batch", str(mb), "--tp", str(tp),
+                 "--pp", str(pp), "--dp", "1", "--no-dp-overlap", "--cluster", CLUSTER]
+            if v > 1:
+                a += ["--schedule", "interleaved", "--chunks", str(v)]
+            a += ["--recompute", "full"] if mode == "full" else \
+                ["--recompute", "selective", "--sequence-parallel"]
+            out = run(opt.bin, a)
+            it, _ = map(float, LAST.match(out.strip().splitlines()[-1]).groups())
+            err = it / pub - 1.0
+            kerrs.append(abs(err))
+            sched = f"interleaved v={v}" if v > 1 else "1F1B"
+            print(f"| {name} | {tp * pp} | {tp} | {pp} | {batch} | {mb} | {sched} | {mode} "
+                  f"| {pub} | {it:.2f} | {100 * err:+.1f}% |")
+    print(f"\nmedian |error| = {100 * statistics.median(kerrs):.1f}%, max = {100 * max(kerrs):.1f}%")
     a = ["simulate", "--workload", "gpt", "--layers", "128", "--hidden", "25600", "--heads", "160",
          "--seq", "2048", "--vocab", "51200", "--global-batch", "3072", "--no-dp-overlap",
          "--cluster", CLUSTER, "--nodes", "384", "--search", "--top", "10",
