@@ -86,7 +86,7 @@ pub fn layer_activations(m: &GptModel, l: &Layout) -> f64 {
 
 /// Layers' worth of activations the first stage holds at its peak.
 pub fn layers_in_flight(m: &GptModel, l: &Layout) -> f64 {
-    let (p, v, mb) = (l.pp, l.chunks, l.microbatches(m));
+    let (p, v, mb) = (l.pp, l.chunks, l.microbatches());
     let per_chunk = m.layers as f64 / (p * v) as f64;
     let chunks = if v == 1 {
         p.min(mb)
@@ -100,8 +100,8 @@ pub fn layers_in_flight(m: &GptModel, l: &Layout) -> f64 {
 
 /// Micro-batches whose first model chunk is in flight on the first stage
 /// at its peak (the end of its warm-up).
-pub fn first_chunk_in_flight(l: &Layout, m: &GptModel) -> f64 {
-    let (p, v, mb) = (l.pp, l.chunks, l.microbatches(m));
+pub fn first_chunk_in_flight(l: &Layout) -> f64 {
+    let (p, v, mb) = (l.pp, l.chunks, l.microbatches());
     if v == 1 {
         return p.min(mb) as f64;
     }
@@ -136,7 +136,7 @@ pub fn memory(m: &GptModel, l: &Layout) -> Memory {
     // dropout mask (1 byte; its output is the first layer's input, counted
     // there) of each micro-batch whose first chunk is in flight.
     let in_flight = layers_in_flight(m, l);
-    let first_act = in_flight * layer_act + working + first_chunk_in_flight(l, m) * s * b * h;
+    let first_act = in_flight * layer_act + working + first_chunk_in_flight(l) * s * b * h;
     // Last stage: one micro-batch at a time (it runs each backward right
     // after its forward) when p > 1, plus the logits.
     let last_act = if l.pp == 1 {
@@ -146,7 +146,7 @@ pub fn memory(m: &GptModel, l: &Layout) -> Memory {
             1.0
         } else {
             // Warm-up (v - 1)·p chunk-forwards plus one.
-            ((l.chunks - 1) * l.pp + 1).min(l.microbatches(m) * l.chunks) as f64
+            ((l.chunks - 1) * l.pp + 1).min(l.microbatches() * l.chunks) as f64
         };
         chunks_last * (m.layers as f64 / (l.pp * l.chunks) as f64) * layer_act + working
     } + 6.0 * s * b * m.vocab as f64 / t;

@@ -127,7 +127,7 @@ pub struct Layout {
 
 impl Layout {
     /// Micro-batches per replica and iteration.
-    pub fn microbatches(&self, _m: &GptModel) -> usize {
+    pub fn microbatches(&self) -> usize {
         self.global_batch / (self.dp * self.micro_batch).max(1)
     }
     /// GPUs.
@@ -219,8 +219,8 @@ pub fn check(
             m.seq, l.tp
         ));
     }
-    pipeline::check(l.pp, l.chunks, l.microbatches(m))?;
-    let passes = 2.0 * l.pp as f64 * l.chunks as f64 * l.microbatches(m) as f64;
+    pipeline::check(l.pp, l.chunks, l.microbatches())?;
+    let passes = 2.0 * l.pp as f64 * l.chunks as f64 * l.microbatches() as f64;
     if passes > MAX_PASSES {
         return bad(format!(
             "{passes:.0} pipeline passes per iteration (2 × pp × chunks × micro-batches) is more than the simulator takes ({MAX_PASSES:.0}); use larger micro-batches"
@@ -282,22 +282,17 @@ pub fn p2p_time(m: &GptModel, l: &Layout, spec: &NodeSpec) -> f64 {
     }
     let bytes = (l.micro_batch * m.seq * m.hidden) as f64 * 2.0;
     let t = l.tp as f64;
-    if stages_share_node(l, spec) {
-        collective::p2p(bytes / t, true, 1, spec)
-            + if l.sequence_parallel {
-                0.0
-            } else {
-                collective::ring(Coll::AllGather, bytes, &layer::tp_group(l), spec)
-            }
+    // Each TP rank sends its 1/t; across nodes every GPU of a node sends
+    // at once. Without sequence parallelism the receivers all-gather the
+    // activation over NVLink.
+    let same = stages_share_node(l, spec);
+    let send = collective::p2p(bytes / t, same, if same { 1 } else { spec.node.gpus }, spec);
+    let gather = if l.sequence_parallel {
+        0.0
     } else {
-        // Every GPU of a node sends its 1/t at once.
-        collective::p2p(bytes / t, false, spec.node.gpus, spec)
-            + if l.sequence_parallel {
-                0.0
-            } else {
-                collective::ring(Coll::AllGather, bytes, &layer::tp_group(l), spec)
-            }
-    }
+        collective::ring(Coll::AllGather, bytes, &layer::tp_group(l), spec)
+    };
+    send + gather
 }
 
 /// FLOPs per iteration: (model, executed) — see the module docs.
@@ -364,7 +359,7 @@ pub fn simulate(
 ) -> Result<GptReport, PlanError> {
     let nodes = check(m, l, spec, nodes)?;
     let st = stage_times(m, l, spec);
-    let mbs = l.microbatches(m);
+    let mbs = l.microbatches();
     let p2p = p2p_time(m, l, spec);
     let input = pipeline::PipeInput {
         p: l.pp,

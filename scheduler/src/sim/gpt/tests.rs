@@ -265,7 +265,7 @@ fn memory_matches_hand_computation() {
         layers: 8,
         ..small_model()
     };
-    assert_eq!(memory::first_chunk_in_flight(&il, &m8), 7.0);
+    assert_eq!(memory::first_chunk_in_flight(&il), 7.0);
     close(memory::layers_in_flight(&m8, &il), 11.0, "layers in flight");
     // Selective recompute without SP keeps sbh(10 + 24/t) per layer.
     let sel = Layout {
