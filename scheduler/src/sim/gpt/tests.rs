@@ -503,3 +503,4 @@ fn selective_recompute_adds_the_core_attention_flops() {
     close(exec2, model2, "no recompute");
     close(model2, model, "model flops do not depend on recompute");
 }
+
