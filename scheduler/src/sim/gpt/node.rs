@@ -21,18 +21,19 @@
 //! peak_tflops = { bf16 = 312.0, fp16 = 312.0 }   # dense tensor-core peak
 //! memory_gib = 80.0
 //! hbm_gbps = 2039.0               # GB/s (10^9 B/s)
+//! sms = 108                       # streaming multiprocessors
 //! [node]
 //! gpus = 8
 //! [network.intra]                 # NVLink through NVSwitch
 //! gbps = 300.0                    # per GPU, per direction, GB/s
-//! latency_us = 3.0
+//! latency_us = 2.0
 //! [network.inter]                 # InfiniBand, rail-optimised fat tree
 //! nics = 8
 //! nic_gbps = 25.0                 # per NIC, per direction, GB/s (200 Gb/s)
 //! latency_us = 5.0
 //! oversubscription = 1.0          # >1: the fabric above the leaf is thinner
 //! [model]                         # efficiencies: assumed or calibrated, not vendor figures
-//! gemm_max = 0.752
+//! gemm_max = 0.752                # (every key optional; defaults as in docs/clusters)
 //! ```
 //!
 //! Units: TFLOP/s, GB/s = 10⁹ bytes/s, GiB of memory, microseconds.

@@ -41,6 +41,25 @@ fn shipped_specs_parse_with_vendor_figures() {
 }
 
 #[test]
+fn module_doc_example_parses() {
+    let src = include_str!("node.rs");
+    let start = src.find("//! ```toml\n").unwrap() + "//! ```toml\n".len();
+    let end = start + src[start..].find("//! ```").unwrap();
+    let toml: String = src[start..end]
+        .lines()
+        .map(|l| {
+            l.strip_prefix("//! ")
+                .unwrap_or(l.trim_start_matches("//!"))
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let n = NodeSpec::from_toml(&toml).unwrap();
+    assert_eq!(n.nodes, Some(4));
+    // Unlisted model constants take the shipped defaults.
+    assert_eq!(n.model, a100().model);
+}
+
+#[test]
 fn ring_and_tree_match_alpha_beta_closed_forms() {
     let s = a100();
     let bytes = 1.0e9;
@@ -503,4 +522,3 @@ fn selective_recompute_adds_the_core_attention_flops() {
     close(exec2, model2, "no recompute");
     close(model2, model, "model flops do not depend on recompute");
 }
-
