@@ -246,6 +246,10 @@ fn bad_combinations_are_one_line_errors() {
         ])),
         "micro-batch",
     );
+    let mut huge = gpt_1_7b(&["--nodes", "4", "--search"]);
+    let at = huge.iter().position(|a| a == "512").unwrap();
+    huge[at] = "1000000000000".into();
+    expect_error(run(&huge), "global-batch");
     let mut no_cluster = gpt_1_7b(&["--tp", "1", "--pp", "1", "--dp", "1"]);
     let at = no_cluster.iter().position(|a| a == "--cluster").unwrap();
     no_cluster.drain(at..at + 2);

@@ -152,6 +152,33 @@ fn bad<T>(m: String) -> Result<T, PlanError> {
     Err(PlanError::Input(m))
 }
 
+/// Largest value of any size or count (layers, hidden, batch, tp, ...).
+pub const MAX_SIZE: usize = 1 << 24;
+
+/// Checks the model's sizes and the global batch (what a search starts
+/// from).
+pub fn check_model(m: &GptModel, global_batch: usize) -> Result<(), PlanError> {
+    for (n, v) in [
+        ("layers", m.layers),
+        ("hidden", m.hidden),
+        ("heads", m.heads),
+        ("seq", m.seq),
+        ("vocab", m.vocab),
+        ("global-batch", global_batch),
+    ] {
+        if v == 0 || v > MAX_SIZE {
+            return bad(format!("--{n} must be 1..={MAX_SIZE} (got {v})"));
+        }
+    }
+    if !m.hidden.is_multiple_of(m.heads) {
+        return bad(format!(
+            "hidden ({}) must be divisible by heads ({})",
+            m.hidden, m.heads
+        ));
+    }
+    Ok(())
+}
+
 /// Checks the model and the layout against each other and the cluster;
 /// returns the node count.
 pub fn check(
@@ -160,28 +187,17 @@ pub fn check(
     spec: &NodeSpec,
     nodes: Option<usize>,
 ) -> Result<usize, PlanError> {
+    check_model(m, l.global_batch)?;
     for (n, v) in [
-        ("layers", m.layers),
-        ("hidden", m.hidden),
-        ("heads", m.heads),
-        ("seq", m.seq),
-        ("vocab", m.vocab),
-        ("global-batch", l.global_batch),
         ("micro-batch", l.micro_batch),
         ("tp", l.tp),
         ("pp", l.pp),
         ("dp", l.dp),
         ("chunks", l.chunks),
     ] {
-        if v == 0 || v > 1 << 24 {
-            return bad(format!("--{n} must be 1..=16777216 (got {v})"));
+        if v == 0 || v > MAX_SIZE {
+            return bad(format!("--{n} must be 1..={MAX_SIZE} (got {v})"));
         }
-    }
-    if !m.hidden.is_multiple_of(m.heads) {
-        return bad(format!(
-            "hidden ({}) must be divisible by heads ({})",
-            m.hidden, m.heads
-        ));
     }
     if !m.heads.is_multiple_of(l.tp) {
         return bad(format!(

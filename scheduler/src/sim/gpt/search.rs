@@ -60,6 +60,7 @@ pub fn search(
     gpus: usize,
     opts: &SearchOptions,
 ) -> Result<SearchResult, PlanError> {
+    super::check_model(m, template.global_batch)?;
     if gpus == 0 {
         return Err(PlanError::Input("search: the cluster has no GPUs".into()));
     }
