@@ -246,6 +246,19 @@ fn bad_combinations_are_one_line_errors() {
         ])),
         "micro-batch",
     );
+    expect_error(
+        run(&l(&[
+            "--tp",
+            "1",
+            "--pp",
+            "1",
+            "--dp",
+            "32",
+            "--microbatches",
+            "4",
+        ])),
+        "--microbatches is for plans",
+    );
     let mut huge = gpt_1_7b(&["--nodes", "4", "--search"]);
     let at = huge.iter().position(|a| a == "512").unwrap();
     huge[at] = "1000000000000".into();

@@ -101,6 +101,18 @@ fn load_cluster(a: &Args) -> Result<Option<ClusterSpec>> {
 
 pub fn main(a: Args) -> Result<()> {
     if let Some(w) = &a.workload {
+        for (flag, given) in [
+            ("microbatches", a.microbatches.is_some()),
+            ("credits", a.credits.is_some()),
+            ("batch", a.batch.is_some()),
+            ("devices", a.devices.is_some()),
+        ] {
+            if given {
+                bail!(
+                    "--{flag} is for plans; --workload gpt takes --global-batch and --micro-batch"
+                );
+            }
+        }
         let out = super::simulate_gpt::Outputs {
             trace: a.trace.as_deref(),
             svg: a.svg.as_deref(),
