@@ -13,7 +13,9 @@
 # GPU refuses run on cpu:0) vs the references; 4. a CPU+CUDA split run
 # streamed in micro-batches with a trace, and how much copy time overlaps
 # compute on cuda:0; 5. GEMM f32/bf16 and a transformer encoder layer,
-# hetflow vs PyTorch, same run.
+# hetflow vs PyTorch, same run; 6. with two GPUs, the ResNet block split
+# over two MPI ranks with tensors over NCCL wires and through host memory
+# (outputs vs onnxruntime, and the bench time of each).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -100,6 +102,58 @@ if [ "$has_torch" = 1 ]; then
     printf '%-30s %12s %12s\n' "encoder layer 8x128x512 f32" "$ours" "$theirs"
 else
     printf '%-30s %12s %12s\n' "encoder layer 8x128x512 f32" - "(no torch)"
+fi
+
+echo "== 6. NCCL wires: the ResNet block split over two ranks on two GPUs (HETFLOW_NCCL=1)"
+ngpu="$(grep -cE '^ *cuda:[0-9]+ ' "$TMP/devices.txt" || true)"
+if [ "$ngpu" -lt 2 ]; then
+    echo "SKIP NCCL wires: needs 2 GPUs (NCCL refuses two ranks on one GPU); $ngpu here"
+elif ! command -v mpirun >/dev/null; then
+    echo "SKIP NCCL wires: needs Open MPI (bash scripts/setup.sh --mpi)"
+else
+    cargo build --release --quiet --features mpi
+    cat > "$TMP/two-gpus.toml" <<TOML
+[[host]]
+name = "rank0"
+[[host]]
+name = "rank1"
+[[device]]
+name = "rank0/cuda:0"
+host = "rank0"
+kind = "cuda"
+peak_gflops = { f32 = 50000.0 }
+memory_gib = 80.0
+mem_bw_gbps = 3000.0
+[[device]]
+name = "rank1/cuda:1"
+host = "rank1"
+kind = "cuda"
+peak_gflops = { f32 = 50000.0 }
+memory_gib = 80.0
+mem_bw_gbps = 3000.0
+[defaults]
+intra_host = { bandwidth_gbps = 100.0, latency_us = 10.0 }
+inter_host = { bandwidth_gbps = 25.0, latency_us = 10.0 }
+TOML
+    RB="$FIX/resnet_block"
+    $H plan "$RB/model.onnx" --cluster "$TMP/two-gpus.toml" --out "$TMP/two-gpus.json" >/dev/null
+    args=()
+    for f in $($PY -c "import json,sys; print(' '.join(i['file'] for i in json.load(open(sys.argv[1]))['inputs']))" "$RB/manifest.json"); do
+        args+=(--input "$RB/$f")
+    done
+    for nccl in 1 0; do
+        rm -rf "$TMP/out" && mkdir -p "$TMP/out"
+        if HETFLOW_NCCL=$nccl $H launch --np 2 -- run "$RB/model.onnx" "${args[@]}" --plan "$TMP/two-gpus.json" \
+            --output-dir "$TMP/out" >/dev/null 2>"$TMP/err" && res="$($PY scripts/gpu_check.py compare "$RB" "$TMP/out")"; then
+            row "resnet_block 2 ranks NCCL=$nccl" ok "$res"
+        else
+            row "resnet_block 2 ranks NCCL=$nccl" FAILED "$(head -c 300 "$TMP/err")"
+            fail=1
+        fi
+        t="$(HETFLOW_NCCL=$nccl $H launch --np 2 -- bench "$RB/model.onnx" --plan "$TMP/two-gpus.json" \
+            --microbatches 16 --iters 10 --warmup 2 2>/dev/null | sed -n 's/^median_ms=//p')"
+        row "bench 16 micro-batches NCCL=$nccl" "${t:-?} ms" "(median; NCCL=0 stages every tensor through host memory and MPI)"
+    done
 fi
 
 if [ "$fail" = 0 ]; then echo "gpu-check: all checks passed"; else echo "gpu-check: FAILURES above" >&2; fi

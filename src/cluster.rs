@@ -44,6 +44,9 @@ pub struct Job {
     pub threads: Option<usize>,
     /// Record a timeline.
     pub trace: bool,
+    /// Device kinds that talk over their own wires (the root's
+    /// [`wires_from_env`]).
+    pub wires: Vec<hetflow_devices::DeviceKind>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -52,6 +55,18 @@ struct Header {
     credits: Option<usize>,
     threads: Option<usize>,
     trace: bool,
+    #[serde(default)]
+    wires: Vec<hetflow_devices::DeviceKind>,
+}
+
+/// The device kinds whose cross-host tensors skip host memory in a job:
+/// `cuda` when `HETFLOW_NCCL=1` (GPU tensors over NCCL), none otherwise.
+/// The root reads it and sends it with each job, so every rank agrees.
+pub fn wires_from_env() -> Vec<hetflow_devices::DeviceKind> {
+    match std::env::var("HETFLOW_NCCL").as_deref() {
+        Ok("1") => vec![hetflow_devices::DeviceKind::Cuda],
+        _ => Vec::new(),
+    }
 }
 
 fn net(msg: String) -> Error {
@@ -74,6 +89,7 @@ pub fn share_job(
         credits,
         threads,
         trace,
+        wires: wires_from_env(),
     })
     .map_err(|e| net(format!("encoding the job: {e}")))?;
     let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
@@ -96,6 +112,7 @@ fn decode_job(bytes: &[u8]) -> Result<Job, Error> {
         credits: header.credits,
         threads: header.threads,
         trace: header.trace,
+        wires: header.wires,
     })
 }
 
@@ -104,7 +121,8 @@ pub fn builder<'a>(job: &'a Job, hub: &Arc<Hub>) -> SessionBuilder<'a> {
     let mut b = SessionBuilder::new(&job.model)
         .plan(job.plan.clone())
         .hub(hub.clone())
-        .trace(job.trace);
+        .trace(job.trace)
+        .wires(&job.wires);
     if let Some(c) = job.credits {
         b = b.credits(c);
     }

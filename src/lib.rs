@@ -137,6 +137,7 @@ pub struct SessionBuilder<'a> {
     hub: Option<Arc<hetflow_runtime::net::Hub>>,
     kernel_timeout: Option<std::time::Duration>,
     memory_limit: Option<u64>,
+    wires: Vec<hetflow_devices::DeviceKind>,
 }
 
 impl<'a> SessionBuilder<'a> {
@@ -153,6 +154,7 @@ impl<'a> SessionBuilder<'a> {
             hub: None,
             kernel_timeout: None,
             memory_limit: None,
+            wires: Vec::new(),
         }
     }
     /// Device list such as `cpu`, `cpu:0,cpu:1`. With several devices and no
@@ -204,6 +206,17 @@ impl<'a> SessionBuilder<'a> {
     /// call the budget is each device's own memory.
     pub fn memory_limit(mut self, bytes: u64) -> Self {
         self.memory_limit = Some(bytes);
+        self
+    }
+    /// In a multi-host job, moves tensors between two devices of these
+    /// kinds on different hosts over the devices' own transport (NCCL
+    /// between CUDA GPUs: `&[DeviceKind::Cuda]`) instead of through host
+    /// memory and MPI ([`hetflow_runtime::net`], "Wires"). Every rank must
+    /// give the same kinds; `hetflow launch` does so when the job sets
+    /// `HETFLOW_NCCL=1` ([`cluster::wires_from_env`]). A device of such a
+    /// kind without a working transport fails the build with its reason.
+    pub fn wires(mut self, kinds: &[hetflow_devices::DeviceKind]) -> Self {
+        self.wires = kinds.to_vec();
         self
     }
     /// Records a timeline of kernels and copies.
@@ -393,6 +406,7 @@ impl<'a> SessionBuilder<'a> {
             trace: self.trace,
             hub: self.hub.clone(),
             kernel_timeout: self.kernel_timeout,
+            wires: self.wires.clone(),
         };
         Ok(Session::new(graph, &plan, devices, opts)?)
     }

@@ -285,3 +285,171 @@ fn the_job_protocol_shares_the_model_and_merges_the_timelines() {
     let f = hetflow::cluster::transfer_hidden_fraction(&merged).expect("cross-host transfers");
     assert!((0.0..=1.0).contains(&f), "{f}");
 }
+
+/// Runs `batches` over `hubs.len()` ranks whose `cpu:0` is wrapped in a
+/// [`Loopback`] wire device, with wires on for CPU devices, so every
+/// cross-host edge between two stages travels over a wire (graph inputs
+/// and outputs still go through the host). Returns rank 0's outputs and
+/// the tensors each rank sent over its wires.
+fn run_wired(
+    model: &Model,
+    plan: &Plan,
+    hubs: Vec<Arc<Hub>>,
+    batches: Vec<Vec<Arc<Tensor>>>,
+    credits: usize,
+) -> Result<(Vec<Vec<Arc<Tensor>>>, Vec<u64>), String> {
+    use hetflow::devices::wire::Loopback;
+    use hetflow::devices::{Device, DeviceKind};
+    let wired = || -> Arc<Loopback> {
+        let specs = hetflow::devices::parse_device_list("cpu:0").unwrap();
+        let cpu = hetflow::devices::open_devices(&specs, Some(1))
+            .unwrap()
+            .remove(0);
+        Arc::new(Loopback::new(cpu))
+    };
+    fn builder<'m>(
+        m: &'m Model,
+        plan: &Plan,
+        dev: &Arc<Loopback>,
+        hub: Arc<Hub>,
+        credits: usize,
+    ) -> SessionBuilder<'m> {
+        let d: Arc<dyn Device> = dev.clone();
+        SessionBuilder::new(m)
+            .plan(plan.clone())
+            .with_devices(vec![d])
+            .wires(&[DeviceKind::Cpu])
+            .credits(credits)
+            .hub(hub)
+    }
+    let mut workers = Vec::new();
+    let mut hubs = hubs.into_iter();
+    let root = hubs.next().expect("rank 0");
+    for hub in hubs {
+        let model = Model::from_graph((**model.graph()).clone());
+        let dev = wired();
+        let b = builder(&model, plan, &dev, hub, credits)
+            .build()
+            .map_err(|e| e.to_string());
+        // Built here, served on a thread: every rank builds before rank 0
+        // runs, as the job protocol does.
+        workers.push((
+            dev,
+            std::thread::spawn(move || -> Result<(), String> {
+                let mut s = b?;
+                s.serve().map_err(|e| e.to_string())
+            }),
+        ));
+    }
+    let dev = wired();
+    let out = builder(model, plan, &dev, root, credits)
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|mut s| s.run_stream(batches).map_err(|e| e.to_string()));
+    let mut sent = vec![dev.sent()];
+    for (d, w) in workers {
+        let r = w.join().map_err(|_| "a rank panicked".to_string())?;
+        if out.is_ok() {
+            r?;
+        }
+        sent.push(d.sent());
+    }
+    Ok((out?, sent))
+}
+
+/// Wires (issue 15, the path NCCL takes between GPUs): a pipeline whose
+/// 8 stages hop between 3 ranks in both directions
+/// (0→1→0→1→2→1→2→0), with two edges sharing each of the 0→1 and 1→2
+/// wires, moves every stage-to-stage tensor over the ranks' wires, which
+/// block a send until its receive is posted, as NCCL does. It must not
+/// deadlock, must keep the tensors in order (a mismatched shape or order
+/// fails the wire) and must give the single-process outputs; with
+/// 1 credit and with 3.
+#[test]
+fn wires_carry_stage_tensors_in_order_both_ways_across_three_ranks() {
+    let model = chain(16, 24);
+    let n = model.graph().nodes.len();
+    let stage_rank = [0, 1, 0, 1, 2, 1, 2, 0];
+    let placement: Vec<usize> = (0..n).map(|i| stage_rank[i * 8 / n]).collect();
+    let devices = (0..3).map(|r| format!("rank{r}/cpu:0")).collect();
+    let plan = Plan::from_placement(model.graph(), devices, placement);
+    let batches: Vec<Vec<Arc<Tensor>>> = (0..30)
+        .map(|m| {
+            let v: Vec<f32> = (0..3 * 24)
+                .map(|k| ((k * 5 + m) % 11) as f32 * 0.1 - 0.5)
+                .collect();
+            vec![Arc::new(Tensor::from_vec(vec![3, 24], v).unwrap())]
+        })
+        .collect();
+    let mut single = SessionBuilder::new(&model)
+        .plan(Plan::single_device(model.graph(), "cpu:0"))
+        .threads(1)
+        .build()
+        .unwrap();
+    let want = single.run_stream(batches.clone()).unwrap();
+    for credits in [1, 3] {
+        let start = Instant::now();
+        let (outs, sent) = run_wired(
+            &model,
+            &plan,
+            local_group(3).unwrap(),
+            batches.clone(),
+            credits,
+        )
+        .unwrap();
+        assert!(start.elapsed() < Duration::from_secs(60));
+        assert_eq!(outs.len(), 30);
+        for (m, (a, b)) in outs.iter().zip(&want).enumerate() {
+            assert!(
+                max_abs_diff(&a[0], &b[0]) <= 1e-6,
+                "credits {credits}, micro-batch {m}"
+            );
+        }
+        // Per micro-batch: rank 0 sends 0→1 twice, rank 1 sends 1→0 and
+        // 1→2 twice, rank 2 sends 2→1 and 2→0 (the input reaches rank 0
+        // from the caller, and the output leaves rank 0 to the caller).
+        assert_eq!(sent, vec![2 * 30, 3 * 30, 2 * 30], "credits {credits}");
+    }
+}
+
+/// Asking for wires on devices that have none fails the build on each
+/// rank with the device named, instead of silently going through the
+/// host or hanging.
+#[test]
+fn wires_on_a_device_without_one_are_refused_at_build() {
+    use hetflow::devices::DeviceKind;
+    let model = chain(3, 8);
+    let n = model.graph().nodes.len();
+    let placement: Vec<usize> = (0..n).map(|i| [0, 1, 0][i * 3 / n]).collect();
+    let devices = (0..2).map(|r| format!("rank{r}/cpu:0")).collect();
+    let plan = Plan::from_placement(model.graph(), devices, placement);
+    let mut hubs = local_group(2).unwrap();
+    let h1 = hubs.pop().unwrap();
+    let m1 = Model::from_graph((**model.graph()).clone());
+    let p1 = plan.clone();
+    let other = std::thread::spawn(move || {
+        SessionBuilder::new(&m1)
+            .plan(p1)
+            .threads(1)
+            .wires(&[DeviceKind::Cpu])
+            .hub(h1)
+            .build()
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
+    let e = SessionBuilder::new(&model)
+        .plan(plan)
+        .threads(1)
+        .wires(&[DeviceKind::Cpu])
+        .hub(hubs.pop().unwrap())
+        .build()
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("wire from cpu:0 to rank 1") && e.contains("no direct transport"),
+        "{e}"
+    );
+    let e = other.join().unwrap().unwrap_err();
+    assert!(e.contains("wire from cpu:0 to rank 0"), "{e}");
+}

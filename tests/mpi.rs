@@ -335,3 +335,49 @@ fn profile_across_ranks_writes_one_spec_that_plan_and_simulate_take() {
         "simulate on the profiled spec",
     );
 }
+
+/// An unreachable host in the hostfile is refused before anything starts,
+/// naming the file, the line and the host (issue 15): 127.0.0.2 is a
+/// loopback address `mpirun` would reach over ssh, and nothing listens on
+/// port 1 there. The probe waits at most 3 s.
+#[test]
+fn an_unreachable_host_is_refused_before_the_job_starts() {
+    let dir = tmp("unreachable");
+    let hosts = dir.join("hosts");
+    std::fs::write(&hosts, "localhost slots=1\n127.0.0.2 slots=1\n").unwrap();
+    let t0 = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_hetflow"))
+        .args(["launch", "--hostfile", hosts.to_str().unwrap(), "--"])
+        .args(["run", "m.onnx"])
+        .env_remove("HETFLOW_MPI")
+        .env_remove("OMPI_MCA_plm_rsh_agent")
+        .env_remove("HETFLOW_LAUNCH_NO_PROBE")
+        .env("HETFLOW_SSH_PORT", "1")
+        .output()
+        .unwrap();
+    let took = t0.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("hosts:2: host '127.0.0.2' is unreachable")
+            && err.contains("ssh port 1")
+            && err.contains("nothing was started"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(took.as_secs_f64() < 6.0, "took {took:?}");
+    // A port that is not one is named.
+    let out = Command::new(env!("CARGO_BIN_EXE_hetflow"))
+        .args(["launch", "--hostfile", hosts.to_str().unwrap(), "--"])
+        .args(["run", "m.onnx"])
+        .env_remove("HETFLOW_MPI")
+        .env("HETFLOW_SSH_PORT", "0")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("HETFLOW_SSH_PORT must be a port from 1 to 65535, got '0'"),
+        "{err}"
+    );
+}

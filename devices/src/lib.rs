@@ -32,6 +32,7 @@ pub mod registry;
 pub mod throttle;
 pub mod tpu;
 mod watcher;
+pub mod wire;
 
 pub use registry::{discover, open_devices, parse_device_list, BackendStatus, DeviceSpec};
 
@@ -320,6 +321,22 @@ pub trait Device: Send + Sync {
     /// path from `t`'s device: the runtime then copies through the host
     /// (`download` on the source, `upload` here).
     fn copy_from_device(&self, _t: &DeviceTensor) -> Option<Result<DeviceTensor>> {
+        None
+    }
+
+    /// For devices with a direct transport to devices of other ranks
+    /// ([`wire`]: NCCL for CUDA GPUs): a new id for a wire whose sending
+    /// end is this device. `None` (the default) when the device has no
+    /// such transport; `Some(Err)` when it has one that cannot work here
+    /// (its library is missing).
+    fn wire_id(&self) -> Option<Result<Vec<u8>>> {
+        None
+    }
+
+    /// Opens `end` of the wire `id` on this device (see [`wire`]); returns
+    /// at once, the set-up finishing on the wire's thread. `None` (the
+    /// default) when the device has no direct transport.
+    fn open_wire(&self, _end: wire::WireEnd, _id: &[u8]) -> Option<Result<Arc<dyn wire::Wire>>> {
         None
     }
 }

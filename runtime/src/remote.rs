@@ -12,6 +12,10 @@
 //!   consumers: it uploads each arriving tensor to the consumers' device
 //!   (or hands the host tensor to the root's sink) and, when every
 //!   consumer has credited a micro-batch, sends one credit back.
+//! * Wire edges ([`crate::net`], "Wires"): the sender queues the device
+//!   tensor itself on the edge's [`Wire`] and sends only a header; the
+//!   receiving rank posts the receive on its link thread and hands the
+//!   [`NetRecv`] a tensor already on the consumers' device.
 
 use crate::actors::{Credit, Data, Event, Route};
 use crate::error::RuntimeError;
@@ -19,9 +23,10 @@ use crate::net::{Hub, Msg};
 use crate::trace::Recorder;
 use actix::prelude::*;
 use crossbeam::channel::Sender;
-use hetflow_devices::Device;
+use hetflow_devices::wire::Wire;
+use hetflow_devices::{Device, DeviceTensor};
 use hetflow_ops::Tensor;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// A host tensor for one input slot of one micro-batch: from the source
@@ -45,6 +50,26 @@ pub struct Arrived {
     pub mb: u64,
     /// The value.
     pub tensor: Arc<Tensor>,
+}
+
+/// Data that arrived over a wire, already on the receiving device.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ArrivedOnDevice {
+    /// Micro-batch.
+    pub mb: u64,
+    /// The value.
+    pub tensor: DeviceTensor,
+}
+
+/// The sending end of a wire, shared by every edge between one pair of
+/// devices: the lock keeps each tensor's place on the wire and its header's
+/// place on the link in the same order.
+pub struct WireSend {
+    /// The wire.
+    pub wire: Arc<dyn Wire>,
+    /// Held from queueing a tensor until its header is queued.
+    pub order: Mutex<()>,
 }
 
 /// A credit that arrived from another rank for a [`NetSend`].
@@ -82,6 +107,8 @@ pub struct NetSend {
     pub recorder: Arc<Recorder>,
     /// This rank's label for the trace.
     pub lane: String,
+    /// The wire, for an edge between two devices that have one.
+    pub wire: Option<Arc<WireSend>>,
     failed: bool,
 }
 
@@ -103,7 +130,55 @@ impl NetSend {
             events,
             recorder,
             lane,
+            wire: None,
             failed: false,
+        }
+    }
+
+    /// Queues `t` on the wire and sends its header.
+    fn ship_on_wire(&mut self, w: Arc<WireSend>, mb: u64, t: DeviceTensor, start: Instant) {
+        let header = Msg::WireData {
+            edge: self.name.edge,
+            mb,
+            dtype: t.dtype,
+            shape: t.shape.clone(),
+        };
+        let events = self.events.clone();
+        let recorder = self.recorder.clone();
+        let (lane, what, peer) = (
+            self.lane.clone(),
+            format!("send {}", self.name.value),
+            self.name.peer,
+        );
+        let kind = w.wire.kind();
+        let done = Box::new(move |r: hetflow_devices::Result<()>| match r {
+            Err(e) => {
+                let _ = events.send(Event::Failed(RuntimeError::Op {
+                    node: what,
+                    op: format!("send ({kind})"),
+                    device: format!("rank{peer}"),
+                    msg: e.to_string(),
+                }));
+            }
+            Ok(()) if recorder.enabled() => recorder.record_span(
+                &what,
+                "send",
+                "copy",
+                &lane,
+                "net",
+                mb,
+                (start, Instant::now()),
+                None,
+            ),
+            Ok(()) => {}
+        });
+        let sent = {
+            let _order = w.order.lock().unwrap_or_else(|e| e.into_inner());
+            w.wire.send(t, done);
+            self.hub.send(self.name.peer, self.name.session, &header)
+        };
+        if let Err(e) = sent {
+            self.fail(e.to_string());
         }
     }
 
@@ -156,6 +231,9 @@ impl Handler<Data> for NetSend {
             return;
         }
         let start = Instant::now();
+        if let Some(w) = self.wire.clone() {
+            return self.ship_on_wire(w, d.mb, d.tensor, start);
+        }
         let host = match &self.device {
             Some(dev) => dev.download(&d.tensor),
             None => Err(hetflow_devices::DeviceError::Other(
@@ -313,6 +391,27 @@ impl Handler<Arrived> for NetRecv {
             (start, Instant::now()),
             None,
         );
+    }
+}
+
+impl Handler<ArrivedOnDevice> for NetRecv {
+    type Result = ();
+    fn handle(&mut self, a: ArrivedOnDevice, _: &mut Self::Context) {
+        if self.failed {
+            return;
+        }
+        for r in &self.routes {
+            match r {
+                RecvRoute::Device(route) => route.target.do_send(Data {
+                    mb: a.mb,
+                    slot: route.slot,
+                    tensor: a.tensor.clone(),
+                }),
+                RecvRoute::Host(..) => {
+                    return self.fail("a wire delivered a device tensor to the host".into())
+                }
+            }
+        }
     }
 }
 

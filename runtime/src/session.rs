@@ -19,17 +19,21 @@
 use crate::actors::*;
 use crate::error::{Result, RuntimeError};
 use crate::net::{Hub, Msg};
-use crate::remote::{Arrived, EdgeName, NetRecv, NetSend, RecvRoute, RemoteCredit};
+use crate::remote::{
+    Arrived, ArrivedOnDevice, EdgeName, NetRecv, NetSend, RecvRoute, RemoteCredit, WireSend,
+};
 use crate::trace::{Recorder, TraceEvent};
 use actix::dev::channel::AddressReceiver;
 use actix::prelude::*;
 use crossbeam::channel::{unbounded, Receiver};
+use hetflow_devices::wire::{Wire, WireEnd};
 use hetflow_devices::{Device, DeviceTensor};
 use hetflow_ops::graph::fmt_shape;
 use hetflow_ops::{Dim, Graph, Tensor, ValueId};
 use hetflow_scheduler::Plan;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::Mutex;
 
 /// Session settings.
 #[derive(Clone, Debug, Default)]
@@ -46,6 +50,12 @@ pub struct SessionOptions {
     /// one kernel or copy runs longer than this (a hung device). `None`
     /// (the default) waits as long as kernels take.
     pub kernel_timeout: Option<std::time::Duration>,
+    /// Device kinds whose devices talk to each other across hosts over
+    /// their own wires ([`crate::net`], "Wires"): a cross-host edge between
+    /// two devices of one of these kinds skips host memory. Every rank must
+    /// give the same list. Empty (the default): every cross-host tensor
+    /// goes through host memory and the job's link.
+    pub wires: Vec<hetflow_devices::DeviceKind>,
 }
 
 /// A graph deployed on devices, ready to run.
@@ -78,6 +88,18 @@ struct Built {
     /// Cross-host edge ends on this rank, by edge id.
     receivers: HashMap<u32, Addr<NetRecv>>,
     senders: HashMap<u32, Addr<NetSend>>,
+    /// The wires this rank receives on (session-wide, set after the last
+    /// copy).
+    wires_in: WiresIn,
+}
+
+/// What the inbox needs to receive over wires.
+#[derive(Default)]
+struct WiresIn {
+    /// The receiving device of each wire, by number.
+    devices: HashMap<u32, Arc<dyn Device>>,
+    /// The wire of each edge received over one.
+    edges: HashMap<u32, u32>,
 }
 
 /// What `build` needs to know about a session across hosts.
@@ -88,6 +110,16 @@ struct NetCtx {
     ranks: Vec<Vec<usize>>,
     /// Edge ids are numbered across the copies in build order.
     next_edge: u32,
+    /// Device kinds that use wires (`SessionOptions::wires`).
+    wire_kinds: Vec<hetflow_devices::DeviceKind>,
+    /// Wire number of each directed pair of plan devices (full names).
+    wire_pairs: HashMap<(String, String), u32>,
+    /// Wires this rank sends on, by number.
+    wire_send: HashMap<u32, Arc<WireSend>>,
+    /// Wires this rank receives on: the receiving device, by number.
+    wire_recv: HashMap<u32, Arc<dyn Device>>,
+    /// The wire of each edge this rank receives over one.
+    wire_edges: HashMap<u32, u32>,
 }
 
 /// What the copies of a plan share on one device (by name): its compute
@@ -175,6 +207,11 @@ impl Session {
             session: h.new_session(),
             ranks,
             next_edge: 0,
+            wire_kinds: opts.wires.clone(),
+            wire_pairs: HashMap::new(),
+            wire_send: HashMap::new(),
+            wire_recv: HashMap::new(),
+            wire_edges: HashMap::new(),
         });
         let net_id = net.as_ref().map(|n| (n.hub.clone(), n.session));
         let credits = opts.credits.unwrap_or(plan.credits).max(1);
@@ -203,6 +240,7 @@ impl Session {
                         arbiters: Vec::new(),
                         receivers: HashMap::new(),
                         senders: HashMap::new(),
+                        wires_in: WiresIn::default(),
                     };
                     let mut shared: HashMap<String, SharedDevice> = HashMap::new();
                     for (r, devs) in copies.iter().enumerate() {
@@ -223,6 +261,12 @@ impl Session {
                         all.receivers.extend(b.receivers);
                         all.senders.extend(b.senders);
                     }
+                    if let Some(n) = net.as_mut() {
+                        all.wires_in = WiresIn {
+                            devices: std::mem::take(&mut n.wire_recv),
+                            edges: std::mem::take(&mut n.wire_edges),
+                        };
+                    }
                     Ok(all)
                 });
                 let ok = res.is_ok();
@@ -240,7 +284,8 @@ impl Session {
             // raised its mailbox capacity overflows actix's sender count.
             let receivers = std::mem::take(&mut built.receivers);
             let senders = std::mem::take(&mut built.senders);
-            open_inbox(hub, *id, receivers, senders, ev_tx);
+            let wires_in = std::mem::take(&mut built.wires_in);
+            open_inbox(hub, *id, receivers, senders, wires_in, ev_tx);
         }
         let constant_outputs = graph
             .outputs
@@ -629,6 +674,37 @@ impl Wires<'_> {
     }
 }
 
+/// The sending end of wire `pair` from `dev` to rank `to`: opened (and
+/// announced to `to` with `WireOpen`) by the first edge that uses it.
+fn open_send_wire(
+    n: &mut NetCtx,
+    pair: u32,
+    dev: &Arc<dyn Device>,
+    to: usize,
+) -> Result<Arc<WireSend>> {
+    if let Some(w) = n.wire_send.get(&pair) {
+        return Ok(w.clone());
+    }
+    let setup =
+        |e: String| RuntimeError::Setup(format!("wire from {} to rank {to}: {e}", dev.id()));
+    let none = || setup("this device kind has no direct transport".into());
+    let id = dev
+        .wire_id()
+        .ok_or_else(none)?
+        .map_err(|e| setup(e.to_string()))?;
+    let wire = dev
+        .open_wire(WireEnd::Send, &id)
+        .ok_or_else(none)?
+        .map_err(|e| setup(e.to_string()))?;
+    n.hub.send(to, n.session, &Msg::WireOpen { pair, id })?;
+    let w = Arc::new(WireSend {
+        wire,
+        order: Mutex::new(()),
+    });
+    n.wire_send.insert(pair, w.clone());
+    Ok(w)
+}
+
 /// Hands the hub's messages for session `id` to this rank's edge actors
 /// and its event channel.
 fn open_inbox(
@@ -636,12 +712,73 @@ fn open_inbox(
     id: u32,
     receivers: HashMap<u32, Addr<NetRecv>>,
     senders: HashMap<u32, Addr<NetSend>>,
+    wires_in: WiresIn,
     events: crossbeam::channel::Sender<Event>,
 ) {
     let hosts: Vec<String> = (0..hub.size()).map(|r| hub.host(r).to_string()).collect();
+    // The receiving ends, opened as each WireOpen arrives.
+    let open_wires: Mutex<HashMap<u32, Arc<dyn Wire>>> = Mutex::new(HashMap::new());
+    let fail = {
+        let events = events.clone();
+        move |what: String| {
+            let _ = events.send(Event::Failed(RuntimeError::Network(what)));
+        }
+    };
     hub.open(
         id,
         Arc::new(move |from: usize, m: Msg| match m {
+            Msg::WireOpen { pair, id } => {
+                let Some(dev) = wires_in.devices.get(&pair) else {
+                    return fail(format!("rank {from} opened wire {pair}, which this rank does not receive on"));
+                };
+                match dev.open_wire(WireEnd::Recv, &id) {
+                    Some(Ok(w)) => {
+                        open_wires
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(pair, w);
+                    }
+                    Some(Err(e)) => fail(format!("opening the wire from rank {from} on {}: {e}", dev.id())),
+                    None => fail(format!(
+                        "{} has no wire to receive from rank {from} on (its kind has no direct transport)",
+                        dev.id()
+                    )),
+                }
+            }
+            Msg::WireData {
+                edge,
+                mb,
+                dtype,
+                shape,
+            } => {
+                let wire = wires_in.edges.get(&edge).and_then(|p| {
+                    open_wires
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(p)
+                        .cloned()
+                });
+                let (Some(wire), Some(to)) = (wire, receivers.get(&edge)) else {
+                    return fail(format!(
+                        "rank {from} sent micro-batch {mb} of edge {edge} on a wire this rank has not opened"
+                    ));
+                };
+                let to = to.clone();
+                let events = events.clone();
+                let kind = wire.kind();
+                wire.recv(
+                    dtype,
+                    shape,
+                    Box::new(move |r| match r {
+                        Ok(tensor) => to.do_send(ArrivedOnDevice { mb, tensor }),
+                        Err(e) => {
+                            let _ = events.send(Event::Failed(RuntimeError::Network(format!(
+                                "receiving micro-batch {mb} of edge {edge} from rank {from} ({kind}): {e}"
+                            ))));
+                        }
+                    }),
+                );
+            }
             Msg::Data { edge, mb, tensor } => {
                 if let Some(a) = receivers.get(&edge) {
                     a.do_send(Arrived { mb, tensor });
@@ -1122,6 +1259,43 @@ fn build(
     // receivers on the consumer device's (the root's source and sink ends
     // on the io thread).
     let hub_session = net.as_ref().map(|n| (n.hub.clone(), n.session));
+    // Wires: each plan transfer between two devices of a wire kind gets
+    // the number of its directed device pair, in this (every rank's) order.
+    let names = plan.copy_devices(copy_of.1);
+    let pd_of = |e: &NetEdge| {
+        producers[e.value.0]
+            .map(|p| plan.placement[p.0])
+            .unwrap_or(usize::MAX)
+    };
+    let mut net = net;
+    let mut wire_no: HashMap<u32, u32> = HashMap::new();
+    if let Some(n) = net.as_deref_mut() {
+        let kind_of = |d: usize| {
+            names.get(d).map(|name| {
+                crate::net::local_name(name)
+                    .split(':')
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            })
+        };
+        let wired =
+            |d: usize| kind_of(d).is_some_and(|k| n.wire_kinds.iter().any(|w| w.name() == k));
+        for e in &edges {
+            let EdgeKey::Transfer(_, to) = e.key else {
+                continue;
+            };
+            let from = pd_of(e);
+            if !(wired(from) && wired(to)) {
+                continue;
+            }
+            let key = (names[from].clone(), names[to].clone());
+            let next = n.wire_pairs.len() as u32;
+            let pair = *n.wire_pairs.entry(key).or_insert(next);
+            wire_no.insert(e.id, pair);
+        }
+    }
+    let wire_of = |e: &NetEdge| wire_no.get(&e.id).copied();
     // Network spans get a row of their own ("net"); a multi-host trace
     // prefixes every row with its rank.
     let lane = "net".to_string();
@@ -1153,6 +1327,9 @@ fn build(
                 lane.clone(),
             );
             s.upstream = Some(up);
+            if let (Some(pair), Some(n)) = (wire_of(e), net.as_deref_mut()) {
+                s.wire = Some(open_send_wire(n, pair, dev(pd_of(e))?, e.to_rank)?);
+            }
             if let Some(rx) = send_rx.remove(&e.id) {
                 start_on(&thread_of(pd), rx, s);
             }
@@ -1171,6 +1348,10 @@ fn build(
                 recorder.clone(),
                 lane.clone(),
             );
+            if let (Some(pair), Some(n), Some(d)) = (wire_of(e), net.as_deref_mut(), d) {
+                n.wire_recv.insert(pair, dev(d)?.clone());
+                n.wire_edges.insert(e.id, pair);
+            }
             if let Some(rx) = recv_rx.remove(&e.id) {
                 start_on(&thread_of(d), rx, r);
             }
@@ -1198,5 +1379,6 @@ fn build(
         arbiters,
         receivers: recv_addr,
         senders: send_addr,
+        wires_in: WiresIn::default(),
     })
 }

@@ -93,7 +93,7 @@ pub fn main(mut a: Args, hub: Option<&std::sync::Arc<hetflow::runtime::net::Hub>
         // Rank 0 of a multi-host job: the other ranks get the model and
         // the plan from here.
         super::cluster::share(h, &a.model, plan.as_ref(), a.credits, a.threads, tracing)?;
-        b = b.hub(h.clone());
+        b = b.hub(h.clone()).wires(&hetflow::cluster::wires_from_env());
     }
     let mut session = b.trace(tracing).build()?;
     // Micro-batches are fed lazily and their outputs dropped as they come

@@ -60,6 +60,8 @@ pub struct Host {
     pub name: String,
     pub slots: usize,
     pub devices: Option<String>,
+    /// Its line in the hostfile (1-based), for errors.
+    pub line: usize,
 }
 
 /// Parses a DeepSpeed-style hostfile; errors name the file and line.
@@ -87,6 +89,7 @@ pub fn parse_hostfile(text: &str, path: &Path) -> Result<Vec<Host>> {
             name: name.to_string(),
             slots: 1,
             devices: None,
+            line: i + 1,
         };
         for kv in parts {
             let (k, v) = kv.split_once('=').with_context(|| {
@@ -292,6 +295,102 @@ pub fn compose(p: &Plan) -> Result<Vec<String>> {
     Ok(argv)
 }
 
+/// How long a host has to answer the reachability probe.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Checks, before any work starts, that every host of the hostfile that
+/// `mpirun` will reach over ssh can be reached: its name resolves and,
+/// when `mpirun` starts ranks with ssh (Open MPI's default rsh agent),
+/// something accepts a TCP connection on its ssh port
+/// (`HETFLOW_SSH_PORT`, default 22) within 3 s. Hosts that name this
+/// machine are skipped, as `mpirun` starts those ranks itself; with
+/// another agent (`OMPI_MCA_plm_rsh_agent` or `--launcher-arg` naming
+/// `plm_rsh_agent`) only the name is checked. Hosts are probed in
+/// parallel, so a job waits at most 3 s here. `HETFLOW_LAUNCH_NO_PROBE=1`
+/// skips the probe.
+fn probe_hosts(hosts: &[Host], file: &Path, extra: &[String]) -> Result<()> {
+    if std::env::var_os("HETFLOW_LAUNCH_NO_PROBE").is_some() {
+        return Ok(());
+    }
+    let agent_is_ssh = match std::env::var("OMPI_MCA_plm_rsh_agent") {
+        Ok(a) => a.trim().is_empty() || a.trim_start().starts_with("ssh"),
+        Err(_) => true,
+    } && !extra.iter().any(|x| x.contains("plm_rsh_agent"));
+    let port: u16 = match std::env::var("HETFLOW_SSH_PORT") {
+        Ok(v) => v.parse().ok().filter(|&p| p > 0).with_context(|| {
+            format!(
+                "HETFLOW_SSH_PORT must be a port from 1 to 65535, got '{}'",
+                v.escape_default()
+            )
+        })?,
+        Err(_) => 22,
+    };
+    let me = local_names();
+    let remote: Vec<&Host> = hosts
+        .iter()
+        .filter(|h| !me.iter().any(|m| m.eq_ignore_ascii_case(&h.name)))
+        .collect();
+    let probes: Vec<_> = remote
+        .iter()
+        .map(|h| {
+            let name = h.name.clone();
+            std::thread::spawn(move || probe_host(&name, port, agent_is_ssh))
+        })
+        .collect();
+    for (h, p) in remote.iter().zip(probes) {
+        let verdict = p
+            .join()
+            .unwrap_or_else(|_| Err("the probe thread failed".into()));
+        if let Err(why) = verdict {
+            bail!(
+                "{}:{}: host '{}' is unreachable: {why} (nothing was started; HETFLOW_LAUNCH_NO_PROBE=1 skips this check)",
+                file.display(),
+                h.line,
+                h.name
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Resolves `name` and, when ranks start over ssh, connects to `port`.
+fn probe_host(name: &str, port: u16, connect: bool) -> std::result::Result<(), String> {
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<std::net::SocketAddr> = (name, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("its name does not resolve ({e})"))?
+        .collect();
+    if addrs.is_empty() {
+        return Err("its name resolves to no address".into());
+    }
+    if !connect {
+        return Ok(());
+    }
+    let mut last = String::new();
+    for a in &addrs {
+        match std::net::TcpStream::connect_timeout(a, PROBE_TIMEOUT) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = format!("{a}: {e}"),
+        }
+    }
+    Err(format!(
+        "nothing accepts connections on its ssh port {port} ({last}); mpirun starts remote ranks over ssh (HETFLOW_SSH_PORT names another port)"
+    ))
+}
+
+/// The names `mpirun` treats as this machine.
+fn local_names() -> Vec<String> {
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
+    if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let h = h.trim().to_string();
+        if let Some(short) = h.split('.').next() {
+            names.push(short.to_string());
+        }
+        names.push(h);
+    }
+    names
+}
+
 /// A shell-safe rendering of argv for `--dry-run`.
 fn shell_line(argv: &[String]) -> String {
     argv.iter()
@@ -375,6 +474,9 @@ pub fn main(a: Args) -> Result<()> {
         bail!(
             "this hetflow was built without MPI: rebuild with `cargo build --release --features mpi` (needs Open MPI and libclang: bash scripts/setup.sh --mpi)"
         );
+    }
+    if let (Some(hs), Some(f), Launcher::Mpirun) = (&hosts, &a.hostfile, launcher) {
+        probe_hosts(hs, f, &a.launcher_args)?;
     }
     let mut child = std::process::Command::new(&argv[0])
         .args(&argv[1..])

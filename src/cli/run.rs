@@ -91,7 +91,7 @@ pub fn main(mut a: Args, hub: Option<&std::sync::Arc<hetflow::runtime::net::Hub>
             a.threads,
             a.trace.is_some(),
         )?;
-        b = b.hub(h.clone());
+        b = b.hub(h.clone()).wires(&hetflow::cluster::wires_from_env());
     }
     let mut session = b.build()?;
     let start = std::time::Instant::now();

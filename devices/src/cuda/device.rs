@@ -40,6 +40,10 @@ const HOST_MIRROR_BYTES: usize = 4096;
 pub(crate) struct CudaView(pub Arc<CudaBuffer>);
 
 /// The CUDA buffer behind a tensor's payload, whichever GPU holds it.
+pub(crate) fn payload_of(t: &DeviceTensor) -> Option<&Arc<CudaBuffer>> {
+    payload_buffer(t)
+}
+
 fn payload_buffer(t: &DeviceTensor) -> Option<&Arc<CudaBuffer>> {
     t.payload::<Arc<CudaBuffer>>()
         .or_else(|| t.payload::<CudaView>().map(|v| &v.0))
@@ -97,6 +101,53 @@ impl Drop for CudaBuffer {
             pending.push(self.ready.clone());
             self.pool.release(b, pending);
         }
+    }
+}
+
+/// Makes buffers on one GPU from a thread of its own (the NCCL wires).
+#[derive(Clone)]
+pub(crate) struct AllocHandle {
+    id: DeviceId,
+    ctx: Arc<CudaContext>,
+    pool: Arc<DevicePool>,
+}
+
+impl AllocHandle {
+    /// A buffer of `bytes` that `stream` will write, and the event to
+    /// record after the write (the buffer's `ready`).
+    pub fn alloc(
+        &self,
+        op: &str,
+        bytes: usize,
+        stream: &CudaStream,
+    ) -> Result<(Arc<CudaBuffer>, Arc<CudaEvent>)> {
+        let err = |msg: String| DeviceError::Kernel {
+            device: self.id,
+            op: op.into(),
+            msg,
+        };
+        let ready = Arc::new(
+            self.ctx
+                .new_event(None)
+                .map_err(|e| err(format!("cuEventCreate: {e}")))?,
+        );
+        let block = self.pool.alloc(bytes, stream).map_err(err)?;
+        let buf = Arc::new(CudaBuffer {
+            block: Some(block),
+            bytes,
+            ready: ready.clone(),
+            uses: Mutex::new(Vec::new()),
+            started: None,
+            report: Mutex::new(None),
+            host: OnceLock::new(),
+            pool: self.pool.clone(),
+        });
+        Ok((buf, ready))
+    }
+
+    /// `b` as a tensor of this GPU.
+    pub fn wrap(&self, dtype: DType, shape: Vec<usize>, b: Arc<CudaBuffer>) -> DeviceTensor {
+        DeviceTensor::new(self.id, dtype, shape, Arc::new(b))
     }
 }
 
@@ -258,6 +309,15 @@ impl CudaDevice {
             host: OnceLock::new(),
             pool: self.pool.clone(),
         }))
+    }
+
+    /// What another thread (an NCCL wire's) needs to make buffers here.
+    pub(crate) fn alloc_handle(&self) -> AllocHandle {
+        AllocHandle {
+            id: self.info.id,
+            ctx: self.ctx.clone(),
+            pool: self.pool.clone(),
+        }
     }
 
     pub(crate) fn wrap(&self, dtype: DType, shape: Vec<usize>, b: Arc<CudaBuffer>) -> DeviceTensor {
@@ -442,6 +502,18 @@ impl Device for CudaDevice {
         if let Err(e) = self.ctx.bind_to_thread() {
             tracing::warn!("{}: binding the CUDA context: {e}", self.info.id);
         }
+    }
+
+    fn wire_id(&self) -> Option<Result<Vec<u8>>> {
+        Some(super::nccl::unique_id())
+    }
+
+    fn open_wire(
+        &self,
+        end: crate::wire::WireEnd,
+        id: &[u8],
+    ) -> Option<Result<Arc<dyn crate::wire::Wire>>> {
+        Some(super::nccl::open(self, end, id))
     }
 }
 

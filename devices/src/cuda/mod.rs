@@ -78,6 +78,7 @@ pub mod discovery;
 pub mod geom;
 pub mod kernels;
 mod launch;
+pub mod nccl;
 mod nn;
 mod ops;
 mod timing;

@@ -25,12 +25,31 @@
 //!   broadcast the model and the plan.
 //!
 //! ## Messages ([`Msg`])
-//! `Data` carries one micro-batch of one edge as a host tensor; `Credit`
+//! `Data` carries one micro-batch of one edge as a host tensor; `WireOpen`
+//! and `WireData` do the same for an edge between two devices with a
+//! transport of their own (NCCL between GPUs, see "Wires" below), where
+//! only the header travels here; `Credit`
 //! hands a buffer back to the edge's sender, so flow control spans hosts
 //! exactly as it spans devices: the producer's window is the same
 //! `credits` buffers, counted from its own device to the consumer on the
 //! other host. `Failed` ends a session everywhere with the failing rank's
 //! error; `Stop` tells a serving rank that the root closed the session.
+//!
+//! ## Wires
+//! A session built with `SessionOptions::wires` naming a device kind
+//! (`cuda`, when the job sets `HETFLOW_NCCL=1`) moves each cross-host edge
+//! between two devices of that kind over a [`hetflow_devices::wire::Wire`]
+//! instead of host memory. One wire per directed pair of devices, shared
+//! by every edge between them and numbered in the order every rank
+//! computes alike. At build, the sending rank asks its device for an id
+//! (an NCCL unique id), opens its end and sends `WireOpen`; the receiving
+//! rank opens its end when that arrives. For each micro-batch the sender
+//! queues the tensor on the wire and, under the same lock, sends the
+//! `WireData` header; the receiving rank's link thread posts the matching
+//! receive as each header arrives. Sends and receives thus meet in the
+//! same order on both ends, as NCCL requires, because the link keeps the
+//! order of messages between two ranks. Credits travel as for any other
+//! edge.
 //!
 //! ## Security
 //! The byte plane is the link's (MPI's): unauthenticated, as in every peer
@@ -71,6 +90,26 @@ pub enum Msg {
     },
     /// The root closed the session.
     Stop,
+    /// The sender of a wire edge opened wire `pair` (see
+    /// [`hetflow_devices::wire`]) with this id; the receiver opens its end.
+    WireOpen {
+        /// Wire number within the session.
+        pair: u32,
+        /// The wire's id (an NCCL unique id).
+        id: Vec<u8>,
+    },
+    /// Micro-batch `mb` of wire edge `edge` is on its wire: the receiver
+    /// posts a receive of this dtype and shape.
+    WireData {
+        /// Edge id.
+        edge: u32,
+        /// Micro-batch number.
+        mb: u64,
+        /// Element type.
+        dtype: DType,
+        /// Dimensions.
+        shape: Vec<usize>,
+    },
     /// Launcher control data (session 0).
     Control {
         /// What it is.
@@ -85,6 +124,18 @@ const K_CREDIT: u8 = 2;
 const K_FAILED: u8 = 3;
 const K_STOP: u8 = 4;
 const K_CONTROL: u8 = 5;
+const K_WIRE_OPEN: u8 = 6;
+const K_WIRE_DATA: u8 = 7;
+
+/// Appends a dtype and shape: ONNX dtype code (i32), rank (u32), dims
+/// (u64 each).
+fn put_type(b: &mut Vec<u8>, dtype: DType, shape: &[usize]) {
+    b.extend_from_slice(&dtype.to_onnx().to_le_bytes());
+    b.extend_from_slice(&(shape.len() as u32).to_le_bytes());
+    for &d in shape {
+        b.extend_from_slice(&(d as u64).to_le_bytes());
+    }
+}
 
 /// Encodes `msg` for session `session`: kind (u8), session (u32), then the
 /// kind's fields, little-endian; a tensor as its ONNX dtype code (i32),
@@ -102,12 +153,24 @@ pub fn encode(session: u32, msg: &Msg) -> Vec<u8> {
             head(&mut b, K_DATA);
             b.extend_from_slice(&edge.to_le_bytes());
             b.extend_from_slice(&mb.to_le_bytes());
-            b.extend_from_slice(&tensor.dtype().to_onnx().to_le_bytes());
-            b.extend_from_slice(&(tensor.rank() as u32).to_le_bytes());
-            for &d in tensor.shape() {
-                b.extend_from_slice(&(d as u64).to_le_bytes());
-            }
+            put_type(&mut b, tensor.dtype(), tensor.shape());
             b.extend_from_slice(&data);
+        }
+        Msg::WireOpen { pair, id } => {
+            head(&mut b, K_WIRE_OPEN);
+            b.extend_from_slice(&pair.to_le_bytes());
+            b.extend_from_slice(id);
+        }
+        Msg::WireData {
+            edge,
+            mb,
+            dtype,
+            shape,
+        } => {
+            head(&mut b, K_WIRE_DATA);
+            b.extend_from_slice(&edge.to_le_bytes());
+            b.extend_from_slice(&mb.to_le_bytes());
+            put_type(&mut b, *dtype, shape);
         }
         Msg::Credit { edge } => {
             head(&mut b, K_CREDIT);
@@ -152,6 +215,29 @@ impl<'a> Reader<'a> {
             self.take(8)?.try_into().unwrap_or([0; 8]),
         ))
     }
+    /// A dtype and shape written by [`put_type`], with the tensor's byte
+    /// count (checked for overflow).
+    fn typ(&mut self) -> Result<(DType, Vec<usize>, usize)> {
+        let code = self.u32()? as i32;
+        let dtype = DType::from_onnx(code).ok_or_else(|| {
+            RuntimeError::Network(format!("message carries unknown dtype code {code}"))
+        })?;
+        let rank = self.u32()? as usize;
+        if rank > 64 {
+            return Err(RuntimeError::Network(format!(
+                "message carries a tensor of rank {rank}"
+            )));
+        }
+        let mut shape = Vec::with_capacity(rank);
+        for _ in 0..rank {
+            shape.push(self.u64()? as usize);
+        }
+        let bytes = shape
+            .iter()
+            .try_fold(dtype.size(), |a, &d| a.checked_mul(d))
+            .ok_or_else(|| RuntimeError::Network("tensor size overflows".into()))?;
+        Ok((dtype, shape, bytes))
+    }
 }
 
 /// Decodes a message of [`encode`]: (session, message).
@@ -163,24 +249,7 @@ pub fn decode(bytes: &[u8]) -> Result<(u32, Msg)> {
         K_DATA => {
             let edge = r.u32()?;
             let mb = r.u64()?;
-            let code = r.u32()? as i32;
-            let dtype = DType::from_onnx(code).ok_or_else(|| {
-                RuntimeError::Network(format!("message carries unknown dtype code {code}"))
-            })?;
-            let rank = r.u32()? as usize;
-            if rank > 64 {
-                return Err(RuntimeError::Network(format!(
-                    "message carries a tensor of rank {rank}"
-                )));
-            }
-            let mut shape = Vec::with_capacity(rank);
-            for _ in 0..rank {
-                shape.push(r.u64()? as usize);
-            }
-            let want = shape
-                .iter()
-                .try_fold(dtype.size(), |a, &d| a.checked_mul(d))
-                .ok_or_else(|| RuntimeError::Network("tensor size overflows".into()))?;
+            let (dtype, shape, want) = r.typ()?;
             if r.0.len() != want {
                 return Err(RuntimeError::Network(format!(
                     "tensor {dtype}{shape:?} needs {want} bytes, message has {}",
@@ -200,6 +269,27 @@ pub fn decode(bytes: &[u8]) -> Result<(u32, Msg)> {
             text: String::from_utf8_lossy(r.0).into_owned(),
         },
         K_STOP => Msg::Stop,
+        K_WIRE_OPEN => Msg::WireOpen {
+            pair: r.u32()?,
+            id: r.0.to_vec(),
+        },
+        K_WIRE_DATA => {
+            let edge = r.u32()?;
+            let mb = r.u64()?;
+            let (dtype, shape, _) = r.typ()?;
+            if !r.0.is_empty() {
+                return Err(RuntimeError::Network(format!(
+                    "wire header has {} trailing bytes",
+                    r.0.len()
+                )));
+            }
+            Msg::WireData {
+                edge,
+                mb,
+                dtype,
+                shape,
+            }
+        }
         K_CONTROL => {
             let tag = r.u32()?;
             Msg::Control {
@@ -638,6 +728,60 @@ mod tests {
         assert!(decode(&b).is_err());
         assert!(decode(&[]).is_err());
         assert!(decode(&[99, 0, 0, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn wire_messages_survive_the_wire() {
+        let id: Vec<u8> = (0..128).map(|i| i as u8).collect();
+        let b = encode(
+            4,
+            &Msg::WireOpen {
+                pair: 2,
+                id: id.clone(),
+            },
+        );
+        assert!(
+            matches!(decode(&b).unwrap(), (4, Msg::WireOpen { pair: 2, id: got }) if got == id)
+        );
+        let b = encode(
+            4,
+            &Msg::WireData {
+                edge: 9,
+                mb: 1 << 40,
+                dtype: DType::BF16,
+                shape: vec![3, 0, 5],
+            },
+        );
+        match decode(&b).unwrap() {
+            (
+                4,
+                Msg::WireData {
+                    edge: 9,
+                    mb,
+                    dtype: DType::BF16,
+                    shape,
+                },
+            ) => {
+                assert_eq!(mb, 1 << 40);
+                assert_eq!(shape, [3, 0, 5]);
+            }
+            other => panic!("decoded {other:?}"),
+        }
+        // Trailing bytes or a shape whose size overflows are errors.
+        let mut long = b.clone();
+        long.push(0);
+        assert!(decode(&long).unwrap_err().to_string().contains("trailing"));
+        let huge = encode(
+            4,
+            &Msg::WireData {
+                edge: 0,
+                mb: 0,
+                dtype: DType::F32,
+                shape: vec![usize::MAX / 2, 4],
+            },
+        );
+        assert!(decode(&huge).unwrap_err().to_string().contains("overflows"));
+        assert!(decode(&b[..b.len() - 3]).is_err());
     }
 
     #[test]

@@ -1,0 +1,267 @@
+//! Wires: device-to-device channels between the ranks of a multi-host job.
+//!
+//! A cross-host edge normally moves its tensors through host memory: the
+//! producer's device downloads, the job's link (MPI) carries bytes, the
+//! consumer's device uploads. When both ends are devices with a direct
+//! transport of their own (NCCL between CUDA GPUs), the runtime asks the
+//! two devices for a [`Wire`] instead and sends only a small header over
+//! the link.
+//!
+//! ## Contract
+//! A wire is one *direction* between one device on one rank and one
+//! device on another: the sending rank's device opens the [`WireEnd::Send`]
+//! end, the receiving rank's device the [`WireEnd::Recv`] end, both with
+//! the same id (made by the sender with [`crate::Device::wire_id`] and
+//! carried to the receiver over the link). Operations are matched in
+//! order: the k-th `send` on one end delivers into the k-th `recv` on the
+//! other, so both sides must issue them in the same order (the runtime
+//! posts a receive for each header in arrival order, and the link keeps
+//! messages between two ranks in order). A wire is a FIFO, never shared
+//! between directions: NCCL's send and receive block until their match
+//! is posted, and a send and a receive queued on one stream in opposite
+//! directions can wait on each other across ranks (rank 0 sends to 1
+//! while 1 sends to 0). One wire per direction rules that out.
+//!
+//! Both calls return at once; the work runs on the wire's own thread, in
+//! order, and `done` is called there. A `send` keeps its tensor alive
+//! until the data has left; a `recv` hands over a tensor on the
+//! receiving device whose data is complete.
+//!
+//! ## Implementations
+//! * NCCL (`crate::cuda::nccl`): a two-rank communicator per wire on its
+//!   own CUDA stream.
+//! * [`Loopback`]: a device wrapper whose wires join ranks that are threads
+//!   of one process, with NCCL's rendezvous (a send completes only once
+//!   its receive is posted). It carries the data through host memory; it
+//!   exists to test the runtime's wire protocol (ordering, credits,
+//!   deadlock freedom) on any machine.
+
+use crate::{Device, DeviceError, DeviceInfo, DeviceTensor, Result};
+use hetflow_ops::{DType, Op, Tensor};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Which end of a wire a device opens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WireEnd {
+    /// The producer's side.
+    Send,
+    /// The consumer's side.
+    Recv,
+}
+
+/// Called when a send has left the device (or failed).
+pub type SendDone = Box<dyn FnOnce(Result<()>) + Send>;
+/// Called with the received tensor (or the failure).
+pub type RecvDone = Box<dyn FnOnce(Result<DeviceTensor>) + Send>;
+
+/// One direction of a device-to-device channel between two ranks (module
+/// docs).
+pub trait Wire: Send + Sync {
+    /// What carries it (`nccl`, `loopback`), for traces and errors.
+    fn kind(&self) -> &'static str;
+    /// Queues `t` for the other end.
+    fn send(&self, t: DeviceTensor, done: SendDone);
+    /// Queues a receive of the next tensor, which has this dtype and shape.
+    fn recv(&self, dtype: DType, shape: Vec<usize>, done: RecvDone);
+}
+
+/// A wire's work, run in order on its thread.
+pub(crate) enum Job {
+    Send(DeviceTensor, SendDone),
+    Recv(DType, Vec<usize>, RecvDone),
+}
+
+/// Runs `jobs` in order on a new thread: `start` first (it may block, as
+/// NCCL's communicator set-up does, until the other end joins), then each
+/// job with `run_send` / `run_recv`. When `start` fails, every job fails
+/// with its error. The thread ends when the wire (the sender of `jobs`)
+/// is dropped.
+pub(crate) fn spawn_worker<S, FS, FR>(
+    name: String,
+    start: impl FnOnce() -> Result<S> + Send + 'static,
+    run_send: FS,
+    run_recv: FR,
+) -> Result<crossbeam::channel::Sender<Job>>
+where
+    S: 'static,
+    FS: Fn(&mut S, &DeviceTensor) -> Result<()> + Send + 'static,
+    FR: Fn(&mut S, DType, &[usize]) -> Result<DeviceTensor> + Send + 'static,
+{
+    let (tx, rx) = crossbeam::channel::unbounded::<Job>();
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            let mut state = start();
+            for job in rx {
+                match (&mut state, job) {
+                    (Ok(s), Job::Send(t, done)) => {
+                        let r = run_send(s, &t);
+                        drop(t);
+                        done(r)
+                    }
+                    (Ok(s), Job::Recv(dt, shape, done)) => done(run_recv(s, dt, &shape)),
+                    (Err(e), Job::Send(_, done)) => done(Err(DeviceError::Other(e.to_string()))),
+                    (Err(e), Job::Recv(_, _, done)) => done(Err(DeviceError::Other(e.to_string()))),
+                }
+            }
+        })
+        .map_err(|e| DeviceError::Other(format!("cannot start the thread of {name}: {e}")))?;
+    Ok(tx)
+}
+
+/// A [`Wire`] served by a [`spawn_worker`] thread.
+pub(crate) struct WorkerWire {
+    pub kind: &'static str,
+    pub jobs: crossbeam::channel::Sender<Job>,
+}
+
+impl Wire for WorkerWire {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+    fn send(&self, t: DeviceTensor, done: SendDone) {
+        if let Err(e) = self.jobs.send(Job::Send(t, done)) {
+            if let Job::Send(_, done) = e.0 {
+                done(Err(DeviceError::Other(format!(
+                    "{} wire closed",
+                    self.kind
+                ))));
+            }
+        }
+    }
+    fn recv(&self, dtype: DType, shape: Vec<usize>, done: RecvDone) {
+        if let Err(e) = self.jobs.send(Job::Recv(dtype, shape, done)) {
+            if let Job::Recv(_, _, done) = e.0 {
+                done(Err(DeviceError::Other(format!(
+                    "{} wire closed",
+                    self.kind
+                ))));
+            }
+        }
+    }
+}
+
+/// The rendezvous channels of [`Loopback`] wires, by id.
+type Rendezvous = (
+    crossbeam::channel::Sender<Arc<Tensor>>,
+    crossbeam::channel::Receiver<Arc<Tensor>>,
+);
+
+fn registry() -> &'static Mutex<HashMap<Vec<u8>, Rendezvous>> {
+    static R: OnceLock<Mutex<HashMap<Vec<u8>, Rendezvous>>> = OnceLock::new();
+    R.get_or_init(Default::default)
+}
+
+/// The channel of wire `id`: made by whichever end comes first, and
+/// forgotten by the registry once the second end has it.
+fn rendezvous(id: &[u8]) -> Rendezvous {
+    let mut r = registry().lock().unwrap_or_else(|e| e.into_inner());
+    match r.remove(id) {
+        Some(ch) => ch,
+        None => {
+            let ch = crossbeam::channel::bounded(0);
+            r.insert(id.to_vec(), ch.clone());
+            ch
+        }
+    }
+}
+
+/// A device wrapper whose wires join ranks that are threads of one process
+/// (module docs). Everything else passes through to the wrapped device.
+pub struct Loopback {
+    inner: Arc<dyn Device>,
+    sent: Arc<AtomicU64>,
+}
+
+impl Loopback {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Device>) -> Loopback {
+        Loopback {
+            inner,
+            sent: Arc::new(AtomicU64::new(0)),
+        }
+    }
+    /// Tensors sent over this device's wires so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+}
+
+impl Device for Loopback {
+    fn info(&self) -> &DeviceInfo {
+        self.inner.info()
+    }
+    fn supports(&self, op: &Op) -> std::result::Result<(), String> {
+        self.inner.supports(op)
+    }
+    fn upload(&self, t: Arc<Tensor>) -> Result<DeviceTensor> {
+        self.inner.upload(t)
+    }
+    fn download(&self, t: &DeviceTensor) -> Result<Arc<Tensor>> {
+        self.inner.download(t)
+    }
+    fn execute(
+        &self,
+        op: &Op,
+        inputs: &[Option<&DeviceTensor>],
+        n_outputs: usize,
+    ) -> Result<Vec<DeviceTensor>> {
+        self.inner.execute(op, inputs, n_outputs)
+    }
+    fn init_executor_thread(&self) {
+        self.inner.init_executor_thread()
+    }
+    fn wire_id(&self) -> Option<Result<Vec<u8>>> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let mut id = b"loopback".to_vec();
+        id.extend_from_slice(&std::process::id().to_le_bytes());
+        id.extend_from_slice(&n.to_le_bytes());
+        Some(Ok(id))
+    }
+    fn open_wire(&self, end: WireEnd, id: &[u8]) -> Option<Result<Arc<dyn Wire>>> {
+        let (tx, rx) = rendezvous(id);
+        let dev = self.inner.clone();
+        let sent = self.sent.clone();
+        let name = format!("hetflow-wire-{}", self.inner.id());
+        let jobs = spawn_worker(
+            name,
+            move || Ok((tx, rx)),
+            move |(tx, _): &mut Rendezvous, t: &DeviceTensor| {
+                let host = dev.download(t)?;
+                // Blocks until the other end posts its receive, as NCCL does.
+                tx.send(host).map_err(|_| {
+                    DeviceError::Other("loopback wire: the receiver is gone".into())
+                })?;
+                sent.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            },
+            {
+                let dev = self.inner.clone();
+                move |(_, rx): &mut Rendezvous, dtype: DType, shape: &[usize]| {
+                    let t = rx.recv().map_err(|_| {
+                        DeviceError::Other("loopback wire: the sender is gone".into())
+                    })?;
+                    if t.dtype() != dtype || t.shape() != shape {
+                        return Err(DeviceError::Other(format!(
+                            "loopback wire: expected {dtype}{shape:?}, got {}{:?} (sends and receives out of order)",
+                            t.dtype(),
+                            t.shape()
+                        )));
+                    }
+                    dev.upload(t)
+                }
+            },
+        );
+        // Both ends run the same worker; which half a job uses says the end.
+        let _ = end;
+        Some(jobs.map(|jobs| {
+            Arc::new(WorkerWire {
+                kind: "loopback",
+                jobs,
+            }) as Arc<dyn Wire>
+        }))
+    }
+}
