@@ -9,7 +9,8 @@
 //! - [`heft`]: list schedulers (HEFT with insertion, CPOP, PEFT, baselines);
 //! - [`partition`]: heterogeneity-aware pipeline partitioning;
 //! - [`plan`]: the [`Plan`] the runtime (and the simulator) execute;
-//! - [`sim`]: the discrete-event simulator of plans and list schedules.
+//! - [`sim`]: the discrete-event simulator of plans and list schedules,
+//!   and ([`sim::gpt`]) of transformer training on GPU clusters.
 
 pub mod calibrate;
 pub mod cluster;

@@ -11,6 +11,7 @@ mod plan;
 mod profile;
 mod run;
 mod simulate;
+mod simulate_gpt;
 
 use clap::{Parser, Subcommand};
 
@@ -38,7 +39,7 @@ enum Command {
     /// Place a model on a cluster; print the stages, write the plan JSON.
     Plan(plan::Args),
     /// Predict a plan, model or research DAG with the discrete-event simulator.
-    Simulate(simulate::Args),
+    Simulate(Box<simulate::Args>),
     /// Run `run` or `bench` as one job over several hosts (mpirun/srun).
     Launch(launch::Args),
 }
@@ -58,7 +59,7 @@ pub fn main() -> i32 {
         Command::Bench(a) => cluster::job(|hub| bench::main(a, hub)),
         Command::Profile(a) => cluster::job(|hub| profile::main(a, hub)),
         Command::Plan(a) => plan::main(a),
-        Command::Simulate(a) => simulate::main(a),
+        Command::Simulate(a) => simulate::main(*a),
         Command::Launch(a) => launch::main(a),
     };
     match r {
@@ -68,5 +69,16 @@ pub fn main() -> i32 {
             eprintln!("error: {msg}");
             2
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own consistency checks (duplicate flags, conflicts naming
+    /// unknown arguments), which otherwise run only in debug builds.
+    #[test]
+    fn command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

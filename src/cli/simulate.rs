@@ -7,7 +7,9 @@
 //!   saved plan, node by node when the model is given, stage by stage
 //!   otherwise;
 //! - `hetflow simulate --dag dag.json [--cluster c.toml] --scheduler heft`:
-//!   a research DAG under a list scheduler.
+//!   a research DAG under a list scheduler;
+//! - `hetflow simulate --workload gpt ... --cluster NODE.toml`: transformer
+//!   training at cluster scale ([`super::simulate_gpt`]).
 //!
 //! Prints a per-device table and the critical path; the last line is
 //! `makespan=<number>` (ms for models and plans, the DAG's unit for DAGs).
@@ -49,9 +51,10 @@ pub struct Args {
     /// Use only these cluster devices (comma-separated names).
     #[arg(long)]
     devices: Option<String>,
-    /// `streaming`, `gpipe` or `1f1b` (default: the plan's, else streaming).
+    /// `streaming`, `gpipe` or `1f1b` (default: the plan's, else
+    /// streaming); with `--workload gpt`: `1f1b` or `interleaved`.
     #[arg(long)]
-    schedule: Option<Schedule>,
+    schedule: Option<String>,
     /// Micro-batches (default: the plan's, else 1).
     #[arg(long)]
     microbatches: Option<usize>,
@@ -73,6 +76,11 @@ pub struct Args {
     /// Write the simulated timeline as an SVG Gantt chart.
     #[arg(long)]
     svg: Option<PathBuf>,
+    /// `gpt`: simulate transformer training at cluster scale.
+    #[arg(long, conflicts_with_all = ["model", "plan", "dag"])]
+    workload: Option<String>,
+    #[command(flatten)]
+    gpt: super::simulate_gpt::GptArgs,
 }
 
 fn read(p: &Path, what: &str) -> Result<String> {
@@ -92,6 +100,40 @@ fn load_cluster(a: &Args) -> Result<Option<ClusterSpec>> {
 }
 
 pub fn main(a: Args) -> Result<()> {
+    if let Some(w) = &a.workload {
+        for (flag, given) in [
+            ("microbatches", a.microbatches.is_some()),
+            ("credits", a.credits.is_some()),
+            ("batch", a.batch.is_some()),
+            ("devices", a.devices.is_some()),
+        ] {
+            if given {
+                bail!(
+                    "--{flag} is for plans; --workload gpt takes --global-batch and --micro-batch"
+                );
+            }
+        }
+        let out = super::simulate_gpt::Outputs {
+            trace: a.trace.as_deref(),
+            svg: a.svg.as_deref(),
+        };
+        return super::simulate_gpt::main(
+            w,
+            &a.gpt,
+            a.cluster.as_ref(),
+            a.schedule.as_deref(),
+            out,
+        );
+    }
+    if a.gpt.any() {
+        bail!("--layers, --tp, --search and the other transformer flags need --workload gpt");
+    }
+    let schedule: Option<Schedule> = a
+        .schedule
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     check_opt("microbatches", a.microbatches, 1, MAX_MICROBATCHES)?;
     check_opt("credits", a.credits, 1, MAX_CREDITS)?;
     check_opt("batch", a.batch, 1, MAX_BATCH)?;
@@ -139,7 +181,7 @@ pub fn main(a: Args) -> Result<()> {
                 let opts = PartitionOptions {
                     microbatches: a.microbatches.unwrap_or(1),
                     credits: a.credits.unwrap_or(2),
-                    schedule: a.schedule.unwrap_or_default(),
+                    schedule: schedule.unwrap_or_default(),
                     use_all: false,
                 };
                 let plan = match a.planner {
@@ -157,7 +199,7 @@ pub fn main(a: Args) -> Result<()> {
     if let Some(c) = a.credits {
         w.credits = c;
     }
-    if let Some(s) = a.schedule {
+    if let Some(s) = schedule {
         w.schedule = s;
     }
     w.task_overhead = a.task_overhead_us / w.us_per_unit;

@@ -4,6 +4,11 @@
 //! makespan, throughput, per-device busy and bubble fractions, peak memory
 //! per device and the critical path ([`SimReport`]).
 //!
+//! Transformer training at cluster scale (tensor, pipeline and data
+//! parallelism on thousands of GPUs described by a node spec and a node
+//! count) is a separate, layer-level model in [`gpt`]: expanding such a
+//! run into kernels for this engine would mean millions of tasks.
+//!
 //! ## What is modelled (and how it mirrors the runtime)
 //! - **Compute queues**: one in-order queue per device. A kernel joins its
 //!   device's queue when its inputs are there (and, streaming, when its
@@ -90,6 +95,7 @@
 //! see `cargo bench --bench scheduler` for 10,000 ops on 1,024 devices.
 
 mod engine;
+pub mod gpt;
 mod render;
 #[cfg(test)]
 mod tests;
