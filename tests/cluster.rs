@@ -286,6 +286,9 @@ fn the_job_protocol_shares_the_model_and_merges_the_timelines() {
     assert!((0.0..=1.0).contains(&f), "{f}");
 }
 
+/// Rank 0's outputs, and the tensors each rank sent over its wires.
+type WiredRun = (Vec<Vec<Arc<Tensor>>>, Vec<u64>);
+
 /// Runs `batches` over `hubs.len()` ranks whose `cpu:0` is wrapped in a
 /// [`Loopback`] wire device, with wires on for CPU devices, so every
 /// cross-host edge between two stages travels over a wire (graph inputs
@@ -297,7 +300,7 @@ fn run_wired(
     hubs: Vec<Arc<Hub>>,
     batches: Vec<Vec<Arc<Tensor>>>,
     credits: usize,
-) -> Result<(Vec<Vec<Arc<Tensor>>>, Vec<u64>), String> {
+) -> Result<WiredRun, String> {
     use hetflow::devices::wire::Loopback;
     use hetflow::devices::{Device, DeviceKind};
     let wired = || -> Arc<Loopback> {

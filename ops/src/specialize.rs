@@ -30,8 +30,25 @@ pub fn specialize(g: &Graph, shapes: &[Vec<usize>]) -> Result<Graph> {
         )));
     }
     let mut s = g.clone();
+    let mut syms: std::collections::HashMap<String, (usize, String)> = Default::default();
     for (&id, shape) in g.inputs.iter().zip(shapes) {
         let v = &mut s.values[id.0];
+        // One symbolic dim, one size, across the inputs.
+        for (d, &n) in v.fact.shape.iter().flatten().zip(shape) {
+            if let Dim::Sym(sym) = d {
+                match syms.get(sym) {
+                    Some((m, other)) if *m != n => {
+                        return Err(Error::msg(format!(
+                            "input '{}' has '{sym}' = {n}, but input '{other}' has '{sym}' = {m}",
+                            v.name
+                        )))
+                    }
+                    _ => {
+                        syms.insert(sym.clone(), (n, v.name.clone()));
+                    }
+                }
+            }
+        }
         if let Some(declared) = &v.fact.shape {
             let fits = declared.len() == shape.len()
                 && declared

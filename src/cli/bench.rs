@@ -63,8 +63,7 @@ pub fn main(mut a: Args, hub: Option<&std::sync::Arc<hetflow::runtime::net::Hub>
     } else {
         bind_inputs(&model, &a.inputs)?
     };
-    let mut b = SessionBuilder::new(&model)
-        .input_shapes(inputs.iter().map(|t| t.shape().to_vec()).collect());
+    let mut b = super::run::specialise(SessionBuilder::new(&model), &model, &inputs);
     if let Some(d) = &a.device {
         b = b.devices(d);
     }

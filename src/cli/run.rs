@@ -59,9 +59,8 @@ pub fn main(mut a: Args, hub: Option<&std::sync::Arc<hetflow::runtime::net::Hub>
     let model = Model::load(&a.model)?;
     let files = output_files(&model)?;
     let inputs = bind_inputs(&model, &a.inputs)?;
-    let mut b = SessionBuilder::new(&model)
-        .trace(a.trace.is_some())
-        .input_shapes(inputs.iter().map(|t| t.shape().to_vec()).collect());
+    let mut b = SessionBuilder::new(&model).trace(a.trace.is_some());
+    b = specialise(b, &model, &inputs);
     if let Some(d) = &a.device {
         b = b.devices(d);
     }
@@ -119,4 +118,18 @@ pub fn main(mut a: Args, hub: Option<&std::sync::Arc<hetflow::runtime::net::Hub>
     }
     println!("ran in {:.3} ms", elapsed.as_secs_f64() * 1e3);
     Ok(())
+}
+
+/// Specialises the session to the inputs' shapes
+/// ([`SessionBuilder::input_shapes`]) when they fit the model; inputs that
+/// do not fit are left to the session, whose error names what is wrong.
+pub fn specialise<'a>(
+    b: SessionBuilder<'a>,
+    model: &hetflow::Model,
+    inputs: &[std::sync::Arc<hetflow::Tensor>],
+) -> SessionBuilder<'a> {
+    if hetflow::runtime::check_inputs(model.graph(), inputs).is_err() {
+        return b;
+    }
+    b.input_shapes(inputs.iter().map(|t| t.shape().to_vec()).collect())
 }
