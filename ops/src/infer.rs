@@ -13,7 +13,8 @@
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::graph::{Dim, Fact, Graph};
-use crate::op::{broadcast_shapes, norm_axis, resolve_window_dims, BinaryOp, Op};
+use crate::op::{resolve_window_dims, BinaryOp, Op};
+use crate::shape::{broadcast_dims, dim_axis, norm_axis, prod_dims};
 use std::sync::Arc;
 
 /// Folding evaluates a node only when its inputs together and each of its
@@ -165,40 +166,6 @@ fn with_dtype(dtype: Option<DType>, shape: Option<Vec<Dim>>) -> Fact {
     }
 }
 
-/// Broadcast of symbolic shapes.
-fn broadcast_dims(a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>> {
-    let n = a.len().max(b.len());
-    let one = Dim::Known(1);
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n {
-        let da = if i + a.len() >= n {
-            &a[i + a.len() - n]
-        } else {
-            &one
-        };
-        let db = if i + b.len() >= n {
-            &b[i + b.len() - n]
-        } else {
-            &one
-        };
-        out.push(match (da, db) {
-            (x, y) if x == y => x.clone(),
-            (Dim::Known(1), y) => y.clone(),
-            (x, Dim::Known(1)) => x.clone(),
-            (Dim::Known(x), Dim::Known(y)) => {
-                return Err(Error::msg(format!(
-                    "dims {x} and {y} do not broadcast (shapes {} and {})",
-                    crate::graph::fmt_shape(a),
-                    crate::graph::fmt_shape(b)
-                )))
-            }
-            (Dim::Known(x), Dim::Sym(_)) | (Dim::Sym(_), Dim::Known(x)) => Dim::Known(*x),
-            (x, _) => x.clone(),
-        });
-    }
-    Ok(out)
-}
-
 fn broadcast_facts(fs: &[&Fact]) -> Result<Option<Vec<Dim>>> {
     let mut acc: Option<Vec<Dim>> = Some(Vec::new());
     for f in fs {
@@ -261,16 +228,6 @@ fn resize_dims(
         };
     }
     Ok(o)
-}
-
-/// [`norm_axis`] for an axis that indexes a dim of the shape. A scalar
-/// (rank 0) has no dim to index, though `norm_axis` lets axis 0 through
-/// for ops that take scalars.
-fn dim_axis(axis: i64, rank: usize) -> Result<usize> {
-    if rank == 0 {
-        crate::bail!("axis {axis} out of range for a scalar (rank 0)");
-    }
-    norm_axis(axis, rank)
 }
 
 fn check_index_dtype(f: &Fact) -> Result<()> {
@@ -1275,7 +1232,7 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
             let x = x()?;
             let shape = match &x.shape {
                 Some(s) => {
-                    let perm = crate::op::transpose_perm(perm.as_deref(), s.len())?;
+                    let perm = crate::shape::transpose_perm(perm.as_deref(), s.len())?;
                     Some(perm.iter().map(|&p| s[p].clone()).collect())
                 }
                 None => None,
@@ -1532,31 +1489,10 @@ fn slice_shape(op: &Op, inputs: &[Option<&Fact>], x: &Fact) -> Result<Option<Vec
         if step == 0 {
             crate::bail!("Slice step cannot be 0");
         }
-        let (lo, hi) = crate::op::slice_range(starts[i], ends[i], step, d);
-        out[a] = Dim::Known(crate::op::slice_len(lo, hi, step));
+        let (lo, hi) = crate::shape::slice_range(starts[i], ends[i], step, d);
+        out[a] = Dim::Known(crate::shape::slice_len(lo, hi, step));
     }
     Ok(Some(out))
-}
-
-fn prod_dims(ds: &[Dim]) -> Dim {
-    let mut p = 1usize;
-    for d in ds {
-        match d {
-            // A product past usize is no size at all: leave it unknown.
-            Dim::Known(n) => match p.checked_mul(*n) {
-                Some(v) => p = v,
-                None => return Dim::Sym(format!("prod({})", crate::graph::fmt_shape(ds))),
-            },
-            Dim::Sym(s) => {
-                return if ds.len() == 1 {
-                    Dim::Sym(s.clone())
-                } else {
-                    Dim::Sym(format!("prod({})", crate::graph::fmt_shape(ds)))
-                }
-            }
-        }
-    }
-    Dim::Known(p)
 }
 
 /// The element count of Reshape's known output dims (`None` when one is
@@ -1662,9 +1598,4 @@ fn matmul_shape(a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>> {
         out.push(b2[b2.len() - 1].clone());
     }
     Ok(out)
-}
-
-/// Concrete broadcast used by kernels (re-exported for convenience).
-pub fn broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
-    broadcast_shapes(a, b)
 }

@@ -3,7 +3,8 @@
 //! Everything about a computation that does not depend on where it runs:
 //! [`Tensor`] and [`DType`], the graph IR ([`Graph`], [`Node`], [`Fact`]),
 //! the op set ([`Op`]) with shape/dtype inference ([`infer`]) and per-op
-//! cost ([`cost`]), ONNX import ([`onnx`]), `.npy` I/O ([`npy`]), and the
+//! cost ([`cost`]), shape arithmetic ([`shape`]), ONNX import ([`onnx`]),
+//! `.npy` I/O ([`npy`]), and the
 //! host kernels ([`kernels`]) that define each op's semantics.
 //!
 //! The host kernels are the reference semantics of every op and double as
@@ -24,6 +25,7 @@ pub mod onnx;
 pub mod op;
 pub mod optimize;
 pub mod pool;
+pub mod shape;
 pub mod tensor;
 
 pub use cost::Cost;

@@ -2,11 +2,10 @@
 //! as a direct loop, everything else as im2col + GEMM per (batch, group).
 
 use super::matmul::{gemm_into, Mat};
-use super::util::{
-    float_dispatch, input, numel, opt_input, out, strides, typed, valid_range, Float, SharedMut,
-};
+use super::util::{float_dispatch, input, opt_input, out, typed, valid_range, Float, SharedMut};
 use crate::error::Result;
 use crate::op::{resolve_window, Activation, ConvAttrs, Window};
+use crate::shape::{numel, strides};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 

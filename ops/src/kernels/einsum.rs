@@ -2,9 +2,10 @@
 //! `...` broadcasting, repeated labels (diagonals) and implicit outputs.
 //! Computed in f64 and returned in the operands' dtype.
 
-use super::util::{input, numel};
+use super::util::input;
 use crate::dtype::DType;
 use crate::error::Result;
+use crate::shape::numel;
 use crate::tensor::Tensor;
 
 /// A parsed equation for concrete operand shapes.

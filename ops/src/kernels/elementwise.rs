@@ -2,12 +2,13 @@
 //! broadcasting, LeakyRelu, Gelu, Clip, Where and Sum.
 
 use super::util::{
-    arith_dispatch, bcast_strides, broadcast_all, float_dispatch, input, int_dispatch, numel,
-    opt_input, out, par_map, typed, Arith, Float, Walk, PAR_MIN,
+    arith_dispatch, float_dispatch, input, int_dispatch, opt_input, out, par_map, typed, Arith,
+    Float, Walk, PAR_MIN,
 };
 use crate::dtype::{DType, Element};
 use crate::error::Result;
 use crate::op::{ActKind, BinaryOp, UnaryOp};
+use crate::shape::{bcast_strides, broadcast_all, numel};
 use crate::tensor::{Storable, Tensor};
 use rayon::prelude::*;
 

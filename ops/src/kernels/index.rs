@@ -3,13 +3,11 @@
 //! OneHot, NonZero, Compress, Tile, DepthToSpace, SpaceToDepth, EyeLike and
 //! Pad.
 
-use super::util::{
-    arith_dispatch, axis as norm_axis, gather_strided, input, numel, opt_input, out, strides,
-    to_dim, typed, Arith,
-};
+use super::util::{arith_dispatch, gather_strided, input, opt_input, out, to_dim, typed, Arith};
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::op::{PadMode, ScatterReduction};
+use crate::shape::{norm_axis, numel, strides};
 use crate::tensor::{Storable, Tensor};
 
 /// An index tensor (i32 or i64) as i64s.

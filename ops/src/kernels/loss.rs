@@ -1,10 +1,11 @@
 //! Losses: NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss, on f32
 //! and f64 (f16 / bf16 widened by the dispatcher), computed in f64.
 
-use super::util::{input, numel, opt_input, out};
+use super::util::{input, opt_input, out};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::op::LossReduction;
+use crate::shape::numel;
 use crate::tensor::Tensor;
 
 /// `-logp[n, t, d] * w[t]` for every target position, reduced. `logp` is

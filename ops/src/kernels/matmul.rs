@@ -2,12 +2,12 @@
 //! and a plain loop for the integer types.
 
 use super::util::{
-    arith_dispatch, bcast_strides, expand_to, input, numel, opt_input, out, typed, Arith, Float,
-    SharedMut,
+    arith_dispatch, expand_to, input, opt_input, out, typed, Arith, Float, SharedMut,
 };
 use crate::dtype::{DType, Element};
 use crate::error::Result;
-use crate::op::broadcast_shapes;
+use crate::shape::broadcast_shapes;
+use crate::shape::{bcast_strides, numel};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 
@@ -320,7 +320,7 @@ pub(crate) fn matmul(inputs: &[Option<&Tensor>]) -> Result<Tensor> {
         } else {
             let sa = bcast_strides(abatch, &batch);
             let sb = bcast_strides(bbatch, &batch);
-            let bst = super::util::strides(&batch);
+            let bst = crate::shape::strides(&batch);
             let offs = |i: usize| {
                 let (mut oa, mut ob) = (0usize, 0usize);
                 for d in 0..batch.len() {

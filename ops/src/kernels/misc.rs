@@ -1,10 +1,11 @@
 //! Smaller ops: the window functions (Hann, Hamming, Blackman), GridSample,
 //! ReverseSequence, CenterCropPad, Det, Unique and ConvTranspose.
 
-use super::util::{axis as norm_axis, input, numel, opt_input, out, strides, typed};
+use super::util::{input, opt_input, out, typed};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::op::{AutoPad, ConvTransposeAttrs, GridMode, GridPadding, WindowKind};
+use crate::shape::{norm_axis, numel, strides};
 use crate::tensor::{Storable, Tensor};
 
 /// A window of the length in input 0, periodic (denominator N) or

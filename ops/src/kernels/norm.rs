@@ -2,10 +2,10 @@
 //! LayerNormalization and LRN.
 
 use super::util::{
-    axis as norm_axis, expand_to, float_dispatch, input, numel, opt_input, out, par_chunks, typed,
-    Arith, Float,
+    expand_to, float_dispatch, input, opt_input, out, par_chunks, typed, Arith, Float,
 };
 use crate::error::Result;
+use crate::shape::{norm_axis, numel};
 use crate::tensor::Tensor;
 
 /// Softmax (or log-softmax) along `axis`; `legacy` flattens to 2-D at `axis`.

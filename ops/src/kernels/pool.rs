@@ -1,11 +1,10 @@
 //! MaxPool / AveragePool (1-, 2- and 3-D spatial) and the global pools.
 //! Parallel over the N*C planes.
 
-use super::util::{
-    float_dispatch, input, numel, out, par_chunks, typed, valid_range, Arith, Float,
-};
+use super::util::{float_dispatch, input, out, par_chunks, typed, valid_range, Arith, Float};
 use crate::error::Result;
 use crate::op::{PoolAttrs, Window};
+use crate::shape::numel;
 use crate::tensor::Tensor;
 
 /// A window resolved and lifted to 3 spatial dims (leading dims of size 1).

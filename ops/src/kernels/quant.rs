@@ -3,9 +3,10 @@
 //! DynamicQuantizeLinear and BitCast. Computed in f64; quantised values
 //! round half to even and saturate to the integer type.
 
-use super::util::{input, numel, opt_input, out};
+use super::util::{input, opt_input, out};
 use crate::dtype::DType;
 use crate::error::Result;
+use crate::shape::numel;
 use crate::tensor::Tensor;
 
 /// The index into a scale / zero-point tensor for every element of a
@@ -23,7 +24,7 @@ fn param_index(
     if plen == 1 {
         return Ok(vec![0; n_el]);
     }
-    let a = crate::op::norm_axis(axis, s.len())?;
+    let a = crate::shape::norm_axis(axis, s.len())?;
     let (n, inner) = (s[a], numel(&s[a + 1..]));
     if block == 0 {
         if param.len() != 1 || param[0] != n {

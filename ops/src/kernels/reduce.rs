@@ -1,13 +1,11 @@
 //! ReduceSum / Mean / Max / Min / Prod over axes from the attribute or
 //! input 1.
 
-use super::util::{
-    arith_dispatch, axis as norm_axis, input, numel, opt_input, out, par_map, strides, typed,
-    Arith, Walk,
-};
+use super::util::{arith_dispatch, input, opt_input, out, par_map, typed, Arith, Walk};
 use crate::dtype::Element;
 use crate::error::Result;
 use crate::op::ReduceKind;
+use crate::shape::{norm_axis, numel, strides};
 use crate::tensor::Tensor;
 
 /// Reduction. With no axes (attribute `None` and input 1 absent or empty)
@@ -205,7 +203,7 @@ pub(crate) fn arg_extreme(
     if s.is_empty() {
         crate::bail!("{name} needs a tensor of rank >= 1");
     }
-    let ax = crate::op::norm_axis(axis, s.len())?;
+    let ax = crate::shape::norm_axis(axis, s.len())?;
     let n = s[ax];
     let (outer, inner): (usize, usize) = (s[..ax].iter().product(), s[ax + 1..].iter().product());
     let mut oshape = s.to_vec();

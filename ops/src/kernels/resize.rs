@@ -1,10 +1,11 @@
 //! Resize (and Upsample): nearest, linear and cubic interpolation, applied
 //! one axis at a time (the filters are separable), computed in f64.
 
-use super::util::{input, numel, opt_input};
+use super::util::{input, opt_input};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::op::{CoordMode, KeepAspect, NearestMode, ResizeAttrs, ResizeMode};
+use crate::shape::numel;
 use crate::tensor::Tensor;
 
 /// Source coordinate of output index `y` along an axis.
@@ -221,7 +222,7 @@ pub(crate) fn resize(a: &ResizeAttrs, inputs: &[Option<&Tensor>]) -> Result<Tens
         Some(ax) => {
             let v: Vec<usize> = ax
                 .iter()
-                .map(|&v| crate::op::norm_axis(v, r))
+                .map(|&v| crate::shape::norm_axis(v, r))
                 .collect::<Result<_>>()?;
             let mut seen = vec![false; r];
             for &d in &v {

@@ -3,10 +3,11 @@
 //! cache writes) and SwiGLU. Arithmetic in f64, results in the input
 //! dtype.
 
-use super::util::{axis as norm_axis, input, numel, opt_input, out};
+use super::util::{input, opt_input, out};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::op::LinearAttentionRule;
+use crate::shape::{norm_axis, numel};
 use crate::tensor::{Storable, Tensor};
 
 /// True when `n` splits into `parts` equal whole parts.

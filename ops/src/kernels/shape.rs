@@ -2,12 +2,11 @@
 //! Transpose, Squeeze, Unsqueeze, Concat, Split, Slice, Gather, Shape,
 //! Expand, Dropout and ConstantOfShape.
 
-use super::util::{
-    axis as norm_axis, expand_to, gather_strided, input, numel, opt_input, strides, to_dim,
-};
+use super::util::{expand_to, gather_strided, input, opt_input, to_dim};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::op::{broadcast_shapes, slice_view};
+use crate::shape::{broadcast_shapes, slice_view};
+use crate::shape::{norm_axis, numel, strides};
 use crate::tensor::{Storable, Tensor};
 
 /// An integer (shape-like) input as i64s.
@@ -100,7 +99,7 @@ fn strided_copy(x: &Tensor, shape: Vec<usize>, base: isize, st: &[isize]) -> Res
 pub(crate) fn transpose(perm: Option<&[usize]>, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
     let x = input(inputs, 0, "data")?;
     let r = x.rank();
-    let perm = crate::op::transpose_perm(perm, r)
+    let perm = crate::shape::transpose_perm(perm, r)
         .map_err(|e| crate::Error::Msg(format!("Transpose: {e}")))?;
     let ist = strides(x.shape());
     let shape: Vec<usize> = perm.iter().map(|&p| x.shape()[p]).collect();

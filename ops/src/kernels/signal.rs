@@ -1,9 +1,10 @@
 //! DFT, NonMaxSuppression, Col2Im and the quantised matrix products
 //! (QLinearMatMul, MatMulInteger), computed in f64.
 
-use super::util::{axis as norm_axis, input, numel, opt_input, out};
+use super::util::{input, opt_input, out};
 use crate::dtype::DType;
 use crate::error::Result;
+use crate::shape::{norm_axis, numel};
 use crate::tensor::Tensor;
 
 fn f64s(t: &Tensor) -> Result<Vec<f64>> {
@@ -249,13 +250,13 @@ fn matmul_f64(
         crate::bail!("matrix product inner dims differ: {:?} x {:?}", ash, bsh);
     }
     let (ab, bb) = (&ash[..ash.len() - 2], &bsh[..bsh.len() - 2]);
-    let batch = crate::op::broadcast_shapes(ab, bb)?;
+    let batch = crate::shape::broadcast_shapes(ab, bb)?;
     let nbatch = numel(&batch);
     let (ast, bst) = (
-        super::util::bcast_strides(ab, &batch),
-        super::util::bcast_strides(bb, &batch),
+        crate::shape::bcast_strides(ab, &batch),
+        crate::shape::bcast_strides(bb, &batch),
     );
-    let bstr = super::util::strides(&batch);
+    let bstr = crate::shape::strides(&batch);
     let mut y = vec![0f64; nbatch * m * n];
     for p in 0..nbatch {
         let (mut ao, mut bo) = (0isize, 0isize);
@@ -407,9 +408,9 @@ pub(crate) fn col2im(
     }
     let c = ck / kn;
     let (kst, lst, ist) = (
-        super::util::strides(&blk),
-        super::util::strides(&nblocks),
-        super::util::strides(&img),
+        crate::shape::strides(&blk),
+        crate::shape::strides(&nblocks),
+        crate::shape::strides(&img),
     );
     let isz = numel(&img);
     let xv = f64s(x)?;

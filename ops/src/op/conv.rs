@@ -237,3 +237,15 @@ pub fn resolve_window_dims(
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_window_rejects_empty_kernels_and_handles_empty_inputs() {
+        assert!(resolve_window(&[4], &[0], &[], &[], &[], AutoPad::NotSet, false).is_err());
+        let w = resolve_window(&[0], &[3], &[], &[], &[], AutoPad::SameUpper, false).unwrap();
+        assert_eq!(w.output, vec![0]);
+    }
+}
