@@ -17,6 +17,16 @@ use crate::op::{resolve_window_dims, BinaryOp, Op};
 use crate::shape::{broadcast_dims, dim_axis, norm_axis, prod_dims};
 use std::sync::Arc;
 
+impl Graph {
+    /// Runs shape inference and constant folding (as the ONNX loader does).
+    /// (Defined here rather than in `graph.rs` so that the IR does not
+    /// depend on inference.)
+    pub fn finish(mut self) -> Result<Graph> {
+        infer_graph(&mut self)?;
+        Ok(self)
+    }
+}
+
 /// Folding evaluates a node only when its inputs together and each of its
 /// outputs stay this small (elements).
 const FOLD_LIMIT: usize = 1 << 22;
