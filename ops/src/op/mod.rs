@@ -1,7 +1,12 @@
 //! The op set: one [`Op`] enum whose variants carry their parsed, opset-
-//! normalised attributes. Each op family lives in its own module with its
-//! shape inference (`infer`), its cost (`cost`) and its host kernel (in
-//! `crate::kernels`).
+//! normalised attributes, its ONNX names ([`Op::name`]) and its families
+//! ([`Op::family`]).
+//!
+//! Each family is a module here (`op/<family>/`) holding its ops'
+//! attribute types (re-exported here) and shape and type inference
+//! (`infer.rs`); [`crate::infer::infer_op`] dispatches to it. Helpers those
+//! rules share are in `common.rs`, below every family. Shape arithmetic
+//! that kernels and backends use too is in [`crate::shape`].
 //!
 //! Attributes that later opsets moved to inputs (Squeeze axes, Split sizes,
 //! Slice bounds, Clip bounds, Reduce axes, Reshape shape) are kept as
@@ -9,373 +14,81 @@
 //! kernel reads them from the optional input. Kernels therefore handle both
 //! forms and opset differences are resolved once, in the ONNX importer.
 
+pub mod attention;
+pub(crate) mod common;
 pub mod conv;
+pub mod einsum;
+pub mod elementwise;
+pub mod index;
+pub mod loss;
+pub mod matmul;
+pub mod misc;
+pub mod movement;
+pub mod norm;
+pub mod pool;
+pub mod quant;
+pub mod reduce;
+pub mod resize;
+pub mod rnn;
+pub mod seq;
+pub mod signal;
 
-pub use conv::{
-    resolve_window, resolve_window_dims, Activation, AutoPad, ConvAttrs, PoolAttrs, Window,
-};
+pub use attention::AttentionAttrs;
+pub use conv::{resolve_window, Activation, AutoPad, ConvAttrs, Window};
+pub use elementwise::{ActKind, BinaryOp, UnaryOp};
+pub use index::{PadMode, ScatterReduction};
+pub use loss::LossReduction;
+pub use misc::{ConvTransposeAttrs, GridMode, GridPadding, WindowKind};
+pub use pool::PoolAttrs;
+pub use reduce::ReduceKind;
+pub use resize::{CoordMode, KeepAspect, NearestMode, ResizeAttrs, ResizeMode};
+pub use rnn::{RnnAct, RnnAttrs, RnnKind};
+pub use seq::LinearAttentionRule;
 
 use crate::dtype::DType;
 use crate::tensor::Tensor;
 use std::fmt;
 
-/// Element-wise functions of one tensor.
+/// The op families: each is a module under `op/` that holds its ops'
+/// attributes, ONNX mapping, shape and type inference and cost. The
+/// dispatchers ([`crate::infer::infer_op`], and later the others) go
+/// through [`Op::family`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum UnaryOp {
-    Neg,
-    Abs,
-    Sqrt,
-    Exp,
-    Log,
-    Relu,
-    Sigmoid,
-    Tanh,
-    Erf,
-    Reciprocal,
-    Floor,
-    Ceil,
-    Not,
-    Sin,
-    Cos,
-    Tan,
-    Asin,
-    Acos,
-    Atan,
-    Sinh,
-    Cosh,
-    Asinh,
-    Acosh,
-    Atanh,
-    /// -1, 0 or 1 (any numeric type).
-    Sign,
-    /// Round half to even.
-    Round,
-    /// `ln(1 + e^x)`.
-    Softplus,
-    /// `x / (1 + |x|)`.
-    Softsign,
-    /// `x * tanh(softplus(x))`.
-    Mish,
-    /// `x * max(0, min(1, x / 6 + 1 / 2))`.
-    HardSwish,
-    /// Bitwise complement of an integer tensor.
-    BitwiseNot,
-}
-
-/// Element-wise functions of two tensors with numpy broadcasting.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum BinaryOp {
-    Add,
-    Sub,
-    Mul,
-    Div,
-    Pow,
-    Equal,
-    Less,
-    Greater,
-    LessOrEqual,
-    GreaterOrEqual,
-    And,
-    Or,
-    Xor,
-    /// Element-wise maximum (NaN propagates); ONNX Max with two inputs.
-    Max,
-    /// Element-wise minimum (NaN propagates); ONNX Min with two inputs.
-    Min,
-    /// Integer modulo with the sign of the divisor (ONNX Mod, fmod = 0).
-    Mod,
-    /// Remainder with the sign of the dividend (ONNX Mod, fmod = 1).
-    FMod,
-    /// `a << b` on unsigned integers (ONNX BitShift, direction LEFT).
-    ShiftLeft,
-    /// `a >> b` on unsigned integers (ONNX BitShift, direction RIGHT).
-    ShiftRight,
-    BitwiseAnd,
-    BitwiseOr,
-    BitwiseXor,
-    /// `x < 0 ? slope * x : x` with the slope broadcast to x.
-    PRelu,
-}
-
-impl BinaryOp {
-    /// True when the result is bool whatever the operand dtype.
-    pub fn is_comparison(self) -> bool {
-        matches!(
-            self,
-            BinaryOp::Equal
-                | BinaryOp::Less
-                | BinaryOp::Greater
-                | BinaryOp::LessOrEqual
-                | BinaryOp::GreaterOrEqual
-        )
-    }
-    /// True for the logical ops on bool tensors.
-    pub fn is_logical(self) -> bool {
-        matches!(self, BinaryOp::And | BinaryOp::Or | BinaryOp::Xor)
-    }
-    /// True for the ops defined on integer bits only.
-    pub fn is_bitwise(self) -> bool {
-        matches!(
-            self,
-            BinaryOp::ShiftLeft
-                | BinaryOp::ShiftRight
-                | BinaryOp::BitwiseAnd
-                | BinaryOp::BitwiseOr
-                | BinaryOp::BitwiseXor
-        )
-    }
-}
-
-/// Element-wise activations with one or two float parameters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ActKind {
-    /// `x < 0 ? alpha * (e^x - 1) : x`.
-    Elu,
-    /// `gamma * (x <= 0 ? alpha * (e^x - 1) : x)` (`beta` holds gamma).
-    Selu,
-    /// `max(0, x) + min(0, alpha * (e^(x / alpha) - 1))`.
-    Celu,
-    /// `max(0, min(1, alpha * x + beta))`.
-    HardSigmoid,
-    /// `x > alpha ? x : 0`.
-    ThresholdedRelu,
-    /// `x * sigmoid(alpha * x)`.
-    Swish,
-    /// `x < -lambd ? x + bias : x > lambd ? x - bias : 0` (`alpha` holds
-    /// lambd, `beta` bias).
-    Shrink,
-}
-
-/// How ScatterElements / ScatterND combine an update with the data.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ScatterReduction {
-    None,
-    Add,
-    Mul,
-    Max,
-    Min,
-}
-
-/// Pad modes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PadMode {
-    Constant,
-    Reflect,
-    Edge,
-    Wrap,
-}
-
-/// Attention attributes (opset 23+).
-#[derive(Clone, Debug, PartialEq)]
-pub struct AttentionAttrs {
-    /// Mask keys after each query's position.
-    pub is_causal: bool,
-    /// Heads of 3-D Q.
-    pub q_num_heads: Option<usize>,
-    /// Heads of 3-D K and V.
-    pub kv_num_heads: Option<usize>,
-    /// Logit scale; default `1 / sqrt(head_size)`.
-    pub scale: Option<f32>,
-    /// `softcap * tanh(logits / softcap)` when positive.
-    pub softcap: f32,
-    /// What the optional fourth output holds: 0 or 1 the (softcapped)
-    /// logits, 2 the logits plus mask, 3 the probabilities.
-    pub qk_output_mode: i64,
-    /// Keys at most this far before the query (-1: unbounded).
-    pub left_window: i64,
-    /// Keys at most this far after the query (-1: unbounded).
-    pub right_window: i64,
-}
-
-impl Default for AttentionAttrs {
-    fn default() -> Self {
-        AttentionAttrs {
-            is_causal: false,
-            q_num_heads: None,
-            kv_num_heads: None,
-            scale: None,
-            softcap: 0.0,
-            qk_output_mode: 0,
-            left_window: -1,
-            right_window: -1,
-        }
-    }
-}
-
-/// Resize rounding of source coordinates in nearest mode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum NearestMode {
-    RoundPreferFloor,
-    RoundPreferCeil,
-    Floor,
-    Ceil,
-}
-
-/// Resize interpolation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ResizeMode {
-    Nearest(NearestMode),
-    Linear,
-    Cubic,
-}
-
-/// Resize: how output coordinates map to input coordinates.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CoordMode {
-    HalfPixel,
-    HalfPixelSymmetric,
-    PytorchHalfPixel,
-    AlignCorners,
-    Asymmetric,
-    TfCropAndResize,
-}
-
-/// Resize with `sizes`: keep the aspect ratio or not.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum KeepAspect {
-    Stretch,
-    NotLarger,
-    NotSmaller,
-}
-
-/// Resize attributes.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ResizeAttrs {
-    pub mode: ResizeMode,
-    pub coord: CoordMode,
-    pub cubic_coeff_a: f32,
-    pub exclude_outside: bool,
-    pub extrapolation_value: f32,
-    pub antialias: bool,
-    /// Axes that `roi`, `scales` and `sizes` refer to (all when `None`).
-    pub axes: Option<Vec<i64>>,
-    pub keep_aspect: KeepAspect,
-    /// Input index of `scales` (2; 1 for Resize-10).
-    pub scales_input: usize,
-}
-
-impl Default for ResizeAttrs {
-    fn default() -> Self {
-        ResizeAttrs {
-            mode: ResizeMode::Nearest(NearestMode::RoundPreferFloor),
-            coord: CoordMode::HalfPixel,
-            cubic_coeff_a: -0.75,
-            exclude_outside: false,
-            extrapolation_value: 0.0,
-            antialias: false,
-            axes: None,
-            keep_aspect: KeepAspect::Stretch,
-            scales_input: 2,
-        }
-    }
-}
-
-/// GridSample interpolation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum GridMode {
-    Nearest,
-    Linear,
-    Cubic,
-}
-
-/// GridSample handling of coordinates outside the input.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum GridPadding {
-    Zeros,
-    Border,
-    Reflection,
-}
-
-/// ConvTranspose attributes (spatial lists empty when not given).
-#[derive(Clone, Debug, PartialEq, Default)]
-pub struct ConvTransposeAttrs {
-    pub kernel_shape: Option<Vec<usize>>,
-    pub strides: Vec<usize>,
-    /// `[begin_0, .., end_0, ..]`.
-    pub pads: Vec<usize>,
-    pub dilations: Vec<usize>,
-    pub group: usize,
-    pub output_padding: Vec<usize>,
-    /// Spatial output shape.
-    pub output_shape: Option<Vec<usize>>,
-    pub auto_pad: AutoPad,
-}
-
-/// LinearAttention state update rules.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum LinearAttentionRule {
-    Linear,
-    Gated,
-    Delta,
-    GatedDelta,
-}
-
-/// RNN, GRU or LSTM.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RnnKind {
+pub enum Family {
+    /// [`elementwise`]
+    Elementwise,
+    /// [`movement`]
+    Movement,
+    /// [`reduce`]
+    Reduce,
+    /// [`matmul`]
+    MatMul,
+    /// [`norm`]
+    Norm,
+    /// [`conv`]
+    Conv,
+    /// [`pool`]
+    Pool,
+    /// [`index`]
+    Index,
+    /// [`loss`]
+    Loss,
+    /// [`attention`]
+    Attention,
+    /// [`resize`]
+    Resize,
+    /// [`einsum`]
+    Einsum,
+    /// [`misc`]
+    Misc,
+    /// [`rnn`]
     Rnn,
-    Gru,
-    Lstm,
-}
-
-/// Activations of the recurrent layers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RnnAct {
-    Sigmoid,
-    Tanh,
-    Relu,
-}
-
-/// Recurrent layer attributes.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RnnAttrs {
-    pub kind: RnnKind,
-    pub hidden: usize,
-    /// 0 forward, 1 reverse, 2 bidirectional.
-    pub direction: u8,
-    /// `layout = 1`: X and Y batch-major.
-    pub batch_major: bool,
-    pub clip: Option<f32>,
-    /// f, g, h (RNN uses f; GRU f and g).
-    pub acts: [RnnAct; 3],
-    pub linear_before_reset: bool,
-    pub input_forget: bool,
-}
-
-/// Window functions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum WindowKind {
-    Hann,
-    Hamming,
-    Blackman,
-}
-
-/// Loss reductions (NegativeLogLikelihoodLoss, SoftmaxCrossEntropyLoss).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum LossReduction {
-    None,
-    Sum,
-    Mean,
-}
-
-/// Reduction kinds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ReduceKind {
-    Sum,
-    Mean,
-    Max,
-    Min,
-    Prod,
-    /// Sum of absolute values.
-    L1,
-    /// Square root of the sum of squares.
-    L2,
-    /// Log of the sum.
-    LogSum,
-    /// Log of the sum of exponentials.
-    LogSumExp,
-    /// Sum of squares.
-    SumSquare,
+    /// [`signal`]
+    Signal,
+    /// [`seq`]
+    Seq,
+    /// [`quant`]
+    Quant,
 }
 
 /// An operator with its attributes. Inputs are positional as in ONNX; an
@@ -861,6 +574,101 @@ impl Op {
             Op::LpPool { .. } => "LpPool",
             Op::InstanceNorm { .. } => "InstanceNormalization",
             Op::GroupNorm { .. } => "GroupNormalization",
+        }
+    }
+
+    /// The family whose module holds this op's rules.
+    pub fn family(&self) -> Family {
+        match self {
+            Op::Unary(_)
+            | Op::Binary(_)
+            | Op::LeakyRelu { .. }
+            | Op::Gelu { .. }
+            | Op::Clip { .. }
+            | Op::Where
+            | Op::Sum
+            | Op::Extremum(_)
+            | Op::Cast { .. }
+            | Op::CastLike
+            | Op::Act { .. }
+            | Op::IsNaN
+            | Op::IsInf { .. }
+            | Op::Mean => Family::Elementwise,
+            Op::Range
+            | Op::Reshape { .. }
+            | Op::Flatten { .. }
+            | Op::Transpose { .. }
+            | Op::Squeeze { .. }
+            | Op::Unsqueeze { .. }
+            | Op::Concat { .. }
+            | Op::Split { .. }
+            | Op::Slice { .. }
+            | Op::Gather { .. }
+            | Op::Shape { .. }
+            | Op::Size
+            | Op::Expand
+            | Op::Identity
+            | Op::Dropout
+            | Op::ConstantOfShape { .. } => Family::Movement,
+            Op::ArgExtreme { .. } | Op::Reduce { .. } => Family::Reduce,
+            Op::MatMul | Op::Gemm { .. } => Family::MatMul,
+            Op::Softmax { .. }
+            | Op::LogSoftmax { .. }
+            | Op::BatchNorm { .. }
+            | Op::LayerNorm { .. }
+            | Op::Lrn { .. }
+            | Op::Hardmax { .. }
+            | Op::RmsNorm { .. }
+            | Op::RotaryEmbedding { .. }
+            | Op::LpNorm { .. }
+            | Op::InstanceNorm { .. }
+            | Op::GroupNorm { .. } => Family::Norm,
+            Op::Conv(_) => Family::Conv,
+            Op::MaxPool(_)
+            | Op::AveragePool(_)
+            | Op::GlobalAveragePool
+            | Op::GlobalMaxPool
+            | Op::LpPool { .. } => Family::Pool,
+            Op::GatherElements { .. }
+            | Op::GatherNd { .. }
+            | Op::ScatterElements { .. }
+            | Op::ScatterNd { .. }
+            | Op::Trilu { .. }
+            | Op::Cumulative { .. }
+            | Op::TopK { .. }
+            | Op::OneHot { .. }
+            | Op::NonZero
+            | Op::Compress { .. }
+            | Op::Tile
+            | Op::DepthToSpace { .. }
+            | Op::SpaceToDepth { .. }
+            | Op::EyeLike { .. }
+            | Op::Pad { .. } => Family::Index,
+            Op::NllLoss { .. } | Op::SoftmaxCrossEntropy { .. } => Family::Loss,
+            Op::Attention(_) => Family::Attention,
+            Op::Resize(_) => Family::Resize,
+            Op::Einsum { .. } => Family::Einsum,
+            Op::Window { .. }
+            | Op::ReverseSequence { .. }
+            | Op::CenterCropPad { .. }
+            | Op::Det
+            | Op::ConvTranspose(_)
+            | Op::GridSample { .. }
+            | Op::Unique { .. } => Family::Misc,
+            Op::Rnn(_) => Family::Rnn,
+            Op::Dft { .. }
+            | Op::NonMaxSuppression { .. }
+            | Op::QLinearMatMul
+            | Op::Col2Im { .. }
+            | Op::MatMulInteger => Family::Signal,
+            Op::LinearAttention { .. }
+            | Op::CausalConvWithState { .. }
+            | Op::TensorScatter { .. }
+            | Op::SwiGlu { .. } => Family::Seq,
+            Op::QuantizeLinear { .. }
+            | Op::DequantizeLinear { .. }
+            | Op::DynamicQuantizeLinear
+            | Op::BitCast { .. } => Family::Quant,
         }
     }
 

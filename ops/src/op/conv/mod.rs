@@ -1,5 +1,12 @@
-//! Convolution and pooling attributes and the one place where padding and
-//! output sizes are resolved, shared by shape inference, cost and kernels.
+//! Convolution (Conv), and the one place where the padding and output
+//! size of a convolution or pooling window are resolved ([`resolve_window`]),
+//! shared by shape inference, cost and the host and device kernels.
+//!
+//! This module holds the family's attributes and, in `infer.rs`, its shape
+//! and type inference. Its ONNX mapping is in `onnx/convert.rs`, its cost
+//! in `cost.rs` and its host kernel in `kernels/conv.rs`.
+
+pub(crate) mod infer;
 
 /// ONNX `auto_pad`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -61,43 +68,6 @@ impl Default for ConvAttrs {
             activation: Activation::None,
             residual: false,
         }
-    }
-}
-
-/// Pooling attributes (MaxPool / AveragePool).
-#[derive(Clone, Debug, PartialEq, Default)]
-pub struct PoolAttrs {
-    pub kernel_shape: Vec<usize>,
-    pub strides: Vec<usize>,
-    pub pads: Vec<usize>,
-    pub dilations: Vec<usize>,
-    pub auto_pad: AutoPad,
-    pub ceil_mode: bool,
-    /// AveragePool: count padded cells in the divisor.
-    pub count_include_pad: bool,
-}
-
-impl PoolAttrs {
-    /// The window over X `[N, C, d..]` (rank 3 to 5, the kernel fitting
-    /// the spatial dims), shared by the host, OpenCL and CUDA kernels.
-    pub fn window(&self, xs: &[usize]) -> crate::Result<Window> {
-        if xs.len() < 3 || xs.len() > 5 {
-            crate::bail!("pooling takes inputs of rank 3 to 5, got {xs:?}");
-        }
-        let spatial = &xs[2..];
-        let k = &self.kernel_shape;
-        if k.len() != spatial.len() || k.contains(&0) || spatial.contains(&0) {
-            crate::bail!("kernel_shape {k:?} does not fit input {xs:?}");
-        }
-        resolve_window(
-            spatial,
-            k,
-            &self.strides,
-            &self.dilations,
-            &self.pads,
-            self.auto_pad,
-            self.ceil_mode,
-        )
     }
 }
 
@@ -204,38 +174,6 @@ pub fn resolve_window(
         pads_end,
         output,
     })
-}
-
-/// [`resolve_window`] over possibly symbolic input dims: known dims get
-/// their output size, symbolic ones stay symbolic (each spatial dim is
-/// independent of the others).
-pub fn resolve_window_dims(
-    input: &[crate::Dim],
-    kernel: &[usize],
-    strides: &[usize],
-    dilations: &[usize],
-    pads: &[usize],
-    auto_pad: AutoPad,
-    ceil_mode: bool,
-) -> crate::Result<Vec<crate::Dim>> {
-    use crate::Dim;
-    const STAND_IN: usize = 1 << 20;
-    let concrete: Vec<usize> = input
-        .iter()
-        .map(|d| d.known().unwrap_or(STAND_IN))
-        .collect();
-    let w = resolve_window(
-        &concrete, kernel, strides, dilations, pads, auto_pad, ceil_mode,
-    )?;
-    Ok(input
-        .iter()
-        .zip(w.output)
-        .enumerate()
-        .map(|(i, (d, o))| match d {
-            Dim::Known(_) => Dim::Known(o),
-            Dim::Sym(s) => Dim::Sym(format!("{s}_win{i}")),
-        })
-        .collect())
 }
 
 #[cfg(test)]

@@ -1,0 +1,28 @@
+//! Indexing ops: GatherElements, GatherND, ScatterElements, ScatterND,
+//! Trilu, CumSum / CumProd, TopK, OneHot, NonZero, Compress, Tile,
+//! DepthToSpace / SpaceToDepth, EyeLike and Pad.
+//!
+//! This module holds the family's attributes and, in `infer.rs`, its shape
+//! and type inference. Its ONNX mapping is in `onnx/convert.rs`, its cost
+//! in `cost.rs` and its host kernel in `kernels/index.rs`.
+
+pub(crate) mod infer;
+
+/// How ScatterElements / ScatterND combine an update with the data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ScatterReduction {
+    None,
+    Add,
+    Mul,
+    Max,
+    Min,
+}
+
+/// Pad modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PadMode {
+    Constant,
+    Reflect,
+    Edge,
+    Wrap,
+}

@@ -1,0 +1,27 @@
+//! Reductions (ReduceSum, ReduceMean, ..) and ArgMax / ArgMin.
+//!
+//! This module holds the family's attributes and, in `infer.rs`, its shape
+//! and type inference. Its ONNX mapping is in `onnx/convert.rs`, its cost
+//! in `cost.rs` and its host kernel in `kernels/reduce.rs`.
+
+pub(crate) mod infer;
+
+/// Reduction kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReduceKind {
+    Sum,
+    Mean,
+    Max,
+    Min,
+    Prod,
+    /// Sum of absolute values.
+    L1,
+    /// Square root of the sum of squares.
+    L2,
+    /// Log of the sum.
+    LogSum,
+    /// Log of the sum of exponentials.
+    LogSumExp,
+    /// Sum of squares.
+    SumSquare,
+}
