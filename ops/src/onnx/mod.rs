@@ -17,7 +17,7 @@
 //! so external data there is refused. Model files themselves must be
 //! regular files under protobuf's 2 GiB limit ([`crate::files`]).
 
-mod attrs;
+pub(crate) mod attrs;
 mod check;
 mod convert;
 mod schemas;

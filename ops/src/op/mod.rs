@@ -3,8 +3,9 @@
 //! ([`Op::family`]).
 //!
 //! Each family is a module here (`op/<family>/`) holding its ops'
-//! attribute types (re-exported here) and shape and type inference
-//! (`infer.rs`); [`crate::infer::infer_op`] dispatches to it. Helpers those
+//! attribute types (re-exported here), ONNX mapping (`onnx.rs`) and shape
+//! and type inference (`infer.rs`); [`crate::infer::infer_op`] and the ONNX
+//! importer dispatch to them. Helpers those
 //! rules share are in `common.rs`, below every family. Shape arithmetic
 //! that kernels and backends use too is in [`crate::shape`].
 //!

@@ -1,10 +1,11 @@
 //! Attention (opset 23+).
 //!
-//! This module holds the family's attributes and, in `infer.rs`, its shape
-//! and type inference. Its ONNX mapping is in `onnx/convert.rs`, its cost
-//! in `cost.rs` and its host kernel in `kernels/attention.rs`.
+//! This module holds the family's attributes; `onnx.rs` its ONNX mapping;
+//! `infer.rs` its shape and type inference. Its cost is in `cost.rs` and
+//! its host kernel in `kernels/attention.rs`.
 
 pub(crate) mod infer;
+pub(crate) mod onnx;
 
 /// Attention attributes (opset 23+).
 #[derive(Clone, Debug, PartialEq)]

@@ -2,11 +2,12 @@
 //! size of a convolution or pooling window are resolved ([`resolve_window`]),
 //! shared by shape inference, cost and the host and device kernels.
 //!
-//! This module holds the family's attributes and, in `infer.rs`, its shape
-//! and type inference. Its ONNX mapping is in `onnx/convert.rs`, its cost
-//! in `cost.rs` and its host kernel in `kernels/conv.rs`.
+//! This module holds the family's attributes; `onnx.rs` its ONNX mapping;
+//! `infer.rs` its shape and type inference. Its cost is in `cost.rs` and
+//! its host kernel in `kernels/conv.rs`.
 
 pub(crate) mod infer;
+pub(crate) mod onnx;
 
 /// ONNX `auto_pad`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

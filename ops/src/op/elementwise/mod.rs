@@ -2,11 +2,12 @@
 //! logic with numpy broadcasting, activations, Clip, Where, Cast and the
 //! variadic Sum / Max / Min / Mean.
 //!
-//! This module holds the family's attributes and, in `infer.rs`, its shape
-//! and type inference. Its ONNX mapping is in `onnx/convert.rs`, its cost
-//! in `cost.rs` and its host kernel in `kernels/elementwise.rs`.
+//! This module holds the family's attributes; `onnx.rs` its ONNX mapping;
+//! `infer.rs` its shape and type inference. Its cost is in `cost.rs` and
+//! its host kernel in `kernels/elementwise.rs`.
 
 pub(crate) mod infer;
+pub(crate) mod onnx;
 
 /// Element-wise functions of one tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -2,11 +2,12 @@
 //! Trilu, CumSum / CumProd, TopK, OneHot, NonZero, Compress, Tile,
 //! DepthToSpace / SpaceToDepth, EyeLike and Pad.
 //!
-//! This module holds the family's attributes and, in `infer.rs`, its shape
-//! and type inference. Its ONNX mapping is in `onnx/convert.rs`, its cost
-//! in `cost.rs` and its host kernel in `kernels/index.rs`.
+//! This module holds the family's attributes; `onnx.rs` its ONNX mapping;
+//! `infer.rs` its shape and type inference. Its cost is in `cost.rs` and
+//! its host kernel in `kernels/index.rs`.
 
 pub(crate) mod infer;
+pub(crate) mod onnx;
 
 /// How ScatterElements / ScatterND combine an update with the data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -2,11 +2,12 @@
 //! Blackman), ReverseSequence, CenterCropPad, Det, ConvTranspose, GridSample
 //! and Unique.
 //!
-//! This module holds the family's attributes and, in `infer.rs`, its shape
-//! and type inference. Its ONNX mapping is in `onnx/convert.rs`, its cost
-//! in `cost.rs` and its host kernel in `kernels/misc.rs`.
+//! This module holds the family's attributes; `onnx.rs` its ONNX mapping;
+//! `infer.rs` its shape and type inference. Its cost is in `cost.rs` and
+//! its host kernel in `kernels/misc.rs`.
 
 pub(crate) mod infer;
+pub(crate) mod onnx;
 
 use super::conv::AutoPad;
 

@@ -2,8 +2,9 @@
 //! Transpose, Concat, Split, Slice, Gather, Expand, Shape, Size, Range,
 //! Identity, Dropout and ConstantOfShape.
 //!
-//! This module holds the family's attributes and, in `infer.rs`, its shape
-//! and type inference. Its ONNX mapping is in `onnx/convert.rs`, its cost
-//! in `cost.rs` and its host kernel in `kernels/shape.rs`.
+//! This module holds the family's attributes; `onnx.rs` its ONNX mapping;
+//! `infer.rs` its shape and type inference. Its cost is in `cost.rs` and
+//! its host kernel in `kernels/shape.rs`.
 
 pub(crate) mod infer;
+pub(crate) mod onnx;

@@ -1,13 +1,14 @@
 //! Pooling: MaxPool, AveragePool, LpPool, GlobalAveragePool and
 //! GlobalMaxPool.
 //!
-//! This module holds the family's attributes and, in `infer.rs`, its shape
-//! and type inference. Its ONNX mapping is in `onnx/convert.rs`, its cost
-//! in `cost.rs` and its host kernel in `kernels/pool.rs`.
+//! This module holds the family's attributes; `onnx.rs` its ONNX mapping;
+//! `infer.rs` its shape and type inference. Its cost is in `cost.rs` and
+//! its host kernel in `kernels/pool.rs`.
 
 use super::conv::{resolve_window, AutoPad, Window};
 
 pub(crate) mod infer;
+pub(crate) mod onnx;
 
 /// Pooling attributes (MaxPool / AveragePool).
 #[derive(Clone, Debug, PartialEq, Default)]

@@ -1,10 +1,11 @@
 //! Reductions (ReduceSum, ReduceMean, ..) and ArgMax / ArgMin.
 //!
-//! This module holds the family's attributes and, in `infer.rs`, its shape
-//! and type inference. Its ONNX mapping is in `onnx/convert.rs`, its cost
-//! in `cost.rs` and its host kernel in `kernels/reduce.rs`.
+//! This module holds the family's attributes; `onnx.rs` its ONNX mapping;
+//! `infer.rs` its shape and type inference. Its cost is in `cost.rs` and
+//! its host kernel in `kernels/reduce.rs`.
 
 pub(crate) mod infer;
+pub(crate) mod onnx;
 
 /// Reduction kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -1,10 +1,11 @@
 //! Resize.
 //!
-//! This module holds the family's attributes and, in `infer.rs`, its shape
-//! and type inference. Its ONNX mapping is in `onnx/convert.rs`, its cost
-//! in `cost.rs` and its host kernel in `kernels/resize.rs`.
+//! This module holds the family's attributes; `onnx.rs` its ONNX mapping;
+//! `infer.rs` its shape and type inference. Its cost is in `cost.rs` and
+//! its host kernel in `kernels/resize.rs`.
 
 pub(crate) mod infer;
+pub(crate) mod onnx;
 
 /// Resize rounding of source coordinates in nearest mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

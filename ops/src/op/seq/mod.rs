@@ -1,11 +1,12 @@
 //! Sequence-model ops: LinearAttention, CausalConvWithState, TensorScatter
 //! and SwiGLU.
 //!
-//! This module holds the family's attributes and, in `infer.rs`, its shape
-//! and type inference. Its ONNX mapping is in `onnx/convert.rs`, its cost
-//! in `cost.rs` and its host kernel in `kernels/seq.rs`.
+//! This module holds the family's attributes; `onnx.rs` its ONNX mapping;
+//! `infer.rs` its shape and type inference. Its cost is in `cost.rs` and
+//! its host kernel in `kernels/seq.rs`.
 
 pub(crate) mod infer;
+pub(crate) mod onnx;
 
 /// LinearAttention state update rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
