@@ -1,6 +1,7 @@
 //! What the op families' rules share (below every family, above nothing
 //! of theirs): reading input facts and building output facts for shape
-//! inference.
+//! inference, element counts for cost, and the [`OpClass`] each family
+//! assigns its ops (re-exported as `crate::cost::OpClass`).
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -84,4 +85,55 @@ pub(crate) fn one(f: Fact) -> Result<Vec<Fact>> {
 /// (a dispatch bug: [`Op::family`] and the dispatchers disagree).
 pub(crate) fn other_family(op: &Op, family: &str) -> Error {
     Error::msg(format!("{} is not a {family} op", op.name()))
+}
+
+/// Elements of a value, in f64 (a declared shape can multiply past usize).
+pub(crate) fn elems(f: &Fact) -> f64 {
+    f.concrete_shape()
+        .map(|s| s.iter().map(|&d| d as f64).product())
+        .unwrap_or(0.0)
+}
+
+/// Elements of input 0 (0 when absent or unknown).
+pub(crate) fn in0_elems(inputs: &[Option<&Fact>]) -> f64 {
+    inputs.first().copied().flatten().map(elems).unwrap_or(0.0)
+}
+
+/// Elements of all outputs together.
+pub(crate) fn out_elems(outputs: &[&Fact]) -> f64 {
+    outputs.iter().map(|f| elems(f)).sum()
+}
+
+/// The concrete shape of input `i`, when present and known.
+pub(crate) fn input_shape(inputs: &[Option<&Fact>], i: usize) -> Option<Vec<usize>> {
+    inputs
+        .get(i)
+        .copied()
+        .flatten()
+        .and_then(|f| f.concrete_shape())
+}
+
+/// Elements of a conv weight per output channel: the product of its dims
+/// after the first (0 for a rank-0 weight, which inference refuses anyway).
+pub(crate) fn per_output_weights(w: &[usize]) -> f64 {
+    w.get(1..)
+        .map_or(0.0, |d| d.iter().map(|&n| n as f64).product())
+}
+
+/// The coarse class of an op, for per-class efficiencies in the cost model.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum OpClass {
+    /// MatMul, Gemm.
+    Gemm,
+    /// Conv.
+    Conv,
+    /// Element-wise arithmetic and activations.
+    Elementwise,
+    /// Reductions, normalisations, softmax, pooling.
+    Reduce,
+    /// Pure data movement (reshape, transpose, concat, gather, ...).
+    Movement,
 }

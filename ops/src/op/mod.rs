@@ -3,11 +3,13 @@
 //! ([`Op::family`]).
 //!
 //! Each family is a module here (`op/<family>/`) holding its ops'
-//! attribute types (re-exported here), ONNX mapping (`onnx.rs`) and shape
-//! and type inference (`infer.rs`); [`crate::infer::infer_op`] and the ONNX
-//! importer dispatch to them. Helpers those
-//! rules share are in `common.rs`, below every family. Shape arithmetic
-//! that kernels and backends use too is in [`crate::shape`].
+//! attribute types (re-exported here), ONNX mapping (`onnx.rs`), shape and
+//! type inference (`infer.rs`) and cost (`cost.rs`). The dispatchers
+//! ([`crate::infer::infer_op`], [`crate::cost::op_cost`],
+//! [`crate::cost::op_class`], the ONNX importer) hold no op's rules. Helpers
+//! the rules share are in `common.rs`, below every family. Shape arithmetic
+//! that kernels and backends use too is in [`crate::shape`]; the host
+//! kernels are still in `crate::kernels`, one file per family.
 //!
 //! Attributes that later opsets moved to inputs (Squeeze axes, Split sizes,
 //! Slice bounds, Clip bounds, Reduce axes, Reshape shape) are kept as
@@ -52,8 +54,9 @@ use std::fmt;
 
 /// The op families: each is a module under `op/` that holds its ops'
 /// attributes, ONNX mapping, shape and type inference and cost. The
-/// dispatchers ([`crate::infer::infer_op`], and later the others) go
-/// through [`Op::family`].
+/// dispatchers ([`crate::infer::infer_op`], [`crate::cost::op_cost`],
+/// [`crate::cost::op_class`]) go through [`Op::family`]; the ONNX importer,
+/// which has no op yet, asks each family in turn.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Family {
     /// [`elementwise`]

@@ -1,9 +1,10 @@
 //! Losses: NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss.
 //!
 //! This module holds the family's attributes; `onnx.rs` its ONNX mapping;
-//! `infer.rs` its shape and type inference. Its cost is in `cost.rs` and
-//! its host kernel in `kernels/loss.rs`.
+//! `infer.rs` its shape and type inference; `cost.rs` its flops and cost
+//! class. Its host kernel is `kernels/loss.rs`.
 
+pub(crate) mod cost;
 pub(crate) mod infer;
 pub(crate) mod onnx;
 

@@ -3,8 +3,9 @@
 //! LpNormalization, Softmax, LogSoftmax, Hardmax, and RotaryEmbedding.
 //!
 //! This module holds the family's attributes; `onnx.rs` its ONNX mapping;
-//! `infer.rs` its shape and type inference. Its cost is in `cost.rs` and
-//! its host kernel in `kernels/norm.rs`.
+//! `infer.rs` its shape and type inference; `cost.rs` its flops and cost
+//! class. Its host kernel is `kernels/norm.rs`.
 
+pub(crate) mod cost;
 pub(crate) mod infer;
 pub(crate) mod onnx;

@@ -2,11 +2,12 @@
 //! GlobalMaxPool.
 //!
 //! This module holds the family's attributes; `onnx.rs` its ONNX mapping;
-//! `infer.rs` its shape and type inference. Its cost is in `cost.rs` and
-//! its host kernel in `kernels/pool.rs`.
+//! `infer.rs` its shape and type inference; `cost.rs` its flops and cost
+//! class. Its host kernel is `kernels/pool.rs`.
 
 use super::conv::{resolve_window, AutoPad, Window};
 
+pub(crate) mod cost;
 pub(crate) mod infer;
 pub(crate) mod onnx;
 
