@@ -112,7 +112,7 @@ impl<'a> Attrs<'a> {
             .and_then(|a| a.t.as_ref())
         {
             None => Ok(None),
-            Some(t) => super::tensor_from_proto(t, dir).map(Some),
+            Some(t) => super::tensor::tensor_from_proto(t, dir).map(Some),
         }
     }
 }
