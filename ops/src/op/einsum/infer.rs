@@ -15,7 +15,7 @@ pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], _n_out: usize) -> Result<
                 Some(ss) => {
                     let refs: Vec<&[usize]> = ss.iter().map(|s| s.as_slice()).collect();
                     Some(
-                        crate::kernels::einsum_shape(equation, &refs)?
+                        super::kernel::einsum_shape(equation, &refs)?
                             .into_iter()
                             .map(Dim::Known)
                             .collect(),

@@ -23,7 +23,7 @@ pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], _n_out: usize) -> Result<
             }
             if let Op::Unary(u) = op {
                 if let Some(d) = x.dtype {
-                    crate::kernels::check_unary_dtype(*u, d)?;
+                    super::kernel::check_unary_dtype(*u, d)?;
                 }
             }
             one(same(x))
@@ -54,7 +54,7 @@ pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], _n_out: usize) -> Result<
                 check_same_dtype(&[a, c], op.name())?
             };
             if let Some(d) = dt {
-                crate::kernels::check_binary_dtype(*b, d)?;
+                super::kernel::check_binary_dtype(*b, d)?;
             }
             let shape = broadcast_facts(&[a, c])?;
             let dtype = if b.is_comparison() || b.is_logical() {

@@ -22,10 +22,10 @@ pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<V
                 match opt_input(inputs, 1) {
                     Some(r) => {
                         if let Some(rv) = r.value.as_deref() {
-                            crate::kernels::refuse_dropout_training(t, Some(rv))?;
+                            super::kernel::refuse_dropout_training(t, Some(rv))?;
                         }
                     }
-                    None => crate::kernels::refuse_dropout_training(t, None)?,
+                    None => super::kernel::refuse_dropout_training(t, None)?,
                 }
             }
             let x = input(inputs, 0)?;

@@ -3,12 +3,13 @@
 //!
 //! This module holds the family's attributes; `onnx.rs` its ONNX mapping;
 //! `infer.rs` its shape and type inference; `cost.rs` its flops and cost
-//! class. Its host kernel is `kernels/pool.rs`.
+//! class; `kernel.rs` its host kernels (dispatched from [`crate::kernels`]).
 
 use super::conv::{resolve_window, AutoPad, Window};
 
 pub(crate) mod cost;
 pub(crate) mod infer;
+pub(crate) mod kernel;
 pub(crate) mod onnx;
 
 /// Pooling attributes (MaxPool / AveragePool).

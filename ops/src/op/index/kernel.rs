@@ -3,9 +3,11 @@
 //! OneHot, NonZero, Compress, Tile, DepthToSpace, SpaceToDepth, EyeLike and
 //! Pad.
 
-use super::util::{arith_dispatch, gather_strided, input, opt_input, out, to_dim, typed, Arith};
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
+use crate::kernels::util::{
+    arith_dispatch, gather_strided, input, opt_input, out, to_dim, typed, Arith,
+};
 use crate::op::{PadMode, ScatterReduction};
 use crate::shape::{norm_axis, numel, strides};
 use crate::tensor::{Storable, Tensor};
@@ -739,8 +741,8 @@ pub(crate) fn pad(
 
 #[cfg(test)]
 mod tests {
-    use super::super::util::testutil::t;
     use crate::kernels::eval;
+    use crate::kernels::util::testutil::t;
     use crate::op::{Op, PadMode, ScatterReduction};
     use crate::tensor::Tensor;
 

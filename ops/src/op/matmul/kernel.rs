@@ -1,11 +1,11 @@
 //! MatMul (numpy semantics) and Gemm, through the `gemm` crate for f32/f64
 //! and a plain loop for the integer types.
 
-use super::util::{
-    arith_dispatch, expand_to, input, opt_input, out, typed, Arith, Float, SharedMut,
-};
 use crate::dtype::{DType, Element};
 use crate::error::Result;
+use crate::kernels::util::{
+    arith_dispatch, expand_to, input, opt_input, out, typed, Arith, Float, SharedMut,
+};
 use crate::shape::broadcast_shapes;
 use crate::shape::{bcast_strides, numel};
 use crate::tensor::Tensor;
@@ -153,7 +153,7 @@ pub(crate) unsafe fn gemm_into<F: Float>(
         }
         return Ok(());
     }
-    let threads = super::util::threads();
+    let threads = crate::kernels::util::threads();
     let parallel = par && threads > 1 && m * n * k > PAR_GEMM;
     // Skinny products (the convs of a CNN's later layers: few output
     // columns) split poorly inside the GEMM crate; split them here along
@@ -335,7 +335,7 @@ pub(crate) fn matmul(inputs: &[Option<&Tensor>]) -> Result<Tensor> {
                 let (oa, ob) = offs(i);
                 product(m, n, k, d, Mat::new(x, oa, k, 1), Mat::new(y, ob, n, 1), big)
             };
-            if !big && super::util::threads() > 1 && m * n > 0 {
+            if !big && crate::kernels::util::threads() > 1 && m * n > 0 {
                 o.par_chunks_mut(m * n).enumerate().try_for_each(|(i, d)| one(i, d))?;
             } else if m * n > 0 {
                 for (i, d) in o.chunks_mut(m * n).enumerate() {
@@ -397,7 +397,7 @@ pub(crate) fn gemm_op(
         _ => None,
     };
     match a.dtype() {
-        DType::F32 | DType::F64 => super::util::float_dispatch!(a.dtype(), "Gemm", F => {
+        DType::F32 | DType::F64 => crate::kernels::util::float_dispatch!(a.dtype(), "Gemm", F => {
             let (x, y) = (typed::<F>(a, "input 0 (A)")?, typed::<F>(b, "input 1 (B)")?);
             let (mut o, read) = match &c {
                 Some(c) => {
@@ -430,8 +430,8 @@ pub(crate) fn gemm_op(
 
 #[cfg(test)]
 mod tests {
-    use super::super::util::testutil::{close, rnd, t};
     use crate::kernels::eval;
+    use crate::kernels::util::testutil::{close, rnd, t};
     use crate::op::Op;
     use crate::tensor::Tensor;
 
@@ -454,7 +454,7 @@ mod tests {
 
     #[test]
     fn matmul_2d_large_parallel() {
-        super::super::util::testutil::in_pool(|| {
+        crate::kernels::util::testutil::in_pool(|| {
             // Split by columns, by rows (uneven last block), and a square
             // product left to the GEMM crate's own threading.
             for (m, n, k) in [(70, 90, 80), (130, 50, 60), (1030, 1024, 8)] {

@@ -1,9 +1,9 @@
 //! Smaller ops: the window functions (Hann, Hamming, Blackman), GridSample,
 //! ReverseSequence, CenterCropPad, Det, Unique and ConvTranspose.
 
-use super::util::{input, opt_input, out, typed};
 use crate::dtype::DType;
 use crate::error::Result;
+use crate::kernels::util::{input, opt_input, out, typed};
 use crate::op::{AutoPad, ConvTransposeAttrs, GridMode, GridPadding, WindowKind};
 use crate::shape::{norm_axis, numel, strides};
 use crate::tensor::{Storable, Tensor};
@@ -636,8 +636,8 @@ pub(crate) fn conv_transpose(a: &ConvTransposeAttrs, inputs: &[Option<&Tensor>])
 
 #[cfg(test)]
 mod tests {
-    use super::super::util::testutil::t;
     use crate::kernels::eval;
+    use crate::kernels::util::testutil::t;
     use crate::op::Op;
     use crate::tensor::Tensor;
 

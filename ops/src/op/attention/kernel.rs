@@ -4,9 +4,9 @@
 //! lengths, softcap and the optional QK output. Computed in f64 (f16 and
 //! bf16 are widened by the dispatcher) and returned in Q's dtype.
 
-use super::util::{input, opt_input, out};
 use crate::dtype::DType;
 use crate::error::Result;
+use crate::kernels::util::{input, opt_input, out};
 use crate::op::AttentionAttrs;
 use crate::tensor::Tensor;
 
@@ -323,8 +323,8 @@ pub(crate) fn attention(
 
 #[cfg(test)]
 mod tests {
-    use super::super::util::testutil::{rnd, t};
     use crate::kernels::eval;
+    use crate::kernels::util::testutil::{rnd, t};
     use crate::op::{AttentionAttrs, Op};
 
     #[test]

@@ -2,9 +2,9 @@
 //! `...` broadcasting, repeated labels (diagonals) and implicit outputs.
 //! Computed in f64 and returned in the operands' dtype.
 
-use super::util::input;
 use crate::dtype::DType;
 use crate::error::Result;
+use crate::kernels::util::input;
 use crate::shape::numel;
 use crate::tensor::Tensor;
 
@@ -238,8 +238,8 @@ pub(crate) fn einsum(equation: &str, inputs: &[Option<&Tensor>]) -> Result<Tenso
 
 #[cfg(test)]
 mod tests {
-    use super::super::util::testutil::t;
     use crate::kernels::eval;
+    use crate::kernels::util::testutil::t;
     use crate::op::Op;
 
     fn es(eq: &str, ins: &[&crate::Tensor]) -> crate::Tensor {

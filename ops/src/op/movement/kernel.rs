@@ -2,9 +2,9 @@
 //! Transpose, Squeeze, Unsqueeze, Concat, Split, Slice, Gather, Shape,
 //! Expand, Dropout and ConstantOfShape.
 
-use super::util::{expand_to, gather_strided, input, opt_input, to_dim};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::kernels::util::{expand_to, gather_strided, input, opt_input, to_dim};
 use crate::shape::{broadcast_shapes, slice_view};
 use crate::shape::{norm_axis, numel, strides};
 use crate::tensor::{Storable, Tensor};
@@ -454,8 +454,8 @@ pub(crate) fn range(inputs: &[Option<&Tensor>]) -> Result<Tensor> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::util::testutil::t;
     use crate::kernels::eval;
+    use crate::kernels::util::testutil::t;
     use crate::op::Op;
     use crate::tensor::Tensor;
 

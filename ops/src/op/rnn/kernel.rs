@@ -2,9 +2,9 @@
 //! directions, optional sequence lengths, initial states, peepholes and
 //! batch-major layout), computed in f64.
 
-use super::util::{input, opt_input, out};
 use crate::dtype::DType;
 use crate::error::Result;
+use crate::kernels::util::{input, opt_input, out};
 use crate::op::{RnnAct, RnnAttrs, RnnKind};
 use crate::tensor::Tensor;
 
@@ -273,8 +273,8 @@ pub(crate) fn rnn(a: &RnnAttrs, inputs: &[Option<&Tensor>], n_out: usize) -> Res
 
 #[cfg(test)]
 mod tests {
-    use super::super::util::testutil::t;
     use crate::kernels::eval;
+    use crate::kernels::util::testutil::t;
     use crate::op::{Op, RnnAct, RnnAttrs, RnnKind};
 
     #[test]

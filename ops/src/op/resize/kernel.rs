@@ -1,9 +1,9 @@
 //! Resize (and Upsample): nearest, linear and cubic interpolation, applied
 //! one axis at a time (the filters are separable), computed in f64.
 
-use super::util::{input, opt_input};
 use crate::dtype::DType;
 use crate::error::Result;
+use crate::kernels::util::{input, opt_input};
 use crate::op::{CoordMode, KeepAspect, NearestMode, ResizeAttrs, ResizeMode};
 use crate::shape::numel;
 use crate::tensor::Tensor;
@@ -340,8 +340,8 @@ pub(crate) fn resize(a: &ResizeAttrs, inputs: &[Option<&Tensor>]) -> Result<Tens
 
 #[cfg(test)]
 mod tests {
-    use super::super::util::testutil::t;
     use crate::kernels::eval;
+    use crate::kernels::util::testutil::t;
     use crate::op::{CoordMode, NearestMode, Op, ResizeAttrs, ResizeMode};
     use crate::tensor::Tensor;
 

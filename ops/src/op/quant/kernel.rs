@@ -3,9 +3,9 @@
 //! DynamicQuantizeLinear and BitCast. Computed in f64; quantised values
 //! round half to even and saturate to the integer type.
 
-use super::util::{input, opt_input, out};
 use crate::dtype::DType;
 use crate::error::Result;
+use crate::kernels::util::{input, opt_input, out};
 use crate::shape::numel;
 use crate::tensor::Tensor;
 
@@ -210,8 +210,8 @@ pub(crate) fn bit_cast(to: DType, inputs: &[Option<&Tensor>]) -> Result<Tensor> 
 
 #[cfg(test)]
 mod tests {
-    use super::super::util::testutil::t;
     use crate::kernels::eval;
+    use crate::kernels::util::testutil::t;
     use crate::op::Op;
     use crate::DType;
 

@@ -1,9 +1,9 @@
 //! DFT, NonMaxSuppression, Col2Im and the quantised matrix products
 //! (QLinearMatMul, MatMulInteger), computed in f64.
 
-use super::util::{input, opt_input, out};
 use crate::dtype::DType;
 use crate::error::Result;
+use crate::kernels::util::{input, opt_input, out};
 use crate::shape::{norm_axis, numel};
 use crate::tensor::Tensor;
 
@@ -361,7 +361,7 @@ pub(crate) fn col2im(
     }
     let to_dims = |v: Vec<i64>, what: &str| -> Result<Vec<usize>> {
         v.into_iter()
-            .map(|d| super::util::to_dim(d, what))
+            .map(|d| crate::kernels::util::to_dim(d, what))
             .collect()
     };
     let img = to_dims(img_t.to_i64_vec(), "Col2Im image_shape")?;
@@ -441,8 +441,8 @@ pub(crate) fn col2im(
 
 #[cfg(test)]
 mod tests {
-    use super::super::util::testutil::t;
     use crate::kernels::eval;
+    use crate::kernels::util::testutil::t;
     use crate::op::Op;
     use crate::tensor::Tensor;
 

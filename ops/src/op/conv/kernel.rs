@@ -1,9 +1,11 @@
 //! N-d convolution: pointwise convs as one GEMM on NCHW, depthwise 2-D convs
 //! as a direct loop, everything else as im2col + GEMM per (batch, group).
 
-use super::matmul::{gemm_into, Mat};
-use super::util::{float_dispatch, input, opt_input, out, typed, valid_range, Float, SharedMut};
 use crate::error::Result;
+use crate::kernels::util::{
+    float_dispatch, input, opt_input, out, typed, valid_range, Float, SharedMut,
+};
+use crate::op::matmul::kernel::{gemm_into, Mat};
 use crate::op::{resolve_window, Activation, ConvAttrs, Window};
 use crate::shape::{numel, strides};
 use crate::tensor::Tensor;
@@ -175,7 +177,7 @@ fn conv_f<F: Float>(
     let kdim = g.cg() * g.ksz();
     let units = g.n * g.group;
     let small = mg * osz * kdim <= 64 * 64 * 64;
-    let threads = super::util::threads();
+    let threads = crate::kernels::util::threads();
     // im2col tiles: whole output rows (segments of the last spatial dim).
     // Tiling pays when the full im2col buffer would spill out of L2 and
     // the weights (re-packed by every GEMM call) are small next to it.
@@ -374,7 +376,11 @@ fn fused_gemm<F: Float>(
     par: bool,
 ) -> Result<()> {
     let esz = std::mem::size_of::<F>();
-    let threads = if par { super::util::threads() } else { 1 };
+    let threads = if par {
+        crate::kernels::util::threads()
+    } else {
+        1
+    };
     let out = SharedMut::new(dst);
     if m * n * esz <= BLOCK_BYTES {
         // SAFETY: the whole output, borrowed exclusively.
@@ -441,7 +447,7 @@ fn im2col<F: Float>(g: &Geom, x: &[F], col: &mut [F], seg0: usize, nseg: usize, 
             im2col_row(g, plane, kflat, seg0, row);
         }
     };
-    if par && col.len() >= super::util::PAR_MIN && super::util::threads() > 1 {
+    if par && col.len() >= crate::kernels::util::PAR_MIN && crate::kernels::util::threads() > 1 {
         col.par_chunks_mut(rl)
             .enumerate()
             .for_each(|(r, row)| fill(r, row));
@@ -568,7 +574,7 @@ fn depthwise2d<F: Float>(g: &Geom, x: &[F], w: &[F], b: Option<&[F]>, o: &mut [F
             (lo, hi, (koff + (lo * sw) as isize).max(0) as usize)
         })
         .collect();
-    super::util::par_chunks(o, oh * ow, work, |plane_i, dst| {
+    crate::kernels::util::par_chunks(o, oh * ow, work, |plane_i, dst| {
         let ch = plane_i % g.c;
         let src = &x[plane_i * ih * iw..(plane_i + 1) * ih * iw];
         let kern = &w[ch * kh * kw..(ch + 1) * kh * kw];
@@ -606,8 +612,8 @@ fn depthwise2d<F: Float>(g: &Geom, x: &[F], w: &[F], b: Option<&[F]>, o: &mut [F
 
 #[cfg(test)]
 mod tests {
-    use super::super::util::testutil::{close, rnd, t};
     use crate::kernels::eval;
+    use crate::kernels::util::testutil::{close, rnd, t};
     use crate::op::{Activation, AutoPad, ConvAttrs, Op};
     use crate::tensor::Tensor;
 
@@ -871,7 +877,7 @@ mod tests {
 
     #[test]
     fn conv_big_parallel_paths() {
-        super::super::util::testutil::in_pool(|| {
+        crate::kernels::util::testutil::in_pool(|| {
             // Large enough for the parallel GEMM and im2col paths.
             check(Case {
                 pads: vec![1, 1, 1, 1],

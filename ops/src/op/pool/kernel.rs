@@ -1,8 +1,10 @@
 //! MaxPool / AveragePool (1-, 2- and 3-D spatial) and the global pools.
 //! Parallel over the N*C planes.
 
-use super::util::{float_dispatch, input, out, par_chunks, typed, valid_range, Arith, Float};
 use crate::error::Result;
+use crate::kernels::util::{
+    float_dispatch, input, out, par_chunks, typed, valid_range, Arith, Float,
+};
 use crate::op::{PoolAttrs, Window};
 use crate::shape::numel;
 use crate::tensor::Tensor;
@@ -252,7 +254,7 @@ pub(crate) fn global_pool(is_max: bool, inputs: &[Option<&Tensor>]) -> Result<Te
         let xv = typed::<F>(x, "input 0 (X)")?;
         let planes = xs[0] * xs[1];
         let mut o = crate::pool::filled(planes, F::ZERO);
-        let per = (super::util::PAR_MIN / sp.max(1)).max(1);
+        let per = (crate::kernels::util::PAR_MIN / sp.max(1)).max(1);
         par_chunks(&mut o, per, planes * sp, |ci, dst| {
             for (j, d) in dst.iter_mut().enumerate() {
                 let p = ci * per + j;
@@ -274,8 +276,8 @@ pub(crate) fn global_pool(is_max: bool, inputs: &[Option<&Tensor>]) -> Result<Te
 
 #[cfg(test)]
 mod tests {
-    use super::super::util::testutil::{close, rnd, t};
     use crate::kernels::eval;
+    use crate::kernels::util::testutil::{close, rnd, t};
     use crate::op::{AutoPad, Op, PoolAttrs};
     use crate::tensor::Tensor;
 

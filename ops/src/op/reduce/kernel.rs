@@ -1,9 +1,9 @@
 //! ReduceSum / Mean / Max / Min / Prod over axes from the attribute or
 //! input 1.
 
-use super::util::{arith_dispatch, input, opt_input, out, par_map, typed, Arith, Walk};
 use crate::dtype::Element;
 use crate::error::Result;
+use crate::kernels::util::{arith_dispatch, input, opt_input, out, par_map, typed, Arith, Walk};
 use crate::op::ReduceKind;
 use crate::shape::{norm_axis, numel, strides};
 use crate::tensor::Tensor;
@@ -198,7 +198,7 @@ pub(crate) fn arg_extreme(
     inputs: &[Option<&Tensor>],
 ) -> Result<Tensor> {
     let name = if max { "ArgMax" } else { "ArgMin" };
-    let x = super::util::input(inputs, 0, "data")?;
+    let x = crate::kernels::util::input(inputs, 0, "data")?;
     let s = x.shape();
     if s.is_empty() {
         crate::bail!("{name} needs a tensor of rank >= 1");
@@ -244,8 +244,8 @@ pub(crate) fn arg_extreme(
 
 #[cfg(test)]
 mod tests {
-    use super::super::util::testutil::t;
     use crate::kernels::eval;
+    use crate::kernels::util::testutil::t;
     use crate::op::{Op, ReduceKind};
 
     #[test]

@@ -3,9 +3,9 @@
 //! cache writes) and SwiGLU. Arithmetic in f64, results in the input
 //! dtype.
 
-use super::util::{input, opt_input, out};
 use crate::dtype::DType;
 use crate::error::Result;
+use crate::kernels::util::{input, opt_input, out};
 use crate::op::LinearAttentionRule;
 use crate::shape::{norm_axis, numel};
 use crate::tensor::{Storable, Tensor};
@@ -264,7 +264,7 @@ pub(crate) fn tensor_scatter(
         numel(&s[1..a])
     };
     let data = crate::dispatch_data!(cache.data(), cv, T => {
-        let uv = super::util::typed::<T>(upd, "update")?;
+        let uv = crate::kernels::util::typed::<T>(upd, "update")?;
         let mut o = cv.clone();
         for oi in 0..outer {
             let bi = if a == 0 { 0 } else { oi / per_batch.max(1) };
@@ -305,8 +305,8 @@ pub(crate) fn swiglu(alpha: f32, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::util::testutil::t;
     use crate::kernels::eval;
+    use crate::kernels::util::testutil::t;
     use crate::op::{LinearAttentionRule, Op};
 
     #[test]

@@ -1,9 +1,9 @@
 //! Losses: NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss, on f32
 //! and f64 (f16 / bf16 widened by the dispatcher), computed in f64.
 
-use super::util::{input, opt_input, out};
 use crate::dtype::DType;
 use crate::error::Result;
+use crate::kernels::util::{input, opt_input, out};
 use crate::op::LossReduction;
 use crate::shape::numel;
 use crate::tensor::Tensor;
@@ -146,8 +146,8 @@ pub(crate) fn softmax_cross_entropy(
 
 #[cfg(test)]
 mod tests {
-    use super::super::util::testutil::t;
     use crate::kernels::eval;
+    use crate::kernels::util::testutil::t;
     use crate::op::{LossReduction, Op};
 
     #[test]

@@ -1,12 +1,12 @@
 //! Element-wise kernels: unary functions, binary ops with numpy
 //! broadcasting, LeakyRelu, Gelu, Clip, Where and Sum.
 
-use super::util::{
+use crate::dtype::{DType, Element};
+use crate::error::Result;
+use crate::kernels::util::{
     arith_dispatch, float_dispatch, input, int_dispatch, opt_input, out, par_map, typed, Arith,
     Float, Walk, PAR_MIN,
 };
-use crate::dtype::{DType, Element};
-use crate::error::Result;
 use crate::op::{ActKind, BinaryOp, UnaryOp};
 use crate::shape::{bcast_strides, broadcast_all, numel};
 use crate::tensor::{Storable, Tensor};
@@ -30,7 +30,7 @@ where
     let n = numel(&osh);
     if ash == bsh {
         let mut v = crate::pool::take(n);
-        if n >= PAR_MIN && super::util::threads() > 1 {
+        if n >= PAR_MIN && crate::kernels::util::threads() > 1 {
             v.par_extend(
                 a.par_iter()
                     .zip(b.par_iter())
@@ -592,9 +592,9 @@ pub(crate) fn fold(op: BinaryOp, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::util::testutil::t;
     use super::*;
     use crate::kernels::eval;
+    use crate::kernels::util::testutil::t;
     use crate::op::Op;
 
     fn run(op: Op, ins: &[&Tensor]) -> Tensor {
@@ -642,7 +642,7 @@ mod tests {
 
     #[test]
     fn big_broadcast_parallel_matches() {
-        super::super::util::testutil::in_pool(|| {
+        crate::kernels::util::testutil::in_pool(|| {
             let n = 70_000;
             let a: Vec<f32> = (0..n).map(|v| v as f32).collect();
             let r = run(
@@ -697,13 +697,13 @@ mod tests {
             .iter()
             .map(|&v| 0.5 * v as f64 * (1.0 + erf_ref(v as f64 / 2f64.sqrt())))
             .collect();
-        super::super::util::testutil::close(g.as_slice::<f32>().unwrap(), &want, 1e-6);
+        crate::kernels::util::testutil::close(g.as_slice::<f32>().unwrap(), &want, 1e-6);
         let s = run(Op::Unary(UnaryOp::Sigmoid), &[&xs]);
         let want: Vec<f64> = x
             .iter()
             .map(|&v| 1.0 / (1.0 + (-(v as f64)).exp()))
             .collect();
-        super::super::util::testutil::close(s.as_slice::<f32>().unwrap(), &want, 1e-6);
+        crate::kernels::util::testutil::close(s.as_slice::<f32>().unwrap(), &want, 1e-6);
         let l = run(Op::LeakyRelu { alpha: 0.1 }, &[&xs]);
         assert_eq!(l.as_slice::<f32>().unwrap(), &[-0.2, -0.05, 0.0, 0.7, 3.0]);
         let r = run(Op::Unary(UnaryOp::Relu), &[&t(&[3], vec![-1i64, 0, 5])]);

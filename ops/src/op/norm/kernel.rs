@@ -1,10 +1,10 @@
 //! Normalisations: Softmax / LogSoftmax, BatchNormalization (inference),
 //! LayerNormalization and LRN.
 
-use super::util::{
+use crate::error::Result;
+use crate::kernels::util::{
     expand_to, float_dispatch, input, opt_input, out, par_chunks, typed, Arith, Float,
 };
-use crate::error::Result;
 use crate::shape::{norm_axis, numel};
 use crate::tensor::Tensor;
 
@@ -198,7 +198,7 @@ pub(crate) fn layer_norm(
         };
         if inner > 0 {
             use rayon::prelude::*;
-            if xv.len() >= super::util::PAR_MIN && super::util::threads() > 1 {
+            if xv.len() >= crate::kernels::util::PAR_MIN && crate::kernels::util::threads() > 1 {
                 o.par_chunks_mut(inner).zip(stats.par_iter_mut()).enumerate().for_each(|(r, (d, st))| *st = row(r, d));
             } else {
                 o.chunks_mut(inner).zip(stats.iter_mut()).enumerate().for_each(|(r, (d, st))| *st = row(r, d));
@@ -494,8 +494,8 @@ pub(crate) fn group_norm(
 
 #[cfg(test)]
 mod group_norm_tests {
-    use super::super::util::testutil::{close, rnd, t};
     use crate::kernels::eval;
+    use crate::kernels::util::testutil::{close, rnd, t};
     use crate::op::Op;
 
     #[test]
@@ -543,8 +543,8 @@ mod group_norm_tests {
 
 #[cfg(test)]
 mod tests {
-    use super::super::util::testutil::{close, rnd, t};
     use crate::kernels::eval;
+    use crate::kernels::util::testutil::{close, rnd, t};
     use crate::op::Op;
     use crate::tensor::Tensor;
 
