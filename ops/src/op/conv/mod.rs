@@ -10,6 +10,8 @@ pub(crate) mod cost;
 pub(crate) mod infer;
 pub(crate) mod kernel;
 pub(crate) mod onnx;
+#[cfg(test)]
+mod tests;
 
 /// ONNX `auto_pad`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -177,16 +179,4 @@ pub fn resolve_window(
         pads_end,
         output,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resolve_window_rejects_empty_kernels_and_handles_empty_inputs() {
-        assert!(resolve_window(&[4], &[0], &[], &[], &[], AutoPad::NotSet, false).is_err());
-        let w = resolve_window(&[0], &[3], &[], &[], &[], AutoPad::SameUpper, false).unwrap();
-        assert_eq!(w.output, vec![0]);
-    }
 }

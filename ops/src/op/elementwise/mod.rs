@@ -10,6 +10,8 @@ pub(crate) mod cost;
 pub(crate) mod infer;
 pub(crate) mod kernel;
 pub(crate) mod onnx;
+#[cfg(test)]
+mod tests;
 
 /// Element-wise functions of one tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
