@@ -4,12 +4,13 @@
 //!
 //! Each family is a module here (`op/<family>/`) holding its ops'
 //! attribute types (re-exported here), ONNX mapping (`onnx.rs`), shape and
-//! type inference (`infer.rs`) and cost (`cost.rs`). The dispatchers
-//! ([`crate::infer::infer_op`], [`crate::cost::op_cost`],
-//! [`crate::cost::op_class`], the ONNX importer) hold no op's rules. Helpers
-//! the rules share are in `common.rs`, below every family. Shape arithmetic
-//! that kernels and backends use too is in [`crate::shape`]; the host
-//! kernels are still in `crate::kernels`, one file per family.
+//! type inference (`infer.rs`), cost (`cost.rs`) and host kernels
+//! (`kernel.rs`). The dispatchers ([`crate::infer::infer_op`],
+//! [`crate::cost::op_cost`], [`crate::cost::op_class`], the ONNX importer,
+//! [`crate::kernels::eval`]) hold no op's rules. Helpers the rules share
+//! are in `common.rs`, below every family; those the kernels share in
+//! `kernels/util.rs`. Shape arithmetic that kernels and backends use too is
+//! in [`crate::shape`].
 //!
 //! Attributes that later opsets moved to inputs (Squeeze axes, Split sizes,
 //! Slice bounds, Clip bounds, Reduce axes, Reshape shape) are kept as
@@ -53,10 +54,11 @@ use crate::tensor::Tensor;
 use std::fmt;
 
 /// The op families: each is a module under `op/` that holds its ops'
-/// attributes, ONNX mapping, shape and type inference and cost. The
-/// dispatchers ([`crate::infer::infer_op`], [`crate::cost::op_cost`],
-/// [`crate::cost::op_class`]) go through [`Op::family`]; the ONNX importer,
-/// which has no op yet, asks each family in turn.
+/// attributes, ONNX mapping, shape and type inference, cost and host
+/// kernels. The dispatchers of inference and cost ([`crate::infer::infer_op`],
+/// [`crate::cost::op_cost`], [`crate::cost::op_class`]) go through
+/// [`Op::family`]; the ONNX importer, which has no op yet, asks each family
+/// in turn; [`crate::kernels::eval`] names each op's kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Family {
     /// [`elementwise`]
