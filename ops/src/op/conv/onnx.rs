@@ -1,3 +1,5 @@
+//! ONNX mapping of the convolution ops (asked by the ONNX importer).
+
 use crate::error::Result;
 use crate::onnx::attrs::{Attrs, ConvertCx};
 use crate::op::{AutoPad, ConvAttrs, Op};

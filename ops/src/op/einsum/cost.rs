@@ -1,3 +1,5 @@
+//! Flops and cost-model class of the Einsum ops (from [`crate::cost`]).
+
 use crate::graph::Fact;
 use crate::op::common::{elems, out_elems, OpClass};
 use crate::op::Op;

@@ -1,3 +1,6 @@
+//! Shape and dtype inference of the Einsum ops (from
+//! [`crate::infer::infer_op`]).
+
 use crate::error::Result;
 use crate::graph::{Dim, Fact};
 use crate::op::common::{check_same_dtype, one, other_family, with_dtype};

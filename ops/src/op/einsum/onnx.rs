@@ -1,3 +1,5 @@
+//! ONNX mapping of the Einsum ops (asked by the ONNX importer).
+
 use crate::error::{Error, Result};
 use crate::onnx::attrs::ConvertCx;
 use crate::op::Op;

@@ -1,3 +1,5 @@
+//! Flops and cost-model class of the indexing ops (from [`crate::cost`]).
+
 use crate::graph::Fact;
 use crate::op::common::{elems, in0_elems, OpClass};
 use crate::op::Op;

@@ -1,3 +1,5 @@
+//! ONNX mapping of the indexing ops (asked by the ONNX importer).
+
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::onnx::attrs::{Attrs, ConvertCx};

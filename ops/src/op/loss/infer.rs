@@ -1,3 +1,5 @@
+//! Shape and dtype inference of the loss ops (from [`crate::infer::infer_op`]).
+
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::graph::Fact;

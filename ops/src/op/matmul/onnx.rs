@@ -1,3 +1,5 @@
+//! ONNX mapping of the matrix-product ops (asked by the ONNX importer).
+
 use crate::error::Result;
 use crate::onnx::attrs::ConvertCx;
 use crate::op::Op;

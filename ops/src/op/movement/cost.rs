@@ -1,3 +1,6 @@
+//! Flops and cost-model class of the shape and data-movement ops (from
+//! [`crate::cost`]).
+
 use crate::graph::Fact;
 use crate::op::common::OpClass;
 use crate::op::Op;

@@ -1,3 +1,6 @@
+//! Shape and dtype inference of the shape and data-movement ops (from
+//! [`crate::infer::infer_op`]).
+
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::graph::{Dim, Fact};

@@ -1,3 +1,6 @@
+//! ONNX mapping of the shape and data-movement ops (asked by the ONNX
+//! importer).
+
 use crate::error::{Error, Result};
 use crate::onnx::attrs::ConvertCx;
 use crate::op::Op;

@@ -1,3 +1,5 @@
+//! Flops and cost-model class of the pooling ops (from [`crate::cost`]).
+
 use crate::graph::Fact;
 use crate::op::common::{in0_elems, out_elems, OpClass};
 use crate::op::Op;

@@ -1,3 +1,5 @@
+//! Flops and cost-model class of the quantisation ops (from [`crate::cost`]).
+
 use crate::graph::Fact;
 use crate::op::common::{out_elems, OpClass};
 use crate::op::Op;

@@ -1,3 +1,6 @@
+//! Shape and dtype inference of the reduction ops (from
+//! [`crate::infer::infer_op`]).
+
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::graph::{Dim, Fact};

@@ -1,3 +1,5 @@
+//! ONNX mapping of the reduction ops (asked by the ONNX importer).
+
 use crate::error::Result;
 use crate::onnx::attrs::{Attrs, ConvertCx};
 use crate::op::{Op, ReduceKind};

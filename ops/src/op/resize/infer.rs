@@ -1,3 +1,6 @@
+//! Shape and dtype inference of the Resize ops (from
+//! [`crate::infer::infer_op`]).
+
 use crate::error::Result;
 use crate::graph::{Dim, Fact};
 use crate::op::common::{input, one, opt_input, other_family, with_dtype};

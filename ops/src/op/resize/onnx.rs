@@ -1,3 +1,5 @@
+//! ONNX mapping of the Resize ops (asked by the ONNX importer).
+
 use crate::error::Result;
 use crate::onnx::attrs::ConvertCx;
 use crate::op::{CoordMode, KeepAspect, NearestMode, Op, ResizeAttrs, ResizeMode};

@@ -1,3 +1,5 @@
+//! Flops and cost-model class of the signal ops (from [`crate::cost`]).
+
 use crate::graph::Fact;
 use crate::op::common::OpClass;
 use crate::op::Op;
