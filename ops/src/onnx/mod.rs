@@ -1,6 +1,6 @@
 //! ONNX import: `ModelProto` decoding (prost types generated from the
 //! `onnx.proto` of the onnx package), TensorProto conversion, and the
-//! mapping of ONNX nodes to [`Op`]s for opsets 7 to 21.
+//! mapping of ONNX nodes to [`Op`](crate::Op)s for opsets 7 to 21.
 //!
 //! Load order: decode, convert initializers (external data is read from the
 //! model's folder, a missing file is a clear error), map every node (an
