@@ -243,9 +243,4 @@ impl Graph {
     pub fn add_output(&mut self, v: ValueId) {
         self.outputs.push(v);
     }
-    /// Runs shape inference and constant folding (as the ONNX loader does).
-    pub fn finish(mut self) -> crate::Result<Graph> {
-        crate::infer::infer_graph(&mut self)?;
-        Ok(self)
-    }
 }

@@ -2,9 +2,15 @@
 //!
 //! Everything about a computation that does not depend on where it runs:
 //! [`Tensor`] and [`DType`], the graph IR ([`Graph`], [`Node`], [`Fact`]),
-//! the op set ([`Op`]) with shape/dtype inference ([`infer`]) and per-op
-//! cost ([`cost`]), ONNX import ([`onnx`]), `.npy` I/O ([`npy`]), and the
-//! host kernels ([`kernels`]) that define each op's semantics.
+//! the op set ([`Op`], [`op`]), shape arithmetic ([`shape`]), ONNX import
+//! ([`onnx`]), `.npy` I/O ([`npy`]), and the host kernels that define each
+//! op's semantics.
+//!
+//! Each op family is one folder, `op/<family>/`, holding its attributes,
+//! ONNX mapping, shape and type inference, cost and host kernel. The
+//! modules that run those for every op hold no op's rules: [`infer`]
+//! (inference and constant folding), [`cost`], [`kernels`] (the host-kernel
+//! dispatcher) and the ONNX importer. docs/adding-an-op.md walks through it.
 //!
 //! The host kernels are the reference semantics of every op and double as
 //! the CPU device's kernels (tract's core works the same way): the CPU
@@ -24,6 +30,7 @@ pub mod onnx;
 pub mod op;
 pub mod optimize;
 pub mod pool;
+pub mod shape;
 pub mod specialize;
 pub mod tensor;
 

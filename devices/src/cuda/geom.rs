@@ -159,7 +159,7 @@ pub fn norm_axis(axis: i64, rank: usize) -> Option<usize> {
 /// contiguous destination).
 pub fn transpose(shape: &[usize], perm: Option<&[usize]>) -> Option<(Vec<usize>, Layout)> {
     let r = shape.len();
-    let perm = hetflow_ops::op::transpose_perm(perm, r).ok()?;
+    let perm = hetflow_ops::shape::transpose_perm(perm, r).ok()?;
     let ist = contiguous_strides(shape);
     let out: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
     let src: Vec<i64> = perm.iter().map(|&p| ist[p]).collect();

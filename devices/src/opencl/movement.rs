@@ -7,7 +7,7 @@
 use super::ops::{bcast_strides, contiguous_strides, round_up, u32_of, v8, Arg, In, MAX_RANK};
 use super::{other, OpenclDevice};
 use crate::{DeviceError, DeviceTensor, Result};
-use hetflow_ops::op::{broadcast_shapes, norm_axis, slice_view};
+use hetflow_ops::shape::{broadcast_shapes, norm_axis, slice_view};
 use hetflow_ops::DType;
 use opencl3::event::Event;
 
@@ -119,7 +119,7 @@ pub(super) fn transpose(
 ) -> Result<DeviceTensor> {
     let d = &x.t.shape;
     let r = d.len();
-    let perm = hetflow_ops::op::transpose_perm(perm, r).map_err(|e| err(e.to_string()))?;
+    let perm = hetflow_ops::shape::transpose_perm(perm, r).map_err(|e| err(e.to_string()))?;
     let st = contiguous_strides(d);
     let od: Vec<usize> = perm.iter().map(|&p| d[p]).collect();
     let xs: Vec<isize> = perm.iter().map(|&p| st[p] as isize).collect();

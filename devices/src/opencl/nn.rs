@@ -9,7 +9,8 @@ use super::ops::{
 };
 use super::OpenclDevice;
 use crate::{DeviceError, DeviceTensor, Result};
-use hetflow_ops::op::{broadcast_shapes, norm_axis, resolve_window, Activation, ReduceKind};
+use hetflow_ops::op::{resolve_window, Activation, ReduceKind};
+use hetflow_ops::shape::{broadcast_shapes, norm_axis};
 use hetflow_ops::{DType, Op};
 
 fn err(msg: impl Into<String>) -> DeviceError {

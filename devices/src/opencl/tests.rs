@@ -68,7 +68,7 @@ fn ref_binary(
     sb: &[usize],
     f: fn(f64, f64) -> f64,
 ) -> (Vec<f64>, Vec<usize>) {
-    let out = hetflow_ops::op::broadcast_shapes(sa, sb).unwrap();
+    let out = hetflow_ops::shape::broadcast_shapes(sa, sb).unwrap();
     let n: usize = out.iter().product();
     let idx = |i: usize, s: &[usize]| {
         // Index of output element i into an operand of shape s.

@@ -23,7 +23,7 @@ pub(crate) fn matmul(ins: &[Option<&Tensor>], tile_k: usize) -> Result<Vec<f32>,
     };
     let ba = &sa[..sa.len().saturating_sub(2)];
     let bb = &sb[..sb.len().saturating_sub(2)];
-    let batch = hetflow_ops::op::broadcast_shapes(ba, bb).map_err(|e| e.to_string())?;
+    let batch = hetflow_ops::shape::broadcast_shapes(ba, bb).map_err(|e| e.to_string())?;
     let (av, bv) = (rounded(a), rounded(b));
     let count: usize = batch.iter().product();
     let mut out = vec![0f32; count * m * n];

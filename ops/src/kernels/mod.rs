@@ -1,5 +1,7 @@
 //! Host kernels: the reference semantics of every op, also run by the CPU
-//! device. One file per op family.
+//! device. Each op family's kernels are its `op/<family>/kernel.rs`; this
+//! module dispatches to them ([`eval`]) and holds the plumbing they share
+//! (`util.rs`: input fetching, the strided walker, dtype dispatch).
 //!
 //! Contract of [`eval`]: `inputs` are positional as in the node (`None` for an
 //! omitted optional input); the result has exactly `n_outputs` tensors.
@@ -12,32 +14,20 @@
 //! arithmetic ops are widened to f32 here, computed, and narrowed back.
 //! Data-movement ops work on every dtype.
 
-mod attention;
-mod conv;
-mod einsum;
-mod elementwise;
-mod index;
-mod loss;
-mod matmul;
-mod misc;
-mod norm;
-mod pool;
-mod quant;
-mod reduce;
-mod resize;
-mod rnn;
-mod seq;
-mod shape;
-mod signal;
-mod util;
+pub(crate) mod util;
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::op::{
+    attention::kernel as attention, conv::kernel as conv, einsum::kernel as einsum,
+    elementwise::kernel as elementwise, index::kernel as index, loss::kernel as loss,
+    matmul::kernel as matmul, misc::kernel as misc, movement::kernel as movement,
+    norm::kernel as norm, pool::kernel as pool, quant::kernel as quant, reduce::kernel as reduce,
+    resize::kernel as resize, rnn::kernel as rnn, seq::kernel as seq, signal::kernel as signal,
+};
 use crate::op::{BinaryOp, Op, ScatterReduction, UnaryOp};
+
 use crate::tensor::Tensor;
-pub(crate) use einsum::einsum_shape;
-pub(crate) use elementwise::{check_binary_dtype, check_unary_dtype};
-pub(crate) use shape::refuse_dropout_training;
 
 /// Evaluates `op` on host tensors.
 pub fn eval(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<Vec<Tensor>> {
@@ -131,7 +121,7 @@ fn eval_native(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<
         Op::Clip { min, max } => one(elementwise::clip(*min, *max, inputs)),
         Op::Where => one(elementwise::where_(inputs)),
         Op::Sum => one(elementwise::fold(BinaryOp::Add, inputs)),
-        Op::Range => one(shape::range(inputs)),
+        Op::Range => one(movement::range(inputs)),
         Op::ArgExtreme {
             max,
             axis,
@@ -184,31 +174,31 @@ fn eval_native(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<
         Op::GlobalAveragePool => one(pool::global_pool(false, inputs)),
         Op::GlobalMaxPool => one(pool::global_pool(true, inputs)),
         Op::Reshape { allowzero, shape } => {
-            one(shape::reshape(*allowzero, shape.as_deref(), inputs))
+            one(movement::reshape(*allowzero, shape.as_deref(), inputs))
         }
-        Op::Flatten { axis } => one(shape::flatten(*axis, inputs)),
-        Op::Transpose { perm } => one(shape::transpose(perm.as_deref(), inputs)),
-        Op::Squeeze { axes } => one(shape::squeeze(axes.as_deref(), inputs)),
-        Op::Unsqueeze { axes } => one(shape::unsqueeze(axes.as_deref(), inputs)),
-        Op::Concat { axis } => one(shape::concat(*axis, inputs)),
-        Op::Split { axis, split } => shape::split(*axis, split.as_deref(), inputs, n_outputs),
-        Op::Slice { starts, ends, axes } => one(shape::slice(
+        Op::Flatten { axis } => one(movement::flatten(*axis, inputs)),
+        Op::Transpose { perm } => one(movement::transpose(perm.as_deref(), inputs)),
+        Op::Squeeze { axes } => one(movement::squeeze(axes.as_deref(), inputs)),
+        Op::Unsqueeze { axes } => one(movement::unsqueeze(axes.as_deref(), inputs)),
+        Op::Concat { axis } => one(movement::concat(*axis, inputs)),
+        Op::Split { axis, split } => movement::split(*axis, split.as_deref(), inputs, n_outputs),
+        Op::Slice { starts, ends, axes } => one(movement::slice(
             starts.as_deref(),
             ends.as_deref(),
             axes.as_deref(),
             inputs,
         )),
-        Op::Gather { axis } => one(shape::gather(*axis, inputs)),
-        Op::Shape { start, end } => one(shape::shape_of(*start, *end, inputs)),
+        Op::Gather { axis } => one(movement::gather(*axis, inputs)),
+        Op::Shape { start, end } => one(movement::shape_of(*start, *end, inputs)),
         Op::CastLike => {
             let like = util::input(inputs, 1, "target_type")?;
             one(util::input(inputs, 0, "input").map(|t| t.cast(like.dtype())))
         }
         Op::Size => one(util::input(inputs, 0, "data").map(|t| Tensor::scalar(t.len() as i64))),
-        Op::Expand => one(shape::expand(inputs)),
+        Op::Expand => one(movement::expand(inputs)),
         Op::Identity => one(util::input(inputs, 0, "input").cloned()),
-        Op::Dropout => shape::dropout(inputs, n_outputs),
-        Op::ConstantOfShape { value } => one(shape::constant_of_shape(value, inputs)),
+        Op::Dropout => movement::dropout(inputs, n_outputs),
+        Op::ConstantOfShape { value } => one(movement::constant_of_shape(value, inputs)),
         Op::Act { kind, alpha, beta } => one(elementwise::act(*kind, *alpha, *beta, inputs)),
         Op::IsNaN => one(elementwise::is_special(true, false, false, inputs)),
         Op::IsInf { positive, negative } => {

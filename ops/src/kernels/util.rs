@@ -1,9 +1,10 @@
-//! Shared kernel plumbing: input fetching with clear errors, strides, the
-//! strided/broadcast index walker, numeric traits and dtype dispatch.
+//! Shared kernel plumbing: input fetching with clear errors, the
+//! strided/broadcast index walker (shape arithmetic itself is in
+//! [`crate::shape`]), numeric traits and dtype dispatch.
 
 use crate::dtype::Element;
 use crate::error::{Error, Result};
-use crate::op::norm_axis;
+use crate::shape::{bcast_strides, numel};
 use crate::tensor::{Storable, Tensor};
 use rayon::prelude::*;
 
@@ -94,50 +95,6 @@ pub(crate) fn typed<'a, T: Storable>(t: &'a Tensor, what: &str) -> Result<&'a [T
 /// Builds an output tensor from a typed vector.
 pub(crate) fn out<T: Storable>(shape: Vec<usize>, v: Vec<T>) -> Result<Tensor> {
     Tensor::from_vec(shape, v)
-}
-
-/// Row-major strides of `shape`.
-pub(crate) fn strides(shape: &[usize]) -> Vec<usize> {
-    let mut s = vec![1; shape.len()];
-    for i in (0..shape.len().saturating_sub(1)).rev() {
-        s[i] = s[i + 1] * shape[i + 1];
-    }
-    s
-}
-
-/// Strides of a tensor of shape `shape` read as the (right-aligned) broadcast
-/// shape `to`: 0 on broadcast dims.
-pub(crate) fn bcast_strides(shape: &[usize], to: &[usize]) -> Vec<isize> {
-    let st = strides(shape);
-    let off = to.len() - shape.len();
-    (0..to.len())
-        .map(|i| {
-            if i < off || shape[i - off] == 1 {
-                0
-            } else {
-                st[i - off] as isize
-            }
-        })
-        .collect()
-}
-
-/// Numpy broadcast of several shapes.
-pub(crate) fn broadcast_all(shapes: &[&[usize]]) -> Result<Vec<usize>> {
-    let mut o: Vec<usize> = Vec::new();
-    for s in shapes {
-        o = crate::op::broadcast_shapes(&o, s)?;
-    }
-    Ok(o)
-}
-
-/// Normalises an axis of a tensor of rank `rank`.
-pub(crate) fn axis(a: i64, rank: usize) -> Result<usize> {
-    norm_axis(a, rank)
-}
-
-/// Product of dims.
-pub(crate) fn numel(s: &[usize]) -> usize {
-    s.iter().product()
 }
 
 /// Converts a shape-like i64 to a dim, rejecting negatives.
@@ -330,7 +287,7 @@ pub(crate) fn gather_strided<T: Copy + Send + Sync + Default + crate::pool::Pool
 
 /// Broadcasts `t` to `shape` (which must be a broadcast of `t`'s shape).
 pub(crate) fn expand_to(t: &Tensor, shape: &[usize]) -> Result<Tensor> {
-    let b = crate::op::broadcast_shapes(t.shape(), shape)?;
+    let b = crate::shape::broadcast_shapes(t.shape(), shape)?;
     if b != shape {
         crate::bail!("cannot broadcast {:?} to {:?}", t.shape(), shape);
     }

@@ -5,7 +5,7 @@
 
 use super::proto::attribute_proto::AttributeType;
 use super::proto::{AttributeProto, NodeProto};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use std::cell::RefCell;
 use std::path::Path;
@@ -112,7 +112,30 @@ impl<'a> Attrs<'a> {
             .and_then(|a| a.t.as_ref())
         {
             None => Ok(None),
-            Some(t) => super::tensor_from_proto(t, dir).map(Some),
+            Some(t) => super::tensor::tensor_from_proto(t, dir).map(Some),
+        }
+    }
+}
+
+/// What a family's ONNX mapping (`op/<family>/onnx.rs`) reads: the node,
+/// its attributes, and the model's default-domain opset and directory (for
+/// external data).
+pub(crate) struct ConvertCx<'a> {
+    pub node: &'a NodeProto,
+    pub op_type: &'a str,
+    pub opset: i64,
+    pub dir: Option<&'a Path>,
+    pub attrs: &'a Attrs<'a>,
+}
+
+impl ConvertCx<'_> {
+    /// The error for a node whose op type (or this opset of it) is not
+    /// supported.
+    pub fn unsupported(&self) -> Error {
+        Error::Unsupported {
+            op: self.op_type.to_string(),
+            opset: self.opset,
+            node: self.node.name().to_string(),
         }
     }
 }

@@ -1,7 +1,16 @@
 //! The op set: one [`Op`] enum whose variants carry their parsed, opset-
-//! normalised attributes. Each op family lives in its own module with its
-//! shape inference (`infer`), its cost (`cost`) and its host kernel (in
-//! `crate::kernels`).
+//! normalised attributes, its ONNX names ([`Op::name`]) and its families
+//! ([`Op::family`]).
+//!
+//! Each family is a module here (`op/<family>/`) holding its ops'
+//! attribute types (re-exported here), ONNX mapping (`onnx.rs`), shape and
+//! type inference (`infer.rs`), cost (`cost.rs`) and host kernels
+//! (`kernel.rs`). The dispatchers ([`crate::infer::infer_op`],
+//! [`crate::cost::op_cost`], [`crate::cost::op_class`], the ONNX importer,
+//! [`crate::kernels::eval`]) hold no op's rules. Helpers the rules share
+//! are in `common.rs`, below every family; those the kernels share in
+//! `kernels/util.rs`. Shape arithmetic that kernels and backends use too is
+//! in [`crate::shape`].
 //!
 //! Attributes that later opsets moved to inputs (Squeeze axes, Split sizes,
 //! Slice bounds, Clip bounds, Reduce axes, Reshape shape) are kept as
@@ -9,373 +18,83 @@
 //! kernel reads them from the optional input. Kernels therefore handle both
 //! forms and opset differences are resolved once, in the ONNX importer.
 
+pub mod attention;
+pub(crate) mod common;
 pub mod conv;
+pub mod einsum;
+pub mod elementwise;
+pub mod index;
+pub mod loss;
+pub mod matmul;
+pub mod misc;
+pub mod movement;
+pub mod norm;
+pub mod pool;
+pub mod quant;
+pub mod reduce;
+pub mod resize;
+pub mod rnn;
+pub mod seq;
+pub mod signal;
 
-pub use conv::{
-    resolve_window, resolve_window_dims, Activation, AutoPad, ConvAttrs, PoolAttrs, Window,
-};
+pub use attention::AttentionAttrs;
+pub use conv::{resolve_window, Activation, AutoPad, ConvAttrs, Window};
+pub use elementwise::{ActKind, BinaryOp, UnaryOp};
+pub use index::{PadMode, ScatterReduction};
+pub use loss::LossReduction;
+pub use misc::{ConvTransposeAttrs, GridMode, GridPadding, WindowKind};
+pub use pool::PoolAttrs;
+pub use reduce::ReduceKind;
+pub use resize::{CoordMode, KeepAspect, NearestMode, ResizeAttrs, ResizeMode};
+pub use rnn::{RnnAct, RnnAttrs, RnnKind};
+pub use seq::LinearAttentionRule;
 
 use crate::dtype::DType;
 use crate::tensor::Tensor;
 use std::fmt;
 
-/// Element-wise functions of one tensor.
+/// The op families: each is a module under `op/` that holds its ops'
+/// attributes, ONNX mapping, shape and type inference, cost and host
+/// kernels. The dispatchers of inference and cost ([`crate::infer::infer_op`],
+/// [`crate::cost::op_cost`], [`crate::cost::op_class`]) go through
+/// [`Op::family`]; the ONNX importer, which has no op yet, asks each family
+/// in turn; [`crate::kernels::eval`] names each op's kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum UnaryOp {
-    Neg,
-    Abs,
-    Sqrt,
-    Exp,
-    Log,
-    Relu,
-    Sigmoid,
-    Tanh,
-    Erf,
-    Reciprocal,
-    Floor,
-    Ceil,
-    Not,
-    Sin,
-    Cos,
-    Tan,
-    Asin,
-    Acos,
-    Atan,
-    Sinh,
-    Cosh,
-    Asinh,
-    Acosh,
-    Atanh,
-    /// -1, 0 or 1 (any numeric type).
-    Sign,
-    /// Round half to even.
-    Round,
-    /// `ln(1 + e^x)`.
-    Softplus,
-    /// `x / (1 + |x|)`.
-    Softsign,
-    /// `x * tanh(softplus(x))`.
-    Mish,
-    /// `x * max(0, min(1, x / 6 + 1 / 2))`.
-    HardSwish,
-    /// Bitwise complement of an integer tensor.
-    BitwiseNot,
-}
-
-/// Element-wise functions of two tensors with numpy broadcasting.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum BinaryOp {
-    Add,
-    Sub,
-    Mul,
-    Div,
-    Pow,
-    Equal,
-    Less,
-    Greater,
-    LessOrEqual,
-    GreaterOrEqual,
-    And,
-    Or,
-    Xor,
-    /// Element-wise maximum (NaN propagates); ONNX Max with two inputs.
-    Max,
-    /// Element-wise minimum (NaN propagates); ONNX Min with two inputs.
-    Min,
-    /// Integer modulo with the sign of the divisor (ONNX Mod, fmod = 0).
-    Mod,
-    /// Remainder with the sign of the dividend (ONNX Mod, fmod = 1).
-    FMod,
-    /// `a << b` on unsigned integers (ONNX BitShift, direction LEFT).
-    ShiftLeft,
-    /// `a >> b` on unsigned integers (ONNX BitShift, direction RIGHT).
-    ShiftRight,
-    BitwiseAnd,
-    BitwiseOr,
-    BitwiseXor,
-    /// `x < 0 ? slope * x : x` with the slope broadcast to x.
-    PRelu,
-}
-
-impl BinaryOp {
-    /// True when the result is bool whatever the operand dtype.
-    pub fn is_comparison(self) -> bool {
-        matches!(
-            self,
-            BinaryOp::Equal
-                | BinaryOp::Less
-                | BinaryOp::Greater
-                | BinaryOp::LessOrEqual
-                | BinaryOp::GreaterOrEqual
-        )
-    }
-    /// True for the logical ops on bool tensors.
-    pub fn is_logical(self) -> bool {
-        matches!(self, BinaryOp::And | BinaryOp::Or | BinaryOp::Xor)
-    }
-    /// True for the ops defined on integer bits only.
-    pub fn is_bitwise(self) -> bool {
-        matches!(
-            self,
-            BinaryOp::ShiftLeft
-                | BinaryOp::ShiftRight
-                | BinaryOp::BitwiseAnd
-                | BinaryOp::BitwiseOr
-                | BinaryOp::BitwiseXor
-        )
-    }
-}
-
-/// Element-wise activations with one or two float parameters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ActKind {
-    /// `x < 0 ? alpha * (e^x - 1) : x`.
-    Elu,
-    /// `gamma * (x <= 0 ? alpha * (e^x - 1) : x)` (`beta` holds gamma).
-    Selu,
-    /// `max(0, x) + min(0, alpha * (e^(x / alpha) - 1))`.
-    Celu,
-    /// `max(0, min(1, alpha * x + beta))`.
-    HardSigmoid,
-    /// `x > alpha ? x : 0`.
-    ThresholdedRelu,
-    /// `x * sigmoid(alpha * x)`.
-    Swish,
-    /// `x < -lambd ? x + bias : x > lambd ? x - bias : 0` (`alpha` holds
-    /// lambd, `beta` bias).
-    Shrink,
-}
-
-/// How ScatterElements / ScatterND combine an update with the data.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ScatterReduction {
-    None,
-    Add,
-    Mul,
-    Max,
-    Min,
-}
-
-/// Pad modes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PadMode {
-    Constant,
-    Reflect,
-    Edge,
-    Wrap,
-}
-
-/// Attention attributes (opset 23+).
-#[derive(Clone, Debug, PartialEq)]
-pub struct AttentionAttrs {
-    /// Mask keys after each query's position.
-    pub is_causal: bool,
-    /// Heads of 3-D Q.
-    pub q_num_heads: Option<usize>,
-    /// Heads of 3-D K and V.
-    pub kv_num_heads: Option<usize>,
-    /// Logit scale; default `1 / sqrt(head_size)`.
-    pub scale: Option<f32>,
-    /// `softcap * tanh(logits / softcap)` when positive.
-    pub softcap: f32,
-    /// What the optional fourth output holds: 0 or 1 the (softcapped)
-    /// logits, 2 the logits plus mask, 3 the probabilities.
-    pub qk_output_mode: i64,
-    /// Keys at most this far before the query (-1: unbounded).
-    pub left_window: i64,
-    /// Keys at most this far after the query (-1: unbounded).
-    pub right_window: i64,
-}
-
-impl Default for AttentionAttrs {
-    fn default() -> Self {
-        AttentionAttrs {
-            is_causal: false,
-            q_num_heads: None,
-            kv_num_heads: None,
-            scale: None,
-            softcap: 0.0,
-            qk_output_mode: 0,
-            left_window: -1,
-            right_window: -1,
-        }
-    }
-}
-
-/// Resize rounding of source coordinates in nearest mode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum NearestMode {
-    RoundPreferFloor,
-    RoundPreferCeil,
-    Floor,
-    Ceil,
-}
-
-/// Resize interpolation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ResizeMode {
-    Nearest(NearestMode),
-    Linear,
-    Cubic,
-}
-
-/// Resize: how output coordinates map to input coordinates.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CoordMode {
-    HalfPixel,
-    HalfPixelSymmetric,
-    PytorchHalfPixel,
-    AlignCorners,
-    Asymmetric,
-    TfCropAndResize,
-}
-
-/// Resize with `sizes`: keep the aspect ratio or not.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum KeepAspect {
-    Stretch,
-    NotLarger,
-    NotSmaller,
-}
-
-/// Resize attributes.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ResizeAttrs {
-    pub mode: ResizeMode,
-    pub coord: CoordMode,
-    pub cubic_coeff_a: f32,
-    pub exclude_outside: bool,
-    pub extrapolation_value: f32,
-    pub antialias: bool,
-    /// Axes that `roi`, `scales` and `sizes` refer to (all when `None`).
-    pub axes: Option<Vec<i64>>,
-    pub keep_aspect: KeepAspect,
-    /// Input index of `scales` (2; 1 for Resize-10).
-    pub scales_input: usize,
-}
-
-impl Default for ResizeAttrs {
-    fn default() -> Self {
-        ResizeAttrs {
-            mode: ResizeMode::Nearest(NearestMode::RoundPreferFloor),
-            coord: CoordMode::HalfPixel,
-            cubic_coeff_a: -0.75,
-            exclude_outside: false,
-            extrapolation_value: 0.0,
-            antialias: false,
-            axes: None,
-            keep_aspect: KeepAspect::Stretch,
-            scales_input: 2,
-        }
-    }
-}
-
-/// GridSample interpolation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum GridMode {
-    Nearest,
-    Linear,
-    Cubic,
-}
-
-/// GridSample handling of coordinates outside the input.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum GridPadding {
-    Zeros,
-    Border,
-    Reflection,
-}
-
-/// ConvTranspose attributes (spatial lists empty when not given).
-#[derive(Clone, Debug, PartialEq, Default)]
-pub struct ConvTransposeAttrs {
-    pub kernel_shape: Option<Vec<usize>>,
-    pub strides: Vec<usize>,
-    /// `[begin_0, .., end_0, ..]`.
-    pub pads: Vec<usize>,
-    pub dilations: Vec<usize>,
-    pub group: usize,
-    pub output_padding: Vec<usize>,
-    /// Spatial output shape.
-    pub output_shape: Option<Vec<usize>>,
-    pub auto_pad: AutoPad,
-}
-
-/// LinearAttention state update rules.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum LinearAttentionRule {
-    Linear,
-    Gated,
-    Delta,
-    GatedDelta,
-}
-
-/// RNN, GRU or LSTM.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RnnKind {
+pub enum Family {
+    /// [`elementwise`]
+    Elementwise,
+    /// [`movement`]
+    Movement,
+    /// [`reduce`]
+    Reduce,
+    /// [`matmul`]
+    MatMul,
+    /// [`norm`]
+    Norm,
+    /// [`conv`]
+    Conv,
+    /// [`pool`]
+    Pool,
+    /// [`index`]
+    Index,
+    /// [`loss`]
+    Loss,
+    /// [`attention`]
+    Attention,
+    /// [`resize`]
+    Resize,
+    /// [`einsum`]
+    Einsum,
+    /// [`misc`]
+    Misc,
+    /// [`rnn`]
     Rnn,
-    Gru,
-    Lstm,
-}
-
-/// Activations of the recurrent layers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RnnAct {
-    Sigmoid,
-    Tanh,
-    Relu,
-}
-
-/// Recurrent layer attributes.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RnnAttrs {
-    pub kind: RnnKind,
-    pub hidden: usize,
-    /// 0 forward, 1 reverse, 2 bidirectional.
-    pub direction: u8,
-    /// `layout = 1`: X and Y batch-major.
-    pub batch_major: bool,
-    pub clip: Option<f32>,
-    /// f, g, h (RNN uses f; GRU f and g).
-    pub acts: [RnnAct; 3],
-    pub linear_before_reset: bool,
-    pub input_forget: bool,
-}
-
-/// Window functions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum WindowKind {
-    Hann,
-    Hamming,
-    Blackman,
-}
-
-/// Loss reductions (NegativeLogLikelihoodLoss, SoftmaxCrossEntropyLoss).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum LossReduction {
-    None,
-    Sum,
-    Mean,
-}
-
-/// Reduction kinds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ReduceKind {
-    Sum,
-    Mean,
-    Max,
-    Min,
-    Prod,
-    /// Sum of absolute values.
-    L1,
-    /// Square root of the sum of squares.
-    L2,
-    /// Log of the sum.
-    LogSum,
-    /// Log of the sum of exponentials.
-    LogSumExp,
-    /// Sum of squares.
-    SumSquare,
+    /// [`signal`]
+    Signal,
+    /// [`seq`]
+    Seq,
+    /// [`quant`]
+    Quant,
 }
 
 /// An operator with its attributes. Inputs are positional as in ONNX; an
@@ -864,6 +583,101 @@ impl Op {
         }
     }
 
+    /// The family whose module holds this op's rules.
+    pub fn family(&self) -> Family {
+        match self {
+            Op::Unary(_)
+            | Op::Binary(_)
+            | Op::LeakyRelu { .. }
+            | Op::Gelu { .. }
+            | Op::Clip { .. }
+            | Op::Where
+            | Op::Sum
+            | Op::Extremum(_)
+            | Op::Cast { .. }
+            | Op::CastLike
+            | Op::Act { .. }
+            | Op::IsNaN
+            | Op::IsInf { .. }
+            | Op::Mean => Family::Elementwise,
+            Op::Range
+            | Op::Reshape { .. }
+            | Op::Flatten { .. }
+            | Op::Transpose { .. }
+            | Op::Squeeze { .. }
+            | Op::Unsqueeze { .. }
+            | Op::Concat { .. }
+            | Op::Split { .. }
+            | Op::Slice { .. }
+            | Op::Gather { .. }
+            | Op::Shape { .. }
+            | Op::Size
+            | Op::Expand
+            | Op::Identity
+            | Op::Dropout
+            | Op::ConstantOfShape { .. } => Family::Movement,
+            Op::ArgExtreme { .. } | Op::Reduce { .. } => Family::Reduce,
+            Op::MatMul | Op::Gemm { .. } => Family::MatMul,
+            Op::Softmax { .. }
+            | Op::LogSoftmax { .. }
+            | Op::BatchNorm { .. }
+            | Op::LayerNorm { .. }
+            | Op::Lrn { .. }
+            | Op::Hardmax { .. }
+            | Op::RmsNorm { .. }
+            | Op::RotaryEmbedding { .. }
+            | Op::LpNorm { .. }
+            | Op::InstanceNorm { .. }
+            | Op::GroupNorm { .. } => Family::Norm,
+            Op::Conv(_) => Family::Conv,
+            Op::MaxPool(_)
+            | Op::AveragePool(_)
+            | Op::GlobalAveragePool
+            | Op::GlobalMaxPool
+            | Op::LpPool { .. } => Family::Pool,
+            Op::GatherElements { .. }
+            | Op::GatherNd { .. }
+            | Op::ScatterElements { .. }
+            | Op::ScatterNd { .. }
+            | Op::Trilu { .. }
+            | Op::Cumulative { .. }
+            | Op::TopK { .. }
+            | Op::OneHot { .. }
+            | Op::NonZero
+            | Op::Compress { .. }
+            | Op::Tile
+            | Op::DepthToSpace { .. }
+            | Op::SpaceToDepth { .. }
+            | Op::EyeLike { .. }
+            | Op::Pad { .. } => Family::Index,
+            Op::NllLoss { .. } | Op::SoftmaxCrossEntropy { .. } => Family::Loss,
+            Op::Attention(_) => Family::Attention,
+            Op::Resize(_) => Family::Resize,
+            Op::Einsum { .. } => Family::Einsum,
+            Op::Window { .. }
+            | Op::ReverseSequence { .. }
+            | Op::CenterCropPad { .. }
+            | Op::Det
+            | Op::ConvTranspose(_)
+            | Op::GridSample { .. }
+            | Op::Unique { .. } => Family::Misc,
+            Op::Rnn(_) => Family::Rnn,
+            Op::Dft { .. }
+            | Op::NonMaxSuppression { .. }
+            | Op::QLinearMatMul
+            | Op::Col2Im { .. }
+            | Op::MatMulInteger => Family::Signal,
+            Op::LinearAttention { .. }
+            | Op::CausalConvWithState { .. }
+            | Op::TensorScatter { .. }
+            | Op::SwiGlu { .. } => Family::Seq,
+            Op::QuantizeLinear { .. }
+            | Op::DequantizeLinear { .. }
+            | Op::DynamicQuantizeLinear
+            | Op::BitCast { .. } => Family::Quant,
+        }
+    }
+
     /// True for ops whose output aliases or re-labels the input without
     /// arithmetic (a device may implement them as a view).
     pub fn is_view(&self) -> bool {
@@ -882,171 +696,5 @@ impl Op {
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-/// Normalises a possibly negative axis against `rank` (ONNX convention).
-pub fn norm_axis(axis: i64, rank: usize) -> crate::Result<usize> {
-    let r = rank as i64;
-    let a = if axis < 0 { axis + r } else { axis };
-    if a < 0 || a >= r.max(1) {
-        crate::bail!("axis {} out of range for rank {}", axis, rank);
-    }
-    Ok(a as usize)
-}
-
-/// Numpy broadcast of two concrete shapes.
-pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> crate::Result<Vec<usize>> {
-    let n = a.len().max(b.len());
-    let mut out = vec![0; n];
-    for i in 0..n {
-        let da = if i + a.len() >= n {
-            a[i + a.len() - n]
-        } else {
-            1
-        };
-        let db = if i + b.len() >= n {
-            b[i + b.len() - n]
-        } else {
-            1
-        };
-        out[i] = if da == db || db == 1 {
-            da
-        } else if da == 1 {
-            db
-        } else {
-            crate::bail!("shapes {:?} and {:?} do not broadcast", a, b);
-        };
-    }
-    Ok(out)
-}
-
-/// ONNX Slice bound clamping for one axis of size `dim`: returns the
-/// effective `(start, end)` (end exclusive in the step's direction; `-1`
-/// means "before index 0" for negative steps).
-pub fn slice_range(start: i64, end: i64, step: i64, dim: usize) -> (i64, i64) {
-    let d = dim as i64;
-    if d == 0 {
-        // Nothing to select: an empty range in either direction.
-        return if step > 0 { (0, 0) } else { (-1, -1) };
-    }
-    let fix = |v: i64| if v < 0 { v + d } else { v };
-    let (s, e) = (fix(start), fix(end));
-    if step > 0 {
-        (s.clamp(0, d), e.clamp(0, d))
-    } else {
-        (s.clamp(0, d - 1), e.clamp(-1, d - 1))
-    }
-}
-
-/// Elements a slice from `lo` towards `hi` by `step` (non-zero) takes, with
-/// `lo`/`hi` from [`slice_range`]. Counted in i128: a step near `i64::MAX`
-/// or `i64::MIN` overflows i64.
-pub fn slice_len(lo: i64, hi: i64, step: i64) -> usize {
-    let (lo, hi, step) = (lo as i128, hi as i128, step as i128);
-    let n = if step > 0 && hi > lo {
-        (hi - lo + step - 1) / step
-    } else if step < 0 && lo > hi {
-        (lo - hi - step - 1) / -step
-    } else {
-        0
-    };
-    n as usize
-}
-
-/// Transpose's permutation for a rank-`rank` input: `perm`, or the
-/// reversed axes when absent; an error when it is not a permutation.
-pub fn transpose_perm(perm: Option<&[usize]>, rank: usize) -> crate::Result<Vec<usize>> {
-    let perm: Vec<usize> = perm.map_or_else(|| (0..rank).rev().collect(), <[usize]>::to_vec);
-    let mut seen = vec![false; rank];
-    if perm.len() != rank
-        || perm
-            .iter()
-            .any(|&p| p >= rank || std::mem::replace(&mut seen[p], true))
-    {
-        crate::bail!("perm {perm:?} is not a permutation of rank {rank}");
-    }
-    Ok(perm)
-}
-
-/// The strided view ONNX Slice takes of a row-major tensor of `shape`:
-/// the output shape, the element strides (negative for negative steps)
-/// and the element offset of the output's first element. `starts`,
-/// `ends`, `axes` and `steps` are parallel lists (ONNX clamping applies).
-/// Errors name what is wrong without the op's name.
-pub fn slice_view(
-    shape: &[usize],
-    starts: &[i64],
-    ends: &[i64],
-    axes: &[i64],
-    steps: &[i64],
-) -> crate::Result<(Vec<usize>, Vec<isize>, isize)> {
-    let k = starts.len();
-    if ends.len() != k || axes.len() != k || steps.len() != k {
-        crate::bail!("starts, ends, axes and steps have different lengths");
-    }
-    let mut row = vec![1usize; shape.len()];
-    for i in (0..shape.len().saturating_sub(1)).rev() {
-        row[i] = row[i + 1] * shape[i + 1];
-    }
-    let mut out = shape.to_vec();
-    let mut st: Vec<isize> = row.iter().map(|&v| v as isize).collect();
-    let mut base = 0isize;
-    let mut seen = vec![false; shape.len()];
-    for i in 0..k {
-        let a = norm_axis(axes[i], shape.len())?;
-        if std::mem::replace(&mut seen[a], true) {
-            crate::bail!("axis {a} repeated");
-        }
-        let step = steps[i];
-        if step == 0 {
-            crate::bail!("step cannot be 0");
-        }
-        // slice_range needs a non-empty dim for negative steps.
-        let (lo, hi) = if shape[a] == 0 {
-            (0, 0)
-        } else {
-            slice_range(starts[i], ends[i], step, shape[a])
-        };
-        let n = slice_len(lo, hi, step);
-        out[a] = n;
-        if n > 0 {
-            base += lo as isize * row[a] as isize;
-        }
-        // Saturating: a step past the dim takes at most one element, so
-        // its stride is never walked.
-        st[a] = (step as isize).saturating_mul(row[a] as isize);
-    }
-    Ok((out, st, base))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Found by `scripts/fuzz.sh` (target `onnx_load`): `hi - lo + step - 1`
-    /// overflowed i64 for a step near `i64::MAX`.
-    #[test]
-    fn slice_len_with_extreme_steps() {
-        assert_eq!(slice_len(0, 5, i64::MAX), 1);
-        assert_eq!(slice_len(4, -1, i64::MIN), 1);
-        assert_eq!(slice_len(0, 5, 2), 3);
-        assert_eq!(slice_len(4, -1, -2), 3);
-        assert_eq!(slice_len(5, 0, 1), 0);
-    }
-
-    #[test]
-    fn slice_range_on_empty_dims_is_empty_both_ways() {
-        assert_eq!(slice_range(0, 10, 1, 0), (0, 0));
-        assert_eq!(slice_range(-1, i64::MIN, -1, 0), (-1, -1));
-        // Non-empty dims: negative step clamps to [d-1, -1].
-        assert_eq!(slice_range(100, -100, -1, 4), (3, -1));
-    }
-
-    #[test]
-    fn resolve_window_rejects_empty_kernels_and_handles_empty_inputs() {
-        assert!(resolve_window(&[4], &[0], &[], &[], &[], AutoPad::NotSet, false).is_err());
-        let w = resolve_window(&[0], &[3], &[], &[], &[], AutoPad::SameUpper, false).unwrap();
-        assert_eq!(w.output, vec![0]);
     }
 }

@@ -1,0 +1,3 @@
+//! Generated ONNX protobuf types.
+
+include!(concat!(env!("OUT_DIR"), "/onnx.rs"));

@@ -1,0 +1,49 @@
+//! Shape and dtype inference of the attention ops (from
+//! [`crate::infer::infer_op`]).
+
+use crate::error::Result;
+use crate::graph::{Dim, Fact};
+use crate::op::common::{input, other_family, with_dtype};
+use crate::op::Op;
+
+/// Infers the output facts of one of this family's ops from its inputs'
+/// facts (dispatched from [`crate::infer::infer_op`]).
+pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<Fact>> {
+    match op {
+        Op::Attention(at) => {
+            let q = input(inputs, 0)?;
+            let v = input(inputs, 2)?;
+            if let Some(d) = q.dtype {
+                if !d.is_float() {
+                    crate::bail!("Q must be a float tensor, got {d}");
+                }
+            }
+            let known = |f: &Fact| f.concrete_shape();
+            let y = match (known(q), known(v)) {
+                (Some(qs), Some(vs)) if qs.len() == 4 && vs.len() == 4 => Some(vec![
+                    Dim::Known(qs[0]),
+                    Dim::Known(qs[1]),
+                    Dim::Known(qs[2]),
+                    Dim::Known(vs[3]),
+                ]),
+                (Some(qs), Some(vs)) if qs.len() == 3 && vs.len() == 3 => {
+                    match (at.q_num_heads, at.kv_num_heads) {
+                        (Some(qh), Some(kvh)) if vs[2] % kvh == 0 => Some(vec![
+                            Dim::Known(qs[0]),
+                            Dim::Known(qs[1]),
+                            Dim::Known(qh * (vs[2] / kvh)),
+                        ]),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            let mut outs = vec![with_dtype(q.dtype, y)];
+            for _ in 1..n_out {
+                outs.push(with_dtype(q.dtype, None));
+            }
+            Ok(outs)
+        }
+        _ => Err(other_family(op, "attention")),
+    }
+}

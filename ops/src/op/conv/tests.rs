@@ -1,0 +1,340 @@
+//! Tests of the convolution ops' host kernels, through [`crate::kernels::eval`]
+//! against independent references and worked examples.
+
+use crate::kernels::eval;
+use crate::kernels::util::testutil::{close, rnd, t};
+use crate::op::{resolve_window, Activation, AutoPad, ConvAttrs, Op};
+use crate::tensor::Tensor;
+
+/// Naive f64 N-d convolution with explicit begin pads (output size given).
+#[allow(clippy::too_many_arguments)]
+fn conv_ref(
+    x: &[f32],
+    xs: &[usize],
+    w: &[f32],
+    ws: &[usize],
+    b: Option<&[f32]>,
+    group: usize,
+    strides: &[usize],
+    dil: &[usize],
+    pb: &[usize],
+    os: &[usize],
+) -> Vec<f64> {
+    let nd = xs.len() - 2;
+    let (n, c, m) = (xs[0], xs[1], ws[0]);
+    let (cg, mg) = (c / group, m / group);
+    let osz: usize = os.iter().product();
+    let ksz: usize = ws[2..].iter().product();
+    let isz: usize = xs[2..].iter().product();
+    let mut out = vec![0.0; n * m * osz];
+    let unravel = |mut i: usize, s: &[usize]| {
+        let mut v = vec![0; s.len()];
+        for d in (0..s.len()).rev() {
+            v[d] = i % s[d];
+            i /= s[d];
+        }
+        v
+    };
+    for bn in 0..n {
+        for oc in 0..m {
+            let gi = oc / mg;
+            for op in 0..osz {
+                let oidx = unravel(op, os);
+                let mut acc = b.map_or(0.0, |b| b[oc] as f64);
+                for ci in 0..cg {
+                    for kp in 0..ksz {
+                        let kidx = unravel(kp, &ws[2..]);
+                        let mut flat = 0usize;
+                        let mut ok = true;
+                        for d in 0..nd {
+                            let p =
+                                (oidx[d] * strides[d] + kidx[d] * dil[d]) as isize - pb[d] as isize;
+                            if p < 0 || p >= xs[2 + d] as isize {
+                                ok = false;
+                            }
+                            flat = flat * xs[2 + d] + p.max(0) as usize;
+                        }
+                        if ok {
+                            let xi = (bn * c + gi * cg + ci) * isz + flat;
+                            let wi = (oc * cg + ci) * ksz + kp;
+                            acc += x[xi] as f64 * w[wi] as f64;
+                        }
+                    }
+                }
+                out[(bn * m + oc) * osz + op] = acc;
+            }
+        }
+    }
+    out
+}
+
+struct Case {
+    xs: Vec<usize>,
+    ws: Vec<usize>,
+    group: usize,
+    strides: Vec<usize>,
+    dil: Vec<usize>,
+    pads: Vec<usize>,
+    auto_pad: AutoPad,
+    bias: bool,
+    // expected begin pads and output spatial size
+    pb: Vec<usize>,
+    os: Vec<usize>,
+}
+
+fn check(cs: Case) {
+    let nx: usize = cs.xs.iter().product();
+    let nw: usize = cs.ws.iter().product();
+    let (x, w, b) = (rnd(nx, 11), rnd(nw, 12), rnd(cs.ws[0], 13));
+    let attrs = ConvAttrs {
+        kernel_shape: None,
+        strides: cs.strides.clone(),
+        pads: cs.pads.clone(),
+        dilations: cs.dil.clone(),
+        group: cs.group,
+        auto_pad: cs.auto_pad,
+        ..Default::default()
+    };
+    let (xt, wt, bt) = (
+        t(&cs.xs, x.clone()),
+        t(&cs.ws, w.clone()),
+        t(&[cs.ws[0]], b.clone()),
+    );
+    let ins: Vec<Option<&Tensor>> =
+        vec![Some(&xt), Some(&wt), if cs.bias { Some(&bt) } else { None }];
+    let r = eval(&Op::Conv(attrs.clone()), &ins, 1)
+        .expect("conv")
+        .remove(0);
+    let nd = cs.xs.len() - 2;
+    let ones = vec![1; nd];
+    let st = if cs.strides.is_empty() {
+        &ones
+    } else {
+        &cs.strides
+    };
+    let dl = if cs.dil.is_empty() { &ones } else { &cs.dil };
+    let want = conv_ref(
+        &x,
+        &cs.xs,
+        &w,
+        &cs.ws,
+        cs.bias.then_some(&b[..]),
+        cs.group,
+        st,
+        dl,
+        &cs.pb,
+        &cs.os,
+    );
+    let mut oshape = vec![cs.xs[0], cs.ws[0]];
+    oshape.extend(&cs.os);
+    assert_eq!(r.shape(), &oshape[..]);
+    close(r.as_slice::<f32>().unwrap(), &want, 1e-5);
+    // Fused activations give the activation of the plain result.
+    for (act, f) in [
+        (Activation::Relu, (|v: f64| v.max(0.0)) as fn(f64) -> f64),
+        (Activation::Clip { lo: -0.1, hi: 0.2 }, |v: f64| {
+            v.clamp(-0.1, 0.2)
+        }),
+    ] {
+        let a = ConvAttrs {
+            activation: act,
+            ..attrs.clone()
+        };
+        let r = eval(&Op::Conv(a), &ins, 1).expect("conv").remove(0);
+        let want: Vec<f64> = want.iter().map(|&v| f(v)).collect();
+        close(r.as_slice::<f32>().unwrap(), &want, 1e-5);
+    }
+    // A fused residual is added before the activation.
+    let res = rnd(want.len(), 14);
+    let rt = t(&oshape, res.clone());
+    let a = ConvAttrs {
+        activation: Activation::Relu,
+        residual: true,
+        ..attrs.clone()
+    };
+    let ins: Vec<Option<&Tensor>> = vec![ins[0], ins[1], ins[2], Some(&rt)];
+    let r = eval(&Op::Conv(a), &ins, 1).expect("conv").remove(0);
+    let want: Vec<f64> = want
+        .iter()
+        .zip(&res)
+        .map(|(&v, &r)| (v + r as f64).max(0.0))
+        .collect();
+    close(r.as_slice::<f32>().unwrap(), &want, 1e-5);
+}
+
+fn case(xs: &[usize], ws: &[usize]) -> Case {
+    let nd = xs.len() - 2;
+    let os = (0..nd).map(|d| xs[2 + d] - ws[2 + d] + 1).collect();
+    Case {
+        xs: xs.to_vec(),
+        ws: ws.to_vec(),
+        group: 1,
+        strides: vec![],
+        dil: vec![],
+        pads: vec![],
+        auto_pad: AutoPad::NotSet,
+        bias: false,
+        pb: vec![0; nd],
+        os,
+    }
+}
+
+#[test]
+fn conv2d_plain_and_bias() {
+    check(case(&[1, 3, 5, 6], &[4, 3, 3, 3]));
+    check(Case {
+        bias: true,
+        ..case(&[2, 3, 5, 6], &[4, 3, 2, 3])
+    });
+}
+
+#[test]
+fn conv2d_stride_pads_dilation() {
+    // H=7,W=8, k=3, pads (1,2,2,1), stride (2,3), dilation (2,1)
+    // out_h = (7+1+2-5)/2+1 = 3 ; out_w = (8+2+1-3)/3+1 = 3
+    check(Case {
+        strides: vec![2, 3],
+        dil: vec![2, 1],
+        pads: vec![1, 2, 2, 1],
+        bias: true,
+        pb: vec![1, 2],
+        os: vec![3, 3],
+        ..case(&[1, 2, 7, 8], &[3, 2, 3, 3])
+    });
+}
+
+#[test]
+fn conv2d_groups_and_depthwise() {
+    check(Case {
+        group: 2,
+        pads: vec![1, 1, 1, 1],
+        pb: vec![1, 1],
+        os: vec![5, 5],
+        bias: true,
+        ..case(&[2, 4, 5, 5], &[6, 2, 3, 3])
+    });
+    // Depthwise, stride 2, padded.
+    check(Case {
+        group: 4,
+        strides: vec![2, 2],
+        pads: vec![1, 1, 1, 1],
+        pb: vec![1, 1],
+        os: vec![4, 4],
+        bias: true,
+        ..case(&[2, 4, 7, 8], &[4, 1, 3, 3])
+    });
+}
+
+#[test]
+fn conv_auto_pad_same_upper() {
+    // W=6, k=4, stride 2: out 3, total pad = (3-1)*2+4-6 = 2 -> (1,1);
+    // H=5, k=4, stride 1: out 5, total pad 3 -> begin 1, end 2.
+    check(Case {
+        strides: vec![1, 2],
+        auto_pad: AutoPad::SameUpper,
+        pb: vec![1, 1],
+        os: vec![5, 3],
+        ..case(&[1, 2, 5, 6], &[3, 2, 4, 4])
+    });
+}
+
+#[test]
+fn conv_pointwise_1d_3d() {
+    check(Case {
+        bias: true,
+        ..case(&[2, 8, 4, 5], &[6, 8, 1, 1])
+    });
+    check(Case {
+        group: 2,
+        ..case(&[1, 8, 4, 5], &[6, 4, 1, 1])
+    });
+    check(Case {
+        strides: vec![2],
+        pads: vec![1, 1],
+        pb: vec![1],
+        os: vec![5],
+        ..case(&[2, 3, 9], &[4, 3, 3])
+    });
+    check(Case {
+        pads: vec![0, 1, 1, 0, 1, 1],
+        pb: vec![0, 1, 1],
+        os: vec![3, 4, 4],
+        bias: true,
+        ..case(&[1, 2, 4, 4, 4], &[3, 2, 2, 3, 3])
+    });
+}
+
+#[test]
+fn conv_big_parallel_paths() {
+    crate::kernels::util::testutil::in_pool(|| {
+        // Large enough for the parallel GEMM and im2col paths.
+        check(Case {
+            pads: vec![1, 1, 1, 1],
+            pb: vec![1, 1],
+            os: vec![20, 20],
+            bias: true,
+            ..case(&[1, 32, 20, 20], &[48, 32, 3, 3])
+        });
+        check(Case {
+            group: 4,
+            pads: vec![1, 1, 1, 1],
+            pb: vec![1, 1],
+            os: vec![12, 12],
+            ..case(&[2, 16, 12, 12], &[8, 4, 3, 3])
+        });
+        // Outputs over BLOCK_BYTES: fused blocks, by columns (a wide
+        // pointwise conv) and by rows (a 14 x 14 map, many channels).
+        check(Case {
+            bias: true,
+            os: vec![32, 32],
+            pb: vec![0, 0],
+            ..case(&[1, 32, 32, 32], &[128, 32, 1, 1])
+        });
+        check(Case {
+            bias: true,
+            pads: vec![1, 1, 1, 1],
+            pb: vec![1, 1],
+            os: vec![14, 14],
+            ..case(&[1, 64, 14, 14], &[384, 64, 3, 3])
+        });
+        // Large im2col with small weights: the tiled path (3 tiles of 27,
+        // 27 and 10 output rows), with and without stride.
+        check(Case {
+            pads: vec![2, 2, 2, 2],
+            pb: vec![2, 2],
+            os: vec![64, 64],
+            bias: true,
+            ..case(&[1, 3, 64, 64], &[8, 3, 5, 5])
+        });
+        check(Case {
+            strides: vec![2, 2],
+            pads: vec![3, 3, 3, 3],
+            pb: vec![3, 3],
+            os: vec![56, 56],
+            ..case(&[2, 3, 112, 112], &[4, 3, 7, 7])
+        });
+    });
+}
+
+#[test]
+fn conv_bad_input_errors() {
+    let x = t(&[1, 3, 4, 4], vec![0f32; 48]);
+    let w = t(&[2, 2, 3, 3], vec![0f32; 36]);
+    assert!(eval(
+        &Op::Conv(ConvAttrs {
+            group: 1,
+            ..Default::default()
+        }),
+        &[Some(&x), Some(&w)],
+        1
+    )
+    .is_err());
+    assert!(eval(&Op::Conv(ConvAttrs::default()), &[Some(&x), None], 1).is_err());
+}
+
+#[test]
+fn resolve_window_rejects_empty_kernels_and_handles_empty_inputs() {
+    assert!(resolve_window(&[4], &[0], &[], &[], &[], AutoPad::NotSet, false).is_err());
+    let w = resolve_window(&[0], &[3], &[], &[], &[], AutoPad::SameUpper, false).unwrap();
+    assert_eq!(w.output, vec![0]);
+}

@@ -1,0 +1,141 @@
+//! Element-wise ops: unary functions, binary arithmetic, comparisons and
+//! logic with numpy broadcasting, activations, Clip, Where, Cast and the
+//! variadic Sum / Max / Min / Mean.
+//!
+//! This module holds the family's attributes; `onnx.rs` its ONNX mapping;
+//! `infer.rs` its shape and type inference; `cost.rs` its flops and cost
+//! class; `kernel.rs` its host kernels (dispatched from [`crate::kernels`]).
+
+pub(crate) mod cost;
+pub(crate) mod infer;
+pub(crate) mod kernel;
+pub(crate) mod onnx;
+#[cfg(test)]
+mod tests;
+
+/// Element-wise functions of one tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    Neg,
+    Abs,
+    Sqrt,
+    Exp,
+    Log,
+    Relu,
+    Sigmoid,
+    Tanh,
+    Erf,
+    Reciprocal,
+    Floor,
+    Ceil,
+    Not,
+    Sin,
+    Cos,
+    Tan,
+    Asin,
+    Acos,
+    Atan,
+    Sinh,
+    Cosh,
+    Asinh,
+    Acosh,
+    Atanh,
+    /// -1, 0 or 1 (any numeric type).
+    Sign,
+    /// Round half to even.
+    Round,
+    /// `ln(1 + e^x)`.
+    Softplus,
+    /// `x / (1 + |x|)`.
+    Softsign,
+    /// `x * tanh(softplus(x))`.
+    Mish,
+    /// `x * max(0, min(1, x / 6 + 1 / 2))`.
+    HardSwish,
+    /// Bitwise complement of an integer tensor.
+    BitwiseNot,
+}
+
+/// Element-wise functions of two tensors with numpy broadcasting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Pow,
+    Equal,
+    Less,
+    Greater,
+    LessOrEqual,
+    GreaterOrEqual,
+    And,
+    Or,
+    Xor,
+    /// Element-wise maximum (NaN propagates); ONNX Max with two inputs.
+    Max,
+    /// Element-wise minimum (NaN propagates); ONNX Min with two inputs.
+    Min,
+    /// Integer modulo with the sign of the divisor (ONNX Mod, fmod = 0).
+    Mod,
+    /// Remainder with the sign of the dividend (ONNX Mod, fmod = 1).
+    FMod,
+    /// `a << b` on unsigned integers (ONNX BitShift, direction LEFT).
+    ShiftLeft,
+    /// `a >> b` on unsigned integers (ONNX BitShift, direction RIGHT).
+    ShiftRight,
+    BitwiseAnd,
+    BitwiseOr,
+    BitwiseXor,
+    /// `x < 0 ? slope * x : x` with the slope broadcast to x.
+    PRelu,
+}
+
+impl BinaryOp {
+    /// True when the result is bool whatever the operand dtype.
+    pub fn is_comparison(self) -> bool {
+        matches!(
+            self,
+            BinaryOp::Equal
+                | BinaryOp::Less
+                | BinaryOp::Greater
+                | BinaryOp::LessOrEqual
+                | BinaryOp::GreaterOrEqual
+        )
+    }
+    /// True for the logical ops on bool tensors.
+    pub fn is_logical(self) -> bool {
+        matches!(self, BinaryOp::And | BinaryOp::Or | BinaryOp::Xor)
+    }
+    /// True for the ops defined on integer bits only.
+    pub fn is_bitwise(self) -> bool {
+        matches!(
+            self,
+            BinaryOp::ShiftLeft
+                | BinaryOp::ShiftRight
+                | BinaryOp::BitwiseAnd
+                | BinaryOp::BitwiseOr
+                | BinaryOp::BitwiseXor
+        )
+    }
+}
+
+/// Element-wise activations with one or two float parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ActKind {
+    /// `x < 0 ? alpha * (e^x - 1) : x`.
+    Elu,
+    /// `gamma * (x <= 0 ? alpha * (e^x - 1) : x)` (`beta` holds gamma).
+    Selu,
+    /// `max(0, x) + min(0, alpha * (e^(x / alpha) - 1))`.
+    Celu,
+    /// `max(0, min(1, alpha * x + beta))`.
+    HardSigmoid,
+    /// `x > alpha ? x : 0`.
+    ThresholdedRelu,
+    /// `x * sigmoid(alpha * x)`.
+    Swish,
+    /// `x < -lambd ? x + bias : x > lambd ? x - bias : 0` (`alpha` holds
+    /// lambd, `beta` bias).
+    Shrink,
+}

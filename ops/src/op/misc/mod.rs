@@ -1,0 +1,53 @@
+//! Ops without a larger family: the window functions (Hann, Hamming,
+//! Blackman), ReverseSequence, CenterCropPad, Det, ConvTranspose, GridSample
+//! and Unique.
+//!
+//! This module holds the family's attributes; `onnx.rs` its ONNX mapping;
+//! `infer.rs` its shape and type inference; `cost.rs` its flops and cost
+//! class; `kernel.rs` its host kernels (dispatched from [`crate::kernels`]).
+
+pub(crate) mod cost;
+pub(crate) mod infer;
+pub(crate) mod kernel;
+pub(crate) mod onnx;
+
+use super::conv::AutoPad;
+
+/// GridSample interpolation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GridMode {
+    Nearest,
+    Linear,
+    Cubic,
+}
+
+/// GridSample handling of coordinates outside the input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GridPadding {
+    Zeros,
+    Border,
+    Reflection,
+}
+
+/// ConvTranspose attributes (spatial lists empty when not given).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct ConvTransposeAttrs {
+    pub kernel_shape: Option<Vec<usize>>,
+    pub strides: Vec<usize>,
+    /// `[begin_0, .., end_0, ..]`.
+    pub pads: Vec<usize>,
+    pub dilations: Vec<usize>,
+    pub group: usize,
+    pub output_padding: Vec<usize>,
+    /// Spatial output shape.
+    pub output_shape: Option<Vec<usize>>,
+    pub auto_pad: AutoPad,
+}
+
+/// Window functions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WindowKind {
+    Hann,
+    Hamming,
+    Blackman,
+}

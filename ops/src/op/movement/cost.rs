@@ -1,0 +1,17 @@
+//! Flops and cost-model class of the shape and data-movement ops (from
+//! [`crate::cost`]).
+
+use crate::graph::Fact;
+use crate::op::common::OpClass;
+use crate::op::Op;
+
+/// The cost-model class of an op of this family.
+pub(crate) fn class(_op: &Op) -> OpClass {
+    OpClass::Movement
+}
+
+/// Arithmetic operations of one execution of an op of this family at
+/// concrete shapes (counting conventions: [`crate::cost`]).
+pub(crate) fn flops(_op: &Op, _inputs: &[Option<&Fact>], _outputs: &[&Fact]) -> f64 {
+    0.0
+}

@@ -1,0 +1,53 @@
+//! Shape and dtype inference of the pooling ops (from
+//! [`crate::infer::infer_op`]).
+
+use crate::error::Result;
+use crate::graph::{Dim, Fact};
+use crate::op::common::{input, one, other_family, with_dtype};
+use crate::op::conv::infer::resolve_window_dims;
+use crate::op::Op;
+
+/// Infers the output facts of one of this family's ops from its inputs'
+/// facts (dispatched from [`crate::infer::infer_op`]).
+pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], _n_out: usize) -> Result<Vec<Fact>> {
+    match op {
+        Op::MaxPool(p) | Op::AveragePool(p) | Op::LpPool { pool: p, .. } => {
+            let x = input(inputs, 0)?;
+            let shape = match &x.shape {
+                Some(xs) => {
+                    if xs.len() != p.kernel_shape.len() + 2 {
+                        crate::bail!(
+                            "pool kernel {:?} does not fit input {}",
+                            p.kernel_shape,
+                            crate::graph::fmt_shape(xs)
+                        );
+                    }
+                    let mut out = xs[..2].to_vec();
+                    out.extend(resolve_window_dims(
+                        &xs[2..],
+                        &p.kernel_shape,
+                        &p.strides,
+                        &p.dilations,
+                        &p.pads,
+                        p.auto_pad,
+                        p.ceil_mode,
+                    )?);
+                    Some(out)
+                }
+                None => None,
+            };
+            one(with_dtype(x.dtype, shape))
+        }
+        Op::GlobalAveragePool | Op::GlobalMaxPool => {
+            let x = input(inputs, 0)?;
+            let shape = x.shape.as_ref().map(|s| {
+                s.iter()
+                    .enumerate()
+                    .map(|(i, d)| if i < 2 { d.clone() } else { Dim::Known(1) })
+                    .collect()
+            });
+            one(with_dtype(x.dtype, shape))
+        }
+        _ => Err(other_family(op, "pool")),
+    }
+}

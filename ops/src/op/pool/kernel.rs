@@ -1,0 +1,428 @@
+//! MaxPool / AveragePool (1-, 2- and 3-D spatial) and the global pools.
+//! Parallel over the N*C planes.
+
+use crate::error::Result;
+use crate::kernels::util::{
+    float_dispatch, input, out, par_chunks, typed, valid_range, Arith, Float,
+};
+use crate::op::{PoolAttrs, Window};
+use crate::shape::numel;
+use crate::tensor::Tensor;
+
+/// A window resolved and lifted to 3 spatial dims (leading dims of size 1).
+struct Win3 {
+    input: [usize; 3],
+    output: [usize; 3],
+    kernel: [usize; 3],
+    strides: [usize; 3],
+    dil: [usize; 3],
+    pb: [usize; 3],
+    pe: [usize; 3],
+}
+
+impl Win3 {
+    fn lift(spatial: &[usize], w: &Window) -> Win3 {
+        let off = 3 - spatial.len();
+        let f = |v: &[usize], fill: usize| -> [usize; 3] {
+            std::array::from_fn(|i| if i < off { fill } else { v[i - off] })
+        };
+        Win3 {
+            input: f(spatial, 1),
+            output: f(&w.output, 1),
+            kernel: f(&w.kernel, 1),
+            strides: f(&w.strides, 1),
+            dil: f(&w.dilations, 1),
+            pb: f(&w.pads_begin, 0),
+            pe: f(&w.pads_end, 0),
+        }
+    }
+
+    /// Kernel indices of dim `d` in the input for output index `o`, and how
+    /// many kernel cells fall inside the padded input.
+    fn range(&self, d: usize, o: usize) -> ((usize, usize), usize) {
+        let base = (o * self.strides[d]) as isize - self.pb[d] as isize;
+        let inside = valid_range(base, self.dil[d], self.kernel[d], 0, self.input[d] as isize);
+        let padded = valid_range(
+            base,
+            self.dil[d],
+            self.kernel[d],
+            -(self.pb[d] as isize),
+            (self.input[d] + self.pe[d]) as isize,
+        );
+        (inside, padded.1 - padded.0)
+    }
+}
+
+/// MaxPool (`is_max`) or AveragePool.
+pub(crate) fn pool(p: &PoolAttrs, is_max: bool, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
+    pool_impl(p, is_max, false, inputs)
+}
+
+/// LpPool: `(sum over the window of |x|^p)^(1/p)`; padding adds nothing.
+pub(crate) fn lp_pool(p: &PoolAttrs, pn: f32, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
+    let x = input(inputs, 0, "X")?;
+    if pn.is_nan() || pn <= 0.0 {
+        crate::bail!("LpPool: p must be positive, got {pn}");
+    }
+    float_dispatch!(x.dtype(), "LpPool", F => {
+        let e = F::c(pn as f64);
+        let powed: Vec<F> = typed::<F>(x, "input 0 (X)")?.iter().map(|&v| v.abs().powf(e)).collect();
+        let t = out(x.shape().to_vec(), powed)?;
+        let sums = pool_impl(p, false, true, &[Some(&t)])?;
+        let inv = F::ONE / e;
+        let v: Vec<F> = typed::<F>(&sums, "sums")?.iter().map(|&s| s.powf(inv)).collect();
+        out(sums.shape().to_vec(), v)
+    })
+}
+
+/// MaxPool, AveragePool, or with `sum_only` the window sums.
+fn pool_impl(
+    p: &PoolAttrs,
+    is_max: bool,
+    sum_only: bool,
+    inputs: &[Option<&Tensor>],
+) -> Result<Tensor> {
+    let name = if is_max { "MaxPool" } else { "AveragePool" };
+    let x = input(inputs, 0, "X")?;
+    let xs = x.shape();
+    let w = p
+        .window(xs)
+        .map_err(|e| crate::Error::Msg(format!("{name}: {e}")))?;
+    let spatial = &xs[2..];
+    let w3 = Win3::lift(spatial, &w);
+    let mut oshape = xs[..2].to_vec();
+    oshape.extend(&w.output);
+    let include_pad = p.count_include_pad;
+    float_dispatch!(x.dtype(), name, F => {
+        let xv = typed::<F>(x, "input 0 (X)")?;
+        let (isz, osz) = (numel(spatial), numel(&w.output));
+        let mut o = crate::pool::filled(numel(&oshape), F::ZERO);
+        let work = o.len() * numel(&p.kernel_shape);
+        let tables = dim_tables(&w3);
+        let cols = col_table(&w3);
+        par_chunks(&mut o, osz, work, |plane, dst| {
+            pool_plane(&w3, &tables, &cols, &xv[plane * isz..(plane + 1) * isz], dst, is_max, include_pad, sum_only)
+        });
+        out(oshape, o)
+    })
+}
+
+/// Per output index of one dim: valid kernel range, padded-cell count and
+/// the input position of kernel index 0.
+type DimTable = Vec<((usize, usize), usize, isize)>;
+
+fn dim_tables(w: &Win3) -> [DimTable; 3] {
+    std::array::from_fn(|d| {
+        (0..w.output[d])
+            .map(|o| {
+                let (r, n) = w.range(d, o);
+                (r, n, (o * w.strides[d]) as isize - w.pb[d] as isize)
+            })
+            .collect()
+    })
+}
+
+/// Per kernel column: the valid output columns `lo..hi` and the input
+/// column read for output column `lo`.
+fn col_table(w: &Win3) -> Vec<(usize, usize, usize)> {
+    (0..w.kernel[2])
+        .map(|kx| {
+            let koff = (kx * w.dil[2]) as isize - w.pb[2] as isize;
+            let (lo, hi) = valid_range(koff, w.strides[2], w.output[2], 0, w.input[2] as isize);
+            (
+                lo,
+                hi,
+                (koff + (lo * w.strides[2]) as isize).max(0) as usize,
+            )
+        })
+        .collect()
+}
+
+/// Pools one plane an output row at a time. The window is separable: the
+/// valid input rows of an output row are first reduced into one line
+/// (contiguous, vectorisable), then every kernel column updates the valid
+/// output columns from that line, so the strided reads number `kw` per
+/// output rather than `kd · kh · kw`.
+#[allow(clippy::too_many_arguments)]
+fn pool_plane<F: Float>(
+    w: &Win3,
+    t: &[DimTable; 3],
+    cols: &[(usize, usize, usize)],
+    src: &[F],
+    dst: &mut [F],
+    is_max: bool,
+    include_pad: bool,
+    sum_only: bool,
+) {
+    let [_, ih, iw] = w.input;
+    let [dd, dh, _] = w.dil;
+    let (ow, sx) = (w.output[2], w.strides[2]);
+    let mut rows = dst.chunks_mut(ow.max(1));
+    let mut line = vec![F::ZERO; iw];
+    for &((z0, z1), zn, zb) in &t[0] {
+        for &((y0, y1), yn, yb) in &t[1] {
+            let Some(acc) = rows.next() else { return };
+            acc.fill(if is_max { F::lowest() } else { F::ZERO });
+            let mut taken = 0;
+            for kz in z0..z1 {
+                let pz = (zb + (kz * dd) as isize) as usize;
+                for ky in y0..y1 {
+                    let py = (yb + (ky * dh) as isize) as usize;
+                    let row = &src[(pz * ih + py) * iw..(pz * ih + py + 1) * iw];
+                    if taken == 0 {
+                        line.copy_from_slice(row);
+                    } else {
+                        fold(is_max, &mut line, row.iter());
+                    }
+                    taken += 1;
+                }
+            }
+            if taken > 0 {
+                for &(lo, hi, start) in cols {
+                    if lo >= hi {
+                        continue;
+                    }
+                    let acc = &mut acc[lo..hi];
+                    let cells = &line[start..start + (acc.len() - 1) * sx + 1];
+                    if sx == 1 {
+                        fold(is_max, acc, cells.iter());
+                    } else {
+                        fold(is_max, acc, cells.iter().step_by(sx));
+                    }
+                }
+            }
+            if !is_max && !sum_only {
+                for (a, &((x0, x1), xn, _)) in acc.iter_mut().zip(&t[2]) {
+                    let cnt = if include_pad {
+                        zn * yn * xn
+                    } else {
+                        (z1 - z0) * (y1 - y0) * (x1 - x0)
+                    };
+                    *a = if cnt > 0 {
+                        *a / F::c(cnt as f64)
+                    } else {
+                        F::ZERO
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// `acc[i] = max(acc[i], v[i])` (or `+=`) over `acc` and the values. The
+/// max is branch-free (selects, no compare-and-branch: post-ReLU data
+/// would mispredict half the time) and NaN wins, as in onnxruntime.
+fn fold<'a, F: Float>(is_max: bool, acc: &mut [F], v: impl Iterator<Item = &'a F>) {
+    if is_max {
+        acc.iter_mut()
+            .zip(v)
+            .for_each(|(a, &v)| *a = nan_max(*a, v));
+    } else {
+        acc.iter_mut().zip(v).for_each(|(a, &v)| *a += v);
+    }
+}
+
+/// The larger of `a` and `b`, or NaN when either is NaN (`a + b` is then
+/// NaN); `F::max` alone would drop the NaN.
+#[inline(always)]
+#[allow(clippy::eq_op)]
+fn nan_max<F: Float>(a: F, b: F) -> F {
+    let m = a.max(b);
+    if a != a || b != b {
+        a + b
+    } else {
+        m
+    }
+}
+
+/// Global mean (or max) over all spatial dims, kept as size 1.
+pub(crate) fn global_pool(is_max: bool, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
+    let name = if is_max {
+        "GlobalMaxPool"
+    } else {
+        "GlobalAveragePool"
+    };
+    let x = input(inputs, 0, "X")?;
+    let xs = x.shape();
+    if xs.len() < 2 {
+        crate::bail!("{name} needs rank >= 2, got {:?}", xs);
+    }
+    let mut oshape = xs[..2].to_vec();
+    oshape.extend(std::iter::repeat_n(1, xs.len() - 2));
+    let sp = numel(&xs[2..]);
+    float_dispatch!(x.dtype(), name, F => {
+        let xv = typed::<F>(x, "input 0 (X)")?;
+        let planes = xs[0] * xs[1];
+        let mut o = crate::pool::filled(planes, F::ZERO);
+        let per = (crate::kernels::util::PAR_MIN / sp.max(1)).max(1);
+        par_chunks(&mut o, per, planes * sp, |ci, dst| {
+            for (j, d) in dst.iter_mut().enumerate() {
+                let p = ci * per + j;
+                let s = &xv[p * sp..(p + 1) * sp];
+                *d = if is_max {
+                    s.iter().fold(F::lowest(), |m, &v| nan_max(m, v))
+                } else {
+                    let mut acc = F::ZERO;
+                    for &v in s {
+                        acc += v;
+                    }
+                    if sp > 0 { acc / F::c(sp as f64) } else { F::ZERO }
+                };
+            }
+        });
+        out(oshape, o)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::kernels::eval;
+    use crate::kernels::util::testutil::{close, rnd, t};
+    use crate::op::{AutoPad, Op, PoolAttrs};
+    use crate::tensor::Tensor;
+
+    fn run(op: Op, x: &Tensor) -> Tensor {
+        eval(&op, &[Some(x)], 1).expect("pool").remove(0)
+    }
+
+    #[test]
+    fn maxpool_2d_spec_example_pads() {
+        // ONNX maxpool_2d_pads: 5x5 input 1..25, k=5, pads 2 -> 5x5 output.
+        let x: Vec<f32> = (1..=25).map(|v| v as f32).collect();
+        let p = PoolAttrs {
+            kernel_shape: vec![5, 5],
+            pads: vec![2, 2, 2, 2],
+            ..Default::default()
+        };
+        let r = run(Op::MaxPool(p), &t(&[1, 1, 5, 5], x));
+        let want = [
+            13., 14., 15., 15., 15., 18., 19., 20., 20., 20., 23., 24., 25., 25., 25., 23., 24.,
+            25., 25., 25., 23., 24., 25., 25., 25.,
+        ];
+        assert_eq!(r.as_slice::<f32>().unwrap(), &want);
+    }
+
+    #[test]
+    fn maxpool_ceil_mode_spec_example() {
+        // ONNX maxpool_2d_ceil: 4x4 input 1..16, k=3, s=2, ceil -> 2x2 [11,12,15,16].
+        let x: Vec<f32> = (1..=16).map(|v| v as f32).collect();
+        let p = PoolAttrs {
+            kernel_shape: vec![3, 3],
+            strides: vec![2, 2],
+            ceil_mode: true,
+            ..Default::default()
+        };
+        let r = run(Op::MaxPool(p), &t(&[1, 1, 4, 4], x));
+        assert_eq!(r.shape(), &[1, 1, 2, 2]);
+        assert_eq!(r.as_slice::<f32>().unwrap(), &[11., 12., 15., 16.]);
+    }
+
+    #[test]
+    fn maxpool_dilations_spec_example() {
+        // ONNX maxpool_2d_dilations: 4x4 1..16, k=2, dilation 2 -> [11,12,15,16].
+        let x: Vec<f32> = (1..=16).map(|v| v as f32).collect();
+        let p = PoolAttrs {
+            kernel_shape: vec![2, 2],
+            dilations: vec![2, 2],
+            ..Default::default()
+        };
+        let r = run(Op::MaxPool(p), &t(&[1, 1, 4, 4], x));
+        assert_eq!(r.as_slice::<f32>().unwrap(), &[11., 12., 15., 16.]);
+    }
+
+    #[test]
+    fn avgpool_count_include_pad() {
+        // ONNX averagepool_2d_pads_count_include_pad: 5x5 1..25, k=3, pads 2.
+        let x: Vec<f32> = (1..=25).map(|v| v as f32).collect();
+        let xs = t(&[1, 1, 5, 5], x.clone());
+        let p = PoolAttrs {
+            kernel_shape: vec![3, 3],
+            pads: vec![2, 2, 2, 2],
+            count_include_pad: true,
+            ..Default::default()
+        };
+        let r = run(Op::AveragePool(p.clone()), &xs);
+        assert_eq!(r.shape(), &[1, 1, 7, 7]);
+        // f64 reference: sum over in-bounds cells / 9, or / valid count.
+        let refs = |include: bool| {
+            let mut o = vec![];
+            for y in 0..7i64 {
+                for xx in 0..7i64 {
+                    let (mut s, mut n) = (0.0, 0.0);
+                    for ky in 0..3 {
+                        for kx in 0..3 {
+                            let (iy, ix) = (y - 2 + ky, xx - 2 + kx);
+                            if (0..5).contains(&iy) && (0..5).contains(&ix) {
+                                s += x[(iy * 5 + ix) as usize] as f64;
+                                n += 1.0;
+                            }
+                        }
+                    }
+                    o.push(if include { s / 9.0 } else { s / n });
+                }
+            }
+            o
+        };
+        close(r.as_slice::<f32>().unwrap(), &refs(true), 1e-6);
+        let r = run(
+            Op::AveragePool(PoolAttrs {
+                count_include_pad: false,
+                ..p
+            }),
+            &xs,
+        );
+        close(r.as_slice::<f32>().unwrap(), &refs(false), 1e-6);
+    }
+
+    #[test]
+    fn avgpool_ceil_mode_excludes_overhang() {
+        // 1-D: [1,2,3,4,5], k=2, s=2, ceil -> windows [1,2],[3,4],[5] -> 1.5,3.5,5.
+        let x = t(&[1, 1, 5], vec![1f64, 2., 3., 4., 5.]);
+        let p = PoolAttrs {
+            kernel_shape: vec![2],
+            strides: vec![2],
+            ceil_mode: true,
+            count_include_pad: true,
+            ..Default::default()
+        };
+        let r = run(Op::AveragePool(p), &x);
+        assert_eq!(r.as_slice::<f64>().unwrap(), &[1.5, 3.5, 5.0]);
+    }
+
+    #[test]
+    fn pool_same_upper_and_3d() {
+        // SAME_UPPER, 1-D: [1..5], k=2, s=1: pad end 1 -> max [2,3,4,5,5].
+        let x = t(&[1, 1, 5], vec![1f32, 2., 3., 4., 5.]);
+        let p = PoolAttrs {
+            kernel_shape: vec![2],
+            auto_pad: AutoPad::SameUpper,
+            ..Default::default()
+        };
+        assert_eq!(
+            run(Op::MaxPool(p), &x).as_slice::<f32>().unwrap(),
+            &[2., 3., 4., 5., 5.]
+        );
+        // 3-D average over a 2x2x2 cube.
+        let v = rnd(8, 3);
+        let p = PoolAttrs {
+            kernel_shape: vec![2, 2, 2],
+            ..Default::default()
+        };
+        let r = run(Op::AveragePool(p), &t(&[1, 1, 2, 2, 2], v.clone()));
+        close(
+            r.as_slice::<f32>().unwrap(),
+            &[v.iter().map(|&a| a as f64).sum::<f64>() / 8.0],
+            1e-6,
+        );
+    }
+
+    #[test]
+    fn global_pools() {
+        let x = t(&[1, 2, 2, 2], vec![1f32, 2., 3., 4., -1., -2., -3., -4.]);
+        let r = run(Op::GlobalAveragePool, &x);
+        assert_eq!(r.shape(), &[1, 2, 1, 1]);
+        assert_eq!(r.as_slice::<f32>().unwrap(), &[2.5, -2.5]);
+        let r = run(Op::GlobalMaxPool, &x);
+        assert_eq!(r.as_slice::<f32>().unwrap(), &[4., -1.]);
+    }
+}

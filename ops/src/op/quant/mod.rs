@@ -1,0 +1,11 @@
+//! Quantisation: QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear
+//! and BitCast.
+//!
+//! This module holds the family's attributes; `onnx.rs` its ONNX mapping;
+//! `infer.rs` its shape and type inference; `cost.rs` its flops and cost
+//! class; `kernel.rs` its host kernels (dispatched from [`crate::kernels`]).
+
+pub(crate) mod cost;
+pub(crate) mod infer;
+pub(crate) mod kernel;
+pub(crate) mod onnx;

@@ -1,0 +1,20 @@
+//! Sequence-model ops: LinearAttention, CausalConvWithState, TensorScatter
+//! and SwiGLU.
+//!
+//! This module holds the family's attributes; `onnx.rs` its ONNX mapping;
+//! `infer.rs` its shape and type inference; `cost.rs` its flops and cost
+//! class; `kernel.rs` its host kernels (dispatched from [`crate::kernels`]).
+
+pub(crate) mod cost;
+pub(crate) mod infer;
+pub(crate) mod kernel;
+pub(crate) mod onnx;
+
+/// LinearAttention state update rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LinearAttentionRule {
+    Linear,
+    Gated,
+    Delta,
+    GatedDelta,
+}
