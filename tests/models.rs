@@ -18,21 +18,7 @@ macro_rules! cases {
     };
 }
 
-cases!(
-    mlp,
-    lenet,
-    resnet_block,
-    transformer_encoder,
-    mobilenet_block,
-    symbolic_batch,
-    weird_names,
-    ops_mix_a,
-    ops_mix_b,
-    ops_mix_c,
-    gelu20,
-    nonfinite,
-    lenet_nonfinite,
-);
+foundation_fixtures!(cases);
 
 /// A graph whose every output is a constant (an ONNX model of one Constant
 /// node) runs and returns the constant, instead of waiting forever for an

@@ -67,19 +67,7 @@ macro_rules! models {
     };
 }
 
-models!(
-    mlp,
-    lenet,
-    resnet_block,
-    transformer_encoder,
-    mobilenet_block,
-    symbolic_batch,
-    weird_names,
-    ops_mix_a,
-    ops_mix_b,
-    ops_mix_c,
-    gelu20,
-);
+foundation_fixtures!(models);
 
 /// Round to nearest even bf16 through the `half` crate (not the device's
 /// own rounding code).

@@ -7,6 +7,60 @@ use hetflow::{Model, SessionBuilder, Tensor};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// Calls `$then! { ... }` with every foundation fixture: the one list of
+/// models that the per-device test files (`models.rs`, `tpu.rs`,
+/// `cuda.rs`, `opencl.rs`) run. A device that cannot run one says so in
+/// its own file, with the reason.
+#[macro_export]
+macro_rules! foundation_fixtures {
+    ($then:ident) => {
+        $then! {
+            mlp,
+            lenet,
+            resnet_block,
+            transformer_encoder,
+            mobilenet_block,
+            symbolic_batch,
+            weird_names,
+            ops_mix_a,
+            ops_mix_b,
+            ops_mix_c,
+            gelu20,
+            nonfinite,
+            lenet_nonfinite,
+        }
+    };
+}
+
+/// Calls `$then! { ... }` with every light-zoo CNN fixture.
+#[macro_export]
+macro_rules! zoo_fixtures {
+    ($then:ident) => {
+        $then! {
+            zoo_bvlc_alexnet,
+            zoo_densenet121,
+            zoo_inception_v1,
+            zoo_inception_v2,
+            zoo_resnet50,
+            zoo_shufflenet,
+            zoo_squeezenet,
+            zoo_vgg19,
+            zoo_zfnet512,
+        }
+    };
+}
+
+macro_rules! names {
+    ($($n:ident),* $(,)?) => {
+        &[$(stringify!($n)),*]
+    };
+}
+
+/// [`foundation_fixtures!`] as names.
+pub const FOUNDATION: &[&str] = foundation_fixtures!(names);
+/// [`zoo_fixtures!`] as names.
+pub const ZOO: &[&str] = zoo_fixtures!(names);
+
 /// The fixtures folder: `$HETFLOW_FIXTURES`, else `<repo>/fixtures-gen`.
 /// Missing fixtures fail the test loudly: they are made by
 /// `bash scripts/setup.sh` (which `scripts/test.sh` and CI run first).
