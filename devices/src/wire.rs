@@ -149,6 +149,12 @@ type Rendezvous = (
     crossbeam::channel::Receiver<Arc<Tensor>>,
 );
 
+/// The half of a rendezvous one end of a [`Loopback`] wire holds.
+type Half = (
+    Option<crossbeam::channel::Sender<Arc<Tensor>>>,
+    Option<crossbeam::channel::Receiver<Arc<Tensor>>>,
+);
+
 fn registry() -> &'static Mutex<HashMap<Vec<u8>, Rendezvous>> {
     static R: OnceLock<Mutex<HashMap<Vec<u8>, Rendezvous>>> = OnceLock::new();
     R.get_or_init(Default::default)
@@ -222,46 +228,114 @@ impl Device for Loopback {
         Some(Ok(id))
     }
     fn open_wire(&self, end: WireEnd, id: &[u8]) -> Option<Result<Arc<dyn Wire>>> {
+        // Each end keeps only its half of the rendezvous, so a send fails
+        // (instead of waiting forever) once the receiving end is gone, and
+        // the other way round.
         let (tx, rx) = rendezvous(id);
-        let dev = self.inner.clone();
-        let sent = self.sent.clone();
-        let name = format!("hetflow-wire-{}", self.inner.id());
+        let half: Half = match end {
+            WireEnd::Send => (Some(tx), None),
+            WireEnd::Recv => (None, Some(rx)),
+        };
+        let gone = |what: &str| DeviceError::Other(format!("loopback wire: {what}"));
+        let (dev, sent) = (self.inner.clone(), self.sent.clone());
+        let up = self.inner.clone();
         let jobs = spawn_worker(
-            name,
-            move || Ok((tx, rx)),
-            move |(tx, _): &mut Rendezvous, t: &DeviceTensor| {
+            format!("hetflow-wire-{}", self.inner.id()),
+            move || Ok(half),
+            move |(tx, _): &mut Half, t: &DeviceTensor| {
+                let tx = tx
+                    .as_ref()
+                    .ok_or_else(|| gone("send on the receiving end"))?;
                 let host = dev.download(t)?;
                 // Blocks until the other end posts its receive, as NCCL does.
-                tx.send(host).map_err(|_| {
-                    DeviceError::Other("loopback wire: the receiver is gone".into())
-                })?;
+                tx.send(host).map_err(|_| gone("the receiver is gone"))?;
                 sent.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             },
-            {
-                let dev = self.inner.clone();
-                move |(_, rx): &mut Rendezvous, dtype: DType, shape: &[usize]| {
-                    let t = rx.recv().map_err(|_| {
-                        DeviceError::Other("loopback wire: the sender is gone".into())
-                    })?;
-                    if t.dtype() != dtype || t.shape() != shape {
-                        return Err(DeviceError::Other(format!(
-                            "loopback wire: expected {dtype}{shape:?}, got {}{:?} (sends and receives out of order)",
-                            t.dtype(),
-                            t.shape()
-                        )));
-                    }
-                    dev.upload(t)
+            move |(_, rx): &mut Half, dtype: DType, shape: &[usize]| {
+                let rx = rx
+                    .as_ref()
+                    .ok_or_else(|| gone("receive on the sending end"))?;
+                let t = rx.recv().map_err(|_| gone("the sender is gone"))?;
+                if t.dtype() != dtype || t.shape() != shape {
+                    return Err(gone(&format!(
+                        "expected {dtype}{shape:?}, got {}{:?} (sends and receives out of order)",
+                        t.dtype(),
+                        t.shape()
+                    )));
                 }
+                up.upload(t)
             },
         );
-        // Both ends run the same worker; which half a job uses says the end.
-        let _ = end;
         Some(jobs.map(|jobs| {
             Arc::new(WorkerWire {
                 kind: "loopback",
                 jobs,
             }) as Arc<dyn Wire>
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn cpu() -> Arc<dyn Device> {
+        crate::open_devices(&crate::parse_device_list("cpu:0").unwrap(), Some(1))
+            .unwrap()
+            .remove(0)
+    }
+
+    fn send(
+        w: &Arc<dyn Wire>,
+        dev: &Arc<dyn Device>,
+        v: Vec<f32>,
+    ) -> std::sync::mpsc::Receiver<bool> {
+        let t = dev
+            .upload(Arc::new(Tensor::from_vec(vec![v.len()], v).unwrap()))
+            .unwrap();
+        let (s, r) = std::sync::mpsc::channel();
+        w.send(t, Box::new(move |res| drop(s.send(res.is_ok()))));
+        r
+    }
+
+    /// Tensors arrive in order, and each send completes only once its
+    /// receive is posted (NCCL's rendezvous).
+    #[test]
+    fn loopback_wires_deliver_in_order_with_a_rendezvous() {
+        let dev = cpu();
+        let d = Loopback::new(dev.clone());
+        let id = d.wire_id().unwrap().unwrap();
+        let tx = d.open_wire(WireEnd::Send, &id).unwrap().unwrap();
+        let rx = d.open_wire(WireEnd::Recv, &id).unwrap().unwrap();
+        let first = send(&tx, &dev, vec![1.0, 2.0]);
+        let second = send(&tx, &dev, vec![3.0, 4.0]);
+        assert!(
+            first.recv_timeout(Duration::from_millis(100)).is_err(),
+            "sent before a receive was posted"
+        );
+        for want in [[1.0f32, 2.0], [3.0, 4.0]] {
+            let (s, r) = std::sync::mpsc::channel();
+            rx.recv(DType::F32, vec![2], Box::new(move |t| drop(s.send(t))));
+            let got = r.recv_timeout(Duration::from_secs(5)).unwrap().unwrap();
+            assert_eq!(dev.download(&got).unwrap().as_slice::<f32>().unwrap(), want);
+        }
+        assert_eq!(first.recv_timeout(Duration::from_secs(5)), Ok(true));
+        assert_eq!(second.recv_timeout(Duration::from_secs(5)), Ok(true));
+        assert_eq!(d.sent(), 2);
+    }
+
+    /// A send fails, instead of waiting forever, once the receiving end
+    /// is gone.
+    #[test]
+    fn a_send_fails_once_the_receiving_end_is_gone() {
+        let dev = cpu();
+        let d = Loopback::new(dev.clone());
+        let id = d.wire_id().unwrap().unwrap();
+        let tx = d.open_wire(WireEnd::Send, &id).unwrap().unwrap();
+        drop(d.open_wire(WireEnd::Recv, &id).unwrap().unwrap());
+        let done = send(&tx, &dev, vec![1.0]);
+        assert_eq!(done.recv_timeout(Duration::from_secs(5)), Ok(false));
     }
 }

@@ -112,26 +112,22 @@ pub fn specialize(g: &Graph, shapes: &[Vec<usize>]) -> Result<Graph> {
 }
 
 /// Removes nodes none of whose outputs is read by another node or is a
-/// graph output, until none is left.
+/// graph output, until none is left, then the constants nothing reads.
 fn drop_unread(g: &mut Graph) {
     loop {
-        let mut read = vec![false; g.values.len()];
-        for v in &g.outputs {
-            read[v.0] = true;
-        }
-        for n in &g.nodes {
-            for v in n.inputs.iter().flatten() {
-                read[v.0] = true;
-            }
-        }
+        let read = read_values(g);
         let before = g.nodes.len();
-        g.nodes
-            .retain(|n| n.outputs.iter().any(|o| read[o.0]) || matches!(n.op, Op::Dropout));
+        g.nodes.retain(|n| n.outputs.iter().any(|o| read[o.0]));
         if g.nodes.len() == before {
             break;
         }
     }
-    // Constants nothing reads any more go too (graph outputs stay).
+    let read = read_values(g);
+    g.constants.retain(|v, _| read[v.0]);
+}
+
+/// Per value: whether a node reads it or it is a graph output.
+fn read_values(g: &Graph) -> Vec<bool> {
     let mut read = vec![false; g.values.len()];
     for v in &g.outputs {
         read[v.0] = true;
@@ -141,7 +137,7 @@ fn drop_unread(g: &mut Graph) {
             read[v.0] = true;
         }
     }
-    g.constants.retain(|v, _| read[v.0]);
+    read
 }
 
 #[cfg(test)]
