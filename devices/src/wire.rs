@@ -296,7 +296,12 @@ mod tests {
             .upload(Arc::new(Tensor::from_vec(vec![v.len()], v).unwrap()))
             .unwrap();
         let (s, r) = std::sync::mpsc::channel();
-        w.send(t, Box::new(move |res| drop(s.send(res.is_ok()))));
+        w.send(
+            t,
+            Box::new(move |res| {
+                let _ = s.send(res.is_ok());
+            }),
+        );
         r
     }
 
