@@ -92,6 +92,8 @@ struct Tables {
     inputs: Vec<(f64, Vec<usize>)>,
     /// Graph outputs: bytes and the node that makes them.
     outputs: Vec<(f64, usize)>,
+    /// The cluster's root device ([`ClusterSpec::root_device`]).
+    root: Option<usize>,
 }
 
 impl Tables {
@@ -146,14 +148,13 @@ impl Tables {
             run += diff[j];
             *c = run;
         }
+        let consumers = g.consumers();
         let inputs = g
             .inputs
             .iter()
             .filter(|v| !g.constants.contains_key(v))
             .map(|v| {
-                let readers = (0..n)
-                    .filter(|&ni| g.nodes[ni].inputs.iter().flatten().any(|x| x == v))
-                    .collect();
+                let readers = consumers[v.0].iter().map(|c| c.0).collect();
                 (costs.value_bytes[v.0], readers)
             })
             .collect();
@@ -171,6 +172,7 @@ impl Tables {
             acts,
             inputs,
             outputs,
+            root: cluster.root_device(),
         }
     }
 
@@ -185,7 +187,7 @@ impl Tables {
         j: usize,
         i: usize,
     ) -> (f64, f64) {
-        let Some(r) = cluster.root_device() else {
+        let Some(r) = self.root else {
             return (0.0, 0.0);
         };
         if cluster.devices[r].host == cluster.devices[d].host {

@@ -615,13 +615,16 @@ fn root_io(
     let r = cluster.root_device()?;
     let remote =
         |unit: usize| cluster.devices[idx[w.units[unit].device]].host != cluster.devices[r].host;
+    let consumers = g.consumers();
     let mut inputs: Vec<(usize, Vec<usize>)> = Vec::new();
     for v in &g.inputs {
         if g.constants.contains_key(v) {
             continue;
         }
-        let readers: Vec<usize> = (0..g.nodes.len())
-            .filter(|&ni| g.nodes[ni].inputs.iter().flatten().any(|x| x == v) && remote(ni))
+        let readers: Vec<usize> = consumers[v.0]
+            .iter()
+            .map(|c| c.0)
+            .filter(|&ni| remote(ni))
             .collect();
         if !readers.is_empty() {
             inputs.push((v.0, readers));
