@@ -100,7 +100,7 @@ fn outputs_too_big(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> bool {
 }
 
 fn foldable(op: &Op) -> bool {
-    !matches!(op, Op::Dropout)
+    !matches!(op, Op::Dropout | Op::DropoutTrain { .. })
 }
 
 fn merge(inferred: Fact, declared: &Fact) -> Fact {

@@ -18,6 +18,7 @@
 //! the tuned GEMM (`gemm` crate) under MatMul, Gemm and Conv. Other backends
 //! (OpenCL, CUDA, TPU) bring their own kernels and are checked against these.
 
+pub mod autodiff;
 pub mod cost;
 pub mod dtype;
 pub mod error;

@@ -118,6 +118,7 @@ fn eval_native(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<
         Op::Binary(b) => one(elementwise::binary(*b, inputs)),
         Op::LeakyRelu { alpha } => one(elementwise::leaky_relu(*alpha, inputs)),
         Op::Gelu { tanh } => one(elementwise::gelu(*tanh, inputs)),
+        Op::UnaryGrad(f) => one(crate::op::elementwise::grad::unary_grad(*f, inputs)),
         Op::Clip { min, max } => one(elementwise::clip(*min, *max, inputs)),
         Op::Where => one(elementwise::where_(inputs)),
         Op::Sum => one(elementwise::fold(BinaryOp::Add, inputs)),
@@ -160,6 +161,23 @@ fn eval_native(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<
             inputs,
         )),
         Op::Conv(a) => one(conv::conv(a, inputs)),
+        Op::SoftmaxCrossEntropyGrad {
+            reduction,
+            ignore_index,
+        } => one(crate::op::loss::grad::softmax_ce_grad(*reduction, *ignore_index, inputs)),
+        Op::SoftmaxGrad { axis, log } => one(crate::op::norm::grad::softmax_grad(*axis, *log, inputs)),
+        Op::LayerNormGrad { axis, epsilon } => {
+            crate::op::norm::grad::layer_norm_grad(*axis, *epsilon, inputs)
+        }
+        Op::BatchNormTrain { epsilon, momentum } => {
+            crate::op::norm::grad::batch_norm_train(*epsilon, *momentum, inputs)
+        }
+        Op::BatchNormGrad => crate::op::norm::grad::batch_norm_grad(inputs),
+        Op::PoolGrad { max, attrs } => one(crate::op::pool::grad::pool_grad(attrs, *max, inputs)),
+        Op::ConvGradFilter(a) => one(crate::op::conv::grad::grad_filter(a, inputs)),
+        Op::ConvGradInput { attrs, x_shape } => {
+            one(crate::op::conv::grad::grad_input(attrs, x_shape, inputs))
+        }
         Op::MaxPool(p) => match inputs.first().copied().flatten() {
             // Integer max pooling is exact through f64.
             Some(x) if x.dtype().is_int() => {
@@ -189,6 +207,10 @@ fn eval_native(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<
             inputs,
         )),
         Op::Gather { axis } => one(movement::gather(*axis, inputs)),
+        Op::GatherGrad { axis, data_shape } => {
+            one(crate::op::movement::grad::gather_grad(*axis, data_shape, inputs))
+        }
+        Op::DropoutTrain { ratio } => crate::op::movement::grad::dropout_train(*ratio, inputs),
         Op::Shape { start, end } => one(movement::shape_of(*start, *end, inputs)),
         Op::CastLike => {
             let like = util::input(inputs, 1, "target_type")?;

@@ -39,7 +39,7 @@ pub mod signal;
 
 pub use attention::AttentionAttrs;
 pub use conv::{resolve_window, Activation, AutoPad, ConvAttrs, Window};
-pub use elementwise::{ActKind, BinaryOp, UnaryOp};
+pub use elementwise::{ActKind, BinaryOp, GradFn, UnaryOp};
 pub use index::{PadMode, ScatterReduction};
 pub use loss::LossReduction;
 pub use misc::{ConvTransposeAttrs, GridMode, GridPadding, WindowKind};
@@ -398,6 +398,48 @@ pub enum Op {
         groups: usize,
         per_channel: bool,
     },
+    /// Backward of an element-wise function: inputs the saved value the
+    /// derivative reads (`x` or `y`, see [`GradFn`]) and the output's
+    /// gradient; output the input's gradient.
+    UnaryGrad(GradFn),
+    /// Backward of Conv with respect to the filter: inputs X and the
+    /// output's gradient; output the filter's gradient `[M, C/group, k...]`.
+    ConvGradFilter(ConvAttrs),
+    /// Backward of Conv with respect to its input: inputs the output's
+    /// gradient and W; output the gradient of an input of shape `x_shape`.
+    ConvGradInput { attrs: ConvAttrs, x_shape: Vec<usize> },
+    /// Backward of MaxPool (`max`) or AveragePool: inputs X and the
+    /// output's gradient; output X's gradient.
+    PoolGrad { max: bool, attrs: PoolAttrs },
+    /// Backward of Softmax (`log: false`, inputs Y and dY) or LogSoftmax
+    /// (`log: true`, same inputs): output dX.
+    SoftmaxGrad { axis: i64, log: bool },
+    /// Backward of LayerNormalization: inputs X, scale, dY; outputs dX,
+    /// dScale, dBias.
+    LayerNormGrad { axis: i64, epsilon: f32 },
+    /// Training-mode batch normalisation: inputs X, scale, bias, running
+    /// mean, running var; outputs Y (normalised with the batch's
+    /// statistics), the updated running mean and var
+    /// (`running * momentum + batch * (1 - momentum)`), and the batch mean
+    /// and inverse standard deviation saved for the backward pass.
+    BatchNormTrain { epsilon: f32, momentum: f32 },
+    /// Backward of [`Op::BatchNormTrain`]: inputs X, scale, saved mean,
+    /// saved inverse std, dY; outputs dX, dScale, dBias.
+    BatchNormGrad,
+    /// Backward of SoftmaxCrossEntropyLoss: inputs scores, labels, optional
+    /// class weights, dLoss; output dScores.
+    SoftmaxCrossEntropyGrad {
+        reduction: LossReduction,
+        ignore_index: Option<i64>,
+    },
+    /// Backward of Gather: inputs indices and dY; output the gradient of a
+    /// data tensor of shape `data_shape` (rows gathered twice add up).
+    GatherGrad { axis: i64, data_shape: Vec<usize> },
+    /// Training-mode dropout: inputs X and an i64 scalar seed; outputs Y
+    /// and the mask of multipliers (0 or `1 / (1 - ratio)`) that Y = X *
+    /// mask used. The draw is a hash of (seed, element index), so it is the
+    /// same on every device and every run with that seed.
+    DropoutTrain { ratio: f32 },
 }
 
 impl Op {
@@ -580,6 +622,19 @@ impl Op {
             Op::LpPool { .. } => "LpPool",
             Op::InstanceNorm { .. } => "InstanceNormalization",
             Op::GroupNorm { .. } => "GroupNormalization",
+            Op::UnaryGrad(_) => "UnaryGrad",
+            Op::ConvGradFilter(_) => "ConvGradFilter",
+            Op::ConvGradInput { .. } => "ConvGradInput",
+            Op::PoolGrad { max: true, .. } => "MaxPoolGrad",
+            Op::PoolGrad { max: false, .. } => "AveragePoolGrad",
+            Op::SoftmaxGrad { log: false, .. } => "SoftmaxGrad",
+            Op::SoftmaxGrad { log: true, .. } => "LogSoftmaxGrad",
+            Op::LayerNormGrad { .. } => "LayerNormalizationGrad",
+            Op::BatchNormTrain { .. } => "BatchNormalizationTraining",
+            Op::BatchNormGrad => "BatchNormalizationGrad",
+            Op::SoftmaxCrossEntropyGrad { .. } => "SoftmaxCrossEntropyLossGrad",
+            Op::GatherGrad { .. } => "GatherGrad",
+            Op::DropoutTrain { .. } => "DropoutTraining",
         }
     }
 
@@ -599,7 +654,8 @@ impl Op {
             | Op::Act { .. }
             | Op::IsNaN
             | Op::IsInf { .. }
-            | Op::Mean => Family::Elementwise,
+            | Op::Mean
+            | Op::UnaryGrad(_) => Family::Elementwise,
             Op::Range
             | Op::Reshape { .. }
             | Op::Flatten { .. }
@@ -615,6 +671,8 @@ impl Op {
             | Op::Expand
             | Op::Identity
             | Op::Dropout
+            | Op::DropoutTrain { .. }
+            | Op::GatherGrad { .. }
             | Op::ConstantOfShape { .. } => Family::Movement,
             Op::ArgExtreme { .. } | Op::Reduce { .. } => Family::Reduce,
             Op::MatMul | Op::Gemm { .. } => Family::MatMul,
@@ -628,13 +686,18 @@ impl Op {
             | Op::RotaryEmbedding { .. }
             | Op::LpNorm { .. }
             | Op::InstanceNorm { .. }
-            | Op::GroupNorm { .. } => Family::Norm,
-            Op::Conv(_) => Family::Conv,
+            | Op::GroupNorm { .. }
+            | Op::SoftmaxGrad { .. }
+            | Op::LayerNormGrad { .. }
+            | Op::BatchNormTrain { .. }
+            | Op::BatchNormGrad => Family::Norm,
+            Op::Conv(_) | Op::ConvGradFilter(_) | Op::ConvGradInput { .. } => Family::Conv,
             Op::MaxPool(_)
             | Op::AveragePool(_)
             | Op::GlobalAveragePool
             | Op::GlobalMaxPool
-            | Op::LpPool { .. } => Family::Pool,
+            | Op::LpPool { .. }
+            | Op::PoolGrad { .. } => Family::Pool,
             Op::GatherElements { .. }
             | Op::GatherNd { .. }
             | Op::ScatterElements { .. }
@@ -650,7 +713,9 @@ impl Op {
             | Op::SpaceToDepth { .. }
             | Op::EyeLike { .. }
             | Op::Pad { .. } => Family::Index,
-            Op::NllLoss { .. } | Op::SoftmaxCrossEntropy { .. } => Family::Loss,
+            Op::NllLoss { .. }
+            | Op::SoftmaxCrossEntropy { .. }
+            | Op::SoftmaxCrossEntropyGrad { .. } => Family::Loss,
             Op::Attention(_) => Family::Attention,
             Op::Resize(_) => Family::Resize,
             Op::Einsum { .. } => Family::Einsum,

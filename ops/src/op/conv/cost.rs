@@ -11,7 +11,10 @@ pub(crate) fn class(_op: &Op) -> OpClass {
 
 /// Arithmetic operations of one execution of an op of this family at
 /// concrete shapes (counting conventions: [`crate::cost`]).
-pub(crate) fn flops(_op: &Op, inputs: &[Option<&Fact>], outputs: &[&Fact]) -> f64 {
+pub(crate) fn flops(op: &Op, inputs: &[Option<&Fact>], outputs: &[&Fact]) -> f64 {
+    if !matches!(op, Op::Conv(_)) {
+        return super::grad::flops(op, inputs, outputs);
+    }
     // Each output element: C_in/group * prod(kernel) MACs.
     let per = input_shape(inputs, 1).map_or(0.0, |w| per_output_weights(&w));
     2.0 * out_elems(outputs) * per

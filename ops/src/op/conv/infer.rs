@@ -53,6 +53,7 @@ pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], _n_out: usize) -> Result<
             };
             one(with_dtype(x.dtype, shape))
         }
+        Op::ConvGradInput { .. } | Op::ConvGradFilter(_) => super::grad::infer(op, inputs),
         _ => Err(other_family(op, "conv")),
     }
 }

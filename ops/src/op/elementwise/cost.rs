@@ -19,6 +19,7 @@ pub(crate) fn flops(op: &Op, inputs: &[Option<&Fact>], outputs: &[&Fact]) -> f64
             out_elems * (inputs.iter().flatten().count().saturating_sub(1)) as f64
         }
         Op::Act { .. } => 4.0 * out_elems,
+        Op::UnaryGrad(_) => 4.0 * out_elems,
         _ => out_elems,
     }
 }

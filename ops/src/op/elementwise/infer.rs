@@ -13,6 +13,7 @@ use crate::op::{BinaryOp, Op};
 /// facts (dispatched from [`crate::infer::infer_op`]).
 pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], _n_out: usize) -> Result<Vec<Fact>> {
     match op {
+        Op::UnaryGrad(_) => super::grad::infer(op, inputs),
         Op::Unary(_)
         | Op::LeakyRelu { .. }
         | Op::Clip { .. }

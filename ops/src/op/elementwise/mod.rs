@@ -7,6 +7,7 @@
 //! class; `kernel.rs` its host kernels (dispatched from [`crate::kernels`]).
 
 pub(crate) mod cost;
+pub(crate) mod grad;
 pub(crate) mod infer;
 pub(crate) mod kernel;
 pub(crate) mod onnx;
@@ -138,4 +139,31 @@ pub enum ActKind {
     /// `x < -lambd ? x + bias : x > lambd ? x - bias : 0` (`alpha` holds
     /// lambd, `beta` bias).
     Shrink,
+}
+
+/// The derivative an [`crate::Op::UnaryGrad`] node applies, and which
+/// forward value it reads: the input `x` or the output `y`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum GradFn {
+    /// `x > 0` (reads x).
+    Relu,
+    /// `x > 0 ? 1 : alpha` (reads x).
+    LeakyRelu { alpha: f32 },
+    /// `y (1 - y)` (reads y).
+    Sigmoid,
+    /// `1 - y²` (reads y).
+    Tanh,
+    /// `2/√π exp(-x²)` (reads x).
+    Erf,
+    /// GELU's derivative, exact or of the tanh form (reads x).
+    Gelu { tanh: bool },
+    /// `1 / (2 y)` (reads y).
+    Sqrt,
+}
+
+impl GradFn {
+    /// Whether the derivative reads the forward output (else the input).
+    pub fn reads_output(self) -> bool {
+        matches!(self, GradFn::Sigmoid | GradFn::Tanh | GradFn::Sqrt)
+    }
 }

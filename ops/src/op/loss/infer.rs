@@ -33,6 +33,7 @@ pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<V
             }
             Ok(v)
         }
+        Op::SoftmaxCrossEntropyGrad { .. } => super::grad::infer(inputs),
         _ => Err(other_family(op, "loss")),
     }
 }

@@ -305,6 +305,7 @@ pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<V
             let exact = slice_shape(op, inputs, x)?;
             one(with_dtype(x.dtype, exact.or(shape)))
         }
+        Op::GatherGrad { .. } | Op::DropoutTrain { .. } => super::grad::infer(op, inputs),
         _ => Err(other_family(op, "movement")),
     }
 }

@@ -25,6 +25,9 @@ pub(crate) fn flops(op: &Op, inputs: &[Option<&Fact>], outputs: &[&Fact]) -> f64
         Op::InstanceNorm { .. } | Op::GroupNorm { .. } => 8.0 * out_elems,
         Op::RotaryEmbedding { .. } => 4.0 * out_elems,
         Op::Hardmax { .. } => in0_elems(inputs),
+        Op::SoftmaxGrad { .. } => 3.0 * out_elems,
+        Op::LayerNormGrad { .. } | Op::BatchNormGrad => 10.0 * in0_elems(inputs),
+        Op::BatchNormTrain { .. } => 6.0 * in0_elems(inputs),
         _ => 0.0,
     }
 }

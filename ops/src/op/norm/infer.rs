@@ -52,6 +52,10 @@ pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<V
             }
             one(same(x))
         }
+        Op::SoftmaxGrad { .. }
+        | Op::LayerNormGrad { .. }
+        | Op::BatchNormTrain { .. }
+        | Op::BatchNormGrad => super::grad::infer(op, inputs),
         _ => Err(other_family(op, "norm")),
     }
 }

@@ -17,6 +17,9 @@ pub(crate) fn flops(op: &Op, inputs: &[Option<&Fact>], outputs: &[&Fact]) -> f64
             out_elems(outputs) * p.kernel_shape.iter().map(|&k| k as f64).product::<f64>()
         }
         Op::GlobalAveragePool | Op::GlobalMaxPool => in0_elems(inputs),
+        Op::PoolGrad { attrs, .. } => {
+            in0_elems(inputs) + out_elems(outputs) * attrs.kernel_shape.iter().product::<usize>() as f64
+        }
         _ => 0.0,
     }
 }

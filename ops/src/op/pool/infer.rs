@@ -48,6 +48,7 @@ pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], _n_out: usize) -> Result<
             });
             one(with_dtype(x.dtype, shape))
         }
+        Op::PoolGrad { .. } => super::grad::infer(inputs),
         _ => Err(other_family(op, "pool")),
     }
 }

@@ -10,18 +10,18 @@ use crate::shape::numel;
 use crate::tensor::Tensor;
 
 /// A window resolved and lifted to 3 spatial dims (leading dims of size 1).
-struct Win3 {
-    input: [usize; 3],
-    output: [usize; 3],
-    kernel: [usize; 3],
-    strides: [usize; 3],
-    dil: [usize; 3],
-    pb: [usize; 3],
-    pe: [usize; 3],
+pub(super) struct Win3 {
+    pub(super) input: [usize; 3],
+    pub(super) output: [usize; 3],
+    pub(super) kernel: [usize; 3],
+    pub(super) strides: [usize; 3],
+    pub(super) dil: [usize; 3],
+    pub(super) pb: [usize; 3],
+    pub(super) pe: [usize; 3],
 }
 
 impl Win3 {
-    fn lift(spatial: &[usize], w: &Window) -> Win3 {
+    pub(super) fn lift(spatial: &[usize], w: &Window) -> Win3 {
         let off = 3 - spatial.len();
         let f = |v: &[usize], fill: usize| -> [usize; 3] {
             std::array::from_fn(|i| if i < off { fill } else { v[i - off] })
@@ -39,7 +39,7 @@ impl Win3 {
 
     /// Kernel indices of dim `d` in the input for output index `o`, and how
     /// many kernel cells fall inside the padded input.
-    fn range(&self, d: usize, o: usize) -> ((usize, usize), usize) {
+    pub(super) fn range(&self, d: usize, o: usize) -> ((usize, usize), usize) {
         let base = (o * self.strides[d]) as isize - self.pb[d] as isize;
         let inside = valid_range(base, self.dil[d], self.kernel[d], 0, self.input[d] as isize);
         let padded = valid_range(
