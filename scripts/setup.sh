@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Set up a machine for hetflow's build and tests. Idempotent; re-runs are fast.
 #   1. Debian packages (OpenCL/PoCL, hwloc, udev, pkg-config, hyperfine, g++), only if missing
-#   2. .venv at the repo root with scripts/requirements.txt
+#   2. .venv at the repo root with scripts/requirements.txt and
+#      scripts/requirements-train.txt (scikit-learn, for the digits dataset)
 #   3. fixtures-gen/ from scripts/gen_fixtures.py, only if the generator or the
 #      requirements changed since the last run (fixtures-gen/.stamp), and
 #      conformance-data/node/ (the onnx package's node tests) from
-#      scripts/gen_node_tests.py
+#      scripts/gen_node_tests.py, and train-data/ (digits, training models,
+#      NumPy optimizer references) from scripts/gen_training_data.py
 #
 #   bash scripts/setup.sh --mpi   the CPU packages plus Open MPI and libclang
 #                                 (mpi-sys runs bindgen): what building with
@@ -112,6 +114,15 @@ if [ "$(cat .venv/.requirements.sha256 2>/dev/null || true)" != "$req_hash" ]; t
 else
     log ".venv up to date"
 fi
+# scikit-learn for the training data (separate, so the fixtures' stamp,
+# which hashes requirements.txt, does not change with it).
+REQ_TRAIN=scripts/requirements-train.txt
+train_req_hash="$(sha256sum "$REQ_TRAIN" | cut -d' ' -f1)"
+if [ "$(cat .venv/.requirements-train.sha256 2>/dev/null || true)" != "$train_req_hash" ]; then
+    log "pip install -r $REQ_TRAIN"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -r "$REQ_TRAIN"
+    echo "$train_req_hash" > .venv/.requirements-train.sha256
+fi
 
 # --- 3. fixtures --------------------------------------------------------------
 if [ "${SKIP_FIXTURES:-0}" != 1 ]; then
@@ -124,6 +135,18 @@ if [ "${SKIP_FIXTURES:-0}" != 1 ]; then
         echo "$fix_hash" > "$FIX/.stamp"
     else
         log "$FIX/ up to date"
+    fi
+    # Digits, models and NumPy references for tests/train.rs and the
+    # training example.
+    TD=train-data
+    td_hash="$(cat scripts/gen_training_data.py "$REQ" "$REQ_TRAIN" | sha256sum | cut -d' ' -f1)"
+    if [ "$(cat "$TD/.stamp" 2>/dev/null || true)" != "$td_hash" ]; then
+        log "generating $TD/"
+        rm -rf "$TD"
+        .venv/bin/python scripts/gen_training_data.py --out "$TD"
+        echo "$td_hash" > "$TD/.stamp"
+    else
+        log "$TD/ up to date"
     fi
     # ONNX backend node tests for tests/conformance.rs (stamped by onnx version).
     .venv/bin/python scripts/gen_node_tests.py conformance-data/node

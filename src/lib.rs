@@ -29,6 +29,7 @@
 
 pub mod cluster;
 pub mod profile;
+pub mod train;
 
 pub use hetflow_devices as devices;
 pub use hetflow_ops as ops;

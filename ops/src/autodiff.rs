@@ -82,7 +82,10 @@ pub fn differentiate(
         counter: 0,
     };
     cx.grads = vec![Vec::new(); cx.g.values.len()];
-    let one = cx.constant("loss", Tensor::from_vec(lshape.clone(), vec![1.0f64])?.cast(ldt));
+    let one = cx.constant(
+        "loss",
+        Tensor::from_vec(lshape.clone(), vec![1.0f64])?.cast(ldt),
+    );
     cx.grads[loss.0].push(one);
 
     for ni in (0..n_forward).rev() {

@@ -1,5 +1,5 @@
 //! CLI (contract in DESIGN.md): `devices`, `run`, `bench`, `profile`, `plan`, `simulate`,
-//! `launch`. Errors print one
+//! `launch`, `train`. Errors print one
 //! line on stderr and exit with status 2; a panic would be a bug.
 
 mod bench;
@@ -12,6 +12,7 @@ mod profile;
 mod run;
 mod simulate;
 mod simulate_gpt;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -42,6 +43,9 @@ enum Command {
     Simulate(Box<simulate::Args>),
     /// Run `run` or `bench` as one job over several hosts (mpirun/srun).
     Launch(launch::Args),
+    /// Train a model's weights on a dataset; the last line is
+    /// `loss=<float> accuracy=<float>`.
+    Train(Box<train::Args>),
 }
 
 pub fn main() -> i32 {
@@ -61,6 +65,7 @@ pub fn main() -> i32 {
         Command::Plan(a) => plan::main(a),
         Command::Simulate(a) => simulate::main(*a),
         Command::Launch(a) => launch::main(a),
+        Command::Train(a) => train::main(*a),
     };
     match r {
         Ok(()) => 0,

@@ -52,7 +52,13 @@ pub(crate) fn diff(shape: &[usize], seed: u64) -> Arg {
     Arg::Diff(shape.to_vec(), vals(n, seed, -1.0, 1.0))
 }
 
-fn build(op: &Op, args: &[Arg], n_out: usize, used: &[usize], dt: DType) -> (Graph, Vec<ValueId>, ValueId) {
+fn build(
+    op: &Op,
+    args: &[Arg],
+    n_out: usize,
+    used: &[usize],
+    dt: DType,
+) -> (Graph, Vec<ValueId>, ValueId) {
     let mut g = Graph::default();
     let mut ins = Vec::new();
     let mut wrt = Vec::new();

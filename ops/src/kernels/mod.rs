@@ -164,8 +164,14 @@ fn eval_native(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<
         Op::SoftmaxCrossEntropyGrad {
             reduction,
             ignore_index,
-        } => one(crate::op::loss::grad::softmax_ce_grad(*reduction, *ignore_index, inputs)),
-        Op::SoftmaxGrad { axis, log } => one(crate::op::norm::grad::softmax_grad(*axis, *log, inputs)),
+        } => one(crate::op::loss::grad::softmax_ce_grad(
+            *reduction,
+            *ignore_index,
+            inputs,
+        )),
+        Op::SoftmaxGrad { axis, log } => {
+            one(crate::op::norm::grad::softmax_grad(*axis, *log, inputs))
+        }
         Op::LayerNormGrad { axis, epsilon } => {
             crate::op::norm::grad::layer_norm_grad(*axis, *epsilon, inputs)
         }
@@ -207,9 +213,9 @@ fn eval_native(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<
             inputs,
         )),
         Op::Gather { axis } => one(movement::gather(*axis, inputs)),
-        Op::GatherGrad { axis, data_shape } => {
-            one(crate::op::movement::grad::gather_grad(*axis, data_shape, inputs))
-        }
+        Op::GatherGrad { axis, data_shape } => one(crate::op::movement::grad::gather_grad(
+            *axis, data_shape, inputs,
+        )),
         Op::DropoutTrain { ratio } => crate::op::movement::grad::dropout_train(*ratio, inputs),
         Op::Shape { start, end } => one(movement::shape_of(*start, *end, inputs)),
         Op::CastLike => {

@@ -86,6 +86,40 @@ pub fn inline_external_data(path: impl AsRef<Path>) -> Result<Vec<u8>> {
     })
 }
 
+/// The ONNX model `bytes` (external data already inline, see
+/// [`inline_external_data`]) with the initializers named in `tensors` set
+/// to those values: an existing initializer is replaced; a value the model
+/// computes (a weight that load-time folding turned into a constant) loses
+/// its producing node and becomes an initializer. This is how training
+/// writes its result: the graph is the author's, only weights change.
+pub fn with_initializers(bytes: &[u8], tensors: &[(String, crate::Tensor)]) -> Result<Vec<u8>> {
+    let mut model = proto::ModelProto::decode(bytes).map_err(|e| {
+        Error::msg(format!(
+            "not a valid ONNX model (protobuf decode failed: {e})"
+        ))
+    })?;
+    let g = model
+        .graph
+        .as_mut()
+        .ok_or_else(|| Error::msg("the ONNX model has no graph"))?;
+    for (name, t) in tensors {
+        let proto = tensor_to_proto(t, name);
+        if let Some(init) = g.initializer.iter_mut().find(|i| i.name() == name) {
+            *init = proto;
+            continue;
+        }
+        let before = g.node.len();
+        g.node.retain(|n| !n.output.iter().any(|o| o == name));
+        if g.node.len() == before {
+            return Err(Error::msg(format!(
+                "the model has no initializer or node output named '{name}'"
+            )));
+        }
+        g.initializer.push(proto);
+    }
+    Ok(model.encode_to_vec())
+}
+
 /// Decodes an ONNX model from memory. External data is looked up in `dir`
 /// (confined to it); with `None` (a model that never was a file) a tensor
 /// with external data is an error.

@@ -407,7 +407,10 @@ pub enum Op {
     ConvGradFilter(ConvAttrs),
     /// Backward of Conv with respect to its input: inputs the output's
     /// gradient and W; output the gradient of an input of shape `x_shape`.
-    ConvGradInput { attrs: ConvAttrs, x_shape: Vec<usize> },
+    ConvGradInput {
+        attrs: ConvAttrs,
+        x_shape: Vec<usize>,
+    },
     /// Backward of MaxPool (`max`) or AveragePool: inputs X and the
     /// output's gradient; output X's gradient.
     PoolGrad { max: bool, attrs: PoolAttrs },

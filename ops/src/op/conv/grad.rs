@@ -196,7 +196,12 @@ fn for_each_tap(g: &Geo, mut f: impl FnMut(usize, usize, usize, usize)) {
                     let iz = iz0 + zi * g.s[0];
                     for (yi, oy) in (y0..y1).enumerate() {
                         let iy = iy0 + yi * g.s[1];
-                        f(kf, (iz * ih + iy) * iw + ix0, (oz * oh + oy) * ow + x0, x1 - x0);
+                        f(
+                            kf,
+                            (iz * ih + iy) * iw + ix0,
+                            (oz * oh + oy) * ow + x0,
+                            x1 - x0,
+                        );
                     }
                 }
             }
@@ -215,7 +220,10 @@ pub(crate) fn grad_filter(a: &ConvAttrs, inputs: &[Option<&Tensor>]) -> Result<T
     if xs.len() < 3 {
         crate::bail!("X must have rank >= 3, got {xs:?}");
     }
-    let mut ws = vec![gy.shape().get(1).copied().unwrap_or(0), xs[1] / a.group.max(1)];
+    let mut ws = vec![
+        gy.shape().get(1).copied().unwrap_or(0),
+        xs[1] / a.group.max(1),
+    ];
     ws.extend(k);
     let g = Geo::new(a, xs, &ws, gy.shape())?;
     if x.dtype() != gy.dtype() {
@@ -294,7 +302,10 @@ pub(crate) fn flops(op: &Op, inputs: &[Option<&Fact>], outputs: &[&Fact]) -> f64
         ),
         Op::ConvGradFilter(_) => (
             shape(inputs.get(1).copied().flatten()),
-            outputs.first().and_then(|f| f.concrete_shape()).map(|s| s.iter().product()),
+            outputs
+                .first()
+                .and_then(|f| f.concrete_shape())
+                .map(|s| s.iter().product()),
         ),
         _ => return 0.0,
     };
@@ -326,7 +337,11 @@ mod tests {
     fn conv2d_gradients_with_stride_padding_dilation_and_bias() {
         check(
             conv(&[1, 1], &[1, 1, 1, 1], &[], 1),
-            vec![diff(&[2, 3, 5, 5], 1), diff(&[4, 3, 3, 3], 2), diff(&[4], 3)],
+            vec![
+                diff(&[2, 3, 5, 5], 1),
+                diff(&[4, 3, 3, 3], 2),
+                diff(&[4], 3),
+            ],
             1,
         );
         check(
@@ -340,7 +355,11 @@ mod tests {
     fn grouped_and_depthwise_conv_gradients() {
         check(
             conv(&[1, 1], &[1, 1, 1, 1], &[], 2),
-            vec![diff(&[2, 4, 4, 4], 6), diff(&[6, 2, 3, 3], 7), diff(&[6], 8)],
+            vec![
+                diff(&[2, 4, 4, 4], 6),
+                diff(&[6, 2, 3, 3], 7),
+                diff(&[6], 8),
+            ],
             1,
         );
         check(
@@ -367,6 +386,10 @@ mod tests {
             strides: vec![2, 2],
             ..Default::default()
         });
-        check(same, vec![diff(&[1, 2, 5, 6], 15), diff(&[2, 2, 3, 3], 16)], 1);
+        check(
+            same,
+            vec![diff(&[1, 2, 5, 6], 15), diff(&[2, 2, 3, 3], 16)],
+            1,
+        );
     }
 }

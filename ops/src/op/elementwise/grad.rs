@@ -28,7 +28,11 @@ pub(crate) fn grad(
     let y = node.outputs[0];
     let via = |cx: &mut Grads, f: GradFn| -> Result<Grad> {
         let saved = if f.reads_output() { y } else { x };
-        Ok(vec![Some(cx.node1("d_act", Op::UnaryGrad(f), &[saved, gy])?)])
+        Ok(vec![Some(cx.node1(
+            "d_act",
+            Op::UnaryGrad(f),
+            &[saved, gy],
+        )?)])
     };
     match &node.op {
         Op::Unary(u) => match u {
@@ -227,7 +231,13 @@ mod tests {
 
     #[test]
     fn unary_gradients_match_finite_differences() {
-        for u in [UnaryOp::Neg, UnaryOp::Sigmoid, UnaryOp::Tanh, UnaryOp::Erf, UnaryOp::Exp] {
+        for u in [
+            UnaryOp::Neg,
+            UnaryOp::Sigmoid,
+            UnaryOp::Tanh,
+            UnaryOp::Erf,
+            UnaryOp::Exp,
+        ] {
             check(Op::Unary(u), vec![diff(&[3, 4], 1)], 1);
         }
         check(Op::Unary(UnaryOp::Relu), vec![off_zero(&[3, 5], 2)], 1);
@@ -244,18 +254,34 @@ mod tests {
     #[test]
     fn binary_gradients_reduce_over_broadcast_dims() {
         for b in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul] {
-            check(Op::Binary(b), vec![diff(&[2, 3, 4], 7), diff(&[3, 1], 8)], 1);
-            check(Op::Binary(b), vec![diff(&[1, 4], 9), diff(&[3, 1, 4], 10)], 1);
+            check(
+                Op::Binary(b),
+                vec![diff(&[2, 3, 4], 7), diff(&[3, 1], 8)],
+                1,
+            );
+            check(
+                Op::Binary(b),
+                vec![diff(&[1, 4], 9), diff(&[3, 1, 4], 10)],
+                1,
+            );
         }
         let den = Arg::Diff(vec![4], vals(4, 11, 0.5, 2.0));
         check(Op::Binary(BinaryOp::Div), vec![diff(&[3, 4], 12), den], 1);
-        check(Op::Sum, vec![diff(&[2, 3], 13), diff(&[3], 14), diff(&[2, 1], 15)], 1);
+        check(
+            Op::Sum,
+            vec![diff(&[2, 3], 13), diff(&[3], 14), diff(&[2, 1], 15)],
+            1,
+        );
     }
 
     #[test]
     fn where_routes_the_gradient_by_the_condition() {
         let cond = crate::Tensor::from_vec(vec![2, 3], vec![true, false, true, false, false, true])
             .unwrap();
-        check(Op::Where, vec![Arg::Const(cond), diff(&[2, 3], 16), diff(&[3], 17)], 1);
+        check(
+            Op::Where,
+            vec![Arg::Const(cond), diff(&[2, 3], 16), diff(&[3], 17)],
+            1,
+        );
     }
 }

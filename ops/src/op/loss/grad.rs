@@ -74,18 +74,28 @@ pub(crate) fn softmax_ce_grad(
     let mut ls = vec![n];
     ls.extend(&s[2..]);
     if labels.shape() != ls.as_slice() || !matches!(labels.dtype(), DType::I32 | DType::I64) {
-        crate::bail!("labels must be i32/i64 of shape {ls:?}, got {} {:?}", labels.dtype(), labels.shape());
+        crate::bail!(
+            "labels must be i32/i64 of shape {ls:?}, got {} {:?}",
+            labels.dtype(),
+            labels.shape()
+        );
     }
     let t = labels.to_i64_vec();
     let w: Option<Vec<f64>> = match opt_input(inputs, 2) {
-        Some(w) if w.len() != c => crate::bail!("weights have {} elements for {c} classes", w.len()),
+        Some(w) if w.len() != c => {
+            crate::bail!("weights have {} elements for {c} classes", w.len())
+        }
         Some(w) => Some(w.cast(DType::F64).into_vec::<f64>()?),
         None => None,
     };
     let g = gl.cast(DType::F64).into_vec::<f64>()?;
     let per_position = reduction == LossReduction::None;
     if per_position && g.len() != n * inner || !per_position && g.len() != 1 {
-        crate::bail!("dLoss has {} elements, the loss {}", g.len(), if per_position { n * inner } else { 1 });
+        crate::bail!(
+            "dLoss has {} elements, the loss {}",
+            g.len(),
+            if per_position { n * inner } else { 1 }
+        );
     }
     let xv = x.cast(DType::F64).into_vec::<f64>()?;
     let mut gx = vec![0.0; xv.len()];
@@ -134,7 +144,11 @@ mod tests {
                     reduction,
                     ignore_index,
                 };
-                check(op.clone(), vec![diff(&[4, 3], 1), Arg::Const(labels.clone())], 1);
+                check(
+                    op.clone(),
+                    vec![diff(&[4, 3], 1), Arg::Const(labels.clone())],
+                    1,
+                );
                 let w = Tensor::from_vec(vec![3], vec![0.5f32, 2.0, 1.0]).unwrap();
                 let args = vec![diff(&[4, 3], 2), Arg::Const(labels.clone()), Arg::Const(w)];
                 check(op, args, 1);

@@ -79,8 +79,16 @@ fn matmul(cx: &mut Grads, node: &Node, gy: ValueId, want: &[bool]) -> Result<Gra
     let sb = cx.shape(b)?;
     // Vectors become matrices ([k] -> [1, k] for A, [k, 1] for B), and the
     // output gradient gets the dims the product removed back.
-    let sa2 = if sa.len() == 1 { vec![1, sa[0]] } else { sa.clone() };
-    let sb2 = if sb.len() == 1 { vec![sb[0], 1] } else { sb.clone() };
+    let sa2 = if sa.len() == 1 {
+        vec![1, sa[0]]
+    } else {
+        sa.clone()
+    };
+    let sb2 = if sb.len() == 1 {
+        vec![sb[0], 1]
+    } else {
+        sb.clone()
+    };
     let a2 = cx.reshape(a, &sa2)?;
     let b2 = cx.reshape(b, &sb2)?;
     let mut sy2 = cx.shape(gy)?;

@@ -172,7 +172,11 @@ pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
 }
 
 /// Host kernel of [`Op::GatherGrad`]: inputs indices and dY.
-pub(crate) fn gather_grad(axis: i64, data_shape: &[usize], inputs: &[Option<&Tensor>]) -> Result<Tensor> {
+pub(crate) fn gather_grad(
+    axis: i64,
+    data_shape: &[usize],
+    inputs: &[Option<&Tensor>],
+) -> Result<Tensor> {
     let idx = tin(inputs, 0, "indices")?;
     let gy = tin(inputs, 1, "dY")?;
     if !matches!(idx.dtype(), DType::I32 | DType::I64) || !gy.dtype().is_float() {
@@ -227,12 +231,22 @@ pub(crate) fn dropout_train(ratio: f32, inputs: &[Option<&Tensor>]) -> Result<Ve
     }
     let seed = match opt_input(inputs, 1) {
         Some(s) if s.len() == 1 && s.dtype().is_int() => s.to_i64_vec()[0] as u64,
-        Some(s) => crate::bail!("the seed must be an integer scalar, got {} {:?}", s.dtype(), s.shape()),
+        Some(s) => crate::bail!(
+            "the seed must be an integer scalar, got {} {:?}",
+            s.dtype(),
+            s.shape()
+        ),
         None => crate::bail!("training-mode dropout needs a seed input"),
     };
     let keep = 1.0 - ratio as f64;
     let mask: Vec<f64> = (0..x.len() as u64)
-        .map(|i| if dropout_draw(seed, i) < ratio as f64 { 0.0 } else { 1.0 / keep })
+        .map(|i| {
+            if dropout_draw(seed, i) < ratio as f64 {
+                0.0
+            } else {
+                1.0 / keep
+            }
+        })
         .collect();
     let xv = x.cast(DType::F64).into_vec::<f64>()?;
     let y: Vec<f64> = xv.iter().zip(&mask).map(|(a, m)| a * m).collect();
@@ -264,9 +278,21 @@ mod tests {
             1,
         );
         check(Op::Flatten { axis: 2 }, vec![diff(&[2, 3, 2, 2], 2)], 1);
-        check(Op::Unsqueeze { axes: Some(vec![0, 3]) }, vec![diff(&[2, 3], 3)], 1);
+        check(
+            Op::Unsqueeze {
+                axes: Some(vec![0, 3]),
+            },
+            vec![diff(&[2, 3], 3)],
+            1,
+        );
         check(Op::Squeeze { axes: None }, vec![diff(&[2, 1, 3], 4)], 1);
-        check(Op::Transpose { perm: Some(vec![2, 0, 1]) }, vec![diff(&[2, 3, 4], 5)], 1);
+        check(
+            Op::Transpose {
+                perm: Some(vec![2, 0, 1]),
+            },
+            vec![diff(&[2, 3, 4], 5)],
+            1,
+        );
         check(Op::Transpose { perm: None }, vec![diff(&[2, 3, 4], 6)], 1);
         check(Op::Expand, vec![diff(&[3, 1], 7), ints(&[2, 3, 4])], 1);
         check(Op::Identity, vec![diff(&[5], 8)], 1);
@@ -274,15 +300,31 @@ mod tests {
 
     #[test]
     fn concat_split_slice_gradients() {
-        check(Op::Concat { axis: 1 }, vec![diff(&[2, 3], 1), diff(&[2, 1], 2), diff(&[2, 2], 3)], 1);
-        check(Op::Split { axis: 1, split: Some(vec![1, 3]) }, vec![diff(&[2, 4], 4)], 2);
+        check(
+            Op::Concat { axis: 1 },
+            vec![diff(&[2, 3], 1), diff(&[2, 1], 2), diff(&[2, 2], 3)],
+            1,
+        );
+        check(
+            Op::Split {
+                axis: 1,
+                split: Some(vec![1, 3]),
+            },
+            vec![diff(&[2, 4], 4)],
+            2,
+        );
         check(
             Op::Slice {
                 starts: None,
                 ends: None,
                 axes: None,
             },
-            vec![diff(&[4, 5], 5), ints(&[1, -4]), ints(&[3, 100]), ints(&[0, 1])],
+            vec![
+                diff(&[4, 5], 5),
+                ints(&[1, -4]),
+                ints(&[3, 100]),
+                ints(&[0, 1]),
+            ],
             1,
         );
         check(
@@ -299,17 +341,32 @@ mod tests {
     #[test]
     fn gather_gradient_adds_rows_gathered_twice() {
         let idx = Tensor::from_vec(vec![2, 2], vec![0i64, 2, -1, 0]).unwrap();
-        check(Op::Gather { axis: 0 }, vec![diff(&[3, 4], 1), Arg::Const(idx.clone())], 1);
-        check(Op::Gather { axis: 1 }, vec![diff(&[2, 3, 2], 2), Arg::Const(idx)], 1);
+        check(
+            Op::Gather { axis: 0 },
+            vec![diff(&[3, 4], 1), Arg::Const(idx.clone())],
+            1,
+        );
+        check(
+            Op::Gather { axis: 1 },
+            vec![diff(&[2, 3, 2], 2), Arg::Const(idx)],
+            1,
+        );
     }
 
     #[test]
     fn dropout_is_seeded_scaled_and_its_gradient_uses_the_mask() {
         let seed = || Arg::Const(Tensor::from_vec(vec![], vec![7i64]).unwrap());
-        check_outputs(Op::DropoutTrain { ratio: 0.3 }, vec![diff(&[4, 25], 1), seed()], 2, &[0]);
+        check_outputs(
+            Op::DropoutTrain { ratio: 0.3 },
+            vec![diff(&[4, 25], 1), seed()],
+            2,
+            &[0],
+        );
         let x = Tensor::from_vec(vec![1000], vec![1.0f32; 1000]).unwrap();
         let s = Tensor::from_vec(vec![], vec![7i64]).unwrap();
-        let run = |s: &Tensor| crate::kernels::eval(&Op::DropoutTrain { ratio: 0.3 }, &[Some(&x), Some(s)], 2).unwrap();
+        let run = |s: &Tensor| {
+            crate::kernels::eval(&Op::DropoutTrain { ratio: 0.3 }, &[Some(&x), Some(s)], 2).unwrap()
+        };
         let a = run(&s);
         let b = run(&s);
         assert_eq!(a[0], b[0], "same seed, same mask");
@@ -317,7 +374,10 @@ mod tests {
         assert_ne!(a[0], c[0], "another seed, another mask");
         let y = a[0].as_slice::<f32>().unwrap();
         let dropped = y.iter().filter(|&&v| v == 0.0).count();
-        assert!((250..350).contains(&dropped), "dropped {dropped} of 1000 at ratio 0.3");
+        assert!(
+            (250..350).contains(&dropped),
+            "dropped {dropped} of 1000 at ratio 0.3"
+        );
         assert!(y.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.7).abs() < 1e-6));
     }
 }

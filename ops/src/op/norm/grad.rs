@@ -91,9 +91,10 @@ pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
     match op {
         Op::SoftmaxGrad { .. } => Ok(vec![same(fin(inputs, 1)?)]),
         Op::LayerNormGrad { axis, .. } => {
-            let inner = x.shape.as_ref().map(|s| -> Result<Vec<Dim>> {
-                Ok(s[norm_axis(*axis, s.len())?..].to_vec())
-            });
+            let inner = x
+                .shape
+                .as_ref()
+                .map(|s| -> Result<Vec<Dim>> { Ok(s[norm_axis(*axis, s.len())?..].to_vec()) });
             let inner = inner.transpose()?;
             let part = with_dtype(x.dtype, inner);
             Ok(vec![same(x), part.clone(), part])
@@ -137,7 +138,10 @@ fn back(dt: DType, shape: Vec<usize>, v: Vec<f64>) -> Result<Tensor> {
 fn float_in<'a>(inputs: &[Option<&'a Tensor>], i: usize, name: &str) -> Result<&'a Tensor> {
     let t = tin(inputs, i, name)?;
     if !t.dtype().is_float() {
-        crate::bail!("input {i} ({name}) must be a float tensor, got {}", t.dtype());
+        crate::bail!(
+            "input {i} ({name}) must be a float tensor, got {}",
+            t.dtype()
+        );
     }
     Ok(t)
 }
@@ -193,7 +197,11 @@ fn moments(v: impl Iterator<Item = f64> + Clone, n: usize, eps: f64) -> (f64, f6
 /// Host kernel of [`Op::LayerNormGrad`]: inputs X, scale (broadcast to the
 /// normalised dims), dY; outputs dX, dScale and dBias over the normalised
 /// dims.
-pub(crate) fn layer_norm_grad(axis: i64, eps: f32, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+pub(crate) fn layer_norm_grad(
+    axis: i64,
+    eps: f32,
+    inputs: &[Option<&Tensor>],
+) -> Result<Vec<Tensor>> {
     let x = float_in(inputs, 0, "X")?;
     let scale = float_in(inputs, 1, "Scale")?;
     let gy = float_in(inputs, 2, "dY")?;
@@ -241,7 +249,10 @@ pub(crate) fn layer_norm_grad(axis: i64, eps: f32, inputs: &[Option<&Tensor>]) -
 fn channel(inputs: &[Option<&Tensor>], i: usize, name: &str, c: usize) -> Result<Vec<f64>> {
     let t = float_in(inputs, i, name)?;
     if t.len() != c {
-        crate::bail!("input {i} ({name}) has {} elements, expected {c} (channels)", t.len());
+        crate::bail!(
+            "input {i} ({name}) has {} elements, expected {c} (channels)",
+            t.len()
+        );
     }
     Ok(f64s(t))
 }
@@ -256,7 +267,11 @@ fn ncs(x: &Tensor) -> Result<(usize, usize, usize)> {
 }
 
 /// Host kernel of [`Op::BatchNormTrain`].
-pub(crate) fn batch_norm_train(eps: f32, momentum: f32, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+pub(crate) fn batch_norm_train(
+    eps: f32,
+    momentum: f32,
+    inputs: &[Option<&Tensor>],
+) -> Result<Vec<Tensor>> {
     let x = float_in(inputs, 0, "X")?;
     let (n, c, sp) = ncs(x)?;
     let scale = channel(inputs, 1, "scale", c)?;
@@ -265,7 +280,8 @@ pub(crate) fn batch_norm_train(eps: f32, momentum: f32, inputs: &[Option<&Tensor
     let rv = channel(inputs, 4, "input_var", c)?;
     let xv = f64s(x);
     let mut y = vec![0.0; xv.len()];
-    let (mut mean, mut inv, mut nrm, mut nrv) = (vec![0.0; c], vec![0.0; c], vec![0.0; c], vec![0.0; c]);
+    let (mut mean, mut inv, mut nrm, mut nrv) =
+        (vec![0.0; c], vec![0.0; c], vec![0.0; c], vec![0.0; c]);
     let mo = momentum as f64;
     for ch in 0..c {
         let vals = (0..n).flat_map(|b| xv[(b * c + ch) * sp..][..sp].iter().copied());
@@ -345,7 +361,11 @@ mod tests {
         for axis in [-1, 0, 1] {
             for legacy in [false, true] {
                 check(Op::Softmax { axis, legacy }, vec![diff(&[3, 4, 2], 1)], 1);
-                check(Op::LogSoftmax { axis, legacy }, vec![diff(&[3, 4, 2], 2)], 1);
+                check(
+                    Op::LogSoftmax { axis, legacy },
+                    vec![diff(&[3, 4, 2], 2)],
+                    1,
+                );
             }
         }
     }
@@ -361,7 +381,11 @@ mod tests {
             axis: 1,
             epsilon: 1e-3,
         };
-        check(op, vec![diff(&[2, 3, 4], 4), diff(&[3, 4], 5), diff(&[4], 6)], 1);
+        check(
+            op,
+            vec![diff(&[2, 3, 4], 4), diff(&[3, 4], 5), diff(&[4], 6)],
+            1,
+        );
     }
 
     #[test]
@@ -373,7 +397,13 @@ mod tests {
         let fixed = |seed| Arg::Fixed(vec![3], vals(3, seed, 0.5, 1.5));
         check_outputs(
             op,
-            vec![diff(&[4, 3, 2, 2], 1), diff(&[3], 2), diff(&[3], 3), fixed(4), fixed(5)],
+            vec![
+                diff(&[4, 3, 2, 2], 1),
+                diff(&[3], 2),
+                diff(&[3], 3),
+                fixed(4),
+                fixed(5),
+            ],
             5,
             &[0],
         );
@@ -391,7 +421,12 @@ mod tests {
             epsilon: 0.0,
             momentum: 0.75,
         };
-        let o = eval(&op, &[Some(&x), Some(&one), Some(&zero), Some(&zero), Some(&one)], 5).unwrap();
+        let o = eval(
+            &op,
+            &[Some(&x), Some(&one), Some(&zero), Some(&zero), Some(&one)],
+            5,
+        )
+        .unwrap();
         let y = o[0].as_slice::<f64>().unwrap();
         let sd = 3.5f64.sqrt();
         for (yi, xi) in y.iter().zip([1.0, 2.0, 3.0, 6.0]) {

@@ -18,7 +18,8 @@ pub(crate) fn flops(op: &Op, inputs: &[Option<&Fact>], outputs: &[&Fact]) -> f64
         }
         Op::GlobalAveragePool | Op::GlobalMaxPool => in0_elems(inputs),
         Op::PoolGrad { attrs, .. } => {
-            in0_elems(inputs) + out_elems(outputs) * attrs.kernel_shape.iter().product::<usize>() as f64
+            in0_elems(inputs)
+                + out_elems(outputs) * attrs.kernel_shape.iter().product::<usize>() as f64
         }
         _ => 0.0,
     }

@@ -170,19 +170,29 @@ mod tests {
     /// could straddle.
     fn distinct(shape: &[usize]) -> Arg {
         let n: usize = shape.iter().product();
-        let v = (0..n).map(|i| ((i * 37) % n) as f64 / n as f64 - 0.5).collect();
+        let v = (0..n)
+            .map(|i| ((i * 37) % n) as f64 / n as f64 - 0.5)
+            .collect();
         Arg::Diff(shape.to_vec(), v)
     }
 
     #[test]
     fn max_pool_gradient_goes_to_the_window_maximum() {
-        check(Op::MaxPool(attrs(&[2, 2], &[2, 2], &[], false, false)), vec![distinct(&[2, 3, 4, 4])], 1);
+        check(
+            Op::MaxPool(attrs(&[2, 2], &[2, 2], &[], false, false)),
+            vec![distinct(&[2, 3, 4, 4])],
+            1,
+        );
         check(
             Op::MaxPool(attrs(&[3, 3], &[2, 2], &[1, 1, 1, 1], false, true)),
             vec![distinct(&[1, 2, 6, 5])],
             1,
         );
-        check(Op::MaxPool(attrs(&[3], &[1], &[1, 1], false, false)), vec![distinct(&[2, 2, 7])], 1);
+        check(
+            Op::MaxPool(attrs(&[3], &[1], &[1, 1], false, false)),
+            vec![distinct(&[2, 2, 7])],
+            1,
+        );
     }
 
     #[test]

@@ -54,7 +54,12 @@ pub(crate) fn grad(
     let g = cx.reshape(gy, &kept)?;
     let mut g = cx.expand(g, &xs)?;
     if *kind == ReduceKind::Mean {
-        let count: usize = xs.iter().zip(&red).filter(|(_, &r)| r).map(|(&d, _)| d).product();
+        let count: usize = xs
+            .iter()
+            .zip(&red)
+            .filter(|(_, &r)| r)
+            .map(|(&d, _)| d)
+            .product();
         let s = cx.scalar_like(gy, 1.0 / count.max(1) as f64)?;
         g = cx.binary(BinaryOp::Mul, g, s)?;
     }

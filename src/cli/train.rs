@@ -1,0 +1,224 @@
+//! `hetflow train`: trains a model's weights on a dataset folder
+//! (`x.npy`, `y.npy`), with a progress bar and one line per epoch; the
+//! last line is `loss=<float> accuracy=<float>` (on `--eval` when given).
+
+use anyhow::{bail, Context, Result};
+use hetflow::train::data::Dataset;
+use hetflow::train::optim::{Config, Kind, Schedule};
+use hetflow::train::{Loss, Metrics, TrainOptions, Trainer};
+use hetflow::Model;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The ONNX model: its first input takes the batches, its first output
+    /// is the prediction.
+    model: PathBuf,
+    /// Training data: a folder with x.npy (samples along axis 0) and y.npy
+    /// (int64 labels, or float targets for MSE).
+    #[arg(long)]
+    data: PathBuf,
+    /// Evaluation data (same layout); the last line reports on it.
+    #[arg(long)]
+    eval: Option<PathBuf>,
+    /// The loss.
+    #[arg(long, default_value = "cross_entropy", value_parser = ["cross_entropy", "mse"])]
+    loss: String,
+    /// The optimizer.
+    #[arg(long, default_value = "sgd", value_parser = ["sgd", "adam", "adamw"])]
+    optimizer: String,
+    /// Learning rate (default: 0.05 for SGD, 0.001 for Adam/AdamW).
+    #[arg(long)]
+    lr: Option<f32>,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f32,
+    /// Nesterov momentum (SGD).
+    #[arg(long)]
+    nesterov: bool,
+    /// Weight decay (L2 for SGD and Adam, decoupled for AdamW).
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f32,
+    /// Clip the global gradient norm to this.
+    #[arg(long)]
+    clip_norm: Option<f32>,
+    /// Steps of linear learning-rate warmup.
+    #[arg(long, default_value_t = 0)]
+    warmup: u64,
+    /// Learning rate after the warmup.
+    #[arg(long, default_value = "constant", value_parser = ["constant", "cosine"])]
+    lr_schedule: String,
+    /// Epochs.
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    /// Samples per optimizer step.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Seed of the shuffle and of dropout.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Devices, e.g. `cpu` (default), `opencl:0`, `tpu:0`.
+    #[arg(long)]
+    device: Option<String>,
+    /// Kernel threads per CPU device.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Micro-batches per step; their gradients are averaged.
+    #[arg(long, default_value_t = 1)]
+    microbatches: usize,
+    /// A plan JSON for pipelined training (not supported yet).
+    #[arg(long)]
+    plan: Option<PathBuf>,
+    /// Pipeline schedule for pipelined training (not supported yet).
+    #[arg(long, value_parser = ["gpipe", "1f1b"])]
+    schedule: Option<String>,
+    /// Data-parallel replicas (not supported yet).
+    #[arg(long)]
+    replicas: Option<usize>,
+    /// Write a safetensors checkpoint here after every epoch.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Resume from a checkpoint written by --checkpoint.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Write the model with its trained weights (runs in `hetflow run` and
+    /// onnxruntime).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn optimizer(a: &Args, steps: u64) -> Result<Config> {
+    let mut c = match a.optimizer.as_str() {
+        "sgd" => {
+            let mut c = Config::sgd(a.lr.unwrap_or(0.05), a.momentum);
+            c.kind = Kind::Sgd {
+                momentum: a.momentum,
+                nesterov: a.nesterov,
+            };
+            c
+        }
+        "adam" => Config::adam(a.lr.unwrap_or(1e-3)),
+        _ => Config::adamw(a.lr.unwrap_or(1e-3), a.weight_decay),
+    };
+    if !(c.lr > 0.0 && c.lr.is_finite()) {
+        bail!("--lr must be a positive number, got {}", c.lr);
+    }
+    if a.nesterov && (a.optimizer != "sgd" || a.momentum == 0.0) {
+        bail!("--nesterov needs --optimizer sgd with a non-zero --momentum");
+    }
+    c.weight_decay = a.weight_decay;
+    c.clip_norm = a.clip_norm;
+    c.warmup = a.warmup;
+    c.schedule = match a.lr_schedule.as_str() {
+        "cosine" => Schedule::Cosine { total: steps },
+        _ => Schedule::Constant,
+    };
+    Ok(c)
+}
+
+fn line(m: &Metrics) -> String {
+    format!("loss={:.6} accuracy={:.4}", m.loss, m.accuracy)
+}
+
+pub fn main(a: Args) -> Result<()> {
+    if a.plan.is_some() || a.schedule.is_some() || a.replicas.is_some() {
+        bail!("pipelined (--plan/--schedule) and data-parallel (--replicas) training are not supported yet; use --microbatches to accumulate gradients on one device list");
+    }
+    if a.batch == 0 || a.epochs == 0 {
+        bail!("--batch and --epochs must be at least 1");
+    }
+    let train = Dataset::load(&a.data)?;
+    let eval = a.eval.as_ref().map(Dataset::load).transpose()?;
+    if train.len() < a.batch {
+        bail!(
+            "{}: {} samples, fewer than one batch of {}",
+            a.data.display(),
+            train.len(),
+            a.batch
+        );
+    }
+    let per_epoch = train.len() / a.batch;
+    let loss = match a.loss.as_str() {
+        "mse" => Loss::Mse,
+        _ => Loss::CrossEntropy,
+    };
+    let model = Model::load_unoptimized(&a.model)?;
+    let opts = TrainOptions {
+        loss,
+        optimizer: optimizer(&a, (per_epoch * a.epochs) as u64)?,
+        devices: a.device.clone(),
+        threads: a.threads,
+        microbatches: a.microbatches,
+        seed: a.seed,
+    };
+    let mut t = Trainer::new(&model, opts)?;
+    let mut first = 0;
+    if let Some(r) = &a.resume {
+        first = t.resume(r)?;
+        eprintln!(
+            "resumed from {} after epoch {first} (step {})",
+            r.display(),
+            t.steps()
+        );
+    }
+    let weights: usize = t.tensors()?.iter().map(|(_, w)| w.len()).sum();
+    eprintln!(
+        "training {} weights ({} tensors) on {} samples, {per_epoch} steps per epoch",
+        weights,
+        t.param_names().len(),
+        train.len()
+    );
+    let mut last = None;
+    for epoch in first..a.epochs {
+        let started = Instant::now();
+        let bar = ProgressBar::new(per_epoch as u64);
+        bar.set_style(
+            ProgressStyle::with_template("epoch {msg} [{bar:30}] {pos}/{len} {per_sec}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_message(format!("{}/{}", epoch + 1, a.epochs));
+        let train_m = t
+            .epoch(&train, a.batch, epoch, a.seed, |_, _| bar.inc(1))
+            .with_context(|| format!("epoch {}", epoch + 1));
+        bar.finish_and_clear();
+        let train_m = train_m?;
+        let mut msg = format!(
+            "epoch {}/{} train {} ({:.2} s)",
+            epoch + 1,
+            a.epochs,
+            line(&train_m),
+            started.elapsed().as_secs_f64()
+        );
+        let report = match &eval {
+            Some(e) => {
+                let m = t.evaluate(&e.x, &e.y, 256)?;
+                msg.push_str(&format!(" eval {}", line(&m)));
+                m
+            }
+            None => train_m,
+        };
+        println!("{msg}");
+        if let Some(c) = &a.checkpoint {
+            t.save_checkpoint(c, epoch + 1)?;
+        }
+        last = Some(report);
+    }
+    if let Some(out) = &a.out {
+        let src = hetflow::ops::onnx::inline_external_data(&a.model)?;
+        let bytes = hetflow::ops::onnx::with_initializers(&src, &t.tensors()?)?;
+        std::fs::write(out, bytes).with_context(|| format!("writing {}", out.display()))?;
+        eprintln!("wrote {}", out.display());
+    }
+    let last = match last {
+        Some(m) => m,
+        None => match &eval {
+            Some(e) => t.evaluate(&e.x, &e.y, 256)?,
+            None => t.evaluate(&train.x, &train.y, 256)?,
+        },
+    };
+    println!("{}", line(&last));
+    Ok(())
+}
