@@ -30,6 +30,7 @@
 //! stage as early as possible while k+1 fills the gaps.
 
 use crate::error::RuntimeError;
+use crate::resolve::{run_op, Resolver};
 use crate::trace::Recorder;
 use actix::prelude::*;
 use crossbeam::channel::Sender;
@@ -244,6 +245,8 @@ pub struct Task {
     /// Where running kernels register, when the session has a kernel
     /// timeout.
     pub clock: Option<Arc<KernelClock>>,
+    /// The kernel's output shapes, resolved per input signature.
+    resolver: Resolver,
 }
 
 impl Task {
@@ -278,6 +281,7 @@ impl Task {
             failed: false,
             queued: None,
             clock: None,
+            resolver: Resolver::default(),
         }
     }
 
@@ -366,8 +370,9 @@ impl Task {
                         .zip(&self.constants)
                         .map(|(s, c)| s.as_ref().or(c.as_ref()))
                         .collect();
+                    let resolver = &mut self.resolver;
                     let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                        self.device.execute(op, &inputs, *n_outputs)
+                        run_op(resolver, &*self.device, op, &inputs, *n_outputs)
                     }));
                     (r, op.name(), "kernel", "compute")
                 }

@@ -72,6 +72,7 @@
 //! name ([`OpenclDevice::kernel_times`]).
 
 pub mod discovery;
+mod codes;
 mod gemm;
 mod host;
 mod movement;
@@ -507,6 +508,26 @@ impl OpenclDevice {
         }
     }
 
+    /// `x`'s buffer under `shape` (same element count): a view, its host
+    /// mirror reshaped with it.
+    fn share_as(&self, x: &DeviceTensor, shape: Vec<usize>) -> Result<DeviceTensor> {
+        if shape.iter().product::<usize>() != x.shape.iter().product::<usize>() {
+            return Err(DeviceError::Other(format!(
+                "view {:?} -> {shape:?} changes the element count",
+                x.shape
+            )));
+        }
+        let mut v = self.cl(x)?.share();
+        if let Some(h) = v.host.take() {
+            let h = (*h)
+                .clone()
+                .reshape(shape.clone())
+                .map_err(|e| DeviceError::Other(e.to_string()))?;
+            v.host = Some(Arc::new(h));
+        }
+        Ok(self.wrap(x.dtype, shape, v))
+    }
+
     fn wrap(&self, dtype: DType, shape: Vec<usize>, c: ClTensor) -> DeviceTensor {
         DeviceTensor::new(self.info.id, dtype, shape, Arc::new(c))
     }
@@ -623,9 +644,9 @@ impl Device for OpenclDevice {
         &self,
         op: &Op,
         inputs: &[Option<&DeviceTensor>],
-        n_outputs: usize,
+        outputs: &[crate::OutputSpec],
     ) -> Result<Vec<DeviceTensor>> {
-        ops::execute(self, op, inputs, n_outputs).map_err(|msg| match msg {
+        ops::execute(self, op, inputs, outputs).map_err(|msg| match msg {
             e @ (DeviceError::WrongDevice { .. } | DeviceError::Kernel { .. }) => e,
             e => DeviceError::Kernel {
                 device: self.info.id,
@@ -633,6 +654,14 @@ impl Device for OpenclDevice {
                 msg: e.to_string(),
             },
         })
+    }
+
+    fn view(&self, t: &DeviceTensor, shape: Vec<usize>) -> Option<Result<DeviceTensor>> {
+        Some(self.share_as(t, shape))
+    }
+
+    fn host_value(&self, t: &DeviceTensor) -> Result<Arc<Tensor>> {
+        OpenclDevice::host_value(self, t)
     }
 
     /// Kernels run asynchronously on the compute queue: the report comes

@@ -3,6 +3,7 @@
 //! and response normalisation; data movement is in [`super::movement`].
 
 use super::gemm::{Gemm, Operand};
+use super::codes::reduce_code;
 use super::movement;
 use super::ops::{
     bcast_strides, contiguous_strides, operand, round_up, u32_of, v8, Arg, In, MAX_RANK,
@@ -333,18 +334,7 @@ fn reduce(
     if count == 0 || n == 0 {
         return Err(err("empty reduction"));
     }
-    let code = match kind {
-        ReduceKind::Sum => 0,
-        ReduceKind::Mean => 1,
-        ReduceKind::Max => 2,
-        ReduceKind::Min => 3,
-        ReduceKind::Prod => 4,
-        ReduceKind::L1 => 5,
-        ReduceKind::L2 => 6,
-        ReduceKind::LogSum => 7,
-        ReduceKind::LogSumExp => 8,
-        ReduceKind::SumSquare => 9,
-    };
+    let code = reduce_code(kind);
     let y = dev.out_buf(n)?;
     let ev = dev.launch(
         "reduce_nd",

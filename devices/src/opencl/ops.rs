@@ -2,9 +2,7 @@
 
 use super::{other, wait_list, ClTensor, OpenclDevice};
 use crate::Device;
-use crate::{DeviceError, DeviceTensor, Result};
-use hetflow_ops::graph::Fact;
-use hetflow_ops::infer::infer_op;
+use crate::{DeviceError, DeviceTensor, OutputSpec, Result};
 use hetflow_ops::op::{BinaryOp, UnaryOp};
 use hetflow_ops::shape::{broadcast_shapes, norm_axis};
 use hetflow_ops::{DType, Op, Tensor};
@@ -274,8 +272,9 @@ pub(super) fn execute(
     dev: &OpenclDevice,
     op: &Op,
     inputs: &[Option<&DeviceTensor>],
-    n_outputs: usize,
+    outputs: &[OutputSpec],
 ) -> Result<Vec<DeviceTensor>> {
+    let n_outputs = outputs.len();
     let kernels = kernels_for(op).ok_or_else(|| DeviceError::Unsupported {
         device: dev.info.id,
         op: op.name().into(),
@@ -297,7 +296,7 @@ pub(super) fn execute(
         return super::host::shape_op(dev, op, inputs, n_outputs);
     }
     if kernels.is_empty() {
-        return view(dev, op, inputs, n_outputs);
+        return view(dev, op, inputs, outputs);
     }
     if let Err(why) = native(op, &ins, n_outputs) {
         return super::host::eval(dev, op, inputs, n_outputs, &why);
@@ -481,14 +480,15 @@ fn single(
     Ok(out)
 }
 
-/// Views: the output shares the input's buffer under a new shape computed
-/// by shape inference (shape operands read from their host mirrors).
+/// Views: the output shares the input's buffer under the shape the runtime
+/// resolved.
 fn view(
     dev: &OpenclDevice,
     op: &Op,
     inputs: &[Option<&DeviceTensor>],
-    n_outputs: usize,
+    outputs: &[OutputSpec],
 ) -> Result<Vec<DeviceTensor>> {
+    let n_outputs = outputs.len();
     let mask = matches!(op, Op::Dropout) && n_outputs == 2;
     if n_outputs != 1 && !mask {
         return Err(DeviceError::Other(format!(
@@ -500,35 +500,11 @@ fn view(
         .copied()
         .flatten()
         .ok_or_else(|| DeviceError::Other("input 0 is missing".into()))?;
-    let mut facts = vec![Some(Fact::known(x.dtype, &x.shape))];
-    for t in &inputs[1..] {
-        facts.push(match t {
-            Some(t) => Some(Fact::constant(dev.host_value(t)?)),
-            None => None,
-        });
-    }
-    let refs: Vec<Option<&Fact>> = facts.iter().map(Option::as_ref).collect();
-    let out = infer_op(op, &refs, 1).map_err(|e| DeviceError::Other(e.to_string()))?;
-    let shape = out
-        .first()
-        .and_then(Fact::concrete_shape)
-        .ok_or_else(|| DeviceError::Other("output shape unknown".into()))?;
-    if shape.iter().product::<usize>() != x.shape.iter().product::<usize>() {
-        return Err(DeviceError::Other(format!(
-            "view {:?} -> {shape:?} changes the element count",
-            x.shape
-        )));
-    }
-    let mut v = dev.cl(x)?.share();
-    // The host mirror takes the view's shape too.
-    if let Some(h) = v.host.take() {
-        let h = (*h)
-            .clone()
-            .reshape(shape.clone())
-            .map_err(|e| DeviceError::Other(e.to_string()))?;
-        v.host = Some(Arc::new(h));
-    }
-    let mut outs = vec![dev.wrap(x.dtype, shape.clone(), v)];
+    let shape = outputs[0]
+        .shape
+        .clone()
+        .ok_or_else(|| DeviceError::Other("output shape not resolved".into()))?;
+    let mut outs = vec![dev.share_as(x, shape.clone())?];
     if mask {
         // Inference dropout keeps everything: an all-true mask.
         let n = shape.iter().product::<usize>();
