@@ -50,7 +50,9 @@ mod tests {
     #[test]
     fn reduce_kinds_match_kernels_nn_cl() {
         use ReduceKind::*;
-        let all = [Sum, Mean, Max, Min, Prod, L1, L2, LogSum, LogSumExp, SumSquare];
+        let all = [
+            Sum, Mean, Max, Min, Prod, L1, L2, LogSum, LogSumExp, SumSquare,
+        ];
         let src = listed();
         for k in all {
             let code = reduce_code(k);

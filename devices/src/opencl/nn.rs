@@ -2,13 +2,13 @@
 //! Sum, reductions (and the global pools), convolution, pooling, batch
 //! and response normalisation; data movement is in [`super::movement`].
 
-use super::gemm::{Gemm, Operand};
 use super::codes::reduce_code;
+use super::device::OpenclDevice;
+use super::gemm::{Gemm, Operand};
+use super::launch::{bcast_strides, contiguous_strides, round_up, u32_of, v8, Arg, In, MAX_RANK};
 use super::movement;
-use super::ops::{
-    bcast_strides, contiguous_strides, operand, round_up, u32_of, v8, Arg, In, MAX_RANK,
-};
-use super::OpenclDevice;
+use super::ops::operand;
+use super::pool::PooledBuffer;
 use crate::{DeviceError, DeviceTensor, Result};
 use hetflow_ops::op::{resolve_window, Activation, ReduceKind};
 use hetflow_ops::shape::{broadcast_shapes, norm_axis};
@@ -39,7 +39,7 @@ pub(super) fn binary(
     let y = dev
         .pool
         .get(n * out.size())
-        .map_err(|e| super::other(dev.info.id, e))?;
+        .map_err(|e| super::device::other(dev.info.id, e))?;
     let ev = dev.launch(
         kernel,
         &[
@@ -518,7 +518,7 @@ fn conv_gemm(
     (c, m, group): (usize, usize, usize),
     act: (u32, f32, f32),
     shape: Vec<usize>,
-    y: super::PooledBuffer,
+    y: PooledBuffer,
 ) -> Result<DeviceTensor> {
     let n = shape[0];
     let (cpg, mpg) = (c / group, m / group);

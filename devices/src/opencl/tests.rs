@@ -3,7 +3,10 @@
 //! test skips, saying so on stderr, when there is no OpenCL platform.
 
 use super::*;
+use crate::{Device, DeviceTensor};
 use hetflow_ops::op::{BinaryOp, UnaryOp};
+use hetflow_ops::{Op, Tensor};
+use std::sync::Arc;
 
 fn dev_with(opts: &OpenclOptions) -> Option<OpenclDevice> {
     match list_devices() {
