@@ -45,6 +45,9 @@ const MAX_SHAPE_OPERAND: usize = 64;
 /// Dtype and shape of each input (`None` when omitted).
 type Signature = Vec<Option<(DType, Vec<usize>)>>;
 
+/// The host values of the shape operands read (`None` for other inputs).
+type Values = Vec<Option<Arc<Tensor>>>;
+
 /// Whether the runtime runs `op` as a view of its first input.
 pub fn is_pure_view(op: &Op) -> bool {
     matches!(
@@ -56,7 +59,7 @@ pub fn is_pure_view(op: &Op) -> bool {
 /// One node's resolved outputs for the input signature it saw last.
 #[derive(Default)]
 pub struct Resolver {
-    last: Option<(Signature, Vec<Option<Arc<Tensor>>>, Vec<OutputSpec>)>,
+    last: Option<(Signature, Values, Vec<OutputSpec>)>,
     /// Set once the op turned out to need its operands' values.
     needs_values: bool,
 }
@@ -105,7 +108,7 @@ impl Resolver {
 fn operand_values(
     device: &dyn Device,
     inputs: &[Option<&DeviceTensor>],
-) -> Result<Vec<Option<Arc<Tensor>>>, DeviceError> {
+) -> Result<Values, DeviceError> {
     let mut values = Vec::with_capacity(inputs.len());
     for (i, t) in inputs.iter().enumerate() {
         values.push(match t {
