@@ -50,6 +50,20 @@ pub struct Data {
     pub tensor: DeviceTensor,
 }
 
+/// A host tensor for one input slot of one micro-batch: from the source
+/// to a [`crate::remote::NetSend`], or from a [`crate::remote::NetRecv`]
+/// to the sink.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct HostData {
+    /// Micro-batch.
+    pub mb: u64,
+    /// The receiver's input slot.
+    pub slot: usize,
+    /// The value.
+    pub tensor: Arc<Tensor>,
+}
+
 /// A buffer handed back on route `route` of the receiver.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -532,7 +546,7 @@ pub enum SourceRoute {
     Device(Route, Arc<dyn Device>),
     /// As the host tensor, to a cross-host sender
     /// ([`crate::remote::NetSend`]).
-    Host(Recipient<crate::remote::HostData>, usize),
+    Host(Recipient<HostData>, usize),
 }
 
 /// Feeds micro-batches: each route `(input index, route)` gets that graph
@@ -567,7 +581,7 @@ impl Source {
                 let (r, dev) = match route {
                     SourceRoute::Device(r, dev) => (r, dev),
                     SourceRoute::Host(to, slot) => {
-                        to.do_send(crate::remote::HostData {
+                        to.do_send(HostData {
                             mb: feed.mb,
                             slot: *slot,
                             tensor: feed.inputs[*i].clone(),
@@ -701,9 +715,9 @@ impl Handler<Data> for Sink {
     }
 }
 
-impl Handler<crate::remote::HostData> for Sink {
+impl Handler<HostData> for Sink {
     type Result = ();
-    fn handle(&mut self, d: crate::remote::HostData, _: &mut Self::Context) {
+    fn handle(&mut self, d: HostData, _: &mut Self::Context) {
         self.accept(d.mb, d.slot, d.tensor);
     }
 }

@@ -55,6 +55,7 @@
 //! The byte plane is the link's (MPI's): unauthenticated, as in every peer
 //! (MPI, NCCL, Gloo). Run multi-host jobs on an isolated network.
 
+mod link;
 #[cfg(feature = "mpi")]
 pub mod mpi;
 
@@ -65,6 +66,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+pub use link::{Deliver, Incoming, Link};
 
 /// A message between the ranks of a job.
 #[derive(Debug)]
@@ -300,44 +303,6 @@ pub fn decode(bytes: &[u8]) -> Result<(u32, Msg)> {
         k => return Err(RuntimeError::Network(format!("unknown message kind {k}"))),
     };
     Ok((session, msg))
-}
-
-/// What a link reports to its hub.
-pub enum Incoming {
-    /// A message from rank `from`.
-    Message {
-        /// Sender rank.
-        from: usize,
-        /// Encoded message.
-        bytes: Vec<u8>,
-    },
-    /// Rank `rank` is gone (died, unreachable, stopped answering).
-    Lost {
-        /// The rank.
-        rank: usize,
-        /// Why the link thinks so.
-        why: String,
-    },
-}
-
-/// Where a link delivers what it receives. Called on the link's thread.
-pub type Deliver = Arc<dyn Fn(Incoming) + Send + Sync>;
-
-/// Moves byte messages between the ranks of a job. Messages from one rank
-/// to another arrive in the order they were sent.
-pub trait Link: Send + Sync {
-    /// This process's rank.
-    fn rank(&self) -> usize;
-    /// Number of ranks.
-    fn size(&self) -> usize;
-    /// The host name of each rank, in rank order.
-    fn hosts(&self) -> Vec<String>;
-    /// Queues `bytes` for rank `to`; returns without waiting for the
-    /// network.
-    fn send(&self, to: usize, bytes: Vec<u8>) -> Result<()>;
-    /// Finishes what is in flight and closes the link (MPI: meet the
-    /// other ranks and finalise). Later sends fail. Idempotent.
-    fn shutdown(&self) {}
 }
 
 /// A session's mailbox in the hub.
