@@ -521,3 +521,105 @@ impl Device for OpenclDevice {
             .watch(timing::measure(ev, c.first.clone()), done, &c.report)
     }
 }
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// Kernels the `.cl` sources define: `__kernel void name(` and the
+    /// first argument of each kernel-defining macro's invocation
+    /// (`UNARY(u_relu, ...)`, `COPY_ND(copy_nd_4, ...)`).
+    fn defined() -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for line in crate::opencl::program::SOURCE.lines() {
+            let macro_call = line
+                .split_once('(')
+                .filter(|(m, _)| {
+                    !m.is_empty() && m.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+                })
+                .and_then(|(_, rest)| rest.split_once(','))
+                .map(|(name, _)| name.trim());
+            if let Some(n) = macro_call {
+                out.insert(n.to_string());
+            }
+            for part in line.split("__kernel void ").skip(1) {
+                let n = part.split('(').next().unwrap_or("").trim();
+                if n != "name"
+                    && n.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                {
+                    out.insert(n.to_string());
+                }
+            }
+        }
+        out
+    }
+
+    /// `program::KERNELS` lists exactly the kernels of the source, and
+    /// every kernel the op table names exists.
+    #[test]
+    fn op_table_kernels_exist_in_the_source() {
+        let src = defined();
+        let listed: BTreeSet<String> = crate::opencl::program::KERNELS
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(listed, src, "program::KERNELS and the .cl sources differ");
+        use BinaryOp::*;
+        use UnaryOp::*;
+        let mut ops: Vec<Op> = [
+            Neg, Abs, Sqrt, Exp, Log, Relu, Sigmoid, Tanh, Erf, Reciprocal, Floor, Ceil, Not, Sin,
+            Cos, Tan, Asin, Acos, Atan, Sinh, Cosh, Asinh, Acosh, Atanh, Sign, Round, Softplus,
+            Softsign, Mish, HardSwish, BitwiseNot,
+        ]
+        .into_iter()
+        .map(Op::Unary)
+        .collect();
+        ops.extend(
+            [
+                Add,
+                Sub,
+                Mul,
+                Div,
+                Pow,
+                Equal,
+                Less,
+                Greater,
+                LessOrEqual,
+                GreaterOrEqual,
+                And,
+                Or,
+                Xor,
+                Max,
+                Min,
+                Mod,
+                FMod,
+            ]
+            .into_iter()
+            .map(Op::Binary),
+        );
+        ops.extend([
+            Op::MatMul,
+            Op::Gelu { tanh: false },
+            Op::Gelu { tanh: true },
+            Op::Softmax {
+                axis: -1,
+                legacy: false,
+            },
+            Op::Transpose { perm: None },
+            Op::Where,
+            Op::Gather { axis: 0 },
+            Op::Conv(Default::default()),
+        ]);
+        for op in &ops {
+            for k in kernels_for(op).unwrap_or(&[]) {
+                assert!(
+                    src.contains(*k),
+                    "{} names kernel {k}, which the .cl sources do not define",
+                    op.name()
+                );
+            }
+        }
+    }
+}
