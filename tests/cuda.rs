@@ -10,7 +10,7 @@
 //! f32 within 1e-2.
 
 mod common;
-use common::{case, check_outputs_within, read, rel_l2, FOUNDATION, ZOO};
+use common::{case, check_outputs_within, plan_with_cpu_fallback, read, rel_l2, FOUNDATION, ZOO};
 use hetflow::devices::cuda::{op_supported, probe};
 use hetflow::devices::{open_devices, parse_device_list};
 use hetflow::ops::{DType, Dim, Graph, Op};
@@ -33,26 +33,19 @@ fn run_on_cuda(name: &str) {
     let Some(()) = gpu(name) else { return };
     let c = case(name);
     let m = Model::load(&c.model).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let cuda = open_devices(&parse_device_list("cuda:0").unwrap(), None).unwrap();
-    let placement: Vec<usize> = m
-        .graph()
-        .nodes
-        .iter()
-        .map(|n| usize::from(cuda[0].supports(&n.op).is_err()))
-        .collect();
-    let on_cpu = placement.iter().sum::<usize>();
-    let nodes = placement.len();
+    let (plan, devices, on_cpu) = plan_with_cpu_fallback(&m, "cuda:0");
+    let nodes = m.graph().nodes.len();
     eprintln!("{name}: {} of {nodes} nodes on cuda:0", nodes - on_cpu);
-    let plan = Plan::from_placement(m.graph(), vec!["cuda:0".into(), "cpu:0".into()], placement);
     let inputs: Vec<Arc<Tensor>> = c.inputs.iter().map(|(_, f)| Arc::new(read(f))).collect();
     let mut s = SessionBuilder::new(&m)
-        .devices("cuda:0,cpu:0")
+        .devices(&devices)
         .plan(plan)
         .build()
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     let got = s.run(inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
     check_outputs_within(&c, &got, &format!("{name} on cuda:0"), c.rel_l2.min(1e-4));
     if name.starts_with("zoo_") {
+        let cuda = open_devices(&parse_device_list("cuda:0").unwrap(), None).unwrap();
         let refused: Vec<&str> = m
             .graph()
             .nodes
@@ -63,24 +56,8 @@ fn run_on_cuda(name: &str) {
     }
 }
 
-macro_rules! models {
-    ($($name:ident),* $(,)?) => {
-        mod models {
-            $( #[test] fn $name() { super::run_on_cuda(stringify!($name)); } )*
-        }
-    };
-}
-
-macro_rules! zoo_models {
-    ($($name:ident),* $(,)?) => {
-        mod zoo {
-            $( #[test] fn $name() { super::run_on_cuda(stringify!($name)); } )*
-        }
-    };
-}
-
-foundation_fixtures!(models);
-zoo_fixtures!(zoo_models);
+foundation_fixtures!(fixture_tests, models, run_on_cuda);
+zoo_fixtures!(fixture_tests, zoo, run_on_cuda);
 
 /// A bf16 conv stack (padded strided conv with fused Relu, a depthwise
 /// conv with fused Clip, max and average pooling, global average pool) on

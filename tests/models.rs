@@ -5,20 +5,16 @@
 mod common;
 use common::run_case;
 
-macro_rules! cases {
-    ($($name:ident),* $(,)?) => {
-        mod cpu {
-            use super::*;
-            $( #[test] fn $name() { run_case(stringify!($name), "cpu"); } )*
-        }
-        mod cpu_split {
-            use super::*;
-            $( #[test] fn $name() { run_case(stringify!($name), "cpu:0,cpu:1"); } )*
-        }
-    };
+fn on_cpu(name: &str) {
+    run_case(name, "cpu");
 }
 
-foundation_fixtures!(cases);
+fn on_two_cpus(name: &str) {
+    run_case(name, "cpu:0,cpu:1");
+}
+
+foundation_fixtures!(fixture_tests, cpu, on_cpu);
+foundation_fixtures!(fixture_tests, cpu_split, on_two_cpus);
 
 /// A graph whose every output is a constant (an ONNX model of one Constant
 /// node) runs and returns the constant, instead of waiting forever for an

@@ -4,9 +4,8 @@
 //! reference, a mixed cpu + tpu plan with its trace, and the CLI.
 
 mod common;
-use common::{case, check_outputs_within, read, rel_l2};
+use common::{case, check_outputs_within, plan_with_cpu_fallback, read, rel_l2};
 use hetflow::devices::tpu::TpuConfig;
-use hetflow::devices::{open_devices, parse_device_list};
 use hetflow::ops::op::UnaryOp;
 use hetflow::ops::{DType, Dim, Graph, Op};
 use hetflow::{Model, Plan, SessionBuilder, Tensor};
@@ -22,30 +21,10 @@ fn lcg(seed: &mut u64) -> f32 {
     ((*seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
 }
 
-/// Every node on tpu:0 except those the device refuses at plan time,
-/// which go to cpu:0. Returns the plan, its device list and how many
-/// nodes fell back.
-fn tpu_plan(m: &Model) -> (Plan, String, usize) {
-    let tpu = open_devices(&parse_device_list("tpu:0").unwrap(), None).unwrap();
-    let placement: Vec<usize> = m
-        .graph()
-        .nodes
-        .iter()
-        .map(|n| usize::from(tpu[0].supports(&n.op).is_err()))
-        .collect();
-    let on_cpu = placement.iter().sum::<usize>();
-    if on_cpu == 0 {
-        let plan = Plan::single_device(m.graph(), "tpu:0");
-        return (plan, "tpu:0".into(), 0);
-    }
-    let plan = Plan::from_placement(m.graph(), vec!["tpu:0".into(), "cpu:0".into()], placement);
-    (plan, "tpu:0,cpu:0".into(), on_cpu)
-}
-
 fn run_on_tpu(name: &str) {
     let c = case(name);
     let m = Model::load(&c.model).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let (plan, devices, on_cpu) = tpu_plan(&m);
+    let (plan, devices, on_cpu) = plan_with_cpu_fallback(&m, "tpu:0");
     let nodes = m.graph().nodes.len();
     eprintln!("{name}: {} of {nodes} nodes on tpu:0", nodes - on_cpu);
     assert!(on_cpu < nodes, "{name}: nothing ran on the TPU");
@@ -59,15 +38,7 @@ fn run_on_tpu(name: &str) {
     check_outputs_within(&c, &got, &format!("{name} on tpu:0"), BF16_REL_L2);
 }
 
-macro_rules! models {
-    ($($name:ident),* $(,)?) => {
-        mod models {
-            $( #[test] fn $name() { super::run_on_tpu(stringify!($name)); } )*
-        }
-    };
-}
-
-foundation_fixtures!(models);
+foundation_fixtures!(fixture_tests, models, run_on_tpu);
 
 /// Round to nearest even bf16 through the `half` crate (not the device's
 /// own rounding code).

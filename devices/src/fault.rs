@@ -13,7 +13,9 @@
 //!   download fails, as when a device falls off the bus.
 //!
 //! Everything else passes through to the wrapped device, whose id the
-//! wrapper keeps, so plans name it as usual.
+//! wrapper keeps, so plans name it as usual. The wrapper offers no
+//! [`Device::view`], so the runtime runs views through `execute` and they
+//! count as kernels whatever the wrapped backend.
 
 use crate::{Device, DeviceError, DeviceInfo, DeviceTensor, Result};
 use hetflow_ops::{Op, Tensor};
@@ -88,7 +90,7 @@ impl Device for Faulty {
         &self,
         op: &Op,
         inputs: &[Option<&DeviceTensor>],
-        n_outputs: usize,
+        outputs: &[crate::OutputSpec],
     ) -> Result<Vec<DeviceTensor>> {
         let k = self.kernels.fetch_add(1, Ordering::Relaxed);
         let injected = |what: &str| {
@@ -110,10 +112,14 @@ impl Device for Faulty {
             _ => {}
         }
         self.vanished()?;
-        self.inner.execute(op, inputs, n_outputs)
+        self.inner.execute(op, inputs, outputs)
     }
     fn init_executor_thread(&self) {
         self.inner.init_executor_thread()
+    }
+    fn host_value(&self, t: &DeviceTensor) -> Result<Arc<Tensor>> {
+        self.vanished()?;
+        self.inner.host_value(t)
     }
     fn on_kernel_done(
         &self,

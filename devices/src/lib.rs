@@ -29,6 +29,8 @@ pub mod cuda;
 pub mod fault;
 pub mod opencl;
 pub mod registry;
+#[cfg(test)]
+mod testing;
 pub mod throttle;
 pub mod tpu;
 mod watcher;
@@ -246,6 +248,38 @@ pub struct KernelReport {
     pub modelled_us: Option<f64>,
 }
 
+/// One output of an op as the runtime resolved it before handing the op to
+/// [`Device::execute`]: its element type and concrete shape, each `None`
+/// where only running the op can tell (NonZero's length, a shape computed
+/// from data). Shape inference is the runtime's job (it knows the graph
+/// and reads shape operands once); devices take the result as given and
+/// never infer shapes themselves.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct OutputSpec {
+    /// Element type, when known.
+    pub dtype: Option<hetflow_ops::DType>,
+    /// Concrete shape, when known.
+    pub shape: Option<Vec<usize>>,
+}
+
+impl OutputSpec {
+    /// An output whose dtype and shape are both known.
+    pub fn known(dtype: hetflow_ops::DType, shape: Vec<usize>) -> OutputSpec {
+        OutputSpec {
+            dtype: Some(dtype),
+            shape: Some(shape),
+        }
+    }
+    /// `n` outputs about which nothing is known.
+    pub fn unknown(n: usize) -> Vec<OutputSpec> {
+        vec![OutputSpec::default(); n]
+    }
+    /// Dtype and shape, when both are known.
+    pub fn concrete(&self) -> Option<(hetflow_ops::DType, &[usize])> {
+        Some((self.dtype?, self.shape.as_deref()?))
+    }
+}
+
 /// Refuses what only the CPU kernels implement: a Conv with a residual
 /// fused in ([`hetflow_ops::optimize::fuse_residual`], applied to CPU-only
 /// sessions). Other backends call it first in `supports`.
@@ -279,14 +313,38 @@ pub trait Device: Send + Sync {
     fn download(&self, t: &DeviceTensor) -> Result<Arc<Tensor>>;
 
     /// Runs `op` on the compute queue. `inputs` are positional (`None` for
-    /// an omitted optional input) and must live on this device; returns
-    /// exactly `n_outputs` tensors. Never modifies its inputs.
+    /// an omitted optional input) and must live on this device; `outputs`
+    /// says what the runtime resolved about each output (see
+    /// [`OutputSpec`]). Returns exactly `outputs.len()` tensors. Never
+    /// modifies its inputs.
+    ///
+    /// The shapes in `outputs` are the contract's one source of output
+    /// shapes: a backend that needs them (a view, a statically shaped
+    /// compile) reads them here and fails with a clear error when one it
+    /// needs is missing; it does not run shape inference of its own.
     fn execute(
         &self,
         op: &Op,
         inputs: &[Option<&DeviceTensor>],
-        n_outputs: usize,
+        outputs: &[OutputSpec],
     ) -> Result<Vec<DeviceTensor>>;
+
+    /// The same data as `t` under `shape` (same element count), sharing
+    /// `t`'s memory: how the runtime runs the pure views (Reshape, Flatten,
+    /// Squeeze, Unsqueeze) without a kernel. `None` (the default) when the
+    /// backend cannot share a buffer under a new shape; the runtime then
+    /// runs the view through [`Device::execute`].
+    fn view(&self, _t: &DeviceTensor, _shape: Vec<usize>) -> Option<Result<DeviceTensor>> {
+        None
+    }
+
+    /// The value of a small tensor (a shape operand: Reshape's target
+    /// shape, Slice's starts) on the host, for the runtime's shape
+    /// resolution. Backends that keep a host mirror of small uploads
+    /// answer from it; the default downloads.
+    fn host_value(&self, t: &DeviceTensor) -> Result<Arc<Tensor>> {
+        self.download(t)
+    }
 
     /// Called once on the executor thread that will drive this device,
     /// before any `execute`: binds it near the device (hwloc) and sets up

@@ -58,10 +58,10 @@ impl Device for Throttled {
         &self,
         op: &Op,
         inputs: &[Option<&DeviceTensor>],
-        n_outputs: usize,
+        outputs: &[crate::OutputSpec],
     ) -> Result<Vec<DeviceTensor>> {
         let t = Instant::now();
-        let out = self.inner.execute(op, inputs, n_outputs)?;
+        let out = self.inner.execute(op, inputs, outputs)?;
         let extra = t.elapsed().as_secs_f64() * (self.factor - 1.0);
         if extra > 0.0 {
             std::thread::sleep(Duration::from_secs_f64(extra));
@@ -70,6 +70,12 @@ impl Device for Throttled {
     }
     fn init_executor_thread(&self) {
         self.inner.init_executor_thread()
+    }
+    fn view(&self, t: &DeviceTensor, shape: Vec<usize>) -> Option<Result<DeviceTensor>> {
+        self.inner.view(t, shape)
+    }
+    fn host_value(&self, t: &DeviceTensor) -> Result<Arc<Tensor>> {
+        self.inner.host_value(t)
     }
     fn on_kernel_done(
         &self,

@@ -212,12 +212,18 @@ impl Device for Loopback {
         &self,
         op: &Op,
         inputs: &[Option<&DeviceTensor>],
-        n_outputs: usize,
+        outputs: &[crate::OutputSpec],
     ) -> Result<Vec<DeviceTensor>> {
-        self.inner.execute(op, inputs, n_outputs)
+        self.inner.execute(op, inputs, outputs)
     }
     fn init_executor_thread(&self) {
         self.inner.init_executor_thread()
+    }
+    fn view(&self, t: &DeviceTensor, shape: Vec<usize>) -> Option<Result<DeviceTensor>> {
+        self.inner.view(t, shape)
+    }
+    fn host_value(&self, t: &DeviceTensor) -> Result<Arc<Tensor>> {
+        self.inner.host_value(t)
     }
     fn wire_id(&self) -> Option<Result<Vec<u8>>> {
         static NEXT: AtomicU64 = AtomicU64::new(0);

@@ -172,3 +172,22 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
         Family::Quant => quant::infer::infer(op, inputs, n_out),
     }
 }
+
+/// True for ops whose inputs after the first may carry shapes, axes or
+/// bounds that decide the output shape (opset 10+ moved them from
+/// attributes to inputs). Inference cannot tell such an input's absence
+/// from its value being unknown, so whoever resolves output shapes for a
+/// run (the runtime, before handing an op to a device) passes those
+/// inputs' values as constants whenever they are present.
+pub fn reads_shape_operands(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Reshape { shape: None, .. }
+            | Op::Squeeze { axes: None }
+            | Op::Unsqueeze { axes: None }
+            | Op::Split { split: None, .. }
+            | Op::Slice { starts: None, .. }
+            | Op::Reduce { axes: None, .. }
+            | Op::Expand
+    )
+}

@@ -30,6 +30,7 @@
 //! stage as early as possible while k+1 fills the gaps.
 
 use crate::error::RuntimeError;
+use crate::resolve::{run_op, Resolver};
 use crate::trace::Recorder;
 use actix::prelude::*;
 use crossbeam::channel::Sender;
@@ -47,6 +48,20 @@ pub struct Data {
     pub mb: u64,
     pub slot: usize,
     pub tensor: DeviceTensor,
+}
+
+/// A host tensor for one input slot of one micro-batch: from the source
+/// to a [`crate::remote::NetSend`], or from a [`crate::remote::NetRecv`]
+/// to the sink.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct HostData {
+    /// Micro-batch.
+    pub mb: u64,
+    /// The receiver's input slot.
+    pub slot: usize,
+    /// The value.
+    pub tensor: Arc<Tensor>,
 }
 
 /// A buffer handed back on route `route` of the receiver.
@@ -244,6 +259,8 @@ pub struct Task {
     /// Where running kernels register, when the session has a kernel
     /// timeout.
     pub clock: Option<Arc<KernelClock>>,
+    /// The kernel's output shapes, resolved per input signature.
+    resolver: Resolver,
 }
 
 impl Task {
@@ -278,6 +295,7 @@ impl Task {
             failed: false,
             queued: None,
             clock: None,
+            resolver: Resolver::default(),
         }
     }
 
@@ -366,8 +384,9 @@ impl Task {
                         .zip(&self.constants)
                         .map(|(s, c)| s.as_ref().or(c.as_ref()))
                         .collect();
+                    let resolver = &mut self.resolver;
                     let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                        self.device.execute(op, &inputs, *n_outputs)
+                        run_op(resolver, &*self.device, op, &inputs, *n_outputs)
                     }));
                     (r, op.name(), "kernel", "compute")
                 }
@@ -527,7 +546,7 @@ pub enum SourceRoute {
     Device(Route, Arc<dyn Device>),
     /// As the host tensor, to a cross-host sender
     /// ([`crate::remote::NetSend`]).
-    Host(Recipient<crate::remote::HostData>, usize),
+    Host(Recipient<HostData>, usize),
 }
 
 /// Feeds micro-batches: each route `(input index, route)` gets that graph
@@ -562,7 +581,7 @@ impl Source {
                 let (r, dev) = match route {
                     SourceRoute::Device(r, dev) => (r, dev),
                     SourceRoute::Host(to, slot) => {
-                        to.do_send(crate::remote::HostData {
+                        to.do_send(HostData {
                             mb: feed.mb,
                             slot: *slot,
                             tensor: feed.inputs[*i].clone(),
@@ -696,9 +715,9 @@ impl Handler<Data> for Sink {
     }
 }
 
-impl Handler<crate::remote::HostData> for Sink {
+impl Handler<HostData> for Sink {
     type Result = ();
-    fn handle(&mut self, d: crate::remote::HostData, _: &mut Self::Context) {
+    fn handle(&mut self, d: HostData, _: &mut Self::Context) {
         self.accept(d.mb, d.slot, d.tensor);
     }
 }

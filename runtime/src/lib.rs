@@ -10,6 +10,7 @@ pub mod actors;
 pub mod error;
 pub mod net;
 pub mod remote;
+pub mod resolve;
 pub mod session;
 pub mod trace;
 

@@ -17,7 +17,7 @@
 //!   receiving rank posts the receive on its link thread and hands the
 //!   [`NetRecv`] a tensor already on the consumers' device.
 
-use crate::actors::{Credit, Data, Event, Route};
+use crate::actors::{Credit, Data, Event, HostData, Route};
 use crate::error::RuntimeError;
 use crate::net::{Hub, Msg};
 use crate::trace::Recorder;
@@ -28,19 +28,6 @@ use hetflow_devices::{Device, DeviceTensor};
 use hetflow_ops::Tensor;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-
-/// A host tensor for one input slot of one micro-batch: from the source
-/// to a [`NetSend`], or from a [`NetRecv`] to the sink.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct HostData {
-    /// Micro-batch.
-    pub mb: u64,
-    /// The receiver's input slot.
-    pub slot: usize,
-    /// The value.
-    pub tensor: Arc<Tensor>,
-}
 
 /// Data that arrived from another rank for a [`NetRecv`].
 #[derive(Message)]

@@ -38,7 +38,7 @@
 //! devices with no link and no applicable default is an error at
 //! [`ClusterSpec::validate`], naming the pair.
 
-use crate::plan::PlanError;
+use crate::error::PlanError;
 use hetflow_ops::cost::OpClass;
 use hetflow_ops::DType;
 use std::collections::BTreeMap;

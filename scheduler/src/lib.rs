@@ -16,6 +16,7 @@ pub mod calibrate;
 pub mod cluster;
 pub mod cost;
 pub mod dag;
+pub mod error;
 pub mod heft;
 pub mod partition;
 pub mod plan;

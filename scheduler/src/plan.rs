@@ -10,20 +10,11 @@
 //! `transfers` for that (value, destination) pair, so a reader of the plan
 //! sees every byte that moves.
 
+pub use crate::error::PlanError;
+
 use crate::cost::GraphCosts;
 use hetflow_ops::{Fact, Graph};
 use std::collections::{BTreeSet, HashMap};
-
-/// Errors from planning.
-#[derive(Debug, thiserror::Error)]
-pub enum PlanError {
-    /// The plan does not fit the graph or is internally inconsistent.
-    #[error("invalid plan: {0}")]
-    Invalid(String),
-    /// Planning inputs are unusable.
-    #[error("{0}")]
-    Input(String),
-}
 
 /// How micro-batches are ordered through the stages.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -10,11 +10,14 @@ use std::sync::Arc;
 /// Calls `$then! { ... }` with every foundation fixture: the one list of
 /// models that the per-device test files (`models.rs`, `tpu.rs`,
 /// `cuda.rs`, `opencl.rs`) run. A device that cannot run one says so in
-/// its own file, with the reason.
+/// its own file, with the reason. Extra arguments reach `$then` first, in
+/// brackets: `foundation_fixtures!(fixture_tests, tpu, run_on_tpu)` is one
+/// `#[test]` per fixture (see [`fixture_tests!`]).
 #[macro_export]
 macro_rules! foundation_fixtures {
-    ($then:ident) => {
+    ($then:ident $(, $($arg:tt)+)?) => {
         $then! {
+            $([$($arg)+])?
             mlp,
             lenet,
             resnet_block,
@@ -35,8 +38,9 @@ macro_rules! foundation_fixtures {
 /// Calls `$then! { ... }` with every light-zoo CNN fixture.
 #[macro_export]
 macro_rules! zoo_fixtures {
-    ($then:ident) => {
+    ($then:ident $(, $($arg:tt)+)?) => {
         $then! {
+            $([$($arg)+])?
             zoo_bvlc_alexnet,
             zoo_densenet121,
             zoo_inception_v1,
@@ -48,6 +52,46 @@ macro_rules! zoo_fixtures {
             zoo_zfnet512,
         }
     };
+}
+
+/// `fixture_tests!([module, runner] a, b, ...)`: a module of one
+/// `#[test]` per fixture name, each calling `runner("<name>")` (a function
+/// of the test file, which picks the device). Used through
+/// `foundation_fixtures!(fixture_tests, module, runner)` and
+/// `zoo_fixtures!(...)`, so every device file runs the same list the same
+/// way, and a device that is absent skips loudly inside its runner.
+#[macro_export]
+macro_rules! fixture_tests {
+    ([$module:ident, $runner:path] $($name:ident),* $(,)?) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            $( #[test] fn $name() { $runner(stringify!($name)); } )*
+        }
+    };
+}
+
+/// A plan for `m` with every node on `device` (`kind:index`) except those
+/// the device refuses at plan time, which go to cpu:0; with the device
+/// list to open and how many nodes fell back. The runner of every
+/// accelerator's model tests starts here.
+pub fn plan_with_cpu_fallback(m: &Model, device: &str) -> (hetflow::Plan, String, usize) {
+    use hetflow::devices::{open_devices, parse_device_list};
+    let dev = open_devices(&parse_device_list(device).unwrap(), None).unwrap();
+    let placement: Vec<usize> = m
+        .graph()
+        .nodes
+        .iter()
+        .map(|n| usize::from(dev[0].supports(&n.op).is_err()))
+        .collect();
+    let on_cpu = placement.iter().sum::<usize>();
+    if on_cpu == 0 {
+        let plan = hetflow::Plan::single_device(m.graph(), device);
+        return (plan, device.to_string(), 0);
+    }
+    let names = vec![device.to_string(), "cpu:0".to_string()];
+    let plan = hetflow::Plan::from_placement(m.graph(), names, placement);
+    (plan, format!("{device},cpu:0"), on_cpu)
 }
 
 macro_rules! names {

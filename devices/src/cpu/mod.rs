@@ -142,8 +142,9 @@ impl Device for CpuDevice {
         &self,
         op: &Op,
         inputs: &[Option<&DeviceTensor>],
-        n_outputs: usize,
+        outputs: &[crate::OutputSpec],
     ) -> Result<Vec<DeviceTensor>> {
+        let n_outputs = outputs.len();
         let mut host: Vec<Option<&Tensor>> = Vec::with_capacity(inputs.len());
         let mut elems = 0usize;
         for t in inputs {

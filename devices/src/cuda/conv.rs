@@ -8,22 +8,14 @@
 //! accumulation. The index maths is `geom::ConvGeom` / `Win3`, checked on
 //! the host against the CPU kernel.
 
+use super::codes::act_code;
 use super::device::CudaDevice;
 use super::geom::ConvGeom;
 use super::launch::{grid, run};
 use super::ops::{gemm, GemmGeom};
 use crate::{DeviceTensor, Result};
 use cudarc::driver::PushKernelArg;
-use hetflow_ops::op::{Activation, ConvAttrs};
-
-/// `hf_act` code and bounds of a fused activation.
-pub(crate) fn act_code(a: Activation) -> (i32, f32, f32) {
-    match a {
-        Activation::None => (0, 0.0, 0.0),
-        Activation::Relu => (1, 0.0, 0.0),
-        Activation::Clip { lo, hi } => (2, lo, hi),
-    }
-}
+use hetflow_ops::op::ConvAttrs;
 
 /// Runs the convolution, or `Ok(None)` when a case belongs to the host
 /// kernel (mismatched dtypes, for instance, which it reports).

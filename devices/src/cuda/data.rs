@@ -1,19 +1,18 @@
 //! Shape ops and data movement on the GPU. Reshape, Flatten, Squeeze,
 //! Unsqueeze, Identity and Dropout are views (the output shares the
-//! input's memory under the shape that shape inference gives); Transpose,
+//! input's memory under the shape the runtime resolved); Transpose,
 //! Slice, Concat, Split and Expand are strided copies (`data.cu`, any
 //! element type) with layouts from `geom.rs`; Gather, Where, Equal and
 //! Cast have kernels of their own. Shape-like inputs (axes, starts, target
 //! shapes, split sizes) are read on the host: from the copy kept at upload
 //! when small, else by a download.
 
+use super::codes::type_code;
 use super::device::CudaDevice;
 use super::geom::{self, bcast_strides, broadcast, broadcast_all, contiguous_strides, Layout};
-use super::launch::{byte_suffix, grid, host_ints, host_value, run, type_code, Launch};
-use crate::{DeviceTensor, Result};
+use super::launch::{byte_suffix, grid, host_ints, host_value, run, Launch};
+use crate::{DeviceTensor, OutputSpec, Result};
 use cudarc::driver::PushKernelArg;
-use hetflow_ops::graph::Fact;
-use hetflow_ops::infer::infer_op;
 use hetflow_ops::{DType, Op};
 
 type Out = Result<Option<Vec<DeviceTensor>>>;
@@ -22,30 +21,16 @@ fn numel(s: &[usize]) -> usize {
     s.iter().product()
 }
 
-/// Views: the output shape from shape inference with the shape-like
-/// inputs as constants.
-pub(crate) fn view(
-    dev: &CudaDevice,
-    op: &Op,
-    inputs: &[Option<&DeviceTensor>],
-    x: &DeviceTensor,
-) -> Out {
-    let mut facts = vec![Some(Fact::known(x.dtype, &x.shape))];
-    for t in &inputs[1..] {
-        facts.push(match t {
-            Some(t) => Some(Fact::constant(host_value(dev, t)?)),
-            None => None,
-        });
-    }
-    let refs: Vec<Option<&Fact>> = facts.iter().map(Option::as_ref).collect();
-    let out = infer_op(op, &refs, 1).map_err(|e| dev.err(op.name(), e))?;
-    let Some(shape) = out.first().and_then(Fact::concrete_shape) else {
+/// Views: the output shares `x`'s memory under the shape the runtime
+/// resolved (`Ok(None)`, the host path, when it is unknown or does not fit).
+pub(crate) fn view(dev: &CudaDevice, x: &DeviceTensor, out: &OutputSpec) -> Out {
+    let Some((dtype, shape)) = out.concrete() else {
         return Ok(None);
     };
-    if numel(&shape) != numel(&x.shape) || out[0].dtype != Some(x.dtype) {
+    if numel(shape) != numel(&x.shape) || dtype != x.dtype {
         return Ok(None);
     }
-    Ok(Some(vec![dev.view(x, shape)?]))
+    Ok(Some(vec![dev.view(x, shape.to_vec())?]))
 }
 
 /// Queues `strided_copy` of `src` into `dst` over `l`.

@@ -4,10 +4,10 @@ use super::alloc::{Block, DevicePool, StagingPool};
 use super::discovery::{self, GpuInfo};
 use super::kernels::Kernels;
 use crate::watcher::Watcher;
-use crate::{Device, DeviceError, DeviceId, DeviceInfo, DeviceKind, DeviceTensor, Result};
+use crate::{DeviceError, DeviceId, DeviceInfo, DeviceKind, DeviceTensor, Result};
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::{result, sys, CudaContext, CudaEvent, CudaStream};
-use hetflow_ops::{DType, Op, Tensor};
+use hetflow_ops::{DType, Tensor};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Device memory holding one tensor, with the event that marks its data
@@ -22,9 +22,9 @@ pub(crate) struct CudaBuffer {
     uses: Mutex<Vec<Arc<CudaEvent>>>,
     /// Timing event recorded before the kernel that wrote it (none for
     /// copies and host-computed results).
-    started: Option<Arc<CudaEvent>>,
+    pub(crate) started: Option<Arc<CudaEvent>>,
     /// Number of the watcher's report of that kernel, once asked for.
-    report: Mutex<Option<u64>>,
+    pub(crate) report: Mutex<Option<u64>>,
     /// The host tensor a small upload came from, so shape-like inputs
     /// (axes, starts, target shapes) are read without a download.
     pub host: OnceLock<Arc<Tensor>>,
@@ -32,7 +32,7 @@ pub(crate) struct CudaBuffer {
 }
 
 /// Largest upload whose host copy is kept beside the device buffer.
-const HOST_MIRROR_BYTES: usize = 4096;
+pub(crate) const HOST_MIRROR_BYTES: usize = 4096;
 
 /// A tensor sharing another's device memory under a new shape (Reshape,
 /// Squeeze, ...). A distinct payload type, so the runtime is never told
@@ -163,10 +163,10 @@ pub struct CudaDevice {
     pub(crate) h2d: Arc<CudaStream>,
     pub(crate) d2h: Arc<CudaStream>,
     pub(crate) pool: Arc<DevicePool>,
-    staging: StagingPool,
+    pub(crate) staging: StagingPool,
     pub(crate) blas: Result<Mutex<CudaBlas>, String>,
     pub(crate) kernels: Result<Kernels, String>,
-    watcher: Watcher,
+    pub(crate) watcher: Watcher,
     /// GPUs whose memory this one has enabled peer access to.
     peers: Mutex<std::collections::HashSet<usize>>,
 }
@@ -337,7 +337,7 @@ impl CudaDevice {
 
     /// Whether GPU `dst` can address the memory of GPU `src`
     /// (`cuDeviceCanAccessPeer`); `None` when the driver cannot say.
-    fn can_access_peer(dst: usize, src: usize) -> Option<bool> {
+    pub(crate) fn can_access_peer(dst: usize, src: usize) -> Option<bool> {
         let dev = |i: usize| result::device::get(i as i32).ok();
         let (d, s) = (dev(dst)?, dev(src)?);
         let mut ok = 0i32;
@@ -388,132 +388,6 @@ impl CudaDevice {
         done.record(&self.h2d).map_err(|e| self.err(op, e))?;
         src.used_until(&done);
         Ok(self.wrap(t.dtype, t.shape.clone(), dst))
-    }
-}
-
-impl Device for CudaDevice {
-    fn info(&self) -> &DeviceInfo {
-        &self.info
-    }
-
-    fn supports(&self, op: &Op) -> std::result::Result<(), String> {
-        super::ops::supports(self, op)
-    }
-
-    /// Stages the bytes in pinned memory and queues the copy on the
-    /// host-to-device stream; returns before the copy completes (the
-    /// tensor's `ready` event marks it).
-    fn upload(&self, t: Arc<Tensor>) -> Result<DeviceTensor> {
-        let op = "upload";
-        let bytes = t.to_le_bytes();
-        let n = bytes.len();
-        self.ctx.bind_to_thread().map_err(|e| self.err(op, e))?;
-        let mut st = self.staging.take(n).map_err(|e| self.err(op, e))?;
-        st.bytes_mut(n).copy_from_slice(&bytes);
-        let done = self.event(op)?;
-        let buf = self.alloc(op, n, &self.h2d, &done)?;
-        let queued = (|| -> std::result::Result<(), result::DriverError> {
-            // SAFETY: `buf` holds at least n bytes; the staging buffer is
-            // not reused before `done` completes.
-            unsafe { result::memcpy_htod_async(buf.ptr(), st.bytes_mut(n), self.h2d.cu_stream()) }?;
-            done.record(&self.h2d)
-        })();
-        st.inflight = Some(done.clone());
-        self.staging.give(st);
-        queued.map_err(|e| self.err(op, e))?;
-        if n <= HOST_MIRROR_BYTES {
-            let _ = buf.host.set(t.clone());
-        }
-        Ok(self.wrap(t.dtype(), t.shape().to_vec(), buf))
-    }
-
-    /// Queues the copy on the device-to-host stream after the tensor's
-    /// producer, then waits for it.
-    fn download(&self, t: &DeviceTensor) -> Result<Arc<Tensor>> {
-        let op = "download";
-        let buf = self.buffer(t)?;
-        let n = t.byte_len();
-        self.ctx.bind_to_thread().map_err(|e| self.err(op, e))?;
-        self.d2h.wait(&buf.ready).map_err(|e| self.err(op, e))?;
-        let mut st = self.staging.take(n).map_err(|e| self.err(op, e))?;
-        let done = self.event(op)?;
-        let copied = (|| -> std::result::Result<(), result::DriverError> {
-            // SAFETY: the staging buffer holds n bytes and is ours until given back.
-            unsafe { result::memcpy_dtoh_async(st.bytes_mut(n), buf.ptr(), self.d2h.cu_stream()) }?;
-            done.record(&self.d2h)?;
-            done.synchronize()
-        })();
-        let out = copied.map_err(|e| self.err(op, e)).and_then(|()| {
-            Tensor::from_le_bytes(t.dtype, t.shape.clone(), st.bytes_mut(n))
-                .map_err(|e| self.err(op, e))
-        });
-        buf.used_until(&done);
-        self.staging.give(st);
-        if let Some(seq) = buf.report.lock().ok().and_then(|r| *r) {
-            self.watcher.wait_for(seq);
-        }
-        out.map(Arc::new)
-    }
-
-    fn execute(
-        &self,
-        op: &Op,
-        inputs: &[Option<&DeviceTensor>],
-        n_outputs: usize,
-    ) -> Result<Vec<DeviceTensor>> {
-        self.ctx
-            .bind_to_thread()
-            .map_err(|e| self.err(op.name(), e))?;
-        super::ops::execute(self, op, inputs, n_outputs)
-    }
-
-    /// Kernels run asynchronously on the compute stream: the report comes
-    /// from the watcher thread with the GPU-measured duration (see
-    /// `timing.rs`).
-    fn on_kernel_done(
-        &self,
-        output: &DeviceTensor,
-        done: Box<dyn FnOnce(crate::KernelReport) + Send>,
-    ) -> bool {
-        // Views ran no kernel.
-        let Some(buf) = output.payload::<Arc<CudaBuffer>>() else {
-            return false;
-        };
-        let Some(start) = buf.started.clone() else {
-            return false;
-        };
-        self.watcher.watch(
-            super::timing::measure(start, buf.ready.clone()),
-            done,
-            &buf.report,
-        )
-    }
-
-    /// GPU to GPU with `cuMemcpyPeerAsync` where the driver reports peer
-    /// access between the pair; anything else goes through the host.
-    fn copy_from_device(&self, t: &DeviceTensor) -> Option<Result<DeviceTensor>> {
-        match peer_route(t.device, self.info.id, Self::can_access_peer) {
-            PeerRoute::Direct => Some(self.copy_from_peer(t)),
-            PeerRoute::Host => None,
-        }
-    }
-
-    fn init_executor_thread(&self) {
-        if let Err(e) = self.ctx.bind_to_thread() {
-            tracing::warn!("{}: binding the CUDA context: {e}", self.info.id);
-        }
-    }
-
-    fn wire_id(&self) -> Option<Result<Vec<u8>>> {
-        Some(super::nccl::unique_id())
-    }
-
-    fn open_wire(
-        &self,
-        end: crate::wire::WireEnd,
-        id: &[u8],
-    ) -> Option<Result<Arc<dyn crate::wire::Wire>>> {
-        Some(super::nccl::open(self, end, id))
     }
 }
 

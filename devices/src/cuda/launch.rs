@@ -58,20 +58,6 @@ pub(crate) fn byte_suffix(dt: DType) -> &'static str {
     }
 }
 
-/// Type code of the run-time typed kernels (`misc.cu`).
-pub(crate) fn type_code(dt: DType) -> Option<i32> {
-    Some(match dt {
-        DType::F32 => 0,
-        DType::F16 => 1,
-        DType::BF16 => 2,
-        DType::I64 => 3,
-        DType::I32 => 4,
-        DType::U8 => 5,
-        DType::Bool => 6,
-        _ => return None,
-    })
-}
-
 /// The state of one op's launches: its output pointers and the event
 /// recorded after its last kernel.
 pub(crate) struct Launch<'a> {

@@ -71,10 +71,12 @@
 //! GPU-free compile check of every kernel.
 
 mod alloc;
+mod codes;
 mod conv;
 mod data;
 mod device;
 pub mod discovery;
+mod dispatch;
 pub mod geom;
 pub mod kernels;
 mod launch;
@@ -85,4 +87,4 @@ mod timing;
 
 pub use device::{peer_route, CudaDevice, PeerRoute};
 pub use discovery::{probe, GpuInfo};
-pub use ops::op_supported;
+pub use dispatch::op_supported;

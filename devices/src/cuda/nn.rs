@@ -3,13 +3,14 @@
 //! returns `Ok(None)` for a case its kernels do not cover, which then runs
 //! through the host kernel (see `ops.rs`).
 
+use super::codes::{reduce_code, CLIP_CODE};
 use super::device::CudaDevice;
 use super::geom::{self, broadcast_all, ReduceLayout};
 use super::launch::{grid, host_ints, host_value, rows_cfg, run};
 use super::ops::bcast;
 use crate::{DeviceTensor, Result};
 use cudarc::driver::PushKernelArg;
-use hetflow_ops::op::{PoolAttrs, ReduceKind};
+use hetflow_ops::op::PoolAttrs;
 use hetflow_ops::Op;
 
 type Out = Result<Option<Vec<DeviceTensor>>>;
@@ -146,20 +147,6 @@ pub(crate) fn lrn(dev: &CudaDevice, op: &Op, x: &DeviceTensor, sfx: &str) -> Out
     .map(Some)
 }
 
-/// `reduce.cu` kind code of the reductions the GPU runs.
-pub(crate) fn reduce_code(kind: ReduceKind) -> Option<i32> {
-    Some(match kind {
-        ReduceKind::Sum => 0,
-        ReduceKind::Mean => 1,
-        ReduceKind::Max => 2,
-        ReduceKind::Min => 3,
-        ReduceKind::SumSquare => 4,
-        ReduceKind::L1 => 5,
-        ReduceKind::L2 => 6,
-        _ => return None,
-    })
-}
-
 /// ReduceSum / Mean / Max / Min / SumSquare / L1 / L2 over attribute or
 /// input axes.
 pub(crate) fn reduce(
@@ -276,7 +263,7 @@ pub(crate) fn clip(
         bound(max, 2, f32::INFINITY)?,
     );
     let n = numel(&x.shape);
-    let (nn, code) = (n as i64, 15i32);
+    let (nn, code) = (n as i64, CLIP_CODE);
     run(dev, "Clip", &[x], vec![(x.dtype, x.shape.clone())], |l| {
         if n == 0 {
             return Ok(());

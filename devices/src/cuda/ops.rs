@@ -1,24 +1,23 @@
-//! What runs on the GPU and how: the op table (`supports`) and the
-//! dispatcher. This file launches cuBLAS for MatMul and Gemm and the NVRTC
-//! kernels for element-wise ops, Softmax / LogSoftmax and LayerNorm;
-//! Conv is in `conv.rs`, pooling / normalisations / reductions in
-//! `nn.rs`, shape ops and data movement in `data.rs`.
+//! The launches that are no family of their own: cuBLAS for MatMul and
+//! Gemm, and the NVRTC kernels for element-wise ops, Softmax /
+//! LogSoftmax and LayerNorm (`execute_own`), plus the pieces other launch
+//! files share: the broadcast layout, the strided-batched GEMM (Conv's
+//! im2col uses it) and the host fallback. Which op goes where is
+//! `dispatch.rs`'s table.
 //!
-//! `supports` refuses every other op, so the planner keeps it on a CPU.
 //! Within a supported op, cases the kernels do not cover (integer or
 //! mixed dtypes, rank above 8, batch broadcasting cuBLAS cannot express
 //! with one stride, LayerNorm's optional statistics outputs) run through
 //! the host kernel on this device's copy streams: correct, logged at
 //! debug level, and visible in a trace as copies.
 
+use super::codes::{binary_code, unary_code};
 use super::device::{CudaBuffer, CudaDevice};
 use super::geom::{bcast_strides, broadcast, norm_axis, MAX_RANK};
-use super::launch::{float_suffix as suffix, grid, rows_cfg, type_code};
-use super::{conv, data, nn};
-use crate::{DeviceError, DeviceTensor, Result};
+use super::launch::{float_suffix as suffix, grid, rows_cfg};
+use crate::{DeviceTensor, Result};
 use cudarc::cublas::sys as blas;
 use cudarc::driver::{DeviceRepr, PushKernelArg};
-use hetflow_ops::op::{BinaryOp, UnaryOp};
 use hetflow_ops::{DType, Op};
 use std::sync::Arc;
 
@@ -35,241 +34,17 @@ pub(crate) struct Bcast {
 // SAFETY: plain-old-data with the C layout of `hf_bcast`.
 unsafe impl DeviceRepr for Bcast {}
 
-/// Element-wise codes of `hf_unary` in kernels/elementwise.cu.
-fn unary_code(op: &Op) -> Option<(i32, f32)> {
-    Some(match op {
-        Op::Unary(u) => (
-            match u {
-                UnaryOp::Neg => 0,
-                UnaryOp::Abs => 1,
-                UnaryOp::Sqrt => 2,
-                UnaryOp::Exp => 3,
-                UnaryOp::Log => 4,
-                UnaryOp::Relu => 5,
-                UnaryOp::Sigmoid => 6,
-                UnaryOp::Tanh => 7,
-                UnaryOp::Erf => 8,
-                UnaryOp::Reciprocal => 9,
-                UnaryOp::Floor => 10,
-                UnaryOp::Ceil => 11,
-                // Added to the op set after these kernels; the host has them.
-                _ => return None,
-            },
-            0.0,
-        ),
-        Op::LeakyRelu { alpha } => (12, *alpha),
-        Op::Gelu { tanh: false } => (13, 0.0),
-        Op::Gelu { tanh: true } => (14, 0.0),
-        _ => return None,
-    })
-}
-
-/// Codes of `hf_binary`.
-fn binary_code(b: BinaryOp) -> Option<i32> {
-    Some(match b {
-        BinaryOp::Add => 0,
-        BinaryOp::Sub => 1,
-        BinaryOp::Mul => 2,
-        BinaryOp::Div => 3,
-        BinaryOp::Pow => 4,
-        BinaryOp::Max => 5,
-        BinaryOp::Min => 6,
-        _ => return None,
-    })
-}
-
-/// What an op needs on the GPU.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Needs {
-    Blas,
-    Kernels,
-    BlasAndKernels,
-    /// Views run no kernel.
-    Nothing,
-}
-
-/// The plan-time op table: which ops (with their attributes) the CUDA
-/// backend runs, whatever the GPU. `Err` says why an op stays on a CPU.
-fn op_table(op: &Op) -> std::result::Result<Needs, String> {
-    Ok(match op {
-        Op::MatMul | Op::Gemm { .. } => Needs::Blas,
-        Op::Conv(_) => Needs::BlasAndKernels,
-        Op::Binary(BinaryOp::Equal) => Needs::Kernels,
-        Op::Binary(b) if binary_code(*b).is_some() => Needs::Kernels,
-        Op::Reduce { kind, .. } if nn::reduce_code(*kind).is_some() => Needs::Kernels,
-        Op::Cast { to } if type_code(*to).is_some() => Needs::Kernels,
-        Op::Softmax { .. }
-        | Op::LogSoftmax { .. }
-        | Op::LayerNorm { .. }
-        | Op::BatchNorm { .. }
-        | Op::Lrn { .. }
-        | Op::MaxPool(_)
-        | Op::AveragePool(_)
-        | Op::GlobalAveragePool
-        | Op::GlobalMaxPool
-        | Op::Clip { .. }
-        | Op::Sum
-        | Op::Where
-        | Op::Transpose { .. }
-        | Op::Concat { .. }
-        | Op::Slice { .. }
-        | Op::Split { .. }
-        | Op::Gather { .. }
-        | Op::Expand => Needs::Kernels,
-        Op::Reshape { .. }
-        | Op::Flatten { .. }
-        | Op::Squeeze { .. }
-        | Op::Unsqueeze { .. }
-        | Op::Identity
-        | Op::Dropout => Needs::Nothing,
-        _ if unary_code(op).is_some() => Needs::Kernels,
-        other => {
-            return Err(format!(
-                "no CUDA kernel for {} yet (runs on a CPU)",
-                other.name()
-            ))
-        }
-    })
-}
-
-/// Whether the CUDA backend has a kernel (or a view) for `op`, before any
-/// GPU is asked: a device also needs cuBLAS and NVRTC to have loaded (see
-/// [`crate::Device::supports`] on [`super::CudaDevice`]).
-pub fn op_supported(op: &Op) -> std::result::Result<(), String> {
-    op_table(op).map(|_| ())
-}
-
-pub(crate) fn supports(dev: &CudaDevice, op: &Op) -> std::result::Result<(), String> {
-    crate::cpu_only(op)?;
-    let kernels = || dev.kernels.as_ref().map(|_| ()).map_err(Clone::clone);
-    let blas = || dev.blas.as_ref().map(|_| ()).map_err(Clone::clone);
-    match op_table(op)? {
-        Needs::Blas => blas(),
-        Needs::Kernels => kernels(),
-        Needs::BlasAndKernels => blas().and_then(|()| kernels()),
-        Needs::Nothing => Ok(()),
-    }
-}
-
-type Out = Result<Option<Vec<DeviceTensor>>>;
-
-/// The ops of `conv.rs`, `nn.rs` and `data.rs`: `None` for the ops this
-/// file launches itself; `Some(Ok(None))` for a case those kernels do not
-/// cover (it runs through the host kernel).
-fn dispatch(
+/// The ops this file launches itself (MatMul, Gemm, element-wise,
+/// Softmax / LogSoftmax, LayerNorm), `x` being input 0; cases the kernels
+/// do not cover run through the host kernel.
+pub(crate) fn execute_own(
     dev: &CudaDevice,
     op: &Op,
     inputs: &[Option<&DeviceTensor>],
     x: &DeviceTensor,
     n_outputs: usize,
-) -> Option<Out> {
-    let all: Vec<&DeviceTensor> = inputs.iter().flatten().copied().collect();
-    let complete = all.len() == inputs.len();
-    let get = |i: usize| inputs.get(i).copied().flatten();
-    // Float kernels: every input in x's float dtype.
-    let fsfx = suffix(x.dtype).filter(|_| all.iter().all(|t| t.dtype == x.dtype));
-    let xsfx = suffix(x.dtype);
-    let one = n_outputs == 1;
-    let none = || Ok(None);
-    Some(match op {
-        Op::Reshape { .. }
-        | Op::Flatten { .. }
-        | Op::Squeeze { .. }
-        | Op::Unsqueeze { .. }
-        | Op::Identity
-        | Op::Dropout => {
-            if one {
-                data::view(dev, op, inputs, x)
-            } else {
-                none()
-            }
-        }
-        Op::Transpose { perm } if one => data::transpose(dev, perm.as_deref(), x),
-        Op::Slice { .. } if one => data::slice(dev, op, inputs, x),
-        Op::Expand if one => data::expand(dev, inputs, x),
-        Op::Concat { axis } if one && complete => data::concat(dev, *axis, &all),
-        Op::Split { .. } => data::split(dev, op, inputs, x, n_outputs),
-        Op::Gather { axis } if one => match get(1) {
-            Some(idx) => data::gather(dev, *axis, x, idx),
-            None => none(),
-        },
-        Op::Where if one => match (get(1), get(2)) {
-            (Some(a), Some(b)) => data::where_(dev, x, a, b),
-            _ => none(),
-        },
-        Op::Binary(BinaryOp::Equal) if one => match get(1) {
-            Some(b) => data::equal(dev, x, b),
-            None => none(),
-        },
-        Op::Cast { to } if one => data::cast(dev, *to, x),
-        Op::Conv(a) if one => match (fsfx, get(1)) {
-            (Some(sfx), Some(w)) => conv::conv(dev, a, x, w, get(2), sfx),
-            _ => none(),
-        },
-        Op::MaxPool(p) | Op::AveragePool(p) if one => match xsfx {
-            Some(sfx) => nn::pool(dev, p, matches!(op, Op::MaxPool(_)), x, sfx),
-            None => none(),
-        },
-        Op::GlobalAveragePool | Op::GlobalMaxPool if one => match xsfx {
-            Some(sfx) => nn::global_pool(dev, matches!(op, Op::GlobalMaxPool), x, sfx),
-            None => none(),
-        },
-        Op::BatchNorm { epsilon } if one && complete => match fsfx {
-            Some(sfx) => nn::batch_norm(dev, *epsilon, &all, sfx),
-            None => none(),
-        },
-        Op::Lrn { .. } if one => match xsfx {
-            Some(sfx) => nn::lrn(dev, op, x, sfx),
-            None => none(),
-        },
-        Op::Reduce { .. } if one => match xsfx {
-            Some(sfx) => nn::reduce(dev, op, inputs, x, sfx),
-            None => none(),
-        },
-        Op::Sum if one && complete => match fsfx {
-            Some(sfx) => nn::sum(dev, &all, sfx),
-            None => none(),
-        },
-        Op::Clip { .. } if one => match xsfx {
-            Some(sfx) => nn::clip(dev, op, inputs, x, sfx),
-            None => none(),
-        },
-        Op::MatMul
-        | Op::Gemm { .. }
-        | Op::Binary(_)
-        | Op::Softmax { .. }
-        | Op::LogSoftmax { .. }
-        | Op::LayerNorm { .. } => return None,
-        _ if unary_code(op).is_some() => return None,
-        // Supported ops asked for outputs their kernels do not produce
-        // (MaxPool's indices, say).
-        _ => none(),
-    })
-}
-
-pub(crate) fn execute(
-    dev: &CudaDevice,
-    op: &Op,
-    inputs: &[Option<&DeviceTensor>],
-    n_outputs: usize,
 ) -> Result<Vec<DeviceTensor>> {
     let name = op.name();
-    supports(dev, op).map_err(|why| DeviceError::Unsupported {
-        device: dev.info.id,
-        op: name.into(),
-        why,
-    })?;
-    let x = inputs
-        .first()
-        .copied()
-        .flatten()
-        .ok_or_else(|| dev.err(name, "input 0 is missing"))?;
-    if let Some(r) = dispatch(dev, op, inputs, x, n_outputs) {
-        return match r? {
-            Some(outs) => Ok(outs),
-            None => host_fallback(dev, op, inputs, n_outputs),
-        };
-    }
     let same_dtype = inputs.iter().flatten().all(|t| t.dtype == x.dtype);
     let Some(sfx) = suffix(x.dtype).filter(|_| same_dtype && n_outputs == 1) else {
         return host_fallback(dev, op, inputs, n_outputs);
@@ -667,7 +442,7 @@ pub(crate) fn gemm(
 }
 
 /// Runs `op` with the host kernel: download, evaluate, upload.
-fn host_fallback(
+pub(crate) fn host_fallback(
     dev: &CudaDevice,
     op: &Op,
     inputs: &[Option<&DeviceTensor>],

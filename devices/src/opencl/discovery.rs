@@ -12,6 +12,15 @@ use opencl3::device::{
 use opencl3::platform::get_platforms;
 use opencl3::types::cl_device_id;
 
+/// Serialises platform discovery, context creation and program builds
+/// across threads: the ICD loader's first-call initialisation and some
+/// drivers' compilers are not thread-safe (concurrent first calls crashed
+/// PoCL 3.1 through ocl-icd here).
+pub(crate) fn cl_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The OpenCL device class (`CL_DEVICE_TYPE_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -101,7 +110,7 @@ fn cl_err(what: &str, e: impl std::fmt::Display) -> String {
 /// Every device of every platform, in order, or why there are none:
 /// "no OpenCL platform (...)" when the ICD loader finds no platform.
 pub fn list_devices() -> Result<Vec<ClDeviceDesc>, String> {
-    let _g = super::cl_lock();
+    let _g = cl_lock();
     if !cl3::is_opencl_runtime_available() {
         return Err(
             "no OpenCL platform: the OpenCL ICD loader (libOpenCL.so.1) is not installed".into(),

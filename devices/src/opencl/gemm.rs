@@ -8,53 +8,12 @@
 //! (transposed operands, broadcast batches through per-batch offsets), an
 //! optional C with its own strides, and Conv's fused activation.
 
-use super::ops::{round_up, u32_of, Arg};
-use super::{ClDeviceType, OpenclDevice};
+use super::device::OpenclDevice;
+use super::launch::{round_up, u32_of, Arg};
 use crate::Result;
 use opencl3::event::Event;
 use opencl3::memory::Buffer;
 use std::sync::Arc;
-
-/// The GEMM block shape and work-group of a device, fixed at open.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct GemmConfig {
-    /// Rows of Y per work-item (`-DWM`).
-    pub wm: usize,
-    /// Columns of Y per work-item, the vector width (`-DGW`).
-    pub gw: usize,
-    /// Preferred work-group (columns, rows of blocks), clamped at launch to
-    /// the kernel's `CL_KERNEL_WORK_GROUP_SIZE`.
-    pub local: [usize; 2],
-}
-
-impl GemmConfig {
-    /// CPU devices (PoCL): 8 x 16 blocks (16-wide vectors map onto AVX-512
-    /// or two AVX2 registers) and work-groups of one column strip by 8 row
-    /// blocks, which run on one core and share the B strip in its cache
-    /// (measured best on PoCL, docs/opencl.md). Other devices: 4 x 4
-    /// blocks in 16 x 4 work-groups, a conventional GPU shape.
-    pub(super) fn for_device(t: ClDeviceType, max_items: &[usize]) -> GemmConfig {
-        let mut c = if t == ClDeviceType::Cpu {
-            GemmConfig {
-                wm: 8,
-                gw: 16,
-                local: [1, 8],
-            }
-        } else {
-            GemmConfig {
-                wm: 4,
-                gw: 4,
-                local: [16, 4],
-            }
-        };
-        for (d, l) in c.local.iter_mut().enumerate() {
-            if let Some(&m) = max_items.get(d) {
-                *l = (*l).min(m.max(1));
-            }
-        }
-        c
-    }
-}
 
 /// A buffer and the event that writes it.
 pub(super) struct Operand<'a> {

@@ -8,7 +8,7 @@
 //! level, so tests can check that f32 models run on the device's kernels.
 //! `Shape` and `Size` read only metadata.
 
-use super::OpenclDevice;
+use super::device::OpenclDevice;
 use crate::{Device, DeviceError, DeviceTensor, Result};
 use hetflow_ops::{Op, Tensor};
 use std::sync::Arc;

@@ -124,8 +124,9 @@ CAST(cast_u8_f32, uchar, float, convert_float(v))
 
 // Reduction: output element i (kept dims `od`, input strides `os`) folds
 // the input over the reduced dims `rd` (input strides `rs`, `count`
-// elements). kind: 0 sum, 1 mean, 2 max, 3 min, 4 prod, 5 L1, 6 L2,
-// 7 log-sum, 8 log-sum-exp, 9 sum of squares. Max / min propagate NaN.
+// elements). Kinds (`reduce_code` in codes.rs): 0 Sum, 1 Mean, 2 Max,
+// 3 Min, 4 Prod, 5 L1, 6 L2, 7 LogSum, 8 LogSumExp, 9 SumSquare. Max and
+// Min propagate NaN.
 __kernel void reduce_nd(__global const float *x, __global float *y,
                         const uint n, const uint orank, const uint8 od,
                         const uint8 os, const uint rrank, const uint8 rd,

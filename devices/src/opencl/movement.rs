@@ -4,8 +4,9 @@
 //! operands (slice bounds, split sizes, expand shapes, gather indices)
 //! are read on the host, from their mirrors when small.
 
-use super::ops::{bcast_strides, contiguous_strides, round_up, u32_of, v8, Arg, In, MAX_RANK};
-use super::{other, OpenclDevice};
+use super::device::{other, OpenclDevice};
+use super::launch::{bcast_strides, contiguous_strides, round_up, u32_of, v8, Arg, In, MAX_RANK};
+use super::pool::PooledBuffer;
 use crate::{DeviceError, DeviceTensor, Result};
 use hetflow_ops::shape::{broadcast_shapes, norm_axis, slice_view};
 use hetflow_ops::DType;
@@ -43,7 +44,7 @@ fn isz(v: &[usize]) -> Vec<isize> {
 fn copy_nd(
     dev: &OpenclDevice,
     x: &In,
-    y: &super::PooledBuffer,
+    y: &PooledBuffer,
     dims: &[usize],
     xs: &[isize],
     ys: &[isize],
@@ -78,7 +79,7 @@ fn copy_nd(
     Ok(Some(ev))
 }
 
-fn out_bytes(dev: &OpenclDevice, dtype: DType, shape: &[usize]) -> Result<super::PooledBuffer> {
+fn out_bytes(dev: &OpenclDevice, dtype: DType, shape: &[usize]) -> Result<PooledBuffer> {
     dev.pool
         .get(shape.iter().product::<usize>() * dtype.size())
         .map_err(|e| other(dev.info.id, e))
@@ -88,7 +89,7 @@ fn finish(
     dev: &OpenclDevice,
     dtype: DType,
     shape: Vec<usize>,
-    y: super::PooledBuffer,
+    y: PooledBuffer,
     ev: Option<Event>,
 ) -> Result<DeviceTensor> {
     let ev = match ev {

@@ -2,12 +2,13 @@
 //! Sum, reductions (and the global pools), convolution, pooling, batch
 //! and response normalisation; data movement is in [`super::movement`].
 
+use super::codes::reduce_code;
+use super::device::OpenclDevice;
 use super::gemm::{Gemm, Operand};
+use super::launch::{bcast_strides, contiguous_strides, round_up, u32_of, v8, Arg, In, MAX_RANK};
 use super::movement;
-use super::ops::{
-    bcast_strides, contiguous_strides, operand, round_up, u32_of, v8, Arg, In, MAX_RANK,
-};
-use super::OpenclDevice;
+use super::ops::operand;
+use super::pool::PooledBuffer;
 use crate::{DeviceError, DeviceTensor, Result};
 use hetflow_ops::op::{resolve_window, Activation, ReduceKind};
 use hetflow_ops::shape::{broadcast_shapes, norm_axis};
@@ -38,7 +39,7 @@ pub(super) fn binary(
     let y = dev
         .pool
         .get(n * out.size())
-        .map_err(|e| super::other(dev.info.id, e))?;
+        .map_err(|e| super::device::other(dev.info.id, e))?;
     let ev = dev.launch(
         kernel,
         &[
@@ -333,18 +334,7 @@ fn reduce(
     if count == 0 || n == 0 {
         return Err(err("empty reduction"));
     }
-    let code = match kind {
-        ReduceKind::Sum => 0,
-        ReduceKind::Mean => 1,
-        ReduceKind::Max => 2,
-        ReduceKind::Min => 3,
-        ReduceKind::Prod => 4,
-        ReduceKind::L1 => 5,
-        ReduceKind::L2 => 6,
-        ReduceKind::LogSum => 7,
-        ReduceKind::LogSumExp => 8,
-        ReduceKind::SumSquare => 9,
-    };
+    let code = reduce_code(kind);
     let y = dev.out_buf(n)?;
     let ev = dev.launch(
         "reduce_nd",
@@ -528,7 +518,7 @@ fn conv_gemm(
     (c, m, group): (usize, usize, usize),
     act: (u32, f32, f32),
     shape: Vec<usize>,
-    y: super::PooledBuffer,
+    y: PooledBuffer,
 ) -> Result<DeviceTensor> {
     let n = shape[0];
     let (cpg, mpg) = (c / group, m / group);

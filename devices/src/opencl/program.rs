@@ -216,7 +216,7 @@ impl ProgramCache {
         if let Some(p) = map.get(&k) {
             return Ok(p.clone());
         }
-        let _g = super::cl_lock();
+        let _g = super::discovery::cl_lock();
         let mut prog = Program::create_from_source(ctx, src)
             .map_err(|e| format!("clCreateProgramWithSource: {e}"))?;
         if let Err(e) = prog.build(ctx.devices(), options) {
@@ -246,7 +246,7 @@ impl ProgramCache {
         if let Some(p) = map.get(&k) {
             return Ok(p.clone());
         }
-        let _g = super::cl_lock();
+        let _g = super::discovery::cl_lock();
         // SAFETY: `device` belongs to `ctx` (the device's own context).
         let mut prog = unsafe { Program::create_from_binary(ctx, &[device], &[&bytes]) }
             .map_err(|e| format!("clCreateProgramWithBinary({}): {e}", file.display()))?;

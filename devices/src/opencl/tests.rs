@@ -3,7 +3,10 @@
 //! test skips, saying so on stderr, when there is no OpenCL platform.
 
 use super::*;
+use crate::{Device, DeviceTensor};
 use hetflow_ops::op::{BinaryOp, UnaryOp};
+use hetflow_ops::{Op, Tensor};
+use std::sync::Arc;
 
 fn dev_with(opts: &OpenclOptions) -> Option<OpenclDevice> {
     match list_devices() {
@@ -38,9 +41,7 @@ fn up(d: &OpenclDevice, shape: &[usize], v: Vec<f32>) -> DeviceTensor {
 
 fn run(d: &OpenclDevice, op: &Op, ins: &[&DeviceTensor]) -> Tensor {
     let ins: Vec<Option<&DeviceTensor>> = ins.iter().map(|t| Some(*t)).collect();
-    let out = d
-        .execute(op, &ins, 1)
-        .unwrap_or_else(|e| panic!("{op}: {e}"));
+    let out = crate::testing::exec(d, op, &ins).unwrap_or_else(|e| panic!("{op}: {e}"));
     (*d.download(&out[0]).unwrap()).clone()
 }
 
@@ -584,21 +585,20 @@ fn opencl_views_share_buffers_and_read_shape_operands() {
     let shape = d
         .upload(Arc::new(Tensor::from_vec(vec![2], vec![4i64, -1]).unwrap()))
         .unwrap();
-    let out = d
-        .execute(
-            &Op::Reshape {
-                allowzero: false,
-                shape: None,
-            },
-            &[Some(&t), Some(&shape)],
-            1,
-        )
-        .unwrap();
+    let out = crate::testing::exec(
+        &d,
+        &Op::Reshape {
+            allowzero: false,
+            shape: None,
+        },
+        &[Some(&t), Some(&shape)],
+    )
+    .unwrap();
     assert_eq!(out[0].shape, vec![4, 6]);
     let got = d.download(&out[0]).unwrap();
     assert_eq!(got.as_slice::<f32>().unwrap(), &x[..]);
     let created = d.pool_stats().created;
-    let f = d.execute(&Op::Flatten { axis: 1 }, &[Some(&t)], 1).unwrap();
+    let f = crate::testing::exec(&d, &Op::Flatten { axis: 1 }, &[Some(&t)]).unwrap();
     assert_eq!(f[0].shape, vec![2, 12]);
     assert_eq!(d.pool_stats().created, created, "a view allocated a buffer");
 }
@@ -612,8 +612,7 @@ fn opencl_refuses_what_it_cannot_run_naming_op_and_device() {
     assert!(d.supports(&Op::Conv(Default::default())).is_ok());
     // Executing a refused op names the op and the device.
     let x = up(&d, &[3], vec![1.0, 0.0, 2.0]);
-    let e = d
-        .execute(&Op::NonZero, &[Some(&x)], 1)
+    let e = crate::testing::exec(&d, &Op::NonZero, &[Some(&x)])
         .unwrap_err()
         .to_string();
     assert!(e.contains("NonZero") && e.contains("opencl:0"), "{e}");
@@ -623,9 +622,7 @@ fn opencl_refuses_what_it_cannot_run_naming_op_and_device() {
             Tensor::from_vec(vec![3], vec![-1i64, 2, -3]).unwrap(),
         ))
         .unwrap();
-    let y = d
-        .execute(&Op::Unary(UnaryOp::Relu), &[Some(&t)], 1)
-        .unwrap();
+    let y = crate::testing::exec(&d, &Op::Unary(UnaryOp::Relu), &[Some(&t)]).unwrap();
     let got = d.download(&y[0]).unwrap();
     assert_eq!(got.as_slice::<i64>().unwrap(), &[0, 2, 0]);
     assert_eq!(d.host_evals().get("Relu"), Some(&1));
@@ -726,7 +723,7 @@ fn opencl_conv_report_spans_all_its_kernels() {
         residual: false,
     });
     d.set_profiling(true);
-    let out = d.execute(&op, &[Some(&x), Some(&w)], 1).unwrap();
+    let out = crate::testing::exec(&d, &op, &[Some(&x), Some(&w)]).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     assert!(d.on_kernel_done(
         &out[0],

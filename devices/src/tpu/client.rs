@@ -5,21 +5,17 @@
 
 use super::buffer::TpuBuffer;
 use super::config::TpuConfig;
-use super::program::{reads_shape_operands, CompileError, FusedComputation, TpuExecutable};
+use super::program::{CompileError, FusedComputation, TpuExecutable};
 use crate::{DeviceId, KernelReport};
 use hetflow_ops::graph::Fact;
-use hetflow_ops::Tensor;
-use std::collections::{HashMap, HashSet};
+use hetflow_ops::{DType, Tensor};
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
-
-/// Integer parameters up to this many elements are read as compile-time
-/// constants when an output shape depends on them (Reshape's shape, ...).
-const MAX_SHAPE_OPERAND: usize = 64;
 
 struct Job {
     exe: Arc<TpuExecutable>,
@@ -34,9 +30,6 @@ pub struct TpuClient {
     queue: Mutex<Option<Sender<Job>>>,
     worker: Mutex<Option<JoinHandle<()>>>,
     cache: Mutex<HashMap<String, Arc<TpuExecutable>>>,
-    /// Cache keys (without values) of computations whose shapes need
-    /// their shape operands' values.
-    dynamic: Mutex<HashSet<String>>,
     in_use: Arc<AtomicU64>,
 }
 
@@ -72,7 +65,6 @@ impl TpuClient {
             queue: Mutex::new(Some(tx)),
             worker: Mutex::new(Some(worker)),
             cache: Mutex::new(HashMap::new()),
-            dynamic: Mutex::new(HashSet::new()),
             in_use: Arc::new(AtomicU64::new(0)),
         })
     }
@@ -108,66 +100,22 @@ impl TpuClient {
         ))
     }
 
-    /// Compiles `comp` for parameters of the given facts, or returns the
-    /// cached executable (PJRT_Client_Compile).
+    /// Compiles `comp` for parameters of the given facts and the output
+    /// shapes the caller resolved, or returns the cached executable
+    /// (PJRT_Client_Compile).
     pub fn compile(
         &self,
         comp: &FusedComputation,
         params: &[Option<Fact>],
+        outputs: &[(DType, Vec<usize>)],
     ) -> Result<Arc<TpuExecutable>, CompileError> {
-        let key = format!("{comp:?}|{params:?}");
+        let key = format!("{comp:?}|{params:?}|{outputs:?}");
         if let Some(e) = lock(&self.cache).get(&key) {
             return Ok(e.clone());
         }
-        let exe = Arc::new(TpuExecutable::compile(comp, params, &self.config)?);
+        let exe = Arc::new(TpuExecutable::compile(comp, params, outputs, &self.config)?);
         lock(&self.cache).insert(key, exe.clone());
         Ok(exe)
-    }
-
-    /// Compiles `comp` for `inputs`. Output shapes must be static: the
-    /// small integer operands that carry shapes, axes or bounds (Reshape's
-    /// shape, Slice's starts, ...) are waited for and compiled in as
-    /// constants, as XLA specialises on static shapes. Any other op whose
-    /// output shape turns out to depend on an input value gets the same
-    /// treatment on a second try.
-    pub fn compile_for(
-        &self,
-        comp: &FusedComputation,
-        inputs: &[Option<&Arc<TpuBuffer>>],
-        mut facts: Vec<Option<Fact>>,
-    ) -> Result<Arc<TpuExecutable>, String> {
-        let key = format!("{comp:?}|{facts:?}");
-        let first_try = !reads_shape_operands(&comp.root) && !lock(&self.dynamic).contains(&key);
-        if first_try {
-            match self.compile(comp, &facts) {
-                Ok(e) => return Ok(e),
-                Err(CompileError::Invalid(why)) => return Err(why),
-                Err(CompileError::DynamicShape) => {
-                    lock(&self.dynamic).insert(key);
-                }
-            }
-        }
-        for (f, b) in facts.iter_mut().zip(inputs).skip(1) {
-            let (Some(f), Some(b)) = (f.as_mut(), b) else {
-                continue;
-            };
-            let small = f
-                .concrete_shape()
-                .map(|s| s.iter().product::<usize>() <= MAX_SHAPE_OPERAND)
-                .unwrap_or(false);
-            if small && f.dtype.map(|d| d.is_int()).unwrap_or(false) {
-                f.value = Some(b.wait()?);
-            }
-        }
-        match self.compile(comp, &facts) {
-            Ok(e) => Ok(e),
-            Err(CompileError::Invalid(why)) => Err(why),
-            Err(CompileError::DynamicShape) => Err(format!(
-                "an output shape of {} depends on input values the device cannot know when \
-                 compiling (dynamic shape)",
-                comp.name()
-            )),
-        }
     }
 
     /// Enqueues `exe` on the device's queue and returns its output buffers

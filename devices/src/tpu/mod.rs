@@ -29,7 +29,7 @@
 //! |---------------------------------------|----------------------------------------|
 //! | `PJRT_Client` / `PJRT_Device`         | [`TpuClient`] (one device per client), [`TpuDevice`] |
 //! | `PJRT_Client_Compile` (HLO module)    | [`TpuClient::compile`] of a [`FusedComputation`] |
-//! | `PJRT_LoadedExecutable`               | [`TpuExecutable`] (cached per computation and input shapes) |
+//! | `PJRT_LoadedExecutable`               | [`TpuExecutable`] (cached per computation and shapes) |
 //! | `PJRT_LoadedExecutable_Execute`       | [`TpuClient::execute`]: output buffers returned before completion |
 //! | `PJRT_Buffer`, its ready `PJRT_Event` | [`TpuBuffer`], [`TpuBuffer::wait`] / [`TpuBuffer::on_ready`] |
 //! | `PJRT_Client_BufferFromHostBuffer`    | [`TpuClient::buffer_from_host`]        |
@@ -52,11 +52,14 @@
 //! themselves. Epilogues run in f32 on the vector unit; the result is
 //! narrowed to the output dtype once, at the end.
 //!
-//! Output shapes are static: when a shape depends on an input's value
-//! (Reshape's shape tensor, Slice bounds) the small integer input is
-//! awaited and compiled in as a constant, as XLA specialises on static
-//! shapes. Ops whose output shape depends on data the device cannot know
-//! (Range, ConstantOfShape) and gathers are refused by
+//! Output shapes are static and come with the call: the runtime resolves
+//! them (reading a shape operand such as Reshape's shape tensor or Slice's
+//! bounds when the shape depends on it) and hands them to `execute`, so
+//! an executable is specialised on them as XLA specialises on static
+//! shapes, and the device runs no shape inference. An output the runtime
+//! could not resolve fails the kernel with a "dynamic shape" error. Ops
+//! whose output shape depends on data the device cannot know (Range,
+//! ConstantOfShape) and gathers are refused by
 //! [`crate::Device::supports`] at plan time, so the planner puts them on
 //! another device.
 //!
@@ -212,7 +215,7 @@ impl Device for TpuDevice {
         &self,
         op: &Op,
         inputs: &[Option<&DeviceTensor>],
-        n_outputs: usize,
+        outputs: &[crate::OutputSpec],
     ) -> Result<Vec<DeviceTensor>> {
         let mut bufs = Vec::with_capacity(inputs.len());
         let mut facts = Vec::with_capacity(inputs.len());
@@ -228,22 +231,24 @@ impl Device for TpuDevice {
                 }
             }
         }
-        let comp = FusedComputation::single(op, inputs.len(), n_outputs);
-        let refs: Vec<Option<&Arc<TpuBuffer>>> = bufs.iter().map(|b| b.as_ref()).collect();
+        let mut shapes = Vec::with_capacity(outputs.len());
+        for (i, o) in outputs.iter().enumerate() {
+            let (dt, s) = o.concrete().ok_or_else(|| {
+                self.kernel_error(
+                    op,
+                    format!(
+                        "the shape of output {i} depends on input values (a dynamic shape); \
+                         the device runs static shapes only"
+                    ),
+                )
+            })?;
+            shapes.push((dt, s.to_vec()));
+        }
+        let comp = FusedComputation::single(op, inputs.len(), outputs.len());
         let exe = self
             .client
-            .compile_for(&comp, &refs, facts)
-            .map_err(|e| self.kernel_error(op, e))?;
-        if exe.outputs.len() != n_outputs {
-            return Err(self.kernel_error(
-                op,
-                format!(
-                    "{} outputs asked, the op has {}",
-                    n_outputs,
-                    exe.outputs.len()
-                ),
-            ));
-        }
+            .compile(&comp, &facts, &shapes)
+            .map_err(|program::CompileError::Invalid(e)| self.kernel_error(op, e))?;
         let outs = self
             .client
             .execute(&exe, bufs)

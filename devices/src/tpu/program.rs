@@ -2,8 +2,9 @@
 //! epilogue) compiled for concrete input shapes, and the code that runs
 //! one on host tensors with the device's numerics.
 //!
-//! Compiling resolves every shape (like XLA, the device only runs static
-//! shapes), picks the unit (matrix unit for MatMul, Gemm and Conv; vector
+//! Compiling takes every output shape as given (like XLA, the device only
+//! runs static shapes; the runtime resolves them, so the device never runs
+//! shape inference), picks the unit (matrix unit for MatMul, Gemm and Conv; vector
 //! unit for the rest) and prices the run with the cost model. Running an
 //! executable is pure: inputs in, outputs out, nothing else touched.
 
@@ -12,8 +13,8 @@ use super::cost::{op_cycles, OpCost};
 use super::matrix;
 use hetflow_ops::cost::{op_class, OpClass};
 use hetflow_ops::graph::Fact;
-use hetflow_ops::infer::infer_op;
 use hetflow_ops::op::{Activation, ConvAttrs};
+use hetflow_ops::shape::broadcast_shapes;
 use hetflow_ops::{DType, Op, Tensor};
 
 /// One element-wise op applied to the running result of a fused
@@ -76,10 +77,7 @@ impl FusedComputation {
 /// Why a computation does not compile.
 #[derive(Debug)]
 pub enum CompileError {
-    /// An output shape depends on the value of some input (a shape or a
-    /// bound given as a tensor): compile again with the values known.
-    DynamicShape,
-    /// Anything else, with the reason.
+    /// The computation cannot run here, with the reason.
     Invalid(String),
 }
 
@@ -98,24 +96,6 @@ pub fn supports(op: &Op) -> Result<(), String> {
         )),
         _ => Ok(()),
     }
-}
-
-/// True for ops whose inputs after the first may carry shapes, axes or
-/// bounds that decide the output shape (opset 10+ moved them from
-/// attributes to inputs). Shape inference cannot tell such an input's
-/// absence from its value being unknown, so the device always compiles
-/// them in as constants.
-pub fn reads_shape_operands(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Reshape { shape: None, .. }
-            | Op::Squeeze { axes: None }
-            | Op::Unsqueeze { axes: None }
-            | Op::Split { split: None, .. }
-            | Op::Slice { starts: None, .. }
-            | Op::Reduce { axes: None, .. }
-            | Op::Expand
-    )
 }
 
 #[derive(Clone, Debug)]
@@ -146,10 +126,6 @@ pub struct TpuExecutable {
     pub cost: OpCost,
 }
 
-fn concrete(f: &Fact) -> Option<(DType, Vec<usize>)> {
-    Some((f.dtype?, f.concrete_shape()?))
-}
-
 fn matrix_dtype(f: Option<&Fact>, what: &str) -> Result<(), CompileError> {
     match f.and_then(|f| f.dtype) {
         Some(DType::F32 | DType::F16 | DType::BF16) => Ok(()),
@@ -162,10 +138,14 @@ fn matrix_dtype(f: Option<&Fact>, what: &str) -> Result<(), CompileError> {
 
 impl TpuExecutable {
     /// Compiles `comp` for parameters `params` (`None` for an omitted
-    /// optional input). Every output shape must be known.
+    /// optional input) producing `outputs` (dtype and shape of each root
+    /// output, as the runtime resolved them: the device runs static shapes
+    /// and never infers them). An epilogue keeps the first output's shape
+    /// and dtype.
     pub fn compile(
         comp: &FusedComputation,
         params: &[Option<Fact>],
+        outputs: &[(DType, Vec<usize>)],
         cfg: &TpuConfig,
     ) -> Result<TpuExecutable, CompileError> {
         supports(&comp.root).map_err(CompileError::Invalid)?;
@@ -177,16 +157,20 @@ impl TpuExecutable {
                 params.len()
             )));
         }
+        if outputs.len() != comp.n_outputs {
+            return Err(CompileError::Invalid(format!(
+                "{} has {} outputs, {} shapes given",
+                comp.root.name(),
+                comp.n_outputs,
+                outputs.len()
+            )));
+        }
         let refs: Vec<Option<&Fact>> = params[..comp.root_arity]
             .iter()
             .map(|f| f.as_ref())
             .collect();
-        let facts = infer_op(&comp.root, &refs, comp.n_outputs)
-            .map_err(|e| CompileError::Invalid(e.to_string()))?;
-        let mut outputs = Vec::with_capacity(facts.len());
-        for f in &facts {
-            outputs.push(concrete(f).ok_or(CompileError::DynamicShape)?);
-        }
+        let facts: Vec<Fact> = outputs.iter().map(|(d, s)| Fact::known(*d, s)).collect();
+        let outputs = outputs.to_vec();
         let program = match &comp.root {
             Op::MatMul => Program::MatMul,
             Op::Gemm {
@@ -218,7 +202,10 @@ impl TpuExecutable {
                 comp.root.name()
             )));
         }
-        let mut cur = facts.into_iter().next().unwrap_or_default();
+        let (cur, shape) = match facts.first() {
+            Some(f) => (f.clone(), f.concrete_shape().unwrap_or_default()),
+            None => (Fact::default(), Vec::new()),
+        };
         for e in &comp.epilogue {
             if op_class(&e.op) != OpClass::Elementwise {
                 return Err(CompileError::Invalid(format!(
@@ -235,29 +222,23 @@ impl TpuExecutable {
                 })?),
                 None => None,
             };
+            // Shape-preserving: the operand broadcasts into the result.
+            if let Some(o) = operand {
+                let grown = o
+                    .concrete_shape()
+                    .and_then(|os| broadcast_shapes(&shape, &os).ok());
+                if grown.as_deref() != Some(shape.as_slice()) {
+                    return Err(CompileError::Invalid(format!(
+                        "epilogue {} would change the shape {shape:?} (operand {:?})",
+                        e.op.name(),
+                        o.concrete_shape()
+                    )));
+                }
+            }
             let ins = [Some(&cur), operand];
             let arity = if operand.is_some() { 2 } else { 1 };
-            let next = infer_op(&e.op, &ins[..arity], 1)
-                .map_err(|err| CompileError::Invalid(format!("epilogue {}: {err}", e.op.name())))?
-                .into_iter()
-                .next()
-                .unwrap_or_default();
-            if next.concrete_shape() != cur.concrete_shape() {
-                return Err(CompileError::Invalid(format!(
-                    "epilogue {} would change the shape {:?} to {:?}",
-                    e.op.name(),
-                    cur.concrete_shape(),
-                    next.concrete_shape()
-                )));
-            }
-            let c = op_cycles(cfg, &e.op, &ins[..arity], &[&next]);
+            let c = op_cycles(cfg, &e.op, &ins[..arity], &[&cur]);
             cost.vector_cycles += c.vector_cycles;
-            cur = next;
-        }
-        if let Some(o) = outputs.first_mut() {
-            if !comp.epilogue.is_empty() {
-                *o = concrete(&cur).ok_or(CompileError::DynamicShape)?;
-            }
         }
         cost.cycles = cost.matrix_cycles.max(cost.vector_cycles);
         cost.micros = super::cost::cycles_to_micros(cfg, cost.cycles);

@@ -52,7 +52,10 @@ fn fused_epilogue_matches_unfused_ops() {
         ],
     };
     let facts = [&x, &w, &b].map(|v| Some(Fact::known(v.dtype, &v.shape)));
-    let exe = d.client().compile(&comp, &facts).unwrap();
+    let exe = d
+        .client()
+        .compile(&comp, &facts, &[(DType::F32, vec![m, n])])
+        .unwrap();
     assert_eq!(exe.name, "MatMul+Add+Relu");
     assert!(exe.cost.matrix_cycles > 0 && exe.cost.vector_cycles > 0);
     let bufs = [&x, &w, &b]
@@ -60,13 +63,10 @@ fn fused_epilogue_matches_unfused_ops() {
         .to_vec();
     let fused = d.client().execute(&exe, bufs).unwrap()[0].wait().unwrap();
 
-    let mm = d.execute(&Op::MatMul, &[Some(&x), Some(&w)], 1).unwrap();
-    let add = d
-        .execute(&Op::Binary(BinaryOp::Add), &[Some(&mm[0]), Some(&b)], 1)
-        .unwrap();
-    let relu = d
-        .execute(&Op::Unary(UnaryOp::Relu), &[Some(&add[0])], 1)
-        .unwrap();
+    let mm = crate::testing::exec(&d, &Op::MatMul, &[Some(&x), Some(&w)]).unwrap();
+    let add =
+        crate::testing::exec(&d, &Op::Binary(BinaryOp::Add), &[Some(&mm[0]), Some(&b)]).unwrap();
+    let relu = crate::testing::exec(&d, &Op::Unary(UnaryOp::Relu), &[Some(&add[0])]).unwrap();
     let unfused = d.download(&relu[0]).unwrap();
     assert_eq!(*fused, *unfused);
 
@@ -95,14 +95,20 @@ fn bad_fusions_are_refused() {
         },
         operand: None,
     });
-    let err = d.client().compile(&comp, &[a.clone(), b.clone()]).err();
+    let err = d
+        .client()
+        .compile(&comp, &[a.clone(), b.clone()], &[(DType::F32, vec![4, 3])])
+        .err();
     assert!(matches!(err, Some(program::CompileError::Invalid(m)) if m.contains("element-wise")));
     let mut comp = FusedComputation::single(&Op::Unary(UnaryOp::Relu), 1, 1);
     comp.epilogue.push(EpilogueOp {
         op: Op::Unary(UnaryOp::Neg),
         operand: None,
     });
-    assert!(d.client().compile(&comp, std::slice::from_ref(&a)).is_err());
+    assert!(d
+        .client()
+        .compile(&comp, std::slice::from_ref(&a), &[(DType::F32, vec![4, 8])])
+        .is_err());
     // A broadcast that would grow the result.
     let mut comp = FusedComputation::single(&Op::MatMul, 2, 1);
     comp.epilogue.push(EpilogueOp {
@@ -110,7 +116,10 @@ fn bad_fusions_are_refused() {
         operand: Some(2),
     });
     let big = Some(Fact::known(DType::F32, &[2, 4, 3]));
-    assert!(d.client().compile(&comp, &[a, b, big]).is_err());
+    assert!(d
+        .client()
+        .compile(&comp, &[a, b, big], &[(DType::F32, vec![4, 3])])
+        .is_err());
 }
 
 #[test]
@@ -130,7 +139,8 @@ fn supports_refuses_gathers_and_dynamic_shapes() {
         .is_ok());
 }
 
-/// Reshape's shape operand is read as a compile-time constant.
+/// Reshape with its shape as an operand compiles for the output shape the
+/// caller resolved from it, and the kernel reads the operand.
 #[test]
 fn shape_operands_become_constants() {
     let d = dev();
@@ -144,9 +154,19 @@ fn shape_operands_become_constants() {
         allowzero: false,
         shape: None,
     };
-    let y = d.execute(&op, &[Some(&x), Some(&shape)], 1).unwrap();
+    let y = crate::testing::exec(&d, &op, &[Some(&x), Some(&shape)]).unwrap();
     assert_eq!(y[0].shape, vec![3, 4]);
     assert_eq!(d.download(&y[0]).unwrap().shape(), &[3, 4]);
+    // Without a resolved shape the device refuses (it infers nothing).
+    let e = d
+        .execute(
+            &op,
+            &[Some(&x), Some(&shape)],
+            &crate::OutputSpec::unknown(1),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dynamic shape"), "{e}");
 }
 
 /// Errors name the op and the device; integer matmuls are refused.
@@ -155,8 +175,7 @@ fn errors_name_op_and_device() {
     let d = dev();
     let a = d.upload(t(&[2, 3], vec![0.0; 6])).unwrap();
     let b = d.upload(t(&[4, 2], vec![0.0; 8])).unwrap();
-    let e = d
-        .execute(&Op::MatMul, &[Some(&a), Some(&b)], 1)
+    let e = crate::testing::exec(&d, &Op::MatMul, &[Some(&a), Some(&b)])
         .unwrap_err()
         .to_string();
     assert!(e.contains("MatMul") && e.contains("tpu:0"), "{e}");
@@ -165,8 +184,7 @@ fn errors_name_op_and_device() {
             Tensor::from_vec(vec![2, 2], vec![1i32, 2, 3, 4]).unwrap(),
         ))
         .unwrap();
-    let e = d
-        .execute(&Op::MatMul, &[Some(&i), Some(&i)], 1)
+    let e = crate::testing::exec(&d, &Op::MatMul, &[Some(&i), Some(&i)])
         .unwrap_err()
         .to_string();
     assert!(e.contains("matrix unit takes"), "{e}");
@@ -185,7 +203,7 @@ fn device_memory_is_bounded() {
     assert_eq!(d.client().memory_in_use(), 400);
     let e = d.upload(t(&[200], vec![1.0; 200])).unwrap_err().to_string();
     assert!(e.contains("out of device memory"), "{e}");
-    let y = d.execute(&Op::Unary(UnaryOp::Neg), &[Some(&a)], 1).unwrap();
+    let y = crate::testing::exec(&d, &Op::Unary(UnaryOp::Neg), &[Some(&a)]).unwrap();
     assert_eq!(
         d.download(&y[0]).unwrap().as_slice::<f32>().unwrap()[0],
         -1.0
@@ -226,7 +244,7 @@ fn kernels_report_and_are_thread_count_independent() {
     let run = |d: &TpuDevice| {
         let a = d.upload(t(&[300, 260], av.clone())).unwrap();
         let b = d.upload(t(&[260, 70], bv.clone())).unwrap();
-        let y = d.execute(&Op::MatMul, &[Some(&a), Some(&b)], 1).unwrap();
+        let y = crate::testing::exec(d, &Op::MatMul, &[Some(&a), Some(&b)]).unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         assert!(d.on_kernel_done(&y[0], Box::new(move |r| tx.send(r).unwrap())));
         // Uploads were not produced by a kernel.
@@ -268,9 +286,7 @@ fn conv_is_bit_identical_to_direct_reference() {
     let x = d.upload(t(&[n, c, h, w], xv.clone())).unwrap();
     let wt = d.upload(t(&[oc, c / group, kh, kw], wv.clone())).unwrap();
     let b = d.upload(t(&[oc], bv.clone())).unwrap();
-    let y = d
-        .execute(&Op::Conv(attrs), &[Some(&x), Some(&wt), Some(&b)], 1)
-        .unwrap();
+    let y = crate::testing::exec(&d, &Op::Conv(attrs), &[Some(&x), Some(&wt), Some(&b)]).unwrap();
     let got = d.download(&y[0]).unwrap();
     assert_eq!(got.shape(), &[n, oc, oh, ow]);
     let got = got.as_slice::<f32>().unwrap();

@@ -29,7 +29,7 @@
 //! MPI; when a rank was lost or the barrier does not complete within 10 s
 //! it leaves MPI unfinalised rather than hang.
 
-use super::{Deliver, Incoming, Link};
+use super::link::{Deliver, Incoming, Link};
 use crate::error::{Result, RuntimeError};
 use crossbeam::channel::{unbounded, RecvTimeoutError, Sender, TryRecvError};
 use mpi::point_to_point::{Destination, MatchedReceiveVec as _, Source};

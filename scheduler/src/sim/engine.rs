@@ -2,8 +2,8 @@
 //! delays) per micro-batch with their dependencies, then run on queues and
 //! links in time order.
 
+use super::report::{DeviceStats, PathStep, SimEvent, SimReport};
 use super::workload::Workload;
-use super::{DeviceStats, PathStep, SimEvent, SimReport};
 use crate::plan::{PlanError, Schedule};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};

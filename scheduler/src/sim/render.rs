@@ -8,7 +8,7 @@
 //! and copy where the device receives copies), kernels in blue, backward
 //! kernels in green, copies in orange.
 
-use super::SimReport;
+use super::report::SimReport;
 use std::fmt::Write;
 
 /// The report's events as Chrome trace / Perfetto JSON: one process per

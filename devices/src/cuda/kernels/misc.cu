@@ -1,5 +1,5 @@
 // Kernels that take the element type at run time (type codes of
-// `TypeCode` in ops.rs: 0 f32, 1 f16, 2 bf16, 3 i64, 4 i32, 5 u8, 6 bool):
+// `type_code` in codes.rs: 0 f32, 1 f16, 2 bf16, 3 i64, 4 i32, 5 u8, 6 bool):
 // Cast and Equal. Values go through double, as `hetflow_ops::cast_one`
 // does: float to integer truncates and saturates, NaN becomes 0; anything
 // to bool is `!= 0` (NaN is true).

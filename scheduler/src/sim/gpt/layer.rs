@@ -29,8 +29,8 @@
 //! and writes one gradient.
 
 use super::collective::{self, Coll, Group};
+use super::model::{GptModel, Layout, Recompute};
 use super::node::NodeSpec;
-use super::{GptModel, Layout, Recompute};
 
 /// What an operator is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -27,7 +27,7 @@
 //!   cross-entropy input: `6·s·b·V/t` bytes; the first stage the
 //!   embedding's dropout mask (`s·b·h` bytes) per micro-batch in flight.
 
-use super::{GptModel, Layout, Recompute};
+use super::model::{GptModel, Layout, Recompute};
 
 /// Bytes per device, by kind (the worst stage).
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -4,8 +4,8 @@
 
 use super::layer::PassTimes;
 use super::memory::Memory;
+use super::model::{GptModel, Layout};
 use super::pipeline::{Pass, PassEvent};
-use super::{GptModel, Layout};
 use crate::sim::{SimEvent, SimReport};
 use std::fmt::Write;
 

@@ -1,0 +1,165 @@
+//! Running a deployed session: one input set, a stream of micro-batches,
+//! and the trace of what ran.
+
+use super::{check_inputs, Session};
+use crate::actors::{Event, Feed};
+use crate::error::{Result, RuntimeError};
+use crate::trace::TraceEvent;
+use hetflow_ops::Tensor;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+impl Session {
+    /// Runs one input set (graph inputs in order); returns the graph
+    /// outputs in order, on the host.
+    pub fn run(&mut self, inputs: Vec<Arc<Tensor>>) -> Result<Vec<Arc<Tensor>>> {
+        let mut v = self.run_stream(vec![inputs])?;
+        v.pop()
+            .ok_or_else(|| RuntimeError::Stopped("no output".into()))
+    }
+
+    /// Streams many input sets through the pipeline at once; results come
+    /// back in input order. Holds every result until the end: for long
+    /// streams, [`Session::run_stream_each`] keeps memory bounded.
+    pub fn run_stream(&mut self, batches: Vec<Vec<Arc<Tensor>>>) -> Result<Vec<Vec<Arc<Tensor>>>> {
+        let mut out = Vec::with_capacity(batches.len());
+        self.run_stream_each(batches, |_, o| {
+            out.push(o);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Streams input sets through the pipeline, pulling the next one only
+    /// when fewer than [`Session::window`] are in flight, and hands each
+    /// result to `on_output` (its index, its outputs) in input order as
+    /// soon as it and every earlier one are done. Memory is bounded by the
+    /// window, not by the stream's length. An error from `on_output` stops
+    /// feeding, waits for the micro-batches in flight, and is returned.
+    pub fn run_stream_each<I, F>(&mut self, inputs: I, mut on_output: F) -> Result<usize>
+    where
+        I: IntoIterator<Item = Vec<Arc<Tensor>>>,
+        F: FnMut(usize, Vec<Arc<Tensor>>) -> Result<()>,
+    {
+        if let Some(e) = &self.broken {
+            return Err(RuntimeError::Stopped(format!("an earlier run failed: {e}")));
+        }
+        if self.rank() != 0 {
+            return Err(RuntimeError::Setup(format!(
+                "rank {} does not hold the session's inputs: rank 0 runs it, the others serve()",
+                self.rank()
+            )));
+        }
+        let mut inputs = inputs.into_iter().peekable();
+        let first = self.next_mb;
+        let k = self.sources.len().max(1) as u64;
+        // Results that arrived ahead of an earlier one, by index.
+        let mut early: BTreeMap<usize, Vec<Arc<Tensor>>> = BTreeMap::new();
+        let (mut fed, mut done) = (0usize, 0usize);
+        let mut stop: Option<RuntimeError> = None;
+        loop {
+            while stop.is_none() && fed - done < self.window {
+                let Some(b) = inputs.next() else { break };
+                if let Err(e) = check_inputs(&self.graph, &b) {
+                    // A lone input set keeps the plain message.
+                    let alone = fed == 0 && inputs.peek().is_none();
+                    stop = Some(if alone {
+                        e
+                    } else {
+                        RuntimeError::Input(format!("input set {fed}: {e}"))
+                    });
+                    break;
+                }
+                if let Some(outs) = &self.constant_outputs {
+                    // No actor produces anything: answer at once.
+                    early.insert(fed, outs.clone());
+                } else {
+                    // Each copy numbers its own micro-batches 0, 1, 2, ...
+                    let (copy, local) = (self.next_mb % k, self.next_mb / k);
+                    self.sources[copy as usize].do_send(Feed {
+                        mb: local,
+                        inputs: b,
+                    });
+                }
+                self.next_mb += 1;
+                fed += 1;
+            }
+            while let Some(o) = early.remove(&done) {
+                if stop.is_none() {
+                    if let Err(e) = on_output(done, o) {
+                        stop = Some(e);
+                    }
+                }
+                done += 1;
+            }
+            if done == fed {
+                if stop.is_some() || inputs.peek().is_none() {
+                    break;
+                }
+                continue; // room again: feed more
+            }
+            match self.next_event()? {
+                Ok(Event::Output { mb, outputs }) => {
+                    let i = mb.wrapping_sub(first) as usize;
+                    if i < fed && i >= done {
+                        early.entry(i).or_insert(outputs);
+                    }
+                }
+                Ok(Event::Failed(e)) => return Err(self.failed(e)),
+                Ok(Event::Stopped) => {}
+                Err(_) => {
+                    return Err(self.failed(RuntimeError::Stopped("actor system exited".into())))
+                }
+            }
+        }
+        match stop {
+            Some(e) => Err(e),
+            None => Ok(fed),
+        }
+    }
+
+    /// The next event from the actors; with a kernel timeout, wakes every
+    /// few milliseconds to look for a kernel that has run too long, and
+    /// fails the session naming it.
+    fn next_event(&mut self) -> Result<std::result::Result<Event, ()>> {
+        let Some(limit) = self.clock.as_ref().map(|c| c.1) else {
+            return Ok(self.events.recv().map_err(|_| ()));
+        };
+        let tick = (limit / 4).clamp(
+            std::time::Duration::from_millis(1),
+            std::time::Duration::from_millis(50),
+        );
+        loop {
+            match self.events.recv_timeout(tick) {
+                Ok(e) => return Ok(Ok(e)),
+                Err(crossbeam::channel::RecvTimeoutError::Disconnected) => return Ok(Err(())),
+                Err(crossbeam::channel::RecvTimeoutError::Timeout) => {
+                    if let Some(e) = self.clock.as_ref().and_then(|c| c.0.overdue(limit)) {
+                        return Err(self.failed(e));
+                    }
+                }
+            }
+        }
+    }
+
+    /// How many micro-batches [`Session::run_stream_each`] keeps in flight:
+    /// enough to fill every stage of every copy (`copies × credits ×
+    /// (stages + 1)`), and no more, so a long stream's memory stays bounded.
+    pub fn window(&self) -> usize {
+        self.window
+    }
+
+    /// The timeline recorded so far (empty unless tracing was enabled).
+    pub fn trace_events(&self) -> Vec<TraceEvent> {
+        self.recorder.events()
+    }
+    /// When this session's trace times start, µs since the Unix epoch (to
+    /// merge the timelines of the ranks of a multi-host job).
+    pub fn trace_origin_unix_us(&self) -> f64 {
+        self.recorder.origin_unix_us()
+    }
+    /// Removes and returns the trace events recorded so far.
+    pub fn take_trace_events(&self) -> Vec<TraceEvent> {
+        self.recorder.take()
+    }
+}
