@@ -129,7 +129,11 @@ fn eval_native(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<
             last,
         } => one(reduce::arg_extreme(*max, *axis, *keepdims, *last, inputs)),
         Op::Extremum(b) => one(elementwise::fold(*b, inputs)),
-        Op::Cast { to } => one(util::input(inputs, 0, "input").map(|t| t.cast(*to))),
+        Op::Cast {
+            to,
+            saturate,
+            round,
+        } => one(util::input(inputs, 0, "input").map(|t| t.cast_with(*to, *saturate, *round))),
         Op::MatMul => one(matmul::matmul(inputs)),
         Op::Gemm {
             alpha,
@@ -190,9 +194,10 @@ fn eval_native(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<
         )),
         Op::Gather { axis } => one(movement::gather(*axis, inputs)),
         Op::Shape { start, end } => one(movement::shape_of(*start, *end, inputs)),
-        Op::CastLike => {
+        Op::CastLike { saturate, round } => {
             let like = util::input(inputs, 1, "target_type")?;
-            one(util::input(inputs, 0, "input").map(|t| t.cast(like.dtype())))
+            one(util::input(inputs, 0, "input")
+                .map(|t| t.cast_with(like.dtype(), *saturate, *round)))
         }
         Op::Size => one(util::input(inputs, 0, "data").map(|t| Tensor::scalar(t.len() as i64))),
         Op::Expand => one(movement::expand(inputs)),

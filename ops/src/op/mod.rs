@@ -128,10 +128,19 @@ pub enum Op {
     /// Variadic element-wise max or min with broadcasting (`BinaryOp::Max`
     /// or `BinaryOp::Min` folded over the inputs).
     Extremum(BinaryOp),
-    /// Element type conversion.
-    Cast { to: DType },
-    /// Cast input 0 to the element type of input 1 (opset 15).
-    CastLike,
+    /// Element type conversion. `saturate` (opset 19) and `round` (opset
+    /// 25) matter only for the narrow float targets ([`crate::narrow`]).
+    Cast {
+        to: DType,
+        saturate: bool,
+        round: crate::narrow::RoundMode,
+    },
+    /// Cast input 0 to the element type of input 1 (opset 15), with Cast's
+    /// `saturate` and `round`.
+    CastLike {
+        saturate: bool,
+        round: crate::narrow::RoundMode,
+    },
     /// Number of elements of input 0, as an i64 scalar.
     Size,
     /// Numpy-style batched matrix product.
@@ -471,7 +480,7 @@ impl Op {
             Op::Extremum(BinaryOp::Min) => "Min",
             Op::Extremum(_) => "Max",
             Op::Cast { .. } => "Cast",
-            Op::CastLike => "CastLike",
+            Op::CastLike { .. } => "CastLike",
             Op::Size => "Size",
             Op::MatMul => "MatMul",
             Op::Gemm { .. } => "Gemm",
@@ -595,7 +604,7 @@ impl Op {
             | Op::Sum
             | Op::Extremum(_)
             | Op::Cast { .. }
-            | Op::CastLike
+            | Op::CastLike { .. }
             | Op::Act { .. }
             | Op::IsNaN
             | Op::IsInf { .. }
