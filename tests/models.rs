@@ -20,6 +20,31 @@ macro_rules! cases {
 
 foundation_fixtures!(cases);
 
+/// Control flow against onnxruntime (issue 20): a Loop with a
+/// data-dependent trip count and an If nested in its body, and an RNN
+/// exported as Scan, both reading outer-scope values. A control-flow node
+/// runs on a CPU device, its body with the host interpreter; split over
+/// two devices the nodes around it run on the other.
+mod control_flow {
+    use super::*;
+    #[test]
+    fn loop_dynamic() {
+        run_case("loop_dynamic", "cpu");
+    }
+    #[test]
+    fn loop_dynamic_split() {
+        run_case("loop_dynamic", "cpu:0,cpu:1");
+    }
+    #[test]
+    fn rnn_scan() {
+        run_case("rnn_scan", "cpu");
+    }
+    #[test]
+    fn rnn_scan_split() {
+        run_case("rnn_scan", "cpu:0,cpu:1");
+    }
+}
+
 /// A graph whose every output is a constant (an ONNX model of one Constant
 /// node) runs and returns the constant, instead of waiting forever for an
 /// actor that does not exist.

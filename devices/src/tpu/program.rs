@@ -115,6 +115,8 @@ pub fn reads_shape_operands(op: &Op) -> bool {
             | Op::Slice { starts: None, .. }
             | Op::Reduce { axes: None, .. }
             | Op::Expand
+            | Op::AffineGrid { .. }
+            | Op::MaxUnpool { .. }
     )
 }
 

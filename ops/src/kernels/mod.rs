@@ -18,6 +18,7 @@ pub(crate) mod util;
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::op::control::kernel as control;
 use crate::op::{
     attention::kernel as attention, conv::kernel as conv, einsum::kernel as einsum,
     elementwise::kernel as elementwise, index::kernel as index, loss::kernel as loss,
@@ -194,6 +195,12 @@ fn eval_native(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<
         )),
         Op::Gather { axis } => one(movement::gather(*axis, inputs)),
         Op::Shape { start, end } => one(movement::shape_of(*start, *end, inputs)),
+        Op::If {
+            then_branch,
+            else_branch,
+        } => control::if_(then_branch, else_branch, inputs, n_outputs, eval),
+        Op::Loop { body } => control::loop_(body, inputs, n_outputs, eval),
+        Op::Scan { body, attrs } => control::scan(body, attrs, inputs, n_outputs, eval),
         Op::CastLike { saturate, round } => {
             let like = util::input(inputs, 1, "target_type")?;
             one(util::input(inputs, 0, "input")
@@ -255,6 +262,7 @@ fn eval_native(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<
             rotary_dim,
         } => one(norm::rotary(*interleaved, *num_heads, *rotary_dim, inputs)),
         Op::LpNorm { axis, p } => one(norm::lp_norm(*axis, *p, inputs)),
+        Op::MeanVarianceNorm { axes } => one(norm::mean_variance_norm(axes, inputs)),
         Op::Einsum { equation } => one(einsum::einsum(equation, inputs)),
         Op::Window {
             kind,
@@ -308,8 +316,15 @@ fn eval_native(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<
             padding,
             align_corners,
         } => one(misc::grid_sample(*mode, *padding, *align_corners, inputs)),
+        Op::TfIdfVectorizer(t) => one(misc::tfidf_vectorizer(t, inputs)),
+        Op::AffineGrid { align_corners } => one(misc::affine_grid(*align_corners, inputs)),
         Op::Unique { axis, sorted } => misc::unique(*axis, *sorted, inputs, n_outputs),
         Op::LpPool { pool, p } => one(pool::lp_pool(pool, *p, inputs)),
+        Op::MaxUnpool {
+            kernel_shape,
+            strides,
+            pads,
+        } => one(pool::max_unpool(kernel_shape, strides, pads, inputs)),
         Op::InstanceNorm { epsilon } => one(norm::group_norm(*epsilon, None, true, inputs)),
         Op::GroupNorm {
             epsilon,

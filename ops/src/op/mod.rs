@@ -20,6 +20,7 @@
 
 pub mod attention;
 pub(crate) mod common;
+pub mod control;
 pub mod conv;
 pub mod einsum;
 pub mod elementwise;
@@ -38,11 +39,12 @@ pub mod seq;
 pub mod signal;
 
 pub use attention::AttentionAttrs;
+pub use control::{Body, ScanAttrs};
 pub use conv::{resolve_window, Activation, AutoPad, ConvAttrs, Window};
 pub use elementwise::{ActKind, BinaryOp, UnaryOp};
 pub use index::{PadMode, ScatterReduction};
 pub use loss::LossReduction;
-pub use misc::{ConvTransposeAttrs, GridMode, GridPadding, WindowKind};
+pub use misc::{ConvTransposeAttrs, GridMode, GridPadding, TfIdfAttrs, TfIdfMode, WindowKind};
 pub use pool::PoolAttrs;
 pub use reduce::ReduceKind;
 pub use resize::{CoordMode, KeepAspect, NearestMode, ResizeAttrs, ResizeMode};
@@ -95,6 +97,8 @@ pub enum Family {
     Seq,
     /// [`quant`]
     Quant,
+    /// [`control`]
+    Control,
 }
 
 /// An operator with its attributes. Inputs are positional as in ONNX; an
@@ -327,6 +331,13 @@ pub enum Op {
         padding: GridPadding,
         align_corners: bool,
     },
+    /// Sampling grid of affine matrices: theta `[N, 2, 3]` or `[N, 3, 4]`
+    /// and size (input 1: `[N, C, H, W]` or `[N, C, D, H, W]`) give
+    /// `[N, H, W, 2]` or `[N, D, H, W, 3]`.
+    AffineGrid { align_corners: bool },
+    /// Counts (weighted) n-grams of integer tokens per row: `[C]` or
+    /// `[B, C]` to f32 `[out]` or `[B, out]`.
+    TfIdfVectorizer(Box<TfIdfAttrs>),
     /// Transposed convolution: inputs x, w `[C, M / group, k..]`, bias.
     ConvTranspose(ConvTransposeAttrs),
     /// `saturate(round(x / scale) + zero_point)`: inputs x, scale,
@@ -393,10 +404,20 @@ pub enum Op {
     Unique { axis: Option<i64>, sorted: bool },
     /// `(sum of |x|^p over the window)^(1/p)`.
     LpPool { pool: PoolAttrs, p: f32 },
+    /// Scatters X back to the positions MaxPool's flat indices (input 1)
+    /// name; the output shape from input 2, else from the window.
+    MaxUnpool {
+        kernel_shape: Vec<usize>,
+        strides: Vec<usize>,
+        /// `[begin_0, .., end_0, ..]`.
+        pads: Vec<usize>,
+    },
     /// Einsum with its equation.
     Einsum { equation: String },
     /// `x / ||x||_p` along `axis` (p = 1 or 2).
     LpNorm { axis: i64, p: u8 },
+    /// `(x - mean) / (std + 1e-9)` over `axes` (MeanVarianceNormalization).
+    MeanVarianceNorm { axes: Vec<i64> },
     /// Per-instance, per-channel normalisation over the spatial dims:
     /// inputs x `[N, C, ..]`, scale `[C]`, bias `[C]`.
     InstanceNorm { epsilon: f32 },
@@ -407,6 +428,18 @@ pub enum Op {
         groups: usize,
         per_channel: bool,
     },
+    /// Runs `then_branch` or `else_branch` as input 0 (cond) says; the
+    /// branches' captured values follow cond ([`control`]).
+    If {
+        then_branch: Body,
+        else_branch: Body,
+    },
+    /// Runs `body` while cond holds and fewer than M iterations ran:
+    /// inputs M, cond, the initial carried values, then the captures.
+    Loop { body: Body },
+    /// Runs `body` once per slice of the scan inputs (opset 9+): inputs
+    /// the initial states, the scan inputs, then the captures.
+    Scan { body: Body, attrs: ScanAttrs },
 }
 
 impl Op {
@@ -556,6 +589,7 @@ impl Op {
             Op::Resize(_) => "Resize",
             Op::RotaryEmbedding { .. } => "RotaryEmbedding",
             Op::LpNorm { .. } => "LpNormalization",
+            Op::MeanVarianceNorm { .. } => "MeanVarianceNormalization",
             Op::Einsum { .. } => "Einsum",
             Op::Window { kind, .. } => match kind {
                 WindowKind::Hann => "HannWindow",
@@ -585,10 +619,16 @@ impl Op {
             Op::BitCast { .. } => "BitCast",
             Op::ConvTranspose(_) => "ConvTranspose",
             Op::GridSample { .. } => "GridSample",
+            Op::AffineGrid { .. } => "AffineGrid",
+            Op::TfIdfVectorizer(_) => "TfIdfVectorizer",
             Op::Unique { .. } => "Unique",
             Op::LpPool { .. } => "LpPool",
+            Op::MaxUnpool { .. } => "MaxUnpool",
             Op::InstanceNorm { .. } => "InstanceNormalization",
             Op::GroupNorm { .. } => "GroupNormalization",
+            Op::If { .. } => "If",
+            Op::Loop { .. } => "Loop",
+            Op::Scan { .. } => "Scan",
         }
     }
 
@@ -636,6 +676,7 @@ impl Op {
             | Op::RmsNorm { .. }
             | Op::RotaryEmbedding { .. }
             | Op::LpNorm { .. }
+            | Op::MeanVarianceNorm { .. }
             | Op::InstanceNorm { .. }
             | Op::GroupNorm { .. } => Family::Norm,
             Op::Conv(_) => Family::Conv,
@@ -643,7 +684,8 @@ impl Op {
             | Op::AveragePool(_)
             | Op::GlobalAveragePool
             | Op::GlobalMaxPool
-            | Op::LpPool { .. } => Family::Pool,
+            | Op::LpPool { .. }
+            | Op::MaxUnpool { .. } => Family::Pool,
             Op::GatherElements { .. }
             | Op::GatherNd { .. }
             | Op::ScatterElements { .. }
@@ -669,6 +711,8 @@ impl Op {
             | Op::Det
             | Op::ConvTranspose(_)
             | Op::GridSample { .. }
+            | Op::AffineGrid { .. }
+            | Op::TfIdfVectorizer(_)
             | Op::Unique { .. } => Family::Misc,
             Op::Rnn(_) => Family::Rnn,
             Op::Dft { .. }
@@ -684,6 +728,7 @@ impl Op {
             | Op::DequantizeLinear { .. }
             | Op::DynamicQuantizeLinear
             | Op::BitCast { .. } => Family::Quant,
+            Op::If { .. } | Op::Loop { .. } | Op::Scan { .. } => Family::Control,
         }
     }
 
