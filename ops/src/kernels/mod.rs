@@ -165,6 +165,7 @@ fn eval_native(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<
             inputs,
         )),
         Op::Conv(a) => one(conv::conv(a, inputs)),
+        Op::ConvInteger(a) => one(conv::conv_integer(a, inputs)),
         Op::MaxPool(p) => match inputs.first().copied().flatten() {
             // Integer max pooling is exact through f64.
             Some(x) if x.dtype().is_int() => {

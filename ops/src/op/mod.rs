@@ -395,6 +395,9 @@ pub enum Op {
     QLinearMatMul,
     /// Integer matrix product with zero points, in i32.
     MatMulInteger,
+    /// Integer convolution with zero points (inputs x, w, x_zero_point,
+    /// w_zero_point per tensor or per output channel), in i32.
+    ConvInteger(ConvAttrs),
     /// RNN / GRU / LSTM: inputs X, W, R, B, sequence_lens, initial_h
     /// (initial_c, P); outputs Y, Y_h (Y_c).
     Rnn(RnnAttrs),
@@ -535,6 +538,7 @@ impl Op {
                 ReduceKind::SumSquare => "ReduceSumSquare",
             },
             Op::Conv(_) => "Conv",
+            Op::ConvInteger(_) => "ConvInteger",
             Op::MaxPool(_) => "MaxPool",
             Op::AveragePool(_) => "AveragePool",
             Op::GlobalAveragePool => "GlobalAveragePool",
@@ -679,7 +683,7 @@ impl Op {
             | Op::MeanVarianceNorm { .. }
             | Op::InstanceNorm { .. }
             | Op::GroupNorm { .. } => Family::Norm,
-            Op::Conv(_) => Family::Conv,
+            Op::Conv(_) | Op::ConvInteger(_) => Family::Conv,
             Op::MaxPool(_)
             | Op::AveragePool(_)
             | Op::GlobalAveragePool
