@@ -24,7 +24,8 @@ numpy Generator seeded from the case name, so reruns are bit-identical.
 
 Cases: mlp, lenet, resnet_block, transformer_encoder, mobilenet_block,
 symbolic_batch, weird_names, ops_mix_a (opset 13), ops_mix_b (opset 11),
-ops_mix_c (opset 18), gelu20 (opset 20, skipped if onnxruntime refuses), and
+ops_mix_c (opset 18), gelu20 (opset 20, skipped if onnxruntime refuses),
+loop_dynamic and rnn_scan (control flow: Loop with a nested If, Scan), and
 zoo_<name> for each model of onnx's "light" model zoo with random weights.
 
 The light zoo (onnx/backend/test/data/light/light_*.onnx, IR 3, opset 9,
@@ -182,6 +183,86 @@ def graph_inputs(model: onnx.ModelProto):
 
 def op_summary(model: onnx.ModelProto) -> list[str]:
     return sorted({n.op_type for n in model.graph.node})
+
+
+def case_loop_dynamic(rng):
+    """A Loop whose trip count depends on the data, with an If nested in its
+    body; both bodies read outer-scope values (initializers and values of
+    the enclosing body)."""
+    g = GraphBuilder(rng)
+    g.init("w", f32(rng.uniform(0.1, 0.3, 4)))
+    g.init("limit", f32(40.0))
+    g.init("half", f32(0.5))
+    g.init("axes0", i64([0]))
+
+    # then / else branches of the If: read the loop body's "x1" (one level
+    # up) and the model's "half" (two levels up).
+    then_g = helper.make_graph(
+        [helper.make_node("Add", ["x1", "half"], ["t_out"])],
+        "then_branch", [], [vi("t_out", [4])])
+    else_g = helper.make_graph(
+        [helper.make_node("Add", ["x1", "w"], ["e_out"])],
+        "else_branch", [], [vi("e_out", [4])])
+    body = helper.make_graph(
+        [
+            helper.make_node("Cast", ["iter"], ["iter_f"], to=F32),
+            helper.make_node("Mul", ["x_in", g.init("growth", f32(1.5))], ["x0"]),
+            helper.make_node("Add", ["x0", "w"], ["x0w"]),
+            helper.make_node("Mul", ["iter_f", g.init("step", f32(0.01))], ["di"]),
+            helper.make_node("Add", ["x0w", "di"], ["x1"]),
+            helper.make_node("ReduceSum", ["x1", "axes0"], ["s"], keepdims=0),
+            helper.make_node("Greater", ["s", g.init("ten", f32(10.0))], ["big"]),
+            helper.make_node("If", ["big"], ["x_out"], then_branch=then_g, else_branch=else_g),
+            helper.make_node("ReduceSum", ["x_out", "axes0"], ["s_out"], keepdims=0),
+            helper.make_node("Less", ["s_out", "limit"], ["cond_out"]),
+            helper.make_node("Identity", ["s_out"], ["scan_s"]),
+        ],
+        "loop_body",
+        [vi("iter", [], I64), vi("cond_in", [], TensorProto.BOOL), vi("x_in", [4])],
+        [vi("cond_out", [], TensorProto.BOOL), vi("x_out", [4]), vi("scan_s", [])],
+    )
+    g.op("Loop", [g.init("max_trips", i64(64)), g.init("go", np.array(True)), "x"],
+         out=["x_final", "sums"], body=body)
+    m = g.model("loop_dynamic", [vi("x", [4])],
+                [vi("x_final", [4]), vi("sums", ["iterations"])], opset=13)
+    return m, [f32(rng.uniform(0.5, 2.0, 4))], 1e-5, \
+        "Loop (opset 13) with a data-dependent trip count (while sum < limit, at most 64), " \
+        "an If nested in the body; the bodies read outer values (w, half, limit, x1); " \
+        "scan output 'sums' stacks one scalar per iteration"
+
+
+def case_rnn_scan(rng):
+    """An Elman RNN exported as Scan: h_t = tanh(x_t Wx + h_{t-1} Wh + b),
+    the weights read from the outer scope; scan outputs every h_t along
+    axis 0 and, reversed, along axis 1."""
+    g = GraphBuilder(rng)
+    t_len, batch, n_in, n_hid = 6, 2, 3, 5
+    g.small("Wx", (n_in, n_hid), 0.5)
+    g.small("Wh", (n_hid, n_hid), 0.5)
+    g.small("b", (n_hid,), 0.1)
+    body = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x_t", "Wx"], ["xw"]),
+            helper.make_node("MatMul", ["h_prev", "Wh"], ["hw"]),
+            helper.make_node("Add", ["xw", "hw"], ["pre0"]),
+            helper.make_node("Add", ["pre0", "b"], ["pre"]),
+            helper.make_node("Tanh", ["pre"], ["h_next"]),
+            helper.make_node("Identity", ["h_next"], ["y_t"]),
+            helper.make_node("Identity", ["h_next"], ["y_rev_t"]),
+        ],
+        "rnn_cell",
+        [vi("h_prev", [batch, n_hid]), vi("x_t", [batch, n_in])],
+        [vi("h_next", [batch, n_hid]), vi("y_t", [batch, n_hid]), vi("y_rev_t", [batch, n_hid])],
+    )
+    g.op("Scan", ["h0", "x"], out=["h_last", "y", "y_rev"], body=body, num_scan_inputs=1,
+         scan_output_axes=[0, 1], scan_output_directions=[0, 1])
+    m = g.model("rnn_scan", [vi("h0", [batch, n_hid]), vi("x", [t_len, batch, n_in])],
+                [vi("h_last", [batch, n_hid]), vi("y", [t_len, batch, n_hid]),
+                 vi("y_rev", [batch, t_len, n_hid])], opset=16)
+    return m, [f32(rng.standard_normal((batch, n_hid)) * 0.5),
+               f32(rng.standard_normal((t_len, batch, n_in)))], 1e-5, \
+        "Scan (opset 16) as an Elman RNN over 6 steps; weights are outer-scope initializers; " \
+        "scan outputs along axis 0 and, reversed, along axis 1"
 
 
 def write_case(out_dir: Path, case: str, model: onnx.ModelProto, feeds: list[np.ndarray],
@@ -631,6 +712,8 @@ HAND_CASES = {
     "gelu20": case_gelu20,
     "nonfinite": case_nonfinite,
     "lenet_nonfinite": case_lenet_nonfinite,
+    "loop_dynamic": case_loop_dynamic,
+    "rnn_scan": case_rnn_scan,
 }
 NONFINITE_CASES = {"nonfinite", "lenet_nonfinite"}  # outputs may hold NaN/Inf
 NUMPY_REFERENCE = {"nonfinite": nonfinite_reference}

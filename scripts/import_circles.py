@@ -12,6 +12,12 @@ to their module. `mod x;` declarations are not edges, and `#[cfg(test)]`
 modules are skipped. Prints each strongly connected component of more than
 one file with its edges, and exits 1 when there is one.
 
+One edge is allowed (`ALLOWED`): the IR is recursive, since a control-flow
+op holds its body graphs (`op/control/mod.rs`: `Body` holds a `Graph`,
+whose nodes hold `Op`s). That data recursion is the only circle a graph
+IR with subgraphs cannot avoid; everything else in `op/control/` reads
+the IR without being read by it.
+
 A heuristic over the text, not a Rust parser: it does not see macros that
 expand to paths, `self::` paths, or modules declared inline in a file.
 """
@@ -91,6 +97,12 @@ def graph(root):
     return edges
 
 
+# (from, to, why) edges left out of the circle search, each for a reason.
+ALLOWED = [
+    (("op", "control"), ("graph",), "a control-flow op's Body holds a Graph (a recursive IR)"),
+]
+
+
 def circles(edges):
     """Strongly connected components of more than one node (Tarjan)."""
     index, low, stack, on, out = {}, {}, [], set(), []
@@ -129,6 +141,8 @@ def main():
     found = False
     for root in sys.argv[1:]:
         edges = graph(root)
+        for a, b, _why in ALLOWED:
+            edges.get(a, set()).discard(b)
         for comp in circles(edges):
             found = True
             name = lambda m: "/".join(m) or "lib"

@@ -15,8 +15,8 @@ use crate::op::common::elems;
 pub use crate::op::common::OpClass;
 use crate::op::resolve_window;
 use crate::op::{
-    attention, conv, einsum, elementwise, index, loss, matmul, misc, movement, norm, pool, quant,
-    reduce, resize, rnn, seq, signal, Family, Op,
+    attention, control, conv, einsum, elementwise, index, loss, matmul, misc, movement, norm, pool,
+    quant, reduce, resize, rnn, seq, signal, Family, Op,
 };
 
 /// Cost of one op execution.
@@ -68,6 +68,7 @@ pub fn op_class(op: &Op) -> OpClass {
         Family::Signal => signal::cost::class(op),
         Family::Seq => seq::cost::class(op),
         Family::Quant => quant::cost::class(op),
+        Family::Control => control::cost::class(op),
     }
 }
 
@@ -103,12 +104,30 @@ pub fn op_cost(op: &Op, inputs: &[Option<&Fact>], outputs: &[&Fact]) -> Cost {
         Family::Signal => signal::cost::flops(op, inputs, outputs),
         Family::Seq => seq::cost::flops(op, inputs, outputs),
         Family::Quant => quant::cost::flops(op, inputs, outputs),
+        Family::Control => control::cost::flops(op, inputs, outputs, &graph_flops),
     };
     Cost {
         flops,
         bytes_read,
         bytes_written,
     }
+}
+
+/// Flops of one run of a graph (a control-flow body) at the facts its
+/// import inferred; unknown shapes count as zero.
+fn graph_flops(g: &crate::graph::Graph) -> f64 {
+    g.nodes
+        .iter()
+        .map(|n| {
+            let ins: Vec<Option<&Fact>> = n
+                .inputs
+                .iter()
+                .map(|i| i.map(|id| &g.values[id.0].fact))
+                .collect();
+            let outs: Vec<&Fact> = n.outputs.iter().map(|o| &g.values[o.0].fact).collect();
+            op_cost(&n.op, &ins, &outs).flops
+        })
+        .sum()
 }
 
 /// Output spatial size helper reused by devices that plan conv tiling.

@@ -21,6 +21,26 @@ pub enum DType {
     U32,
     U64,
     Bool,
+    /// float8 E4M3FN ([`crate::narrow`] holds the narrow formats).
+    F8E4M3FN,
+    /// float8 E4M3FNUZ.
+    F8E4M3FNUZ,
+    /// float8 E5M2.
+    F8E5M2,
+    /// float8 E5M2FNUZ.
+    F8E5M2FNUZ,
+    /// float8 E8M0 (powers of two, the MX scale format).
+    F8E8M0,
+    /// float4 E2M1 (packed two to a byte in ONNX files).
+    F4E2M1,
+    /// Signed 4-bit integer (packed two to a byte in ONNX files).
+    I4,
+    /// Unsigned 4-bit integer.
+    U4,
+    /// Signed 2-bit integer (packed four to a byte in ONNX files).
+    I2,
+    /// Unsigned 2-bit integer.
+    U2,
 }
 
 impl DType {
@@ -31,12 +51,42 @@ impl DType {
             DType::F32 | DType::I32 | DType::U32 => 4,
             DType::F16 | DType::BF16 | DType::I16 | DType::U16 => 2,
             DType::I8 | DType::U8 | DType::Bool => 1,
+            // One byte each in memory; packed only in ONNX files.
+            DType::F8E4M3FN
+            | DType::F8E4M3FNUZ
+            | DType::F8E5M2
+            | DType::F8E5M2FNUZ
+            | DType::F8E8M0
+            | DType::F4E2M1
+            | DType::I4
+            | DType::U4
+            | DType::I2
+            | DType::U2 => 1,
         }
     }
 
     /// True for the floating-point types.
     pub fn is_float(self) -> bool {
-        matches!(self, DType::F32 | DType::F64 | DType::F16 | DType::BF16)
+        matches!(self, DType::F32 | DType::F64 | DType::F16 | DType::BF16) || self.is_narrow_float()
+    }
+
+    /// True for the 8- and 4-bit float formats (stored, converted and
+    /// quantised to, but computed in wider types).
+    pub fn is_narrow_float(self) -> bool {
+        matches!(
+            self,
+            DType::F8E4M3FN
+                | DType::F8E4M3FNUZ
+                | DType::F8E5M2
+                | DType::F8E5M2FNUZ
+                | DType::F8E8M0
+                | DType::F4E2M1
+        )
+    }
+
+    /// True for the 4- and 2-bit integer types.
+    pub fn is_narrow_int(self) -> bool {
+        matches!(self, DType::I4 | DType::U4 | DType::I2 | DType::U2)
     }
 
     /// True for the signed and unsigned integer types (not bool).
@@ -60,11 +110,21 @@ impl DType {
             DType::U32 => 12,
             DType::U64 => 13,
             DType::BF16 => 16,
+            DType::F8E4M3FN => 17,
+            DType::F8E4M3FNUZ => 18,
+            DType::F8E5M2 => 19,
+            DType::F8E5M2FNUZ => 20,
+            DType::U4 => 21,
+            DType::I4 => 22,
+            DType::F4E2M1 => 23,
+            DType::F8E8M0 => 24,
+            DType::U2 => 25,
+            DType::I2 => 26,
         }
     }
 
     /// Maps an ONNX `TensorProto.DataType` code; `None` for types hetflow does
-    /// not hold (strings, complex, float8, int4).
+    /// not hold (strings, complex).
     pub fn from_onnx(code: i32) -> Option<DType> {
         Some(match code {
             1 => DType::F32,
@@ -80,6 +140,16 @@ impl DType {
             12 => DType::U32,
             13 => DType::U64,
             16 => DType::BF16,
+            17 => DType::F8E4M3FN,
+            18 => DType::F8E4M3FNUZ,
+            19 => DType::F8E5M2,
+            20 => DType::F8E5M2FNUZ,
+            21 => DType::U4,
+            22 => DType::I4,
+            23 => DType::F4E2M1,
+            24 => DType::F8E8M0,
+            25 => DType::U2,
+            26 => DType::I2,
             _ => return None,
         })
     }
@@ -91,8 +161,6 @@ impl DType {
             8 => "string",
             14 => "complex64",
             15 => "complex128",
-            17..=20 | 23 => "float8",
-            21 | 22 => "int4",
             _ => DType::from_onnx(code)
                 .map(|d| d.name())
                 .unwrap_or("unknown"),
@@ -115,6 +183,16 @@ impl DType {
             DType::U32 => "u32",
             DType::U64 => "u64",
             DType::Bool => "bool",
+            DType::F8E4M3FN => "f8e4m3fn",
+            DType::F8E4M3FNUZ => "f8e4m3fnuz",
+            DType::F8E5M2 => "f8e5m2",
+            DType::F8E5M2FNUZ => "f8e5m2fnuz",
+            DType::F8E8M0 => "f8e8m0",
+            DType::F4E2M1 => "f4e2m1",
+            DType::I4 => "i4",
+            DType::U4 => "u4",
+            DType::I2 => "i2",
+            DType::U2 => "u2",
         }
     }
 }

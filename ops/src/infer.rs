@@ -16,8 +16,8 @@
 use crate::error::{Error, Result};
 use crate::graph::{Dim, Fact, Graph};
 use crate::op::{
-    attention, conv, einsum, elementwise, index, loss, matmul, misc, movement, norm, pool, quant,
-    reduce, resize, rnn, seq, signal, Family, Op,
+    attention, control, conv, einsum, elementwise, index, loss, matmul, misc, movement, norm, pool,
+    quant, reduce, resize, rnn, seq, signal, Family, Op,
 };
 use std::sync::Arc;
 
@@ -170,6 +170,7 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
         Family::Signal => signal::infer::infer(op, inputs, n_out),
         Family::Seq => seq::infer::infer(op, inputs, n_out),
         Family::Quant => quant::infer::infer(op, inputs, n_out),
+        Family::Control => control::infer::infer(op, inputs, n_out),
     }
 }
 
@@ -189,5 +190,7 @@ pub fn reads_shape_operands(op: &Op) -> bool {
             | Op::Slice { starts: None, .. }
             | Op::Reduce { axes: None, .. }
             | Op::Expand
+            | Op::AffineGrid { .. }
+            | Op::MaxUnpool { .. }
     )
 }

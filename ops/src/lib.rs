@@ -26,6 +26,7 @@ pub mod files;
 pub mod graph;
 pub mod infer;
 pub mod kernels;
+pub mod narrow;
 pub mod npy;
 pub mod onnx;
 pub mod op;

@@ -262,6 +262,11 @@ pub fn write_npy_bytes(t: &Tensor) -> Result<Vec<u8>> {
         Data::U32(v) => write_typed(w, &shape, v),
         Data::U64(v) => write_typed(w, &shape, v),
         Data::Bool(v) => write_typed(w, &shape, v),
+        // The narrow types (no .npy code): floats as their bits (u8),
+        // integers as i8 / u8 values.
+        Data::I4(v) => write_typed(w, &shape, &v.iter().map(|x| x.0).collect::<Vec<i8>>()),
+        Data::I2(v) => write_typed(w, &shape, &v.iter().map(|x| x.0).collect::<Vec<i8>>()),
+        _ => write_typed(w, &shape, &t.to_le_bytes()),
     };
     r.map_err(|e| Error::msg(format!("encoding .npy: {e}")))?;
     Ok(out)
@@ -327,10 +332,13 @@ pub fn write_npy(path: impl AsRef<Path>, t: &Tensor) -> Result<()> {
     Ok(())
 }
 
-/// The dtype a `.npy` file of `t` will declare (bf16 becomes u16).
+/// The dtype a `.npy` file of `t` will declare (bf16 becomes u16, the
+/// narrow floats and unsigned integers u8, the narrow signed ones i8).
 pub fn npy_dtype(t: &Tensor) -> DType {
     match t.dtype() {
         DType::BF16 => DType::U16,
+        DType::I4 | DType::I2 => DType::I8,
+        d if d.is_narrow_float() || d.is_narrow_int() => DType::U8,
         d => d,
     }
 }

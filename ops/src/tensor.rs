@@ -25,6 +25,16 @@ pub enum Data {
     U32(Vec<u32>),
     U64(Vec<u64>),
     Bool(Vec<bool>),
+    F8E4M3FN(Vec<crate::narrow::F8E4M3FN>),
+    F8E4M3FNUZ(Vec<crate::narrow::F8E4M3FNUZ>),
+    F8E5M2(Vec<crate::narrow::F8E5M2>),
+    F8E5M2FNUZ(Vec<crate::narrow::F8E5M2FNUZ>),
+    F8E8M0(Vec<crate::narrow::F8E8M0>),
+    F4E2M1(Vec<crate::narrow::F4E2M1>),
+    I4(Vec<crate::narrow::I4>),
+    U4(Vec<crate::narrow::U4>),
+    I2(Vec<crate::narrow::I2>),
+    U2(Vec<crate::narrow::U2>),
 }
 
 /// Runs `$body` with `$v` bound to the typed `Vec` inside a [`Data`], for
@@ -83,6 +93,46 @@ macro_rules! dispatch_data {
             }
             $crate::Data::Bool($v) => {
                 type $T = bool;
+                $body
+            }
+            $crate::Data::F8E4M3FN($v) => {
+                type $T = $crate::narrow::F8E4M3FN;
+                $body
+            }
+            $crate::Data::F8E4M3FNUZ($v) => {
+                type $T = $crate::narrow::F8E4M3FNUZ;
+                $body
+            }
+            $crate::Data::F8E5M2($v) => {
+                type $T = $crate::narrow::F8E5M2;
+                $body
+            }
+            $crate::Data::F8E5M2FNUZ($v) => {
+                type $T = $crate::narrow::F8E5M2FNUZ;
+                $body
+            }
+            $crate::Data::F8E8M0($v) => {
+                type $T = $crate::narrow::F8E8M0;
+                $body
+            }
+            $crate::Data::F4E2M1($v) => {
+                type $T = $crate::narrow::F4E2M1;
+                $body
+            }
+            $crate::Data::I4($v) => {
+                type $T = $crate::narrow::I4;
+                $body
+            }
+            $crate::Data::U4($v) => {
+                type $T = $crate::narrow::U4;
+                $body
+            }
+            $crate::Data::I2($v) => {
+                type $T = $crate::narrow::I2;
+                $body
+            }
+            $crate::Data::U2($v) => {
+                type $T = $crate::narrow::U2;
                 $body
             }
         }
@@ -144,6 +194,46 @@ macro_rules! dispatch_dtype {
             }
             $crate::DType::Bool => {
                 type $T = bool;
+                $body
+            }
+            $crate::DType::F8E4M3FN => {
+                type $T = $crate::narrow::F8E4M3FN;
+                $body
+            }
+            $crate::DType::F8E4M3FNUZ => {
+                type $T = $crate::narrow::F8E4M3FNUZ;
+                $body
+            }
+            $crate::DType::F8E5M2 => {
+                type $T = $crate::narrow::F8E5M2;
+                $body
+            }
+            $crate::DType::F8E5M2FNUZ => {
+                type $T = $crate::narrow::F8E5M2FNUZ;
+                $body
+            }
+            $crate::DType::F8E8M0 => {
+                type $T = $crate::narrow::F8E8M0;
+                $body
+            }
+            $crate::DType::F4E2M1 => {
+                type $T = $crate::narrow::F4E2M1;
+                $body
+            }
+            $crate::DType::I4 => {
+                type $T = $crate::narrow::I4;
+                $body
+            }
+            $crate::DType::U4 => {
+                type $T = $crate::narrow::U4;
+                $body
+            }
+            $crate::DType::I2 => {
+                type $T = $crate::narrow::I2;
+                $body
+            }
+            $crate::DType::U2 => {
+                type $T = $crate::narrow::U2;
                 $body
             }
         }
@@ -208,6 +298,16 @@ storable!(u16, U16);
 storable!(u32, U32);
 storable!(u64, U64);
 storable!(bool, Bool);
+storable!(crate::narrow::F8E4M3FN, F8E4M3FN);
+storable!(crate::narrow::F8E4M3FNUZ, F8E4M3FNUZ);
+storable!(crate::narrow::F8E5M2, F8E5M2);
+storable!(crate::narrow::F8E5M2FNUZ, F8E5M2FNUZ);
+storable!(crate::narrow::F8E8M0, F8E8M0);
+storable!(crate::narrow::F4E2M1, F4E2M1);
+storable!(crate::narrow::I4, I4);
+storable!(crate::narrow::U4, U4);
+storable!(crate::narrow::I2, I2);
+storable!(crate::narrow::U2, U2);
 
 impl Data {
     /// The dtype of the stored elements.
@@ -375,6 +475,33 @@ impl Tensor {
         }
     }
 
+    /// [`Tensor::cast`] with the Cast attributes that only the narrow float
+    /// targets read: `saturate` (clamp out-of-range values instead of
+    /// making them NaN or infinite) and `round` (E8M0's rounding).
+    pub fn cast_with(
+        &self,
+        dtype: DType,
+        saturate: bool,
+        round: crate::narrow::RoundMode,
+    ) -> Tensor {
+        if !dtype.is_narrow_float()
+            || dtype == self.dtype()
+            || (saturate && round == crate::narrow::RoundMode::Up)
+        {
+            return self.cast(dtype);
+        }
+        let wide = self.cast(DType::F64);
+        let bits: Vec<u8> = match wide.data() {
+            Data::F64(v) => v
+                .iter()
+                .map(|&x| crate::narrow::encode_float(dtype, x, saturate, round).unwrap_or(0))
+                .collect(),
+            _ => Vec::new(),
+        };
+        // Infallible: one byte per element of a one-byte dtype.
+        Tensor::from_le_bytes(dtype, self.shape.clone(), &bits).unwrap_or_else(|_| self.cast(dtype))
+    }
+
     /// The elements widened to f32 (any dtype).
     pub fn to_f32_vec(&self) -> Vec<f32> {
         match &self.data {
@@ -393,7 +520,9 @@ impl Tensor {
         }
     }
 
-    /// Raw little-endian row-major bytes (bool as one byte 0/1).
+    /// Raw little-endian row-major bytes (bool as one byte 0/1, the narrow
+    /// types of [`crate::narrow`] one byte each: a float's bits, an
+    /// integer's two's-complement value).
     pub fn to_le_bytes(&self) -> Cow<'_, [u8]> {
         match &self.data {
             Data::Bool(v) => Cow::Owned(v.iter().map(|&b| b as u8).collect()),
@@ -409,6 +538,16 @@ impl Tensor {
             Data::U16(v) => Cow::Borrowed(bytemuck::cast_slice(v)),
             Data::U32(v) => Cow::Borrowed(bytemuck::cast_slice(v)),
             Data::U64(v) => Cow::Borrowed(bytemuck::cast_slice(v)),
+            Data::F8E4M3FN(v) => Cow::Owned(v.iter().map(|x| x.0).collect()),
+            Data::F8E4M3FNUZ(v) => Cow::Owned(v.iter().map(|x| x.0).collect()),
+            Data::F8E5M2(v) => Cow::Owned(v.iter().map(|x| x.0).collect()),
+            Data::F8E5M2FNUZ(v) => Cow::Owned(v.iter().map(|x| x.0).collect()),
+            Data::F8E8M0(v) => Cow::Owned(v.iter().map(|x| x.0).collect()),
+            Data::F4E2M1(v) => Cow::Owned(v.iter().map(|x| x.0).collect()),
+            Data::I4(v) => Cow::Owned(v.iter().map(|x| x.0 as u8).collect()),
+            Data::U4(v) => Cow::Owned(v.iter().map(|x| x.0).collect()),
+            Data::I2(v) => Cow::Owned(v.iter().map(|x| x.0 as u8).collect()),
+            Data::U2(v) => Cow::Owned(v.iter().map(|x| x.0).collect()),
         }
     }
 
@@ -432,7 +571,8 @@ impl Tensor {
                 #[allow(clippy::unnecessary_cast)] // T = u8 in one expansion
                 let dst: &mut [u8] = unsafe {
                     // SAFETY: every dtype reaching this arm is a plain-old-data
-                    // numeric type of exactly dtype.size() bytes; any bit
+                    // numeric type (or a `repr(transparent)` byte of `narrow`) of
+                    // exactly dtype.size() bytes; any bit
                     // pattern is a valid value.
                     std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, n * dtype.size())
                 };

@@ -45,7 +45,7 @@ fn op_table(op: &Op) -> std::result::Result<Needs, String> {
         Op::Binary(BinaryOp::Equal) => Needs::Kernels,
         Op::Binary(b) if binary_code(*b).is_some() => Needs::Kernels,
         Op::Reduce { kind, .. } if reduce_code(*kind).is_some() => Needs::Kernels,
-        Op::Cast { to } if type_code(*to).is_some() => Needs::Kernels,
+        Op::Cast { to, .. } if type_code(*to).is_some() => Needs::Kernels,
         Op::Softmax { .. }
         | Op::LogSoftmax { .. }
         | Op::LayerNorm { .. }
@@ -150,7 +150,7 @@ fn dispatch(
             Some(b) => data::equal(dev, x, b),
             None => none(),
         },
-        Op::Cast { to } if one => data::cast(dev, *to, x),
+        Op::Cast { to, .. } if one => data::cast(dev, *to, x),
         Op::Conv(a) if one => match (fsfx, get(1)) {
             (Some(sfx), Some(w)) => conv::conv(dev, a, x, w, get(2), sfx),
             _ => none(),

@@ -192,7 +192,7 @@ fn native(op: &Op, ins: &[Option<In>], n_outputs: usize) -> std::result::Result<
                 && dt(1) == dt(2)
                 && matches!(dt(1).map(DType::size), Some(1 | 4 | 8))
         }
-        Op::Cast { to } => movement::cast_kernel(dt(0), *to).is_some(),
+        Op::Cast { to, .. } => movement::cast_kernel(dt(0), *to).is_some(),
         Op::Reduce { .. } => {
             dt(0) == Some(DType::F32)
                 && ins

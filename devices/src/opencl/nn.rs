@@ -112,7 +112,7 @@ pub(super) fn other(
             }
         }
         Op::Where => movement::where_(dev, ins),
-        Op::Cast { to } => movement::cast(dev, x, *to),
+        Op::Cast { to, .. } => movement::cast(dev, x, *to),
         Op::Concat { axis } => movement::concat(dev, ins, *axis),
         Op::Slice { starts, ends, axes } => movement::slice(
             dev,

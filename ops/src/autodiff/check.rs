@@ -27,8 +27,6 @@ pub(crate) enum Arg {
     Fixed(Vec<usize>, Vec<f64>),
     /// A constant of any dtype (labels, indices, shapes).
     Const(Tensor),
-    /// An omitted optional input.
-    Absent,
 }
 
 /// Deterministic values in `[lo, hi)` (a splitmix stream).
@@ -73,7 +71,6 @@ fn build(
                 ins.push(Some(v));
             }
             Arg::Const(t) => ins.push(Some(g.add_const(&format!("c{k}"), t.clone()))),
-            Arg::Absent => ins.push(None),
         }
     }
     let outs: Vec<ValueId> = (0..n_out)
@@ -181,7 +178,7 @@ pub(crate) fn check_outputs(op: Op, args: Vec<Arg>, n_out: usize, used: &[usize]
         let n = base[fi].len();
         let mut gi = vec![0.0; n];
         for (j, gj) in gi.iter_mut().enumerate() {
-            let mut f = |d: f64| {
+            let f = |d: f64| {
                 let mut fs = base.clone();
                 let mut v = fs[fi].clone().into_vec::<f64>().unwrap();
                 v[j] += d;

@@ -18,6 +18,7 @@ pub(crate) mod util;
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::op::control::kernel as control;
 use crate::op::{
     attention::kernel as attention, conv::kernel as conv, einsum::kernel as einsum,
     elementwise::kernel as elementwise, index::kernel as index, loss::kernel as loss,
@@ -130,7 +131,11 @@ fn eval_native(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<
             last,
         } => one(reduce::arg_extreme(*max, *axis, *keepdims, *last, inputs)),
         Op::Extremum(b) => one(elementwise::fold(*b, inputs)),
-        Op::Cast { to } => one(util::input(inputs, 0, "input").map(|t| t.cast(*to))),
+        Op::Cast {
+            to,
+            saturate,
+            round,
+        } => one(util::input(inputs, 0, "input").map(|t| t.cast_with(*to, *saturate, *round))),
         Op::MatMul => one(matmul::matmul(inputs)),
         Op::Gemm {
             alpha,
@@ -184,6 +189,7 @@ fn eval_native(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<
         Op::ConvGradInput { attrs, x_shape } => {
             one(crate::op::conv::grad::grad_input(attrs, x_shape, inputs))
         }
+        Op::ConvInteger(a) => one(conv::conv_integer(a, inputs)),
         Op::MaxPool(p) => match inputs.first().copied().flatten() {
             // Integer max pooling is exact through f64.
             Some(x) if x.dtype().is_int() => {
@@ -218,9 +224,16 @@ fn eval_native(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<
         )),
         Op::DropoutTrain { ratio } => crate::op::movement::grad::dropout_train(*ratio, inputs),
         Op::Shape { start, end } => one(movement::shape_of(*start, *end, inputs)),
-        Op::CastLike => {
+        Op::If {
+            then_branch,
+            else_branch,
+        } => control::if_(then_branch, else_branch, inputs, n_outputs, eval),
+        Op::Loop { body } => control::loop_(body, inputs, n_outputs, eval),
+        Op::Scan { body, attrs } => control::scan(body, attrs, inputs, n_outputs, eval),
+        Op::CastLike { saturate, round } => {
             let like = util::input(inputs, 1, "target_type")?;
-            one(util::input(inputs, 0, "input").map(|t| t.cast(like.dtype())))
+            one(util::input(inputs, 0, "input")
+                .map(|t| t.cast_with(like.dtype(), *saturate, *round)))
         }
         Op::Size => one(util::input(inputs, 0, "data").map(|t| Tensor::scalar(t.len() as i64))),
         Op::Expand => one(movement::expand(inputs)),
@@ -278,6 +291,7 @@ fn eval_native(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<
             rotary_dim,
         } => one(norm::rotary(*interleaved, *num_heads, *rotary_dim, inputs)),
         Op::LpNorm { axis, p } => one(norm::lp_norm(*axis, *p, inputs)),
+        Op::MeanVarianceNorm { axes } => one(norm::mean_variance_norm(axes, inputs)),
         Op::Einsum { equation } => one(einsum::einsum(equation, inputs)),
         Op::Window {
             kind,
@@ -331,8 +345,15 @@ fn eval_native(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<
             padding,
             align_corners,
         } => one(misc::grid_sample(*mode, *padding, *align_corners, inputs)),
+        Op::TfIdfVectorizer(t) => one(misc::tfidf_vectorizer(t, inputs)),
+        Op::AffineGrid { align_corners } => one(misc::affine_grid(*align_corners, inputs)),
         Op::Unique { axis, sorted } => misc::unique(*axis, *sorted, inputs, n_outputs),
         Op::LpPool { pool, p } => one(pool::lp_pool(pool, *p, inputs)),
+        Op::MaxUnpool {
+            kernel_shape,
+            strides,
+            pads,
+        } => one(pool::max_unpool(kernel_shape, strides, pads, inputs)),
         Op::InstanceNorm { epsilon } => one(norm::group_norm(*epsilon, None, true, inputs)),
         Op::GroupNorm {
             epsilon,

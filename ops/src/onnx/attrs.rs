@@ -74,6 +74,11 @@ impl<'a> Attrs<'a> {
         self.get(name, AttributeType::Float).map(|a| a.f())
     }
 
+    pub fn floats(&self, name: &str) -> Option<Vec<f32>> {
+        self.get(name, AttributeType::Floats)
+            .map(|a| a.floats.clone())
+    }
+
     pub fn ints(&self, name: &str) -> Option<Vec<i64>> {
         self.get(name, AttributeType::Ints).map(|a| a.ints.clone())
     }

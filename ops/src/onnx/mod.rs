@@ -34,6 +34,7 @@ pub use tensor::{
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::graph::{Dim, Fact, Graph, Node, ValueId};
+use crate::op::{control, Body, Op};
 
 use prost::Message;
 use proto::tensor_proto::DataLocation;
@@ -181,13 +182,43 @@ fn fact_from_value_info(vi: &proto::ValueInfoProto, anon: &mut usize) -> Result<
 }
 
 fn import_graph(gp: &proto::GraphProto, opset: i64, ir: i64, dir: Option<&Path>) -> Result<Graph> {
+    Ok(import_scope(gp, opset, ir, dir, &HashMap::new())?.0)
+}
+
+/// The values of the graphs around a subgraph, by name, with their facts.
+type Outer = HashMap<String, Fact>;
+
+/// A graph that may read the values of enclosing graphs (`outer`, empty at
+/// the top): each outer value it reads becomes a capture, an input added
+/// after its declared ones; the captures' names are returned in order
+/// (see [`crate::op::control`]).
+fn import_scope(
+    gp: &proto::GraphProto,
+    opset: i64,
+    ir: i64,
+    dir: Option<&Path>,
+    outer: &Outer,
+) -> Result<(Graph, Vec<String>)> {
     check::names(gp)?;
     let mut g = Graph {
         opset,
         ..Default::default()
     };
     let mut by_name: HashMap<String, ValueId> = HashMap::new();
+    let mut captures: Vec<String> = Vec::new();
     let mut anon = 0usize;
+    // A name of this graph, or else of an enclosing one (captured).
+    let mut resolve = |name: &str, g: &mut Graph, by_name: &mut HashMap<String, ValueId>| {
+        if let Some(&id) = by_name.get(name) {
+            return Some(id);
+        }
+        let fact = outer.get(name)?.clone();
+        let id = g.add_value(name, fact);
+        g.inputs.push(id);
+        by_name.insert(name.to_string(), id);
+        captures.push(name.to_string());
+        Some(id)
+    };
 
     for init in &gp.initializer {
         let t = tensor_from_proto(init, dir).map_err(|e| {
@@ -243,8 +274,8 @@ fn import_graph(gp: &proto::GraphProto, opset: i64, ir: i64, dir: Option<&Path>)
                 inputs.push(None);
                 continue;
             }
-            match by_name.get(iname.as_str()) {
-                Some(&id) => inputs.push(Some(id)),
+            match resolve(iname, &mut g, &mut by_name) {
+                Some(id) => inputs.push(Some(id)),
                 None => {
                     return Err(Error::Node {
                         node: name,
@@ -256,8 +287,38 @@ fn import_graph(gp: &proto::GraphProto, opset: i64, ir: i64, dir: Option<&Path>)
                 }
             }
         }
-        let converted =
-            convert::convert_node(np, op_opset, dir).map_err(|e| e.at_node(&name, np.op_type()))?;
+        let converted = if control::onnx::OP_TYPES.contains(&np.op_type()) {
+            // The bodies see this graph's values and those around it.
+            let mut visible = outer.clone();
+            for (n, id) in &by_name {
+                visible.insert(n.clone(), g.values[id.0].fact.clone());
+            }
+            let op = control_node(np, op_opset, ir, dir, &visible, np.output.len())
+                .map_err(|e| e.at_node(&name, np.op_type()))?;
+            // The captures, read from this graph (capturing in turn).
+            let bodies: Vec<&Body> = match &op {
+                Op::If {
+                    then_branch,
+                    else_branch,
+                } => vec![then_branch, else_branch],
+                Op::Loop { body } | Op::Scan { body, .. } => vec![body],
+                _ => Vec::new(),
+            };
+            for b in bodies {
+                for id in &b.graph.inputs[b.formal..] {
+                    let cname = &b.graph.values[id.0].name;
+                    let v = resolve(cname, &mut g, &mut by_name).ok_or_else(|| Error::Node {
+                        node: name.clone(),
+                        op: np.op_type().to_string(),
+                        msg: format!("the body reads '{cname}', which no enclosing graph has"),
+                    })?;
+                    inputs.push(Some(v));
+                }
+            }
+            convert::Converted::Op(op)
+        } else {
+            convert::convert_node(np, op_opset, dir).map_err(|e| e.at_node(&name, np.op_type()))?
+        };
         let op = match converted {
             convert::Converted::Op(op) => op,
             convert::Converted::Constant(t) => {
@@ -303,7 +364,7 @@ fn import_graph(gp: &proto::GraphProto, opset: i64, ir: i64, dir: Option<&Path>)
         });
     }
     for out in &gp.output {
-        let id = by_name.get(out.name()).copied().ok_or_else(|| {
+        let id = resolve(out.name(), &mut g, &mut by_name).ok_or_else(|| {
             Error::msg(format!(
                 "graph output '{}' is not produced by any node",
                 out.name()
@@ -316,5 +377,46 @@ fn import_graph(gp: &proto::GraphProto, opset: i64, ir: i64, dir: Option<&Path>)
         }
         g.outputs.push(id);
     }
-    Ok(g)
+    Ok((g, captures))
+}
+
+/// Imports the subgraph attributes of an If, Loop or Scan node (each with
+/// `visible` as its outer scope, then inferred) and builds the op.
+fn control_node(
+    np: &proto::NodeProto,
+    opset: i64,
+    ir: i64,
+    dir: Option<&Path>,
+    visible: &Outer,
+    n_outputs: usize,
+) -> Result<Op> {
+    let mut bodies = Vec::new();
+    for a in &np.attribute {
+        let Some(sub) = a.g.as_ref() else { continue };
+        let (mut graph, caps) = import_scope(sub, opset, ir, dir, visible)
+            .map_err(|e| Error::msg(format!("in subgraph '{}': {e}", a.name())))?;
+        crate::infer::infer_graph(&mut graph)
+            .map_err(|e| Error::msg(format!("in subgraph '{}': {e}", a.name())))?;
+        let formal = graph.inputs.len() - caps.len();
+        bodies.push((
+            a.name().to_string(),
+            Body {
+                graph: Arc::new(graph),
+                formal,
+            },
+        ));
+    }
+    let attrs = attrs::Attrs::new(np);
+    let cx = attrs::ConvertCx {
+        node: np,
+        op_type: np.op_type(),
+        opset,
+        dir,
+        attrs: &attrs,
+    };
+    let op = control::onnx::convert(&cx, bodies, np.input.len(), n_outputs)?;
+    match attrs.type_error() {
+        Some(m) => Err(Error::msg(m)),
+        None => Ok(op),
+    }
 }

@@ -67,6 +67,9 @@ pub fn tensor_from_proto(t: &proto::TensorProto, dir: Option<&Path>) -> Result<T
                 t.dims
             ))
         })?;
+    if let Some(bits) = crate::narrow::packed_bits(dtype) {
+        return packed_from_proto(t, dir, dtype, shape, n, bits);
+    }
     if t.data_location == Some(DataLocation::External as i32) {
         let bytes = read_external(t, dir, n * dtype.size())?;
         return Tensor::from_le_bytes(dtype, shape, &bytes);
@@ -112,11 +115,50 @@ pub fn tensor_from_proto(t: &proto::TensorProto, dir: Option<&Path>) -> Result<T
                 DType::BF16 => {
                     Data::BF16(v.iter().map(|&x| half::bf16::from_bits(x as u16)).collect())
                 }
-                _ => unreachable!("handled above"),
+                // The 8-bit floats: one bit pattern per int32.
+                _ => {
+                    let bytes: Vec<u8> = v.iter().map(|&x| x as u8).collect();
+                    return Tensor::from_le_bytes(dtype, shape, &bytes);
+                }
             }
         }
     };
     Tensor::new(shape, data)
+}
+
+/// A tensor of a sub-byte type: raw, external or int32 data hold the
+/// elements packed (`bits` wide, first element in the low bits; int32_data
+/// one packed byte per entry), unpacked here to one byte each.
+fn packed_from_proto(
+    t: &proto::TensorProto,
+    dir: Option<&Path>,
+    dtype: DType,
+    shape: Vec<usize>,
+    n: usize,
+    bits: usize,
+) -> Result<Tensor> {
+    let len = n.div_ceil(8 / bits);
+    let packed: Vec<u8> = if t.data_location == Some(DataLocation::External as i32) {
+        read_external(t, dir, len)?
+    } else if let Some(raw) = &t.raw_data {
+        raw.clone()
+    } else {
+        t.int32_data.iter().map(|&x| x as u8).collect()
+    };
+    if packed.len() != len {
+        crate::bail!(
+            "tensor '{}' of {} elements of {} needs {} packed bytes, got {}",
+            t.name(),
+            n,
+            dtype,
+            len,
+            packed.len()
+        );
+    }
+    let signed = matches!(dtype, DType::I4 | DType::I2);
+    let bytes = crate::narrow::unpack(&packed, n, bits, signed)
+        .ok_or_else(|| Error::msg(format!("tensor '{}': packed data too short", t.name())))?;
+    Tensor::from_le_bytes(dtype, shape, &bytes)
 }
 
 /// Reads the bytes of a tensor kept in an external file: only inside `dir`,
@@ -216,13 +258,17 @@ fn read_external(t: &proto::TensorProto, dir: Option<&Path>, len: usize) -> Resu
     crate::files::read_exact_at(&file, &mut f, offset, len as u64).map_err(|e| fail(e.to_string()))
 }
 
-/// Converts a host tensor into an ONNX TensorProto (raw data).
+/// Converts a host tensor into an ONNX TensorProto (raw data; the
+/// sub-byte types packed).
 pub fn tensor_to_proto(t: &Tensor, name: &str) -> proto::TensorProto {
     proto::TensorProto {
         name: Some(name.to_string()),
         dims: t.shape().iter().map(|&d| d as i64).collect(),
         data_type: Some(t.dtype().to_onnx()),
-        raw_data: Some(t.to_le_bytes().into_owned()),
+        raw_data: Some(match crate::narrow::packed_bits(t.dtype()) {
+            Some(bits) => crate::narrow::pack(&t.to_le_bytes(), bits),
+            None => t.to_le_bytes().into_owned(),
+        }),
         ..Default::default()
     }
 }

@@ -20,6 +20,7 @@
 
 pub mod attention;
 pub(crate) mod common;
+pub mod control;
 pub mod conv;
 pub mod einsum;
 pub mod elementwise;
@@ -38,11 +39,12 @@ pub mod seq;
 pub mod signal;
 
 pub use attention::AttentionAttrs;
+pub use control::{Body, ScanAttrs};
 pub use conv::{resolve_window, Activation, AutoPad, ConvAttrs, Window};
 pub use elementwise::{ActKind, BinaryOp, GradFn, UnaryOp};
 pub use index::{PadMode, ScatterReduction};
 pub use loss::LossReduction;
-pub use misc::{ConvTransposeAttrs, GridMode, GridPadding, WindowKind};
+pub use misc::{ConvTransposeAttrs, GridMode, GridPadding, TfIdfAttrs, TfIdfMode, WindowKind};
 pub use pool::PoolAttrs;
 pub use reduce::ReduceKind;
 pub use resize::{CoordMode, KeepAspect, NearestMode, ResizeAttrs, ResizeMode};
@@ -95,6 +97,8 @@ pub enum Family {
     Seq,
     /// [`quant`]
     Quant,
+    /// [`control`]
+    Control,
 }
 
 /// An operator with its attributes. Inputs are positional as in ONNX; an
@@ -128,10 +132,19 @@ pub enum Op {
     /// Variadic element-wise max or min with broadcasting (`BinaryOp::Max`
     /// or `BinaryOp::Min` folded over the inputs).
     Extremum(BinaryOp),
-    /// Element type conversion.
-    Cast { to: DType },
-    /// Cast input 0 to the element type of input 1 (opset 15).
-    CastLike,
+    /// Element type conversion. `saturate` (opset 19) and `round` (opset
+    /// 25) matter only for the narrow float targets ([`crate::narrow`]).
+    Cast {
+        to: DType,
+        saturate: bool,
+        round: crate::narrow::RoundMode,
+    },
+    /// Cast input 0 to the element type of input 1 (opset 15), with Cast's
+    /// `saturate` and `round`.
+    CastLike {
+        saturate: bool,
+        round: crate::narrow::RoundMode,
+    },
     /// Number of elements of input 0, as an i64 scalar.
     Size,
     /// Numpy-style batched matrix product.
@@ -318,6 +331,13 @@ pub enum Op {
         padding: GridPadding,
         align_corners: bool,
     },
+    /// Sampling grid of affine matrices: theta `[N, 2, 3]` or `[N, 3, 4]`
+    /// and size (input 1: `[N, C, H, W]` or `[N, C, D, H, W]`) give
+    /// `[N, H, W, 2]` or `[N, D, H, W, 3]`.
+    AffineGrid { align_corners: bool },
+    /// Counts (weighted) n-grams of integer tokens per row: `[C]` or
+    /// `[B, C]` to f32 `[out]` or `[B, out]`.
+    TfIdfVectorizer(Box<TfIdfAttrs>),
     /// Transposed convolution: inputs x, w `[C, M / group, k..]`, bias.
     ConvTranspose(ConvTransposeAttrs),
     /// `saturate(round(x / scale) + zero_point)`: inputs x, scale,
@@ -375,6 +395,9 @@ pub enum Op {
     QLinearMatMul,
     /// Integer matrix product with zero points, in i32.
     MatMulInteger,
+    /// Integer convolution with zero points (inputs x, w, x_zero_point,
+    /// w_zero_point per tensor or per output channel), in i32.
+    ConvInteger(ConvAttrs),
     /// RNN / GRU / LSTM: inputs X, W, R, B, sequence_lens, initial_h
     /// (initial_c, P); outputs Y, Y_h (Y_c).
     Rnn(RnnAttrs),
@@ -384,10 +407,20 @@ pub enum Op {
     Unique { axis: Option<i64>, sorted: bool },
     /// `(sum of |x|^p over the window)^(1/p)`.
     LpPool { pool: PoolAttrs, p: f32 },
+    /// Scatters X back to the positions MaxPool's flat indices (input 1)
+    /// name; the output shape from input 2, else from the window.
+    MaxUnpool {
+        kernel_shape: Vec<usize>,
+        strides: Vec<usize>,
+        /// `[begin_0, .., end_0, ..]`.
+        pads: Vec<usize>,
+    },
     /// Einsum with its equation.
     Einsum { equation: String },
     /// `x / ||x||_p` along `axis` (p = 1 or 2).
     LpNorm { axis: i64, p: u8 },
+    /// `(x - mean) / (std + 1e-9)` over `axes` (MeanVarianceNormalization).
+    MeanVarianceNorm { axes: Vec<i64> },
     /// Per-instance, per-channel normalisation over the spatial dims:
     /// inputs x `[N, C, ..]`, scale `[C]`, bias `[C]`.
     InstanceNorm { epsilon: f32 },
@@ -443,6 +476,18 @@ pub enum Op {
     /// mask used. The draw is a hash of (seed, element index), so it is the
     /// same on every device and every run with that seed.
     DropoutTrain { ratio: f32 },
+    /// Runs `then_branch` or `else_branch` as input 0 (cond) says; the
+    /// branches' captured values follow cond ([`control`]).
+    If {
+        then_branch: Body,
+        else_branch: Body,
+    },
+    /// Runs `body` while cond holds and fewer than M iterations ran:
+    /// inputs M, cond, the initial carried values, then the captures.
+    Loop { body: Body },
+    /// Runs `body` once per slice of the scan inputs (opset 9+): inputs
+    /// the initial states, the scan inputs, then the captures.
+    Scan { body: Body, attrs: ScanAttrs },
 }
 
 impl Op {
@@ -516,7 +561,7 @@ impl Op {
             Op::Extremum(BinaryOp::Min) => "Min",
             Op::Extremum(_) => "Max",
             Op::Cast { .. } => "Cast",
-            Op::CastLike => "CastLike",
+            Op::CastLike { .. } => "CastLike",
             Op::Size => "Size",
             Op::MatMul => "MatMul",
             Op::Gemm { .. } => "Gemm",
@@ -538,6 +583,7 @@ impl Op {
                 ReduceKind::SumSquare => "ReduceSumSquare",
             },
             Op::Conv(_) => "Conv",
+            Op::ConvInteger(_) => "ConvInteger",
             Op::MaxPool(_) => "MaxPool",
             Op::AveragePool(_) => "AveragePool",
             Op::GlobalAveragePool => "GlobalAveragePool",
@@ -592,6 +638,7 @@ impl Op {
             Op::Resize(_) => "Resize",
             Op::RotaryEmbedding { .. } => "RotaryEmbedding",
             Op::LpNorm { .. } => "LpNormalization",
+            Op::MeanVarianceNorm { .. } => "MeanVarianceNormalization",
             Op::Einsum { .. } => "Einsum",
             Op::Window { kind, .. } => match kind {
                 WindowKind::Hann => "HannWindow",
@@ -621,8 +668,11 @@ impl Op {
             Op::BitCast { .. } => "BitCast",
             Op::ConvTranspose(_) => "ConvTranspose",
             Op::GridSample { .. } => "GridSample",
+            Op::AffineGrid { .. } => "AffineGrid",
+            Op::TfIdfVectorizer(_) => "TfIdfVectorizer",
             Op::Unique { .. } => "Unique",
             Op::LpPool { .. } => "LpPool",
+            Op::MaxUnpool { .. } => "MaxUnpool",
             Op::InstanceNorm { .. } => "InstanceNormalization",
             Op::GroupNorm { .. } => "GroupNormalization",
             Op::UnaryGrad(_) => "UnaryGrad",
@@ -638,6 +688,9 @@ impl Op {
             Op::SoftmaxCrossEntropyGrad { .. } => "SoftmaxCrossEntropyLossGrad",
             Op::GatherGrad { .. } => "GatherGrad",
             Op::DropoutTrain { .. } => "DropoutTraining",
+            Op::If { .. } => "If",
+            Op::Loop { .. } => "Loop",
+            Op::Scan { .. } => "Scan",
         }
     }
 
@@ -653,7 +706,7 @@ impl Op {
             | Op::Sum
             | Op::Extremum(_)
             | Op::Cast { .. }
-            | Op::CastLike
+            | Op::CastLike { .. }
             | Op::Act { .. }
             | Op::IsNaN
             | Op::IsInf { .. }
@@ -688,19 +741,24 @@ impl Op {
             | Op::RmsNorm { .. }
             | Op::RotaryEmbedding { .. }
             | Op::LpNorm { .. }
+            | Op::MeanVarianceNorm { .. }
             | Op::InstanceNorm { .. }
             | Op::GroupNorm { .. }
             | Op::SoftmaxGrad { .. }
             | Op::LayerNormGrad { .. }
             | Op::BatchNormTrain { .. }
             | Op::BatchNormGrad => Family::Norm,
-            Op::Conv(_) | Op::ConvGradFilter(_) | Op::ConvGradInput { .. } => Family::Conv,
+            Op::Conv(_)
+            | Op::ConvInteger(_)
+            | Op::ConvGradFilter(_)
+            | Op::ConvGradInput { .. } => Family::Conv,
             Op::MaxPool(_)
             | Op::AveragePool(_)
             | Op::GlobalAveragePool
             | Op::GlobalMaxPool
             | Op::LpPool { .. }
-            | Op::PoolGrad { .. } => Family::Pool,
+            | Op::PoolGrad { .. }
+            | Op::MaxUnpool { .. } => Family::Pool,
             Op::GatherElements { .. }
             | Op::GatherNd { .. }
             | Op::ScatterElements { .. }
@@ -728,6 +786,8 @@ impl Op {
             | Op::Det
             | Op::ConvTranspose(_)
             | Op::GridSample { .. }
+            | Op::AffineGrid { .. }
+            | Op::TfIdfVectorizer(_)
             | Op::Unique { .. } => Family::Misc,
             Op::Rnn(_) => Family::Rnn,
             Op::Dft { .. }
@@ -743,6 +803,7 @@ impl Op {
             | Op::DequantizeLinear { .. }
             | Op::DynamicQuantizeLinear
             | Op::BitCast { .. } => Family::Quant,
+            Op::If { .. } | Op::Loop { .. } | Op::Scan { .. } => Family::Control,
         }
     }
 

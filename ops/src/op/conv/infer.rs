@@ -11,6 +11,11 @@ use crate::op::Op;
 /// facts (dispatched from [`crate::infer::infer_op`]).
 pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], _n_out: usize) -> Result<Vec<Fact>> {
     match op {
+        Op::ConvInteger(c) => {
+            let mut f = infer(&Op::Conv(c.clone()), &inputs[..inputs.len().min(2)], 1)?;
+            f[0].dtype = Some(crate::DType::I32);
+            Ok(f)
+        }
         Op::Conv(c) => {
             let x = input(inputs, 0)?;
             let w = input(inputs, 1)?;

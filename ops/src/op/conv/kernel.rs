@@ -130,6 +130,68 @@ pub(crate) fn conv(a: &ConvAttrs, inputs: &[Option<&Tensor>]) -> Result<Tensor> 
     })
 }
 
+/// ConvInteger: `conv(x - x_zero_point, w - w_zero_point)` in i32. The
+/// zero point of w is per tensor or one per output channel. Computed in
+/// f64 through [`conv`] (exact while sums stay below 2^53), then rounded.
+pub(crate) fn conv_integer(a: &ConvAttrs, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
+    let x = input(inputs, 0, "x")?;
+    let w = input(inputs, 1, "w")?;
+    let int8 = |d: crate::DType| matches!(d, crate::DType::U8 | crate::DType::I8);
+    if !int8(x.dtype()) || !int8(w.dtype()) {
+        crate::bail!(
+            "ConvInteger needs u8/i8 x and w, got {} and {}",
+            x.dtype(),
+            w.dtype()
+        );
+    }
+    let zero = |i: usize| {
+        opt_input(inputs, i)
+            .map(|z| z.to_f32_vec())
+            .unwrap_or_default()
+    };
+    let (xz, wz) = (zero(2), zero(3));
+    if xz.len() > 1 {
+        crate::bail!(
+            "ConvInteger: x_zero_point must be one value, got {}",
+            xz.len()
+        );
+    }
+    let m = w.shape().first().copied().unwrap_or(0);
+    if wz.len() > 1 && wz.len() != m {
+        crate::bail!(
+            "ConvInteger: w_zero_point has {} values, expected 1 or {m} (one per output channel)",
+            wz.len()
+        );
+    }
+    let xw = x.cast(crate::DType::F64);
+    let xv: Vec<f64> = typed::<f64>(&xw, "input 0 (x)")?
+        .iter()
+        .map(|&v| v - xz.first().copied().unwrap_or(0.0) as f64)
+        .collect();
+    let per = w.len() / m.max(1);
+    let ww = w.cast(crate::DType::F64);
+    let wv: Vec<f64> = typed::<f64>(&ww, "input 1 (w)")?
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let z = match wz.len() {
+                0 => 0.0,
+                1 => wz[0],
+                _ => wz[i / per.max(1)],
+            };
+            v - z as f64
+        })
+        .collect();
+    let xf = out(x.shape().to_vec(), xv)?;
+    let wf = out(w.shape().to_vec(), wv)?;
+    let y = conv(a, &[Some(&xf), Some(&wf)])?;
+    let yv: Vec<i32> = typed::<f64>(&y, "ConvInteger output")?
+        .iter()
+        .map(|&v| v.round() as i32)
+        .collect();
+    out(y.shape().to_vec(), yv)
+}
+
 /// Bytes of im2col buffer one GEMM call works on: small enough to stay in
 /// L2 while the GEMM packs it, large enough to keep the GEMM efficient.
 const COL_TILE_BYTES: usize = 512 * 1024;

@@ -10,18 +10,25 @@ use crate::op::{AutoPad, ConvAttrs, Op};
 pub(crate) fn convert(cx: &ConvertCx) -> Result<Option<Op>> {
     let a = cx.attrs;
     Ok(Some(match cx.op_type {
-        "Conv" => Op::Conv(ConvAttrs {
-            kernel_shape: a
-                .ints("kernel_shape")
-                .map(|v| v.into_iter().map(|x| x as usize).collect()),
-            strides: a.usizes("strides")?,
-            pads: a.usizes("pads")?,
-            dilations: a.usizes("dilations")?,
-            group: a.int_or("group", 1).max(1) as usize,
-            auto_pad: auto_pad(a)?,
-            activation: Default::default(),
-            residual: false,
-        }),
+        "Conv" | "ConvInteger" => {
+            let attrs = ConvAttrs {
+                kernel_shape: a
+                    .ints("kernel_shape")
+                    .map(|v| v.into_iter().map(|x| x as usize).collect()),
+                strides: a.usizes("strides")?,
+                pads: a.usizes("pads")?,
+                dilations: a.usizes("dilations")?,
+                group: a.int_or("group", 1).max(1) as usize,
+                auto_pad: auto_pad(a)?,
+                activation: Default::default(),
+                residual: false,
+            };
+            if cx.op_type == "Conv" {
+                Op::Conv(attrs)
+            } else {
+                Op::ConvInteger(attrs)
+            }
+        }
         _ => return Ok(None),
     }))
 }

@@ -76,7 +76,7 @@ pub(crate) fn grad(
             }
             Ok(g)
         }
-        Op::Cast { to } if cx_dtype_is(cx, x, *to) => Ok(vec![Some(gy)]),
+        Op::Cast { to, .. } if cx_dtype_is(cx, x, *to) => Ok(vec![Some(gy)]),
         _ => Err(no_rule(&node.op)),
     }
 }

@@ -88,8 +88,8 @@ pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], _n_out: usize) -> Result<
             let dt = check_same_dtype(&fs, op.name())?;
             one(with_dtype(dt, broadcast_facts(&fs)?))
         }
-        Op::Cast { to } => one(with_dtype(Some(*to), input(inputs, 0)?.shape.clone())),
-        Op::CastLike => {
+        Op::Cast { to, .. } => one(with_dtype(Some(*to), input(inputs, 0)?.shape.clone())),
+        Op::CastLike { .. } => {
             let like = input(inputs, 1)?;
             one(with_dtype(like.dtype, input(inputs, 0)?.shape.clone()))
         }

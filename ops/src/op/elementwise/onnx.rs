@@ -2,6 +2,7 @@
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::narrow::RoundMode;
 use crate::onnx::attrs::ConvertCx;
 use crate::op::{ActKind, BinaryOp, Op, UnaryOp};
 
@@ -138,18 +139,29 @@ pub(crate) fn convert(cx: &ConvertCx) -> Result<Option<Op>> {
         "Sum" => Op::Sum,
         "Max" => Op::Extremum(BinaryOp::Max),
         "Min" => Op::Extremum(BinaryOp::Min),
-        "CastLike" => Op::CastLike,
-        "Cast" => {
-            let to = a
-                .int("to")
-                .ok_or_else(|| Error::msg("missing attribute 'to'"))?;
-            Op::Cast {
-                to: DType::from_onnx(to as i32).ok_or_else(|| {
-                    Error::msg(format!(
-                        "Cast to {} is unsupported",
-                        DType::onnx_name(to as i32)
-                    ))
-                })?,
+        "CastLike" | "Cast" => {
+            let saturate = a.int_or("saturate", 1) != 0;
+            let round = match a.string("round_mode") {
+                None => RoundMode::Up,
+                Some(m) => RoundMode::parse(&m)
+                    .ok_or_else(|| Error::msg(format!("round_mode '{m}' is unknown")))?,
+            };
+            if cx.op_type == "CastLike" {
+                Op::CastLike { saturate, round }
+            } else {
+                let to = a
+                    .int("to")
+                    .ok_or_else(|| Error::msg("missing attribute 'to'"))?;
+                Op::Cast {
+                    to: DType::from_onnx(to as i32).ok_or_else(|| {
+                        Error::msg(format!(
+                            "Cast to {} is unsupported",
+                            DType::onnx_name(to as i32)
+                        ))
+                    })?,
+                    saturate,
+                    round,
+                }
             }
         }
         _ => return Ok(None),

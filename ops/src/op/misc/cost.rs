@@ -24,6 +24,11 @@ pub(crate) fn flops(op: &Op, inputs: &[Option<&Fact>], outputs: &[&Fact]) -> f64
             2.0 * in0_elems(inputs) * per
         }
         Op::GridSample { .. } => out_elems(outputs),
+        // One multiply-add per homogeneous coordinate of each output entry.
+        Op::AffineGrid { .. } => {
+            let r = outputs.first().and_then(|f| f.rank()).unwrap_or(1) as f64 - 1.0;
+            2.0 * (r + 1.0) * out_elems(outputs)
+        }
         _ => 0.0,
     }
 }

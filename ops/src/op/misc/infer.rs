@@ -49,6 +49,33 @@ pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<V
             };
             one(with_dtype(x.dtype, shape))
         }
+        Op::TfIdfVectorizer(t) => {
+            let x = input(inputs, 0)?;
+            let out = Dim::Known(t.ngram_indexes.iter().max().map_or(0, |&m| m + 1));
+            let shape = match x.rank() {
+                Some(1) => Some(vec![out]),
+                Some(2) => x.shape.as_ref().map(|s| vec![s[0].clone(), out]),
+                Some(r) => crate::bail!("input must have rank 1 or 2, got {r}"),
+                None => None,
+            };
+            one(with_dtype(Some(DType::F32), shape))
+        }
+        Op::AffineGrid { .. } => {
+            let theta = input(inputs, 0)?;
+            let size = const_ints(inputs.get(1).copied().flatten());
+            let shape = match size {
+                Some(s) if s.len() == 4 || s.len() == 5 => {
+                    let r = s.len() - 2;
+                    let mut o = vec![Dim::Known(s[0].max(0) as usize)];
+                    o.extend(s[2..].iter().map(|&d| Dim::Known(d.max(0) as usize)));
+                    o.push(Dim::Known(r));
+                    Some(o)
+                }
+                Some(s) => crate::bail!("size {s:?} must have 4 or 5 entries"),
+                None => None,
+            };
+            one(with_dtype(theta.dtype, shape))
+        }
         Op::ConvTranspose(ct) => {
             let x = input(inputs, 0)?;
             let w = input(inputs, 1)?;

@@ -4,7 +4,9 @@
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::kernels::util::{input, opt_input, out, typed};
-use crate::op::{AutoPad, ConvTransposeAttrs, GridMode, GridPadding, WindowKind};
+use crate::op::{
+    AutoPad, ConvTransposeAttrs, GridMode, GridPadding, TfIdfAttrs, TfIdfMode, WindowKind,
+};
 use crate::shape::{norm_axis, numel, strides};
 use crate::tensor::{Storable, Tensor};
 
@@ -632,6 +634,174 @@ pub(crate) fn conv_transpose(a: &ConvTransposeAttrs, inputs: &[Option<&Tensor>])
     let mut oshape = vec![n, m];
     oshape.extend(&out_dims);
     Ok(out(oshape, y)?.cast(x.dtype()))
+}
+
+/// AffineGrid: for theta `[N, r, r + 1]` (r = 2 or 3) and size `[N, C,
+/// d..]`, the point `theta[n] * (x, y, (z,) 1)` for every output position,
+/// where x runs over the last spatial dim: `-1 + (2i + 1) / L` per index
+/// i of a dim of length L, or `-1 + 2i / (L - 1)` with `align_corners`.
+/// Computed in f64, returned in theta's dtype.
+pub(crate) fn affine_grid(align_corners: bool, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
+    let theta = input(inputs, 0, "theta")?;
+    let size = input(inputs, 1, "size")?.to_i64_vec();
+    let ts = theta.shape();
+    let r = size.len().saturating_sub(2);
+    if !(r == 2 || r == 3)
+        || ts.len() != 3
+        || ts[1] != r
+        || ts[2] != r + 1
+        || size[0] < 0
+        || ts[0] != size[0] as usize
+        || !theta.dtype().is_float()
+    {
+        crate::bail!(
+            "AffineGrid: theta {} {:?} and size {:?} do not fit ([N, 2, 3] with [N, C, H, W], or [N, 3, 4] with [N, C, D, H, W])",
+            theta.dtype(),
+            ts,
+            size
+        );
+    }
+    let dims: Vec<usize> = size[2..]
+        .iter()
+        .map(|&d| usize::try_from(d))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| crate::Error::msg(format!("AffineGrid: negative size {size:?}")))?;
+    let coord = |i: usize, len: usize| -> f64 {
+        if align_corners {
+            if len > 1 {
+                -1.0 + 2.0 * i as f64 / (len - 1) as f64
+            } else {
+                -1.0
+            }
+        } else {
+            -1.0 + (2 * i + 1) as f64 / len as f64
+        }
+    };
+    let n = ts[0];
+    let pts = numel(&dims);
+    let tw = theta.cast(DType::F64);
+    let tv = typed::<f64>(&tw, "input 0 (theta)")?;
+    let st = strides(&dims);
+    let mut y = Vec::with_capacity(n * pts * r);
+    let mut p = vec![1.0f64; r + 1];
+    for b in 0..n {
+        let th = &tv[b * r * (r + 1)..(b + 1) * r * (r + 1)];
+        for q in 0..pts {
+            // p = (x, y, (z,) 1): x from the last spatial dim.
+            for (k, pk) in p.iter_mut().take(r).enumerate() {
+                let dim = r - 1 - k;
+                *pk = coord((q / st[dim]) % dims[dim], dims[dim]);
+            }
+            for row in th.chunks(r + 1) {
+                y.push(row.iter().zip(&p).map(|(a, b)| a * b).sum::<f64>());
+            }
+        }
+    }
+    let mut shape = vec![n];
+    shape.extend(&dims);
+    shape.push(r);
+    Ok(out(shape, y)?.cast(theta.dtype()))
+}
+
+/// TfIdfVectorizer over integer tokens. Every n-gram of the pool with
+/// `min_gram_length <= n <= max_gram_length` is counted where it occurs
+/// in a row with its tokens `d` apart, for `d` in `1..=max_skip_count + 1`;
+/// 1-grams count only at `d = 1` (as the reference's walk does). Pool
+/// n-grams are numbered in pool order (all lengths, counted or not) and
+/// `ngram_indexes` gives each one's output column.
+pub(crate) fn tfidf_vectorizer(t: &TfIdfAttrs, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
+    use std::collections::HashMap;
+    let x = input(inputs, 0, "X")?;
+    if !matches!(x.dtype(), DType::I32 | DType::I64) || x.rank() == 0 || x.rank() > 2 {
+        crate::bail!(
+            "TfIdfVectorizer needs an int32 or int64 tensor of rank 1 or 2, got {} {:?}",
+            x.dtype(),
+            x.shape()
+        );
+    }
+    // The pool's n-grams: segment i (from ngram_counts[i]) holds (i+1)-grams.
+    let mut grams: HashMap<&[i64], usize> = HashMap::new();
+    let mut id = 0usize;
+    for (i, &start) in t.ngram_counts.iter().enumerate() {
+        let n = i + 1;
+        let end = t.ngram_counts.get(i + 1).copied().unwrap_or(t.pool.len());
+        if start > end || end > t.pool.len() {
+            crate::bail!(
+                "TfIdfVectorizer: ngram_counts {:?} do not fit the pool of {}",
+                t.ngram_counts,
+                t.pool.len()
+            );
+        }
+        for g in t.pool[start..end].chunks_exact(n) {
+            if (t.min_gram_length..=t.max_gram_length).contains(&n) {
+                grams.insert(g, id);
+            }
+            id += 1;
+        }
+    }
+    let width = t.ngram_indexes.iter().max().map_or(0, |&m| m + 1);
+    let column = |id: usize| -> Result<usize> {
+        t.ngram_indexes.get(id).copied().ok_or_else(|| {
+            crate::Error::msg(format!(
+                "TfIdfVectorizer: ngram_indexes has {} entries, the pool {} n-grams",
+                t.ngram_indexes.len(),
+                id + 1
+            ))
+        })
+    };
+    let tokens = x.to_i64_vec();
+    let (rows, len) = match x.shape() {
+        [c] => (1, *c),
+        s => (s[0], s[1]),
+    };
+    let mut counts = vec![0f32; rows * width];
+    let mut gram = Vec::with_capacity(t.max_gram_length);
+    for r in 0..rows {
+        let row = &tokens[r * len..(r + 1) * len];
+        for d in 1..=t.max_skip_count + 1 {
+            let min_n = if d == 1 {
+                t.min_gram_length
+            } else {
+                t.min_gram_length.max(2)
+            };
+            for s in 0..len {
+                for n in min_n..=t.max_gram_length {
+                    let last = s + (n - 1) * d;
+                    if last >= len {
+                        break;
+                    }
+                    gram.clear();
+                    gram.extend((0..n).map(|k| row[s + k * d]));
+                    if let Some(&id) = grams.get(gram.as_slice()) {
+                        counts[r * width + column(id)?] += 1.0;
+                    }
+                }
+            }
+        }
+    }
+    let w = &t.weights;
+    let weight = |i: usize| w.get(i % width.max(1)).copied();
+    let y: Vec<f32> = counts
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| match t.mode {
+            TfIdfMode::Tf => c,
+            TfIdfMode::Idf => {
+                if c > 0.0 {
+                    weight(i).unwrap_or(1.0)
+                } else {
+                    0.0
+                }
+            }
+            TfIdfMode::TfIdf => weight(i).map_or(c, |w| w * c),
+        })
+        .collect();
+    let shape = if x.rank() == 1 {
+        vec![width]
+    } else {
+        vec![rows, width]
+    };
+    out(shape, y)
 }
 
 #[cfg(test)]

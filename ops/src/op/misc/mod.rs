@@ -1,6 +1,6 @@
 //! Ops without a larger family: the window functions (Hann, Hamming,
-//! Blackman), ReverseSequence, CenterCropPad, Det, ConvTranspose, GridSample
-//! and Unique.
+//! Blackman), ReverseSequence, CenterCropPad, Det, ConvTranspose, GridSample,
+//! AffineGrid and Unique.
 //!
 //! This module holds the family's attributes; `onnx.rs` its ONNX mapping;
 //! `infer.rs` its shape and type inference; `cost.rs` its flops and cost
@@ -27,6 +27,33 @@ pub enum GridPadding {
     Zeros,
     Border,
     Reflection,
+}
+
+/// How TfIdfVectorizer weighs an n-gram's count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TfIdfMode {
+    /// The count.
+    Tf,
+    /// The weight where the count is non-zero (1 without weights).
+    Idf,
+    /// The weight times the count (the count without weights).
+    TfIdf,
+}
+
+/// TfIdfVectorizer attributes: the n-gram pool (integer tokens) in
+/// segments of 1-grams, 2-grams, ... starting at `ngram_counts`, each
+/// n-gram's output column (`ngram_indexes`, in pool order), and what is
+/// counted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TfIdfAttrs {
+    pub mode: TfIdfMode,
+    pub min_gram_length: usize,
+    pub max_gram_length: usize,
+    pub max_skip_count: usize,
+    pub ngram_counts: Vec<usize>,
+    pub ngram_indexes: Vec<usize>,
+    pub pool: Vec<i64>,
+    pub weights: Vec<f32>,
 }
 
 /// ConvTranspose attributes (spatial lists empty when not given).

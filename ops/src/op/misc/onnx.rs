@@ -4,7 +4,7 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::onnx::attrs::ConvertCx;
 use crate::op::conv::onnx::auto_pad;
-use crate::op::{ConvTransposeAttrs, GridMode, GridPadding, Op, WindowKind};
+use crate::op::{ConvTransposeAttrs, GridMode, GridPadding, Op, TfIdfAttrs, TfIdfMode, WindowKind};
 
 /// Maps an ONNX node to an op of this family; `None` when the node is not
 /// one of its op types.
@@ -66,6 +66,49 @@ pub(crate) fn convert(cx: &ConvertCx) -> Result<Option<Op>> {
                 Some("reflection") => GridPadding::Reflection,
                 Some(o) => crate::bail!("unknown GridSample padding_mode '{o}'"),
             },
+            align_corners: a.int_or("align_corners", 0) != 0,
+        },
+        "TfIdfVectorizer" => {
+            if a.has("pool_strings") {
+                crate::bail!("pool_strings is unsupported (string tensors); pool_int64s works");
+            }
+            let mode = match a.string("mode").as_deref() {
+                Some("TF") => TfIdfMode::Tf,
+                Some("IDF") => TfIdfMode::Idf,
+                Some("TFIDF") => TfIdfMode::TfIdf,
+                Some(m) => crate::bail!("unknown mode '{m}'"),
+                None => crate::bail!("missing attribute 'mode'"),
+            };
+            let count = |name: &str| -> Result<usize> {
+                let v = a
+                    .int(name)
+                    .ok_or_else(|| crate::Error::msg(format!("missing attribute '{name}'")))?;
+                usize::try_from(v)
+                    .map_err(|_| crate::Error::msg(format!("{name} must be >= 0, got {v}")))
+            };
+            let attrs = TfIdfAttrs {
+                mode,
+                min_gram_length: count("min_gram_length")?,
+                max_gram_length: count("max_gram_length")?,
+                max_skip_count: count("max_skip_count")?,
+                ngram_counts: a.usizes("ngram_counts")?,
+                ngram_indexes: a.usizes("ngram_indexes")?,
+                pool: a.ints("pool_int64s").unwrap_or_default(),
+                weights: a.floats("weights").unwrap_or_default(),
+            };
+            if attrs.min_gram_length == 0 || attrs.min_gram_length > attrs.max_gram_length {
+                crate::bail!(
+                    "gram lengths {}..{} must satisfy 1 <= min <= max",
+                    attrs.min_gram_length,
+                    attrs.max_gram_length
+                );
+            }
+            if attrs.ngram_indexes.is_empty() {
+                crate::bail!("ngram_indexes is empty");
+            }
+            Op::TfIdfVectorizer(Box::new(attrs))
+        }
+        "AffineGrid" => Op::AffineGrid {
             align_corners: a.int_or("align_corners", 0) != 0,
         },
         "Unique" => Op::Unique {

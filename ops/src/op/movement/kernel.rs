@@ -731,6 +731,8 @@ mod tests {
         let r = run(
             Op::Cast {
                 to: crate::DType::I32,
+                saturate: true,
+                round: Default::default(),
             },
             &[Some(&t(&[2], vec![1.7f32, -1.7]))],
         );

@@ -20,6 +20,7 @@ pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<V
         | Op::Hardmax { .. }
         | Op::RotaryEmbedding { .. }
         | Op::LpNorm { .. }
+        | Op::MeanVarianceNorm { .. }
         | Op::InstanceNorm { .. }
         | Op::GroupNorm { .. } => {
             let x = input(inputs, 0)?;

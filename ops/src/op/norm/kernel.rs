@@ -423,6 +423,54 @@ pub(crate) fn rotary(
     })
 }
 
+/// MeanVarianceNormalization: `(x - E[x]) / (sqrt(E[x^2] - E[x]^2) + 1e-9)`
+/// with the means over `axes` (the ONNX function's formula), in f64.
+pub(crate) fn mean_variance_norm(axes: &[i64], inputs: &[Option<&Tensor>]) -> Result<Tensor> {
+    let x = input(inputs, 0, "X")?;
+    if !x.dtype().is_float() {
+        crate::bail!(
+            "MeanVarianceNormalization needs a float tensor, got {}",
+            x.dtype()
+        );
+    }
+    let s = x.shape();
+    let mut reduced = vec![false; s.len()];
+    for &a in axes {
+        reduced[norm_axis(a, s.len())?] = true;
+    }
+    // Each element's group: its index with the reduced coordinates dropped.
+    let st = crate::shape::strides(s);
+    let kept: Vec<usize> = (0..s.len()).filter(|&d| !reduced[d]).collect();
+    let kept_dims: Vec<usize> = kept.iter().map(|&d| s[d]).collect();
+    let kst = crate::shape::strides(&kept_dims);
+    let group = |i: usize| -> usize {
+        kept.iter()
+            .zip(&kst)
+            .map(|(&d, &ks)| (i / st[d]) % s[d] * ks)
+            .sum()
+    };
+    let n_groups = numel(&kept_dims);
+    let per = (numel(s) / n_groups.max(1)).max(1) as f64;
+    let xw = x.cast(crate::DType::F64);
+    let xv = typed::<f64>(&xw, "input 0 (X)")?;
+    let (mut sum, mut sq) = (vec![0f64; n_groups], vec![0f64; n_groups]);
+    let groups: Vec<usize> = (0..xv.len()).map(group).collect();
+    for (&v, &g) in xv.iter().zip(&groups) {
+        sum[g] += v;
+        sq[g] += v * v;
+    }
+    let y: Vec<f64> = xv
+        .iter()
+        .zip(&groups)
+        .map(|(&v, &g)| {
+            let mean = sum[g] / per;
+            let std = (sq[g] / per - mean * mean).max(0.0).sqrt();
+            (v - mean) / (std + 1e-9)
+        })
+        .collect();
+    Ok(out(s.to_vec(), y)?.cast(x.dtype()))
+}
+
 /// `x / ||x||_p` along `axis` (0 where the norm is 0).
 pub(crate) fn lp_norm(axis: i64, p: u8, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
     let x = input(inputs, 0, "input")?;

@@ -35,6 +35,9 @@ pub(crate) fn convert(cx: &ConvertCx) -> Result<Option<Op>> {
                 p => crate::bail!("LpNormalization p must be 1 or 2, got {p}"),
             },
         },
+        "MeanVarianceNormalization" => Op::MeanVarianceNorm {
+            axes: a.ints("axes").unwrap_or_else(|| vec![0, 2, 3]),
+        },
         "InstanceNormalization" => Op::InstanceNorm {
             epsilon: a.float_or("epsilon", 1e-5),
         },

@@ -7,10 +7,60 @@ use crate::op::common::{input, one, other_family, with_dtype};
 use crate::op::conv::infer::resolve_window_dims;
 use crate::op::Op;
 
+/// MaxUnpool's default output size of spatial dim `i` of size `n`:
+/// `(n - 1) * stride - pad_begin - pad_end + kernel`.
+pub(crate) fn unpool_dim(
+    n: usize,
+    i: usize,
+    kernel: &[usize],
+    strides: &[usize],
+    pads: &[usize],
+) -> usize {
+    let r = kernel.len();
+    let s = strides.get(i).copied().unwrap_or(1);
+    let p = pads.get(i).copied().unwrap_or(0) + pads.get(i + r).copied().unwrap_or(0);
+    (n.saturating_sub(1) * s + kernel[i]).saturating_sub(p)
+}
+
 /// Infers the output facts of one of this family's ops from its inputs'
 /// facts (dispatched from [`crate::infer::infer_op`]).
 pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], _n_out: usize) -> Result<Vec<Fact>> {
     match op {
+        Op::MaxUnpool {
+            kernel_shape,
+            strides,
+            pads,
+        } => {
+            let x = input(inputs, 0)?;
+            let given = inputs
+                .get(2)
+                .copied()
+                .flatten()
+                .and_then(|f| f.value.as_ref())
+                .map(|t| t.to_i64_vec());
+            let shape = match (given, &x.shape) {
+                (Some(s), _) => Some(s.iter().map(|&d| Dim::Known(d.max(0) as usize)).collect()),
+                (None, Some(xs)) if xs.len() == kernel_shape.len() + 2 => {
+                    let mut o = xs[..2].to_vec();
+                    for (i, d) in xs[2..].iter().enumerate() {
+                        o.push(match d {
+                            Dim::Known(n) => {
+                                Dim::Known(unpool_dim(*n, i, kernel_shape, strides, pads))
+                            }
+                            Dim::Sym(s) => Dim::Sym(format!("{s}_unpooled")),
+                        });
+                    }
+                    Some(o)
+                }
+                (None, Some(xs)) => crate::bail!(
+                    "kernel {:?} does not fit input {}",
+                    kernel_shape,
+                    crate::graph::fmt_shape(xs)
+                ),
+                (None, None) => None,
+            };
+            one(with_dtype(x.dtype, shape))
+        }
         Op::MaxPool(p) | Op::AveragePool(p) | Op::LpPool { pool: p, .. } => {
             let x = input(inputs, 0)?;
             let shape = match &x.shape {

@@ -274,6 +274,79 @@ pub(crate) fn global_pool(is_max: bool, inputs: &[Option<&Tensor>]) -> Result<Te
     })
 }
 
+/// MaxUnpool: zeros of the output shape (input 2, else
+/// `(n - 1) * stride - pads + kernel` per spatial dim) with `y[I[k]] =
+/// X[k]`, I holding flat indices into the whole output as MaxPool gives.
+pub(crate) fn max_unpool(
+    kernel: &[usize],
+    strides: &[usize],
+    pads: &[usize],
+    inputs: &[Option<&Tensor>],
+) -> Result<Tensor> {
+    let x = input(inputs, 0, "X")?;
+    let idx = input(inputs, 1, "I")?;
+    let xs = x.shape();
+    if xs.len() != kernel.len() + 2 || idx.shape() != xs {
+        crate::bail!(
+            "MaxUnpool: X {:?}, I {:?} and kernel {:?} do not fit",
+            xs,
+            idx.shape(),
+            kernel
+        );
+    }
+    let mut shape = xs[..2].to_vec();
+    for (i, &n) in xs[2..].iter().enumerate() {
+        shape.push(crate::op::pool::infer::unpool_dim(
+            n, i, kernel, strides, pads,
+        ));
+    }
+    // An explicit output shape holds the unpooled values at its start
+    // along every dim (zeros after them), as the reference does.
+    let given: Option<Vec<usize>> = match crate::kernels::util::opt_input(inputs, 2) {
+        Some(s) => Some(
+            s.to_i64_vec()
+                .iter()
+                .map(|&d| usize::try_from(d))
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|_| crate::Error::msg("MaxUnpool: negative output_shape"))?,
+        ),
+        None => None,
+    };
+    if let Some(g) = &given {
+        if g.len() != shape.len() || g.iter().zip(&shape).any(|(a, b)| a < b) {
+            crate::bail!("MaxUnpool: output_shape {g:?} is smaller than the unpooled {shape:?}");
+        }
+    }
+    let total = numel(&shape);
+    let at = idx.to_i64_vec();
+    if let Some(&bad) = at.iter().find(|&&i| i < 0 || i as usize >= total) {
+        crate::bail!("MaxUnpool: index {bad} is outside the output of {total} elements {shape:?}");
+    }
+    let src = crate::shape::strides(&shape);
+    let data = crate::dispatch_data!(x.data(), v, T => {
+        let mut y = vec![T::default(); total];
+        for (&val, &i) in v.iter().zip(&at) {
+            y[i as usize] = val;
+        }
+        if let Some(g) = &given {
+            let dst = crate::shape::strides(g);
+            let mut big = vec![T::default(); numel(g)];
+            for (k, &val) in y.iter().enumerate() {
+                let to: usize = src
+                    .iter()
+                    .zip(&dst)
+                    .zip(&shape)
+                    .map(|((s, d), n)| (k / s) % n * d)
+                    .sum();
+                big[to] = val;
+            }
+            y = big;
+        }
+        <T as crate::tensor::Storable>::wrap(y)
+    });
+    Tensor::new(given.unwrap_or(shape), data)
+}
+
 #[cfg(test)]
 mod tests {
     use crate::kernels::eval;

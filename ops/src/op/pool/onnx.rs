@@ -30,6 +30,17 @@ pub(crate) fn convert(cx: &ConvertCx) -> Result<Option<Op>> {
             Op::MaxPool(pool_attrs(a)?)
         }
         "AveragePool" => Op::AveragePool(pool_attrs(a)?),
+        "MaxUnpool" => {
+            let kernel_shape = a.usizes("kernel_shape")?;
+            if kernel_shape.is_empty() || kernel_shape.contains(&0) {
+                crate::bail!("kernel_shape must be given, with positive entries");
+            }
+            Op::MaxUnpool {
+                kernel_shape,
+                strides: a.usizes("strides")?,
+                pads: a.usizes("pads")?,
+            }
+        }
         "GlobalAveragePool" => Op::GlobalAveragePool,
         "GlobalMaxPool" => Op::GlobalMaxPool,
         _ => return Ok(None),

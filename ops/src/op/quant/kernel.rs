@@ -1,7 +1,8 @@
 //! Quantisation and bit reinterpretation: QuantizeLinear,
 //! DequantizeLinear (per tensor, per axis or blocked),
 //! DynamicQuantizeLinear and BitCast. Computed in f64; quantised values
-//! round half to even and saturate to the integer type.
+//! round half to even and saturate to the integer type (4- and 2-bit
+//! ones too), or saturate in the cast to an 8/4-bit float type.
 
 use crate::dtype::DType;
 use crate::error::Result;
@@ -63,8 +64,18 @@ fn int_range(dt: DType) -> Result<(f64, f64)> {
         DType::U16 => (0.0, u16::MAX as f64),
         DType::I32 => (i32::MIN as f64, i32::MAX as f64),
         DType::U32 => (0.0, u32::MAX as f64),
+        DType::I4 => (-8.0, 7.0),
+        DType::U4 => (0.0, 15.0),
+        DType::I2 => (-2.0, 1.0),
+        DType::U2 => (0.0, 3.0),
         other => crate::bail!("quantisation to {other} is unsupported"),
     })
+}
+
+/// A zero point fits its scale: the same shape, or one element each
+/// (`[1]` and `[]` both mean per tensor).
+fn same_params(zp: &Tensor, scale: &Tensor) -> bool {
+    zp.shape() == scale.shape() || (zp.len() == 1 && scale.len() == 1)
 }
 
 fn f64s(t: &Tensor) -> Result<Vec<f64>> {
@@ -90,12 +101,18 @@ pub(crate) fn quantize(
         );
     }
     let dt = zp.map(|z| z.dtype()).or(out_dtype).unwrap_or(DType::U8);
-    let (lo, hi) = int_range(dt)?;
+    // A narrow float target takes the unrounded value and saturates in the
+    // cast; integers round half to even and clamp to their range.
+    let range = if dt.is_narrow_float() {
+        None
+    } else {
+        Some(int_range(dt)?)
+    };
     let idx = param_index("QuantizeLinear", x.shape(), scale.shape(), axis, block)?;
     let sv = f64s(scale)?;
     let zv = match zp {
         Some(z) => {
-            if z.shape() != scale.shape() {
+            if !same_params(z, scale) {
                 crate::bail!(
                     "QuantizeLinear: zero point shape {:?} differs from scale {:?}",
                     z.shape(),
@@ -110,7 +127,10 @@ pub(crate) fn quantize(
     let q: Vec<f64> = xv
         .iter()
         .zip(&idx)
-        .map(|(&v, &k)| ((v / sv[k]).round_ties_even() + zv[k]).clamp(lo, hi))
+        .map(|(&v, &k)| match range {
+            Some((lo, hi)) => ((v / sv[k]).round_ties_even() + zv[k]).clamp(lo, hi),
+            None => v / sv[k] + zv[k],
+        })
         .collect();
     Ok(out(x.shape().to_vec(), q)?.cast(dt))
 }
@@ -126,9 +146,9 @@ pub(crate) fn dequantize(
     let x = input(inputs, 0, "x")?;
     let scale = input(inputs, 1, "x_scale")?;
     let zp = opt_input(inputs, 2);
-    if !x.dtype().is_int() || !scale.dtype().is_float() {
+    if !(x.dtype().is_int() || x.dtype().is_narrow_float()) || !scale.dtype().is_float() {
         crate::bail!(
-            "DequantizeLinear: x {} must be an integer and x_scale {} a float tensor",
+            "DequantizeLinear: x {} must be an integer or 8/4-bit float and x_scale {} a float tensor",
             x.dtype(),
             scale.dtype()
         );
@@ -137,7 +157,7 @@ pub(crate) fn dequantize(
     let sv = f64s(scale)?;
     let zv = match zp {
         Some(z) => {
-            if z.dtype() != x.dtype() || z.shape() != scale.shape() {
+            if z.dtype() != x.dtype() || !same_params(z, scale) {
                 crate::bail!(
                     "DequantizeLinear: zero point {} {:?} must match x's dtype and the scale's shape",
                     z.dtype(),

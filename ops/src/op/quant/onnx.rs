@@ -27,6 +27,11 @@ pub(crate) fn convert(cx: &ConvertCx) -> Result<Option<Op>> {
                     ))
                 })?),
             };
+            if a.int_or("saturate", 1) == 0 {
+                return Err(Error::msg(
+                    "saturate = 0 is unsupported (values saturate to the output type)",
+                ));
+            }
             let axis = a.int_or("axis", 1);
             let block_size = usize::try_from(a.int_or("block_size", 0))
                 .map_err(|_| Error::msg("block_size must be >= 0"))?;

@@ -59,6 +59,23 @@ pub(crate) fn convert(cx: &ConvertCx) -> Result<Option<Op>> {
                 scales_input: 2,
             })
         }
+        // Upsample-9 (X, scales) is Resize-10: asymmetric coordinates,
+        // nearest rounding down.
+        "Upsample" => {
+            if opset < 9 {
+                return Err(unsupported());
+            }
+            Op::Resize(ResizeAttrs {
+                mode: match a.string("mode").as_deref() {
+                    None | Some("nearest") => ResizeMode::Nearest(NearestMode::Floor),
+                    Some("linear") | Some("bilinear") => ResizeMode::Linear,
+                    Some(o) => crate::bail!("unknown Upsample mode '{o}'"),
+                },
+                coord: CoordMode::Asymmetric,
+                scales_input: 1,
+                ..Default::default()
+            })
+        }
         _ => return Ok(None),
     }))
 }
