@@ -73,7 +73,7 @@ impl Dataset {
 fn gather_rows(t: &Tensor, order: &[usize]) -> Result<Tensor, Error> {
     let n = t.shape().first().copied().unwrap_or(0);
     let es = t.dtype().size();
-    let per = if n == 0 { 0 } else { t.len() / n * es };
+    let per = t.len().checked_div(n).unwrap_or(0) * es;
     let bytes = t.to_le_bytes();
     let mut out = Vec::with_capacity(order.len() * per);
     for &i in order {

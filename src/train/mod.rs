@@ -173,7 +173,7 @@ impl Trainer {
 
     fn session(&mut self, batch: usize) -> Result<&mut Step, Error> {
         let mb = batch / self.opts.microbatches;
-        if mb == 0 || batch % self.opts.microbatches != 0 {
+        if mb == 0 || !batch.is_multiple_of(self.opts.microbatches) {
             return Err(err(format!(
                 "a batch of {batch} does not split into {} equal micro-batches",
                 self.opts.microbatches
@@ -375,17 +375,19 @@ impl Trainer {
         while at < n {
             let b = batch.max(1).min(n - at);
             let shape = sample_shape(&self.model, b)?;
-            if !sessions.contains_key(&b) {
-                let mut sb = SessionBuilder::new(&model).input_shapes(vec![shape.clone()]);
-                if let Some(d) = &self.opts.devices {
-                    sb = sb.devices(d);
+            let s = match sessions.entry(b) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let mut sb = SessionBuilder::new(&model).input_shapes(vec![shape.clone()]);
+                    if let Some(d) = &self.opts.devices {
+                        sb = sb.devices(d);
+                    }
+                    if let Some(t) = self.opts.threads {
+                        sb = sb.threads(t);
+                    }
+                    e.insert(sb.build()?)
                 }
-                if let Some(t) = self.opts.threads {
-                    sb = sb.threads(t);
-                }
-                sessions.insert(b, sb.build()?);
-            }
-            let s = sessions.get_mut(&b).expect("inserted above");
+            };
             let xi = rows(x, at, b, &shape)?;
             let pred = s
                 .run(vec![Arc::new(xi)])?
@@ -442,7 +444,7 @@ pub fn rows(t: &Tensor, from: usize, n: usize, shape: &[usize]) -> Result<Tensor
             from + n
         )));
     }
-    let per = if total == 0 { 0 } else { t.len() / total };
+    let per = t.len().checked_div(total).unwrap_or(0);
     let want: usize = shape.iter().product();
     if per * n != want {
         return Err(err(format!(
@@ -461,7 +463,7 @@ pub fn rows(t: &Tensor, from: usize, n: usize, shape: &[usize]) -> Result<Tensor
 fn argmax_rows(pred: &Tensor) -> Vec<usize> {
     let n = pred.shape().first().copied().unwrap_or(0);
     let v = pred.to_f32_vec();
-    let per = if n == 0 { 0 } else { v.len() / n };
+    let per = v.len().checked_div(n).unwrap_or(0);
     (0..n)
         .map(|i| {
             let r = &v[i * per..(i + 1) * per];
@@ -498,7 +500,7 @@ fn host_loss(
     let v: Vec<f64> = pred.to_f32_vec().into_iter().map(f64::from).collect();
     match kind {
         Loss::CrossEntropy => {
-            let per = if n == 0 { 0 } else { v.len() / n };
+            let per = v.len().checked_div(n).unwrap_or(0);
             let labels = y.to_i64_vec();
             let mut total = 0.0;
             for (i, &l) in labels.iter().enumerate().take(n) {
@@ -523,7 +525,7 @@ fn host_loss(
             if t.len() != v.len() {
                 return Err(err("targets and predictions differ in size"));
             }
-            let per = if n == 0 { 1 } else { v.len() / n };
+            let per = v.len().checked_div(n).unwrap_or(1);
             let s: f64 = v.iter().zip(&t).map(|(a, b)| (a - b) * (a - b)).sum();
             Ok((s / per as f64, 0))
         }

@@ -748,10 +748,9 @@ impl Op {
             | Op::LayerNormGrad { .. }
             | Op::BatchNormTrain { .. }
             | Op::BatchNormGrad => Family::Norm,
-            Op::Conv(_)
-            | Op::ConvInteger(_)
-            | Op::ConvGradFilter(_)
-            | Op::ConvGradInput { .. } => Family::Conv,
+            Op::Conv(_) | Op::ConvInteger(_) | Op::ConvGradFilter(_) | Op::ConvGradInput { .. } => {
+                Family::Conv
+            }
             Op::MaxPool(_)
             | Op::AveragePool(_)
             | Op::GlobalAveragePool
