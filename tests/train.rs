@@ -40,12 +40,23 @@ fn sgd(lr: f32, momentum: f32, wd: f32) -> Config {
 }
 
 fn trainer(name: &str, optimizer: Config, devices: Option<&str>, microbatches: usize) -> Trainer {
+    replicated(name, optimizer, devices, microbatches, 1)
+}
+
+fn replicated(
+    name: &str,
+    optimizer: Config,
+    devices: Option<&str>,
+    microbatches: usize,
+    replicas: usize,
+) -> Trainer {
     let opts = TrainOptions {
         loss: Loss::CrossEntropy,
         optimizer,
         devices: devices.map(String::from),
         threads: Some(1),
         microbatches,
+        replicas,
         seed: 0,
     };
     Trainer::new(&model(name), opts).unwrap()
@@ -121,10 +132,10 @@ fn the_cnn_with_batchnorm_and_dropout_reaches_98_percent_on_digits() {
 }
 
 #[test]
-fn micro_batches_on_one_and_on_two_pipelined_devices_equal_whole_batches() {
+fn micro_batches_pipelined_devices_and_replicas_equal_whole_batches() {
     let train = digits("train");
-    let run = |devices: Option<&str>, m: usize| {
-        let mut t = trainer("mlp", sgd(0.05, 0.9, 0.0), devices, m);
+    let run = |devices: Option<&str>, m: usize, k: usize| {
+        let mut t = replicated("mlp", sgd(0.05, 0.9, 0.0), devices, m, k);
         for s in 0..3 {
             let x = hetflow::train::rows(&train.x, s * 32, 32, &[32, 64]).unwrap();
             let y = hetflow::train::rows(&train.y, s * 32, 32, &[32]).unwrap();
@@ -132,17 +143,22 @@ fn micro_batches_on_one_and_on_two_pipelined_devices_equal_whole_batches() {
         }
         t.tensors().unwrap()
     };
-    let whole = run(None, 1);
-    for (devices, m) in [
-        (None, 4),
-        (Some("cpu:0,cpu:1"), 4),
-        (Some("cpu:0,cpu:1"), 8),
-    ] {
-        for ((name, a), (_, b)) in run(devices, m).iter().zip(&whole) {
+    let whole = run(None, 1, 1);
+    let cases = [
+        (None, 4, 1),
+        (Some("cpu:0,cpu:1"), 4, 1),
+        (Some("cpu:0,cpu:1"), 8, 1),
+        // Data parallel: two replicas (cpu:0 and cpu:1), then with two
+        // micro-batches each.
+        (None, 1, 2),
+        (None, 2, 2),
+    ];
+    for (devices, m, k) in cases {
+        for ((name, a), (_, b)) in run(devices, m, k).iter().zip(&whole) {
             let r = rel(a, b);
             assert!(
                 r <= 1e-5,
-                "{devices:?} x{m}: weight {name} differs by {r:.2e}"
+                "{devices:?} x{m}, {k} replica(s): weight {name} differs by {r:.2e}"
             );
         }
     }

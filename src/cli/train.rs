@@ -74,9 +74,10 @@ pub struct Args {
     /// Pipeline schedule for pipelined training (not supported yet).
     #[arg(long, value_parser = ["gpipe", "1f1b"])]
     schedule: Option<String>,
-    /// Data-parallel replicas (not supported yet).
-    #[arg(long)]
-    replicas: Option<usize>,
+    /// Data-parallel replicas, one per device of --device (default
+    /// cpu:0, cpu:1, ...); gradients averaged by a ring all-reduce.
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
     /// Write a safetensors checkpoint here after every epoch.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
@@ -123,8 +124,8 @@ fn line(m: &Metrics) -> String {
 }
 
 pub fn main(a: Args) -> Result<()> {
-    if a.plan.is_some() || a.schedule.is_some() || a.replicas.is_some() {
-        bail!("pipelined (--plan/--schedule) and data-parallel (--replicas) training are not supported yet; use --microbatches to accumulate gradients on one device list");
+    if a.plan.is_some() || a.schedule.is_some() {
+        bail!("explicit pipeline plans and schedules (--plan/--schedule) for training are not supported yet; --microbatches over a device list streams micro-batches through the default plan's stages");
     }
     if a.batch == 0 || a.epochs == 0 {
         bail!("--batch and --epochs must be at least 1");
@@ -151,6 +152,7 @@ pub fn main(a: Args) -> Result<()> {
         devices: a.device.clone(),
         threads: a.threads,
         microbatches: a.microbatches,
+        replicas: a.replicas,
         seed: a.seed,
     };
     let mut t = Trainer::new(&model, opts)?;

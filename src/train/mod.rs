@@ -21,6 +21,7 @@
 //! - Checkpoints are safetensors files: the weights, running statistics
 //!   and optimizer moments, with the step count in the metadata.
 
+pub mod allreduce;
 pub mod checkpoint;
 pub mod data;
 pub mod graph;
@@ -57,8 +58,12 @@ pub struct TrainOptions {
     pub devices: Option<String>,
     /// Threads per CPU device.
     pub threads: Option<usize>,
-    /// Micro-batches per step (gradients averaged over them).
+    /// Micro-batches per step and replica (gradients averaged over them).
     pub microbatches: usize,
+    /// Data-parallel replicas: each runs `batch / replicas` samples on its
+    /// own device (the i-th of `devices`, else `cpu:i`), and their
+    /// gradients are averaged by a ring all-reduce before the step.
+    pub replicas: usize,
     /// Seed of dropout masks (shuffling has its own, in [`data`]).
     pub seed: u64,
 }
@@ -71,6 +76,7 @@ impl Default for TrainOptions {
             devices: None,
             threads: None,
             microbatches: 1,
+            replicas: 1,
             seed: 0,
         }
     }
@@ -92,7 +98,7 @@ pub struct Trainer {
     shapes: Vec<Vec<usize>>,
     stats: HashMap<String, Tensor>,
     optimizer: optim::Optimizer,
-    step: Option<Step>,
+    steps: Vec<Step>,
 }
 
 fn err(m: impl Into<String>) -> Error {
@@ -104,8 +110,19 @@ impl Trainer {
     /// [`Model::load_unoptimized`]: the load-time rewrites fold
     /// BatchNorm into Conv, which training must not).
     pub fn new(model: &Model, opts: TrainOptions) -> Result<Trainer, Error> {
-        if opts.microbatches == 0 {
-            return Err(err("microbatches must be at least 1"));
+        if opts.microbatches == 0 || opts.replicas == 0 {
+            return Err(err("microbatches and replicas must be at least 1"));
+        }
+        if opts.replicas > 1 {
+            if let Some(d) = &opts.devices {
+                let n = d.split(',').count();
+                if n != opts.replicas {
+                    return Err(err(format!(
+                        "{} replicas need {} devices, one each; '{d}' names {n}",
+                        opts.replicas, opts.replicas
+                    )));
+                }
+            }
         }
         let g = (**model.graph()).clone();
         // The trainable weights: build a graph for batch 1 to find them.
@@ -136,7 +153,7 @@ impl Trainer {
             stats,
             model: g,
             opts,
-            step: None,
+            steps: Vec::new(),
         })
     }
 
@@ -171,32 +188,59 @@ impl Trainer {
         &mut self.optimizer
     }
 
-    fn session(&mut self, batch: usize) -> Result<&mut Step, Error> {
-        let mb = batch / self.opts.microbatches;
-        if mb == 0 || !batch.is_multiple_of(self.opts.microbatches) {
+    /// The sessions (one per replica) for batches of `batch` samples.
+    fn sessions(&mut self, batch: usize) -> Result<(), Error> {
+        let units = self.opts.microbatches * self.opts.replicas;
+        let mb = batch / units;
+        if mb == 0 || !batch.is_multiple_of(units) {
             return Err(err(format!(
-                "a batch of {batch} does not split into {} equal micro-batches",
-                self.opts.microbatches
+                "a batch of {batch} does not split into {} replica(s) of {} equal micro-batches",
+                self.opts.replicas, self.opts.microbatches
             )));
         }
         let shape = sample_shape(&self.model, mb)?;
-        if self.step.as_ref().is_none_or(|s| s.shape != shape) {
+        if self.steps.first().is_some_and(|s| s.shape == shape) {
+            return Ok(());
+        }
+        self.steps.clear();
+        // Replicas' devices are opened as one list (so `cpu:0,cpu:1`
+        // splits the machine between them), one per replica.
+        let replica_devices = if self.opts.replicas > 1 {
+            let list = match &self.opts.devices {
+                Some(d) => d.clone(),
+                None => (0..self.opts.replicas)
+                    .map(|r| format!("cpu:{r}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            };
+            let specs = hetflow_devices::parse_device_list(&list)?;
+            hetflow_devices::open_devices(&specs, self.opts.threads)?
+        } else {
+            Vec::new()
+        };
+        for r in 0..self.opts.replicas {
             let tg = graph::build(&self.model, &shape, self.opts.loss)?;
             if tg.params != self.names {
                 return Err(err("the trained weights differ between batch sizes"));
             }
             let model = Model::from_graph(tg.graph.clone());
             let mut b = SessionBuilder::new(&model);
-            if let Some(d) = &self.opts.devices {
-                b = b.devices(d);
+            match (replica_devices.get(r), &self.opts.devices) {
+                (Some(dev), _) => b = b.with_devices(vec![dev.clone()]),
+                (None, Some(d)) => b = b.devices(d),
+                (None, None) => {}
             }
             if let Some(t) = self.opts.threads {
                 b = b.threads(t);
             }
             let session = b.build()?;
-            self.step = Some(Step { shape, session, tg });
+            self.steps.push(Step {
+                shape: shape.clone(),
+                session,
+                tg,
+            });
         }
-        Ok(self.step.as_mut().expect("built above"))
+        Ok(())
     }
 
     /// One optimizer step on a batch: `x` holds the samples along axis 0,
@@ -204,7 +248,8 @@ impl Trainer {
     /// batch's loss and accuracy before the update.
     pub fn step(&mut self, x: &Tensor, y: &Tensor) -> Result<Metrics, Error> {
         let n = check_batch(x, y)?;
-        let m = self.opts.microbatches;
+        let (k, per_replica) = (self.opts.replicas, self.opts.microbatches);
+        let m = k * per_replica;
         let seed =
             (self.opts.seed ^ self.optimizer.step.wrapping_mul(0x9E37_79B9_7F4A_7C15)) as i64;
         let weights: Vec<Arc<Tensor>> = self
@@ -215,8 +260,9 @@ impl Trainer {
             .collect::<Result<_, _>>()?;
         let loss_kind = self.opts.loss;
         let stats_now = self.stats.clone();
-        let step = self.session(n)?;
-        let tg = &step.tg;
+        self.sessions(n)?;
+        let shape = self.steps[0].shape.clone();
+        let tg = &self.steps[0].tg;
         let stats: Vec<Arc<Tensor>> = tg
             .state
             .iter()
@@ -231,7 +277,7 @@ impl Trainer {
         let mb = n / m;
         let mut feeds = Vec::with_capacity(m);
         for i in 0..m {
-            let xi = rows(x, i * mb, mb, &step.shape)?;
+            let xi = rows(x, i * mb, mb, &shape)?;
             let yi = rows(y, i * mb, mb, &tg.target_shape)?;
             if yi.dtype() != tg.target_dtype {
                 return Err(err(format!(
@@ -251,21 +297,52 @@ impl Trainer {
         }
         let n_params = tg.params.len();
         let state_names = tg.state.clone();
-        let outs = step.session.run_stream(feeds)?;
-        // Average over the micro-batches.
-        let mut grads: Vec<Vec<f32>> = self.weights.iter().map(|w| vec![0.0; w.len()]).collect();
+        // Replica r takes micro-batches r·per_replica.. of the batch; the
+        // replicas run at once, each on its own device.
+        let mut shards: Vec<Vec<Vec<Arc<Tensor>>>> = Vec::with_capacity(k);
+        let mut rest = feeds.into_iter();
+        for _ in 0..k {
+            shards.push(rest.by_ref().take(per_replica).collect());
+        }
+        let results: Vec<Result<Vec<Vec<Arc<Tensor>>>, Error>> = std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .steps
+                .iter_mut()
+                .zip(shards)
+                .map(|(st, f)| s.spawn(move || st.session.run_stream(f).map_err(Error::from)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(err("a replica's thread panicked")))
+                })
+                .collect()
+        });
+        let mut outs = Vec::with_capacity(m);
+        for r in results {
+            outs.extend(r?);
+        }
+        // Each replica averages its micro-batches; the replicas' averages
+        // are then averaged by a ring all-reduce.
+        let sizes: Vec<usize> = self.weights.iter().map(|w| w.len()).collect();
+        let total: usize = sizes.iter().sum();
+        let mut replica_grads: Vec<Vec<f32>> = vec![vec![0.0; total]; k];
         let mut new_stats: Vec<Vec<f64>> = Vec::new();
         let mut metrics = Metrics::default();
-        for o in &outs {
+        for (u, o) in outs.iter().enumerate() {
             metrics.loss += o[0].cast(DType::F64).to_f32_vec()[0] as f64 / m as f64;
-            for (g, t) in grads.iter_mut().zip(&o[2..2 + n_params]) {
+            let g = &mut replica_grads[u / per_replica];
+            let mut at = 0;
+            for (t, &len) in o[2..2 + n_params].iter().zip(&sizes) {
                 let v = t.to_f32_vec();
-                if v.len() != g.len() {
+                if v.len() != len {
                     return Err(err("a gradient's size differs from its weight's"));
                 }
-                for (a, b) in g.iter_mut().zip(v) {
-                    *a += b / m as f32;
+                for (a, b) in g[at..at + len].iter_mut().zip(v) {
+                    *a += b / per_replica as f32;
                 }
+                at += len;
             }
             for (k, t) in o[2 + n_params..].iter().enumerate() {
                 let v: Vec<f64> = t.to_f32_vec().into_iter().map(f64::from).collect();
@@ -288,6 +365,14 @@ impl Trainer {
             }
             Loss::Mse => f64::NAN,
         };
+        allreduce::ring_mean(&mut replica_grads);
+        let flat = replica_grads.swap_remove(0);
+        let mut grads = Vec::with_capacity(sizes.len());
+        let mut at = 0;
+        for len in sizes {
+            grads.push(flat[at..at + len].to_vec());
+            at += len;
+        }
         for (name, v) in state_names.iter().zip(new_stats) {
             let shape = stats_now[name].shape().to_vec();
             let t = Tensor::from_vec(shape, v.into_iter().map(|x| x as f32).collect::<Vec<f32>>())?;
