@@ -34,6 +34,7 @@ pub enum Loss {
 }
 
 /// A training graph and where its parts are.
+#[derive(Clone)]
 pub struct TrainGraph {
     /// The graph (inputs and outputs in the order of the module docs).
     pub graph: Graph,

@@ -218,12 +218,12 @@ impl Trainer {
         } else {
             Vec::new()
         };
+        let tg = graph::build(&self.model, &shape, self.opts.loss)?;
+        if tg.params != self.names {
+            return Err(err("the trained weights differ between batch sizes"));
+        }
+        let model = Model::from_graph(tg.graph.clone());
         for r in 0..self.opts.replicas {
-            let tg = graph::build(&self.model, &shape, self.opts.loss)?;
-            if tg.params != self.names {
-                return Err(err("the trained weights differ between batch sizes"));
-            }
-            let model = Model::from_graph(tg.graph.clone());
             let mut b = SessionBuilder::new(&model);
             match (replica_devices.get(r), &self.opts.devices) {
                 (Some(dev), _) => b = b.with_devices(vec![dev.clone()]),
@@ -237,7 +237,7 @@ impl Trainer {
             self.steps.push(Step {
                 shape: shape.clone(),
                 session,
-                tg,
+                tg: tg.clone(),
             });
         }
         Ok(())
