@@ -22,8 +22,7 @@
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::graph::{Fact, Graph, Node, ValueId};
-use crate::infer::infer_op;
+use crate::graph::{Graph, Node, ValueId};
 use crate::op::{
     conv, elementwise, loss, matmul, movement, norm, pool, reduce, BinaryOp, Family, Op,
     ReduceKind, UnaryOp,
@@ -198,32 +197,7 @@ impl Grads<'_> {
     ) -> Result<Vec<ValueId>> {
         self.counter += 1;
         let name = format!("grad{}/{what}", self.counter);
-        let facts: Vec<Option<Fact>> = inputs
-            .iter()
-            .map(|i| i.map(|i| self.g.values[i.0].fact.clone()))
-            .collect();
-        let refs: Vec<Option<&Fact>> = facts.iter().map(|f| f.as_ref()).collect();
-        let outs = infer_op(&op, &refs, n_out).map_err(|e| e.at_node(&name, op.name()))?;
-        let ids: Vec<ValueId> = outs
-            .into_iter()
-            .enumerate()
-            .map(|(k, f)| {
-                let vname = if n_out == 1 {
-                    name.clone()
-                } else {
-                    format!("{name}:{k}")
-                };
-                let f = Fact { value: None, ..f };
-                self.g.add_value(vname, f)
-            })
-            .collect();
-        self.g.nodes.push(Node {
-            name,
-            op,
-            inputs: inputs.to_vec(),
-            outputs: ids.clone(),
-        });
-        Ok(ids)
+        self.g.add_inferred(&name, op, inputs, n_out)
     }
 
     /// One-output node with every input present.

@@ -29,6 +29,55 @@ impl Graph {
         infer_graph(&mut self)?;
         Ok(self)
     }
+
+    /// The facts of `op`'s `n_out` outputs when it reads `inputs`, from
+    /// their facts; an error names node `name`.
+    pub fn infer_outputs(
+        &self,
+        name: &str,
+        op: &Op,
+        inputs: &[Option<crate::ValueId>],
+        n_out: usize,
+    ) -> Result<Vec<Fact>> {
+        let refs: Vec<Option<&Fact>> = inputs
+            .iter()
+            .map(|i| i.map(|i| &self.values[i.0].fact))
+            .collect();
+        infer_op(op, &refs, n_out).map_err(|e| e.at_node(name, op.name()))
+    }
+
+    /// Appends node `name` with its outputs' facts inferred at once (and
+    /// nothing folded), for graphs extended after loading: the backward
+    /// pass, a training loss. Outputs are named `name`, or `name:k` when
+    /// there are several.
+    pub fn add_inferred(
+        &mut self,
+        name: &str,
+        op: Op,
+        inputs: &[Option<crate::ValueId>],
+        n_out: usize,
+    ) -> Result<Vec<crate::ValueId>> {
+        let facts = self.infer_outputs(name, &op, inputs, n_out)?;
+        let ids: Vec<crate::ValueId> = facts
+            .into_iter()
+            .enumerate()
+            .map(|(k, f)| {
+                let vname = if n_out == 1 {
+                    name.to_string()
+                } else {
+                    format!("{name}:{k}")
+                };
+                self.add_value(vname, Fact { value: None, ..f })
+            })
+            .collect();
+        self.nodes.push(crate::graph::Node {
+            name: name.to_string(),
+            op,
+            inputs: inputs.to_vec(),
+            outputs: ids.clone(),
+        });
+        Ok(ids)
+    }
 }
 
 /// Folding evaluates a node only when its inputs together and each of its

@@ -32,6 +32,7 @@ pub mod onnx;
 pub mod op;
 pub mod optimize;
 pub mod pool;
+pub mod rng;
 pub mod shape;
 pub mod specialize;
 pub mod tensor;

@@ -417,32 +417,9 @@ fn natural_key(s: &str) -> (String, u64, String) {
     (head, digits.parse().unwrap_or(0), tail)
 }
 
-/// A small deterministic generator (SplitMix64) for random DAGs.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// Seeded.
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// Uniform in `lo..hi` (hi exclusive, hi > lo).
-    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + (self.next_u64() % (hi - lo) as u64) as usize
-    }
-}
+/// The deterministic generator of random DAGs (SplitMix64, shared with
+/// the ops crate).
+pub use hetflow_ops::rng::Rng;
 
 /// Parameters of the random-DAG generator of Topcuoglu et al.: `n` tasks in
 /// about `sqrt(n)/shape` levels, out-degree up to `out_degree`,

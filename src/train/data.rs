@@ -89,18 +89,10 @@ fn gather_rows(t: &Tensor, order: &[usize]) -> Result<Tensor, Error> {
 
 /// A permutation of `0..n` from `seed` (Fisher–Yates over splitmix64).
 pub fn shuffle(n: usize, seed: u64) -> Vec<usize> {
-    let mut s = seed ^ 0x5851_F42D_4C95_7F2D;
-    let mut next = move || {
-        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
+    let mut r = hetflow_ops::rng::Rng::new(seed ^ 0x5851_F42D_4C95_7F2D);
     let mut v: Vec<usize> = (0..n).collect();
     for i in (1..n).rev() {
-        let j = (next() % (i as u64 + 1)) as usize;
-        v.swap(i, j);
+        v.swap(i, r.range(0, i + 1));
     }
     v
 }

@@ -19,8 +19,7 @@
 //! the loss, the prediction, the gradients, the updated statistics.
 
 use hetflow_ops::autodiff::differentiate;
-use hetflow_ops::graph::{Fact, Graph, Node, ValueId};
-use hetflow_ops::infer::infer_op;
+use hetflow_ops::graph::{Fact, Graph, ValueId};
 use hetflow_ops::op::{BinaryOp, LossReduction, Op, ReduceKind};
 use hetflow_ops::{DType, Error, Result};
 
@@ -48,42 +47,6 @@ pub struct TrainGraph {
     pub target_shape: Vec<usize>,
     /// Dtype of the targets input.
     pub target_dtype: DType,
-}
-
-fn add(
-    g: &mut Graph,
-    name: &str,
-    op: Op,
-    inputs: &[Option<ValueId>],
-    n: usize,
-) -> Result<Vec<ValueId>> {
-    let facts: Vec<Option<Fact>> = inputs
-        .iter()
-        .map(|i| i.map(|i| g.values[i.0].fact.clone()))
-        .collect();
-    let refs: Vec<Option<&Fact>> = facts.iter().map(|f| f.as_ref()).collect();
-    let outs = infer_op(&op, &refs, n).map_err(|e| e.at_node(name, op.name()))?;
-    let ids: Vec<ValueId> = outs
-        .into_iter()
-        .enumerate()
-        .map(|(k, f)| {
-            g.add_value(
-                if n == 1 {
-                    name.to_string()
-                } else {
-                    format!("{name}:{k}")
-                },
-                f,
-            )
-        })
-        .collect();
-    g.nodes.push(Node {
-        name: name.into(),
-        op,
-        inputs: inputs.to_vec(),
-        outputs: ids.clone(),
-    });
-    Ok(ids)
 }
 
 /// Makes constant `v` a graph input (its value is fed at run time).
@@ -145,14 +108,7 @@ pub fn build(model: &Graph, batch_shape: &[usize], loss: Loss) -> Result<TrainGr
                     epsilon,
                     momentum: 0.9,
                 };
-                let facts: Vec<Option<Fact>> = node
-                    .inputs
-                    .iter()
-                    .map(|i| i.map(|i| g.values[i.0].fact.clone()))
-                    .collect();
-                let refs: Vec<Option<&Fact>> = facts.iter().map(|f| f.as_ref()).collect();
-                let outs = infer_op(&op, &refs, 5)
-                    .map_err(|e| e.at_node(&node.name, "BatchNormalization"))?;
+                let outs = g.infer_outputs(&node.name, &op, &node.inputs, 5)?;
                 let mut ids = vec![node.outputs[0]];
                 for (k, f) in outs.into_iter().enumerate().skip(1) {
                     ids.push(g.add_value(format!("{}:train{k}", node.name), f));
@@ -238,7 +194,7 @@ pub fn build(model: &Graph, batch_shape: &[usize], loss: Loss) -> Result<TrainGr
                 reduction: LossReduction::Mean,
                 ignore_index: None,
             };
-            let l = add(&mut g, "loss", op, &[Some(logits), Some(t)], 1)?[0];
+            let l = g.add_inferred("loss", op, &[Some(logits), Some(t)], 1)?[0];
             (t, l)
         }
         Loss::Mse => {
@@ -248,15 +204,13 @@ pub fn build(model: &Graph, batch_shape: &[usize], loss: Loss) -> Result<TrainGr
                 .ok_or_else(|| Error::msg("the prediction has no concrete shape"))?;
             let dt = f.dtype.unwrap_or(DType::F32);
             let t = g.add_value("targets", Fact::known(dt, &shape));
-            let d = add(
-                &mut g,
+            let d = g.add_inferred(
                 "loss/diff",
                 Op::Binary(BinaryOp::Sub),
                 &[Some(pred), Some(t)],
                 1,
             )?[0];
-            let sq = add(
-                &mut g,
+            let sq = g.add_inferred(
                 "loss/square",
                 Op::Binary(BinaryOp::Mul),
                 &[Some(d), Some(d)],
@@ -268,7 +222,7 @@ pub fn build(model: &Graph, batch_shape: &[usize], loss: Loss) -> Result<TrainGr
                 keepdims: false,
                 noop_with_empty_axes: false,
             };
-            let l = add(&mut g, "loss", op, &[Some(sq)], 1)?[0];
+            let l = g.add_inferred("loss", op, &[Some(sq)], 1)?[0];
             (t, l)
         }
     };

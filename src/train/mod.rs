@@ -251,7 +251,7 @@ impl Trainer {
         let (k, per_replica) = (self.opts.replicas, self.opts.microbatches);
         let m = k * per_replica;
         let seed =
-            (self.opts.seed ^ self.optimizer.step.wrapping_mul(0x9E37_79B9_7F4A_7C15)) as i64;
+            (self.opts.seed ^ self.optimizer.step.wrapping_mul(hetflow_ops::rng::GOLDEN)) as i64;
         let weights: Vec<Arc<Tensor>> = self
             .weights
             .iter()
@@ -299,6 +299,7 @@ impl Trainer {
         let state_names = tg.state.clone();
         // Replica r takes micro-batches r·per_replica.. of the batch; the
         // replicas run at once, each on its own device.
+        let labels: Vec<Arc<Tensor>> = feeds.iter().map(|f| f[1].clone()).collect();
         let mut shards: Vec<Vec<Vec<Arc<Tensor>>>> = Vec::with_capacity(k);
         let mut rest = feeds.into_iter();
         for _ in 0..k {
@@ -359,7 +360,7 @@ impl Trainer {
             Loss::CrossEntropy => {
                 let mut correct = 0;
                 for (i, o) in outs.iter().enumerate() {
-                    correct += count_correct(&o[1], &rows(y, i * mb, mb, &[mb])?)?;
+                    correct += count_correct(&o[1], &labels[i])?;
                 }
                 correct as f64 / n as f64
             }
@@ -585,24 +586,30 @@ fn host_loss(
     let v: Vec<f64> = pred.to_f32_vec().into_iter().map(f64::from).collect();
     match kind {
         Loss::CrossEntropy => {
-            let per = v.len().checked_div(n).unwrap_or(0);
-            let labels = y.to_i64_vec();
-            let mut total = 0.0;
-            for (i, &l) in labels.iter().enumerate().take(n) {
-                let r = &v[i * per..(i + 1) * per];
-                let l = usize::try_from(l)
-                    .ok()
-                    .filter(|&l| l < per)
-                    .ok_or_else(|| err(format!("label {l} out of range for {per} classes")))?;
-                total -= match through {
-                    Some(false) => r[l].max(1e-30).ln(),
-                    Some(true) => r[l],
-                    None => {
-                        let m = r.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                        r[l] - m - r.iter().map(|x| (x - m).exp()).sum::<f64>().ln()
-                    }
-                };
-            }
+            // The loss kernels, summed over the batch.
+            use hetflow_ops::op::{LossReduction, Op};
+            let sum = |op: Op, scores: &Tensor| -> Result<f64, Error> {
+                let l = hetflow_ops::kernels::eval(&op, &[Some(scores), Some(y)], 1)?;
+                Ok(l[0].cast(DType::F64).as_slice::<f64>()?[0])
+            };
+            let nll = Op::NllLoss {
+                reduction: LossReduction::Sum,
+                ignore_index: None,
+            };
+            let total = match through {
+                None => {
+                    let op = Op::SoftmaxCrossEntropy {
+                        reduction: LossReduction::Sum,
+                        ignore_index: None,
+                    };
+                    sum(op, pred)?
+                }
+                Some(true) => sum(nll, pred)?,
+                Some(false) => {
+                    let logp: Vec<f64> = v.iter().map(|p| p.max(1e-30).ln()).collect();
+                    sum(nll, &Tensor::from_vec(pred.shape().to_vec(), logp)?)?
+                }
+            };
             Ok((total, count_correct(pred, y)?))
         }
         Loss::Mse => {

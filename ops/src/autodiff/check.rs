@@ -31,17 +31,8 @@ pub(crate) enum Arg {
 
 /// Deterministic values in `[lo, hi)` (a splitmix stream).
 pub(crate) fn vals(n: usize, seed: u64, lo: f64, hi: f64) -> Vec<f64> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = s;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            lo + (hi - lo) * ((z >> 11) as f64 / (1u64 << 53) as f64)
-        })
-        .collect()
+    let mut r = crate::rng::Rng::new(seed.wrapping_mul(crate::rng::GOLDEN) ^ 0xD1B5_4A32_D192_ED03);
+    (0..n).map(|_| lo + (hi - lo) * r.unit()).collect()
 }
 
 /// A differentiated argument with values in [-1, 1).

@@ -208,16 +208,14 @@ pub(crate) fn gather_grad(
     Ok(Tensor::from_vec(data_shape.to_vec(), gx)?.cast(gy.dtype()))
 }
 
-/// A uniform draw in [0, 1) for element `i` under `seed` (splitmix64 of
-/// the pair), the same on every device.
+/// A uniform draw in [0, 1) for element `i` under `seed` (SplitMix64's
+/// output function of the pair), the same on every device.
 pub fn dropout_draw(seed: u64, i: u64) -> f64 {
-    let mut z = seed
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    use crate::rng::{mix64, unit_f64, GOLDEN};
+    let z = seed
+        .wrapping_mul(GOLDEN)
         .wrapping_add(i.wrapping_mul(0xD1B5_4A32_D192_ED03));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    (z >> 11) as f64 / (1u64 << 53) as f64
+    unit_f64(mix64(z))
 }
 
 /// Host kernel of [`Op::DropoutTrain`]: inputs X and the i64 seed.
