@@ -10,6 +10,7 @@
 use hetflow::ops::graph::Dim;
 use hetflow::ops::op::UnaryOp;
 use hetflow::ops::{npy, DType, Graph, Op};
+use hetflow::scheduler::plan::{Plan, Schedule as PlanSchedule};
 use hetflow::train::data::Dataset;
 use hetflow::train::optim::{Config, Schedule};
 use hetflow::train::{Loss, TrainOptions, Trainer};
@@ -58,8 +59,44 @@ fn replicated(
         microbatches,
         replicas,
         seed: 0,
+        schedule: None,
+        plan: None,
     };
     Trainer::new(&model(name), opts).unwrap()
+}
+
+/// A pipelined trainer: `schedule` over `devices` (or `plan`'s stages).
+fn pipelined(
+    name: &str,
+    devices: Option<&str>,
+    schedule: PlanSchedule,
+    microbatches: usize,
+    plan: Option<Plan>,
+) -> Trainer {
+    let opts = TrainOptions {
+        loss: Loss::CrossEntropy,
+        optimizer: sgd(0.05, 0.9, 0.0),
+        devices: devices.map(String::from),
+        threads: Some(1),
+        microbatches,
+        schedule: Some(schedule),
+        plan,
+        ..TrainOptions::default()
+    };
+    Trainer::new(&model(name), opts).unwrap()
+}
+
+/// Three steps of batch 32 from the digits training split; the weights.
+fn three_steps(t: &mut Trainer, sample: &[usize]) -> Vec<(String, Tensor)> {
+    let train = digits("train");
+    for s in 0..3 {
+        let mut shape = vec![32];
+        shape.extend(sample);
+        let x = hetflow::train::rows(&train.x, s * 32, 32, &shape).unwrap();
+        let y = hetflow::train::rows(&train.y, s * 32, 32, &[32]).unwrap();
+        t.step(&x, &y).unwrap();
+    }
+    t.tensors().unwrap()
 }
 
 /// Max |a - b| over max |b|, per tensor.
@@ -162,6 +199,85 @@ fn micro_batches_pipelined_devices_and_replicas_equal_whole_batches() {
             );
         }
     }
+}
+
+#[test]
+fn gpipe_and_1f1b_on_two_cpus_equal_single_device_training() {
+    // The MLP (no batch statistics, no dropout): pipelined steps over
+    // cpu:0 and cpu:1 give the weights of whole-batch steps on one device.
+    let whole = three_steps(&mut trainer("mlp", sgd(0.05, 0.9, 0.0), None, 1), &[64]);
+    for schedule in [PlanSchedule::Gpipe, PlanSchedule::OneFOneB] {
+        for m in [4, 8] {
+            let mut t = pipelined("mlp", Some("cpu:0,cpu:1"), schedule, m, None);
+            let got = three_steps(&mut t, &[64]);
+            for ((name, a), (_, b)) in got.iter().zip(&whole) {
+                let r = rel(a, b);
+                assert!(
+                    r <= 1e-5,
+                    "{schedule:?} m={m}: weight {name} differs by {r:.2e}"
+                );
+            }
+            let st = t.pipeline_stats().unwrap();
+            assert_eq!(st.stages.len(), 2);
+            assert_eq!(st.microbatches, m);
+            assert!(st.step_ms > 0.0 && st.bound_ms > 0.0);
+        }
+    }
+}
+
+#[test]
+fn the_stash_holds_p_micro_batches_under_1f1b_and_m_under_gpipe() {
+    let (p, m) = (2, 8);
+    let stats = |schedule| {
+        let mut t = pipelined("mlp", Some("cpu:0,cpu:1"), schedule, m, None);
+        three_steps(&mut t, &[64]);
+        t.pipeline_stats().unwrap().clone()
+    };
+    let gpipe = stats(PlanSchedule::Gpipe);
+    let ofob = stats(PlanSchedule::OneFOneB);
+    for (s, (g, o)) in gpipe.stages.iter().zip(&ofob.stages).enumerate() {
+        // GPipe: every micro-batch's activations wait for the backward.
+        assert_eq!(g.peak_in_flight, m, "GPipe stage {s}: {g:?}");
+        // 1F1B: stage s holds p - s micro-batches at most.
+        assert!(o.peak_in_flight <= p - s, "1F1B stage {s}: {o:?}");
+        assert!(
+            o.peak_stash_bytes <= (p - s) as u64 * o.microbatch_stash_bytes,
+            "1F1B stage {s}: {o:?}"
+        );
+        assert!(o.microbatch_stash_bytes > 0, "stage {s} stashes nothing");
+        assert!(
+            o.peak_stash_bytes * 2 < g.peak_stash_bytes,
+            "stage {s}: 1F1B {} bytes vs GPipe {}",
+            o.peak_stash_bytes,
+            g.peak_stash_bytes
+        );
+    }
+}
+
+#[test]
+fn a_pipelined_cnn_with_batchnorm_and_dropout_follows_the_plans_stages() {
+    // BatchNorm's statistics are per micro-batch, and dropout's masks are
+    // seeded per micro-batch: the reference accumulates the same four
+    // micro-batches on one device.
+    let reference = three_steps(
+        &mut trainer("cnn", sgd(0.05, 0.9, 0.0), None, 4),
+        &[1, 8, 8],
+    );
+    // A plan of the model: its first three nodes on cpu:1, the rest on
+    // cpu:0 (stages follow the plan's devices, whatever their names).
+    let g = model("cnn").graph().clone();
+    let placement: Vec<usize> = (0..g.nodes.len()).map(|n| usize::from(n >= 3)).collect();
+    let plan = Plan::from_placement(&g, vec!["cpu:1".into(), "cpu:0".into()], placement);
+    let mut t = pipelined("cnn", None, PlanSchedule::OneFOneB, 4, Some(plan));
+    let got = three_steps(&mut t, &[1, 8, 8]);
+    assert_eq!(got.len(), reference.len());
+    for ((name, a), (_, b)) in got.iter().zip(&reference) {
+        let r = rel(a, b);
+        assert!(r <= 1e-5, "weight or statistic {name} differs by {r:.2e}");
+    }
+    let st = t.pipeline_stats().unwrap();
+    let devices: Vec<&str> = st.stages.iter().map(|s| s.device.as_str()).collect();
+    assert_eq!(devices, ["cpu:1", "cpu:0"]);
 }
 
 #[test]
@@ -304,6 +420,55 @@ fn the_cli_trains_writes_a_model_that_runs_in_hetflow_and_onnxruntime() {
 }
 
 #[test]
+fn the_cli_trains_pipelined_by_schedule_or_by_plan() {
+    let d = data();
+    let dir = tempdir("pipe");
+    let s = |p: PathBuf| p.to_str().unwrap().to_string();
+    let g = model("mlp").graph().clone();
+    let n = g.nodes.len();
+    let mut plan = Plan::from_placement(
+        &g,
+        vec!["cpu:0".into(), "cpu:1".into()],
+        (0..n).map(|i| usize::from(i >= n / 2)).collect(),
+    );
+    plan.schedule = PlanSchedule::Gpipe;
+    std::fs::write(dir.join("plan.json"), plan.to_json()).unwrap();
+    let runs: [(&[&str], &str); 2] = [
+        (
+            &["--device", "cpu:0,cpu:1", "--schedule", "1f1b"],
+            "pipeline 1f1b: 2 stage(s) x 4",
+        ),
+        (
+            &["--plan", &s(dir.join("plan.json"))],
+            "pipeline gpipe: 2 stage(s) x 4",
+        ),
+    ];
+    for (extra, want) in runs {
+        let mut args = vec![
+            "train".to_string(),
+            s(d.join("models/mlp.onnx")),
+            "--data".into(),
+            s(d.join("digits/train")),
+            "--epochs".into(),
+            "1".into(),
+            "--batch".into(),
+            "32".into(),
+            "--microbatches".into(),
+            "4".into(),
+            "--threads".into(),
+            "1".into(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = hetflow(&args);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(out.contains(want), "{out}");
+        assert!(out.lines().last().unwrap().starts_with("loss="), "{out}");
+    }
+}
+
+#[test]
 fn bad_requests_get_clear_errors() {
     let d = data();
     let s = |p: PathBuf| p.to_str().unwrap().to_string();
@@ -322,9 +487,11 @@ fn bad_requests_get_clear_errors() {
         &s(d.join("digits/train")),
         "--schedule",
         "1f1b",
+        "--replicas",
+        "2",
     ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not supported yet"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("choose one"));
     // An op without a gradient rule is refused at build, naming the node.
     let mut g = Graph::default();
     let x = g.add_input("x", DType::F32, vec![Dim::Sym("n".into()), Dim::Known(4)]);

@@ -39,6 +39,20 @@ pub fn differentiate(
     loss: ValueId,
     wrt: &[ValueId],
 ) -> Result<Vec<Option<ValueId>>> {
+    Ok(differentiate_traced(g, loss, wrt)?.0)
+}
+
+/// [`differentiate`], also returning, for each node it appended (in
+/// order), the forward node whose gradient it helps compute: the node
+/// whose rule made it, or, for the `Add` that sums a value's gradient
+/// contributions, the node producing that value. `None` marks the sums
+/// of a parameter's contributions (a parameter has no producer). A
+/// pipeline runs each backward node on its forward node's stage.
+pub fn differentiate_traced(
+    g: &mut Graph,
+    loss: ValueId,
+    wrt: &[ValueId],
+) -> Result<(Vec<Option<ValueId>>, Vec<Option<usize>>)> {
     let n_forward = g.nodes.len();
     let lf = &g.values[loss.0].fact;
     let lshape = lf
@@ -79,6 +93,8 @@ pub fn differentiate(
         g,
         grads: Vec::new(),
         counter: 0,
+        origin: None,
+        origins: Vec::new(),
     };
     cx.grads = vec![Vec::new(); cx.g.values.len()];
     let one = cx.constant(
@@ -89,6 +105,7 @@ pub fn differentiate(
 
     for ni in (0..n_forward).rev() {
         let node = cx.g.nodes[ni].clone();
+        cx.origin = Some(ni);
         if !node.outputs.iter().any(|o| useful[o.0] && needs[o.0]) {
             continue;
         }
@@ -118,11 +135,12 @@ pub fn differentiate(
         }
     }
 
+    cx.origin = None;
     let mut out = Vec::with_capacity(wrt.len());
     for &p in wrt {
         out.push(cx.total(p)?);
     }
-    Ok(out)
+    Ok((out, cx.origins))
 }
 
 fn rule(cx: &mut Grads, node: &Node, gys: &[Option<ValueId>], want: &[bool]) -> Result<Grad> {
@@ -170,6 +188,10 @@ pub(crate) struct Grads<'g> {
     /// Gradient contributions per value, summed on first read.
     grads: Vec<Vec<ValueId>>,
     counter: usize,
+    /// The forward node being differentiated.
+    origin: Option<usize>,
+    /// `origin` of every node appended so far.
+    origins: Vec<Option<usize>>,
 }
 
 impl Grads<'_> {
@@ -197,7 +219,11 @@ impl Grads<'_> {
     ) -> Result<Vec<ValueId>> {
         self.counter += 1;
         let name = format!("grad{}/{what}", self.counter);
-        self.g.add_inferred(&name, op, inputs, n_out)
+        let before = self.g.nodes.len();
+        let out = self.g.add_inferred(&name, op, inputs, n_out)?;
+        let added = self.g.nodes.len() - before;
+        self.origins.extend(std::iter::repeat_n(self.origin, added));
+        Ok(out)
     }
 
     /// One-output node with every input present.

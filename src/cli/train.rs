@@ -3,8 +3,10 @@
 //! last line is `loss=<float> accuracy=<float>` (on `--eval` when given).
 
 use anyhow::{bail, Context, Result};
+use hetflow::scheduler::plan::{Plan, Schedule as PlanSchedule};
 use hetflow::train::data::Dataset;
 use hetflow::train::optim::{Config, Kind, Schedule};
+use hetflow::train::pipeline::PipelineStats;
 use hetflow::train::{Loss, Metrics, TrainOptions, Trainer};
 use hetflow::Model;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -68,10 +70,12 @@ pub struct Args {
     /// Micro-batches per step; their gradients are averaged.
     #[arg(long, default_value_t = 1)]
     microbatches: usize,
-    /// A plan JSON for pipelined training (not supported yet).
+    /// A plan JSON of the model (`hetflow plan`) whose stages and devices
+    /// pipelined training follows (with --schedule, or the plan's own).
     #[arg(long)]
     plan: Option<PathBuf>,
-    /// Pipeline schedule for pipelined training (not supported yet).
+    /// Pipelined training: run the micro-batches through stages, one per
+    /// device of --device (or per stage of --plan), in this order.
     #[arg(long, value_parser = ["gpipe", "1f1b"])]
     schedule: Option<String>,
     /// Data-parallel replicas, one per device of --device (default
@@ -123,10 +127,35 @@ fn line(m: &Metrics) -> String {
     format!("loss={:.6} accuracy={:.4}", m.loss, m.accuracy)
 }
 
-pub fn main(a: Args) -> Result<()> {
-    if a.plan.is_some() || a.schedule.is_some() {
-        bail!("explicit pipeline plans and schedules (--plan/--schedule) for training are not supported yet; --microbatches over a device list streams micro-batches through the default plan's stages");
+/// One line on what the pipeline measured over `steps` steps.
+fn pipeline_line(s: &PipelineStats, steps: u64, step_ms: f64, bound_ms: f64) -> String {
+    let mut line = format!(
+        "pipeline {}: {} stage(s) x {} micro-batch(es), {steps} step(s): step {:.2} ms, ideal (m+p-1) x slowest stage {:.2} ms, efficiency {:.1}%; stash peak per stage:",
+        match s.schedule {
+            PlanSchedule::OneFOneB => "1f1b",
+            _ => "gpipe",
+        },
+        s.stages.len(),
+        s.microbatches,
+        step_ms / steps.max(1) as f64,
+        bound_ms / steps.max(1) as f64,
+        100.0 * bound_ms / step_ms.max(1e-9),
+    );
+    for st in &s.stages {
+        line.push_str(&format!(
+            " {} {} micro-batch(es) {:.1} KiB (fwd {:.2} ms, bwd {:.2} ms);",
+            st.device,
+            st.peak_in_flight,
+            st.peak_stash_bytes as f64 / 1024.0,
+            st.forward_ms,
+            st.backward_ms
+        ));
     }
+    line.pop();
+    line
+}
+
+pub fn main(a: Args) -> Result<()> {
     if a.batch == 0 || a.epochs == 0 {
         bail!("--batch and --epochs must be at least 1");
     }
@@ -146,6 +175,27 @@ pub fn main(a: Args) -> Result<()> {
         _ => Loss::CrossEntropy,
     };
     let model = Model::load_unoptimized(&a.model)?;
+    let plan = match &a.plan {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading the plan {}", p.display()))?;
+            Some(Plan::from_json(&text).with_context(|| format!("plan {}", p.display()))?)
+        }
+        None => None,
+    };
+    let schedule =
+        match (&a.schedule, &plan) {
+            (Some(s), _) => Some(s.parse::<PlanSchedule>().map_err(anyhow::Error::msg)?),
+            (None, Some(p)) if p.schedule != PlanSchedule::Streaming => Some(p.schedule),
+            (None, Some(_)) => bail!(
+            "the plan {} has the streaming schedule; training runs gpipe or 1f1b: pass --schedule",
+            a.plan.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+        ),
+            (None, None) => None,
+        };
+    if plan.is_some() && a.device.is_some() {
+        bail!("--plan names its devices; drop --device");
+    }
     let opts = TrainOptions {
         loss,
         optimizer: optimizer(&a, (per_epoch * a.epochs) as u64)?,
@@ -154,6 +204,8 @@ pub fn main(a: Args) -> Result<()> {
         microbatches: a.microbatches,
         replicas: a.replicas,
         seed: a.seed,
+        schedule,
+        plan,
     };
     let mut t = Trainer::new(&model, opts)?;
     let mut first = 0;
@@ -173,6 +225,7 @@ pub fn main(a: Args) -> Result<()> {
         train.len()
     );
     let mut last = None;
+    let mut seen = (0u64, 0.0f64, 0.0f64);
     for epoch in first..a.epochs {
         let started = Instant::now();
         let bar = ProgressBar::new(per_epoch as u64);
@@ -203,6 +256,14 @@ pub fn main(a: Args) -> Result<()> {
             None => train_m,
         };
         println!("{msg}");
+        if let (Some(s), Some(sum)) = (t.pipeline_stats(), t.pipeline_totals()) {
+            let (steps, step_ms, bound_ms) = sum;
+            println!(
+                "{}",
+                pipeline_line(s, steps - seen.0, step_ms - seen.1, bound_ms - seen.2)
+            );
+            seen = sum;
+        }
         if let Some(c) = &a.checkpoint {
             t.save_checkpoint(c, epoch + 1)?;
         }

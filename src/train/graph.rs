@@ -18,7 +18,7 @@
 //! model has Dropout), the running statistics, the parameters. Outputs:
 //! the loss, the prediction, the gradients, the updated statistics.
 
-use hetflow_ops::autodiff::differentiate;
+use hetflow_ops::autodiff::differentiate_traced;
 use hetflow_ops::graph::{Fact, Graph, ValueId};
 use hetflow_ops::op::{BinaryOp, LossReduction, Op, ReduceKind};
 use hetflow_ops::{DType, Error, Result};
@@ -47,6 +47,13 @@ pub struct TrainGraph {
     pub target_shape: Vec<usize>,
     /// Dtype of the targets input.
     pub target_dtype: DType,
+    /// Nodes `0..n_forward` are the forward pass and the loss; the rest
+    /// are the backward pass.
+    pub n_forward: usize,
+    /// For each backward node (node `n_forward + k` is entry `k`), the
+    /// forward node it belongs to
+    /// ([`hetflow_ops::autodiff::differentiate_traced`]).
+    pub origins: Vec<Option<usize>>,
 }
 
 /// Makes constant `v` a graph input (its value is fed at run time).
@@ -253,7 +260,8 @@ pub fn build(model: &Graph, batch_shape: &[usize], loss: Loss) -> Result<TrainGr
     for &v in &cands {
         lift(&mut g, v);
     }
-    let grads = differentiate(&mut g, lv, &cands)?;
+    let n_forward = g.nodes.len();
+    let (grads, origins) = differentiate_traced(&mut g, lv, &cands)?;
     let mut params = Vec::new();
     let mut grad_outs = Vec::new();
     for ((&v, gr), t) in cands.iter().zip(grads).zip(saved) {
@@ -288,6 +296,8 @@ pub fn build(model: &Graph, batch_shape: &[usize], loss: Loss) -> Result<TrainGr
         seeded: seed.is_some(),
         target_shape,
         target_dtype,
+        n_forward,
+        origins,
         graph: g,
     })
 }

@@ -26,6 +26,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod graph;
 pub mod optim;
+pub mod pipeline;
 
 pub use graph::Loss;
 
@@ -66,6 +67,14 @@ pub struct TrainOptions {
     pub replicas: usize,
     /// Seed of dropout masks (shuffling has its own, in [`data`]).
     pub seed: u64,
+    /// Pipelined training ([`pipeline`]): the GPipe or 1F1B schedule of
+    /// the `microbatches` over stages, one per device of `devices` (or
+    /// per stage of `plan`). None: each micro-batch runs the whole
+    /// training graph as one session.
+    pub schedule: Option<hetflow_scheduler::plan::Schedule>,
+    /// A plan of the model whose stages and devices the pipeline follows
+    /// (needs `schedule`).
+    pub plan: Option<hetflow_scheduler::plan::Plan>,
 }
 
 impl Default for TrainOptions {
@@ -78,14 +87,24 @@ impl Default for TrainOptions {
             microbatches: 1,
             replicas: 1,
             seed: 0,
+            schedule: None,
+            plan: None,
         }
     }
+}
+
+/// What runs a step.
+enum Runner {
+    /// The whole training graph as one session (per replica).
+    Session(crate::Session),
+    /// Stages running the schedule.
+    Pipeline(pipeline::Pipeline),
 }
 
 /// A compiled training step for one batch shape.
 struct Step {
     shape: Vec<usize>,
-    session: crate::Session,
+    runner: Runner,
     tg: graph::TrainGraph,
 }
 
@@ -99,6 +118,9 @@ pub struct Trainer {
     stats: HashMap<String, Tensor>,
     optimizer: optim::Optimizer,
     steps: Vec<Step>,
+    last_pipeline: Option<pipeline::PipelineStats>,
+    /// Pipelined steps, their summed wall time and ideal time, ms.
+    pipeline_totals: (u64, f64, f64),
 }
 
 fn err(m: impl Into<String>) -> Error {
@@ -112,6 +134,16 @@ impl Trainer {
     pub fn new(model: &Model, opts: TrainOptions) -> Result<Trainer, Error> {
         if opts.microbatches == 0 || opts.replicas == 0 {
             return Err(err("microbatches and replicas must be at least 1"));
+        }
+        if opts.schedule.is_some() && opts.replicas > 1 {
+            return Err(err(
+                "pipelined training (a schedule) with several replicas is not supported: choose one",
+            ));
+        }
+        if opts.plan.is_some() && opts.schedule.is_none() {
+            return Err(err(
+                "a training plan needs a schedule (gpipe or 1f1b) for its stages",
+            ));
         }
         if opts.replicas > 1 {
             if let Some(d) = &opts.devices {
@@ -154,6 +186,8 @@ impl Trainer {
             model: g,
             opts,
             steps: Vec::new(),
+            last_pipeline: None,
+            pipeline_totals: (0, 0.0, 0.0),
         })
     }
 
@@ -176,6 +210,17 @@ impl Trainer {
         st.sort_by(|a, b| a.0.cmp(&b.0));
         v.extend(st);
         Ok(v)
+    }
+
+    /// What the last pipelined step measured (None without a schedule).
+    pub fn pipeline_stats(&self) -> Option<&pipeline::PipelineStats> {
+        self.last_pipeline.as_ref()
+    }
+
+    /// Pipelined steps so far, with their summed wall time and summed
+    /// ideal time (ms); None without a schedule.
+    pub fn pipeline_totals(&self) -> Option<(u64, f64, f64)> {
+        self.last_pipeline.as_ref().map(|_| self.pipeline_totals)
     }
 
     /// Steps taken.
@@ -222,6 +267,23 @@ impl Trainer {
         if tg.params != self.names {
             return Err(err("the trained weights differ between batch sizes"));
         }
+        if let Some(schedule) = self.opts.schedule {
+            let devices = self.opts.devices.clone().unwrap_or_else(|| "cpu".into());
+            let p = pipeline::Pipeline::new(
+                &tg,
+                &self.model,
+                schedule,
+                self.opts.plan.as_ref(),
+                &devices,
+                self.opts.threads,
+            )?;
+            self.steps.push(Step {
+                shape,
+                runner: Runner::Pipeline(p),
+                tg,
+            });
+            return Ok(());
+        }
         let model = Model::from_graph(tg.graph.clone());
         for r in 0..self.opts.replicas {
             let mut b = SessionBuilder::new(&model);
@@ -236,7 +298,7 @@ impl Trainer {
             let session = b.build()?;
             self.steps.push(Step {
                 shape: shape.clone(),
-                session,
+                runner: Runner::Session(session),
                 tg: tg.clone(),
             });
         }
@@ -297,55 +359,61 @@ impl Trainer {
         }
         let n_params = tg.params.len();
         let state_names = tg.state.clone();
-        // Replica r takes micro-batches r·per_replica.. of the batch; the
-        // replicas run at once, each on its own device.
-        let labels: Vec<Arc<Tensor>> = feeds.iter().map(|f| f[1].clone()).collect();
-        let mut shards: Vec<Vec<Vec<Arc<Tensor>>>> = Vec::with_capacity(k);
-        let mut rest = feeds.into_iter();
-        for _ in 0..k {
-            shards.push(rest.by_ref().take(per_replica).collect());
-        }
-        let results: Vec<Result<Vec<Vec<Arc<Tensor>>>, Error>> = std::thread::scope(|s| {
-            let handles: Vec<_> = self
-                .steps
-                .iter_mut()
-                .zip(shards)
-                .map(|(st, f)| s.spawn(move || st.session.run_stream(f).map_err(Error::from)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(err("a replica's thread panicked")))
-                })
-                .collect()
-        });
-        let mut outs = Vec::with_capacity(m);
-        for r in results {
-            outs.extend(r?);
-        }
-        // Each replica averages its micro-batches; the replicas' averages
-        // are then averaged by a ring all-reduce.
         let sizes: Vec<usize> = self.weights.iter().map(|w| w.len()).collect();
         let total: usize = sizes.iter().sum();
-        let mut replica_grads: Vec<Vec<f32>> = vec![vec![0.0; total]; k];
+        let labels: Vec<Arc<Tensor>> = feeds.iter().map(|f| f[1].clone()).collect();
+        // Per micro-batch: loss, prediction and statistics; gradients per
+        // replica (each the mean over its micro-batches).
+        let (outs, mut replica_grads): (Vec<Vec<Option<Arc<Tensor>>>>, Vec<Vec<f32>>) =
+            if let Runner::Pipeline(p) = &mut self.steps[0].runner {
+                let r = p.step(&feeds, 2..2 + n_params)?;
+                let mut flat = Vec::with_capacity(total);
+                for (g, &len) in r.means.into_iter().zip(&sizes) {
+                    if g.len() != len {
+                        return Err(err("a gradient's size differs from its weight's"));
+                    }
+                    flat.extend(g);
+                }
+                self.pipeline_totals.0 += 1;
+                self.pipeline_totals.1 += r.stats.step_ms;
+                self.pipeline_totals.2 += r.stats.bound_ms;
+                self.last_pipeline = Some(r.stats);
+                (r.per_mb, vec![flat])
+            } else {
+                let outs = self.run_replicas(feeds, k, per_replica)?;
+                let mut replica_grads: Vec<Vec<f32>> = vec![vec![0.0; total]; k];
+                for (u, o) in outs.iter().enumerate() {
+                    let g = &mut replica_grads[u / per_replica];
+                    let mut at = 0;
+                    for (t, &len) in o[2..2 + n_params].iter().zip(&sizes) {
+                        let v = t.to_f32_vec();
+                        if v.len() != len {
+                            return Err(err("a gradient's size differs from its weight's"));
+                        }
+                        for (a, b) in g[at..at + len].iter_mut().zip(v) {
+                            *a += b / per_replica as f32;
+                        }
+                        at += len;
+                    }
+                }
+                let outs = outs
+                    .into_iter()
+                    .map(|o| o.into_iter().map(Some).collect())
+                    .collect();
+                (outs, replica_grads)
+            };
+        let out = |o: &[Option<Arc<Tensor>>], i: usize| -> Result<Arc<Tensor>, Error> {
+            o.get(i)
+                .cloned()
+                .flatten()
+                .ok_or_else(|| err(format!("the step produced no output {i}")))
+        };
         let mut new_stats: Vec<Vec<f64>> = Vec::new();
         let mut metrics = Metrics::default();
-        for (u, o) in outs.iter().enumerate() {
-            metrics.loss += o[0].cast(DType::F64).to_f32_vec()[0] as f64 / m as f64;
-            let g = &mut replica_grads[u / per_replica];
-            let mut at = 0;
-            for (t, &len) in o[2..2 + n_params].iter().zip(&sizes) {
-                let v = t.to_f32_vec();
-                if v.len() != len {
-                    return Err(err("a gradient's size differs from its weight's"));
-                }
-                for (a, b) in g[at..at + len].iter_mut().zip(v) {
-                    *a += b / per_replica as f32;
-                }
-                at += len;
-            }
-            for (k, t) in o[2 + n_params..].iter().enumerate() {
+        for o in &outs {
+            metrics.loss += out(o, 0)?.cast(DType::F64).to_f32_vec()[0] as f64 / m as f64;
+            for k in 0..state_names.len() {
+                let t = out(o, 2 + n_params + k)?;
                 let v: Vec<f64> = t.to_f32_vec().into_iter().map(f64::from).collect();
                 if new_stats.len() <= k {
                     new_stats.push(vec![0.0; v.len()]);
@@ -360,7 +428,7 @@ impl Trainer {
             Loss::CrossEntropy => {
                 let mut correct = 0;
                 for (i, o) in outs.iter().enumerate() {
-                    correct += count_correct(&o[1], &labels[i])?;
+                    correct += count_correct(&*out(o, 1)?, &labels[i])?;
                 }
                 correct as f64 / n as f64
             }
@@ -381,6 +449,47 @@ impl Trainer {
         }
         self.optimizer.update(&mut self.weights, &grads);
         Ok(metrics)
+    }
+
+    /// Runs each replica's share of `feeds` on its session, at once.
+    fn run_replicas(
+        &mut self,
+        feeds: Vec<Vec<Arc<Tensor>>>,
+        k: usize,
+        per_replica: usize,
+    ) -> Result<Vec<Vec<Arc<Tensor>>>, Error> {
+        // Replica r takes micro-batches r·per_replica.. of the batch; the
+        // replicas run at once, each on its own device.
+        let mut shards: Vec<Vec<Vec<Arc<Tensor>>>> = Vec::with_capacity(k);
+        let mut rest = feeds.into_iter();
+        for _ in 0..k {
+            shards.push(rest.by_ref().take(per_replica).collect());
+        }
+        let results: Vec<Result<Vec<Vec<Arc<Tensor>>>, Error>> = std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .steps
+                .iter_mut()
+                .zip(shards)
+                .map(|(st, f)| {
+                    s.spawn(move || match &mut st.runner {
+                        Runner::Session(session) => session.run_stream(f).map_err(Error::from),
+                        Runner::Pipeline(_) => Err(err("a replica cannot be a pipeline")),
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(err("a replica's thread panicked")))
+                })
+                .collect()
+        });
+        let mut outs = Vec::new();
+        for r in results {
+            outs.extend(r?);
+        }
+        Ok(outs)
     }
 
     /// One epoch over `data` in batches of `batch` samples, shuffled by
