@@ -281,6 +281,104 @@ fn a_pipelined_cnn_with_batchnorm_and_dropout_follows_the_plans_stages() {
 }
 
 #[test]
+fn the_simulator_costs_the_real_backward_pass_of_each_stage() {
+    use hetflow::scheduler::sim::simulate;
+    let m = model("cnn");
+    let tg = hetflow::train::training_graph(m.graph(), 8, Loss::CrossEntropy).unwrap();
+    // Measured kernel times of this training graph on both cores.
+    let mut cluster = hetflow::profile::profile(&hetflow::profile::ProfileOptions {
+        devices: "cpu:0,cpu:1".into(),
+        threads: Some(1),
+        graphs: vec![std::sync::Arc::new(tg.graph.clone())],
+        iters: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    for d in &mut cluster.devices {
+        d.contention = 1.0;
+    }
+    let mb = 4;
+    let w = hetflow::train::pipeline::simulated(
+        &tg,
+        m.graph(),
+        None,
+        "cpu:0,cpu:1",
+        &cluster,
+        PlanSchedule::OneFOneB,
+        mb,
+    )
+    .unwrap();
+    assert_eq!(w.backward.len(), w.units.len());
+    assert_eq!(w.stages.len(), 2);
+    // Every backward node is costed once, on its forward node's stage.
+    let cm = hetflow::scheduler::cost::CostModel::new(&cluster);
+    let all = hetflow::scheduler::cost::GraphCosts::new(&tg.graph, 1);
+    let costed: f64 = w.backward.iter().sum();
+    let bwd_on = |d: &str| -> f64 {
+        let i = cluster.device_index(d).unwrap();
+        let names = ["cpu:0", "cpu:1"];
+        let (fwd, _) =
+            hetflow::train::pipeline::forward_stages(&tg, m.graph(), None, "cpu:0,cpu:1").unwrap();
+        (tg.n_forward..tg.graph.nodes.len())
+            .filter(|&n| match tg.origins[n - tg.n_forward] {
+                Some(o) => names[fwd[o]] == d,
+                None => false,
+            })
+            .map(|n| cm.op_time(i, &all.nodes[n]) * 1e3)
+            .sum()
+    };
+    let owned = bwd_on("cpu:0") + bwd_on("cpu:1");
+    assert!(
+        costed >= owned * (1.0 - 1e-9) && owned > 0.0,
+        "{costed} < {owned}"
+    );
+    // The engine runs each unit's backward time once per micro-batch.
+    let r = simulate(&w).unwrap();
+    for (d, stats) in r.devices.iter().enumerate() {
+        let want: f64 = w
+            .units
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| u.device == d)
+            .map(|(i, u)| u.time + w.backward[i])
+            .sum::<f64>()
+            * mb as f64;
+        assert!(
+            (stats.busy - want).abs() <= 1e-6 * want,
+            "{}: busy {} vs {want}",
+            stats.name,
+            stats.busy
+        );
+    }
+    // The CLI: a training step, and a clear error without a schedule.
+    let dir = tempdir("simtrain");
+    std::fs::write(dir.join("c.toml"), cluster.to_toml()).unwrap();
+    let s = |p: PathBuf| p.to_str().unwrap().to_string();
+    let base = [
+        "simulate".to_string(),
+        s(data().join("models/cnn.onnx")),
+        "--cluster".into(),
+        s(dir.join("c.toml")),
+        "--train".into(),
+        "--batch".into(),
+        "8".into(),
+    ];
+    let mut args: Vec<&str> = base.iter().map(String::as_str).collect();
+    args.extend(["--schedule", "1f1b", "--microbatches", "4"]);
+    let o = hetflow(&args);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        out.lines().last().unwrap().starts_with("makespan="),
+        "{out}"
+    );
+    let args: Vec<&str> = base.iter().map(String::as_str).collect();
+    let o = hetflow(&args);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("gpipe or 1f1b"));
+}
+
+#[test]
 fn a_resumed_checkpoint_continues_exactly() {
     let train = digits("train");
     let dir = tempdir("resume");

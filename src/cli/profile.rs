@@ -24,6 +24,15 @@ pub struct Args {
     /// Also fit efficiencies to these models' kernels (repeatable).
     #[arg(long = "model")]
     models: Vec<PathBuf>,
+    /// Also measure the training step of these models (forward, loss and
+    /// backward kernels, as `hetflow train` runs them), so that `hetflow
+    /// simulate --train` costs the backward pass from measurements
+    /// (repeatable).
+    #[arg(long = "train")]
+    train: Vec<PathBuf>,
+    /// Samples per micro-batch for --train.
+    #[arg(long, default_value_t = 16)]
+    train_batch: usize,
     /// Timed iterations per benchmark.
     #[arg(long, default_value_t = 5)]
     iters: usize,
@@ -66,7 +75,20 @@ pub fn main(mut a: Args, hub: Option<&Arc<hetflow::runtime::net::Hub>>) -> Resul
             .unwrap_or_else(listed_devices),
         threads: a.threads,
         models: a.models.clone(),
-        graphs: Vec::new(),
+        graphs: a
+            .train
+            .iter()
+            .map(|m| -> Result<Arc<hetflow::Graph>> {
+                let model = hetflow::Model::load_unoptimized(m)?;
+                let tg = hetflow::train::training_graph(
+                    model.graph(),
+                    a.train_batch.max(1),
+                    hetflow::train::Loss::CrossEntropy,
+                )
+                .with_context(|| format!("the training graph of {}", m.display()))?;
+                Ok(Arc::new(tg.graph))
+            })
+            .collect::<Result<_>>()?,
         batch: 1,
         iters: a.iters.max(1),
         progress: Some(Arc::new(move |done, total, what: &str| {

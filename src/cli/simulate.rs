@@ -76,6 +76,14 @@ pub struct Args {
     /// Write the simulated timeline as an SVG Gantt chart.
     #[arg(long)]
     svg: Option<PathBuf>,
+    /// Simulate a training step of the model (forward and its real
+    /// backward graph, costed per node) under --schedule gpipe|1f1b with
+    /// --microbatches M of --batch samples each, over --devices (one stage
+    /// each, split as `hetflow train` splits) or a --plan's stages. For
+    /// measured backward kernel times, profile with `hetflow profile
+    /// --train MODEL`.
+    #[arg(long, conflicts_with_all = ["dag", "workload"])]
+    train: bool,
     /// `gpt`: simulate transformer training at cluster scale.
     #[arg(long, conflicts_with_all = ["model", "plan", "dag"])]
     workload: Option<String>,
@@ -140,7 +148,36 @@ pub fn main(a: Args) -> Result<()> {
     check_nonneg("task-overhead-us", a.task_overhead_us)?;
     check_nonneg("run-overhead-us", a.run_overhead_us)?;
     let cluster = load_cluster(&a)?;
-    let mut w = if let Some(dag) = &a.dag {
+    let mut w = if a.train {
+        let (Some(path), Some(cluster)) = (&a.model, &cluster) else {
+            bail!("--train needs the model and --cluster");
+        };
+        let schedule = match schedule {
+            Some(s @ (Schedule::Gpipe | Schedule::OneFOneB)) => s,
+            _ => bail!("--train needs --schedule gpipe or 1f1b"),
+        };
+        let model = Model::load_unoptimized(path)?;
+        let tg = hetflow::train::training_graph(
+            model.graph(),
+            a.batch.unwrap_or(1),
+            hetflow::train::Loss::CrossEntropy,
+        )?;
+        let plan = a
+            .plan
+            .as_ref()
+            .map(|p| Plan::from_json(&read(p, "plan")?).map_err(anyhow::Error::from))
+            .transpose()?;
+        let devices: Vec<&str> = cluster.devices.iter().map(|d| d.name.as_str()).collect();
+        hetflow::train::pipeline::simulated(
+            &tg,
+            model.graph(),
+            plan.as_ref(),
+            &devices.join(","),
+            cluster,
+            schedule,
+            a.microbatches.unwrap_or(1),
+        )?
+    } else if let Some(dag) = &a.dag {
         if a.model.is_some() {
             bail!("give either a model or --dag, not both");
         }

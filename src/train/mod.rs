@@ -733,6 +733,12 @@ fn host_loss(
     }
 }
 
+/// The training graph of `model` for batches of `batch` samples
+/// (what a [`Trainer`] runs for each micro-batch of that size).
+pub fn training_graph(model: &Graph, batch: usize, loss: Loss) -> Result<graph::TrainGraph, Error> {
+    Ok(graph::build(model, &sample_shape(model, batch)?, loss)?)
+}
+
 /// The model input's shape for `batch` samples.
 fn sample_shape(g: &Graph, batch: usize) -> Result<Vec<usize>, Error> {
     let Some(&i) = g.inputs.first() else {

@@ -270,9 +270,13 @@ fn from_plan(tg: &TrainGraph, model: &Graph, plan: &Plan) -> Result<Vec<usize>, 
     let g = &tg.graph;
     let producers = g.producers();
     let mut stage = Vec::with_capacity(tg.n_forward);
+    let mut named = 0;
     for node in &g.nodes[..tg.n_forward] {
         let s = match by_name.get(node.name.as_str()) {
-            Some(&s) => s,
+            Some(&s) => {
+                named += 1;
+                s
+            }
             None => node
                 .inputs
                 .iter()
@@ -283,6 +287,11 @@ fn from_plan(tg: &TrainGraph, model: &Graph, plan: &Plan) -> Result<Vec<usize>, 
                 .unwrap_or(0),
         };
         stage.push(s);
+    }
+    if named == 0 {
+        return Err(err(
+            "the plan names none of the model's nodes; make it with `hetflow plan` for this model",
+        ));
     }
     Ok(stage)
 }
@@ -406,6 +415,120 @@ fn phase(
     })
 }
 
+/// The stage of each forward node and the device of each stage: by
+/// `plan` (a plan of `model`), else a balanced split over `devices`
+/// (a comma-separated list, one stage per entry).
+pub fn forward_stages(
+    tg: &TrainGraph,
+    model: &Graph,
+    plan: Option<&Plan>,
+    devices: &str,
+) -> Result<(Vec<usize>, Vec<String>), Error> {
+    Ok(match plan {
+        Some(p) => {
+            if p.stages.is_empty() {
+                return Err(err("the plan has no stage"));
+            }
+            if !p.replicas.is_empty() {
+                return Err(err(
+                    "the plan has replicas; pipelined training takes a plan without (use --replicas)",
+                ));
+            }
+            let names: Vec<String> = p
+                .stages
+                .iter()
+                .map(|s| {
+                    p.devices
+                        .get(s.device)
+                        .cloned()
+                        .ok_or_else(|| err(format!("a plan stage names device {}", s.device)))
+                })
+                .collect::<Result<_, _>>()?;
+            (from_plan(tg, model, p)?, names)
+        }
+        None => {
+            let names: Vec<String> = devices.split(',').map(|d| d.trim().to_string()).collect();
+            (balanced(tg, names.len()), names)
+        }
+    })
+}
+
+/// A simulator workload of pipelined training ([`hetflow_scheduler::sim`]):
+/// the forward nodes on the stages [`Pipeline::new`] would give them,
+/// each with its backward time costed from the backward nodes it owns in
+/// the training graph (by `cluster`'s cost model: its measured history
+/// where `hetflow profile --train` recorded the kernel, its roofline
+/// otherwise).
+pub fn simulated(
+    tg: &TrainGraph,
+    model: &Graph,
+    plan: Option<&Plan>,
+    devices: &str,
+    cluster: &hetflow_scheduler::cluster::ClusterSpec,
+    schedule: Schedule,
+    microbatches: usize,
+) -> Result<hetflow_scheduler::sim::Workload, Error> {
+    use hetflow_scheduler::cost::{CostModel, GraphCosts};
+    if schedule == Schedule::Streaming {
+        return Err(err(
+            "training is simulated under gpipe or 1f1b, not streaming",
+        ));
+    }
+    let (forward, names) = forward_stages(tg, model, plan, devices)?;
+    let stage = all_stages(tg, &forward)?;
+    check_order(tg, &stage)?;
+    let mut distinct: Vec<String> = Vec::new();
+    for n in &names {
+        if !distinct.contains(n) {
+            distinct.push(n.clone());
+        }
+    }
+    let dev_of = |s: usize| distinct.iter().position(|d| *d == names[s]).unwrap_or(0);
+    let placement: Vec<usize> = forward.iter().map(|&s| dev_of(s)).collect();
+    let nf = tg.n_forward;
+    let mut fwd = tg.graph.clone();
+    fwd.nodes.truncate(nf);
+    let produced: HashSet<ValueId> = fwd.nodes.iter().flat_map(|n| n.outputs.clone()).collect();
+    fwd.outputs.retain(|o| produced.contains(o));
+    let mut plan = Plan::from_placement(&fwd, distinct.clone(), placement.clone());
+    plan.schedule = schedule;
+    plan.microbatches = microbatches.max(1);
+    let costs = GraphCosts::new(&fwd, 1);
+    let mut w = hetflow_scheduler::sim::Workload::from_plan(&fwd, &plan, &costs, cluster)?;
+    let all = GraphCosts::new(&tg.graph, 1);
+    let cm = CostModel::new(cluster);
+    let idx: Vec<usize> = distinct
+        .iter()
+        .map(|n| {
+            cluster
+                .device_index(n)
+                .ok_or_else(|| err(format!("device '{n}' is not in the cluster spec")))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut backward = vec![0.0; nf];
+    for (k, o) in tg.origins.iter().enumerate() {
+        let n = nf + k;
+        // A parameter's gradient sum goes with its stage's last node.
+        let owner = match o {
+            Some(o) => *o,
+            None => (0..nf).rev().find(|&i| forward[i] == stage[n]).unwrap_or(0),
+        };
+        let t = cm.op_time(idx[placement[owner]], &all.nodes[n]);
+        if !t.is_finite() {
+            let node = &tg.graph.nodes[n];
+            return Err(err(format!(
+                "backward node '{}' ({}) cannot run on {}",
+                node.name,
+                node.op.name(),
+                distinct[placement[owner]]
+            )));
+        }
+        backward[owner] += t * 1e3;
+    }
+    w.backward = backward;
+    Ok(w)
+}
+
 impl Pipeline {
     /// Compiles `tg` into stages on `devices` (one per stage): split by
     /// `plan` (a plan of `model`, whose stages and devices it follows),
@@ -423,32 +546,7 @@ impl Pipeline {
                 "pipelined training runs the gpipe or 1f1b schedule, not streaming",
             ));
         }
-        let (forward, names) = match plan {
-            Some(p) => {
-                if p.stages.is_empty() {
-                    return Err(err("the plan has no stage"));
-                }
-                if !p.replicas.is_empty() {
-                    return Err(err(
-                        "the plan has replicas; pipelined training takes a plan without (use --replicas)",
-                    ));
-                }
-                let names: Vec<String> =
-                    p.stages
-                        .iter()
-                        .map(|s| {
-                            p.devices.get(s.device).cloned().ok_or_else(|| {
-                                err(format!("a plan stage names device {}", s.device))
-                            })
-                        })
-                        .collect::<Result<_, _>>()?;
-                (from_plan(tg, model, p)?, names)
-            }
-            None => {
-                let names: Vec<String> = devices.split(',').map(|d| d.trim().to_string()).collect();
-                (balanced(tg, names.len()), names)
-            }
-        };
+        let (forward, names) = forward_stages(tg, model, plan, devices)?;
         let stage = all_stages(tg, &forward)?;
         check_order(tg, &stage)?;
         let p = names.len();

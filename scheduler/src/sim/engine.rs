@@ -150,7 +150,11 @@ fn expand(w: &Workload) -> Expanded {
         for bwd in [false, true].into_iter().take(phases) {
             for (ui, u) in w.units.iter().enumerate() {
                 let t = w.unit_time(mb, ui);
-                let time = if bwd { 2.0 * t } else { t } + w.task_overhead;
+                let time = if !bwd {
+                    t
+                } else {
+                    w.backward.get(ui).copied().unwrap_or(2.0 * t)
+                } + w.task_overhead;
                 let d = on(mb, u.device);
                 x.push(Task {
                     kind: Kind::Kernel,

@@ -42,9 +42,11 @@
 //! - **Credits** (streaming): micro-batch `k` of a producer fires only once
 //!   every reader of its outputs has consumed micro-batch `k - credits`,
 //!   and every task handles micro-batches in order (the runtime's rules).
-//! - **Training schedules** (GPipe, 1F1B): the runtime has no backward pass
-//!   yet, so the simulator adds one: each node gets a backward task costing
-//!   **2× its forward time**, gradients flow back along the same edges
+//! - **Training schedules** (GPipe, 1F1B): each node gets a backward task
+//!   costing what [`Workload::backward`] gives it (`hetflow simulate
+//!   --train` costs the node's share of the real backward graph that the
+//!   trainer runs, `hetflow::train::pipeline::simulated`), else **2× its
+//!   forward time**; gradients flow back along the same edges
 //!   (copies of the same size in the other direction), and each stage runs
 //!   its forward and backward micro-batches in the schedule's fixed order
 //!   (GPipe: all forwards, then all backwards; 1F1B: `p - s - 1` warm-up

@@ -73,6 +73,10 @@ pub struct Workload {
     /// Pipeline stages (unit lists, forward order) for the training
     /// schedules; each stage's units are on one device.
     pub stages: Vec<Vec<usize>>,
+    /// Training schedules: each unit's backward time per micro-batch
+    /// (the costed backward pass of a real training graph). Empty: twice
+    /// the forward time.
+    pub backward: Vec<f64>,
     /// A fixed per-device unit order (list schedules); empty: first come
     /// first served.
     pub order: Vec<Vec<usize>>,
@@ -123,6 +127,7 @@ impl Workload {
             credits: 2,
             schedule: Schedule::Streaming,
             stages: Vec::new(),
+            backward: Vec::new(),
             order: Vec::new(),
             unit: unit.to_string(),
             us_per_unit,
@@ -568,6 +573,16 @@ impl Workload {
             }
         }
         if self.schedule != Schedule::Streaming {
+            if !self.backward.is_empty() && self.backward.len() != self.units.len() {
+                return Err(invalid(format!(
+                    "{} backward times for {} units",
+                    self.backward.len(),
+                    self.units.len()
+                )));
+            }
+            if self.backward.iter().any(|t| !t.is_finite() || *t < 0.0) {
+                return Err(invalid("a backward time is negative or not finite".into()));
+            }
             if self.stages.is_empty() {
                 return Err(invalid("a training schedule needs pipeline stages".into()));
             }
