@@ -6,8 +6,7 @@
 //! the kernel; the unit test below parses that list and fails when a code
 //! here and the name there disagree, on any machine, with or without an
 //! OpenCL device. (The element-wise kernels are separate kernels per op,
-//! named in `dispatch::kernels_for` and `program::KERNELS`; they need no
-//! codes.)
+//! named in `elementwise.rs`'s table; they need no codes.)
 
 use hetflow_ops::op::ReduceKind;
 
