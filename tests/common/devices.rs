@@ -42,6 +42,7 @@ macro_rules! op_cases {
     ($then:ident $(, $($arg:tt)+)?) => {
         $then! {
             $([$($arg)+])?
+            hard_swish,
             softsign,
             leaky_relu,
             gelu_tanh,
@@ -184,7 +185,7 @@ pub struct OpCase {
 }
 
 /// Inputs that cross every piece of the element-wise functions: the
-/// breakpoints of the clips (±3 included), and zero.
+/// breakpoints of HardSwish (±3), of the clips, and zero.
 fn sweep() -> Vec<f32> {
     let mut v: Vec<f32> = (-40..=40).map(|i| i as f32 * 0.125).collect();
     v.extend([-3.0, 3.0, -0.0, 1e-3, -1e-3, 7.5, -7.5]);
@@ -198,6 +199,11 @@ pub fn op_case(name: &str) -> OpCase {
     let x = sweep();
     let f64s = |f: fn(f64) -> f64| -> Vec<f64> { x.iter().map(|&v| f(v as f64)).collect() };
     let (op, want) = match name {
+        // ONNX HardSwish: x * max(0, min(1, alpha * x + beta)), alpha = 1/6, beta = 1/2.
+        "hard_swish" => (
+            Op::Unary(UnaryOp::HardSwish),
+            f64s(|v| v * (v / 6.0 + 0.5).clamp(0.0, 1.0)),
+        ),
         "softsign" => (Op::Unary(UnaryOp::Softsign), f64s(|v| v / (1.0 + v.abs()))),
         "leaky_relu" => (
             Op::LeakyRelu { alpha: 0.1 },

@@ -61,6 +61,7 @@ pub(super) fn table(op: &Op) -> Option<Decl> {
             UnaryOp::Round => unary(&["u_round"]),
             UnaryOp::Sign => unary(&["u_sign"]),
             UnaryOp::Softsign => unary(&["u_softsign"]),
+            UnaryOp::HardSwish => unary(&["u_hard_swish"]),
             _ => return None,
         },
         Op::Gelu { tanh: false } => unary(&["u_gelu_erf"]),

@@ -45,6 +45,7 @@ UNARY(u_atanh, atanh(v))
 UNARY(u_round, rint(v))
 UNARY(u_sign, v > 0.0f ? 1.0f : (v < 0.0f ? -1.0f : v))
 UNARY(u_softsign, v / (1.0f + fabs(v)))
+UNARY(u_hard_swish, v * clamp(v * (1.0f / 6.0f) + 0.5f, 0.0f, 1.0f))
 UNARY(u_gelu_erf, 0.5f * v * (1.0f + erf(v * 0.70710678118654752f)))
 UNARY(u_gelu_tanh,
       0.5f * v * (1.0f + tanh(0.79788456080286536f * (v + 0.044715f * v * v * v))))
