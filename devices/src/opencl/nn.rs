@@ -2,14 +2,14 @@
 //! reductions (and the global pools), convolution, pooling, batch and
 //! response normalisation; their lines in the op table are `table`.
 
-use super::codes::reduce_code;
+use super::codes::{act_code, reduce_code};
 use super::device::OpenclDevice;
 use super::gemm::{Gemm, Operand};
 use super::launch::{contiguous_strides, round_up, u32_of, v8, Arg, Call, Decl, In, Takes};
 use super::ops::operand;
 use super::pool::PooledBuffer;
 use crate::{DeviceError, DeviceTensor, Result};
-use hetflow_ops::op::{resolve_window, Activation, ReduceKind};
+use hetflow_ops::op::{resolve_window, ReduceKind};
 use hetflow_ops::shape::norm_axis;
 use hetflow_ops::{DType, Op};
 
@@ -438,11 +438,7 @@ fn conv(
     if numel(&shape) == 0 {
         return Ok(dev.finish_out(shape, y, dev.marker()?));
     }
-    let (act, lo, hi) = match a.activation {
-        Activation::None => (0, 0.0, 0.0),
-        Activation::Relu => (1, 0.0, 0.0),
-        Activation::Clip { lo, hi } => (2, lo, hi),
-    };
+    let (act, lo, hi) = act_code(a.activation);
     let kc = c / group * numel(&kernel);
     let col_bytes = n * group * kc * osz * 4;
     let col_max = dev.im2col_limit.load(std::sync::atomic::Ordering::Relaxed);
