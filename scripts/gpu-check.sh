@@ -6,8 +6,8 @@
 # peer columns (optional: without it they read "-").
 #   bash scripts/gpu-check.sh            # prints a table; paste into docs/gpu-results.md
 # Steps: 0. the GPU-free checks (NVRTC compile of every kernel, the host-side
-# geometry tests); 1. release build and `hetflow devices`; 2. tests/cuda.rs
-# (foundation models and light zoo CNNs on cuda:0 vs onnxruntime, bf16 GEMM
+# geometry tests); 1. release build and `hetflow devices`; 2. tests/cuda.rs and tests/devices.rs
+# ::cuda:: (foundation models, op cases, light zoo CNNs on cuda:0 vs references, bf16 GEMM
 # and conv stack vs f32, peer copies when two GPUs are here); 3. the light zoo
 # (random weights) through `hetflow run --device cuda:0,cpu:0` (ops the
 # GPU refuses run on cpu:0) vs the references; 4. a CPU+CUDA split run
@@ -41,11 +41,14 @@ if ! grep -qE '^ *cuda:0 ' "$TMP/devices.txt"; then
     exit 1
 fi
 
-echo "== 2. tests/cuda.rs on the GPU"
-HETFLOW_FIXTURES="$FIX" cargo test --release --test cuda -- --nocapture --test-threads 1 \
-    2>&1 | tee "$TMP/cuda-tests.txt" | grep -E '^test |relative L2|SKIP|test result' || true
+echo "== 2. tests/cuda.rs and the cuda modules of tests/devices.rs on the GPU"
+{
+    HETFLOW_FIXTURES="$FIX" cargo test --release --test cuda -- --nocapture --test-threads 1
+    HETFLOW_FIXTURES="$FIX" cargo test --release --test devices -- ::cuda:: --nocapture --test-threads 1
+} 2>&1 | tee "$TMP/cuda-tests.txt" | grep -E '^test |relative L2|SKIP|test result' || true
 # The two-GPU test skips on a one-GPU machine; any other SKIP is a failure.
-if grep 'SKIP' "$TMP/cuda-tests.txt" | grep -qv 'needs 2' || ! grep -q 'test result: ok' "$TMP/cuda-tests.txt"; then
+if grep 'SKIP' "$TMP/cuda-tests.txt" | grep -qv 'needs 2' || grep -q 'test result: FAILED' "$TMP/cuda-tests.txt" \
+    || ! grep -q 'test result: ok' "$TMP/cuda-tests.txt"; then
     echo "tests/cuda.rs: FAILED or skipped" >&2
     fail=1
 fi

@@ -3,14 +3,14 @@
 //! return, and the refusal tests check that `cuda:0` fails cleanly: a
 //! one-line error naming the reason from `hetflow run`, the reason on
 //! `hetflow devices`. With a GPU (scripts/gpu-check.sh) the foundation
-//! models and the light zoo CNNs run on cuda:0 (ops the device refuses on
-//! cpu:0) against onnxruntime's references within relative L2 1e-4 (f32
-//! GEMMs in true f32, no TF32); every node of a zoo CNN must be placed on
-//! the GPU; bf16 GEMM and a bf16 conv / pool stack are checked against
-//! f32 within 1e-2.
+//! models and the light zoo CNNs run on cuda:0 in `tests/devices.rs` (ops
+//! the device refuses on cpu:0) against onnxruntime's references within
+//! relative L2 1e-4 (f32 GEMMs in true f32, no TF32), every node of a zoo
+//! CNN placed on the GPU; here, bf16 GEMM and a bf16 conv / pool stack
+//! are checked against f32 within 1e-2.
 
 mod common;
-use common::{case, check_outputs_within, plan_with_cpu_fallback, read, rel_l2, FOUNDATION, ZOO};
+use common::{case, check_outputs_within, read, rel_l2, FOUNDATION, ZOO};
 use hetflow::devices::cuda::{op_supported, probe};
 use hetflow::devices::{open_devices, parse_device_list};
 use hetflow::ops::{DType, Dim, Graph, Op};
@@ -28,36 +28,6 @@ fn gpu(test: &str) -> Option<()> {
         }
     }
 }
-
-fn run_on_cuda(name: &str) {
-    let Some(()) = gpu(name) else { return };
-    let c = case(name);
-    let m = Model::load(&c.model).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let (plan, devices, on_cpu) = plan_with_cpu_fallback(&m, "cuda:0");
-    let nodes = m.graph().nodes.len();
-    eprintln!("{name}: {} of {nodes} nodes on cuda:0", nodes - on_cpu);
-    let inputs: Vec<Arc<Tensor>> = c.inputs.iter().map(|(_, f)| Arc::new(read(f))).collect();
-    let mut s = SessionBuilder::new(&m)
-        .devices(&devices)
-        .plan(plan)
-        .build()
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    let got = s.run(inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
-    check_outputs_within(&c, &got, &format!("{name} on cuda:0"), c.rel_l2.min(1e-4));
-    if name.starts_with("zoo_") {
-        let cuda = open_devices(&parse_device_list("cuda:0").unwrap(), None).unwrap();
-        let refused: Vec<&str> = m
-            .graph()
-            .nodes
-            .iter()
-            .filter_map(|n| cuda[0].supports(&n.op).err().map(|_| n.op.name()))
-            .collect();
-        assert!(refused.is_empty(), "{name}: refused by cuda:0: {refused:?}");
-    }
-}
-
-foundation_fixtures!(fixture_tests, models, run_on_cuda);
-zoo_fixtures!(fixture_tests, zoo, run_on_cuda);
 
 /// A bf16 conv stack (padded strided conv with fused Relu, a depthwise
 /// conv with fused Clip, max and average pooling, global average pool) on

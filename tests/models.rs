@@ -1,20 +1,9 @@
-//! Foundation models against onnxruntime references (relative L2 ≤ 1e-4 for
-//! f32, per each case's manifest), on the default CPU device and split over
-//! two logical CPU devices.
+//! Models built for the CPU path against onnxruntime references: control
+//! flow, and graphs built in code. (The foundation fixtures run on every
+//! device in `tests/devices.rs`.)
 
 mod common;
 use common::run_case;
-
-fn on_cpu(name: &str) {
-    run_case(name, "cpu");
-}
-
-fn on_two_cpus(name: &str) {
-    run_case(name, "cpu:0,cpu:1");
-}
-
-foundation_fixtures!(fixture_tests, cpu, on_cpu);
-foundation_fixtures!(fixture_tests, cpu_split, on_two_cpus);
 
 /// Control flow against onnxruntime (issue 20): a Loop with a
 /// data-dependent trip count and an If nested in its body, and an RNN

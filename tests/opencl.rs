@@ -1,17 +1,17 @@
-//! The OpenCL backend through the public API and the CLI: fixture models
-//! on `opencl:0` and split between `cpu:0` and `opencl:0` against
+//! The OpenCL backend through the public API and the CLI (the fixture
+//! models run wholly on `opencl:0` in `tests/devices.rs`): fixtures split
+//! between `cpu:0` and `opencl:0` against
 //! onnxruntime's references (relative L2 <= 1e-4), and the behaviour with
 //! no OpenCL platform (simulated with an empty OCL_ICD_VENDORS). Tests that
 //! need a device skip with a message on stderr when there is none; CI
 //! installs PoCL, so they run there.
 
 mod common;
-use common::{case, check_outputs, read, run_case, FOUNDATION, ZOO};
+use common::{case, check_outputs, read, run_case};
 use hetflow::devices::opencl::{OpenclDevice, OpenclOptions};
 use hetflow::devices::{open_devices, parse_device_list, Device};
 use hetflow::ops::DType;
 use hetflow::{Model, Plan, SessionBuilder, Tensor};
-use std::collections::BTreeSet;
 use std::process::Command;
 use std::sync::Arc;
 
@@ -66,85 +66,6 @@ fn run_mixed(name: &str, pick: impl Fn(usize) -> bool, label: &str) -> usize {
     let got = s.run(inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
     check_outputs(&c, &got, &format!("{name} {label}"));
     on_cl
-}
-
-/// Runs fixture `name` with every node on opencl:0 (a fresh device, so its
-/// host-path counter is this model's) and checks it against onnxruntime.
-/// Only ops with a non-f32 input (shape arithmetic on i64) may have gone
-/// through the host kernels; every f32 op ran as an OpenCL kernel.
-fn run_all_on_opencl(name: &str) {
-    let c = case(name);
-    let m = Model::load(&c.model).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let d = Arc::new(OpenclDevice::open(0, &OpenclOptions::from_env()).unwrap());
-    let g = m.graph();
-    for n in &g.nodes {
-        if let Err(why) = d.supports(&n.op) {
-            panic!("{name}: node '{}' refused by opencl:0: {why}", n.name);
-        }
-    }
-    let inputs: Vec<Arc<Tensor>> = c.inputs.iter().map(|(_, f)| Arc::new(read(f))).collect();
-    let t0 = std::time::Instant::now();
-    let mut s = SessionBuilder::new(&m)
-        .with_devices(vec![d.clone() as Arc<dyn Device>])
-        .build()
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    let got = s.run(inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
-    eprintln!("{name}: {:.2} s on opencl:0", t0.elapsed().as_secs_f64());
-    check_outputs(&c, &got, &format!("{name} on opencl:0"));
-    let int_ops: BTreeSet<&str> = g
-        .nodes
-        .iter()
-        .filter(|n| {
-            n.inputs
-                .iter()
-                .flatten()
-                .any(|v| g.values[v.0].fact.dtype != Some(DType::F32))
-        })
-        .map(|n| n.op.name())
-        .collect();
-    let host = d.host_evals();
-    for op in host.keys() {
-        assert!(
-            int_ops.contains(op.as_str()),
-            "{name}: f32 op {op} ran on the host ({host:?})"
-        );
-    }
-}
-
-#[test]
-fn foundation_fixtures_run_entirely_on_opencl() {
-    if !have_opencl("foundation_fixtures_run_entirely_on_opencl") {
-        return;
-    }
-    for &name in FOUNDATION {
-        if name == "nonfinite" {
-            // Its variadic Max/Min have no OpenCL kernel: it runs with
-            // host fallback in fixtures_run_with_every_supported_node_on_opencl.
-            eprintln!("SKIP {name} entirely on opencl:0: variadic Max/Min run on the host");
-            continue;
-        }
-        run_all_on_opencl(name);
-    }
-}
-
-#[test]
-fn light_zoo_cnns_run_entirely_on_opencl() {
-    if !have_opencl("light_zoo_cnns_run_entirely_on_opencl") {
-        return;
-    }
-    for &name in ZOO {
-        let t = std::time::Instant::now();
-        run_all_on_opencl(name);
-        eprintln!("{name}: {:.2} s on opencl:0", t.elapsed().as_secs_f64());
-    }
-}
-
-#[test]
-fn mlp_runs_on_opencl_alone() {
-    if !have_opencl("mlp_runs_on_opencl_alone") {
-        return;
-    }
-    run_case("mlp", "opencl:0");
 }
 
 #[test]

@@ -1,10 +1,10 @@
-//! The emulated TPU-like device through the public API: foundation models
-//! against onnxruntime's f32 references within bf16 tolerance, a MatMul
+//! The emulated TPU-like device through the public API (the foundation
+//! models run on it in `tests/devices.rs`, within bf16 tolerance): a MatMul
 //! bit-identical to an independent bf16-operand / f32-accumulate
 //! reference, a mixed cpu + tpu plan with its trace, and the CLI.
 
 mod common;
-use common::{case, check_outputs_within, plan_with_cpu_fallback, read, rel_l2};
+use common::{case, check_outputs_within, read, rel_l2};
 use hetflow::devices::tpu::TpuConfig;
 use hetflow::ops::op::UnaryOp;
 use hetflow::ops::{DType, Dim, Graph, Op};
@@ -20,25 +20,6 @@ fn lcg(seed: &mut u64) -> f32 {
         .wrapping_add(1442695040888963407);
     ((*seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
 }
-
-fn run_on_tpu(name: &str) {
-    let c = case(name);
-    let m = Model::load(&c.model).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let (plan, devices, on_cpu) = plan_with_cpu_fallback(&m, "tpu:0");
-    let nodes = m.graph().nodes.len();
-    eprintln!("{name}: {} of {nodes} nodes on tpu:0", nodes - on_cpu);
-    assert!(on_cpu < nodes, "{name}: nothing ran on the TPU");
-    let inputs: Vec<Arc<Tensor>> = c.inputs.iter().map(|(_, f)| Arc::new(read(f))).collect();
-    let mut s = SessionBuilder::new(&m)
-        .devices(&devices)
-        .plan(plan)
-        .build()
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    let got = s.run(inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
-    check_outputs_within(&c, &got, &format!("{name} on tpu:0"), BF16_REL_L2);
-}
-
-foundation_fixtures!(fixture_tests, models, run_on_tpu);
 
 /// Round to nearest even bf16 through the `half` crate (not the device's
 /// own rounding code).

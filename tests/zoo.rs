@@ -1,30 +1,12 @@
-//! The nine CNNs of the ONNX "light" model zoo shipped in the onnx package,
-//! with their constant weights replaced by seeded random initializers
-//! (scripts/gen_fixtures.py) and onnxruntime as the reference; plus the
-//! original files, whose shipped output we also match.
+//! The original files of the ONNX "light" model zoo shipped in the onnx
+//! package reproduce their shipped outputs. (The fixtures made from them,
+//! with seeded random initializers and onnxruntime as the reference, run
+//! on every device in `tests/devices.rs`.)
 
 mod common;
-use common::{case, read, rel_l2, run_case};
+use common::{case, read, rel_l2};
 use hetflow::{Model, SessionBuilder, Tensor};
 use std::sync::Arc;
-
-macro_rules! zoo {
-    ($($name:ident),* $(,)?) => {
-        $( #[test] fn $name() { run_case(concat!("zoo_", stringify!($name)), "cpu"); } )*
-    };
-}
-
-zoo!(
-    bvlc_alexnet,
-    densenet121,
-    inception_v1,
-    inception_v2,
-    resnet50,
-    shufflenet,
-    squeezenet,
-    vgg19,
-    zfnet512
-);
 
 /// The shipped models (constant weights) reproduce the shipped output.
 #[test]

@@ -7,12 +7,14 @@ use hetflow::{Model, SessionBuilder, Tensor};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub mod devices;
+
 /// Calls `$then! { ... }` with every foundation fixture: the one list of
-/// models that the per-device test files (`models.rs`, `tpu.rs`,
-/// `cuda.rs`, `opencl.rs`) run. A device that cannot run one says so in
-/// its own file, with the reason. Extra arguments reach `$then` first, in
-/// brackets: `foundation_fixtures!(fixture_tests, tpu, run_on_tpu)` is one
-/// `#[test]` per fixture (see [`fixture_tests!`]).
+/// models that `tests/devices.rs` runs on every device
+/// (`foundation_fixtures!(device_tests, run_fixture)`, see
+/// [`device_tests!`]). A device that cannot run one says so in the runner
+/// (`devices.rs`), with the reason. Extra arguments reach `$then` first,
+/// in brackets.
 #[macro_export]
 macro_rules! foundation_fixtures {
     ($then:ident $(, $($arg:tt)+)?) => {
@@ -50,23 +52,6 @@ macro_rules! zoo_fixtures {
             zoo_squeezenet,
             zoo_vgg19,
             zoo_zfnet512,
-        }
-    };
-}
-
-/// `fixture_tests!([module, runner] a, b, ...)`: a module of one
-/// `#[test]` per fixture name, each calling `runner("<name>")` (a function
-/// of the test file, which picks the device). Used through
-/// `foundation_fixtures!(fixture_tests, module, runner)` and
-/// `zoo_fixtures!(...)`, so every device file runs the same list the same
-/// way, and a device that is absent skips loudly inside its runner.
-#[macro_export]
-macro_rules! fixture_tests {
-    ([$module:ident, $runner:path] $($name:ident),* $(,)?) => {
-        mod $module {
-            #[allow(unused_imports)]
-            use super::*;
-            $( #[test] fn $name() { $runner(stringify!($name)); } )*
         }
     };
 }

@@ -34,6 +34,7 @@ pub(crate) fn unary_code(op: &Op) -> Option<(i32, f32)> {
                 UnaryOp::Reciprocal => 9,
                 UnaryOp::Floor => 10,
                 UnaryOp::Ceil => 11,
+                UnaryOp::HardSwish => 16,
                 // Added to the op set after these kernels; the host has them.
                 _ => return None,
             },

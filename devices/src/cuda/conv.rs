@@ -11,15 +11,33 @@
 use super::codes::act_code;
 use super::device::CudaDevice;
 use super::geom::ConvGeom;
-use super::launch::{grid, run};
+use super::launch::{grid, run, Decl, Dtypes, Needs};
 use super::ops::{gemm, GemmGeom};
 use crate::{DeviceTensor, Result};
 use cudarc::driver::PushKernelArg;
 use hetflow_ops::op::ConvAttrs;
+use hetflow_ops::Op;
+
+/// Conv's line in the op table: cuBLAS and the NVRTC kernels, every input
+/// in input 0's float type.
+pub(crate) fn table(op: &Op) -> Option<Decl> {
+    match op {
+        Op::Conv(_) => Some(Decl {
+            needs: Needs::BlasAndKernels,
+            dtypes: Dtypes::SameFloat,
+            one: true,
+            run: |c| match (c.op, c.get(1)) {
+                (Op::Conv(a), Some(w)) => conv(c.dev, a, c.x, w, c.get(2), c.sfx),
+                _ => Ok(None),
+            },
+        }),
+        _ => None,
+    }
+}
 
 /// Runs the convolution, or `Ok(None)` when a case belongs to the host
 /// kernel (mismatched dtypes, for instance, which it reports).
-pub(crate) fn conv(
+fn conv(
     dev: &CudaDevice,
     a: &ConvAttrs,
     x: &DeviceTensor,

@@ -5,17 +5,71 @@
 //! element type) with layouts from `geom.rs`; Gather, Where, Equal and
 //! Cast have kernels of their own. Shape-like inputs (axes, starts, target
 //! shapes, split sizes) are read on the host: from the copy kept at upload
-//! when small, else by a download.
+//! when small, else by a download. Their lines in the op table are
+//! `table`.
 
 use super::codes::type_code;
 use super::device::CudaDevice;
 use super::geom::{self, bcast_strides, broadcast, broadcast_all, contiguous_strides, Layout};
-use super::launch::{byte_suffix, grid, host_ints, host_value, run, Launch};
+use super::launch::{
+    byte_suffix, grid, host_ints, host_value, run, Call, Decl, Dtypes, Launch, Needs, Out,
+};
 use crate::{DeviceTensor, OutputSpec, Result};
 use cudarc::driver::PushKernelArg;
+use hetflow_ops::op::BinaryOp;
 use hetflow_ops::{DType, Op};
 
-type Out = Result<Option<Vec<DeviceTensor>>>;
+/// The views and data-movement ops CUDA runs (any element type).
+pub(crate) fn table(op: &Op) -> Option<Decl> {
+    let k = |run: fn(&Call) -> Out| Decl::kernels(Dtypes::Any, run);
+    Some(match op {
+        Op::Reshape { .. }
+        | Op::Flatten { .. }
+        | Op::Squeeze { .. }
+        | Op::Unsqueeze { .. }
+        | Op::Identity
+        | Op::Dropout => Decl {
+            needs: Needs::Nothing,
+            dtypes: Dtypes::Any,
+            one: true,
+            run: |c| match c.outputs.first() {
+                Some(out) => view(c.dev, c.x, out),
+                None => Ok(None),
+            },
+        },
+        Op::Transpose { .. } => k(|c| match c.op {
+            Op::Transpose { perm } => transpose(c.dev, perm.as_deref(), c.x),
+            _ => Err(c.mismatch()),
+        }),
+        Op::Slice { .. } => k(|c| slice(c.dev, c.op, c.inputs, c.x)),
+        Op::Expand => k(|c| expand(c.dev, c.inputs, c.x)),
+        Op::Concat { .. } => k(|c| match (c.op, c.all()) {
+            (Op::Concat { axis }, Some(all)) => concat(c.dev, *axis, &all),
+            _ => Ok(None),
+        }),
+        Op::Split { .. } => Decl {
+            one: false,
+            ..k(|c| split(c.dev, c.op, c.inputs, c.x, c.outputs.len()))
+        },
+        Op::Gather { .. } => k(|c| match (c.op, c.get(1)) {
+            (Op::Gather { axis }, Some(idx)) => gather(c.dev, *axis, c.x, idx),
+            _ => Ok(None),
+        }),
+        Op::Where => k(|c| match (c.get(1), c.get(2)) {
+            (Some(a), Some(b)) => where_(c.dev, c.x, a, b),
+            _ => Ok(None),
+        }),
+        Op::Binary(BinaryOp::Equal) => k(|c| match c.get(1) {
+            Some(b) => equal(c.dev, c.x, b),
+            None => Ok(None),
+        }),
+        Op::Cast { to, .. } if type_code(*to).is_some() => k(|c| match c.op {
+            Op::Cast { to, .. } => cast(c.dev, *to, c.x),
+            _ => Err(c.mismatch()),
+        }),
+        _ => return None,
+    })
+}
 
 fn numel(s: &[usize]) -> usize {
     s.iter().product()
@@ -23,7 +77,7 @@ fn numel(s: &[usize]) -> usize {
 
 /// Views: the output shares `x`'s memory under the shape the runtime
 /// resolved (`Ok(None)`, the host path, when it is unknown or does not fit).
-pub(crate) fn view(dev: &CudaDevice, x: &DeviceTensor, out: &OutputSpec) -> Out {
+fn view(dev: &CudaDevice, x: &DeviceTensor, out: &OutputSpec) -> Out {
     let Some((dtype, shape)) = out.concrete() else {
         return Ok(None);
     };
@@ -66,19 +120,14 @@ fn copy_op(
     .map(Some)
 }
 
-pub(crate) fn transpose(dev: &CudaDevice, perm: Option<&[usize]>, x: &DeviceTensor) -> Out {
+fn transpose(dev: &CudaDevice, perm: Option<&[usize]>, x: &DeviceTensor) -> Out {
     let Some((out, layout)) = geom::transpose(&x.shape, perm) else {
         return Ok(None);
     };
     copy_op(dev, "Transpose", x, out, Some(layout))
 }
 
-pub(crate) fn slice(
-    dev: &CudaDevice,
-    op: &Op,
-    inputs: &[Option<&DeviceTensor>],
-    x: &DeviceTensor,
-) -> Out {
+fn slice(dev: &CudaDevice, op: &Op, inputs: &[Option<&DeviceTensor>], x: &DeviceTensor) -> Out {
     let Op::Slice { starts, ends, axes } = op else {
         return Ok(None);
     };
@@ -106,7 +155,7 @@ pub(crate) fn slice(
     copy_op(dev, "Slice", x, out, layout)
 }
 
-pub(crate) fn expand(dev: &CudaDevice, inputs: &[Option<&DeviceTensor>], x: &DeviceTensor) -> Out {
+fn expand(dev: &CudaDevice, inputs: &[Option<&DeviceTensor>], x: &DeviceTensor) -> Out {
     let Some(target) = host_ints(dev, inputs, 1)? else {
         return Ok(None);
     };
@@ -125,7 +174,7 @@ pub(crate) fn expand(dev: &CudaDevice, inputs: &[Option<&DeviceTensor>], x: &Dev
     copy_op(dev, "Expand", x, out, layout)
 }
 
-pub(crate) fn concat(dev: &CudaDevice, axis: i64, ins: &[&DeviceTensor]) -> Out {
+fn concat(dev: &CudaDevice, axis: i64, ins: &[&DeviceTensor]) -> Out {
     let dt = ins[0].dtype;
     let shapes: Vec<&[usize]> = ins.iter().map(|t| t.shape.as_slice()).collect();
     if ins.iter().any(|t| t.dtype != dt) {
@@ -143,7 +192,7 @@ pub(crate) fn concat(dev: &CudaDevice, axis: i64, ins: &[&DeviceTensor]) -> Out 
     .map(Some)
 }
 
-pub(crate) fn split(
+fn split(
     dev: &CudaDevice,
     op: &Op,
     inputs: &[Option<&DeviceTensor>],
@@ -182,7 +231,7 @@ pub(crate) fn split(
     .map(Some)
 }
 
-pub(crate) fn gather(dev: &CudaDevice, axis: i64, x: &DeviceTensor, idx: &DeviceTensor) -> Out {
+fn gather(dev: &CudaDevice, axis: i64, x: &DeviceTensor, idx: &DeviceTensor) -> Out {
     if !matches!(idx.dtype, DType::I64 | DType::I32) {
         return Ok(None);
     }
@@ -241,12 +290,7 @@ fn bcast_layout(shapes: &[&[usize]]) -> Option<(Vec<usize>, Layout)> {
     Some((out.clone(), Layout::new(&out, &refs, [0; 3])?))
 }
 
-pub(crate) fn where_(
-    dev: &CudaDevice,
-    c: &DeviceTensor,
-    x: &DeviceTensor,
-    y: &DeviceTensor,
-) -> Out {
+fn where_(dev: &CudaDevice, c: &DeviceTensor, x: &DeviceTensor, y: &DeviceTensor) -> Out {
     if c.dtype != DType::Bool || x.dtype != y.dtype {
         return Ok(None);
     }
@@ -269,7 +313,7 @@ pub(crate) fn where_(
     .map(Some)
 }
 
-pub(crate) fn equal(dev: &CudaDevice, a: &DeviceTensor, b: &DeviceTensor) -> Out {
+fn equal(dev: &CudaDevice, a: &DeviceTensor, b: &DeviceTensor) -> Out {
     let Some(t) = type_code(a.dtype).filter(|_| a.dtype == b.dtype) else {
         return Ok(None);
     };
@@ -290,7 +334,7 @@ pub(crate) fn equal(dev: &CudaDevice, a: &DeviceTensor, b: &DeviceTensor) -> Out
     .map(Some)
 }
 
-pub(crate) fn cast(dev: &CudaDevice, to: DType, x: &DeviceTensor) -> Out {
+fn cast(dev: &CudaDevice, to: DType, x: &DeviceTensor) -> Out {
     if to == x.dtype {
         return Ok(Some(vec![dev.view(x, x.shape.clone())?]));
     }

@@ -1,83 +1,54 @@
-//! The CUDA backend's op table and the top of its dispatch: which ops run
-//! on the GPU and what each needs (`op_table`, read at plan time by
-//! `supports`), which launch file runs each op (`dispatch`), and the
-//! [`Device`] implementation that ties the device's queues to them.
+//! The top of the CUDA backend's dispatch: the op table, gathered from the
+//! launch files' declarations (`decl`, read at plan time by `supports`),
+//! the generic checks every launch gets (output count, the declared
+//! element types; inputs outside them go through the host kernel), and
+//! the [`Device`] implementation that ties the device's queues to them.
+//!
+//! ## One declaration per op
+//! Each launch file declares the ops it runs in its own `table` function,
+//! one line per op (a [`Decl`]: what it needs, its element types, its
+//! launch): `ops.rs` (cuBLAS, element-wise, Softmax, LayerNorm),
+//! `conv.rs`, `nn.rs` (pooling, normalisations, reductions, Sum, Clip)
+//! and `data.rs` (views, data movement, Cast). [`TABLES`] lists the
+//! files; no op is claimed by two of them (a test checks). The kernel
+//! names are read from the `.cu` sources (`kernels::kernel_names`), and
+//! the numeric codes the kernels switch on are in `codes.rs`, checked
+//! against the sources by its tests. So adding an op to CUDA is its line
+//! (and launch) in one launch file, or, for an element-wise function, its
+//! code in `codes.rs`; plus its kernel in a `.cu` file.
 //!
 //! ## Layering
-//! This file is the only one that names every launch file: `ops.rs`
-//! (cuBLAS, element-wise, Softmax, LayerNorm), `conv.rs`, `nn.rs`
-//! (pooling, normalisations, reductions) and `data.rs` (views, data
-//! movement, Cast); below them `launch.rs` (what every launch shares),
+//! This file is the only one that names every launch file; below them
+//! `launch.rs` (what every launch shares, and the [`Decl`] type),
 //! `device.rs` (the device, its buffers and streams) and `codes.rs` (the
 //! numbers the kernels switch on). Nothing below imports this file, so
-//! the backend's files form no import circle. Adding an op to CUDA is its
-//! line in `op_table`, its arm in `dispatch` and its launch below.
+//! the backend's files form no import circle.
 //!
 //! Output shapes come from the runtime with each call (`OutputSpec`):
 //! views use them as given; the backend runs no shape inference.
 
-use super::codes::{binary_code, reduce_code, type_code, unary_code};
 use super::device::{peer_route, CudaBuffer, CudaDevice, PeerRoute, HOST_MIRROR_BYTES};
-use super::launch::float_suffix as suffix;
+use super::launch::{float_suffix, Call, Decl, Dtypes, Needs};
 use super::{conv, data, nn, ops};
 use crate::{Device, DeviceError, DeviceInfo, DeviceTensor, OutputSpec, Result};
 use cudarc::driver::result;
-use hetflow_ops::op::BinaryOp;
 use hetflow_ops::{Op, Tensor};
 use std::sync::Arc;
 
-/// What an op needs on the GPU.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Needs {
-    Blas,
-    Kernels,
-    BlasAndKernels,
-    /// Views run no kernel.
-    Nothing,
+/// Every launch file's op table, asked in turn.
+const TABLES: [fn(&Op) -> Option<Decl>; 4] = [ops::table, conv::table, nn::table, data::table];
+
+/// The declaration of `op`, or `None` when no launch file runs it.
+fn decl(op: &Op) -> Option<Decl> {
+    TABLES.iter().find_map(|table| table(op))
 }
 
 /// The plan-time op table: which ops (with their attributes) the CUDA
 /// backend runs, whatever the GPU. `Err` says why an op stays on a CPU.
 fn op_table(op: &Op) -> std::result::Result<Needs, String> {
-    Ok(match op {
-        Op::MatMul | Op::Gemm { .. } => Needs::Blas,
-        Op::Conv(_) => Needs::BlasAndKernels,
-        Op::Binary(BinaryOp::Equal) => Needs::Kernels,
-        Op::Binary(b) if binary_code(*b).is_some() => Needs::Kernels,
-        Op::Reduce { kind, .. } if reduce_code(*kind).is_some() => Needs::Kernels,
-        Op::Cast { to, .. } if type_code(*to).is_some() => Needs::Kernels,
-        Op::Softmax { .. }
-        | Op::LogSoftmax { .. }
-        | Op::LayerNorm { .. }
-        | Op::BatchNorm { .. }
-        | Op::Lrn { .. }
-        | Op::MaxPool(_)
-        | Op::AveragePool(_)
-        | Op::GlobalAveragePool
-        | Op::GlobalMaxPool
-        | Op::Clip { .. }
-        | Op::Sum
-        | Op::Where
-        | Op::Transpose { .. }
-        | Op::Concat { .. }
-        | Op::Slice { .. }
-        | Op::Split { .. }
-        | Op::Gather { .. }
-        | Op::Expand => Needs::Kernels,
-        Op::Reshape { .. }
-        | Op::Flatten { .. }
-        | Op::Squeeze { .. }
-        | Op::Unsqueeze { .. }
-        | Op::Identity
-        | Op::Dropout => Needs::Nothing,
-        _ if unary_code(op).is_some() => Needs::Kernels,
-        other => {
-            return Err(format!(
-                "no CUDA kernel for {} yet (runs on a CPU)",
-                other.name()
-            ))
-        }
-    })
+    decl(op)
+        .map(|d| d.needs)
+        .ok_or_else(|| format!("no CUDA kernel for {} yet (runs on a CPU)", op.name()))
 }
 
 /// Whether the CUDA backend has a kernel (or a view) for `op`, before any
@@ -99,101 +70,16 @@ fn supports(dev: &CudaDevice, op: &Op) -> std::result::Result<(), String> {
     }
 }
 
-type Out = Result<Option<Vec<DeviceTensor>>>;
-
-/// The ops of `conv.rs`, `nn.rs` and `data.rs`: `None` for the ops this
-/// file launches itself; `Some(Ok(None))` for a case those kernels do not
-/// cover (it runs through the host kernel).
-fn dispatch(
-    dev: &CudaDevice,
-    op: &Op,
-    inputs: &[Option<&DeviceTensor>],
-    x: &DeviceTensor,
-    outputs: &[OutputSpec],
-) -> Option<Out> {
-    let n_outputs = outputs.len();
-    let all: Vec<&DeviceTensor> = inputs.iter().flatten().copied().collect();
-    let complete = all.len() == inputs.len();
-    let get = |i: usize| inputs.get(i).copied().flatten();
-    // Float kernels: every input in x's float dtype.
-    let fsfx = suffix(x.dtype).filter(|_| all.iter().all(|t| t.dtype == x.dtype));
-    let xsfx = suffix(x.dtype);
-    let one = n_outputs == 1;
-    let none = || Ok(None);
-    Some(match op {
-        Op::Reshape { .. }
-        | Op::Flatten { .. }
-        | Op::Squeeze { .. }
-        | Op::Unsqueeze { .. }
-        | Op::Identity
-        | Op::Dropout => {
-            if one {
-                data::view(dev, x, &outputs[0])
-            } else {
-                none()
-            }
+/// The kernel suffix `d`'s element types give these inputs, or `None`
+/// when the kernels do not take them.
+fn suffix(d: &Decl, x: &DeviceTensor, inputs: &[Option<&DeviceTensor>]) -> Option<&'static str> {
+    match d.dtypes {
+        Dtypes::Float => float_suffix(x.dtype),
+        Dtypes::SameFloat => {
+            float_suffix(x.dtype).filter(|_| inputs.iter().flatten().all(|t| t.dtype == x.dtype))
         }
-        Op::Transpose { perm } if one => data::transpose(dev, perm.as_deref(), x),
-        Op::Slice { .. } if one => data::slice(dev, op, inputs, x),
-        Op::Expand if one => data::expand(dev, inputs, x),
-        Op::Concat { axis } if one && complete => data::concat(dev, *axis, &all),
-        Op::Split { .. } => data::split(dev, op, inputs, x, n_outputs),
-        Op::Gather { axis } if one => match get(1) {
-            Some(idx) => data::gather(dev, *axis, x, idx),
-            None => none(),
-        },
-        Op::Where if one => match (get(1), get(2)) {
-            (Some(a), Some(b)) => data::where_(dev, x, a, b),
-            _ => none(),
-        },
-        Op::Binary(BinaryOp::Equal) if one => match get(1) {
-            Some(b) => data::equal(dev, x, b),
-            None => none(),
-        },
-        Op::Cast { to, .. } if one => data::cast(dev, *to, x),
-        Op::Conv(a) if one => match (fsfx, get(1)) {
-            (Some(sfx), Some(w)) => conv::conv(dev, a, x, w, get(2), sfx),
-            _ => none(),
-        },
-        Op::MaxPool(p) | Op::AveragePool(p) if one => match xsfx {
-            Some(sfx) => nn::pool(dev, p, matches!(op, Op::MaxPool(_)), x, sfx),
-            None => none(),
-        },
-        Op::GlobalAveragePool | Op::GlobalMaxPool if one => match xsfx {
-            Some(sfx) => nn::global_pool(dev, matches!(op, Op::GlobalMaxPool), x, sfx),
-            None => none(),
-        },
-        Op::BatchNorm { epsilon } if one && complete => match fsfx {
-            Some(sfx) => nn::batch_norm(dev, *epsilon, &all, sfx),
-            None => none(),
-        },
-        Op::Lrn { .. } if one => match xsfx {
-            Some(sfx) => nn::lrn(dev, op, x, sfx),
-            None => none(),
-        },
-        Op::Reduce { .. } if one => match xsfx {
-            Some(sfx) => nn::reduce(dev, op, inputs, x, sfx),
-            None => none(),
-        },
-        Op::Sum if one && complete => match fsfx {
-            Some(sfx) => nn::sum(dev, &all, sfx),
-            None => none(),
-        },
-        Op::Clip { .. } if one => match xsfx {
-            Some(sfx) => nn::clip(dev, op, inputs, x, sfx),
-            None => none(),
-        },
-        Op::MatMul
-        | Op::Gemm { .. }
-        | Op::Binary(_)
-        | Op::Softmax { .. }
-        | Op::LogSoftmax { .. }
-        | Op::LayerNorm { .. } => return None,
-        _ if unary_code(op).is_some() => return None,
-        // Supported ops asked for outputs their kernels do not produce
-        // (MaxPool's indices, say).
-        _ => none(),
-    })
+        Dtypes::Any => Some(""),
+    }
 }
 
 fn execute(
@@ -209,18 +95,28 @@ fn execute(
         op: name.into(),
         why,
     })?;
+    let d = decl(op).ok_or_else(|| dev.err(name, "no launch"))?;
     let x = inputs
         .first()
         .copied()
         .flatten()
         .ok_or_else(|| dev.err(name, "input 0 is missing"))?;
-    if let Some(r) = dispatch(dev, op, inputs, x, outputs) {
-        return match r? {
-            Some(outs) => Ok(outs),
-            None => ops::host_fallback(dev, op, inputs, n_outputs),
-        };
+    let sfx = suffix(&d, x, inputs).filter(|_| !d.one || n_outputs == 1);
+    let outs = match sfx {
+        Some(sfx) => (d.run)(&Call {
+            dev,
+            op,
+            inputs,
+            x,
+            outputs,
+            sfx,
+        })?,
+        None => None,
+    };
+    match outs {
+        Some(outs) => Ok(outs),
+        None => ops::host_fallback(dev, op, inputs, n_outputs),
     }
-    ops::execute_own(dev, op, inputs, x, n_outputs)
 }
 
 impl Device for CudaDevice {
@@ -358,5 +254,91 @@ impl Device for CudaDevice {
         id: &[u8],
     ) -> Option<Result<Arc<dyn crate::wire::Wire>>> {
         Some(super::nccl::open(self, end, id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cuda::codes::{binary_code, reduce_code, type_code, unary_code};
+    use hetflow_ops::op::{BinaryOp, ReduceKind, UnaryOp};
+    use hetflow_ops::DType;
+
+    /// No op is claimed by two launch files, and the table covers what
+    /// the codes declare.
+    #[test]
+    fn each_op_has_one_home() {
+        use UnaryOp::*;
+        let mut ops: Vec<Op> = [
+            Neg, Abs, Sqrt, Exp, Log, Relu, Sigmoid, Tanh, Erf, Reciprocal, Floor, Ceil, Not, Sin,
+            Softplus, Softsign, Mish, HardSwish,
+        ]
+        .into_iter()
+        .map(Op::Unary)
+        .collect();
+        use BinaryOp::*;
+        ops.extend(
+            [Add, Sub, Mul, Div, Pow, Equal, Less, Max, Min, And]
+                .into_iter()
+                .map(Op::Binary),
+        );
+        ops.extend([
+            Op::MatMul,
+            Op::Conv(Default::default()),
+            Op::Gelu { tanh: true },
+            Op::LeakyRelu { alpha: 0.1 },
+            Op::Clip {
+                min: None,
+                max: None,
+            },
+            Op::Sum,
+            Op::Where,
+            Op::Transpose { perm: None },
+            Op::Concat { axis: 0 },
+            Op::Expand,
+            Op::Gather { axis: 0 },
+            Op::Identity,
+            Op::Dropout,
+            Op::GlobalMaxPool,
+            Op::BatchNorm { epsilon: 1e-5 },
+            Op::Softmax {
+                axis: -1,
+                legacy: false,
+            },
+            Op::Reduce {
+                kind: ReduceKind::Prod,
+                axes: None,
+                keepdims: true,
+                noop_with_empty_axes: false,
+            },
+            Op::Reduce {
+                kind: ReduceKind::Mean,
+                axes: None,
+                keepdims: true,
+                noop_with_empty_axes: false,
+            },
+            Op::Cast {
+                to: DType::F32,
+                saturate: true,
+                round: hetflow_ops::narrow::RoundMode::default(),
+            },
+        ]);
+        for op in &ops {
+            let homes = TABLES.iter().filter(|t| t(op).is_some()).count();
+            assert!(
+                homes <= 1,
+                "{} is declared by {homes} launch files",
+                op.name()
+            );
+            let coded = unary_code(op).is_some()
+                || matches!(op, Op::Binary(b) if binary_code(*b).is_some())
+                || matches!(op, Op::Reduce { kind, .. } if reduce_code(*kind).is_some())
+                || matches!(op, Op::Cast { to, .. } if type_code(*to).is_some());
+            if coded {
+                assert_eq!(homes, 1, "{} has a code but no launch", op.name());
+            }
+        }
+        assert!(op_supported(&Op::Unary(Relu)).is_ok());
+        assert!(op_supported(&Op::Binary(And)).is_err());
     }
 }

@@ -1,13 +1,15 @@
 //! What every kernel launch of the CUDA backend shares: waiting on the
 //! inputs' events, timing events around the work, output allocation,
 //! recording the reads, launch configurations, scratch buffers, and
-//! reading small shape-like inputs (axes, starts, shapes) on the host.
+//! reading small shape-like inputs (axes, starts, shapes) on the host;
+//! and the shape of the op table every launch file declares its ops in
+//! ([`Decl`]).
 
 use super::device::{CudaBuffer, CudaDevice};
 use super::geom::{blocks_for, Layout, ReduceLayout, Win3, THREADS};
-use crate::{DeviceError, DeviceTensor, Result};
+use crate::{DeviceError, DeviceTensor, OutputSpec, Result};
 use cudarc::driver::{CudaEvent, CudaFunction, DeviceRepr, LaunchConfig};
-use hetflow_ops::{DType, Tensor};
+use hetflow_ops::{DType, Op, Tensor};
 use std::sync::Arc;
 
 // SAFETY: plain-old-data with the C layouts of `hf_layout`, `hf_reduce`
@@ -161,5 +163,91 @@ pub(crate) fn host_ints(
             Ok(Some(host_value(dev, t)?.to_i64_vec()))
         }
         _ => Ok(None),
+    }
+}
+
+/// What an op needs on the GPU besides the device itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Needs {
+    /// cuBLAS.
+    Blas,
+    /// The NVRTC kernels.
+    Kernels,
+    /// Both (Conv: im2col and a GEMM).
+    BlasAndKernels,
+    /// Nothing: views run no kernel.
+    Nothing,
+}
+
+/// The element types an op's kernels take. Inputs outside them run
+/// through the host kernel on this device's copy streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dtypes {
+    /// Input 0 in a float storage type; the kernel suffix is its own
+    /// (`f32`, `f16`, `bf16`).
+    Float,
+    /// Every input in input 0's float storage type.
+    SameFloat,
+    /// Any element type: the launch picks its kernel (data movement by
+    /// element size, run-time typed kernels) or reports `Ok(None)`.
+    Any,
+}
+
+/// Outputs of a launch, or `None` for a case its kernels do not cover
+/// (which then runs through the host kernel).
+pub(crate) type Out = Result<Option<Vec<DeviceTensor>>>;
+
+/// One op's launch: the device, the op, its inputs (input 0 present),
+/// the output specs the runtime resolved, and the kernel suffix its
+/// [`Dtypes`] picked (empty for [`Dtypes::Any`]).
+pub(crate) struct Call<'a> {
+    pub dev: &'a CudaDevice,
+    pub op: &'a Op,
+    pub inputs: &'a [Option<&'a DeviceTensor>],
+    pub x: &'a DeviceTensor,
+    pub outputs: &'a [OutputSpec],
+    pub sfx: &'static str,
+}
+
+impl<'a> Call<'a> {
+    /// Input `i` when given.
+    pub fn get(&self, i: usize) -> Option<&'a DeviceTensor> {
+        self.inputs.get(i).copied().flatten()
+    }
+    /// Every input, when none is omitted.
+    pub fn all(&self) -> Option<Vec<&'a DeviceTensor>> {
+        self.inputs.iter().copied().collect()
+    }
+    /// The error of a launch handed an op it does not declare.
+    pub fn mismatch(&self) -> DeviceError {
+        self.dev.err(
+            self.op.name(),
+            "internal: the launch was given an op it does not declare",
+        )
+    }
+}
+
+/// One op's line in the backend's op table: what it needs, the element
+/// types its kernels take, whether it runs only when one output is asked
+/// (others, MaxPool's indices say, go through the host kernel), and its
+/// launch. Each launch file declares its ops in a `table` function;
+/// `dispatch.rs` asks them in turn.
+#[derive(Clone, Copy)]
+pub(crate) struct Decl {
+    pub needs: Needs,
+    pub dtypes: Dtypes,
+    pub one: bool,
+    pub run: fn(&Call) -> Out,
+}
+
+impl Decl {
+    /// NVRTC kernels with one output over `dtypes`.
+    pub const fn kernels(dtypes: Dtypes, run: fn(&Call) -> Out) -> Decl {
+        Decl {
+            needs: Needs::Kernels,
+            dtypes,
+            one: true,
+            run,
+        }
     }
 }

@@ -1,32 +1,55 @@
 //! Pooling, BatchNormalization, LRN, reductions, variadic Sum and Clip on
 //! the GPU (kernels in `pool.cu`, `reduce.cu`, `elementwise.cu`). Each
 //! returns `Ok(None)` for a case its kernels do not cover, which then runs
-//! through the host kernel (see `ops.rs`).
+//! through the host kernel (see `ops.rs`). Their lines in the op table
+//! are `table`.
 
 use super::codes::{reduce_code, CLIP_CODE};
 use super::device::CudaDevice;
 use super::geom::{self, broadcast_all, ReduceLayout};
-use super::launch::{grid, host_ints, host_value, rows_cfg, run};
+use super::launch::{grid, host_ints, host_value, rows_cfg, run, Decl, Dtypes, Out};
 use super::ops::bcast;
 use crate::{DeviceTensor, Result};
 use cudarc::driver::PushKernelArg;
 use hetflow_ops::op::PoolAttrs;
 use hetflow_ops::Op;
 
-type Out = Result<Option<Vec<DeviceTensor>>>;
+/// The pooling, normalisation and reduction ops CUDA runs.
+pub(crate) fn table(op: &Op) -> Option<Decl> {
+    use Dtypes::{Float, SameFloat};
+    Some(match op {
+        Op::MaxPool(_) | Op::AveragePool(_) => Decl::kernels(Float, |c| match c.op {
+            Op::MaxPool(p) | Op::AveragePool(p) => {
+                pool(c.dev, p, matches!(c.op, Op::MaxPool(_)), c.x, c.sfx)
+            }
+            _ => Err(c.mismatch()),
+        }),
+        Op::GlobalAveragePool | Op::GlobalMaxPool => Decl::kernels(Float, |c| {
+            global_pool(c.dev, matches!(c.op, Op::GlobalMaxPool), c.x, c.sfx)
+        }),
+        Op::BatchNorm { .. } => Decl::kernels(SameFloat, |c| match (c.op, c.all()) {
+            (Op::BatchNorm { epsilon }, Some(all)) => batch_norm(c.dev, *epsilon, &all, c.sfx),
+            _ => Ok(None),
+        }),
+        Op::Lrn { .. } => Decl::kernels(Float, |c| lrn(c.dev, c.op, c.x, c.sfx)),
+        Op::Reduce { kind, .. } if reduce_code(*kind).is_some() => {
+            Decl::kernels(Float, |c| reduce(c.dev, c.op, c.inputs, c.x, c.sfx))
+        }
+        Op::Sum => Decl::kernels(SameFloat, |c| match c.all() {
+            Some(all) => sum(c.dev, &all, c.sfx),
+            None => Ok(None),
+        }),
+        Op::Clip { .. } => Decl::kernels(Float, |c| clip(c.dev, c.op, c.inputs, c.x, c.sfx)),
+        _ => return None,
+    })
+}
 
 fn numel(s: &[usize]) -> usize {
     s.iter().product()
 }
 
 /// MaxPool / AveragePool.
-pub(crate) fn pool(
-    dev: &CudaDevice,
-    p: &PoolAttrs,
-    is_max: bool,
-    x: &DeviceTensor,
-    sfx: &str,
-) -> Out {
+fn pool(dev: &CudaDevice, p: &PoolAttrs, is_max: bool, x: &DeviceTensor, sfx: &str) -> Out {
     let name = if is_max { "MaxPool" } else { "AveragePool" };
     let (out, win) = geom::pool(p, &x.shape).map_err(|m| dev.err(name, m))?;
     let n = numel(&out);
@@ -51,7 +74,7 @@ pub(crate) fn pool(
 }
 
 /// GlobalAveragePool / GlobalMaxPool: one block per (N, C) plane.
-pub(crate) fn global_pool(dev: &CudaDevice, is_max: bool, x: &DeviceTensor, sfx: &str) -> Out {
+fn global_pool(dev: &CudaDevice, is_max: bool, x: &DeviceTensor, sfx: &str) -> Out {
     let name = if is_max {
         "GlobalMaxPool"
     } else {
@@ -82,7 +105,7 @@ pub(crate) fn global_pool(dev: &CudaDevice, is_max: bool, x: &DeviceTensor, sfx:
 }
 
 /// Inference BatchNormalization: x, scale, B, mean, var (each `[C]`).
-pub(crate) fn batch_norm(dev: &CudaDevice, eps: f32, ins: &[&DeviceTensor], sfx: &str) -> Out {
+fn batch_norm(dev: &CudaDevice, eps: f32, ins: &[&DeviceTensor], sfx: &str) -> Out {
     let x = ins[0];
     if ins.len() != 5 || x.shape.len() < 2 || ins[1..].iter().any(|t| numel(&t.shape) != x.shape[1])
     {
@@ -117,7 +140,7 @@ pub(crate) fn batch_norm(dev: &CudaDevice, eps: f32, ins: &[&DeviceTensor], sfx:
 }
 
 /// Local response normalisation across channels.
-pub(crate) fn lrn(dev: &CudaDevice, op: &Op, x: &DeviceTensor, sfx: &str) -> Out {
+fn lrn(dev: &CudaDevice, op: &Op, x: &DeviceTensor, sfx: &str) -> Out {
     let Op::Lrn {
         alpha,
         beta,
@@ -149,7 +172,7 @@ pub(crate) fn lrn(dev: &CudaDevice, op: &Op, x: &DeviceTensor, sfx: &str) -> Out
 
 /// ReduceSum / Mean / Max / Min / SumSquare / L1 / L2 over attribute or
 /// input axes.
-pub(crate) fn reduce(
+fn reduce(
     dev: &CudaDevice,
     op: &Op,
     inputs: &[Option<&DeviceTensor>],
@@ -199,7 +222,7 @@ pub(crate) fn reduce(
 
 /// Variadic Sum with broadcasting: the first pair into the output, then
 /// each further input added in place.
-pub(crate) fn sum(dev: &CudaDevice, ins: &[&DeviceTensor], sfx: &str) -> Out {
+fn sum(dev: &CudaDevice, ins: &[&DeviceTensor], sfx: &str) -> Out {
     let shapes: Vec<&[usize]> = ins.iter().map(|t| t.shape.as_slice()).collect();
     let Some(out) = broadcast_all(&shapes) else {
         return Ok(None);
@@ -235,7 +258,7 @@ pub(crate) fn sum(dev: &CudaDevice, ins: &[&DeviceTensor], sfx: &str) -> Out {
 }
 
 /// Clip with bounds from the attributes or from inputs 1 and 2.
-pub(crate) fn clip(
+fn clip(
     dev: &CudaDevice,
     op: &Op,
     inputs: &[Option<&DeviceTensor>],

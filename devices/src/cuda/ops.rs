@@ -9,12 +9,14 @@
 //! mixed dtypes, rank above 8, batch broadcasting cuBLAS cannot express
 //! with one stride, LayerNorm's optional statistics outputs) run through
 //! the host kernel on this device's copy streams: correct, logged at
-//! debug level, and visible in a trace as copies.
+//! debug level, and visible in a trace as copies. Their lines in the op
+//! table are `table`: an element-wise function with a code in `codes.rs`
+//! runs here with no line of its own.
 
 use super::codes::{binary_code, unary_code};
 use super::device::{CudaBuffer, CudaDevice};
 use super::geom::{bcast_strides, broadcast, norm_axis, MAX_RANK};
-use super::launch::{float_suffix as suffix, grid, rows_cfg};
+use super::launch::{float_suffix as suffix, grid, rows_cfg, Call, Decl, Dtypes, Needs, Out};
 use crate::{DeviceTensor, Result};
 use cudarc::cublas::sys as blas;
 use cudarc::driver::{DeviceRepr, PushKernelArg};
@@ -34,10 +36,33 @@ pub(crate) struct Bcast {
 // SAFETY: plain-old-data with the C layout of `hf_bcast`.
 unsafe impl DeviceRepr for Bcast {}
 
+/// The ops launched here: cuBLAS GEMMs, element-wise functions and
+/// broadcasting arithmetic (by their codes), Softmax / LogSoftmax and
+/// LayerNorm. Their dtype and output checks are `execute_own`'s.
+pub(crate) fn table(op: &Op) -> Option<Decl> {
+    let needs = match op {
+        Op::MatMul | Op::Gemm { .. } => Needs::Blas,
+        Op::Binary(b) if binary_code(*b).is_some() => Needs::Kernels,
+        Op::Softmax { .. } | Op::LogSoftmax { .. } | Op::LayerNorm { .. } => Needs::Kernels,
+        _ if unary_code(op).is_some() => Needs::Kernels,
+        _ => return None,
+    };
+    Some(Decl {
+        needs,
+        dtypes: Dtypes::Any,
+        one: false,
+        run: own,
+    })
+}
+
+fn own(c: &Call) -> Out {
+    execute_own(c.dev, c.op, c.inputs, c.x, c.outputs.len()).map(Some)
+}
+
 /// The ops this file launches itself (MatMul, Gemm, element-wise,
 /// Softmax / LogSoftmax, LayerNorm), `x` being input 0; cases the kernels
 /// do not cover run through the host kernel.
-pub(crate) fn execute_own(
+fn execute_own(
     dev: &CudaDevice,
     op: &Op,
     inputs: &[Option<&DeviceTensor>],

@@ -1,15 +1,25 @@
 //! The numbers the OpenCL kernels switch on, declared once: the reduction
-//! kinds of `reduce_nd` (`kernels_nn.cl`).
+//! kinds of `reduce_nd` (`kernels_nn.cl`) and the fused activations of
+//! the GEMM kernels (`kernels.cl`) and `conv_direct` (`kernels_nn.cl`).
 //!
 //! A leaf of the backend (it imports nothing of it), read by the launch
-//! files. The `.cl` source lists the kinds by name in the comment above
-//! the kernel; the unit test below parses that list and fails when a code
-//! here and the name there disagree, on any machine, with or without an
+//! files. The `.cl` sources list the codes by name in the comment above
+//! each kernel; the unit tests below parse those lists and fail when a
+//! code here and the name there disagree, on any machine, with or without an
 //! OpenCL device. (The element-wise kernels are separate kernels per op,
-//! named in `dispatch::kernels_for` and `program::KERNELS`; they need no
-//! codes.)
+//! named in `elementwise.rs`'s table; they need no codes.)
 
-use hetflow_ops::op::ReduceKind;
+use hetflow_ops::op::{Activation, ReduceKind};
+
+/// `act`, `lo`, `hi` arguments of the GEMM kernels and `conv_direct`: a
+/// Conv's fused activation.
+pub(super) fn act_code(a: Activation) -> (u32, f32, f32) {
+    match a {
+        Activation::None => (0, 0.0, 0.0),
+        Activation::Relu => (1, 0.0, 0.0),
+        Activation::Clip { lo, hi } => (2, lo, hi),
+    }
+}
 
 /// `kind` argument of `reduce_nd`.
 pub(super) fn reduce_code(kind: ReduceKind) -> u32 {
@@ -32,11 +42,9 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    /// `N Name` pairs of the kinds list in kernels_nn.cl.
-    fn listed() -> BTreeMap<u32, String> {
-        let src = include_str!("kernels_nn.cl");
-        let marker = "Kinds (`reduce_code` in codes.rs):";
-        let start = src.find(marker).expect("the kinds list") + marker.len();
+    /// `N Name` pairs of the list after `marker` in `src`, up to a full stop.
+    fn listed_in(src: &str, marker: &str) -> BTreeMap<u32, String> {
+        let start = src.find(marker).expect("the list") + marker.len();
         let text = &src[start..];
         let text = text[..text.find('.').unwrap()]
             .replace("//", " ")
@@ -54,7 +62,10 @@ mod tests {
         let all = [
             Sum, Mean, Max, Min, Prod, L1, L2, LogSum, LogSumExp, SumSquare,
         ];
-        let src = listed();
+        let src = listed_in(
+            include_str!("kernels_nn.cl"),
+            "Kinds (`reduce_code` in codes.rs):",
+        );
         for k in all {
             let code = reduce_code(k);
             assert_eq!(
@@ -64,5 +75,27 @@ mod tests {
             );
         }
         assert_eq!(src.len(), all.len(), "kinds in the .cl without a code");
+    }
+
+    #[test]
+    fn activation_codes_match_both_cl_sources() {
+        let all = [
+            (Activation::None, "None"),
+            (Activation::Relu, "Relu"),
+            (Activation::Clip { lo: 0.0, hi: 6.0 }, "Clip"),
+        ];
+        let marker = "Activations (`act_code` in codes.rs):";
+        for src in [include_str!("kernels.cl"), include_str!("kernels_nn.cl")] {
+            let listed = listed_in(src, marker);
+            for (a, name) in all {
+                let code = act_code(a).0;
+                assert_eq!(
+                    listed.get(&code).map(String::as_str),
+                    Some(name),
+                    "act {code}"
+                );
+            }
+            assert_eq!(listed.len(), all.len(), "activations without a code");
+        }
     }
 }

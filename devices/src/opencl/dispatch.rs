@@ -1,128 +1,64 @@
-//! The OpenCL backend's op table and the top of its dispatch: which
-//! kernels each op needs (`kernels_for`, read at plan time by
-//! `supports` and by the binary mode's check), which inputs the kernels
-//! take (`native`; others go through the host kernel), which launch file
-//! runs each op (`execute`, `single`), and the [`Device`] implementation.
+//! The top of the OpenCL backend's dispatch: the op table, gathered from
+//! the launch files' declarations (`decl`, read at plan time by
+//! `supports` and by the binary mode's check), the generic checks every
+//! launch gets (ranks, output counts, the declared input dtypes; inputs
+//! the kernels do not take go through the host kernel), and the
+//! [`Device`] implementation.
+//!
+//! ## One declaration per op
+//! Each launch file declares the ops it runs in its own `table` function,
+//! one line per op (a [`Decl`]: the kernels, the inputs they take, the
+//! launch): `elementwise.rs` (element-wise functions, broadcasting
+//! arithmetic and comparisons, Sum, Clip), `ops.rs` (MatMul, Gemm),
+//! `nn.rs` (Softmax, normalisations, reductions, Conv, pooling),
+//! `movement.rs` (data movement, Cast, views) and `host.rs` (Shape, Size,
+//! ConstantOfShape). [`TABLES`] lists the files; no op is claimed by two
+//! of them (a test checks). The list of kernels a program holds is read
+//! from the `.cl` source itself (`program::kernels`), and a test checks
+//! that every declared kernel is in it. So adding an op to OpenCL is its
+//! line (and launch, when it needs one of its own) in one launch file,
+//! plus its kernel in the `.cl` source.
 //!
 //! ## Layering
-//! This is the one file that names every launch file: `ops.rs` (MatMul,
-//! Gemm), `nn.rs` (element-wise arithmetic, Conv, pooling, reductions,
-//! normalisations), `movement.rs` (data movement), `host.rs` (the host
-//! path); below them `gemm.rs` (the GEMM launch), `launch.rs` (what every
-//! launch shares), `device.rs` (the device, buffers, programs) and the
-//! leaves `codes.rs`, `discovery.rs`, `pool.rs`, `program.rs`,
+//! This is the one file that names every launch file; below them are
+//! `gemm.rs` (the GEMM launch), `launch.rs` (what every launch shares, and
+//! the [`Decl`] type), `device.rs` (the device, buffers, programs) and
+//! the leaves `codes.rs`, `discovery.rs`, `pool.rs`, `program.rs`,
 //! `timing.rs`. Nothing below imports this file, so the backend's files
-//! form no import circle. Adding an op to OpenCL is its kernels in
-//! `kernels_for`, its dtypes in `native`, its arm in `single` (or a
-//! launch file's `other`), and the kernel in the `.cl` source.
+//! form no import circle.
 //!
 //! Output shapes come from the runtime with each call (`OutputSpec`):
 //! views use them as given; the backend runs no shape inference.
 
 use super::device::{other, wait_list, ClTensor, OpenclDevice, HOST_MIRROR_ELEMS};
-use super::launch::{round_up, u32_of, Arg, In, MAX_RANK};
-use super::ops::{gemm, matmul};
+use super::launch::{Call, Decl, In, Run, MAX_RANK};
 use super::program::ProgramSource;
-use super::{host, movement, nn, timing};
+use super::{elementwise, host, movement, nn, ops, timing};
 use crate::{Device, DeviceError, DeviceInfo, DeviceTensor, OutputSpec, Result};
-use hetflow_ops::op::{BinaryOp, UnaryOp};
-use hetflow_ops::shape::norm_axis;
-use hetflow_ops::{DType, Op, Tensor};
+use hetflow_ops::{Op, Tensor};
 use opencl3::types::{CL_BLOCKING, CL_NON_BLOCKING};
 use std::borrow::Cow;
 use std::sync::Arc;
+
+/// Every launch file's op table, asked in turn.
+const TABLES: [fn(&Op) -> Option<Decl>; 5] = [
+    elementwise::table,
+    ops::table,
+    nn::table,
+    movement::table,
+    host::table,
+];
+
+/// The declaration of `op`, or `None` when the backend has no kernel for it.
+fn decl(op: &Op) -> Option<Decl> {
+    TABLES.iter().find_map(|table| table(op))
+}
 
 /// The kernels `op` needs (empty for views and for the ops computed from
 /// metadata or tiny host values), or `None` when the backend has no kernel
 /// for it. Ops over any element type list their 4-byte variant.
 pub(super) fn kernels_for(op: &Op) -> Option<&'static [&'static str]> {
-    Some(match op {
-        Op::Unary(u) => match u {
-            UnaryOp::Relu => &["u_relu"],
-            UnaryOp::Neg => &["u_neg"],
-            UnaryOp::Abs => &["u_abs"],
-            UnaryOp::Exp => &["u_exp"],
-            UnaryOp::Log => &["u_log"],
-            UnaryOp::Sqrt => &["u_sqrt"],
-            UnaryOp::Sigmoid => &["u_sigmoid"],
-            UnaryOp::Tanh => &["u_tanh"],
-            UnaryOp::Erf => &["u_erf"],
-            UnaryOp::Reciprocal => &["u_reciprocal"],
-            UnaryOp::Floor => &["u_floor"],
-            UnaryOp::Ceil => &["u_ceil"],
-            UnaryOp::Sin => &["u_sin"],
-            UnaryOp::Cos => &["u_cos"],
-            UnaryOp::Tan => &["u_tan"],
-            UnaryOp::Asin => &["u_asin"],
-            UnaryOp::Acos => &["u_acos"],
-            UnaryOp::Atan => &["u_atan"],
-            UnaryOp::Sinh => &["u_sinh"],
-            UnaryOp::Cosh => &["u_cosh"],
-            UnaryOp::Asinh => &["u_asinh"],
-            UnaryOp::Acosh => &["u_acosh"],
-            UnaryOp::Atanh => &["u_atanh"],
-            UnaryOp::Round => &["u_round"],
-            UnaryOp::Sign => &["u_sign"],
-            UnaryOp::Softsign => &["u_softsign"],
-            _ => return None,
-        },
-        Op::Gelu { tanh: false } => &["u_gelu_erf"],
-        Op::Gelu { tanh: true } => &["u_gelu_tanh"],
-        Op::LeakyRelu { .. } => &["u_leaky_relu"],
-        Op::Clip { .. } => &["u_clip"],
-        Op::Binary(b) => match b {
-            BinaryOp::Add => &["b_add"],
-            BinaryOp::Sub => &["b_sub"],
-            BinaryOp::Mul => &["b_mul"],
-            BinaryOp::Div => &["b_div"],
-            BinaryOp::Pow => &["b_pow"],
-            BinaryOp::Equal => &["c_eq"],
-            BinaryOp::Less => &["c_lt"],
-            BinaryOp::Greater => &["c_gt"],
-            BinaryOp::LessOrEqual => &["c_le"],
-            BinaryOp::GreaterOrEqual => &["c_ge"],
-            _ => return None,
-        },
-        Op::Sum => &["b_add"],
-        Op::Where => &["where_4"],
-        Op::Cast { .. } => &["cast_f32_i64"],
-        Op::MatMul | Op::Gemm { .. } => &["gemm_rb", "gemm_rb4", "gemm_edge"],
-        Op::Softmax { .. } => &["softmax_axis"],
-        Op::LogSoftmax { .. } => &["logsoftmax_axis"],
-        Op::LayerNorm { .. } => &["layernorm_rows"],
-        Op::BatchNorm { .. } => &["batchnorm"],
-        Op::Lrn { .. } => &["lrn"],
-        Op::Reduce { .. } | Op::GlobalAveragePool | Op::GlobalMaxPool => &["reduce_nd"],
-        Op::Conv(_) => &["conv_direct", "im2col", "gemm_rb", "gemm_rb4", "gemm_edge"],
-        Op::MaxPool(_) | Op::AveragePool(_) => &["pool_nd"],
-        Op::Transpose { .. }
-        | Op::Concat { .. }
-        | Op::Slice { .. }
-        | Op::Split { .. }
-        | Op::Expand => &["copy_nd_4"],
-        Op::Gather { .. } => &["gather_4"],
-        Op::Reshape { .. }
-        | Op::Flatten { .. }
-        | Op::Squeeze { .. }
-        | Op::Unsqueeze { .. }
-        | Op::Identity
-        | Op::Dropout
-        | Op::Shape { .. }
-        | Op::Size
-        | Op::ConstantOfShape { .. } => &[],
-        _ => return None,
-    })
-}
-
-fn is_compare(b: BinaryOp) -> bool {
-    matches!(
-        b,
-        BinaryOp::Equal
-            | BinaryOp::Less
-            | BinaryOp::Greater
-            | BinaryOp::LessOrEqual
-            | BinaryOp::GreaterOrEqual
-    )
+    decl(op).map(|d| d.kernels)
 }
 
 pub(super) fn execute(
@@ -132,7 +68,7 @@ pub(super) fn execute(
     outputs: &[OutputSpec],
 ) -> Result<Vec<DeviceTensor>> {
     let n_outputs = outputs.len();
-    let kernels = kernels_for(op).ok_or_else(|| DeviceError::Unsupported {
+    let d = decl(op).ok_or_else(|| DeviceError::Unsupported {
         device: dev.info.id,
         op: op.name().into(),
         why: format!("no OpenCL kernel for {}", op.name()),
@@ -144,26 +80,30 @@ pub(super) fn execute(
             None => None,
         });
     }
-    let get = |i: usize| -> Result<&In> {
-        ins.get(i)
-            .and_then(Option::as_ref)
-            .ok_or_else(|| DeviceError::Other(format!("input {i} is missing")))
-    };
-    if matches!(op, Op::Shape { .. } | Op::Size | Op::ConstantOfShape { .. }) {
-        return host::shape_op(dev, op, inputs, n_outputs);
+    match d.run {
+        Run::Host => return host::shape_op(dev, op, inputs, n_outputs),
+        Run::View => return movement::view(dev, op, inputs, outputs),
+        Run::One(_) | Run::Many(_) => {}
     }
-    if kernels.is_empty() {
-        return view(dev, op, inputs, outputs);
-    }
-    if let Err(why) = native(op, &ins, n_outputs) {
+    if let Err(why) = native(op, &d, &ins, n_outputs) {
         return host::eval(dev, op, inputs, n_outputs, &why);
     }
-    let x = get(0)?;
-    let outs = match op {
-        Op::Split { axis, split } => {
-            movement::split(dev, &ins, *axis, split.as_deref(), n_outputs)?
-        }
-        _ => vec![single(dev, op, kernels, &ins, x)?],
+    let x = ins
+        .first()
+        .and_then(Option::as_ref)
+        .ok_or_else(|| DeviceError::Other("input 0 is missing".into()))?;
+    let call = Call {
+        dev,
+        op,
+        kernels: d.kernels,
+        ins: &ins,
+        x,
+        n_outputs,
+    };
+    let outs = match d.run {
+        Run::One(run) => vec![run(&call)?],
+        Run::Many(run) => run(&call)?,
+        Run::View | Run::Host => return Err(call.mismatch()),
     };
     dev.compute
         .flush()
@@ -171,38 +111,22 @@ pub(super) fn execute(
     Ok(outs)
 }
 
-/// Whether the kernels take these inputs (dtypes, ranks, output count);
-/// `Err(why)` sends the op through the host kernel instead.
-fn native(op: &Op, ins: &[Option<In>], n_outputs: usize) -> std::result::Result<(), String> {
-    let dt = |i: usize| ins.get(i).and_then(Option::as_ref).map(|x| x.t.dtype);
+/// Whether the kernels take these inputs (the declared dtypes, ranks,
+/// output count); `Err(why)` sends the op through the host kernel instead.
+fn native(
+    op: &Op,
+    d: &Decl,
+    ins: &[Option<In>],
+    n_outputs: usize,
+) -> std::result::Result<(), String> {
     let rank_ok = ins.iter().flatten().all(|x| x.t.shape.len() <= MAX_RANK);
     if !rank_ok {
         return Err(format!("rank above {MAX_RANK}"));
     }
-    if !matches!(op, Op::Split { .. }) && n_outputs != 1 {
+    if !matches!(d.run, Run::Many(_)) && n_outputs != 1 {
         return Err(format!("{n_outputs} outputs asked"));
     }
-    let sized = |d: Option<DType>| matches!(d.map(DType::size), Some(1 | 2 | 4 | 8));
-    let ok = match op {
-        Op::Transpose { .. } | Op::Slice { .. } | Op::Split { .. } | Op::Expand => sized(dt(0)),
-        Op::Concat { .. } => sized(dt(0)) && ins.iter().flatten().all(|x| Some(x.t.dtype) == dt(0)),
-        Op::Gather { .. } => sized(dt(0)) && matches!(dt(1), Some(DType::I64 | DType::I32)),
-        Op::Where => {
-            dt(0) == Some(DType::Bool)
-                && dt(1) == dt(2)
-                && matches!(dt(1).map(DType::size), Some(1 | 4 | 8))
-        }
-        Op::Cast { to, .. } => movement::cast_kernel(dt(0), *to).is_some(),
-        Op::Reduce { .. } => {
-            dt(0) == Some(DType::F32)
-                && ins
-                    .first()
-                    .and_then(Option::as_ref)
-                    .is_some_and(|x| x.t.shape.iter().product::<usize>() > 0)
-        }
-        _ => ins.iter().flatten().all(|x| x.t.dtype == DType::F32),
-    };
-    if ok {
+    if d.takes.accepts(op, ins) {
         Ok(())
     } else {
         let types: Vec<String> = ins
@@ -217,159 +141,6 @@ fn native(op: &Op, ins: &[Option<In>], n_outputs: usize) -> std::result::Result<
             types.join(", ")
         ))
     }
-}
-
-/// Ops with one output.
-fn single(
-    dev: &OpenclDevice,
-    op: &Op,
-    kernels: &[&'static str],
-    ins: &[Option<In>],
-    x: &In,
-) -> Result<DeviceTensor> {
-    let get = |i: usize| -> Result<&In> {
-        ins.get(i)
-            .and_then(Option::as_ref)
-            .ok_or_else(|| DeviceError::Other(format!("input {i} is missing")))
-    };
-    let out = match op {
-        Op::Unary(_) | Op::Gelu { .. } => {
-            let n = x.t.shape.iter().product::<usize>();
-            let y = dev.out_buf(n)?;
-            let ev = dev.launch(
-                kernels[0],
-                &[
-                    Arg::Buf(x.c.buf.buffer()),
-                    Arg::Buf(y.buffer()),
-                    Arg::U32(u32_of(n, "size")?),
-                ],
-                &[round_up(n, 64)],
-                None,
-                &[&x.c.ready],
-            )?;
-            dev.finish_out(x.t.shape.clone(), y, ev)
-        }
-        Op::Binary(bop) => {
-            let out = if is_compare(*bop) {
-                DType::Bool
-            } else {
-                DType::F32
-            };
-            nn::binary(dev, kernels[0], x, get(1)?, out)?
-        }
-        Op::MatMul => matmul(dev, x, get(1)?)?,
-        Op::Gemm {
-            alpha,
-            beta,
-            trans_a,
-            trans_b,
-        } => {
-            let b = get(1)?;
-            let c = ins.get(2).and_then(Option::as_ref);
-            gemm(dev, x, b, c, *alpha, *beta, *trans_a, *trans_b)?
-        }
-        Op::Softmax { axis, legacy } | Op::LogSoftmax { axis, legacy } => {
-            let d = &x.t.shape;
-            let ax = norm_axis(*axis, d.len()).map_err(|e| DeviceError::Other(e.to_string()))?;
-            let outer: usize = d[..ax].iter().product();
-            let (dd, inner) = if *legacy {
-                (d[ax..].iter().product::<usize>(), 1)
-            } else {
-                (d[ax], d[ax + 1..].iter().product::<usize>())
-            };
-            let n = outer * dd * inner;
-            let y = dev.out_buf(n)?;
-            let ev = dev.launch(
-                kernels[0],
-                &[
-                    Arg::Buf(x.c.buf.buffer()),
-                    Arg::Buf(y.buffer()),
-                    Arg::U32(u32_of(outer, "size")?),
-                    Arg::U32(u32_of(dd, "size")?),
-                    Arg::U32(u32_of(inner, "size")?),
-                ],
-                &[round_up(outer * inner, 64)],
-                None,
-                &[&x.c.ready],
-            )?;
-            dev.finish_out(d.clone(), y, ev)
-        }
-        Op::LayerNorm { axis, epsilon } => {
-            let d = &x.t.shape;
-            let ax = norm_axis(*axis, d.len()).map_err(|e| DeviceError::Other(e.to_string()))?;
-            let rows: usize = d[..ax].iter().product();
-            let dd: usize = d[ax..].iter().product();
-            let scale = get(1)?;
-            let bias = ins.get(2).and_then(Option::as_ref);
-            for (what, t) in [("scale", Some(scale)), ("bias", bias)] {
-                if let Some(t) = t {
-                    let n: usize = t.t.shape.iter().product();
-                    if n != dd {
-                        return Err(DeviceError::Other(format!(
-                            "{what} has {n} elements, the normalised dims {dd}"
-                        )));
-                    }
-                }
-            }
-            let y = dev.out_buf(rows * dd)?;
-            let bias_buf = bias.unwrap_or(scale);
-            let ev = dev.launch(
-                kernels[0],
-                &[
-                    Arg::Buf(x.c.buf.buffer()),
-                    Arg::Buf(scale.c.buf.buffer()),
-                    Arg::Buf(bias_buf.c.buf.buffer()),
-                    Arg::Buf(y.buffer()),
-                    Arg::U32(u32_of(rows, "size")?),
-                    Arg::U32(u32_of(dd, "size")?),
-                    Arg::F32(*epsilon),
-                    Arg::U32(bias.is_some() as u32),
-                ],
-                &[round_up(rows, 64)],
-                None,
-                &[&x.c.ready, &scale.c.ready, &bias_buf.c.ready],
-            )?;
-            dev.finish_out(d.clone(), y, ev)
-        }
-        Op::Transpose { perm } => movement::transpose(dev, x, perm.as_deref())?,
-        other_op => nn::other(dev, other_op, kernels, ins, x)?,
-    };
-    Ok(out)
-}
-
-/// Views: the output shares the input's buffer under the shape the runtime
-/// resolved.
-fn view(
-    dev: &OpenclDevice,
-    op: &Op,
-    inputs: &[Option<&DeviceTensor>],
-    outputs: &[OutputSpec],
-) -> Result<Vec<DeviceTensor>> {
-    let n_outputs = outputs.len();
-    let mask = matches!(op, Op::Dropout) && n_outputs == 2;
-    if n_outputs != 1 && !mask {
-        return Err(DeviceError::Other(format!(
-            "{n_outputs} outputs asked; only the data output runs on OpenCL"
-        )));
-    }
-    let x = inputs
-        .first()
-        .copied()
-        .flatten()
-        .ok_or_else(|| DeviceError::Other("input 0 is missing".into()))?;
-    let shape = outputs[0]
-        .shape
-        .clone()
-        .ok_or_else(|| DeviceError::Other("output shape not resolved".into()))?;
-    let mut outs = vec![dev.share_as(x, shape.clone())?];
-    if mask {
-        // Inference dropout keeps everything: an all-true mask.
-        let n = shape.iter().product::<usize>();
-        let m = Tensor::from_vec(shape, vec![true; n])
-            .map_err(|e| DeviceError::Other(e.to_string()))?;
-        outs.push(dev.upload(Arc::new(m))?);
-    }
-    Ok(outs)
 }
 
 impl Device for OpenclDevice {
@@ -525,47 +296,11 @@ impl Device for OpenclDevice {
 #[cfg(test)]
 mod table_tests {
     use super::*;
+    use hetflow_ops::op::{BinaryOp, ReduceKind, UnaryOp};
     use std::collections::BTreeSet;
 
-    /// Kernels the `.cl` sources define: `__kernel void name(` and the
-    /// first argument of each kernel-defining macro's invocation
-    /// (`UNARY(u_relu, ...)`, `COPY_ND(copy_nd_4, ...)`).
-    fn defined() -> BTreeSet<String> {
-        let mut out = BTreeSet::new();
-        for line in crate::opencl::program::SOURCE.lines() {
-            let macro_call = line
-                .split_once('(')
-                .filter(|(m, _)| {
-                    !m.is_empty() && m.chars().all(|c| c.is_ascii_uppercase() || c == '_')
-                })
-                .and_then(|(_, rest)| rest.split_once(','))
-                .map(|(name, _)| name.trim());
-            if let Some(n) = macro_call {
-                out.insert(n.to_string());
-            }
-            for part in line.split("__kernel void ").skip(1) {
-                let n = part.split('(').next().unwrap_or("").trim();
-                if n != "name"
-                    && n.chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-                {
-                    out.insert(n.to_string());
-                }
-            }
-        }
-        out
-    }
-
-    /// `program::KERNELS` lists exactly the kernels of the source, and
-    /// every kernel the op table names exists.
-    #[test]
-    fn op_table_kernels_exist_in_the_source() {
-        let src = defined();
-        let listed: BTreeSet<String> = crate::opencl::program::KERNELS
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        assert_eq!(listed, src, "program::KERNELS and the .cl sources differ");
+    /// A sample of every op kind the tables might claim.
+    fn ops() -> Vec<Op> {
         use BinaryOp::*;
         use UnaryOp::*;
         let mut ops: Vec<Op> = [
@@ -601,25 +336,77 @@ mod table_tests {
         );
         ops.extend([
             Op::MatMul,
+            Op::Gemm {
+                alpha: 1.0,
+                beta: 1.0,
+                trans_a: false,
+                trans_b: false,
+            },
             Op::Gelu { tanh: false },
             Op::Gelu { tanh: true },
+            Op::LeakyRelu { alpha: 0.1 },
+            Op::Clip {
+                min: None,
+                max: None,
+            },
+            Op::Sum,
             Op::Softmax {
                 axis: -1,
                 legacy: false,
             },
+            Op::LogSoftmax {
+                axis: -1,
+                legacy: false,
+            },
+            Op::LayerNorm {
+                axis: -1,
+                epsilon: 1e-5,
+            },
+            Op::BatchNorm { epsilon: 1e-5 },
+            Op::Reduce {
+                kind: ReduceKind::Sum,
+                axes: None,
+                keepdims: true,
+                noop_with_empty_axes: false,
+            },
+            Op::GlobalAveragePool,
+            Op::GlobalMaxPool,
             Op::Transpose { perm: None },
+            Op::Concat { axis: 0 },
+            Op::Expand,
             Op::Where,
             Op::Gather { axis: 0 },
             Op::Conv(Default::default()),
+            Op::Identity,
+            Op::Dropout,
+            Op::Size,
         ]);
-        for op in &ops {
+        ops
+    }
+
+    /// Every kernel an op declares is one the `.cl` sources define, and no
+    /// op is claimed by two launch files.
+    #[test]
+    fn declared_kernels_exist_and_each_op_has_one_home() {
+        let src: BTreeSet<&str> = crate::opencl::program::kernels().iter().copied().collect();
+        assert!(src.contains("u_relu") && src.contains("copy_nd_8") && src.contains("gemm_rb4"));
+        let mut declared = 0;
+        for op in &ops() {
+            let homes = TABLES.iter().filter(|t| t(op).is_some()).count();
+            assert!(
+                homes <= 1,
+                "{} is declared by {homes} launch files",
+                op.name()
+            );
             for k in kernels_for(op).unwrap_or(&[]) {
+                declared += 1;
                 assert!(
-                    src.contains(*k),
+                    src.contains(k),
                     "{} names kernel {k}, which the .cl sources do not define",
                     op.name()
                 );
             }
         }
+        assert!(declared > 40, "only {declared} kernels declared");
     }
 }

@@ -6,12 +6,24 @@
 //! arithmetic never waits on the device. Every such evaluation is counted
 //! per op type ([`super::OpenclDevice::host_evals`]) and logged at debug
 //! level, so tests can check that f32 models run on the device's kernels.
-//! `Shape` and `Size` read only metadata.
+//! `Shape` and `Size` read only metadata; their lines in the op table
+//! (with ConstantOfShape's) are `table`.
 
 use super::device::OpenclDevice;
+use super::launch::{Decl, Run};
 use crate::{Device, DeviceError, DeviceTensor, Result};
 use hetflow_ops::{Op, Tensor};
 use std::sync::Arc;
+
+/// The ops computed from metadata or tiny host values.
+pub(super) fn table(op: &Op) -> Option<Decl> {
+    match op {
+        Op::Shape { .. } | Op::Size | Op::ConstantOfShape { .. } => {
+            Some(Decl::no_kernel(Run::Host))
+        }
+        _ => None,
+    }
+}
 
 /// Evaluates `op` on the host (see the module docs); `why` is logged.
 pub(super) fn eval(

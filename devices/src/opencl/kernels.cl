@@ -45,6 +45,7 @@ UNARY(u_atanh, atanh(v))
 UNARY(u_round, rint(v))
 UNARY(u_sign, v > 0.0f ? 1.0f : (v < 0.0f ? -1.0f : v))
 UNARY(u_softsign, v / (1.0f + fabs(v)))
+UNARY(u_hard_swish, v * clamp(v * (1.0f / 6.0f) + 0.5f, 0.0f, 1.0f))
 UNARY(u_gelu_erf, 0.5f * v * (1.0f + erf(v * 0.70710678118654752f)))
 UNARY(u_gelu_tanh,
       0.5f * v * (1.0f + tanh(0.79788456080286536f * (v + 0.044715f * v * v * v))))
@@ -110,7 +111,8 @@ COMPARE(c_ge, p >= q)
 // A (i, k) at A[ao + i*sam + k*sak], B (k, j) at B[bo + k*sbk + j*sbn],
 // C (optional, has_c) at C[co + i*scm + j*scn] (strides 0 broadcast);
 // per-batch offsets (ao, bo, co) in `offs`; Y[bt] is contiguous (M, N).
-// act: 0 none, 1 relu, 2 clamp to [lo, hi] (Conv's fused activation).
+// Activations (`act_code` in codes.rs): 0 None, 1 Relu, 2 Clip (clamped
+// to [lo, hi]); Conv's fused activation.
 // Y is split between three kernels: gemm_rb computes rows [0, Mf) x
 // columns [N0, Nf) in WM x GW blocks (N0 = 0, Mf and Nf: M and N rounded
 // down to WM and GW), gemm_rb4 the next columns [N0, Nf) in WM x 4 blocks

@@ -199,8 +199,9 @@ __kernel void reduce_nd(__global const float *x, __global float *y,
 
 // Direct convolution, one work-item per output element: dim 0 the output
 // position, dim 1 the output channel, dim 2 the batch. C input channels,
-// M output channels, `groups` groups; optional bias; act 0 none, 1 relu,
-// 2 clip to [lo, hi].
+// M output channels, `groups` groups; optional bias.
+// Activations (`act_code` in codes.rs): 0 None, 1 Relu, 2 Clip (clamped
+// to [lo, hi]).
 __kernel void conv_direct(__global const float *x, __global const float *w,
                           __global const float *b, __global float *y,
                           __global const int *g, const uint C, const uint M,

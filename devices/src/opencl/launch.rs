@@ -1,11 +1,12 @@
 //! What every OpenCL launch shares: kernel arguments, the launch itself
 //! (kernel creation, work sizes, wait lists, profiling record), output
-//! buffers and their completion, and small index helpers.
+//! buffers and their completion, small index helpers, and the shape of
+//! the op table every launch file declares its ops in ([`Decl`]).
 
 use super::device::{other, wait_list, ClTensor, OpenclDevice};
 use super::pool::PooledBuffer;
 use crate::{DeviceError, DeviceTensor, Result};
-use hetflow_ops::DType;
+use hetflow_ops::{DType, Op};
 use opencl3::event::Event;
 use opencl3::kernel::{ExecuteKernel, Kernel};
 use opencl3::memory::{Buffer, CL_MEM_COPY_HOST_PTR, CL_MEM_READ_ONLY};
@@ -172,5 +173,128 @@ impl OpenclDevice {
             )
         }
         .map_err(|e| other(self.info.id, format!("clCreateBuffer: {e}")))
+    }
+}
+
+/// Which inputs an op's kernels take; inputs they do not take send the op
+/// through the host kernel (`host.rs`), never to an error.
+#[derive(Clone, Copy)]
+pub(super) enum Takes {
+    /// Every input f32 (the float kernels).
+    F32,
+    /// Input 0 of any element size the copy kernels have (1, 2, 4, 8 bytes).
+    Sized,
+    /// A rule of the op's own, given the op and its inputs.
+    Check(fn(&Op, &[Option<In>]) -> bool),
+}
+
+impl Takes {
+    /// Whether these inputs are taken.
+    pub(super) fn accepts(self, op: &Op, ins: &[Option<In>]) -> bool {
+        let first = ins.first().and_then(Option::as_ref);
+        match self {
+            Takes::F32 => ins.iter().flatten().all(|x| x.t.dtype == DType::F32),
+            Takes::Sized => first.is_some_and(|x| matches!(x.t.dtype.size(), 1 | 2 | 4 | 8)),
+            Takes::Check(f) => f(op, ins),
+        }
+    }
+}
+
+/// A launch of one op: the device, the op, the kernels its declaration
+/// names, its inputs (input 0 present) and how many outputs are asked.
+pub(super) struct Call<'a> {
+    pub(super) dev: &'a OpenclDevice,
+    pub(super) op: &'a Op,
+    pub(super) kernels: &'static [&'static str],
+    pub(super) ins: &'a [Option<In<'a>>],
+    pub(super) x: &'a In<'a>,
+    pub(super) n_outputs: usize,
+}
+
+impl<'a> Call<'a> {
+    /// Input `i`, or an error naming it.
+    pub(super) fn need(&self, i: usize) -> Result<&'a In<'a>> {
+        self.opt(i)
+            .ok_or_else(|| DeviceError::Other(format!("input {i} is missing")))
+    }
+
+    /// Input `i` when given.
+    pub(super) fn opt(&self, i: usize) -> Option<&'a In<'a>> {
+        self.ins.get(i).and_then(Option::as_ref)
+    }
+
+    /// The first kernel of the declaration.
+    pub(super) fn kernel(&self) -> &'static str {
+        self.kernels.first().copied().unwrap_or("")
+    }
+
+    /// The error of a launch asked to run an op it does not declare.
+    pub(super) fn mismatch(&self) -> DeviceError {
+        DeviceError::Other(format!(
+            "internal: the launch of {} was given another op",
+            self.op.name()
+        ))
+    }
+}
+
+/// How an op runs.
+#[derive(Clone, Copy)]
+pub(super) enum Run {
+    /// A launch of its own with one output.
+    One(fn(&Call) -> Result<DeviceTensor>),
+    /// A launch of its own with any number of outputs (Split).
+    Many(fn(&Call) -> Result<Vec<DeviceTensor>>),
+    /// No kernel: the output shares input 0's buffer under the shape the
+    /// runtime resolved (Reshape, Flatten, ...).
+    View,
+    /// No kernel: computed on the host from metadata or a small host value
+    /// (Shape, Size, ConstantOfShape).
+    Host,
+}
+
+/// One op's line in the backend's op table: the kernels it needs (checked
+/// at plan time, and against a binary's manifest), the inputs they take,
+/// and how it runs. Each launch file declares its ops in a `table`
+/// function; `dispatch.rs` asks them in turn.
+#[derive(Clone, Copy)]
+pub(super) struct Decl {
+    pub(super) kernels: &'static [&'static str],
+    pub(super) takes: Takes,
+    pub(super) run: Run,
+}
+
+impl Decl {
+    /// A launch of its own over f32 inputs.
+    pub(super) const fn f32(
+        kernels: &'static [&'static str],
+        run: fn(&Call) -> Result<DeviceTensor>,
+    ) -> Decl {
+        Decl {
+            kernels,
+            takes: Takes::F32,
+            run: Run::One(run),
+        }
+    }
+
+    /// A launch of its own over the inputs `takes` accepts.
+    pub(super) const fn one(
+        kernels: &'static [&'static str],
+        takes: Takes,
+        run: fn(&Call) -> Result<DeviceTensor>,
+    ) -> Decl {
+        Decl {
+            kernels,
+            takes,
+            run: Run::One(run),
+        }
+    }
+
+    /// An op that runs no kernel.
+    pub(super) const fn no_kernel(run: Run) -> Decl {
+        Decl {
+            kernels: &[],
+            takes: Takes::Sized,
+            run,
+        }
     }
 }

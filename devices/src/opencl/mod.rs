@@ -57,10 +57,11 @@
 //! GEMM; direct for depthwise; groups, dilations, fused activation), pooling, reductions, normalisations and softmax; data
 //! movement (Transpose, Concat, Slice, Split, Expand, Gather, Where) for
 //! any element size; casts between f32 and i64 / i32 / bool; views. The
-//! full table is in docs/opencl.md. The op table and dispatch are in
-//! `dispatch.rs` (its module docs give the layering); launches in
-//! `dispatch.rs` (element-wise, softmax, layer norm), `ops.rs` (MatMul,
-//! Gemm), `nn.rs` and `movement.rs`. Ops with no kernel are
+//! full table is in docs/opencl.md. Each launch file declares the ops it
+//! runs (`table`: kernels, input dtypes, launch) and launches them:
+//! `elementwise.rs`, `ops.rs` (MatMul, Gemm), `nn.rs` and `movement.rs`;
+//! `dispatch.rs` gathers the tables (its module docs give the layering).
+//! Ops with no kernel are
 //! refused at plan time ("no OpenCL kernel for X"); an op with a kernel
 //! whose inputs the kernels do not take (i64 shape arithmetic, rank > 8)
 //! runs through the host kernels (`host.rs`), counted in
@@ -77,6 +78,7 @@ mod codes;
 mod device;
 pub mod discovery;
 mod dispatch;
+mod elementwise;
 mod gemm;
 mod host;
 mod launch;

@@ -2,15 +2,137 @@
 //! Concat, Slice, Split, Expand through one strided-copy kernel
 //! (`copy_nd_*`), Gather (`gather_*`), Where (`where_*`) and Cast. Shape
 //! operands (slice bounds, split sizes, expand shapes, gather indices)
-//! are read on the host, from their mirrors when small.
+//! are read on the host, from their mirrors when small. Views (Reshape,
+//! Flatten, Squeeze, Unsqueeze, Identity, Dropout) run no kernel. Their
+//! lines in the op table are `table`; ops over any element type name the
+//! 4-byte variant of their kernel.
 
 use super::device::{other, OpenclDevice};
-use super::launch::{bcast_strides, contiguous_strides, round_up, u32_of, v8, Arg, In, MAX_RANK};
+use super::launch::{
+    bcast_strides, contiguous_strides, round_up, u32_of, v8, Arg, Decl, In, Run, Takes, MAX_RANK,
+};
 use super::pool::PooledBuffer;
-use crate::{DeviceError, DeviceTensor, Result};
+use crate::{Device, DeviceError, DeviceTensor, OutputSpec, Result};
 use hetflow_ops::shape::{broadcast_shapes, norm_axis, slice_view};
-use hetflow_ops::DType;
+use hetflow_ops::{DType, Op, Tensor};
 use opencl3::event::Event;
+use std::sync::Arc;
+
+/// The data-movement ops and views OpenCL runs.
+pub(super) fn table(op: &Op) -> Option<Decl> {
+    const COPY: &[&str] = &["copy_nd_4"];
+    Some(match op {
+        Op::Transpose { .. } => Decl::one(COPY, Takes::Sized, |c| match c.op {
+            Op::Transpose { perm } => transpose(c.dev, c.x, perm.as_deref()),
+            _ => Err(c.mismatch()),
+        }),
+        Op::Slice { .. } => Decl::one(COPY, Takes::Sized, |c| match c.op {
+            Op::Slice { starts, ends, axes } => slice(
+                c.dev,
+                c.ins,
+                (starts.as_deref(), ends.as_deref(), axes.as_deref()),
+            ),
+            _ => Err(c.mismatch()),
+        }),
+        Op::Expand => Decl::one(COPY, Takes::Sized, |c| expand(c.dev, c.ins)),
+        Op::Concat { .. } => Decl::one(COPY, Takes::Check(same_sized), |c| match c.op {
+            Op::Concat { axis } => concat(c.dev, c.ins, *axis),
+            _ => Err(c.mismatch()),
+        }),
+        Op::Split { .. } => Decl {
+            kernels: COPY,
+            takes: Takes::Sized,
+            run: Run::Many(|c| match c.op {
+                Op::Split { axis, split: s } => {
+                    split(c.dev, c.ins, *axis, s.as_deref(), c.n_outputs)
+                }
+                _ => Err(c.mismatch()),
+            }),
+        },
+        Op::Gather { .. } => Decl::one(&["gather_4"], Takes::Check(gather_takes), |c| match c.op {
+            Op::Gather { axis } => gather(c.dev, c.ins, *axis),
+            _ => Err(c.mismatch()),
+        }),
+        Op::Where => Decl::one(&["where_4"], Takes::Check(where_takes), |c| {
+            where_(c.dev, c.ins)
+        }),
+        Op::Cast { .. } => Decl::one(&["cast_f32_i64"], Takes::Check(cast_takes), |c| {
+            match c.op {
+                Op::Cast { to, .. } => cast(c.dev, c.x, *to),
+                _ => Err(c.mismatch()),
+            }
+        }),
+        Op::Reshape { .. }
+        | Op::Flatten { .. }
+        | Op::Squeeze { .. }
+        | Op::Unsqueeze { .. }
+        | Op::Identity
+        | Op::Dropout => Decl::no_kernel(Run::View),
+        _ => return None,
+    })
+}
+
+fn dtype(ins: &[Option<In>], i: usize) -> Option<DType> {
+    ins.get(i).and_then(Option::as_ref).map(|x| x.t.dtype)
+}
+
+fn sized(d: Option<DType>) -> bool {
+    matches!(d.map(DType::size), Some(1 | 2 | 4 | 8))
+}
+
+fn same_sized(_: &Op, ins: &[Option<In>]) -> bool {
+    let d0 = dtype(ins, 0);
+    sized(d0) && ins.iter().flatten().all(|x| Some(x.t.dtype) == d0)
+}
+
+fn gather_takes(_: &Op, ins: &[Option<In>]) -> bool {
+    sized(dtype(ins, 0)) && matches!(dtype(ins, 1), Some(DType::I64 | DType::I32))
+}
+
+fn where_takes(_: &Op, ins: &[Option<In>]) -> bool {
+    dtype(ins, 0) == Some(DType::Bool)
+        && dtype(ins, 1) == dtype(ins, 2)
+        && matches!(dtype(ins, 1).map(DType::size), Some(1 | 4 | 8))
+}
+
+fn cast_takes(op: &Op, ins: &[Option<In>]) -> bool {
+    matches!(op, Op::Cast { to, .. } if cast_kernel(dtype(ins, 0), *to).is_some())
+}
+
+/// Views: the output shares the input's buffer under the shape the runtime
+/// resolved.
+pub(super) fn view(
+    dev: &OpenclDevice,
+    op: &Op,
+    inputs: &[Option<&DeviceTensor>],
+    outputs: &[OutputSpec],
+) -> Result<Vec<DeviceTensor>> {
+    let n_outputs = outputs.len();
+    let mask = matches!(op, Op::Dropout) && n_outputs == 2;
+    if n_outputs != 1 && !mask {
+        return Err(DeviceError::Other(format!(
+            "{n_outputs} outputs asked; only the data output runs on OpenCL"
+        )));
+    }
+    let x = inputs
+        .first()
+        .copied()
+        .flatten()
+        .ok_or_else(|| DeviceError::Other("input 0 is missing".into()))?;
+    let shape = outputs[0]
+        .shape
+        .clone()
+        .ok_or_else(|| DeviceError::Other("output shape not resolved".into()))?;
+    let mut outs = vec![dev.share_as(x, shape.clone())?];
+    if mask {
+        // Inference dropout keeps everything: an all-true mask.
+        let n = shape.iter().product::<usize>();
+        let m = Tensor::from_vec(shape, vec![true; n])
+            .map_err(|e| DeviceError::Other(e.to_string()))?;
+        outs.push(dev.upload(Arc::new(m))?);
+    }
+    Ok(outs)
+}
 
 fn err(msg: impl Into<String>) -> DeviceError {
     DeviceError::Other(msg.into())
@@ -113,11 +235,7 @@ fn gather_view(
     finish(dev, x.t.dtype, shape, y, ev)
 }
 
-pub(super) fn transpose(
-    dev: &OpenclDevice,
-    x: &In,
-    perm: Option<&[usize]>,
-) -> Result<DeviceTensor> {
+fn transpose(dev: &OpenclDevice, x: &In, perm: Option<&[usize]>) -> Result<DeviceTensor> {
     let d = &x.t.shape;
     let r = d.len();
     let perm = hetflow_ops::shape::transpose_perm(perm, r).map_err(|e| err(e.to_string()))?;
@@ -143,7 +261,7 @@ fn opt<'a>(ins: &'a [Option<In<'a>>], i: usize) -> Option<&'a In<'a>> {
     ins.get(i).and_then(Option::as_ref)
 }
 
-pub(super) fn concat(dev: &OpenclDevice, ins: &[Option<In>], axis: i64) -> Result<DeviceTensor> {
+fn concat(dev: &OpenclDevice, ins: &[Option<In>], axis: i64) -> Result<DeviceTensor> {
     let xs: Vec<&In> = ins.iter().flatten().collect();
     let first = *xs
         .first()
@@ -176,7 +294,7 @@ pub(super) fn concat(dev: &OpenclDevice, ins: &[Option<In>], axis: i64) -> Resul
     finish(dev, first.t.dtype, shape, y, last)
 }
 
-pub(super) fn split(
+fn split(
     dev: &OpenclDevice,
     ins: &[Option<In>],
     axis: i64,
@@ -225,13 +343,9 @@ pub(super) fn split(
 }
 
 /// Slice's attribute form (opset < 10): starts, ends, axes.
-pub(super) type SliceAttrs<'a> = (Option<&'a [i64]>, Option<&'a [i64]>, Option<&'a [i64]>);
+type SliceAttrs<'a> = (Option<&'a [i64]>, Option<&'a [i64]>, Option<&'a [i64]>);
 
-pub(super) fn slice(
-    dev: &OpenclDevice,
-    ins: &[Option<In>],
-    attrs: SliceAttrs,
-) -> Result<DeviceTensor> {
+fn slice(dev: &OpenclDevice, ins: &[Option<In>], attrs: SliceAttrs) -> Result<DeviceTensor> {
     let x = opt(ins, 0).ok_or_else(|| err("input 0 is missing"))?;
     let (starts, ends, axes, steps) = match attrs {
         (Some(st), en, ax) => (
@@ -270,7 +384,7 @@ pub(super) fn slice(
     gather_view(dev, x, shape, &st, base)
 }
 
-pub(super) fn expand(dev: &OpenclDevice, ins: &[Option<In>]) -> Result<DeviceTensor> {
+fn expand(dev: &OpenclDevice, ins: &[Option<In>]) -> Result<DeviceTensor> {
     let x = opt(ins, 0).ok_or_else(|| err("input 0 is missing"))?;
     let target = ints(
         dev,
@@ -286,7 +400,7 @@ pub(super) fn expand(dev: &OpenclDevice, ins: &[Option<In>]) -> Result<DeviceTen
     gather_view(dev, x, shape, &xs, 0)
 }
 
-pub(super) fn gather(dev: &OpenclDevice, ins: &[Option<In>], axis: i64) -> Result<DeviceTensor> {
+fn gather(dev: &OpenclDevice, ins: &[Option<In>], axis: i64) -> Result<DeviceTensor> {
     let x = opt(ins, 0).ok_or_else(|| err("input 0 is missing"))?;
     let it = opt(ins, 1).ok_or_else(|| err("input 1 is missing"))?;
     let s = &x.t.shape;
@@ -339,7 +453,7 @@ pub(super) fn gather(dev: &OpenclDevice, ins: &[Option<In>], axis: i64) -> Resul
     finish(dev, x.t.dtype, shape, y, Some(ev))
 }
 
-pub(super) fn where_(dev: &OpenclDevice, ins: &[Option<In>]) -> Result<DeviceTensor> {
+fn where_(dev: &OpenclDevice, ins: &[Option<In>]) -> Result<DeviceTensor> {
     let get = |i: usize| opt(ins, i).ok_or_else(|| err(format!("input {i} is missing")));
     let (c, a, b) = (get(0)?, get(1)?, get(2)?);
     let shape = broadcast_shapes(&a.t.shape, &b.t.shape)
@@ -378,7 +492,7 @@ pub(super) fn where_(dev: &OpenclDevice, ins: &[Option<In>]) -> Result<DeviceTen
 
 /// The cast kernel from `from` to `to`; `Some("")` when they are equal
 /// (the output shares the input's buffer).
-pub(super) fn cast_kernel(from: Option<DType>, to: DType) -> Option<&'static str> {
+fn cast_kernel(from: Option<DType>, to: DType) -> Option<&'static str> {
     Some(match (from?, to) {
         (f, t) if f == t => "",
         (DType::F32, DType::I64) => "cast_f32_i64",
@@ -391,7 +505,7 @@ pub(super) fn cast_kernel(from: Option<DType>, to: DType) -> Option<&'static str
     })
 }
 
-pub(super) fn cast(dev: &OpenclDevice, x: &In, to: DType) -> Result<DeviceTensor> {
+fn cast(dev: &OpenclDevice, x: &In, to: DType) -> Result<DeviceTensor> {
     let kernel = cast_kernel(Some(x.t.dtype), to)
         .ok_or_else(|| err(format!("no cast kernel {} -> {to}", x.t.dtype)))?;
     if kernel.is_empty() {

@@ -1,17 +1,16 @@
-//! Launches of the parameterised element-wise ops, comparisons, variadic
-//! Sum, reductions (and the global pools), convolution, pooling, batch
-//! and response normalisation; data movement is in [`super::movement`].
+//! Launches of the neural-network ops: Softmax / LogSoftmax, LayerNorm,
+//! reductions (and the global pools), convolution, pooling, batch and
+//! response normalisation; their lines in the op table are `table`.
 
-use super::codes::reduce_code;
+use super::codes::{act_code, reduce_code};
 use super::device::OpenclDevice;
 use super::gemm::{Gemm, Operand};
-use super::launch::{bcast_strides, contiguous_strides, round_up, u32_of, v8, Arg, In, MAX_RANK};
-use super::movement;
+use super::launch::{contiguous_strides, round_up, u32_of, v8, Arg, Call, Decl, In, Takes};
 use super::ops::operand;
 use super::pool::PooledBuffer;
 use crate::{DeviceError, DeviceTensor, Result};
-use hetflow_ops::op::{resolve_window, Activation, ReduceKind};
-use hetflow_ops::shape::{broadcast_shapes, norm_axis};
+use hetflow_ops::op::{resolve_window, ReduceKind};
+use hetflow_ops::shape::norm_axis;
 use hetflow_ops::{DType, Op};
 
 fn err(msg: impl Into<String>) -> DeviceError {
@@ -22,41 +21,33 @@ fn numel(s: &[usize]) -> usize {
     s.iter().product()
 }
 
-/// Broadcasting binary kernel `kernel` (arithmetic, or a comparison with a
-/// bool output).
-pub(super) fn binary(
-    dev: &OpenclDevice,
-    kernel: &'static str,
-    a: &In,
-    b: &In,
-    out: DType,
-) -> Result<DeviceTensor> {
-    let shape = broadcast_shapes(&a.t.shape, &b.t.shape).map_err(|e| err(e.to_string()))?;
-    if shape.len() > MAX_RANK {
-        return Err(err(format!("rank {} > {MAX_RANK}", shape.len())));
-    }
-    let n = numel(&shape);
-    let y = dev
-        .pool
-        .get(n * out.size())
-        .map_err(|e| super::device::other(dev.info.id, e))?;
-    let ev = dev.launch(
-        kernel,
-        &[
-            Arg::Buf(a.c.buf.buffer()),
-            Arg::Buf(b.c.buf.buffer()),
-            Arg::Buf(y.buffer()),
-            Arg::U32(u32_of(n, "size")?),
-            Arg::U32(shape.len() as u32),
-            Arg::V8(v8(&shape)?),
-            Arg::V8(v8(&bcast_strides(&a.t.shape, &shape))?),
-            Arg::V8(v8(&bcast_strides(&b.t.shape, &shape))?),
-        ],
-        &[round_up(n, 64)],
-        None,
-        &[&a.c.ready, &b.c.ready],
-    )?;
-    Ok(dev.finish_out_as(out, shape, y, ev))
+/// Kernels of Conv: im2col and the GEMM, or the direct depthwise kernel.
+const CONV_KERNELS: &[&str] = &["conv_direct", "im2col", "gemm_rb", "gemm_rb4", "gemm_edge"];
+
+/// The neural-network ops OpenCL runs.
+pub(super) fn table(op: &Op) -> Option<Decl> {
+    Some(match op {
+        Op::Softmax { .. } => Decl::f32(&["softmax_axis"], softmax),
+        Op::LogSoftmax { .. } => Decl::f32(&["logsoftmax_axis"], softmax),
+        Op::LayerNorm { .. } => Decl::f32(&["layernorm_rows"], layer_norm),
+        Op::BatchNorm { .. } => Decl::f32(&["batchnorm"], |c| match c.op {
+            Op::BatchNorm { epsilon } => batchnorm(c.dev, c.ins, c.x, *epsilon),
+            _ => Err(c.mismatch()),
+        }),
+        Op::Lrn { .. } => Decl::f32(&["lrn"], lrn),
+        // Empty inputs go through the host kernel.
+        Op::Reduce { .. } => Decl::one(&["reduce_nd"], Takes::Check(nonempty_f32), reduce_op),
+        Op::GlobalAveragePool | Op::GlobalMaxPool => Decl::f32(&["reduce_nd"], global_pool),
+        Op::Conv(_) => Decl::f32(CONV_KERNELS, conv_op),
+        Op::MaxPool(_) | Op::AveragePool(_) => Decl::f32(&["pool_nd"], pool_op),
+        _ => return None,
+    })
+}
+
+fn nonempty_f32(_: &Op, ins: &[Option<In>]) -> bool {
+    ins.first()
+        .and_then(Option::as_ref)
+        .is_some_and(|x| x.t.dtype == DType::F32 && numel(&x.t.shape) > 0)
 }
 
 fn opt<'a>(ins: &'a [Option<In<'a>>], i: usize) -> Option<&'a In<'a>> {
@@ -67,190 +58,181 @@ fn need<'a>(ins: &'a [Option<In<'a>>], i: usize) -> Result<&'a In<'a>> {
     opt(ins, i).ok_or_else(|| err(format!("input {i} is missing")))
 }
 
-/// Everything `ops::single` does not launch itself.
-pub(super) fn other(
-    dev: &OpenclDevice,
-    op: &Op,
-    kernels: &[&'static str],
-    ins: &[Option<In>],
-    x: &In,
-) -> Result<DeviceTensor> {
-    match op {
-        Op::LeakyRelu { alpha } => {
-            let n = numel(&x.t.shape);
-            let y = dev.out_buf(n)?;
-            let ev = dev.launch(
-                kernels[0],
-                &[
-                    Arg::Buf(x.c.buf.buffer()),
-                    Arg::Buf(y.buffer()),
-                    Arg::U32(u32_of(n, "size")?),
-                    Arg::F32(*alpha),
-                ],
-                &[round_up(n, 64)],
-                None,
-                &[&x.c.ready],
-            )?;
-            Ok(dev.finish_out(x.t.shape.clone(), y, ev))
-        }
-        Op::Clip { min, max } => clip(dev, ins, x, *min, *max),
-        Op::Sum => {
-            let xs: Vec<&In> = ins.iter().flatten().collect();
-            match xs.as_slice() {
-                [] => Err(err("Sum needs at least one input")),
-                [only] => Ok(dev.wrap(only.t.dtype, only.t.shape.clone(), only.c.share())),
-                [a, b, rest @ ..] => {
-                    let mut acc = binary(dev, "b_add", a, b, DType::F32)?;
-                    for t in rest {
-                        let c = dev.cl(&acc)?;
-                        let cur = In { t: &acc, c };
-                        let next = binary(dev, "b_add", &cur, t, DType::F32)?;
-                        acc = next;
-                    }
-                    Ok(acc)
-                }
-            }
-        }
-        Op::Where => movement::where_(dev, ins),
-        Op::Cast { to, .. } => movement::cast(dev, x, *to),
-        Op::Concat { axis } => movement::concat(dev, ins, *axis),
-        Op::Slice { starts, ends, axes } => movement::slice(
-            dev,
-            ins,
-            (starts.as_deref(), ends.as_deref(), axes.as_deref()),
-        ),
-        Op::Expand => movement::expand(dev, ins),
-        Op::Gather { axis } => movement::gather(dev, ins, *axis),
-        Op::BatchNorm { epsilon } => batchnorm(dev, ins, x, *epsilon),
-        Op::Lrn {
-            alpha,
-            beta,
-            bias,
-            size,
-        } => {
-            let s = &x.t.shape;
-            if s.len() < 2 || *size == 0 {
-                return Err(err(format!(
-                    "LRN needs rank >= 2 and size > 0, got {s:?}, {size}"
-                )));
-            }
-            let n = numel(s);
-            let y = dev.out_buf(n)?;
-            let ev = dev.launch(
-                "lrn",
-                &[
-                    Arg::Buf(x.c.buf.buffer()),
-                    Arg::Buf(y.buffer()),
-                    Arg::U32(u32_of(n, "size")?),
-                    Arg::U32(u32_of(s[1], "size")?),
-                    Arg::U32(u32_of(numel(&s[2..]), "size")?),
-                    Arg::U32(u32_of(*size, "size")?),
-                    Arg::F32(*alpha),
-                    Arg::F32(*beta),
-                    Arg::F32(*bias),
-                ],
-                &[round_up(n, 64)],
-                None,
-                &[&x.c.ready],
-            )?;
-            Ok(dev.finish_out(s.clone(), y, ev))
-        }
-        Op::Reduce {
-            kind,
-            axes,
-            keepdims,
-            noop_with_empty_axes,
-        } => {
-            let axes: Vec<i64> = match (axes, opt(ins, 1)) {
-                (Some(a), _) => a.clone(),
-                (None, Some(t)) => {
-                    let v = dev.host_value(t.t)?;
-                    if v.dtype().is_float() || v.dtype() == DType::Bool {
-                        return Err(err(format!(
-                            "input 1 (axes) must be an integer tensor, got {}",
-                            v.dtype()
-                        )));
-                    }
-                    v.to_i64_vec()
-                }
-                (None, None) => vec![],
-            };
-            if axes.is_empty() && *noop_with_empty_axes {
-                return Ok(dev.wrap(x.t.dtype, x.t.shape.clone(), x.c.share()));
-            }
-            reduce(dev, x, *kind, &axes, *keepdims)
-        }
-        Op::GlobalAveragePool | Op::GlobalMaxPool => {
-            let r = x.t.shape.len();
-            if r < 3 {
-                return Err(err(format!("needs rank >= 3, got {:?}", x.t.shape)));
-            }
-            let axes: Vec<i64> = (2..r as i64).collect();
-            let kind = if matches!(op, Op::GlobalMaxPool) {
-                ReduceKind::Max
-            } else {
-                ReduceKind::Mean
-            };
-            reduce(dev, x, kind, &axes, true)
-        }
-        Op::Conv(a) => conv(dev, ins, x, a),
-        Op::MaxPool(p) | Op::AveragePool(p) => pool(dev, x, p, matches!(op, Op::MaxPool(_))),
-        o => Err(err(format!("no OpenCL launch for {}", o.name()))),
-    }
-}
-
-fn clip(
-    dev: &OpenclDevice,
-    ins: &[Option<In>],
-    x: &In,
-    min: Option<f32>,
-    max: Option<f32>,
-) -> Result<DeviceTensor> {
-    // Bounds from attributes go in small constant buffers; bounds from
-    // inputs are read on the device (no wait on the host).
-    let consts = [min, max].map(|v| v.map(|v| dev.const_u32(&[v.to_bits()])));
-    let mut bufs = Vec::new();
-    let mut waits = vec![&x.c.ready];
-    let mut has = [false; 2];
-    for (k, c) in consts.into_iter().enumerate() {
-        if let Some(b) = c {
-            bufs.push(Some(b?));
-            has[k] = true;
-        } else if let Some(t) = opt(ins, k + 1).filter(|t| numel(&t.t.shape) > 0) {
-            if numel(&t.t.shape) != 1 {
-                return Err(err(format!("bound {} has shape {:?}", k + 1, t.t.shape)));
-            }
-            bufs.push(None);
-            waits.push(&t.c.ready);
-            has[k] = true;
-        } else {
-            bufs.push(None);
-        }
-    }
-    let pick = |k: usize| match &bufs[k] {
-        Some(b) => b,
-        None => opt(ins, k + 1)
-            .filter(|_| has[k])
-            .map_or(x.c.buf.buffer(), |t| t.c.buf.buffer()),
+/// Softmax and LogSoftmax over one axis (or, in the legacy form, over the
+/// flattened trailing dims): one work-item per row.
+fn softmax(c: &Call) -> Result<DeviceTensor> {
+    let (Op::Softmax { axis, legacy } | Op::LogSoftmax { axis, legacy }) = c.op else {
+        return Err(c.mismatch());
     };
-    let n = numel(&x.t.shape);
+    let (dev, x) = (c.dev, c.x);
+    let d = &x.t.shape;
+    let ax = norm_axis(*axis, d.len()).map_err(|e| err(e.to_string()))?;
+    let outer: usize = d[..ax].iter().product();
+    let (dd, inner) = if *legacy {
+        (d[ax..].iter().product::<usize>(), 1)
+    } else {
+        (d[ax], d[ax + 1..].iter().product::<usize>())
+    };
+    let n = outer * dd * inner;
     let y = dev.out_buf(n)?;
     let ev = dev.launch(
-        "u_clip",
+        c.kernel(),
+        &[
+            Arg::Buf(x.c.buf.buffer()),
+            Arg::Buf(y.buffer()),
+            Arg::U32(u32_of(outer, "size")?),
+            Arg::U32(u32_of(dd, "size")?),
+            Arg::U32(u32_of(inner, "size")?),
+        ],
+        &[round_up(outer * inner, 64)],
+        None,
+        &[&x.c.ready],
+    )?;
+    Ok(dev.finish_out(d.clone(), y, ev))
+}
+
+/// LayerNormalization over the dims from `axis` on: one work-item per row.
+fn layer_norm(c: &Call) -> Result<DeviceTensor> {
+    let Op::LayerNorm { axis, epsilon } = c.op else {
+        return Err(c.mismatch());
+    };
+    let (dev, x) = (c.dev, c.x);
+    let d = &x.t.shape;
+    let ax = norm_axis(*axis, d.len()).map_err(|e| err(e.to_string()))?;
+    let rows: usize = d[..ax].iter().product();
+    let dd: usize = d[ax..].iter().product();
+    let scale = c.need(1)?;
+    let bias = c.opt(2);
+    for (what, t) in [("scale", Some(scale)), ("bias", bias)] {
+        if let Some(t) = t {
+            let n: usize = t.t.shape.iter().product();
+            if n != dd {
+                return Err(err(format!(
+                    "{what} has {n} elements, the normalised dims {dd}"
+                )));
+            }
+        }
+    }
+    let y = dev.out_buf(rows * dd)?;
+    let bias_buf = bias.unwrap_or(scale);
+    let ev = dev.launch(
+        c.kernel(),
+        &[
+            Arg::Buf(x.c.buf.buffer()),
+            Arg::Buf(scale.c.buf.buffer()),
+            Arg::Buf(bias_buf.c.buf.buffer()),
+            Arg::Buf(y.buffer()),
+            Arg::U32(u32_of(rows, "size")?),
+            Arg::U32(u32_of(dd, "size")?),
+            Arg::F32(*epsilon),
+            Arg::U32(bias.is_some() as u32),
+        ],
+        &[round_up(rows, 64)],
+        None,
+        &[&x.c.ready, &scale.c.ready, &bias_buf.c.ready],
+    )?;
+    Ok(dev.finish_out(d.clone(), y, ev))
+}
+
+fn lrn(c: &Call) -> Result<DeviceTensor> {
+    let Op::Lrn {
+        alpha,
+        beta,
+        bias,
+        size,
+    } = c.op
+    else {
+        return Err(c.mismatch());
+    };
+    let (dev, x) = (c.dev, c.x);
+    let s = &x.t.shape;
+    if s.len() < 2 || *size == 0 {
+        return Err(err(format!(
+            "LRN needs rank >= 2 and size > 0, got {s:?}, {size}"
+        )));
+    }
+    let n = numel(s);
+    let y = dev.out_buf(n)?;
+    let ev = dev.launch(
+        c.kernel(),
         &[
             Arg::Buf(x.c.buf.buffer()),
             Arg::Buf(y.buffer()),
             Arg::U32(u32_of(n, "size")?),
-            Arg::Buf(pick(0)),
-            Arg::Buf(pick(1)),
-            Arg::U32(has[0] as u32),
-            Arg::U32(has[1] as u32),
+            Arg::U32(u32_of(s[1], "size")?),
+            Arg::U32(u32_of(numel(&s[2..]), "size")?),
+            Arg::U32(u32_of(*size, "size")?),
+            Arg::F32(*alpha),
+            Arg::F32(*beta),
+            Arg::F32(*bias),
         ],
         &[round_up(n, 64)],
         None,
-        &waits,
+        &[&x.c.ready],
     )?;
-    Ok(dev.finish_out(x.t.shape.clone(), y, ev))
+    Ok(dev.finish_out(s.clone(), y, ev))
+}
+
+/// ReduceX with axes from the attribute or from input 1 (read on the host).
+fn reduce_op(c: &Call) -> Result<DeviceTensor> {
+    let Op::Reduce {
+        kind,
+        axes,
+        keepdims,
+        noop_with_empty_axes,
+    } = c.op
+    else {
+        return Err(c.mismatch());
+    };
+    let (dev, x) = (c.dev, c.x);
+    let axes: Vec<i64> = match (axes, c.opt(1)) {
+        (Some(a), _) => a.clone(),
+        (None, Some(t)) => {
+            let v = dev.host_value(t.t)?;
+            if v.dtype().is_float() || v.dtype() == DType::Bool {
+                return Err(err(format!(
+                    "input 1 (axes) must be an integer tensor, got {}",
+                    v.dtype()
+                )));
+            }
+            v.to_i64_vec()
+        }
+        (None, None) => vec![],
+    };
+    if axes.is_empty() && *noop_with_empty_axes {
+        return Ok(dev.wrap(x.t.dtype, x.t.shape.clone(), x.c.share()));
+    }
+    reduce(dev, x, *kind, &axes, *keepdims)
+}
+
+/// GlobalAveragePool and GlobalMaxPool: a reduction over the spatial dims.
+fn global_pool(c: &Call) -> Result<DeviceTensor> {
+    let x = c.x;
+    let r = x.t.shape.len();
+    if r < 3 {
+        return Err(err(format!("needs rank >= 3, got {:?}", x.t.shape)));
+    }
+    let axes: Vec<i64> = (2..r as i64).collect();
+    let kind = if matches!(c.op, Op::GlobalMaxPool) {
+        ReduceKind::Max
+    } else {
+        ReduceKind::Mean
+    };
+    reduce(c.dev, x, kind, &axes, true)
+}
+
+fn conv_op(c: &Call) -> Result<DeviceTensor> {
+    let Op::Conv(a) = c.op else {
+        return Err(c.mismatch());
+    };
+    conv(c.dev, c.ins, c.x, a)
+}
+
+fn pool_op(c: &Call) -> Result<DeviceTensor> {
+    let (Op::MaxPool(p) | Op::AveragePool(p)) = c.op else {
+        return Err(c.mismatch());
+    };
+    pool(c.dev, c.x, p, matches!(c.op, Op::MaxPool(_)))
 }
 
 fn batchnorm(dev: &OpenclDevice, ins: &[Option<In>], x: &In, eps: f32) -> Result<DeviceTensor> {
@@ -456,11 +438,7 @@ fn conv(
     if numel(&shape) == 0 {
         return Ok(dev.finish_out(shape, y, dev.marker()?));
     }
-    let (act, lo, hi) = match a.activation {
-        Activation::None => (0, 0.0, 0.0),
-        Activation::Relu => (1, 0.0, 0.0),
-        Activation::Clip { lo, hi } => (2, lo, hi),
-    };
+    let (act, lo, hi) = act_code(a.activation);
     let kc = c / group * numel(&kernel);
     let col_bytes = n * group * kc * osz * 4;
     let col_max = dev.im2col_limit.load(std::sync::atomic::Ordering::Relaxed);

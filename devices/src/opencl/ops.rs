@@ -1,17 +1,51 @@
 //! MatMul and Gemm on the shared GEMM launch (`gemm.rs`): numpy batching
 //! for MatMul, transposes and a broadcast C for Gemm; `operand` is how
-//! Conv's im2col hands a tensor to the same launch.
+//! Conv's im2col hands a tensor to the same launch. Their lines in the op
+//! table are `table`.
 
 use super::device::OpenclDevice;
-use super::launch::{bcast_strides, In};
+use super::launch::{bcast_strides, Call, Decl, In};
 use crate::{DeviceError, DeviceTensor, Result};
 use hetflow_ops::shape::broadcast_shapes;
-use hetflow_ops::DType;
+use hetflow_ops::{DType, Op};
 use std::sync::Arc;
+
+/// The GEMM kernels: register-blocked (two block widths) and the edges.
+const GEMM_KERNELS: &[&str] = &["gemm_rb", "gemm_rb4", "gemm_edge"];
+
+/// The matrix products OpenCL runs.
+pub(super) fn table(op: &Op) -> Option<Decl> {
+    match op {
+        Op::MatMul | Op::Gemm { .. } => Some(Decl::f32(GEMM_KERNELS, run)),
+        _ => None,
+    }
+}
+
+fn run(c: &Call) -> Result<DeviceTensor> {
+    match c.op {
+        Op::MatMul => matmul(c.dev, c.x, c.need(1)?),
+        Op::Gemm {
+            alpha,
+            beta,
+            trans_a,
+            trans_b,
+        } => gemm(
+            c.dev,
+            c.x,
+            c.need(1)?,
+            c.opt(2),
+            *alpha,
+            *beta,
+            *trans_a,
+            *trans_b,
+        ),
+        _ => Err(c.mismatch()),
+    }
+}
 
 /// Numpy matmul: 1-D operands promoted and their dims dropped, batch dims
 /// broadcast; one kernel over (N, M, batch).
-pub(super) fn matmul(dev: &OpenclDevice, a: &In, b: &In) -> Result<DeviceTensor> {
+fn matmul(dev: &OpenclDevice, a: &In, b: &In) -> Result<DeviceTensor> {
     let (mut sa, mut sb) = (a.t.shape.clone(), b.t.shape.clone());
     if sa.is_empty() || sb.is_empty() {
         return Err(DeviceError::Other("MatMul of a scalar".into()));
@@ -68,7 +102,7 @@ pub(super) fn matmul(dev: &OpenclDevice, a: &In, b: &In) -> Result<DeviceTensor>
 }
 
 #[allow(clippy::too_many_arguments)]
-pub(super) fn gemm(
+fn gemm(
     dev: &OpenclDevice,
     a: &In,
     b: &In,

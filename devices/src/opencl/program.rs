@@ -22,7 +22,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// The OpenCL C source of every kernel.
 pub const SOURCE: &str = concat!(include_str!("kernels.cl"), include_str!("kernels_nn.cl"));
@@ -30,78 +30,45 @@ pub const SOURCE: &str = concat!(include_str!("kernels.cl"), include_str!("kerne
 /// The name of the one program the backend builds from [`SOURCE`].
 pub const PROGRAM: &str = "hetflow_f32";
 
-/// Every kernel of [`SOURCE`].
-pub const KERNELS: &[&str] = &[
-    "u_relu",
-    "u_neg",
-    "u_abs",
-    "u_exp",
-    "u_log",
-    "u_sqrt",
-    "u_sigmoid",
-    "u_tanh",
-    "u_erf",
-    "u_reciprocal",
-    "u_floor",
-    "u_ceil",
-    "u_sin",
-    "u_cos",
-    "u_tan",
-    "u_asin",
-    "u_acos",
-    "u_atan",
-    "u_sinh",
-    "u_cosh",
-    "u_asinh",
-    "u_acosh",
-    "u_atanh",
-    "u_round",
-    "u_sign",
-    "u_softsign",
-    "u_gelu_erf",
-    "u_gelu_tanh",
-    "b_add",
-    "b_sub",
-    "b_mul",
-    "b_div",
-    "b_pow",
-    "c_eq",
-    "c_lt",
-    "c_gt",
-    "c_le",
-    "c_ge",
-    "copy_nd_1",
-    "copy_nd_2",
-    "copy_nd_4",
-    "copy_nd_8",
-    "gather_1",
-    "gather_2",
-    "gather_4",
-    "gather_8",
-    "where_1",
-    "where_4",
-    "where_8",
-    "cast_f32_i64",
-    "cast_f32_i32",
-    "cast_f32_bool",
-    "cast_i64_f32",
-    "cast_i32_f32",
-    "cast_u8_f32",
-    "gemm_rb",
-    "gemm_rb4",
-    "gemm_edge",
-    "im2col",
-    "softmax_axis",
-    "layernorm_rows",
-    "u_leaky_relu",
-    "u_clip",
-    "reduce_nd",
-    "conv_direct",
-    "pool_nd",
-    "batchnorm",
-    "lrn",
-    "logsoftmax_axis",
-];
+/// Every kernel of [`SOURCE`], read from the source itself: each
+/// `__kernel void name(` and the first argument of each invocation of a
+/// kernel-defining macro at the start of a line (`UNARY(u_relu, ...)`,
+/// `COPY_ND(copy_nd_4, ...)`). Derived rather than listed, so a kernel
+/// added to the `.cl` source needs no second line anywhere; the op
+/// table's test checks that every kernel an op declares is here, and a
+/// device test creates each of them from the built program.
+pub fn kernels() -> &'static [&'static str] {
+    static LIST: OnceLock<Vec<&'static str>> = OnceLock::new();
+    LIST.get_or_init(|| kernels_of(SOURCE))
+}
+
+fn kernels_of(src: &'static str) -> Vec<&'static str> {
+    let is_name = |n: &str| {
+        !n.is_empty()
+            && n.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    };
+    let mut out: Vec<&'static str> = Vec::new();
+    for line in src.lines() {
+        let macro_arg = line
+            .split_once('(')
+            .filter(|(m, _)| !m.is_empty() && m.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+            .and_then(|(_, rest)| rest.split_once(','))
+            .map(|(name, _)| name.trim())
+            .filter(|n| is_name(n));
+        out.extend(macro_arg);
+        for part in line.split("__kernel void ").skip(1) {
+            let n = part.split('(').next().unwrap_or("").trim();
+            // `name` is a macro's parameter, not a kernel.
+            if n != "name" && is_name(n) {
+                out.push(n);
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|n| seen.insert(*n));
+    out
+}
 
 /// One manifest entry.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]

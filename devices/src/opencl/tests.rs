@@ -744,3 +744,16 @@ fn opencl_conv_report_spans_all_its_kernels() {
         "report {span:?} shorter than the kernels' {sum} ns"
     );
 }
+
+/// `program::kernels()`, read from the source text, names exactly kernels
+/// the OpenCL compiler built: each is created from the program.
+#[test]
+fn opencl_every_listed_kernel_is_in_the_built_program() {
+    let Some(d) = dev() else { return };
+    let all = program::kernels();
+    assert!(all.len() > 60, "{} kernels", all.len());
+    for k in all {
+        d.kernel_work_group(k)
+            .unwrap_or_else(|e| panic!("kernel {k}: {e}"));
+    }
+}

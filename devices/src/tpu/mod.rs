@@ -88,6 +88,11 @@
 //! ([`crate::Device::transfer_modelled_us`]). Defaults follow Cloud TPU
 //! v5e ([`TpuConfig::v5e`], with sources).
 //!
+//! ## The op table
+//! `dispatch.rs` says which ops the device refuses and which unit runs
+//! each of the others; an op new to the host kernels runs on the vector
+//! unit with no line there.
+//!
 //! ## Enabling
 //! `--device tpu:0` opens the device; `hetflow devices` lists it when
 //! `HETFLOW_TPU=1` is set. `HETFLOW_TPU_CONFIG=file.json` replaces the
@@ -99,6 +104,7 @@ pub mod buffer;
 pub mod client;
 pub mod config;
 pub mod cost;
+pub mod dispatch;
 mod matrix;
 pub mod mxu;
 pub mod program;
@@ -191,7 +197,7 @@ impl Device for TpuDevice {
     }
 
     fn supports(&self, op: &Op) -> std::result::Result<(), String> {
-        program::supports(op)
+        dispatch::supports(op)
     }
 
     fn upload(&self, t: Arc<Tensor>) -> Result<DeviceTensor> {

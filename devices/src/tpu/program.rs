@@ -81,35 +81,8 @@ pub enum CompileError {
     Invalid(String),
 }
 
-/// Whether the device runs `op` at all (plan-time check).
-pub fn supports(op: &Op) -> Result<(), String> {
-    crate::cpu_only(op)?;
-    match op {
-        Op::Gather { .. } => Err(
-            "gathers need data-dependent addressing, which the matrix and vector units lack; \
-             place Gather on a CPU"
-                .into(),
-        ),
-        Op::Range | Op::ConstantOfShape { .. } => Err(format!(
-            "{} has a data-dependent (dynamic) output shape; the device runs static shapes only",
-            op.name()
-        )),
-        _ => Ok(()),
-    }
-}
-
-#[derive(Clone, Debug)]
-enum Program {
-    MatMul,
-    Gemm {
-        alpha: f32,
-        beta: f32,
-        trans_a: bool,
-        trans_b: bool,
-    },
-    Conv(ConvAttrs),
-    Vector,
-}
+pub use super::dispatch::supports;
+use super::dispatch::{unit, Program};
 
 /// A computation compiled for one set of input shapes (PJRT's loaded
 /// executable).
@@ -171,22 +144,7 @@ impl TpuExecutable {
             .collect();
         let facts: Vec<Fact> = outputs.iter().map(|(d, s)| Fact::known(*d, s)).collect();
         let outputs = outputs.to_vec();
-        let program = match &comp.root {
-            Op::MatMul => Program::MatMul,
-            Op::Gemm {
-                alpha,
-                beta,
-                trans_a,
-                trans_b,
-            } => Program::Gemm {
-                alpha: *alpha,
-                beta: *beta,
-                trans_a: *trans_a,
-                trans_b: *trans_b,
-            },
-            Op::Conv(a) => Program::Conv(a.clone()),
-            _ => Program::Vector,
-        };
+        let program = unit(&comp.root);
         if !matches!(program, Program::Vector) {
             matrix_dtype(refs.first().copied().flatten(), "operands")?;
             matrix_dtype(refs.get(1).copied().flatten(), "operands")?;

@@ -26,6 +26,7 @@ __device__ __forceinline__ float hf_unary(int op, float x, float p, float q) {
             return 0.5f * x * (1.0f + tanhf(u));
         }
         case 15: return x < p ? p : (x > q ? q : x);                   // Clip (NaN stays)
+        case 16: return x * fminf(fmaxf(x * (1.0f / 6.0f) + 0.5f, 0.0f), 1.0f);  // HardSwish
         default: return __int_as_float(0x7fc00000);
     }
 }

@@ -92,7 +92,73 @@ pub enum BinaryOp {
     PRelu,
 }
 
+impl UnaryOp {
+    /// The ONNX op type.
+    pub fn name(self) -> &'static str {
+        match self {
+            UnaryOp::Neg => "Neg",
+            UnaryOp::Abs => "Abs",
+            UnaryOp::Sqrt => "Sqrt",
+            UnaryOp::Exp => "Exp",
+            UnaryOp::Log => "Log",
+            UnaryOp::Relu => "Relu",
+            UnaryOp::Sigmoid => "Sigmoid",
+            UnaryOp::Tanh => "Tanh",
+            UnaryOp::Erf => "Erf",
+            UnaryOp::Reciprocal => "Reciprocal",
+            UnaryOp::Floor => "Floor",
+            UnaryOp::Ceil => "Ceil",
+            UnaryOp::Not => "Not",
+            UnaryOp::Sin => "Sin",
+            UnaryOp::Cos => "Cos",
+            UnaryOp::Tan => "Tan",
+            UnaryOp::Asin => "Asin",
+            UnaryOp::Acos => "Acos",
+            UnaryOp::Atan => "Atan",
+            UnaryOp::Sinh => "Sinh",
+            UnaryOp::Cosh => "Cosh",
+            UnaryOp::Asinh => "Asinh",
+            UnaryOp::Acosh => "Acosh",
+            UnaryOp::Atanh => "Atanh",
+            UnaryOp::Sign => "Sign",
+            UnaryOp::Round => "Round",
+            UnaryOp::Softplus => "Softplus",
+            UnaryOp::Softsign => "Softsign",
+            UnaryOp::Mish => "Mish",
+            UnaryOp::HardSwish => "HardSwish",
+            UnaryOp::BitwiseNot => "BitwiseNot",
+        }
+    }
+}
+
 impl BinaryOp {
+    /// The ONNX op type (Mod and BitShift cover two variants each).
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "Add",
+            BinaryOp::Sub => "Sub",
+            BinaryOp::Mul => "Mul",
+            BinaryOp::Div => "Div",
+            BinaryOp::Pow => "Pow",
+            BinaryOp::Equal => "Equal",
+            BinaryOp::Less => "Less",
+            BinaryOp::Greater => "Greater",
+            BinaryOp::LessOrEqual => "LessOrEqual",
+            BinaryOp::GreaterOrEqual => "GreaterOrEqual",
+            BinaryOp::And => "And",
+            BinaryOp::Or => "Or",
+            BinaryOp::Xor => "Xor",
+            BinaryOp::Max => "Max",
+            BinaryOp::Min => "Min",
+            BinaryOp::Mod | BinaryOp::FMod => "Mod",
+            BinaryOp::ShiftLeft | BinaryOp::ShiftRight => "BitShift",
+            BinaryOp::BitwiseAnd => "BitwiseAnd",
+            BinaryOp::BitwiseOr => "BitwiseOr",
+            BinaryOp::BitwiseXor => "BitwiseXor",
+            BinaryOp::PRelu => "PRelu",
+        }
+    }
+
     /// True when the result is bool whatever the operand dtype.
     pub fn is_comparison(self) -> bool {
         matches!(

@@ -4,12 +4,14 @@
 //!
 //! This module holds the family's attributes; `onnx.rs` its ONNX mapping;
 //! `infer.rs` its shape and type inference; `cost.rs` its flops and cost
-//! class; `kernel.rs` its host kernels (dispatched from [`crate::kernels`]).
+//! class; `kernel.rs` its host kernels (dispatched from [`crate::kernels`]),
+//! with GridSample's and AffineGrid's in `sampling.rs`.
 
 pub(crate) mod cost;
 pub(crate) mod infer;
 pub(crate) mod kernel;
 pub(crate) mod onnx;
+pub(crate) mod sampling;
 
 use super::conv::AutoPad;
 

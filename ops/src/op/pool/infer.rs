@@ -1,26 +1,12 @@
 //! Shape and dtype inference of the pooling ops (from
 //! [`crate::infer::infer_op`]).
 
+use super::kernel::unpool_dim;
 use crate::error::Result;
 use crate::graph::{Dim, Fact};
 use crate::op::common::{input, one, other_family, with_dtype};
 use crate::op::conv::infer::resolve_window_dims;
 use crate::op::Op;
-
-/// MaxUnpool's default output size of spatial dim `i` of size `n`:
-/// `(n - 1) * stride - pad_begin - pad_end + kernel`.
-pub(crate) fn unpool_dim(
-    n: usize,
-    i: usize,
-    kernel: &[usize],
-    strides: &[usize],
-    pads: &[usize],
-) -> usize {
-    let r = kernel.len();
-    let s = strides.get(i).copied().unwrap_or(1);
-    let p = pads.get(i).copied().unwrap_or(0) + pads.get(i + r).copied().unwrap_or(0);
-    (n.saturating_sub(1) * s + kernel[i]).saturating_sub(p)
-}
 
 /// Infers the output facts of one of this family's ops from its inputs'
 /// facts (dispatched from [`crate::infer::infer_op`]).

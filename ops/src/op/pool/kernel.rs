@@ -296,9 +296,7 @@ pub(crate) fn max_unpool(
     }
     let mut shape = xs[..2].to_vec();
     for (i, &n) in xs[2..].iter().enumerate() {
-        shape.push(crate::op::pool::infer::unpool_dim(
-            n, i, kernel, strides, pads,
-        ));
+        shape.push(unpool_dim(n, i, kernel, strides, pads));
     }
     // An explicit output shape holds the unpooled values at its start
     // along every dim (zeros after them), as the reference does.
@@ -345,6 +343,21 @@ pub(crate) fn max_unpool(
         <T as crate::tensor::Storable>::wrap(y)
     });
     Tensor::new(given.unwrap_or(shape), data)
+}
+
+/// MaxUnpool's default output size of spatial dim `i` of size `n`:
+/// `(n - 1) * stride - pad_begin - pad_end + kernel`.
+pub(crate) fn unpool_dim(
+    n: usize,
+    i: usize,
+    kernel: &[usize],
+    strides: &[usize],
+    pads: &[usize],
+) -> usize {
+    let r = kernel.len();
+    let s = strides.get(i).copied().unwrap_or(1);
+    let p = pads.get(i).copied().unwrap_or(0) + pads.get(i + r).copied().unwrap_or(0);
+    (n.saturating_sub(1) * s + kernel[i]).saturating_sub(p)
 }
 
 #[cfg(test)]
