@@ -15,7 +15,6 @@ use crate::kernels::util::{float_dispatch, input as tin, out, typed, Arith};
 use crate::op::common::{check_same_dtype, input as fin, one, with_dtype};
 use crate::op::{resolve_window, Activation, ConvAttrs, Op, Window};
 use crate::tensor::Tensor;
-use rayon::prelude::*;
 
 /// The input gradients of a Conv node.
 pub(crate) fn grad(
@@ -235,7 +234,7 @@ pub(crate) fn grad_filter(a: &ConvAttrs, inputs: &[Option<&Tensor>]) -> Result<T
         let (cg, mg, ksz, isz, osz) = (g.c / g.group, g.m / g.group, g.ksz(), g.isz(), g.osz());
         let sx = g.s[2];
         let mut gw = vec![F::ZERO; g.m * cg * ksz];
-        gw.par_chunks_mut(cg * ksz).enumerate().for_each(|(m, wm)| {
+        crate::kernels::util::par_chunks(&mut gw, cg * ksz, xv.len() * ksz, |m, wm| {
             let grp = m / mg;
             for n in 0..g.n {
                 let yp = &yv[(n * g.m + m) * osz..][..osz];
@@ -274,7 +273,7 @@ pub(crate) fn grad_input(
         let (cg, mg, ksz, isz, osz) = (g.c / g.group, g.m / g.group, g.ksz(), g.isz(), g.osz());
         let sx = g.s[2];
         let mut gx = vec![F::ZERO; g.n * g.c * isz];
-        gx.par_chunks_mut(isz).enumerate().for_each(|(plane, xp)| {
+        crate::kernels::util::par_chunks(&mut gx, isz, yv.len() * ksz, |plane, xp| {
             let (n, ci) = (plane / g.c, plane % g.c);
             let (grp, c) = (ci / cg, ci % cg);
             for m in grp * mg..(grp + 1) * mg {

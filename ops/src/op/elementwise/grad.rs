@@ -168,8 +168,14 @@ pub(crate) fn unary_grad(f: GradFn, inputs: &[Option<&Tensor>]) -> Result<Tensor
         let sv = typed::<F>(s, "saved value")?;
         let gv = typed::<F>(g, "gradient")?;
         let d = derivative::<F>(f);
-        let o: Vec<F> = sv.par_iter().zip(gv.par_iter()).with_min_len(1 << 14)
-            .map(|(&t, &gi)| gi * d(t)).collect();
+        // In the device's pool only: outside one, serially (never on
+        // rayon's global pool, which other devices' kernels share).
+        let o: Vec<F> = if crate::kernels::util::threads() > 1 {
+            sv.par_iter().zip(gv.par_iter()).with_min_len(1 << 14)
+                .map(|(&t, &gi)| gi * d(t)).collect()
+        } else {
+            sv.iter().zip(gv).map(|(&t, &gi)| gi * d(t)).collect()
+        };
         out(s.shape().to_vec(), o)
     })
 }

@@ -16,7 +16,6 @@ use crate::kernels::util::{float_dispatch, input as tin, out, typed, Arith, Floa
 use crate::op::common::{check_same_dtype, input as fin, one, same};
 use crate::op::{BinaryOp, Op, PoolAttrs};
 use crate::tensor::Tensor;
-use rayon::prelude::*;
 
 /// The input gradient of a pooling node.
 pub(crate) fn grad(
@@ -88,7 +87,7 @@ pub(crate) fn pool_grad(p: &PoolAttrs, max: bool, inputs: &[Option<&Tensor>]) ->
         let xv = typed::<F>(x, "X")?;
         let yv = typed::<F>(gy, "dY")?;
         let mut gx = vec![F::ZERO; xv.len()];
-        gx.par_chunks_mut(isz.max(1)).enumerate().for_each(|(plane, dst)| {
+        crate::kernels::util::par_chunks(&mut gx, isz.max(1), xv.len(), |plane, dst| {
             let src = &xv[plane * isz..][..isz];
             let g = &yv[plane * osz..][..osz];
             plane_grad(&w3, max, p.count_include_pad, src, g, dst);
