@@ -36,19 +36,27 @@ def main() -> int:
     ap.add_argument("--factor", type=float, default=1.6)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--bless", action="store_true")
+    ap.add_argument("--baseline", default=str(BASELINE), help="the recorded ratios (JSON)")
     a = ap.parse_args()
+    baseline = Path(a.baseline)
     if a.hetflow:
         bc.HF = a.hetflow
     if not Path(bc.HF).exists():
         sys.exit(f"bench_regress: {bc.HF} not built (cargo build --release --bin hetflow)")
+    if not a.bless and not baseline.exists():
+        print(f"bench_regress: no recorded ratios in {baseline} (run with --bless on a quiet machine)")
+        return 2
     models = bc.small_models()
     rows = bc.ort_vs_hetflow(models, [1], a.rounds, 20, 3)
     ratios = {r["model"]: r["ratio"] for r in rows}
     if a.bless:
-        BASELINE.write_text(json.dumps({k: round(v, 3) for k, v in ratios.items()}, indent=1) + "\n")
-        print(f"bench_regress: recorded {len(ratios)} ratios in {BASELINE}")
+        baseline.write_text(json.dumps({k: round(v, 3) for k, v in ratios.items()}, indent=1) + "\n")
+        print(f"bench_regress: recorded {len(ratios)} ratios in {baseline}")
         return 0
-    base = json.loads(BASELINE.read_text())
+    if not baseline.exists():
+        print(f"bench_regress: no recorded ratios in {baseline} (run with --bless on a quiet machine)")
+        return 2
+    base = json.loads(baseline.read_text())
     paths = dict(models)
     failed = []
     for name, ratio in ratios.items():
