@@ -117,6 +117,15 @@ impl Device for Faulty {
     fn init_executor_thread(&self) {
         self.inner.init_executor_thread()
     }
+    fn prepare_weight(
+        &self,
+        op: &Op,
+        slot: usize,
+        t: &DeviceTensor,
+        lhs_shape: Option<&[usize]>,
+    ) -> Result<()> {
+        self.inner.prepare_weight(op, slot, t, lhs_shape)
+    }
     fn host_value(&self, t: &DeviceTensor) -> Result<Arc<Tensor>> {
         self.vanished()?;
         self.inner.host_value(t)

@@ -335,6 +335,22 @@ pub trait Device: Send + Sync {
         outputs: &[OutputSpec],
     ) -> Result<Vec<DeviceTensor>>;
 
+    /// Prepares weight `t`, input `slot` of a node running `op` on this
+    /// device, for the device's kernel: called once per (node, weight) when
+    /// the session is built, after [`Device::upload`]. `lhs_shape` is the
+    /// node's input 0 shape when known at build time. The CPU device packs
+    /// GEMM weights here (`hetflow_ops::kernels::prepare`); the default
+    /// does nothing. A failure fails the session build.
+    fn prepare_weight(
+        &self,
+        _op: &Op,
+        _slot: usize,
+        _t: &DeviceTensor,
+        _lhs_shape: Option<&[usize]>,
+    ) -> Result<()> {
+        Ok(())
+    }
+
     /// The same data as `t` under `shape` (same element count), sharing
     /// `t`'s memory: how the runtime runs the pure views (Reshape, Flatten,
     /// Squeeze, Unsqueeze) without a kernel. `None` (the default) when the

@@ -71,6 +71,15 @@ impl Device for Throttled {
     fn init_executor_thread(&self) {
         self.inner.init_executor_thread()
     }
+    fn prepare_weight(
+        &self,
+        op: &Op,
+        slot: usize,
+        t: &DeviceTensor,
+        lhs_shape: Option<&[usize]>,
+    ) -> Result<()> {
+        self.inner.prepare_weight(op, slot, t, lhs_shape)
+    }
     fn view(&self, t: &DeviceTensor, shape: Vec<usize>) -> Option<Result<DeviceTensor>> {
         self.inner.view(t, shape)
     }

@@ -7,7 +7,9 @@
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use half::{bf16, f16};
+use std::any::Any;
 use std::borrow::Cow;
+use std::sync::OnceLock;
 
 /// Typed, contiguous element storage.
 #[derive(Clone, Debug, PartialEq)]
@@ -329,10 +331,31 @@ impl Data {
 }
 
 /// A host tensor: dtype, shape, contiguous row-major elements.
-#[derive(Debug, PartialEq)]
+///
+/// A tensor that a kernel reads many times unchanged (a weight) may carry
+/// one *prepared* form of itself, made once on request (see
+/// [`crate::kernels::prepare`]): a GEMM operand already packed into the
+/// kernel's panel layout. It is not part of the value: clones, equality and
+/// `Debug` ignore it, and any mutable access drops it.
 pub struct Tensor {
     shape: Vec<usize>,
     data: Data,
+    prepared: OnceLock<Box<dyn Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tensor")
+            .field("shape", &self.shape)
+            .field("data", &self.data)
+            .finish()
+    }
+}
+
+impl PartialEq for Tensor {
+    fn eq(&self, o: &Tensor) -> bool {
+        self.shape == o.shape && self.data == o.data
+    }
 }
 
 /// Clones take their storage from the buffer pool.
@@ -343,10 +366,7 @@ impl Clone for Tensor {
             n.extend_from_slice(v);
             <T as Storable>::wrap(n)
         });
-        Tensor {
-            shape: self.shape.clone(),
-            data,
-        }
+        Tensor::raw(self.shape.clone(), data)
     }
 }
 
@@ -358,6 +378,34 @@ impl Drop for Tensor {
 }
 
 impl Tensor {
+    /// A tensor from parts already known to agree.
+    fn raw(shape: Vec<usize>, data: Data) -> Tensor {
+        Tensor {
+            shape,
+            data,
+            prepared: OnceLock::new(),
+        }
+    }
+
+    /// The prepared form of this tensor, when one of type `P` was made.
+    pub(crate) fn prepared<P: Any>(&self) -> Option<&P> {
+        self.prepared.get()?.downcast_ref::<P>()
+    }
+
+    /// Attaches a prepared form made by `make` unless one exists already
+    /// (the first one stays: a weight has one layout). Returns whether a
+    /// form of type `P` is attached afterwards.
+    pub(crate) fn prepare_with<P: Any + Send + Sync>(
+        &self,
+        make: impl FnOnce() -> Result<P>,
+    ) -> Result<bool> {
+        if self.prepared.get().is_none() {
+            let p = make()?;
+            let _ = self.prepared.set(Box::new(p));
+        }
+        Ok(self.prepared::<P>().is_some())
+    }
+
     /// Builds a tensor, checking that the element count matches the shape.
     pub fn new(shape: Vec<usize>, data: Data) -> Result<Tensor> {
         let n: usize = shape.iter().product();
@@ -369,7 +417,7 @@ impl Tensor {
                 data.len()
             )));
         }
-        Ok(Tensor { shape, data })
+        Ok(Tensor::raw(shape, data))
     }
 
     /// Builds a tensor from a typed vector.
@@ -379,19 +427,13 @@ impl Tensor {
 
     /// A rank-0 tensor.
     pub fn scalar<T: Storable>(v: T) -> Tensor {
-        Tensor {
-            shape: vec![],
-            data: T::wrap(vec![v]),
-        }
+        Tensor::raw(vec![], T::wrap(vec![v]))
     }
 
     /// Zero-filled tensor.
     pub fn zeros(dtype: DType, shape: Vec<usize>) -> Tensor {
         let n = shape.iter().product();
-        Tensor {
-            shape,
-            data: Data::zeros(dtype, n),
-        }
+        Tensor::raw(shape, Data::zeros(dtype, n))
     }
 
     /// Element type.
@@ -424,6 +466,7 @@ impl Tensor {
     }
     /// Consumes the tensor into shape and storage.
     pub fn into_parts(mut self) -> (Vec<usize>, Data) {
+        self.prepared.take();
         (std::mem::take(&mut self.shape), self.take_data())
     }
     /// Moves the storage out, leaving an empty one (whose drop is free).
@@ -443,6 +486,7 @@ impl Tensor {
     }
     /// Mutably borrows the elements as `T`.
     pub fn as_mut_slice<T: Storable>(&mut self) -> Result<&mut [T]> {
+        self.prepared.take();
         let dt = self.dtype();
         T::slice_mut(&mut self.data)
             .ok_or_else(|| Error::msg(format!("expected a {} tensor, got {}", T::DTYPE, dt)))
@@ -469,10 +513,7 @@ impl Tensor {
                 <D as Storable>::wrap(src.iter().map(|&x| cast_one::<S, D>(x)).collect())
             })
         });
-        Tensor {
-            shape: self.shape.clone(),
-            data,
-        }
+        Tensor::raw(self.shape.clone(), data)
     }
 
     /// [`Tensor::cast`] with the Cast attributes that only the narrow float

@@ -11,7 +11,13 @@
 //! Kernels are the host kernels of `hetflow-ops` ([`hetflow_ops::kernels`]).
 //! Ops too small to gain from threads run inline on the executor thread,
 //! skipping the hand-off to the pool: that keeps per-op dispatch cost in
-//! the microseconds for chains of tiny ops.
+//! the microseconds for chains of tiny ops, and keeps a small model from
+//! running slower at 2 threads than at 1. "Too small" is measured work
+//! ([`hetflow_ops::kernels::parallel_work`]) under [`PAR_MACS`]
+//! multiply-adds or [`PAR_ELEMS`] elements: handing a kernel to the pool
+//! and waiting for it costs ~20 µs here (a sleeping worker's wake-up and
+//! the executor's), so a kernel must take well over 40 µs alone before
+//! splitting it in two can pay.
 
 pub mod topology;
 
@@ -20,8 +26,12 @@ use hetflow_ops::{Op, Tensor};
 use std::sync::Arc;
 use topology::CpuTopology;
 
-/// Ops whose inputs and outputs total fewer elements than this run inline.
-const INLINE_ELEMS: usize = 1 << 14;
+/// Products and convolutions with fewer multiply-adds than this run inline
+/// (about 40 µs of work at the 1-thread rate of these small products).
+pub const PAR_MACS: usize = 1 << 21;
+
+/// Other ops whose inputs total fewer elements than this run inline.
+pub const PAR_ELEMS: usize = 1 << 16;
 
 /// A logical CPU device: a group of cores with its own thread pool.
 pub struct CpuDevice {
@@ -146,22 +156,18 @@ impl Device for CpuDevice {
     ) -> Result<Vec<DeviceTensor>> {
         let n_outputs = outputs.len();
         let mut host: Vec<Option<&Tensor>> = Vec::with_capacity(inputs.len());
-        let mut elems = 0usize;
         for t in inputs {
             match t {
-                Some(t) => {
-                    let h = self.host(t)?;
-                    elems += h.len();
-                    host.push(Some(h));
-                }
+                Some(t) => host.push(Some(self.host(t)?)),
                 None => host.push(None),
             }
         }
         let run = || hetflow_ops::kernels::eval(op, &host, n_outputs);
         let heavy = matches!(op, Op::MatMul | Op::Gemm { .. } | Op::Conv(_));
+        let work = hetflow_ops::kernels::parallel_work(op, &host);
         // Kernels see the threads of the pool they run in and run serially
         // outside one, so a one-thread device runs everything inline.
-        let outs = if self.threads() > 1 && (heavy || elems >= INLINE_ELEMS) {
+        let outs = if self.threads() > 1 && work >= if heavy { PAR_MACS } else { PAR_ELEMS } {
             self.pool.install(run)
         } else {
             run()
@@ -172,6 +178,22 @@ impl Device for CpuDevice {
             msg: e.to_string(),
         })?;
         Ok(outs.into_iter().map(|t| self.wrap(t)).collect())
+    }
+
+    fn prepare_weight(
+        &self,
+        op: &Op,
+        slot: usize,
+        t: &DeviceTensor,
+        lhs_shape: Option<&[usize]>,
+    ) -> Result<()> {
+        let w = self.host(t)?;
+        hetflow_ops::kernels::prepare(op, slot, w, lhs_shape).map_err(|e| DeviceError::Kernel {
+            device: self.info.id,
+            op: op.name().to_string(),
+            msg: format!("preparing weight {slot}: {e}"),
+        })?;
+        Ok(())
     }
 
     fn init_executor_thread(&self) {

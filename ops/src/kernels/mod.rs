@@ -30,6 +30,61 @@ use crate::op::{BinaryOp, Op, ScatterReduction, UnaryOp};
 
 use crate::tensor::Tensor;
 
+/// Prepares input `slot` of `op`, a weight (a constant the op reads every
+/// run), for the op's kernel: MatMul's and Gemm's 2-D f32 B is packed into
+/// the small-M kernel's panels (`op/matmul/packed.rs`) and the packing is
+/// attached to the tensor, where [`eval`] finds it. `lhs_shape` is input
+/// 0's shape when known at build time: a product with too many rows for
+/// the small-M kernel is left to the general GEMM and not packed. Returns
+/// whether the tensor now carries a prepared form; ops and inputs with
+/// nothing to prepare return `Ok(false)`. Cheap to call again.
+pub fn prepare(op: &Op, slot: usize, weight: &Tensor, lhs_shape: Option<&[usize]>) -> Result<bool> {
+    let rows = |trans_a: bool| {
+        lhs_shape.map(|s| match (s.len(), trans_a) {
+            (0, _) => 1,
+            (_, true) => s.get(1).copied().unwrap_or(1),
+            (_, false) if s.len() == 2 => s[0],
+            _ => s[..s.len() - 1].iter().product(),
+        })
+    };
+    match op {
+        Op::MatMul if slot == 1 => matmul::prepare_b(weight, false, rows(false)),
+        Op::Gemm {
+            trans_a, trans_b, ..
+        } if slot == 1 => matmul::prepare_b(weight, *trans_b, rows(*trans_a)),
+        _ => Ok(false),
+    }
+}
+
+/// Multiply-adds (products, convolutions) or elements (every other op) one
+/// run of `op` on these inputs does, estimated from the input shapes alone
+/// (cheap: no allocation). A device decides from it whether an op is worth
+/// handing to its thread pool; the flops of the cost model are
+/// [`crate::cost::op_cost`]'s.
+pub fn parallel_work(op: &Op, inputs: &[Option<&Tensor>]) -> usize {
+    let elems = || inputs.iter().flatten().map(|t| t.len()).sum();
+    let (Some(a), Some(b)) = (
+        inputs.first().copied().flatten(),
+        inputs.get(1).copied().flatten(),
+    ) else {
+        return elems();
+    };
+    let last = |t: &Tensor| t.shape().last().copied().unwrap_or(1);
+    match op {
+        // [.., m, k] x [.., k, n]: a.len() * n (B batched like A).
+        Op::MatMul if b.rank() >= 2 => a.len().saturating_mul(last(b)).max(b.len()),
+        Op::Gemm { trans_b, .. } if b.rank() == 2 => {
+            let n = if *trans_b { b.shape()[0] } else { b.shape()[1] };
+            a.len().saturating_mul(n)
+        }
+        // Output pixels (taken as the input's) x weights per pixel.
+        Op::Conv(_) if a.rank() > 2 && a.shape()[1] > 0 => (a.len() / a.shape()[1])
+            .saturating_mul(b.len())
+            .max(elems()),
+        _ => elems(),
+    }
+}
+
 /// Evaluates `op` on host tensors.
 pub fn eval(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<Vec<Tensor>> {
     if let Some(dt) = half_input(op, inputs) {

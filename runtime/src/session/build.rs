@@ -335,6 +335,22 @@ pub(super) fn build(
                             t
                         }
                     };
+                    let lhs_shape = n
+                        .inputs
+                        .first()
+                        .copied()
+                        .flatten()
+                        .and_then(|a| g.values[a.0].fact.concrete_shape());
+                    dev(d)?
+                        .prepare_weight(&n.op, slot, &t, lhs_shape.as_deref())
+                        .map_err(|e| {
+                            RuntimeError::Setup(format!(
+                                "preparing weight '{}' of node '{}' on {}: {e}",
+                                g.name(*v),
+                                n.name,
+                                names[d]
+                            ))
+                        })?;
                     consts.push(Some(t));
                     upstream.push(None);
                 }

@@ -1,11 +1,14 @@
 //! MatMul (numpy semantics) and Gemm, through the `gemm` crate for f32/f64
-//! and a plain loop for the integer types.
+//! and a plain loop for the integer types. An f32 product whose B carries a
+//! packed form (a weight prepared at session build, `packed.rs`) and whose
+//! A has at most `packed::SMALL_M` rows runs the small-M kernel instead.
 
 use crate::dtype::{DType, Element};
 use crate::error::Result;
 use crate::kernels::util::{
     arith_dispatch, expand_to, input, opt_input, out, typed, Arith, Float, SharedMut,
 };
+use crate::op::matmul::packed::{self, PackedB};
 use crate::shape::broadcast_shapes;
 use crate::shape::{bcast_strides, numel};
 use crate::tensor::Tensor;
@@ -32,7 +35,7 @@ impl<'a, T> Mat<'a, T> {
     pub(crate) fn new(data: &'a [T], off: usize, rs: usize, cs: usize) -> Self {
         Mat { data, off, rs, cs }
     }
-    fn fits(&self, rows: usize, cols: usize) -> bool {
+    pub(crate) fn fits(&self, rows: usize, cols: usize) -> bool {
         rows == 0
             || cols == 0
             || self.off + (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
@@ -267,6 +270,46 @@ macro_rules! reinterpret {
 reinterpret!(as_f32, as_f32_mut, f32);
 reinterpret!(as_f64, as_f64_mut, f64);
 
+/// Attaches the packed form of a 2-D f32 weight `b` of MatMul (`trans`
+/// false) or Gemm, unless the product's rows (`rows`, when known at build
+/// time) are too many for the small-M kernel. Returns whether `b` carries
+/// a packing afterwards.
+pub(crate) fn prepare_b(b: &Tensor, trans: bool, rows: Option<usize>) -> Result<bool> {
+    if b.dtype() != DType::F32 || b.rank() != 2 || rows.is_some_and(|r| r > packed::SMALL_M) {
+        return Ok(false);
+    }
+    let (r, c) = (b.shape()[0], b.shape()[1]);
+    let (k, n) = if trans { (c, r) } else { (r, c) };
+    b.prepare_with(|| PackedB::pack(typed::<f32>(b, "weight")?, k, n, trans))
+}
+
+/// `init + alpha * lhs × op(b)` through `b`'s packing, when it has one for
+/// this product and `m` is small; `None` otherwise. `init` (already scaled
+/// by Gemm's beta) is the `m×n` starting value, zeros when absent.
+#[allow(clippy::too_many_arguments)]
+fn packed_product(
+    b: &Tensor,
+    trans: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    lhs: Mat<'_, f32>,
+    init: Option<Vec<f32>>,
+    alpha: f32,
+) -> Result<Option<Vec<f32>>> {
+    let Some(pb) = b.prepared::<PackedB>() else {
+        return Ok(None);
+    };
+    if m > packed::SMALL_M || !pb.is(k, n, trans) {
+        return Ok(None);
+    }
+    let read = init.is_some();
+    let mut o = init.unwrap_or_else(|| crate::pool::filled(m * n, 0.0));
+    // SAFETY: `o` is owned here for the call.
+    unsafe { packed::small_m(m, SharedMut::new(&mut o), 0, n, read, lhs, pb, alpha, true)? };
+    Ok(Some(o))
+}
+
 /// Numpy matmul: 1-D operands are promoted (and the added dim removed), the
 /// batch dims broadcast.
 pub(crate) fn matmul(inputs: &[Option<&Tensor>]) -> Result<Tensor> {
@@ -308,6 +351,14 @@ pub(crate) fn matmul(inputs: &[Option<&Tensor>]) -> Result<Tensor> {
     }
     if !b1 {
         oshape.push(n);
+    }
+    if b.rank() == 2 && a.dtype() == DType::F32 {
+        // B is one matrix: A's batch folds into the rows.
+        let rows = numel(&batch) * m;
+        let x = typed::<f32>(a, "input 0 (A)")?;
+        if let Some(o) = packed_product(b, false, rows, n, k, Mat::new(x, 0, k, 1), None, 1.0)? {
+            return out(oshape, o);
+        }
     }
     arith_dispatch!(a.dtype(), "MatMul", T => {
         let (x, y) = (typed::<T>(a, "input 0 (A)")?, typed::<T>(b, "input 1 (B)")?);
@@ -396,6 +447,20 @@ pub(crate) fn gemm_op(
         }
         _ => None,
     };
+    if a.dtype() == DType::F32 && m <= packed::SMALL_M && b.prepared::<PackedB>().is_some() {
+        let init = match &c {
+            Some(c) => {
+                let mut o = crate::pool::take(m * n);
+                o.extend(typed::<f32>(c, "input 2 (C)")?.iter().map(|&v| v * beta));
+                Some(o)
+            }
+            None => None,
+        };
+        let lhs = Mat::new(typed::<f32>(a, "input 0 (A)")?, 0, a_rs, a_cs);
+        if let Some(o) = packed_product(b, trans_b, m, n, k, lhs, init, alpha)? {
+            return out(vec![m, n], o);
+        }
+    }
     match a.dtype() {
         DType::F32 | DType::F64 => crate::kernels::util::float_dispatch!(a.dtype(), "Gemm", F => {
             let (x, y) = (typed::<F>(a, "input 0 (A)")?, typed::<F>(b, "input 1 (B)")?);
@@ -590,6 +655,102 @@ mod tests {
             ],
         );
         close(r.as_slice::<f32>().unwrap(), &mm_ref(&a, &b, m, n, k), 1e-6);
+    }
+
+    /// MatMul and Gemm with a weight prepared as at session build: the
+    /// small-M path (A batch folded into rows, 1-D A, transposes, alpha,
+    /// beta with a broadcast C) against an f64 reference, and products the
+    /// packing does not fit (too many rows) through the general GEMM.
+    #[test]
+    fn prepared_weights_match_reference() {
+        use crate::kernels::prepare;
+        // MatMul: [2,3,k] x [k,n] (6 rows), [k] x [k,n], and 40 rows.
+        for (ashape, n) in [
+            (vec![2usize, 3, 37], 45usize),
+            (vec![37], 10),
+            (vec![40, 37], 20),
+        ] {
+            let k = *ashape.last().unwrap();
+            let rows: usize = ashape[..ashape.len() - 1].iter().product();
+            let (a, b) = (rnd(rows * k, 7), rnd(k * n, 8));
+            let w = t(&[k, n], b.clone());
+            assert_eq!(
+                prepare(&Op::MatMul, 1, &w, Some(&ashape)).unwrap(),
+                rows <= 16
+            );
+            // Prepared regardless of rows when A's shape is unknown.
+            assert!(prepare(&Op::MatMul, 1, &w, None).unwrap());
+            let r = run(Op::MatMul, &[Some(&t(&ashape, a.clone())), Some(&w)]);
+            close(
+                r.as_slice::<f32>().unwrap(),
+                &mm_ref(&a, &b, rows, n, k),
+                1e-5,
+            );
+        }
+        // Gemm, every transpose, with and without C.
+        let (m, n, k) = (5, 33, 19);
+        let (a, b, c) = (rnd(m * k, 9), rnd(k * n, 10), rnd(n, 11));
+        let transpose = |v: &[f32], r: usize, cl: usize| {
+            let mut o = vec![0f32; r * cl];
+            for i in 0..r {
+                for j in 0..cl {
+                    o[j * r + i] = v[i * cl + j];
+                }
+            }
+            o
+        };
+        for trans_a in [false, true] {
+            for trans_b in [false, true] {
+                for with_c in [false, true] {
+                    let op = Op::Gemm {
+                        alpha: 0.75,
+                        beta: 1.5,
+                        trans_a,
+                        trans_b,
+                    };
+                    let ta = if trans_a {
+                        t(&[k, m], transpose(&a, m, k))
+                    } else {
+                        t(&[m, k], a.clone())
+                    };
+                    let w = if trans_b {
+                        t(&[n, k], transpose(&b, k, n))
+                    } else {
+                        t(&[k, n], b.clone())
+                    };
+                    assert!(prepare(&op, 1, &w, Some(ta.shape())).unwrap());
+                    let ct = t(&[n], c.clone());
+                    let r = run(op, &[Some(&ta), Some(&w), with_c.then_some(&ct)]);
+                    let want: Vec<f64> = mm_ref(&a, &b, m, n, k)
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| 0.75 * v + if with_c { 1.5 * c[i % n] as f64 } else { 0.0 })
+                        .collect();
+                    close(r.as_slice::<f32>().unwrap(), &want, 1e-5);
+                }
+            }
+        }
+        // A weight packed for MatMul read by a Gemm with transB: the
+        // packing does not match and the general path runs.
+        let (m, n, k) = (2, 4, 4);
+        let (a, b) = (rnd(m * k, 12), rnd(k * n, 13));
+        let w = t(&[k, n], b.clone());
+        assert!(prepare(&Op::MatMul, 1, &w, None).unwrap());
+        let op = Op::Gemm {
+            alpha: 1.0,
+            beta: 0.0,
+            trans_a: false,
+            trans_b: true,
+        };
+        let r = run(op, &[Some(&t(&[m, k], a.clone())), Some(&w), None]);
+        close(
+            r.as_slice::<f32>().unwrap(),
+            &mm_ref(&a, &transpose(&b, k, n), m, n, k),
+            1e-5,
+        );
+        // Nothing to prepare: other ops, other slots, integer weights.
+        assert!(!prepare(&Op::MatMul, 0, &w, None).unwrap());
+        assert!(!prepare(&Op::MatMul, 1, &t(&[2, 2], vec![1i64, 2, 3, 4]), None).unwrap());
     }
 
     #[test]
