@@ -42,17 +42,17 @@ pub fn differentiate(
     Ok(differentiate_traced(g, loss, wrt)?.0)
 }
 
+/// The gradients [`differentiate_traced`] returns, with the forward node
+/// each appended node belongs to.
+pub type Traced = (Vec<Option<ValueId>>, Vec<Option<usize>>);
+
 /// [`differentiate`], also returning, for each node it appended (in
 /// order), the forward node whose gradient it helps compute: the node
 /// whose rule made it, or, for the `Add` that sums a value's gradient
 /// contributions, the node producing that value. `None` marks the sums
 /// of a parameter's contributions (a parameter has no producer). A
 /// pipeline runs each backward node on its forward node's stage.
-pub fn differentiate_traced(
-    g: &mut Graph,
-    loss: ValueId,
-    wrt: &[ValueId],
-) -> Result<(Vec<Option<ValueId>>, Vec<Option<usize>>)> {
+pub fn differentiate_traced(g: &mut Graph, loss: ValueId, wrt: &[ValueId]) -> Result<Traced> {
     let n_forward = g.nodes.len();
     let lf = &g.values[loss.0].fact;
     let lshape = lf

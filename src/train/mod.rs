@@ -96,7 +96,7 @@ impl Default for TrainOptions {
 /// What runs a step.
 enum Runner {
     /// The whole training graph as one session (per replica).
-    Session(crate::Session),
+    Session(Box<crate::Session>),
     /// Stages running the schedule.
     Pipeline(pipeline::Pipeline),
 }
@@ -298,7 +298,7 @@ impl Trainer {
             let session = b.build()?;
             self.steps.push(Step {
                 shape: shape.clone(),
-                runner: Runner::Session(session),
+                runner: Runner::Session(Box::new(session)),
                 tg: tg.clone(),
             });
         }
@@ -364,7 +364,8 @@ impl Trainer {
         let labels: Vec<Arc<Tensor>> = feeds.iter().map(|f| f[1].clone()).collect();
         // Per micro-batch: loss, prediction and statistics; gradients per
         // replica (each the mean over its micro-batches).
-        let (outs, mut replica_grads): (Vec<Vec<Option<Arc<Tensor>>>>, Vec<Vec<f32>>) =
+        type PerMb = Vec<Vec<Option<Arc<Tensor>>>>;
+        let (outs, mut replica_grads): (PerMb, Vec<Vec<f32>>) =
             if let Runner::Pipeline(p) = &mut self.steps[0].runner {
                 let r = p.step(&feeds, 2..2 + n_params)?;
                 let mut flat = Vec::with_capacity(total);
