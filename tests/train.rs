@@ -314,11 +314,11 @@ fn the_simulator_costs_the_real_backward_pass_of_each_stage() {
     let cm = hetflow::scheduler::cost::CostModel::new(&cluster);
     let all = hetflow::scheduler::cost::GraphCosts::new(&tg.graph, 1);
     let costed: f64 = w.backward.iter().sum();
+    let names = ["cpu:0", "cpu:1"];
+    let (fwd, _) =
+        hetflow::train::pipeline::forward_stages(&tg, m.graph(), None, "cpu:0,cpu:1").unwrap();
     let bwd_on = |d: &str| -> f64 {
         let i = cluster.device_index(d).unwrap();
-        let names = ["cpu:0", "cpu:1"];
-        let (fwd, _) =
-            hetflow::train::pipeline::forward_stages(&tg, m.graph(), None, "cpu:0,cpu:1").unwrap();
         (tg.n_forward..tg.graph.nodes.len())
             .filter(|&n| match tg.origins[n - tg.n_forward] {
                 Some(o) => names[fwd[o]] == d,

@@ -326,11 +326,42 @@ fn check_order(tg: &TrainGraph, stage: &[usize]) -> Result<(), Error> {
     Ok(())
 }
 
+/// The distinct device names of `names` (in first-seen order), and for
+/// each entry of `names` its index among them.
+fn distinct(names: &[String]) -> (Vec<String>, Vec<usize>) {
+    let mut list: Vec<String> = Vec::new();
+    let mut at = Vec::with_capacity(names.len());
+    for n in names {
+        match list.iter().position(|d| d == n) {
+            Some(i) => at.push(i),
+            None => {
+                at.push(list.len());
+                list.push(n.clone());
+            }
+        }
+    }
+    (list, at)
+}
+
+/// The nodes reading each value.
+fn readers(g: &Graph) -> Vec<Vec<usize>> {
+    let mut r = vec![Vec::new(); g.values.len()];
+    for (n, node) in g.nodes.iter().enumerate() {
+        for v in node.inputs.iter().flatten() {
+            if r[v.0].last() != Some(&n) {
+                r[v.0].push(n);
+            }
+        }
+    }
+    r
+}
+
 /// The phase of `nodes`, with its inputs and outputs (values read or
 /// kept outside it), compiled on `device`.
 #[allow(clippy::too_many_arguments)]
 fn phase(
     tg: &TrainGraph,
+    wiring: (&[Option<hetflow_ops::graph::NodeId>], &[Vec<usize>]),
     nodes: &[usize],
     phase_of: &[(usize, Pass)],
     this: (usize, Pass),
@@ -347,8 +378,8 @@ fn phase(
             graph_out: Vec::new(),
         });
     }
+    let (producers, readers) = wiring;
     let inside: HashSet<usize> = nodes.iter().copied().collect();
-    let producers = g.producers();
     let mut inputs: Vec<ValueId> = Vec::new();
     let mut read: HashSet<ValueId> = HashSet::new();
     for &n in nodes {
@@ -366,8 +397,8 @@ fn phase(
     for &n in nodes {
         for &o in &g.nodes[n].outputs {
             let mut r: Vec<(usize, Pass)> = Vec::new();
-            for (m, node) in g.nodes.iter().enumerate() {
-                if !inside.contains(&m) && node.inputs.contains(&Some(o)) {
+            for &m in &readers[o.0] {
+                if !inside.contains(&m) {
                     let to = phase_of[m];
                     if to != this && !r.contains(&to) {
                         r.push(to);
@@ -477,14 +508,8 @@ pub fn simulated(
     let (forward, names) = forward_stages(tg, model, plan, devices)?;
     let stage = all_stages(tg, &forward)?;
     check_order(tg, &stage)?;
-    let mut distinct: Vec<String> = Vec::new();
-    for n in &names {
-        if !distinct.contains(n) {
-            distinct.push(n.clone());
-        }
-    }
-    let dev_of = |s: usize| distinct.iter().position(|d| *d == names[s]).unwrap_or(0);
-    let placement: Vec<usize> = forward.iter().map(|&s| dev_of(s)).collect();
+    let (distinct, dev_of) = distinct(&names);
+    let placement: Vec<usize> = forward.iter().map(|&s| dev_of[s]).collect();
     let nf = tg.n_forward;
     let mut fwd = tg.graph.clone();
     fwd.nodes.truncate(nf);
@@ -551,12 +576,7 @@ impl Pipeline {
         check_order(tg, &stage)?;
         let p = names.len();
         // Devices: each distinct name opened once.
-        let mut distinct: Vec<String> = Vec::new();
-        for n in &names {
-            if !distinct.contains(n) {
-                distinct.push(n.clone());
-            }
-        }
+        let (distinct, dev_of) = distinct(&names);
         let specs = hetflow_devices::parse_device_list(&distinct.join(","))?;
         let opened = hetflow_devices::open_devices(&specs, threads)?;
         let phase_of: Vec<(usize, Pass)> = stage
@@ -571,9 +591,12 @@ impl Pipeline {
                 (s, pass)
             })
             .collect();
+        let producers = tg.graph.producers();
+        let readers = readers(&tg.graph);
+        let wiring = (producers.as_slice(), readers.as_slice());
         let mut stages = Vec::with_capacity(p);
         for (s, name) in names.iter().enumerate() {
-            let dev = &opened[distinct.iter().position(|d| d == name).unwrap_or(0)];
+            let dev = &opened[dev_of[s]];
             let of = |pass: Pass| -> Vec<usize> {
                 (0..stage.len())
                     .filter(|&n| phase_of[n] == (s, pass))
@@ -582,6 +605,7 @@ impl Pipeline {
             let ctx = |e: Error| err(format!("stage {s} on {name}: {e}"));
             let fwd = phase(
                 tg,
+                wiring,
                 &of(Pass::Forward),
                 &phase_of,
                 (s, Pass::Forward),
@@ -591,6 +615,7 @@ impl Pipeline {
             .map_err(ctx)?;
             let bwd = phase(
                 tg,
+                wiring,
                 &of(Pass::Backward),
                 &phase_of,
                 (s, Pass::Backward),

@@ -88,42 +88,29 @@ pub(super) fn table(op: &Op) -> Option<Decl> {
 
 /// One work-item per element: `kernel(x, y, n)`.
 fn map(c: &Call) -> Result<DeviceTensor> {
-    let (dev, x) = (c.dev, c.x);
-    let n = numel(&x.t.shape);
-    let y = dev.out_buf(n)?;
-    let ev = dev.launch(
-        c.kernel(),
-        &[
-            Arg::Buf(x.c.buf.buffer()),
-            Arg::Buf(y.buffer()),
-            Arg::U32(u32_of(n, "size")?),
-        ],
-        &[round_up(n, 64)],
-        None,
-        &[&x.c.ready],
-    )?;
-    Ok(dev.finish_out(x.t.shape.clone(), y, ev))
+    map_with(c, None)
 }
 
 fn leaky_relu(c: &Call) -> Result<DeviceTensor> {
     let Op::LeakyRelu { alpha } = c.op else {
         return Err(c.mismatch());
     };
+    map_with(c, Some(*alpha))
+}
+
+/// `kernel(x, y, n)`, or `kernel(x, y, n, param)` when the op has a
+/// parameter.
+fn map_with(c: &Call, param: Option<f32>) -> Result<DeviceTensor> {
     let (dev, x) = (c.dev, c.x);
     let n = numel(&x.t.shape);
     let y = dev.out_buf(n)?;
-    let ev = dev.launch(
-        c.kernel(),
-        &[
-            Arg::Buf(x.c.buf.buffer()),
-            Arg::Buf(y.buffer()),
-            Arg::U32(u32_of(n, "size")?),
-            Arg::F32(*alpha),
-        ],
-        &[round_up(n, 64)],
-        None,
-        &[&x.c.ready],
-    )?;
+    let mut args = vec![
+        Arg::Buf(x.c.buf.buffer()),
+        Arg::Buf(y.buffer()),
+        Arg::U32(u32_of(n, "size")?),
+    ];
+    args.extend(param.map(Arg::F32));
+    let ev = dev.launch(c.kernel(), &args, &[round_up(n, 64)], None, &[&x.c.ready])?;
     Ok(dev.finish_out(x.t.shape.clone(), y, ev))
 }
 
