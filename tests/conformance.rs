@@ -30,6 +30,11 @@
 //! `tests/conformance/expectations-opencl.txt`, writing
 //! `target/conformance-opencl.tsv` (a fourth column: nodes on opencl:0 /
 //! nodes). Without an OpenCL platform that run prints SKIP and passes.
+//!
+//! `onnx_node_conformance_tpu` does the same on the emulated `tpu:0`
+//! (always present) with cpu:0 fallback, against
+//! `tests/conformance/expectations-tpu.txt`, writing
+//! `target/conformance-tpu.tsv`.
 
 use hetflow::{Model, SessionBuilder, Tensor};
 use std::collections::BTreeMap;
@@ -252,6 +257,13 @@ fn onnx_node_conformance_cpu() {
 #[test]
 fn onnx_node_conformance_opencl() {
     conformance(std::env::var("HETFLOW_CONFORMANCE_DEVICE").unwrap_or_else(|_| "opencl:0".into()));
+}
+
+/// On the emulated `tpu:0` with cpu:0 fallback (the TPU-like device
+/// needs no hardware, so this always runs).
+#[test]
+fn onnx_node_conformance_tpu() {
+    conformance("tpu:0".into());
 }
 
 fn conformance(spec: String) {

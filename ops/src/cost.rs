@@ -15,7 +15,7 @@ use crate::op::common::elems;
 pub use crate::op::common::OpClass;
 use crate::op::resolve_window;
 use crate::op::{
-    attention, control, conv, einsum, elementwise, index, loss, matmul, misc, movement, norm, pool,
+    attention, control, conv, einsum, elementwise, index, loss, matmul, misc, ml, movement, norm, optim, pool,
     quant, reduce, resize, rnn, seq, signal, Family, Op,
 };
 
@@ -69,6 +69,8 @@ pub fn op_class(op: &Op) -> OpClass {
         Family::Seq => seq::cost::class(op),
         Family::Quant => quant::cost::class(op),
         Family::Control => control::cost::class(op),
+        Family::Optim => optim::cost::class(op),
+        Family::Ml => ml::cost::class(op),
     }
 }
 
@@ -105,6 +107,8 @@ pub fn op_cost(op: &Op, inputs: &[Option<&Fact>], outputs: &[&Fact]) -> Cost {
         Family::Seq => seq::cost::flops(op, inputs, outputs),
         Family::Quant => quant::cost::flops(op, inputs, outputs),
         Family::Control => control::cost::flops(op, inputs, outputs, &graph_flops),
+        Family::Optim => optim::cost::flops(op, inputs, outputs),
+        Family::Ml => ml::cost::flops(op, inputs, outputs),
     };
     Cost {
         flops,

@@ -16,7 +16,7 @@
 use crate::error::{Error, Result};
 use crate::graph::{Dim, Fact, Graph};
 use crate::op::{
-    attention, control, conv, einsum, elementwise, index, loss, matmul, misc, movement, norm, pool,
+    attention, control, conv, einsum, elementwise, index, loss, matmul, misc, ml, movement, norm, optim, pool,
     quant, reduce, resize, rnn, seq, signal, Family, Op,
 };
 use std::sync::Arc;
@@ -220,6 +220,8 @@ pub fn infer_op(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<F
         Family::Seq => seq::infer::infer(op, inputs, n_out),
         Family::Quant => quant::infer::infer(op, inputs, n_out),
         Family::Control => control::infer::infer(op, inputs, n_out),
+        Family::Optim => optim::infer::infer(op, inputs, n_out),
+        Family::Ml => ml::infer::infer(op, inputs, n_out),
     }
 }
 

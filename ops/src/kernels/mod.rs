@@ -236,7 +236,9 @@ fn eval_native(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<
             crate::op::norm::grad::layer_norm_grad(*axis, *epsilon, inputs)
         }
         Op::BatchNormTrain { epsilon, momentum } => {
-            crate::op::norm::grad::batch_norm_train(*epsilon, *momentum, inputs)
+            let mut outs = crate::op::norm::grad::batch_norm_train(*epsilon, *momentum, inputs)?;
+            outs.truncate(n_outputs.clamp(1, 5));
+            Ok(outs)
         }
         Op::BatchNormGrad => crate::op::norm::grad::batch_norm_grad(inputs),
         Op::PoolGrad { max, attrs } => one(crate::op::pool::grad::pool_grad(attrs, *max, inputs)),
@@ -284,6 +286,24 @@ fn eval_native(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<
             else_branch,
         } => control::if_(then_branch, else_branch, inputs, n_outputs, eval),
         Op::Loop { body } => control::loop_(body, inputs, n_outputs, eval),
+        Op::MaxPoolIndices { pool, column_major } => {
+            crate::op::pool::indices::max_pool_indices(pool, *column_major, inputs)
+        }
+        Op::RoiAlign(a) => one(crate::op::pool::roi::roi_align(a, inputs)),
+        Op::QLinearConv(a) => one(crate::op::conv::qlinear::qlinear_conv(a, inputs)),
+        Op::DeformConv(a) => one(crate::op::conv::deform::deform_conv(a, inputs)),
+        Op::ImageDecoder { format } => {
+            one(crate::op::misc::image::image_decoder(*format, inputs))
+        }
+        Op::Stft { onesided } => one(crate::op::signal::stft::stft(*onesided, inputs)),
+        Op::MelWeightMatrix { dtype } => {
+            one(crate::op::signal::stft::mel_weight_matrix(*dtype, inputs))
+        }
+        Op::Optimizer(o) => crate::op::optim::kernel::optimize(o, inputs, n_outputs),
+        Op::Binarizer { threshold } => one(crate::op::ml::kernel::binarizer(*threshold, inputs)),
+        Op::ArrayFeatureExtractor => one(crate::op::ml::kernel::array_feature_extractor(inputs)),
+        Op::TreeEnsemble(t) => one(crate::op::ml::kernel::tree_ensemble(t, inputs)),
+        Op::FlexAttention(a) => crate::op::attention::flex::flex(a, inputs, eval),
         Op::Scan { body, attrs } => control::scan(body, attrs, inputs, n_outputs, eval),
         Op::CastLike { saturate, round } => {
             let like = util::input(inputs, 1, "target_type")?;
@@ -294,6 +314,9 @@ fn eval_native(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<
         Op::Expand => one(movement::expand(inputs)),
         Op::Identity => one(util::input(inputs, 0, "input").cloned()),
         Op::Dropout => movement::dropout(inputs, n_outputs),
+        Op::DropoutSeeded { seed } => {
+            crate::op::movement::dropout::dropout_seeded(*seed, inputs, n_outputs)
+        }
         Op::ConstantOfShape { value } => one(movement::constant_of_shape(value, inputs)),
         Op::Act { kind, alpha, beta } => one(elementwise::act(*kind, *alpha, *beta, inputs)),
         Op::IsNaN => one(elementwise::is_special(true, false, false, inputs)),

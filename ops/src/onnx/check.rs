@@ -78,6 +78,18 @@ pub(super) fn model_opset(model: &ModelProto, graph: &GraphProto) -> Result<i64>
     }
 }
 
+/// The opset the model imports for each domain other than the default one
+/// (`ai.onnx.ml`, `ai.onnx.preview.training`, ...). Nodes of a domain not
+/// listed are refused as unsupported.
+pub(super) fn domain_opsets(model: &ModelProto) -> std::collections::HashMap<String, i64> {
+    model
+        .opset_import
+        .iter()
+        .filter(|imp| !default_domain(imp.domain()))
+        .map(|imp| (imp.domain().to_string(), imp.version.unwrap_or(1)))
+        .collect()
+}
+
 /// Whether `domain` names the default ONNX domain (empty or `ai.onnx`).
 fn default_domain(domain: &str) -> bool {
     matches!(domain, "" | "ai.onnx")

@@ -6,7 +6,7 @@ use super::attrs::{Attrs, ConvertCx};
 use super::proto::NodeProto;
 use crate::error::{Error, Result};
 use crate::op::{
-    attention, conv, einsum, elementwise, index, loss, matmul, misc, movement, norm, pool, quant,
+    attention, conv, einsum, elementwise, index, loss, matmul, misc, ml, movement, norm, optim, pool, quant,
     reduce, resize, rnn, seq, signal, Op,
 };
 use crate::tensor::Tensor;
@@ -36,7 +36,7 @@ pub fn convert_node(np: &NodeProto, opset: i64, dir: Option<&Path>) -> Result<Co
 type Convert = fn(&ConvertCx) -> Result<Option<Op>>;
 
 /// The families' ONNX mappings, asked in turn (their op types are disjoint).
-const FAMILIES: [Convert; 17] = [
+const FAMILIES: [Convert; 19] = [
     elementwise::onnx::convert,
     movement::onnx::convert,
     reduce::onnx::convert,
@@ -54,12 +54,23 @@ const FAMILIES: [Convert; 17] = [
     signal::onnx::convert,
     seq::onnx::convert,
     quant::onnx::convert,
+    optim::onnx::convert,
+    ml::onnx::convert,
 ];
 
 fn convert_with(np: &NodeProto, opset: i64, dir: Option<&Path>, a: &Attrs) -> Result<Converted> {
+    // Ops of another domain go by their qualified name (`ai.onnx.ml.Binarizer`),
+    // so that no default-domain mapping claims them.
+    let qualified;
+    let op_type = if super::check::is_default_domain(np) {
+        np.op_type()
+    } else {
+        qualified = format!("{}.{}", np.domain(), np.op_type());
+        &qualified
+    };
     let cx = ConvertCx {
         node: np,
-        op_type: np.op_type(),
+        op_type,
         opset,
         dir,
         attrs: a,

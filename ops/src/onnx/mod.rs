@@ -136,7 +136,8 @@ pub fn load_model_bytes(bytes: &[u8], dir: Option<&Path>) -> Result<Graph> {
         .ok_or_else(|| Error::msg("ONNX model has no graph"))?;
     let opset = check::model_opset(&model, graph)?;
     let ir = model.ir_version.unwrap_or(0);
-    let mut g = import_graph(graph, opset, ir, dir)?;
+    let domains = check::domain_opsets(&model);
+    let mut g = import_scope(graph, &Scope { opset, ir, dir, domains: &domains }, &HashMap::new())?.0;
     crate::infer::infer_graph(&mut g)?;
     Ok(g)
 }
@@ -181,8 +182,14 @@ fn fact_from_value_info(vi: &proto::ValueInfoProto, anon: &mut usize) -> Result<
     Ok(fact)
 }
 
-fn import_graph(gp: &proto::GraphProto, opset: i64, ir: i64, dir: Option<&Path>) -> Result<Graph> {
-    Ok(import_scope(gp, opset, ir, dir, &HashMap::new())?.0)
+/// What every graph of a model is imported with: the default-domain
+/// opset, the IR version, the model's directory (external data) and the
+/// opset of each other domain the model imports.
+struct Scope<'a> {
+    opset: i64,
+    ir: i64,
+    dir: Option<&'a Path>,
+    domains: &'a HashMap<String, i64>,
 }
 
 /// The values of the graphs around a subgraph, by name, with their facts.
@@ -192,13 +199,8 @@ type Outer = HashMap<String, Fact>;
 /// the top): each outer value it reads becomes a capture, an input added
 /// after its declared ones; the captures' names are returned in order
 /// (see [`crate::op::control`]).
-fn import_scope(
-    gp: &proto::GraphProto,
-    opset: i64,
-    ir: i64,
-    dir: Option<&Path>,
-    outer: &Outer,
-) -> Result<(Graph, Vec<String>)> {
+fn import_scope(gp: &proto::GraphProto, sc: &Scope, outer: &Outer) -> Result<(Graph, Vec<String>)> {
+    let (opset, ir, dir) = (sc.opset, sc.ir, sc.dir);
     check::names(gp)?;
     let mut g = Graph {
         opset,
@@ -261,6 +263,10 @@ fn import_scope(
                 .and_then(|()| check::attributes(np, ir))
                 .map_err(|m| check::node_error(np, &name, m))?;
             opset
+        } else if let Some(&v) = sc.domains.get(np.domain()) {
+            // Another domain the model imports: its families match the
+            // qualified op type (`ai.onnx.ml.Binarizer`).
+            v
         } else {
             return Err(Error::Unsupported {
                 op: format!("{}.{}", np.domain(), np.op_type()),
@@ -287,24 +293,16 @@ fn import_scope(
                 }
             }
         }
-        let converted = if control::onnx::OP_TYPES.contains(&np.op_type()) {
+        let converted = if control::onnx::has_bodies(np.domain(), np.op_type()) {
             // The bodies see this graph's values and those around it.
             let mut visible = outer.clone();
             for (n, id) in &by_name {
                 visible.insert(n.clone(), g.values[id.0].fact.clone());
             }
-            let op = control_node(np, op_opset, ir, dir, &visible, np.output.len())
+            let op = control_node(np, op_opset, sc, &visible, np.output.len())
                 .map_err(|e| e.at_node(&name, np.op_type()))?;
             // The captures, read from this graph (capturing in turn).
-            let bodies: Vec<&Body> = match &op {
-                Op::If {
-                    then_branch,
-                    else_branch,
-                } => vec![then_branch, else_branch],
-                Op::Loop { body } | Op::Scan { body, .. } => vec![body],
-                _ => Vec::new(),
-            };
-            for b in bodies {
+            for b in control::bodies(&op) {
                 for id in &b.graph.inputs[b.formal..] {
                     let cname = &b.graph.values[id.0].name;
                     let v = resolve(cname, &mut g, &mut by_name).ok_or_else(|| Error::Node {
@@ -380,20 +378,21 @@ fn import_scope(
     Ok((g, captures))
 }
 
-/// Imports the subgraph attributes of an If, Loop or Scan node (each with
-/// `visible` as its outer scope, then inferred) and builds the op.
+/// Imports the subgraph attributes of an If, Loop, Scan or FlexAttention
+/// node (each with `visible` as its outer scope, then inferred) and builds
+/// the op.
 fn control_node(
     np: &proto::NodeProto,
     opset: i64,
-    ir: i64,
-    dir: Option<&Path>,
+    sc: &Scope,
     visible: &Outer,
     n_outputs: usize,
 ) -> Result<Op> {
+    let dir = sc.dir;
     let mut bodies = Vec::new();
     for a in &np.attribute {
         let Some(sub) = a.g.as_ref() else { continue };
-        let (mut graph, caps) = import_scope(sub, opset, ir, dir, visible)
+        let (mut graph, caps) = import_scope(sub, sc, visible)
             .map_err(|e| Error::msg(format!("in subgraph '{}': {e}", a.name())))?;
         crate::infer::infer_graph(&mut graph)
             .map_err(|e| Error::msg(format!("in subgraph '{}': {e}", a.name())))?;
@@ -414,7 +413,11 @@ fn control_node(
         dir,
         attrs: &attrs,
     };
-    let op = control::onnx::convert(&cx, bodies, np.input.len(), n_outputs)?;
+    let op = if check::is_default_domain(np) {
+        control::onnx::convert(&cx, bodies, np.input.len(), n_outputs)?
+    } else {
+        crate::op::attention::onnx::convert_flex(&cx, bodies)?
+    };
     match attrs.type_error() {
         Some(m) => Err(Error::msg(m)),
         None => Ok(op),

@@ -28,8 +28,11 @@ pub mod index;
 pub mod loss;
 pub mod matmul;
 pub mod misc;
+pub mod ml;
 pub mod movement;
+mod names;
 pub mod norm;
+pub mod optim;
 pub mod pool;
 pub mod quant;
 pub mod reduce;
@@ -38,14 +41,18 @@ pub mod rnn;
 pub mod seq;
 pub mod signal;
 
-pub use attention::AttentionAttrs;
+pub use attention::{AttentionAttrs, FlexAttrs};
 pub use control::{Body, ScanAttrs};
-pub use conv::{resolve_window, Activation, AutoPad, ConvAttrs, Window};
+pub use conv::{resolve_window, Activation, AutoPad, ConvAttrs, DeformConvAttrs, Window};
 pub use elementwise::{ActKind, BinaryOp, GradFn, UnaryOp};
 pub use index::{PadMode, ScatterReduction};
 pub use loss::LossReduction;
-pub use misc::{ConvTransposeAttrs, GridMode, GridPadding, TfIdfAttrs, TfIdfMode, WindowKind};
-pub use pool::PoolAttrs;
+pub use misc::{
+    ConvTransposeAttrs, GridMode, GridPadding, PixelFormat, TfIdfAttrs, TfIdfMode, WindowKind,
+};
+pub use ml::{TreeAggregate, TreeEnsembleAttrs, TreeMode, TreeNode, TreeRef};
+pub use optim::Optimizer;
+pub use pool::{PoolAttrs, RoiAlignAttrs};
 pub use reduce::ReduceKind;
 pub use resize::{CoordMode, KeepAspect, NearestMode, ResizeAttrs, ResizeMode};
 pub use rnn::{RnnAct, RnnAttrs, RnnKind};
@@ -53,7 +60,6 @@ pub use seq::LinearAttentionRule;
 
 use crate::dtype::DType;
 use crate::tensor::Tensor;
-use std::fmt;
 
 /// The op families: each is a module under `op/` that holds its ops'
 /// attributes, ONNX mapping, shape and type inference, cost and host
@@ -99,6 +105,10 @@ pub enum Family {
     Quant,
     /// [`control`]
     Control,
+    /// [`optim`]
+    Optim,
+    /// [`ml`]
+    Ml,
 }
 
 /// An operator with its attributes. Inputs are positional as in ONNX; an
@@ -180,8 +190,20 @@ pub enum Op {
     },
     /// N-d convolution: inputs x, w, optional bias.
     Conv(ConvAttrs),
+    /// Quantized convolution: inputs x, x_scale, x_zero_point, w,
+    /// w_scale, w_zero_point, y_scale, y_zero_point, optional i32 B.
+    QLinearConv(ConvAttrs),
+    /// Deformable 2-D convolution: inputs X, W, offset, optional B and
+    /// mask.
+    DeformConv(DeformConvAttrs),
     /// Max pooling.
     MaxPool(PoolAttrs),
+    /// Max pooling with the Indices output (i64 flat indices into X;
+    /// `column_major`: ONNX `storage_order` 1).
+    MaxPoolIndices { pool: PoolAttrs, column_major: bool },
+    /// Bilinear pooling of regions of interest: inputs X `[N, C, H, W]`,
+    /// rois `[R, 4]`, batch_indices `[R]`; output `[R, C, oh, ow]`.
+    RoiAlign(RoiAlignAttrs),
     /// Average pooling.
     AveragePool(PoolAttrs),
     /// Mean over all spatial dims, kept as size 1.
@@ -222,6 +244,10 @@ pub enum Op {
     Identity,
     /// Inference-mode dropout: identity, plus an all-true mask when asked.
     Dropout,
+    /// Dropout with a `seed` and a training_mode input: inputs data,
+    /// ratio, training_mode; outputs Y and the keep mask (numpy's
+    /// `RandomState(seed)` draw in training mode, else the identity).
+    DropoutSeeded { seed: i64 },
     /// Tensor of shape input 0 filled with `value` (one element).
     ConstantOfShape { value: Tensor },
     /// Activations with float parameters (see [`ActKind`]).
@@ -305,6 +331,9 @@ pub enum Op {
     /// past_value, nonpad_kv_seqlen; outputs Y, present_key, present_value,
     /// qk_matmul_output.
     Attention(AttentionAttrs),
+    /// FlexAttention (`ai.onnx.preview`): inputs Q, K, V `[B, H, L, E]`,
+    /// then the captures of its modifier subgraphs; output Y.
+    FlexAttention(Box<FlexAttrs>),
     /// Resize by scales or to sizes: inputs X, roi, scales, sizes.
     Resize(ResizeAttrs),
     /// Rotary position embedding: inputs X, cos_cache, sin_cache, optional
@@ -382,6 +411,14 @@ pub enum Op {
         inverse: bool,
         onesided: bool,
     },
+    /// Decodes an encoded image (u8 bytes) to `[H, W, C]` u8.
+    ImageDecoder { format: PixelFormat },
+    /// Short-time Fourier transform: inputs signal, frame_step, window,
+    /// frame_length; output `[B, frames, bins, 2]`.
+    Stft { onesided: bool },
+    /// Triangular mel filter bank `[dft_length / 2 + 1, num_mel_bins]`
+    /// from five scalar inputs.
+    MelWeightMatrix { dtype: DType },
     /// Greedy non-maximum suppression: `[k, 3]` (batch, class, box) rows.
     NonMaxSuppression { center_point_box: bool },
     /// Sum columns back into images: inputs columns, image_shape,
@@ -488,287 +525,16 @@ pub enum Op {
     /// Runs `body` once per slice of the scan inputs (opset 9+): inputs
     /// the initial states, the scan inputs, then the captures.
     Scan { body: Body, attrs: ScanAttrs },
-}
-
-impl Op {
-    /// The ONNX op type this op is imported from (for messages and stats).
-    pub fn name(&self) -> &'static str {
-        match self {
-            Op::Unary(u) => u.name(),
-            Op::Binary(b) => b.name(),
-            Op::LeakyRelu { .. } => "LeakyRelu",
-            Op::Gelu { .. } => "Gelu",
-            Op::Clip { .. } => "Clip",
-            Op::Where => "Where",
-            Op::Sum => "Sum",
-            Op::Range => "Range",
-            Op::ArgExtreme { max: true, .. } => "ArgMax",
-            Op::ArgExtreme { .. } => "ArgMin",
-            Op::Extremum(BinaryOp::Min) => "Min",
-            Op::Extremum(_) => "Max",
-            Op::Cast { .. } => "Cast",
-            Op::CastLike { .. } => "CastLike",
-            Op::Size => "Size",
-            Op::MatMul => "MatMul",
-            Op::Gemm { .. } => "Gemm",
-            Op::Softmax { .. } => "Softmax",
-            Op::LogSoftmax { .. } => "LogSoftmax",
-            Op::BatchNorm { .. } => "BatchNormalization",
-            Op::LayerNorm { .. } => "LayerNormalization",
-            Op::Lrn { .. } => "LRN",
-            Op::Reduce { kind, .. } => match kind {
-                ReduceKind::Sum => "ReduceSum",
-                ReduceKind::Mean => "ReduceMean",
-                ReduceKind::Max => "ReduceMax",
-                ReduceKind::Min => "ReduceMin",
-                ReduceKind::Prod => "ReduceProd",
-                ReduceKind::L1 => "ReduceL1",
-                ReduceKind::L2 => "ReduceL2",
-                ReduceKind::LogSum => "ReduceLogSum",
-                ReduceKind::LogSumExp => "ReduceLogSumExp",
-                ReduceKind::SumSquare => "ReduceSumSquare",
-            },
-            Op::Conv(_) => "Conv",
-            Op::ConvInteger(_) => "ConvInteger",
-            Op::MaxPool(_) => "MaxPool",
-            Op::AveragePool(_) => "AveragePool",
-            Op::GlobalAveragePool => "GlobalAveragePool",
-            Op::GlobalMaxPool => "GlobalMaxPool",
-            Op::Reshape { .. } => "Reshape",
-            Op::Flatten { .. } => "Flatten",
-            Op::Transpose { .. } => "Transpose",
-            Op::Squeeze { .. } => "Squeeze",
-            Op::Unsqueeze { .. } => "Unsqueeze",
-            Op::Concat { .. } => "Concat",
-            Op::Split { .. } => "Split",
-            Op::Slice { .. } => "Slice",
-            Op::Gather { .. } => "Gather",
-            Op::Shape { .. } => "Shape",
-            Op::Expand => "Expand",
-            Op::Identity => "Identity",
-            Op::Dropout => "Dropout",
-            Op::ConstantOfShape { .. } => "ConstantOfShape",
-            Op::Act { kind, .. } => match kind {
-                ActKind::Elu => "Elu",
-                ActKind::Selu => "Selu",
-                ActKind::Celu => "Celu",
-                ActKind::HardSigmoid => "HardSigmoid",
-                ActKind::ThresholdedRelu => "ThresholdedRelu",
-                ActKind::Swish => "Swish",
-                ActKind::Shrink => "Shrink",
-            },
-            Op::IsNaN => "IsNaN",
-            Op::IsInf { .. } => "IsInf",
-            Op::Mean => "Mean",
-            Op::GatherElements { .. } => "GatherElements",
-            Op::GatherNd { .. } => "GatherND",
-            Op::ScatterElements { .. } => "ScatterElements",
-            Op::ScatterNd { .. } => "ScatterND",
-            Op::Trilu { .. } => "Trilu",
-            Op::Cumulative { prod: true, .. } => "CumProd",
-            Op::Cumulative { .. } => "CumSum",
-            Op::TopK { .. } => "TopK",
-            Op::OneHot { .. } => "OneHot",
-            Op::NonZero => "NonZero",
-            Op::Compress { .. } => "Compress",
-            Op::Hardmax { .. } => "Hardmax",
-            Op::Tile => "Tile",
-            Op::DepthToSpace { .. } => "DepthToSpace",
-            Op::SpaceToDepth { .. } => "SpaceToDepth",
-            Op::EyeLike { .. } => "EyeLike",
-            Op::Pad { .. } => "Pad",
-            Op::RmsNorm { .. } => "RMSNormalization",
-            Op::NllLoss { .. } => "NegativeLogLikelihoodLoss",
-            Op::SoftmaxCrossEntropy { .. } => "SoftmaxCrossEntropyLoss",
-            Op::Attention(_) => "Attention",
-            Op::Resize(_) => "Resize",
-            Op::RotaryEmbedding { .. } => "RotaryEmbedding",
-            Op::LpNorm { .. } => "LpNormalization",
-            Op::MeanVarianceNorm { .. } => "MeanVarianceNormalization",
-            Op::Einsum { .. } => "Einsum",
-            Op::Window { kind, .. } => match kind {
-                WindowKind::Hann => "HannWindow",
-                WindowKind::Hamming => "HammingWindow",
-                WindowKind::Blackman => "BlackmanWindow",
-            },
-            Op::ReverseSequence { .. } => "ReverseSequence",
-            Op::CenterCropPad { .. } => "CenterCropPad",
-            Op::Det => "Det",
-            Op::Rnn(r) => match r.kind {
-                RnnKind::Rnn => "RNN",
-                RnnKind::Gru => "GRU",
-                RnnKind::Lstm => "LSTM",
-            },
-            Op::Dft { .. } => "DFT",
-            Op::NonMaxSuppression { .. } => "NonMaxSuppression",
-            Op::QLinearMatMul => "QLinearMatMul",
-            Op::Col2Im { .. } => "Col2Im",
-            Op::MatMulInteger => "MatMulInteger",
-            Op::LinearAttention { .. } => "LinearAttention",
-            Op::CausalConvWithState { .. } => "CausalConvWithState",
-            Op::TensorScatter { .. } => "TensorScatter",
-            Op::SwiGlu { .. } => "SwiGLU",
-            Op::QuantizeLinear { .. } => "QuantizeLinear",
-            Op::DequantizeLinear { .. } => "DequantizeLinear",
-            Op::DynamicQuantizeLinear => "DynamicQuantizeLinear",
-            Op::BitCast { .. } => "BitCast",
-            Op::ConvTranspose(_) => "ConvTranspose",
-            Op::GridSample { .. } => "GridSample",
-            Op::AffineGrid { .. } => "AffineGrid",
-            Op::TfIdfVectorizer(_) => "TfIdfVectorizer",
-            Op::Unique { .. } => "Unique",
-            Op::LpPool { .. } => "LpPool",
-            Op::MaxUnpool { .. } => "MaxUnpool",
-            Op::InstanceNorm { .. } => "InstanceNormalization",
-            Op::GroupNorm { .. } => "GroupNormalization",
-            Op::UnaryGrad(_) => "UnaryGrad",
-            Op::ConvGradFilter(_) => "ConvGradFilter",
-            Op::ConvGradInput { .. } => "ConvGradInput",
-            Op::PoolGrad { max: true, .. } => "MaxPoolGrad",
-            Op::PoolGrad { max: false, .. } => "AveragePoolGrad",
-            Op::SoftmaxGrad { log: false, .. } => "SoftmaxGrad",
-            Op::SoftmaxGrad { log: true, .. } => "LogSoftmaxGrad",
-            Op::LayerNormGrad { .. } => "LayerNormalizationGrad",
-            Op::BatchNormTrain { .. } => "BatchNormalizationTraining",
-            Op::BatchNormGrad => "BatchNormalizationGrad",
-            Op::SoftmaxCrossEntropyGrad { .. } => "SoftmaxCrossEntropyLossGrad",
-            Op::GatherGrad { .. } => "GatherGrad",
-            Op::DropoutTrain { .. } => "DropoutTraining",
-            Op::If { .. } => "If",
-            Op::Loop { .. } => "Loop",
-            Op::Scan { .. } => "Scan",
-        }
-    }
-
-    /// The family whose module holds this op's rules.
-    pub fn family(&self) -> Family {
-        match self {
-            Op::Unary(_)
-            | Op::Binary(_)
-            | Op::LeakyRelu { .. }
-            | Op::Gelu { .. }
-            | Op::Clip { .. }
-            | Op::Where
-            | Op::Sum
-            | Op::Extremum(_)
-            | Op::Cast { .. }
-            | Op::CastLike { .. }
-            | Op::Act { .. }
-            | Op::IsNaN
-            | Op::IsInf { .. }
-            | Op::Mean
-            | Op::UnaryGrad(_) => Family::Elementwise,
-            Op::Range
-            | Op::Reshape { .. }
-            | Op::Flatten { .. }
-            | Op::Transpose { .. }
-            | Op::Squeeze { .. }
-            | Op::Unsqueeze { .. }
-            | Op::Concat { .. }
-            | Op::Split { .. }
-            | Op::Slice { .. }
-            | Op::Gather { .. }
-            | Op::Shape { .. }
-            | Op::Size
-            | Op::Expand
-            | Op::Identity
-            | Op::Dropout
-            | Op::DropoutTrain { .. }
-            | Op::GatherGrad { .. }
-            | Op::ConstantOfShape { .. } => Family::Movement,
-            Op::ArgExtreme { .. } | Op::Reduce { .. } => Family::Reduce,
-            Op::MatMul | Op::Gemm { .. } => Family::MatMul,
-            Op::Softmax { .. }
-            | Op::LogSoftmax { .. }
-            | Op::BatchNorm { .. }
-            | Op::LayerNorm { .. }
-            | Op::Lrn { .. }
-            | Op::Hardmax { .. }
-            | Op::RmsNorm { .. }
-            | Op::RotaryEmbedding { .. }
-            | Op::LpNorm { .. }
-            | Op::MeanVarianceNorm { .. }
-            | Op::InstanceNorm { .. }
-            | Op::GroupNorm { .. }
-            | Op::SoftmaxGrad { .. }
-            | Op::LayerNormGrad { .. }
-            | Op::BatchNormTrain { .. }
-            | Op::BatchNormGrad => Family::Norm,
-            Op::Conv(_) | Op::ConvInteger(_) | Op::ConvGradFilter(_) | Op::ConvGradInput { .. } => {
-                Family::Conv
-            }
-            Op::MaxPool(_)
-            | Op::AveragePool(_)
-            | Op::GlobalAveragePool
-            | Op::GlobalMaxPool
-            | Op::LpPool { .. }
-            | Op::PoolGrad { .. }
-            | Op::MaxUnpool { .. } => Family::Pool,
-            Op::GatherElements { .. }
-            | Op::GatherNd { .. }
-            | Op::ScatterElements { .. }
-            | Op::ScatterNd { .. }
-            | Op::Trilu { .. }
-            | Op::Cumulative { .. }
-            | Op::TopK { .. }
-            | Op::OneHot { .. }
-            | Op::NonZero
-            | Op::Compress { .. }
-            | Op::Tile
-            | Op::DepthToSpace { .. }
-            | Op::SpaceToDepth { .. }
-            | Op::EyeLike { .. }
-            | Op::Pad { .. } => Family::Index,
-            Op::NllLoss { .. }
-            | Op::SoftmaxCrossEntropy { .. }
-            | Op::SoftmaxCrossEntropyGrad { .. } => Family::Loss,
-            Op::Attention(_) => Family::Attention,
-            Op::Resize(_) => Family::Resize,
-            Op::Einsum { .. } => Family::Einsum,
-            Op::Window { .. }
-            | Op::ReverseSequence { .. }
-            | Op::CenterCropPad { .. }
-            | Op::Det
-            | Op::ConvTranspose(_)
-            | Op::GridSample { .. }
-            | Op::AffineGrid { .. }
-            | Op::TfIdfVectorizer(_)
-            | Op::Unique { .. } => Family::Misc,
-            Op::Rnn(_) => Family::Rnn,
-            Op::Dft { .. }
-            | Op::NonMaxSuppression { .. }
-            | Op::QLinearMatMul
-            | Op::Col2Im { .. }
-            | Op::MatMulInteger => Family::Signal,
-            Op::LinearAttention { .. }
-            | Op::CausalConvWithState { .. }
-            | Op::TensorScatter { .. }
-            | Op::SwiGlu { .. } => Family::Seq,
-            Op::QuantizeLinear { .. }
-            | Op::DequantizeLinear { .. }
-            | Op::DynamicQuantizeLinear
-            | Op::BitCast { .. } => Family::Quant,
-            Op::If { .. } | Op::Loop { .. } | Op::Scan { .. } => Family::Control,
-        }
-    }
-
-    /// True for ops whose output aliases or re-labels the input without
-    /// arithmetic (a device may implement them as a view).
-    pub fn is_view(&self) -> bool {
-        matches!(
-            self,
-            Op::Reshape { .. }
-                | Op::Flatten { .. }
-                | Op::Squeeze { .. }
-                | Op::Unsqueeze { .. }
-                | Op::Identity
-                | Op::Dropout
-        )
-    }
-}
-
-impl fmt::Display for Op {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
+    /// An optimizer's update (`ai.onnx.preview.training`): inputs R, T,
+    /// the tensors, their gradients and states; outputs the updated
+    /// tensors and states.
+    Optimizer(Optimizer),
+    /// `x > threshold` as 1 or 0 (`ai.onnx.ml`).
+    Binarizer { threshold: f32 },
+    /// Input 0's last-axis elements at the i64 indices input 1
+    /// (`ai.onnx.ml`).
+    ArrayFeatureExtractor,
+    /// A tree ensemble's per-target scores of the rows of X
+    /// (`ai.onnx.ml` opset 5).
+    TreeEnsemble(Box<TreeEnsembleAttrs>),
 }

@@ -3,7 +3,7 @@
 
 use crate::error::Result;
 use crate::graph::{Dim, Fact};
-use crate::op::common::{input, other_family, with_dtype};
+use crate::op::common::{check_same_dtype, input, one, other_family, with_dtype};
 use crate::op::Op;
 
 /// Infers the output facts of one of this family's ops from its inputs'
@@ -43,6 +43,23 @@ pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<V
                 outs.push(with_dtype(q.dtype, None));
             }
             Ok(outs)
+        }
+        Op::FlexAttention(_) => {
+            let (q, k, v) = (input(inputs, 0)?, input(inputs, 1)?, input(inputs, 2)?);
+            let dt = check_same_dtype(&[q, k, v], "Q, K and V")?;
+            if let Some(d) = dt.filter(|d| !d.is_float()) {
+                crate::bail!("Q, K and V must be float tensors, got {d}");
+            }
+            for (f, what) in [(q, "Q"), (k, "K"), (v, "V")] {
+                if let Some(r) = f.rank().filter(|&r| r != 4) {
+                    crate::bail!("{what} must be 4-D [B, H, L, E], got rank {r}");
+                }
+            }
+            let y = match (&q.shape, &v.shape) {
+                (Some(qs), Some(vs)) => Some(vec![qs[0].clone(), qs[1].clone(), qs[2].clone(), vs[3].clone()]),
+                _ => None,
+            };
+            one(with_dtype(dt, y))
         }
         _ => Err(other_family(op, "attention")),
     }

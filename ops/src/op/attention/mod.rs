@@ -1,10 +1,13 @@
-//! Attention (opset 23+).
+//! Attention (opset 23+) and FlexAttention (`ai.onnx.preview`, whose
+//! score and probability modifiers are subgraphs run by the host
+//! interpreter of [`crate::op::control`]; kernel in `flex.rs`).
 //!
 //! This module holds the family's attributes; `onnx.rs` its ONNX mapping;
 //! `infer.rs` its shape and type inference; `cost.rs` its flops and cost
 //! class; `kernel.rs` its host kernels (dispatched from [`crate::kernels`]).
 
 pub(crate) mod cost;
+pub(crate) mod flex;
 pub(crate) mod infer;
 pub(crate) mod kernel;
 pub(crate) mod onnx;
@@ -44,4 +47,20 @@ impl Default for AttentionAttrs {
             right_window: -1,
         }
     }
+}
+
+/// FlexAttention attributes (`ai.onnx.preview` opset 1).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FlexAttrs {
+    /// Logit scale; default `1 / sqrt(head_size)`.
+    pub scale: Option<f32>,
+    /// Maps the scores `[B, H, L, S]` (in the softmax dtype) before the
+    /// softmax; its captures follow Q, K, V among the node's inputs.
+    pub score_mod: Option<crate::op::Body>,
+    /// Maps the probabilities after the softmax; its captures follow
+    /// `score_mod`'s.
+    pub prob_mod: Option<crate::op::Body>,
+    /// The dtype of the softmax and of the product with V; default f32
+    /// for f16, bf16 and f32 inputs, f64 for f64.
+    pub softmax_precision: Option<crate::dtype::DType>,
 }

@@ -1,8 +1,10 @@
 //! ONNX mapping of the attention ops (asked by the ONNX importer).
 
-use crate::error::Result;
+use super::FlexAttrs;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
 use crate::onnx::attrs::ConvertCx;
-use crate::op::{AttentionAttrs, Op};
+use crate::op::{AttentionAttrs, Body, Op};
 
 /// Maps an ONNX node to an op of this family; `None` when the node is not
 /// one of its op types.
@@ -43,4 +45,46 @@ pub(crate) fn convert(cx: &ConvertCx) -> Result<Option<Op>> {
         }
         _ => return Ok(None),
     }))
+}
+
+/// Maps a FlexAttention node (`ai.onnx.preview` opset 1) with its imported
+/// subgraph attributes (asked by the importer, which imports the bodies).
+pub(crate) fn convert_flex(cx: &ConvertCx, bodies: Vec<(String, Body)>) -> Result<Op> {
+    if cx.op_type != "FlexAttention" || cx.opset != 1 {
+        return Err(cx.unsupported());
+    }
+    let a = cx.attrs;
+    let (mut score_mod, mut prob_mod) = (None, None);
+    for (name, body) in bodies {
+        let slot = match name.as_str() {
+            "score_mod" => &mut score_mod,
+            "prob_mod" => &mut prob_mod,
+            _ => crate::bail!("unknown graph attribute '{name}'"),
+        };
+        if body.formal != 1 || body.graph.outputs.len() != 1 {
+            crate::bail!(
+                "{name} must take one input and give one output, it takes {} and gives {}",
+                body.formal,
+                body.graph.outputs.len()
+            );
+        }
+        *slot = Some(body);
+    }
+    let softmax_precision = match a.int("softmax_precision") {
+        None => None,
+        Some(code) => match i32::try_from(code).ok().and_then(DType::from_onnx) {
+            Some(d @ (DType::F16 | DType::BF16 | DType::F32 | DType::F64)) => Some(d),
+            _ => {
+                return Err(Error::msg(format!(
+                    "softmax_precision {code} is not a float type"
+                )))
+            }
+        },
+    };
+    Ok(Op::FlexAttention(Box::new(FlexAttrs {
+        scale: a.float("scale"),
+        score_mod,
+        prob_mod,
+        softmax_precision,
+    })))
 }

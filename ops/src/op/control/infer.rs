@@ -74,6 +74,40 @@ pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<V
                 })
                 .collect())
         }
+        Op::Scan { body, attrs } if attrs.batched => {
+            // Opset 8: sequence_lens, states [B, ..], scan inputs [B, T, ..].
+            let m = attrs.num_scan_inputs;
+            let n_state = inputs.len().saturating_sub(body.captures() + 1 + m);
+            outs_count(body, n_out, "Scan body")?;
+            let x0 = input(inputs, 1 + n_state)?;
+            let lead = x0.shape.as_ref().filter(|s| s.len() >= 2).map(|s| (s[0].clone(), s[1].clone()));
+            Ok((0..n_out)
+                .map(|i| {
+                    let f = body_out(body, i);
+                    if i < n_state {
+                        let init = inputs.get(1 + i).copied().flatten();
+                        return Fact {
+                            dtype: f.dtype.or(init.and_then(|x| x.dtype)),
+                            shape: init.and_then(|x| x.shape.clone()),
+                            value: None,
+                        };
+                    }
+                    let shape = match (&f.shape, &lead) {
+                        (Some(s), Some((b, t))) => {
+                            let mut o = vec![b.clone(), t.clone()];
+                            o.extend(s.iter().cloned());
+                            Some(o)
+                        }
+                        _ => None,
+                    };
+                    Fact {
+                        dtype: f.dtype,
+                        shape,
+                        value: None,
+                    }
+                })
+                .collect())
+        }
         Op::Scan { body, attrs } => {
             let m = attrs.num_scan_inputs;
             let n_declared = inputs.len().saturating_sub(body.captures());

@@ -193,6 +193,9 @@ pub(crate) fn scan(
     n_outputs: usize,
     eval: Eval,
 ) -> Result<Vec<Tensor>> {
+    if attrs.batched {
+        return scan_batched(body, attrs, inputs, n_outputs, eval);
+    }
     let m = attrs.num_scan_inputs;
     let n_caps = body.captures();
     let n_state = inputs
@@ -273,6 +276,58 @@ pub(crate) fn scan(
         result.push(stack(&parts, a, &body.graph, n_state + k)?);
     }
     Ok(result)
+}
+
+/// Opset 8's Scan: each batch entry (axis 0 of every state and scan
+/// input) scanned on its own along axis 1, the results stacked on axis 0.
+/// Sequence lengths shorter than the scan inputs are refused.
+fn scan_batched(
+    body: &Body,
+    attrs: &ScanAttrs,
+    inputs: &[Option<&Tensor>],
+    n_outputs: usize,
+    eval: Eval,
+) -> Result<Vec<Tensor>> {
+    let rest = inputs.get(1..).unwrap_or_default();
+    let m = attrs.num_scan_inputs;
+    let n_state = rest
+        .len()
+        .checked_sub(m + body.captures())
+        .ok_or_else(|| Error::msg(format!("Scan needs {m} scan inputs")))?;
+    let batched = required(rest, 0, n_state + m)?;
+    let batch = batched
+        .first()
+        .and_then(|t| t.shape().first().copied())
+        .ok_or_else(|| Error::msg("Scan (opset 8) inputs need a batch axis"))?;
+    if let Some(t) = batched.iter().find(|t| t.shape().first() != Some(&batch)) {
+        crate::bail!("Scan (opset 8): input {:?} does not have batch size {batch}", t.shape());
+    }
+    if let Some(lens) = inputs.first().copied().flatten() {
+        let full = batched.get(n_state).and_then(|x| x.shape().get(1)).copied().unwrap_or(0);
+        if lens.to_i64_vec().iter().any(|&l| l != full as i64) {
+            crate::bail!("Scan (opset 8): sequence_lens shorter than the scan inputs ({full}) are unsupported");
+        }
+    }
+    let flat = ScanAttrs {
+        batched: false,
+        ..attrs.clone()
+    };
+    let mut per: Vec<Vec<Tensor>> = vec![Vec::with_capacity(batch); n_outputs];
+    for b in 0..batch {
+        let slices: Vec<Tensor> = batched
+            .iter()
+            .map(|t| take_slice(t, 0, b))
+            .collect::<Result<_>>()?;
+        let mut ins: Vec<Option<&Tensor>> = slices.iter().map(Some).collect();
+        ins.extend(rest[n_state + m..].iter().copied());
+        for (k, y) in scan(body, &flat, &ins, n_outputs, eval)?.into_iter().enumerate() {
+            per[k].push(y);
+        }
+    }
+    per.iter()
+        .enumerate()
+        .map(|(k, parts)| stack(parts, 0, &body.graph, k))
+        .collect()
 }
 
 /// Slice `i` of `t` along `axis`, without that axis.

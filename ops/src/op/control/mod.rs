@@ -20,7 +20,22 @@ pub mod kernel;
 pub mod onnx;
 
 use crate::graph::Graph;
+use crate::op::Op;
 use std::sync::Arc;
+
+/// The bodies an op carries, in the order their captures follow the
+/// node's own inputs (If: then, else).
+pub fn bodies(op: &Op) -> Vec<&Body> {
+    match op {
+        Op::If {
+            then_branch,
+            else_branch,
+        } => vec![then_branch, else_branch],
+        Op::Loop { body } | Op::Scan { body, .. } => vec![body],
+        Op::FlexAttention(a) => a.score_mod.iter().chain(&a.prob_mod).collect(),
+        _ => Vec::new(),
+    }
+}
 
 /// A subgraph attribute: the body graph and how many of its inputs ONNX
 /// declares (`formal`); the rest of its inputs are captures of outer
@@ -61,4 +76,8 @@ pub struct ScanAttrs {
     pub output_axes: Vec<i64>,
     /// True where a scan output is stacked in reverse order.
     pub output_reverse: Vec<bool>,
+    /// Opset 8's form: input 0 is the optional sequence_lens, every state
+    /// and scan input has a leading batch axis, the scan axis is 1, and
+    /// each batch entry is scanned on its own.
+    pub batched: bool,
 }

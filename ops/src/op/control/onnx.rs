@@ -10,6 +10,18 @@ use crate::op::Op;
 /// The op types of this family (the importer imports their bodies first).
 pub(crate) const OP_TYPES: [&str; 3] = ["If", "Loop", "Scan"];
 
+/// Whether a node of this domain and op type carries subgraphs that the
+/// importer imports before building the op: this family's ops, and
+/// FlexAttention (`ai.onnx.preview`), whose score and probability
+/// modifiers are graphs (its mapping is the attention family's).
+pub(crate) fn has_bodies(domain: &str, op_type: &str) -> bool {
+    match domain {
+        "" | "ai.onnx" => OP_TYPES.contains(&op_type),
+        "ai.onnx.preview" => op_type == "FlexAttention",
+        _ => false,
+    }
+}
+
 /// Builds the op from the node's attributes and its imported bodies.
 /// `n_outputs` is the node's output count (Scan's scan outputs are those
 /// after the state values).
@@ -39,12 +51,11 @@ pub(crate) fn convert(
             Op::Loop { body }
         }
         "Scan" => {
-            if cx.opset < 9 {
-                // Opset 8's Scan has a batch axis and sequence lengths.
-                return Err(cx.unsupported());
-            }
             let body = take("body")?;
             let a = cx.attrs;
+            if cx.opset < 9 {
+                return scan8(a, body, n_inputs, n_outputs);
+            }
             let m = a
                 .int("num_scan_inputs")
                 .ok_or_else(|| Error::msg("missing attribute 'num_scan_inputs'"))?;
@@ -97,9 +108,43 @@ pub(crate) fn convert(
                         list("scan_output_directions", k, "scan output")?,
                         "scan_output_directions",
                     )?,
+                    batched: false,
                 },
             }
         }
         _ => return Err(cx.unsupported()),
+    })
+}
+
+/// Opset 8's Scan: input 0 is the optional sequence_lens, then the states
+/// and the scan inputs, all with a batch axis; `directions` reverses scan
+/// inputs.
+fn scan8(a: &crate::onnx::attrs::Attrs, body: Body, n_inputs: usize, n_outputs: usize) -> Result<Op> {
+    let m = a
+        .int("num_scan_inputs")
+        .and_then(|m| usize::try_from(m).ok())
+        .filter(|&m| m >= 1 && m < n_inputs)
+        .ok_or_else(|| Error::msg("num_scan_inputs must be between 1 and the inputs after sequence_lens"))?;
+    let n_state = n_inputs - 1 - m;
+    let k = n_outputs
+        .checked_sub(n_state)
+        .ok_or_else(|| Error::msg(format!("{n_outputs} outputs cannot hold the {n_state} state values")))?;
+    let reverse = match a.ints("directions") {
+        None => vec![false; m],
+        Some(v) if v.len() == m && v.iter().all(|d| *d == 0 || *d == 1) => {
+            v.iter().map(|&d| d == 1).collect()
+        }
+        Some(v) => crate::bail!("directions {v:?} must be 0 or 1 for each of the {m} scan inputs"),
+    };
+    Ok(Op::Scan {
+        body,
+        attrs: ScanAttrs {
+            num_scan_inputs: m,
+            input_axes: vec![0; m],
+            input_reverse: reverse,
+            output_axes: vec![0; k],
+            output_reverse: vec![false; k],
+            batched: true,
+        },
     })
 }

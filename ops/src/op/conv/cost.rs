@@ -12,7 +12,7 @@ pub(crate) fn class(_op: &Op) -> OpClass {
 /// Arithmetic operations of one execution of an op of this family at
 /// concrete shapes (counting conventions: [`crate::cost`]).
 pub(crate) fn flops(op: &Op, inputs: &[Option<&Fact>], outputs: &[&Fact]) -> f64 {
-    if !matches!(op, Op::Conv(_)) {
+    if !matches!(op, Op::Conv(_) | Op::DeformConv(_)) {
         return super::grad::flops(op, inputs, outputs);
     }
     // Each output element: C_in/group * prod(kernel) MACs.

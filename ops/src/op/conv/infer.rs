@@ -11,6 +11,36 @@ use crate::op::Op;
 /// facts (dispatched from [`crate::infer::infer_op`]).
 pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], _n_out: usize) -> Result<Vec<Fact>> {
     match op {
+        Op::DeformConv(_) => {
+            // The output grid is the offset's (checked by the kernel).
+            let (x, w, off) = (input(inputs, 0)?, input(inputs, 1)?, input(inputs, 2)?);
+            if let Some(dt) = x.dtype.filter(|d| !d.is_float()) {
+                crate::bail!("DeformConv: X must be a float tensor, got {dt}");
+            }
+            if let Some(r) = x.rank().filter(|&r| r != 4) {
+                crate::bail!("DeformConv: only 2-D convolutions are supported, X has rank {r}");
+            }
+            let shape = match (&x.shape, &w.shape, &off.shape) {
+                (Some(xs), Some(ws), Some(os)) if os.len() == 4 && !ws.is_empty() => {
+                    Some(vec![xs[0].clone(), ws[0].clone(), os[2].clone(), os[3].clone()])
+                }
+                _ => None,
+            };
+            one(with_dtype(x.dtype, shape))
+        }
+        Op::QLinearConv(c) => {
+            let (x, w) = (input(inputs, 0)?, input(inputs, 3)?);
+            let mut f = infer(&Op::Conv(c.clone()), &[Some(x), Some(w)], 1)?;
+            f[0].dtype = Some(
+                inputs
+                    .get(7)
+                    .copied()
+                    .flatten()
+                    .and_then(|z| z.dtype)
+                    .unwrap_or(crate::DType::U8),
+            );
+            Ok(f)
+        }
         Op::ConvInteger(c) => {
             let mut f = infer(&Op::Conv(c.clone()), &inputs[..inputs.len().min(2)], 1)?;
             f[0].dtype = Some(crate::DType::I32);

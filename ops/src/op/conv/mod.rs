@@ -7,10 +7,12 @@
 //! class; `kernel.rs` its host kernels (dispatched from [`crate::kernels`]).
 
 pub(crate) mod cost;
+pub(crate) mod deform;
 pub(crate) mod grad;
 pub(crate) mod infer;
 pub(crate) mod kernel;
 pub(crate) mod onnx;
+pub(crate) mod qlinear;
 #[cfg(test)]
 mod tests;
 
@@ -48,6 +50,16 @@ pub struct ConvAttrs {
     /// [`crate::optimize::fuse_residual`]; never set by the importer).
     /// Only the CPU kernels implement it; other devices refuse it.
     pub residual: bool,
+}
+
+/// DeformConv attributes (opset 19): the convolution's (no auto_pad, no
+/// fusion) and the number of groups of input channels that share offsets.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeformConvAttrs {
+    /// Kernel shape, strides, pads, dilations and group.
+    pub conv: ConvAttrs,
+    /// Channel groups with offsets (and mask) of their own.
+    pub offset_group: usize,
 }
 
 /// An activation fused into a producing kernel (applied while the output

@@ -2,7 +2,7 @@
 
 use crate::error::Result;
 use crate::onnx::attrs::{Attrs, ConvertCx};
-use crate::op::{AutoPad, ConvAttrs, Op};
+use crate::op::{AutoPad, ConvAttrs, DeformConvAttrs, Op};
 
 /// Maps an ONNX node to an op of this family; `None` when the node is not
 /// one of its op types.
@@ -10,7 +10,7 @@ use crate::op::{AutoPad, ConvAttrs, Op};
 pub(crate) fn convert(cx: &ConvertCx) -> Result<Option<Op>> {
     let a = cx.attrs;
     Ok(Some(match cx.op_type {
-        "Conv" | "ConvInteger" => {
+        "Conv" | "ConvInteger" | "QLinearConv" => {
             let attrs = ConvAttrs {
                 kernel_shape: a
                     .ints("kernel_shape")
@@ -23,11 +23,37 @@ pub(crate) fn convert(cx: &ConvertCx) -> Result<Option<Op>> {
                 activation: Default::default(),
                 residual: false,
             };
-            if cx.op_type == "Conv" {
-                Op::Conv(attrs)
-            } else {
-                Op::ConvInteger(attrs)
+            match cx.op_type {
+                "Conv" => Op::Conv(attrs),
+                "ConvInteger" => Op::ConvInteger(attrs),
+                _ => Op::QLinearConv(attrs),
             }
+        }
+        "DeformConv" => {
+            if cx.opset < 19 {
+                return Err(cx.unsupported());
+            }
+            let positive = |name: &str| -> Result<usize> {
+                match a.int_or(name, 1) {
+                    v if v >= 1 => Ok(v as usize),
+                    v => crate::bail!("{name} must be positive, got {v}"),
+                }
+            };
+            Op::DeformConv(DeformConvAttrs {
+                conv: ConvAttrs {
+                    kernel_shape: a
+                        .ints("kernel_shape")
+                        .map(|v| v.into_iter().map(|x| x.max(0) as usize).collect()),
+                    strides: a.usizes("strides")?,
+                    pads: a.usizes("pads")?,
+                    dilations: a.usizes("dilations")?,
+                    group: positive("group")?,
+                    auto_pad: AutoPad::NotSet,
+                    activation: Default::default(),
+                    residual: false,
+                },
+                offset_group: positive("offset_group")?,
+            })
         }
         _ => return Ok(None),
     }))

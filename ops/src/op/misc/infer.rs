@@ -128,6 +128,13 @@ pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<V
                     .map(|s| s[..s.len().saturating_sub(2)].to_vec()),
             ))
         }
+        Op::ImageDecoder { format } => {
+            let c = if *format == crate::op::PixelFormat::Grayscale { 1 } else { 3 };
+            one(with_dtype(
+                Some(DType::U8),
+                Some(vec![Dim::Sym("image_h".into()), Dim::Sym("image_w".into()), Dim::Known(c)]),
+            ))
+        }
         Op::Unique { axis, .. } => {
             let x = input(inputs, 0)?;
             let y = match (axis, &x.shape) {

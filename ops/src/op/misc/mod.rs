@@ -8,10 +8,13 @@
 //! with GridSample's and AffineGrid's in `sampling.rs`.
 
 pub(crate) mod cost;
+pub(crate) mod image;
 pub(crate) mod infer;
 pub(crate) mod kernel;
 pub(crate) mod onnx;
 pub(crate) mod sampling;
+
+pub use image::PixelFormat;
 
 use super::conv::AutoPad;
 

@@ -4,7 +4,9 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::onnx::attrs::ConvertCx;
 use crate::op::conv::onnx::auto_pad;
-use crate::op::{ConvTransposeAttrs, GridMode, GridPadding, Op, TfIdfAttrs, TfIdfMode, WindowKind};
+use crate::op::{
+    ConvTransposeAttrs, GridMode, GridPadding, Op, PixelFormat, TfIdfAttrs, TfIdfMode, WindowKind,
+};
 
 /// Maps an ONNX node to an op of this family; `None` when the node is not
 /// one of its op types.
@@ -111,6 +113,19 @@ pub(crate) fn convert(cx: &ConvertCx) -> Result<Option<Op>> {
         "AffineGrid" => Op::AffineGrid {
             align_corners: a.int_or("align_corners", 0) != 0,
         },
+        "ImageDecoder" => {
+            if cx.opset < 20 {
+                return Err(cx.unsupported());
+            }
+            Op::ImageDecoder {
+                format: match a.string("pixel_format").as_deref() {
+                    None | Some("RGB") => PixelFormat::Rgb,
+                    Some("BGR") => PixelFormat::Bgr,
+                    Some("Grayscale") => PixelFormat::Grayscale,
+                    Some(f) => crate::bail!("pixel_format must be RGB, BGR or Grayscale, got '{f}'"),
+                },
+            }
+        }
         "Unique" => Op::Unique {
             axis: a.int("axis"),
             sorted: a.int_or("sorted", 1) != 0,

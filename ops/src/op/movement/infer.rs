@@ -19,6 +19,14 @@ const MAX_SYMBOLIC_RANK: usize = 64;
 pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<Fact>> {
     match op {
         Op::Identity => one(same(input(inputs, 0)?)),
+        Op::DropoutSeeded { .. } => {
+            let x = input(inputs, 0)?;
+            let mut v = vec![same(x)];
+            if n_out > 1 {
+                v.push(with_dtype(Some(crate::DType::Bool), x.shape.clone()));
+            }
+            Ok(v)
+        }
         Op::Dropout => {
             if let Some(Some(t)) = inputs.get(2).map(|f| f.and_then(|f| f.value.as_deref())) {
                 // A ratio known only at run time is checked then.

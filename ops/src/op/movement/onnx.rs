@@ -81,7 +81,14 @@ pub(crate) fn convert(cx: &ConvertCx) -> Result<Option<Op>> {
         },
         "Expand" => Op::Expand,
         "Identity" => Op::Identity,
-        "Dropout" => Op::Dropout,
+        // A seeded node with a training_mode input draws its mask as the
+        // ONNX reference does (`dropout.rs`); others run inference only.
+        "Dropout" => match a.int("seed") {
+            Some(seed) if cx.opset >= 12 && cx.node.input.get(2).is_some_and(|s| !s.is_empty()) => {
+                Op::DropoutSeeded { seed }
+            }
+            _ => Op::Dropout,
+        },
         "ConstantOfShape" => Op::ConstantOfShape {
             value: match a.tensor("value", dir)? {
                 Some(t) => t

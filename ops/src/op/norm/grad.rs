@@ -86,7 +86,7 @@ pub(crate) fn grad(
 }
 
 /// Facts of the family's backward and training ops.
-pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
+pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<Fact>> {
     let x = fin(inputs, 0)?;
     match op {
         Op::SoftmaxGrad { .. } => Ok(vec![same(fin(inputs, 1)?)]),
@@ -114,13 +114,10 @@ pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>]) -> Result<Vec<Fact>> {
             if matches!(op, Op::BatchNormGrad) {
                 Ok(vec![same(x), per_c.clone(), per_c])
             } else {
-                Ok(vec![
-                    same(x),
-                    per_c.clone(),
-                    per_c.clone(),
-                    per_c.clone(),
-                    per_c,
-                ])
+                // The ONNX node (training_mode) asks for the first three.
+                let mut outs = vec![same(x), per_c.clone(), per_c.clone(), per_c.clone(), per_c];
+                outs.truncate(n_out.clamp(1, 5));
+                Ok(outs)
             }
         }
         _ => Err(crate::op::common::other_family(op, "norm")),

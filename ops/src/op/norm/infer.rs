@@ -56,7 +56,7 @@ pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<V
         Op::SoftmaxGrad { .. }
         | Op::LayerNormGrad { .. }
         | Op::BatchNormTrain { .. }
-        | Op::BatchNormGrad => super::grad::infer(op, inputs),
+        | Op::BatchNormGrad => super::grad::infer(op, inputs, n_out),
         _ => Err(other_family(op, "norm")),
     }
 }

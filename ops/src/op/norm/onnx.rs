@@ -71,7 +71,14 @@ pub(crate) fn convert(cx: &ConvertCx) -> Result<Option<Op>> {
         }
         "BatchNormalization" => {
             if a.int_or("training_mode", 0) != 0 {
-                crate::bail!("BatchNormalization in training mode is unsupported");
+                // Opset 14+: Y and optionally the running mean and var.
+                if np.output.len() > 3 {
+                    crate::bail!("BatchNormalization has at most 3 outputs in training mode");
+                }
+                return Ok(Some(Op::BatchNormTrain {
+                    epsilon: a.float_or("epsilon", 1e-5),
+                    momentum: a.float_or("momentum", 0.9),
+                }));
             }
             if np.output.iter().filter(|o| !o.is_empty()).count() > 1 {
                 crate::bail!(

@@ -47,7 +47,10 @@ pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], _n_out: usize) -> Result<
             };
             one(with_dtype(x.dtype, shape))
         }
-        Op::MaxPool(p) | Op::AveragePool(p) | Op::LpPool { pool: p, .. } => {
+        Op::MaxPool(p)
+        | Op::AveragePool(p)
+        | Op::LpPool { pool: p, .. }
+        | Op::MaxPoolIndices { pool: p, .. } => {
             let x = input(inputs, 0)?;
             let shape = match &x.shape {
                 Some(xs) => {
@@ -71,6 +74,28 @@ pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], _n_out: usize) -> Result<
                     Some(out)
                 }
                 None => None,
+            };
+            if matches!(op, Op::MaxPoolIndices { .. }) {
+                return Ok(vec![
+                    with_dtype(x.dtype, shape.clone()),
+                    with_dtype(Some(crate::DType::I64), shape),
+                ]);
+            }
+            one(with_dtype(x.dtype, shape))
+        }
+        Op::RoiAlign(a) => {
+            let (x, rois) = (input(inputs, 0)?, input(inputs, 1)?);
+            if let Some(r) = x.rank().filter(|&r| r != 4) {
+                crate::bail!("RoiAlign: X must be 4-D [N, C, H, W], got rank {r}");
+            }
+            let shape = match (&x.shape, &rois.shape) {
+                (Some(xs), Some(rs)) if !rs.is_empty() => Some(vec![
+                    rs[0].clone(),
+                    xs[1].clone(),
+                    Dim::Known(a.output[0]),
+                    Dim::Known(a.output[1]),
+                ]),
+                _ => None,
             };
             one(with_dtype(x.dtype, shape))
         }

@@ -9,9 +9,11 @@ use super::conv::{resolve_window, AutoPad, Window};
 
 pub(crate) mod cost;
 pub(crate) mod grad;
+pub(crate) mod indices;
 pub(crate) mod infer;
 pub(crate) mod kernel;
 pub(crate) mod onnx;
+pub(crate) mod roi;
 
 /// Pooling attributes (MaxPool / AveragePool).
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -48,4 +50,21 @@ impl PoolAttrs {
             self.ceil_mode,
         )
     }
+}
+
+/// RoiAlign attributes (opsets 10 and 16).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoiAlignAttrs {
+    /// Max of the bin's samples (as the ONNX reference: of each sample's
+    /// weighted corners) instead of their mean.
+    pub max: bool,
+    /// Output height and width.
+    pub output: [usize; 2],
+    /// Samples per bin side; 0: `ceil(roi size / output size)`.
+    pub sampling_ratio: usize,
+    /// Scale from ROI coordinates to X's pixels.
+    pub spatial_scale: f32,
+    /// Shift the ROI by -0.5 pixel (`half_pixel`); else (opset 10's
+    /// `output_half_pixel`) ROIs are at least one pixel.
+    pub half_pixel: bool,
 }

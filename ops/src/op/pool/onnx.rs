@@ -3,7 +3,7 @@
 use crate::error::Result;
 use crate::onnx::attrs::{Attrs, ConvertCx};
 use crate::op::conv::onnx::auto_pad;
-use crate::op::{Op, PoolAttrs};
+use crate::op::{Op, PoolAttrs, RoiAlignAttrs};
 
 /// Maps an ONNX node to an op of this family; `None` when the node is not
 /// one of its op types.
@@ -25,11 +25,51 @@ pub(crate) fn convert(cx: &ConvertCx) -> Result<Option<Op>> {
         }
         "MaxPool" => {
             if np.output.len() > 1 && !np.output[1].is_empty() {
-                crate::bail!("MaxPool Indices output is unsupported");
+                if cx.opset < 8 {
+                    crate::bail!("MaxPool has one output before opset 8");
+                }
+                return Ok(Some(Op::MaxPoolIndices {
+                    pool: pool_attrs(a)?,
+                    column_major: match a.int_or("storage_order", 0) {
+                        0 => false,
+                        1 => true,
+                        s => crate::bail!("storage_order must be 0 or 1, got {s}"),
+                    },
+                }));
             }
             Op::MaxPool(pool_attrs(a)?)
         }
         "AveragePool" => Op::AveragePool(pool_attrs(a)?),
+        "RoiAlign" => {
+            if opset < 10 {
+                return Err(unsupported());
+            }
+            let dim = |name: &str| -> Result<usize> {
+                match a.int_or(name, 1) {
+                    d if d >= 1 => Ok(d as usize),
+                    d => crate::bail!("{name} must be positive, got {d}"),
+                }
+            };
+            // Opset 16 added the attribute; before, the start was not shifted.
+            let half_pixel = match a.string("coordinate_transformation_mode").as_deref() {
+                None => opset >= 16,
+                Some("half_pixel") => true,
+                Some("output_half_pixel") => false,
+                Some(m) => crate::bail!("unknown coordinate_transformation_mode '{m}'"),
+            };
+            Op::RoiAlign(RoiAlignAttrs {
+                max: match a.string("mode").as_deref() {
+                    None | Some("avg") => false,
+                    Some("max") => true,
+                    Some(m) => crate::bail!("mode must be 'avg' or 'max', got '{m}'"),
+                },
+                output: [dim("output_height")?, dim("output_width")?],
+                sampling_ratio: usize::try_from(a.int_or("sampling_ratio", 0))
+                    .map_err(|_| crate::Error::msg("sampling_ratio must be nonnegative"))?,
+                spatial_scale: a.float_or("spatial_scale", 1.0),
+                half_pixel,
+            })
+        }
         "MaxUnpool" => {
             let kernel_shape = a.usizes("kernel_shape")?;
             if kernel_shape.is_empty() || kernel_shape.contains(&0) {
@@ -47,10 +87,9 @@ pub(crate) fn convert(cx: &ConvertCx) -> Result<Option<Op>> {
     }))
 }
 
+/// `storage_order` only orders MaxPool's Indices output
+/// ([`Op::MaxPoolIndices`]); the pooled values do not depend on it.
 fn pool_attrs(a: &Attrs) -> Result<PoolAttrs> {
-    if a.int_or("storage_order", 0) != 0 {
-        crate::bail!("storage_order=1 (column-major indices) is unsupported");
-    }
     let kernel_shape = a.usizes("kernel_shape")?;
     if kernel_shape.is_empty() {
         crate::bail!("missing attribute kernel_shape");

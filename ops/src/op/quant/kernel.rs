@@ -124,12 +124,16 @@ pub(crate) fn quantize(
         None => vec![0.0; sv.len()],
     };
     let xv = f64s(x)?;
+    // `x / scale` in f32 when both are f32, as ONNX computes it: an f64
+    // quotient can fall on the other side of a rounding tie.
+    let single = x.dtype() == DType::F32 && scale.dtype() == DType::F32;
+    let div = |v: f64, s: f64| if single { f64::from((v / s) as f32) } else { v / s };
     let q: Vec<f64> = xv
         .iter()
         .zip(&idx)
         .map(|(&v, &k)| match range {
-            Some((lo, hi)) => ((v / sv[k]).round_ties_even() + zv[k]).clamp(lo, hi),
-            None => v / sv[k] + zv[k],
+            Some((lo, hi)) => (div(v, sv[k]).round_ties_even() + zv[k]).clamp(lo, hi),
+            None => div(v, sv[k]) + zv[k],
         })
         .collect();
     Ok(out(x.shape().to_vec(), q)?.cast(dt))

@@ -42,6 +42,46 @@ pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], _n_out: usize) -> Result<
             });
             one(with_dtype(x.dtype, shape))
         }
+        Op::Stft { onesided } => {
+            let x = input(inputs, 0)?;
+            if let Some(r) = x.rank().filter(|&r| r != 3) {
+                crate::bail!("STFT: signal must be [batch, length, 1 | 2], got rank {r}");
+            }
+            // Frames and bins follow the values of frame_step, window and
+            // frame_length; known when those are constants.
+            let step = const_ints(opt_input(inputs, 1)).and_then(|v| v.first().copied());
+            let wlen = match (opt_input(inputs, 2), opt_input(inputs, 3)) {
+                (Some(w), _) => w.shape.as_ref().and_then(|s| s.first()).and_then(|d| d.known()),
+                (None, f) => const_ints(f).and_then(|v| v.first().copied()).map(|v| v.max(0) as usize),
+            };
+            let shape = x.shape.as_ref().map(|s| {
+                let len = s.get(1).and_then(|d| d.known());
+                let frames = match (len, wlen, step) {
+                    (Some(l), Some(w), Some(st)) if st > 0 && w >= 1 && w <= l => {
+                        Dim::Known(1 + (l - w) / st as usize)
+                    }
+                    _ => Dim::Sym("stft_frames".into()),
+                };
+                let bins = match wlen {
+                    Some(w) if *onesided => Dim::Known(w / 2 + 1),
+                    Some(w) => Dim::Known(w),
+                    None => Dim::Sym("stft_bins".into()),
+                };
+                vec![s[0].clone(), frames, bins, Dim::Known(2)]
+            });
+            one(with_dtype(x.dtype, shape))
+        }
+        Op::MelWeightMatrix { dtype } => {
+            let dims = (
+                const_ints(opt_input(inputs, 1)).and_then(|v| v.first().copied()),
+                const_ints(opt_input(inputs, 0)).and_then(|v| v.first().copied()),
+            );
+            let shape = vec![
+                dims.0.map_or(Dim::Sym("mel_spec".into()), |d| Dim::Known(d.max(0) as usize / 2 + 1)),
+                dims.1.map_or(Dim::Sym("mel_bins".into()), |d| Dim::Known(d.max(0) as usize)),
+            ];
+            one(with_dtype(Some(*dtype), Some(shape)))
+        }
         Op::Col2Im { .. } => {
             let x = input(inputs, 0)?;
             let img = const_ints(Some(input(inputs, 1)?));

@@ -1,4 +1,5 @@
-//! Signal and detection ops: DFT, NonMaxSuppression, Col2Im, and the
+//! Signal and detection ops: DFT, STFT and MelWeightMatrix (`stft.rs`),
+//! NonMaxSuppression, Col2Im, and the
 //! integer matrix products QLinearMatMul and MatMulInteger.
 //!
 //! This module holds the family's attributes; `onnx.rs` its ONNX mapping;
@@ -9,3 +10,4 @@ pub(crate) mod cost;
 pub(crate) mod infer;
 pub(crate) mod kernel;
 pub(crate) mod onnx;
+pub(crate) mod stft;

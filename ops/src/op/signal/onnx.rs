@@ -12,6 +12,26 @@ pub(crate) fn convert(cx: &ConvertCx) -> Result<Option<Op>> {
     let opset = cx.opset;
     let unsupported = || cx.unsupported();
     Ok(Some(match cx.op_type {
+        "STFT" => {
+            if opset < 17 {
+                return Err(unsupported());
+            }
+            Op::Stft {
+                onesided: cx.attrs.int_or("onesided", 1) != 0,
+            }
+        }
+        "MelWeightMatrix" => {
+            if opset < 17 {
+                return Err(unsupported());
+            }
+            let code = cx.attrs.int_or("output_datatype", 1);
+            Op::MelWeightMatrix {
+                dtype: match i32::try_from(code).ok().and_then(crate::DType::from_onnx) {
+                    Some(d) if d.is_float() || d.is_int() => d,
+                    _ => crate::bail!("output_datatype {code} is not a numeric type"),
+                },
+            }
+        }
         "DFT" => {
             if opset < 17 {
                 return Err(unsupported());
