@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """Turns a conformance run into docs/onnx-conformance.md.
 
-    cargo test --test conformance            # writes target/conformance-{cpu,opencl}.tsv
-    .venv/bin/python scripts/conformance_report.py [--tsv target/conformance-cpu.tsv] [--out docs/onnx-conformance.md]
+    cargo test --release --test conformance  # writes target/conformance-{cpu,opencl,tpu}.tsv
+    .venv/bin/python scripts/conformance_report.py [--tsv target/conformance-cpu.tsv]
+        [--opencl-tsv ...] [--tpu-tsv ...] [--out docs/onnx-conformance.md]
 
 Per op type: a test counts toward the op types of its model's nodes when the
 model has one node, else toward the op named by the test (its name without
 `test_` and the case suffix, matched against the op types it contains). The
-overall figure counts every test once. When target/conformance-opencl.tsv
-exists (the opencl:0 run with cpu:0 fallback), its figures go beside the CPU
-ones.
+overall figure counts every test once. When target/conformance-opencl.tsv or
+target/conformance-tpu.tsv exists (the opencl:0 or tpu:0 run with cpu:0
+fallback), its figures go beside the CPU ones.
 """
 from __future__ import annotations
 
@@ -40,31 +41,43 @@ def op_of(test_dir: Path) -> str:
     return best or (ops[0] if ops else "?")
 
 
+#: The mixed runs beside the CPU one: (tag, device, how the docs name it).
+ACCELERATORS = [
+    ("opencl", "opencl:0", "opencl:0 (PoCL), cpu:0 fallback"),
+    ("tpu", "tpu:0", "tpu:0 (emulated), cpu:0 fallback"),
+]
+
+
+def read_tsv(path: Path, data: Path):
+    """Totals, per-op counts, and passing tests that ran a node on the device."""
+    total = collections.Counter()
+    by_op: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    on = 0
+    for name, status, *rest in (l.split("\t") for l in path.read_text().splitlines() if l.strip()):
+        total[status] += 1
+        by_op[op_of(data / name)][status] += 1
+        placed = rest[1] if len(rest) > 1 else "0/0"
+        if status == "pass" and not placed.startswith("0/"):
+            on += 1
+    return total, by_op, on
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tsv", default=str(ROOT / "target" / "conformance-cpu.tsv"))
-    ap.add_argument("--opencl-tsv", default=str(ROOT / "target" / "conformance-opencl.tsv"))
+    for tag, _, _ in ACCELERATORS:
+        ap.add_argument(f"--{tag}-tsv", default=str(ROOT / "target" / f"conformance-{tag}.tsv"))
     ap.add_argument("--data", default=str(ROOT / "conformance-data" / "node"))
     ap.add_argument("--out", default=str(ROOT / "docs" / "onnx-conformance.md"))
     a = ap.parse_args()
-    rows = [l.split("\t") for l in Path(a.tsv).read_text().splitlines() if l.strip()]
-    by_op: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-    total = collections.Counter()
-    for name, status, *_ in rows:
-        total[status] += 1
-        by_op[op_of(Path(a.data) / name)][status] += 1
+    data = Path(a.data)
+    total, by_op, _ = read_tsv(Path(a.tsv), data)
     n = sum(total.values())
-    ocl_total = collections.Counter()
-    ocl_by_op: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-    ocl_on = 0
-    have_ocl = Path(a.opencl_tsv).exists()
-    if have_ocl:
-        for name, status, *rest in (l.split("\t") for l in Path(a.opencl_tsv).read_text().splitlines() if l.strip()):
-            ocl_total[status] += 1
-            ocl_by_op[op_of(Path(a.data) / name)][status] += 1
-            placed = rest[1] if len(rest) > 1 else "0/0"
-            if status == "pass" and not placed.startswith("0/"):
-                ocl_on += 1
+    accs = []  # (tag, device, label, total, by_op, on)
+    for tag, dev, label in ACCELERATORS:
+        p = Path(getattr(a, f"{tag}_tsv"))
+        if p.exists():
+            accs.append((tag, dev, label, *read_tsv(p, data)))
     lines = [
         "# ONNX conformance",
         "",
@@ -76,7 +89,7 @@ def main() -> int:
         "",
         "```sh",
         "bash scripts/setup.sh                       # venv, fixtures and node tests",
-        "cargo test --test conformance               # checks tests/conformance/expectations-cpu.txt",
+        "cargo test --release --test conformance     # checks tests/conformance/expectations-*.txt",
         ".venv/bin/python scripts/conformance_report.py",
         "```",
         "",
@@ -86,29 +99,33 @@ def main() -> int:
         "|---|---|---|---|---|",
         f"| cpu | {total['pass']} | {total['fail']} | {total['unsupported']} | {100.0 * total['pass'] / max(n, 1):.1f}% |",
     ]
-    if have_ocl:
-        m = sum(ocl_total.values())
+    for tag, dev, label, t, _, _ in accs:
+        m = sum(t.values())
+        lines.append(
+            f"| {label} | {t['pass']} | {t['fail']} | {t['unsupported']} | {100.0 * t['pass'] / max(m, 1):.1f}% |"
+        )
+    for tag, dev, label, t, _, on in accs:
         lines += [
-            f"| opencl:0 (PoCL), cpu:0 fallback | {ocl_total['pass']} | {ocl_total['fail']} | {ocl_total['unsupported']} | {100.0 * ocl_total['pass'] / max(m, 1):.1f}% |",
             "",
-            "The OpenCL run (`onnx_node_conformance_opencl`, expectations in",
-            "`tests/conformance/expectations-opencl.txt`) places every node that",
-            "`opencl:0` accepts on it and the rest on `cpu:0`; the fourth TSV column",
-            f"says how many nodes ran on opencl:0. {ocl_on} of its passing tests ran at",
-            "least one node on opencl:0.",
+            f"The {dev} run (`onnx_node_conformance_{tag}`, expectations in",
+            f"`tests/conformance/expectations-{tag}.txt`) places every node that",
+            f"`{dev}` accepts on it and the rest on `cpu:0`; the fourth TSV column",
+            f"says how many nodes ran on {dev}. {on} of its passing tests ran at",
+            f"least one node on {dev}.",
         ]
+    head = "| op | tests | pass (cpu) | fail | unsupported |" + "".join(f" pass ({dev}) |" for _, dev, *_ in accs)
     lines += [
         "",
         "## Per op type",
         "",
-        "| op | tests | pass (cpu) | fail | unsupported |" + (" pass (opencl:0) |" if have_ocl else ""),
-        "|---|---|---|---|---|" + ("---|" if have_ocl else ""),
+        head,
+        "|---|---|---|---|---|" + "---|" * len(accs),
     ]
     for op in sorted(by_op, key=lambda o: (-(by_op[o]["pass"] / max(sum(by_op[o].values()), 1)), o)):
         c = by_op[op]
         row = f"| {op} | {sum(c.values())} | {c['pass']} | {c['fail']} | {c['unsupported']} |"
-        if have_ocl:
-            row += f" {ocl_by_op[op]['pass']} |"
+        for _, _, _, _, ob, _ in accs:
+            row += f" {ob[op]['pass']} |"
         lines.append(row)
     Path(a.out).write_text("\n".join(lines) + "\n")
     print(f"wrote {a.out}: {total['pass']}/{n} pass")

@@ -34,7 +34,10 @@
 //! `onnx_node_conformance_tpu` does the same on the emulated `tpu:0`
 //! (always present) with cpu:0 fallback, against
 //! `tests/conformance/expectations-tpu.txt`, writing
-//! `target/conformance-tpu.tsv`.
+//! `target/conformance-tpu.tsv`. The references are f32-accurate, so the
+//! device runs its matrix products at `matmul_precision: "highest"` (six
+//! bf16 passes, as XLA's HIGHEST); `HETFLOW_TPU_CONFIG` replaces that
+//! configuration (`{}` measures the one-pass default).
 
 use hetflow::{Model, SessionBuilder, Tensor};
 use std::collections::BTreeMap;
@@ -280,10 +283,17 @@ fn conformance(spec: String) {
         let spec_all = format!("{spec},cpu:0");
         let list = hetflow::devices::parse_device_list(&spec_all)
             .unwrap_or_else(|e| panic!("HETFLOW_CONFORMANCE_DEVICE={spec}: {e}"));
-        Some(
-            hetflow::devices::open_devices(&list, Some(1))
-                .unwrap_or_else(|e| panic!("HETFLOW_CONFORMANCE_DEVICE={spec}: {e}")),
-        )
+        let mut devs = hetflow::devices::open_devices(&list, Some(1))
+            .unwrap_or_else(|e| panic!("HETFLOW_CONFORMANCE_DEVICE={spec}: {e}"));
+        if tag == "tpu" && std::env::var_os("HETFLOW_TPU_CONFIG").is_none() {
+            use hetflow::devices::tpu::{config::MatmulPrecision, TpuConfig, TpuDevice};
+            let cfg = TpuConfig {
+                matmul_precision: MatmulPrecision::Highest,
+                ..TpuConfig::default()
+            };
+            devs[0] = Arc::new(TpuDevice::new(0, cfg).expect("tpu:0"));
+        }
+        Some(devs)
     };
     let dir = data_dir();
     let Ok(rd) = std::fs::read_dir(&dir) else {

@@ -15,7 +15,8 @@
 //! Inference runs on the inputs' concrete dtypes and shapes. For ops whose
 //! output shape depends on a shape operand's value
 //! ([`reads_shape_operands`]: Reshape's target shape, Slice's bounds, ...)
-//! the small integer operands are read on the host first
+//! the small numeric operands (after the first, or a scalar first one:
+//! Resize's scales, a window's length) are read on the host first
 //! ([`Device::host_value`], which answers from an upload's host mirror
 //! where the backend keeps one), and the values are part of the cache key.
 //! Any other op whose outputs stay unresolved gets the same treatment once;
@@ -103,8 +104,9 @@ impl Resolver {
     }
 }
 
-/// The values of the small integer inputs after the first (`None` for the
-/// others).
+/// The values of the small numeric inputs after the first, and of a scalar
+/// first input (a window's length, a mel bank's size); `None` for the
+/// others. Floats count: Resize's scales are floats.
 fn operand_values(
     device: &dyn Device,
     inputs: &[Option<&DeviceTensor>],
@@ -113,8 +115,8 @@ fn operand_values(
     for (i, t) in inputs.iter().enumerate() {
         values.push(match t {
             Some(t)
-                if i > 0
-                    && t.dtype.is_int()
+                if (i > 0 || t.shape.is_empty())
+                    && (t.dtype.is_int() || t.dtype.is_float())
                     && t.shape.iter().product::<usize>() <= MAX_SHAPE_OPERAND =>
             {
                 Some(device.host_value(t)?)

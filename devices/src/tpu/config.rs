@@ -37,6 +37,46 @@ pub struct TpuConfig {
     /// Host threads that emulate the device's units (0 = one per available
     /// host core).
     pub emulation_threads: usize,
+    /// How many bf16 passes a matrix product takes (XLA's precision
+    /// config): one by default, three or six for f32-like accuracy.
+    pub matmul_precision: MatmulPrecision,
+}
+
+/// The matrix unit's precision for f32 operands, as XLA's
+/// `PrecisionConfig` (`jax.default_matmul_precision`): each operand is
+/// split into bf16 parts (`hi = bf16(x)`, `mid = bf16(x - hi)`, `lo =
+/// bf16(x - hi - mid)`) and the product is the sum of the part products
+/// that matter, each one pass of the arrays, accumulated in f32.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MatmulPrecision {
+    /// One pass on bf16-rounded operands (about 3 significant digits).
+    #[default]
+    Default,
+    /// Three passes (`bf16_3x`: hi*hi + hi*lo + lo*hi), about 5 digits.
+    High,
+    /// Six passes (`bf16_6x`), close to an f32 product.
+    Highest,
+}
+
+impl MatmulPrecision {
+    /// Passes of the arrays per product.
+    pub fn passes(self) -> u64 {
+        match self {
+            MatmulPrecision::Default => 1,
+            MatmulPrecision::High => 3,
+            MatmulPrecision::Highest => 6,
+        }
+    }
+
+    /// bf16 parts each operand is split into.
+    pub fn parts(self) -> usize {
+        match self {
+            MatmulPrecision::Default => 1,
+            MatmulPrecision::High => 2,
+            MatmulPrecision::Highest => 3,
+        }
+    }
 }
 
 impl Default for TpuConfig {
@@ -73,6 +113,7 @@ impl TpuConfig {
             host_bytes_per_s: 25e9,
             host_latency_s: 10e-6,
             emulation_threads: 0,
+            matmul_precision: MatmulPrecision::Default,
         }
     }
 

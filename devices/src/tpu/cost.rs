@@ -305,9 +305,15 @@ pub fn op_cycles(cfg: &TpuConfig, op: &Op, inputs: &[Option<&Fact>], outputs: &[
     let (matrix, vector) = match matrix_shape(op, inputs) {
         Some(g) => {
             let mm = gemm(cfg, &g);
-            // Epilogue: results leave the arrays as f32; bias / scaling /
-            // activation touch each output once on the vector unit.
-            (mm.cycles, vector_cycles(cfg, 2.0 * out_elems, 0.0))
+            // A precision of several passes repeats the array work on
+            // operand parts already on chip (compute-bound: the passes'
+            // cycles add, the HBM traffic does not grow). Epilogue: results
+            // leave the arrays as f32; bias / scaling / activation touch
+            // each output once on the vector unit.
+            (
+                mm.cycles * cfg.matmul_precision.passes(),
+                vector_cycles(cfg, 2.0 * out_elems, 0.0),
+            )
         }
         None if op.is_view() => (0, 0),
         None => (

@@ -23,7 +23,13 @@ pub fn supports(op: &Op) -> Result<(), String> {
              place Gather on a CPU"
                 .into(),
         ),
-        Op::Range | Op::ConstantOfShape { .. } => Err(format!(
+        Op::Range
+        | Op::ConstantOfShape { .. }
+        | Op::NonZero
+        | Op::NonMaxSuppression { .. }
+        | Op::Unique { .. }
+        | Op::Compress { .. }
+        | Op::ImageDecoder { .. } => Err(format!(
             "{} has a data-dependent (dynamic) output shape; the device runs static shapes only",
             op.name()
         )),

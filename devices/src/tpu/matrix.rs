@@ -1,14 +1,20 @@
 //! The matrix unit's programs on host tensors: MatMul, Gemm and Conv with
-//! bf16-rounded operands ([`super::mxu`]) and their f32 epilogues (Gemm's
+//! bf16 operands ([`super::mxu`]; one pass, or the split passes of the
+//! configured [`MatmulPrecision`]) and their f32 epilogues (Gemm's
 //! alpha, beta and C; Conv's bias and fused activation). Each returns the
 //! f32 result in the output's row-major layout.
 
+use super::config::MatmulPrecision;
 use super::mxu::{self, ConvGeom};
 use hetflow_ops::op::{resolve_window, Activation, ConvAttrs};
 use hetflow_ops::Tensor;
 
 /// Numpy-style batched MatMul (1-D operands promoted as in ONNX).
-pub(crate) fn matmul(ins: &[Option<&Tensor>], tile_k: usize) -> Result<Vec<f32>, String> {
+pub(crate) fn matmul(
+    ins: &[Option<&Tensor>],
+    tile_k: usize,
+    precision: MatmulPrecision,
+) -> Result<Vec<f32>, String> {
     let (a, b) = (operand(ins, 0)?, operand(ins, 1)?);
     let (sa, sb) = (a.shape(), b.shape());
     let (m, k) = match sa.len() {
@@ -24,20 +30,21 @@ pub(crate) fn matmul(ins: &[Option<&Tensor>], tile_k: usize) -> Result<Vec<f32>,
     let ba = &sa[..sa.len().saturating_sub(2)];
     let bb = &sb[..sb.len().saturating_sub(2)];
     let batch = hetflow_ops::shape::broadcast_shapes(ba, bb).map_err(|e| e.to_string())?;
-    let (av, bv) = (rounded(a), rounded(b));
+    let (av, bv) = (a.to_f32_vec(), b.to_f32_vec());
     let count: usize = batch.iter().product();
     let mut out = vec![0f32; count * m * n];
     let mut idx = vec![0usize; batch.len()];
     for bi in 0..count {
         let oa = batch_offset(&idx, ba, &batch) * m * k;
         let ob = batch_offset(&idx, bb, &batch) * k * n;
-        mxu::matmul(
+        mxu::matmul_at(
             &av[oa..],
             &bv[ob..],
             m,
             k,
             n,
             tile_k,
+            precision,
             &mut out[bi * m * n..(bi + 1) * m * n],
         );
         for d in (0..batch.len()).rev() {
@@ -55,6 +62,7 @@ pub(crate) fn matmul(ins: &[Option<&Tensor>], tile_k: usize) -> Result<Vec<f32>,
 pub(crate) fn gemm(
     ins: &[Option<&Tensor>],
     tile_k: usize,
+    precision: MatmulPrecision,
     alpha: f32,
     beta: f32,
     trans_a: bool,
@@ -71,10 +79,10 @@ pub(crate) fn gemm(
         (sa[0], sa[1])
     };
     let n = if trans_b { sb[0] } else { sb[1] };
-    let av = row_major(rounded(a), sa[0], sa[1], trans_a);
-    let bv = row_major(rounded(b), sb[0], sb[1], trans_b);
+    let av = row_major(a.to_f32_vec(), sa[0], sa[1], trans_a);
+    let bv = row_major(b.to_f32_vec(), sb[0], sb[1], trans_b);
     let mut out = vec![0f32; m * n];
-    mxu::matmul(&av, &bv, m, k, n, tile_k, &mut out);
+    mxu::matmul_at(&av, &bv, m, k, n, tile_k, precision, &mut out);
     // Epilogue on the vector unit, in f32: alpha * AB + beta * C.
     if alpha != 1.0 {
         for v in &mut out {
@@ -111,6 +119,7 @@ pub(crate) fn conv(
     attrs: &ConvAttrs,
     ins: &[Option<&Tensor>],
     tile_k: usize,
+    precision: MatmulPrecision,
 ) -> Result<Vec<f32>, String> {
     let (x, w) = (operand(ins, 0)?, operand(ins, 1)?);
     let (sx, sw) = (x.shape(), w.shape());
@@ -152,7 +161,7 @@ pub(crate) fn conv(
     let kdim = cg * ks;
     let plane: usize = sx[2..].iter().product();
     let p: usize = win.output.iter().product();
-    let (xv, wv) = (rounded(x), rounded(w));
+    let (xv, wv) = (x.to_f32_vec(), w.to_f32_vec());
     if wv.len() != oc * kdim {
         return Err(format!(
             "Conv weight {sw:?} does not match kernel {kernel:?}"
@@ -165,13 +174,14 @@ pub(crate) fn conv(
         for g in 0..group {
             mxu::im2col(&geom, img, g * cg, cg, &mut col);
             let o = (n * oc + g * ocg) * p;
-            mxu::matmul(
+            mxu::matmul_at(
                 &wv[g * ocg * kdim..(g + 1) * ocg * kdim],
                 &col,
                 ocg,
                 kdim,
                 p,
                 tile_k,
+                precision,
                 &mut out[o..o + ocg * p],
             );
         }
@@ -220,13 +230,6 @@ fn operand<'a>(ins: &[Option<&'a Tensor>], i: usize) -> Result<&'a Tensor, Strin
         .copied()
         .flatten()
         .ok_or_else(|| format!("input {i} is missing"))
-}
-
-/// The tensor as f32 values rounded to bf16 (the matrix unit's operands).
-fn rounded(t: &Tensor) -> Vec<f32> {
-    let mut v = t.to_f32_vec();
-    mxu::round_all(&mut v);
-    v
 }
 
 /// `v` (`rows x cols`, row-major) as a row-major matrix, transposed when

@@ -74,7 +74,11 @@
 //! bit-reproducible and independent of the emulation's thread count.
 //! Biases and epilogues are f32 (not rounded to bf16). Against f32
 //! references the foundation models land at relative L2 1e-3 to 5e-3;
-//! errors grow with depth (docs/tpu.md has the figures).
+//! errors grow with depth (docs/tpu.md has the figures). As on a real TPU,
+//! [`config::MatmulPrecision`] (`"matmul_precision": "high"` or
+//! `"highest"` in the configuration, XLA's bf16_3x / bf16_6x) trades 3 or
+//! 6 passes of the arrays for near-f32 products ([`mxu::matmul_at`]); the
+//! cost model counts the passes.
 //!
 //! ## Cost model
 //! [`cost`] is pure (a [`TpuConfig`] and shapes in, cycles out) so a

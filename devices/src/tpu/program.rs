@@ -91,6 +91,7 @@ pub struct TpuExecutable {
     comp: FusedComputation,
     program: Program,
     tile_k: usize,
+    precision: super::config::MatmulPrecision,
     /// Name for messages and traces (`Conv+Relu`).
     pub name: String,
     /// Dtype and shape of each output.
@@ -205,6 +206,7 @@ impl TpuExecutable {
             comp: comp.clone(),
             program,
             tile_k: cfg.mxu_rows,
+            precision: cfg.matmul_precision,
             outputs,
             cost,
         })
@@ -225,14 +227,22 @@ impl TpuExecutable {
                     .cloned()
                     .ok_or_else(|| "no output".to_string())?;
                 let v = match p {
-                    Program::MatMul => matrix::matmul(root_in, self.tile_k)?,
+                    Program::MatMul => matrix::matmul(root_in, self.tile_k, self.precision)?,
                     Program::Gemm {
                         alpha,
                         beta,
                         trans_a,
                         trans_b,
-                    } => matrix::gemm(root_in, self.tile_k, *alpha, *beta, *trans_a, *trans_b)?,
-                    Program::Conv(a) => matrix::conv(a, root_in, self.tile_k)?,
+                    } => matrix::gemm(
+                        root_in,
+                        self.tile_k,
+                        self.precision,
+                        *alpha,
+                        *beta,
+                        *trans_a,
+                        *trans_b,
+                    )?,
+                    Program::Conv(a) => matrix::conv(a, root_in, self.tile_k, self.precision)?,
                     Program::Vector => return Err("vector program on the matrix path".into()),
                 };
                 let t = Tensor::from_vec(shape, v).map_err(|e| e.to_string())?;

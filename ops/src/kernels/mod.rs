@@ -313,6 +313,7 @@ fn eval_native(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<
         Op::Size => one(util::input(inputs, 0, "data").map(|t| Tensor::scalar(t.len() as i64))),
         Op::Expand => one(movement::expand(inputs)),
         Op::Identity => one(util::input(inputs, 0, "input").cloned()),
+        Op::OptionalHasElement => one(Ok(Tensor::scalar(util::opt_input(inputs, 0).is_some()))),
         Op::Dropout => movement::dropout(inputs, n_outputs),
         Op::DropoutSeeded { seed } => {
             crate::op::movement::dropout::dropout_seeded(*seed, inputs, n_outputs)

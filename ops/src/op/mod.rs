@@ -242,6 +242,9 @@ pub enum Op {
     Expand,
     /// Pass-through.
     Identity,
+    /// Whether input 0 was given (a bool scalar): hetflow has no optional
+    /// values, so a given input always holds a tensor.
+    OptionalHasElement,
     /// Inference-mode dropout: identity, plus an all-true mask when asked.
     Dropout,
     /// Dropout with a `seed` and a training_mode input: inputs data,

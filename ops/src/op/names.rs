@@ -64,6 +64,7 @@ impl Op {
             Op::Shape { .. } => "Shape",
             Op::Expand => "Expand",
             Op::Identity => "Identity",
+            Op::OptionalHasElement => "OptionalHasElement",
             Op::Dropout | Op::DropoutSeeded { .. } => "Dropout",
             Op::ConstantOfShape { .. } => "ConstantOfShape",
             Op::Act { kind, .. } => match kind {
@@ -198,6 +199,7 @@ impl Op {
             | Op::Size
             | Op::Expand
             | Op::Identity
+            | Op::OptionalHasElement
             | Op::Dropout
             | Op::DropoutSeeded { .. }
             | Op::DropoutTrain { .. }

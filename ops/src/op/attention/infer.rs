@@ -38,9 +38,43 @@ pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<V
                 }
                 _ => None,
             };
+            // present_key / present_value: the past and this K / V along
+            // the sequence, `[B, Hkv, P + S, D]`; qk_matmul_output `[B, Hq,
+            // L, P + S]`. Known when the shapes (and 3-D heads) are.
+            let k = input(inputs, 1)?;
+            let heads4 = |f: &Fact, heads: Option<usize>| -> Option<[usize; 4]> {
+                let s = f.concrete_shape()?;
+                match (s.len(), heads) {
+                    (4, _) => Some([s[0], s[1], s[2], s[3]]),
+                    (3, Some(h)) if h > 0 && s[2] % h == 0 => Some([s[0], h, s[1], s[2] / h]),
+                    _ => None,
+                }
+            };
+            let past = |i: usize| match crate::op::common::opt_input(inputs, i) {
+                None => Some(0),
+                Some(p) => p.concrete_shape().filter(|s| s.len() == 4).map(|s| s[2]),
+            };
+            let kv = |f: &Fact, past_slot: usize| -> Option<Vec<Dim>> {
+                let [b, h, s, d] = heads4(f, at.kv_num_heads)?;
+                Some([b, h, past(past_slot)? + s, d].map(Dim::Known).to_vec())
+            };
+            let qk = match (heads4(q, at.q_num_heads), kv(k, 4)) {
+                (Some([b, h, l, _]), Some(ks)) => Some(vec![
+                    Dim::Known(b),
+                    Dim::Known(h),
+                    Dim::Known(l),
+                    ks[2].clone(),
+                ]),
+                _ => None,
+            };
             let mut outs = vec![with_dtype(q.dtype, y)];
-            for _ in 1..n_out {
-                outs.push(with_dtype(q.dtype, None));
+            for i in 1..n_out {
+                let shape = match i {
+                    1 => kv(k, 4),
+                    2 => kv(v, 5),
+                    _ => qk.clone(),
+                };
+                outs.push(with_dtype(q.dtype, shape));
             }
             Ok(outs)
         }

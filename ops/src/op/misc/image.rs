@@ -1,8 +1,9 @@
 //! ImageDecoder (opset 20): encoded image bytes (u8 `[n]`) to an `[H, W,
 //! C]` u8 tensor in RGB, BGR or grayscale order. Decoded here without an
 //! image library: BMP (uncompressed 24- and 32-bit), binary PNM (P5, P6;
-//! maxval 255) and baseline TIFF (uncompressed 8-bit strips, RGB or
-//! grayscale). Other formats (PNG, JPEG, JPEG 2000, WebP) are refused with
+//! maxval 255), baseline TIFF (uncompressed 8-bit strips, RGB or
+//! grayscale) and 8-bit non-interlaced PNG (`png.rs`). Other formats
+//! (JPEG, JPEG 2000, WebP) are refused with
 //! a clear error. Grayscale from colour uses the ITU-R 601 luma weights
 //! with PIL's fixed-point rounding, as the ONNX reference does.
 
@@ -204,8 +205,11 @@ pub(crate) fn image_decoder(format: PixelFormat, inputs: &[Option<&Tensor>]) -> 
         pnm(b)?
     } else if b.starts_with(b"II*\0") || b.starts_with(b"MM\0*") {
         tiff(b)?
+    } else if b.starts_with(b"\x89PNG\r\n\x1a\n") {
+        let (h, w, c, px) = super::png::decode(b)?;
+        Image { h, w, c, px }
     } else {
-        return Err(bad("unsupported image format (BMP, binary PNM and uncompressed TIFF are decoded)"));
+        return Err(bad("unsupported image format (BMP, binary PNM, uncompressed TIFF and 8-bit PNG are decoded)"));
     };
     let Image { h, w, c, px } = img;
     let (out_c, out): (usize, Vec<u8>) = match (format, c) {

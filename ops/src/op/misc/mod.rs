@@ -12,6 +12,7 @@ pub(crate) mod image;
 pub(crate) mod infer;
 pub(crate) mod kernel;
 pub(crate) mod onnx;
+pub(crate) mod png;
 pub(crate) mod sampling;
 
 pub use image::PixelFormat;

@@ -19,6 +19,7 @@ const MAX_SYMBOLIC_RANK: usize = 64;
 pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<Vec<Fact>> {
     match op {
         Op::Identity => one(same(input(inputs, 0)?)),
+        Op::OptionalHasElement => one(Fact::known(crate::DType::Bool, &[])),
         Op::DropoutSeeded { .. } => {
             let x = input(inputs, 0)?;
             let mut v = vec![same(x)];

@@ -81,6 +81,12 @@ pub(crate) fn convert(cx: &ConvertCx) -> Result<Option<Op>> {
         },
         "Expand" => Op::Expand,
         "Identity" => Op::Identity,
+        // hetflow values are tensors, never optionals (an optional-typed
+        // graph value is refused at load), so an optional here always
+        // holds its tensor: OptionalGetElement passes it through, and
+        // OptionalHasElement says whether the input was given at all.
+        "OptionalGetElement" if cx.opset >= 15 => Op::Identity,
+        "OptionalHasElement" if cx.opset >= 15 => Op::OptionalHasElement,
         // A seeded node with a training_mode input draws its mask as the
         // ONNX reference does (`dropout.rs`); others run inference only.
         "Dropout" => match a.int("seed") {

@@ -38,6 +38,24 @@ pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], _n_out: usize) -> Result<
                 if r > 0 {
                     o[r - 1] = Dim::Known(if *inverse && *onesided { 1 } else { 2 });
                 }
+                // The transform's length: dft_length (a constant, or read
+                // by the runtime), else the signal's along the axis.
+                if let Some(a) = ax.and_then(|a| norm_axis(a, r).ok()).filter(|&a| a + 1 < r) {
+                    let n = match opt_input(inputs, 1) {
+                        None => s[a].known(),
+                        f => const_ints(f).and_then(|v| v.first().copied()).and_then(|l| usize::try_from(l).ok()),
+                    };
+                    if let Some(n) = n.filter(|&n| n > 0) {
+                        o[a] = Dim::Known(match (*inverse, *onesided) {
+                            (false, true) => n / 2 + 1,
+                            (false, false) | (true, false) => n,
+                            // A one-sided inverse without dft_length
+                            // restores 2 (n - 1) samples.
+                            (true, true) if opt_input(inputs, 1).is_none() => 2 * n.saturating_sub(1),
+                            (true, true) => n,
+                        });
+                    }
+                }
                 o
             });
             one(with_dtype(x.dtype, shape))
