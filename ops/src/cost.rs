@@ -15,8 +15,8 @@ use crate::op::common::elems;
 pub use crate::op::common::OpClass;
 use crate::op::resolve_window;
 use crate::op::{
-    attention, control, conv, einsum, elementwise, index, loss, matmul, misc, ml, movement, norm, optim, pool,
-    quant, reduce, resize, rnn, seq, signal, Family, Op,
+    attention, control, conv, einsum, elementwise, index, loss, matmul, misc, ml, movement, norm,
+    optim, pool, quant, reduce, resize, rnn, seq, signal, Family, Op,
 };
 
 /// Cost of one op execution.

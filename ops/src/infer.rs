@@ -16,8 +16,8 @@
 use crate::error::{Error, Result};
 use crate::graph::{Dim, Fact, Graph};
 use crate::op::{
-    attention, control, conv, einsum, elementwise, index, loss, matmul, misc, ml, movement, norm, optim, pool,
-    quant, reduce, resize, rnn, seq, signal, Family, Op,
+    attention, control, conv, einsum, elementwise, index, loss, matmul, misc, ml, movement, norm,
+    optim, pool, quant, reduce, resize, rnn, seq, signal, Family, Op,
 };
 use std::sync::Arc;
 

@@ -292,9 +292,7 @@ fn eval_native(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<
         Op::RoiAlign(a) => one(crate::op::pool::roi::roi_align(a, inputs)),
         Op::QLinearConv(a) => one(crate::op::conv::qlinear::qlinear_conv(a, inputs)),
         Op::DeformConv(a) => one(crate::op::conv::deform::deform_conv(a, inputs)),
-        Op::ImageDecoder { format } => {
-            one(crate::op::misc::image::image_decoder(*format, inputs))
-        }
+        Op::ImageDecoder { format } => one(crate::op::misc::image::image_decoder(*format, inputs)),
         Op::Stft { onesided } => one(crate::op::signal::stft::stft(*onesided, inputs)),
         Op::MelWeightMatrix { dtype } => {
             one(crate::op::signal::stft::mel_weight_matrix(*dtype, inputs))

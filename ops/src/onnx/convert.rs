@@ -6,8 +6,8 @@ use super::attrs::{Attrs, ConvertCx};
 use super::proto::NodeProto;
 use crate::error::{Error, Result};
 use crate::op::{
-    attention, conv, einsum, elementwise, index, loss, matmul, misc, ml, movement, norm, optim, pool, quant,
-    reduce, resize, rnn, seq, signal, Op,
+    attention, conv, einsum, elementwise, index, loss, matmul, misc, ml, movement, norm, optim,
+    pool, quant, reduce, resize, rnn, seq, signal, Op,
 };
 use crate::tensor::Tensor;
 use std::path::Path;

@@ -137,7 +137,17 @@ pub fn load_model_bytes(bytes: &[u8], dir: Option<&Path>) -> Result<Graph> {
     let opset = check::model_opset(&model, graph)?;
     let ir = model.ir_version.unwrap_or(0);
     let domains = check::domain_opsets(&model);
-    let mut g = import_scope(graph, &Scope { opset, ir, dir, domains: &domains }, &HashMap::new())?.0;
+    let mut g = import_scope(
+        graph,
+        &Scope {
+            opset,
+            ir,
+            dir,
+            domains: &domains,
+        },
+        &HashMap::new(),
+    )?
+    .0;
     crate::infer::infer_graph(&mut g)?;
     Ok(g)
 }
@@ -302,7 +312,7 @@ fn import_scope(gp: &proto::GraphProto, sc: &Scope, outer: &Outer) -> Result<(Gr
             let op = control_node(np, op_opset, sc, &visible, np.output.len())
                 .map_err(|e| e.at_node(&name, np.op_type()))?;
             // The captures, read from this graph (capturing in turn).
-            for b in control::bodies(&op) {
+            for b in control::onnx::bodies(&op) {
                 for id in &b.graph.inputs[b.formal..] {
                     let cname = &b.graph.values[id.0].name;
                     let v = resolve(cname, &mut g, &mut by_name).ok_or_else(|| Error::Node {

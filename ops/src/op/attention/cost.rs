@@ -20,7 +20,11 @@ pub(crate) fn flops(op: &Op, inputs: &[Option<&Fact>], outputs: &[&Fact]) -> f64
             .and_then(|s| s.len().checked_sub(2).map(|k| s[k]))
             .unwrap_or(0) as f64
     };
-    let past = if matches!(op, Op::Attention(_)) { dim2(4) } else { 0.0 };
+    let past = if matches!(op, Op::Attention(_)) {
+        dim2(4)
+    } else {
+        0.0
+    };
     let keys = dim2(1) + past;
     2.0 * (in0_elems(inputs) + out_elems(outputs)) * keys
 }

@@ -92,7 +92,11 @@ pub(crate) fn flex(a: &FlexAttrs, inputs: &[Option<&Tensor>], eval: Eval) -> Res
         crate::bail!("FlexAttention: batch sizes differ: Q {b}, K {bk}, V {bv}");
     }
     if hv != hkv || sv != s {
-        crate::bail!("FlexAttention: K {:?} and V {:?} must share heads and length", k.shape(), v.shape());
+        crate::bail!(
+            "FlexAttention: K {:?} and V {:?} must share heads and length",
+            k.shape(),
+            v.shape()
+        );
     }
     if ek != e {
         crate::bail!("FlexAttention: Q and K head sizes differ ({e} and {ek})");

@@ -90,7 +90,12 @@ pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<V
                 }
             }
             let y = match (&q.shape, &v.shape) {
-                (Some(qs), Some(vs)) => Some(vec![qs[0].clone(), qs[1].clone(), qs[2].clone(), vs[3].clone()]),
+                (Some(qs), Some(vs)) => Some(vec![
+                    qs[0].clone(),
+                    qs[1].clone(),
+                    qs[2].clone(),
+                    vs[3].clone(),
+                ]),
                 _ => None,
             };
             one(with_dtype(dt, y))

@@ -56,10 +56,10 @@ pub struct FlexAttrs {
     pub scale: Option<f32>,
     /// Maps the scores `[B, H, L, S]` (in the softmax dtype) before the
     /// softmax; its captures follow Q, K, V among the node's inputs.
-    pub score_mod: Option<crate::op::Body>,
+    pub score_mod: Option<crate::op::control::Body>,
     /// Maps the probabilities after the softmax; its captures follow
     /// `score_mod`'s.
-    pub prob_mod: Option<crate::op::Body>,
+    pub prob_mod: Option<crate::op::control::Body>,
     /// The dtype of the softmax and of the product with V; default f32
     /// for f16, bf16 and f32 inputs, f64 for f64.
     pub softmax_precision: Option<crate::dtype::DType>,

@@ -80,7 +80,11 @@ pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<V
             let n_state = inputs.len().saturating_sub(body.captures() + 1 + m);
             outs_count(body, n_out, "Scan body")?;
             let x0 = input(inputs, 1 + n_state)?;
-            let lead = x0.shape.as_ref().filter(|s| s.len() >= 2).map(|s| (s[0].clone(), s[1].clone()));
+            let lead = x0
+                .shape
+                .as_ref()
+                .filter(|s| s.len() >= 2)
+                .map(|s| (s[0].clone(), s[1].clone()));
             Ok((0..n_out)
                 .map(|i| {
                     let f = body_out(body, i);

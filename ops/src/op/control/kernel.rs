@@ -300,10 +300,17 @@ fn scan_batched(
         .and_then(|t| t.shape().first().copied())
         .ok_or_else(|| Error::msg("Scan (opset 8) inputs need a batch axis"))?;
     if let Some(t) = batched.iter().find(|t| t.shape().first() != Some(&batch)) {
-        crate::bail!("Scan (opset 8): input {:?} does not have batch size {batch}", t.shape());
+        crate::bail!(
+            "Scan (opset 8): input {:?} does not have batch size {batch}",
+            t.shape()
+        );
     }
     if let Some(lens) = inputs.first().copied().flatten() {
-        let full = batched.get(n_state).and_then(|x| x.shape().get(1)).copied().unwrap_or(0);
+        let full = batched
+            .get(n_state)
+            .and_then(|x| x.shape().get(1))
+            .copied()
+            .unwrap_or(0);
         if lens.to_i64_vec().iter().any(|&l| l != full as i64) {
             crate::bail!("Scan (opset 8): sequence_lens shorter than the scan inputs ({full}) are unsupported");
         }
@@ -320,7 +327,10 @@ fn scan_batched(
             .collect::<Result<_>>()?;
         let mut ins: Vec<Option<&Tensor>> = slices.iter().map(Some).collect();
         ins.extend(rest[n_state + m..].iter().copied());
-        for (k, y) in scan(body, &flat, &ins, n_outputs, eval)?.into_iter().enumerate() {
+        for (k, y) in scan(body, &flat, &ins, n_outputs, eval)?
+            .into_iter()
+            .enumerate()
+        {
             per[k].push(y);
         }
     }

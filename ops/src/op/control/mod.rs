@@ -20,22 +20,7 @@ pub mod kernel;
 pub mod onnx;
 
 use crate::graph::Graph;
-use crate::op::Op;
 use std::sync::Arc;
-
-/// The bodies an op carries, in the order their captures follow the
-/// node's own inputs (If: then, else).
-pub fn bodies(op: &Op) -> Vec<&Body> {
-    match op {
-        Op::If {
-            then_branch,
-            else_branch,
-        } => vec![then_branch, else_branch],
-        Op::Loop { body } | Op::Scan { body, .. } => vec![body],
-        Op::FlexAttention(a) => a.score_mod.iter().chain(&a.prob_mod).collect(),
-        _ => Vec::new(),
-    }
-}
 
 /// A subgraph attribute: the body graph and how many of its inputs ONNX
 /// declares (`formal`); the rest of its inputs are captures of outer

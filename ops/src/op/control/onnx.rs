@@ -10,6 +10,20 @@ use crate::op::Op;
 /// The op types of this family (the importer imports their bodies first).
 pub(crate) const OP_TYPES: [&str; 3] = ["If", "Loop", "Scan"];
 
+/// The bodies an op carries, in the order their captures follow the
+/// node's own inputs (If: then, else; FlexAttention: score_mod, prob_mod).
+pub(crate) fn bodies(op: &Op) -> Vec<&Body> {
+    match op {
+        Op::If {
+            then_branch,
+            else_branch,
+        } => vec![then_branch, else_branch],
+        Op::Loop { body } | Op::Scan { body, .. } => vec![body],
+        Op::FlexAttention(a) => a.score_mod.iter().chain(&a.prob_mod).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Whether a node of this domain and op type carries subgraphs that the
 /// importer imports before building the op: this family's ops, and
 /// FlexAttention (`ai.onnx.preview`), whose score and probability
@@ -119,16 +133,25 @@ pub(crate) fn convert(
 /// Opset 8's Scan: input 0 is the optional sequence_lens, then the states
 /// and the scan inputs, all with a batch axis; `directions` reverses scan
 /// inputs.
-fn scan8(a: &crate::onnx::attrs::Attrs, body: Body, n_inputs: usize, n_outputs: usize) -> Result<Op> {
+fn scan8(
+    a: &crate::onnx::attrs::Attrs,
+    body: Body,
+    n_inputs: usize,
+    n_outputs: usize,
+) -> Result<Op> {
     let m = a
         .int("num_scan_inputs")
         .and_then(|m| usize::try_from(m).ok())
         .filter(|&m| m >= 1 && m < n_inputs)
-        .ok_or_else(|| Error::msg("num_scan_inputs must be between 1 and the inputs after sequence_lens"))?;
+        .ok_or_else(|| {
+            Error::msg("num_scan_inputs must be between 1 and the inputs after sequence_lens")
+        })?;
     let n_state = n_inputs - 1 - m;
-    let k = n_outputs
-        .checked_sub(n_state)
-        .ok_or_else(|| Error::msg(format!("{n_outputs} outputs cannot hold the {n_state} state values")))?;
+    let k = n_outputs.checked_sub(n_state).ok_or_else(|| {
+        Error::msg(format!(
+            "{n_outputs} outputs cannot hold the {n_state} state values"
+        ))
+    })?;
     let reverse = match a.ints("directions") {
         None => vec![false; m],
         Some(v) if v.len() == m && v.iter().all(|d| *d == 0 || *d == 1) => {

@@ -45,7 +45,10 @@ pub(crate) fn deform_conv(a: &DeformConvAttrs, inputs: &[Option<&Tensor>]) -> Re
     let cv = &a.conv;
     if let Some(k) = &cv.kernel_shape {
         if k.as_slice() != [kh, kw] {
-            crate::bail!("DeformConv: kernel_shape {k:?} differs from W's {:?}", [kh, kw]);
+            crate::bail!(
+                "DeformConv: kernel_shape {k:?} differs from W's {:?}",
+                [kh, kw]
+            );
         }
     }
     let g = cv.group;

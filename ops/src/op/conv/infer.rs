@@ -21,9 +21,12 @@ pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], _n_out: usize) -> Result<
                 crate::bail!("DeformConv: only 2-D convolutions are supported, X has rank {r}");
             }
             let shape = match (&x.shape, &w.shape, &off.shape) {
-                (Some(xs), Some(ws), Some(os)) if os.len() == 4 && !ws.is_empty() => {
-                    Some(vec![xs[0].clone(), ws[0].clone(), os[2].clone(), os[3].clone()])
-                }
+                (Some(xs), Some(ws), Some(os)) if os.len() == 4 && !ws.is_empty() => Some(vec![
+                    xs[0].clone(),
+                    ws[0].clone(),
+                    os[2].clone(),
+                    os[3].clone(),
+                ]),
                 _ => None,
             };
             one(with_dtype(x.dtype, shape))

@@ -27,7 +27,11 @@ pub(crate) fn qlinear_conv(a: &ConvAttrs, inputs: &[Option<&Tensor>]) -> Result<
         }
         Ok(t.to_f32_vec())
     };
-    let (xs, ws, ys) = (f32s(1, "x_scale")?, f32s(4, "w_scale")?, f32s(6, "y_scale")?);
+    let (xs, ws, ys) = (
+        f32s(1, "x_scale")?,
+        f32s(4, "w_scale")?,
+        f32s(6, "y_scale")?,
+    );
     if xs.len() != 1 || ys.len() != 1 || !(ws.len() == 1 || ws.len() == m) {
         crate::bail!(
             "QLinearConv: x_scale and y_scale must be scalars and w_scale a scalar or one per output channel ({m}); got {}, {} and {}",
@@ -38,7 +42,10 @@ pub(crate) fn qlinear_conv(a: &ConvAttrs, inputs: &[Option<&Tensor>]) -> Result<
     }
     let (zdt, yz) = match opt_input(inputs, 7) {
         Some(z) if z.len() == 1 => (z.dtype(), z.to_f32_vec()[0] as f64),
-        Some(z) => crate::bail!("QLinearConv: y_zero_point must be one value, got {:?}", z.shape()),
+        Some(z) => crate::bail!(
+            "QLinearConv: y_zero_point must be one value, got {:?}",
+            z.shape()
+        ),
         None => (DType::U8, 0.0),
     };
     let (lo, hi) = match zdt {
@@ -48,11 +55,19 @@ pub(crate) fn qlinear_conv(a: &ConvAttrs, inputs: &[Option<&Tensor>]) -> Result<
     };
     let bias = match opt_input(inputs, 8) {
         Some(b) if b.dtype() == DType::I32 && b.len() == m => b.to_i64_vec(),
-        Some(b) => crate::bail!("QLinearConv: B must be {m} i32 values, got {} {:?}", b.dtype(), b.shape()),
+        Some(b) => crate::bail!(
+            "QLinearConv: B must be {m} i32 values, got {} {:?}",
+            b.dtype(),
+            b.shape()
+        ),
         None => vec![0; m],
     };
     let shape = acc.shape().to_vec();
-    let per = if m == 0 { 0 } else { acc.len() / shape[0].max(1) / m };
+    let per = if m == 0 {
+        0
+    } else {
+        acc.len() / shape[0].max(1) / m
+    };
     let v: Vec<f64> = acc
         .to_i64_vec()
         .iter()

@@ -7,21 +7,11 @@
 //! a clear error. Grayscale from colour uses the ITU-R 601 luma weights
 //! with PIL's fixed-point rounding, as the ONNX reference does.
 
+use super::PixelFormat;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::kernels::util::input;
 use crate::tensor::Tensor;
-
-/// The layout of the output's channels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PixelFormat {
-    /// Red, green, blue.
-    Rgb,
-    /// Blue, green, red.
-    Bgr,
-    /// One luma channel.
-    Grayscale,
-}
 
 /// A decoded image: height, width, channels (1 or 3) and row-major bytes.
 struct Image {
@@ -116,7 +106,9 @@ fn pnm(b: &[u8]) -> Result<Image> {
     }
     let [w, h, maxval] = nums;
     if maxval != 255 {
-        return Err(bad(&format!("PNM maxval {maxval} is unsupported (255 only)")));
+        return Err(bad(&format!(
+            "PNM maxval {maxval} is unsupported (255 only)"
+        )));
     }
     at += 1; // the one whitespace before the raster
     let n = pixels(w, h, c)?;
@@ -135,12 +127,20 @@ fn tiff(b: &[u8]) -> Result<Image> {
     };
     let u16_at = |at: usize| -> Result<u32> {
         let s = b.get(at..at + 2).ok_or_else(|| bad("truncated TIFF"))?;
-        Ok(u32::from(if big { u16::from_be_bytes([s[0], s[1]]) } else { u16::from_le_bytes([s[0], s[1]]) }))
+        Ok(u32::from(if big {
+            u16::from_be_bytes([s[0], s[1]])
+        } else {
+            u16::from_le_bytes([s[0], s[1]])
+        }))
     };
     let u32_at = |at: usize| -> Result<u32> {
         let s = b.get(at..at + 4).ok_or_else(|| bad("truncated TIFF"))?;
         let a = [s[0], s[1], s[2], s[3]];
-        Ok(if big { u32::from_be_bytes(a) } else { u32::from_le_bytes(a) })
+        Ok(if big {
+            u32::from_be_bytes(a)
+        } else {
+            u32::from_le_bytes(a)
+        })
     };
     let ifd = u32_at(4)? as usize;
     let count = u16_at(ifd)? as usize;
@@ -157,9 +157,19 @@ fn tiff(b: &[u8]) -> Result<Image> {
         if n > 1 << 20 {
             return Err(bad("TIFF tag too long"));
         }
-        let base = if size * n <= 4 { e + 8 } else { u32_at(e + 8)? as usize };
+        let base = if size * n <= 4 {
+            e + 8
+        } else {
+            u32_at(e + 8)? as usize
+        };
         let vals = (0..n)
-            .map(|k| if size == 2 { u16_at(base + 2 * k) } else { u32_at(base + 4 * k) })
+            .map(|k| {
+                if size == 2 {
+                    u16_at(base + 2 * k)
+                } else {
+                    u32_at(base + 4 * k)
+                }
+            })
             .collect::<Result<Vec<u32>>>()?;
         tags.push((tag, vals));
     }
@@ -168,9 +178,14 @@ fn tiff(b: &[u8]) -> Result<Image> {
     let (w, h) = (one(256, 0) as usize, one(257, 0) as usize);
     let spp = one(277, 1) as usize;
     let bits = get(258).unwrap_or(vec![1]);
-    if one(259, 1) != 1 || one(284, 1) != 1 || bits.iter().any(|&b| b != 8) || !(spp == 1 || spp == 3)
+    if one(259, 1) != 1
+        || one(284, 1) != 1
+        || bits.iter().any(|&b| b != 8)
+        || !(spp == 1 || spp == 3)
     {
-        return Err(bad("only uncompressed 8-bit chunky TIFF (grayscale or RGB) is supported"));
+        return Err(bad(
+            "only uncompressed 8-bit chunky TIFF (grayscale or RGB) is supported",
+        ));
     }
     let offsets = get(273).ok_or_else(|| bad("TIFF without strips"))?;
     let counts = get(279).ok_or_else(|| bad("TIFF without strip sizes"))?;
@@ -193,7 +208,11 @@ fn tiff(b: &[u8]) -> Result<Image> {
 pub(crate) fn image_decoder(format: PixelFormat, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
     let t = input(inputs, 0, "encoded_stream")?;
     if t.dtype() != DType::U8 || t.rank() != 1 {
-        crate::bail!("ImageDecoder: encoded_stream must be 1-D u8, got {} {:?}", t.dtype(), t.shape());
+        crate::bail!(
+            "ImageDecoder: encoded_stream must be 1-D u8, got {} {:?}",
+            t.dtype(),
+            t.shape()
+        );
     }
     let b = t.as_slice::<u8>()?;
     if b.len() < 8 {
@@ -219,7 +238,8 @@ pub(crate) fn image_decoder(format: PixelFormat, inputs: &[Option<&Tensor>]) -> 
             1,
             px.chunks(3)
                 .map(|p| {
-                    let l = u32::from(p[0]) * 19595 + u32::from(p[1]) * 38470 + u32::from(p[2]) * 7471;
+                    let l =
+                        u32::from(p[0]) * 19595 + u32::from(p[1]) * 38470 + u32::from(p[2]) * 7471;
                     ((l + 0x8000) >> 16) as u8
                 })
                 .collect(),

@@ -129,10 +129,18 @@ pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], n_out: usize) -> Result<V
             ))
         }
         Op::ImageDecoder { format } => {
-            let c = if *format == crate::op::PixelFormat::Grayscale { 1 } else { 3 };
+            let c = if *format == crate::op::PixelFormat::Grayscale {
+                1
+            } else {
+                3
+            };
             one(with_dtype(
                 Some(DType::U8),
-                Some(vec![Dim::Sym("image_h".into()), Dim::Sym("image_w".into()), Dim::Known(c)]),
+                Some(vec![
+                    Dim::Sym("image_h".into()),
+                    Dim::Sym("image_w".into()),
+                    Dim::Known(c),
+                ]),
             ))
         }
         Op::Unique { axis, .. } => {

@@ -15,8 +15,6 @@ pub(crate) mod onnx;
 pub(crate) mod png;
 pub(crate) mod sampling;
 
-pub use image::PixelFormat;
-
 use super::conv::AutoPad;
 
 /// GridSample interpolation.
@@ -83,4 +81,15 @@ pub enum WindowKind {
     Hann,
     Hamming,
     Blackman,
+}
+
+/// ImageDecoder's output channels (`pixel_format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PixelFormat {
+    /// Red, green, blue.
+    Rgb,
+    /// Blue, green, red.
+    Bgr,
+    /// One luma channel.
+    Grayscale,
 }

@@ -122,7 +122,9 @@ pub(crate) fn convert(cx: &ConvertCx) -> Result<Option<Op>> {
                     None | Some("RGB") => PixelFormat::Rgb,
                     Some("BGR") => PixelFormat::Bgr,
                     Some("Grayscale") => PixelFormat::Grayscale,
-                    Some(f) => crate::bail!("pixel_format must be RGB, BGR or Grayscale, got '{f}'"),
+                    Some(f) => {
+                        crate::bail!("pixel_format must be RGB, BGR or Grayscale, got '{f}'")
+                    }
                 },
             }
         }

@@ -21,7 +21,10 @@ impl Bits<'_> {
     fn get(&mut self, n: u32) -> Result<u32> {
         let mut v = 0;
         for i in 0..n {
-            let byte = *self.b.get(self.pos).ok_or_else(|| bad("truncated deflate stream"))?;
+            let byte = *self
+                .b
+                .get(self.pos)
+                .ok_or_else(|| bad("truncated deflate stream"))?;
             v |= u32::from((byte >> self.bit) & 1) << i;
             self.bit += 1;
             if self.bit == 8 {
@@ -102,7 +105,11 @@ fn inflate(z: &[u8], limit: usize) -> Result<Vec<u8>> {
     if z.len() < 2 || z[0] & 0x0f != 8 || (u16::from(z[0]) << 8 | u16::from(z[1])) % 31 != 0 {
         return Err(bad("not a zlib stream"));
     }
-    let mut r = Bits { b: &z[2..], pos: 0, bit: 0 };
+    let mut r = Bits {
+        b: &z[2..],
+        pos: 0,
+        bit: 0,
+    };
     let mut out: Vec<u8> = Vec::new();
     loop {
         let last = r.get(1)?;
@@ -112,9 +119,13 @@ fn inflate(z: &[u8], limit: usize) -> Result<Vec<u8>> {
                     r.bit = 0;
                     r.pos += 1;
                 }
-                let hdr = r.b.get(r.pos..r.pos + 4).ok_or_else(|| bad("truncated stored block"))?;
+                let hdr =
+                    r.b.get(r.pos..r.pos + 4)
+                        .ok_or_else(|| bad("truncated stored block"))?;
                 let n = usize::from(u16::from_le_bytes([hdr[0], hdr[1]]));
-                let data = r.b.get(r.pos + 4..r.pos + 4 + n).ok_or_else(|| bad("truncated stored block"))?;
+                let data =
+                    r.b.get(r.pos + 4..r.pos + 4 + n)
+                        .ok_or_else(|| bad("truncated stored block"))?;
                 out.extend_from_slice(data);
                 r.pos += 4 + n;
             }
@@ -128,8 +139,9 @@ fn inflate(z: &[u8], limit: usize) -> Result<Vec<u8>> {
                     let hlit = r.get(5)? as usize + 257;
                     let hdist = r.get(5)? as usize + 1;
                     let hclen = r.get(4)? as usize + 4;
-                    const ORDER: [usize; 19] =
-                        [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15];
+                    const ORDER: [usize; 19] = [
+                        16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15,
+                    ];
                     let mut cl = [0u8; 19];
                     for &o in &ORDER[..hclen] {
                         cl[o] = r.get(3)? as u8;
@@ -140,7 +152,10 @@ fn inflate(z: &[u8], limit: usize) -> Result<Vec<u8>> {
                         let sym = clh.decode(&mut r)?;
                         let (v, n) = match sym {
                             0..=15 => (sym as u8, 1),
-                            16 => (*lens.last().ok_or_else(|| bad("repeat with no length"))?, 3 + r.get(2)?),
+                            16 => (
+                                *lens.last().ok_or_else(|| bad("repeat with no length"))?,
+                                3 + r.get(2)?,
+                            ),
                             17 => (0, 3 + r.get(3)?),
                             _ => (0, 11 + r.get(7)?),
                         };
@@ -167,7 +182,8 @@ fn inflate(z: &[u8], limit: usize) -> Result<Vec<u8>> {
                         if d >= 30 {
                             return Err(bad("bad distance code"));
                         }
-                        let back = DIST_BASE[d] as usize + r.get(u32::from(DIST_EXTRA[d]))? as usize;
+                        let back =
+                            DIST_BASE[d] as usize + r.get(u32::from(DIST_EXTRA[d]))? as usize;
                         if back > out.len() {
                             return Err(bad("distance before the start"));
                         }
@@ -201,9 +217,19 @@ pub(super) fn decode(b: &[u8]) -> Result<(usize, usize, usize, Vec<u8>)> {
     while at + 8 <= b.len() {
         let n = be32(b, at)? as usize;
         let kind = &b[at + 4..at + 8];
-        let body = b.get(at + 8..at + 8 + n).ok_or_else(|| bad("truncated chunk"))?;
+        let body = b
+            .get(at + 8..at + 8 + n)
+            .ok_or_else(|| bad("truncated chunk"))?;
         match kind {
-            b"IHDR" if n >= 13 => hdr = Some((be32(body, 0)? as usize, be32(body, 4)? as usize, body[8], body[9], body[12])),
+            b"IHDR" if n >= 13 => {
+                hdr = Some((
+                    be32(body, 0)? as usize,
+                    be32(body, 4)? as usize,
+                    body[8],
+                    body[9],
+                    body[12],
+                ))
+            }
             b"PLTE" => palette = body.to_vec(),
             b"IDAT" => idat.extend_from_slice(body),
             b"IEND" => break,
@@ -223,19 +249,36 @@ pub(super) fn decode(b: &[u8]) -> Result<(usize, usize, usize, Vec<u8>)> {
     if depth != 8 || interlace != 0 {
         return Err(bad("only non-interlaced 8-bit images are supported"));
     }
-    let stride = w.checked_mul(spp).filter(|&s| s > 0 && s <= 1 << 26).ok_or_else(|| bad("bad width"))?;
-    let size = (stride + 1).checked_mul(h).filter(|&s| s <= 1 << 28).ok_or_else(|| bad("image too large"))?;
+    let stride = w
+        .checked_mul(spp)
+        .filter(|&s| s > 0 && s <= 1 << 26)
+        .ok_or_else(|| bad("bad width"))?;
+    let size = (stride + 1)
+        .checked_mul(h)
+        .filter(|&s| s <= 1 << 28)
+        .ok_or_else(|| bad("image too large"))?;
     let raw = inflate(&idat, size)?;
     if raw.len() < size {
         return Err(bad("too little image data"));
     }
     let mut px = vec![0u8; stride * h];
     for y in 0..h {
-        let (filter, line) = (raw[y * (stride + 1)], &raw[y * (stride + 1) + 1..(y + 1) * (stride + 1)]);
+        let (filter, line) = (
+            raw[y * (stride + 1)],
+            &raw[y * (stride + 1) + 1..(y + 1) * (stride + 1)],
+        );
         for x in 0..stride {
-            let a = if x >= spp { px[y * stride + x - spp] } else { 0 };
+            let a = if x >= spp {
+                px[y * stride + x - spp]
+            } else {
+                0
+            };
             let up = if y > 0 { px[(y - 1) * stride + x] } else { 0 };
-            let c = if x >= spp && y > 0 { px[(y - 1) * stride + x - spp] } else { 0 };
+            let c = if x >= spp && y > 0 {
+                px[(y - 1) * stride + x - spp]
+            } else {
+                0
+            };
             let pred = match filter {
                 0 => 0,
                 1 => a,
@@ -243,7 +286,11 @@ pub(super) fn decode(b: &[u8]) -> Result<(usize, usize, usize, Vec<u8>)> {
                 3 => ((u16::from(a) + u16::from(up)) / 2) as u8,
                 4 => {
                     let p = i16::from(a) + i16::from(up) - i16::from(c);
-                    let (pa, pb, pc) = ((p - i16::from(a)).abs(), (p - i16::from(up)).abs(), (p - i16::from(c)).abs());
+                    let (pa, pb, pc) = (
+                        (p - i16::from(a)).abs(),
+                        (p - i16::from(up)).abs(),
+                        (p - i16::from(c)).abs(),
+                    );
                     if pa <= pb && pa <= pc {
                         a
                     } else if pb <= pc {
@@ -261,11 +308,18 @@ pub(super) fn decode(b: &[u8]) -> Result<(usize, usize, usize, Vec<u8>)> {
         0 => (h, w, 1, px),
         4 => (h, w, 1, px.chunks(2).map(|p| p[0]).collect()),
         2 => (h, w, 3, px),
-        6 => (h, w, 3, px.chunks(4).flat_map(|p| [p[0], p[1], p[2]]).collect()),
+        6 => (
+            h,
+            w,
+            3,
+            px.chunks(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
+        ),
         _ => {
             let mut rgb = Vec::with_capacity(w * h * 3);
             for &i in &px {
-                let e = palette.get(3 * i as usize..3 * i as usize + 3).ok_or_else(|| bad("palette index out of range"))?;
+                let e = palette
+                    .get(3 * i as usize..3 * i as usize + 3)
+                    .ok_or_else(|| bad("palette index out of range"))?;
                 rgb.extend_from_slice(e);
             }
             (h, w, 3, rgb)

@@ -12,7 +12,10 @@ pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], _n_out: usize) -> Result<
     match op {
         Op::Binarizer { .. } => {
             let x = input(inputs, 0)?;
-            if let Some(d) = x.dtype.filter(|d| d.is_narrow_float() || *d == crate::DType::Bool) {
+            if let Some(d) = x
+                .dtype
+                .filter(|d| d.is_narrow_float() || *d == crate::DType::Bool)
+            {
                 crate::bail!("X must be a float or integer tensor, got {d}");
             }
             one(same(x))

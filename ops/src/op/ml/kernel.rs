@@ -10,7 +10,10 @@ use crate::tensor::Tensor;
 pub(crate) fn binarizer(threshold: f32, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
     let x = input(inputs, 0, "X")?;
     if x.dtype().is_narrow_float() || x.dtype() == DType::Bool {
-        crate::bail!("Binarizer: X must be a float or integer tensor, got {}", x.dtype());
+        crate::bail!(
+            "Binarizer: X must be a float or integer tensor, got {}",
+            x.dtype()
+        );
     }
     let th = f64::from(threshold);
     let v: Vec<f64> = x

@@ -51,7 +51,9 @@ fn tree_ensemble(cx: &ConvertCx) -> Result<TreeEnsembleAttrs> {
     let modes = need("nodes_modes")?;
     let (truenodes, falsenodes) = (ints("nodes_truenodeids")?, ints("nodes_falsenodeids")?);
     let (trueleafs, falseleafs) = (ints("nodes_trueleafs")?, ints("nodes_falseleafs")?);
-    let missing = a.ints("nodes_missing_value_tracks_true").unwrap_or(vec![0; n]);
+    let missing = a
+        .ints("nodes_missing_value_tracks_true")
+        .unwrap_or(vec![0; n]);
     for (name, len) in [
         ("nodes_featureids", featureids.len()),
         ("nodes_modes", modes.len()),
@@ -100,7 +102,9 @@ fn tree_ensemble(cx: &ConvertCx) -> Result<TreeEnsembleAttrs> {
             ))),
         }
     };
-    let mut members = floats(cx, "membership_values")?.unwrap_or_default().into_iter();
+    let mut members = floats(cx, "membership_values")?
+        .unwrap_or_default()
+        .into_iter();
     let mut nodes = Vec::with_capacity(n);
     for i in 0..n {
         let mode = match modes[i] as i64 {

@@ -67,12 +67,20 @@ pub(crate) fn dropout_seeded(
     let x = input(inputs, 0, "data")?;
     let ratio = match opt_input(inputs, 1) {
         Some(r) if r.len() == 1 && r.dtype().is_float() => f64::from(r.to_f32_vec()[0]),
-        Some(r) => crate::bail!("Dropout: ratio must be one float, got {} {:?}", r.dtype(), r.shape()),
+        Some(r) => crate::bail!(
+            "Dropout: ratio must be one float, got {} {:?}",
+            r.dtype(),
+            r.shape()
+        ),
         None => 0.5,
     };
     let training = match opt_input(inputs, 2) {
         Some(t) if t.len() == 1 && t.dtype() == DType::Bool => t.to_f32_vec()[0] != 0.0,
-        Some(t) => crate::bail!("Dropout: training_mode must be one bool, got {} {:?}", t.dtype(), t.shape()),
+        Some(t) => crate::bail!(
+            "Dropout: training_mode must be one bool, got {} {:?}",
+            t.dtype(),
+            t.shape()
+        ),
         None => false,
     };
     if !(0.0..1.0).contains(&ratio) {
@@ -96,7 +104,10 @@ pub(crate) fn dropout_seeded(
             .zip(&mask)
             .map(|(&v, &k)| if k { v * scale } else { 0.0 })
             .collect();
-        (Tensor::from_vec(x.shape().to_vec(), v)?.cast(x.dtype()), mask)
+        (
+            Tensor::from_vec(x.shape().to_vec(), v)?.cast(x.dtype()),
+            mask,
+        )
     };
     let mut outs = vec![y];
     if n_out > 1 {

@@ -119,7 +119,11 @@ fn step(o: &Optimizer, r: f64, t: f64, x: &mut [f64], g: &[f64], s: &mut [Vec<f6
             for i in 0..x.len() {
                 let gr = f64::from(norm_coefficient) * x[i] + g[i];
                 v[i] = a * v[i] + b * gr;
-                x[i] -= if nesterov { r * (gr + a * v[i]) } else { r * v[i] };
+                x[i] -= if nesterov {
+                    r * (gr + a * v[i])
+                } else {
+                    r * v[i]
+                };
             }
         }
     }

@@ -55,14 +55,24 @@ pub(crate) fn roi_align(a: &RoiAlignAttrs, inputs: &[Option<&Tensor>]) -> Result
     let rois = input(inputs, 1, "rois")?;
     let bi = input(inputs, 2, "batch_indices")?;
     if !x.dtype().is_float() || x.rank() != 4 {
-        crate::bail!("RoiAlign: X must be a 4-D float tensor, got {} {:?}", x.dtype(), x.shape());
+        crate::bail!(
+            "RoiAlign: X must be a 4-D float tensor, got {} {:?}",
+            x.dtype(),
+            x.shape()
+        );
     }
     let r = bi.len();
     if rois.shape() != [r, 4] {
-        crate::bail!("RoiAlign: rois must be [{r}, 4] (one per batch index), got {:?}", rois.shape());
+        crate::bail!(
+            "RoiAlign: rois must be [{r}, 4] (one per batch index), got {:?}",
+            rois.shape()
+        );
     }
     if !bi.dtype().is_int() {
-        crate::bail!("RoiAlign: batch_indices must be integers, got {}", bi.dtype());
+        crate::bail!(
+            "RoiAlign: batch_indices must be integers, got {}",
+            bi.dtype()
+        );
     }
     let (n, c, h, w) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
     let [ph, pw] = a.output;
@@ -76,9 +86,15 @@ pub(crate) fn roi_align(a: &RoiAlignAttrs, inputs: &[Option<&Tensor>]) -> Result
     let scale = f64::from(a.spatial_scale);
     let off = if a.half_pixel { 0.5 } else { 0.0 };
     for ri in 0..r {
-        let b = usize::try_from(bv[ri]).ok().filter(|&b| b < n).ok_or_else(|| {
-            crate::Error::msg(format!("RoiAlign: batch index {} is not below N = {n}", bv[ri]))
-        })?;
+        let b = usize::try_from(bv[ri])
+            .ok()
+            .filter(|&b| b < n)
+            .ok_or_else(|| {
+                crate::Error::msg(format!(
+                    "RoiAlign: batch index {} is not below N = {n}",
+                    bv[ri]
+                ))
+            })?;
         let roi = &rv[ri * 4..ri * 4 + 4];
         let (x1, y1) = (roi[0] * scale - off, roi[1] * scale - off);
         let (mut rw, mut rh) = (roi[2] * scale - off - x1, roi[3] * scale - off - y1);

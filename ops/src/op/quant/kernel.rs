@@ -127,7 +127,13 @@ pub(crate) fn quantize(
     // `x / scale` in f32 when both are f32, as ONNX computes it: an f64
     // quotient can fall on the other side of a rounding tie.
     let single = x.dtype() == DType::F32 && scale.dtype() == DType::F32;
-    let div = |v: f64, s: f64| if single { f64::from((v / s) as f32) } else { v / s };
+    let div = |v: f64, s: f64| {
+        if single {
+            f64::from((v / s) as f32)
+        } else {
+            v / s
+        }
+    };
     let q: Vec<f64> = xv
         .iter()
         .zip(&idx)

@@ -43,7 +43,9 @@ pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], _n_out: usize) -> Result<
                 if let Some(a) = ax.and_then(|a| norm_axis(a, r).ok()).filter(|&a| a + 1 < r) {
                     let n = match opt_input(inputs, 1) {
                         None => s[a].known(),
-                        f => const_ints(f).and_then(|v| v.first().copied()).and_then(|l| usize::try_from(l).ok()),
+                        f => const_ints(f)
+                            .and_then(|v| v.first().copied())
+                            .and_then(|l| usize::try_from(l).ok()),
                     };
                     if let Some(n) = n.filter(|&n| n > 0) {
                         o[a] = Dim::Known(match (*inverse, *onesided) {
@@ -51,7 +53,9 @@ pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], _n_out: usize) -> Result<
                             (false, false) | (true, false) => n,
                             // A one-sided inverse without dft_length
                             // restores 2 (n - 1) samples.
-                            (true, true) if opt_input(inputs, 1).is_none() => 2 * n.saturating_sub(1),
+                            (true, true) if opt_input(inputs, 1).is_none() => {
+                                2 * n.saturating_sub(1)
+                            }
                             (true, true) => n,
                         });
                     }
@@ -69,8 +73,14 @@ pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], _n_out: usize) -> Result<
             // frame_length; known when those are constants.
             let step = const_ints(opt_input(inputs, 1)).and_then(|v| v.first().copied());
             let wlen = match (opt_input(inputs, 2), opt_input(inputs, 3)) {
-                (Some(w), _) => w.shape.as_ref().and_then(|s| s.first()).and_then(|d| d.known()),
-                (None, f) => const_ints(f).and_then(|v| v.first().copied()).map(|v| v.max(0) as usize),
+                (Some(w), _) => w
+                    .shape
+                    .as_ref()
+                    .and_then(|s| s.first())
+                    .and_then(|d| d.known()),
+                (None, f) => const_ints(f)
+                    .and_then(|v| v.first().copied())
+                    .map(|v| v.max(0) as usize),
             };
             let shape = x.shape.as_ref().map(|s| {
                 let len = s.get(1).and_then(|d| d.known());
@@ -95,8 +105,12 @@ pub(crate) fn infer(op: &Op, inputs: &[Option<&Fact>], _n_out: usize) -> Result<
                 const_ints(opt_input(inputs, 0)).and_then(|v| v.first().copied()),
             );
             let shape = vec![
-                dims.0.map_or(Dim::Sym("mel_spec".into()), |d| Dim::Known(d.max(0) as usize / 2 + 1)),
-                dims.1.map_or(Dim::Sym("mel_bins".into()), |d| Dim::Known(d.max(0) as usize)),
+                dims.0.map_or(Dim::Sym("mel_spec".into()), |d| {
+                    Dim::Known(d.max(0) as usize / 2 + 1)
+                }),
+                dims.1.map_or(Dim::Sym("mel_bins".into()), |d| {
+                    Dim::Known(d.max(0) as usize)
+                }),
             ];
             one(with_dtype(Some(*dtype), Some(shape)))
         }

@@ -8,7 +8,11 @@ use crate::tensor::Tensor;
 /// A scalar integer input.
 fn int_scalar(t: &Tensor, what: &str) -> Result<i64> {
     if t.len() != 1 || !t.dtype().is_int() {
-        crate::bail!("{what} must be one integer, got {} {:?}", t.dtype(), t.shape());
+        crate::bail!(
+            "{what} must be one integer, got {} {:?}",
+            t.dtype(),
+            t.shape()
+        );
     }
     Ok(t.to_i64_vec()[0])
 }
@@ -16,7 +20,11 @@ fn int_scalar(t: &Tensor, what: &str) -> Result<i64> {
 /// A scalar float input.
 fn float_scalar(t: &Tensor, what: &str) -> Result<f64> {
     if t.len() != 1 || !t.dtype().is_float() {
-        crate::bail!("{what} must be one float, got {} {:?}", t.dtype(), t.shape());
+        crate::bail!(
+            "{what} must be one float, got {} {:?}",
+            t.dtype(),
+            t.shape()
+        );
     }
     Ok(t.cast(DType::F64).as_slice::<f64>()?[0])
 }
@@ -29,7 +37,10 @@ pub(crate) fn stft(onesided: bool, inputs: &[Option<&Tensor>]) -> Result<Tensor>
     let x = input(inputs, 0, "signal")?;
     let s = x.shape();
     if !x.dtype().is_float() || s.len() != 3 || !(s[2] == 1 || s[2] == 2) {
-        crate::bail!("STFT: signal must be a float [batch, length, 1 | 2], got {} {s:?}", x.dtype());
+        crate::bail!(
+            "STFT: signal must be a float [batch, length, 1 | 2], got {} {s:?}",
+            x.dtype()
+        );
     }
     let (b, l, comp) = (s[0], s[1], s[2]);
     let step = int_scalar(input(inputs, 1, "frame_step")?, "frame_step")?;
@@ -43,7 +54,10 @@ pub(crate) fn stft(onesided: bool, inputs: &[Option<&Tensor>]) -> Result<Tensor>
     }
     let w = match (window, flen) {
         (Some(wt), Some(f)) if wt.len() as i64 != f => {
-            crate::bail!("STFT: frame_length {f} differs from the window's {}", wt.len())
+            crate::bail!(
+                "STFT: frame_length {f} differs from the window's {}",
+                wt.len()
+            )
         }
         (Some(wt), _) => wt.len(),
         (None, Some(f)) => usize::try_from(f)
@@ -51,7 +65,9 @@ pub(crate) fn stft(onesided: bool, inputs: &[Option<&Tensor>]) -> Result<Tensor>
         (None, None) => l,
     };
     if step < 1 || w < 1 || w > l {
-        crate::bail!("STFT: frame_step {step} and frame length {w} do not fit a signal of length {l}");
+        crate::bail!(
+            "STFT: frame_step {step} and frame length {w} do not fit a signal of length {l}"
+        );
     }
     let step = step as usize;
     let frames = 1 + (l - w) / step;
