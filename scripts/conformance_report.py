@@ -113,6 +113,12 @@ def main() -> int:
             f"says how many nodes ran on {dev}. {on} of its passing tests ran at",
             f"least one node on {dev}.",
         ]
+        if tag == "tpu":
+            lines += [
+                "Its matrix products run at `matmul_precision: \"highest\"` (six bf16",
+                "passes, near-f32), since the references are f32-accurate; docs/tpu.md",
+                "has the figure for the one-pass default.",
+            ]
     head = "| op | tests | pass (cpu) | fail | unsupported |" + "".join(f" pass ({dev}) |" for _, dev, *_ in accs)
     lines += [
         "",

@@ -97,10 +97,10 @@ pub fn infer_graph(g: &mut Graph) -> Result<()> {
             .collect();
         let refs: Vec<Option<&Fact>> = in_facts.iter().map(|f| f.as_ref()).collect();
         let ctx = |e: Error| e.at_node(&node.name, node.op.name());
-        // Constant folding.
-        if foldable(&node.op)
-            && !refs.is_empty()
-            && refs.iter().flatten().all(|f| f.value.is_some())
+        // Constant folding. A node with no inputs (OptionalHasElement of
+        // nothing) is constant too: folded here, it never reaches the
+        // runtime, where a node nothing feeds would never fire.
+        if foldable(&node.op) && refs.iter().flatten().all(|f| f.value.is_some())
         {
             let tensors: Vec<Option<&crate::Tensor>> = refs
                 .iter()
