@@ -63,17 +63,14 @@ pub(crate) fn qlinear_conv(a: &ConvAttrs, inputs: &[Option<&Tensor>]) -> Result<
         None => vec![0; m],
     };
     let shape = acc.shape().to_vec();
-    let per = if m == 0 {
-        0
-    } else {
-        acc.len() / shape[0].max(1) / m
-    };
+    // Elements per (image, output channel).
+    let per = (acc.len() / shape[0].max(1)).checked_div(m).unwrap_or(0);
     let v: Vec<f64> = acc
         .to_i64_vec()
         .iter()
         .enumerate()
         .map(|(i, &r)| {
-            let oc = if per == 0 { 0 } else { (i / per) % m };
+            let oc = i.checked_div(per).map_or(0, |c| c % m);
             let mult = xs[0] * ws[if ws.len() == 1 { 0 } else { oc }] / ys[0];
             let q = (r + bias[oc]) as f64 * f64::from(mult) + yz;
             q.clamp(lo, hi).round_ties_even()

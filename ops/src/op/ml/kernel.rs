@@ -42,7 +42,7 @@ pub(crate) fn array_feature_extractor(inputs: &[Option<&Tensor>]) -> Result<Tens
                 )))
         })
         .collect::<Result<_>>()?;
-    let rows = if last == 0 { 0 } else { x.len() / last };
+    let rows = x.len().checked_div(last).unwrap_or(0);
     let shape = if x.rank() <= 1 {
         vec![1, cols.len()]
     } else {

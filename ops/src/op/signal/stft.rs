@@ -107,9 +107,9 @@ pub(crate) fn stft(onesided: bool, inputs: &[Option<&Tensor>]) -> Result<Tensor>
 }
 
 /// MelWeightMatrix: inputs num_mel_bins, dft_length, sample_rate,
-/// lower_edge_hertz, upper_edge_hertz (scalars); output `[dft_length / 2
-/// + 1, num_mel_bins]` of triangular filters in `dtype`, on the integer
-/// spectrogram bins of the ONNX definition.
+/// lower_edge_hertz, upper_edge_hertz (scalars); output
+/// `[dft_length / 2 + 1, num_mel_bins]` of triangular filters in `dtype`,
+/// on the integer spectrogram bins of the ONNX definition.
 pub(crate) fn mel_weight_matrix(dtype: DType, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
     let mels = int_scalar(input(inputs, 0, "num_mel_bins")?, "num_mel_bins")?;
     let dft = int_scalar(input(inputs, 1, "dft_length")?, "dft_length")?;
