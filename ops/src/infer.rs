@@ -100,8 +100,7 @@ pub fn infer_graph(g: &mut Graph) -> Result<()> {
         // Constant folding. A node with no inputs (OptionalHasElement of
         // nothing) is constant too: folded here, it never reaches the
         // runtime, where a node nothing feeds would never fire.
-        if foldable(&node.op) && refs.iter().flatten().all(|f| f.value.is_some())
-        {
+        if foldable(&node.op) && refs.iter().flatten().all(|f| f.value.is_some()) {
             let tensors: Vec<Option<&crate::Tensor>> = refs
                 .iter()
                 .map(|f| f.and_then(|f| f.value.as_deref()))
