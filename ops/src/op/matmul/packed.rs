@@ -37,7 +37,7 @@
 //! pool costs more than it saves (docs/benchmarks.md).
 
 use crate::error::Result;
-use crate::kernels::util::SharedMut;
+use crate::kernels::util::{isa, Isa, SharedMut};
 use crate::op::matmul::kernel::Mat;
 use rayon::prelude::*;
 #[cfg(target_arch = "x86_64")]
@@ -106,27 +106,6 @@ impl PackedB {
     pub(crate) fn is(&self, k: usize, n: usize, trans: bool) -> bool {
         self.k == k && self.n == n && self.trans == trans
     }
-}
-
-/// The instruction sets the kernel is compiled for.
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Isa {
-    Avx512,
-    Avx2,
-    Plain,
-}
-
-fn isa() -> Isa {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx512f") {
-            return Isa::Avx512;
-        }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            return Isa::Avx2;
-        }
-    }
-    Isa::Plain
 }
 
 /// Rows per block for an instruction set (the accumulators it holds).
@@ -452,19 +431,6 @@ mod tests {
         o
     }
 
-    fn isas() -> Vec<Isa> {
-        let mut v = vec![Isa::Plain];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                v.push(Isa::Avx2);
-            }
-            if is_x86_feature_detected!("avx512f") {
-                v.push(Isa::Avx512);
-            }
-        }
-        v
-    }
 
     /// Every instruction set, each row-block size and remainder, N not a
     /// multiple of 16, K = 1, both layouts of B, alpha, accumulation into
@@ -483,7 +449,7 @@ mod tests {
             (16, 48, 128),
             (13, 1024, 2048),
         ];
-        for isa in isas() {
+        for isa in crate::kernels::util::testutil::isas() {
             for &(m, n, k) in &shapes {
                 for trans in [false, true] {
                     for (alpha, accumulate) in [(1.0f32, false), (0.5, true)] {

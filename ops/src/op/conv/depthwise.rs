@@ -1,0 +1,405 @@
+//! Depthwise 2-D convolution (group == C == M: one filter per channel), the
+//! 3x3 layers of MobileNet and ShuffleNet.
+//!
+//! f32 ([`depthwise2d_f32`]): each input plane is first copied into a
+//! zero-padded scratch whose columns are split into `stride` phases
+//! (padded column `c` goes to phase `c % stride`, position `c / stride`),
+//! so every tap of every output row is one contiguous read, with no
+//! bounds or padding tests and no strided gather. The output is computed
+//! in 16-lane chunks held in registers across all kh·kw taps, [`GROUP`]
+//! chunks at a time (of one output row or several, so small maps keep
+//! several FMA chains in flight too); bias, residual and activation are
+//! applied before the chunk's one store. The scratch rows are padded to a
+//! whole number of chunks, so reads never need a mask; lanes past the
+//! row's end are computed on zeros and not stored. AVX-512F with masked
+//! tail stores where detected, else a portable loop of the same shape,
+//! compiled once more for AVX2+FMA where present.
+//!
+//! The loop it replaces (one pass over the output row per tap, then a
+//! pass for the activation, compiled for SSE2) ran the 3x3 layer of the
+//! MobileNetV2 block (192 channels, 56x56) in 957 µs at one thread.
+//!
+//! Other float types run [`depthwise2d`], the plain loop.
+
+use super::geom::Geom;
+use crate::kernels::util::{isa, threads, valid_range, Float, Isa, PAR_MIN};
+use crate::op::Activation;
+use rayon::prelude::*;
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+/// Lanes per chunk.
+const L: usize = 16;
+
+/// Chunks computed together.
+const GROUP: usize = 4;
+
+/// The fixed quantities of one depthwise layer, shared by its planes.
+struct Plan {
+    ih: usize,
+    iw: usize,
+    oh: usize,
+    ow: usize,
+    /// Chunks per output row.
+    chunks: usize,
+    sw: usize,
+    pw: usize,
+    ph: usize,
+    /// Padded rows and the width of one phase row of the scratch.
+    prows: usize,
+    pwidth: usize,
+    /// Scratch elements between output rows `y` and `y + 1`.
+    rowstep: usize,
+    /// Scratch offset of each tap `(ki, kj)` (row-major), from the start
+    /// of an output row's window.
+    taps: Vec<usize>,
+}
+
+impl Plan {
+    fn new(g: &Geom) -> Plan {
+        let win = &g.win;
+        let (ih, iw) = (g.spatial[0], g.spatial[1]);
+        let (oh, ow) = (win.output[0], win.output[1]);
+        let (kh, kw) = (win.kernel[0], win.kernel[1]);
+        let (sh, sw) = (win.strides[0], win.strides[1]);
+        let (dh, dw) = (win.dilations[0], win.dilations[1]);
+        let chunks = ow.div_ceil(L);
+        let pwidth = chunks * L + (kw - 1) * dw / sw;
+        let prows = (oh - 1) * sh + (kh - 1) * dh + 1;
+        let mut taps = Vec::with_capacity(kh * kw);
+        for ki in 0..kh {
+            for kj in 0..kw {
+                let (phase, pos) = ((kj * dw) % sw, (kj * dw) / sw);
+                taps.push((ki * dh * sw + phase) * pwidth + pos);
+            }
+        }
+        Plan {
+            ih,
+            iw,
+            oh,
+            ow,
+            chunks,
+            sw,
+            pw: win.pads_begin[1],
+            ph: win.pads_begin[0],
+            prows,
+            pwidth,
+            rowstep: sh * sw * pwidth,
+            taps,
+        }
+    }
+
+    fn scratch_len(&self) -> usize {
+        self.prows * self.sw * self.pwidth
+    }
+
+    /// Copies one input plane into the padded, phase-split scratch.
+    fn fill(&self, src: &[f32], s: &mut [f32]) {
+        let (sw, pwidth) = (self.sw, self.pwidth);
+        for (r, rows) in s.chunks_exact_mut(sw * pwidth).enumerate() {
+            let iy = r as isize - self.ph as isize;
+            if iy < 0 || iy >= self.ih as isize {
+                rows.fill(0.0);
+                continue;
+            }
+            let irow = &src[iy as usize * self.iw..(iy as usize + 1) * self.iw];
+            for (p, dst) in rows.chunks_exact_mut(pwidth).enumerate() {
+                let koff = p as isize - self.pw as isize;
+                let (lo, hi) = valid_range(koff, sw, pwidth, 0, self.iw as isize);
+                dst[..lo].fill(0.0);
+                dst[hi..].fill(0.0);
+                if lo < hi {
+                    let start = (koff + (lo * sw) as isize) as usize;
+                    if sw == 1 {
+                        dst[lo..hi].copy_from_slice(&irow[start..start + hi - lo]);
+                    } else {
+                        for (v, &x) in dst[lo..hi].iter_mut().zip(irow[start..].iter().step_by(sw)) {
+                            *v = x;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What one plane's output is made of besides its taps.
+#[derive(Clone, Copy)]
+struct Epi<'a> {
+    bias: f32,
+    res: Option<&'a [f32]>,
+    act: Activation,
+}
+
+/// f32 depthwise 2-D convolution with fused bias, residual (`res`, the
+/// output's shape) and activation, into `o` (`[N, C, oh, ow]`). Planes go
+/// to the current pool's threads when there is enough work.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn depthwise2d_f32(
+    g: &Geom,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    res: Option<&[f32]>,
+    act: Activation,
+    o: &mut [f32],
+) {
+    depthwise2d_f32_with(isa(), g, x, w, b, res, act, o)
+}
+
+/// [`depthwise2d_f32`] on a given instruction set (the tests run each).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn depthwise2d_f32_with(
+    isa: Isa,
+    g: &Geom,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    res: Option<&[f32]>,
+    act: Activation,
+    o: &mut [f32],
+) {
+    let plan = Plan::new(g);
+    let (isz, osz, ksz) = (plan.ih * plan.iw, plan.oh * plan.ow, plan.taps.len());
+    if osz == 0 {
+        return;
+    }
+    let plane = |i: usize, dst: &mut [f32], s: &mut Vec<f32>| {
+        let ch = i % g.c;
+        s.resize(plan.scratch_len(), 0.0);
+        plan.fill(&x[i * isz..(i + 1) * isz], s);
+        let epi = Epi {
+            bias: b.map_or(0.0, |b| b[ch]),
+            res: res.map(|r| &r[i * osz..(i + 1) * osz]),
+            act,
+        };
+        run_plane(isa, &plan, s, &w[ch * ksz..(ch + 1) * ksz], epi, dst);
+    };
+    let work = o.len() * ksz;
+    if threads() > 1 && work >= PAR_MIN && g.n * g.c > 1 {
+        o.par_chunks_mut(osz).enumerate().for_each_init(
+            || Scratch(crate::pool::take(plan.scratch_len())),
+            |s, (i, dst)| plane(i, dst, &mut s.0),
+        );
+    } else {
+        let mut s = Scratch(crate::pool::take(plan.scratch_len()));
+        for (i, dst) in o.chunks_mut(osz).enumerate() {
+            plane(i, dst, &mut s.0);
+        }
+    }
+}
+
+/// A scratch plane that goes back to the pool when dropped.
+struct Scratch(Vec<f32>);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        crate::pool::give(std::mem::take(&mut self.0));
+    }
+}
+
+/// One plane on `isa`: `s` is the filled scratch, `w` the plane's kh·kw
+/// taps, `dst` its `oh × ow` output.
+fn run_plane(isa: Isa, p: &Plan, s: &[f32], w: &[f32], epi: Epi<'_>, dst: &mut [f32]) {
+    // The furthest scratch element a chunk reads, and the lengths the
+    // epilogue writes and reads: checked once here, so the kernels index
+    // without checks.
+    let last_tap = p.taps.iter().copied().max().unwrap_or(0);
+    let furthest = (p.oh - 1) * p.rowstep + (p.chunks - 1) * L + last_tap + L;
+    let osz = p.oh * p.ow;
+    if s.len() < furthest
+        || w.len() != p.taps.len()
+        || dst.len() != osz
+        || epi.res.is_some_and(|r| r.len() != osz)
+    {
+        // Unreachable by construction (`Plan` sizes the scratch).
+        return;
+    }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512F was detected at run time (`isa()`, or the tests
+        // chose it only where detected); the lengths are checked above.
+        Isa::Avx512 => unsafe { plane_avx512(p, s, w, epi, dst) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 and FMA were detected at run time.
+        Isa::Avx2 => unsafe { plane_avx2(p, s, w, epi, dst) },
+        _ => plane_portable(p, s, w, epi, dst),
+    }
+}
+
+/// The portable plane: one chunk at a time in a `[f32; L]`.
+#[inline(always)]
+fn plane_portable(p: &Plan, s: &[f32], w: &[f32], epi: Epi<'_>, dst: &mut [f32]) {
+    for y in 0..p.oh {
+        for c in 0..p.chunks {
+            let base = y * p.rowstep + c * L;
+            let mut acc = [epi.bias; L];
+            for (&off, &wv) in p.taps.iter().zip(w) {
+                let src = &s[base + off..base + off + L];
+                for (a, &v) in acc.iter_mut().zip(src) {
+                    *a += wv * v;
+                }
+            }
+            let x0 = c * L;
+            let n = L.min(p.ow - x0);
+            let o = y * p.ow + x0;
+            if let Some(r) = epi.res {
+                for (a, &v) in acc.iter_mut().zip(&r[o..o + n]) {
+                    *a += v;
+                }
+            }
+            let out = &mut dst[o..o + n];
+            match epi.act {
+                Activation::None => out.copy_from_slice(&acc[..n]),
+                Activation::Relu => {
+                    for (d, &a) in out.iter_mut().zip(&acc) {
+                        *d = a.max(0.0);
+                    }
+                }
+                Activation::Clip { lo, hi } => {
+                    for (d, &a) in out.iter_mut().zip(&acc) {
+                        *d = a.max(lo).min(hi);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`plane_portable`] compiled for AVX2 and FMA.
+///
+/// # Safety
+/// AVX2 and FMA are available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn plane_avx2(p: &Plan, s: &[f32], w: &[f32], epi: Epi<'_>, dst: &mut [f32]) {
+    plane_portable(p, s, w, epi, dst)
+}
+
+/// The AVX-512 plane: [`GROUP`] chunks at a time in registers.
+///
+/// # Safety
+/// AVX-512F is available; `s`, `w`, `dst` and the residual have the
+/// lengths [`run_plane`] checks.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn plane_avx512(p: &Plan, s: &[f32], w: &[f32], epi: Epi<'_>, dst: &mut [f32]) {
+    let items = p.oh * p.chunks;
+    let mut it = 0;
+    while it + GROUP <= items {
+        // SAFETY: the caller's guarantee.
+        unsafe { group512::<GROUP>(p, s, w, epi, dst, it) };
+        it += GROUP;
+    }
+    while it < items {
+        // SAFETY: as above.
+        unsafe { group512::<1>(p, s, w, epi, dst, it) };
+        it += 1;
+    }
+}
+
+/// Chunks `it .. it + G` (row-major over output rows and chunks).
+///
+/// # Safety
+/// As for [`plane_avx512`]; `it + G` is at most the number of chunks.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn group512<const G: usize>(
+    p: &Plan,
+    s: &[f32],
+    w: &[f32],
+    epi: Epi<'_>,
+    dst: &mut [f32],
+    it: usize,
+) {
+    let sp = s.as_ptr();
+    let mut base = [0usize; G];
+    let mut out = [(0usize, 0u16); G];
+    for (j, (b, o)) in base.iter_mut().zip(out.iter_mut()).enumerate() {
+        let (y, c) = ((it + j) / p.chunks, (it + j) % p.chunks);
+        *b = y * p.rowstep + c * L;
+        let n = L.min(p.ow - c * L);
+        *o = (y * p.ow + c * L, if n == L { u16::MAX } else { (1u16 << n) - 1 });
+    }
+    let mut acc = [_mm512_set1_ps(epi.bias); G];
+    for (&off, &wv) in p.taps.iter().zip(w) {
+        let wv = _mm512_set1_ps(wv);
+        for (a, &b) in acc.iter_mut().zip(&base) {
+            // SAFETY: b + off + L <= the furthest element, checked.
+            *a = _mm512_fmadd_ps(wv, unsafe { _mm512_loadu_ps(sp.add(b + off)) }, *a);
+        }
+    }
+    let dp = dst.as_mut_ptr();
+    for (a, &(o, mask)) in acc.iter_mut().zip(&out) {
+        if let Some(r) = epi.res {
+            // SAFETY: the masked lanes are inside the plane's residual.
+            *a = _mm512_add_ps(*a, unsafe { _mm512_maskz_loadu_ps(mask, r.as_ptr().add(o)) });
+        }
+        let v = match epi.act {
+            Activation::None => *a,
+            Activation::Relu => _mm512_max_ps(*a, _mm512_setzero_ps()),
+            Activation::Clip { lo, hi } => {
+                _mm512_min_ps(_mm512_max_ps(*a, _mm512_set1_ps(lo)), _mm512_set1_ps(hi))
+            }
+        };
+        // SAFETY: the masked lanes are inside the plane's output.
+        unsafe { _mm512_mask_storeu_ps(dp.add(o), mask, v) };
+    }
+}
+
+/// Depthwise 2-D convolution for any float type, parallel over planes: a
+/// direct loop, one pass over each output row per tap. The caller adds
+/// the residual and the activation.
+pub(super) fn depthwise2d<F: Float>(g: &Geom, x: &[F], w: &[F], b: Option<&[F]>, o: &mut [F]) {
+    let win = &g.win;
+    let (ih, iw) = (g.spatial[0], g.spatial[1]);
+    let (oh, ow) = (win.output[0], win.output[1]);
+    let (kh, kw) = (win.kernel[0], win.kernel[1]);
+    let (sh, sw) = (win.strides[0], win.strides[1]);
+    let (dh, dw) = (win.dilations[0], win.dilations[1]);
+    let (ph, pw) = (win.pads_begin[0] as isize, win.pads_begin[1] as isize);
+    let work = g.n * g.c * oh * ow * kh * kw;
+    // Valid output columns and first input column for each kernel column.
+    let cols: Vec<(usize, usize, usize)> = (0..kw)
+        .map(|kj| {
+            let koff = (kj * dw) as isize - pw;
+            let (lo, hi) = valid_range(koff, sw, ow, 0, iw as isize);
+            (lo, hi, (koff + (lo * sw) as isize).max(0) as usize)
+        })
+        .collect();
+    crate::kernels::util::par_chunks(o, oh * ow, work, |plane_i, dst| {
+        let ch = plane_i % g.c;
+        let src = &x[plane_i * ih * iw..(plane_i + 1) * ih * iw];
+        let kern = &w[ch * kh * kw..(ch + 1) * kh * kw];
+        dst.fill(b.map_or(F::ZERO, |b| b[ch]));
+        for y in 0..oh {
+            let orow = &mut dst[y * ow..(y + 1) * ow];
+            for ki in 0..kh {
+                let iy = (y * sh + ki * dh) as isize - ph;
+                if iy < 0 || iy >= ih as isize {
+                    continue;
+                }
+                let irow = &src[iy as usize * iw..(iy as usize + 1) * iw];
+                for (kj, &(lo, hi, start)) in cols.iter().enumerate() {
+                    let wv = kern[ki * kw + kj];
+                    if lo >= hi {
+                        continue;
+                    }
+                    if sw == 1 {
+                        for (v, &xv) in orow[lo..hi].iter_mut().zip(&irow[start..start + hi - lo]) {
+                            *v += wv * xv;
+                        }
+                    } else {
+                        for (v, &xv) in orow[lo..hi]
+                            .iter_mut()
+                            .zip(irow[start..].iter().step_by(sw))
+                        {
+                            *v += wv * xv;
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
