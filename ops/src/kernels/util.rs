@@ -58,6 +58,20 @@ impl<'a, F> SharedMut<'a, F> {
             _buf: std::marker::PhantomData,
         }
     }
+    /// A handle over `len` elements at `ptr`, which need not be
+    /// initialised: writers use [`SharedMut::ptr_at`] (never `slice`)
+    /// until each element is written.
+    ///
+    /// # Safety
+    /// `ptr` is valid for writes of `len` elements for `'a`, and nothing
+    /// else accesses them meanwhile except through this handle.
+    pub(crate) unsafe fn from_raw(ptr: *mut F, len: usize) -> Self {
+        SharedMut {
+            ptr,
+            len,
+            _buf: std::marker::PhantomData,
+        }
+    }
     pub(crate) fn len(&self) -> usize {
         self.len
     }
@@ -675,16 +689,16 @@ pub(crate) mod testutil {
     }
     use crate::tensor::{Storable, Tensor};
 
-    /// Every [`super::Isa`] this CPU runs, the portable one first.
-    pub fn isas() -> Vec<super::Isa> {
-        let mut v = vec![super::Isa::Plain];
+    /// Every [`crate::kernels::util::Isa`] this CPU runs, the portable one first.
+    pub fn isas() -> Vec<crate::kernels::util::Isa> {
+        let mut v = vec![crate::kernels::util::Isa::Plain];
         #[cfg(target_arch = "x86_64")]
         {
             if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                v.push(super::Isa::Avx2);
+                v.push(crate::kernels::util::Isa::Avx2);
             }
             if is_x86_feature_detected!("avx512f") {
-                v.push(super::Isa::Avx512);
+                v.push(crate::kernels::util::Isa::Avx512);
             }
         }
         v

@@ -1,8 +1,9 @@
 //! N-d convolution: pointwise convs as one GEMM on NCHW, depthwise 2-D convs
 //! as a direct loop (`depthwise.rs`), everything else as im2col + GEMM per
-//! (batch, group). f32 convs take the blocked product over a packed filter
-//! (`blocked.rs`) where it runs ([`conv_blocked`]); other types and CPUs
-//! the `gemm` crate ([`conv_f`]).
+//! (batch, group) through the `gemm` crate ([`conv_f`]). f32 pointwise
+//! convs with many filter rows and a small filter take the blocked product
+//! over a filter packed at session build instead ([`conv_blocked`],
+//! `blocked.rs`; the rule is [`blocked_fits`]).
 
 use super::blocked::{self, PackedFilter, Product};
 use super::depthwise;
@@ -12,7 +13,6 @@ use crate::error::Result;
 use crate::kernels::util::{float_dispatch, input, opt_input, out, typed, Float, SharedMut};
 use crate::op::matmul::kernel::{gemm_into, Mat};
 use crate::op::{resolve_window, Activation, ConvAttrs};
-use crate::shape::numel;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 
@@ -98,11 +98,10 @@ pub(crate) fn conv(a: &ConvAttrs, inputs: &[Option<&Tensor>]) -> Result<Tensor> 
         let bv = b.map(|b| typed::<f32>(b, "input 2 (B)")).transpose()?;
         let rv = r.map(|r| typed::<f32>(r, "input 3 (residual)")).transpose()?;
         if g.depthwise2d() {
-            let mut o = crate::pool::filled(numel(&oshape), 0f32);
-            depthwise::depthwise2d_f32(&g, xv, wv, bv, rv, a.activation, &mut o);
+            let o = depthwise::depthwise2d_f32(&g, xv, wv, bv, rv, a.activation);
             return out(oshape, o);
         }
-        if blocked::available() {
+        if blocked::available() && g.pointwise() && blocked_fits(g.mg(), g.kdim()) {
             let o = conv_blocked(&g, w.prepared::<PackedFilter>(), xv, wv, bv, rv, a.activation)?;
             return out(oshape, o);
         }
@@ -122,18 +121,39 @@ pub(crate) fn conv(a: &ConvAttrs, inputs: &[Option<&Tensor>]) -> Result<Tensor> 
     })
 }
 
+/// Filter values per group up to which a pointwise conv takes the
+/// blocked product (48 KiB: in L1/L2 beside the panels of B).
+const BLOCKED_MAX_FILTER: usize = 12 * 1024;
+
+/// Whether a pointwise f32 conv with `mg` filter rows of `kdim` values per
+/// group takes the blocked product. Measured against the `gemm` crate
+/// (docs/benchmarks.md, light zoo, one thread): faster where many filter
+/// rows share each packed panel of B and the filter stays in cache
+/// (MobileNetV2's expanding 1x1, 192 rows of 32: 328 → 211 µs;
+/// SqueezeNet's 64-row expands), slower with few rows (16: packing B is
+/// then half the work), with large filters (ResNet-50's 512-2048-row 1x1
+/// convs at 7x7: the filter re-read from L3 for every panel) and on
+/// im2col convs (3x3, the 7x7 stems), where the crate's own blocking won;
+/// those stay on the crate.
+fn blocked_fits(mg: usize, kdim: usize) -> bool {
+    mg >= 64 && mg * kdim <= BLOCKED_MAX_FILTER
+}
+
 /// Attaches the packed form of an f32 conv filter (`[M, C/group, k...]`)
-/// for the blocked product, when that runs on this CPU and the conv is not
-/// depthwise (whose kernel reads the filter as it is). Returns whether
-/// `w` carries a packing afterwards.
-pub(crate) fn prepare_filter(w: &Tensor, group: usize) -> Result<bool> {
+/// for the blocked product, when the conv takes it (a pointwise conv that
+/// [`blocked_fits`], on a CPU that runs the product). Returns whether `w`
+/// carries a packing afterwards.
+pub(crate) fn prepare_filter(w: &Tensor, a: &ConvAttrs) -> Result<bool> {
     let ws = w.shape();
-    let group = group.max(1);
+    let group = a.group.max(1);
     if w.dtype() != DType::F32 || ws.len() < 3 || !blocked::available() {
         return Ok(false);
     }
+    let pointwise = ws[2..].iter().all(|&k| k == 1)
+        && a.strides.iter().all(|&s| s == 1)
+        && a.pads.iter().all(|&p| p == 0);
     let (m, kdim) = (ws[0], ws[1..].iter().product::<usize>());
-    if m % group != 0 || (ws[1] == 1 && group == m && ws.len() == 4) {
+    if !pointwise || m % group != 0 || !blocked_fits(m / group, kdim) {
         return Ok(false);
     }
     w.prepare_with(|| PackedFilter::pack(typed::<f32>(w, "filter")?, m, kdim, group))
@@ -348,7 +368,7 @@ const BLOCKED_TILE_BYTES: usize = 256 * 1024;
 /// im2col tiles side by side when there are enough, else each product's
 /// column panels.
 #[allow(clippy::too_many_arguments)]
-fn conv_blocked(
+pub(super) fn conv_blocked(
     g: &Geom,
     prepared: Option<&PackedFilter>,
     x: &[f32],
@@ -358,8 +378,10 @@ fn conv_blocked(
     act: Activation,
 ) -> Result<Vec<f32>> {
     let (osz, isz, mg, cg, kdim) = (g.osz(), g.isz(), g.mg(), g.cg(), g.kdim());
-    let mut o = crate::pool::filled(g.n * g.m * osz, 0f32);
-    if o.is_empty() {
+    let total = g.n * g.m * osz;
+    // Written once, by the products' stores: no zero fill first.
+    let mut o: Vec<f32> = crate::pool::take(total);
+    if total == 0 {
         return Ok(o);
     }
     let packed;
@@ -385,7 +407,10 @@ fn conv_blocked(
     let col_len = if pointwise { 0 } else { kdim * tile_segs * ol };
     let units = g.n * g.group;
     let threads = crate::kernels::util::threads();
-    let out = SharedMut::new(&mut o);
+    // SAFETY: `o` has room for `total` elements; the products write
+    // through the handle's pointers only, never through references to
+    // the unwritten elements.
+    let out = unsafe { SharedMut::from_raw(o.as_mut_ptr(), total) };
     let product = |u: usize, src: &[f32], ldb: usize, c0: usize, ncols: usize, par: bool| {
         let gi = u % g.group;
         let p = Product {
@@ -440,6 +465,11 @@ fn conv_blocked(
             }
         }
     }
+    // SAFETY: every unit's rows were written for every column: pointwise
+    // products cover all `osz` columns, im2col tiles cover them together,
+    // and each product stores every row below `mg` of each panel (masked
+    // to the last column).
+    unsafe { o.set_len(total) };
     Ok(o)
 }
 

@@ -346,10 +346,80 @@ fn resolve_window_rejects_empty_kernels_and_handles_empty_inputs() {
     assert_eq!(w.output, vec![0]);
 }
 
+/// [`super::kernel::conv_blocked`] (any conv geometry, though the kernel
+/// dispatcher sends it only pointwise convs) on a case, with the filter
+/// packed on the fly and prepared, with bias, residual and each
+/// activation, against the f64 reference.
+fn check_blocked(cs: &Case) {
+    use super::blocked::PackedFilter;
+    use super::geom::Geom;
+    use super::kernel::conv_blocked;
+    if !super::blocked::available() {
+        eprintln!("SKIP blocked conv product: no AVX-512F on this CPU");
+        return;
+    }
+    let nd = cs.xs.len() - 2;
+    let ones = vec![1; nd];
+    let st = if cs.strides.is_empty() { &ones } else { &cs.strides };
+    let dl = if cs.dil.is_empty() { &ones } else { &cs.dil };
+    let win = resolve_window(&cs.xs[2..], &cs.ws[2..], st, dl, &cs.pads, cs.auto_pad, false)
+        .expect("window");
+    let (m, group) = (cs.ws[0], cs.group);
+    let g = Geom {
+        n: cs.xs[0],
+        c: cs.xs[1],
+        m,
+        group,
+        spatial: cs.xs[2..].to_vec(),
+        win,
+    };
+    let nw: usize = cs.ws.iter().product();
+    let x = rnd(cs.xs.iter().product(), 41);
+    let (w, b) = (rnd(nw, 42), rnd(m, 43));
+    let with_b = conv_ref(&x, &cs.xs, &w, &cs.ws, Some(&b), group, st, dl, &cs.pb, &cs.os);
+    let no_b = conv_ref(&x, &cs.xs, &w, &cs.ws, None, group, st, dl, &cs.pb, &cs.os);
+    let res = rnd(with_b.len(), 44);
+    let pf = PackedFilter::pack(&w, m, nw / m, group).expect("pack");
+    for prepared in [None, Some(&pf)] {
+        for (act, with_res, bias) in [
+            (Activation::None, false, true),
+            (Activation::Relu, true, false),
+            (Activation::Clip { lo: -0.1, hi: 0.2 }, true, true),
+        ] {
+            let o = conv_blocked(
+                &g,
+                prepared,
+                &x,
+                &w,
+                bias.then_some(&b[..]),
+                with_res.then_some(&res[..]),
+                act,
+            )
+            .expect("blocked conv");
+            let base = if bias { &with_b } else { &no_b };
+            let want: Vec<f64> = base
+                .iter()
+                .zip(&res)
+                .map(|(&v, &r)| {
+                    let v = if with_res { v + r as f64 } else { v };
+                    match act {
+                        Activation::None => v,
+                        Activation::Relu => v.max(0.0),
+                        Activation::Clip { lo, hi } => v.clamp(lo as f64, hi as f64),
+                    }
+                })
+                .collect();
+            close(&o, &want, 1e-5);
+        }
+    }
+}
+
 /// The blocked product's edges: filter rows not a multiple of its 8-row
-/// blocks, columns not a multiple of its 32-column panels, K over one
-/// 512-row pass (so partial sums go through the output), and grouped
-/// units side by side; serial and in a pool.
+/// blocks, columns not a multiple of its 32-column panels nor of its
+/// 8-panel blocks, K over one 512-row pass (so partial sums go through the
+/// output), im2col tiles, and grouped units side by side; serial and in a
+/// pool. Each case also runs through `eval` (the generic path, or the
+/// blocked one for a pointwise conv the rule sends there).
 #[test]
 fn conv_blocked_edges() {
     let cases = || {
@@ -367,6 +437,12 @@ fn conv_blocked_edges() {
                 bias: true,
                 ..case(&[1, 600, 5, 7], &[7, 600, 1, 1])
             },
+            // Pointwise that the dispatcher sends to the blocked product
+            // (64 rows of 32), 290 columns (9 panels: past one block).
+            Case {
+                bias: true,
+                ..case(&[2, 32, 10, 29], &[64, 32, 1, 1])
+            },
             // Groups of 3 with 5 filter rows each, strided, 1 column.
             Case {
                 group: 3,
@@ -383,28 +459,75 @@ fn conv_blocked_edges() {
                 os: vec![33, 1],
                 ..case(&[1, 4, 33, 3], &[9, 4, 3, 3])
             },
+            // A 1-D conv and a 3-D one.
+            Case {
+                strides: vec![2],
+                pads: vec![1, 1],
+                pb: vec![1],
+                os: vec![5],
+                ..case(&[2, 3, 9], &[4, 3, 3])
+            },
+            Case {
+                pads: vec![0, 1, 1, 0, 1, 1],
+                pb: vec![0, 1, 1],
+                os: vec![3, 4, 4],
+                ..case(&[1, 2, 4, 4, 4], &[3, 2, 2, 3, 3])
+            },
         ]
     };
     for cs in cases() {
+        check_blocked(&cs);
         check(cs);
     }
     crate::kernels::util::testutil::in_pool(|| {
         for cs in cases() {
-            check(cs);
+            check_blocked(&cs);
         }
-        // Large enough for split panels and parallel tiles.
-        check(Case {
+        // Large enough for split panels, parallel tiles and parallel
+        // units.
+        check_blocked(&Case {
             pads: vec![1, 1, 1, 1],
             pb: vec![1, 1],
             os: vec![40, 40],
-            bias: true,
             ..case(&[1, 24, 40, 40], &[40, 24, 3, 3])
         });
-        check(Case {
-            bias: true,
-            ..case(&[1, 64, 40, 40], &[72, 64, 1, 1])
+        let big = || case(&[1, 64, 40, 40], &[72, 64, 1, 1]);
+        check_blocked(&big());
+        check(big());
+        check_blocked(&Case {
+            group: 2,
+            ..case(&[2, 8, 12, 12], &[6, 4, 1, 1])
         });
     });
+}
+
+/// The filters a session prepares: pointwise convs with many rows and a
+/// small filter (the blocked product's), nothing else.
+#[test]
+fn prepare_packs_only_blocked_filters() {
+    if !super::blocked::available() {
+        eprintln!("SKIP blocked conv product: no AVX-512F on this CPU");
+        return;
+    }
+    let prep = |ws: &[usize], a: ConvAttrs| {
+        let w = t(ws, rnd(ws.iter().product(), 1));
+        crate::kernels::prepare(&Op::Conv(a), 1, &w, None).expect("prepare")
+    };
+    assert!(prep(&[64, 32, 1, 1], ConvAttrs::default()));
+    // Few rows, a large filter, a 3x3 kernel, a stride, a depthwise conv.
+    assert!(!prep(&[16, 64, 1, 1], ConvAttrs::default()));
+    assert!(!prep(&[512, 1024, 1, 1], ConvAttrs::default()));
+    assert!(!prep(&[64, 16, 3, 3], ConvAttrs::default()));
+    let strided = ConvAttrs {
+        strides: vec![2, 2],
+        ..Default::default()
+    };
+    assert!(!prep(&[64, 32, 1, 1], strided));
+    let dw = ConvAttrs {
+        group: 64,
+        ..Default::default()
+    };
+    assert!(!prep(&[64, 1, 3, 3], dw));
 }
 
 /// The f32 depthwise kernel on every instruction set this CPU runs,
@@ -450,9 +573,8 @@ fn depthwise_f32_every_isa() {
                 (Activation::Relu, true),
                 (Activation::Clip { lo: -0.2, hi: 0.3 }, false),
             ] {
-                let mut o = vec![f32::NAN; plain.len()];
                 let r = with_res.then_some(&res[..]);
-                depthwise2d_f32_with(isa, &g, &x, &w, Some(&b), r, act, &mut o);
+                let o = depthwise2d_f32_with(isa, &g, &x, &w, Some(&b), r, act);
                 let want: Vec<f64> = plain
                     .iter()
                     .zip(&res)
