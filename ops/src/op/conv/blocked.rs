@@ -179,10 +179,14 @@ impl Product<'_> {
         let t = threads();
         if par && t > 1 && np > 1 && mg * kdim * ncols >= PAR_WORK {
             let per = np.div_ceil(t);
-            (0..np).step_by(per).collect::<Vec<_>>().into_par_iter().for_each(|p0| {
-                // SAFETY: each task writes the columns of its own panels.
-                unsafe { self.panels(out, p0..(p0 + per).min(np)) }
-            });
+            (0..np)
+                .step_by(per)
+                .collect::<Vec<_>>()
+                .into_par_iter()
+                .for_each(|p0| {
+                    // SAFETY: each task writes the columns of its own panels.
+                    unsafe { self.panels(out, p0..(p0 + per).min(np)) }
+                });
         } else {
             // SAFETY: the caller's guarantee.
             unsafe { self.panels(out, 0..np) };
@@ -317,10 +321,9 @@ impl Product<'_> {
                     *v = match self.act {
                         Activation::None => *v,
                         Activation::Relu => _mm512_max_ps(*v, _mm512_setzero_ps()),
-                        Activation::Clip { lo, hi } => _mm512_min_ps(
-                            _mm512_max_ps(*v, _mm512_set1_ps(lo)),
-                            _mm512_set1_ps(hi),
-                        ),
+                        Activation::Clip { lo, hi } => {
+                            _mm512_min_ps(_mm512_max_ps(*v, _mm512_set1_ps(lo)), _mm512_set1_ps(hi))
+                        }
                     };
                 }
                 // SAFETY: the masked lanes are inside this task's block.
@@ -361,7 +364,10 @@ unsafe fn pack512(src: *const f32, ldb: usize, kc: usize, width: usize, pk: *mut
                 let s = src.add(kk * ldb + q * NC);
                 let d = pk.add((q * kc + kk) * NC);
                 _mm512_storeu_ps(d, _mm512_maskz_loadu_ps(lanes(w), s));
-                _mm512_storeu_ps(d.add(16), _mm512_maskz_loadu_ps(lanes(w.saturating_sub(16)), s.add(16)));
+                _mm512_storeu_ps(
+                    d.add(16),
+                    _mm512_maskz_loadu_ps(lanes(w.saturating_sub(16)), s.add(16)),
+                );
             }
         }
     }

@@ -25,9 +25,9 @@ use super::geom::Geom;
 use crate::kernels::util::{isa, threads, valid_range, Float, Isa, PAR_MIN};
 use crate::op::Activation;
 use rayon::prelude::*;
-use std::mem::MaybeUninit;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
 
 /// Lanes per chunk.
 const L: usize = 16;
@@ -115,7 +115,8 @@ impl Plan {
                     if sw == 1 {
                         dst[lo..hi].copy_from_slice(&irow[start..start + hi - lo]);
                     } else {
-                        for (v, &x) in dst[lo..hi].iter_mut().zip(irow[start..].iter().step_by(sw)) {
+                        for (v, &x) in dst[lo..hi].iter_mut().zip(irow[start..].iter().step_by(sw))
+                        {
                             *v = x;
                         }
                     }
@@ -206,14 +207,7 @@ impl Drop for Scratch {
 
 /// One plane on `isa`: `s` is the filled scratch, `w` the plane's kh·kw
 /// taps, `dst` its `oh × ow` output.
-fn run_plane(
-    isa: Isa,
-    p: &Plan,
-    s: &[f32],
-    w: &[f32],
-    epi: Epi<'_>,
-    dst: &mut [MaybeUninit<f32>],
-) {
+fn run_plane(isa: Isa, p: &Plan, s: &[f32], w: &[f32], epi: Epi<'_>, dst: &mut [MaybeUninit<f32>]) {
     // The furthest scratch element a chunk reads, and the lengths the
     // epilogue writes and reads: checked once here, so the kernels index
     // without checks.
@@ -280,13 +274,7 @@ fn plane_portable(p: &Plan, s: &[f32], w: &[f32], epi: Epi<'_>, dst: &mut [Maybe
 /// AVX2 and FMA are available.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn plane_avx2(
-    p: &Plan,
-    s: &[f32],
-    w: &[f32],
-    epi: Epi<'_>,
-    dst: &mut [MaybeUninit<f32>],
-) {
+unsafe fn plane_avx2(p: &Plan, s: &[f32], w: &[f32], epi: Epi<'_>, dst: &mut [MaybeUninit<f32>]) {
     plane_portable(p, s, w, epi, dst)
 }
 
@@ -297,13 +285,7 @@ unsafe fn plane_avx2(
 /// lengths [`run_plane`] checks.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn plane_avx512(
-    p: &Plan,
-    s: &[f32],
-    w: &[f32],
-    epi: Epi<'_>,
-    dst: &mut [MaybeUninit<f32>],
-) {
+unsafe fn plane_avx512(p: &Plan, s: &[f32], w: &[f32], epi: Epi<'_>, dst: &mut [MaybeUninit<f32>]) {
     let items = p.oh * p.chunks;
     let mut it = 0;
     while it + GROUP <= items {
@@ -340,7 +322,10 @@ unsafe fn group512<const G: usize>(
         // SAFETY: inside the scratch (the furthest read is checked).
         *sp = unsafe { sp.add(y * p.rowstep + c * L) };
         let n = L.min(p.ow - c * L);
-        *o = (y * p.ow + c * L, if n == L { u16::MAX } else { (1u16 << n) - 1 });
+        *o = (
+            y * p.ow + c * L,
+            if n == L { u16::MAX } else { (1u16 << n) - 1 },
+        );
     }
     let mut acc = [_mm512_set1_ps(epi.bias); G];
     for (&off, &wv) in p.taps.iter().zip(w) {
@@ -355,7 +340,9 @@ unsafe fn group512<const G: usize>(
     for (a, &(o, mask)) in acc.iter_mut().zip(&out) {
         if let Some(r) = epi.res {
             // SAFETY: the masked lanes are inside the plane's residual.
-            *a = _mm512_add_ps(*a, unsafe { _mm512_maskz_loadu_ps(mask, r.as_ptr().add(o)) });
+            *a = _mm512_add_ps(*a, unsafe {
+                _mm512_maskz_loadu_ps(mask, r.as_ptr().add(o))
+            });
         }
         let v = match epi.act {
             Activation::None => *a,

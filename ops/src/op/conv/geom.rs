@@ -64,7 +64,14 @@ impl<F: Float> Drop for Scratch<F> {
 /// Fills `col` (`[cg * ksz, nseg * ol]`) from one group's input channels
 /// `x`, for output segments `seg0 .. seg0 + nseg` (a segment is one run of
 /// the last output dim).
-pub(super) fn im2col<F: Float>(g: &Geom, x: &[F], col: &mut [F], seg0: usize, nseg: usize, par: bool) {
+pub(super) fn im2col<F: Float>(
+    g: &Geom,
+    x: &[F],
+    col: &mut [F],
+    seg0: usize,
+    nseg: usize,
+    par: bool,
+) {
     let (ksz, isz) = (g.ksz(), g.isz());
     let rl = nseg * *g.win.output.last().unwrap_or(&1);
     let two_d = g.spatial.len() == 2;

@@ -96,13 +96,23 @@ pub(crate) fn conv(a: &ConvAttrs, inputs: &[Option<&Tensor>]) -> Result<Tensor> 
         let xv = typed::<f32>(x, "input 0 (X)")?;
         let wv = typed::<f32>(w, "input 1 (W)")?;
         let bv = b.map(|b| typed::<f32>(b, "input 2 (B)")).transpose()?;
-        let rv = r.map(|r| typed::<f32>(r, "input 3 (residual)")).transpose()?;
+        let rv = r
+            .map(|r| typed::<f32>(r, "input 3 (residual)"))
+            .transpose()?;
         if g.depthwise2d() {
             let o = depthwise::depthwise2d_f32(&g, xv, wv, bv, rv, a.activation);
             return out(oshape, o);
         }
         if blocked::available() && g.pointwise() && blocked_fits(g.mg(), g.kdim()) {
-            let o = conv_blocked(&g, w.prepared::<PackedFilter>(), xv, wv, bv, rv, a.activation)?;
+            let o = conv_blocked(
+                &g,
+                w.prepared::<PackedFilter>(),
+                xv,
+                wv,
+                bv,
+                rv,
+                a.activation,
+            )?;
             return out(oshape, o);
         }
     }
@@ -403,7 +413,11 @@ pub(super) fn conv_blocked(
         .div_ceil(per_panel)
         * per_panel;
     let tile_segs = tile_segs.min(segs).max(1);
-    let tiles = if pointwise { 1 } else { segs.div_ceil(tile_segs) };
+    let tiles = if pointwise {
+        1
+    } else {
+        segs.div_ceil(tile_segs)
+    };
     let col_len = if pointwise { 0 } else { kdim * tile_segs * ol };
     let units = g.n * g.group;
     let threads = crate::kernels::util::threads();
@@ -637,4 +651,3 @@ fn fused_gemm<F: Float>(
         blocks.iter().try_for_each(run)
     }
 }
-

@@ -360,10 +360,22 @@ fn check_blocked(cs: &Case) {
     }
     let nd = cs.xs.len() - 2;
     let ones = vec![1; nd];
-    let st = if cs.strides.is_empty() { &ones } else { &cs.strides };
+    let st = if cs.strides.is_empty() {
+        &ones
+    } else {
+        &cs.strides
+    };
     let dl = if cs.dil.is_empty() { &ones } else { &cs.dil };
-    let win = resolve_window(&cs.xs[2..], &cs.ws[2..], st, dl, &cs.pads, cs.auto_pad, false)
-        .expect("window");
+    let win = resolve_window(
+        &cs.xs[2..],
+        &cs.ws[2..],
+        st,
+        dl,
+        &cs.pads,
+        cs.auto_pad,
+        false,
+    )
+    .expect("window");
     let (m, group) = (cs.ws[0], cs.group);
     let g = Geom {
         n: cs.xs[0],
@@ -376,7 +388,18 @@ fn check_blocked(cs: &Case) {
     let nw: usize = cs.ws.iter().product();
     let x = rnd(cs.xs.iter().product(), 41);
     let (w, b) = (rnd(nw, 42), rnd(m, 43));
-    let with_b = conv_ref(&x, &cs.xs, &w, &cs.ws, Some(&b), group, st, dl, &cs.pb, &cs.os);
+    let with_b = conv_ref(
+        &x,
+        &cs.xs,
+        &w,
+        &cs.ws,
+        Some(&b),
+        group,
+        st,
+        dl,
+        &cs.pb,
+        &cs.os,
+    );
     let no_b = conv_ref(&x, &cs.xs, &w, &cs.ws, None, group, st, dl, &cs.pb, &cs.os);
     let res = rnd(with_b.len(), 44);
     let pf = PackedFilter::pack(&w, m, nw / m, group).expect("pack");
@@ -550,8 +573,8 @@ fn depthwise_f32_every_isa() {
     ];
     for (xs, k, st, dl, pads) in shapes {
         let c = xs[1];
-        let win = resolve_window(&xs[2..], &k, &st, &dl, &pads, AutoPad::NotSet, false)
-            .expect("window");
+        let win =
+            resolve_window(&xs[2..], &k, &st, &dl, &pads, AutoPad::NotSet, false).expect("window");
         let os = win.output.clone();
         let ws = [c, 1, k[0], k[1]];
         let g = Geom {
@@ -614,8 +637,24 @@ fn conv_f64_generic_paths() {
             .expect("conv")
             .remove(0);
         let os = [xs[2], xs[3]];
-        let want = conv_ref(&x, &xs, &w, &ws, None, group, &[1, 1], &[1, 1], &[1, 1], &os);
-        let got: Vec<f32> = r.as_slice::<f64>().unwrap().iter().map(|&v| v as f32).collect();
+        let want = conv_ref(
+            &x,
+            &xs,
+            &w,
+            &ws,
+            None,
+            group,
+            &[1, 1],
+            &[1, 1],
+            &[1, 1],
+            &os,
+        );
+        let got: Vec<f32> = r
+            .as_slice::<f64>()
+            .unwrap()
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
         close(&got, &want, 1e-5);
     }
 }

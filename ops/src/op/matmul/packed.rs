@@ -436,7 +436,6 @@ mod tests {
         o
     }
 
-
     /// Every instruction set, each row-block size and remainder, N not a
     /// multiple of 16, K = 1, both layouts of B, alpha, accumulation into
     /// dst, and a row stride wider than N; serial and split over threads.
