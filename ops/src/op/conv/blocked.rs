@@ -106,7 +106,7 @@ pub(super) fn pack_into(
     group: usize,
     data: &mut Vec<f32>,
 ) -> Result<()> {
-    if w.len() != m * kdim || group == 0 || m % group != 0 {
+    if w.len() != m * kdim || group == 0 || !m.is_multiple_of(group) {
         crate::bail!(
             "internal: packing a {m}x{kdim} filter in {group} groups from {} values",
             w.len()

@@ -207,7 +207,7 @@ fn im2col_row<F: Float>(g: &Geom, plane: &[F], kflat: usize, seg0: usize, row: &
 fn copy_run<F: Copy>(dst: &mut [F], src: &[F]) {
     const W: usize = 8;
     let n = dst.len();
-    if n >= 8 * W || n < W || src.len() != n {
+    if !(W..8 * W).contains(&n) || src.len() != n {
         dst.copy_from_slice(src);
         return;
     }

@@ -562,7 +562,8 @@ fn depthwise_f32_every_isa() {
     use super::depthwise::depthwise2d_f32_with;
     use super::geom::Geom;
     // (x shape, kernel, strides, dilations, pads [t, l, b, r])
-    let shapes: [([usize; 4], [usize; 2], [usize; 2], [usize; 2], [usize; 4]); 7] = [
+    type Shape = ([usize; 4], [usize; 2], [usize; 2], [usize; 2], [usize; 4]);
+    let shapes: [Shape; 7] = [
         ([1, 3, 5, 6], [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
         ([2, 4, 17, 35], [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
         ([1, 5, 14, 33], [3, 3], [2, 2], [1, 1], [0, 1, 1, 0]),
