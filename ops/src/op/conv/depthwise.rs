@@ -20,6 +20,9 @@
 //! MobileNetV2 block (192 channels, 56x56) in 957 µs at one thread.
 //!
 //! Other float types run [`depthwise2d`], the plain loop.
+//!
+//! The same planes, padded with -inf, serve 2-D MaxPool
+//! ([`max_pool2d_f32`], called from `op/pool/kernel.rs`).
 
 use super::geom::Geom;
 use crate::kernels::util::{isa, threads, valid_range, Float, Isa, PAR_MIN};
@@ -55,6 +58,8 @@ struct Plan {
     /// Scratch offset of each tap `(ki, kj)` (row-major), from the start
     /// of an output row's window.
     taps: Vec<usize>,
+    /// The value of padded cells (0 for a conv, -inf for a max pool).
+    pad: f32,
 }
 
 impl Plan {
@@ -88,7 +93,17 @@ impl Plan {
             pwidth,
             rowstep: sh * sw * pwidth,
             taps,
+            pad: 0.0,
         }
+    }
+
+    /// Whether a plane's scratch and output have the lengths the kernels
+    /// index without checks (the furthest element a chunk reads, one
+    /// output plane).
+    fn fits(&self, s: &[f32], dst: &[MaybeUninit<f32>]) -> bool {
+        let last_tap = self.taps.iter().copied().max().unwrap_or(0);
+        let furthest = (self.oh - 1) * self.rowstep + (self.chunks - 1) * L + last_tap + L;
+        s.len() >= furthest && dst.len() == self.oh * self.ow
     }
 
     fn scratch_len(&self) -> usize {
@@ -101,15 +116,15 @@ impl Plan {
         for (r, rows) in s.chunks_exact_mut(sw * pwidth).enumerate() {
             let iy = r as isize - self.ph as isize;
             if iy < 0 || iy >= self.ih as isize {
-                rows.fill(0.0);
+                rows.fill(self.pad);
                 continue;
             }
             let irow = &src[iy as usize * self.iw..(iy as usize + 1) * self.iw];
             for (p, dst) in rows.chunks_exact_mut(pwidth).enumerate() {
                 let koff = p as isize - self.pw as isize;
                 let (lo, hi) = valid_range(koff, sw, pwidth, 0, self.iw as isize);
-                dst[..lo].fill(0.0);
-                dst[hi..].fill(0.0);
+                dst[..lo].fill(self.pad);
+                dst[hi..].fill(self.pad);
                 if lo < hi {
                     let start = (koff + (lo * sw) as isize) as usize;
                     if sw == 1 {
@@ -160,16 +175,8 @@ pub(super) fn depthwise2d_f32_with(
 ) -> Vec<f32> {
     let plan = Plan::new(g);
     let (isz, osz, ksz) = (plan.ih * plan.iw, plan.oh * plan.ow, plan.taps.len());
-    let total = g.n * g.c * osz;
-    // The output is written once, by the planes' stores: no zero fill
-    // first (a pass over a MobileNet layer's 2.4 MB output).
-    let mut o: Vec<f32> = crate::pool::take(total);
-    if total == 0 {
-        return o;
-    }
-    let plane = |i: usize, dst: &mut [MaybeUninit<f32>], s: &mut Vec<f32>| {
+    let plane = |i: usize, s: &mut [f32], dst: &mut [MaybeUninit<f32>]| {
         let ch = i % g.c;
-        s.resize(plan.scratch_len(), 0.0);
         plan.fill(&x[i * isz..(i + 1) * isz], s);
         let epi = Epi {
             bias: b.map_or(0.0, |b| b[ch]),
@@ -178,20 +185,49 @@ pub(super) fn depthwise2d_f32_with(
         };
         run_plane(isa, &plan, s, &w[ch * ksz..(ch + 1) * ksz], epi, dst);
     };
+    // SAFETY: `run_plane` stores each output row's chunks, the last one
+    // masked to the row's end: every element of `dst`.
+    unsafe { planes_out(&plan, g.n * g.c, plane) }
+}
+
+/// A new output of `planes` planes of `plan`'s output size, each written
+/// by `plane(i, scratch, dst)` with a scratch of the plan's size; on the
+/// pool's threads when there is enough work.
+///
+/// # Safety
+/// `plane` writes every element of its `dst` (the output is returned
+/// without a zero fill).
+unsafe fn planes_out(
+    plan: &Plan,
+    planes: usize,
+    plane: impl Fn(usize, &mut [f32], &mut [MaybeUninit<f32>]) + Sync,
+) -> Vec<f32> {
+    let osz = plan.oh * plan.ow;
+    let total = planes * osz;
+    // The output is written once, by the planes' stores: no zero fill
+    // first (a pass over a MobileNet layer's 2.4 MB output).
+    let mut o: Vec<f32> = crate::pool::take(total);
+    if total == 0 {
+        return o;
+    }
+    let run = |i: usize, dst: &mut [MaybeUninit<f32>], s: &mut Vec<f32>| {
+        s.resize(plan.scratch_len(), 0.0);
+        plane(i, s, dst);
+    };
     let spare = &mut o.spare_capacity_mut()[..total];
-    if threads() > 1 && total * ksz >= PAR_MIN && g.n * g.c > 1 {
+    if threads() > 1 && total * plan.taps.len() >= PAR_MIN && planes > 1 {
         spare.par_chunks_mut(osz).enumerate().for_each_init(
             || Scratch(crate::pool::take(plan.scratch_len())),
-            |s, (i, dst)| plane(i, dst, &mut s.0),
+            |s, (i, dst)| run(i, dst, &mut s.0),
         );
     } else {
         let mut s = Scratch(crate::pool::take(plan.scratch_len()));
         for (i, dst) in spare.chunks_mut(osz).enumerate() {
-            plane(i, dst, &mut s.0);
+            run(i, dst, &mut s.0);
         }
     }
-    // SAFETY: every plane's `run_plane` wrote all `osz` of its elements
-    // (each output row's chunks, the last one masked to the row's end).
+    // SAFETY: every plane wrote all `osz` of its elements (the caller's
+    // guarantee).
     unsafe { o.set_len(total) };
     o
 }
@@ -208,17 +244,8 @@ impl Drop for Scratch {
 /// One plane on `isa`: `s` is the filled scratch, `w` the plane's kh·kw
 /// taps, `dst` its `oh × ow` output.
 fn run_plane(isa: Isa, p: &Plan, s: &[f32], w: &[f32], epi: Epi<'_>, dst: &mut [MaybeUninit<f32>]) {
-    // The furthest scratch element a chunk reads, and the lengths the
-    // epilogue writes and reads: checked once here, so the kernels index
-    // without checks.
-    let last_tap = p.taps.iter().copied().max().unwrap_or(0);
-    let furthest = (p.oh - 1) * p.rowstep + (p.chunks - 1) * L + last_tap + L;
     let osz = p.oh * p.ow;
-    if s.len() < furthest
-        || w.len() != p.taps.len()
-        || dst.len() != osz
-        || epi.res.is_some_and(|r| r.len() != osz)
-    {
+    if !p.fits(s, dst) || w.len() != p.taps.len() || epi.res.is_some_and(|r| r.len() != osz) {
         // Unreachable by construction (`Plan` sizes the scratch, the
         // caller the rest); the output would stay unwritten.
         panic!("internal: depthwise plane buffers mis-sized");
@@ -315,18 +342,8 @@ unsafe fn group512<const G: usize>(
     dst: &mut [MaybeUninit<f32>],
     it: usize,
 ) {
-    let mut src = [s.as_ptr(); G];
-    let mut out = [(0usize, 0u16); G];
-    for (j, (sp, o)) in src.iter_mut().zip(out.iter_mut()).enumerate() {
-        let (y, c) = ((it + j) / p.chunks, (it + j) % p.chunks);
-        // SAFETY: inside the scratch (the furthest read is checked).
-        *sp = unsafe { sp.add(y * p.rowstep + c * L) };
-        let n = L.min(p.ow - c * L);
-        *o = (
-            y * p.ow + c * L,
-            if n == L { u16::MAX } else { (1u16 << n) - 1 },
-        );
-    }
+    // SAFETY: the caller's guarantee.
+    let (src, out) = unsafe { chunks::<G>(p, s, it) };
     let mut acc = [_mm512_set1_ps(epi.bias); G];
     for (&off, &wv) in p.taps.iter().zip(w) {
         let wv = _mm512_set1_ps(wv);
@@ -351,6 +368,139 @@ unsafe fn group512<const G: usize>(
                 _mm512_min_ps(_mm512_max_ps(*a, _mm512_set1_ps(lo)), _mm512_set1_ps(hi))
             }
         };
+        // SAFETY: the masked lanes are inside the plane's output.
+        unsafe { _mm512_mask_storeu_ps(dp.add(o), mask, v) };
+    }
+}
+
+/// For chunks `it .. it + G`: where each reads the scratch `s` from, and
+/// where its output starts with the mask of its lanes inside the row.
+///
+/// # Safety
+/// `s` fits the plan ([`Plan::fits`]); `it + G` is at most the number of
+/// chunks.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn chunks<const G: usize>(
+    p: &Plan,
+    s: &[f32],
+    it: usize,
+) -> ([*const f32; G], [(usize, u16); G]) {
+    let mut src = [s.as_ptr(); G];
+    let mut out = [(0usize, 0u16); G];
+    for (j, (sp, o)) in src.iter_mut().zip(out.iter_mut()).enumerate() {
+        let (y, c) = ((it + j) / p.chunks, (it + j) % p.chunks);
+        // SAFETY: inside the scratch (the caller's guarantee).
+        *sp = unsafe { sp.add(y * p.rowstep + c * L) };
+        let n = L.min(p.ow - c * L);
+        *o = (
+            y * p.ow + c * L,
+            if n == L { u16::MAX } else { (1u16 << n) - 1 },
+        );
+    }
+    (src, out)
+}
+
+/// 2-D MaxPool of f32 planes (`x` is `[n, c, h, w]`, `spatial` = `[h, w]`)
+/// over `win`, through the padded, phase-split planes of the depthwise
+/// kernel with -inf as padding (a window with no input cell gives -inf, as
+/// the generic kernel of `op/pool/kernel.rs` does): `None` without
+/// AVX-512F. NaN wins, as there. The generic kernel reduced each window
+/// with scalar selects and strided reads: SqueezeNet's three 3x3/2 pools
+/// took 1.3 ms, a quarter of its run.
+pub(crate) fn max_pool2d_f32(
+    n: usize,
+    c: usize,
+    spatial: &[usize],
+    win: &crate::op::Window,
+    x: &[f32],
+) -> Option<Vec<f32>> {
+    if isa() != Isa::Avx512 || spatial.len() != 2 || win.output.contains(&0) || spatial.contains(&0)
+    {
+        return None;
+    }
+    let g = Geom {
+        n,
+        c,
+        m: c,
+        group: c,
+        spatial: spatial.to_vec(),
+        win: win.clone(),
+    };
+    let mut plan = Plan::new(&g);
+    plan.pad = f32::NEG_INFINITY;
+    let isz = plan.ih * plan.iw;
+    if x.len() != n * c * isz {
+        return None;
+    }
+    let plane = |i: usize, s: &mut [f32], dst: &mut [MaybeUninit<f32>]| {
+        plan.fill(&x[i * isz..(i + 1) * isz], s);
+        if !plan.fits(s, dst) {
+            // Unreachable by construction (`Plan` sizes both).
+            panic!("internal: max-pool plane buffers mis-sized");
+        }
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512F was detected; the lengths are checked above.
+        unsafe {
+            max_plane512(&plan, s, dst)
+        };
+    };
+    // SAFETY: `max_plane512` stores each output row's chunks, the last one
+    // masked to the row's end: every element of `dst`.
+    Some(unsafe { planes_out(&plan, n * c, plane) })
+}
+
+/// One max-pool plane with AVX-512: [`GROUP`] chunks at a time.
+///
+/// # Safety
+/// AVX-512F is available; `s` and `dst` fit the plan ([`Plan::fits`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn max_plane512(p: &Plan, s: &[f32], dst: &mut [MaybeUninit<f32>]) {
+    let items = p.oh * p.chunks;
+    let mut it = 0;
+    while it + GROUP <= items {
+        // SAFETY: the caller's guarantee.
+        unsafe { max_group512::<GROUP>(p, s, dst, it) };
+        it += GROUP;
+    }
+    while it < items {
+        // SAFETY: as above.
+        unsafe { max_group512::<1>(p, s, dst, it) };
+        it += 1;
+    }
+}
+
+/// Max-pool chunks `it .. it + G`: the max over the taps, NaN where any
+/// tap is NaN.
+///
+/// # Safety
+/// As for [`max_plane512`]; `it + G` is at most the number of chunks.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn max_group512<const G: usize>(
+    p: &Plan,
+    s: &[f32],
+    dst: &mut [MaybeUninit<f32>],
+    it: usize,
+) {
+    // SAFETY: the caller's guarantee.
+    let (src, out) = unsafe { chunks::<G>(p, s, it) };
+    let mut acc = [_mm512_set1_ps(f32::NEG_INFINITY); G];
+    let mut nan = [0u16; G];
+    for &off in &p.taps {
+        for ((a, m), &sp) in acc.iter_mut().zip(nan.iter_mut()).zip(&src) {
+            // SAFETY: the chunk's start + off + L <= the furthest
+            // element, checked.
+            let v = unsafe { _mm512_loadu_ps(sp.add(off)) };
+            *m |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+            *a = _mm512_max_ps(*a, v);
+        }
+    }
+    let dp = dst.as_mut_ptr() as *mut f32;
+    for ((a, m), &(o, mask)) in acc.iter().zip(&nan).zip(&out) {
+        let v = _mm512_mask_mov_ps(*a, *m, _mm512_set1_ps(f32::NAN));
         // SAFETY: the masked lanes are inside the plane's output.
         unsafe { _mm512_mask_storeu_ps(dp.add(o), mask, v) };
     }
