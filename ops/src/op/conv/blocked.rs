@@ -14,9 +14,11 @@
 //!   fly into a pooled buffer): blocks of [`MR`] = 8 rows stored `[kdim][8]`,
 //!   zero rows padding the last block, so the kernel broadcasts a block's
 //!   8 values of one `k` from one cache line.
-//! - B is copied panel by panel ([`NC`] = 32 columns, the last one
-//!   zero-padded, up to [`KC`] rows at a time) into a `[k][32]` buffer
-//!   that stays in L1/L2 while every row block of the filter runs over it.
+//! - B is copied [`NB`] panels at a time (panels of [`NC`] = 32 columns,
+//!   the last one zero-padded, up to [`KC`] rows at a time: rows of 256
+//!   columns, read as runs the prefetcher follows) into `[k][32]` panels
+//!   that stay in L1/L2 while every row block of the filter runs over
+//!   them.
 //! - The 8×32 tile (16 AVX-512 accumulators) starts from the bias, runs
 //!   the K loop, adds the residual, applies the activation and stores
 //!   (masked at the right edge): the output is written once.
@@ -219,7 +221,7 @@ impl Product<'_> {
                 // and `pk` holds NB·kc·NC values.
                 unsafe {
                     pack512(
-                        self.b.as_ptr().add(k0 * self.ldb + j0),
+                        self.b.as_ptr().wrapping_add(k0 * self.ldb + j0),
                         self.ldb,
                         kc,
                         width,
