@@ -339,8 +339,9 @@ pub trait Device: Send + Sync {
     /// device, for the device's kernel: called once per (node, weight) when
     /// the session is built, after [`Device::upload`]. `lhs_shape` is the
     /// node's input 0 shape when known at build time. The CPU device packs
-    /// GEMM weights here (`hetflow_ops::kernels::prepare`); the default
-    /// does nothing. A failure fails the session build.
+    /// GEMM weights and the filters of pointwise convs here
+    /// (`hetflow_ops::kernels::prepare`); the default does nothing. A
+    /// failure fails the session build.
     fn prepare_weight(
         &self,
         _op: &Op,

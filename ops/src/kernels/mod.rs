@@ -32,12 +32,14 @@ use crate::tensor::Tensor;
 
 /// Prepares input `slot` of `op`, a weight (a constant the op reads every
 /// run), for the op's kernel: MatMul's and Gemm's 2-D f32 B is packed into
-/// the small-M kernel's panels (`op/matmul/packed.rs`) and the packing is
-/// attached to the tensor, where [`eval`] finds it. `lhs_shape` is input
-/// 0's shape when known at build time: a product with too many rows for
-/// the small-M kernel is left to the general GEMM and not packed. Returns
-/// whether the tensor now carries a prepared form; ops and inputs with
-/// nothing to prepare return `Ok(false)`. Cheap to call again.
+/// the small-M kernel's panels (`op/matmul/packed.rs`), the f32 filter of
+/// a Conv that takes the blocked product into its row blocks
+/// (`op/conv/blocked.rs`), and the packing is attached to the tensor,
+/// where [`eval`] finds it. `lhs_shape` is input 0's shape when known at
+/// build time: a product with too many rows for the small-M kernel is left
+/// to the general GEMM and not packed. Returns whether the tensor now
+/// carries a prepared form; ops and inputs with nothing to prepare return
+/// `Ok(false)`. Cheap to call again.
 pub fn prepare(op: &Op, slot: usize, weight: &Tensor, lhs_shape: Option<&[usize]>) -> Result<bool> {
     let rows = |trans_a: bool| {
         lhs_shape.map(|s| match (s.len(), trans_a) {
@@ -52,6 +54,7 @@ pub fn prepare(op: &Op, slot: usize, weight: &Tensor, lhs_shape: Option<&[usize]
         Op::Gemm {
             trans_a, trans_b, ..
         } if slot == 1 => matmul::prepare_b(weight, *trans_b, rows(*trans_a)),
+        Op::Conv(a) if slot == 1 => conv::prepare_filter(weight, a),
         _ => Ok(false),
     }
 }

@@ -11,6 +11,30 @@ use rayon::prelude::*;
 /// Element count above which element-wise kernels go parallel.
 pub(crate) const PAR_MIN: usize = 1 << 16;
 
+/// The x86 vector instruction sets the hand-written kernels (the small-M
+/// product, the conv kernels) are compiled for, chosen at run time.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub(crate) enum Isa {
+    Avx512,
+    Avx2,
+    Plain,
+}
+
+/// The best [`Isa`] this CPU runs (`is_x86_feature_detected!`, cached by
+/// std).
+pub(crate) fn isa() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") {
+            return Isa::Avx512;
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            return Isa::Avx2;
+        }
+    }
+    Isa::Plain
+}
+
 /// A mutable buffer that parallel tasks write through in disjoint parts,
 /// including interleaved ones (column blocks of a row-major matrix) that
 /// `split_at_mut` cannot express. Creating it borrows the buffer for `'a`.
@@ -31,6 +55,20 @@ impl<'a, F> SharedMut<'a, F> {
         SharedMut {
             ptr: buf.as_mut_ptr(),
             len: buf.len(),
+            _buf: std::marker::PhantomData,
+        }
+    }
+    /// A handle over `len` elements at `ptr`, which need not be
+    /// initialised: writers use [`SharedMut::ptr_at`] (never `slice`)
+    /// until each element is written.
+    ///
+    /// # Safety
+    /// `ptr` is valid for writes of `len` elements for `'a`, and nothing
+    /// else accesses them meanwhile except through this handle.
+    pub(crate) unsafe fn from_raw(ptr: *mut F, len: usize) -> Self {
+        SharedMut {
+            ptr,
+            len,
             _buf: std::marker::PhantomData,
         }
     }
@@ -650,6 +688,21 @@ pub(crate) mod testutil {
             .install(f)
     }
     use crate::tensor::{Storable, Tensor};
+
+    /// Every [`crate::kernels::util::Isa`] this CPU runs, the portable one first.
+    pub fn isas() -> Vec<crate::kernels::util::Isa> {
+        let mut v = vec![crate::kernels::util::Isa::Plain];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                v.push(crate::kernels::util::Isa::Avx2);
+            }
+            if is_x86_feature_detected!("avx512f") {
+                v.push(crate::kernels::util::Isa::Avx512);
+            }
+        }
+        v
+    }
 
     pub fn t<T: Storable>(shape: &[usize], v: Vec<T>) -> Tensor {
         Tensor::from_vec(shape.to_vec(), v).expect("test tensor")

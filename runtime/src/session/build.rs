@@ -198,8 +198,27 @@ pub(super) fn build(
             },
         );
     }
-    let io = Arbiter::new().handle();
-    arbiters.push(io.clone());
+    // The source and the sink: on their own thread, except with one CPU
+    // device, where they share its compute thread. A run then crosses
+    // threads twice (the caller's feed, the result back) instead of four
+    // times plus a credit back to the source, each crossing a wake-up of a
+    // parked thread (several µs each: docs/benchmarks.md, issue 17). A
+    // CPU device's sink downloads nothing, so it holds the thread no
+    // longer than a message's handling.
+    let lone_cpu = net.is_none()
+        && copy_of.0 == 1
+        && devices.len() == 1
+        && devices[0]
+            .as_ref()
+            .is_some_and(|d| d.id().kind == hetflow_devices::DeviceKind::Cpu);
+    let io = match names.first().and_then(|n| shared.get(n)) {
+        Some(s) if lone_cpu => s.compute.clone(),
+        _ => {
+            let io = Arbiter::new().handle();
+            arbiters.push(io.clone());
+            io
+        }
+    };
 
     let producers = g.producers();
     // Cross-host edges whose ends are on this rank.

@@ -1,43 +1,20 @@
 //! N-d convolution: pointwise convs as one GEMM on NCHW, depthwise 2-D convs
-//! as a direct loop, everything else as im2col + GEMM per (batch, group).
+//! as a direct loop (`depthwise.rs`), everything else as im2col + GEMM per
+//! (batch, group) through the `gemm` crate ([`conv_f`]). f32 pointwise
+//! convs with many filter rows and a small filter take the blocked product
+//! over a filter packed at session build instead ([`conv_blocked`],
+//! `blocked.rs`; the rule is [`blocked_fits`]).
 
+use super::blocked::{self, PackedFilter, Product};
+use super::depthwise;
+use super::geom::{im2col, Geom, Scratch};
+use crate::dtype::DType;
 use crate::error::Result;
-use crate::kernels::util::{
-    float_dispatch, input, opt_input, out, typed, valid_range, Float, SharedMut,
-};
+use crate::kernels::util::{float_dispatch, input, opt_input, out, typed, Float, SharedMut};
 use crate::op::matmul::kernel::{gemm_into, Mat};
-use crate::op::{resolve_window, Activation, ConvAttrs, Window};
-use crate::shape::{numel, strides};
+use crate::op::{resolve_window, Activation, ConvAttrs};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
-
-/// Shapes of one convolution, all checked.
-struct Geom {
-    n: usize,
-    c: usize,
-    m: usize,
-    group: usize,
-    spatial: Vec<usize>,
-    win: Window,
-}
-
-impl Geom {
-    fn cg(&self) -> usize {
-        self.c / self.group
-    }
-    fn mg(&self) -> usize {
-        self.m / self.group
-    }
-    fn ksz(&self) -> usize {
-        numel(&self.win.kernel)
-    }
-    fn isz(&self) -> usize {
-        numel(&self.spatial)
-    }
-    fn osz(&self) -> usize {
-        numel(&self.win.output)
-    }
-}
 
 /// Convolution: inputs X `[N, C, d...]`, W `[M, C/group, k...]`, optional
 /// bias `[M]`.
@@ -115,6 +92,30 @@ pub(crate) fn conv(a: &ConvAttrs, inputs: &[Option<&Tensor>]) -> Result<Tensor> 
             );
         }
     }
+    if x.dtype() == DType::F32 {
+        let xv = typed::<f32>(x, "input 0 (X)")?;
+        let wv = typed::<f32>(w, "input 1 (W)")?;
+        let bv = b.map(|b| typed::<f32>(b, "input 2 (B)")).transpose()?;
+        let rv = r
+            .map(|r| typed::<f32>(r, "input 3 (residual)"))
+            .transpose()?;
+        if g.depthwise2d() {
+            let o = depthwise::depthwise2d_f32(&g, xv, wv, bv, rv, a.activation);
+            return out(oshape, o);
+        }
+        if blocked::available() && g.pointwise() && blocked_fits(g.mg(), g.kdim()) {
+            let o = conv_blocked(
+                &g,
+                w.prepared::<PackedFilter>(),
+                xv,
+                wv,
+                bv,
+                rv,
+                a.activation,
+            )?;
+            return out(oshape, o);
+        }
+    }
     float_dispatch!(x.dtype(), "Conv", F => {
         let xv = typed::<F>(x, "input 0 (X)")?;
         let wv = typed::<F>(w, "input 1 (W)")?;
@@ -128,6 +129,44 @@ pub(crate) fn conv(a: &ConvAttrs, inputs: &[Option<&Tensor>]) -> Result<Tensor> 
         };
         out(oshape, conv_f(&g, xv, wv, bv, rv, a.activation)?)
     })
+}
+
+/// Filter values per group up to which a pointwise conv takes the
+/// blocked product (48 KiB: in L1/L2 beside the panels of B).
+const BLOCKED_MAX_FILTER: usize = 12 * 1024;
+
+/// Whether a pointwise f32 conv with `mg` filter rows of `kdim` values per
+/// group takes the blocked product. Measured against the `gemm` crate
+/// (docs/benchmarks.md, light zoo, one thread): faster where many filter
+/// rows share each packed panel of B and the filter stays in cache
+/// (MobileNetV2's expanding 1x1, 192 rows of 32: 328 → 211 µs;
+/// SqueezeNet's 64-row expands), slower with few rows (16: packing B is
+/// then half the work), with large filters (ResNet-50's 512-2048-row 1x1
+/// convs at 7x7: the filter re-read from L3 for every panel) and on
+/// im2col convs (3x3, the 7x7 stems), where the crate's own blocking won;
+/// those stay on the crate.
+fn blocked_fits(mg: usize, kdim: usize) -> bool {
+    mg >= 64 && mg * kdim <= BLOCKED_MAX_FILTER
+}
+
+/// Attaches the packed form of an f32 conv filter (`[M, C/group, k...]`)
+/// for the blocked product, when the conv takes it (a pointwise conv that
+/// [`blocked_fits`], on a CPU that runs the product). Returns whether `w`
+/// carries a packing afterwards.
+pub(crate) fn prepare_filter(w: &Tensor, a: &ConvAttrs) -> Result<bool> {
+    let ws = w.shape();
+    let group = a.group.max(1);
+    if w.dtype() != DType::F32 || ws.len() < 3 || !blocked::available() {
+        return Ok(false);
+    }
+    let pointwise = ws[2..].iter().all(|&k| k == 1)
+        && a.strides.iter().all(|&s| s == 1)
+        && a.pads.iter().all(|&p| p == 0);
+    let (m, kdim) = (ws[0], ws[1..].iter().product::<usize>());
+    if !pointwise || m % group != 0 || !blocked_fits(m / group, kdim) {
+        return Ok(false);
+    }
+    w.prepare_with(|| PackedFilter::pack(typed::<f32>(w, "filter")?, m, kdim, group))
 }
 
 /// ConvInteger: `conv(x - x_zero_point, w - w_zero_point)` in i32. The
@@ -222,8 +261,8 @@ fn conv_f<F: Float>(
     if o.is_empty() {
         return Ok(o);
     }
-    if g.group == g.c && g.m == g.c && g.spatial.len() == 2 {
-        depthwise2d(g, x, w, b, &mut o);
+    if g.depthwise2d() {
+        depthwise::depthwise2d(g, x, w, b, &mut o);
         if let Some(r) = res {
             for (y, r) in o.iter_mut().zip(r) {
                 *y += *r;
@@ -233,9 +272,7 @@ fn conv_f<F: Float>(
         return Ok(o);
     }
     let win = &g.win;
-    let pointwise = win.kernel.iter().all(|&k| k == 1)
-        && win.strides.iter().all(|&s| s == 1)
-        && win.pads_begin.iter().chain(&win.pads_end).all(|&p| p == 0);
+    let pointwise = g.pointwise();
     let kdim = g.cg() * g.ksz();
     let units = g.n * g.group;
     let small = mg * osz * kdim <= 64 * 64 * 64;
@@ -325,6 +362,137 @@ fn conv_f<F: Float>(
         }
     }
     Ok(o)
+}
+
+/// Bytes of im2col buffer one tile of [`conv_blocked`] fills: the
+/// product's panels copy from it while it is in L2.
+const BLOCKED_TILE_BYTES: usize = 256 * 1024;
+
+/// f32 conv through the blocked product (`blocked.rs`): per (batch,
+/// group) unit, the packed filter times the input planes (pointwise) or
+/// times im2col tiles of whole output rows, bias, residual and activation
+/// fused into the product's stores. `prepared` is the filter packed at
+/// session build, when it was (else it is packed here).
+///
+/// Threads: units side by side when each is small (grouped convs), else
+/// im2col tiles side by side when there are enough, else each product's
+/// column panels.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn conv_blocked(
+    g: &Geom,
+    prepared: Option<&PackedFilter>,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    res: Option<&[f32]>,
+    act: Activation,
+) -> Result<Vec<f32>> {
+    let (osz, isz, mg, cg, kdim) = (g.osz(), g.isz(), g.mg(), g.cg(), g.kdim());
+    let total = g.n * g.m * osz;
+    // Written once, by the products' stores: no zero fill first.
+    let mut o: Vec<f32> = crate::pool::take(total);
+    if total == 0 {
+        return Ok(o);
+    }
+    let packed;
+    let f = match prepared.filter(|f| f.is(g.m, kdim, g.group)) {
+        Some(f) => f,
+        None => {
+            packed = PackedFilter::pack(w, g.m, kdim, g.group)?;
+            &packed
+        }
+    };
+    let pointwise = g.pointwise();
+    let ol = (*g.win.output.last().unwrap_or(&1)).max(1);
+    let segs = osz / ol;
+    // Tiles of whole output rows, a whole number of panels where the row
+    // length allows.
+    let per_panel = blocked::NC / gcd(ol, blocked::NC);
+    let tile_segs = (BLOCKED_TILE_BYTES / (kdim * ol * 4).max(1))
+        .max(1)
+        .div_ceil(per_panel)
+        * per_panel;
+    let tile_segs = tile_segs.min(segs).max(1);
+    let tiles = if pointwise {
+        1
+    } else {
+        segs.div_ceil(tile_segs)
+    };
+    let col_len = if pointwise { 0 } else { kdim * tile_segs * ol };
+    let units = g.n * g.group;
+    let threads = crate::kernels::util::threads();
+    // SAFETY: `o` has room for `total` elements; the products write
+    // through the handle's pointers only, never through references to
+    // the unwritten elements.
+    let out = unsafe { SharedMut::from_raw(o.as_mut_ptr(), total) };
+    let product = |u: usize, src: &[f32], ldb: usize, c0: usize, ncols: usize, par: bool| {
+        let gi = u % g.group;
+        let p = Product {
+            a: f.group(gi),
+            mg,
+            kdim,
+            b: src,
+            ldb,
+            ncols,
+            off: u * mg * osz + c0,
+            ldo: osz,
+            bias: b.map(|b| &b[gi * mg..(gi + 1) * mg]),
+            res,
+            act,
+        };
+        // SAFETY: unit u's rows, columns c0..c0 + ncols: each call of
+        // `product` writes a block no other call writes.
+        unsafe { p.run(out, par) }
+    };
+    let tile = |u: usize, t: usize, col: &mut Vec<f32>, par: bool| -> Result<()> {
+        let (bn, gi) = (u / g.group, u % g.group);
+        let xoff = (bn * g.c + gi * cg) * isz;
+        let xg = &x[xoff..xoff + cg * isz];
+        if pointwise {
+            return product(u, xg, isz, 0, osz, par);
+        }
+        let s0 = t * tile_segs;
+        let ns = tile_segs.min(segs - s0);
+        let tn = ns * ol;
+        col.resize(kdim * tn, 0.0);
+        im2col(g, xg, col, s0, ns, par);
+        product(u, col, tn, s0 * ol, tn, par)
+    };
+    let unit_work = mg * osz * kdim;
+    if units > 1 && threads > 1 && unit_work < blocked::PAR_WORK {
+        (0..units).into_par_iter().try_for_each_init(
+            || Scratch(crate::pool::take(col_len)),
+            |col, u| (0..tiles).try_for_each(|t| tile(u, t, &mut col.0, false)),
+        )?;
+    } else {
+        for u in 0..units {
+            if tiles >= threads && threads > 1 {
+                (0..tiles).into_par_iter().try_for_each_init(
+                    || Scratch(crate::pool::take(col_len)),
+                    |col, t| tile(u, t, &mut col.0, false),
+                )?;
+            } else {
+                let mut col = Scratch(crate::pool::take(col_len));
+                for t in 0..tiles {
+                    tile(u, t, &mut col.0, true)?;
+                }
+            }
+        }
+    }
+    // SAFETY: every unit's rows were written for every column: pointwise
+    // products cover all `osz` columns, im2col tiles cover them together,
+    // and each product stores every row below `mg` of each panel (masked
+    // to the last column).
+    unsafe { o.set_len(total) };
+    Ok(o)
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 /// Bytes of output a fused block aims at: small enough to stay in a
@@ -482,192 +650,4 @@ fn fused_gemm<F: Float>(
     } else {
         blocks.iter().try_for_each(run)
     }
-}
-
-/// An im2col buffer that goes back to the pool when dropped.
-struct Scratch<F: Float>(Vec<F>);
-
-impl<F: Float> Drop for Scratch<F> {
-    fn drop(&mut self) {
-        crate::pool::give(std::mem::take(&mut self.0));
-    }
-}
-
-/// Fills `col` (`[cg * ksz, nseg * ol]`) from one group's input channels
-/// `x`, for output segments `seg0 .. seg0 + nseg` (a segment is one run of
-/// the last output dim).
-fn im2col<F: Float>(g: &Geom, x: &[F], col: &mut [F], seg0: usize, nseg: usize, par: bool) {
-    let (ksz, isz) = (g.ksz(), g.isz());
-    let rl = nseg * *g.win.output.last().unwrap_or(&1);
-    let two_d = g.spatial.len() == 2;
-    let fill = |r: usize, row: &mut [F]| {
-        let (ci, kflat) = (r / ksz, r % ksz);
-        let plane = &x[ci * isz..(ci + 1) * isz];
-        if two_d {
-            im2col_row_2d(g, plane, kflat, seg0, row);
-        } else {
-            im2col_row(g, plane, kflat, seg0, row);
-        }
-    };
-    if par && col.len() >= crate::kernels::util::PAR_MIN && crate::kernels::util::threads() > 1 {
-        col.par_chunks_mut(rl)
-            .enumerate()
-            .for_each(|(r, row)| fill(r, row));
-    } else {
-        col.chunks_mut(rl)
-            .enumerate()
-            .for_each(|(r, row)| fill(r, row));
-    }
-}
-
-/// [`im2col_row`] for 2-D convolutions: segments are output rows.
-fn im2col_row_2d<F: Float>(g: &Geom, plane: &[F], kflat: usize, y0: usize, row: &mut [F]) {
-    let win = &g.win;
-    let (ih, iw) = (g.spatial[0] as isize, g.spatial[1]);
-    let (kw, ow) = (win.kernel[1], win.output[1]);
-    let (ki, kj) = (kflat / kw, kflat % kw);
-    let (sh, sw) = (win.strides[0], win.strides[1]);
-    let koff_y = (ki * win.dilations[0]) as isize - win.pads_begin[0] as isize;
-    let koff_x = (kj * win.dilations[1]) as isize - win.pads_begin[1] as isize;
-    let (lo, hi) = valid_range(koff_x, sw, ow, 0, iw as isize);
-    for (i, seg) in row.chunks_exact_mut(ow).enumerate() {
-        let iy = ((y0 + i) * sh) as isize + koff_y;
-        if iy < 0 || iy >= ih || lo >= hi {
-            seg.fill(F::ZERO);
-            continue;
-        }
-        seg[..lo].fill(F::ZERO);
-        seg[hi..].fill(F::ZERO);
-        let start = iy as usize * iw + (koff_x + (lo * sw) as isize) as usize;
-        let dst = &mut seg[lo..hi];
-        match sw {
-            1 => dst.copy_from_slice(&plane[start..start + dst.len()]),
-            _ => {
-                let src = &plane[start..start + (dst.len() - 1) * sw + 1];
-                // Zipped iterators, no index arithmetic: no bounds checks
-                // and, for stride 2, a loop the compiler vectorises.
-                if sw == 2 {
-                    for (v, pair) in dst.iter_mut().zip(src.chunks(2)) {
-                        *v = pair[0];
-                    }
-                } else {
-                    for (v, &x) in dst.iter_mut().zip(src.iter().step_by(sw)) {
-                        *v = x;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// One im2col row: kernel offset `kflat` over one input plane, for the
-/// output segments starting at `seg0` (as many as `row` holds).
-fn im2col_row<F: Float>(g: &Geom, plane: &[F], kflat: usize, seg0: usize, row: &mut [F]) {
-    let win = &g.win;
-    let nd = g.spatial.len();
-    let ist = strides(&g.spatial);
-    let kst = strides(&win.kernel);
-    let kidx: Vec<usize> = (0..nd).map(|d| (kflat / kst[d]) % win.kernel[d]).collect();
-    // Last dim: input position = ow * s + koff.
-    let l = nd - 1;
-    let (ol, il, s) = (win.output[l], g.spatial[l], win.strides[l]);
-    let koff = (kidx[l] * win.dilations[l]) as isize - win.pads_begin[l] as isize;
-    let (lo, hi) = valid_range(koff, s, ol, 0, il as isize);
-    let outer = &win.output[..l];
-    // Unravel seg0 over the outer output dims.
-    let mut oidx = vec![0usize; l];
-    let mut rest = seg0;
-    for d in (0..l).rev() {
-        oidx[d] = rest % outer[d];
-        rest /= outer[d];
-    }
-    for seg in row.chunks_mut(ol) {
-        let mut base = 0isize;
-        let mut inside = true;
-        for d in 0..l {
-            let p = (oidx[d] * win.strides[d] + kidx[d] * win.dilations[d]) as isize
-                - win.pads_begin[d] as isize;
-            if p < 0 || p >= g.spatial[d] as isize {
-                inside = false;
-                break;
-            }
-            base += p * ist[d] as isize;
-        }
-        if !inside || lo >= hi {
-            seg.fill(F::ZERO);
-        } else {
-            seg[..lo].fill(F::ZERO);
-            seg[hi..].fill(F::ZERO);
-            let start = (base + koff + (lo * s) as isize) as usize;
-            if s == 1 {
-                seg[lo..hi].copy_from_slice(&plane[start..start + (hi - lo)]);
-            } else {
-                for (v, &p) in seg[lo..hi].iter_mut().zip(plane[start..].iter().step_by(s)) {
-                    *v = p;
-                }
-            }
-        }
-        // Next outer output position.
-        for d in (0..l).rev() {
-            oidx[d] += 1;
-            if oidx[d] < outer[d] {
-                break;
-            }
-            oidx[d] = 0;
-        }
-    }
-}
-
-/// Depthwise 2-D convolution (group == C == M), parallel over planes.
-fn depthwise2d<F: Float>(g: &Geom, x: &[F], w: &[F], b: Option<&[F]>, o: &mut [F]) {
-    let win = &g.win;
-    let (ih, iw) = (g.spatial[0], g.spatial[1]);
-    let (oh, ow) = (win.output[0], win.output[1]);
-    let (kh, kw) = (win.kernel[0], win.kernel[1]);
-    let (sh, sw) = (win.strides[0], win.strides[1]);
-    let (dh, dw) = (win.dilations[0], win.dilations[1]);
-    let (ph, pw) = (win.pads_begin[0] as isize, win.pads_begin[1] as isize);
-    let work = g.n * g.c * oh * ow * kh * kw;
-    // Valid output columns and first input column for each kernel column.
-    let cols: Vec<(usize, usize, usize)> = (0..kw)
-        .map(|kj| {
-            let koff = (kj * dw) as isize - pw;
-            let (lo, hi) = valid_range(koff, sw, ow, 0, iw as isize);
-            (lo, hi, (koff + (lo * sw) as isize).max(0) as usize)
-        })
-        .collect();
-    crate::kernels::util::par_chunks(o, oh * ow, work, |plane_i, dst| {
-        let ch = plane_i % g.c;
-        let src = &x[plane_i * ih * iw..(plane_i + 1) * ih * iw];
-        let kern = &w[ch * kh * kw..(ch + 1) * kh * kw];
-        dst.fill(b.map_or(F::ZERO, |b| b[ch]));
-        for y in 0..oh {
-            let orow = &mut dst[y * ow..(y + 1) * ow];
-            for ki in 0..kh {
-                let iy = (y * sh + ki * dh) as isize - ph;
-                if iy < 0 || iy >= ih as isize {
-                    continue;
-                }
-                let irow = &src[iy as usize * iw..(iy as usize + 1) * iw];
-                for (kj, &(lo, hi, start)) in cols.iter().enumerate() {
-                    let wv = kern[ki * kw + kj];
-                    if lo >= hi {
-                        continue;
-                    }
-                    if sw == 1 {
-                        for (v, &xv) in orow[lo..hi].iter_mut().zip(&irow[start..start + hi - lo]) {
-                            *v += wv * xv;
-                        }
-                    } else {
-                        for (v, &xv) in orow[lo..hi]
-                            .iter_mut()
-                            .zip(irow[start..].iter().step_by(sw))
-                        {
-                            *v += wv * xv;
-                        }
-                    }
-                }
-            }
-        }
-    });
 }

@@ -4,10 +4,16 @@
 //!
 //! This module holds the family's attributes; `onnx.rs` its ONNX mapping;
 //! `infer.rs` its shape and type inference; `cost.rs` its flops and cost
-//! class; `kernel.rs` its host kernels (dispatched from [`crate::kernels`]).
+//! class; `kernel.rs` its host kernels (dispatched from [`crate::kernels`]),
+//! over `geom.rs` (a conv's shapes, im2col), `depthwise.rs` (depthwise 2-D
+//! kernels) and `blocked.rs` (f32 filters packed at session build and the
+//! AVX-512 product that reads them).
 
+pub(crate) mod blocked;
 pub(crate) mod cost;
 pub(crate) mod deform;
+pub(crate) mod depthwise;
+pub(crate) mod geom;
 pub(crate) mod grad;
 pub(crate) mod infer;
 pub(crate) mod kernel;

@@ -105,6 +105,12 @@ fn check(cs: Case) {
     let r = eval(&Op::Conv(attrs.clone()), &ins, 1)
         .expect("conv")
         .remove(0);
+    // The same conv with its filter prepared as a session prepares it.
+    let wp = t(&cs.ws, w.clone());
+    crate::kernels::prepare(&Op::Conv(attrs.clone()), 1, &wp, Some(&cs.xs)).expect("prepare");
+    let rp = eval(&Op::Conv(attrs.clone()), &[ins[0], Some(&wp), ins[2]], 1)
+        .expect("prepared conv")
+        .remove(0);
     let nd = cs.xs.len() - 2;
     let ones = vec![1; nd];
     let st = if cs.strides.is_empty() {
@@ -129,6 +135,7 @@ fn check(cs: Case) {
     oshape.extend(&cs.os);
     assert_eq!(r.shape(), &oshape[..]);
     close(r.as_slice::<f32>().unwrap(), &want, 1e-5);
+    close(rp.as_slice::<f32>().unwrap(), &want, 1e-5);
     // Fused activations give the activation of the plain result.
     for (act, f) in [
         (Activation::Relu, (|v: f64| v.max(0.0)) as fn(f64) -> f64),
@@ -337,4 +344,318 @@ fn resolve_window_rejects_empty_kernels_and_handles_empty_inputs() {
     assert!(resolve_window(&[4], &[0], &[], &[], &[], AutoPad::NotSet, false).is_err());
     let w = resolve_window(&[0], &[3], &[], &[], &[], AutoPad::SameUpper, false).unwrap();
     assert_eq!(w.output, vec![0]);
+}
+
+/// [`super::kernel::conv_blocked`] (any conv geometry, though the kernel
+/// dispatcher sends it only pointwise convs) on a case, with the filter
+/// packed on the fly and prepared, with bias, residual and each
+/// activation, against the f64 reference.
+fn check_blocked(cs: &Case) {
+    use super::blocked::PackedFilter;
+    use super::geom::Geom;
+    use super::kernel::conv_blocked;
+    if !super::blocked::available() {
+        eprintln!("SKIP blocked conv product: no AVX-512F on this CPU");
+        return;
+    }
+    let nd = cs.xs.len() - 2;
+    let ones = vec![1; nd];
+    let st = if cs.strides.is_empty() {
+        &ones
+    } else {
+        &cs.strides
+    };
+    let dl = if cs.dil.is_empty() { &ones } else { &cs.dil };
+    let win = resolve_window(
+        &cs.xs[2..],
+        &cs.ws[2..],
+        st,
+        dl,
+        &cs.pads,
+        cs.auto_pad,
+        false,
+    )
+    .expect("window");
+    let (m, group) = (cs.ws[0], cs.group);
+    let g = Geom {
+        n: cs.xs[0],
+        c: cs.xs[1],
+        m,
+        group,
+        spatial: cs.xs[2..].to_vec(),
+        win,
+    };
+    let nw: usize = cs.ws.iter().product();
+    let x = rnd(cs.xs.iter().product(), 41);
+    let (w, b) = (rnd(nw, 42), rnd(m, 43));
+    let with_b = conv_ref(
+        &x,
+        &cs.xs,
+        &w,
+        &cs.ws,
+        Some(&b),
+        group,
+        st,
+        dl,
+        &cs.pb,
+        &cs.os,
+    );
+    let no_b = conv_ref(&x, &cs.xs, &w, &cs.ws, None, group, st, dl, &cs.pb, &cs.os);
+    let res = rnd(with_b.len(), 44);
+    let pf = PackedFilter::pack(&w, m, nw / m, group).expect("pack");
+    for prepared in [None, Some(&pf)] {
+        for (act, with_res, bias) in [
+            (Activation::None, false, true),
+            (Activation::Relu, true, false),
+            (Activation::Clip { lo: -0.1, hi: 0.2 }, true, true),
+        ] {
+            let o = conv_blocked(
+                &g,
+                prepared,
+                &x,
+                &w,
+                bias.then_some(&b[..]),
+                with_res.then_some(&res[..]),
+                act,
+            )
+            .expect("blocked conv");
+            let base = if bias { &with_b } else { &no_b };
+            let want: Vec<f64> = base
+                .iter()
+                .zip(&res)
+                .map(|(&v, &r)| {
+                    let v = if with_res { v + r as f64 } else { v };
+                    match act {
+                        Activation::None => v,
+                        Activation::Relu => v.max(0.0),
+                        Activation::Clip { lo, hi } => v.clamp(lo as f64, hi as f64),
+                    }
+                })
+                .collect();
+            close(&o, &want, 1e-5);
+        }
+    }
+}
+
+/// The blocked product's edges: filter rows not a multiple of its 8-row
+/// blocks, columns not a multiple of its 32-column panels nor of its
+/// 8-panel blocks, K over one 512-row pass (so partial sums go through the
+/// output), im2col tiles, and grouped units side by side; serial and in a
+/// pool. Each case also runs through `eval` (the generic path, or the
+/// blocked one for a pointwise conv the rule sends there).
+#[test]
+fn conv_blocked_edges() {
+    let cases = || {
+        [
+            // kdim = 70 * 9 = 630 > 512, 13 filter rows, 9x11 map.
+            Case {
+                pads: vec![1, 1, 1, 1],
+                pb: vec![1, 1],
+                os: vec![9, 11],
+                bias: true,
+                ..case(&[2, 70, 9, 11], &[13, 70, 3, 3])
+            },
+            // Pointwise with 600 input channels, 7 output channels.
+            Case {
+                bias: true,
+                ..case(&[1, 600, 5, 7], &[7, 600, 1, 1])
+            },
+            // Pointwise that the dispatcher sends to the blocked product
+            // (64 rows of 32), 290 columns (9 panels: past one block).
+            Case {
+                bias: true,
+                ..case(&[2, 32, 10, 29], &[64, 32, 1, 1])
+            },
+            // Groups of 3 with 5 filter rows each, strided, 1 column.
+            Case {
+                group: 3,
+                strides: vec![2, 2],
+                os: vec![3, 1],
+                ..case(&[3, 6, 7, 3], &[15, 2, 3, 3])
+            },
+            // One output column per row, 33 output rows (a tile past one
+            // panel), dilated.
+            Case {
+                dil: vec![2, 1],
+                pads: vec![2, 0, 2, 0],
+                pb: vec![2, 0],
+                os: vec![33, 1],
+                ..case(&[1, 4, 33, 3], &[9, 4, 3, 3])
+            },
+            // A 1-D conv and a 3-D one.
+            Case {
+                strides: vec![2],
+                pads: vec![1, 1],
+                pb: vec![1],
+                os: vec![5],
+                ..case(&[2, 3, 9], &[4, 3, 3])
+            },
+            Case {
+                pads: vec![0, 1, 1, 0, 1, 1],
+                pb: vec![0, 1, 1],
+                os: vec![3, 4, 4],
+                ..case(&[1, 2, 4, 4, 4], &[3, 2, 2, 3, 3])
+            },
+        ]
+    };
+    for cs in cases() {
+        check_blocked(&cs);
+        check(cs);
+    }
+    crate::kernels::util::testutil::in_pool(|| {
+        for cs in cases() {
+            check_blocked(&cs);
+        }
+        // Large enough for split panels, parallel tiles and parallel
+        // units.
+        check_blocked(&Case {
+            pads: vec![1, 1, 1, 1],
+            pb: vec![1, 1],
+            os: vec![40, 40],
+            ..case(&[1, 24, 40, 40], &[40, 24, 3, 3])
+        });
+        let big = || case(&[1, 64, 40, 40], &[72, 64, 1, 1]);
+        check_blocked(&big());
+        check(big());
+        check_blocked(&Case {
+            group: 2,
+            ..case(&[2, 8, 12, 12], &[6, 4, 1, 1])
+        });
+    });
+}
+
+/// The filters a session prepares: pointwise convs with many rows and a
+/// small filter (the blocked product's), nothing else.
+#[test]
+fn prepare_packs_only_blocked_filters() {
+    if !super::blocked::available() {
+        eprintln!("SKIP blocked conv product: no AVX-512F on this CPU");
+        return;
+    }
+    let prep = |ws: &[usize], a: ConvAttrs| {
+        let w = t(ws, rnd(ws.iter().product(), 1));
+        crate::kernels::prepare(&Op::Conv(a), 1, &w, None).expect("prepare")
+    };
+    assert!(prep(&[64, 32, 1, 1], ConvAttrs::default()));
+    // Few rows, a large filter, a 3x3 kernel, a stride, a depthwise conv.
+    assert!(!prep(&[16, 64, 1, 1], ConvAttrs::default()));
+    assert!(!prep(&[512, 1024, 1, 1], ConvAttrs::default()));
+    assert!(!prep(&[64, 16, 3, 3], ConvAttrs::default()));
+    let strided = ConvAttrs {
+        strides: vec![2, 2],
+        ..Default::default()
+    };
+    assert!(!prep(&[64, 32, 1, 1], strided));
+    let dw = ConvAttrs {
+        group: 64,
+        ..Default::default()
+    };
+    assert!(!prep(&[64, 1, 3, 3], dw));
+}
+
+/// The f32 depthwise kernel on every instruction set this CPU runs,
+/// against the f64 reference: strides 1-3, dilation, asymmetric padding,
+/// non-square kernels, maps narrower and wider than a 16-lane chunk,
+/// batch > 1, with bias, residual and each activation.
+#[test]
+fn depthwise_f32_every_isa() {
+    use super::depthwise::depthwise2d_f32_with;
+    use super::geom::Geom;
+    // (x shape, kernel, strides, dilations, pads [t, l, b, r])
+    type Shape = ([usize; 4], [usize; 2], [usize; 2], [usize; 2], [usize; 4]);
+    let shapes: [Shape; 7] = [
+        ([1, 3, 5, 6], [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
+        ([2, 4, 17, 35], [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
+        ([1, 5, 14, 33], [3, 3], [2, 2], [1, 1], [0, 1, 1, 0]),
+        ([1, 2, 9, 40], [5, 5], [3, 2], [1, 2], [2, 3, 1, 2]),
+        ([2, 3, 8, 8], [3, 1], [1, 3], [2, 1], [2, 0, 2, 1]),
+        ([1, 2, 4, 4], [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
+        ([1, 3, 56, 56], [3, 3], [2, 2], [1, 1], [1, 1, 1, 1]),
+    ];
+    for (xs, k, st, dl, pads) in shapes {
+        let c = xs[1];
+        let win =
+            resolve_window(&xs[2..], &k, &st, &dl, &pads, AutoPad::NotSet, false).expect("window");
+        let os = win.output.clone();
+        let ws = [c, 1, k[0], k[1]];
+        let g = Geom {
+            n: xs[0],
+            c,
+            m: c,
+            group: c,
+            spatial: xs[2..].to_vec(),
+            win,
+        };
+        let x = rnd(xs.iter().product(), 21);
+        let w = rnd(ws.iter().product(), 22);
+        let b = rnd(c, 23);
+        let plain = conv_ref(&x, &xs, &w, &ws, Some(&b), c, &st, &dl, &pads[..2], &os);
+        let res = rnd(plain.len(), 24);
+        for isa in crate::kernels::util::testutil::isas() {
+            for (act, with_res) in [
+                (Activation::None, false),
+                (Activation::Relu, true),
+                (Activation::Clip { lo: -0.2, hi: 0.3 }, false),
+            ] {
+                let r = with_res.then_some(&res[..]);
+                let o = depthwise2d_f32_with(isa, &g, &x, &w, Some(&b), r, act);
+                let want: Vec<f64> = plain
+                    .iter()
+                    .zip(&res)
+                    .map(|(&v, &r)| {
+                        let v = if with_res { v + r as f64 } else { v };
+                        match act {
+                            Activation::None => v,
+                            Activation::Relu => v.max(0.0),
+                            Activation::Clip { lo, hi } => v.clamp(lo as f64, hi as f64),
+                        }
+                    })
+                    .collect();
+                close(&o, &want, 1e-5);
+            }
+        }
+    }
+}
+
+/// f64 convs run the generic kernel (im2col + GEMM, the plain depthwise
+/// loop).
+#[test]
+fn conv_f64_generic_paths() {
+    for (xs, ws, group) in [
+        ([2usize, 4, 6, 7], [6usize, 2, 3, 3], 2usize),
+        ([1, 3, 6, 7], [3, 1, 3, 3], 3),
+    ] {
+        let x = rnd(xs.iter().product(), 31);
+        let w = rnd(ws.iter().product(), 32);
+        let to64 = |v: &[f32]| v.iter().map(|&v| v as f64).collect::<Vec<f64>>();
+        let attrs = ConvAttrs {
+            pads: vec![1, 1, 1, 1],
+            group,
+            ..Default::default()
+        };
+        let (xt, wt) = (t(&xs, to64(&x)), t(&ws, to64(&w)));
+        let r = eval(&Op::Conv(attrs), &[Some(&xt), Some(&wt)], 1)
+            .expect("conv")
+            .remove(0);
+        let os = [xs[2], xs[3]];
+        let want = conv_ref(
+            &x,
+            &xs,
+            &w,
+            &ws,
+            None,
+            group,
+            &[1, 1],
+            &[1, 1],
+            &[1, 1],
+            &os,
+        );
+        let got: Vec<f32> = r
+            .as_slice::<f64>()
+            .unwrap()
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        close(&got, &want, 1e-5);
+    }
 }

@@ -664,11 +664,13 @@ mod tests {
     #[test]
     fn prepared_weights_match_reference() {
         use crate::kernels::prepare;
-        // MatMul: [2,3,k] x [k,n] (6 rows), [k] x [k,n], and 40 rows.
+        // MatMul: [2,3,k] x [k,n] (6 rows), [k] x [k,n], and 40 and 70
+        // rows (past the small-M kernel).
         for (ashape, n) in [
             (vec![2usize, 3, 37], 45usize),
             (vec![37], 10),
             (vec![40, 37], 20),
+            (vec![70, 37], 20),
         ] {
             let k = *ashape.last().unwrap();
             let rows: usize = ashape[..ashape.len() - 1].iter().product();
@@ -676,7 +678,7 @@ mod tests {
             let w = t(&[k, n], b.clone());
             assert_eq!(
                 prepare(&Op::MatMul, 1, &w, Some(&ashape)).unwrap(),
-                rows <= 16
+                rows <= crate::op::matmul::packed::SMALL_M
             );
             // Prepared regardless of rows when A's shape is unknown.
             assert!(prepare(&Op::MatMul, 1, &w, None).unwrap());

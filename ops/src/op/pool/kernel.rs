@@ -1,10 +1,12 @@
 //! MaxPool / AveragePool (1-, 2- and 3-D spatial) and the global pools.
-//! Parallel over the N*C planes.
+//! Parallel over the N*C planes. f32 2-D MaxPool runs the depthwise conv's
+//! padded-plane kernel where it applies (`op/conv/depthwise.rs`).
 
 use crate::error::Result;
 use crate::kernels::util::{
     float_dispatch, input, out, par_chunks, typed, valid_range, Arith, Float,
 };
+use crate::op::conv::depthwise::max_pool2d_f32;
 use crate::op::{PoolAttrs, Window};
 use crate::shape::numel;
 use crate::tensor::Tensor;
@@ -93,6 +95,12 @@ fn pool_impl(
     let mut oshape = xs[..2].to_vec();
     oshape.extend(&w.output);
     let include_pad = p.count_include_pad;
+    if is_max && !sum_only && x.dtype() == crate::DType::F32 {
+        let xv = typed::<f32>(x, "input 0 (X)")?;
+        if let Some(o) = max_pool2d_f32(xs[0], xs[1], spatial, &w, xv) {
+            return out(oshape, o);
+        }
+    }
     float_dispatch!(x.dtype(), name, F => {
         let xv = typed::<F>(x, "input 0 (X)")?;
         let (isz, osz) = (numel(spatial), numel(&w.output));
@@ -369,6 +377,86 @@ mod tests {
 
     fn run(op: Op, x: &Tensor) -> Tensor {
         eval(&op, &[Some(x)], 1).expect("pool").remove(0)
+    }
+
+    /// f32 2-D MaxPool (the padded-plane kernel where AVX-512F runs)
+    /// against a naive f64 reference: ceil mode, asymmetric pads, strides,
+    /// dilation, rows wider than one 16-lane chunk, batch > 1, and NaN
+    /// propagating; the same in a pool; windows that cover no input cell
+    /// (padding wider than the kernel) give -inf.
+    #[test]
+    fn maxpool_2d_f32_matches_reference() {
+        // (x shape, kernel, strides, dilations, pads [t, l, b, r], ceil)
+        type Case = (
+            [usize; 4],
+            [usize; 2],
+            [usize; 2],
+            [usize; 2],
+            [usize; 4],
+            bool,
+        );
+        let cases: [Case; 6] = [
+            ([1, 3, 111, 111], [3, 3], [2, 2], [1, 1], [0, 0, 0, 0], true),
+            ([2, 2, 9, 35], [3, 3], [1, 1], [1, 1], [1, 1, 1, 1], false),
+            ([1, 2, 14, 40], [2, 3], [2, 3], [1, 2], [0, 2, 1, 0], true),
+            ([1, 1, 5, 5], [5, 5], [1, 1], [1, 1], [2, 2, 2, 2], false),
+            ([1, 2, 7, 17], [3, 1], [1, 2], [2, 1], [2, 0, 2, 0], false),
+            ([1, 1, 4, 4], [1, 1], [1, 1], [1, 1], [2, 2, 2, 2], false),
+        ];
+        for (xs, k, st, dl, pads, ceil) in cases {
+            let mut x = rnd(xs.iter().product(), 3);
+            x[7] = f32::NAN;
+            let p = PoolAttrs {
+                kernel_shape: k.to_vec(),
+                strides: st.to_vec(),
+                dilations: dl.to_vec(),
+                pads: pads.to_vec(),
+                ceil_mode: ceil,
+                ..Default::default()
+            };
+            let w = p.window(&xs).expect("window");
+            let (oh, ow) = (w.output[0], w.output[1]);
+            let mut want = vec![0f64; xs[0] * xs[1] * oh * ow];
+            for (plane, o) in want.chunks_mut(oh * ow).enumerate() {
+                let src = &x[plane * xs[2] * xs[3]..(plane + 1) * xs[2] * xs[3]];
+                for y in 0..oh {
+                    for xo in 0..ow {
+                        let mut m = f64::NEG_INFINITY;
+                        for ki in 0..k[0] {
+                            for kj in 0..k[1] {
+                                let iy = (y * st[0] + ki * dl[0]) as isize - pads[0] as isize;
+                                let ix = (xo * st[1] + kj * dl[1]) as isize - pads[1] as isize;
+                                if iy < 0 || ix < 0 || iy >= xs[2] as isize || ix >= xs[3] as isize
+                                {
+                                    continue;
+                                }
+                                let v = src[iy as usize * xs[3] + ix as usize] as f64;
+                                m = if v.is_nan() || m.is_nan() {
+                                    f64::NAN
+                                } else {
+                                    m.max(v)
+                                };
+                            }
+                        }
+                        o[y * ow + xo] = m;
+                    }
+                }
+            }
+            let xt = t(&xs, x);
+            for got in [
+                run(Op::MaxPool(p.clone()), &xt),
+                crate::kernels::util::testutil::in_pool(|| run(Op::MaxPool(p.clone()), &xt)),
+            ] {
+                let got = got.as_slice::<f32>().unwrap();
+                assert_eq!(got.len(), want.len());
+                for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g.is_nan() && w.is_nan()) || g as f64 == w,
+                        "{xs:?} k{k:?} s{st:?} at {i}: {g} vs {w}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
