@@ -758,3 +758,8 @@ mod tests {
         assert_eq!(e, "input 1 (B): expected f32, got i64");
     }
 }
+
+/// One output tensor as a kernel's result list.
+pub(crate) fn one(t: Result<Tensor>) -> Result<Vec<Tensor>> {
+    t.map(|t| vec![t])
+}

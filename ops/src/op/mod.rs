@@ -66,7 +66,8 @@ use crate::tensor::Tensor;
 /// kernels. The dispatchers of inference and cost ([`crate::infer::infer_op`],
 /// [`crate::cost::op_cost`], [`crate::cost::op_class`]) go through
 /// [`Op::family`]; the ONNX importer, which has no op yet, asks each family
-/// in turn; [`crate::kernels::eval`] names each op's kernel.
+/// in turn; [`crate::kernels::eval`] reaches each family's `eval.rs`, which
+/// names the op's kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Family {
     /// [`elementwise`]

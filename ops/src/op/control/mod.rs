@@ -15,6 +15,7 @@
 //! cost is its body's (`cost.rs`, see [`crate::cost::op_cost`]).
 
 pub mod cost;
+pub(crate) mod eval;
 pub mod infer;
 pub mod kernel;
 pub mod onnx;

@@ -13,6 +13,7 @@ pub(crate) mod blocked;
 pub(crate) mod cost;
 pub(crate) mod deform;
 pub(crate) mod depthwise;
+pub(crate) mod eval;
 pub(crate) mod geom;
 pub(crate) mod grad;
 pub(crate) mod infer;

@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::kernels::util::{
     arith_dispatch, expand_to, input, opt_input, out, typed, Arith, Float, SharedMut,
 };
-use crate::op::matmul::packed::{self, PackedB};
+use crate::op::matmul::packed::{self, Mat, PackedB};
 use crate::shape::broadcast_shapes;
 use crate::shape::{bcast_strides, numel};
 use crate::tensor::Tensor;
@@ -21,26 +21,6 @@ const PAR_GEMM: usize = 64 * 64 * 64;
 /// [`gemm_split`] rather than by the GEMM crate (measured on ResNet-50's
 /// conv shapes at 2 threads: 1.3-1.6x faster below, no gain above).
 const SPLIT_BELOW: usize = 1024;
-
-/// A strided matrix operand: element `(i, j)` is at `off + i*rs + j*cs`.
-#[derive(Clone, Copy)]
-pub(crate) struct Mat<'a, T> {
-    pub data: &'a [T],
-    pub off: usize,
-    pub rs: usize,
-    pub cs: usize,
-}
-
-impl<'a, T> Mat<'a, T> {
-    pub(crate) fn new(data: &'a [T], off: usize, rs: usize, cs: usize) -> Self {
-        Mat { data, off, rs, cs }
-    }
-    pub(crate) fn fits(&self, rows: usize, cols: usize) -> bool {
-        rows == 0
-            || cols == 0
-            || self.off + (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
-    }
-}
 
 /// [`gemm_into`] as `parts` serial GEMMs on disjoint row (or column)
 /// blocks of the product, run side by side in the current rayon pool.

@@ -7,6 +7,7 @@
 //! product that reads them.
 
 pub(crate) mod cost;
+pub(crate) mod eval;
 pub(crate) mod grad;
 pub(crate) mod infer;
 pub(crate) mod kernel;

@@ -38,10 +38,30 @@
 
 use crate::error::Result;
 use crate::kernels::util::{isa, Isa, SharedMut};
-use crate::op::matmul::kernel::Mat;
+
 use rayon::prelude::*;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
+
+/// A strided matrix operand: element `(i, j)` is at `off + i*rs + j*cs`.
+#[derive(Clone, Copy)]
+pub(crate) struct Mat<'a, T> {
+    pub data: &'a [T],
+    pub off: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a, T> Mat<'a, T> {
+    pub(crate) fn new(data: &'a [T], off: usize, rs: usize, cs: usize) -> Self {
+        Mat { data, off, rs, cs }
+    }
+    pub(crate) fn fits(&self, rows: usize, cols: usize) -> bool {
+        rows == 0
+            || cols == 0
+            || self.off + (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
+    }
+}
 
 /// Columns per panel.
 pub(crate) const NR: usize = 16;

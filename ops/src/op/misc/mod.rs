@@ -8,6 +8,7 @@
 //! with GridSample's and AffineGrid's in `sampling.rs`.
 
 pub(crate) mod cost;
+pub(crate) mod eval;
 pub(crate) mod image;
 pub(crate) mod infer;
 pub(crate) mod kernel;

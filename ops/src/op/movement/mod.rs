@@ -8,6 +8,7 @@
 
 pub(crate) mod cost;
 pub(crate) mod dropout;
+pub(crate) mod eval;
 pub(crate) mod grad;
 pub(crate) mod infer;
 pub(crate) mod kernel;

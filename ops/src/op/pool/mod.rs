@@ -8,6 +8,7 @@
 use super::conv::{resolve_window, AutoPad, Window};
 
 pub(crate) mod cost;
+pub(crate) mod eval;
 pub(crate) mod grad;
 pub(crate) mod indices;
 pub(crate) mod infer;

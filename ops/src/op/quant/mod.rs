@@ -6,6 +6,7 @@
 //! class; `kernel.rs` its host kernels (dispatched from [`crate::kernels`]).
 
 pub(crate) mod cost;
+pub(crate) mod eval;
 pub(crate) mod infer;
 pub(crate) mod kernel;
 pub(crate) mod onnx;

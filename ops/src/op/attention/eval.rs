@@ -1,0 +1,33 @@
+//! The attention family's host-kernel dispatch: one line per op, reached from
+//! [`crate::kernels::eval`] through [`crate::op::Op::family`].
+
+use super::kernel;
+use crate::error::Result;
+use crate::op::common::other_family;
+use crate::op::Op;
+use crate::tensor::Tensor;
+
+/// Runs `op`, one of this family's ops, on host tensors (the contract of
+/// [`crate::kernels::eval`]; the caller checks the output count).
+pub(crate) fn eval(
+    op: &Op,
+    inputs: &[Option<&Tensor>],
+    n_outputs: usize,
+    host: crate::op::control::kernel::Eval,
+) -> Result<Vec<Tensor>> {
+    match op {
+        Op::Attention(a) => kernel::attention(a, inputs, n_outputs),
+        Op::FlexAttention(a) => super::flex::flex(a, inputs, host),
+        _ => Err(other_family(op, "attention")),
+    }
+}
+
+/// True for the ops of this family that compute in float arithmetic: their
+/// f16/bf16 inputs are widened to f32 by [`crate::kernels::eval`] and the
+/// results narrowed back.
+pub(crate) fn widens_half(op: &Op) -> bool {
+    match op {
+        Op::Attention(_) => true,
+        _ => false,
+    }
+}

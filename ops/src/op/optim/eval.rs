@@ -1,0 +1,17 @@
+//! The optim family's host-kernel dispatch: one line per op, reached from
+//! [`crate::kernels::eval`] through [`crate::op::Op::family`].
+
+use super::kernel;
+use crate::error::Result;
+use crate::op::common::other_family;
+use crate::op::Op;
+use crate::tensor::Tensor;
+
+/// Runs `op`, one of this family's ops, on host tensors (the contract of
+/// [`crate::kernels::eval`]; the caller checks the output count).
+pub(crate) fn eval(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<Vec<Tensor>> {
+    match op {
+        Op::Optimizer(o) => kernel::optimize(o, inputs, n_outputs),
+        _ => Err(other_family(op, "optim")),
+    }
+}

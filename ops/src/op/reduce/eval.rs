@@ -1,0 +1,45 @@
+//! The reduce family's host-kernel dispatch: one line per op, reached from
+//! [`crate::kernels::eval`] through [`crate::op::Op::family`].
+
+use super::kernel;
+use crate::error::Result;
+use crate::kernels::util::one;
+use crate::op::common::other_family;
+use crate::op::Op;
+use crate::tensor::Tensor;
+
+/// Runs `op`, one of this family's ops, on host tensors (the contract of
+/// [`crate::kernels::eval`]; the caller checks the output count).
+pub(crate) fn eval(op: &Op, inputs: &[Option<&Tensor>], _n_outputs: usize) -> Result<Vec<Tensor>> {
+    match op {
+        Op::ArgExtreme {
+            max,
+            axis,
+            keepdims,
+            last,
+        } => one(kernel::arg_extreme(*max, *axis, *keepdims, *last, inputs)),
+        Op::Reduce {
+            kind,
+            axes,
+            keepdims,
+            noop_with_empty_axes,
+        } => one(kernel::reduce(
+            *kind,
+            axes.as_deref(),
+            *keepdims,
+            *noop_with_empty_axes,
+            inputs,
+        )),
+        _ => Err(other_family(op, "reduce")),
+    }
+}
+
+/// True for the ops of this family that compute in float arithmetic: their
+/// f16/bf16 inputs are widened to f32 by [`crate::kernels::eval`] and the
+/// results narrowed back.
+pub(crate) fn widens_half(op: &Op) -> bool {
+    match op {
+        Op::Reduce { .. } => true,
+        _ => false,
+    }
+}
