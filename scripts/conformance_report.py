@@ -49,17 +49,18 @@ ACCELERATORS = [
 
 
 def read_tsv(path: Path, data: Path):
-    """Totals, per-op counts, and passing tests that ran a node on the device."""
+    """Totals, per-op counts, and (passing, all) tests that ran a node on the device."""
     total = collections.Counter()
     by_op: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-    on = 0
+    on = touched = 0
     for name, status, *rest in (l.split("\t") for l in path.read_text().splitlines() if l.strip()):
         total[status] += 1
         by_op[op_of(data / name)][status] += 1
         placed = rest[1] if len(rest) > 1 else "0/0"
-        if status == "pass" and not placed.startswith("0/"):
-            on += 1
-    return total, by_op, on
+        if not placed.startswith("0/"):
+            touched += 1
+            on += status == "pass"
+    return total, by_op, (on, touched)
 
 
 def main() -> int:
@@ -104,14 +105,14 @@ def main() -> int:
         lines.append(
             f"| {label} | {t['pass']} | {t['fail']} | {t['unsupported']} | {100.0 * t['pass'] / max(m, 1):.1f}% |"
         )
-    for tag, dev, label, t, _, on in accs:
+    for tag, dev, label, t, _, (on, touched) in accs:
         lines += [
             "",
             f"The {dev} run (`onnx_node_conformance_{tag}`, expectations in",
             f"`tests/conformance/expectations-{tag}.txt`) places every node that",
             f"`{dev}` accepts on it and the rest on `cpu:0`; the fourth TSV column",
-            f"says how many nodes ran on {dev}. {on} of its passing tests ran at",
-            f"least one node on {dev}.",
+            f"says how many nodes ran on {dev}. Of the {touched} tests in which {dev}",
+            f"ran at least one node, {on} pass ({100.0 * on / max(touched, 1):.1f}%).",
         ]
         if tag == "tpu":
             lines += [

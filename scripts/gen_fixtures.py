@@ -23,7 +23,7 @@ optimizations disabled and one intra-op thread. Every random value comes from a
 numpy Generator seeded from the case name, so reruns are bit-identical.
 
 Cases: mlp, lenet, resnet_block, transformer_encoder, mobilenet_block,
-symbolic_batch, weird_names, ops_mix_a (opset 13), ops_mix_b (opset 11),
+symbolic_batch, dynamic_mlp, weird_names, ops_mix_a (opset 13), ops_mix_b (opset 11),
 ops_mix_c (opset 18), gelu20 (opset 20, skipped if onnxruntime refuses),
 loop_dynamic and rnn_scan (control flow: Loop with a nested If, Scan), and
 zoo_<name> for each model of onnx's "light" model zoo with random weights.
@@ -496,6 +496,25 @@ def case_symbolic_batch(rng):
         "Shape -> Gather(0) -> Unsqueeze -> Concat -> Reshape uses the runtime batch"
 
 
+def case_dynamic_mlp(rng):
+    """An MLP exported with a dynamic batch: its flatten is
+    Shape -> Gather -> Unsqueeze -> Concat -> Reshape (issue 20)."""
+    g = GraphBuilder(rng)
+    shp = g.op("Shape", ["x"])
+    bdim = g.op("Gather", [shp, g.init("idx0", i64(0))], axis=0)
+    bdim = g.op("Unsqueeze", [bdim, g.init("axes0", i64([0]))])
+    newshape = g.op("Concat", [bdim, g.init("feat", i64([64]))], axis=0)
+    h = g.op("Reshape", ["x", newshape])                           # [batch, 64]
+    h = g.op("Gemm", [h, g.he("fc1.weight", (32, 64), 64), g.small("fc1.bias", 32)], transB=1)
+    h = g.op("Relu", [h])
+    h = g.op("MatMul", [h, g.he("fc2.weight", (32, 10), 32)])
+    g.op("Add", [h, g.small("fc2.bias", 10)], out="y")
+    m = g.model("dynamic_mlp", [vi("x", ["batch", 8, 8])], [vi("y", ["batch", 10])], opset=17)
+    return m, [f32(rng.standard_normal((5, 8, 8)))], 1e-4, \
+        "dim 0 is dim_param 'batch' (reference at batch 5); the flatten is " \
+        "Shape -> Gather(0) -> Unsqueeze -> Concat -> Reshape"
+
+
 def case_weird_names(rng):
     g = GraphBuilder(rng)
     x = "serving_default/x:0"
@@ -705,6 +724,7 @@ HAND_CASES = {
     "transformer_encoder": case_transformer_encoder,
     "mobilenet_block": case_mobilenet_block,
     "symbolic_batch": case_symbolic_batch,
+    "dynamic_mlp": case_dynamic_mlp,
     "weird_names": case_weird_names,
     "ops_mix_a": case_ops_mix_a,
     "ops_mix_b": case_ops_mix_b,

@@ -631,7 +631,7 @@ fn launch_prints_its_line_and_says_how_to_enable_mpi() {
     );
     expect_error(
         &hetflow(&["launch", "--np", "2", "--", "plan", "m.onnx"]),
-        "launch runs `run`, `bench` or `profile`",
+        "launch runs `run`, `bench`, `profile` or `train`",
     );
     let dir = tmp("hostfile");
     let hosts = dir.join("hosts");

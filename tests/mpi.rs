@@ -381,3 +381,110 @@ fn an_unreachable_host_is_refused_before_the_job_starts() {
         "{err}"
     );
 }
+
+/// Data-parallel training across MPI ranks (issue 16): `hetflow launch
+/// --np 2 -- train` (rank 0 reads the files and sends them; each rank
+/// trains half of every batch; gradients summed by MPI's Iallreduce) writes
+/// the same weights, within 1e-5 relative, as one process training the
+/// whole batch as two replicas, and its report lines come from rank 0 only.
+#[test]
+fn training_across_mpi_ranks_equals_one_process() {
+    if !have_mpirun() {
+        return;
+    }
+    let data = std::env::var_os("HETFLOW_TRAIN_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("train-data"));
+    let model = data.join("models/cnn.onnx");
+    assert!(
+        model.is_file(),
+        "{}: run `bash scripts/setup.sh`",
+        model.display()
+    );
+    let dir = tmp("train");
+    let train = |out: &Path, launch: bool, batch: &str, extra: &[&str]| {
+        let mut args: Vec<String> = Vec::new();
+        if launch {
+            args.extend(["launch", "--np", "2", "--"].map(String::from));
+        }
+        args.extend(["train".to_string(), model.display().to_string()]);
+        args.extend([
+            "--data".to_string(),
+            data.join("digits/train").display().to_string(),
+        ]);
+        args.extend([
+            "--eval".to_string(),
+            data.join("digits/test").display().to_string(),
+        ]);
+        args.extend(
+            [
+                "--epochs",
+                "1",
+                "--batch",
+                batch,
+                "--lr",
+                "0.05",
+                "--momentum",
+                "0.9",
+                "--threads",
+                "1",
+                "--seed",
+                "3",
+                "--out",
+            ]
+            .map(String::from),
+        );
+        args.push(out.display().to_string());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        hetflow(&a)
+    };
+    let (one, two) = (dir.join("one.onnx"), dir.join("two.onnx"));
+    let o1 = train(&one, false, "64", &["--replicas", "2"]);
+    ok(&o1, "one process, two replicas");
+    let o2 = train(&two, true, "64", &[]);
+    ok(&o2, "two MPI ranks");
+    let text = String::from_utf8_lossy(&o2.stdout);
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("epoch 1/1")).count(),
+        1,
+        "one report line (rank 0's): {text}"
+    );
+    assert!(
+        text.lines().last().is_some_and(|l| l.starts_with("loss=")),
+        "{text}"
+    );
+    let weights = |p: &Path| {
+        let g = Model::load_unoptimized(p).unwrap().graph().clone();
+        let mut w: Vec<(String, Vec<f32>)> = g
+            .constants
+            .iter()
+            .filter(|(_, t)| t.dtype() == hetflow::ops::DType::F32)
+            .map(|(v, t)| (g.name(*v).to_string(), t.to_f32_vec()))
+            .collect();
+        w.sort_by(|a, b| a.0.cmp(&b.0));
+        w
+    };
+    let (a, b) = (weights(&two), weights(&one));
+    assert_eq!(a.len(), b.len());
+    assert!(!a.is_empty());
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        let scale = y.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+        let d = x
+            .iter()
+            .zip(y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max);
+        assert!(d / scale <= 1e-5, "{name}: differs by {:.2e}", d / scale);
+    }
+    // A batch that does not split over the ranks: a clear error.
+    let bad = train(&dir.join("bad.onnx"), true, "63", &[]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success(),
+        "an uneven batch was accepted: {err}\n{}",
+        String::from_utf8_lossy(&bad.stdout)
+    );
+    assert!(err.contains("does not split evenly over 2 ranks"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -312,3 +312,35 @@ fn squeezenet_split_cpu_then_opencl_matches_cpu_and_overlaps_copies() {
     );
     assert!(overlaps > 0, "no copy overlapped a kernel on cpu:0");
 }
+
+/// Shape specialisation (issue 20): the dynamic-batch models whose flatten
+/// is `Shape → Gather → Unsqueeze → Concat → Reshape` (`symbolic_batch`,
+/// a conv net, and `dynamic_mlp`) run on opencl:0 alone once the input
+/// shapes are bound: the shape subgraph folds to a constant, so no Shape,
+/// Gather, Unsqueeze or Concat node is left to need a kernel, and every
+/// node runs on opencl:0. Outputs match onnxruntime.
+#[test]
+fn dynamic_flattens_run_on_opencl_alone_once_specialised() {
+    if !have_opencl("dynamic_flattens_run_on_opencl_alone_once_specialised") {
+        return;
+    }
+    for name in ["symbolic_batch", "dynamic_mlp"] {
+        let c = case(name);
+        let m = Model::load(&c.model).unwrap();
+        let inputs: Vec<Arc<Tensor>> = c.inputs.iter().map(|(_, f)| Arc::new(read(f))).collect();
+        let shapes = inputs.iter().map(|t| t.shape().to_vec()).collect();
+        let mut s = SessionBuilder::new(&m)
+            .devices("opencl:0")
+            .input_shapes(shapes)
+            .build()
+            .unwrap_or_else(|e| panic!("{name} on opencl:0 alone: {e}"));
+        let ops: Vec<&str> = s.graph().nodes.iter().map(|n| n.op.name()).collect();
+        assert!(
+            !ops.iter()
+                .any(|o| matches!(*o, "Shape" | "Gather" | "Concat" | "Unsqueeze")),
+            "{name}: {ops:?}"
+        );
+        let got = s.run(inputs).unwrap();
+        check_outputs(&c, &got, &format!("{name} on opencl:0 alone"));
+    }
+}

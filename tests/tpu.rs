@@ -369,18 +369,25 @@ fn asynchronous_failures_reach_the_caller() {
     );
 }
 
-/// Shape specialisation (issue 20): `symbolic_batch` flattens with
-/// `Shape → Gather → Unsqueeze → Concat → Reshape`, and tpu:0 has no
-/// Gather, so on tpu:0 alone the model is refused, naming the Gather.
-/// Given the inputs' shapes, the session folds that subgraph to a constant
-/// and the whole model runs on tpu:0, matching onnxruntime (bf16
-/// tolerance). `hetflow run --device tpu:0` does the same from its inputs.
+/// Shape specialisation (issue 20): `symbolic_batch` (a conv net) and
+/// `dynamic_mlp` flatten with `Shape → Gather → Unsqueeze → Concat →
+/// Reshape`, and tpu:0 has no Gather, so on tpu:0 alone each model is
+/// refused, naming the Gather. Given the inputs' shapes, the session folds
+/// that subgraph to a constant and the whole model runs on tpu:0, matching
+/// onnxruntime (bf16 tolerance). `hetflow run --device tpu:0` does the same
+/// from its inputs.
 #[test]
 fn a_dynamic_flatten_runs_on_the_tpu_alone_once_specialised() {
-    let c = case("symbolic_batch");
+    for name in ["symbolic_batch", "dynamic_mlp"] {
+        dynamic_flatten_on_the_tpu(name);
+    }
+}
+
+fn dynamic_flatten_on_the_tpu(name: &str) {
+    let c = case(name);
     let m = Model::load(&c.model).unwrap();
     let e = match SessionBuilder::new(&m).devices("tpu:0").build() {
-        Ok(_) => panic!("symbolic_batch built on tpu:0 without shapes"),
+        Ok(_) => panic!("{name} built on tpu:0 without shapes"),
         Err(e) => e.to_string(),
     };
     assert!(e.contains("Gather") && e.contains("tpu:0"), "{e}");
@@ -398,9 +405,9 @@ fn a_dynamic_flatten_runs_on_the_tpu_alone_once_specialised() {
         "{ops:?}"
     );
     let got = s.run(inputs).unwrap();
-    check_outputs_within(&c, &got, "symbolic_batch on tpu:0 alone", BF16_REL_L2);
+    check_outputs_within(&c, &got, &format!("{name} on tpu:0 alone"), BF16_REL_L2);
     // The CLI specialises from its inputs.
-    let out = std::env::temp_dir().join(format!("hetflow-tpu-spec-{}", std::process::id()));
+    let out = std::env::temp_dir().join(format!("hetflow-tpu-spec-{name}-{}", std::process::id()));
     let mut args = vec![
         "run".to_string(),
         c.model.display().to_string(),

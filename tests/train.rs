@@ -201,6 +201,62 @@ fn micro_batches_pipelined_devices_and_replicas_equal_whole_batches() {
     }
 }
 
+/// Data parallel across the ranks of a job (issue 16): two ranks of an
+/// in-process group (`local_group`: the hub API that MPI ranks use, with
+/// an in-memory all-reduce), each training its half of every batch, end
+/// with bit-identical weights that equal one process's whole-batch steps.
+/// The CNN's BatchNorm running statistics are averaged over the ranks.
+/// A batch that does not split over the ranks is refused on every rank.
+#[test]
+fn ranks_of_a_job_train_like_one_process() {
+    for (name, sample) in [("mlp", vec![64]), ("cnn", vec![1, 8, 8])] {
+        let opt = || sgd(0.05, 0.9, 1e-4);
+        let hubs = hetflow::runtime::net::local_group(2).unwrap();
+        let threads: Vec<_> = hubs
+            .into_iter()
+            .map(|h| {
+                let sample = sample.clone();
+                std::thread::spawn(move || {
+                    let mut t = trainer(name, opt(), None, 1);
+                    t.across_ranks(h);
+                    three_steps(&mut t, &sample)
+                })
+            })
+            .collect();
+        let ranks: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        // The reference: one process, the two halves as two replicas.
+        let whole = three_steps(&mut replicated(name, opt(), None, 1, 2), &sample);
+        for ((n0, a), (_, b)) in ranks[0].iter().zip(&ranks[1]) {
+            assert_eq!(a, b, "{name}: ranks disagree on {n0}");
+        }
+        for ((n, a), (_, b)) in ranks[0].iter().zip(&whole) {
+            let r = rel(a, b);
+            assert!(
+                r <= 1e-5,
+                "{name}: weight {n} differs by {r:.2e} from one process"
+            );
+        }
+    }
+    let hubs = hetflow::runtime::net::local_group(3).unwrap();
+    let threads: Vec<_> = hubs
+        .into_iter()
+        .map(|h| {
+            std::thread::spawn(move || {
+                let mut t = trainer("mlp", sgd(0.05, 0.0, 0.0), None, 1);
+                t.across_ranks(h);
+                let train = digits("train");
+                let x = hetflow::train::rows(&train.x, 0, 32, &[32, 64]).unwrap();
+                let y = hetflow::train::rows(&train.y, 0, 32, &[32]).unwrap();
+                t.step(&x, &y).map(|_| ()).unwrap_err().to_string()
+            })
+        })
+        .collect();
+    for t in threads {
+        let e = t.join().unwrap();
+        assert!(e.contains("does not split evenly over 3 ranks"), "{e}");
+    }
+}
+
 #[test]
 fn gpipe_and_1f1b_on_two_cpus_equal_single_device_training() {
     // The MLP (no batch statistics, no dropout): pipelined steps over

@@ -1,4 +1,5 @@
-//! `hetflow launch`: runs `run`, `bench` or `profile` as one job over several
+//! `hetflow launch`: runs `run`, `bench`, `profile` or `train` (data
+//! parallel, `src/cli/train_job.rs`) as one job over several
 //! processes (one per host) through `mpirun` or `srun`.
 //!
 //! It composes the launcher's command line and runs it (or prints it with
@@ -421,9 +422,9 @@ fn running_as_root() -> bool {
 
 pub fn main(a: Args) -> Result<()> {
     let sub = a.command.first().map(String::as_str).unwrap_or("");
-    if !matches!(sub, "run" | "bench" | "profile") {
+    if !matches!(sub, "run" | "bench" | "profile" | "train") {
         bail!(
-            "launch runs `run`, `bench` or `profile` as a job, not '{}' (plan, simulate and devices run on one machine)",
+            "launch runs `run`, `bench`, `profile` or `train` as a job, not '{}' (plan, simulate and devices run on one machine)",
             sub.escape_default()
         );
     }

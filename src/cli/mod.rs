@@ -13,6 +13,7 @@ mod run;
 mod simulate;
 mod simulate_gpt;
 mod train;
+mod train_job;
 
 use clap::{Parser, Subcommand};
 

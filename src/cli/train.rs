@@ -2,15 +2,16 @@
 //! (`x.npy`, `y.npy`), with a progress bar and one line per epoch; the
 //! last line is `loss=<float> accuracy=<float>` (on `--eval` when given).
 
+use super::train_job;
 use anyhow::{bail, Context, Result};
+use hetflow::runtime::net::Hub;
 use hetflow::scheduler::plan::{Plan, Schedule as PlanSchedule};
-use hetflow::train::data::Dataset;
 use hetflow::train::optim::{Config, Kind, Schedule};
 use hetflow::train::pipeline::PipelineStats;
 use hetflow::train::{Loss, Metrics, TrainOptions, Trainer};
-use hetflow::Model;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(clap::Args)]
@@ -159,8 +160,42 @@ pub fn main(a: Args) -> Result<()> {
     if a.batch == 0 || a.epochs == 0 {
         bail!("--batch and --epochs must be at least 1");
     }
-    let train = Dataset::load(&a.data)?;
-    let eval = a.eval.as_ref().map(Dataset::load).transpose()?;
+    // A rank of a job started by `hetflow launch` (train_job.rs).
+    let Some(hub) = super::cluster::hub()? else {
+        return run(a, None);
+    };
+    let rank = hub.rank();
+    let r = run(a, Some(&hub)).map_err(|e| {
+        if rank == 0 {
+            e
+        } else {
+            e.context(format!("rank {rank} (host {})", hub.host(rank)))
+        }
+    });
+    hub.shutdown();
+    r
+}
+
+fn run(a: Args, hub: Option<&Arc<Hub>>) -> Result<()> {
+    let job = hub.filter(|h| h.size() > 1);
+    if job.is_some() && (a.plan.is_some() || a.schedule.is_some()) {
+        bail!("a training job over several ranks is data-parallel: --plan and --schedule (pipelined training) run in one process");
+    }
+    let root = job.is_none_or(|h| h.is_root());
+    let inputs = match job {
+        None => train_job::read(&a.model, &a.data, a.eval.as_ref(), a.resume.as_ref())?,
+        Some(h) if h.is_root() => {
+            train_job::share(h, &a.model, &a.data, a.eval.as_ref(), a.resume.as_ref())?
+        }
+        Some(h) => train_job::receive(h)?,
+    };
+    let train_job::Inputs {
+        model,
+        train,
+        eval,
+        resume,
+    } = inputs;
+    let eval = if root { eval } else { None };
     if train.len() < a.batch {
         bail!(
             "{}: {} samples, fewer than one batch of {}",
@@ -174,7 +209,6 @@ pub fn main(a: Args) -> Result<()> {
         "mse" => Loss::Mse,
         _ => Loss::CrossEntropy,
     };
-    let model = Model::load_unoptimized(&a.model)?;
     let plan = match &a.plan {
         Some(p) => {
             let text = std::fs::read_to_string(p)
@@ -199,7 +233,8 @@ pub fn main(a: Args) -> Result<()> {
     let opts = TrainOptions {
         loss,
         optimizer: optimizer(&a, (per_epoch * a.epochs) as u64)?,
-        devices: a.device.clone(),
+        // A hostfile's `devices=` for this host, else --device.
+        devices: hetflow::cluster::host_devices().or_else(|| a.device.clone()),
         threads: a.threads,
         microbatches: a.microbatches,
         replicas: a.replicas,
@@ -208,9 +243,25 @@ pub fn main(a: Args) -> Result<()> {
         plan,
     };
     let mut t = Trainer::new(&model, opts)?;
+    if let Some(h) = job {
+        t.across_ranks(h.clone());
+        if root {
+            eprintln!(
+                "data-parallel over {} ranks: {} samples of each batch per rank",
+                h.size(),
+                a.batch / h.size()
+            );
+        }
+    }
     let mut first = 0;
-    if let Some(r) = &a.resume {
-        first = t.resume(r)?;
+    if let Some(r) = &resume {
+        let resumed = t.resume(r);
+        if !root {
+            let _ = std::fs::remove_file(r);
+        }
+        first = resumed?;
+    }
+    if let (Some(r), true) = (&a.resume, root) {
         eprintln!(
             "resumed from {} after epoch {first} (step {})",
             r.display(),
@@ -218,17 +269,29 @@ pub fn main(a: Args) -> Result<()> {
         );
     }
     let weights: usize = t.tensors()?.iter().map(|(_, w)| w.len()).sum();
-    eprintln!(
-        "training {} weights ({} tensors) on {} samples, {per_epoch} steps per epoch",
-        weights,
-        t.param_names().len(),
-        train.len()
-    );
+    // Other ranks of a job train in step with rank 0 and report nothing.
+    let say = |msg: &str| {
+        if root {
+            println!("{msg}");
+        }
+    };
+    if root {
+        eprintln!(
+            "training {} weights ({} tensors) on {} samples, {per_epoch} steps per epoch",
+            weights,
+            t.param_names().len(),
+            train.len()
+        );
+    }
     let mut last = None;
     let mut seen = (0u64, 0.0f64, 0.0f64);
     for epoch in first..a.epochs {
         let started = Instant::now();
-        let bar = ProgressBar::new(per_epoch as u64);
+        let bar = if root {
+            ProgressBar::new(per_epoch as u64)
+        } else {
+            ProgressBar::hidden()
+        };
         bar.set_style(
             ProgressStyle::with_template("epoch {msg} [{bar:30}] {pos}/{len} {per_sec}")
                 .expect("valid template")
@@ -255,19 +318,27 @@ pub fn main(a: Args) -> Result<()> {
             }
             None => train_m,
         };
-        println!("{msg}");
+        say(&msg);
         if let (Some(s), Some(sum)) = (t.pipeline_stats(), t.pipeline_totals()) {
             let (steps, step_ms, bound_ms) = sum;
-            println!(
-                "{}",
-                pipeline_line(s, steps - seen.0, step_ms - seen.1, bound_ms - seen.2)
-            );
+            say(&pipeline_line(
+                s,
+                steps - seen.0,
+                step_ms - seen.1,
+                bound_ms - seen.2,
+            ));
             seen = sum;
+        }
+        if !root {
+            continue;
         }
         if let Some(c) = &a.checkpoint {
             t.save_checkpoint(c, epoch + 1)?;
         }
         last = Some(report);
+    }
+    if !root {
+        return Ok(());
     }
     if let Some(out) = &a.out {
         let src = hetflow::ops::onnx::inline_external_data(&a.model)?;

@@ -22,11 +22,16 @@
 //!   and optimizer moments, with the step count in the metadata.
 
 pub mod allreduce;
+mod batch;
 pub mod checkpoint;
 pub mod data;
+pub mod dist;
 pub mod graph;
 pub mod optim;
 pub mod pipeline;
+
+pub use batch::rows;
+use batch::{check_batch, count_correct};
 
 pub use graph::Loss;
 
@@ -121,6 +126,8 @@ pub struct Trainer {
     last_pipeline: Option<pipeline::PipelineStats>,
     /// Pipelined steps, their summed wall time and ideal time, ms.
     pipeline_totals: (u64, f64, f64),
+    /// The other ranks of a data-parallel job ([`dist`]).
+    ranks: Option<Arc<dyn dist::Ranks>>,
 }
 
 fn err(m: impl Into<String>) -> Error {
@@ -188,6 +195,7 @@ impl Trainer {
             steps: Vec::new(),
             last_pipeline: None,
             pipeline_totals: (0, 0.0, 0.0),
+            ranks: None,
         })
     }
 
@@ -226,6 +234,15 @@ impl Trainer {
     /// Steps taken.
     pub fn steps(&self) -> u64 {
         self.optimizer.step
+    }
+
+    /// Makes this trainer one rank of a data-parallel job ([`dist`]):
+    /// each step then trains on this rank's share of the batch it is
+    /// given and averages gradients, statistics and metrics over the
+    /// ranks. Every rank must be built the same way and fed the same
+    /// batches.
+    pub fn across_ranks(&mut self, ranks: Arc<dyn dist::Ranks>) {
+        self.ranks = Some(ranks);
     }
 
     /// The optimizer (settings, step count and moments).
@@ -309,6 +326,9 @@ impl Trainer {
     /// `y` the labels (i64, cross-entropy) or targets (MSE). Returns the
     /// batch's loss and accuracy before the update.
     pub fn step(&mut self, x: &Tensor, y: &Tensor) -> Result<Metrics, Error> {
+        check_batch(x, y)?;
+        let shard = dist::shard(self.ranks.as_deref(), x, y)?;
+        let (x, y) = shard.as_ref().map_or((x, y), |(x, y)| (x, y));
         let n = check_batch(x, y)?;
         let (k, per_replica) = (self.opts.replicas, self.opts.microbatches);
         let m = k * per_replica;
@@ -337,6 +357,9 @@ impl Trainer {
             })
             .collect::<Result<_, _>>()?;
         let mb = n / m;
+        // Dropout seeds follow the micro-batch's place in the global
+        // batch, so a job's ranks draw what one process would.
+        let first_unit = self.ranks.as_ref().map_or(0, |r| r.rank() * m);
         let mut feeds = Vec::with_capacity(m);
         for i in 0..m {
             let xi = rows(x, i * mb, mb, &shape)?;
@@ -351,7 +374,9 @@ impl Trainer {
             }
             let mut f = vec![Arc::new(xi), Arc::new(yi)];
             if tg.seeded {
-                f.push(Arc::new(Tensor::scalar(seed.wrapping_add(i as i64))));
+                f.push(Arc::new(Tensor::scalar(
+                    seed.wrapping_add((first_unit + i) as i64),
+                )));
             }
             f.extend(stats.iter().cloned());
             f.extend(weights.iter().cloned());
@@ -436,7 +461,18 @@ impl Trainer {
             Loss::Mse => f64::NAN,
         };
         allreduce::ring_mean(&mut replica_grads);
-        let flat = replica_grads.swap_remove(0);
+        let job = dist::combine(
+            self.ranks.as_deref(),
+            dist::StepSums {
+                grads: replica_grads.swap_remove(0),
+                stats: new_stats,
+                loss: metrics.loss,
+                accuracy: metrics.accuracy,
+                samples: n,
+            },
+        )?;
+        let (flat, new_stats) = (job.grads, job.stats);
+        (metrics.loss, metrics.accuracy, metrics.samples) = (job.loss, job.accuracy, job.samples);
         let mut grads = Vec::with_capacity(sizes.len());
         let mut at = 0;
         for len in sizes {
@@ -616,71 +652,6 @@ impl Trainer {
             _ => None,
         }
     }
-}
-
-fn check_batch(x: &Tensor, y: &Tensor) -> Result<usize, Error> {
-    let n = x.shape().first().copied().unwrap_or(0);
-    if n == 0 || y.shape().first() != Some(&n) {
-        return Err(err(format!(
-            "x has {} samples and y {}; both need the same number, at least 1",
-            n,
-            y.shape().first().copied().unwrap_or(0)
-        )));
-    }
-    Ok(n)
-}
-
-/// Samples `from..from + n` of `t` (along axis 0), reshaped to `shape`
-/// (same element count per sample).
-pub fn rows(t: &Tensor, from: usize, n: usize, shape: &[usize]) -> Result<Tensor, Error> {
-    let total = t.shape().first().copied().unwrap_or(0);
-    if from + n > total {
-        return Err(err(format!(
-            "samples {from}..{} past the {total} there are",
-            from + n
-        )));
-    }
-    let per = t.len().checked_div(total).unwrap_or(0);
-    let want: usize = shape.iter().product();
-    if per * n != want {
-        return Err(err(format!(
-            "a sample of shape {:?} does not fit the model's {:?}",
-            &t.shape()[1..],
-            &shape[1.min(shape.len())..]
-        )));
-    }
-    let bytes = t.to_le_bytes();
-    let es = t.dtype().size();
-    let slice = &bytes[from * per * es..(from + n) * per * es];
-    Ok(Tensor::from_le_bytes(t.dtype(), shape.to_vec(), slice)?)
-}
-
-/// Arg-max along axis 1 of each sample's prediction.
-fn argmax_rows(pred: &Tensor) -> Vec<usize> {
-    let n = pred.shape().first().copied().unwrap_or(0);
-    let v = pred.to_f32_vec();
-    let per = v.len().checked_div(n).unwrap_or(0);
-    (0..n)
-        .map(|i| {
-            let r = &v[i * per..(i + 1) * per];
-            let mut best = 0;
-            for (k, &x) in r.iter().enumerate() {
-                if x > r[best] {
-                    best = k;
-                }
-            }
-            best
-        })
-        .collect()
-}
-
-fn count_correct(pred: &Tensor, labels: &Tensor) -> Result<usize, Error> {
-    let l = labels.to_i64_vec();
-    Ok(argmax_rows(pred)
-        .into_iter()
-        .zip(l)
-        .filter(|(p, l)| *p as i64 == *l)
-        .count())
 }
 
 /// Summed loss and correct count of a batch on the host, from the

@@ -26,6 +26,7 @@ macro_rules! foundation_fixtures {
             transformer_encoder,
             mobilenet_block,
             symbolic_batch,
+            dynamic_mlp,
             weird_names,
             ops_mix_a,
             ops_mix_b,

@@ -42,4 +42,15 @@ pub trait Link: Send + Sync {
     /// Finishes what is in flight and closes the link (MPI: meet the
     /// other ranks and finalise). Later sends fail. Idempotent.
     fn shutdown(&self) {}
+    /// The element-wise sum of `data` over every rank, returned to every
+    /// rank (an all-reduce). A collective: every rank calls it, with
+    /// buffers of one length, and all ranks call their all-reduces in the
+    /// same order. Blocks until the sum is in, or fails when a rank is
+    /// lost. Links without collectives refuse.
+    fn allreduce_sum(&self, data: Vec<f32>) -> Result<Vec<f32>> {
+        let _ = data;
+        Err(crate::error::RuntimeError::Network(
+            "this link has no all-reduce".into(),
+        ))
+    }
 }

@@ -432,6 +432,17 @@ impl Hub {
         self.link.send(to, encode(session, msg))
     }
 
+    /// The element-wise sum of `data` over every rank of the job, on every
+    /// rank ([`Link::allreduce_sum`]: MPI's `Iallreduce` under `mpirun`,
+    /// shared memory in a [`local_group`]). Every rank calls it, in the
+    /// same order, with buffers of one length.
+    pub fn allreduce_sum(&self, data: Vec<f32>) -> Result<Vec<f32>> {
+        if self.size() == 1 {
+            return Ok(data);
+        }
+        self.link.allreduce_sum(data)
+    }
+
     /// A new session id; every rank must call this in the same order.
     pub fn new_session(&self) -> u32 {
         self.next_session.fetch_add(1, Ordering::Relaxed)
@@ -588,15 +599,18 @@ fn make_deliver(
 /// multi-host code path on one machine without MPI).
 pub fn local_group(n: usize) -> Result<Vec<Arc<Hub>>> {
     let delivers: Arc<Mutex<Vec<Option<Deliver>>>> = Arc::new(Mutex::new(vec![None; n]));
+    let reducer: Arc<LocalReduce> = Arc::default();
     let mut hubs = Vec::with_capacity(n);
     for rank in 0..n {
         let d = delivers.clone();
+        let reducer = reducer.clone();
         hubs.push(Hub::new(move |deliver| {
             d.lock().unwrap_or_else(|e| e.into_inner())[rank] = Some(deliver);
             Ok(Box::new(LocalLink {
                 rank,
                 peers: d,
                 size: n,
+                reducer,
             }) as Box<dyn Link>)
         })?);
     }
@@ -608,6 +622,96 @@ struct LocalLink {
     rank: usize,
     size: usize,
     peers: Arc<Mutex<Vec<Option<Deliver>>>>,
+    reducer: Arc<LocalReduce>,
+}
+
+/// The all-reduce of a [`local_group`]: rounds of a shared sum. The ranks'
+/// contributions are added in rank order, so every rank gets bit-identical
+/// sums whatever order the threads arrive in.
+#[derive(Default)]
+struct LocalReduce {
+    state: Mutex<ReduceRound>,
+    changed: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct ReduceRound {
+    /// Round number; a rank waits for the round it joined to finish.
+    round: u64,
+    parts: Vec<Option<Vec<f32>>>,
+    /// The finished sum of round `round - 1`, and how many ranks still
+    /// have to take it.
+    done: Option<(Arc<Vec<f32>>, usize)>,
+}
+
+impl LocalReduce {
+    fn sum(&self, rank: usize, size: usize, data: Vec<f32>) -> Result<Vec<f32>> {
+        let timeout = Duration::from_secs(60);
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        // The previous round's sum must be taken by every rank first.
+        while st.done.is_some() {
+            let (g, t) = self
+                .changed
+                .wait_timeout(st, timeout)
+                .unwrap_or_else(|e| e.into_inner());
+            st = g;
+            if t.timed_out() {
+                return Err(RuntimeError::Network(
+                    "all-reduce: the previous round was never collected".into(),
+                ));
+            }
+        }
+        if st.parts.len() != size {
+            st.parts = vec![None; size];
+        }
+        if let Some(other) = st.parts.iter().flatten().next() {
+            if other.len() != data.len() {
+                return Err(RuntimeError::Network(format!(
+                    "all-reduce: rank {rank} gives {} values, another rank {}",
+                    data.len(),
+                    other.len()
+                )));
+            }
+        }
+        st.parts[rank] = Some(data);
+        let my_round = st.round;
+        if st.parts.iter().all(Option::is_some) {
+            let mut parts = std::mem::take(&mut st.parts).into_iter().flatten();
+            let mut acc = parts.next().unwrap_or_default();
+            for p in parts {
+                for (a, b) in acc.iter_mut().zip(p) {
+                    *a += b;
+                }
+            }
+            st.done = Some((Arc::new(acc), size));
+            st.round += 1;
+            self.changed.notify_all();
+        }
+        loop {
+            if st.round > my_round {
+                if let Some((sum, left)) = st.done.take() {
+                    let out = (*sum).clone();
+                    if left > 1 {
+                        st.done = Some((sum, left - 1));
+                    } else {
+                        self.changed.notify_all();
+                    }
+                    return Ok(out);
+                }
+            }
+            let (g, t) = self
+                .changed
+                .wait_timeout(st, timeout)
+                .unwrap_or_else(|e| e.into_inner());
+            st = g;
+            if t.timed_out() {
+                return Err(RuntimeError::Network(format!(
+                    "all-reduce: rank {rank} waited {} s for the other ranks",
+                    timeout.as_secs()
+                )));
+            }
+        }
+    }
 }
 
 impl Link for LocalLink {
@@ -634,6 +738,9 @@ impl Link for LocalLink {
             bytes,
         });
         Ok(())
+    }
+    fn allreduce_sum(&self, data: Vec<f32>) -> Result<Vec<f32>> {
+        self.reducer.sum(self.rank, self.size, data)
     }
 }
 

@@ -49,8 +49,20 @@ static EMPTY: [u8; 0] = [];
 
 enum Cmd {
     Send(usize, Vec<u8>),
+    /// Start an all-reduce (sum) of these values; the sum goes back on
+    /// the sender.
+    AllReduce(Vec<f32>, Sender<Result<Vec<f32>>>),
     Stop,
 }
+
+/// An all-reduce in flight: its request, the leaked send and receive
+/// buffers (freed when it completes), and where the sum goes.
+struct Reducing(
+    Request<'static, [f32]>,
+    *mut [f32],
+    *mut [f32],
+    Sender<Result<Vec<f32>>>,
+);
 
 /// The MPI link (module docs).
 pub struct MpiLink {
@@ -117,6 +129,21 @@ impl Link for MpiLink {
             .send(Cmd::Send(to, bytes))
             .map_err(|_| RuntimeError::Network("the MPI thread has stopped".into()))
     }
+    fn allreduce_sum(&self, data: Vec<f32>) -> Result<Vec<f32>> {
+        if data.len() > i32::MAX as usize {
+            return Err(RuntimeError::Network(format!(
+                "an all-reduce of {} values exceeds MPI's count limit",
+                data.len()
+            )));
+        }
+        let (tx, rx) = crossbeam::channel::bounded(1);
+        self.tx
+            .send(Cmd::AllReduce(data, tx))
+            .map_err(|_| RuntimeError::Network("the MPI thread has stopped".into()))?;
+        rx.recv().map_err(|_| {
+            RuntimeError::Network("the MPI thread stopped during an all-reduce".into())
+        })?
+    }
     fn shutdown(&self) {
         let t = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(t) = t {
@@ -181,6 +208,7 @@ fn comm_thread(
     }
 
     let mut sending: Vec<Sending> = Vec::new();
+    let mut reducing: Vec<Reducing> = Vec::new();
     let mut receiving: VecDeque<Receiving> = VecDeque::new();
     let mut heard = vec![Instant::now(); size];
     let mut lost = vec![false; size];
@@ -206,6 +234,10 @@ fn comm_thread(
                     start_send(&mut sending, to, bytes);
                     busy = true;
                 }
+                Ok(Cmd::AllReduce(data, reply)) => {
+                    start_reduce(&world, &mut reducing, data, reply, lost.iter().any(|&l| l));
+                    busy = true;
+                }
                 Ok(Cmd::Stop) | Err(TryRecvError::Disconnected) => stopping = true,
                 Err(TryRecvError::Empty) => break,
             }
@@ -213,8 +245,10 @@ fn comm_thread(
                 break;
             }
         }
-        // 2. Sends that completed free their buffers.
+        // 2. Sends that completed free their buffers; finished all-reduces
+        // hand back their sums.
         busy |= reap_sends(&mut sending);
+        busy |= reap_reduces(&mut reducing);
         // 3. Arrivals: match each, receive it without blocking.
         while let Some((msg, status)) = world.any_process().immediate_matched_probe() {
             let from = status.source_rank() as usize;
@@ -270,6 +304,7 @@ fn comm_thread(
         for r in (0..size).filter(|&r| r != rank) {
             if !lost[r] && !stopping && now.duration_since(heard[r]) > timeout {
                 lost[r] = true;
+                fail_reduces(&mut reducing, &format!("rank {r} was lost"));
                 deliver(Incoming::Lost {
                     rank: r,
                     why: format!(
@@ -299,16 +334,28 @@ fn comm_thread(
         let wait = Duration::from_micros((5u64 << (idle - SPIN_POLLS).min(5)).min(100));
         match rx.recv_timeout(wait) {
             Ok(Cmd::Send(to, bytes)) => start_send(&mut sending, to, bytes),
+            Ok(Cmd::AllReduce(data, reply)) => {
+                start_reduce(&world, &mut reducing, data, reply, lost.iter().any(|&l| l))
+            }
             Ok(Cmd::Stop) | Err(RecvTimeoutError::Disconnected) => stopping = true,
             Err(RecvTimeoutError::Timeout) => {}
         }
         if stopping {
             // One more round to start what was queued before the stop.
-            while let Ok(Cmd::Send(to, bytes)) = rx.try_recv() {
-                start_send(&mut sending, to, bytes);
+            while let Ok(cmd) = rx.try_recv() {
+                match cmd {
+                    Cmd::Send(to, bytes) => start_send(&mut sending, to, bytes),
+                    Cmd::AllReduce(_, reply) => {
+                        let _ = reply.send(Err(RuntimeError::Network(
+                            "the link is shutting down".into(),
+                        )));
+                    }
+                    Cmd::Stop => {}
+                }
             }
         }
     }
+    fail_reduces(&mut reducing, "the link shut down");
     shutdown(
         &world,
         sending,
@@ -316,6 +363,74 @@ fn comm_thread(
         lost.iter().any(|&l| l),
         universe,
     );
+}
+
+/// Starts `MPI_Iallreduce` (sum) of `data` on the communication thread,
+/// which is the only one that calls MPI; the loop tests it like a send.
+/// After a rank is lost a collective can never complete: refused.
+fn start_reduce<C: CommunicatorCollectives>(
+    world: &C,
+    reducing: &mut Vec<Reducing>,
+    data: Vec<f32>,
+    reply: Sender<Result<Vec<f32>>>,
+    any_lost: bool,
+) {
+    if any_lost {
+        let _ = reply.send(Err(RuntimeError::Network(
+            "all-reduce after a rank was lost".into(),
+        )));
+        return;
+    }
+    let n = data.len();
+    let send: &'static mut [f32] = Box::leak(data.into_boxed_slice());
+    let recv: &'static mut [f32] = Box::leak(vec![0f32; n].into_boxed_slice());
+    let (sp, rp) = (send as *mut [f32], recv as *mut [f32]);
+    let req = world.immediate_all_reduce_into(
+        StaticScope,
+        &*send,
+        recv,
+        mpi::collective::SystemOperation::sum(),
+    );
+    reducing.push(Reducing(req, sp, rp, reply));
+}
+
+/// Tests the all-reduces in flight; those that completed free their send
+/// buffer and hand their sum back. Whether any did.
+fn reap_reduces(reducing: &mut Vec<Reducing>) -> bool {
+    let mut any = false;
+    let mut i = 0;
+    while i < reducing.len() {
+        let Reducing(req, sp, rp, reply) = reducing.swap_remove(i);
+        match req.test() {
+            Ok(_) => {
+                // SAFETY: leaked in start_reduce; the request has completed,
+                // so MPI no longer reads or writes either buffer.
+                unsafe { drop(Box::from_raw(sp)) };
+                let sum = unsafe { Box::from_raw(rp) }.into_vec();
+                let _ = reply.send(Ok(sum));
+                any = true;
+            }
+            Err(req) => {
+                reducing.push(Reducing(req, sp, rp, reply));
+                let last = reducing.len() - 1;
+                reducing.swap(i, last);
+                i += 1;
+            }
+        }
+    }
+    any
+}
+
+/// Fails every all-reduce in flight (a rank is gone: they cannot
+/// complete). Their requests and buffers are leaked: MPI may still own
+/// them.
+fn fail_reduces(reducing: &mut Vec<Reducing>, why: &str) {
+    for Reducing(req, _, _, reply) in reducing.drain(..) {
+        std::mem::forget(req);
+        let _ = reply.send(Err(RuntimeError::Network(format!(
+            "all-reduce failed: {why}"
+        ))));
+    }
 }
 
 /// Tests the sends in flight, frees the buffers of those that completed;

@@ -164,3 +164,50 @@ fn control_broadcast_reaches_every_rank() {
         .recv_control(Some(Duration::from_millis(60)))
         .is_err());
 }
+
+/// The in-process group's all-reduce: every rank gets the sum of every
+/// rank's buffer, round after round (ranks run ahead of each other), and a
+/// length mismatch is an error, not a hang.
+#[test]
+fn allreduce_sums_over_the_group() {
+    let hubs = local_group(3).unwrap();
+    let handles: Vec<_> = hubs
+        .iter()
+        .cloned()
+        .map(|h| {
+            std::thread::spawn(move || {
+                let r = h.rank() as f32;
+                (0..20)
+                    .map(|round| {
+                        let v = vec![r + round as f32, 1.0, -r * 0.5];
+                        h.allreduce_sum(v).unwrap()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for h in handles {
+        let sums = h.join().unwrap();
+        for (round, s) in sums.iter().enumerate() {
+            // Ranks 0, 1, 2: (0+1+2) + 3·round, 3, -(0+1+2)/2.
+            assert_eq!(
+                s,
+                &vec![3.0 + 3.0 * round as f32, 3.0, -1.5],
+                "round {round}"
+            );
+        }
+    }
+    // A single rank needs no partner.
+    let one = local_group(1).unwrap();
+    assert_eq!(one[0].allreduce_sum(vec![2.0]).unwrap(), vec![2.0]);
+    // Mismatched lengths.
+    let two = local_group(2).unwrap();
+    let h1 = two[1].clone();
+    let t = std::thread::spawn(move || h1.allreduce_sum(vec![1.0, 2.0]));
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let e = two[0].allreduce_sum(vec![1.0]);
+    assert!(
+        e.is_err() || t.join().unwrap().is_err(),
+        "a length mismatch must fail"
+    );
+}
