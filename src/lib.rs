@@ -28,6 +28,7 @@
 #![deny(missing_docs)]
 
 pub mod cluster;
+pub mod per_shape;
 pub mod profile;
 pub mod train;
 
@@ -39,6 +40,7 @@ pub use hetflow_scheduler as scheduler;
 pub use hetflow_ops::{DType, Graph, Tensor};
 pub use hetflow_runtime::{Session, SessionOptions, TraceEvent};
 pub use hetflow_scheduler::Plan;
+pub use per_shape::PerShape;
 
 use std::path::Path;
 use std::sync::Arc;

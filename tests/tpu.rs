@@ -426,3 +426,45 @@ fn dynamic_flatten_on_the_tpu(name: &str) {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// Per-shape specialisation without shapes up front (issue 20): a
+/// [`hetflow::PerShape`] on tpu:0 alone runs `dynamic_mlp` (flatten by
+/// `Shape → Gather → Concat → Reshape`, no Gather kernel on tpu:0) at
+/// batch 5 (onnxruntime's reference) and at batches 2 and 7 (against the
+/// unspecialised model on cpu), building one session per batch size and
+/// reusing it when a size comes back; the least recently used session goes
+/// when the cache is full.
+#[test]
+fn per_shape_sessions_run_a_dynamic_batch_on_the_tpu_alone() {
+    let c = case("dynamic_mlp");
+    let m = Model::load(&c.model).unwrap();
+    let mut tpu = hetflow::PerShape::new(&m, |b| b.devices("tpu:0")).with_capacity(2);
+    let x5 = Arc::new(read(&c.inputs[0].1));
+    let got = tpu.run(vec![x5.clone()]).unwrap();
+    check_outputs_within(
+        &c,
+        &got,
+        "dynamic_mlp, batch 5, per-shape on tpu:0",
+        BF16_REL_L2,
+    );
+    let mut cpu = SessionBuilder::new(&m).devices("cpu").build().unwrap();
+    let rows = |n: usize| {
+        let v: Vec<f32> = x5.to_f32_vec().into_iter().cycle().take(n * 64).collect();
+        Arc::new(Tensor::from_vec(vec![n, 8, 8], v).unwrap())
+    };
+    for n in [2, 5, 7, 7] {
+        let x = if n == 5 { x5.clone() } else { rows(n) };
+        let want = cpu.run(vec![x.clone()]).unwrap();
+        let got = tpu.run(vec![x]).unwrap();
+        assert_eq!(got[0].shape(), &[n, 10]);
+        let r = rel_l2(&got[0], &want[0]);
+        assert!(r <= BF16_REL_L2, "batch {n}: rel L2 {r:.2e}");
+    }
+    // 5, 2 and 7 built; 5 and the second 7 reused; 2, least recently
+    // used, evicted by 7 (capacity 2).
+    assert_eq!(tpu.builds(), 3);
+    assert_eq!(
+        tpu.signatures(),
+        vec![vec![vec![5, 8, 8]], vec![vec![7, 8, 8]]]
+    );
+}
