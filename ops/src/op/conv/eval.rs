@@ -28,7 +28,8 @@ pub(crate) fn eval(op: &Op, inputs: &[Option<&Tensor>], _n_outputs: usize) -> Re
 /// results narrowed back.
 pub(crate) fn widens_half(op: &Op) -> bool {
     match op {
-        Op::Conv(_) => true,
+        // The gradients too (bf16 training computes them on bf16 tensors).
+        Op::Conv(_) | Op::ConvGradFilter(_) | Op::ConvGradInput { .. } => true,
         _ => false,
     }
 }

@@ -51,7 +51,9 @@ pub(crate) fn widens_half(op: &Op) -> bool {
         | Op::AveragePool(_)
         | Op::GlobalAveragePool
         | Op::GlobalMaxPool
-        | Op::LpPool { .. } => true,
+        | Op::LpPool { .. }
+        // The gradient too (bf16 training).
+        | Op::PoolGrad { .. } => true,
         _ => false,
     }
 }
