@@ -26,8 +26,5 @@ pub(crate) fn eval(
 /// f16/bf16 inputs are widened to f32 by [`crate::kernels::eval`] and the
 /// results narrowed back.
 pub(crate) fn widens_half(op: &Op) -> bool {
-    match op {
-        Op::Attention(_) => true,
-        _ => false,
-    }
+    matches!(op, Op::Attention(_))
 }

@@ -21,8 +21,5 @@ pub(crate) fn eval(op: &Op, inputs: &[Option<&Tensor>], _n_outputs: usize) -> Re
 /// f16/bf16 inputs are widened to f32 by [`crate::kernels::eval`] and the
 /// results narrowed back.
 pub(crate) fn widens_half(op: &Op) -> bool {
-    match op {
-        Op::Einsum { .. } => true,
-        _ => false,
-    }
+    matches!(op, Op::Einsum { .. })
 }

@@ -33,8 +33,5 @@ pub(crate) fn eval(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Res
 /// f16/bf16 inputs are widened to f32 by [`crate::kernels::eval`] and the
 /// results narrowed back.
 pub(crate) fn widens_half(op: &Op) -> bool {
-    match op {
-        Op::NllLoss { .. } | Op::SoftmaxCrossEntropy { .. } => true,
-        _ => false,
-    }
+    matches!(op, Op::NllLoss { .. } | Op::SoftmaxCrossEntropy { .. })
 }

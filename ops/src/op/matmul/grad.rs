@@ -155,6 +155,10 @@ mod tests {
             trans_a: false,
             trans_b: true,
         };
-        check_bf16(op, vec![diff(&[3, 4], 1), diff(&[5, 4], 2), diff(&[5], 3)], 1);
+        check_bf16(
+            op,
+            vec![diff(&[3, 4], 1), diff(&[5, 4], 2), diff(&[5], 3)],
+            1,
+        );
     }
 }

@@ -64,18 +64,18 @@ pub(crate) fn eval(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Res
 /// f16/bf16 inputs are widened to f32 by [`crate::kernels::eval`] and the
 /// results narrowed back.
 pub(crate) fn widens_half(op: &Op) -> bool {
-    match op {
+    matches!(
+        op,
         Op::Softmax { .. }
-        | Op::LogSoftmax { .. }
-        | Op::BatchNorm { .. }
-        | Op::LayerNorm { .. }
-        | Op::Lrn { .. }
-        | Op::RmsNorm { .. }
-        | Op::Hardmax { .. }
-        | Op::RotaryEmbedding { .. }
-        | Op::LpNorm { .. }
-        | Op::InstanceNorm { .. }
-        | Op::GroupNorm { .. } => true,
-        _ => false,
-    }
+            | Op::LogSoftmax { .. }
+            | Op::BatchNorm { .. }
+            | Op::LayerNorm { .. }
+            | Op::Lrn { .. }
+            | Op::RmsNorm { .. }
+            | Op::Hardmax { .. }
+            | Op::RotaryEmbedding { .. }
+            | Op::LpNorm { .. }
+            | Op::InstanceNorm { .. }
+            | Op::GroupNorm { .. }
+    )
 }
