@@ -18,6 +18,10 @@ use hetflow::{Model, Tensor};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// bf16 training: the graph's casts and numerics, loss scaling, accuracy.
+#[path = "train/bf16.rs"]
+mod bf16;
+
 fn data() -> PathBuf {
     let p = std::env::var_os("HETFLOW_TRAIN_DATA")
         .map(PathBuf::from)
@@ -59,8 +63,7 @@ fn replicated(
         microbatches,
         replicas,
         seed: 0,
-        schedule: None,
-        plan: None,
+        ..TrainOptions::default()
     };
     Trainer::new(&model(name), opts).unwrap()
 }
@@ -646,6 +649,46 @@ fn bad_requests_get_clear_errors() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("choose one"));
+    // Precision: an unknown one, and options it does not combine with.
+    let mlp = s(d.join("models/mlp.onnx"));
+    let dir = s(d.join("digits/train"));
+    let cases: [(&[&str], &[&str]); 3] = [
+        (&["--precision", "fp16"], &["fp16", "f32 or bf16"]),
+        (
+            &["--precision", "bf16", "--schedule", "1f1b"],
+            &["--precision bf16", "--schedule"],
+        ),
+        (
+            &["--loss-scale", "8"],
+            &["--loss-scale", "--precision bf16"],
+        ),
+    ];
+    for (extra, want) in cases {
+        let mut args = vec!["train", &mlp, "--data", &dir];
+        args.extend(extra);
+        let o = hetflow(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(want.iter().all(|w| err.contains(w)), "{extra:?}: {err}");
+    }
+    let o = hetflow(&[
+        "train",
+        &mlp,
+        "--data",
+        &dir,
+        "--epochs",
+        "1",
+        "--precision",
+        "bf16",
+        "--loss-scale",
+        "1024",
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        out.contains("bf16 loss scale 1024 (0 step(s) skipped)"),
+        "{out}"
+    );
     // An op without a gradient rule is refused at build, naming the node.
     let mut g = Graph::default();
     let x = g.add_input("x", DType::F32, vec![Dim::Sym("n".into()), Dim::Known(4)]);

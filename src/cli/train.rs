@@ -8,7 +8,7 @@ use hetflow::runtime::net::Hub;
 use hetflow::scheduler::plan::{Plan, Schedule as PlanSchedule};
 use hetflow::train::optim::{Config, Kind, Schedule};
 use hetflow::train::pipeline::PipelineStats;
-use hetflow::train::{Loss, Metrics, TrainOptions, Trainer};
+use hetflow::train::{Loss, LossScaling, Metrics, Precision, TrainOptions, Trainer};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -93,6 +93,16 @@ pub struct Args {
     /// onnxruntime).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Compute precision: f32, or bf16 (bf16 forward and backward, f32
+    /// master weights and loss, dynamic loss scaling).
+    #[arg(long, default_value = "f32")]
+    precision: String,
+    /// First loss scale of bf16 training (default 32768).
+    #[arg(long)]
+    loss_scale: Option<f32>,
+    /// Good steps after which the bf16 loss scale doubles (default 2000).
+    #[arg(long)]
+    loss_scale_growth: Option<u64>,
 }
 
 fn optimizer(a: &Args, steps: u64) -> Result<Config> {
@@ -122,6 +132,41 @@ fn optimizer(a: &Args, steps: u64) -> Result<Config> {
         _ => Schedule::Constant,
     };
     Ok(c)
+}
+
+/// The precision and its loss scaling, checked together.
+fn precision(a: &Args) -> Result<(Precision, LossScaling)> {
+    let p: Precision = a.precision.parse().map_err(anyhow::Error::msg)?;
+    let mut s = LossScaling::default();
+    if p == Precision::F32 {
+        for (given, flag) in [
+            (a.loss_scale.is_some(), "--loss-scale"),
+            (a.loss_scale_growth.is_some(), "--loss-scale-growth"),
+        ] {
+            if given {
+                bail!("{flag} needs --precision bf16 (f32 training runs unscaled)");
+            }
+        }
+    }
+    if let Some(v) = a.loss_scale {
+        if !(v > 0.0 && v.is_finite()) {
+            bail!("--loss-scale must be a positive number, got {v}");
+        }
+        s.init = v;
+    }
+    if let Some(n) = a.loss_scale_growth {
+        if n == 0 {
+            bail!("--loss-scale-growth must be at least 1");
+        }
+        s.growth_interval = n;
+    }
+    if p == Precision::Bf16 && a.schedule.is_some() {
+        bail!("--precision bf16 with --schedule (pipelined training) is not supported: choose one");
+    }
+    if p == Precision::Bf16 && a.plan.is_some() {
+        bail!("--precision bf16 with --plan (pipelined training) is not supported: choose one");
+    }
+    Ok((p, s))
 }
 
 fn line(m: &Metrics) -> String {
@@ -196,6 +241,7 @@ fn run(a: Args, hub: Option<&Arc<Hub>>) -> Result<()> {
         resume,
     } = inputs;
     let eval = if root { eval } else { None };
+    let (precision, loss_scaling) = precision(&a)?;
     if train.len() < a.batch {
         bail!(
             "{}: {} samples, fewer than one batch of {}",
@@ -241,6 +287,8 @@ fn run(a: Args, hub: Option<&Arc<Hub>>) -> Result<()> {
         seed: a.seed,
         schedule,
         plan,
+        precision,
+        loss_scaling,
     };
     let mut t = Trainer::new(&model, opts)?;
     if let Some(h) = job {
@@ -310,6 +358,12 @@ fn run(a: Args, hub: Option<&Arc<Hub>>) -> Result<()> {
             line(&train_m),
             started.elapsed().as_secs_f64()
         );
+        if let Some(s) = t.loss_scaler() {
+            msg.push_str(&format!(
+                " bf16 loss scale {} ({} step(s) skipped)",
+                s.scale, train_m.skipped
+            ));
+        }
         let report = match &eval {
             Some(e) => {
                 let m = t.evaluate(&e.x, &e.y, 256)?;

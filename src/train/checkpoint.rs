@@ -1,8 +1,9 @@
 //! Checkpoints: safetensors files (the `safetensors` crate) holding the
 //! weights (`param/<name>`), running statistics (`stat/<name>`) and the
 //! optimizer's moments (`opt.m/<name>`, `opt.v/<name>`), with the step and
-//! epoch in the metadata. [`Trainer::resume`] restores all of it, so a
-//! resumed run continues exactly where the saved one stopped.
+//! epoch in the metadata (and in bf16 the loss scale, its run of good
+//! steps and the skipped steps). [`Trainer::resume`] restores all of it,
+//! so a resumed run continues exactly where the saved one stopped.
 
 use super::Trainer;
 use crate::Error;
@@ -52,11 +53,16 @@ impl Trainer {
                 TensorView::new(Dtype::F32, s.clone(), b).map_err(|e| st_err(path, e))?,
             ));
         }
-        let meta = HashMap::from([
+        let mut meta = HashMap::from([
             ("format".to_string(), "hetflow-train-1".to_string()),
             ("step".to_string(), self.optimizer.step.to_string()),
             ("epoch".to_string(), epoch.to_string()),
         ]);
+        if let Some(s) = &self.scaler {
+            meta.insert("loss_scale".into(), s.scale.to_string());
+            meta.insert("loss_scale_good".into(), s.good_steps.to_string());
+            meta.insert("loss_scale_skipped".into(), s.skipped.to_string());
+        }
         let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| st_err(path, e))?;
         std::fs::write(path, bytes).map_err(|e| st_err(path, e))
     }
@@ -139,6 +145,14 @@ impl Trainer {
             self.stats.insert(k, t);
         }
         self.optimizer.step = num("step")?;
+        if let Some(s) = &mut self.scaler {
+            // A checkpoint of an f32 run starts the scale afresh.
+            if let Some(scale) = meta.get("loss_scale").and_then(|v| v.parse().ok()) {
+                s.scale = scale;
+                s.good_steps = num("loss_scale_good")?;
+                s.skipped = num("loss_scale_skipped")?;
+            }
+        }
         Ok(num("epoch")? as usize)
     }
 }

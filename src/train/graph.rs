@@ -15,13 +15,16 @@
 //!   graph output.
 //!
 //! Inputs, in order: the batch, the targets, the dropout seed (when the
-//! model has Dropout), the running statistics, the parameters. Outputs:
-//! the loss, the prediction, the gradients, the updated statistics.
+//! model has Dropout), the running statistics, the parameters, and in
+//! bf16 the loss scale ([`super::precision`]). Outputs: the loss, the
+//! prediction, the gradients, the updated statistics.
 
 use hetflow_ops::autodiff::differentiate_traced;
 use hetflow_ops::graph::{Fact, Graph, ValueId};
 use hetflow_ops::op::{BinaryOp, LossReduction, Op, ReduceKind};
 use hetflow_ops::{DType, Error, Result};
+
+use super::precision::{self, Precision};
 
 /// The loss the trainer minimises.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +57,9 @@ pub struct TrainGraph {
     /// forward node it belongs to
     /// ([`hetflow_ops::autodiff::differentiate_traced`]).
     pub origins: Vec<Option<usize>>,
+    /// Whether the last input is the loss scale (bf16): the gradients are
+    /// those of the loss times it.
+    pub loss_scale: bool,
 }
 
 /// Makes constant `v` a graph input (its value is fed at run time).
@@ -64,8 +70,18 @@ fn lift(g: &mut Graph, v: ValueId) {
 }
 
 /// The training graph of `model` (as loaded, inference form) for batches
-/// of shape `batch_shape`.
+/// of shape `batch_shape`, in f32.
 pub fn build(model: &Graph, batch_shape: &[usize], loss: Loss) -> Result<TrainGraph> {
+    build_in(model, batch_shape, loss, Precision::F32)
+}
+
+/// [`build`] computing in `precision` ([`super::precision`]).
+pub fn build_in(
+    model: &Graph,
+    batch_shape: &[usize],
+    loss: Loss,
+    precision: Precision,
+) -> Result<TrainGraph> {
     if model.inputs.len() != 1 {
         return Err(Error::msg(format!(
             "training needs a model with one input (the batch), this one has {}: {}",
@@ -169,8 +185,11 @@ pub fn build(model: &Graph, batch_shape: &[usize], loss: Loss) -> Result<TrainGr
         rebuilt.push(node);
     }
     g.nodes = rebuilt;
+    if precision == Precision::Bf16 {
+        precision::to_bf16(&mut g)?;
+    }
 
-    // Loss.
+    // Loss (in f32: a bf16 prediction is cast back first).
     let pred = g.outputs[0];
     let producers = g.producers();
     let (target, lv) = match loss {
@@ -185,6 +204,7 @@ pub fn build(model: &Graph, batch_shape: &[usize], loss: Loss) -> Result<TrainGr
                     }
                 }
             }
+            let logits = precision::to_f32(&mut g, logits)?;
             let shape = g.values[logits.0]
                 .fact
                 .concrete_shape()
@@ -205,6 +225,7 @@ pub fn build(model: &Graph, batch_shape: &[usize], loss: Loss) -> Result<TrainGr
             (t, l)
         }
         Loss::Mse => {
+            let pred = precision::to_f32(&mut g, pred)?;
             let f = g.values[pred.0].fact.clone();
             let shape = f
                 .concrete_shape()
@@ -232,6 +253,17 @@ pub fn build(model: &Graph, batch_shape: &[usize], loss: Loss) -> Result<TrainGr
             let l = g.add_inferred("loss", op, &[Some(sq)], 1)?[0];
             (t, l)
         }
+    };
+    // Loss scaling: the backward pass starts from loss · scale.
+    let (from, scale) = if precision == Precision::Bf16 {
+        let s = g.add_value("loss_scale", Fact::known(DType::F32, &[]));
+        let mul = Op::Binary(BinaryOp::Mul);
+        (
+            g.add_inferred("loss/scaled", mul, &[Some(lv), Some(s)], 1)?[0],
+            Some(s),
+        )
+    } else {
+        (lv, None)
     };
     let target_shape = g.values[target.0].fact.concrete_shape().unwrap_or_default();
     let target_dtype = g.values[target.0].fact.dtype.unwrap_or(DType::F32);
@@ -261,7 +293,7 @@ pub fn build(model: &Graph, batch_shape: &[usize], loss: Loss) -> Result<TrainGr
         lift(&mut g, v);
     }
     let n_forward = g.nodes.len();
-    let (grads, origins) = differentiate_traced(&mut g, lv, &cands)?;
+    let (grads, origins) = differentiate_traced(&mut g, from, &cands)?;
     let mut params = Vec::new();
     let mut grad_outs = Vec::new();
     for ((&v, gr), t) in cands.iter().zip(grads).zip(saved) {
@@ -287,6 +319,7 @@ pub fn build(model: &Graph, batch_shape: &[usize], loss: Loss) -> Result<TrainGr
     // Parameters last among the inputs, in the order of `params`.
     g.inputs.retain(|i| !params.contains(i));
     g.inputs.extend(&params);
+    g.inputs.extend(scale);
     g.outputs = vec![lv, pred];
     g.outputs.extend(grad_outs);
     g.outputs.extend(&state_out);
@@ -298,6 +331,7 @@ pub fn build(model: &Graph, batch_shape: &[usize], loss: Loss) -> Result<TrainGr
         target_dtype,
         n_forward,
         origins,
+        loss_scale: scale.is_some(),
         graph: g,
     })
 }

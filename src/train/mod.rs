@@ -19,21 +19,27 @@
 //!   and averages their gradients before the optimizer step, which is
 //!   the gradient of the whole batch for a mean loss.
 //! - Checkpoints are safetensors files: the weights, running statistics
-//!   and optimizer moments, with the step count in the metadata.
+//!   and optimizer moments, with the step count (and in bf16 the loss
+//!   scale) in the metadata.
+//! - `precision: Bf16` computes in bf16 with f32 master weights and
+//!   dynamic loss scaling ([`precision`] has the design).
 
 pub mod allreduce;
 mod batch;
 pub mod checkpoint;
 pub mod data;
 pub mod dist;
+mod evaluate;
 pub mod graph;
 pub mod optim;
 pub mod pipeline;
+pub mod precision;
 
 pub use batch::rows;
 use batch::{check_batch, count_correct};
 
 pub use graph::Loss;
+pub use precision::{LossScaler, LossScaling, Precision};
 
 use crate::{Error, Model, SessionBuilder};
 use hetflow_ops::graph::Graph;
@@ -51,6 +57,9 @@ pub struct Metrics {
     pub accuracy: f64,
     /// Samples counted.
     pub samples: usize,
+    /// Steps skipped by dynamic loss scaling because a gradient was not
+    /// finite (bf16 only; their loss and accuracy still count).
+    pub skipped: u64,
 }
 
 /// Settings of a [`Trainer`].
@@ -80,6 +89,11 @@ pub struct TrainOptions {
     /// A plan of the model whose stages and devices the pipeline follows
     /// (needs `schedule`).
     pub plan: Option<hetflow_scheduler::plan::Plan>,
+    /// The precision of the training graph's compute ([`precision`]);
+    /// the master weights are f32 either way.
+    pub precision: Precision,
+    /// Dynamic loss scaling (bf16 only).
+    pub loss_scaling: LossScaling,
 }
 
 impl Default for TrainOptions {
@@ -94,6 +108,8 @@ impl Default for TrainOptions {
             seed: 0,
             schedule: None,
             plan: None,
+            precision: Precision::F32,
+            loss_scaling: LossScaling::default(),
         }
     }
 }
@@ -128,6 +144,8 @@ pub struct Trainer {
     pipeline_totals: (u64, f64, f64),
     /// The other ranks of a data-parallel job ([`dist`]).
     ranks: Option<Arc<dyn dist::Ranks>>,
+    /// Dynamic loss scaling (bf16).
+    scaler: Option<LossScaler>,
 }
 
 fn err(m: impl Into<String>) -> Error {
@@ -146,6 +164,20 @@ impl Trainer {
             return Err(err(
                 "pipelined training (a schedule) with several replicas is not supported: choose one",
             ));
+        }
+        if opts.precision == Precision::Bf16 {
+            if opts.schedule.is_some() {
+                return Err(err(
+                    "bf16 precision with pipelined training (a schedule) is not supported: choose one",
+                ));
+            }
+            let s = opts.loss_scaling;
+            if !(s.init.is_finite() && s.init > 0.0) || s.growth_interval == 0 {
+                return Err(err(format!(
+                    "the loss scale must start positive and finite and grow after at least 1 step, got {} and {}",
+                    s.init, s.growth_interval
+                )));
+            }
         }
         if opts.plan.is_some() && opts.schedule.is_none() {
             return Err(err(
@@ -191,11 +223,12 @@ impl Trainer {
             shapes,
             stats,
             model: g,
-            opts,
             steps: Vec::new(),
             last_pipeline: None,
             pipeline_totals: (0, 0.0, 0.0),
             ranks: None,
+            scaler: (opts.precision == Precision::Bf16).then(|| LossScaler::new(opts.loss_scaling)),
+            opts,
         })
     }
 
@@ -231,7 +264,12 @@ impl Trainer {
         self.last_pipeline.as_ref().map(|_| self.pipeline_totals)
     }
 
-    /// Steps taken.
+    /// Dynamic loss scaling's state (None in f32).
+    pub fn loss_scaler(&self) -> Option<&LossScaler> {
+        self.scaler.as_ref()
+    }
+
+    /// Steps taken (skipped steps not counted).
     pub fn steps(&self) -> u64 {
         self.optimizer.step
     }
@@ -280,7 +318,7 @@ impl Trainer {
         } else {
             Vec::new()
         };
-        let tg = graph::build(&self.model, &shape, self.opts.loss)?;
+        let tg = graph::build_in(&self.model, &shape, self.opts.loss, self.opts.precision)?;
         if tg.params != self.names {
             return Err(err("the trained weights differ between batch sizes"));
         }
@@ -342,6 +380,7 @@ impl Trainer {
             .collect::<Result<_, _>>()?;
         let loss_kind = self.opts.loss;
         let stats_now = self.stats.clone();
+        let scale = self.scaler.map(|s| Arc::new(Tensor::scalar(s.scale)));
         self.sessions(n)?;
         let shape = self.steps[0].shape.clone();
         let tg = &self.steps[0].tg;
@@ -380,6 +419,7 @@ impl Trainer {
             }
             f.extend(stats.iter().cloned());
             f.extend(weights.iter().cloned());
+            f.extend(scale.iter().cloned());
             feeds.push(f);
         }
         let n_params = tg.params.len();
@@ -479,6 +519,18 @@ impl Trainer {
             grads.push(flat[at..at + len].to_vec());
             at += len;
         }
+        if let Some(s) = &mut self.scaler {
+            if !s.unscale(&mut grads) {
+                // Skipped: nothing changes but the scale.
+                if s.scale <= f32::MIN_POSITIVE {
+                    return Err(err(
+                        "the gradients are not finite at any loss scale: lower the learning rate",
+                    ));
+                }
+                metrics.skipped = 1;
+                return Ok(metrics);
+            }
+        }
         for (name, v) in state_names.iter().zip(new_stats) {
             let shape = stats_now[name].shape().to_vec();
             let t = Tensor::from_vec(shape, v.into_iter().map(|x| x as f32).collect::<Vec<f32>>())?;
@@ -570,6 +622,7 @@ impl Trainer {
             sum.loss += m.loss * m.samples as f64;
             sum.accuracy += m.accuracy * m.samples as f64;
             sum.samples += m.samples;
+            sum.skipped += m.skipped;
             progress(b, &m);
         }
         let n = sum.samples.max(1) as f64;
@@ -577,6 +630,7 @@ impl Trainer {
             loss: sum.loss / n,
             accuracy: sum.accuracy / n,
             samples: sum.samples,
+            skipped: sum.skipped,
         })
     }
 
@@ -594,121 +648,27 @@ impl Trainer {
         }
         Ok(Model::from_graph(g))
     }
-
-    /// Loss and accuracy of the current weights on `x`, `y` (inference
-    /// form, in batches of at most `batch` samples).
-    pub fn evaluate(&self, x: &Tensor, y: &Tensor, batch: usize) -> Result<Metrics, Error> {
-        let n = check_batch(x, y)?;
-        let model = self.model()?;
-        let mut metrics = Metrics::default();
-        let mut correct = 0usize;
-        let mut sessions: HashMap<usize, crate::Session> = HashMap::new();
-        let mut at = 0;
-        while at < n {
-            let b = batch.max(1).min(n - at);
-            let shape = sample_shape(&self.model, b)?;
-            let s = match sessions.entry(b) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    let mut sb = SessionBuilder::new(&model).input_shapes(vec![shape.clone()]);
-                    if let Some(d) = &self.opts.devices {
-                        sb = sb.devices(d);
-                    }
-                    if let Some(t) = self.opts.threads {
-                        sb = sb.threads(t);
-                    }
-                    e.insert(sb.build()?)
-                }
-            };
-            let xi = rows(x, at, b, &shape)?;
-            let pred = s
-                .run(vec![Arc::new(xi)])?
-                .into_iter()
-                .next()
-                .ok_or_else(|| err("no output"))?;
-            let yi = rows(y, at, b, &[b]).or_else(|_| rows(y, at, b, pred.shape()))?;
-            let (l, c) = host_loss(self.opts.loss, &pred, &yi, self.looks_through_softmax())?;
-            metrics.loss += l;
-            correct += c;
-            at += b;
-        }
-        metrics.loss /= n as f64;
-        metrics.samples = n;
-        metrics.accuracy = match self.opts.loss {
-            Loss::CrossEntropy => correct as f64 / n as f64,
-            Loss::Mse => f64::NAN,
-        };
-        Ok(metrics)
-    }
-
-    /// Whether the model's first output is a Softmax (probabilities) or a
-    /// LogSoftmax, which the training loss looks through.
-    fn looks_through_softmax(&self) -> Option<bool> {
-        let out = *self.model.outputs.first()?;
-        let p = self.model.producers()[out.0]?;
-        match self.model.nodes[p.0].op {
-            hetflow_ops::Op::Softmax { .. } => Some(false),
-            hetflow_ops::Op::LogSoftmax { .. } => Some(true),
-            _ => None,
-        }
-    }
-}
-
-/// Summed loss and correct count of a batch on the host, from the
-/// model's prediction (`through`: Some(false) when it is a softmax's
-/// probabilities, Some(true) a log-softmax, None logits).
-fn host_loss(
-    kind: Loss,
-    pred: &Tensor,
-    y: &Tensor,
-    through: Option<bool>,
-) -> Result<(f64, usize), Error> {
-    let n = pred.shape().first().copied().unwrap_or(0);
-    let v: Vec<f64> = pred.to_f32_vec().into_iter().map(f64::from).collect();
-    match kind {
-        Loss::CrossEntropy => {
-            // The loss kernels, summed over the batch.
-            use hetflow_ops::op::{LossReduction, Op};
-            let sum = |op: Op, scores: &Tensor| -> Result<f64, Error> {
-                let l = hetflow_ops::kernels::eval(&op, &[Some(scores), Some(y)], 1)?;
-                Ok(l[0].cast(DType::F64).as_slice::<f64>()?[0])
-            };
-            let nll = Op::NllLoss {
-                reduction: LossReduction::Sum,
-                ignore_index: None,
-            };
-            let total = match through {
-                None => {
-                    let op = Op::SoftmaxCrossEntropy {
-                        reduction: LossReduction::Sum,
-                        ignore_index: None,
-                    };
-                    sum(op, pred)?
-                }
-                Some(true) => sum(nll, pred)?,
-                Some(false) => {
-                    let logp: Vec<f64> = v.iter().map(|p| p.max(1e-30).ln()).collect();
-                    sum(nll, &Tensor::from_vec(pred.shape().to_vec(), logp)?)?
-                }
-            };
-            Ok((total, count_correct(pred, y)?))
-        }
-        Loss::Mse => {
-            let t: Vec<f64> = y.to_f32_vec().into_iter().map(f64::from).collect();
-            if t.len() != v.len() {
-                return Err(err("targets and predictions differ in size"));
-            }
-            let per = v.len().checked_div(n).unwrap_or(1);
-            let s: f64 = v.iter().zip(&t).map(|(a, b)| (a - b) * (a - b)).sum();
-            Ok((s / per as f64, 0))
-        }
-    }
 }
 
 /// The training graph of `model` for batches of `batch` samples
 /// (what a [`Trainer`] runs for each micro-batch of that size).
 pub fn training_graph(model: &Graph, batch: usize, loss: Loss) -> Result<graph::TrainGraph, Error> {
-    Ok(graph::build(model, &sample_shape(model, batch)?, loss)?)
+    training_graph_in(model, batch, loss, Precision::F32)
+}
+
+/// [`training_graph`] computing in `precision`.
+pub fn training_graph_in(
+    model: &Graph,
+    batch: usize,
+    loss: Loss,
+    precision: Precision,
+) -> Result<graph::TrainGraph, Error> {
+    Ok(graph::build_in(
+        model,
+        &sample_shape(model, batch)?,
+        loss,
+        precision,
+    )?)
 }
 
 /// The model input's shape for `batch` samples.

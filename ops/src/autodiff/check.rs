@@ -153,9 +153,33 @@ pub(crate) fn check(op: Op, args: Vec<Arg>, n_out: usize) {
 /// [`check`] with only the outputs in `used` in the checked function
 /// (outputs no gradient flows back from, such as running statistics).
 pub(crate) fn check_outputs(op: Op, args: Vec<Arg>, n_out: usize, used: &[usize]) {
-    // Finite differences in f64.
-    let (g64, wrt, loss) = build(&op, &args, n_out, used, DType::F64);
-    let base = feeds(&args, DType::F64);
+    let numeric = numeric(&op, &args, n_out, used);
+    for (dt, tol) in [(DType::F64, 1e-6), (DType::F32, 1e-3)] {
+        compare(&op, &args, n_out, used, dt, tol, &numeric);
+    }
+}
+
+/// The gradient of `op` computed on bf16 tensors (what bf16 training
+/// runs: every forward and backward kernel of the check on bf16 inputs,
+/// widened per op) against the float64 finite differences, within
+/// `BF16_TOL` of the largest gradient element. bf16 keeps 8 significant
+/// bits (a rounding is up to 2^-9 relative); the inputs, the weights `R`,
+/// every intermediate and the gradient are each rounded, so a few times
+/// that bound is expected.
+pub(crate) fn check_bf16(op: Op, args: Vec<Arg>, n_out: usize) {
+    let all: Vec<usize> = (0..n_out).collect();
+    let numeric = numeric(&op, &args, n_out, &all);
+    compare(&op, &args, n_out, &all, DType::BF16, BF16_TOL, &numeric);
+}
+
+/// [`check_bf16`]'s tolerance, relative to the largest gradient element.
+pub(crate) const BF16_TOL: f64 = 3e-2;
+
+/// Central finite differences in f64 of the checked function, per `Diff`
+/// argument.
+fn numeric(op: &Op, args: &[Arg], n_out: usize, used: &[usize]) -> Vec<Vec<f64>> {
+    let (g64, _, loss) = build(op, args, n_out, used, DType::F64);
+    let base = feeds(args, DType::F64);
     let diff_pos: Vec<usize> = args
         .iter()
         .filter(|a| matches!(a, Arg::Diff(..) | Arg::Fixed(..)))
@@ -180,31 +204,44 @@ pub(crate) fn check_outputs(op: Op, args: Vec<Arg>, n_out: usize, used: &[usize]
         }
         numeric.push(gi);
     }
-    for (dt, tol) in [(DType::F64, 1e-6), (DType::F32, 1e-3)] {
-        let (mut g, wrt_d, loss_d) = build(&op, &args, n_out, used, dt);
-        assert_eq!(wrt_d.len(), wrt.len());
-        let grads = differentiate(&mut g, loss_d, &wrt_d)
-            .unwrap_or_else(|e| panic!("{}: differentiate: {e}", op.name()));
-        let vals = run(&g, &feeds(&args, dt));
-        for (k, gv) in grads.iter().enumerate() {
-            let gv = gv.unwrap_or_else(|| panic!("{}: no gradient reaches input {k}", op.name()));
-            let a = vals[&gv].cast(DType::F64).into_vec::<f64>().unwrap();
-            let num = &numeric[k];
-            assert_eq!(a.len(), num.len(), "{}: gradient {k} size", op.name());
-            let scale = num.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-2);
-            let err = a
-                .iter()
-                .zip(num)
-                .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
-            assert!(
-                err / scale <= tol,
-                "{} ({dt}): gradient of input {k}: max error {err:.3e} \
-                 (relative {:.3e} > {tol:e})\nanalytic {:?}\nnumeric  {:?}",
-                op.name(),
-                err / scale,
-                &a[..a.len().min(8)],
-                &num[..num.len().min(8)]
-            );
-        }
+    numeric
+}
+
+/// The analytic gradient in `dt` against `numeric`, within `tol` of the
+/// largest numeric element.
+fn compare(
+    op: &Op,
+    args: &[Arg],
+    n_out: usize,
+    used: &[usize],
+    dt: DType,
+    tol: f64,
+    numeric: &[Vec<f64>],
+) {
+    let (mut g, wrt_d, loss_d) = build(op, args, n_out, used, dt);
+    assert_eq!(wrt_d.len(), numeric.len());
+    let grads = differentiate(&mut g, loss_d, &wrt_d)
+        .unwrap_or_else(|e| panic!("{}: differentiate: {e}", op.name()));
+    let vals = run(&g, &feeds(args, dt));
+    for (k, gv) in grads.iter().enumerate() {
+        let gv = gv.unwrap_or_else(|| panic!("{}: no gradient reaches input {k}", op.name()));
+        assert_eq!(vals[&gv].dtype(), dt, "{}: gradient {k} dtype", op.name());
+        let a = vals[&gv].cast(DType::F64).into_vec::<f64>().unwrap();
+        let num = &numeric[k];
+        assert_eq!(a.len(), num.len(), "{}: gradient {k} size", op.name());
+        let scale = num.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-2);
+        let err = a
+            .iter()
+            .zip(num)
+            .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
+        assert!(
+            err / scale <= tol,
+            "{} ({dt}): gradient of input {k}: max error {err:.3e} \
+             (relative {:.3e} > {tol:e})\nanalytic {:?}\nnumeric  {:?}",
+            op.name(),
+            err / scale,
+            &a[..a.len().min(8)],
+            &num[..num.len().min(8)]
+        );
     }
 }

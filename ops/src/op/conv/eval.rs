@@ -27,5 +27,9 @@ pub(crate) fn eval(op: &Op, inputs: &[Option<&Tensor>], _n_outputs: usize) -> Re
 /// f16/bf16 inputs are widened to f32 by [`crate::kernels::eval`] and the
 /// results narrowed back.
 pub(crate) fn widens_half(op: &Op) -> bool {
-    matches!(op, Op::Conv(_))
+    // The gradients too (bf16 training computes them on bf16 tensors).
+    matches!(
+        op,
+        Op::Conv(_) | Op::ConvGradFilter(_) | Op::ConvGradInput { .. }
+    )
 }

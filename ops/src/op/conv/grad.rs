@@ -319,7 +319,7 @@ pub(crate) fn flops(op: &Op, inputs: &[Option<&Fact>], outputs: &[&Fact]) -> f64
 
 #[cfg(test)]
 mod tests {
-    use crate::autodiff::check::{check, diff};
+    use crate::autodiff::check::{check, check_bf16, diff};
     use crate::op::{AutoPad, ConvAttrs, Op};
 
     fn conv(strides: &[usize], pads: &[usize], dil: &[usize], group: usize) -> Op {
@@ -388,6 +388,21 @@ mod tests {
         check(
             same,
             vec![diff(&[1, 2, 5, 6], 15), diff(&[2, 2, 3, 3], 16)],
+            1,
+        );
+    }
+
+    #[test]
+    fn conv_gradients_on_bf16_tensors() {
+        // What bf16 training runs: ConvGradFilter and ConvGradInput on
+        // bf16 tensors (widened to f32 per op).
+        check_bf16(
+            conv(&[1, 1], &[1, 1, 1, 1], &[], 1),
+            vec![
+                diff(&[2, 3, 5, 5], 1),
+                diff(&[4, 3, 3, 3], 2),
+                diff(&[4], 3),
+            ],
             1,
         );
     }

@@ -54,7 +54,9 @@ pub(crate) fn widens_half(op: &Op) -> bool {
         | Op::Sum
         | Op::Extremum(_)
         | Op::Act { .. }
-        | Op::Mean => true,
+        | Op::Mean
+        // The backward of the activations (bf16 training).
+        | Op::UnaryGrad(_) => true,
         _ => false,
     }
 }

@@ -76,13 +76,25 @@ pub(crate) fn grad(
             }
             Ok(g)
         }
-        Op::Cast { to, .. } if cx_dtype_is(cx, x, *to) => Ok(vec![Some(gy)]),
+        // A cast between float types is the identity on values up to
+        // rounding: its gradient is the incoming one cast back to the
+        // input's type (mixed-precision training casts f32 weights to
+        // bf16, so their gradients arrive as f32).
+        Op::Cast { to, .. } if to.is_float() => match cx.dtype(x) {
+            Some(from) if from == *to => Ok(vec![Some(gy)]),
+            Some(from) if from.is_float() => Ok(vec![Some(cx.node1(
+                "d_cast",
+                Op::Cast {
+                    to: from,
+                    saturate: true,
+                    round: crate::narrow::RoundMode::Up,
+                },
+                &[gy],
+            )?)]),
+            _ => Err(no_rule(&node.op)),
+        },
         _ => Err(no_rule(&node.op)),
     }
-}
-
-fn cx_dtype_is(cx: &Grads, x: ValueId, to: crate::DType) -> bool {
-    cx.dtype(x) == Some(to)
 }
 
 fn binary(cx: &mut Grads, node: &Node, b: BinaryOp, gy: ValueId, want: &[bool]) -> Result<Grad> {
@@ -220,8 +232,9 @@ fn derivative<F: Float>(f: GradFn) -> impl Fn(F) -> F + Sync + Send {
 
 #[cfg(test)]
 mod tests {
-    use crate::autodiff::check::{check, diff, vals, Arg};
-    use crate::op::{BinaryOp, Op, UnaryOp};
+    use crate::autodiff::check::{check, check_bf16, diff, run, vals, Arg};
+    use crate::op::{BinaryOp, Op, ReduceKind, UnaryOp};
+    use crate::DType;
 
     /// Values kept away from 0 so the kinks of Relu/LeakyRelu are not
     /// straddled by the finite differences.
@@ -289,5 +302,56 @@ mod tests {
             vec![Arg::Const(cond), diff(&[2, 3], 16), diff(&[3], 17)],
             1,
         );
+    }
+
+    #[test]
+    fn activation_gradients_on_bf16_tensors() {
+        check_bf16(Op::Unary(UnaryOp::Relu), vec![off_zero(&[3, 5], 2)], 1);
+        check_bf16(Op::Unary(UnaryOp::Tanh), vec![diff(&[3, 4], 1)], 1);
+    }
+
+    #[test]
+    fn a_cast_between_floats_casts_its_gradient_back() {
+        // L = sum(f32(relu(bf16(x))) * r), x f32: dL/dx = bf16(r) where
+        // x > 0, else 0, and it arrives as f32 (through the Cast rule;
+        // the Relu backward runs on bf16).
+        use crate::graph::{Dim, Graph};
+        let x: Vec<f64> = match off_zero(&[3, 4], 3) {
+            Arg::Diff(_, v) => v,
+            _ => unreachable!(),
+        };
+        let r = vals(12, 4, -1.0, 1.0);
+        let mut g = Graph::default();
+        let xi = g.add_input("x", DType::F32, vec![Dim::Known(3), Dim::Known(4)]);
+        let cast = |to| Op::Cast {
+            to,
+            saturate: true,
+            round: crate::narrow::RoundMode::Up,
+        };
+        let h = g.add_node("to_bf16", cast(DType::BF16), &[xi], 1)[0];
+        let a = g.add_node("relu", Op::Unary(UnaryOp::Relu), &[h], 1)[0];
+        let y = g.add_node("to_f32", cast(DType::F32), &[a], 1)[0];
+        let rt = crate::Tensor::from_vec(vec![3, 4], r.clone()).unwrap();
+        let rv = g.add_const("r", rt.cast(DType::F32));
+        let m = g.add_node("m", Op::Binary(BinaryOp::Mul), &[y, rv], 1)[0];
+        let sum = Op::Reduce {
+            kind: ReduceKind::Sum,
+            axes: None,
+            keepdims: false,
+            noop_with_empty_axes: false,
+        };
+        let l = g.add_node("l", sum, &[m], 1)[0];
+        let mut g = g.finish().unwrap();
+        let gx = crate::autodiff::differentiate(&mut g, l, &[xi]).unwrap()[0].unwrap();
+        assert_eq!(g.values[gx.0].fact.dtype, Some(DType::F32));
+        let feed = crate::Tensor::from_vec(vec![3, 4], x.clone()).unwrap();
+        let v = run(&g, &[feed.cast(DType::F32)]);
+        assert_eq!(v[&gx].dtype(), DType::F32);
+        let got = v[&gx].to_f32_vec();
+        let rb = rt.cast(DType::F32).cast(DType::BF16).to_f32_vec();
+        for k in 0..12 {
+            let want = if x[k] > 0.0 { rb[k] } else { 0.0 };
+            assert_eq!(got[k], want, "element {k}");
+        }
     }
 }

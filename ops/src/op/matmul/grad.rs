@@ -118,7 +118,7 @@ fn matmul(cx: &mut Grads, node: &Node, gy: ValueId, want: &[bool]) -> Result<Gra
 
 #[cfg(test)]
 mod tests {
-    use crate::autodiff::check::{check, diff};
+    use crate::autodiff::check::{check, check_bf16, diff};
     use crate::op::Op;
 
     #[test]
@@ -145,5 +145,20 @@ mod tests {
             check(op.clone(), vec![diff(&a, 1), diff(&b, 2), diff(&[5], 3)], 1);
             check(op, vec![diff(&a, 4), diff(&b, 5), diff(&[3, 1], 6)], 1);
         }
+    }
+
+    #[test]
+    fn gemm_gradients_on_bf16_tensors() {
+        let op = Op::Gemm {
+            alpha: 1.0,
+            beta: 1.0,
+            trans_a: false,
+            trans_b: true,
+        };
+        check_bf16(
+            op,
+            vec![diff(&[3, 4], 1), diff(&[5, 4], 2), diff(&[5], 3)],
+            1,
+        );
     }
 }

@@ -53,5 +53,7 @@ pub(crate) fn widens_half(op: &Op) -> bool {
             | Op::GlobalAveragePool
             | Op::GlobalMaxPool
             | Op::LpPool { .. }
+            // The gradient too (bf16 training).
+            | Op::PoolGrad { .. }
     )
 }

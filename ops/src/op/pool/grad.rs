@@ -151,7 +151,7 @@ fn plane_grad<F: Float>(w: &Win3, max: bool, include_pad: bool, src: &[F], g: &[
 
 #[cfg(test)]
 mod tests {
-    use crate::autodiff::check::{check, diff, Arg};
+    use crate::autodiff::check::{check, check_bf16, diff, Arg};
     use crate::op::{Op, PoolAttrs};
 
     fn attrs(k: &[usize], s: &[usize], pads: &[usize], include_pad: bool, ceil: bool) -> PoolAttrs {
@@ -209,5 +209,21 @@ mod tests {
             1,
         );
         check(Op::GlobalAveragePool, vec![diff(&[2, 3, 4, 5], 3)], 1);
+    }
+
+    #[test]
+    fn pool_gradients_on_bf16_tensors() {
+        // PoolGrad on bf16 tensors (bf16 training); `distinct` keeps the
+        // window maxima apart after rounding to bf16.
+        check_bf16(
+            Op::MaxPool(attrs(&[2, 2], &[2, 2], &[], false, false)),
+            vec![distinct(&[2, 3, 4, 4])],
+            1,
+        );
+        check_bf16(
+            Op::AveragePool(attrs(&[3, 3], &[2, 2], &[1, 1, 1, 1], false, false)),
+            vec![diff(&[2, 2, 5, 5], 1)],
+            1,
+        );
     }
 }
