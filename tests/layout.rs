@@ -101,7 +101,10 @@ fn devices_do_not_run_shape_inference() {
         })
         .map(|p| p.display().to_string())
         .collect();
-    assert!(offenders.is_empty(), "devices calling shape inference: {offenders:?}");
+    assert!(
+        offenders.is_empty(),
+        "devices calling shape inference: {offenders:?}"
+    );
     let lib = std::fs::read_to_string(root().join("devices/src/lib.rs")).unwrap();
     assert!(
         lib.contains("#[cfg(test)]\nmod testing;"),
