@@ -301,6 +301,8 @@ struct Exchanged {
     /// Parameters in the order their gradients were complete.
     arrival: Vec<usize>,
     stats: AllReduceStats,
+    /// Gradients that never came (a replica failed).
+    missing: usize,
 }
 
 fn err(m: impl Into<String>) -> Error {
@@ -379,11 +381,21 @@ impl DataParallel {
                 .unwrap_or_else(|_| Err(err("the all-reduce thread panicked")));
             (results, exchanged)
         });
+        // The exchange's own error first (the replicas then only saw it
+        // stop), then a replica's (the exchange then only missed its
+        // gradients).
+        let done = exchanged?;
         let mut per_mb = Vec::with_capacity(k * per);
         for r in results {
             per_mb.extend(r?);
         }
-        let done = exchanged?;
+        if done.missing > 0 {
+            return Err(err(format!(
+                "the replicas delivered {} of {} gradients",
+                done.stats.gradients - done.missing,
+                done.stats.gradients
+            )));
+        }
         let means = (0..sizes.len())
             .map(|p| {
                 let at = buckets.at[p].0;
@@ -503,13 +515,6 @@ fn exchange(
             });
         }
     }
-    if stats.buckets.len() != buckets.len() {
-        return Err(err(format!(
-            "the replicas delivered {} of {} gradients",
-            stats.gradients - bucket_left.iter().sum::<usize>(),
-            stats.gradients
-        )));
-    }
     stats.backward_end_ms = ms(last);
     for b in &stats.buckets {
         stats.reduce_ms += b.end_ms - b.start_ms;
@@ -520,6 +525,7 @@ fn exchange(
         flat: bufs.swap_remove(0),
         arrival,
         stats,
+        missing: bucket_left.iter().sum(),
     })
 }
 
