@@ -340,6 +340,73 @@ fn a_pipelined_cnn_with_batchnorm_and_dropout_follows_the_plans_stages() {
 }
 
 #[test]
+fn replicas_reduce_gradient_buckets_while_the_backward_pass_runs() {
+    use hetflow::train::allreduce::{AllReduceStats, BucketCap};
+    // The CNN (BatchNorm, Dropout, ten weight tensors) on two replicas of
+    // two micro-batches each. Batch statistics are per micro-batch, so
+    // the reference runs the same four micro-batches on one device.
+    let train = digits("train");
+    let run = |cap: BucketCap, batch: usize, steps: usize| {
+        let mut t = replicated("cnn", sgd(0.05, 0.9, 0.0), None, 2, 2);
+        t.data_parallel_mut().cap = cap;
+        let mut stats: Vec<AllReduceStats> = Vec::new();
+        for s in 0..steps {
+            let x = hetflow::train::rows(&train.x, s * batch, batch, &[batch, 1, 8, 8]).unwrap();
+            let y = hetflow::train::rows(&train.y, s * batch, batch, &[batch]).unwrap();
+            t.step(&x, &y).unwrap();
+            stats.push(t.data_parallel().last().unwrap().clone());
+        }
+        (t.tensors().unwrap(), stats)
+    };
+    let reference = three_steps(
+        &mut trainer("cnn", sgd(0.05, 0.9, 0.0), None, 4),
+        &[1, 8, 8],
+    );
+    let one_tensor = BucketCap {
+        bytes: 1 << 20,
+        params: 1,
+    };
+    for cap in [BucketCap::default(), one_tensor] {
+        let (got, stats) = run(cap, 32, 3);
+        for ((name, a), (_, b)) in got.iter().zip(&reference) {
+            let r = rel(a, b);
+            assert!(
+                r <= 1e-5,
+                "{cap:?}: weight or statistic {name} differs by {r:.2e}"
+            );
+        }
+        let n_params = stats[0].gradients / 4;
+        let want = n_params.div_ceil(cap.params);
+        for s in &stats {
+            assert_eq!((s.replicas, s.microbatches), (2, 2));
+            assert_eq!(s.buckets.len(), want, "{cap:?}: {s:?}");
+            let mut params: Vec<usize> = s.buckets.iter().flat_map(|b| b.params.clone()).collect();
+            params.sort();
+            assert_eq!(
+                params,
+                (0..n_params).collect::<Vec<_>>(),
+                "each weight in one bucket"
+            );
+            for b in &s.buckets {
+                // A bucket starts only once its own gradients are in.
+                assert!(b.delivered_at_start >= 4 * b.params.len(), "{b:?}");
+                assert!(b.start_ms <= b.end_ms);
+            }
+            assert!(s.hidden_ms <= s.reduce_ms + 1e-9 && s.backward_end_ms <= s.end_ms);
+        }
+    }
+    // The ordering fact: some bucket's ring all-reduce began before the
+    // step's last gradient had left a replica's session (a larger batch
+    // leaves more backward pass after the first bucket is complete).
+    let (_, stats) = run(BucketCap::default(), 128, 6);
+    assert!(
+        stats.iter().any(|s| s.overlapped()),
+        "no bucket started before the backward pass ended: {stats:?}"
+    );
+    assert!(stats.iter().any(|s| s.hidden_ms > 0.0), "{stats:?}");
+}
+
+#[test]
 fn the_simulator_costs_the_real_backward_pass_of_each_stage() {
     use hetflow::scheduler::sim::simulate;
     let m = model("cnn");

@@ -4,7 +4,9 @@
 //!   arbiter) and one per cross-device edge (copy work, on the destination
 //!   device's copy arbiter, so copies overlap compute).
 //! * [`Source`]: feeds the caller's micro-batches into the graph.
-//! * [`Sink`]: gathers graph outputs per micro-batch and hands them back.
+//! * [`Sink`]: gathers graph outputs per micro-batch and hands them back;
+//!   while the session asks for them ([`Sink::parts`]), it also hands
+//!   each output back alone as soon as it arrives ([`Event::Part`]).
 //!
 //! ## Messages and flow control
 //! [`Data`] carries a device buffer handle for one input slot of one
@@ -38,6 +40,7 @@ use hetflow_devices::{Device, DeviceTensor};
 use hetflow_ops::{Op, Tensor};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -174,6 +177,14 @@ pub struct Upstream {
 pub enum Event {
     /// All outputs of a micro-batch, on the host, in graph output order.
     Output { mb: u64, outputs: Vec<Arc<Tensor>> },
+    /// One output of a micro-batch as soon as the sink has it (only while
+    /// [`Sink::parts`] is set); the micro-batch's [`Event::Output`] still
+    /// follows, after all its parts. Constant outputs have no part.
+    Part {
+        mb: u64,
+        slot: usize,
+        tensor: Arc<Tensor>,
+    },
     /// The run failed.
     Failed(RuntimeError),
     /// The root rank closed a multi-host session (serving ranks return).
@@ -656,6 +667,11 @@ pub struct Sink {
     pub events: Sender<Event>,
     /// (copies, this copy): local micro-batch j is global `j * k + r`.
     pub copy_of: (u64, u64),
+    /// Set by the session while a run wants each output as it arrives
+    /// ([`Event::Part`]); shared by the session's sinks. Off, the sink
+    /// sends one event per micro-batch, so plain runs wake the caller
+    /// once per result.
+    pub parts: Arc<AtomicBool>,
     /// Per micro-batch: outputs gathered so far and how many are missing.
     pending: BTreeMap<u64, Gathered>,
 }
@@ -676,6 +692,7 @@ impl Sink {
             upstream,
             events,
             copy_of: (1, 0),
+            parts: Arc::new(AtomicBool::new(false)),
             pending: BTreeMap::new(),
         }
     }
@@ -723,11 +740,20 @@ impl Handler<HostData> for Sink {
 }
 
 impl Sink {
-    /// Takes output `slot` of micro-batch `mb`, credits its producer and
-    /// reports the micro-batch once all its outputs are in.
+    /// Takes output `slot` of micro-batch `mb`, credits its producer,
+    /// hands it on alone when the session wants parts, and reports the
+    /// micro-batch once all its outputs are in.
     fn accept(&mut self, mb: u64, slot: usize, host: Arc<Tensor>) {
         if let Some(Some(up)) = self.upstream.get(slot) {
             up.producer.do_send(Credit { route: up.route });
+        }
+        let (k, r) = self.copy_of;
+        if self.parts.load(Ordering::Acquire) {
+            let _ = self.events.send(Event::Part {
+                mb: mb * k + r,
+                slot,
+                tensor: host.clone(),
+            });
         }
         let n = self.constants.len();
         let missing = self.constants.iter().filter(|c| c.is_none()).count();
@@ -743,7 +769,6 @@ impl Sink {
         if entry.1 == 0 {
             if let Some((outs, _)) = self.pending.remove(&mb) {
                 let outputs = outs.into_iter().flatten().collect();
-                let (k, r) = self.copy_of;
                 let _ = self.events.send(Event::Output {
                     mb: mb * k + r,
                     outputs,

@@ -6,6 +6,7 @@ use super::train_job;
 use anyhow::{bail, Context, Result};
 use hetflow::runtime::net::Hub;
 use hetflow::scheduler::plan::{Plan, Schedule as PlanSchedule};
+use hetflow::train::allreduce::{AllReduceStats, AllReduceTotals};
 use hetflow::train::optim::{Config, Kind, Schedule};
 use hetflow::train::pipeline::PipelineStats;
 use hetflow::train::{Loss, LossScaling, Metrics, Precision, TrainOptions, Trainer};
@@ -201,6 +202,24 @@ fn pipeline_line(s: &PipelineStats, steps: u64, step_ms: f64, bound_ms: f64) -> 
     line
 }
 
+/// The replicas' all-reduce over the epoch's steps (totals now minus
+/// totals before the epoch).
+fn allreduce_line(s: &AllReduceStats, now: AllReduceTotals, before: AllReduceTotals) -> String {
+    let (steps, reduce, hidden) = (
+        now.steps - before.steps,
+        now.reduce_ms - before.reduce_ms,
+        now.hidden_ms - before.hidden_ms,
+    );
+    format!(
+        "all-reduce: {} replicas x {} micro-batch(es), {} bucket(s), {steps} step(s): {:.3} ms per step, {:.0}% of it hidden behind the backward pass",
+        s.replicas,
+        s.microbatches,
+        s.buckets.len(),
+        reduce / steps.max(1) as f64,
+        100.0 * hidden / reduce.max(1e-12),
+    )
+}
+
 pub fn main(a: Args) -> Result<()> {
     if a.batch == 0 || a.epochs == 0 {
         bail!("--batch and --epochs must be at least 1");
@@ -333,6 +352,7 @@ fn run(a: Args, hub: Option<&Arc<Hub>>) -> Result<()> {
     }
     let mut last = None;
     let mut seen = (0u64, 0.0f64, 0.0f64);
+    let mut seen_dp = AllReduceTotals::default();
     for epoch in first..a.epochs {
         let started = Instant::now();
         let bar = if root {
@@ -382,6 +402,11 @@ fn run(a: Args, hub: Option<&Arc<Hub>>) -> Result<()> {
                 bound_ms - seen.2,
             ));
             seen = sum;
+        }
+        let dp = t.data_parallel();
+        if let Some(s) = dp.last().filter(|s| s.replicas > 1) {
+            say(&allreduce_line(s, dp.totals(), seen_dp));
+            seen_dp = dp.totals();
         }
         if !root {
             continue;

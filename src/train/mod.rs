@@ -77,7 +77,8 @@ pub struct TrainOptions {
     pub microbatches: usize,
     /// Data-parallel replicas: each runs `batch / replicas` samples on its
     /// own device (the i-th of `devices`, else `cpu:i`), and their
-    /// gradients are averaged by a ring all-reduce before the step.
+    /// gradients are averaged by a ring all-reduce per bucket, started
+    /// while the backward pass runs ([`allreduce`]), before the step.
     pub replicas: usize,
     /// Seed of dropout masks (shuffling has its own, in [`data`]).
     pub seed: u64,
@@ -146,6 +147,8 @@ pub struct Trainer {
     ranks: Option<Arc<dyn dist::Ranks>>,
     /// Dynamic loss scaling (bf16).
     scaler: Option<LossScaler>,
+    /// Buckets and measures of the replicas' gradient all-reduce.
+    dp: allreduce::DataParallel,
 }
 
 fn err(m: impl Into<String>) -> Error {
@@ -228,6 +231,7 @@ impl Trainer {
             pipeline_totals: (0, 0.0, 0.0),
             ranks: None,
             scaler: (opts.precision == Precision::Bf16).then(|| LossScaler::new(opts.loss_scaling)),
+            dp: allreduce::DataParallel::default(),
             opts,
         })
     }
@@ -267,6 +271,17 @@ impl Trainer {
     /// Dynamic loss scaling's state (None in f32).
     pub fn loss_scaler(&self) -> Option<&LossScaler> {
         self.scaler.as_ref()
+    }
+
+    /// The replicas' gradient exchange: its bucket cap and what the steps
+    /// measured ([`allreduce::AllReduceStats`]).
+    pub fn data_parallel(&self) -> &allreduce::DataParallel {
+        &self.dp
+    }
+
+    /// The replicas' gradient exchange, to set its bucket cap.
+    pub fn data_parallel_mut(&mut self) -> &mut allreduce::DataParallel {
+        &mut self.dp
     }
 
     /// Steps taken (skipped steps not counted).
@@ -425,49 +440,29 @@ impl Trainer {
         let n_params = tg.params.len();
         let state_names = tg.state.clone();
         let sizes: Vec<usize> = self.weights.iter().map(|w| w.len()).collect();
-        let total: usize = sizes.iter().sum();
         let labels: Vec<Arc<Tensor>> = feeds.iter().map(|f| f[1].clone()).collect();
-        // Per micro-batch: loss, prediction and statistics; gradients per
-        // replica (each the mean over its micro-batches).
-        type PerMb = Vec<Vec<Option<Arc<Tensor>>>>;
-        let (outs, mut replica_grads): (PerMb, Vec<Vec<f32>>) =
-            if let Runner::Pipeline(p) = &mut self.steps[0].runner {
-                let r = p.step(&feeds, 2..2 + n_params)?;
-                let mut flat = Vec::with_capacity(total);
-                for (g, &len) in r.means.into_iter().zip(&sizes) {
-                    if g.len() != len {
-                        return Err(err("a gradient's size differs from its weight's"));
-                    }
-                    flat.extend(g);
-                }
-                self.pipeline_totals.0 += 1;
-                self.pipeline_totals.1 += r.stats.step_ms;
-                self.pipeline_totals.2 += r.stats.bound_ms;
-                self.last_pipeline = Some(r.stats);
-                (r.per_mb, vec![flat])
-            } else {
-                let outs = self.run_replicas(feeds, k, per_replica)?;
-                let mut replica_grads: Vec<Vec<f32>> = vec![vec![0.0; total]; k];
-                for (u, o) in outs.iter().enumerate() {
-                    let g = &mut replica_grads[u / per_replica];
-                    let mut at = 0;
-                    for (t, &len) in o[2..2 + n_params].iter().zip(&sizes) {
-                        let v = t.to_f32_vec();
-                        if v.len() != len {
-                            return Err(err("a gradient's size differs from its weight's"));
-                        }
-                        for (a, b) in g[at..at + len].iter_mut().zip(v) {
-                            *a += b / per_replica as f32;
-                        }
-                        at += len;
-                    }
-                }
-                let outs = outs
-                    .into_iter()
-                    .map(|o| o.into_iter().map(Some).collect())
-                    .collect();
-                (outs, replica_grads)
-            };
+        // Per micro-batch: loss, prediction and statistics; per parameter,
+        // its gradient's mean over the micro-batches (and replicas).
+        let (outs, grads) = if let Runner::Pipeline(p) = &mut self.steps[0].runner {
+            let r = p.step(&feeds, 2..2 + n_params)?;
+            if r.means.iter().zip(&sizes).any(|(g, &len)| g.len() != len) {
+                return Err(err("a gradient's size differs from its weight's"));
+            }
+            self.pipeline_totals.0 += 1;
+            self.pipeline_totals.1 += r.stats.step_ms;
+            self.pipeline_totals.2 += r.stats.bound_ms;
+            self.last_pipeline = Some(r.stats);
+            (r.per_mb, r.means)
+        } else {
+            // Replica r takes micro-batches r·per_replica.. of the batch.
+            let sessions = self.steps.iter_mut().map(|st| match &mut st.runner {
+                Runner::Session(s) => Ok(&mut **s),
+                Runner::Pipeline(_) => Err(err("a replica cannot be a pipeline")),
+            });
+            let sessions = sessions.collect::<Result<Vec<_>, _>>()?;
+            let r = self.dp.step(sessions, feeds, 2..2 + n_params, &sizes)?;
+            (r.per_mb, r.means)
+        };
         let out = |o: &[Option<Arc<Tensor>>], i: usize| -> Result<Arc<Tensor>, Error> {
             o.get(i)
                 .cloned()
@@ -500,11 +495,10 @@ impl Trainer {
             }
             Loss::Mse => f64::NAN,
         };
-        allreduce::ring_mean(&mut replica_grads);
         let job = dist::combine(
             self.ranks.as_deref(),
             dist::StepSums {
-                grads: replica_grads.swap_remove(0),
+                grads: grads.concat(),
                 stats: new_stats,
                 loss: metrics.loss,
                 accuracy: metrics.accuracy,
@@ -538,47 +532,6 @@ impl Trainer {
         }
         self.optimizer.update(&mut self.weights, &grads);
         Ok(metrics)
-    }
-
-    /// Runs each replica's share of `feeds` on its session, at once.
-    fn run_replicas(
-        &mut self,
-        feeds: Vec<Vec<Arc<Tensor>>>,
-        k: usize,
-        per_replica: usize,
-    ) -> Result<Vec<Vec<Arc<Tensor>>>, Error> {
-        // Replica r takes micro-batches r·per_replica.. of the batch; the
-        // replicas run at once, each on its own device.
-        let mut shards: Vec<Vec<Vec<Arc<Tensor>>>> = Vec::with_capacity(k);
-        let mut rest = feeds.into_iter();
-        for _ in 0..k {
-            shards.push(rest.by_ref().take(per_replica).collect());
-        }
-        let results: Vec<Result<Vec<Vec<Arc<Tensor>>>, Error>> = std::thread::scope(|s| {
-            let handles: Vec<_> = self
-                .steps
-                .iter_mut()
-                .zip(shards)
-                .map(|(st, f)| {
-                    s.spawn(move || match &mut st.runner {
-                        Runner::Session(session) => session.run_stream(f).map_err(Error::from),
-                        Runner::Pipeline(_) => Err(err("a replica cannot be a pipeline")),
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(err("a replica's thread panicked")))
-                })
-                .collect()
-        });
-        let mut outs = Vec::new();
-        for r in results {
-            outs.extend(r?);
-        }
-        Ok(outs)
     }
 
     /// One epoch over `data` in batches of `batch` samples, shuffled by

@@ -146,6 +146,7 @@ pub(super) fn build(
     copy_of: (usize, usize),
     net: Option<&mut NetCtx>,
     clock: Option<Arc<KernelClock>>,
+    parts: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<Built> {
     let mut arbiters: Vec<ArbiterHandle> = Vec::new();
     let me = net.as_ref().map(|n| n.hub.rank()).unwrap_or(0);
@@ -647,6 +648,7 @@ pub(super) fn build(
         let local_devices: Vec<Arc<dyn Device>> = devices.iter().flatten().cloned().collect();
         let mut sink = Sink::new(out_consts, local_devices, sink_upstream, events.clone());
         sink.copy_of = (copy_of.0 as u64, copy_of.1 as u64);
+        sink.parts = parts;
         start_on(&io, sink_rx, sink);
     }
     let source = Source::new(source_routes, credits, events);

@@ -28,6 +28,8 @@ mod build;
 mod cross_host;
 mod inputs;
 mod run;
+#[cfg(test)]
+mod tests;
 
 pub use inputs::check_inputs;
 
@@ -89,6 +91,9 @@ pub struct Session {
     window: usize,
     /// Running kernels and the limit on how long one may take.
     clock: Option<(Arc<KernelClock>, std::time::Duration)>,
+    /// Whether the sinks hand each output back as it arrives
+    /// ([`Session::run_stream_each_output`]).
+    parts: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Session {
@@ -178,6 +183,8 @@ impl Session {
             .map(|t| (Arc::new(KernelClock::default()), t));
         let task_clock = clock.as_ref().map(|(c, _)| c.clone());
         let recorder = Arc::new(Recorder::new(opts.trace));
+        let parts = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sink_parts = parts.clone();
         let (ev_tx, ev_rx) = unbounded();
         let (built_tx, built_rx) =
             std::sync::mpsc::channel::<std::result::Result<(Built, System), RuntimeError>>();
@@ -211,6 +218,7 @@ impl Session {
                             (k, r),
                             net.as_mut(),
                             task_clock.clone(),
+                            sink_parts.clone(),
                         )?;
                         all.sources.extend(b.sources);
                         all.arbiters.extend(b.arbiters);
@@ -262,6 +270,7 @@ impl Session {
             net: net_id,
             window,
             clock,
+            parts,
         })
     }
 
@@ -285,7 +294,7 @@ impl Session {
         loop {
             match self.events.recv() {
                 Ok(Event::Stopped) => return Ok(()),
-                Ok(Event::Output { .. }) => {}
+                Ok(Event::Output { .. } | Event::Part { .. }) => {}
                 Ok(Event::Failed(e)) => return Err(self.failed(e)),
                 Err(_) => {
                     return Err(self.failed(RuntimeError::Stopped("actor system exited".into())))

@@ -6,8 +6,14 @@ use crate::actors::{Event, Feed};
 use crate::error::{Result, RuntimeError};
 use crate::trace::TraceEvent;
 use hetflow_ops::Tensor;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+
+/// Where [`Session::run_stream_each_output`] hands each output.
+type PartFn<'a> = dyn FnMut(usize, usize, Arc<Tensor>) -> Result<()> + 'a;
+/// Where [`Session::run_stream_each`] hands each input set's outputs.
+type OutputFn<'a> = dyn FnMut(usize, Vec<Arc<Tensor>>) -> Result<()> + 'a;
 
 impl Session {
     /// Runs one input set (graph inputs in order); returns the graph
@@ -41,6 +47,53 @@ impl Session {
         I: IntoIterator<Item = Vec<Arc<Tensor>>>,
         F: FnMut(usize, Vec<Arc<Tensor>>) -> Result<()>,
     {
+        self.drive(inputs, None, &mut on_output)
+    }
+
+    /// Runs one input set and hands each graph output to `on_output` (its
+    /// index, its value) as soon as the sink has it, while the rest of the
+    /// graph still runs: a training step can start reducing the gradients
+    /// the backward pass produced first. Every output comes exactly once
+    /// (constant outputs when the run completes). Errors as in
+    /// [`Session::run`]: a failing run returns its error, and an error
+    /// from `on_output` is returned once the run has finished.
+    pub fn run_each_output<F>(&mut self, inputs: Vec<Arc<Tensor>>, mut on_output: F) -> Result<()>
+    where
+        F: FnMut(usize, Arc<Tensor>) -> Result<()>,
+    {
+        self.run_stream_each_output(vec![inputs], |_, i, t| on_output(i, t))
+            .map(|_| ())
+    }
+
+    /// [`Session::run_stream_each`], output by output: hands each output
+    /// to `on_output` (input set's index, output index, value) as soon as
+    /// the sink has it, in the order they arrive, not input order. Every
+    /// output of every input set comes exactly once; an input set's
+    /// constant outputs come when the set is complete.
+    pub fn run_stream_each_output<I, F>(&mut self, inputs: I, mut on_output: F) -> Result<usize>
+    where
+        I: IntoIterator<Item = Vec<Arc<Tensor>>>,
+        F: FnMut(usize, usize, Arc<Tensor>) -> Result<()>,
+    {
+        self.parts.store(true, Ordering::Release);
+        let r = self.drive(inputs, Some(&mut on_output), &mut |_, _| Ok(()));
+        self.parts.store(false, Ordering::Release);
+        r
+    }
+
+    /// The run loop of [`Session::run_stream_each`] and
+    /// [`Session::run_stream_each_output`]: with `parts`, each output goes
+    /// to it as it arrives (and the rest of a complete input set's outputs,
+    /// its constants, when the set is done), and `on_output` gets nothing.
+    fn drive<I>(
+        &mut self,
+        inputs: I,
+        mut parts: Option<&mut PartFn<'_>>,
+        on_output: &mut OutputFn<'_>,
+    ) -> Result<usize>
+    where
+        I: IntoIterator<Item = Vec<Arc<Tensor>>>,
+    {
         if let Some(e) = &self.broken {
             return Err(RuntimeError::Stopped(format!("an earlier run failed: {e}")));
         }
@@ -55,6 +108,9 @@ impl Session {
         let k = self.sources.len().max(1) as u64;
         // Results that arrived ahead of an earlier one, by index.
         let mut early: BTreeMap<usize, Vec<Arc<Tensor>>> = BTreeMap::new();
+        // With `parts`: which outputs of an unfinished input set were
+        // handed on already.
+        let mut handed: HashMap<usize, Vec<bool>> = HashMap::new();
         let (mut fed, mut done) = (0usize, 0usize);
         let mut stop: Option<RuntimeError> = None;
         loop {
@@ -85,8 +141,17 @@ impl Session {
                 fed += 1;
             }
             while let Some(o) = early.remove(&done) {
+                let seen = handed.remove(&done).unwrap_or_default();
                 if stop.is_none() {
-                    if let Err(e) = on_output(done, o) {
+                    let r = match parts.as_mut() {
+                        Some(p) => o
+                            .into_iter()
+                            .enumerate()
+                            .filter(|(s, _)| !seen.get(*s).copied().unwrap_or(false))
+                            .try_for_each(|(s, t)| p(done, s, t)),
+                        None => on_output(done, o),
+                    };
+                    if let Err(e) = r {
                         stop = Some(e);
                     }
                 }
@@ -103,6 +168,21 @@ impl Session {
                     let i = mb.wrapping_sub(first) as usize;
                     if i < fed && i >= done {
                         early.entry(i).or_insert(outputs);
+                    }
+                }
+                Ok(Event::Part { mb, slot, tensor }) => {
+                    let i = mb.wrapping_sub(first) as usize;
+                    if let (Some(p), true) = (parts.as_mut(), i < fed && i >= done) {
+                        let seen = handed.entry(i).or_default();
+                        if seen.len() <= slot {
+                            seen.resize(slot + 1, false);
+                        }
+                        if !seen[slot] && stop.is_none() {
+                            seen[slot] = true;
+                            if let Err(e) = p(i, slot, tensor) {
+                                stop = Some(e);
+                            }
+                        }
                     }
                 }
                 Ok(Event::Failed(e)) => return Err(self.failed(e)),
