@@ -259,7 +259,6 @@ fn run(a: Args, hub: Option<&Arc<Hub>>) -> Result<()> {
         eval,
         resume,
     } = inputs;
-    let eval = if root { eval } else { None };
     let (precision, loss_scaling) = precision(&a)?;
     if train.len() < a.batch {
         bail!(

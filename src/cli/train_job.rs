@@ -1,8 +1,8 @@
 //! `hetflow train` as one rank of a data-parallel job (`hetflow launch
 //! --np N -- train ...`, or a hostfile): rank 0 reads the files the
 //! command names (the model with its external data inlined, the training
-//! and evaluation data, a checkpoint to resume) and sends their bytes to
-//! the other ranks, so hosts need no shared filesystem; every rank then
+//! data, a checkpoint to resume) and sends their bytes to the other ranks
+//! (rank 0 alone evaluates, so the evaluation data stays there), so hosts need no shared filesystem; every rank then
 //! trains its share of each batch (`hetflow::train::dist`). Every rank
 //! runs the same command line, so the options need no sending.
 
@@ -22,6 +22,7 @@ const TAG_TRAIN_ABORT: u32 = 21;
 pub struct Inputs {
     pub model: Model,
     pub train: Dataset,
+    /// On rank 0 (and outside a job) only.
     pub eval: Option<Dataset>,
     /// A checkpoint to resume from: the caller's path on rank 0, a copy
     /// in a temporary file elsewhere.
@@ -73,14 +74,6 @@ pub fn share(
         put(&mut buf, &hetflow::ops::onnx::inline_external_data(model)?);
         put(&mut buf, &write_npy_bytes(&inputs.train.x)?);
         put(&mut buf, &write_npy_bytes(&inputs.train.y)?);
-        match &inputs.eval {
-            Some(e) => {
-                put(&mut buf, &[1]);
-                put(&mut buf, &write_npy_bytes(&e.x)?);
-                put(&mut buf, &write_npy_bytes(&e.y)?);
-            }
-            None => put(&mut buf, &[0]),
-        }
         match resume {
             Some(p) => {
                 let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
@@ -117,16 +110,9 @@ pub fn receive(hub: &Arc<Hub>) -> Result<Inputs> {
     let mut rest = bytes.as_slice();
     let model_bytes = take(&mut rest)?;
     let graph = hetflow::ops::onnx::load_model_bytes(model_bytes, None)?;
-    let dataset = |rest: &mut &[u8]| -> Result<Dataset> {
-        let x = read_npy_bytes(take(rest)?)?;
-        let y = read_npy_bytes(take(rest)?)?;
-        Ok(Dataset { x, y })
-    };
-    let train = dataset(&mut rest)?;
-    let eval = match take(&mut rest)? {
-        [1] => Some(dataset(&mut rest)?),
-        _ => None,
-    };
+    let x = read_npy_bytes(take(&mut rest)?)?;
+    let y = read_npy_bytes(take(&mut rest)?)?;
+    let train = Dataset { x, y };
     let resume = match take(&mut rest)? {
         [1] => {
             let p = std::env::temp_dir().join(format!(
@@ -143,7 +129,7 @@ pub fn receive(hub: &Arc<Hub>) -> Result<Inputs> {
     Ok(Inputs {
         model: Model::from_graph(graph),
         train,
-        eval,
+        eval: None,
         resume,
     })
 }
