@@ -647,19 +647,16 @@ struct ReduceRound {
 impl LocalReduce {
     fn sum(&self, rank: usize, size: usize, data: Vec<f32>) -> Result<Vec<f32>> {
         let timeout = Duration::from_secs(60);
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         // The previous round's sum must be taken by every rank first.
-        while st.done.is_some() {
-            let (g, t) = self
-                .changed
-                .wait_timeout(st, timeout)
-                .unwrap_or_else(|e| e.into_inner());
-            st = g;
-            if t.timed_out() {
-                return Err(RuntimeError::Network(
-                    "all-reduce: the previous round was never collected".into(),
-                ));
-            }
+        let (mut st, wait) = self
+            .changed
+            .wait_timeout_while(st, timeout, |s| s.done.is_some())
+            .unwrap_or_else(|e| e.into_inner());
+        if wait.timed_out() {
+            return Err(RuntimeError::Network(
+                "all-reduce: the previous round was never collected".into(),
+            ));
         }
         if st.parts.len() != size {
             st.parts = vec![None; size];
@@ -687,30 +684,28 @@ impl LocalReduce {
             st.round += 1;
             self.changed.notify_all();
         }
-        loop {
-            if st.round > my_round {
-                if let Some((sum, left)) = st.done.take() {
-                    let out = (*sum).clone();
-                    if left > 1 {
-                        st.done = Some((sum, left - 1));
-                    } else {
-                        self.changed.notify_all();
-                    }
-                    return Ok(out);
-                }
-            }
-            let (g, t) = self
-                .changed
-                .wait_timeout(st, timeout)
-                .unwrap_or_else(|e| e.into_inner());
-            st = g;
-            if t.timed_out() {
-                return Err(RuntimeError::Network(format!(
-                    "all-reduce: rank {rank} waited {} s for the other ranks",
-                    timeout.as_secs()
-                )));
-            }
+        let (mut st, wait) = self
+            .changed
+            .wait_timeout_while(st, timeout, |s| s.round == my_round || s.done.is_none())
+            .unwrap_or_else(|e| e.into_inner());
+        let taken = if wait.timed_out() {
+            None
+        } else {
+            st.done.take()
+        };
+        let Some((sum, left)) = taken else {
+            return Err(RuntimeError::Network(format!(
+                "all-reduce: rank {rank} waited {} s for the other ranks",
+                timeout.as_secs()
+            )));
+        };
+        let out = (*sum).clone();
+        if left > 1 {
+            st.done = Some((sum, left - 1));
+        } else {
+            self.changed.notify_all();
         }
+        Ok(out)
     }
 }
 
