@@ -152,26 +152,10 @@ impl Pipeline {
                     .collect()
             };
             let ctx = |e: Error| err(format!("stage {s} on {name}: {e}"));
-            let fwd = phase(
-                tg,
-                wiring,
-                &of(Pass::Forward),
-                &phase_of,
-                (s, Pass::Forward),
-                dev,
-                threads,
-            )
-            .map_err(ctx)?;
-            let bwd = phase(
-                tg,
-                wiring,
-                &of(Pass::Backward),
-                &phase_of,
-                (s, Pass::Backward),
-                dev,
-                threads,
-            )
-            .map_err(ctx)?;
+            let compile = |pass: Pass| {
+                phase(tg, wiring, &of(pass), &phase_of, (s, pass), dev, threads).map_err(ctx)
+            };
+            let (fwd, bwd) = (compile(Pass::Forward)?, compile(Pass::Backward)?);
             stages.push(StageRt {
                 device: name.clone(),
                 fwd,
