@@ -22,6 +22,14 @@
 //! * As root, `mpirun` gets `--allow-run-as-root` (only then).
 //! * The environment that shapes a run (`HETFLOW_*`, `RUST_LOG`,
 //!   `RUST_BACKTRACE`, `POCL_*`) is exported to every rank.
+//! * Each `mpirun` job gets its own session directory on this machine
+//!   (`TMPDIR` set to a fresh `hetflow-launch-PID` folder, removed after
+//!   the job). Open MPI 4 keeps its per-job files under one shared
+//!   `ompi.HOST.UID` folder and removes that folder when the last job in
+//!   it ends, so two jobs started at once on one machine could race: one
+//!   removing the folder while the other was making its own inside it
+//!   (`ORTE_ERROR_LOG ... session_dir.c`). Remote hosts' daemons keep
+//!   their own `TMPDIR`.
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -479,9 +487,16 @@ pub fn main(a: Args) -> Result<()> {
     if let (Some(hs), Some(f), Launcher::Mpirun) = (&hosts, &a.hostfile, launcher) {
         probe_hosts(hs, f, &a.launcher_args)?;
     }
-    let mut child = std::process::Command::new(&argv[0])
-        .args(&argv[1..])
-        .stderr(std::process::Stdio::piped())
+    let mut cmd = std::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..]).stderr(std::process::Stdio::piped());
+    let session = match launcher {
+        Launcher::Mpirun => Some(SessionDir::new()?),
+        Launcher::Srun => None,
+    };
+    if let Some(s) = &session {
+        cmd.env("TMPDIR", &s.0);
+    }
+    let mut child = cmd
         .spawn()
         .with_context(|| format!("starting {} (is it installed and on PATH?)", argv[0]))?;
     let verbose = std::env::var_os("HETFLOW_LAUNCH_VERBOSE").is_some();
@@ -503,6 +518,27 @@ pub fn main(a: Args) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// This launch's own temporary folder, removed when dropped (see the
+/// module docs: concurrent `mpirun` jobs must not share a session
+/// directory).
+struct SessionDir(PathBuf);
+
+impl SessionDir {
+    fn new() -> Result<Self> {
+        let d = std::env::temp_dir().join(format!("hetflow-launch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d)
+            .with_context(|| format!("creating the job's session folder '{}'", d.display()))?;
+        Ok(Self(d))
+    }
+}
+
+impl Drop for SessionDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A rank the launcher saw die.
