@@ -45,9 +45,20 @@ def sh(cmd: list[str], env=None) -> str:
     return r.stdout
 
 
-def hetflow_ms(model: Path, threads: int, iters: int, warmup: int) -> float:
+def hetflow_run(model: Path, threads: int, iters: int, warmup: int) -> dict:
+    """`hetflow bench`'s median and, when it reports them, peak RSS and RSS at start."""
     out = sh([HF, "bench", str(model), "--threads", str(threads), "--iters", str(iters), "--warmup", str(warmup)])
-    return float(out.strip().splitlines()[-1].split("=")[1])
+    r = {}
+    for line in out.strip().splitlines():
+        for part in line.split():
+            k, eq, v = part.partition("=")
+            if eq and k in ("median_ms", "peak_rss_mb", "start_rss_mb"):
+                r[k] = float(v)
+    return r
+
+
+def hetflow_ms(model: Path, threads: int, iters: int, warmup: int) -> float:
+    return hetflow_run(model, threads, iters, warmup)["median_ms"]
 
 
 def peer(args: list[str]) -> dict:
@@ -147,6 +158,7 @@ def main() -> int:
     n = a.n
     flop = 2.0 * n**3
     rows = []
+    mem_rows = []
     for t in threads if "gemm" in sets else []:
         gm = gemm_model(n)
         hf, np_ = [], []
@@ -159,17 +171,32 @@ def main() -> int:
     if "resnet" in sets:
         rn = FIXTURES / "zoo_resnet50" / "model.onnx"
         for t in threads:
-            hf, ort = [], []
+            hf, ort, hf_mem, ort_mem = [], [], [], []
             for _ in range(a.rounds):
-                hf.append(hetflow_ms(rn, t, 10, 2))
-                ort.append(peer(["ort", str(rn), "--threads", str(t), "--iters", "10", "--warmup", "2"])["median_ms"])
+                r = hetflow_run(rn, t, 10, 2)
+                hf.append(r["median_ms"])
+                if "peak_rss_mb" in r:
+                    hf_mem.append(r["peak_rss_mb"] - r["start_rss_mb"])
+                o = peer(["ort", str(rn), "--threads", str(t), "--iters", "10", "--warmup", "2"])
+                ort.append(o["median_ms"])
+                if "peak_rss_mb" in o:
+                    ort_mem.append(o["peak_rss_mb"] - o["base_rss_mb"])
             h, p = min(hf), min(ort)
             rows.append((f"ResNet-50 224x224 batch 1, {t} thread(s)", "onnxruntime", h, p, "", p / h))
+            if hf_mem and ort_mem:
+                # Peak RSS over each process's start (ort: over the
+                # interpreter and numpy before onnxruntime is imported).
+                mem_rows.append((t, min(hf_mem), min(ort_mem)))
     if rows:
         print("| benchmark | peer | hetflow median ms | peer median ms | rate | speed vs peer (peer time / hetflow time) |")
         print("|---|---|---|---|---|---|")
         for name, peer_name, h, p, rate, ratio in rows:
             print(f"| {name} | {peer_name} | {h:.2f} | {p:.2f} | {rate} | {ratio:.2f}x |")
+    if mem_rows:
+        print("\n| ResNet-50 peak RSS over start | hetflow MiB | onnxruntime MiB | hetflow / onnxruntime |")
+        print("|---|---|---|---|")
+        for t, h, p in mem_rows:
+            print(f"| {t} thread(s) | {h:.0f} | {p:.0f} | {h / p:.2f} |")
     out = {}
     if "small" in sets:
         out["small"] = ort_vs_hetflow(small_models(), threads, a.rounds, 30, 5)

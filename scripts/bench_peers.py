@@ -96,8 +96,24 @@ _NP_TYPES = {
 }
 
 
+def _status_mb(key: str) -> float:
+    """A VmRSS/VmHWM line of /proc/self/status, in MiB (nan off Linux)."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return float("nan")
+
+
 def cmd_ort(args) -> None:
     import numpy as np
+
+    # The interpreter and numpy before onnxruntime is imported: subtracted
+    # from the peak so the figure is onnxruntime's own (library, weights,
+    # arena), comparable with `hetflow bench`'s peak over its start.
+    base_rss = _status_mb("VmRSS")
     import onnxruntime as ort
 
     dims = {}
@@ -142,6 +158,7 @@ def cmd_ort(args) -> None:
         "session_init_s": init_s, "inputs": shapes,
         "graph_optimization_level": "ORT_ENABLE_ALL", "execution_mode": "ORT_SEQUENTIAL",
         "inter_op_threads": 1, "onnxruntime": ort.__version__, "cpu_count": os.cpu_count(),
+        "peak_rss_mb": _status_mb("VmHWM"), "base_rss_mb": base_rss,
     })
 
 

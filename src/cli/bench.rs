@@ -52,6 +52,7 @@ pub struct Args {
 }
 
 pub fn main(mut a: Args, hub: Option<&std::sync::Arc<hetflow::runtime::net::Hub>>) -> Result<()> {
+    let start_rss = status_mib("VmRSS");
     check_range("iters", a.iters, 1, MAX_ITERS)?;
     check_range("warmup", a.warmup, 0, MAX_ITERS)?;
     check_range("microbatches", a.microbatches, 1, MAX_MICROBATCHES)?;
@@ -189,8 +190,25 @@ pub fn main(mut a: Args, hub: Option<&std::sync::Arc<hetflow::runtime::net::Hub>
         times[0],
         times[times.len() - 1]
     );
+    if let (Some(peak), Some(start)) = (status_mib("VmHWM"), start_rss) {
+        println!("peak_rss_mb={peak:.1} start_rss_mb={start:.1} (VmHWM; the process at its start)");
+    }
     println!("median_ms={median:.3}");
     Ok(())
+}
+
+/// A `VmRSS`/`VmHWM` line of /proc/self/status in MiB; None off Linux.
+fn status_mib(key: &str) -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
 }
 
 /// Per-device busy time per micro-batch (the union of its kernel spans in

@@ -17,6 +17,7 @@
 //! arithmetic ops are widened to f32 here, computed, and narrowed back.
 //! Data-movement ops work on every dtype.
 
+pub(crate) mod par;
 pub(crate) mod util;
 
 use crate::dtype::DType;

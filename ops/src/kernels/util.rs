@@ -2,14 +2,11 @@
 //! strided/broadcast index walker (shape arithmetic itself is in
 //! [`crate::shape`]), numeric traits and dtype dispatch.
 
+pub(crate) use super::par::{par_chunks, par_for, par_map, par_map2, threads, SharedMut, PAR_MIN};
 use crate::dtype::Element;
 use crate::error::{Error, Result};
 use crate::shape::{bcast_strides, numel};
 use crate::tensor::{Storable, Tensor};
-use rayon::prelude::*;
-
-/// Element count above which element-wise kernels go parallel.
-pub(crate) const PAR_MIN: usize = 1 << 16;
 
 /// The x86 vector instruction sets the hand-written kernels (the small-M
 /// product, the conv kernels) are compiled for, chosen at run time.
@@ -33,81 +30,6 @@ pub(crate) fn isa() -> Isa {
         }
     }
     Isa::Plain
-}
-
-/// A mutable buffer that parallel tasks write through in disjoint parts,
-/// including interleaved ones (column blocks of a row-major matrix) that
-/// `split_at_mut` cannot express. Creating it borrows the buffer for `'a`.
-#[derive(Clone, Copy)]
-pub(crate) struct SharedMut<'a, F> {
-    ptr: *mut F,
-    len: usize,
-    _buf: std::marker::PhantomData<&'a mut [F]>,
-}
-
-// SAFETY: the handle only hands out raw pointers and, through the unsafe
-// `slice`, views whose callers guarantee disjointness.
-unsafe impl<F: Send> Send for SharedMut<'_, F> {}
-unsafe impl<F: Send> Sync for SharedMut<'_, F> {}
-
-impl<'a, F> SharedMut<'a, F> {
-    pub(crate) fn new(buf: &'a mut [F]) -> Self {
-        SharedMut {
-            ptr: buf.as_mut_ptr(),
-            len: buf.len(),
-            _buf: std::marker::PhantomData,
-        }
-    }
-    /// A handle over `len` elements at `ptr`, which need not be
-    /// initialised: writers use [`SharedMut::ptr_at`] (never `slice`)
-    /// until each element is written.
-    ///
-    /// # Safety
-    /// `ptr` is valid for writes of `len` elements for `'a`, and nothing
-    /// else accesses them meanwhile except through this handle.
-    pub(crate) unsafe fn from_raw(ptr: *mut F, len: usize) -> Self {
-        SharedMut {
-            ptr,
-            len,
-            _buf: std::marker::PhantomData,
-        }
-    }
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-    /// Pointer to element `off` (at most one past the end).
-    pub(crate) fn ptr_at(&self, off: usize) -> *mut F {
-        assert!(
-            off <= self.len,
-            "offset {off} past a buffer of {}",
-            self.len
-        );
-        // SAFETY: in bounds (or one past the end), checked above.
-        unsafe { self.ptr.add(off) }
-    }
-    /// The `n` elements from `off`.
-    ///
-    /// # Safety
-    /// Nothing else reads or writes them while the view lives.
-    pub(crate) unsafe fn slice(&self, off: usize, n: usize) -> &'a mut [F] {
-        assert!(
-            off + n <= self.len,
-            "{off}+{n} past a buffer of {}",
-            self.len
-        );
-        std::slice::from_raw_parts_mut(self.ptr.add(off), n)
-    }
-}
-
-/// Threads a kernel may use: those of the rayon pool it runs in, and 1
-/// outside any pool. Kernels never spill onto rayon's global pool, so a
-/// device's thread count (its pool) is the whole of its parallelism.
-pub(crate) fn threads() -> usize {
-    if rayon::current_thread_index().is_some() {
-        rayon::current_num_threads()
-    } else {
-        1
-    }
 }
 
 /// Input `i` (named `name` in messages), which must be present.
@@ -281,16 +203,17 @@ impl<const K: usize> Walk<K> {
         let out = &mut out[..total];
         if total >= PAR_MIN && threads() > 1 {
             let rows_per = (PAR_MIN / 4 / inner).max(1);
-            out.par_chunks_mut(rows_per * inner)
-                .enumerate()
-                .for_each(|(ci, chunk)| {
-                    let lo = ci * rows_per;
-                    let hi = (lo + rows_per).min(self.rows);
-                    self.run(bases, lo, hi, |o, offs, n, st| {
-                        let s = o - lo * inner;
-                        f(&mut chunk[s..s + n], offs, st)
-                    });
+            let shared = SharedMut::new(out);
+            par_for(self.rows, rows_per, &|rows| {
+                let lo = rows.start;
+                // SAFETY: `par_for`'s pieces are disjoint row ranges, so
+                // their runs of `out` are disjoint.
+                let chunk = unsafe { shared.slice(lo * inner, rows.len() * inner) };
+                self.run(bases, lo, rows.end, |o, offs, n, st| {
+                    let s = o - lo * inner;
+                    f(&mut chunk[s..s + n], offs, st)
                 });
+            });
         } else {
             self.run(bases, 0, self.rows, |o, offs, n, st| {
                 f(&mut out[o..o + n], offs, st)
@@ -641,40 +564,6 @@ macro_rules! int_dispatch {
 pub(crate) use arith_dispatch;
 pub(crate) use float_dispatch;
 pub(crate) use int_dispatch;
-
-/// Applies `f` to every element, in parallel when large.
-pub(crate) fn par_map<A: Copy + Sync, O: Send + crate::pool::Poolable>(
-    a: &[A],
-    f: impl Fn(A) -> O + Sync + Send,
-) -> Vec<O> {
-    let mut v = crate::pool::take(a.len());
-    if a.len() >= PAR_MIN && threads() > 1 {
-        v.par_extend(a.par_iter().with_min_len(PAR_MIN / 4).map(|&x| f(x)));
-    } else {
-        v.extend(a.iter().map(|&x| f(x)));
-    }
-    v
-}
-
-/// Runs `f` over disjoint `chunk`-sized pieces of `out` (with the piece
-/// index), in parallel when `work` (an element count) is large.
-pub(crate) fn par_chunks<O: Send>(
-    out: &mut [O],
-    chunk: usize,
-    work: usize,
-    f: impl Fn(usize, &mut [O]) + Sync + Send,
-) {
-    if chunk == 0 {
-        return;
-    }
-    if work >= PAR_MIN && threads() > 1 {
-        out.par_chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(i, c)| f(i, c));
-    } else {
-        out.chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
-    }
-}
 
 #[cfg(test)]
 pub(crate) mod testutil {

@@ -6,7 +6,6 @@
 use crate::kernels::util::{valid_range, Float};
 use crate::op::Window;
 use crate::shape::{numel, strides};
-use rayon::prelude::*;
 
 /// Shapes of one convolution, all checked.
 pub(super) struct Geom {
@@ -84,15 +83,8 @@ pub(super) fn im2col<F: Float>(
             im2col_row(g, plane, kflat, seg0, row);
         }
     };
-    if par && col.len() >= crate::kernels::util::PAR_MIN && crate::kernels::util::threads() > 1 {
-        col.par_chunks_mut(rl)
-            .enumerate()
-            .for_each(|(r, row)| fill(r, row));
-    } else {
-        col.chunks_mut(rl)
-            .enumerate()
-            .for_each(|(r, row)| fill(r, row));
-    }
+    let work = if par { col.len() } else { 0 };
+    crate::kernels::util::par_chunks(col, rl, work, fill);
 }
 
 /// [`im2col_row`] for 2-D convolutions: segments are output rows.

@@ -14,7 +14,6 @@ use crate::kernels::util::{float_dispatch, input as tin, out, typed, Float};
 use crate::op::common::{check_same_dtype, input as fin, one, same};
 use crate::op::{BinaryOp, GradFn, Op, UnaryOp};
 use crate::tensor::Tensor;
-use rayon::prelude::*;
 
 /// The input gradients of an element-wise node.
 pub(crate) fn grad(
@@ -182,12 +181,7 @@ pub(crate) fn unary_grad(f: GradFn, inputs: &[Option<&Tensor>]) -> Result<Tensor
         let d = derivative::<F>(f);
         // In the device's pool only: outside one, serially (never on
         // rayon's global pool, which other devices' kernels share).
-        let o: Vec<F> = if crate::kernels::util::threads() > 1 {
-            sv.par_iter().zip(gv.par_iter()).with_min_len(1 << 14)
-                .map(|(&t, &gi)| gi * d(t)).collect()
-        } else {
-            sv.iter().zip(gv).map(|(&t, &gi)| gi * d(t)).collect()
-        };
+        let o: Vec<F> = crate::kernels::util::par_map2(sv, gv, |t, gi| gi * d(t));
         out(s.shape().to_vec(), o)
     })
 }

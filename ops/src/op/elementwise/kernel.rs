@@ -4,13 +4,12 @@
 use crate::dtype::{DType, Element};
 use crate::error::Result;
 use crate::kernels::util::{
-    arith_dispatch, float_dispatch, input, int_dispatch, opt_input, out, par_map, typed, Arith,
-    Float, Walk, PAR_MIN,
+    arith_dispatch, float_dispatch, input, int_dispatch, opt_input, out, par_map, par_map2, typed,
+    Arith, Float, Walk,
 };
 use crate::op::{ActKind, BinaryOp, UnaryOp};
 use crate::shape::{bcast_strides, broadcast_all, numel};
 use crate::tensor::{Storable, Tensor};
-use rayon::prelude::*;
 
 /// `f(a, b)` over the broadcast of two shapes; returns the output shape and
 /// elements. Same-shape and scalar operands take fast paths.
@@ -29,18 +28,7 @@ where
     let osh = broadcast_all(&[ash, bsh])?;
     let n = numel(&osh);
     if ash == bsh {
-        let mut v = crate::pool::take(n);
-        if n >= PAR_MIN && crate::kernels::util::threads() > 1 {
-            v.par_extend(
-                a.par_iter()
-                    .zip(b.par_iter())
-                    .with_min_len(PAR_MIN / 4)
-                    .map(|(&x, &y)| f(x, y)),
-            );
-        } else {
-            v.extend(a.iter().zip(b).map(|(&x, &y)| f(x, y)));
-        }
-        return Ok((osh, v));
+        return Ok((osh, par_map2(a, b, f)));
     }
     if b.len() == 1 && a.len() == n {
         let y = b[0];

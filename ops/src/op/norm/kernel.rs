@@ -197,12 +197,11 @@ pub(crate) fn layer_norm(
             (mean, inv)
         };
         if inner > 0 {
-            use rayon::prelude::*;
-            if xv.len() >= crate::kernels::util::PAR_MIN && crate::kernels::util::threads() > 1 {
-                o.par_chunks_mut(inner).zip(stats.par_iter_mut()).enumerate().for_each(|(r, (d, st))| *st = row(r, d));
-            } else {
-                o.chunks_mut(inner).zip(stats.iter_mut()).enumerate().for_each(|(r, (d, st))| *st = row(r, d));
-            }
+            let st = crate::kernels::util::SharedMut::new(&mut stats[..]);
+            crate::kernels::util::par_chunks(&mut o, inner, xv.len(), |r, d| {
+                // SAFETY: row `r` is written by this piece alone.
+                unsafe { st.slice(r, 1)[0] = row(r, d) }
+            });
         }
         let mut outs = vec![out(s.to_vec(), o)?];
         if n_out > 1 {

@@ -1,0 +1,197 @@
+//! The kernels' parallel plumbing: the thread count a kernel may use, a
+//! buffer that parallel pieces write in disjoint parts, and the loops that
+//! split work over the current rayon pool ([`par_for`] and what is built
+//! on it). Kernels reach these through `kernels::util`.
+
+use rayon::prelude::*;
+
+/// Element count above which element-wise kernels go parallel.
+pub(crate) const PAR_MIN: usize = 1 << 16;
+
+/// A mutable buffer that parallel tasks write through in disjoint parts,
+/// including interleaved ones (column blocks of a row-major matrix) that
+/// `split_at_mut` cannot express. Creating it borrows the buffer for `'a`.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedMut<'a, F> {
+    ptr: *mut F,
+    len: usize,
+    _buf: std::marker::PhantomData<&'a mut [F]>,
+}
+
+// SAFETY: the handle only hands out raw pointers and, through the unsafe
+// `slice`, views whose callers guarantee disjointness.
+unsafe impl<F: Send> Send for SharedMut<'_, F> {}
+unsafe impl<F: Send> Sync for SharedMut<'_, F> {}
+
+impl<'a, F> SharedMut<'a, F> {
+    pub(crate) fn new(buf: &'a mut [F]) -> Self {
+        SharedMut {
+            ptr: buf.as_mut_ptr(),
+            len: buf.len(),
+            _buf: std::marker::PhantomData,
+        }
+    }
+    /// A handle over `len` elements at `ptr`, which need not be
+    /// initialised: writers use [`SharedMut::ptr_at`] (never `slice`)
+    /// until each element is written.
+    ///
+    /// # Safety
+    /// `ptr` is valid for writes of `len` elements for `'a`, and nothing
+    /// else accesses them meanwhile except through this handle.
+    pub(crate) unsafe fn from_raw(ptr: *mut F, len: usize) -> Self {
+        SharedMut {
+            ptr,
+            len,
+            _buf: std::marker::PhantomData,
+        }
+    }
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+    /// Pointer to element `off` (at most one past the end).
+    pub(crate) fn ptr_at(&self, off: usize) -> *mut F {
+        assert!(
+            off <= self.len,
+            "offset {off} past a buffer of {}",
+            self.len
+        );
+        // SAFETY: in bounds (or one past the end), checked above.
+        unsafe { self.ptr.add(off) }
+    }
+    /// The `n` elements from `off`.
+    ///
+    /// # Safety
+    /// Nothing else reads or writes them while the view lives.
+    pub(crate) unsafe fn slice(&self, off: usize, n: usize) -> &'a mut [F] {
+        assert!(
+            off + n <= self.len,
+            "{off}+{n} past a buffer of {}",
+            self.len
+        );
+        std::slice::from_raw_parts_mut(self.ptr.add(off), n)
+    }
+}
+
+/// Threads a kernel may use: those of the rayon pool it runs in, and 1
+/// outside any pool. Kernels never spill onto rayon's global pool, so a
+/// device's thread count (its pool) is the whole of its parallelism.
+pub(crate) fn threads() -> usize {
+    if rayon::current_thread_index().is_some() {
+        rayon::current_num_threads()
+    } else {
+        1
+    }
+}
+
+/// Runs `f` on disjoint pieces covering `0..n` (none shorter than
+/// `min_len` but the last, at most eight per thread) in the current rayon
+/// pool, and returns when every piece has run.
+///
+/// The crate's parallel loops go through here, and it is not generic, so
+/// rayon's splitting and job code is compiled once rather than once per
+/// kernel closure: before this, those copies (2,331 of rayon's `join`
+/// alone) were over half of the crate's LLVM IR and of its build time
+/// (`cargo llvm-lines -p hetflow-ops --lib --release`, 2026-12-03). The
+/// price is one indirect call per piece.
+pub(crate) fn par_for(n: usize, min_len: usize, f: &(dyn Fn(std::ops::Range<usize>) + Sync)) {
+    if n == 0 {
+        return;
+    }
+    let pieces = (n / min_len.max(1)).clamp(1, 8 * threads());
+    let per = n.div_ceil(pieces);
+    (0..n.div_ceil(per))
+        .into_par_iter()
+        .for_each(|p| f(p * per..((p + 1) * per).min(n)));
+}
+
+/// `f` of every element of `a` (and of `b`, when given, element by
+/// element) into a pooled vector, in parallel when large.
+fn par_map_into<A, B, O>(
+    a: &[A],
+    b: &[B],
+    f: impl Fn(usize, &[A], &[B], &mut [std::mem::MaybeUninit<O>]) + Sync,
+) -> Vec<O>
+where
+    A: Sync,
+    B: Sync,
+    O: Send + crate::pool::Poolable,
+{
+    let n = a.len();
+    let mut v: Vec<O> = crate::pool::take(n);
+    v.clear();
+    v.reserve(n);
+    let dst = &mut v.spare_capacity_mut()[..n];
+    let two = !b.is_empty();
+    if n >= PAR_MIN && threads() > 1 {
+        let shared = SharedMut::new(dst);
+        par_for(n, PAR_MIN / 4, &|r| {
+            // SAFETY: `par_for`'s pieces are disjoint.
+            let d = unsafe { shared.slice(r.start, r.len()) };
+            let bs = if two { &b[r.clone()] } else { b };
+            f(r.start, &a[r], bs, d)
+        });
+    } else {
+        f(0, a, b, dst);
+    }
+    // SAFETY: every piece of `0..n` was written (`f` writes all of `d`, and
+    // a panic in it would have propagated out of `par_for` before here).
+    unsafe { v.set_len(n) };
+    v
+}
+
+/// Applies `f` to every element, in parallel when large.
+pub(crate) fn par_map<A: Copy + Sync, O: Send + crate::pool::Poolable>(
+    a: &[A],
+    f: impl Fn(A) -> O + Sync + Send,
+) -> Vec<O> {
+    par_map_into(a, &[] as &[A], |_, a, _, d| {
+        for (d, &x) in d.iter_mut().zip(a) {
+            d.write(f(x));
+        }
+    })
+}
+
+/// `f(a[i], b[i])` for every `i` (`a` and `b` of one length), in parallel
+/// when large.
+pub(crate) fn par_map2<A: Copy + Sync, B: Copy + Sync, O: Send + crate::pool::Poolable>(
+    a: &[A],
+    b: &[B],
+    f: impl Fn(A, B) -> O + Sync + Send,
+) -> Vec<O> {
+    assert_eq!(a.len(), b.len(), "par_map2 operands of unlike lengths");
+    if a.is_empty() {
+        return Vec::new();
+    }
+    par_map_into(a, b, |_, a, b, d| {
+        for ((d, &x), &y) in d.iter_mut().zip(a).zip(b) {
+            d.write(f(x, y));
+        }
+    })
+}
+
+/// Runs `f` over disjoint `chunk`-sized pieces of `out` (with the piece
+/// index), in parallel when `work` (an element count) is large.
+pub(crate) fn par_chunks<O: Send>(
+    out: &mut [O],
+    chunk: usize,
+    work: usize,
+    f: impl Fn(usize, &mut [O]) + Sync + Send,
+) {
+    if chunk == 0 {
+        return;
+    }
+    if work >= PAR_MIN && threads() > 1 {
+        let len = out.len();
+        let shared = SharedMut::new(out);
+        par_for(len.div_ceil(chunk), 1, &|r| {
+            for i in r {
+                let lo = i * chunk;
+                // SAFETY: piece `i` is `lo..lo + chunk` (clipped), disjoint
+                // from every other piece.
+                f(i, unsafe { shared.slice(lo, chunk.min(len - lo)) })
+            }
+        });
+    } else {
+        out.chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
+    }
+}
