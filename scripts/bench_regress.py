@@ -30,6 +30,20 @@ import bench_compare as bc  # noqa: E402
 BASELINE = Path(__file__).resolve().parent / "bench_baseline.json"
 
 
+def isa() -> str:
+    """The widest x86 vector ISA the kernels pick on this CPU (ratios
+    recorded on one do not hold on another: the kernels differ)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return "unknown"
+    if "avx512f" in flags:
+        return "avx512"
+    if "avx2" in flags and "fma" in flags:
+        return "avx2"
+    return "plain"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--hetflow", help="the hetflow binary (default target/release/hetflow)")
@@ -46,17 +60,19 @@ def main() -> int:
     if not a.bless and not baseline.exists():
         print(f"bench_regress: no recorded ratios in {baseline} (run with --bless on a quiet machine)")
         return 2
+    base = {} if a.bless else json.loads(baseline.read_text())
+    if base.pop("_isa", None) not in (None, isa()):
+        print(f"bench_regress: ratios were recorded on another ISA; this CPU is {isa()}: skipped "
+              "(record this machine's with --bless)")
+        return 0
     models = bc.small_models()
     rows = bc.ort_vs_hetflow(models, [1], a.rounds, 20, 3)
     ratios = {r["model"]: r["ratio"] for r in rows}
     if a.bless:
-        baseline.write_text(json.dumps({k: round(v, 3) for k, v in ratios.items()}, indent=1) + "\n")
+        rec = {"_isa": isa(), **{k: round(v, 3) for k, v in ratios.items()}}
+        baseline.write_text(json.dumps(rec, indent=1) + "\n")
         print(f"bench_regress: recorded {len(ratios)} ratios in {baseline}")
         return 0
-    if not baseline.exists():
-        print(f"bench_regress: no recorded ratios in {baseline} (run with --bless on a quiet machine)")
-        return 2
-    base = json.loads(baseline.read_text())
     paths = dict(models)
     failed = []
     for name, ratio in ratios.items():

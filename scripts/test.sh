@@ -4,7 +4,8 @@
 # engines on (`--features hetflow/mpi`: the MPI launcher tests), then README's
 # main-job command as written and every example in examples/ with the default
 # features (which proves the default build needs no MPI), then a 60 s soak
-# (scripts/soak.sh). Everything builds in
+# (scripts/soak.sh) and the latency regression check against onnxruntime
+# (scripts/bench_regress.py). Everything builds in
 # the release profile, so the tests and the examples share their dependencies.
 set -euo pipefail
 
@@ -48,6 +49,11 @@ for ex in examples/*.rs; do
 done
 # 60 s of streaming through a two-stage pipeline: no request lost, RSS flat.
 bash scripts/soak.sh 60 || { echo "[test] soak failed" >&2; rc=1; }
+# Latency regressions (issue 17): the small-model set's hetflow/onnxruntime
+# ratios from this run against scripts/bench_baseline.json, failing a model
+# only above 2x its recorded ratio twice in a row (docs/benchmarks.md).
+echo "[test] latency regression check against onnxruntime"
+.venv/bin/python scripts/bench_regress.py --factor 2.0 --rounds 2 || { echo "[test] latency regression check failed" >&2; rc=1; }
 t3=$(now)
 
 awk -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" -v rc="$rc" 'BEGIN {

@@ -8,12 +8,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    // The cause is in the message and deliberately not a `source()`:
+    // error chains (`{:#}`, anyhow's report) would print it twice.
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: String,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A model or tensor file is not valid.
     #[error("{path}: {msg}")]

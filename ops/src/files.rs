@@ -34,7 +34,7 @@ fn bad(path: &Path, msg: impl Into<String>) -> Error {
 fn io(path: &Path, e: std::io::Error) -> Error {
     Error::Io {
         path: path.display().to_string(),
-        source: e,
+        error: e,
     }
 }
 

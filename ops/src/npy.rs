@@ -283,7 +283,7 @@ pub fn write_npy(path: impl AsRef<Path>, t: &Tensor) -> Result<()> {
     let path = path.as_ref();
     let io = |e: std::io::Error| Error::Io {
         path: path.display().to_string(),
-        source: e,
+        error: e,
     };
     let bytes = write_npy_bytes(t)?;
     match std::fs::symlink_metadata(path) {

@@ -17,7 +17,11 @@
 //! multiply-adds or [`PAR_ELEMS`] elements: handing a kernel to the pool
 //! and waiting for it costs ~20 µs here (a sleeping worker's wake-up and
 //! the executor's), so a kernel must take well over 40 µs alone before
-//! splitting it in two can pay.
+//! splitting it in two can pay. Ops whose kernels never split their work
+//! ([`hetflow_ops::kernels::uses_threads`]: Concat, Reshape, ...) always
+//! run inline. `HETFLOW_NO_BIND` (any value) leaves the executor and the
+//! pool's workers unbound (for hosts where another process manages CPU
+//! affinity).
 
 pub mod topology;
 
@@ -32,6 +36,12 @@ pub const PAR_MACS: usize = 1 << 21;
 
 /// Other ops whose inputs total fewer elements than this run inline.
 pub const PAR_ELEMS: usize = 1 << 16;
+
+/// Whether threads are bound to their cores: yes unless `HETFLOW_NO_BIND`
+/// is set (to any value).
+fn binding_enabled() -> bool {
+    std::env::var_os("HETFLOW_NO_BIND").is_none()
+}
 
 /// A logical CPU device: a group of cores with its own thread pool.
 pub struct CpuDevice {
@@ -59,7 +69,11 @@ impl CpuDevice {
         let threads = threads
             .unwrap_or(cores.len())
             .clamp(1, cores.len().max(pus.len()));
-        let bind = pus.clone();
+        let bind = if binding_enabled() {
+            pus.clone()
+        } else {
+            Vec::new()
+        };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(move |i| format!("hetflow-cpu{index}-w{i}"))
@@ -167,7 +181,10 @@ impl Device for CpuDevice {
         let work = hetflow_ops::kernels::parallel_work(op, &host);
         // Kernels see the threads of the pool they run in and run serially
         // outside one, so a one-thread device runs everything inline.
-        let outs = if self.threads() > 1 && work >= if heavy { PAR_MACS } else { PAR_ELEMS } {
+        let outs = if self.threads() > 1
+            && work >= if heavy { PAR_MACS } else { PAR_ELEMS }
+            && hetflow_ops::kernels::uses_threads(op)
+        {
             self.pool.install(run)
         } else {
             run()
@@ -197,7 +214,7 @@ impl Device for CpuDevice {
     }
 
     fn init_executor_thread(&self) {
-        if let Some(&pu) = self.pus.first() {
+        if let Some(&pu) = self.pus.first().filter(|_| binding_enabled()) {
             if let Err(e) = topology::bind_current_thread(&[pu]) {
                 tracing::debug!("{} executor not bound to PU {pu}: {e}", self.info.id);
             }

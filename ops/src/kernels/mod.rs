@@ -83,6 +83,18 @@ pub fn parallel_work(op: &Op, inputs: &[Option<&Tensor>]) -> usize {
     }
 }
 
+/// Whether `op`'s host kernel may split its work over the threads of the
+/// pool it runs in. A device with several threads hands only these ops to
+/// its pool: for the rest the hand-off is pure cost (a worker's wake-up
+/// and the caller's, ~20 µs each way here). Families answer for their own
+/// ops; a family that does not is taken to use threads.
+pub fn uses_threads(op: &Op) -> bool {
+    match op.family() {
+        Family::Movement => op::movement::eval::uses_threads(op),
+        _ => true,
+    }
+}
+
 /// Evaluates `op` on host tensors.
 pub fn eval(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<Vec<Tensor>> {
     if let Some(dt) = half_input(op, inputs) {

@@ -43,3 +43,27 @@ pub(crate) fn eval(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Res
         _ => Err(other_family(op, "movement")),
     }
 }
+
+/// Whether `op`'s kernel splits its work over the pool's threads: the
+/// strided copies (Transpose, Slice, Expand) and the grad kernels do; the
+/// others copy contiguous runs or only relabel a shape on one thread, so a
+/// device gains nothing by handing them to its pool.
+pub(crate) fn uses_threads(op: &Op) -> bool {
+    !matches!(
+        op,
+        Op::Range
+            | Op::Reshape { .. }
+            | Op::Flatten { .. }
+            | Op::Squeeze { .. }
+            | Op::Unsqueeze { .. }
+            | Op::Concat { .. }
+            | Op::Split { .. }
+            | Op::Gather { .. }
+            | Op::Shape { .. }
+            | Op::Size
+            | Op::Identity
+            | Op::Dropout
+            | Op::ConstantOfShape { .. }
+            | Op::OptionalHasElement
+    )
+}
