@@ -84,43 +84,35 @@ pub fn parse_device_list(spec: &str) -> Result<Vec<DeviceSpec>> {
 
 /// Opens the devices of a spec list. `threads` caps kernel threads per CPU
 /// device.
+///
+/// CPU devices split the machine: the cores are partitioned into as many
+/// groups as the highest CPU index listed plus one, and `cpu:K` takes group
+/// K. `cpu:1` alone is thus the second half of the machine, as it is in a
+/// plan made for `cpu:0,cpu:1` that happens to place nothing on cpu:0.
 pub fn open_devices(specs: &[DeviceSpec], threads: Option<usize>) -> Result<Vec<Arc<dyn Device>>> {
     let topo = CpuTopology::discover();
-    let cpu_count = specs
+    let split = specs
         .iter()
         .filter(|s| s.id.kind == DeviceKind::Cpu)
-        .count();
-    let groups = if cpu_count > 0 {
-        topo.partition(cpu_count).map_err(|e| DeviceError::Spec {
-            spec: format!("{cpu_count} cpu devices"),
-            msg: e.to_string(),
+        .map(|s| s.id.index.saturating_add(1))
+        .max()
+        .unwrap_or(0);
+    let groups = if split > 0 {
+        topo.partition(split).map_err(|e| DeviceError::Spec {
+            spec: format!("cpu:{}", split - 1),
+            msg: format!("splitting the machine into {split} CPU devices: {e}"),
         })?
     } else {
         Vec::new()
     };
-    let mut cpu_indices: Vec<usize> = specs
-        .iter()
-        .filter(|s| s.id.kind == DeviceKind::Cpu)
-        .map(|s| s.id.index)
-        .collect();
-    cpu_indices.sort_unstable();
     let mut out: Vec<Arc<dyn Device>> = Vec::new();
     for s in specs {
         match s.id.kind {
             DeviceKind::Cpu => {
-                if s.id.index >= cpu_count {
-                    return Err(DeviceError::Spec {
-                        spec: s.id.to_string(),
-                        msg: format!(
-                            "{} CPU device(s) requested, so indices run 0..{}; list cpu:0..cpu:{} to split the machine",
-                            cpu_count, cpu_count, s.id.index
-                        ),
-                    });
-                }
-                let g = &groups[cpu_indices
-                    .iter()
-                    .position(|&i| i == s.id.index)
-                    .unwrap_or(0)];
+                let g = groups.get(s.id.index).ok_or_else(|| DeviceError::Spec {
+                    spec: s.id.to_string(),
+                    msg: format!("the machine splits into {} CPU device(s)", groups.len()),
+                })?;
                 out.push(Arc::new(CpuDevice::new(s.id.index, &topo, g, threads)?));
             }
             DeviceKind::Cuda => out.push(Arc::new(CudaDevice::new(s.id.index)?)),
@@ -362,5 +354,32 @@ mod tests {
                 assert!(err.to_string().contains("no such GPU"), "{err}");
             }
         }
+    }
+
+    /// `cpu:1` alone is the second half of a two-way split (what a plan
+    /// made for `cpu:0,cpu:1` that leaves cpu:0 idle asks for); an index
+    /// past one device per core names the split it cannot make.
+    #[test]
+    fn a_lone_cpu_index_takes_its_part_of_the_split() {
+        let topo = CpuTopology::discover();
+        let whole = topo.partition(1).unwrap()[0].clone();
+        if whole.len() < 2 {
+            eprintln!("SKIPPED: one core, no two-way split to check");
+            return;
+        }
+        let halves = topo.partition(2).unwrap();
+        let devs = open_devices(&parse_device_list("cpu:1").unwrap(), None).unwrap();
+        assert_eq!(devs.len(), 1);
+        assert_eq!(devs[0].id().to_string(), "cpu:1");
+        assert_eq!(devs[0].info().locality, format!("cores {:?}", halves[1]));
+        let past = format!("cpu:{}", whole.len());
+        let err = open_devices(&parse_device_list(&past).unwrap(), None)
+            .err()
+            .expect("more CPU devices than cores");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&past) && msg.contains("splitting the machine"),
+            "{msg}"
+        );
     }
 }

@@ -37,6 +37,15 @@ pub const PAR_MACS: usize = 1 << 21;
 /// Other ops whose inputs total fewer elements than this run inline.
 pub const PAR_ELEMS: usize = 1 << 16;
 
+/// Ops of a few cycles per element ([`hetflow_ops::kernels::cheap_per_element`]:
+/// Add, Mul, Relu, BatchNormalization, ...) run inline below this many
+/// input elements. DenseNet-121 at 2 threads spent 2.5x longer in its 121
+/// Adds than at 1 thread (4.0 → 10.0 ms a run; 33 µs each alone) when each
+/// was handed to the pool at the general threshold; inline, 5.5 ms, and
+/// its Relus 4.9 → 2.8 ms (2026-12-03; what remains over 1 thread is the
+/// operands' cache lines moving between the cores that wrote them).
+pub const PAR_ELEMS_CHEAP: usize = 1 << 20;
+
 /// Whether threads are bound to their cores: yes unless `HETFLOW_NO_BIND`
 /// is set (to any value).
 fn binding_enabled() -> bool {
@@ -182,7 +191,14 @@ impl Device for CpuDevice {
         // Kernels see the threads of the pool they run in and run serially
         // outside one, so a one-thread device runs everything inline.
         let outs = if self.threads() > 1
-            && work >= if heavy { PAR_MACS } else { PAR_ELEMS }
+            && work
+                >= if heavy {
+                    PAR_MACS
+                } else if hetflow_ops::kernels::cheap_per_element(op) {
+                    PAR_ELEMS_CHEAP
+                } else {
+                    PAR_ELEMS
+                }
             && hetflow_ops::kernels::uses_threads(op)
         {
             self.pool.install(run)

@@ -95,6 +95,17 @@ pub fn uses_threads(op: &Op) -> bool {
     }
 }
 
+/// Whether `op` does only a few cycles of work per element (element-wise
+/// arithmetic, ReLU, inference BatchNormalization), so that a device
+/// should split it over threads only for large tensors.
+pub fn cheap_per_element(op: &Op) -> bool {
+    match op.family() {
+        Family::Elementwise => op::elementwise::eval::cheap(op),
+        Family::Norm => matches!(op, Op::BatchNorm { .. }),
+        _ => false,
+    }
+}
+
 /// Evaluates `op` on host tensors.
 pub fn eval(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Result<Vec<Tensor>> {
     if let Some(dt) = half_input(op, inputs) {

@@ -60,3 +60,25 @@ pub(crate) fn widens_half(op: &Op) -> bool {
         _ => false,
     }
 }
+
+/// Whether `op` does a few cycles of work per element (a compare, an add,
+/// a multiply), so that only large tensors repay splitting it over threads
+/// (the CPU device's `PAR_ELEMS_CHEAP`); transcendental unary ops and Pow
+/// are not cheap.
+pub(crate) fn cheap(op: &Op) -> bool {
+    use crate::op::{BinaryOp, UnaryOp};
+    match op {
+        Op::Binary(b) => !matches!(b, BinaryOp::Pow),
+        Op::Unary(u) => matches!(
+            u,
+            UnaryOp::Neg
+                | UnaryOp::Abs
+                | UnaryOp::Relu
+                | UnaryOp::Floor
+                | UnaryOp::Ceil
+                | UnaryOp::Reciprocal
+        ),
+        Op::LeakyRelu { .. } | Op::Clip { .. } | Op::Where | Op::Sum | Op::Extremum(_) => true,
+        _ => false,
+    }
+}
