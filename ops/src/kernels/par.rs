@@ -109,7 +109,7 @@ pub(crate) fn par_for(n: usize, min_len: usize, f: &(dyn Fn(std::ops::Range<usiz
 fn par_map_into<A, B, O>(
     a: &[A],
     b: &[B],
-    f: impl Fn(usize, &[A], &[B], &mut [std::mem::MaybeUninit<O>]) + Sync,
+    f: impl Fn(&[A], &[B], &mut [std::mem::MaybeUninit<O>]) + Sync,
 ) -> Vec<O>
 where
     A: Sync,
@@ -128,10 +128,10 @@ where
             // SAFETY: `par_for`'s pieces are disjoint.
             let d = unsafe { shared.slice(r.start, r.len()) };
             let bs = if two { &b[r.clone()] } else { b };
-            f(r.start, &a[r], bs, d)
+            f(&a[r], bs, d)
         });
     } else {
-        f(0, a, b, dst);
+        f(a, b, dst);
     }
     // SAFETY: every piece of `0..n` was written (`f` writes all of `d`, and
     // a panic in it would have propagated out of `par_for` before here).
@@ -144,7 +144,7 @@ pub(crate) fn par_map<A: Copy + Sync, O: Send + crate::pool::Poolable>(
     a: &[A],
     f: impl Fn(A) -> O + Sync + Send,
 ) -> Vec<O> {
-    par_map_into(a, &[] as &[A], |_, a, _, d| {
+    par_map_into(a, &[] as &[A], |a, _, d| {
         for (d, &x) in d.iter_mut().zip(a) {
             d.write(f(x));
         }
@@ -162,7 +162,7 @@ pub(crate) fn par_map2<A: Copy + Sync, B: Copy + Sync, O: Send + crate::pool::Po
     if a.is_empty() {
         return Vec::new();
     }
-    par_map_into(a, b, |_, a, b, d| {
+    par_map_into(a, b, |a, b, d| {
         for ((d, &x), &y) in d.iter_mut().zip(a).zip(b) {
             d.write(f(x, y));
         }

@@ -44,10 +44,11 @@ pub(crate) fn eval(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Res
     }
 }
 
-/// Whether `op`'s kernel splits its work over the pool's threads: the
-/// strided copies (Transpose, Slice, Expand) and the grad kernels do; the
-/// others copy contiguous runs or only relabel a shape on one thread, so a
-/// device gains nothing by handing them to its pool.
+/// Whether `op`'s kernel may split its work over the pool's threads. The
+/// ops listed here copy contiguous runs or only relabel a shape, on one
+/// thread, so a device gains nothing by handing them to its pool; the
+/// strided copies (Transpose, Slice, Expand) split, and the rest of the
+/// family is taken to.
 pub(crate) fn uses_threads(op: &Op) -> bool {
     !matches!(
         op,
