@@ -117,9 +117,8 @@ where
     O: Send + crate::pool::Poolable,
 {
     let n = a.len();
+    // Empty, with room for `n` (`pool::take`'s contract).
     let mut v: Vec<O> = crate::pool::take(n);
-    v.clear();
-    v.reserve(n);
     let dst = &mut v.spare_capacity_mut()[..n];
     let two = !b.is_empty();
     if n >= PAR_MIN && threads() > 1 {
@@ -159,9 +158,6 @@ pub(crate) fn par_map2<A: Copy + Sync, B: Copy + Sync, O: Send + crate::pool::Po
     f: impl Fn(A, B) -> O + Sync + Send,
 ) -> Vec<O> {
     assert_eq!(a.len(), b.len(), "par_map2 operands of unlike lengths");
-    if a.is_empty() {
-        return Vec::new();
-    }
     par_map_into(a, b, |a, b, d| {
         for ((d, &x), &y) in d.iter_mut().zip(a).zip(b) {
             d.write(f(x, y));
