@@ -49,7 +49,7 @@ pub fn prepare(op: &Op, slot: usize, weight: &Tensor, lhs_shape: Option<&[usize]
         Op::Gemm {
             trans_a, trans_b, ..
         } if slot == 1 => matmul::prepare_b(weight, *trans_b, rows(*trans_a)),
-        Op::Conv(a) if slot == 1 => conv::prepare_filter(weight, a),
+        Op::Conv(a) if slot == 1 => conv::prepare_filter(weight, a, lhs_shape),
         _ => Ok(false),
     }
 }

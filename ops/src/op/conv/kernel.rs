@@ -8,6 +8,7 @@
 use super::blocked::{self, PackedFilter, Product};
 use super::depthwise;
 use super::geom::{im2col, Geom, Scratch};
+use super::winograd::{self, WinoFilter};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::kernels::util::{float_dispatch, input, opt_input, out, typed, Float, SharedMut};
@@ -104,6 +105,10 @@ pub(crate) fn conv(a: &ConvAttrs, inputs: &[Option<&Tensor>]) -> Result<Tensor> 
             let o = depthwise::depthwise2d_f32(&g, xv, wv, bv, rv, a.activation);
             return out(oshape, o);
         }
+        if winograd::fits(&g) {
+            let o = winograd::conv(&g, w.prepared::<WinoFilter>(), xv, wv, bv, rv, a.activation)?;
+            return out(oshape, o);
+        }
         if blocked::available() && g.pointwise() && blocked_fits(g.mg(), g.kdim()) {
             let o = conv_blocked(
                 &g,
@@ -150,15 +155,35 @@ fn blocked_fits(mg: usize, kdim: usize) -> bool {
     mg >= 64 && mg * kdim <= BLOCKED_MAX_FILTER
 }
 
-/// Attaches the packed form of an f32 conv filter (`[M, C/group, k...]`)
-/// for the blocked product, when the conv takes it (a pointwise conv that
-/// [`blocked_fits`], on a CPU that runs the product). Returns whether `w`
-/// carries a packing afterwards.
-pub(crate) fn prepare_filter(w: &Tensor, a: &ConvAttrs) -> Result<bool> {
+/// Attaches the prepared form of an f32 conv filter (`[M, C/group, k...]`)
+/// when the conv takes a path that reads one: the Winograd transform for a
+/// 3x3 conv that [`winograd::shape_fits`] (this needs `x_shape`, the
+/// input's shape, for the output size), the packed blocks of the blocked
+/// product for a pointwise conv that [`blocked_fits`], on a CPU that runs
+/// the path. Returns whether `w` carries a prepared form afterwards.
+pub(crate) fn prepare_filter(w: &Tensor, a: &ConvAttrs, x_shape: Option<&[usize]>) -> Result<bool> {
     let ws = w.shape();
     let group = a.group.max(1);
     if w.dtype() != DType::F32 || ws.len() < 3 || !blocked::available() {
         return Ok(false);
+    }
+    if let Some(xs) = x_shape.filter(|xs| xs.len() == 4 && ws.len() == 4 && xs[1] == ws[1] * group)
+    {
+        let win = resolve_window(
+            &xs[2..],
+            &ws[2..],
+            &a.strides,
+            &a.dilations,
+            &a.pads,
+            a.auto_pad,
+            false,
+        );
+        if let Ok(win) = win {
+            if winograd::shape_fits(xs[1], ws[0], group, &win) && winograd::enabled() {
+                let wv = typed::<f32>(w, "filter")?;
+                return w.prepare_with(|| WinoFilter::transform(wv, ws[0], ws[1]));
+            }
+        }
     }
     let pointwise = ws[2..].iter().all(|&k| k == 1)
         && a.strides.iter().all(|&s| s == 1)

@@ -22,6 +22,9 @@ pub(crate) mod onnx;
 pub(crate) mod qlinear;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod wino_tests;
+pub(crate) mod winograd;
 
 /// ONNX `auto_pad`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -8,7 +8,7 @@ use crate::tensor::Tensor;
 
 /// Naive f64 N-d convolution with explicit begin pads (output size given).
 #[allow(clippy::too_many_arguments)]
-fn conv_ref(
+pub(super) fn conv_ref(
     x: &[f32],
     xs: &[usize],
     w: &[f32],
@@ -82,7 +82,17 @@ struct Case {
     os: Vec<usize>,
 }
 
+/// [`check_with`] on the im2col / direct paths (Winograd off, 1e-5) and
+/// then on whatever the dispatch picks (Winograd F(4x4, 3x3) where it
+/// fits: 3e-4, its f32 error at up to 64 channels; `wino_tests.rs`).
 fn check(cs: Case) {
+    for (off, tol) in [(true, 1e-5), (false, 3e-4)] {
+        super::winograd::OFF.with(|o| o.set(off));
+        check_with(&cs, tol);
+    }
+}
+
+fn check_with(cs: &Case, tol: f64) {
     let nx: usize = cs.xs.iter().product();
     let nw: usize = cs.ws.iter().product();
     let (x, w, b) = (rnd(nx, 11), rnd(nw, 12), rnd(cs.ws[0], 13));
@@ -134,8 +144,8 @@ fn check(cs: Case) {
     let mut oshape = vec![cs.xs[0], cs.ws[0]];
     oshape.extend(&cs.os);
     assert_eq!(r.shape(), &oshape[..]);
-    close(r.as_slice::<f32>().unwrap(), &want, 1e-5);
-    close(rp.as_slice::<f32>().unwrap(), &want, 1e-5);
+    close(r.as_slice::<f32>().unwrap(), &want, tol);
+    close(rp.as_slice::<f32>().unwrap(), &want, tol);
     // Fused activations give the activation of the plain result.
     for (act, f) in [
         (Activation::Relu, (|v: f64| v.max(0.0)) as fn(f64) -> f64),
@@ -149,7 +159,7 @@ fn check(cs: Case) {
         };
         let r = eval(&Op::Conv(a), &ins, 1).expect("conv").remove(0);
         let want: Vec<f64> = want.iter().map(|&v| f(v)).collect();
-        close(r.as_slice::<f32>().unwrap(), &want, 1e-5);
+        close(r.as_slice::<f32>().unwrap(), &want, tol);
     }
     // A fused residual is added before the activation.
     let res = rnd(want.len(), 14);
@@ -166,7 +176,7 @@ fn check(cs: Case) {
         .zip(&res)
         .map(|(&v, &r)| (v + r as f64).max(0.0))
         .collect();
-    close(r.as_slice::<f32>().unwrap(), &want, 1e-5);
+    close(r.as_slice::<f32>().unwrap(), &want, tol);
 }
 
 fn case(xs: &[usize], ws: &[usize]) -> Case {
