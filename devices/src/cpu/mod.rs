@@ -26,6 +26,7 @@
 pub mod topology;
 
 use crate::{Device, DeviceError, DeviceId, DeviceInfo, DeviceTensor, Result};
+use hetflow_ops::kernels::team::Team;
 use hetflow_ops::{Op, Tensor};
 use std::sync::Arc;
 use topology::CpuTopology;
@@ -55,7 +56,7 @@ fn binding_enabled() -> bool {
 /// A logical CPU device: a group of cores with its own thread pool.
 pub struct CpuDevice {
     info: DeviceInfo,
-    pool: rayon::ThreadPool,
+    team: Team,
     pus: Vec<usize>,
 }
 
@@ -83,21 +84,23 @@ impl CpuDevice {
         } else {
             Vec::new()
         };
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(move |i| format!("hetflow-cpu{index}-w{i}"))
-            .start_handler(move |i| {
+        // Member 0 of the team is the thread that calls `execute` (the
+        // executor, bound to the first PU); workers 1.. take the next PUs.
+        let team = Team::new(
+            threads,
+            move |i| format!("hetflow-cpu{index}-w{i}"),
+            move |i| {
                 if !bind.is_empty() {
                     let pu = bind[i % bind.len()];
                     if let Err(e) = topology::bind_current_thread(&[pu]) {
                         tracing::debug!("cpu:{index} worker {i} not bound to PU {pu}: {e}");
                     }
                 }
-            })
-            .build()
-            .map_err(|e| {
-                DeviceError::Other(format!("cpu:{index}: cannot start thread pool: {e}"))
-            })?;
+            },
+        )
+        .map_err(|e| {
+            DeviceError::Other(format!("cpu:{index}: cannot start kernel threads: {e}"))
+        })?;
         let numa = cores
             .first()
             .and_then(|&c| topo.cores.get(c))
@@ -122,12 +125,12 @@ impl CpuDevice {
             locality: format!("cores {:?}", cores),
             copy_engine: true,
         };
-        Ok(CpuDevice { info, pool, pus })
+        Ok(CpuDevice { info, team, pus })
     }
 
     /// Number of kernel threads.
     pub fn threads(&self) -> usize {
-        self.pool.current_num_threads()
+        self.team.threads()
     }
 
     fn host<'a>(&self, t: &'a DeviceTensor) -> Result<&'a Tensor> {
@@ -201,7 +204,7 @@ impl Device for CpuDevice {
                 }
             && hetflow_ops::kernels::uses_threads(op)
         {
-            self.pool.install(run)
+            self.team.run(run)
         } else {
             run()
         };

@@ -10,14 +10,16 @@
 //! omitted optional input); the result has exactly `n_outputs` tensors.
 //! Kernels never panic on bad input: shapes, dtypes and attribute values are
 //! checked and reported as [`Error`]s (the caller adds the node name).
-//! Multi-threaded kernels use the rayon pool they are called in (the CPU
-//! device installs its own pool, sized to its cores).
+//! Multi-threaded kernels use the [`team::Team`] current on the calling
+//! thread (the CPU device runs its kernels in its own team, sized to its
+//! cores), else the rayon pool they are called in, else run serially.
 //!
 //! Float arithmetic is written for f32 and f64; f16 and bf16 inputs of the
 //! arithmetic ops are widened to f32 here, computed, and narrowed back.
 //! Data-movement ops work on every dtype.
 
 pub(crate) mod par;
+pub mod team;
 pub(crate) mod util;
 
 use crate::dtype::DType;

@@ -1,7 +1,10 @@
 //! The kernels' parallel plumbing: the thread count a kernel may use, a
 //! buffer that parallel pieces write in disjoint parts, and the loops that
-//! split work over the current rayon pool ([`par_for`] and what is built
-//! on it). Kernels reach these through `kernels::util`.
+//! split work over the current [`super::team::Team`] (the CPU device's
+//! threads) or, without one, the current rayon pool (the TPU device's
+//! host threads, the tests' pools): [`par_for`] and what is built on it.
+//! Every parallel loop of the kernels goes through [`par_for`]. Kernels
+//! reach these through `kernels::util`.
 
 use rayon::prelude::*;
 
@@ -72,11 +75,16 @@ impl<'a, F> SharedMut<'a, F> {
     }
 }
 
-/// Threads a kernel may use: those of the rayon pool it runs in, and 1
-/// outside any pool. Kernels never spill onto rayon's global pool, so a
-/// device's thread count (its pool) is the whole of its parallelism.
+/// Threads a kernel may use: those of the team current on this thread
+/// (1 inside a piece of a parallel loop), else those of the rayon pool it
+/// runs in, and 1 outside both. Kernels never spill onto rayon's global
+/// pool, so a device's thread count is the whole of its parallelism.
 pub(crate) fn threads() -> usize {
-    if rayon::current_thread_index().is_some() {
+    if let Some(n) = super::team::current_threads() {
+        n
+    } else if super::team::in_piece() {
+        1
+    } else if rayon::current_thread_index().is_some() {
         rayon::current_num_threads()
     } else {
         1
@@ -97,11 +105,40 @@ pub(crate) fn par_for(n: usize, min_len: usize, f: &(dyn Fn(std::ops::Range<usiz
     if n == 0 {
         return;
     }
-    let pieces = (n / min_len.max(1)).clamp(1, 8 * threads());
+    let t = threads();
+    let pieces = (n / min_len.max(1)).clamp(1, 8 * t);
     let per = n.div_ceil(pieces);
-    (0..n.div_ceil(per))
-        .into_par_iter()
-        .for_each(|p| f(p * per..((p + 1) * per).min(n)));
+    let count = n.div_ceil(per);
+    let piece = |p: usize| f(p * per..((p + 1) * per).min(n));
+    if t == 1 || count == 1 {
+        (0..count).for_each(piece);
+    } else if super::team::current_threads().is_some() {
+        super::team::broadcast(count, &piece);
+    } else {
+        (0..count).into_par_iter().for_each(piece);
+    }
+}
+
+/// [`par_for`] over `0..n` in pieces of at least `min_len` for a function
+/// that can fail: the first error (of the pieces that ran) is returned.
+pub(crate) fn par_try_for(
+    n: usize,
+    min_len: usize,
+    f: &(dyn Fn(std::ops::Range<usize>) -> crate::error::Result<()> + Sync),
+) -> crate::error::Result<()> {
+    let failed = std::sync::Mutex::new(None);
+    par_for(n, min_len, &|r| {
+        if let Err(e) = f(r) {
+            failed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert(e);
+        }
+    });
+    match failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// `f` of every element of `a` (and of `b`, when given, element by

@@ -2,7 +2,9 @@
 //! strided/broadcast index walker (shape arithmetic itself is in
 //! [`crate::shape`]), numeric traits and dtype dispatch.
 
-pub(crate) use super::par::{par_chunks, par_for, par_map, par_map2, threads, SharedMut, PAR_MIN};
+pub(crate) use super::par::{
+    par_chunks, par_for, par_map, par_map2, par_try_for, threads, SharedMut, PAR_MIN,
+};
 use crate::dtype::Element;
 use crate::error::{Error, Result};
 use crate::shape::{bcast_strides, numel};
@@ -575,6 +577,13 @@ pub(crate) mod testutil {
             .build()
             .expect("pool")
             .install(f)
+    }
+    /// Runs `f` with a two-thread [`crate::kernels::team::Team`] current,
+    /// as the CPU device runs its kernels.
+    pub fn in_team<R>(f: impl FnOnce() -> R) -> R {
+        crate::kernels::team::Team::new(2, |i| format!("test-team-{i}"), |_| {})
+            .expect("team")
+            .run(f)
     }
     use crate::tensor::{Storable, Tensor};
 

@@ -28,9 +28,8 @@
 //! units or im2col tiles instead where those are the better grain.
 
 use crate::error::Result;
-use crate::kernels::util::{threads, SharedMut};
+use crate::kernels::util::{par_for, threads, SharedMut};
 use crate::op::Activation;
-use rayon::prelude::*;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
@@ -180,15 +179,8 @@ impl Product<'_> {
         let np = ncols.div_ceil(NC);
         let t = threads();
         if par && t > 1 && np > 1 && mg * kdim * ncols >= PAR_WORK {
-            let per = np.div_ceil(t);
-            (0..np)
-                .step_by(per)
-                .collect::<Vec<_>>()
-                .into_par_iter()
-                .for_each(|p0| {
-                    // SAFETY: each task writes the columns of its own panels.
-                    unsafe { self.panels(out, p0..(p0 + per).min(np)) }
-                });
+            // SAFETY: each piece writes the columns of its own panels.
+            par_for(np, np.div_ceil(t), &|ps| unsafe { self.panels(out, ps) });
         } else {
             // SAFETY: the caller's guarantee.
             unsafe { self.panels(out, 0..np) };

@@ -26,9 +26,8 @@
 //! ([`max_pool2d_f32`], called from `op/pool/kernel.rs`).
 
 use super::geom::Geom;
-use crate::kernels::util::{isa, threads, valid_range, Float, Isa, PAR_MIN};
+use crate::kernels::util::{isa, par_for, threads, valid_range, Float, Isa, SharedMut, PAR_MIN};
 use crate::op::Activation;
-use rayon::prelude::*;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
@@ -217,10 +216,15 @@ unsafe fn planes_out(
     };
     let spare = &mut o.spare_capacity_mut()[..total];
     if threads() > 1 && total * plan.taps.len() >= PAR_MIN && planes > 1 {
-        spare.par_chunks_mut(osz).enumerate().for_each_init(
-            || Scratch(crate::pool::take(plan.scratch_len())),
-            |s, (i, dst)| run(i, dst, &mut s.0),
-        );
+        let shared = SharedMut::new(spare);
+        par_for(planes, 1, &|is| {
+            let mut s = Scratch(crate::pool::take(plan.scratch_len()));
+            for i in is {
+                // SAFETY: plane `i` owns its `osz` elements.
+                let dst = unsafe { shared.slice(i * osz, osz) };
+                run(i, dst, &mut s.0);
+            }
+        });
     } else {
         let mut s = Scratch(crate::pool::take(plan.scratch_len()));
         for (i, dst) in spare.chunks_mut(osz).enumerate() {

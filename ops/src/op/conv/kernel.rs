@@ -11,12 +11,13 @@ use super::geom::{im2col, Geom, Scratch};
 use super::winograd::{self, WinoFilter};
 use crate::dtype::DType;
 use crate::error::Result;
-use crate::kernels::util::{float_dispatch, input, opt_input, out, typed, Float, SharedMut};
+use crate::kernels::util::{
+    float_dispatch, input, opt_input, out, par_try_for, typed, Float, SharedMut,
+};
 use crate::op::matmul::kernel::gemm_into;
 use crate::op::matmul::packed::Mat;
 use crate::op::{resolve_window, Activation, ConvAttrs};
 use crate::tensor::Tensor;
-use rayon::prelude::*;
 
 /// Convolution: inputs X `[N, C, d...]`, W `[M, C/group, k...]`, optional
 /// bias `[M]`.
@@ -368,19 +369,25 @@ fn conv_f<F: Float>(
             }
         };
         if par && threads > 1 {
-            (0..tiles).into_par_iter().try_for_each_init(
-                || Scratch(crate::pool::take(col_len)),
-                |col, t| run_tile(t, &mut col.0),
-            )
+            par_try_for(tiles, 1, &|ts| {
+                let mut col = Scratch(crate::pool::take(col_len));
+                ts.into_iter().try_for_each(|t| run_tile(t, &mut col.0))
+            })
         } else {
             (0..tiles).try_for_each(|t| run_tile(t, col))
         }
     };
     if small && units > 1 && threads > 1 {
-        o.par_chunks_mut(mg * osz).enumerate().try_for_each_init(
-            || Scratch(crate::pool::take(col_len)),
-            |col, (u, dst)| unit(u, dst, &mut col.0, false),
-        )?;
+        let per = mg * osz;
+        let shared = SharedMut::new(&mut o);
+        par_try_for(units, 1, &|us| {
+            let mut col = Scratch(crate::pool::take(col_len));
+            us.into_iter().try_for_each(|u| {
+                // SAFETY: unit `u` owns its block of the output.
+                let dst = unsafe { shared.slice(u * per, per) };
+                unit(u, dst, &mut col.0, false)
+            })
+        })?;
     } else {
         let mut col = Scratch(crate::pool::take(col_len));
         for (u, dst) in o.chunks_mut(mg * osz).enumerate() {
@@ -486,17 +493,19 @@ pub(super) fn conv_blocked(
     };
     let unit_work = mg * osz * kdim;
     if units > 1 && threads > 1 && unit_work < blocked::PAR_WORK {
-        (0..units).into_par_iter().try_for_each_init(
-            || Scratch(crate::pool::take(col_len)),
-            |col, u| (0..tiles).try_for_each(|t| tile(u, t, &mut col.0, false)),
-        )?;
+        par_try_for(units, 1, &|us| {
+            let mut col = Scratch(crate::pool::take(col_len));
+            us.into_iter()
+                .try_for_each(|u| (0..tiles).try_for_each(|t| tile(u, t, &mut col.0, false)))
+        })?;
     } else {
         for u in 0..units {
             if tiles >= threads && threads > 1 {
-                (0..tiles).into_par_iter().try_for_each_init(
-                    || Scratch(crate::pool::take(col_len)),
-                    |col, t| tile(u, t, &mut col.0, false),
-                )?;
+                par_try_for(tiles, 1, &|ts| {
+                    let mut col = Scratch(crate::pool::take(col_len));
+                    ts.into_iter()
+                        .try_for_each(|t| tile(u, t, &mut col.0, false))
+                })?;
             } else {
                 let mut col = Scratch(crate::pool::take(col_len));
                 for t in 0..tiles {
@@ -672,7 +681,7 @@ fn fused_gemm<F: Float>(
         unsafe { epi.block(out, r0, rows, c0, cols, lhs, rhs, k, false) }
     };
     if threads > 1 && m * n * k > 64 * 64 * 64 {
-        blocks.par_iter().try_for_each(run)
+        par_try_for(blocks.len(), 1, &|r| blocks[r].iter().try_for_each(run))
     } else {
         blocks.iter().try_for_each(run)
     }

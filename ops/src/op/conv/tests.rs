@@ -283,7 +283,21 @@ fn conv_pointwise_1d_3d() {
 
 #[test]
 fn conv_big_parallel_paths() {
-    crate::kernels::util::testutil::in_pool(|| {
+    for team in [false, true] {
+        let run = |f: &(dyn Fn() + Sync)| {
+            if team {
+                crate::kernels::util::testutil::in_team(f)
+            } else {
+                crate::kernels::util::testutil::in_pool(f)
+            }
+        };
+        big_parallel_cases(&run);
+    }
+}
+
+/// The cases of [`conv_big_parallel_paths`], run by `run` in a pool or team.
+fn big_parallel_cases(run: &dyn Fn(&(dyn Fn() + Sync))) {
+    run(&|| {
         // Large enough for the parallel GEMM and im2col paths.
         check(Case {
             pads: vec![1, 1, 1, 1],
@@ -512,6 +526,11 @@ fn conv_blocked_edges() {
         check_blocked(&cs);
         check(cs);
     }
+    crate::kernels::util::testutil::in_team(|| {
+        for cs in cases() {
+            check_blocked(&cs);
+        }
+    });
     crate::kernels::util::testutil::in_pool(|| {
         for cs in cases() {
             check_blocked(&cs);

@@ -4,7 +4,7 @@
 use super::geom::Geom;
 use super::tests::conv_ref;
 use super::winograd::{conv_with, shape_fits, WinoFilter};
-use crate::kernels::util::testutil::{close, in_pool, isas, rnd, t};
+use crate::kernels::util::testutil::{close, in_pool, in_team, isas, rnd, t};
 use crate::op::{resolve_window, Activation, AutoPad, ConvAttrs, Op};
 
 /// (x shape `[n, c, h, w]`, filters, pads `[t, l, b, r]`)
@@ -110,10 +110,12 @@ fn winograd_matches_direct_conv_every_isa() {
     check_all();
 }
 
-/// The same with two threads: every pass split over the pool.
+/// The same with two threads, in a rayon pool and in a team (as the CPU
+/// device runs it): every pass split over the threads.
 #[test]
 fn winograd_matches_direct_conv_in_a_pool() {
     in_pool(check_all);
+    in_team(check_all);
 }
 
 /// Large channel counts: the error grows with the channels summed (1.5e-4

@@ -53,7 +53,12 @@ fn broadcast_add_general_and_fast_paths() {
 
 #[test]
 fn big_broadcast_parallel_matches() {
-    crate::kernels::util::testutil::in_pool(|| {
+    crate::kernels::util::testutil::in_team(big_broadcast_case);
+    crate::kernels::util::testutil::in_pool(big_broadcast_case);
+}
+
+fn big_broadcast_case() {
+    {
         let n = 70_000;
         let a: Vec<f32> = (0..n).map(|v| v as f32).collect();
         let r = run(
@@ -62,7 +67,7 @@ fn big_broadcast_parallel_matches() {
         );
         let got = r.as_slice::<f32>().unwrap();
         assert!(got.iter().zip(&a).all(|(g, x)| *g == x + 1.0));
-    });
+    }
 }
 
 #[test]

@@ -6,13 +6,12 @@
 use crate::dtype::{DType, Element};
 use crate::error::Result;
 use crate::kernels::util::{
-    arith_dispatch, expand_to, input, opt_input, out, typed, Arith, Float, SharedMut,
+    arith_dispatch, expand_to, input, opt_input, out, par_try_for, typed, Arith, Float, SharedMut,
 };
 use crate::op::matmul::packed::{self, Mat, PackedB};
 use crate::shape::broadcast_shapes;
 use crate::shape::{bcast_strides, numel};
 use crate::tensor::Tensor;
-use rayon::prelude::*;
 
 /// Work (m·n·k) above which one GEMM call uses the whole thread pool.
 const PAR_GEMM: usize = 64 * 64 * 64;
@@ -23,7 +22,8 @@ const PAR_GEMM: usize = 64 * 64 * 64;
 const SPLIT_BELOW: usize = 1024;
 
 /// [`gemm_into`] as `parts` serial GEMMs on disjoint row (or column)
-/// blocks of the product, run side by side in the current rayon pool.
+/// blocks of the product, run side by side on the current team or pool
+/// (`par_try_for`).
 ///
 /// # Safety
 /// As for [`gemm_into`].
@@ -44,9 +44,8 @@ unsafe fn gemm_split<F: Float>(
     // Blocks are multiples of 16 rows/columns (the microkernels' sizes).
     let by_rows = m >= n;
     let len = if by_rows { m } else { n };
-    let block = len.div_ceil(parts).div_ceil(16) * 16;
-    let starts: Vec<usize> = (0..len).step_by(block.max(1)).collect();
-    starts.into_par_iter().try_for_each(|s0| {
+    let block = (len.div_ceil(parts).div_ceil(16) * 16).max(1);
+    let run = |s0: usize| {
         let bl = block.min(len - s0);
         let (mm, nn, boff, l, r) = if by_rows {
             let l = Mat {
@@ -64,12 +63,16 @@ unsafe fn gemm_split<F: Float>(
         // SAFETY: the blocks write disjoint rows (or columns) of the
         // caller's product, which nothing else touches.
         unsafe { gemm_into(mm, nn, k, dst, boff, dst_rs, read_dst, l, r, alpha, false) }
+    };
+    par_try_for(len.div_ceil(block), 1, &|bs| {
+        bs.into_iter().try_for_each(|b| run(b * block))
     })
 }
 
 /// `dst = (read_dst ? dst : 0) + alpha * lhs × rhs` for `m×k` lhs, `k×n` rhs
 /// and a row-major `dst` with row stride `dst_rs`. `par` allows the call to
-/// use the rayon pool (it still stays serial when the product is small).
+/// use the current team or pool (it still stays serial when the product
+/// is small).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm<F: Float>(
     m: usize,
@@ -138,10 +141,15 @@ pub(crate) unsafe fn gemm_into<F: Float>(
     }
     let threads = crate::kernels::util::threads();
     let parallel = par && threads > 1 && m * n * k > PAR_GEMM;
-    // Skinny products (the convs of a CNN's later layers: few output
-    // columns) split poorly inside the GEMM crate; split them here along
-    // their longer side into one serial GEMM per thread instead.
-    if parallel && m.min(n) < SPLIT_BELOW {
+    // Products split here along their longer side into one serial GEMM
+    // per thread: skinny ones (the convs of a CNN's later layers, few
+    // output columns) split poorly inside the GEMM crate, and the crate's
+    // own threads are rayon's, which the CPU device's team is not. Large
+    // products inside a rayon pool (the TPU device's host threads) still
+    // use the crate's split.
+    let in_rayon = crate::kernels::team::current_threads().is_none()
+        && rayon::current_thread_index().is_some();
+    if parallel && (m.min(n) < SPLIT_BELOW || !in_rayon) {
         // SAFETY: passes on the caller's guarantee.
         return unsafe {
             gemm_split(
@@ -366,8 +374,14 @@ pub(crate) fn matmul(inputs: &[Option<&Tensor>]) -> Result<Tensor> {
                 let (oa, ob) = offs(i);
                 product(m, n, k, d, Mat::new(x, oa, k, 1), Mat::new(y, ob, n, 1), big)
             };
+            let o_len = o.len();
             if !big && crate::kernels::util::threads() > 1 && m * n > 0 {
-                o.par_chunks_mut(m * n).enumerate().try_for_each(|(i, d)| one(i, d))?;
+                let (per, shared) = (m * n, SharedMut::new(&mut o));
+                par_try_for(o_len / per, 1, &|is| {
+                    // SAFETY: batch `i` owns its `m * n` outputs.
+                    is.into_iter()
+                        .try_for_each(|i| one(i, unsafe { shared.slice(i * per, per) }))
+                })?;
             } else if m * n > 0 {
                 for (i, d) in o.chunks_mut(m * n).enumerate() {
                     one(i, d)?;
@@ -499,7 +513,12 @@ mod tests {
 
     #[test]
     fn matmul_2d_large_parallel() {
-        crate::kernels::util::testutil::in_pool(|| {
+        crate::kernels::util::testutil::in_pool(matmul_2d_large_cases);
+        crate::kernels::util::testutil::in_team(matmul_2d_large_cases);
+    }
+
+    fn matmul_2d_large_cases() {
+        {
             // Split by columns, by rows (uneven last block), and a square
             // product left to the GEMM crate's own threading.
             for (m, n, k) in [(70, 90, 80), (130, 50, 60), (1030, 1024, 8)] {
@@ -511,7 +530,7 @@ mod tests {
                 assert_eq!(r.shape(), &[m, n]);
                 close(r.as_slice::<f32>().unwrap(), &mm_ref(&a, &b, m, n, k), 1e-5);
             }
-        });
+        }
     }
 
     #[test]

@@ -37,9 +37,8 @@
 //! pool costs more than it saves (docs/benchmarks.md).
 
 use crate::error::Result;
-use crate::kernels::util::{isa, Isa, SharedMut};
+use crate::kernels::util::{isa, par_for, Isa, SharedMut};
 
-use rayon::prelude::*;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
@@ -221,13 +220,8 @@ unsafe fn small_m_with(
     };
     let threads = crate::kernels::util::threads();
     if par && threads > 1 && np > 1 && m * n * k >= PAR_WORK {
-        let per = np.div_ceil(threads);
-        (0..np)
-            .step_by(per)
-            .collect::<Vec<_>>()
-            .into_par_iter()
-            // SAFETY: each task writes the columns of its own panels.
-            .for_each(|p0| unsafe { ctx.panels(p0..(p0 + per).min(np)) });
+        // SAFETY: each piece writes the columns of its own panels.
+        par_for(np, np.div_ceil(threads), &|ps| unsafe { ctx.panels(ps) });
     } else {
         // SAFETY: the caller's guarantee.
         unsafe { ctx.panels(0..np) };
@@ -511,7 +505,11 @@ mod tests {
                             }
                             .expect("small_m");
                         };
+                        let mut d2 = d.clone();
                         crate::kernels::util::testutil::in_pool(|| run(&mut d));
+                        crate::kernels::util::testutil::in_team(|| run(&mut d2));
+                        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&d), bits(&d2), "team and pool split the panels alike");
                         for i in 0..m {
                             for j in 0..n {
                                 let (got, w) = (d[i * rs + j] as f64, want[i * n + j]);

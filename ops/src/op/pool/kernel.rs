@@ -446,6 +446,7 @@ mod tests {
             for got in [
                 run(Op::MaxPool(p.clone()), &xt),
                 crate::kernels::util::testutil::in_pool(|| run(Op::MaxPool(p.clone()), &xt)),
+                crate::kernels::util::testutil::in_team(|| run(Op::MaxPool(p.clone()), &xt)),
             ] {
                 let got = got.as_slice::<f32>().unwrap();
                 assert_eq!(got.len(), want.len());
