@@ -194,6 +194,11 @@ impl Device for CpuDevice {
         // Kernels see the threads of the pool they run in and run serially
         // outside one, so a one-thread device runs everything inline.
         let outs = if self.threads() > 1
+            && std::env::var_os("HETFLOW_TEAM_ALWAYS").is_some()
+            && hetflow_ops::kernels::uses_threads(op)
+        {
+            self.team.run(run)
+        } else if self.threads() > 1
             && work
                 >= if heavy {
                     PAR_MACS

@@ -350,14 +350,19 @@ pub(super) fn conv_with(
         let os = unsafe { SharedMut::from_raw(o.as_mut_ptr(), olen) };
         let y = &y[..];
         let epi = Epi { b, res, act };
-        each(tiles, par, &|t| {
-            // SAFETY: tile `t` writes its own 4x4 block of every plane.
+        // By rows of tiles (and blocks of filters): a row of tiles writes
+        // whole output rows, so two threads never write one cache line
+        // (adjacent tiles of a row share lines; split by tiles, two threads
+        // did, and the pass ran slower on two than on one).
+        each(p.n * p.th * p.mb, par, &|row| {
+            // SAFETY: (image, tile row, filter block) `row` writes its own
+            // output rows of its own planes.
             unsafe {
                 if avx512 {
                     #[cfg(target_arch = "x86_64")]
-                    output_tile_avx512(&p, y, t, &epi, os);
+                    output_row_avx512(&p, y, row, &epi, os);
                 } else {
-                    output_tile(&p, y, t, &epi, os);
+                    output_row(&p, y, row, &epi, os);
                 }
             }
         });
@@ -520,20 +525,23 @@ struct Epi<'a> {
     act: Activation,
 }
 
-/// The output transform of tile `t` for every filter block, with the
-/// epilogue, into NCHW `o`.
+/// The output transform of one row of tiles for one block of filters
+/// (`row` = (image, tile row, filter block)), with the epilogue, into NCHW
+/// `o`.
 ///
 /// # Safety
-/// Nothing else writes this tile's outputs.
+/// Nothing else writes these outputs.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // `l` picks a lane of 16 arrays
-unsafe fn output_tile_body(p: &Plan, y: &[f32], t: usize, epi: &Epi<'_>, o: SharedMut<'_, f32>) {
+unsafe fn output_row_body(p: &Plan, y: &[f32], row: usize, epi: &Epi<'_>, o: SharedMut<'_, f32>) {
     let mp = p.mp();
-    let (ni, rest) = (t / (p.th * p.tw), t % (p.th * p.tw));
-    let (ti, tj) = (rest / p.tw, rest % p.tw);
-    let (rows, cols) = (TO.min(p.oh - TO * ti), TO.min(p.ow - TO * tj));
+    let (nt, mbi) = (row / p.mb, row % p.mb);
+    let (ni, ti) = (nt / p.th, nt % p.th);
+    let rows = TO.min(p.oh - TO * ti);
     let osz = p.oh * p.ow;
-    for mbi in 0..p.mb {
+    for tj in 0..p.tw {
+        let t = (ni * p.th + ti) * p.tw + tj;
+        let cols = TO.min(p.ow - TO * tj);
         let at = |xi: usize| lanes(&y[(xi * p.tiles + t) * mp + mbi * L..]);
         // Rows of the 6x6 first (Aᵀ Y: 4x6), then columns (4x4).
         let mut q = [[0.0; L]; TO * TI];
@@ -590,14 +598,14 @@ unsafe fn output_tile_body(p: &Plan, y: &[f32], t: usize, epi: &Epi<'_>, o: Shar
     }
 }
 
-unsafe fn output_tile(p: &Plan, y: &[f32], t: usize, epi: &Epi<'_>, o: SharedMut<'_, f32>) {
+unsafe fn output_row(p: &Plan, y: &[f32], row: usize, epi: &Epi<'_>, o: SharedMut<'_, f32>) {
     // SAFETY: passes on the caller's guarantee.
-    unsafe { output_tile_body(p, y, t, epi, o) }
+    unsafe { output_row_body(p, y, row, epi, o) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn output_tile_avx512(p: &Plan, y: &[f32], t: usize, epi: &Epi<'_>, o: SharedMut<'_, f32>) {
+unsafe fn output_row_avx512(p: &Plan, y: &[f32], row: usize, epi: &Epi<'_>, o: SharedMut<'_, f32>) {
     // SAFETY: passes on the caller's guarantee; the caller checked the CPU.
-    unsafe { output_tile_body(p, y, t, epi, o) }
+    unsafe { output_row_body(p, y, row, epi, o) }
 }
