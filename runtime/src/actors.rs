@@ -517,6 +517,7 @@ impl Actor for Task {
 impl Handler<Data> for Task {
     type Result = ();
     fn handle(&mut self, d: Data, _: &mut Self::Context) {
+        crate::hot::touch();
         if self.failed {
             return;
         }
@@ -538,6 +539,7 @@ impl Handler<Run> for Task {
     type Result = ();
     fn handle(&mut self, _: Run, _: &mut Self::Context) {
         self.run_one();
+        crate::hot::touch();
     }
 }
 
@@ -643,6 +645,7 @@ pub struct Feed {
 impl Handler<Feed> for Source {
     type Result = ();
     fn handle(&mut self, f: Feed, _: &mut Self::Context) {
+        crate::hot::touch();
         self.queue.push_back(f);
         self.pump();
     }
@@ -744,6 +747,7 @@ impl Sink {
     /// hands it on alone when the session wants parts, and reports the
     /// micro-batch once all its outputs are in.
     fn accept(&mut self, mb: u64, slot: usize, host: Arc<Tensor>) {
+        crate::hot::touch();
         if let Some(Some(up)) = self.upstream.get(slot) {
             up.producer.do_send(Credit { route: up.route });
         }

@@ -8,6 +8,7 @@
 
 pub mod actors;
 pub mod error;
+pub mod hot;
 pub mod net;
 pub mod remote;
 pub mod resolve;

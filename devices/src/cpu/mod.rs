@@ -1,26 +1,29 @@
 //! The CPU backend.
 //!
 //! A [`CpuDevice`] owns a set of cores. Its executor thread (the runtime's
-//! arbiter for the device) is bound to the first of them, and a rayon pool
-//! with one worker per core, each worker bound to its core, runs the
-//! multi-threaded kernels (GEMM through the `gemm` crate, conv by im2col +
-//! GEMM, element-wise ops in parallel chunks). The machine can be split into
-//! several logical CPU devices (see [`topology::CpuTopology::partition`]),
-//! so a pipeline's stages run side by side on one box without sharing cores.
+//! arbiter for the device) is bound to the first of them, and a kernel
+//! [`Team`] runs the multi-threaded kernels: the executor is member 0 and
+//! one worker per further core, each bound to its core, joins the
+//! kernels' parallel loops (GEMM split by panels, conv by output blocks or
+//! Winograd positions, element-wise ops in contiguous chunks). The machine
+//! can be split into several logical CPU devices (see
+//! [`topology::CpuTopology::partition`]), so a pipeline's stages run side by
+//! side on one box without sharing cores.
 //!
 //! Kernels are the host kernels of `hetflow-ops` ([`hetflow_ops::kernels`]).
-//! Ops too small to gain from threads run inline on the executor thread,
-//! skipping the hand-off to the pool: that keeps per-op dispatch cost in
-//! the microseconds for chains of tiny ops, and keeps a small model from
-//! running slower at 2 threads than at 1. "Too small" is measured work
-//! ([`hetflow_ops::kernels::parallel_work`]) under [`PAR_MACS`]
-//! multiply-adds or [`PAR_ELEMS`] elements: handing a kernel to the pool
-//! and waiting for it costs ~20 µs here (a sleeping worker's wake-up and
-//! the executor's), so a kernel must take well over 40 µs alone before
-//! splitting it in two can pay. Ops whose kernels never split their work
-//! ([`hetflow_ops::kernels::uses_threads`]: Concat, Reshape, ...) always
-//! run inline. `HETFLOW_NO_BIND` (any value) leaves the executor and the
-//! pool's workers unbound (for hosts where another process manages CPU
+//! Ops too small to gain from threads run serially on the executor thread:
+//! that keeps per-op dispatch cost in the microseconds for chains of tiny
+//! ops, and keeps a small model from running slower at 2 threads than at
+//! 1. "Too small" is measured work ([`hetflow_ops::kernels::parallel_work`])
+//! under [`PAR_MACS`] multiply-adds, [`PAR_ELEMS_CHEAP`] elements for ops of
+//! a few cycles per element, or [`PAR_ELEMS`] elements for the rest. A loop
+//! costs ~1 µs to start on workers still spinning from the previous op
+//! (see [`hetflow_ops::kernels::team`]) but 10–20 µs on sleeping ones, and
+//! splitting moves the operands' cache lines between cores, so the
+//! thresholds stay well above the hand-off. Ops whose kernels never split
+//! their work ([`hetflow_ops::kernels::uses_threads`]: Concat, Reshape, ...)
+//! always run serially. `HETFLOW_NO_BIND` (any value) leaves the executor
+//! and the workers unbound (for hosts where another process manages CPU
 //! affinity).
 
 pub mod topology;
@@ -31,8 +34,9 @@ use hetflow_ops::{Op, Tensor};
 use std::sync::Arc;
 use topology::CpuTopology;
 
-/// Products and convolutions with fewer multiply-adds than this run inline
-/// (about 40 µs of work at the 1-thread rate of these small products).
+/// Products and convolutions with fewer multiply-adds than this run
+/// serially (about 40 µs of work at the 1-thread rate of these small
+/// products).
 pub const PAR_MACS: usize = 1 << 21;
 
 /// Other ops whose inputs total fewer elements than this run inline.
@@ -53,7 +57,7 @@ fn binding_enabled() -> bool {
     std::env::var_os("HETFLOW_NO_BIND").is_none()
 }
 
-/// A logical CPU device: a group of cores with its own thread pool.
+/// A logical CPU device: a group of cores with its own kernel team.
 pub struct CpuDevice {
     info: DeviceInfo,
     team: Team,
@@ -191,14 +195,9 @@ impl Device for CpuDevice {
         let run = || hetflow_ops::kernels::eval(op, &host, n_outputs);
         let heavy = matches!(op, Op::MatMul | Op::Gemm { .. } | Op::Conv(_));
         let work = hetflow_ops::kernels::parallel_work(op, &host);
-        // Kernels see the threads of the pool they run in and run serially
+        // Kernels see the threads of the team they run in and run serially
         // outside one, so a one-thread device runs everything inline.
         let outs = if self.threads() > 1
-            && std::env::var_os("HETFLOW_TEAM_ALWAYS").is_some()
-            && hetflow_ops::kernels::uses_threads(op)
-        {
-            self.team.run(run)
-        } else if self.threads() > 1
             && work
                 >= if heavy {
                     PAR_MACS

@@ -176,6 +176,7 @@ pub(super) fn build(
         for a in [&compute, &copy] {
             let d = d.clone();
             a.spawn_fn(move || d.init_executor_thread());
+            a.spawn(crate::hot::Spinner);
         }
         let queue = DeviceQueue::new(g.nodes.len() * copy_of.0);
         let (addr, rx) = mailbox::<Dispatcher>();
@@ -216,6 +217,7 @@ pub(super) fn build(
         Some(s) if lone_cpu => s.compute.clone(),
         _ => {
             let io = Arbiter::new().handle();
+            io.spawn(crate::hot::Spinner);
             arbiters.push(io.clone());
             io
         }

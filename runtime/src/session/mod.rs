@@ -94,6 +94,8 @@ pub struct Session {
     /// Whether the sinks hand each output back as it arrives
     /// ([`Session::run_stream_each_output`]).
     parts: Arc<std::sync::atomic::AtomicBool>,
+    /// How long the caller last waited for an event ([`crate::hot`]).
+    last_wait: std::time::Duration,
 }
 
 impl Session {
@@ -271,6 +273,7 @@ impl Session {
             window,
             clock,
             parts,
+            last_wait: std::time::Duration::ZERO,
         })
     }
 

@@ -9,6 +9,7 @@ use hetflow_ops::Tensor;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Where [`Session::run_stream_each_output`] hands each output.
 type PartFn<'a> = dyn FnMut(usize, usize, Arc<Tensor>) -> Result<()> + 'a;
@@ -203,7 +204,20 @@ impl Session {
     /// fails the session naming it.
     fn next_event(&mut self) -> Result<std::result::Result<Event, ()>> {
         let Some(limit) = self.clock.as_ref().map(|c| c.1) else {
-            return Ok(self.events.recv().map_err(|_| ()));
+            // Spin for the result when the last one came within the spin
+            // time (crate::hot); block at once behind long runs.
+            let spin = crate::hot::spin_time();
+            let start = std::time::Instant::now();
+            let e = crate::hot::recv(
+                &self.events,
+                if self.last_wait < spin {
+                    spin
+                } else {
+                    Duration::ZERO
+                },
+            );
+            self.last_wait = start.elapsed();
+            return Ok(e.map_err(|_| ()));
         };
         let tick = (limit / 4).clamp(
             std::time::Duration::from_millis(1),

@@ -1,0 +1,186 @@
+//! Hot waits: the threads of a run keep checking for work for a short
+//! while after their last message instead of going to sleep at once.
+//!
+//! A run crosses threads: the caller's input goes to the device's compute
+//! thread and the result comes back. Waking a parked thread costs a
+//! futex call on the sender's side and the scheduler's wake-up latency on
+//! the receiver's, which on this project's 2-vCPU VM measured ~30 µs a
+//! crossing: a one-Neg model ran in 64 µs median but 7 µs at best, when
+//! both threads happened to be awake (docs/benchmarks.md, issue 17). So:
+//!
+//! - Each actor thread (an actix arbiter) runs a [`Spinner`]: after any of
+//!   its actors calls [`touch`] (a kernel ran, a result was gathered, an
+//!   input came in) the spinner keeps the thread's event loop turning for
+//!   [`SPIN`], re-waking itself, so a message from another thread is seen
+//!   in a microsecond or two without a wake-up. Then the thread parks.
+//! - The caller waiting for a result ([`recv`]) polls its channel for up
+//!   to [`SPIN`] before blocking, when recent results came within that
+//!   time; a long run (a ResNet) blocks at once and costs nothing.
+//!
+//! Both spin with `spin_loop` for the first [`SPIN_HOT`] and then yield
+//! the core now and then, so a runnable thread on the same core (a kernel
+//! team's worker, the caller) is not held off. `HETFLOW_SPIN_US` sets the
+//! spin time in microseconds (`0`: park at once, for hosts where idle
+//! cores belong to someone else).
+
+use crossbeam::channel::{Receiver, RecvError, TryRecvError};
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// How long a thread keeps checking for work after its last message,
+/// unless `HETFLOW_SPIN_US` says otherwise.
+pub const SPIN: Duration = Duration::from_micros(300);
+
+/// Spinning with `spin_loop` alone for this long, then yielding the core
+/// now and then.
+pub const SPIN_HOT: Duration = Duration::from_micros(20);
+
+/// The spin time: [`SPIN`] or `HETFLOW_SPIN_US` microseconds.
+pub fn spin_time() -> Duration {
+    static T: OnceLock<Duration> = OnceLock::new();
+    *T.get_or_init(|| {
+        std::env::var("HETFLOW_SPIN_US")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_micros)
+            .unwrap_or(SPIN)
+    })
+}
+
+/// The spinner's state on its thread.
+struct Hot {
+    /// Spin until then.
+    until: Cell<Option<Instant>>,
+    /// Since when the current spell has been spinning.
+    since: Cell<Instant>,
+    /// The spinner's waker while it is parked.
+    waker: RefCell<Option<Waker>>,
+    polls: Cell<u32>,
+}
+
+thread_local! {
+    static HOT: RefCell<Option<std::rc::Rc<Hot>>> = const { RefCell::new(None) };
+}
+
+/// Keeps this thread's event loop turning for the spin time from now
+/// (no-op on a thread without a [`Spinner`]).
+pub fn touch() {
+    let Some(hot) = HOT.with(|h| h.borrow().clone()) else {
+        return;
+    };
+    {
+        let now = Instant::now();
+        if hot.until.get().is_none() {
+            hot.since.set(now);
+        }
+        hot.until.set(Some(now + spin_time()));
+        let w = hot.waker.borrow_mut().take();
+        if let Some(w) = w {
+            w.wake();
+        }
+    }
+}
+
+/// The future that keeps an arbiter's loop turning after [`touch`]; spawn
+/// one on each actor thread. It never completes; it is dropped with its
+/// arbiter.
+pub struct Spinner;
+
+impl Future for Spinner {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if spin_time().is_zero() {
+            return Poll::Pending; // never woken again: spinning is off
+        }
+        HOT.with(|h| {
+            let mut h = h.borrow_mut();
+            let hot = h.get_or_insert_with(|| {
+                std::rc::Rc::new(Hot {
+                    until: Cell::new(None),
+                    since: Cell::new(Instant::now()),
+                    waker: RefCell::new(None),
+                    polls: Cell::new(0),
+                })
+            });
+            let now = Instant::now();
+            match hot.until.get() {
+                Some(t) if now < t => {
+                    let n = hot.polls.get().wrapping_add(1);
+                    hot.polls.set(n);
+                    // Every poll lets the loop look at its other tasks
+                    // (and, every few dozen, at messages from other
+                    // threads); yielding the core on each one would
+                    // space those looks a syscall apart.
+                    if now - hot.since.get() > SPIN_HOT && n % 16 == 0 {
+                        std::thread::yield_now();
+                    } else {
+                        std::hint::spin_loop();
+                    }
+                    cx.waker().wake_by_ref();
+                }
+                _ => {
+                    hot.until.set(None);
+                    *hot.waker.borrow_mut() = Some(cx.waker().clone());
+                }
+            }
+            Poll::Pending
+        })
+    }
+}
+
+/// Receives from `rx`, polling it for up to `spin` before blocking.
+pub fn recv<T>(rx: &Receiver<T>, spin: Duration) -> Result<T, RecvError> {
+    if !spin.is_zero() {
+        let start = Instant::now();
+        let mut n = 0u32;
+        loop {
+            match rx.try_recv() {
+                Ok(v) => return Ok(v),
+                Err(TryRecvError::Disconnected) => return Err(RecvError),
+                Err(TryRecvError::Empty) => {}
+            }
+            let waited = start.elapsed();
+            if waited >= spin {
+                break;
+            }
+            n = n.wrapping_add(1);
+            if waited > SPIN_HOT && n % 16 == 0 {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+    rx.recv()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recv_gets_a_value_sent_while_spinning_and_after() {
+        let (tx, rx) = crossbeam::channel::unbounded();
+        let t = std::thread::spawn(move || {
+            tx.send(1).unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+            tx.send(2).unwrap();
+        });
+        assert_eq!(recv(&rx, Duration::from_millis(50)).unwrap(), 1);
+        // Spin budget shorter than the sender's pause: falls back to a
+        // blocking receive.
+        assert_eq!(recv(&rx, Duration::from_micros(10)).unwrap(), 2);
+        t.join().unwrap();
+        assert!(recv(&rx, Duration::from_micros(10)).is_err());
+    }
+
+    #[test]
+    fn touch_without_a_spinner_does_nothing() {
+        touch();
+        HOT.with(|h| assert!(h.borrow().is_none()));
+    }
+}
