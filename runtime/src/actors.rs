@@ -645,7 +645,7 @@ pub struct Feed {
 impl Handler<Feed> for Source {
     type Result = ();
     fn handle(&mut self, f: Feed, _: &mut Self::Context) {
-        crate::hot::touch();
+        crate::hot::arrived();
         self.queue.push_back(f);
         self.pump();
     }
@@ -772,6 +772,7 @@ impl Sink {
         }
         if entry.1 == 0 {
             if let Some((outs, _)) = self.pending.remove(&mb) {
+                crate::hot::finished();
                 let outputs = outs.into_iter().flatten().collect();
                 let _ = self.events.send(Event::Output {
                     mb: mb * k + r,

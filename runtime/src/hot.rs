@@ -8,14 +8,23 @@
 //! crossing: a one-Neg model ran in 64 µs median but 7 µs at best, when
 //! both threads happened to be awake (docs/benchmarks.md, issue 17). So:
 //!
-//! - Each actor thread (an actix arbiter) runs a [`Spinner`]: after any of
-//!   its actors calls [`touch`] (a kernel ran, a result was gathered, an
-//!   input came in) the spinner keeps the thread's event loop turning for
-//!   [`SPIN`], re-waking itself, so a message from another thread is seen
-//!   in a microsecond or two without a wake-up. Then the thread parks.
-//! - The caller waiting for a result ([`recv`]) polls its channel for up
-//!   to [`SPIN`] before blocking, when recent results came within that
-//!   time; a long run (a ResNet) blocks at once and costs nothing.
+//! - The thread of a session on one CPU device alone (its compute
+//!   arbiter, which also holds the source and the sink) runs a
+//!   [`Spinner`]: after any of its actors calls [`touch`] (a kernel ran, a
+//!   result was gathered, an input came in) the spinner keeps the thread's
+//!   event loop turning for [`SPIN`], re-waking itself, so the next input
+//!   is seen in a microsecond or two without a wake-up. Then the thread
+//!   parks. It spins only while inputs keep coming that soon after the
+//!   run before ([`arrived`], [`finished`]): a session run now and then
+//!   (a test suite's, a service's at low load) stops spinning after one
+//!   miss and starts again once an input comes within the spin time of
+//!   its run's end. Plans over several devices do not spin: their threads
+//!   outnumber the cores of a small machine, and spinning starved the
+//!   copies that overlap compute.
+//! - The caller waiting for a result of such a session ([`recv`]) polls
+//!   its channel for up to [`SPIN`] before blocking, when recent results
+//!   came within that time; a long run (a ResNet) blocks at once and
+//!   costs nothing.
 //!
 //! Both spin with `spin_loop` for the first [`SPIN_HOT`] and then yield
 //! the core now and then, so a runnable thread on the same core (a kernel
@@ -55,11 +64,40 @@ pub fn spin_time() -> Duration {
 struct Hot {
     /// Spin until then.
     until: Cell<Option<Instant>>,
-    /// Since when the current spell has been spinning.
+    /// The last [`touch`]: the thread has been idle since.
     since: Cell<Instant>,
     /// The spinner's waker while it is parked.
     waker: RefCell<Option<Waker>>,
     polls: Cell<u32>,
+    /// When the last run ended ([`finished`]).
+    ended: Cell<Option<Instant>>,
+    /// Whether the last gap between a run's end and the next input was
+    /// within the spin time: only then does the thread spin after a run.
+    worth: Cell<bool>,
+}
+
+fn current() -> Option<std::rc::Rc<Hot>> {
+    HOT.with(|h| h.borrow().clone())
+}
+
+/// An input came in ([`crate::actors::Source`]): learns whether spinning
+/// after the last run caught it, and touches.
+pub fn arrived() {
+    if let Some(hot) = current() {
+        if let Some(end) = hot.ended.take() {
+            hot.worth.set(end.elapsed() <= spin_time());
+        }
+    }
+    touch();
+}
+
+/// A run's outputs are all in ([`crate::actors::Sink`]): the thread spins
+/// for the next input if the last one came soon enough after its run.
+pub fn finished() {
+    if let Some(hot) = current() {
+        hot.ended.set(Some(Instant::now()));
+    }
+    touch();
 }
 
 thread_local! {
@@ -69,14 +107,12 @@ thread_local! {
 /// Keeps this thread's event loop turning for the spin time from now
 /// (no-op on a thread without a [`Spinner`]).
 pub fn touch() {
-    let Some(hot) = HOT.with(|h| h.borrow().clone()) else {
+    let Some(hot) = current() else {
         return;
     };
-    {
+    if hot.worth.get() {
         let now = Instant::now();
-        if hot.until.get().is_none() {
-            hot.since.set(now);
-        }
+        hot.since.set(now);
         hot.until.set(Some(now + spin_time()));
         let w = hot.waker.borrow_mut().take();
         if let Some(w) = w {
@@ -104,6 +140,8 @@ impl Future for Spinner {
                     since: Cell::new(Instant::now()),
                     waker: RefCell::new(None),
                     polls: Cell::new(0),
+                    ended: Cell::new(None),
+                    worth: Cell::new(true),
                 })
             });
             let now = Instant::now();
@@ -114,9 +152,16 @@ impl Future for Spinner {
                     // Every poll lets the loop look at its other tasks
                     // (and, every few dozen, at messages from other
                     // threads); yielding the core on each one would
-                    // space those looks a syscall apart.
-                    if now - hot.since.get() > SPIN_HOT && n % 16 == 0 {
+                    // space those looks a syscall apart. While the
+                    // thread's actors are busy (a run's kernels), each of
+                    // their messages touches, so it never yields then.
+                    let idle = now - hot.since.get();
+                    if idle > SPIN_HOT && n.is_multiple_of(16) {
                         std::thread::yield_now();
+                    } else if idle > IDLE_BURST {
+                        for _ in 0..PAUSES {
+                            std::hint::spin_loop();
+                        }
                     } else {
                         std::hint::spin_loop();
                     }
@@ -143,20 +188,36 @@ pub fn recv<T>(rx: &Receiver<T>, spin: Duration) -> Result<T, RecvError> {
                 Err(TryRecvError::Disconnected) => return Err(RecvError),
                 Err(TryRecvError::Empty) => {}
             }
+            n = n.wrapping_add(1);
+            // A burst of pauses between looks: the sibling hardware
+            // thread (or the vCPU's) keeps the core's resources.
+            for _ in 0..PAUSES {
+                std::hint::spin_loop();
+            }
+            if !n.is_multiple_of(8) {
+                continue;
+            }
             let waited = start.elapsed();
             if waited >= spin {
                 break;
             }
-            n = n.wrapping_add(1);
-            if waited > SPIN_HOT && n % 16 == 0 {
+            if waited > SPIN_HOT && n.is_multiple_of(64) {
                 std::thread::yield_now();
-            } else {
-                std::hint::spin_loop();
             }
         }
     }
     rx.recv()
 }
+
+/// `spin_loop` hints between two looks at the caller's channel (and
+/// between a [`Spinner`]'s polls once idle for [`IDLE_BURST`]): the
+/// sibling hardware thread (or the vCPU sharing the core) keeps the core.
+/// Polling without them slowed the other thread's kernels: LeNet at one
+/// thread ran in 60 or 95 µs by the run, with them 59-60 µs every run.
+const PAUSES: usize = 16;
+
+/// Idle time after which a [`Spinner`] pauses in bursts.
+const IDLE_BURST: Duration = Duration::from_micros(2);
 
 #[cfg(test)]
 mod tests {

@@ -14,7 +14,7 @@
 //! Ops too small to gain from threads run serially on the executor thread:
 //! that keeps per-op dispatch cost in the microseconds for chains of tiny
 //! ops, and keeps a small model from running slower at 2 threads than at
-//! 1. "Too small" is measured work ([`hetflow_ops::kernels::parallel_work`])
+//! one. "Too small" is measured work ([`hetflow_ops::kernels::parallel_work`])
 //! under [`PAR_MACS`] multiply-adds, [`PAR_ELEMS_CHEAP`] elements for ops of
 //! a few cycles per element, or [`PAR_ELEMS`] elements for the rest. A loop
 //! costs ~1 µs to start on workers still spinning from the previous op

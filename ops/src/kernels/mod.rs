@@ -21,6 +21,7 @@
 pub(crate) mod par;
 pub mod team;
 pub(crate) mod util;
+pub(crate) mod vmath;
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};

@@ -183,6 +183,16 @@ where
     v
 }
 
+/// `f(src, dst)` over pieces of `a` and of a new vector of its length,
+/// in parallel when large; `f` writes every element of `dst` (the
+/// slice-at-a-time form of [`par_map`], for loops compiled per ISA).
+pub(crate) fn par_map_slices<A: Sync, O: Send + crate::pool::Poolable>(
+    a: &[A],
+    f: impl Fn(&[A], &mut [std::mem::MaybeUninit<O>]) + Sync,
+) -> Vec<O> {
+    par_map_into(a, &[] as &[A], |a, _, d| f(a, d))
+}
+
 /// Applies `f` to every element, in parallel when large.
 pub(crate) fn par_map<A: Copy + Sync, O: Send + crate::pool::Poolable>(
     a: &[A],

@@ -41,6 +41,10 @@ pub const SPIN: Duration = Duration::from_micros(300);
 /// `thread::yield_now` (another runnable thread on the core gets it).
 const SPIN_HOT: Duration = Duration::from_micros(20);
 
+/// Looks at the job counter with one pause between them before the
+/// pauses come in bursts (about the first few microseconds).
+const HOT_LOOKS: u32 = 1024;
+
 type Job<'a> = dyn Fn(usize) + Sync + 'a;
 
 struct Shared {
@@ -272,8 +276,13 @@ fn worker(s: &Shared) {
                 break;
             }
             n = n.wrapping_add(1);
-            if n % 64 != 0 {
+            // Past the hot phase, a burst of pauses between looks leaves
+            // the core's resources to its sibling hardware thread (or
+            // the vCPU sharing it): a kernel or the caller running there.
+            for _ in 0..if n > HOT_LOOKS { 16 } else { 1 } {
                 std::hint::spin_loop();
+            }
+            if !n.is_multiple_of(64) {
                 continue;
             }
             let idle = t0.elapsed();

@@ -25,6 +25,9 @@ pub(super) struct Built {
     /// The wires this rank receives on (session-wide, set after the last
     /// copy).
     pub(super) wires_in: WiresIn,
+    /// Whether the copy runs on one CPU device alone, whose thread spins
+    /// between runs ([`crate::hot`]): the caller spins for its results too.
+    pub(super) hot: bool,
 }
 
 /// What the copies of a plan share on one device (by name): its compute
@@ -176,7 +179,6 @@ pub(super) fn build(
         for a in [&compute, &copy] {
             let d = d.clone();
             a.spawn_fn(move || d.init_executor_thread());
-            a.spawn(crate::hot::Spinner);
         }
         let queue = DeviceQueue::new(g.nodes.len() * copy_of.0);
         let (addr, rx) = mailbox::<Dispatcher>();
@@ -213,11 +215,18 @@ pub(super) fn build(
         && devices[0]
             .as_ref()
             .is_some_and(|d| d.id().kind == hetflow_devices::DeviceKind::Cpu);
+    // That thread also keeps its loop turning between runs (crate::hot):
+    // only there, where the run's one thread waits for the next input.
+    // Spinning every arbiter of a plan over several devices put more
+    // spinning threads than cores on a 2-core machine and starved the
+    // copies that should overlap compute.
     let io = match names.first().and_then(|n| shared.get(n)) {
-        Some(s) if lone_cpu => s.compute.clone(),
+        Some(s) if lone_cpu => {
+            s.compute.spawn(crate::hot::Spinner);
+            s.compute.clone()
+        }
         _ => {
             let io = Arbiter::new().handle();
-            io.spawn(crate::hot::Spinner);
             arbiters.push(io.clone());
             io
         }
@@ -662,5 +671,6 @@ pub(super) fn build(
         receivers: recv_addr,
         senders: send_addr,
         wires_in: WiresIn::default(),
+        hot: lone_cpu,
     })
 }

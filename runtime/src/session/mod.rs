@@ -96,6 +96,9 @@ pub struct Session {
     parts: Arc<std::sync::atomic::AtomicBool>,
     /// How long the caller last waited for an event ([`crate::hot`]).
     last_wait: std::time::Duration,
+    /// Whether the caller spins for results ([`crate::hot`]): the plan
+    /// runs on one CPU device alone.
+    hot: bool,
 }
 
 impl Session {
@@ -206,6 +209,7 @@ impl Session {
                         receivers: HashMap::new(),
                         senders: HashMap::new(),
                         wires_in: WiresIn::default(),
+                        hot: true,
                     };
                     let mut shared: HashMap<String, SharedDevice> = HashMap::new();
                     for (r, devs) in copies.iter().enumerate() {
@@ -226,6 +230,7 @@ impl Session {
                         all.arbiters.extend(b.arbiters);
                         all.receivers.extend(b.receivers);
                         all.senders.extend(b.senders);
+                        all.hot &= b.hot;
                     }
                     if let Some(n) = net.as_mut() {
                         all.wires_in = WiresIn {
@@ -274,6 +279,7 @@ impl Session {
             clock,
             parts,
             last_wait: std::time::Duration::ZERO,
+            hot: built.hot,
         })
     }
 

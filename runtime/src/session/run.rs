@@ -206,7 +206,11 @@ impl Session {
         let Some(limit) = self.clock.as_ref().map(|c| c.1) else {
             // Spin for the result when the last one came within the spin
             // time (crate::hot); block at once behind long runs.
-            let spin = crate::hot::spin_time();
+            let spin = if self.hot {
+                crate::hot::spin_time()
+            } else {
+                Duration::ZERO
+            };
             let start = std::time::Instant::now();
             let e = crate::hot::recv(
                 &self.events,

@@ -4,8 +4,8 @@
 use crate::dtype::{DType, Element};
 use crate::error::Result;
 use crate::kernels::util::{
-    arith_dispatch, float_dispatch, input, int_dispatch, opt_input, out, par_map, par_map2, typed,
-    Arith, Float, Walk,
+    arith_dispatch, float_dispatch, input, int_dispatch, opt_input, out, par_map, par_map2,
+    par_map_slices, typed, Arith, Float, Walk,
 };
 use crate::op::{ActKind, BinaryOp, UnaryOp};
 use crate::shape::{bcast_strides, broadcast_all, numel};
@@ -209,6 +209,17 @@ pub(crate) fn unary(u: UnaryOp, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
         UnaryOp::BitwiseNot => int_dispatch!(x.dtype(), "BitwiseNot", T => {
             out(shape, par_map(typed::<T>(x, "input 0")?, |a| !a))
         }),
+        UnaryOp::Exp | UnaryOp::Erf | UnaryOp::Sigmoid if x.dtype() == DType::F32 => {
+            // Branch-free, vectorised per ISA (kernels/vmath.rs).
+            use crate::kernels::vmath::{map, Erf, Exp, Sigmoid};
+            let v = typed::<f32>(x, "input 0")?;
+            let o: Vec<f32> = match u {
+                UnaryOp::Exp => par_map_slices(v, |s, d| map(s, d, Exp)),
+                UnaryOp::Erf => par_map_slices(v, |s, d| map(s, d, Erf)),
+                _ => par_map_slices(v, |s, d| map(s, d, Sigmoid)),
+            };
+            out(shape, o)
+        }
         _ => float_dispatch!(x.dtype(), format!("{u:?}"), F => {
             out(shape, float_unary::<F>(u, typed::<F>(x, "input 0")?))
         }),

@@ -25,6 +25,13 @@ pub(crate) fn softmax(
     } else {
         (s[a], numel(&s[a + 1..]))
     };
+    if x.dtype() == crate::DType::F32 && inner == 1 && !log {
+        let xv = typed::<f32>(x, "input 0")?;
+        let mut o = crate::pool::take(xv.len());
+        o.extend_from_slice(xv);
+        par_chunks(&mut o, len.max(1), xv.len() * 4, |_, r| softmax_row_f32(r));
+        return out(s.to_vec(), o);
+    }
     float_dispatch!(x.dtype(), "Softmax", F => {
         let xv = typed::<F>(x, "input 0")?;
         let mut o = crate::pool::take(xv.len());
@@ -39,6 +46,15 @@ pub(crate) fn softmax(
         });
         out(s.to_vec(), o)
     })
+}
+
+/// [`softmax_row`] for f32 with the vectorised exp (kernels/vmath.rs).
+fn softmax_row_f32(r: &mut [f32]) {
+    use crate::kernels::vmath::{map_inplace, ExpMinus};
+    let m = r.iter().fold(f32::MIN, |m, &v| m.max(v));
+    map_inplace(r, ExpMinus(m));
+    let inv = 1.0 / lane_sum(r, |v| v);
+    r.iter_mut().for_each(|v| *v *= inv);
 }
 
 fn softmax_row<F: Float>(r: &mut [F], log: bool) {
@@ -144,17 +160,27 @@ pub(crate) fn batch_norm(eps: f32, inputs: &[Option<&Tensor>]) -> Result<Tensor>
 /// then squared deviations from the mean).
 fn mean_inv_std<F: Float>(src: &[F], eps: F) -> (F, F) {
     let n = F::c(src.len() as f64);
-    let mut sum = F::ZERO;
-    for &v in src {
-        sum += v;
-    }
-    let mean = sum / n;
-    let mut var = F::ZERO;
-    for &v in src {
-        let d = v - mean;
-        var += d * d;
-    }
+    let mean = lane_sum(src, |v| v) / n;
+    let var = lane_sum(src, |v| (v - mean) * (v - mean));
     (mean, F::ONE / (var / n + eps).sqrt())
+}
+
+/// The sum of `f(v)` over `src`, in 16 partial sums (independent adds the
+/// compiler vectorises, where one running sum is a chain of dependent
+/// adds: LayerNormalization over 64 rows of 256 took 53 µs that way).
+fn lane_sum<F: Float>(src: &[F], f: impl Fn(F) -> F) -> F {
+    let mut part = [F::ZERO; 16];
+    let mut chunks = src.chunks_exact(16);
+    for c in &mut chunks {
+        for (p, &v) in part.iter_mut().zip(c) {
+            *p += f(v);
+        }
+    }
+    let mut sum = F::ZERO;
+    for &v in chunks.remainder() {
+        sum += f(v);
+    }
+    part.iter().fold(sum, |a, &p| a + p)
 }
 
 pub(crate) fn layer_norm(
