@@ -40,7 +40,7 @@ use hetflow_devices::{Device, DeviceTensor};
 use hetflow_ops::{Op, Tensor};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -157,6 +157,12 @@ pub struct Queued {
     pub copy_of: (u64, u64),
     /// Whether the task is in the queue or running.
     pub waiting: bool,
+    /// Micro-batches between the source and the sink, when the plan runs
+    /// on this one device alone (its source and sink share the device's
+    /// thread): with one in flight, a task that is the only one ready on
+    /// an idle device runs at once, without the [`Pump`] and [`Run`]
+    /// messages (no older micro-batch can be waiting). `None` elsewhere.
+    pub inflight: Option<Arc<AtomicUsize>>,
 }
 
 /// Where an output goes.
@@ -344,6 +350,19 @@ impl Task {
             dq.running = false;
         }
         let join = ready && !q.waiting;
+        let alone = |dq: &DeviceQueue| {
+            !dq.running
+                && dq.ready.is_empty()
+                && q.inflight
+                    .as_ref()
+                    .is_some_and(|n| n.load(Ordering::Acquire) <= 1)
+        };
+        if join && alone(&dq) {
+            q.waiting = true;
+            dq.running = true;
+            drop(dq);
+            return self.run_one();
+        }
         if join {
             q.waiting = true;
             let global = self.next_mb * q.copy_of.0 + q.copy_of.1;
@@ -449,7 +468,7 @@ impl Task {
                 }
                 _ => false,
             };
-            if !reported {
+            if !reported && self.recorder.enabled() {
                 // Copies to or from an emulated device carry its modelled
                 // link time.
                 let modelled = match (&self.work, &result) {
@@ -569,6 +588,8 @@ pub struct Source {
     pub routes: Vec<(usize, SourceRoute)>,
     pub credits: usize,
     pub events: Sender<Event>,
+    /// Counts the micro-batches it feeds ([`Queued::inflight`]).
+    pub inflight: Option<Arc<AtomicUsize>>,
     queue: VecDeque<Feed>,
     outstanding: Vec<usize>,
 }
@@ -582,6 +603,7 @@ impl Source {
             events,
             queue: VecDeque::new(),
             outstanding: vec![0; n],
+            inflight: None,
         }
     }
 
@@ -590,6 +612,9 @@ impl Source {
             let Some(feed) = self.queue.pop_front() else {
                 return;
             };
+            if let Some(n) = &self.inflight {
+                n.fetch_add(1, Ordering::AcqRel);
+            }
             for (i, route) in &self.routes {
                 let (r, dev) = match route {
                     SourceRoute::Device(r, dev) => (r, dev),
@@ -677,6 +702,8 @@ pub struct Sink {
     pub parts: Arc<AtomicBool>,
     /// Per micro-batch: outputs gathered so far and how many are missing.
     pending: BTreeMap<u64, Gathered>,
+    /// Counts the micro-batches it completes ([`Queued::inflight`]).
+    pub inflight: Option<Arc<AtomicUsize>>,
 }
 
 /// Outputs of one micro-batch gathered so far, and how many are missing.
@@ -697,6 +724,7 @@ impl Sink {
             copy_of: (1, 0),
             parts: Arc::new(AtomicBool::new(false)),
             pending: BTreeMap::new(),
+            inflight: None,
         }
     }
 }
@@ -773,6 +801,9 @@ impl Sink {
         if entry.1 == 0 {
             if let Some((outs, _)) = self.pending.remove(&mb) {
                 crate::hot::finished();
+                if let Some(n) = &self.inflight {
+                    n.fetch_sub(1, Ordering::AcqRel);
+                }
                 let outputs = outs.into_iter().flatten().collect();
                 let _ = self.events.send(Event::Output {
                     mb: mb * k + r,

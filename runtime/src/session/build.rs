@@ -220,6 +220,9 @@ pub(super) fn build(
     // Spinning every arbiter of a plan over several devices put more
     // spinning threads than cores on a 2-core machine and starved the
     // copies that should overlap compute.
+    // With one CPU device alone, its tasks may skip the dispatcher while
+    // one micro-batch is in flight (`Queued::inflight`).
+    let inflight = lone_cpu.then(|| Arc::new(std::sync::atomic::AtomicUsize::new(0)));
     let io = match names.first().and_then(|n| shared.get(n)) {
         Some(s) if lone_cpu => {
             s.compute.spawn(crate::hot::Spinner);
@@ -524,6 +527,7 @@ pub(super) fn build(
             id: qid(i),
             copy_of: (copy_of.0 as u64, copy_of.1 as u64),
             waiting: false,
+            inflight: inflight.clone(),
         });
         start_on(&dev_of(d).compute, rx, task);
     }
@@ -660,9 +664,11 @@ pub(super) fn build(
         let mut sink = Sink::new(out_consts, local_devices, sink_upstream, events.clone());
         sink.copy_of = (copy_of.0 as u64, copy_of.1 as u64);
         sink.parts = parts;
+        sink.inflight = inflight.clone();
         start_on(&io, sink_rx, sink);
     }
-    let source = Source::new(source_routes, credits, events);
+    let mut source = Source::new(source_routes, credits, events);
+    source.inflight = inflight;
     start_on(&io, source_rx, source);
 
     Ok(Built {
