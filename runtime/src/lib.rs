@@ -7,6 +7,7 @@
 //! [`actors`] for the message protocol and [`session`] for the lifecycle.
 
 pub mod actors;
+pub mod clock;
 pub mod error;
 pub mod hot;
 pub mod net;

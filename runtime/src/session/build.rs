@@ -4,6 +4,7 @@
 
 use super::cross_host::{net_edges, open_send_wire, EdgeKey, NetCtx, NetEdge, WiresIn};
 use crate::actors::*;
+use crate::clock::KernelClock;
 use crate::error::{Result, RuntimeError};
 use crate::remote::{EdgeName, NetRecv, NetSend, RecvRoute};
 use crate::trace::Recorder;

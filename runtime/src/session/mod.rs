@@ -33,7 +33,8 @@ mod tests;
 
 pub use inputs::check_inputs;
 
-use crate::actors::{Event, KernelClock, Source};
+use crate::actors::{Event, Source};
+use crate::clock::KernelClock;
 use crate::error::{Result, RuntimeError};
 use crate::net::{Hub, Msg};
 use crate::trace::Recorder;
