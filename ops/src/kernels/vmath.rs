@@ -165,16 +165,40 @@ pub(crate) fn map(src: &[f32], dst: &mut [MaybeUninit<f32>], f: impl Lane) {
 
 /// `v[i] = f(v[i])` in place, as [`map`].
 pub(crate) fn map_inplace(v: &mut [f32], f: impl Lane) {
-    // SAFETY: `MaybeUninit<f32>` has f32's layout, and every element of
-    // `v` is initialised; the loops read element i before writing it.
-    let (src, dst) = unsafe {
-        let p = v.as_mut_ptr();
-        (
-            std::slice::from_raw_parts(p as *const f32, v.len()),
-            std::slice::from_raw_parts_mut(p as *mut MaybeUninit<f32>, v.len()),
-        )
-    };
-    map(src, dst, f)
+    #[cfg(target_arch = "x86_64")]
+    {
+        use super::util::{isa, Isa};
+        match isa() {
+            // SAFETY: the features were detected.
+            Isa::Avx512 => return unsafe { inplace512(v, f) },
+            Isa::Avx2 => return unsafe { inplace256(v, f) },
+            Isa::Plain => {}
+        }
+    }
+    inplace_plain(v, f)
+}
+
+#[inline(always)]
+fn inplace_plain(v: &mut [f32], f: impl Lane) {
+    for x in v {
+        *x = f.at(*x);
+    }
+}
+
+/// # Safety
+/// AVX-512F is available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl,fma")]
+unsafe fn inplace512(v: &mut [f32], f: impl Lane) {
+    inplace_plain(v, f)
+}
+
+/// # Safety
+/// AVX2 and FMA are available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn inplace256(v: &mut [f32], f: impl Lane) {
+    inplace_plain(v, f)
 }
 
 #[inline(always)]
@@ -293,6 +317,9 @@ mod tests {
         let p2: Vec<f32> = d.iter().map(|v| unsafe { v.assume_init() }).collect();
         assert_eq!(plain, p2);
         let m = mapped(&x, Both);
+        let mut inplace = x.clone();
+        map_inplace(&mut inplace, Both);
+        assert_eq!(m, inplace);
         for ((a, b), x) in plain.iter().zip(&m).zip(&x) {
             // FMA contraction may differ in the last bit between builds.
             assert!((a - b).abs() <= a.abs() * 4e-7, "{x}: {a} vs {b}");

@@ -6,6 +6,22 @@ use crate::kernels::util::testutil::{close, rnd, t};
 use crate::op::{resolve_window, Activation, AutoPad, ConvAttrs, Op};
 use crate::tensor::Tensor;
 
+/// What a fused conv's epilogue makes of the reference output `base`:
+/// plus the residual when there is one, then the activation (in f64).
+pub(super) fn epilogue_ref(base: &[f64], res: Option<&[f32]>, act: Activation) -> Vec<f64> {
+    base.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let v = res.map_or(v, |r| v + r[i] as f64);
+            match act {
+                Activation::None => v,
+                Activation::Relu => v.max(0.0),
+                Activation::Clip { lo, hi } => v.clamp(lo as f64, hi as f64),
+            }
+        })
+        .collect()
+}
+
 /// Naive f64 N-d convolution with explicit begin pads (output size given).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn conv_ref(
@@ -444,18 +460,7 @@ fn check_blocked(cs: &Case) {
             )
             .expect("blocked conv");
             let base = if bias { &with_b } else { &no_b };
-            let want: Vec<f64> = base
-                .iter()
-                .zip(&res)
-                .map(|(&v, &r)| {
-                    let v = if with_res { v + r as f64 } else { v };
-                    match act {
-                        Activation::None => v,
-                        Activation::Relu => v.max(0.0),
-                        Activation::Clip { lo, hi } => v.clamp(lo as f64, hi as f64),
-                    }
-                })
-                .collect();
+            let want = epilogue_ref(base, with_res.then_some(&res[..]), act);
             close(&o, &want, 1e-5);
         }
     }
@@ -628,18 +633,7 @@ fn depthwise_f32_every_isa() {
             ] {
                 let r = with_res.then_some(&res[..]);
                 let o = depthwise2d_f32_with(isa, &g, &x, &w, Some(&b), r, act);
-                let want: Vec<f64> = plain
-                    .iter()
-                    .zip(&res)
-                    .map(|(&v, &r)| {
-                        let v = if with_res { v + r as f64 } else { v };
-                        match act {
-                            Activation::None => v,
-                            Activation::Relu => v.max(0.0),
-                            Activation::Clip { lo, hi } => v.clamp(lo as f64, hi as f64),
-                        }
-                    })
-                    .collect();
+                let want = epilogue_ref(&plain, with_res.then_some(&res[..]), act);
                 close(&o, &want, 1e-5);
             }
         }

@@ -2,7 +2,7 @@
 //! reference of `tests.rs`, on every instruction set this CPU runs.
 
 use super::geom::Geom;
-use super::tests::conv_ref;
+use super::tests::{conv_ref, epilogue_ref};
 use super::winograd::{conv_with, shape_fits, WinoFilter};
 use crate::kernels::util::testutil::{close, in_pool, in_team, isas, rnd, t};
 use crate::op::{resolve_window, Activation, AutoPad, ConvAttrs, Op};
@@ -87,18 +87,7 @@ fn check_all() {
                 let p = prepared.then_some(&pre);
                 let o = conv_with(isa, &g, p, &x, &w, bv, r, act).expect("winograd conv");
                 let base = if bias { &plain } else { &nob };
-                let want: Vec<f64> = base
-                    .iter()
-                    .zip(&res)
-                    .map(|(&v, &r)| {
-                        let v = if with_res { v + r as f64 } else { v };
-                        match act {
-                            Activation::None => v,
-                            Activation::Relu => v.max(0.0),
-                            Activation::Clip { lo, hi } => v.clamp(lo as f64, hi as f64),
-                        }
-                    })
-                    .collect();
+                let want = epilogue_ref(base, with_res.then_some(&res[..]), act);
                 close(&o, &want, 1e-4);
             }
         }
