@@ -327,7 +327,9 @@ fn two_namespaces_one_job_over_a_shaped_link() {
     // time (−46% and 0.82 with two compilers running). The bounds here
     // only catch gross regressions; the planner's choice that made the
     // difference (the stage reading the input stays on the root, which
-    // feeds it) is checked exactly.
+    // feeds it) is checked exactly. On 2026-12-03 afternoon, with nothing
+    // else running, five runs gave −29% to −57% (the simulated side moved
+    // too: 97-150 ms), so the lower bound is 0.4, not 0.5.
     let sq_model = Model::load(&sq).unwrap();
     let g = sq_model.graph();
     let input_readers: Vec<usize> = (0..p.placement.len())
@@ -348,7 +350,7 @@ fn two_namespaces_one_job_over_a_shaped_link() {
         );
     }
     assert!(
-        (0.5..=2.0).contains(&(simulated / measured)),
+        (0.4..=2.0).contains(&(simulated / measured)),
         "simulated {simulated:.2} ms vs measured {measured:.2} ms"
     );
     if p.devices.len() > 1 {
