@@ -306,14 +306,12 @@ impl Task {
             dq.running = false;
         }
         let join = ready && !q.waiting;
-        let alone = |dq: &DeviceQueue| {
-            !dq.running
-                && dq.ready.is_empty()
-                && q.inflight
-                    .as_ref()
-                    .is_some_and(|n| n.load(Ordering::Acquire) <= 1)
-        };
-        if join && alone(&dq) {
+        let alone = !dq.running
+            && dq.ready.is_empty()
+            && q.inflight
+                .as_ref()
+                .is_some_and(|n| n.load(Ordering::Acquire) <= 1);
+        if join && alone {
             q.waiting = true;
             dq.running = true;
             drop(dq);
@@ -731,7 +729,6 @@ impl Sink {
     /// hands it on alone when the session wants parts, and reports the
     /// micro-batch once all its outputs are in.
     fn accept(&mut self, mb: u64, slot: usize, host: Arc<Tensor>) {
-        crate::hot::touch();
         if let Some(Some(up)) = self.upstream.get(slot) {
             up.producer.do_send(Credit { route: up.route });
         }

@@ -87,8 +87,8 @@ pub fn arrived() {
         if let Some(end) = hot.ended.take() {
             hot.worth.set(end.elapsed() <= spin_time());
         }
+        hot.touch();
     }
-    touch();
 }
 
 /// A run's outputs are all in ([`crate::actors::Sink`]): the thread spins
@@ -96,8 +96,8 @@ pub fn arrived() {
 pub fn finished() {
     if let Some(hot) = current() {
         hot.ended.set(Some(Instant::now()));
+        hot.touch();
     }
-    touch();
 }
 
 thread_local! {
@@ -107,23 +107,29 @@ thread_local! {
 /// Keeps this thread's event loop turning for the spin time from now
 /// (no-op on a thread without a [`Spinner`]).
 pub fn touch() {
-    let Some(hot) = current() else {
-        return;
-    };
-    if hot.worth.get() {
+    if let Some(hot) = current() {
+        hot.touch();
+    }
+}
+
+impl Hot {
+    fn touch(&self) {
+        if !self.worth.get() {
+            return;
+        }
         let now = Instant::now();
-        hot.since.set(now);
-        hot.until.set(Some(now + spin_time()));
-        let w = hot.waker.borrow_mut().take();
+        self.since.set(now);
+        self.until.set(Some(now + spin_time()));
+        let w = self.waker.borrow_mut().take();
         if let Some(w) = w {
             w.wake();
         }
     }
 }
 
-/// The future that keeps an arbiter's loop turning after [`touch`]; spawn
-/// one on each actor thread. It never completes; it is dropped with its
-/// arbiter.
+/// The future that keeps an arbiter's loop turning after [`touch`]; the
+/// session spawns one on a lone CPU device's thread (module docs). It
+/// never completes; it is dropped with its arbiter.
 pub struct Spinner;
 
 impl Future for Spinner {

@@ -206,20 +206,14 @@ impl Session {
         let Some(limit) = self.clock.as_ref().map(|c| c.1) else {
             // Spin for the result when the last one came within the spin
             // time (crate::hot); block at once behind long runs.
-            let spin = if self.hot {
-                crate::hot::spin_time()
+            let spin = crate::hot::spin_time();
+            let budget = if self.hot && self.last_wait < spin {
+                spin
             } else {
                 Duration::ZERO
             };
             let start = std::time::Instant::now();
-            let e = crate::hot::recv(
-                &self.events,
-                if self.last_wait < spin {
-                    spin
-                } else {
-                    Duration::ZERO
-                },
-            );
+            let e = crate::hot::recv(&self.events, budget);
             self.last_wait = start.elapsed();
             return Ok(e.map_err(|_| ()));
         };
