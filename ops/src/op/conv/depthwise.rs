@@ -40,13 +40,13 @@ const L: usize = 16;
 const GROUP: usize = 8;
 
 /// The fixed quantities of one depthwise layer, shared by its planes.
-struct Plan {
+pub(super) struct Plan {
     ih: usize,
     iw: usize,
-    oh: usize,
-    ow: usize,
+    pub(super) oh: usize,
+    pub(super) ow: usize,
     /// Chunks per output row.
-    chunks: usize,
+    pub(super) chunks: usize,
     sw: usize,
     pw: usize,
     ph: usize,
@@ -57,13 +57,13 @@ struct Plan {
     rowstep: usize,
     /// Scratch offset of each tap `(ki, kj)` (row-major), from the start
     /// of an output row's window.
-    taps: Vec<usize>,
+    pub(super) taps: Vec<usize>,
     /// The value of padded cells (0 for a conv, -inf for a max pool).
     pad: f32,
 }
 
 impl Plan {
-    fn new(g: &Geom) -> Plan {
+    pub(super) fn new(g: &Geom) -> Plan {
         let win = &g.win;
         let (ih, iw) = (g.spatial[0], g.spatial[1]);
         let (oh, ow) = (win.output[0], win.output[1]);
@@ -100,18 +100,22 @@ impl Plan {
     /// Whether a plane's scratch and output have the lengths the kernels
     /// index without checks (the furthest element a chunk reads, one
     /// output plane).
-    fn fits(&self, s: &[f32], dst: &[MaybeUninit<f32>]) -> bool {
-        let last_tap = self.taps.iter().copied().max().unwrap_or(0);
-        let furthest = (self.oh - 1) * self.rowstep + (self.chunks - 1) * L + last_tap + L;
-        s.len() >= furthest && dst.len() == self.oh * self.ow
+    pub(super) fn fits(&self, s: &[f32], dst: &[MaybeUninit<f32>]) -> bool {
+        s.len() >= self.reach() && dst.len() == self.oh * self.ow
     }
 
-    fn scratch_len(&self) -> usize {
+    /// One past the furthest scratch element a chunk reads.
+    pub(super) fn reach(&self) -> usize {
+        let last_tap = self.taps.iter().copied().max().unwrap_or(0);
+        (self.oh - 1) * self.rowstep + (self.chunks - 1) * L + last_tap + L
+    }
+
+    pub(super) fn scratch_len(&self) -> usize {
         self.prows * self.sw * self.pwidth
     }
 
     /// Copies one input plane into the padded, phase-split scratch.
-    fn fill(&self, src: &[f32], s: &mut [f32]) {
+    pub(super) fn fill(&self, src: &[f32], s: &mut [f32]) {
         let (sw, pwidth) = (self.sw, self.pwidth);
         for (r, rows) in s.chunks_exact_mut(sw * pwidth).enumerate() {
             let iy = r as isize - self.ph as isize;
@@ -238,7 +242,7 @@ unsafe fn planes_out(
 }
 
 /// A scratch plane that goes back to the pool when dropped.
-struct Scratch(Vec<f32>);
+pub(super) struct Scratch(pub(super) Vec<f32>);
 
 impl Drop for Scratch {
     fn drop(&mut self) {
@@ -386,7 +390,7 @@ unsafe fn group512<const G: usize>(
 /// chunks.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn chunks<const G: usize>(
+pub(super) unsafe fn chunks<const G: usize>(
     p: &Plan,
     s: &[f32],
     it: usize,

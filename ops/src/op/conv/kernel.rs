@@ -7,6 +7,7 @@
 
 use super::blocked::{self, PackedFilter, Product};
 use super::depthwise;
+use super::direct::{self, DirectFilter};
 use super::geom::{im2col, Geom, Scratch};
 use super::winograd::{self, WinoFilter};
 use crate::dtype::DType;
@@ -106,6 +107,10 @@ pub(crate) fn conv(a: &ConvAttrs, inputs: &[Option<&Tensor>]) -> Result<Tensor> 
             let o = depthwise::depthwise2d_f32(&g, xv, wv, bv, rv, a.activation);
             return out(oshape, o);
         }
+        if direct::fits(&g) {
+            let o = direct::conv(&g, w.prepared::<DirectFilter>(), xv, wv, bv, rv, a.activation)?;
+            return out(oshape, o);
+        }
         if winograd::fits(&g) {
             let o = winograd::conv(&g, w.prepared::<WinoFilter>(), xv, wv, bv, rv, a.activation)?;
             return out(oshape, o);
@@ -180,6 +185,11 @@ pub(crate) fn prepare_filter(w: &Tensor, a: &ConvAttrs, x_shape: Option<&[usize]
             false,
         );
         if let Ok(win) = win {
+            if direct::shape_fits(xs[1], ws[0], group, &win) {
+                let wv = typed::<f32>(w, "filter")?;
+                let kdim = wv.len() / ws[0].max(1);
+                return w.prepare_with(|| DirectFilter::pack(wv, ws[0], kdim));
+            }
             if winograd::shape_fits(xs[1], ws[0], group, &win) && winograd::enabled() {
                 let wv = typed::<f32>(w, "filter")?;
                 return w.prepare_with(|| WinoFilter::transform(wv, ws[0], ws[1]));

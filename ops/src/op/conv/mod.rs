@@ -13,6 +13,7 @@ pub(crate) mod blocked;
 pub(crate) mod cost;
 pub(crate) mod deform;
 pub(crate) mod depthwise;
+pub(crate) mod direct;
 pub(crate) mod eval;
 pub(crate) mod geom;
 pub(crate) mod grad;
@@ -24,6 +25,8 @@ pub(crate) mod qlinear;
 mod tests;
 #[cfg(test)]
 mod wino_tests;
+#[cfg(test)]
+mod direct_tests;
 pub(crate) mod winograd;
 
 /// ONNX `auto_pad`.

@@ -1,6 +1,7 @@
 //! MaxPool / AveragePool (1-, 2- and 3-D spatial) and the global pools.
-//! Parallel over the N*C planes. f32 2-D MaxPool runs the depthwise conv's
-//! padded-plane kernel where it applies (`op/conv/depthwise.rs`).
+//! Parallel over the N*C planes. f32 2-D MaxPool runs the 2x2 / 2 kernel
+//! of `pair.rs` or the depthwise conv's padded-plane kernel
+//! (`op/conv/depthwise.rs`) where they apply.
 
 use crate::error::Result;
 use crate::kernels::util::{
@@ -103,6 +104,12 @@ fn pool_impl(
     let tiles = w.kernel.iter().zip(&w.strides).all(|(k, s)| k <= s)
         && w.dilations.iter().all(|&d| d == 1)
         && w.pads_begin.iter().chain(&w.pads_end).all(|&p| p == 0);
+    if is_max && !sum_only && x.dtype() == crate::DType::F32 && super::pair::fits(spatial, &w) {
+        let xv = typed::<f32>(x, "input 0 (X)")?;
+        if let Some(o) = super::pair::max_pool(xs[0] * xs[1], spatial, &w, xv) {
+            return out(oshape, o);
+        }
+    }
     if is_max && !sum_only && x.dtype() == crate::DType::F32 && !tiles {
         let xv = typed::<f32>(x, "input 0 (X)")?;
         if let Some(o) = max_pool2d_f32(xs[0], xs[1], spatial, &w, xv) {
@@ -403,9 +410,18 @@ mod tests {
             [usize; 4],
             bool,
         );
-        let cases: [Case; 8] = [
-            // Windows that tile the input take the separable loop.
+        let cases: [Case; 12] = [
+            // 2x2 / 2 takes `pair.rs` (with AVX-512F): one partial chunk a
+            // row, one whole, one and a partial, odd sizes (the last row
+            // and column unread), planes enough for two pieces; in ceil
+            // mode with an odd size, the last window is partial and the
+            // padded-plane kernel runs it.
             ([1, 6, 24, 24], [2, 2], [2, 2], [1, 1], [0, 0, 0, 0], false),
+            ([2, 3, 32, 32], [2, 2], [2, 2], [1, 1], [0, 0, 0, 0], false),
+            ([1, 2, 9, 35], [2, 2], [2, 2], [1, 1], [0, 0, 0, 0], false),
+            ([1, 40, 64, 66], [2, 2], [2, 2], [1, 1], [0, 0, 0, 0], false),
+            ([1, 2, 9, 35], [2, 2], [2, 2], [1, 1], [0, 0, 0, 0], true),
+            // Windows that tile the input take the separable loop.
             ([1, 3, 9, 10], [3, 2], [3, 2], [1, 1], [0, 0, 0, 0], true),
             ([1, 3, 111, 111], [3, 3], [2, 2], [1, 1], [0, 0, 0, 0], true),
             ([2, 2, 9, 35], [3, 3], [1, 1], [1, 1], [1, 1, 1, 1], false),
@@ -417,6 +433,11 @@ mod tests {
         for (xs, k, st, dl, pads, ceil) in cases {
             let mut x = rnd(xs.iter().product(), 3);
             x[7] = f32::NAN;
+            // A NaN in an odd column of an odd row, in a second chunk.
+            let at = xs[3] + 33;
+            if at < x.len() {
+                x[at] = f32::NAN;
+            }
             let p = PoolAttrs {
                 kernel_shape: k.to_vec(),
                 strides: st.to_vec(),

@@ -14,6 +14,7 @@ pub(crate) mod indices;
 pub(crate) mod infer;
 pub(crate) mod kernel;
 pub(crate) mod onnx;
+mod pair;
 pub(crate) mod roi;
 
 /// Pooling attributes (MaxPool / AveragePool).
