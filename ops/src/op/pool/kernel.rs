@@ -1,7 +1,8 @@
 //! MaxPool / AveragePool (1-, 2- and 3-D spatial) and the global pools.
 //! Parallel over the N*C planes. f32 2-D MaxPool runs the 2x2 / 2 kernel
-//! of `pair.rs` or the depthwise conv's padded-plane kernel
-//! (`op/conv/depthwise.rs`) where they apply.
+//! of `pair.rs`, the two-pass kernel of `rows.rs` (column stride 1 or 2)
+//! or the depthwise conv's padded-plane kernel (`op/conv/depthwise.rs`)
+//! where they apply.
 
 use crate::error::Result;
 use crate::kernels::util::{
@@ -107,6 +108,12 @@ fn pool_impl(
     if is_max && !sum_only && x.dtype() == crate::DType::F32 && super::pair::fits(spatial, &w) {
         let xv = typed::<f32>(x, "input 0 (X)")?;
         if let Some(o) = super::pair::max_pool(xs[0] * xs[1], spatial, &w, xv) {
+            return out(oshape, o);
+        }
+    }
+    if is_max && !sum_only && x.dtype() == crate::DType::F32 && super::rows::fits(spatial, &w) {
+        let xv = typed::<f32>(x, "input 0 (X)")?;
+        if let Some(o) = super::rows::max_pool(xs[0] * xs[1], spatial, &w, xv) {
             return out(oshape, o);
         }
     }
@@ -410,25 +417,33 @@ mod tests {
             [usize; 4],
             bool,
         );
-        let cases: [Case; 12] = [
-            // 2x2 / 2 takes `pair.rs` (with AVX-512F): one partial chunk a
+        let cases: [Case; 16] = [
+            // With AVX-512F, 2x2 / 2 takes `pair.rs`: one partial chunk a
             // row, one whole, one and a partial, odd sizes (the last row
-            // and column unread), planes enough for two pieces; in ceil
-            // mode with an odd size, the last window is partial and the
-            // padded-plane kernel runs it.
+            // and column unread), planes enough for two pieces.
             ([1, 6, 24, 24], [2, 2], [2, 2], [1, 1], [0, 0, 0, 0], false),
             ([2, 3, 32, 32], [2, 2], [2, 2], [1, 1], [0, 0, 0, 0], false),
             ([1, 2, 9, 35], [2, 2], [2, 2], [1, 1], [0, 0, 0, 0], false),
             ([1, 40, 64, 66], [2, 2], [2, 2], [1, 1], [0, 0, 0, 0], false),
+            // Column stride 1 or 2 without dilation takes `rows.rs`: ceil
+            // mode (partial windows at the right and bottom), pads (ResNet's
+            // 3x3 / 2 pad 1), rows of several chunks, a row stride of 3,
+            // windows with no input cell (-inf), two pieces.
             ([1, 2, 9, 35], [2, 2], [2, 2], [1, 1], [0, 0, 0, 0], true),
-            // Windows that tile the input take the separable loop.
             ([1, 3, 9, 10], [3, 2], [3, 2], [1, 1], [0, 0, 0, 0], true),
             ([1, 3, 111, 111], [3, 3], [2, 2], [1, 1], [0, 0, 0, 0], true),
             ([2, 2, 9, 35], [3, 3], [1, 1], [1, 1], [1, 1, 1, 1], false),
-            ([1, 2, 14, 40], [2, 3], [2, 3], [1, 2], [0, 2, 1, 0], true),
+            ([1, 4, 20, 70], [3, 3], [2, 2], [1, 1], [1, 1, 1, 1], false),
             ([1, 1, 5, 5], [5, 5], [1, 1], [1, 1], [2, 2, 2, 2], false),
-            ([1, 2, 7, 17], [3, 1], [1, 2], [2, 1], [2, 0, 2, 0], false),
             ([1, 1, 4, 4], [1, 1], [1, 1], [1, 1], [2, 2, 2, 2], false),
+            ([1, 64, 57, 57], [3, 3], [2, 2], [1, 1], [0, 1, 1, 0], true),
+            // Dilation and column stride 3 take the padded planes of
+            // `conv/depthwise.rs`; windows that tile the input without
+            // AVX-512F, the separable loop.
+            ([1, 2, 14, 40], [2, 3], [2, 3], [1, 2], [0, 2, 1, 0], true),
+            ([1, 2, 7, 17], [3, 1], [1, 2], [2, 1], [2, 0, 2, 0], false),
+            ([1, 3, 12, 12], [3, 3], [3, 3], [1, 1], [0, 0, 0, 0], false),
+            ([2, 2, 10, 19], [3, 2], [1, 3], [1, 1], [1, 0, 1, 0], false),
         ];
         for (xs, k, st, dl, pads, ceil) in cases {
             let mut x = rnd(xs.iter().product(), 3);

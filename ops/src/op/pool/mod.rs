@@ -15,6 +15,7 @@ pub(crate) mod infer;
 pub(crate) mod kernel;
 pub(crate) mod onnx;
 mod pair;
+mod rows;
 pub(crate) mod roi;
 
 /// Pooling attributes (MaxPool / AveragePool).

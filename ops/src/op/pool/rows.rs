@@ -1,0 +1,223 @@
+//! f32 2-D MaxPool in two passes, for windows with column stride 1 or 2
+//! and no dilation: the 3x3 / 2 pools of SqueezeNet, ResNet, DenseNet and
+//! the Inception nets, 3x3 / 1 pools, any padding and ceil mode.
+//!
+//! Per plane, the horizontal maxima of each input row are taken 16
+//! outputs at a time: for each of the `kw` kernel columns one unaligned
+//! load (stride 1) or two loads and a permute that gathers every second
+//! column (stride 2), then a max. The loads are masked to the row, -inf
+//! in the lanes a window reaches past it (padding, ceil mode). The vertical pass
+//! takes, for each output row, the max of the `kh` rows of horizontal
+//! maxima its window covers (rows past the input are skipped: padding is
+//! -inf, and a window with no input cell gives -inf, as in the generic
+//! kernel). NaN wins, as there and in onnxruntime.
+//!
+//! The padded, phase-split planes of `conv/depthwise.rs` that this
+//! replaces for these windows gathered every second column with a scalar
+//! loop while filling the planes. SqueezeNet's three pools at one thread
+//! (trace spans, `hetflow bench --trace`): 750 → 330-420 µs (64x111x111),
+//! 367 → 160-190 (128x55x55), 214 → 100 (256x27x27); onnxruntime's NCHWc
+//! pools take 132, 39 and 17 µs in its profile, so there is more to win
+//! (a channel-blocked layout; small planes spend most of their time on
+//! edges). AVX-512F only ([`fits`]); elsewhere the generic kernel runs.
+
+use crate::kernels::util::{isa, par_for, Isa, SharedMut, PAR_MIN};
+use crate::op::Window;
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+/// Lanes per chunk.
+const L: usize = 16;
+
+/// Whether a window takes this kernel: 2-D, no dilation, column stride 1
+/// or 2, on a CPU with AVX-512F.
+pub(super) fn fits(spatial: &[usize], w: &Window) -> bool {
+    isa() == Isa::Avx512
+        && spatial.len() == 2
+        && !spatial.contains(&0)
+        && !w.output.contains(&0)
+        && w.dilations.iter().all(|&d| d == 1)
+        && matches!(w.strides[1], 1 | 2)
+        && w.strides[0] >= 1
+        && w.kernel.iter().all(|&k| k >= 1)
+}
+
+/// The sizes of one plane's passes.
+struct Plan {
+    ih: usize,
+    iw: usize,
+    oh: usize,
+    ow: usize,
+    kh: usize,
+    kw: usize,
+    sh: usize,
+    sw: usize,
+    ph: usize,
+    pw: usize,
+    /// Chunks per output row; the horizontal maxima rows are this many
+    /// chunks wide.
+    chunks: usize,
+    /// Per chunk and kernel column, the lanes of its (first, second)
+    /// load that lie inside the row: the same for every row. Masked
+    /// lanes are not read (they hold -inf), so a load may start outside.
+    masks: Vec<[u16; 2]>,
+}
+
+impl Plan {
+    fn new(spatial: &[usize], w: &Window) -> Plan {
+        let chunks = w.output[1].div_ceil(L);
+        let (sw, pw, iw) = (w.strides[1], w.pads_begin[1], spatial[1]);
+        let mut masks = Vec::with_capacity(chunks * w.kernel[1]);
+        for c in 0..chunks {
+            for j in 0..w.kernel[1] {
+                let o = (c * L * sw + j) as isize - pw as isize;
+                masks.push([inside(o, iw), inside(o + L as isize, iw)]);
+            }
+        }
+        Plan {
+            ih: spatial[0],
+            iw: spatial[1],
+            oh: w.output[0],
+            ow: w.output[1],
+            kh: w.kernel[0],
+            kw: w.kernel[1],
+            sh: w.strides[0],
+            sw,
+            ph: w.pads_begin[0],
+            pw: w.pads_begin[1],
+            chunks,
+            masks,
+        }
+    }
+    fn hmax_len(&self) -> usize {
+        self.ih * self.chunks * L
+    }
+}
+
+/// MaxPool of `planes` planes of `spatial` (`[h, w]`) in `x` over `w`.
+/// `None` where the kernel does not apply or the lengths do not fit.
+pub(super) fn max_pool(planes: usize, spatial: &[usize], w: &Window, x: &[f32]) -> Option<Vec<f32>> {
+    if !fits(spatial, w) {
+        return None;
+    }
+    let p = Plan::new(spatial, w);
+    let (isz, osz) = (p.ih * p.iw, p.oh * p.ow);
+    if x.len() != planes * isz {
+        return None;
+    }
+    let total = planes * osz;
+    let mut o: Vec<f32> = crate::pool::take(total);
+    {
+        let out = SharedMut::new(&mut o.spare_capacity_mut()[..total]);
+        let min = (PAR_MIN / (osz * p.kh * p.kw).max(1)).max(1);
+        par_for(planes, min, &|r| {
+            let mut hmax = crate::pool::take::<f32>(p.hmax_len());
+            hmax.resize(p.hmax_len(), 0.0);
+            for i in r {
+                let dst = out.ptr_at(i * osz) as *mut f32;
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: AVX-512F (`fits`); the maxima have the plan's
+                // length, `dst` the plane's `oh·ow` outputs, written by
+                // this piece only.
+                unsafe { plane512(&p, &x[i * isz..(i + 1) * isz], &mut hmax, dst) };
+            }
+            crate::pool::give(hmax);
+        });
+    }
+    // SAFETY: `plane512` stored every output of every plane (the last
+    // chunk of each row masked to its end).
+    unsafe { o.set_len(total) };
+    Some(o)
+}
+
+/// The lanes `l` of a 16-lane load at offset `o` of a row of `n` that
+/// fall inside the row (`0 <= o + l < n`).
+#[inline(always)]
+fn inside(o: isize, n: usize) -> u16 {
+    let lo = (-o).clamp(0, L as isize) as u32;
+    let hi = (n as isize - o).clamp(0, L as isize) as u32;
+    let upto = |k: u32| ((1u32 << k) - 1) as u16;
+    upto(hi) & !upto(lo)
+}
+
+/// One step of a NaN-propagating max: `acc` takes the max of the
+/// ordered values, `bits` the largest `|v|` bit pattern seen (above
+/// +inf's only for a NaN). Both are one-cycle vector ops with no mask
+/// register on the chain: collecting a NaN mask per step (compare, move
+/// the mask out, or) made the mask moves most of the kernel's time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn fold(acc: __m512, bits: __m512i, v: __m512) -> (__m512, __m512i) {
+    let abs = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7fff_ffff));
+    (_mm512_max_ps(acc, v), _mm512_max_epu32(bits, abs))
+}
+
+/// The folded max, NaN in the lanes where a NaN was seen.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn settle(acc: __m512, bits: __m512i) -> __m512 {
+    let nan = _mm512_cmpgt_epu32_mask(bits, _mm512_set1_epi32(0x7f80_0000));
+    _mm512_mask_mov_ps(acc, nan, _mm512_set1_ps(f32::NAN))
+}
+
+/// One plane: horizontal maxima of every input row into `hmax`, then the
+/// vertical maxima into `dst`. The horizontal pass reads the rows in
+/// place with masked loads (-inf in the lanes outside the row), their
+/// masks computed once per plan.
+///
+/// # Safety
+/// AVX-512F is available; `src` is one `ih × iw` plane, `hmax` has the
+/// plan's length, `dst` is valid for `oh·ow` writes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn plane512(p: &Plan, src: &[f32], hmax: &mut [f32], dst: *mut f32) {
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
+    let hw = p.chunks * L;
+    for (y, row) in src.chunks_exact(p.iw).enumerate() {
+        let rp = row.as_ptr();
+        let hp = hmax[y * hw..(y + 1) * hw].as_mut_ptr();
+        for c in 0..p.chunks {
+            let base = (c * L * p.sw) as isize - p.pw as isize;
+            let (mut acc, mut bits) = (ninf, _mm512_setzero_si512());
+            let masks = &p.masks[c * p.kw..(c + 1) * p.kw];
+            for (j, &[ma, mb]) in masks.iter().enumerate() {
+                let o = rp.wrapping_offset(base + j as isize);
+                // SAFETY: the masks hold the lanes inside the row.
+                let v = unsafe {
+                    if p.sw == 1 {
+                        _mm512_mask_loadu_ps(ninf, ma, o)
+                    } else {
+                        let a = _mm512_mask_loadu_ps(ninf, ma, o);
+                        let b = _mm512_mask_loadu_ps(ninf, mb, o.wrapping_add(L));
+                        _mm512_permutex2var_ps(a, even, b)
+                    }
+                };
+                (acc, bits) = fold(acc, bits, v);
+            }
+            let acc = settle(acc, bits);
+            // SAFETY: chunk c of row y of the maxima.
+            unsafe { _mm512_storeu_ps(hp.add(c * L), acc) };
+        }
+    }
+    for y in 0..p.oh {
+        let top = (y * p.sh) as isize - p.ph as isize;
+        let r0 = top.max(0) as usize;
+        let r1 = ((top + p.kh as isize).max(0) as usize).min(p.ih);
+        for c in 0..p.chunks {
+            let (mut acc, mut bits) = (ninf, _mm512_setzero_si512());
+            for r in r0..r1 {
+                // SAFETY: row r < ih of the maxima, chunk c.
+                let v = unsafe { _mm512_loadu_ps(hmax.as_ptr().add(r * hw + c * L)) };
+                (acc, bits) = fold(acc, bits, v);
+            }
+            let acc = settle(acc, bits);
+            let n = L.min(p.ow - c * L);
+            let mask = if n == L { u16::MAX } else { (1u16 << n) - 1 };
+            // SAFETY: outputs y·ow + c·16 .. + n are inside the plane.
+            unsafe { _mm512_mask_storeu_ps(dst.add(y * p.ow + c * L), mask, acc) };
+        }
+    }
+}
