@@ -39,6 +39,7 @@ fn mlp() -> Result<Model, hetflow::Error> {
             beta: 1.0,
             trans_a: false,
             trans_b: false,
+            act: Default::default(),
         };
         h = g.add_node(&format!("fc{l}"), gemm, &[h, w, b], 1)[0];
         if l < 2 {

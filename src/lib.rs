@@ -295,9 +295,12 @@ impl<'a> SessionBuilder<'a> {
 
     /// The graph a session on `devices` runs: the model's, with the
     /// residual joins fused into their convs
-    /// ([`hetflow_ops::optimize::fuse_residual`]) when every device is a
-    /// CPU and no plan was given (a given plan's node indices refer to the
-    /// model's graph, and only the CPU kernels implement the fusion).
+    /// ([`hetflow_ops::optimize::fuse_residual`]) and the activations
+    /// after a Gemm into it
+    /// ([`hetflow_ops::optimize::fuse_gemm_activations`]) when every
+    /// device is a CPU and no plan was given (a given plan's node indices
+    /// refer to the model's graph, and only the CPU kernels implement
+    /// these fusions).
     pub fn graph_for(&self, devices: &[Arc<dyn hetflow_devices::Device>]) -> Arc<Graph> {
         let cpu_only = devices
             .iter()
@@ -310,7 +313,9 @@ impl<'a> SessionBuilder<'a> {
             return base;
         }
         let mut g = (*base).clone();
-        if hetflow_ops::optimize::fuse_residual(&mut g) == 0 {
+        let fused = hetflow_ops::optimize::fuse_residual(&mut g)
+            + hetflow_ops::optimize::fuse_gemm_activations(&mut g);
+        if fused == 0 {
             return base;
         }
         Arc::new(g)

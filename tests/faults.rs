@@ -44,6 +44,7 @@ fn model() -> Model {
         beta: 1.0,
         trans_a: false,
         trans_b: false,
+        act: Default::default(),
     };
     let y = g.add_node("fc", gemm, &[x, w, b], 1)[0];
     let p = g.add_node(

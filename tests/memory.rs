@@ -59,6 +59,7 @@ fn gemm_softmax() -> Model {
             beta: 1.0,
             trans_a: false,
             trans_b: false,
+            act: Default::default(),
         },
         &[x, w, b],
         1,

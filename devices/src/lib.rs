@@ -282,13 +282,17 @@ impl OutputSpec {
 
 /// Refuses what only the CPU kernels implement: a Conv with a residual
 /// fused in ([`hetflow_ops::optimize::fuse_residual`], applied to CPU-only
-/// sessions), and the ops with subgraphs (control flow, FlexAttention),
+/// sessions), a Gemm with an activation fused in
+/// ([`hetflow_ops::optimize::fuse_gemm_activations`], the same), and the ops with subgraphs (control flow, FlexAttention),
 /// whose bodies run with the host interpreter (one task on one CPU device). Other backends call it first
 /// in `supports`.
 pub(crate) fn cpu_only(op: &Op) -> std::result::Result<(), String> {
     match op {
         Op::Conv(a) if a.residual => {
             Err("a Conv with a fused residual input runs on CPU devices only".into())
+        }
+        Op::Gemm { act, .. } if *act != hetflow_ops::op::Activation::None => {
+            Err("a Gemm with a fused activation runs on CPU devices only".into())
         }
         Op::If { .. } | Op::Loop { .. } | Op::Scan { .. } | Op::FlexAttention(_) => Err(format!(
             "{} runs its body with the host interpreter, on a CPU device",

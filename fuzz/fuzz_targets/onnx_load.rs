@@ -20,6 +20,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     hetflow_ops::optimize::optimize(&mut g);
     let mut fused = g.clone();
     hetflow_ops::optimize::fuse_residual(&mut fused);
+    hetflow_ops::optimize::fuse_gemm_activations(&mut fused);
     for g in [&g, &fused] {
         let _ = GraphCosts::new(g, 1);
         let plan = Plan::single_device(g, "cpu:0");

@@ -8,7 +8,8 @@
 //! * **Activation fusion**: `Conv -> Relu` and `Conv -> Clip` (constant
 //!   bounds, e.g. relu6) become one Conv whose kernel applies the
 //!   activation to each output block while it is still in cache
-//!   ([`crate::op::Activation`]).
+//!   ([`crate::op::Activation`]). The same for a Gemm is
+//!   [`fuse_gemm_activations`], applied to CPU-only sessions.
 //!
 //! Rewrites only touch constants the graph owns and leave node and value
 //! names of the surviving nodes as they were, so errors and traces still
@@ -69,11 +70,15 @@ impl Pass {
     /// The Conv node producing `x` when the node reading it is its only
     /// reader and `x` is not a graph output (so the two can merge).
     fn sole_conv_producer(&self, g: &Graph, x: crate::ValueId) -> Option<usize> {
+        self.sole_producer(g, x)
+            .filter(|&ci| matches!(g.nodes[ci].op, Op::Conv(_)))
+    }
+
+    /// The node producing `x` when the node reading it is its only reader
+    /// and `x` is not a graph output.
+    fn sole_producer(&self, g: &Graph, x: crate::ValueId) -> Option<usize> {
         let NodeId(ci) = self.producers[x.0]?;
-        let merge = !self.removed[ci]
-            && self.consumers[x.0].len() == 1
-            && !g.outputs.contains(&x)
-            && matches!(g.nodes[ci].op, Op::Conv(_));
+        let merge = !self.removed[ci] && self.consumers[x.0].len() == 1 && !g.outputs.contains(&x);
         merge.then_some(ci)
     }
 
@@ -89,6 +94,25 @@ impl Pass {
 }
 
 fn fuse_activations(g: &mut Graph) -> usize {
+    fuse_activations_into(g, false)
+}
+
+/// **Gemm activation fusion** (not part of [`optimize`]: only the CPU
+/// kernels implement it, so the facade applies it, like
+/// [`fuse_residual`], to sessions whose devices are all CPUs and that
+/// were given no plan): `Gemm -> Relu` and `Gemm -> Clip` (constant
+/// bounds), where the f32 Gemm feeds only the activation, become one Gemm
+/// whose kernel applies it to the output it just wrote
+/// ([`crate::op::Op::Gemm`]'s `act`): an MLP's layers lose a node each,
+/// with its dispatch and its pass over the tensor. Returns how many
+/// activations were fused.
+pub fn fuse_gemm_activations(g: &mut Graph) -> usize {
+    fuse_activations_into(g, true)
+}
+
+/// Fuses Relu / Clip nodes into the Conv (or, with `gemm`, the Gemm)
+/// that produces their input.
+fn fuse_activations_into(g: &mut Graph, gemm: bool) -> usize {
     use crate::op::{Activation, UnaryOp};
     let mut pass = Pass::new(g);
     for ai in 0..g.nodes.len() {
@@ -108,22 +132,25 @@ fn fuse_activations(g: &mut Graph) -> usize {
         let Some(Some(x)) = n.inputs.first().copied() else {
             continue;
         };
-        let Some(ci) = pass.sole_conv_producer(g, x) else {
+        let Some(ci) = pass.sole_producer(g, x) else {
             continue;
         };
-        let Op::Conv(attrs) = &g.nodes[ci].op else {
-            continue;
+        let free = match &g.nodes[ci].op {
+            Op::Conv(attrs) if !gemm => attrs.activation == Activation::None,
+            Op::Gemm { act, .. } if gemm => *act == Activation::None,
+            _ => false,
         };
-        if attrs.activation != Activation::None || g.value(x).fact.dtype != Some(crate::DType::F32)
-        {
+        if !free || g.value(x).fact.dtype != Some(crate::DType::F32) {
             continue;
         }
         let out = g.nodes[ai].outputs[0];
-        let conv = &mut g.nodes[ci];
-        if let Op::Conv(a) = &mut conv.op {
-            a.activation = act;
+        let node = &mut g.nodes[ci];
+        match &mut node.op {
+            Op::Conv(a) => a.activation = act,
+            Op::Gemm { act: a, .. } => *a = act,
+            _ => {}
         }
-        conv.outputs[0] = out;
+        node.outputs[0] = out;
         pass.removed[ai] = true;
     }
     pass.finish(g)
@@ -459,6 +486,87 @@ mod tests {
         g.add_output(c);
         let mut g = g.finish().unwrap();
         assert_eq!(optimize(&mut g).activations_fused, 0);
+        assert_eq!(g.nodes.len(), 2);
+    }
+
+    /// An MLP layer: `x [3, 6]` times a `[5, 6]` weight (transB) plus a
+    /// bias row, its output `y`.
+    fn gemm_graph() -> (Graph, ValueId, Tensor) {
+        let mut g = Graph::default();
+        let x = g.add_input("x", DType::F32, vec![Dim::Known(3), Dim::Known(6)]);
+        let w = g.add_const(
+            "w",
+            Tensor::from_vec(
+                vec![5, 6],
+                (0..30).map(|i| (i as f32 * 0.37).sin()).collect(),
+            )
+            .unwrap(),
+        );
+        let b = g.add_const(
+            "b",
+            Tensor::from_vec(vec![5], vec![0.1f32, -0.2, 0.3, 0.0, -0.5]).unwrap(),
+        );
+        let op = Op::Gemm {
+            alpha: 1.0,
+            beta: 1.0,
+            trans_a: false,
+            trans_b: true,
+            act: crate::op::Activation::None,
+        };
+        let y = g.add_node("fc", op, &[x, w, b], 1)[0];
+        let xin = Tensor::from_vec(
+            vec![3, 6],
+            (0..18).map(|i| (i as f32 * 0.7).cos()).collect(),
+        )
+        .unwrap();
+        (g, y, xin)
+    }
+
+    /// `Gemm -> Relu` and `Gemm -> Clip` fuse (by the CPU-only pass, not by
+    /// `optimize`), keep the activation's output name and compute what the
+    /// two nodes did; a Gemm whose output is read elsewhere stays apart.
+    #[test]
+    fn gemm_activations_fuse_and_match_unfused() {
+        for clip in [false, true] {
+            let (mut g, y, xin) = gemm_graph();
+            let z = if clip {
+                let lo = g.add_const("lo", Tensor::from_vec(vec![], vec![-0.3f32]).unwrap());
+                let hi = g.add_const("hi", Tensor::from_vec(vec![], vec![0.4f32]).unwrap());
+                let op = Op::Clip {
+                    min: None,
+                    max: None,
+                };
+                let z = g.add_node("act", op, &[y], 1)[0];
+                let last = g.nodes.len() - 1;
+                g.nodes[last].inputs = vec![Some(y), Some(lo), Some(hi)];
+                z
+            } else {
+                g.add_node("act", Op::Unary(UnaryOp::Relu), &[y], 1)[0]
+            };
+            g.add_output(z);
+            let g = g.finish().unwrap();
+            let mut fused = g.clone();
+            assert_eq!(
+                optimize(&mut fused).activations_fused,
+                0,
+                "optimize leaves Gemms alone"
+            );
+            assert_eq!(fuse_gemm_activations(&mut fused), 1);
+            assert_eq!(fused.nodes.len(), 1);
+            assert!(
+                matches!(fused.nodes[0].op, Op::Gemm { act, .. } if act != crate::op::Activation::None)
+            );
+            assert_eq!(fused.name(fused.outputs[0]), "act");
+            let out = run(&fused, &xin);
+            assert!(out.iter().any(|&v| v < 0.01) && out.iter().any(|&v| v > 0.01));
+            assert_close(&out, &run(&g, &xin));
+        }
+        let (mut g, y, _) = gemm_graph();
+        let r = g.add_node("relu", Op::Unary(UnaryOp::Relu), &[y], 1)[0];
+        g.add_output(r);
+        g.add_output(y);
+        let mut g = g.finish().unwrap();
+        assert_eq!(fuse_gemm_activations(&mut g), 0);
         assert_eq!(g.nodes.len(), 2);
     }
 

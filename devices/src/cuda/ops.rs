@@ -41,7 +41,12 @@ unsafe impl DeviceRepr for Bcast {}
 /// LayerNorm. Their dtype and output checks are `execute_own`'s.
 pub(crate) fn table(op: &Op) -> Option<Decl> {
     let needs = match op {
-        Op::MatMul | Op::Gemm { .. } => Needs::Blas,
+        // A fused activation (CPU-only sessions) is not run here.
+        Op::MatMul
+        | Op::Gemm {
+            act: hetflow_ops::op::Activation::None,
+            ..
+        } => Needs::Blas,
         Op::Binary(b) if binary_code(*b).is_some() => Needs::Kernels,
         Op::Softmax { .. } | Op::LogSoftmax { .. } | Op::LayerNorm { .. } => Needs::Kernels,
         _ if unary_code(op).is_some() => Needs::Kernels,

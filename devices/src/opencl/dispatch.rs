@@ -341,6 +341,7 @@ mod table_tests {
                 beta: 1.0,
                 trans_a: false,
                 trans_b: false,
+                act: Default::default(),
             },
             Op::Gelu { tanh: false },
             Op::Gelu { tanh: true },

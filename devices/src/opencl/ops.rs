@@ -16,7 +16,12 @@ const GEMM_KERNELS: &[&str] = &["gemm_rb", "gemm_rb4", "gemm_edge"];
 /// The matrix products OpenCL runs.
 pub(super) fn table(op: &Op) -> Option<Decl> {
     match op {
-        Op::MatMul | Op::Gemm { .. } => Some(Decl::f32(GEMM_KERNELS, run)),
+        // A fused activation (CPU-only sessions) is not declared here.
+        Op::MatMul
+        | Op::Gemm {
+            act: hetflow_ops::op::Activation::None,
+            ..
+        } => Some(Decl::f32(GEMM_KERNELS, run)),
         _ => None,
     }
 }
@@ -29,6 +34,7 @@ fn run(c: &Call) -> Result<DeviceTensor> {
             beta,
             trans_a,
             trans_b,
+            ..
         } => gemm(
             c.dev,
             c.x,

@@ -236,6 +236,7 @@ fn opencl_gemm_transposes_and_bias() {
         beta: 2.0,
         trans_a: true,
         trans_b: true,
+        act: Default::default(),
     };
     let got = run(
         &d,
@@ -369,6 +370,7 @@ fn opencl_gemm_edges_match_f64() {
                 beta: -1.5,
                 trans_a: ta,
                 trans_b: tb,
+                act: Default::default(),
             };
             let got = run(
                 &d,

@@ -59,11 +59,13 @@ pub(crate) enum Program {
 pub(crate) fn unit(op: &Op) -> Program {
     match op {
         Op::MatMul => Program::MatMul,
+        // A fused activation (CPU-only sessions) is not run here.
         Op::Gemm {
             alpha,
             beta,
             trans_a,
             trans_b,
+            act: hetflow_ops::op::Activation::None,
         } => Program::Gemm {
             alpha: *alpha,
             beta: *beta,

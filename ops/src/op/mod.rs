@@ -160,12 +160,16 @@ pub enum Op {
     Size,
     /// Numpy-style batched matrix product.
     MatMul,
-    /// `alpha * op(A) op(B) + beta * C`.
+    /// `act(alpha * op(A) op(B) + beta * C)`. `act` is `None` from the
+    /// importer; [`crate::optimize::fuse_gemm_activations`] sets it (a
+    /// following Relu / Clip) on sessions whose devices are all CPUs, the
+    /// only kernels that apply it.
     Gemm {
         alpha: f32,
         beta: f32,
         trans_a: bool,
         trans_b: bool,
+        act: Activation,
     },
     /// Softmax along `axis`; `legacy` (opset < 13) flattens to 2-D at `axis`.
     Softmax { axis: i64, legacy: bool },

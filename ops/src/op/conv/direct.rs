@@ -248,11 +248,7 @@ impl Tile<'_> {
 /// As for [`Tile::run`], with `MBW` the block's width.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile512<const MBW: usize, const GW: usize>(
-    t: &Tile<'_>,
-    dp: *mut f32,
-    it: usize,
-) {
+unsafe fn tile512<const MBW: usize, const GW: usize>(t: &Tile<'_>, dp: *mut f32, it: usize) {
     // SAFETY: the caller's guarantee.
     let (src, out) = unsafe { chunks::<GW>(t.plan, t.s, it) };
     let mut acc = [[_mm512_setzero_ps(); GW]; MBW];

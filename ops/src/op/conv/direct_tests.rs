@@ -8,7 +8,14 @@ use crate::kernels::util::testutil::{close, in_pool, in_team, rnd, t};
 use crate::op::{resolve_window, Activation, AutoPad, ConvAttrs, Op};
 
 /// x `[n, c, h, w]`, filters, kernel, strides, dilations, pads `[t, l, b, r]`.
-type Shape = ([usize; 4], usize, [usize; 2], [usize; 2], [usize; 2], [usize; 4]);
+type Shape = (
+    [usize; 4],
+    usize,
+    [usize; 2],
+    [usize; 2],
+    [usize; 2],
+    [usize; 4],
+);
 
 /// LeNet's two convs; filter counts below, at and past a block of 8 (and
 /// not a multiple of it); rows of one partial chunk, of exactly one, of
@@ -27,8 +34,8 @@ const SHAPES: [Shape; 8] = [
 
 fn geom(sh: &Shape) -> Geom {
     let (xs, m, k, st, dl, pads) = *sh;
-    let win = resolve_window(&xs[2..], &k, &st, &dl, &pads, AutoPad::NotSet, false)
-        .expect("window");
+    let win =
+        resolve_window(&xs[2..], &k, &st, &dl, &pads, AutoPad::NotSet, false).expect("window");
     Geom {
         n: xs[0],
         c: xs[1],
@@ -58,9 +65,8 @@ fn check_all() {
         let w = rnd(ws.iter().product(), seed + 1);
         let b = rnd(m, seed + 2);
         let os = g.win.output.clone();
-        let reference = |b: Option<&[f32]>| {
-            conv_ref(&x, &xs, &w, &ws, b, 1, &st, &dl, &pads[..2], &os)
-        };
+        let reference =
+            |b: Option<&[f32]>| conv_ref(&x, &xs, &w, &ws, b, 1, &st, &dl, &pads[..2], &os);
         let (plain, nob) = (reference(Some(&b)), reference(None));
         let res = rnd(plain.len(), seed + 3);
         let pre = DirectFilter::pack(&w, m, ws[1..].iter().product()).expect("pack");
@@ -98,9 +104,17 @@ fn direct_conv_matches_reference_in_a_pool() {
 #[test]
 fn direct_rule_preparation_and_op() {
     let win = |k: [usize; 2], g: usize| {
-        resolve_window(&[14, 14], &k, &[1, 1], &[1, 1], &[0; 4], AutoPad::NotSet, false)
-            .map(|w| (w, g))
-            .expect("window")
+        resolve_window(
+            &[14, 14],
+            &k,
+            &[1, 1],
+            &[1, 1],
+            &[0; 4],
+            AutoPad::NotSet,
+            false,
+        )
+        .map(|w| (w, g))
+        .expect("window")
     };
     let fits = |c: usize, k: [usize; 2], g: usize| {
         let (w, g) = win(k, g);

@@ -108,7 +108,15 @@ pub(crate) fn conv(a: &ConvAttrs, inputs: &[Option<&Tensor>]) -> Result<Tensor> 
             return out(oshape, o);
         }
         if direct::fits(&g) {
-            let o = direct::conv(&g, w.prepared::<DirectFilter>(), xv, wv, bv, rv, a.activation)?;
+            let o = direct::conv(
+                &g,
+                w.prepared::<DirectFilter>(),
+                xv,
+                wv,
+                bv,
+                rv,
+                a.activation,
+            )?;
             return out(oshape, o);
         }
         if winograd::fits(&g) {
@@ -272,8 +280,9 @@ pub(crate) fn conv_integer(a: &ConvAttrs, inputs: &[Option<&Tensor>]) -> Result<
 /// L2 while the GEMM packs it, large enough to keep the GEMM efficient.
 const COL_TILE_BYTES: usize = 512 * 1024;
 
-/// Applies a fused activation to an output block.
-fn activate<F: Float>(act: Activation, v: &mut [F]) {
+/// Applies a fused activation to an output block (also Gemm's, in
+/// `op/matmul/kernel.rs`).
+pub(crate) fn activate<F: Float>(act: Activation, v: &mut [F]) {
     match act {
         Activation::None => {}
         Activation::Relu => v.iter_mut().for_each(|x| *x = x.max(F::ZERO)),

@@ -14,6 +14,8 @@ pub(crate) mod cost;
 pub(crate) mod deform;
 pub(crate) mod depthwise;
 pub(crate) mod direct;
+#[cfg(test)]
+mod direct_tests;
 pub(crate) mod eval;
 pub(crate) mod geom;
 pub(crate) mod grad;
@@ -25,8 +27,6 @@ pub(crate) mod qlinear;
 mod tests;
 #[cfg(test)]
 mod wino_tests;
-#[cfg(test)]
-mod direct_tests;
 pub(crate) mod winograd;
 
 /// ONNX `auto_pad`.

@@ -18,7 +18,10 @@ pub(crate) fn eval(op: &Op, inputs: &[Option<&Tensor>], _n_outputs: usize) -> Re
             beta,
             trans_a,
             trans_b,
-        } => one(kernel::gemm_op(*alpha, *beta, *trans_a, *trans_b, inputs)),
+            act,
+        } => one(kernel::gemm_op(
+            *alpha, *beta, *trans_a, *trans_b, *act, inputs,
+        )),
         _ => Err(other_family(op, "matmul")),
     }
 }

@@ -17,11 +17,14 @@ pub(crate) fn grad(
     let gy = gy0(gys)?;
     match &node.op {
         Op::MatMul => matmul(cx, node, gy, want),
+        // A Gemm with a fused activation is an inference-only rewrite
+        // (`optimize::fuse_gemm_activations`); it has no gradient here.
         Op::Gemm {
             alpha,
             beta,
             trans_a,
             trans_b,
+            act: crate::op::Activation::None,
         } => {
             let a = input(node, 0)?;
             let b = input(node, 1)?;
@@ -30,6 +33,7 @@ pub(crate) fn grad(
                 beta: 0.0,
                 trans_a: ta,
                 trans_b: tb,
+                act: Default::default(),
             };
             let mut g = vec![None; node.inputs.len()];
             if want[0] {
@@ -141,6 +145,7 @@ mod tests {
                 beta: 1.3,
                 trans_a: ta,
                 trans_b: tb,
+                act: Default::default(),
             };
             check(op.clone(), vec![diff(&a, 1), diff(&b, 2), diff(&[5], 3)], 1);
             check(op, vec![diff(&a, 4), diff(&b, 5), diff(&[3, 1], 6)], 1);
@@ -154,6 +159,7 @@ mod tests {
             beta: 1.0,
             trans_a: false,
             trans_b: true,
+            act: Default::default(),
         };
         check_bf16(
             op,

@@ -8,7 +8,9 @@ use crate::error::Result;
 use crate::kernels::util::{
     arith_dispatch, expand_to, input, opt_input, out, par_try_for, typed, Arith, Float, SharedMut,
 };
+use crate::op::conv::kernel::activate;
 use crate::op::matmul::packed::{self, Mat, PackedB};
+use crate::op::Activation;
 use crate::shape::broadcast_shapes;
 use crate::shape::{bcast_strides, numel};
 use crate::tensor::Tensor;
@@ -398,6 +400,7 @@ pub(crate) fn gemm_op(
     beta: f32,
     trans_a: bool,
     trans_b: bool,
+    act: Activation,
     inputs: &[Option<&Tensor>],
 ) -> Result<Tensor> {
     let a = input(inputs, 0, "A")?;
@@ -437,21 +440,25 @@ pub(crate) fn gemm_op(
             if c.dtype() != a.dtype() {
                 crate::bail!("Gemm: C is {}, A is {}", c.dtype(), a.dtype());
             }
-            Some(expand_to(c, &[m, n])?)
+            // A bias row (`[N]` or `[1, N]`) is repeated into the output
+            // by `c_init`; other shapes are broadcast here.
+            let row = c.len() == n && c.shape().last() == Some(&n) && c.rank() <= 2;
+            Some(if row {
+                c.clone()
+            } else {
+                expand_to(c, &[m, n])?
+            })
         }
         _ => None,
     };
     if a.dtype() == DType::F32 && m <= packed::SMALL_M && b.prepared::<PackedB>().is_some() {
-        let init = match &c {
-            Some(c) => {
-                let mut o = crate::pool::take(m * n);
-                o.extend(typed::<f32>(c, "input 2 (C)")?.iter().map(|&v| v * beta));
-                Some(o)
-            }
-            None => None,
-        };
+        let init = c
+            .as_ref()
+            .map(|c| c_init::<f32>(c, m, n, beta))
+            .transpose()?;
         let lhs = Mat::new(typed::<f32>(a, "input 0 (A)")?, 0, a_rs, a_cs);
-        if let Some(o) = packed_product(b, trans_b, m, n, k, lhs, init, alpha)? {
+        if let Some(mut o) = packed_product(b, trans_b, m, n, k, lhs, init, alpha)? {
+            activate(act, &mut o);
             return out(vec![m, n], o);
         }
     }
@@ -459,18 +466,17 @@ pub(crate) fn gemm_op(
         DType::F32 | DType::F64 => crate::kernels::util::float_dispatch!(a.dtype(), "Gemm", F => {
             let (x, y) = (typed::<F>(a, "input 0 (A)")?, typed::<F>(b, "input 1 (B)")?);
             let (mut o, read) = match &c {
-                Some(c) => {
-                    let bt = F::c(beta as f64);
-                    let mut o = crate::pool::take(m * n);
-                    o.extend(typed::<F>(c, "input 2 (C)")?.iter().map(|&v| v * bt));
-                    (o, true)
-                }
+                Some(c) => (c_init::<F>(c, m, n, beta)?, true),
                 None => (crate::pool::filled(m * n, F::ZERO), false),
             };
             gemm(m, n, k, &mut o, n, read, Mat::new(x, 0, a_rs, a_cs), Mat::new(y, 0, b_rs, b_cs), F::c(alpha as f64), true)?;
+            activate(act, &mut o);
             out(vec![m, n], o)
         }),
         dt => arith_dispatch!(dt, "Gemm", T => {
+            if act != Activation::None {
+                crate::bail!("Gemm: a fused activation needs float inputs, got {dt}");
+            }
             let (x, y) = (typed::<T>(a, "input 0 (A)")?, typed::<T>(b, "input 1 (B)")?);
             let mut o = crate::pool::filled(m * n, T::ZERO);
             naive(m, n, k, &mut o, Mat::new(x, 0, a_rs, a_cs), Mat::new(y, 0, b_rs, b_cs))?;
@@ -478,13 +484,30 @@ pub(crate) fn gemm_op(
             match &c {
                 Some(c) => {
                     let cv = typed::<T>(c, "input 2 (C)")?;
-                    o.iter_mut().zip(cv).for_each(|(v, &w)| *v = al.mul(*v).add(bt.mul(w)));
+                    let rows = cv.iter().cycle();
+                    o.iter_mut().zip(rows).for_each(|(v, &w)| *v = al.mul(*v).add(bt.mul(w)));
                 }
                 None => o.iter_mut().for_each(|v| *v = al.mul(*v)),
             }
             out(vec![m, n], o)
         }),
     }
+}
+
+/// Gemm's output before the product: `beta * C`, with C either `[M, N]`
+/// or one row repeated (`[N]`, `[1, N]`: a layer's bias).
+fn c_init<F: Float>(c: &Tensor, m: usize, n: usize, beta: f32) -> Result<Vec<F>> {
+    let cv = typed::<F>(c, "input 2 (C)")?;
+    let bt = F::c(beta as f64);
+    let mut o = crate::pool::take(m * n);
+    if cv.len() == n {
+        for _ in 0..m {
+            o.extend(cv.iter().map(|&v| v * bt));
+        }
+    } else {
+        o.extend(cv.iter().map(|&v| v * bt));
+    }
+    Ok(o)
 }
 
 #[cfg(test)]
@@ -623,6 +646,7 @@ mod tests {
             beta: 2.0,
             trans_a: true,
             trans_b: true,
+            act: Default::default(),
         };
         let r = run(
             op,
@@ -644,6 +668,7 @@ mod tests {
             beta: 1.0,
             trans_a: false,
             trans_b: false,
+            act: Default::default(),
         };
         let r = run(
             op,
@@ -708,6 +733,7 @@ mod tests {
                         beta: 1.5,
                         trans_a,
                         trans_b,
+                        act: Default::default(),
                     };
                     let ta = if trans_a {
                         t(&[k, m], transpose(&a, m, k))
@@ -742,6 +768,7 @@ mod tests {
             beta: 0.0,
             trans_a: false,
             trans_b: true,
+            act: Default::default(),
         };
         let r = run(op, &[Some(&t(&[m, k], a.clone())), Some(&w), None]);
         close(
@@ -752,6 +779,80 @@ mod tests {
         // Nothing to prepare: other ops, other slots, integer weights.
         assert!(!prepare(&Op::MatMul, 0, &w, None).unwrap());
         assert!(!prepare(&Op::MatMul, 1, &t(&[2, 2], vec![1i64, 2, 3, 4]), None).unwrap());
+    }
+
+    /// A fused activation (set by `optimize::fuse_gemm_activations`) on
+    /// each path: the packed small-M product, the general f32 and f64
+    /// products; C as a bias row, a `[1, N]` row and a full `[M, N]`;
+    /// against the f64 reference with the activation applied after.
+    #[test]
+    fn gemm_fused_activation_every_path() {
+        use crate::kernels::prepare;
+        use crate::op::Activation;
+        let (n, k) = (21, 9);
+        let b = rnd(n * k, 31);
+        // op(B) = B^T, row-major [k, n].
+        let bt: Vec<f32> = (0..k * n).map(|i| b[(i % n) * k + i / n]).collect();
+        for (m, packed) in [(3, true), (32, true), (3, false), (40, false)] {
+            let a = rnd(m * k, 32 + m as u64);
+            let cs: [(Vec<usize>, Vec<f32>); 3] = [
+                (vec![n], rnd(n, 33)),
+                (vec![1, n], rnd(n, 34)),
+                (vec![m, n], rnd(m * n, 35)),
+            ];
+            for (cshape, c) in cs {
+                for act in [Activation::Relu, Activation::Clip { lo: -0.4, hi: 0.5 }] {
+                    let op = Op::Gemm {
+                        alpha: 0.5,
+                        beta: 2.0,
+                        trans_a: false,
+                        trans_b: true,
+                        act,
+                    };
+                    let w = t(&[n, k], b.clone());
+                    if packed {
+                        assert!(prepare(&op, 1, &w, Some(&[m, k])).unwrap());
+                    }
+                    let x = t(&[m, k], a.clone());
+                    let ct = t(&cshape, c.clone());
+                    let r = run(op, &[Some(&x), Some(&w), Some(&ct)]);
+                    let want: Vec<f64> = mm_ref(&a, &bt, m, n, k)
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| {
+                            let cv = c[if c.len() == n { i % n } else { i }] as f64;
+                            let y = 0.5 * v + 2.0 * cv;
+                            match act {
+                                Activation::Relu => y.max(0.0),
+                                Activation::Clip { lo, hi } => y.clamp(lo as f64, hi as f64),
+                                Activation::None => y,
+                            }
+                        })
+                        .collect();
+                    let got = r.as_slice::<f32>().unwrap();
+                    assert!(got.contains(&0.0) || matches!(act, Activation::Clip { .. }));
+                    close(got, &want, 1e-5);
+                }
+            }
+        }
+        // f64 runs the general product with the same epilogue.
+        let op = Op::Gemm {
+            alpha: 1.0,
+            beta: 1.0,
+            trans_a: false,
+            trans_b: false,
+            act: Activation::Relu,
+        };
+        let x = t(&[1, 2], vec![1.0f64, -2.0]);
+        let w = t(&[2, 2], vec![1.0f64, 1.0, 1.0, -1.0]);
+        let c = t(&[2], vec![0.5f64, 0.0]);
+        let r = run(op.clone(), &[Some(&x), Some(&w), Some(&c)]);
+        assert_eq!(r.as_slice::<f64>().unwrap(), &[0.0, 3.0]);
+        // Integers have no fused activation: a clear error.
+        let xi = t(&[1, 2], vec![1i32, 2]);
+        let wi = t(&[2, 2], vec![1i32, 0, 0, 1]);
+        let e = eval(&op, &[Some(&xi), Some(&wi), None], 1).unwrap_err();
+        assert!(e.to_string().contains("fused activation"), "{e}");
     }
 
     #[test]

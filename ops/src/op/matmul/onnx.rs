@@ -16,6 +16,7 @@ pub(crate) fn convert(cx: &ConvertCx) -> Result<Option<Op>> {
             beta: a.float_or("beta", 1.0),
             trans_a: a.int_or("transA", 0) != 0,
             trans_b: a.int_or("transB", 0) != 0,
+            act: Default::default(),
         },
         _ => return Ok(None),
     }))

@@ -15,8 +15,8 @@ pub(crate) mod infer;
 pub(crate) mod kernel;
 pub(crate) mod onnx;
 mod pair;
-mod rows;
 pub(crate) mod roi;
+mod rows;
 
 /// Pooling attributes (MaxPool / AveragePool).
 #[derive(Clone, Debug, PartialEq, Default)]

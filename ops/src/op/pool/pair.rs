@@ -24,12 +24,20 @@ pub(super) fn fits(spatial: &[usize], w: &Window) -> bool {
         && w.strides == [2, 2]
         && w.dilations == [1, 1]
         && w.pads_begin.iter().chain(&w.pads_end).all(|&p| p == 0)
-        && w.output.iter().zip(spatial).all(|(&o, &i)| o >= 1 && 2 * o <= i)
+        && w.output
+            .iter()
+            .zip(spatial)
+            .all(|(&o, &i)| o >= 1 && 2 * o <= i)
 }
 
 /// MaxPool of `planes` planes of `spatial` (`[h, w]`) in `x` to the
 /// window's output. `None` where the lengths do not fit.
-pub(super) fn max_pool(planes: usize, spatial: &[usize], w: &Window, x: &[f32]) -> Option<Vec<f32>> {
+pub(super) fn max_pool(
+    planes: usize,
+    spatial: &[usize],
+    w: &Window,
+    x: &[f32],
+) -> Option<Vec<f32>> {
     if !fits(spatial, w) {
         return None;
     }

@@ -96,7 +96,12 @@ impl Plan {
 
 /// MaxPool of `planes` planes of `spatial` (`[h, w]`) in `x` over `w`.
 /// `None` where the kernel does not apply or the lengths do not fit.
-pub(super) fn max_pool(planes: usize, spatial: &[usize], w: &Window, x: &[f32]) -> Option<Vec<f32>> {
+pub(super) fn max_pool(
+    planes: usize,
+    spatial: &[usize],
+    w: &Window,
+    x: &[f32],
+) -> Option<Vec<f32>> {
     if !fits(spatial, w) {
         return None;
     }
@@ -119,7 +124,9 @@ pub(super) fn max_pool(planes: usize, spatial: &[usize], w: &Window, x: &[f32]) 
                 // SAFETY: AVX-512F (`fits`); the maxima have the plan's
                 // length, `dst` the plane's `oh·ow` outputs, written by
                 // this piece only.
-                unsafe { plane512(&p, &x[i * isz..(i + 1) * isz], &mut hmax, dst) };
+                unsafe {
+                    plane512(&p, &x[i * isz..(i + 1) * isz], &mut hmax, dst)
+                };
             }
             crate::pool::give(hmax);
         });
