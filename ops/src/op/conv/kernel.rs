@@ -280,20 +280,6 @@ pub(crate) fn conv_integer(a: &ConvAttrs, inputs: &[Option<&Tensor>]) -> Result<
 /// L2 while the GEMM packs it, large enough to keep the GEMM efficient.
 const COL_TILE_BYTES: usize = 512 * 1024;
 
-/// Applies a fused activation to an output block (also Gemm's, in
-/// `op/matmul/kernel.rs`).
-pub(crate) fn activate<F: Float>(act: Activation, v: &mut [F]) {
-    match act {
-        Activation::None => {}
-        Activation::Relu => v.iter_mut().for_each(|x| *x = x.max(F::ZERO)),
-        Activation::Clip { lo, hi } => {
-            let (lo, nhi) = (F::c(lo as f64), F::c(-(hi as f64)));
-            // min(x, hi) = -max(-x, -hi)
-            v.iter_mut().for_each(|x| *x = -((-x.max(lo)).max(nhi)));
-        }
-    }
-}
-
 fn conv_f<F: Float>(
     g: &Geom,
     x: &[F],
@@ -314,7 +300,7 @@ fn conv_f<F: Float>(
                 *y += *r;
             }
         }
-        activate(act, &mut o);
+        super::act::apply(act, &mut o);
         return Ok(o);
     }
     let win = &g.win;
@@ -627,7 +613,7 @@ impl<F: Float> Epi<'_, F> {
         if self.act != Activation::None {
             for r in r0..r0 + rows {
                 // SAFETY: the caller's block.
-                activate(self.act, unsafe { out.slice(r * n + c0, cols) });
+                super::act::apply(self.act, unsafe { out.slice(r * n + c0, cols) });
             }
         }
         Ok(())

@@ -9,6 +9,7 @@
 //! kernels) and `blocked.rs` (f32 filters packed at session build and the
 //! AVX-512 product that reads them).
 
+pub(crate) mod act;
 pub(crate) mod blocked;
 pub(crate) mod cost;
 pub(crate) mod deform;

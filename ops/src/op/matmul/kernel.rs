@@ -8,7 +8,6 @@ use crate::error::Result;
 use crate::kernels::util::{
     arith_dispatch, expand_to, input, opt_input, out, par_try_for, typed, Arith, Float, SharedMut,
 };
-use crate::op::conv::kernel::activate;
 use crate::op::matmul::packed::{self, Mat, PackedB};
 use crate::op::Activation;
 use crate::shape::broadcast_shapes;
@@ -458,7 +457,7 @@ pub(crate) fn gemm_op(
             .transpose()?;
         let lhs = Mat::new(typed::<f32>(a, "input 0 (A)")?, 0, a_rs, a_cs);
         if let Some(mut o) = packed_product(b, trans_b, m, n, k, lhs, init, alpha)? {
-            activate(act, &mut o);
+            crate::op::conv::act::apply(act, &mut o);
             return out(vec![m, n], o);
         }
     }
@@ -470,7 +469,7 @@ pub(crate) fn gemm_op(
                 None => (crate::pool::filled(m * n, F::ZERO), false),
             };
             gemm(m, n, k, &mut o, n, read, Mat::new(x, 0, a_rs, a_cs), Mat::new(y, 0, b_rs, b_cs), F::c(alpha as f64), true)?;
-            activate(act, &mut o);
+            crate::op::conv::act::apply(act, &mut o);
             out(vec![m, n], o)
         }),
         dt => arith_dispatch!(dt, "Gemm", T => {
