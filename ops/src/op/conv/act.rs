@@ -1,19 +1,126 @@
-//! The generic kernels' epilogue for a fused [`Activation`]: Conv's im2col
-//! path (`kernel.rs`) and Gemm (`op/matmul/kernel.rs`). The f32 kernels
-//! apply it in registers before their stores.
+//! The epilogue of a fused [`Activation`], in one place for every kernel
+//! that applies one: the generic kernels' pass over an output block
+//! ([`apply`]: Conv's im2col path, Gemm), the f32 kernels' per-value
+//! ([`scalar`]) and per-register ([`lanes512`]) forms.
+//!
+//! NaN stays NaN, as in the Relu and Clip ops a fusion replaces (and in
+//! onnxruntime): `f32::max` and `vmaxps` with the value first would turn
+//! it into the bound.
 
 use super::Activation;
 use crate::kernels::util::Float;
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
 
 /// Applies `act` to an output block in place.
 pub(crate) fn apply<F: Float>(act: Activation, v: &mut [F]) {
     match act {
         Activation::None => {}
-        Activation::Relu => v.iter_mut().for_each(|x| *x = x.max(F::ZERO)),
+        Activation::Relu => v.iter_mut().for_each(|x| {
+            if *x < F::ZERO {
+                *x = F::ZERO;
+            }
+        }),
         Activation::Clip { lo, hi } => {
-            let (lo, nhi) = (F::c(lo as f64), F::c(-(hi as f64)));
-            // min(x, hi) = -max(-x, -hi)
-            v.iter_mut().for_each(|x| *x = -((-x.max(lo)).max(nhi)));
+            let (lo, hi) = (F::c(lo as f64), F::c(hi as f64));
+            v.iter_mut().for_each(|x| {
+                if *x < lo {
+                    *x = lo;
+                } else if *x > hi {
+                    *x = hi;
+                }
+            });
+        }
+    }
+}
+
+/// `act` of one value.
+#[inline(always)]
+pub(crate) fn scalar(act: Activation, v: f32) -> f32 {
+    match act {
+        Activation::None => v,
+        Activation::Relu if v < 0.0 => 0.0,
+        Activation::Clip { lo, .. } if v < lo => lo,
+        Activation::Clip { hi, .. } if v > hi => hi,
+        _ => v,
+    }
+}
+
+/// `act` of 16 lanes. `vmaxps a, b` returns `b` where either is NaN, so
+/// the value goes second.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(crate) fn lanes512(act: Activation, v: __m512) -> __m512 {
+    match act {
+        Activation::None => v,
+        Activation::Relu => _mm512_max_ps(_mm512_setzero_ps(), v),
+        Activation::Clip { lo, hi } => {
+            _mm512_min_ps(_mm512_set1_ps(hi), _mm512_max_ps(_mm512_set1_ps(lo), v))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every form on values below, inside and above the bounds, at them,
+    /// infinities and NaN (which stays NaN, as the unfused ops keep it).
+    #[test]
+    fn every_form_clamps_and_keeps_nan() {
+        let vals = [
+            -3.0f32,
+            -0.0,
+            0.0,
+            0.2,
+            0.5,
+            7.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+        ];
+        for act in [
+            Activation::None,
+            Activation::Relu,
+            Activation::Clip { lo: -0.5, hi: 0.5 },
+        ] {
+            let want: Vec<f64> = vals
+                .iter()
+                .map(|&v| {
+                    let v = v as f64;
+                    match act {
+                        _ if v.is_nan() => f64::NAN,
+                        Activation::None => v,
+                        Activation::Relu => v.max(0.0),
+                        Activation::Clip { lo, hi } => v.clamp(lo as f64, hi as f64),
+                    }
+                })
+                .collect();
+            let mut block = vals.to_vec();
+            apply(act, &mut block);
+            let one: Vec<f32> = vals.iter().map(|&v| scalar(act, v)).collect();
+            let mut got = vec![block, one];
+            #[cfg(target_arch = "x86_64")]
+            if is_x86_feature_detected!("avx512f") {
+                let mut lanes = [0f32; 16];
+                lanes[..vals.len()].copy_from_slice(&vals);
+                // SAFETY: AVX-512F was detected; 16 lanes in and out.
+                unsafe {
+                    let v = lanes512(act, _mm512_loadu_ps(lanes.as_ptr()));
+                    _mm512_storeu_ps(lanes.as_mut_ptr(), v);
+                }
+                got.push(lanes[..vals.len()].to_vec());
+            }
+            for g in got {
+                for (i, (&g, &w)) in g.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g.is_nan() && w.is_nan()) || g as f64 == w,
+                        "{act:?} of {}: {g}, expected {w}",
+                        vals[i]
+                    );
+                }
+            }
         }
     }
 }

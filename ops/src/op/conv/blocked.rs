@@ -312,13 +312,7 @@ impl Product<'_> {
                             _mm512_maskz_loadu_ps(m, res.as_ptr().add(o + 16 * h))
                         });
                     }
-                    *v = match self.act {
-                        Activation::None => *v,
-                        Activation::Relu => _mm512_max_ps(*v, _mm512_setzero_ps()),
-                        Activation::Clip { lo, hi } => {
-                            _mm512_min_ps(_mm512_max_ps(*v, _mm512_set1_ps(lo)), _mm512_set1_ps(hi))
-                        }
-                    };
+                    *v = super::act::lanes512(self.act, *v);
                 }
                 // SAFETY: the masked lanes are inside this task's block.
                 unsafe { _mm512_mask_storeu_ps(op.add(o + 16 * h), m, *v) };

@@ -294,11 +294,7 @@ fn plane_portable(p: &Plan, s: &[f32], w: &[f32], epi: Epi<'_>, dst: &mut [Maybe
             }
             let out = &mut dst[o..o + n];
             for (d, &a) in out.iter_mut().zip(&acc) {
-                d.write(match epi.act {
-                    Activation::None => a,
-                    Activation::Relu => a.max(0.0),
-                    Activation::Clip { lo, hi } => a.max(lo).min(hi),
-                });
+                d.write(super::act::scalar(epi.act, a));
             }
         }
     }
@@ -370,13 +366,7 @@ unsafe fn group512<const G: usize>(
                 _mm512_maskz_loadu_ps(mask, r.as_ptr().add(o))
             });
         }
-        let v = match epi.act {
-            Activation::None => *a,
-            Activation::Relu => _mm512_max_ps(*a, _mm512_setzero_ps()),
-            Activation::Clip { lo, hi } => {
-                _mm512_min_ps(_mm512_max_ps(*a, _mm512_set1_ps(lo)), _mm512_set1_ps(hi))
-            }
-        };
+        let v = super::act::lanes512(epi.act, *a);
         // SAFETY: the masked lanes are inside the plane's output.
         unsafe { _mm512_mask_storeu_ps(dp.add(o), mask, v) };
     }

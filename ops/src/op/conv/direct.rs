@@ -287,13 +287,7 @@ unsafe fn tile512<const MBW: usize, const GW: usize>(t: &Tile<'_>, dp: *mut f32,
                     _mm512_maskz_loadu_ps(mask, r.as_ptr().add(j * t.osz + o))
                 });
             }
-            let v = match t.act {
-                Activation::None => v,
-                Activation::Relu => _mm512_max_ps(v, _mm512_setzero_ps()),
-                Activation::Clip { lo, hi } => {
-                    _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(lo)), _mm512_set1_ps(hi))
-                }
-            };
+            let v = super::act::lanes512(t.act, v);
             // SAFETY: the masked lanes are inside plane j's output.
             unsafe { _mm512_mask_storeu_ps(dp.add(j * t.osz + o), mask, v) };
         }

@@ -3,7 +3,9 @@
 //! (batch, group) through the `gemm` crate ([`conv_f`]). f32 pointwise
 //! convs with many filter rows and a small filter take the blocked product
 //! over a filter packed at session build instead ([`conv_blocked`],
-//! `blocked.rs`; the rule is [`blocked_fits`]).
+//! `blocked.rs`; the rule is [`blocked_fits`]). f32 3x3 stride-1 convs
+//! that `winograd.rs` takes run F(4x4, 3x3); other 2-D convs with few
+//! taps per filter run the direct kernel of `direct.rs` (its `fits`).
 
 use super::blocked::{self, PackedFilter, Product};
 use super::depthwise;
@@ -107,6 +109,10 @@ pub(crate) fn conv(a: &ConvAttrs, inputs: &[Option<&Tensor>]) -> Result<Tensor> 
             let o = depthwise::depthwise2d_f32(&g, xv, wv, bv, rv, a.activation);
             return out(oshape, o);
         }
+        if winograd::fits(&g) {
+            let o = winograd::conv(&g, w.prepared::<WinoFilter>(), xv, wv, bv, rv, a.activation)?;
+            return out(oshape, o);
+        }
         if direct::fits(&g) {
             let o = direct::conv(
                 &g,
@@ -117,10 +123,6 @@ pub(crate) fn conv(a: &ConvAttrs, inputs: &[Option<&Tensor>]) -> Result<Tensor> 
                 rv,
                 a.activation,
             )?;
-            return out(oshape, o);
-        }
-        if winograd::fits(&g) {
-            let o = winograd::conv(&g, w.prepared::<WinoFilter>(), xv, wv, bv, rv, a.activation)?;
             return out(oshape, o);
         }
         if blocked::available() && g.pointwise() && blocked_fits(g.mg(), g.kdim()) {
@@ -193,14 +195,14 @@ pub(crate) fn prepare_filter(w: &Tensor, a: &ConvAttrs, x_shape: Option<&[usize]
             false,
         );
         if let Ok(win) = win {
+            if winograd::shape_fits(xs[1], ws[0], group, &win) && winograd::enabled() {
+                let wv = typed::<f32>(w, "filter")?;
+                return w.prepare_with(|| WinoFilter::transform(wv, ws[0], ws[1]));
+            }
             if direct::shape_fits(xs[1], ws[0], group, &win) {
                 let wv = typed::<f32>(w, "filter")?;
                 let kdim = wv.len() / ws[0].max(1);
                 return w.prepare_with(|| DirectFilter::pack(wv, ws[0], kdim));
-            }
-            if winograd::shape_fits(xs[1], ws[0], group, &win) && winograd::enabled() {
-                let wv = typed::<f32>(w, "filter")?;
-                return w.prepare_with(|| WinoFilter::transform(wv, ws[0], ws[1]));
             }
         }
     }

@@ -584,11 +584,7 @@ unsafe fn output_row_body(p: &Plan, y: &[f32], row: usize, epi: &Epi<'_>, o: Sha
                     if let Some(r) = epi.res {
                         val += r[off + j];
                     }
-                    let val = match epi.act {
-                        Activation::None => val,
-                        Activation::Relu => val.max(0.0),
-                        Activation::Clip { lo, hi } => val.max(lo).min(hi),
-                    };
+                    let val = super::act::scalar(epi.act, val);
                     // SAFETY: the caller's guarantee; `ptr_at` checks the
                     // bound (the output is not initialised yet: no view).
                     unsafe { o.ptr_at(off + j).write(val) };

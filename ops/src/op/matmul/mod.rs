@@ -6,6 +6,8 @@
 //! `packed.rs` weights packed once at session build and the small-M
 //! product that reads them.
 
+#[cfg(test)]
+mod act_tests;
 pub(crate) mod cost;
 pub(crate) mod eval;
 pub(crate) mod grad;
