@@ -97,29 +97,28 @@ fn pool_impl(
     let mut oshape = xs[..2].to_vec();
     oshape.extend(&w.output);
     let include_pad = p.count_include_pad;
-    // Windows that tile the input (kernel <= stride, no padding: LeNet's
-    // and VGG's 2x2 / 2) read each input once; the separable loop below
-    // runs them faster than the padded, phase-split planes of the
-    // AVX-512 path (16x8x8 -> 4x4: 8 -> 4 µs; 64x112x112: 690 -> 600
-    // µs), which wins on overlapping windows (3x3 / 2, pad 1: 771 vs 900).
+    // f32 MaxPool: 2x2 / 2 takes `pair.rs`, other windows with a column
+    // stride of 1 or 2 and no dilation `rows.rs` (both AVX-512F), the
+    // rest the padded, phase-split planes of the depthwise kernel, except
+    // windows that tile the input (kernel <= stride, no padding), which
+    // the separable loop below runs faster than those planes (16x8x8 ->
+    // 4x4: 8 -> 4 µs; 64x112x112: 690 -> 600 µs).
     let tiles = w.kernel.iter().zip(&w.strides).all(|(k, s)| k <= s)
         && w.dilations.iter().all(|&d| d == 1)
         && w.pads_begin.iter().chain(&w.pads_end).all(|&p| p == 0);
-    if is_max && !sum_only && x.dtype() == crate::DType::F32 && super::pair::fits(spatial, &w) {
+    if is_max && !sum_only && x.dtype() == crate::DType::F32 {
         let xv = typed::<f32>(x, "input 0 (X)")?;
-        if let Some(o) = super::pair::max_pool(xs[0] * xs[1], spatial, &w, xv) {
-            return out(oshape, o);
-        }
-    }
-    if is_max && !sum_only && x.dtype() == crate::DType::F32 && super::rows::fits(spatial, &w) {
-        let xv = typed::<f32>(x, "input 0 (X)")?;
-        if let Some(o) = super::rows::max_pool(xs[0] * xs[1], spatial, &w, xv) {
-            return out(oshape, o);
-        }
-    }
-    if is_max && !sum_only && x.dtype() == crate::DType::F32 && !tiles {
-        let xv = typed::<f32>(x, "input 0 (X)")?;
-        if let Some(o) = max_pool2d_f32(xs[0], xs[1], spatial, &w, xv) {
+        let planes = xs[0] * xs[1];
+        let o = if super::pair::fits(spatial, &w) {
+            super::pair::max_pool(planes, spatial, &w, xv)
+        } else if super::rows::fits(spatial, &w) {
+            super::rows::max_pool(planes, spatial, &w, xv)
+        } else if !tiles {
+            max_pool2d_f32(xs[0], xs[1], spatial, &w, xv)
+        } else {
+            None
+        };
+        if let Some(o) = o {
             return out(oshape, o);
         }
     }
