@@ -3,7 +3,7 @@
 
 use super::direct::{conv, shape_fits, DirectFilter};
 use super::geom::Geom;
-use super::tests::{conv_ref, epilogue_ref};
+use super::tests::{conv_ref, epilogue_ref, geom2d};
 use crate::kernels::util::testutil::{close, in_pool, in_team, rnd, t};
 use crate::op::{resolve_window, Activation, AutoPad, ConvAttrs, Op};
 
@@ -34,16 +34,7 @@ const SHAPES: [Shape; 8] = [
 
 fn geom(sh: &Shape) -> Geom {
     let (xs, m, k, st, dl, pads) = *sh;
-    let win =
-        resolve_window(&xs[2..], &k, &st, &dl, &pads, AutoPad::NotSet, false).expect("window");
-    Geom {
-        n: xs[0],
-        c: xs[1],
-        m,
-        group: 1,
-        spatial: xs[2..].to_vec(),
-        win,
-    }
+    geom2d(xs, m, k, st, dl, pads)
 }
 
 /// Every shape, with and without bias and a prepared filter, each

@@ -22,6 +22,36 @@ pub(super) fn epilogue_ref(base: &[f64], res: Option<&[f32]>, act: Activation) -
         .collect()
 }
 
+/// The checked shapes of a one-group 2-D conv of `x` (`[n, c, h, w]`)
+/// into `m` filters with explicit pads `[t, l, b, r]`.
+pub(super) fn geom2d(
+    xs: [usize; 4],
+    m: usize,
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    dil: [usize; 2],
+    pads: [usize; 4],
+) -> super::geom::Geom {
+    let win = resolve_window(
+        &xs[2..],
+        &kernel,
+        &strides,
+        &dil,
+        &pads,
+        AutoPad::NotSet,
+        false,
+    )
+    .expect("window");
+    super::geom::Geom {
+        n: xs[0],
+        c: xs[1],
+        m,
+        group: 1,
+        spatial: xs[2..].to_vec(),
+        win,
+    }
+}
+
 /// Naive f64 N-d convolution with explicit begin pads (output size given).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn conv_ref(

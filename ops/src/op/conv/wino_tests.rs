@@ -2,7 +2,7 @@
 //! reference of `tests.rs`, on every instruction set this CPU runs.
 
 use super::geom::Geom;
-use super::tests::{conv_ref, epilogue_ref};
+use super::tests::{conv_ref, epilogue_ref, geom2d};
 use super::winograd::{conv_with, shape_fits, WinoFilter};
 use crate::kernels::util::testutil::{close, in_pool, in_team, isas, rnd, t};
 use crate::op::{resolve_window, Activation, AutoPad, ConvAttrs, Op};
@@ -23,24 +23,7 @@ const SHAPES: [Shape; 6] = [
 ];
 
 fn geom(xs: [usize; 4], m: usize, pads: [usize; 4]) -> Geom {
-    let win = resolve_window(
-        &xs[2..],
-        &[3, 3],
-        &[1, 1],
-        &[1, 1],
-        &pads,
-        AutoPad::NotSet,
-        false,
-    )
-    .expect("window");
-    Geom {
-        n: xs[0],
-        c: xs[1],
-        m,
-        group: 1,
-        spatial: xs[2..].to_vec(),
-        win,
-    }
+    geom2d(xs, m, [3, 3], [1, 1], [1, 1], pads)
 }
 
 /// Every shape, with and without bias and a prepared filter, with each

@@ -46,30 +46,50 @@ pub(super) fn max_pool(
     if x.len() != planes * isz {
         return None;
     }
+    let piece = |r: std::ops::Range<usize>, dst: &dyn Fn(usize) -> *mut f32| {
+        for p in r {
+            let src = &x[p * isz..(p + 1) * isz];
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AVX-512F (`fits`); `src` is the whole plane and
+            // `dst(p)` has the plane's `oh·ow` outputs, written by this
+            // piece only.
+            unsafe {
+                plane512(src, iw, oh, ow, dst(p))
+            };
+        }
+    };
+    // SAFETY: each piece stores every output of its planes (`plane512`:
+    // the last chunk of each row masked to its end).
+    let o = unsafe { planes_out(planes, osz, 4 * osz, piece) };
+    Some(o)
+}
+
+/// A new output of `planes` planes of `osz` values each, written by
+/// `piece(planes, dst)` for ranges of planes split over the current
+/// team's threads when there is enough work (`work` per plane); `dst(i)`
+/// points at plane `i`'s first value. Shared by the f32 pool kernels.
+///
+/// # Safety
+/// `piece` writes every value of every plane in its range (the output is
+/// returned without a fill).
+pub(super) unsafe fn planes_out(
+    planes: usize,
+    osz: usize,
+    work: usize,
+    piece: impl Fn(std::ops::Range<usize>, &dyn Fn(usize) -> *mut f32) + Sync,
+) -> Vec<f32> {
     let total = planes * osz;
     let mut o: Vec<f32> = crate::pool::take(total);
     {
         let out = SharedMut::new(&mut o.spare_capacity_mut()[..total]);
-        // Planes per piece: enough reads to be worth a thread.
-        let min = (PAR_MIN / (4 * osz).max(1)).max(1);
-        par_for(planes, min, &|r| {
-            for p in r {
-                let src = &x[p * isz..(p + 1) * isz];
-                let dst = out.ptr_at(p * osz) as *mut f32;
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: AVX-512F (`fits`); `src` is the whole plane and
-                // `dst` has the plane's `oh·ow` outputs, written by this
-                // piece only.
-                unsafe {
-                    plane512(src, iw, oh, ow, dst)
-                };
-            }
-        });
+        let dst = |i: usize| out.ptr_at(i * osz) as *mut f32;
+        // Planes per piece: enough work to be worth a thread.
+        let min = (PAR_MIN / work.max(1)).max(1);
+        par_for(planes, min, &|r| piece(r, &dst));
     }
-    // SAFETY: `plane512` stored every output of every plane (the last
-    // chunk of each row masked to its end).
+    // SAFETY: every plane was written (the caller's guarantee).
     unsafe { o.set_len(total) };
-    Some(o)
+    o
 }
 
 /// `max(a, b)`, NaN where either is.

@@ -21,7 +21,7 @@
 //! (a channel-blocked layout; small planes spend most of their time on
 //! edges). AVX-512F only ([`fits`]); elsewhere the generic kernel runs.
 
-use crate::kernels::util::{isa, par_for, Isa, SharedMut, PAR_MIN};
+use crate::kernels::util::{isa, Isa};
 use crate::op::Window;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -110,30 +110,23 @@ pub(super) fn max_pool(
     if x.len() != planes * isz {
         return None;
     }
-    let total = planes * osz;
-    let mut o: Vec<f32> = crate::pool::take(total);
-    {
-        let out = SharedMut::new(&mut o.spare_capacity_mut()[..total]);
-        let min = (PAR_MIN / (osz * p.kh * p.kw).max(1)).max(1);
-        par_for(planes, min, &|r| {
-            let mut hmax = crate::pool::take::<f32>(p.hmax_len());
-            hmax.resize(p.hmax_len(), 0.0);
-            for i in r {
-                let dst = out.ptr_at(i * osz) as *mut f32;
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: AVX-512F (`fits`); the maxima have the plan's
-                // length, `dst` the plane's `oh·ow` outputs, written by
-                // this piece only.
-                unsafe {
-                    plane512(&p, &x[i * isz..(i + 1) * isz], &mut hmax, dst)
-                };
-            }
-            crate::pool::give(hmax);
-        });
-    }
-    // SAFETY: `plane512` stored every output of every plane (the last
-    // chunk of each row masked to its end).
-    unsafe { o.set_len(total) };
+    let piece = |r: std::ops::Range<usize>, dst: &dyn Fn(usize) -> *mut f32| {
+        let mut hmax = crate::pool::take::<f32>(p.hmax_len());
+        hmax.resize(p.hmax_len(), 0.0);
+        for i in r {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AVX-512F (`fits`); the maxima have the plan's
+            // length, `dst(i)` the plane's `oh·ow` outputs, written by this
+            // piece only.
+            unsafe {
+                plane512(&p, &x[i * isz..(i + 1) * isz], &mut hmax, dst(i))
+            };
+        }
+        crate::pool::give(hmax);
+    };
+    // SAFETY: each piece stores every output of its planes (`plane512`:
+    // the last chunk of each row masked to its end).
+    let o = unsafe { super::pair::planes_out(planes, osz, osz * p.kh * p.kw, piece) };
     Some(o)
 }
 
