@@ -25,7 +25,7 @@
 //! The same planes, padded with -inf, serve 2-D MaxPool
 //! ([`max_pool2d_f32`], called from `op/pool/kernel.rs`).
 
-use super::geom::Geom;
+use super::geom::{Geom, Scratch};
 use crate::kernels::util::{isa, par_for, threads, valid_range, Float, Isa, SharedMut, PAR_MIN};
 use crate::op::Activation;
 #[cfg(target_arch = "x86_64")]
@@ -239,15 +239,6 @@ unsafe fn planes_out(
     // guarantee).
     unsafe { o.set_len(total) };
     o
-}
-
-/// A scratch plane that goes back to the pool when dropped.
-pub(super) struct Scratch(pub(super) Vec<f32>);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        crate::pool::give(std::mem::take(&mut self.0));
-    }
 }
 
 /// One plane on `isa`: `s` is the filled scratch, `w` the plane's kh·kw

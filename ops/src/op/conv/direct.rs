@@ -18,8 +18,8 @@
 //! AVX-512F only; [`fits`] is the rule (measured, docs/benchmarks.md),
 //! and other CPUs keep im2col + GEMM.
 
-use super::depthwise::{chunks, Plan, Scratch};
-use super::geom::Geom;
+use super::depthwise::{chunks, Plan};
+use super::geom::{Geom, Scratch};
 use crate::error::Result;
 use crate::kernels::util::{isa, par_for, Isa, SharedMut, PAR_MIN};
 use crate::op::{Activation, Window};

@@ -103,10 +103,10 @@ fn pool_impl(
     // windows that tile the input (kernel <= stride, no padding), which
     // the separable loop below runs faster than those planes (16x8x8 ->
     // 4x4: 8 -> 4 µs; 64x112x112: 690 -> 600 µs).
-    let tiles = w.kernel.iter().zip(&w.strides).all(|(k, s)| k <= s)
-        && w.dilations.iter().all(|&d| d == 1)
-        && w.pads_begin.iter().chain(&w.pads_end).all(|&p| p == 0);
     if is_max && !sum_only && x.dtype() == crate::DType::F32 {
+        let tiles = w.kernel.iter().zip(&w.strides).all(|(k, s)| k <= s)
+            && w.dilations.iter().all(|&d| d == 1)
+            && w.pads_begin.iter().chain(&w.pads_end).all(|&p| p == 0);
         let xv = typed::<f32>(x, "input 0 (X)")?;
         let planes = xs[0] * xs[1];
         let o = if super::pair::fits(spatial, &w) {
