@@ -139,6 +139,7 @@ pub struct SessionBuilder<'a> {
     trace: bool,
     hub: Option<Arc<hetflow_runtime::net::Hub>>,
     kernel_timeout: Option<std::time::Duration>,
+    actors: bool,
     memory_limit: Option<u64>,
     wires: Vec<hetflow_devices::DeviceKind>,
     input_shapes: Option<Vec<Vec<usize>>>,
@@ -158,6 +159,7 @@ impl<'a> SessionBuilder<'a> {
             trace: false,
             hub: None,
             kernel_timeout: None,
+            actors: false,
             memory_limit: None,
             wires: Vec::new(),
             input_shapes: None,
@@ -202,6 +204,15 @@ impl<'a> SessionBuilder<'a> {
     /// default.
     pub fn kernel_timeout(mut self, limit: std::time::Duration) -> Self {
         self.kernel_timeout = Some(limit);
+        self
+    }
+    /// Runs a plan on one CPU device through the runtime's actors, as
+    /// every other plan runs, instead of on the calling thread (the
+    /// default for such a plan: it skips two thread crossings a run; see
+    /// `hetflow_runtime`'s session docs). For comparing the two and for
+    /// tests of the actors. `HETFLOW_INLINE=0` does the same.
+    pub fn actors(mut self, yes: bool) -> Self {
+        self.actors = yes;
         self
     }
     /// Caps the memory each device may use, in bytes. [`SessionBuilder::build`]
@@ -441,6 +452,7 @@ impl<'a> SessionBuilder<'a> {
             hub: self.hub.clone(),
             kernel_timeout: self.kernel_timeout,
             wires: self.wires.clone(),
+            actors: self.actors,
         };
         Ok(Session::new(graph, &plan, devices, opts)?)
     }

@@ -1,11 +1,22 @@
 //! The CPU backend.
 //!
-//! A [`CpuDevice`] owns a set of cores. Its executor thread (the runtime's
-//! arbiter for the device) is bound to the first of them, and a kernel
-//! [`Team`] runs the multi-threaded kernels: the executor is member 0 and
-//! one worker per further core, each bound to its core, joins the
-//! kernels' parallel loops (GEMM split by panels, conv by output blocks or
-//! Winograd positions, element-wise ops in contiguous chunks). The machine
+//! A [`CpuDevice`] owns a set of cores. A kernel [`Team`] runs the
+//! multi-threaded kernels: the thread that runs the device's ops is
+//! member 0 (the runtime's arbiter for the device, or the caller's own
+//! thread for a plan on this device alone) and one worker per further
+//! core joins the kernels' parallel loops (GEMM split by panels, conv by
+//! output blocks or Winograd positions, element-wise ops in contiguous
+//! chunks).
+//!
+//! Binding: the executor thread and the workers are bound to the device's
+//! PUs, all of them, not one PU each: binding keeps the devices of a
+//! split machine apart, and within a device the OS places the threads.
+//! Pinned one per PU, a worker shared its core with an unbound thread
+//! whenever the scheduler had put that thread there first (the caller of
+//! a plan run on its own thread, or a spinning caller): MLP batch 32 at 2
+//! threads ran in 0.48 ms for the first few hundred runs of a process
+//! instead of 0.28-0.30, and LeNet at 1 thread in 0.26 ms instead of 0.05
+//! in about one process of three (2026-12-03). The machine
 //! can be split into several logical CPU devices (see
 //! [`topology::CpuTopology::partition`]), so a pipeline's stages run side by
 //! side on one box without sharing cores.
@@ -95,9 +106,8 @@ impl CpuDevice {
             move |i| format!("hetflow-cpu{index}-w{i}"),
             move |i| {
                 if !bind.is_empty() {
-                    let pu = bind[i % bind.len()];
-                    if let Err(e) = topology::bind_current_thread(&[pu]) {
-                        tracing::debug!("cpu:{index} worker {i} not bound to PU {pu}: {e}");
+                    if let Err(e) = topology::bind_current_thread(&bind) {
+                        tracing::debug!("cpu:{index} worker {i} not bound to PUs {bind:?}: {e}");
                     }
                 }
             },
@@ -236,24 +246,18 @@ impl Device for CpuDevice {
         Ok(())
     }
 
-    /// Binds an executor thread to the device's first PU and to those no
-    /// worker of the team holds: with fewer threads than PUs (`--threads
-    /// 1` on the 2-core default device) the executor may then move off a
-    /// core the caller's thread is spinning on. Bound to the first PU
-    /// alone, it shared that core with the caller whenever the scheduler
-    /// put the caller there, and LeNet ran in 0.26 ms instead of 0.05 in
-    /// about one process of three (bench_regress.py, 2026-12-03).
+    /// Binds an executor thread to the device's PUs, as the team's
+    /// workers are (module docs).
     fn init_executor_thread(&self) {
-        if !binding_enabled() {
+        if !binding_enabled() || self.pus.is_empty() {
             return;
         }
-        let Some(&first) = self.pus.first() else {
-            return;
-        };
-        let mut set = vec![first];
-        set.extend(self.pus.iter().skip(self.team.threads()));
-        if let Err(e) = topology::bind_current_thread(&set) {
-            tracing::debug!("{} executor not bound to PUs {set:?}: {e}", self.info.id);
+        if let Err(e) = topology::bind_current_thread(&self.pus) {
+            tracing::debug!(
+                "{} executor not bound to PUs {:?}: {e}",
+                self.info.id,
+                self.pus
+            );
         }
     }
 }
@@ -262,19 +266,20 @@ impl Device for CpuDevice {
 mod tests {
     use super::*;
 
-    /// An executor thread is bound to the device's first PU and to the
-    /// PUs no team worker holds: all of them with one thread, the first
-    /// alone when every PU has a thread.
+    /// The executor thread and the team's workers are bound to the
+    /// device's PUs, all of them, whatever the thread count.
     #[test]
-    fn executor_binding_leaves_unused_pus_open() {
+    fn threads_are_bound_to_the_device_pus() {
         let topo = CpuTopology::discover();
         let all: Vec<usize> = (0..topo.cores.len()).collect();
         let pus = topo.pus_of(&all, true);
         if pus.len() < 2 || !binding_enabled() || topology::current_thread_pus().is_err() {
-            eprintln!("SKIP executor binding: fewer than 2 PUs, or binding unavailable here");
+            eprintln!("SKIP thread binding: fewer than 2 PUs, or binding unavailable here");
             return;
         }
-        for (threads, want) in [(1, pus.clone()), (pus.len(), vec![pus[0]])] {
+        let mut want = pus.clone();
+        want.sort_unstable();
+        for threads in [1, pus.len()] {
             let d = CpuDevice::new(0, &topo, &all, Some(threads)).expect("device");
             let got = std::thread::scope(|s| {
                 s.spawn(|| {
@@ -284,9 +289,20 @@ mod tests {
                 .join()
                 .expect("thread")
             });
-            let mut want = want;
-            want.sort_unstable();
-            assert_eq!(got, want, "{threads} thread(s)");
+            assert_eq!(got, want, "executor, {threads} thread(s)");
         }
+        // A device on the first core alone binds its threads there.
+        let d = CpuDevice::new(0, &topo, &[0], Some(1)).expect("device");
+        let got = std::thread::scope(|s| {
+            s.spawn(|| {
+                d.init_executor_thread();
+                topology::current_thread_pus().expect("binding")
+            })
+            .join()
+            .expect("thread")
+        });
+        let mut one = topo.pus_of(&[0], true);
+        one.sort_unstable();
+        assert_eq!(got, one, "a one-core device");
     }
 }

@@ -1,6 +1,8 @@
 //! [`Session`]: executes a [`Plan`] of a [`Graph`] on real devices.
 //!
-//! Construction starts an actix `System` on a thread of its own, one
+//! A plan on one CPU device alone runs on the caller's thread, with no
+//! actors (`inline.rs` says why and when not). Any other plan runs through
+//! actors: construction starts an actix `System` on a thread of its own, one
 //! compute Arbiter (OS thread) per device, bound near the device, plus one
 //! copy Arbiter per device that receives cross-device edges, and one
 //! Arbiter for the source and sink. Every placed node becomes a
@@ -19,6 +21,7 @@
 //! ## Layout
 //! `mod.rs` holds the session and its setup ([`Session::new`]); `run.rs`
 //! feeds inputs and collects outputs; `inputs.rs` checks caller inputs;
+//! `inline.rs` runs a one-CPU plan on the caller's thread;
 //! `build.rs` builds one copy of the plan's actors; `cross_host.rs` holds
 //! the cross-host edges and wires. The dependencies point one way
 //! (mod -> build -> cross_host, run -> mod), so no file imports one that
@@ -26,6 +29,9 @@
 
 mod build;
 mod cross_host;
+mod inline;
+#[cfg(test)]
+mod inline_tests;
 mod inputs;
 mod run;
 #[cfg(test)]
@@ -69,6 +75,10 @@ pub struct SessionOptions {
     /// give the same list. Empty (the default): every cross-host tensor
     /// goes through host memory and the job's link.
     pub wires: Vec<hetflow_devices::DeviceKind>,
+    /// Run through the actors even when the plan is one CPU device alone,
+    /// which otherwise runs on the caller's thread (`inline.rs`; also
+    /// `HETFLOW_INLINE=0`).
+    pub actors: bool,
 }
 
 /// A graph deployed on devices, ready to run.
@@ -77,8 +87,12 @@ pub struct Session {
     /// One per copy of the plan; micro-batch i goes to copy i mod k.
     sources: Vec<Addr<Source>>,
     events: Receiver<Event>,
-    system: System,
+    /// The actors' System (`None` when the plan runs inline).
+    system: Option<System>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The plan run on the caller's thread, when it is one CPU device
+    /// alone (`inline.rs`); then there are no actors.
+    inline: Option<inline::Inline>,
     arbiters: Vec<ArbiterHandle>,
     next_mb: u64,
     broken: Option<RuntimeError>,
@@ -180,6 +194,44 @@ impl Session {
             wire_recv: HashMap::new(),
             wire_edges: HashMap::new(),
         });
+        let constant_outputs: Option<Vec<Arc<Tensor>>> = graph
+            .outputs
+            .iter()
+            .map(|o| graph.constants.get(o).cloned())
+            .collect();
+        if hub.is_none()
+            && !opts.actors
+            && opts.kernel_timeout.is_none()
+            && !inline::disabled_by_env()
+            && copies.len() == 1
+            && inline::eligible(&copies[0])
+        {
+            let device = copies[0][0]
+                .clone()
+                .ok_or_else(|| RuntimeError::Setup("the plan's device is not open".into()))?;
+            let recorder = Arc::new(Recorder::new(opts.trace));
+            let runner = inline::Inline::build(&graph, device, recorder.clone())?;
+            let (_, events) = unbounded();
+            return Ok(Session {
+                constant_outputs,
+                graph,
+                sources: Vec::new(),
+                events,
+                system: None,
+                thread: None,
+                inline: Some(runner),
+                arbiters: Vec::new(),
+                next_mb: 0,
+                broken: None,
+                recorder,
+                net: None,
+                window: 1,
+                clock: None,
+                parts: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+                last_wait: std::time::Duration::ZERO,
+                hot: false,
+            });
+        }
         let net_id = net.as_ref().map(|n| (n.hub.clone(), n.session));
         let credits = opts.credits.unwrap_or(plan.credits).max(1);
         let stages = copies.iter().map(|d| d.len()).max().unwrap_or(1);
@@ -259,18 +311,14 @@ impl Session {
             let wires_in = std::mem::take(&mut built.wires_in);
             open_inbox(hub, *id, receivers, senders, wires_in, ev_tx);
         }
-        let constant_outputs = graph
-            .outputs
-            .iter()
-            .map(|o| graph.constants.get(o).cloned())
-            .collect();
         Ok(Session {
             constant_outputs,
             graph,
             sources: built.sources,
             events: ev_rx,
-            system,
+            system: Some(system),
             thread: Some(thread),
+            inline: None,
             arbiters: built.arbiters,
             next_mb: 0,
             broken: None,
@@ -347,7 +395,9 @@ impl Drop for Session {
         for a in &self.arbiters {
             a.stop();
         }
-        self.system.stop();
+        if let Some(s) = &self.system {
+            s.stop();
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

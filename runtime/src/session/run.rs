@@ -1,6 +1,7 @@
 //! Running a deployed session: one input set, a stream of micro-batches,
 //! and the trace of what ran.
 
+use super::inline::Stop;
 use super::{check_inputs, Session};
 use crate::actors::{Event, Feed};
 use crate::error::{Result, RuntimeError};
@@ -104,6 +105,9 @@ impl Session {
                 self.rank()
             )));
         }
+        if self.inline.is_some() {
+            return self.drive_inline(inputs, parts, on_output);
+        }
         let mut inputs = inputs.into_iter().peekable();
         let first = self.next_mb;
         let k = self.sources.len().max(1) as u64;
@@ -197,6 +201,63 @@ impl Session {
             Some(e) => Err(e),
             None => Ok(fed),
         }
+    }
+
+    /// [`Session::drive`] for a plan run on the caller's thread: one input
+    /// set after the other, each output handed on as [`Session::drive`]
+    /// does.
+    fn drive_inline<I>(
+        &mut self,
+        inputs: I,
+        mut parts: Option<&mut PartFn<'_>>,
+        on_output: &mut OutputFn<'_>,
+    ) -> Result<usize>
+    where
+        I: IntoIterator<Item = Vec<Arc<Tensor>>>,
+    {
+        let mut inputs = inputs.into_iter().peekable();
+        let mut fed = 0usize;
+        while let Some(b) = inputs.next() {
+            if let Err(e) = check_inputs(&self.graph, &b) {
+                // A lone input set keeps the plain message.
+                let alone = fed == 0 && inputs.peek().is_none();
+                return Err(if alone {
+                    e
+                } else {
+                    RuntimeError::Input(format!("input set {fed}: {e}"))
+                });
+            }
+            let mb = self.next_mb;
+            self.next_mb += 1;
+            let outs = match (&self.constant_outputs, self.inline.as_mut()) {
+                (Some(c), _) => Ok(c.clone()),
+                (None, Some(runner)) => match parts.as_mut() {
+                    Some(p) => {
+                        let mut each = |slot: usize, t: Arc<Tensor>| p(fed, slot, t);
+                        runner.run(mb, &b, Some(&mut each))
+                    }
+                    None => runner.run(mb, &b, None),
+                },
+                (None, None) => Err(Stop::Run(RuntimeError::Stopped("no runner".into()))),
+            };
+            let outs = match outs {
+                Ok(o) => o,
+                Err(Stop::Run(e)) => return Err(self.failed(e)),
+                Err(Stop::Caller(e)) => return Err(e),
+            };
+            fed += 1;
+            match parts.as_mut() {
+                // Constant outputs are handed on only here.
+                Some(p) if self.constant_outputs.is_some() => {
+                    for (slot, t) in outs.into_iter().enumerate() {
+                        p(fed - 1, slot, t)?;
+                    }
+                }
+                Some(_) => {}
+                None => on_output(fed - 1, outs)?,
+            }
+        }
+        Ok(fed)
     }
 
     /// The next event from the actors; with a kernel timeout, wakes every
