@@ -1,7 +1,9 @@
-//! Per-op actor dispatch overhead: a chain of 10,000 tiny ops (Neg on a
+//! Per-op dispatch overhead: a chain of 10,000 tiny ops (Neg on a
 //! one-element tensor) run through a Session on one CPU device. The time per
-//! run divided by 10,000 is the cost of one actor hop: message, credit
-//! bookkeeping, kernel call. Target ≤ 5 µs per op.
+//! run divided by 10,000 is the cost of one op: on the caller's thread (the
+//! default for a one-CPU plan: shape lookup, kernel call, buffer release)
+//! and through the actors (`actors`: message, ready queue, credit, kernel
+//! call), which plans over several devices take. Target ≤ 5 µs per op.
 //!
 //! `cargo bench --bench dispatch`
 
@@ -25,18 +27,21 @@ fn chain() -> Model {
 
 fn bench(c: &mut Criterion) {
     let m = chain();
-    let mut s = SessionBuilder::new(&m)
-        .devices("cpu")
-        .threads(1)
-        .build()
-        .expect("session");
     let x = vec![Arc::new(Tensor::from_vec(vec![1], vec![1.5f32]).unwrap())];
-    let out = s.run(x.clone()).unwrap();
-    assert_eq!(out[0].as_slice::<f32>().unwrap(), &[1.5]); // even number of negations
     let mut g = c.benchmark_group("dispatch");
     g.throughput(Throughput::Elements(CHAIN as u64));
     g.sample_size(20);
-    g.bench_function("chain_10000_neg", |b| b.iter(|| s.run(x.clone()).unwrap()));
+    for (name, actors) in [("chain_10000_neg", false), ("chain_10000_neg_actors", true)] {
+        let mut s = SessionBuilder::new(&m)
+            .devices("cpu")
+            .threads(1)
+            .actors(actors)
+            .build()
+            .expect("session");
+        let out = s.run(x.clone()).unwrap();
+        assert_eq!(out[0].as_slice::<f32>().unwrap(), &[1.5]); // even number of negations
+        g.bench_function(name, |b| b.iter(|| s.run(x.clone()).unwrap()));
+    }
     g.finish();
 }
 

@@ -6,9 +6,12 @@
 
 hetflow side: `hetflow bench` on a chain of N one-element Neg nodes (an ONNX
 model written to target/bench/, one CPU device, 1 kernel thread); the
-median time of a run divided by N is the cost of one op hop through the
-actor runtime (message, credit, kernel call): the same chain as
-`cargo bench --bench dispatch`.
+median time of a run divided by N is the cost of one op: the same chain as
+`cargo bench --bench dispatch`. Two figures: the default path, where a plan
+on one CPU device runs on the caller's thread (shape resolution, kernel
+call, buffer release), and the actor path (`HETFLOW_INLINE=0`: message,
+ready queue, credit, kernel call), which every plan over several devices
+takes.
 
 StarPU side: benches/peers/starpu_dispatch.c (built here with gcc and
 `pkg-config starpu-1.3`; Debian package libstarpu-dev), N tiny dependent
@@ -93,24 +96,28 @@ def main() -> int:
     starpu = build_starpu()
     env = dict(os.environ, STARPU_SCHED="eager", STARPU_SILENT="1", STARPU_NCPU="2",
                STARPU_NOPENCL="0", STARPU_NCUDA="0", STARPU_NMIC="0")
-    hf, chain, indep = [], [], []
+    hf, actors, chain, indep = [], [], [], []
     for r in range(a.rounds):
-        out = run([a.hetflow, "bench", str(model), "--threads", "1", "--device", "cpu",
-                   "--iters", "10", "--warmup", "2"])
-        ms = float(out.strip().splitlines()[-1].split("=")[1])
-        hf.append(ms * 1e3 / a.n)
+        for side, extra in ((hf, {}), (actors, {"HETFLOW_INLINE": "0"})):
+            out = run([a.hetflow, "bench", str(model), "--threads", "1", "--device", "cpu",
+                       "--iters", "10", "--warmup", "2"], dict(os.environ, **extra))
+            ms = float(out.strip().splitlines()[-1].split("=")[1])
+            side.append(ms * 1e3 / a.n)
         line = run([str(starpu), str(a.n), "1"], env).strip().splitlines()[-1]
         kv = dict(p.split("=") for p in line.split())
         chain.append(float(kv["chain_us"]))
         indep.append(float(kv["indep_us"]))
-        print(f"round {r + 1}: hetflow {hf[-1]:.3f} us/op, StarPU chain {chain[-1]:.3f} "
-              f"indep {indep[-1]:.3f} us/task", flush=True)
-    h, c, i = min(hf), min(chain), min(indep)
+        print(f"round {r + 1}: hetflow {hf[-1]:.3f} us/op (actors {actors[-1]:.3f}), "
+              f"StarPU chain {chain[-1]:.3f} indep {indep[-1]:.3f} us/task", flush=True)
+    h, ac, c, i = min(hf), min(actors), min(chain), min(indep)
     print()
-    print("| date | N | hetflow µs/op (1 thread) | StarPU eager chain µs/task | StarPU independent µs/task | hetflow / StarPU chain |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    print(f"| {time.strftime('%Y-%m-%d')} | {a.n} | {h:.3f} | {c:.3f} | {i:.3f} | {h / c:.2f} |")
+    print("| date | N | hetflow µs/op (1 thread) | hetflow actors µs/op | StarPU eager chain µs/task "
+          "| StarPU independent µs/task | hetflow / StarPU chain | actors / StarPU chain |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(f"| {time.strftime('%Y-%m-%d')} | {a.n} | {h:.3f} | {ac:.3f} | {c:.3f} | {i:.3f} "
+          f"| {h / c:.2f} | {ac / c:.2f} |")
     print(f"dispatch_ratio={h / c:.3f}")
+    print(f"dispatch_ratio_actors={ac / c:.3f}")
     return 0
 
 

@@ -8,6 +8,11 @@
 //! crossing: a one-Neg model ran in 64 µs median but 7 µs at best, when
 //! both threads happened to be awake (docs/benchmarks.md, issue 17). So:
 //!
+//! A plan on one CPU device alone runs on the caller's thread by default
+//! (`session/inline.rs`) and crosses no thread at all; what follows is
+//! for such a plan run through the actors (`SessionOptions::actors`,
+//! `HETFLOW_INLINE=0`).
+//!
 //! - The thread of a session on one CPU device alone (its compute
 //!   arbiter, which also holds the source and the sink) runs a
 //!   [`Spinner`]: after any of its actors calls [`touch`] (a kernel ran, a
