@@ -230,6 +230,22 @@ impl DeviceTensor {
     pub fn payload<P: Any + Send + Sync>(&self) -> Option<&P> {
         self.payload.downcast_ref::<P>()
     }
+    /// The backend payload itself when it is of type `P`; the tensor back
+    /// otherwise.
+    pub fn into_payload<P: Any + Send + Sync>(self) -> std::result::Result<Arc<P>, Self> {
+        let DeviceTensor {
+            device,
+            dtype,
+            shape,
+            payload,
+        } = self;
+        payload.downcast::<P>().map_err(|payload| DeviceTensor {
+            device,
+            dtype,
+            shape,
+            payload,
+        })
+    }
     /// Bytes of data.
     pub fn byte_len(&self) -> usize {
         self.shape.iter().product::<usize>() * self.dtype.size()
@@ -363,6 +379,20 @@ pub trait Device: Send + Sync {
     /// runs the view through [`Device::execute`].
     fn view(&self, _t: &DeviceTensor, _shape: Vec<usize>) -> Option<Result<DeviceTensor>> {
         None
+    }
+
+    /// `t` under `shape` (same element count) without a copy, when the
+    /// caller hands over a handle no one else holds: a backend whose
+    /// tensors own their shape (the CPU's) relabels the buffer in place.
+    /// The runtime calls it for a pure view whose input has no other
+    /// reader left. `Err(t)` (the default) gives the tensor back
+    /// unchanged; the runtime then runs the view as it would have.
+    fn relabel(
+        &self,
+        t: DeviceTensor,
+        _shape: Vec<usize>,
+    ) -> std::result::Result<DeviceTensor, DeviceTensor> {
+        Err(t)
     }
 
     /// The value of a small tensor (a shape operand: Reshape's target

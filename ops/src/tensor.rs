@@ -497,6 +497,22 @@ impl Tensor {
             .map_err(|d| Error::msg(format!("expected a {} tensor, got {}", T::DTYPE, d.dtype())))
     }
 
+    /// Gives the tensor `shape` in place (element count must match;
+    /// unchanged on error). Drops what was prepared for the old shape.
+    pub fn set_shape(&mut self, shape: Vec<usize>) -> Result<()> {
+        let n: usize = shape.iter().product();
+        if n != self.data.len() {
+            return Err(Error::msg(format!(
+                "tensor of {} elements cannot take shape {:?}",
+                self.data.len(),
+                shape
+            )));
+        }
+        self.shape = shape;
+        self.prepared = OnceLock::new();
+        Ok(())
+    }
+
     /// Same elements, new shape (element count must match).
     pub fn reshape(mut self, shape: Vec<usize>) -> Result<Tensor> {
         Tensor::new(shape, self.take_data())

@@ -230,6 +230,27 @@ impl Device for CpuDevice {
         Ok(outs.into_iter().map(|t| self.wrap(t)).collect())
     }
 
+    fn relabel(
+        &self,
+        t: DeviceTensor,
+        shape: Vec<usize>,
+    ) -> std::result::Result<DeviceTensor, DeviceTensor> {
+        if t.device != self.info.id
+            || shape.iter().product::<usize>() != t.shape.iter().product::<usize>()
+        {
+            return Err(t);
+        }
+        let (device, dtype, old) = (t.device, t.dtype, t.shape.clone());
+        let host = t.into_payload::<Tensor>()?;
+        match Arc::try_unwrap(host) {
+            Ok(mut host) => match host.set_shape(shape) {
+                Ok(()) => Ok(self.wrap(host)),
+                Err(_) => Err(DeviceTensor::new(device, dtype, old, Arc::new(host))),
+            },
+            Err(shared) => Err(DeviceTensor::new(device, dtype, old, shared)),
+        }
+    }
+
     fn prepare_weight(
         &self,
         op: &Op,
@@ -304,5 +325,40 @@ mod tests {
         let mut one = topo.pus_of(&[0], true);
         one.sort_unstable();
         assert_eq!(got, one, "a one-core device");
+    }
+}
+
+#[cfg(test)]
+mod relabel_tests {
+    use super::*;
+
+    /// A handle no one else holds is relabelled in place (same buffer);
+    /// a shared one, or a wrong element count, comes back untouched.
+    #[test]
+    fn relabel_takes_a_lone_handle_only() {
+        let topo = CpuTopology::discover();
+        let d = CpuDevice::new(0, &topo, &[0], Some(1)).expect("device");
+        let t = Arc::new(Tensor::from_vec(vec![6], (0..6).map(|i| i as f32).collect()).unwrap());
+        let ptr = t.as_slice::<f32>().unwrap().as_ptr();
+        let lone = d.upload(t).unwrap();
+        let r = d.relabel(lone, vec![2, 3]).expect("relabelled");
+        assert_eq!(r.shape, [2, 3]);
+        let host = d.download(&r).unwrap();
+        assert_eq!(host.shape(), [2, 3]);
+        assert_eq!(host.as_slice::<f32>().unwrap().as_ptr(), ptr, "copied");
+        drop(host);
+        let kept = d.download(&r).unwrap(); // a second holder
+        let back = d
+            .relabel(r, vec![3, 2])
+            .expect_err("shared handle relabelled");
+        assert_eq!(back.shape, [2, 3]);
+        assert_eq!(kept.shape(), [2, 3]);
+        let wrong = d
+            .relabel(back, vec![4])
+            .expect_err("wrong count relabelled");
+        assert_eq!(
+            d.download(&wrong).unwrap().to_f32_vec(),
+            [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+        );
     }
 }

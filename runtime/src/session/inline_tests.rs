@@ -143,6 +143,9 @@ impl Device for Counting {
         self.ran.fetch_add(1, Ordering::SeqCst);
         self.inner.execute(op, inputs, outputs)
     }
+    fn relabel(&self, t: DeviceTensor, shape: Vec<usize>) -> Result<DeviceTensor, DeviceTensor> {
+        self.inner.relabel(t, shape)
+    }
 }
 
 #[test]
@@ -227,4 +230,52 @@ fn inline_keeps_nothing_of_a_run_and_traces_each_kernel() {
         .map(|e| e.name.clone())
         .collect();
     assert_eq!(names, ["relu", "add", "mul"], "{names:?}");
+}
+
+#[test]
+fn a_view_of_a_last_read_value_takes_its_buffer_and_others_copy() {
+    // x -> relu -> a; r1 = reshape(a) [2, 2] is a's last reader only in
+    // the first graph; in the second, neg reads a after the reshape, so
+    // the reshape must leave a intact.
+    for later_reader in [false, true] {
+        let mut g = Graph::default();
+        let x = g.add_input("x", DType::F32, vec![Dim::Known(4)]);
+        let shape = g.add_const("shape", Tensor::from_vec(vec![2], vec![2i64, 2]).unwrap());
+        let a = g.add_node("relu", Op::Unary(UnaryOp::Relu), &[x], 1)[0];
+        let r = g.add_node(
+            "reshape",
+            Op::Reshape {
+                allowzero: false,
+                shape: None,
+            },
+            &[a, shape],
+            1,
+        )[0];
+        let r = g.add_node("neg", Op::Unary(UnaryOp::Neg), &[r], 1)[0];
+        g.add_output(r);
+        if later_reader {
+            let b = g.add_node("neg_a", Op::Unary(UnaryOp::Neg), &[a], 1)[0];
+            g.add_output(b);
+        }
+        let g = Arc::new(g.finish().unwrap());
+        let dev = Arc::new(Counting {
+            inner: cpu(),
+            ran: AtomicUsize::new(0),
+        });
+        let mut s = session(&g, dev.clone(), SessionOptions::default());
+        let x = Tensor::from_vec(vec![4], vec![-1f32, 2.0, -3.0, 4.0]).unwrap();
+        let out = s.run(vec![Arc::new(x)]).unwrap();
+        // The reshape ran as a kernel only where a's buffer was not free.
+        let kernels = if later_reader { 4 } else { 2 };
+        assert_eq!(
+            dev.ran.load(Ordering::SeqCst),
+            kernels,
+            "later reader {later_reader}"
+        );
+        assert_eq!(out[0].shape(), [2, 2]);
+        assert_eq!(out[0].to_f32_vec(), [-0.0, -2.0, -0.0, -4.0]);
+        if later_reader {
+            assert_eq!(out[1].to_f32_vec(), [-0.0, -2.0, -0.0, -4.0]);
+        }
+    }
 }
