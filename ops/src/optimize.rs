@@ -5,6 +5,10 @@
 //!   `W' = W * s` and `b' = (b - mean) * s + beta`, `s = scale / sqrt(var +
 //!   eps)` per output channel (computed in f64).
 //!
+//! * **Per-channel Mul / Add folding** (`optimize/affine.rs`): a Mul or
+//!   Add by a per-channel constant after a Conv or a BatchNormalization
+//!   goes into the producer's constants.
+//!
 //! * **Activation fusion**: `Conv -> Relu` and `Conv -> Clip` (constant
 //!   bounds, e.g. relu6) become one Conv whose kernel applies the
 //!   activation to each output block while it is still in cache
@@ -16,6 +20,8 @@
 //! name the model's nodes. The facade applies [`optimize`] on load; tests of
 //! raw semantics can load without it.
 
+mod affine;
+
 use crate::graph::{Graph, NodeId};
 use crate::op::Op;
 use crate::tensor::Tensor;
@@ -25,6 +31,9 @@ use crate::tensor::Tensor;
 pub struct OptimizeReport {
     /// BatchNormalization nodes folded into the preceding Conv.
     pub batchnorms_folded: usize,
+    /// Mul / Add nodes by a per-channel constant folded into the
+    /// preceding Conv or BatchNormalization.
+    pub affine_folded: usize,
     /// Relu / Clip nodes fused into the preceding Conv.
     pub activations_fused: usize,
 }
@@ -32,9 +41,11 @@ pub struct OptimizeReport {
 /// Applies every rewrite.
 pub fn optimize(g: &mut Graph) -> OptimizeReport {
     let batchnorms_folded = fold_batchnorm(g);
+    let affine_folded = affine::fold_affine(g);
     let activations_fused = fuse_activations(g);
     OptimizeReport {
         batchnorms_folded,
+        affine_folded,
         activations_fused,
     }
 }
@@ -324,16 +335,20 @@ fn fold_batchnorm(g: &mut Graph) -> usize {
     }
     let folded = pass.finish(g);
     if folded > 0 {
-        // Drop constants no node reads any more (the unfolded weights).
-        let used: std::collections::HashSet<crate::ValueId> = g
-            .nodes
-            .iter()
-            .flat_map(|n| n.inputs.iter().flatten().copied())
-            .chain(g.outputs.iter().copied())
-            .collect();
-        g.constants.retain(|k, _| used.contains(k));
+        drop_unused_constants(g);
     }
     folded
+}
+
+/// Drops constants no node reads any more (the unfolded weights).
+fn drop_unused_constants(g: &mut Graph) {
+    let used: std::collections::HashSet<crate::ValueId> = g
+        .nodes
+        .iter()
+        .flat_map(|n| n.inputs.iter().flatten().copied())
+        .chain(g.outputs.iter().copied())
+        .collect();
+    g.constants.retain(|k, _| used.contains(k));
 }
 
 #[cfg(test)]
