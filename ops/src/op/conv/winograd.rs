@@ -143,13 +143,36 @@ pub(super) fn fits(g: &Geom) -> bool {
 /// The shape rule of [`fits`], on the attributes a session knows when it
 /// prepares the filter.
 pub(super) fn shape_fits(c: usize, m: usize, group: usize, win: &crate::op::Window) -> bool {
-    win.kernel == [3, 3]
-        && win.strides == [1, 1]
-        && win.dilations == [1, 1]
-        && group == 1
-        && c >= 16
+    computes(group, win)
         && m >= 16
         && win.output.iter().all(|&o| o >= MIN_OUT_SIDE)
+        && c >= MIN_CHANNELS
+        && tile_waste(&win.output) <= MAX_WASTE
+}
+
+/// The geometries the kernel computes at all (which of them it is
+/// chosen for is [`shape_fits`]).
+fn computes(group: usize, win: &crate::op::Window) -> bool {
+    win.kernel == [3, 3] && win.strides == [1, 1] && win.dilations == [1, 1] && group == 1
+}
+
+/// Input channels from which the path is taken: SqueezeNet's 3x3 expands
+/// on 16 channels (55x55, 64 filters) ran in 1.16-1.37 ms here against
+/// 0.75 ms in the direct kernel (`direct.rs`, which takes up to 17
+/// channels of a 3x3), 2026-12-03.
+const MIN_CHANNELS: usize = 32;
+
+/// The most output area the 4x4 tiles may cover per output cell: a 13x13
+/// map takes 16x16 of tiles (1.51), and SqueezeNet's 13x13 expands (64
+/// channels, 256 filters) ran in 0.86-0.96 ms here against 0.65-0.69 in
+/// im2col + GEMM (2026-12-03). 14x14 and 7x7 (ResNet's) cover 1.31.
+const MAX_WASTE: f64 = 1.4;
+
+/// Tiled area over output area.
+fn tile_waste(out: &[usize]) -> f64 {
+    let tiled: usize = out.iter().map(|&o| o.div_ceil(TO) * TO).product();
+    let area: usize = out.iter().product();
+    tiled as f64 / area.max(1) as f64
 }
 
 #[cfg(test)]
@@ -259,7 +282,7 @@ pub(super) fn conv_with(
     res: Option<&[f32]>,
     act: Activation,
 ) -> Result<Vec<f32>> {
-    if !shape_fits(g.c, g.m, g.group, &g.win) || g.spatial.len() != 2 {
+    if !computes(g.group, &g.win) || g.spatial.len() != 2 {
         crate::bail!("internal: Winograd conv on a conv it does not fit");
     }
     let p = Plan::new(g);
