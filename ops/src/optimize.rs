@@ -358,8 +358,9 @@ mod tests {
     use crate::{DType, Dim, ValueId};
     use std::collections::HashMap;
 
-    /// Runs a graph node by node with the host kernels.
-    fn run(g: &Graph, x: &Tensor) -> Vec<f32> {
+    /// Runs a graph node by node with the host kernels (also for
+    /// `affine.rs`'s tests).
+    pub(super) fn run(g: &Graph, x: &Tensor) -> Vec<f32> {
         let mut vals: HashMap<ValueId, Tensor> = g
             .constants
             .iter()

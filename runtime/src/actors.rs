@@ -450,14 +450,7 @@ impl Task {
             let outputs = match result {
                 Ok(Ok(o)) => o,
                 Ok(Err(e)) => return self.fail(label, e.to_string()),
-                Err(p) => {
-                    let msg = p
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "panic".into());
-                    return self.fail(label, format!("kernel panicked: {msg}"));
-                }
+                Err(p) => return self.fail(label, format!("kernel panicked: {}", panic_text(&*p))),
             };
             // Inputs consumed: hand their buffers back.
             for up in self.upstream.iter().flatten() {
@@ -477,6 +470,14 @@ impl Task {
             }
         }
     }
+}
+
+/// The message of a caught panic (`"panic"` when it carries none).
+pub(crate) fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panic".into())
 }
 
 impl Actor for Task {

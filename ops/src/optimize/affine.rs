@@ -215,26 +215,8 @@ fn fold_into_bn(
 mod tests {
     use super::*;
     use crate::op::UnaryOp;
+    use crate::optimize::tests::run;
     use crate::{DType, Dim};
-    use std::collections::HashMap;
-
-    /// The graph's output, run node by node with the host kernels.
-    fn run(g: &Graph, x: &Tensor) -> Vec<f32> {
-        let mut vals: HashMap<ValueId, Tensor> = g
-            .constants
-            .iter()
-            .map(|(k, v)| (*k, (**v).clone()))
-            .collect();
-        vals.insert(g.inputs[0], x.clone());
-        for n in &g.nodes {
-            let ins: Vec<Option<&Tensor>> = n.inputs.iter().map(|i| i.map(|i| &vals[&i])).collect();
-            let outs = crate::kernels::eval(&n.op, &ins, n.outputs.len()).unwrap();
-            for (o, t) in n.outputs.iter().zip(outs) {
-                vals.insert(*o, t);
-            }
-        }
-        vals[&g.outputs[0]].to_f32_vec()
-    }
 
     fn konst(g: &mut Graph, name: &str, shape: &[usize], v: &[f32]) -> ValueId {
         g.add_const(name, Tensor::from_vec(shape.to_vec(), v.to_vec()).unwrap())

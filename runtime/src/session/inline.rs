@@ -272,15 +272,7 @@ impl Inline {
                 self.finish_step(s, vec![out], part, &mut handed)?;
                 continue;
             }
-            let args: Vec<Option<&DeviceTensor>> = s
-                .inputs
-                .iter()
-                .map(|i| match i {
-                    In::Omitted => None,
-                    In::Value(v) => self.values[*v].as_ref(),
-                    In::Const(t) => Some(t),
-                })
-                .collect();
+            let args = self.args(&s.inputs);
             let device = &*self.device;
             let n_outputs = s.outputs.len();
             let (op, resolver) = (&s.op, &mut s.resolver);
@@ -301,12 +293,10 @@ impl Inline {
                 Ok(Ok(o)) => o,
                 Ok(Err(e)) => return Err(fail(e.to_string())),
                 Err(p) => {
-                    let msg = p
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "panic".into());
-                    return Err(fail(format!("kernel panicked: {msg}")));
+                    return Err(fail(format!(
+                        "kernel panicked: {}",
+                        crate::actors::panic_text(&*p)
+                    )))
                 }
             };
             if outs.len() < s.outputs.len() {
@@ -348,15 +338,7 @@ impl Inline {
             _ => return None,
         };
         let shape = {
-            let args: Vec<Option<&DeviceTensor>> = s
-                .inputs
-                .iter()
-                .map(|i| match i {
-                    In::Omitted => None,
-                    In::Value(v) => self.values[*v].as_ref(),
-                    In::Const(t) => Some(t),
-                })
-                .collect();
+            let args = self.args(&s.inputs);
             let x = args.first().copied().flatten()?;
             let spec = s.resolver.resolve(&*self.device, &s.op, &args, 1).ok()?;
             match spec.first().and_then(|o| o.concrete()) {
@@ -372,6 +354,18 @@ impl Inline {
                 None
             }
         }
+    }
+
+    /// A step's inputs as the device takes them.
+    fn args<'a>(&'a self, inputs: &'a [In]) -> Vec<Option<&'a DeviceTensor>> {
+        inputs
+            .iter()
+            .map(|i| match i {
+                In::Omitted => None,
+                In::Value(v) => self.values[*v].as_ref(),
+                In::Const(t) => Some(t),
+            })
+            .collect()
     }
 
     fn record(&self, s: &Step, mb: u64, start: Instant, tracing: bool) {
