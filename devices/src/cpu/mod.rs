@@ -287,6 +287,19 @@ impl Device for CpuDevice {
 mod tests {
     use super::*;
 
+    /// The PUs a fresh thread is bound to once it has become `d`'s
+    /// executor.
+    fn executor_pus(d: &CpuDevice) -> Vec<usize> {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                d.init_executor_thread();
+                topology::current_thread_pus().expect("binding")
+            })
+            .join()
+            .expect("thread")
+        })
+    }
+
     /// The executor thread and the team's workers are bound to the
     /// device's PUs, all of them, whatever the thread count.
     #[test]
@@ -302,29 +315,13 @@ mod tests {
         want.sort_unstable();
         for threads in [1, pus.len()] {
             let d = CpuDevice::new(0, &topo, &all, Some(threads)).expect("device");
-            let got = std::thread::scope(|s| {
-                s.spawn(|| {
-                    d.init_executor_thread();
-                    topology::current_thread_pus().expect("binding")
-                })
-                .join()
-                .expect("thread")
-            });
-            assert_eq!(got, want, "executor, {threads} thread(s)");
+            assert_eq!(executor_pus(&d), want, "executor, {threads} thread(s)");
         }
         // A device on the first core alone binds its threads there.
         let d = CpuDevice::new(0, &topo, &[0], Some(1)).expect("device");
-        let got = std::thread::scope(|s| {
-            s.spawn(|| {
-                d.init_executor_thread();
-                topology::current_thread_pus().expect("binding")
-            })
-            .join()
-            .expect("thread")
-        });
         let mut one = topo.pus_of(&[0], true);
         one.sort_unstable();
-        assert_eq!(got, one, "a one-core device");
+        assert_eq!(executor_pus(&d), one, "a one-core device");
     }
 }
 

@@ -134,6 +134,50 @@ enum From {
     Remote(u32),
 }
 
+/// Constant `v`, read by input `slot` of node `n`, on `dev` (named
+/// `name`): uploaded once per device (`uploaded` keeps them by value),
+/// with its weight prepared for the node (packed panels, a transformed
+/// filter). Shared by the actors' build and the caller's-thread runner.
+pub(super) fn node_constant(
+    g: &Graph,
+    n: &hetflow_ops::graph::Node,
+    slot: usize,
+    v: ValueId,
+    dev: &dyn Device,
+    name: &str,
+    uploaded: &mut HashMap<usize, DeviceTensor>,
+) -> Result<DeviceTensor> {
+    let t = match uploaded.get(&v.0) {
+        Some(t) => t.clone(),
+        None => {
+            let c = g
+                .constants
+                .get(&v)
+                .ok_or_else(|| RuntimeError::Setup(format!("'{}' is not a constant", g.name(v))))?;
+            let t = dev.upload(c.clone()).map_err(|e| {
+                RuntimeError::Setup(format!("uploading weight '{}' to {name}: {e}", g.name(v)))
+            })?;
+            uploaded.insert(v.0, t.clone());
+            t
+        }
+    };
+    let lhs_shape = n
+        .inputs
+        .first()
+        .copied()
+        .flatten()
+        .and_then(|a| g.values[a.0].fact.concrete_shape());
+    dev.prepare_weight(&n.op, slot, &t, lhs_shape.as_deref())
+        .map_err(|e| {
+            RuntimeError::Setup(format!(
+                "preparing weight '{}' of node '{}' on {name}: {e}",
+                g.name(v),
+                n.name
+            ))
+        })?;
+    Ok(t)
+}
+
 /// Builds all actors inside the running System. Addresses are taken from
 /// fresh contexts first, so every actor starts fully wired. `devices` are
 /// the copy's plan devices, `None` for those of other ranks (whose nodes
@@ -356,36 +400,7 @@ pub(super) fn build(
                         .get_mut(&names[d])
                         .ok_or_else(|| RuntimeError::Setup(format!("{} not set up", names[d])))?
                         .uploaded;
-                    let t = match uploaded.get(&v.0) {
-                        Some(t) => t.clone(),
-                        None => {
-                            let t = dev(d)?.upload(g.constants[v].clone()).map_err(|e| {
-                                RuntimeError::Setup(format!(
-                                    "uploading weight '{}' to {}: {e}",
-                                    g.name(*v),
-                                    names[d]
-                                ))
-                            })?;
-                            uploaded.insert(v.0, t.clone());
-                            t
-                        }
-                    };
-                    let lhs_shape = n
-                        .inputs
-                        .first()
-                        .copied()
-                        .flatten()
-                        .and_then(|a| g.values[a.0].fact.concrete_shape());
-                    dev(d)?
-                        .prepare_weight(&n.op, slot, &t, lhs_shape.as_deref())
-                        .map_err(|e| {
-                            RuntimeError::Setup(format!(
-                                "preparing weight '{}' of node '{}' on {}: {e}",
-                                g.name(*v),
-                                n.name,
-                                names[d]
-                            ))
-                        })?;
+                    let t = node_constant(g, n, slot, *v, &**dev(d)?, &names[d], uploaded)?;
                     consts.push(Some(t));
                     upstream.push(None);
                 }

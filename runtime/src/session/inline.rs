@@ -145,39 +145,20 @@ impl Inline {
                     inputs.push(In::Omitted);
                     continue;
                 };
-                let Some(c) = g.constants.get(v) else {
+                if !g.constants.contains_key(v) {
                     readers[v.0] += 1;
                     inputs.push(In::Value(v.0));
                     continue;
-                };
-                let t = match uploaded.get(&v.0) {
-                    Some(t) => t.clone(),
-                    None => {
-                        let t = device.upload(c.clone()).map_err(|e| {
-                            RuntimeError::Setup(format!(
-                                "uploading weight '{}' to {dev_name}: {e}",
-                                g.name(*v)
-                            ))
-                        })?;
-                        uploaded.insert(v.0, t.clone());
-                        t
-                    }
-                };
-                let lhs_shape = n
-                    .inputs
-                    .first()
-                    .copied()
-                    .flatten()
-                    .and_then(|a| g.values[a.0].fact.concrete_shape());
-                device
-                    .prepare_weight(&n.op, slot, &t, lhs_shape.as_deref())
-                    .map_err(|e| {
-                        RuntimeError::Setup(format!(
-                            "preparing weight '{}' of node '{}' on {dev_name}: {e}",
-                            g.name(*v),
-                            n.name
-                        ))
-                    })?;
+                }
+                let t = super::build::node_constant(
+                    g,
+                    n,
+                    slot,
+                    *v,
+                    &*device,
+                    &dev_name,
+                    &mut uploaded,
+                )?;
                 inputs.push(In::Const(t));
             }
             steps.push(Step {

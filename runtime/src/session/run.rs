@@ -17,6 +17,18 @@ type PartFn<'a> = dyn FnMut(usize, usize, Arc<Tensor>) -> Result<()> + 'a;
 /// Where [`Session::run_stream_each`] hands each input set's outputs.
 type OutputFn<'a> = dyn FnMut(usize, Vec<Arc<Tensor>>) -> Result<()> + 'a;
 
+/// [`check_inputs`] on input set `fed` of a stream (`last`: no set comes
+/// after it): the error names the set unless it is the only one.
+fn check_set(g: &hetflow_ops::Graph, b: &[Arc<Tensor>], fed: usize, last: bool) -> Result<()> {
+    check_inputs(g, b).map_err(|e| {
+        if fed == 0 && last {
+            e
+        } else {
+            RuntimeError::Input(format!("input set {fed}: {e}"))
+        }
+    })
+}
+
 impl Session {
     /// Runs one input set (graph inputs in order); returns the graph
     /// outputs in order, on the host.
@@ -121,14 +133,8 @@ impl Session {
         loop {
             while stop.is_none() && fed - done < self.window {
                 let Some(b) = inputs.next() else { break };
-                if let Err(e) = check_inputs(&self.graph, &b) {
-                    // A lone input set keeps the plain message.
-                    let alone = fed == 0 && inputs.peek().is_none();
-                    stop = Some(if alone {
-                        e
-                    } else {
-                        RuntimeError::Input(format!("input set {fed}: {e}"))
-                    });
+                if let Err(e) = check_set(&self.graph, &b, fed, inputs.peek().is_none()) {
+                    stop = Some(e);
                     break;
                 }
                 if let Some(outs) = &self.constant_outputs {
@@ -218,15 +224,7 @@ impl Session {
         let mut inputs = inputs.into_iter().peekable();
         let mut fed = 0usize;
         while let Some(b) = inputs.next() {
-            if let Err(e) = check_inputs(&self.graph, &b) {
-                // A lone input set keeps the plain message.
-                let alone = fed == 0 && inputs.peek().is_none();
-                return Err(if alone {
-                    e
-                } else {
-                    RuntimeError::Input(format!("input set {fed}: {e}"))
-                });
-            }
+            check_set(&self.graph, &b, fed, inputs.peek().is_none())?;
             let mb = self.next_mb;
             self.next_mb += 1;
             let outs = match (&self.constant_outputs, self.inline.as_mut()) {

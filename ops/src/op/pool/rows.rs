@@ -103,6 +103,30 @@ pub(super) fn max_pool(
     w: &Window,
     x: &[f32],
 ) -> Option<Vec<f32>> {
+    // SAFETY (for the plane function): AVX-512F (`fits`, checked by
+    // `two_pass`); the maxima have the plan's length, `dst` the plane's
+    // `oh·ow` outputs, written by this piece only.
+    two_pass(planes, spatial, w, x, |p, src, hmax, dst| {
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            plane512(p, src, hmax, dst)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (p, src, hmax, dst);
+    })
+}
+
+/// The driver of both pools: a plan for `w`, then `plane(plan, input
+/// plane, row scratch, output)` for every plane, over the team, into an
+/// output written only by those calls. `None` where the kernel does not
+/// apply or `x` does not hold `planes` planes.
+fn two_pass(
+    planes: usize,
+    spatial: &[usize],
+    w: &Window,
+    x: &[f32],
+    plane: impl Fn(&Plan, &[f32], &mut [f32], *mut f32) + Sync,
+) -> Option<Vec<f32>> {
     if !fits(spatial, w) {
         return None;
     }
@@ -112,21 +136,15 @@ pub(super) fn max_pool(
         return None;
     }
     let piece = |r: std::ops::Range<usize>, dst: &dyn Fn(usize) -> *mut f32| {
-        let mut hmax = crate::pool::take::<f32>(p.hmax_len());
-        hmax.resize(p.hmax_len(), 0.0);
+        let mut rows = crate::pool::take::<f32>(p.hmax_len());
+        rows.resize(p.hmax_len(), 0.0);
         for i in r {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: AVX-512F (`fits`); the maxima have the plan's
-            // length, `dst(i)` the plane's `oh·ow` outputs, written by this
-            // piece only.
-            unsafe {
-                plane512(&p, &x[i * isz..(i + 1) * isz], &mut hmax, dst(i))
-            };
+            plane(&p, &x[i * isz..(i + 1) * isz], &mut rows, dst(i));
         }
-        crate::pool::give(hmax);
+        crate::pool::give(rows);
     };
-    // SAFETY: each piece stores every output of its planes (`plane512`:
-    // the last chunk of each row masked to its end).
+    // SAFETY: each piece stores every output of its planes (both plane
+    // functions store each row's chunks, the last one masked to its end).
     let o = unsafe { super::pair::planes_out(planes, osz, osz * p.kh * p.kw, piece) };
     Some(o)
 }
@@ -145,31 +163,20 @@ pub(super) fn avg_pool(
     x: &[f32],
     inv: &[f32],
 ) -> Option<Vec<f32>> {
-    if !fits(spatial, w) {
+    if inv.len() != w.output.iter().product::<usize>() {
         return None;
     }
-    let p = Plan::new(spatial, w);
-    let (isz, osz) = (p.ih * p.iw, p.oh * p.ow);
-    if x.len() != planes * isz || inv.len() != osz {
-        return None;
-    }
-    let piece = |r: std::ops::Range<usize>, dst: &dyn Fn(usize) -> *mut f32| {
-        let mut sums = crate::pool::take::<f32>(p.hmax_len());
-        sums.resize(p.hmax_len(), 0.0);
-        for i in r {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: AVX-512F (`fits`); the sums have the plan's length,
-            // `inv` and `dst(i)` the plane's `oh·ow`, written by this
-            // piece only.
-            unsafe {
-                plane512_avg(&p, &x[i * isz..(i + 1) * isz], &mut sums, inv, dst(i))
-            };
-        }
-        crate::pool::give(sums);
-    };
-    // SAFETY: each piece stores every output of its planes.
-    let o = unsafe { super::pair::planes_out(planes, osz, osz * p.kh * p.kw, piece) };
-    Some(o)
+    // SAFETY (for the plane function): AVX-512F (`fits`, checked by
+    // `two_pass`); the sums have the plan's length, `inv` and `dst` the
+    // plane's `oh·ow`, written by this piece only.
+    two_pass(planes, spatial, w, x, |p, src, sums, dst| {
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            plane512_avg(p, src, sums, inv, dst)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (p, src, sums, inv, dst);
+    })
 }
 
 /// [`plane512`] for an average: horizontal sums of each input row, then
