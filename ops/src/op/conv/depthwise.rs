@@ -1,6 +1,10 @@
 //! Depthwise 2-D convolution (group == C == M: one filter per channel), the
 //! 3x3 layers of MobileNet and ShuffleNet.
 //!
+//! On AVX-512, stride-1 layers whose output rows are as long as the
+//! input's go to `dwflat.rs`, which reads the input in place; the padded
+//! scratch below serves the rest (strided layers) and the max pool.
+//!
 //! f32 ([`depthwise2d_f32`]): each input plane is first copied into a
 //! zero-padded scratch whose columns are split into `stride` phases
 //! (padded column `c` goes to phase `c % stride`, position `c / stride`),
@@ -25,6 +29,7 @@
 //! The same planes, padded with -inf, serve 2-D MaxPool
 //! ([`max_pool2d_f32`], called from `op/pool/kernel.rs`).
 
+use super::dwflat::Flat;
 use super::geom::{Geom, Scratch};
 use crate::kernels::util::{isa, par_for, threads, valid_range, Float, Isa, SharedMut, PAR_MIN};
 use crate::op::Activation;
@@ -282,27 +287,62 @@ struct Epi<'a> {
 /// f32 depthwise 2-D convolution with fused bias, residual (`res`, the
 /// output's shape) and activation: the output `[N, C, oh, ow]`. Planes go
 /// to the current pool's threads when there is enough work.
+///
+/// Stride-1 layers with rows as long as the input's take `dwflat.rs`'s
+/// in-place kernel on AVX-512, with `flat` (the plan made at session
+/// build) when it was made for this geometry.
 pub(super) fn depthwise2d_f32(
     g: &Geom,
+    flat: Option<&Flat>,
     x: &[f32],
     w: &[f32],
     b: Option<&[f32]>,
     res: Option<&[f32]>,
     act: Activation,
 ) -> Vec<f32> {
-    depthwise2d_f32_with(isa(), g, x, w, b, res, act)
+    depthwise2d_f32_with(isa(), g, flat, x, w, b, res, act)
 }
 
 /// [`depthwise2d_f32`] on a given instruction set (the tests run each).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn depthwise2d_f32_with(
     isa: Isa,
     g: &Geom,
+    flat: Option<&Flat>,
     x: &[f32],
     w: &[f32],
     b: Option<&[f32]>,
     res: Option<&[f32]>,
     act: Activation,
 ) -> Vec<f32> {
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 {
+        let made;
+        let flat = match flat.filter(|f| f.is_for(g)) {
+            Some(f) => Some(f),
+            None => {
+                made = Flat::new(g);
+                made.as_ref()
+            }
+        };
+        if let Some(f) = flat {
+            let (osz, isz, ksz) = f.sizes();
+            let plane = |i: usize, _: &mut [f32], dst: &mut [MaybeUninit<f32>]| {
+                let ch = i % g.c;
+                let (bias, r) = (
+                    b.map_or(0.0, |b| b[ch]),
+                    res.map(|r| &r[i * osz..(i + 1) * osz]),
+                );
+                let (xi, wi) = (&x[i * isz..(i + 1) * isz], &w[ch * ksz..(ch + 1) * ksz]);
+                // SAFETY: AVX-512F was detected (`isa()`, or the tests
+                // chose it only where detected).
+                unsafe { f.plane512(xi, wi, bias, r, act, dst) };
+            };
+            // SAFETY: `plane512` stores every chunk of the plane, the last
+            // one masked to its end: every element of `dst`.
+            return unsafe { planes_out(osz, 0, ksz, g.n * g.c, plane) };
+        }
+    }
     let plan = Plan::new(g);
     let (isz, osz, ksz) = (plan.ih * plan.iw, plan.oh * plan.ow, plan.taps.len());
     let plane = |i: usize, s: &mut [f32], dst: &mut [MaybeUninit<f32>]| {
@@ -317,22 +357,23 @@ pub(super) fn depthwise2d_f32_with(
     };
     // SAFETY: `run_plane` stores each output row's chunks, the last one
     // masked to the row's end: every element of `dst`.
-    unsafe { planes_out(&plan, g.n * g.c, plane) }
+    unsafe { planes_out(osz, plan.scratch_len(), ksz, g.n * g.c, plane) }
 }
 
-/// A new output of `planes` planes of `plan`'s output size, each written
-/// by `plane(i, scratch, dst)` with a scratch of the plan's size; on the
-/// pool's threads when there is enough work.
+/// A new output of `planes` planes of `osz` elements, each written by
+/// `plane(i, scratch, dst)` with a scratch of `scratch` elements; on the
+/// pool's threads when there is enough work (`taps` per output element).
 ///
 /// # Safety
 /// `plane` writes every element of its `dst` (the output is returned
 /// without a zero fill).
 unsafe fn planes_out(
-    plan: &Plan,
+    osz: usize,
+    scratch: usize,
+    taps: usize,
     planes: usize,
     plane: impl Fn(usize, &mut [f32], &mut [MaybeUninit<f32>]) + Sync,
 ) -> Vec<f32> {
-    let osz = plan.oh * plan.ow;
     let total = planes * osz;
     // The output is written once, by the planes' stores: no zero fill
     // first (a pass over a MobileNet layer's 2.4 MB output).
@@ -341,14 +382,14 @@ unsafe fn planes_out(
         return o;
     }
     let run = |i: usize, dst: &mut [MaybeUninit<f32>], s: &mut Vec<f32>| {
-        s.resize(plan.scratch_len(), 0.0);
+        s.resize(scratch, 0.0);
         plane(i, s, dst);
     };
     let spare = &mut o.spare_capacity_mut()[..total];
-    if threads() > 1 && total * plan.taps.len() >= PAR_MIN && planes > 1 {
+    if threads() > 1 && total * taps >= PAR_MIN && planes > 1 {
         let shared = SharedMut::new(spare);
         par_for(planes, 1, &|is| {
-            let mut s = Scratch(crate::pool::take(plan.scratch_len()));
+            let mut s = Scratch(crate::pool::take(scratch));
             for i in is {
                 // SAFETY: plane `i` owns its `osz` elements.
                 let dst = unsafe { shared.slice(i * osz, osz) };
@@ -356,7 +397,7 @@ unsafe fn planes_out(
             }
         });
     } else {
-        let mut s = Scratch(crate::pool::take(plan.scratch_len()));
+        let mut s = Scratch(crate::pool::take(scratch));
         for (i, dst) in spare.chunks_mut(osz).enumerate() {
             run(i, dst, &mut s.0);
         }
@@ -568,7 +609,8 @@ pub(crate) fn max_pool2d_f32(
     };
     // SAFETY: `max_plane512` stores each output row's chunks, the last one
     // masked to the row's end: every element of `dst`.
-    Some(unsafe { planes_out(&plan, n * c, plane) })
+    let osz = plan.oh * plan.ow;
+    Some(unsafe { planes_out(osz, plan.scratch_len(), plan.taps.len(), n * c, plane) })
 }
 
 /// One max-pool plane with AVX-512: [`GROUP`] chunks at a time.

@@ -1,5 +1,6 @@
 //! N-d convolution: pointwise convs as one GEMM on NCHW, depthwise 2-D convs
-//! as a direct loop (`depthwise.rs`), everything else as im2col + GEMM per
+//! as a direct loop (`depthwise.rs`; stride-1 "same"-width ones read in
+//! place by `dwflat.rs`, its plan made at session build), everything else as im2col + GEMM per
 //! (batch, group) through the `gemm` crate ([`conv_f`]). f32 pointwise
 //! convs with many filter rows and a small filter take the blocked product
 //! over a filter packed at session build instead ([`conv_blocked`],
@@ -10,6 +11,7 @@
 use super::blocked::{self, PackedFilter, Product};
 use super::depthwise;
 use super::direct::{self, DirectFilter};
+use super::dwflat::Flat;
 use super::geom::{im2col, Geom, Scratch};
 use super::winograd::{self, WinoFilter};
 use crate::dtype::DType;
@@ -106,7 +108,8 @@ pub(crate) fn conv(a: &ConvAttrs, inputs: &[Option<&Tensor>]) -> Result<Tensor> 
             .map(|r| typed::<f32>(r, "input 3 (residual)"))
             .transpose()?;
         if g.depthwise2d() {
-            let o = depthwise::depthwise2d_f32(&g, xv, wv, bv, rv, a.activation);
+            let flat = w.prepared::<Flat>();
+            let o = depthwise::depthwise2d_f32(&g, flat, xv, wv, bv, rv, a.activation);
             return out(oshape, o);
         }
         if winograd::fits(&g) {
@@ -195,6 +198,20 @@ pub(crate) fn prepare_filter(w: &Tensor, a: &ConvAttrs, x_shape: Option<&[usize]
             false,
         );
         if let Ok(win) = win {
+            let g = Geom {
+                n: xs[0],
+                c: xs[1],
+                m: ws[0],
+                group,
+                spatial: xs[2..].to_vec(),
+                win: win.clone(),
+            };
+            if g.depthwise2d() {
+                return match Flat::new(&g) {
+                    Some(f) => w.prepare_with(|| Ok(f)),
+                    None => Ok(false),
+                };
+            }
             if winograd::shape_fits(xs[1], ws[0], group, &win) && winograd::enabled() {
                 let wv = typed::<f32>(w, "filter")?;
                 return w.prepare_with(|| WinoFilter::transform(wv, ws[0], ws[1]));
@@ -291,7 +308,13 @@ fn conv_f<F: Float>(
     act: Activation,
 ) -> Result<Vec<F>> {
     let (osz, mg) = (g.osz(), g.mg());
-    let mut o = crate::pool::filled(g.n * g.m * osz, F::ZERO);
+    // Every element is written below (the depthwise loop accumulates, so
+    // its output starts from zeros); NaN marks any that would not be.
+    let mut o = if g.depthwise2d() {
+        crate::pool::filled(g.n * g.m * osz, F::ZERO)
+    } else {
+        crate::pool::stale(g.n * g.m * osz, F::c(f64::NAN))
+    };
     if o.is_empty() {
         return Ok(o);
     }
@@ -377,7 +400,7 @@ fn conv_f<F: Float>(
         };
         if par && threads > 1 {
             par_try_for(tiles, 1, &|ts| {
-                let mut col = Scratch(crate::pool::take(col_len));
+                let mut col = Scratch(crate::pool::stale(col_len, F::c(f64::NAN)));
                 ts.into_iter().try_for_each(|t| run_tile(t, &mut col.0))
             })
         } else {
@@ -388,7 +411,7 @@ fn conv_f<F: Float>(
         let per = mg * osz;
         let shared = SharedMut::new(&mut o);
         par_try_for(units, 1, &|us| {
-            let mut col = Scratch(crate::pool::take(col_len));
+            let mut col = Scratch(crate::pool::stale(col_len, F::c(f64::NAN)));
             us.into_iter().try_for_each(|u| {
                 // SAFETY: unit `u` owns its block of the output.
                 let dst = unsafe { shared.slice(u * per, per) };
@@ -396,7 +419,7 @@ fn conv_f<F: Float>(
             })
         })?;
     } else {
-        let mut col = Scratch(crate::pool::take(col_len));
+        let mut col = Scratch(crate::pool::stale(col_len, F::c(f64::NAN)));
         for (u, dst) in o.chunks_mut(mg * osz).enumerate() {
             unit(u, dst, &mut col.0, true)?;
         }
@@ -501,7 +524,7 @@ pub(super) fn conv_blocked(
     let unit_work = mg * osz * kdim;
     if units > 1 && threads > 1 && unit_work < blocked::PAR_WORK {
         par_try_for(units, 1, &|us| {
-            let mut col = Scratch(crate::pool::take(col_len));
+            let mut col = Scratch(crate::pool::stale(col_len, f32::NAN));
             us.into_iter()
                 .try_for_each(|u| (0..tiles).try_for_each(|t| tile(u, t, &mut col.0, false)))
         })?;
@@ -509,12 +532,12 @@ pub(super) fn conv_blocked(
         for u in 0..units {
             if tiles >= threads && threads > 1 {
                 par_try_for(tiles, 1, &|ts| {
-                    let mut col = Scratch(crate::pool::take(col_len));
+                    let mut col = Scratch(crate::pool::stale(col_len, f32::NAN));
                     ts.into_iter()
                         .try_for_each(|t| tile(u, t, &mut col.0, false))
                 })?;
             } else {
-                let mut col = Scratch(crate::pool::take(col_len));
+                let mut col = Scratch(crate::pool::stale(col_len, f32::NAN));
                 for t in 0..tiles {
                     tile(u, t, &mut col.0, true)?;
                 }

@@ -17,6 +17,7 @@ pub(crate) mod depthwise;
 pub(crate) mod direct;
 #[cfg(test)]
 mod direct_tests;
+pub(crate) mod dwflat;
 pub(crate) mod eval;
 pub(crate) mod geom;
 pub(crate) mod grad;

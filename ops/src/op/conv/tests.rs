@@ -624,10 +624,30 @@ fn prepare_packs_only_blocked_filters() {
 #[test]
 fn depthwise_f32_every_isa() {
     use super::depthwise::depthwise2d_f32_with;
+    use super::dwflat::Flat;
     use super::geom::Geom;
     // (x shape, kernel, strides, dilations, pads [t, l, b, r])
     type Shape = ([usize; 4], [usize; 2], [usize; 2], [usize; 2], [usize; 4]);
-    let shapes: [Shape; 7] = [
+    // Stride-1 layers with rows as long as the input's take the in-place
+    // kernel (`dwflat.rs`) on AVX-512: 3x3 "same" at several sizes (one
+    // plane of exactly 16 lanes, planes of under one chunk, 7x7 and 14x14
+    // with rows ending inside chunks), dilation 2, a 5x5 kernel, and
+    // uneven pads (rows lost at the bottom, all horizontal pad on the
+    // left).
+    // Planes of 16 chunks or more with a 3-column kernel take its
+    // shifted-load path: "same" 3x3, rows dilated by 2, and rows lost
+    // to uneven vertical pads.
+    let shapes: [Shape; 17] = [
+        ([1, 3, 20, 21], [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
+        ([1, 2, 24, 19], [3, 3], [1, 1], [2, 1], [2, 1, 2, 1]),
+        ([1, 2, 30, 17], [3, 3], [1, 1], [1, 1], [0, 1, 1, 1]),
+        ([1, 3, 4, 4], [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
+        ([1, 2, 2, 3], [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
+        ([1, 20, 7, 7], [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
+        ([2, 9, 14, 14], [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
+        ([1, 4, 12, 13], [3, 3], [1, 1], [2, 2], [2, 2, 2, 2]),
+        ([1, 3, 11, 9], [5, 5], [1, 1], [1, 1], [2, 2, 2, 2]),
+        ([1, 3, 10, 9], [3, 3], [1, 1], [1, 1], [0, 2, 1, 0]),
         ([1, 3, 5, 6], [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
         ([2, 4, 17, 35], [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
         ([1, 5, 14, 33], [3, 3], [2, 2], [1, 1], [0, 1, 1, 0]),
@@ -655,16 +675,38 @@ fn depthwise_f32_every_isa() {
         let b = rnd(c, 23);
         let plain = conv_ref(&x, &xs, &w, &ws, Some(&b), c, &st, &dl, &pads[..2], &os);
         let res = rnd(plain.len(), 24);
+        // The in-place kernel's plan: none (made per call), the one made
+        // at session build, or one made for another geometry (ignored).
+        let own = Flat::new(&g);
+        let other = Flat::new(&Geom {
+            n: 1,
+            c: 2,
+            m: 2,
+            group: 2,
+            spatial: vec![7, 7],
+            win: resolve_window(
+                &[7, 7],
+                &[3, 3],
+                &[1, 1],
+                &[1, 1],
+                &[1, 1, 1, 1],
+                AutoPad::NotSet,
+                false,
+            )
+            .expect("window"),
+        });
         for isa in crate::kernels::util::testutil::isas() {
             for (act, with_res) in [
                 (Activation::None, false),
                 (Activation::Relu, true),
                 (Activation::Clip { lo: -0.2, hi: 0.3 }, false),
             ] {
-                let r = with_res.then_some(&res[..]);
-                let o = depthwise2d_f32_with(isa, &g, &x, &w, Some(&b), r, act);
-                let want = epilogue_ref(&plain, with_res.then_some(&res[..]), act);
-                close(&o, &want, 1e-5);
+                for flat in [None, own.as_ref(), other.as_ref()] {
+                    let r = with_res.then_some(&res[..]);
+                    let o = depthwise2d_f32_with(isa, &g, flat, &x, &w, Some(&b), r, act);
+                    let want = epilogue_ref(&plain, with_res.then_some(&res[..]), act);
+                    close(&o, &want, 1e-5);
+                }
             }
         }
     }

@@ -293,7 +293,8 @@ fn packed_product(
         return Ok(None);
     }
     let read = init.is_some();
-    let mut o = init.unwrap_or_else(|| crate::pool::filled(m * n, 0.0));
+    // Without a starting value the product overwrites every element.
+    let mut o = init.unwrap_or_else(|| crate::pool::stale(m * n, f32::NAN));
     // SAFETY: `o` is owned here for the call.
     unsafe { packed::small_m(m, SharedMut::new(&mut o), 0, n, read, lhs, pb, alpha, true)? };
     Ok(Some(o))
@@ -466,7 +467,8 @@ pub(crate) fn gemm_op(
             let (x, y) = (typed::<F>(a, "input 0 (A)")?, typed::<F>(b, "input 1 (B)")?);
             let (mut o, read) = match &c {
                 Some(c) => (c_init::<F>(c, m, n, beta)?, true),
-                None => (crate::pool::filled(m * n, F::ZERO), false),
+                // Overwritten by the product (read = false).
+                None => (crate::pool::stale(m * n, F::c(f64::NAN)), false),
             };
             gemm(m, n, k, &mut o, n, read, Mat::new(x, 0, a_rs, a_cs), Mat::new(y, 0, b_rs, b_cs), F::c(alpha as f64), true)?;
             crate::op::conv::act::apply(act, &mut o);
