@@ -127,6 +127,15 @@ pub(crate) fn par_for(n: usize, min_len: usize, f: &(dyn Fn(std::ops::Range<usiz
     }
 }
 
+/// [`par_for`] with one piece per thread: `0..n` cut into
+/// `min(n, threads)` contiguous ranges. (The natural-looking
+/// `par_for(n, n.div_ceil(t), ..)` asks for pieces of at least
+/// `ceil(n / t)` items, which an odd `n` cannot give twice on two
+/// threads: it ran as one piece, on one thread.)
+pub(crate) fn par_split(n: usize, f: &(dyn Fn(std::ops::Range<usize>) + Sync)) {
+    par_for(n, (n / threads()).max(1), f)
+}
+
 /// [`par_for`] over `0..n` in pieces of at least `min_len` for a function
 /// that can fail: the first error (of the pieces that ran) is returned.
 pub(crate) fn par_try_for(
@@ -244,5 +253,28 @@ pub(crate) fn par_chunks<O: Send>(
         });
     } else {
         out.chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// One piece per team member, for odd and even counts, and never an
+    /// empty piece.
+    #[test]
+    fn par_split_gives_each_thread_a_piece() {
+        let team = crate::kernels::team::Team::new(2, |i| format!("s{i}"), |_| {}).expect("team");
+        for (n, want) in [(95usize, 2usize), (98, 2), (3, 2), (1, 1), (0, 0)] {
+            let got = Mutex::new(Vec::new());
+            team.run(|| par_split(n, &|r| got.lock().unwrap().push(r)));
+            let mut got = got.into_inner().unwrap();
+            got.sort_by_key(|r| r.start);
+            assert_eq!(got.len(), want, "{n} items: {got:?}");
+            assert!(got.iter().all(|r| !r.is_empty()));
+            let covered: Vec<usize> = got.into_iter().flatten().collect();
+            assert_eq!(covered, (0..n).collect::<Vec<_>>());
+        }
     }
 }

@@ -3,8 +3,8 @@
 //! [`crate::shape`]), numeric traits and dtype dispatch.
 
 pub(crate) use super::par::{
-    par_chunks, par_for, par_map, par_map2, par_map_slices, par_try_for, threads, SharedMut,
-    PAR_MIN,
+    par_chunks, par_for, par_map, par_map2, par_map_slices, par_split, par_try_for, threads,
+    SharedMut, PAR_MIN,
 };
 use crate::dtype::Element;
 use crate::error::{Error, Result};

@@ -28,7 +28,7 @@
 //! units or im2col tiles instead where those are the better grain.
 
 use crate::error::Result;
-use crate::kernels::util::{par_for, threads, SharedMut};
+use crate::kernels::util::{par_split, threads, SharedMut};
 use crate::op::Activation;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -179,8 +179,11 @@ impl Product<'_> {
         let np = ncols.div_ceil(NC);
         let t = threads();
         if par && t > 1 && np > 1 && mg * kdim * ncols >= PAR_WORK {
+            // One piece per thread (SqueezeNet's 55x55 expands, 95
+            // panels, once ran as one piece: slower on two threads than
+            // on one).
             // SAFETY: each piece writes the columns of its own panels.
-            par_for(np, np.div_ceil(t), &|ps| unsafe { self.panels(out, ps) });
+            par_split(np, &|ps| unsafe { self.panels(out, ps) });
         } else {
             // SAFETY: the caller's guarantee.
             unsafe { self.panels(out, 0..np) };

@@ -37,7 +37,7 @@
 //! pool costs more than it saves (docs/benchmarks.md).
 
 use crate::error::Result;
-use crate::kernels::util::{isa, par_for, Isa, SharedMut};
+use crate::kernels::util::{isa, par_split, Isa, SharedMut};
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -221,7 +221,7 @@ unsafe fn small_m_with(
     let threads = crate::kernels::util::threads();
     if par && threads > 1 && np > 1 && m * n * k >= PAR_WORK {
         // SAFETY: each piece writes the columns of its own panels.
-        par_for(np, np.div_ceil(threads), &|ps| unsafe { ctx.panels(ps) });
+        par_split(np, &|ps| unsafe { ctx.panels(ps) });
     } else {
         // SAFETY: the caller's guarantee.
         unsafe { ctx.panels(0..np) };
