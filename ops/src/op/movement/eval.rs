@@ -21,7 +21,7 @@ pub(crate) fn eval(op: &Op, inputs: &[Option<&Tensor>], n_outputs: usize) -> Res
         Op::Transpose { perm } => one(kernel::transpose(perm.as_deref(), inputs)),
         Op::Squeeze { axes } => one(kernel::squeeze(axes.as_deref(), inputs)),
         Op::Unsqueeze { axes } => one(kernel::unsqueeze(axes.as_deref(), inputs)),
-        Op::Concat { axis } => one(kernel::concat(*axis, inputs)),
+        Op::Concat { axis } => one(super::concat::concat(*axis, inputs)),
         Op::Split { axis, split } => kernel::split(*axis, split.as_deref(), inputs, n_outputs),
         Op::Slice { starts, ends, axes } => one(kernel::slice(
             starts.as_deref(),

@@ -6,6 +6,7 @@
 //! `infer.rs` its shape and type inference; `cost.rs` its flops and cost
 //! class; `kernel.rs` its host kernels (dispatched from [`crate::kernels`]).
 
+pub(crate) mod concat;
 pub(crate) mod cost;
 pub(crate) mod dropout;
 pub(crate) mod eval;
