@@ -234,7 +234,7 @@ pub(crate) fn gather_strided<T: Copy + Send + Sync + Default + crate::pool::Pool
     strides: &[isize],
 ) -> Vec<T> {
     let n = numel(shape);
-    let mut o = crate::pool::filled(n, T::default());
+    let mut o = crate::pool::stale(n, T::default());
     let w = Walk::new(shape, [strides]);
     w.fill(&mut o, [base], |chunk, [off], [s]| {
         if s == 1 {

@@ -40,7 +40,7 @@ where
     }
     let (sa, sb) = (bcast_strides(ash, &osh), bcast_strides(bsh, &osh));
     let walk = Walk::new(&osh, [&sa, &sb]);
-    let mut o = crate::pool::filled(n, O::default());
+    let mut o = crate::pool::stale(n, O::default());
     walk.fill(&mut o, [0, 0], |chunk, [oa, ob], st| {
         let (oa, ob) = (oa as usize, ob as usize);
         let m = chunk.len();
@@ -556,7 +556,7 @@ pub(crate) fn where_(inputs: &[Option<&Tensor>]) -> Result<Tensor> {
     let walk = Walk::new(&osh, [&st[0], &st[1], &st[2]]);
     crate::dispatch_data!(x.data(), xv, T => {
         let yv = typed::<T>(y, "Where input 2 (Y)")?;
-        let mut o = crate::pool::filled(numel(&osh), T::default());
+        let mut o = crate::pool::stale(numel(&osh), T::default());
         walk.fill(&mut o, [0, 0, 0], |chunk, [oc, ox, oy], [sc, sx, sy]| {
             for (j, v) in chunk.iter_mut().enumerate() {
                 let j = j as isize;

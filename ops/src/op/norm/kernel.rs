@@ -142,7 +142,7 @@ pub(crate) fn batch_norm(eps: f32, inputs: &[Option<&Tensor>]) -> Result<Tensor>
         let e = F::c(eps as f64);
         let mul: Vec<F> = (0..c).map(|i| scale[i] / (var[i] + e).sqrt()).collect();
         let add: Vec<F> = (0..c).map(|i| bias[i] - mean[i] * mul[i]).collect();
-        let mut o = crate::pool::filled(xv.len(), F::ZERO);
+        let mut o = crate::pool::stale(xv.len(), F::c(f64::NAN));
         par_chunks(&mut o, sp.max(1), xv.len(), |p, dst| {
             let ch = p % c;
             let (a, b) = (mul[ch], add[ch]);
@@ -208,7 +208,7 @@ pub(crate) fn layer_norm(
             None => None,
         };
         let e = F::c(eps as f64);
-        let mut o = crate::pool::filled(xv.len(), F::ZERO);
+        let mut o = crate::pool::stale(xv.len(), F::c(f64::NAN));
         let mut stats = vec![(F::ZERO, F::ZERO); rows];
         let row = |r: usize, dst: &mut [F]| -> (F, F) {
             let src = &xv[r * inner..(r + 1) * inner];
@@ -252,7 +252,7 @@ pub(crate) fn rms_norm(axis: i64, eps: f32, inputs: &[Option<&Tensor>]) -> Resul
         let xv = typed::<F>(x, "input 0 (X)")?;
         let sc = typed::<F>(&scale, "input 1 (scale)")?;
         let (e, n) = (F::c(eps as f64), F::c(inner as f64));
-        let mut o = crate::pool::filled(xv.len(), F::ZERO);
+        let mut o = crate::pool::stale(xv.len(), F::c(f64::NAN));
         par_chunks(&mut o, inner.max(1), xv.len() * 3, |r, dst| {
             let src = &xv[r * inner..(r + 1) * inner];
             let mut sq = F::ZERO;
@@ -325,7 +325,7 @@ pub(crate) fn lrn(
     float_dispatch!(x.dtype(), "LRN", F => {
         let xv = typed::<F>(x, "input 0 (X)")?;
         let (al, be, bi) = (F::c(alpha as f64 / size as f64), F::c(beta as f64), F::c(bias as f64));
-        let mut o = crate::pool::filled(xv.len(), F::ZERO);
+        let mut o = crate::pool::stale(xv.len(), F::c(f64::NAN));
         par_chunks(&mut o, sp.max(1), xv.len() * size, |p, dst| {
             let (n, ch) = (p / c, p % c);
             let lo = ch.saturating_sub(before);
@@ -550,7 +550,7 @@ pub(crate) fn group_norm(
         let bias = per_channel::<F>(inputs, 2, "bias", per)?;
         let e = F::c(eps as f64);
         let block = cpg * sp;
-        let mut o = crate::pool::filled(xv.len(), F::ZERO);
+        let mut o = crate::pool::stale(xv.len(), F::c(f64::NAN));
         par_chunks(&mut o, block.max(1), xv.len() * 4, |blk, dst| {
             let gi = blk % g;
             let src = &xv[blk * block..(blk + 1) * block];

@@ -133,7 +133,7 @@ fn pool_impl(
     float_dispatch!(x.dtype(), name, F => {
         let xv = typed::<F>(x, "input 0 (X)")?;
         let (isz, osz) = (numel(spatial), numel(&w.output));
-        let mut o = crate::pool::filled(numel(&oshape), F::ZERO);
+        let mut o = crate::pool::stale(numel(&oshape), F::c(f64::NAN));
         let work = o.len() * numel(&p.kernel_shape);
         let tables = dim_tables(&w3);
         let cols = col_table(&w3);
@@ -312,7 +312,7 @@ pub(crate) fn global_pool(is_max: bool, inputs: &[Option<&Tensor>]) -> Result<Te
     float_dispatch!(x.dtype(), name, F => {
         let xv = typed::<F>(x, "input 0 (X)")?;
         let planes = xs[0] * xs[1];
-        let mut o = crate::pool::filled(planes, F::ZERO);
+        let mut o = crate::pool::stale(planes, F::c(f64::NAN));
         let per = (crate::kernels::util::PAR_MIN / sp.max(1)).max(1);
         par_chunks(&mut o, per, planes * sp, |ci, dst| {
             for (j, d) in dst.iter_mut().enumerate() {
