@@ -29,7 +29,7 @@
 //! The same planes, padded with -inf, serve 2-D MaxPool
 //! ([`max_pool2d_f32`], called from `op/pool/kernel.rs`).
 
-use super::dwflat::Flat;
+use super::dwflat::{Flat, Plane};
 use super::geom::{Geom, Scratch};
 use crate::kernels::util::{isa, par_for, threads, valid_range, Float, Isa, SharedMut, PAR_MIN};
 use crate::op::Activation;
@@ -329,14 +329,16 @@ pub(super) fn depthwise2d_f32_with(
             let (osz, isz, ksz) = f.sizes();
             let plane = |i: usize, _: &mut [f32], dst: &mut [MaybeUninit<f32>]| {
                 let ch = i % g.c;
-                let (bias, r) = (
-                    b.map_or(0.0, |b| b[ch]),
-                    res.map(|r| &r[i * osz..(i + 1) * osz]),
-                );
-                let (xi, wi) = (&x[i * isz..(i + 1) * isz], &w[ch * ksz..(ch + 1) * ksz]);
+                let p = Plane {
+                    x: &x[i * isz..(i + 1) * isz],
+                    w: &w[ch * ksz..(ch + 1) * ksz],
+                    bias: b.map_or(0.0, |b| b[ch]),
+                    res: res.map(|r| &r[i * osz..(i + 1) * osz]),
+                    act,
+                };
                 // SAFETY: AVX-512F was detected (`isa()`, or the tests
                 // chose it only where detected).
-                unsafe { f.plane512(xi, wi, bias, r, act, dst) };
+                unsafe { f.plane512(&p, dst) };
             };
             // SAFETY: `plane512` stores every chunk of the plane, the last
             // one masked to its end: every element of `dst`.

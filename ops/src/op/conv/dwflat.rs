@@ -70,6 +70,16 @@ macro_rules! store {
     }};
 }
 
+/// One plane's operands: its input, its taps' weights, bias, residual
+/// plane and activation.
+pub(super) struct Plane<'a> {
+    pub x: &'a [f32],
+    pub w: &'a [f32],
+    pub bias: f32,
+    pub res: Option<&'a [f32]>,
+    pub act: crate::op::Activation,
+}
+
 /// One layer's taps and masks. Made when the session is built, attached
 /// to the filter ([`crate::kernels::prepare`] through
 /// `kernel.rs`'s `prepare_filter`), else per call.
@@ -184,26 +194,17 @@ impl Flat {
         (self.osz, self.isz, self.taps.len())
     }
 
-    /// One plane: `x` its input, `w` its taps, `bias`, the residual
-    /// plane `res`, `act`, into `dst`.
+    /// One plane into `dst`.
     ///
     /// # Safety
     /// AVX-512F is available.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn plane512(
-        &self,
-        x: &[f32],
-        w: &[f32],
-        bias: f32,
-        res: Option<&[f32]>,
-        act: crate::op::Activation,
-        dst: &mut [MaybeUninit<f32>],
-    ) {
-        if x.len() != self.isz
-            || w.len() != self.taps.len()
+    pub(super) unsafe fn plane512(&self, p: &Plane<'_>, dst: &mut [MaybeUninit<f32>]) {
+        if p.x.len() != self.isz
+            || p.w.len() != self.taps.len()
             || dst.len() != self.osz
-            || res.is_some_and(|r| r.len() != self.osz)
+            || p.res.is_some_and(|r| r.len() != self.osz)
         {
             // Unreachable by construction (the caller slices by `sizes`);
             // the output would stay unwritten.
@@ -213,25 +214,36 @@ impl Flat {
         while k + GROUP <= self.chunks {
             // SAFETY: the lengths are checked above; chunks k..k+GROUP
             // exist.
-            unsafe {
-                if self.three {
-                    self.group3::<GROUP>(x, w, bias, res, act, dst, k)
-                } else {
-                    self.group::<GROUP>(x, w, bias, res, act, dst, k)
-                }
-            };
+            unsafe { self.chunks::<GROUP>(p, dst, k) };
             k += GROUP;
         }
         while k < self.chunks {
             // SAFETY: as above.
-            unsafe {
-                if self.three {
-                    self.group3::<1>(x, w, bias, res, act, dst, k)
-                } else {
-                    self.group::<1>(x, w, bias, res, act, dst, k)
-                }
-            };
+            unsafe { self.chunks::<1>(p, dst, k) };
             k += 1;
+        }
+    }
+
+    /// Chunks `k0 .. k0 + G` on this layer's path.
+    ///
+    /// # Safety
+    /// As for [`Flat::group`].
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn chunks<const G: usize>(
+        &self,
+        p: &Plane<'_>,
+        dst: &mut [MaybeUninit<f32>],
+        k0: usize,
+    ) {
+        // SAFETY: the caller's guarantee.
+        unsafe {
+            if self.three {
+                self.group3::<G>(p, dst, k0)
+            } else {
+                self.group::<G>(p, dst, k0)
+            }
         }
     }
 
@@ -243,35 +255,24 @@ impl Flat {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     #[inline]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn group<const G: usize>(
-        &self,
-        x: &[f32],
-        w: &[f32],
-        bias: f32,
-        res: Option<&[f32]>,
-        act: crate::op::Activation,
-        dst: &mut [MaybeUninit<f32>],
-        k0: usize,
-    ) {
+    unsafe fn group<const G: usize>(&self, p: &Plane<'_>, dst: &mut [MaybeUninit<f32>], k0: usize) {
         let nt = self.taps.len();
-        let xp = x.as_ptr();
-        let mut acc = [_mm512_set1_ps(bias); G];
-        {
-            for (t, (&off, &wv)) in self.taps.iter().zip(w).enumerate() {
-                let wv = _mm512_set1_ps(wv);
-                for (g, a) in acc.iter_mut().enumerate() {
-                    let m = self.masks[(k0 + g) * nt + t];
-                    // SAFETY: only the lanes in `m` are read, each an
-                    // element of the plane; the pointer itself may lie
-                    // outside it, hence the wrapping arithmetic.
-                    let p = xp.wrapping_offset(((k0 + g) * L) as isize + off);
-                    let v = unsafe { _mm512_maskz_loadu_ps(m, p) };
-                    *a = _mm512_fmadd_ps(wv, v, *a);
-                }
+        let xp = p.x.as_ptr();
+        let mut acc = [_mm512_set1_ps(p.bias); G];
+        for (t, (&off, &wv)) in self.taps.iter().zip(p.w).enumerate() {
+            let wv = _mm512_set1_ps(wv);
+            for (g, a) in acc.iter_mut().enumerate() {
+                let m = self.masks[(k0 + g) * nt + t];
+                // SAFETY: only the lanes in `m` are read, each an element
+                // of the plane; the pointer itself may lie outside it,
+                // hence the wrapping arithmetic.
+                let v = unsafe {
+                    _mm512_maskz_loadu_ps(m, xp.wrapping_offset(((k0 + g) * L) as isize + off))
+                };
+                *a = _mm512_fmadd_ps(wv, v, *a);
             }
         }
-        store!(self, acc, res, act, dst, k0);
+        store!(self, acc, p.res, p.act, dst, k0);
     }
 
     /// Chunks `k0 .. k0 + G` of a 3-column kernel ([`Flat::three`]):
@@ -289,19 +290,14 @@ impl Flat {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     #[inline]
-    #[allow(clippy::too_many_arguments)]
     unsafe fn group3<const G: usize>(
         &self,
-        x: &[f32],
-        w: &[f32],
-        bias: f32,
-        res: Option<&[f32]>,
-        act: crate::op::Activation,
+        p: &Plane<'_>,
         dst: &mut [MaybeUninit<f32>],
         k0: usize,
     ) {
         let isz = self.isz as isize;
-        let xp = x.as_ptr();
+        let xp = p.x.as_ptr();
         // The lanes of the 16 elements from flat position `c` that lie in
         // the plane.
         let inside = |c: isize| -> u16 {
@@ -316,10 +312,10 @@ impl Flat {
             };
             below(hi) & !below(lo)
         };
-        let mut acc = [_mm512_set1_ps(bias); G];
+        let mut acc = [_mm512_set1_ps(p.bias); G];
         let ml: [u16; G] = std::array::from_fn(|g| self.cols[(k0 + g) * 3]);
         let mr: [u16; G] = std::array::from_fn(|g| self.cols[(k0 + g) * 3 + 2]);
-        for (row, wr) in self.taps.chunks_exact(3).zip(w.chunks_exact(3)) {
+        for (row, wr) in self.taps.chunks_exact(3).zip(p.w.chunks_exact(3)) {
             // The middle tap's offset: the row's, no column shift.
             let c0 = (k0 * L) as isize + row[1];
             // G + 2 vectors (G is at most GROUP).
@@ -353,6 +349,6 @@ impl Flat {
                 *a = _mm512_mask3_fmadd_ps(w2, right, *a, mr[g]);
             }
         }
-        store!(self, acc, res, act, dst, k0);
+        store!(self, acc, p.res, p.act, dst, k0);
     }
 }

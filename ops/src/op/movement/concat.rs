@@ -88,19 +88,9 @@ fn gather_segments<T: Storable>(segs: &[(&[T], usize)], total: usize) -> Vec<T> 
 
 #[cfg(test)]
 mod tests {
-    use crate::kernels::eval;
+    use super::super::kernel::tests::{range, run};
     use crate::kernels::util::testutil::t;
     use crate::op::Op;
-    use crate::tensor::Tensor;
-
-    fn run(op: Op, ins: &[Option<&Tensor>]) -> Tensor {
-        eval(&op, ins, 1).expect("eval").remove(0)
-    }
-
-    fn range(shape: &[usize]) -> Tensor {
-        let n: usize = shape.iter().product();
-        t(shape, (0..n as i64).collect::<Vec<i64>>())
-    }
 
     /// Concats large enough to split their copy over a team's threads,
     /// on an outer axis (few long segments) and the last axis (many

@@ -407,17 +407,20 @@ pub(crate) fn range(inputs: &[Option<&Tensor>]) -> Result<Tensor> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use crate::kernels::eval;
     use crate::kernels::util::testutil::t;
     use crate::op::Op;
     use crate::tensor::Tensor;
 
-    fn run(op: Op, ins: &[Option<&Tensor>]) -> Tensor {
+    /// The op's first output (the movement tests' runner; `concat.rs`'s
+    /// tests use it too).
+    pub(in crate::op::movement) fn run(op: Op, ins: &[Option<&Tensor>]) -> Tensor {
         eval(&op, ins, 1).expect("eval").remove(0)
     }
 
-    fn range(shape: &[usize]) -> Tensor {
+    /// `0, 1, 2, ...` as i64 in `shape`.
+    pub(in crate::op::movement) fn range(shape: &[usize]) -> Tensor {
         let n: usize = shape.iter().product();
         t(shape, (0..n as i64).collect::<Vec<i64>>())
     }
