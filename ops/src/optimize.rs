@@ -405,7 +405,9 @@ mod tests {
         (g, c, xin)
     }
 
-    fn assert_close(a: &[f32], b: &[f32]) {
+    /// Element-wise within 1e-5 of `1 + |b|` (`affine.rs`'s tests use it
+    /// too).
+    pub(super) fn assert_close(a: &[f32], b: &[f32]) {
         assert_eq!(a.len(), b.len());
         for (p, q) in a.iter().zip(b) {
             assert!((p - q).abs() <= 1e-5 * (1.0 + q.abs()), "{p} vs {q}");

@@ -215,7 +215,7 @@ fn fold_into_bn(
 mod tests {
     use super::*;
     use crate::op::UnaryOp;
-    use crate::optimize::tests::run;
+    use crate::optimize::tests::{assert_close as close, run};
     use crate::{DType, Dim};
 
     fn konst(g: &mut Graph, name: &str, shape: &[usize], v: &[f32]) -> ValueId {
@@ -273,13 +273,6 @@ mod tests {
             (0..48).map(|i| (i as f32 * 0.29).cos() * 2.0).collect(),
         )
         .unwrap()
-    }
-
-    fn close(a: &[f32], b: &[f32]) {
-        assert_eq!(a.len(), b.len());
-        for (p, q) in a.iter().zip(b) {
-            assert!((p - q).abs() <= 1e-5 * (1.0 + q.abs()), "{p} vs {q}");
-        }
     }
 
     #[test]

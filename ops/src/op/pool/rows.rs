@@ -65,6 +65,14 @@ struct Plan {
 }
 
 impl Plan {
+    /// The input rows `r0..r1` under output row `y`'s window (padding
+    /// rows left out).
+    fn window_rows(&self, y: usize) -> (usize, usize) {
+        let top = (y * self.sh) as isize - self.ph as isize;
+        let r1 = ((top + self.kh as isize).max(0) as usize).min(self.ih);
+        (top.max(0) as usize, r1)
+    }
+
     fn new(spatial: &[usize], w: &Window) -> Plan {
         let chunks = w.output[1].div_ceil(L);
         let (sw, pw, iw) = (w.strides[1], w.pads_begin[1], spatial[1]);
@@ -215,9 +223,7 @@ unsafe fn plane512_avg(p: &Plan, src: &[f32], sums: &mut [f32], inv: &[f32], dst
         }
     }
     for y in 0..p.oh {
-        let top = (y * p.sh) as isize - p.ph as isize;
-        let r0 = top.max(0) as usize;
-        let r1 = ((top + p.kh as isize).max(0) as usize).min(p.ih);
+        let (r0, r1) = p.window_rows(y);
         for c in 0..p.chunks {
             let mut acc = _mm512_setzero_ps();
             for r in r0..r1 {
@@ -311,9 +317,7 @@ unsafe fn plane512(p: &Plan, src: &[f32], hmax: &mut [f32], dst: *mut f32) {
         }
     }
     for y in 0..p.oh {
-        let top = (y * p.sh) as isize - p.ph as isize;
-        let r0 = top.max(0) as usize;
-        let r1 = ((top + p.kh as isize).max(0) as usize).min(p.ih);
+        let (r0, r1) = p.window_rows(y);
         for c in 0..p.chunks {
             let (mut acc, mut bits) = (ninf, _mm512_setzero_si512());
             for r in r0..r1 {
