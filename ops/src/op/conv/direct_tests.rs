@@ -3,25 +3,15 @@
 
 use super::direct::{conv, shape_fits, DirectFilter};
 use super::geom::Geom;
-use super::tests::{conv_ref, epilogue_ref, geom2d};
+use super::testref::{check_epilogues, conv_ref, geom2d, Shape2d};
 use crate::kernels::util::testutil::{close, in_pool, in_team, rnd, t};
-use crate::op::{resolve_window, Activation, AutoPad, ConvAttrs, Op};
-
-/// x `[n, c, h, w]`, filters, kernel, strides, dilations, pads `[t, l, b, r]`.
-type Shape = (
-    [usize; 4],
-    usize,
-    [usize; 2],
-    [usize; 2],
-    [usize; 2],
-    [usize; 4],
-);
+use crate::op::{resolve_window, AutoPad, ConvAttrs, Op};
 
 /// LeNet's two convs; filter counts below, at and past a block of 8 (and
 /// not a multiple of it); rows of one partial chunk, of exactly one, of
 /// several with a partial last; a chunk count that leaves a lone chunk
 /// after the pairs; strides, dilations, asymmetric pads; batch > 1.
-const SHAPES: [Shape; 8] = [
+const SHAPES: [Shape2d; 8] = [
     ([1, 1, 28, 28], 6, [5, 5], [1, 1], [1, 1], [2, 2, 2, 2]),
     ([1, 6, 14, 14], 16, [5, 5], [1, 1], [1, 1], [0, 0, 0, 0]),
     ([2, 3, 16, 16], 13, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
@@ -32,7 +22,7 @@ const SHAPES: [Shape; 8] = [
     ([1, 1, 5, 5], 1, [5, 5], [1, 1], [1, 1], [0, 0, 0, 0]),
 ];
 
-fn geom(sh: &Shape) -> Geom {
+fn geom(sh: &Shape2d) -> Geom {
     let (xs, m, k, st, dl, pads) = *sh;
     geom2d(xs, m, k, st, dl, pads)
 }
@@ -47,33 +37,17 @@ fn check_all() {
         return;
     }
     for (k, sh) in SHAPES.iter().enumerate() {
-        let g = geom(sh);
-        let (xs, m, kern, st, dl, pads) = *sh;
-        assert!(super::direct::fits(&g), "{sh:?} fits");
-        let ws = [m, xs[1], kern[0], kern[1]];
-        let seed = 300 + 10 * k as u64;
-        let x = rnd(xs.iter().product(), seed);
-        let w = rnd(ws.iter().product(), seed + 1);
-        let b = rnd(m, seed + 2);
-        let os = g.win.output.clone();
-        let reference =
-            |b: Option<&[f32]>| conv_ref(&x, &xs, &w, &ws, b, 1, &st, &dl, &pads[..2], &os);
-        let (plain, nob) = (reference(Some(&b)), reference(None));
-        let res = rnd(plain.len(), seed + 3);
-        let pre = DirectFilter::pack(&w, m, ws[1..].iter().product()).expect("pack");
-        for (act, with_res, bias, prepared) in [
-            (Activation::None, false, true, false),
-            (Activation::None, false, false, true),
-            (Activation::Relu, true, true, true),
-            (Activation::Clip { lo: -0.2, hi: 0.3 }, true, false, false),
-        ] {
-            let r = with_res.then_some(&res[..]);
-            let bv = bias.then_some(&b[..]);
-            let p = prepared.then_some(&pre);
-            let o = conv(&g, p, &x, &w, bv, r, act).expect("direct conv");
-            let base = if bias { &plain } else { &nob };
-            close(&o, &epilogue_ref(base, r, act), 1e-5);
-        }
+        assert!(super::direct::fits(&geom(sh)), "{sh:?} fits");
+        check_epilogues(
+            sh,
+            300 + 10 * k as u64,
+            1e-5,
+            &|g, x, w, b, r, act, prep| {
+                let kdim = w.len() / g.m;
+                let pre = prep.then(|| DirectFilter::pack(w, g.m, kdim).expect("pack"));
+                conv(g, pre.as_ref(), x, w, b, r, act).expect("direct conv")
+            },
+        );
     }
 }
 

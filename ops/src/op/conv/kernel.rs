@@ -9,6 +9,7 @@
 //! taps per filter run the direct kernel of `direct.rs` (its `fits`).
 
 use super::blocked::{self, PackedFilter, Product};
+use super::chanvec::{self, ChanFilter};
 use super::depthwise;
 use super::direct::{self, DirectFilter};
 use super::dwflat::Flat;
@@ -128,6 +129,10 @@ pub(crate) fn conv(a: &ConvAttrs, inputs: &[Option<&Tensor>]) -> Result<Tensor> 
             )?;
             return out(oshape, o);
         }
+        if chanvec::fits(&g) {
+            let o = chanvec::conv(&g, w.prepared::<ChanFilter>(), xv, wv, bv, rv, a.activation)?;
+            return out(oshape, o);
+        }
         if blocked::available() && g.pointwise() && blocked_fits(g.mg(), g.kdim()) {
             let o = conv_blocked(
                 &g,
@@ -220,6 +225,11 @@ pub(crate) fn prepare_filter(w: &Tensor, a: &ConvAttrs, x_shape: Option<&[usize]
                 let wv = typed::<f32>(w, "filter")?;
                 let kdim = wv.len() / ws[0].max(1);
                 return w.prepare_with(|| DirectFilter::pack(wv, ws[0], kdim));
+            }
+            let kdim = ws[1..].iter().product::<usize>();
+            if chanvec::shape_fits(ws[0], group, kdim, g.osz()) {
+                let wv = typed::<f32>(w, "filter")?;
+                return w.prepare_with(|| ChanFilter::pack(wv, ws[0], kdim));
             }
         }
     }

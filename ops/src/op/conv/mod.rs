@@ -11,6 +11,9 @@
 
 pub(crate) mod act;
 pub(crate) mod blocked;
+pub(crate) mod chanvec;
+#[cfg(test)]
+mod chanvec_tests;
 pub(crate) mod cost;
 pub(crate) mod deform;
 pub(crate) mod depthwise;
@@ -25,6 +28,8 @@ pub(crate) mod infer;
 pub(crate) mod kernel;
 pub(crate) mod onnx;
 pub(crate) mod qlinear;
+#[cfg(test)]
+mod testref;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

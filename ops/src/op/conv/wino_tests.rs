@@ -2,7 +2,7 @@
 //! reference of `tests.rs`, on every instruction set this CPU runs.
 
 use super::geom::Geom;
-use super::tests::{conv_ref, epilogue_ref, geom2d};
+use super::testref::{check_epilogues, conv_ref, geom2d};
 use super::winograd::{conv_with, shape_fits, WinoFilter};
 use crate::kernels::util::testutil::{close, in_pool, in_team, isas, rnd, t};
 use crate::op::{resolve_window, Activation, AutoPad, ConvAttrs, Op};
@@ -37,43 +37,17 @@ fn check_all() {
     for (k, (xs, m, pads)) in SHAPES.into_iter().enumerate() {
         // The kernel runs any 3x3 / 1 geometry; which ones it is chosen
         // for (`shape_fits`) is a matter of speed, tested below.
-        let g = geom(xs, m, pads);
-        let ws = [m, xs[1], 3, 3];
-        let seed = 40 + 10 * k as u64;
-        let x = rnd(xs.iter().product(), seed);
-        let w = rnd(ws.iter().product(), seed + 1);
-        let b = rnd(m, seed + 2);
-        let os = g.win.output.clone();
-        let plain = conv_ref(
-            &x,
-            &xs,
-            &w,
-            &ws,
-            Some(&b),
-            1,
-            &[1, 1],
-            &[1, 1],
-            &pads[..2],
-            &os,
-        );
-        let nob = conv_ref(&x, &xs, &w, &ws, None, 1, &[1, 1], &[1, 1], &pads[..2], &os);
-        let res = rnd(plain.len(), seed + 3);
-        let pre = WinoFilter::transform(&w, m, xs[1]).expect("transform");
+        let sh = (xs, m, [3, 3], [1, 1], [1, 1], pads);
         for isa in isas() {
-            for (act, with_res, bias, prepared) in [
-                (Activation::None, false, true, false),
-                (Activation::None, false, false, true),
-                (Activation::Relu, true, true, true),
-                (Activation::Clip { lo: -0.2, hi: 0.3 }, false, true, false),
-            ] {
-                let r = with_res.then_some(&res[..]);
-                let bv = bias.then_some(&b[..]);
-                let p = prepared.then_some(&pre);
-                let o = conv_with(isa, &g, p, &x, &w, bv, r, act).expect("winograd conv");
-                let base = if bias { &plain } else { &nob };
-                let want = epilogue_ref(base, with_res.then_some(&res[..]), act);
-                close(&o, &want, 1e-4);
-            }
+            check_epilogues(
+                &sh,
+                40 + 10 * k as u64,
+                1e-4,
+                &|g, x, w, b, r, act, prep| {
+                    let pre = prep.then(|| WinoFilter::transform(w, g.m, g.c).expect("transform"));
+                    conv_with(isa, g, pre.as_ref(), x, w, b, r, act).expect("winograd conv")
+                },
+            );
         }
     }
 }
