@@ -46,7 +46,7 @@ use std::sync::Arc;
 pub fn load_model(path: impl AsRef<Path>) -> Result<Graph> {
     let path = path.as_ref();
     let bytes = crate::files::read_capped(path, MAX_PROTO_BYTES, "the ONNX model")?;
-    load_model_bytes(&bytes, Some(parent_dir(path))).map_err(|e| match e {
+    load_model_buf(bytes.into(), Some(parent_dir(path))).map_err(|e| match e {
         Error::Msg(m) => bad(path, m),
         other => other,
     })
@@ -125,6 +125,14 @@ pub fn with_initializers(bytes: &[u8], tensors: &[(String, crate::Tensor)]) -> R
 /// (confined to it); with `None` (a model that never was a file) a tensor
 /// with external data is an error.
 pub fn load_model_bytes(bytes: &[u8], dir: Option<&Path>) -> Result<Graph> {
+    load_model_buf(prost::bytes::Bytes::copy_from_slice(bytes), dir)
+}
+
+/// [`load_model_bytes`] from a shared buffer: the initializers' raw
+/// bytes are decoded as slices of it, not copied (ResNet-50 peaked at
+/// three copies of its weights while loading: the file, the decoded
+/// message and the tensors).
+fn load_model_buf(bytes: prost::bytes::Bytes, dir: Option<&Path>) -> Result<Graph> {
     let model = proto::ModelProto::decode(bytes).map_err(|e| {
         Error::msg(format!(
             "not a valid ONNX model (protobuf decode failed: {e})"

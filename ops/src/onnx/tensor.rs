@@ -141,7 +141,7 @@ fn packed_from_proto(
     let packed: Vec<u8> = if t.data_location == Some(DataLocation::External as i32) {
         read_external(t, dir, len)?
     } else if let Some(raw) = &t.raw_data {
-        raw.clone()
+        raw.to_vec()
     } else {
         t.int32_data.iter().map(|&x| x as u8).collect()
     };
@@ -265,10 +265,13 @@ pub fn tensor_to_proto(t: &Tensor, name: &str) -> proto::TensorProto {
         name: Some(name.to_string()),
         dims: t.shape().iter().map(|&d| d as i64).collect(),
         data_type: Some(t.dtype().to_onnx()),
-        raw_data: Some(match crate::narrow::packed_bits(t.dtype()) {
-            Some(bits) => crate::narrow::pack(&t.to_le_bytes(), bits),
-            None => t.to_le_bytes().into_owned(),
-        }),
+        raw_data: Some(
+            match crate::narrow::packed_bits(t.dtype()) {
+                Some(bits) => crate::narrow::pack(&t.to_le_bytes(), bits),
+                None => t.to_le_bytes().into_owned(),
+            }
+            .into(),
+        ),
         ..Default::default()
     }
 }
