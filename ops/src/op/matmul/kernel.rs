@@ -696,6 +696,7 @@ mod tests {
             (vec![37], 10),
             (vec![40, 37], 20),
             (vec![70, 37], 20),
+            (vec![130, 37], 20),
         ] {
             let k = *ashape.last().unwrap();
             let rows: usize = ashape[..ashape.len() - 1].iter().product();

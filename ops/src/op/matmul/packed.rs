@@ -67,11 +67,14 @@ pub(crate) const NR: usize = 16;
 
 /// Products with at most this many rows use [`small_m`] when B is packed.
 /// At 32 (an MLP at batch 32: 0.43 → 0.25 ms) the `gemm` crate's packing
-/// of B on every call costs more than its larger tiles save; at 64 rows
-/// (a transformer layer at sequence 64) the crate was faster again (0.83 →
-/// 0.94 ms with 64 here): this kernel's 8×16 tile re-reads each panel
-/// once per 8 rows (docs/benchmarks.md).
-pub(crate) const SMALL_M: usize = 32;
+/// of B on every call costs more than its larger tiles save. At 64 rows
+/// the crate was once faster (a transformer layer at sequence 64: 0.83 →
+/// 0.94 ms with 64 here); since the kernel team and the FMA-bound 8×16
+/// tile, 128 rows measured faster (2026-12-04, alternated binaries, one /
+/// two threads: BERT-base layer at sequence 128 20.5 → 18.9 / 10.9 →
+/// 10.3 ms, the crate re-packing its 768×3072 weights on every call;
+/// the sequence-64 transformer block 1.27 → 1.22 / 0.78 → 0.78 ms).
+pub(crate) const SMALL_M: usize = 128;
 
 /// Multiply-adds (m·n·k) from which [`small_m`] splits its panels over the
 /// pool's threads.
