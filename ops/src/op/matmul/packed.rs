@@ -32,9 +32,11 @@
 //! per step), and an autovectorised version of the same loop spilled its
 //! accumulators (2 ms at 8 rows), hence the intrinsics.
 //!
-//! Threads: panels are split over the pool's threads only when the product
-//! has at least [`PAR_WORK`] multiply-adds; below that the hand-off to the
-//! pool costs more than it saves (docs/benchmarks.md).
+//! Threads: panels are split over the team's threads when the product has
+//! at least [`PAR_WORK`] multiply-adds. The CPU device hands a product to
+//! its team only when it is worth it (`kernels::parallel_work`, which
+//! counts a few-row product by the weight it streams), so the bar here
+//! is low: at batch 1 each core then streams its half of the weight.
 
 use crate::error::Result;
 use crate::kernels::util::{isa, par_split, Isa, SharedMut};
@@ -77,8 +79,8 @@ pub(crate) const NR: usize = 16;
 pub(crate) const SMALL_M: usize = 128;
 
 /// Multiply-adds (m·n·k) from which [`small_m`] splits its panels over the
-/// pool's threads.
-const PAR_WORK: usize = 1 << 21;
+/// team's threads (an MLP's 784x512 layer at batch 1 is 401K).
+const PAR_WORK: usize = 1 << 17;
 
 /// A GEMM right-hand operand `op(B)` (K×N) packed into column panels (see
 /// the module docs). Made once per weight tensor by
