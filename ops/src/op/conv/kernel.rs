@@ -6,7 +6,10 @@
 //! over a filter packed at session build instead ([`conv_blocked`],
 //! `blocked.rs`; the rule is [`blocked_fits`]). f32 3x3 stride-1 convs
 //! that `winograd.rs` takes run F(4x4, 3x3); other 2-D convs with few
-//! taps per filter run the direct kernel of `direct.rs` (its `fits`).
+//! taps per filter run the direct kernel of `direct.rs` (its `fits`);
+//! one-group f32 convs with small output planes (ResNet-50's 7x7 and
+//! 14x14 layers, 1x1 or im2col) run the channel-vector product of
+//! `chanvec.rs` (its `fits`), checked in that order.
 
 use super::blocked::{self, PackedFilter, Product};
 use super::chanvec::{self, ChanFilter};

@@ -5,9 +5,12 @@
 //! This module holds the family's attributes; `onnx.rs` its ONNX mapping;
 //! `infer.rs` its shape and type inference; `cost.rs` its flops and cost
 //! class; `kernel.rs` its host kernels (dispatched from [`crate::kernels`]),
-//! over `geom.rs` (a conv's shapes, im2col), `depthwise.rs` (depthwise 2-D
-//! kernels) and `blocked.rs` (f32 filters packed at session build and the
-//! AVX-512 product that reads them).
+//! over `geom.rs` (a conv's shapes, im2col), `depthwise.rs` and
+//! `dwflat.rs` (depthwise 2-D kernels), `blocked.rs` (f32 filters packed
+//! at session build and the AVX-512 product that reads them), `chanvec.rs`
+//! (the product with filters in the lanes, for small output planes),
+//! `direct.rs` (small filters) and `winograd.rs` (3x3 F(4x4, 3x3)).
+//! `testref.rs` holds the tests' f64 reference.
 
 pub(crate) mod act;
 pub(crate) mod blocked;
