@@ -2,7 +2,7 @@
 //! reference of `testref.rs`.
 
 use super::chanvec::{conv, fits, shape_fits, ChanFilter};
-use super::testref::{check_epilogues, geom2d, Shape2d};
+use super::testref::{check_shapes, geom2d, Shape2d};
 use crate::kernels::util::testutil::{in_pool, in_team, rnd, t};
 use crate::op::{ConvAttrs, Op};
 
@@ -31,20 +31,13 @@ fn check_all() {
         eprintln!("SKIP channel-vector conv: no AVX-512F on this CPU (or HETFLOW_CHANVEC=0)");
         return;
     }
-    for (k, sh) in SHAPES.iter().enumerate() {
-        // The kernel runs any one-group conv; which ones it is chosen for
-        // (`shape_fits`) is a matter of speed, tested below.
-        check_epilogues(
-            sh,
-            500 + 10 * k as u64,
-            1e-5,
-            &|g, x, w, b, r, act, prep| {
-                let kdim = w.len() / g.m;
-                let pre = prep.then(|| ChanFilter::pack(w, g.m, kdim).expect("pack"));
-                conv(g, pre.as_ref(), x, w, b, r, act).expect("channel-vector conv")
-            },
-        );
-    }
+    // The kernel runs any one-group conv; which ones it is chosen for
+    // (`shape_fits`) is a matter of speed, tested below.
+    check_shapes(&SHAPES, 500, 1e-5, &|g, x, w, b, r, act, prep| {
+        let kdim = w.len() / g.m;
+        let pre = prep.then(|| ChanFilter::pack(w, g.m, kdim).expect("pack"));
+        conv(g, pre.as_ref(), x, w, b, r, act).expect("channel-vector conv")
+    });
 }
 
 #[test]

@@ -164,3 +164,10 @@ pub(super) fn conv_ref(
     }
     out
 }
+
+/// [`check_epilogues`] on each of `shapes`, the k-th seeded `seed + 10k`.
+pub(super) fn check_shapes(shapes: &[Shape2d], seed: u64, tol: f64, kernel: Kernel<'_>) {
+    for (k, sh) in shapes.iter().enumerate() {
+        check_epilogues(sh, seed + 10 * k as u64, tol, kernel);
+    }
+}
