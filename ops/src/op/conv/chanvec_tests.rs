@@ -2,7 +2,7 @@
 //! reference of `testref.rs`.
 
 use super::chanvec::{conv, fits, shape_fits, ChanFilter};
-use super::testref::{check_shapes, geom2d, Shape2d};
+use super::testref::{check_packed, geom2d, Shape2d};
 use crate::kernels::util::testutil::{in_pool, in_team, rnd, t};
 use crate::op::{ConvAttrs, Op};
 
@@ -33,11 +33,7 @@ fn check_all() {
     }
     // The kernel runs any one-group conv; which ones it is chosen for
     // (`shape_fits`) is a matter of speed, tested below.
-    check_shapes(&SHAPES, 500, 1e-5, &|g, x, w, b, r, act, prep| {
-        let kdim = w.len() / g.m;
-        let pre = prep.then(|| ChanFilter::pack(w, g.m, kdim).expect("pack"));
-        conv(g, pre.as_ref(), x, w, b, r, act).expect("channel-vector conv")
-    });
+    check_packed(&SHAPES, 500, 1e-5, ChanFilter::pack, conv);
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use super::direct::{conv, shape_fits, DirectFilter};
 use super::geom::Geom;
-use super::testref::{check_shapes, conv_ref, geom2d, Shape2d};
+use super::testref::{check_packed, conv_ref, geom2d, Shape2d};
 use crate::kernels::util::testutil::{close, in_pool, in_team, rnd, t};
 use crate::op::{resolve_window, AutoPad, ConvAttrs, Op};
 
@@ -39,11 +39,7 @@ fn check_all() {
     for sh in &SHAPES {
         assert!(super::direct::fits(&geom(sh)), "{sh:?} fits");
     }
-    check_shapes(&SHAPES, 300, 1e-5, &|g, x, w, b, r, act, prep| {
-        let kdim = w.len() / g.m;
-        let pre = prep.then(|| DirectFilter::pack(w, g.m, kdim).expect("pack"));
-        conv(g, pre.as_ref(), x, w, b, r, act).expect("direct conv")
-    });
+    check_packed(&SHAPES, 300, 1e-5, DirectFilter::pack, conv);
 }
 
 #[test]

@@ -171,3 +171,27 @@ pub(super) fn check_shapes(shapes: &[Shape2d], seed: u64, tol: f64, kernel: Kern
         check_epilogues(sh, seed + 10 * k as u64, tol, kernel);
     }
 }
+
+/// A conv kernel over a filter prepared by `pack` (`(w, m, kdim)`):
+/// [`check_shapes`] with the filter packed when the case asks for it.
+#[allow(clippy::type_complexity)]
+pub(super) fn check_packed<P>(
+    shapes: &[Shape2d],
+    seed: u64,
+    tol: f64,
+    pack: fn(&[f32], usize, usize) -> crate::error::Result<P>,
+    conv: fn(
+        &super::geom::Geom,
+        Option<&P>,
+        &[f32],
+        &[f32],
+        Option<&[f32]>,
+        Option<&[f32]>,
+        Activation,
+    ) -> crate::error::Result<Vec<f32>>,
+) {
+    check_shapes(shapes, seed, tol, &|g, x, w, b, r, act, prep| {
+        let pre = prep.then(|| pack(w, g.m, w.len() / g.m).expect("pack"));
+        conv(g, pre.as_ref(), x, w, b, r, act).expect("conv")
+    });
+}
