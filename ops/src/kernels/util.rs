@@ -20,6 +20,13 @@ pub(crate) enum Isa {
     Plain,
 }
 
+/// A kernel path's switch, read once into `cell`: on unless the
+/// environment variable `var` is `0` (`HETFLOW_WINOGRAD=0` and the like,
+/// for comparing a path against the one it replaced on one binary).
+pub(crate) fn env_switch(cell: &std::sync::OnceLock<bool>, var: &str) -> bool {
+    *cell.get_or_init(|| std::env::var(var).map_or(true, |v| v != "0"))
+}
+
 /// The best [`Isa`] this CPU runs (`is_x86_feature_detected!`, cached by
 /// std).
 pub(crate) fn isa() -> Isa {

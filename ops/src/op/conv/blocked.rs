@@ -325,7 +325,7 @@ impl Product<'_> {
 }
 
 /// The lanes of a 16-lane register below `n` (all when `n >= 16`).
-fn lanes(n: usize) -> u16 {
+pub(super) fn lanes(n: usize) -> u16 {
     if n >= 16 {
         u16::MAX
     } else {

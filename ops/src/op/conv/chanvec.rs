@@ -28,9 +28,10 @@
 //! [`shape_fits`] is the rule (measured against the other paths,
 //! docs/benchmarks.md); `HETFLOW_CHANVEC=0` turns the path off.
 
+use super::blocked::{lanes, PAR_WORK};
 use super::geom::{im2col, Geom, Scratch};
 use crate::error::Result;
-use crate::kernels::util::{isa, par_split, threads, Isa, SharedMut};
+use crate::kernels::util::{env_switch, isa, par_split, threads, Isa, SharedMut};
 use crate::op::Activation;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -44,9 +45,6 @@ const MAX_OSZ: usize = 196;
 /// Taps per filter from which a conv takes this path (below, packing the
 /// input columns is a large share of the work).
 const MIN_KDIM: usize = 128;
-
-/// Multiply-adds from which the filter blocks are split over threads.
-const PAR_WORK: usize = 1 << 20;
 
 /// Whether an f32 conv of `c` channels into `m` filters in `group`s,
 /// `kdim` taps per filter and `osz` output positions per plane, takes
@@ -68,7 +66,7 @@ pub(super) fn fits(g: &Geom) -> bool {
 /// `HETFLOW_CHANVEC=0` turns the path off (for comparisons).
 fn enabled() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("HETFLOW_CHANVEC").map_or(true, |v| v != "0"))
+    env_switch(&ON, "HETFLOW_CHANVEC")
 }
 
 /// A filter `[M, kdim]` in blocks of [`MV`] filters laid out
@@ -162,6 +160,7 @@ pub(super) fn conv(
     // the handle's pointers only.
     let out = unsafe { SharedMut::from_raw(o.as_mut_ptr(), total) };
     let blocks = m.div_ceil(MV);
+    // The blocked product's bar for splitting over the team.
     let par = threads() > 1 && m * kdim * osz >= PAR_WORK;
     for bn in 0..g.n {
         let xb = &x[bn * g.c * isz..(bn + 1) * g.c * isz];
@@ -396,15 +395,6 @@ fn transpose16(r: &mut [__m512; 16]) {
         r[4 + c] = _mm512_shuffle_f32x4::<0xDD>(e0, f0);
         r[8 + c] = _mm512_shuffle_f32x4::<0x88>(e1, f1);
         r[12 + c] = _mm512_shuffle_f32x4::<0xDD>(e1, f1);
-    }
-}
-
-/// The lanes of a 16-lane register below `n` (all when `n >= 16`).
-fn lanes(n: usize) -> u16 {
-    if n >= 16 {
-        u16::MAX
-    } else {
-        (1u16 << n) - 1
     }
 }
 

@@ -59,7 +59,7 @@ pub(super) fn fits(g: &Geom) -> bool {
 /// `HETFLOW_DIRECT_CONV=0` turns the path off (for comparisons).
 fn enabled() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("HETFLOW_DIRECT_CONV").map_or(true, |v| v != "0"))
+    crate::kernels::util::env_switch(&ON, "HETFLOW_DIRECT_CONV")
 }
 
 /// A filter `[M, C, kh, kw]` in blocks of [`MB`] filters (the last block

@@ -190,7 +190,7 @@ pub(super) fn enabled() -> bool {
         return false;
     }
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("HETFLOW_WINOGRAD").map_or(true, |v| v != "0"))
+    crate::kernels::util::env_switch(&ON, "HETFLOW_WINOGRAD")
 }
 
 /// The conv of `g` (which [`shape_fits`]) on the instruction set the CPU

@@ -214,11 +214,9 @@ unsafe fn small_m_with(
             let at = lhs.off + (r0 + r) * lhs.rs;
             if r >= valid {
                 lane.for_each(|d| *d = 0.0);
-            } else if lhs.cs == 1 {
-                lane.zip(&lhs.data[at..at + k]).for_each(|(d, &v)| *d = v);
             } else {
-                let col = lhs.data[at..].iter().step_by(lhs.cs);
-                lane.zip(col).for_each(|(d, &v)| *d = v);
+                let row = lhs.data[at..].iter().step_by(lhs.cs);
+                lane.zip(row).for_each(|(d, &v)| *d = v);
             }
         }
     }
