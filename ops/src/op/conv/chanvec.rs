@@ -29,7 +29,7 @@
 //! docs/benchmarks.md); `HETFLOW_CHANVEC=0` turns the path off.
 
 use super::blocked::{lanes, PAR_WORK};
-use super::geom::{im2col, Geom, Scratch};
+use super::geom::{im2col_tap, Geom, Scratch};
 use crate::error::Result;
 use crate::kernels::util::{env_switch, isa, par_split, threads, Isa, SharedMut};
 use crate::op::Activation;
@@ -130,7 +130,7 @@ pub(super) fn conv(
 ) -> Result<Vec<f32>> {
     let (osz, isz, m, kdim) = (g.osz(), g.isz(), g.m, g.kdim());
     let total = g.n * m * osz;
-    if isa() != Isa::Avx512 || g.group != 1 || kdim == 0 {
+    if isa() != Isa::Avx512 || g.group != 1 || kdim == 0 || osz > MAX_OSZ {
         crate::bail!("internal: channel-vector conv on an unsupported conv or CPU");
     }
     // Written once, by the tiles' row stores: no zero fill first.
@@ -148,13 +148,6 @@ pub(super) fn conv(
     };
     let nr = panel_width(osz);
     let np = osz.div_ceil(nr);
-    let pointwise = g.pointwise();
-    let segs = osz / (*g.win.output.last().unwrap_or(&1)).max(1);
-    let mut col = Scratch(if pointwise {
-        Vec::new()
-    } else {
-        crate::pool::stale(kdim * osz, f32::NAN)
-    });
     let mut pk = Scratch(crate::pool::stale(np * kdim * nr, f32::NAN));
     // SAFETY: `o` has room for `total` elements; the tiles write through
     // the handle's pointers only.
@@ -164,12 +157,6 @@ pub(super) fn conv(
     let par = threads() > 1 && m * kdim * osz >= PAR_WORK;
     for bn in 0..g.n {
         let xb = &x[bn * g.c * isz..(bn + 1) * g.c * isz];
-        let src: &[f32] = if pointwise {
-            xb
-        } else {
-            im2col(g, xb, &mut col.0, 0, segs, true);
-            &col.0
-        };
         let run = Run {
             f,
             n: osz,
@@ -179,7 +166,7 @@ pub(super) fn conv(
             act,
             out,
         };
-        pack_panels(src, kdim, osz, nr, &mut pk.0, par);
+        with_nr!(nr, NR => pack_panels::<NR>(g, xb, &mut pk.0, par));
         let body = |rbs: std::ops::Range<usize>| with_nr!(nr, NR => run.blocks::<NR>(rbs, &pk.0));
         if par && blocks > 1 {
             par_split(blocks, &body);
@@ -234,28 +221,39 @@ macro_rules! with_nr {
 }
 use with_nr;
 
-/// Copies `src` (`kdim` rows of `n` values) into panels of `nr` columns
-/// (panel p's row k at `(p·kdim + k)·nr`), zeros past the last column;
-/// the rows are split over the team when `par` and there are enough.
-fn pack_panels(src: &[f32], kdim: usize, n: usize, nr: usize, pk: &mut [f32], par: bool) {
-    let np = n.div_ceil(nr);
+/// Copies one batch item's input columns into panels of `NR` columns
+/// (panel p's row k at `(p·kdim + k)·NR`, zeros past the last column):
+/// the input planes of a pointwise conv, the im2col rows otherwise, each
+/// built in a row on the stack and dealt out to the panels from there
+/// (an im2col buffer between was another pass over up to 0.9 MiB, and
+/// copying runs of 7-14 values as slices a `memmove` call each: a tenth
+/// of a 3x3 conv at 7x7). The taps are split over the team when `par`
+/// and there are enough.
+fn pack_panels<const NR: usize>(g: &Geom, xb: &[f32], pk: &mut [f32], par: bool) {
+    let (kdim, n) = (g.kdim(), g.osz());
+    let np = n.div_ceil(NR);
+    let pointwise = g.pointwise();
     let dst = SharedMut::new(pk);
-    let rows = |ks: std::ops::Range<usize>| {
-        for p in 0..np {
-            let j0 = p * nr;
-            let w = nr.min(n - j0);
-            for k in ks.clone() {
+    let taps = |ks: std::ops::Range<usize>| {
+        // Positions past `n` stay zero.
+        let mut row = [0f32; MAX_OSZ + 16];
+        for k in ks {
+            if pointwise {
+                row[..n].copy_from_slice(&xb[k * n..(k + 1) * n]);
+            } else {
+                im2col_tap(g, xb, k, 0, &mut row[..n]);
+            }
+            for p in 0..np {
                 // SAFETY: row k of panel p is written by this piece only.
-                let d = unsafe { dst.slice((p * kdim + k) * nr, nr) };
-                d[..w].copy_from_slice(&src[k * n + j0..][..w]);
-                d[w..].fill(0.0);
+                let d = unsafe { dst.slice((p * kdim + k) * NR, NR) };
+                d.copy_from_slice(&row[p * NR..(p + 1) * NR]);
             }
         }
     };
     if par && kdim * n >= 16 * 1024 {
-        par_split(kdim, &rows);
+        par_split(kdim, &taps);
     } else {
-        rows(0..kdim);
+        taps(0..kdim);
     }
 }
 

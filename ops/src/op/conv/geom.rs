@@ -71,20 +71,24 @@ pub(super) fn im2col<F: Float>(
     nseg: usize,
     par: bool,
 ) {
-    let (ksz, isz) = (g.ksz(), g.isz());
     let rl = nseg * *g.win.output.last().unwrap_or(&1);
-    let two_d = g.spatial.len() == 2;
-    let fill = |r: usize, row: &mut [F]| {
-        let (ci, kflat) = (r / ksz, r % ksz);
-        let plane = &x[ci * isz..(ci + 1) * isz];
-        if two_d {
-            im2col_row_2d(g, plane, kflat, seg0, row);
-        } else {
-            im2col_row(g, plane, kflat, seg0, row);
-        }
-    };
+    let fill = |r: usize, row: &mut [F]| im2col_tap(g, x, r, seg0, row);
     let work = if par { col.len() } else { 0 };
     crate::kernels::util::par_chunks(col, rl, work, fill);
+}
+
+/// Row `r` of the im2col matrix (channel `r / ksz` of one group's input
+/// channels `x`, kernel offset `r % ksz`), for the output segments from
+/// `seg0` (as many as `row` holds).
+pub(super) fn im2col_tap<F: Float>(g: &Geom, x: &[F], r: usize, seg0: usize, row: &mut [F]) {
+    let (ksz, isz) = (g.ksz(), g.isz());
+    let (ci, kflat) = (r / ksz, r % ksz);
+    let plane = &x[ci * isz..(ci + 1) * isz];
+    if g.spatial.len() == 2 {
+        im2col_row_2d(g, plane, kflat, seg0, row);
+    } else {
+        im2col_row(g, plane, kflat, seg0, row);
+    }
 }
 
 /// [`im2col_row`] for 2-D convolutions: segments are output rows.
@@ -105,12 +109,8 @@ fn im2col_row_2d<F: Float>(g: &Geom, plane: &[F], kflat: usize, y0: usize, row: 
         }
         // The zero edges are a value or two (a padded border): skip the
         // calls when empty.
-        if lo > 0 {
-            seg[..lo].fill(F::ZERO);
-        }
-        if hi < ow {
-            seg[hi..].fill(F::ZERO);
-        }
+        zero_edge(&mut seg[..lo]);
+        zero_edge(&mut seg[hi..]);
         let start = iy as usize * iw + (koff_x + (lo * sw) as isize) as usize;
         let dst = &mut seg[lo..hi];
         match sw {
@@ -191,6 +191,17 @@ fn im2col_row<F: Float>(g: &Geom, plane: &[F], kflat: usize, seg0: usize, row: &
     }
 }
 
+/// Zeros a padded border of an im2col segment: mostly one value or none,
+/// which a `memset` call would cost more than.
+#[inline(always)]
+fn zero_edge<F: Float>(e: &mut [F]) {
+    match e.len() {
+        0 => {}
+        1 => e[0] = F::ZERO,
+        _ => e.fill(F::ZERO),
+    }
+}
+
 /// `dst.copy_from_slice(src)` for the short runs of an im2col row (one
 /// output row of a small map, 5-60 values): fixed-size moves instead of a
 /// call to `memcpy` per run, which cost LeNet's convs more than their
@@ -199,6 +210,12 @@ fn im2col_row<F: Float>(g: &Geom, plane: &[F], kflat: usize, seg0: usize, row: &
 fn copy_run<F: Copy>(dst: &mut [F], src: &[F]) {
     const W: usize = 8;
     let n = dst.len();
+    if (4..W).contains(&n) && src.len() == n {
+        // Two overlapping runs of 4 (a 7x7 map's rows).
+        dst[..4].copy_from_slice(&src[..4]);
+        dst[n - 4..].copy_from_slice(&src[n - 4..]);
+        return;
+    }
     if !(W..8 * W).contains(&n) || src.len() != n {
         dst.copy_from_slice(src);
         return;
