@@ -14,9 +14,10 @@
 //!   `[kdim][32]`: one tap of a block is two registers.
 //! - The input columns (the input planes of a pointwise conv, im2col
 //!   rows built one tap at a time on the stack otherwise, with no
-//!   `kdim × osz` buffer between) are copied per call into panels of `nr`
-//!   positions laid out `[kdim][nr]`, `nr` in 7..=14 chosen so the panels tile the
-//!   plane with the least padding (7 for 7x7, 14 for 14x14 and 28x28).
+//!   `kdim × osz` buffer between) are copied per call into panels of
+//!   `nr` positions laid out `[kdim][nr]`, `nr` in 7..=14 chosen so the
+//!   panels tile the plane with the least padding (7 for 7x7, 14 for
+//!   14x14 and 28x28).
 //! - A tile is 32 filters × `nr` positions in `2·nr` accumulators: per tap,
 //!   two filter loads and `nr` broadcasts of input values feed `2·nr`
 //!   FMAs. It starts from the bias; at the end each 16×`nr` half is
