@@ -237,18 +237,25 @@ fn pack_panels<const NR: usize>(g: &Geom, xb: &[f32], pk: &mut [f32], par: bool)
     let pointwise = g.pointwise();
     let dst = SharedMut::new(pk);
     let taps = |ks: std::ops::Range<usize>| {
-        // Positions past `n` stay zero.
-        let mut row = [0f32; MAX_OSZ + 16];
+        let mut row = [0f32; MAX_OSZ];
         for k in ks {
-            if pointwise {
-                row[..n].copy_from_slice(&xb[k * n..(k + 1) * n]);
+            // A pointwise conv's rows are read where they are.
+            let src: &[f32] = if pointwise {
+                &xb[k * n..(k + 1) * n]
             } else {
                 im2col_tap(g, xb, k, 0, &mut row[..n]);
-            }
+                &row[..n]
+            };
             for p in 0..np {
                 // SAFETY: row k of panel p is written by this piece only.
                 let d = unsafe { dst.slice((p * kdim + k) * NR, NR) };
-                d.copy_from_slice(&row[p * NR..(p + 1) * NR]);
+                let j0 = p * NR;
+                if j0 + NR <= n {
+                    d.copy_from_slice(&src[j0..j0 + NR]);
+                } else {
+                    d[..n - j0].copy_from_slice(&src[j0..]);
+                    d[n - j0..].fill(0.0);
+                }
             }
         }
     };

@@ -107,8 +107,7 @@ fn im2col_row_2d<F: Float>(g: &Geom, plane: &[F], kflat: usize, y0: usize, row: 
             seg.fill(F::ZERO);
             continue;
         }
-        // The zero edges are a value or two (a padded border): skip the
-        // calls when empty.
+        // The zero edges of a padded border.
         zero_edge(&mut seg[..lo]);
         zero_edge(&mut seg[hi..]);
         let start = iy as usize * iw + (koff_x + (lo * sw) as isize) as usize;
