@@ -13,6 +13,11 @@ use hetflow::{Model, SessionBuilder, Tensor};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Large buffers on 64-byte lines, as the `hetflow` binary runs (see
+/// `hetflow::AlignedAlloc`): a program that embeds hetflow opts in here.
+#[global_allocator]
+static ALLOC: hetflow::AlignedAlloc = hetflow::AlignedAlloc;
+
 /// A two-layer MLP: softmax(relu(x W1 + b1) W2 + b2), batch symbolic.
 fn mlp() -> Result<Model, hetflow::Error> {
     let mut g = Graph::default();

@@ -37,7 +37,7 @@ pub use hetflow_ops as ops;
 pub use hetflow_runtime as runtime;
 pub use hetflow_scheduler as scheduler;
 
-pub use hetflow_ops::{DType, Graph, Tensor};
+pub use hetflow_ops::{AlignedAlloc, DType, Graph, Tensor};
 pub use hetflow_runtime::{Session, SessionOptions, TraceEvent};
 pub use hetflow_scheduler::Plan;
 pub use per_shape::PerShape;

@@ -18,6 +18,7 @@
 //! the tuned GEMM (`gemm` crate) under MatMul, Gemm and Conv. Other backends
 //! (OpenCL, CUDA, TPU) bring their own kernels and are checked against these.
 
+pub mod alloc;
 pub mod autodiff;
 pub mod cost;
 pub mod dtype;
@@ -37,6 +38,7 @@ pub mod shape;
 pub mod specialize;
 pub mod tensor;
 
+pub use alloc::AlignedAlloc;
 pub use cost::Cost;
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
