@@ -15,6 +15,7 @@ use std::arch::x86_64::*;
 /// Applies `act` to an output block in place. Selects, not conditional
 /// stores: the loop vectorises, and post-conv data (half negative) would
 /// mispredict a branch half the time.
+#[inline(always)]
 pub(crate) fn apply<F: Float>(act: Activation, v: &mut [F]) {
     match act {
         Activation::None => {}
@@ -29,6 +30,36 @@ pub(crate) fn apply<F: Float>(act: Activation, v: &mut [F]) {
             });
         }
     }
+}
+
+/// Finishes one row of a product's output in place: `y = act(y + r + b)`,
+/// the residual `r` and the bias `b` each optional. The generic kernels'
+/// epilogue (Conv's GEMM path); compiled for AVX-512 where the CPU has it,
+/// as the crate's baseline target would leave these loops at SSE width.
+pub(crate) fn finish_row<F: Float>(act: Activation, y: &mut [F], r: Option<&[F]>, b: Option<F>) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: AVX-512F was detected.
+        return unsafe { finish_row512(act, y, r, b) };
+    }
+    finish_row_plain(act, y, r, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn finish_row512<F: Float>(act: Activation, y: &mut [F], r: Option<&[F]>, b: Option<F>) {
+    finish_row_plain(act, y, r, b)
+}
+
+#[inline(always)]
+fn finish_row_plain<F: Float>(act: Activation, y: &mut [F], r: Option<&[F]>, b: Option<F>) {
+    match (r, b) {
+        (Some(r), Some(b)) => y.iter_mut().zip(r).for_each(|(y, r)| *y = *y + *r + b),
+        (Some(r), None) => y.iter_mut().zip(r).for_each(|(y, r)| *y += *r),
+        (None, Some(b)) => y.iter_mut().for_each(|y| *y += b),
+        (None, None) => {}
+    }
+    apply(act, y);
 }
 
 /// `act` of one value.
@@ -116,6 +147,48 @@ mod tests {
                         "{act:?} of {}: {g}, expected {w}",
                         vals[i]
                     );
+                }
+            }
+        }
+    }
+
+    /// The row epilogue adds the residual and the bias, then clamps, on
+    /// rows of every length class (vector body and tail), NaN kept.
+    #[test]
+    fn finish_row_adds_then_activates() {
+        for len in [0usize, 1, 15, 16, 17, 100] {
+            let y0: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin() * 2.0).collect();
+            let mut r: Vec<f32> = (0..len).map(|i| (i as f32 * 0.11).cos()).collect();
+            if len > 3 {
+                r[3] = f32::NAN;
+            }
+            for act in [
+                Activation::None,
+                Activation::Relu,
+                Activation::Clip { lo: -0.5, hi: 0.5 },
+            ] {
+                for (res, bias) in [(true, true), (true, false), (false, true), (false, false)] {
+                    let mut y = y0.clone();
+                    let b = bias.then_some(0.25f32);
+                    finish_row(act, &mut y, res.then_some(&r[..]), b);
+                    for i in 0..len {
+                        let mut v = y0[i] as f64;
+                        if res {
+                            v += r[i] as f64;
+                        }
+                        v += b.unwrap_or(0.0) as f64;
+                        let w = match act {
+                            _ if v.is_nan() => f64::NAN,
+                            Activation::None => v,
+                            Activation::Relu => v.max(0.0),
+                            Activation::Clip { lo, hi } => v.clamp(lo as f64, hi as f64),
+                        };
+                        let g = y[i] as f64;
+                        assert!(
+                            (g.is_nan() && w.is_nan()) || (g - w).abs() <= 1e-6,
+                            "{act:?} len {len} res {res} bias {bias} at {i}: {g}, expected {w}"
+                        );
+                    }
                 }
             }
         }

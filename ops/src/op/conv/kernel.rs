@@ -365,8 +365,7 @@ fn conv_f<F: Float>(
     // One (batch, group) unit writes its own contiguous block of the output.
     let unit = |u: usize, dst: &mut [F], col: &mut Vec<F>, par: bool| -> Result<()> {
         let (bn, gi) = (u / g.group, u % g.group);
-        // The GEMM accumulates onto what each output block starts with:
-        // the residual and/or the bias (see `Epi`).
+        // The residual and/or the bias are added after the GEMM (`Epi`).
         let epi = Epi {
             res: res.map(|r| &r[u * mg * osz..(u + 1) * mg * osz]),
             bias: b.map(|b| &b[gi * mg..(gi + 1) * mg]),
@@ -578,9 +577,13 @@ fn gcd(a: usize, b: usize) -> usize {
 /// activation, so the three touch memory once.
 const BLOCK_BYTES: usize = 256 * 1024;
 
-/// What is fused around one unit's GEMM: the product accumulates onto the
-/// residual plus the bias (or either alone, or overwrites when neither),
-/// then the activation runs. `n` is the output's row length.
+/// What is fused around one unit's GEMM: the product is written, then one
+/// pass per row adds the residual and the bias (either, both or neither)
+/// and applies the activation while the row is in L1
+/// ([`super::act::finish_row`]). Before, the residual and bias were copied
+/// into the block first for the GEMM to accumulate onto, and the
+/// activation was a pass of its own: two passes at SSE width instead of
+/// one at AVX-512's. `n` is the output's row length.
 struct Epi<'a, F> {
     res: Option<&'a [F]>,
     bias: Option<&'a [F]>,
@@ -591,7 +594,7 @@ struct Epi<'a, F> {
 impl<F: Float> Epi<'_, F> {
     /// Rows `r0..r0 + rows`, columns `c0..c0 + cols` of the output (`lhs`
     /// is the whole weight matrix, `rhs` starts at the block's column):
-    /// prologue, `rows × k` by `k × cols` GEMM, activation. Only the GEMM
+    /// `rows × k` by `k × cols` GEMM, then the epilogue. Only the GEMM
     /// may use the rayon pool, and only when `par`.
     ///
     /// # Safety
@@ -610,24 +613,6 @@ impl<F: Float> Epi<'_, F> {
         par: bool,
     ) -> Result<()> {
         let n = self.n;
-        let read = self.res.is_some() || self.bias.is_some();
-        if read {
-            for r in r0..r0 + rows {
-                // SAFETY: the caller's block.
-                let row = unsafe { out.slice(r * n + c0, cols) };
-                match (self.res, self.bias) {
-                    (Some(res), Some(b)) => {
-                        let src = &res[r * n + c0..r * n + c0 + cols];
-                        for (y, s) in row.iter_mut().zip(src) {
-                            *y = *s + b[r];
-                        }
-                    }
-                    (Some(res), None) => row.copy_from_slice(&res[r * n + c0..r * n + c0 + cols]),
-                    (None, Some(b)) => row.fill(b[r]),
-                    (None, None) => {}
-                }
-            }
-        }
         let lhs = Mat {
             off: lhs.off + r0 * lhs.rs,
             ..lhs
@@ -641,17 +626,19 @@ impl<F: Float> Epi<'_, F> {
                 out,
                 r0 * n + c0,
                 n,
-                read,
+                false,
                 lhs,
                 rhs,
                 F::ONE,
                 par,
             )?
         };
-        if self.act != Activation::None {
+        if self.res.is_some() || self.bias.is_some() || self.act != Activation::None {
             for r in r0..r0 + rows {
+                let res = self.res.map(|res| &res[r * n + c0..r * n + c0 + cols]);
                 // SAFETY: the caller's block.
-                super::act::apply(self.act, unsafe { out.slice(r * n + c0, cols) });
+                let row = unsafe { out.slice(r * n + c0, cols) };
+                super::act::finish_row(self.act, row, res, self.bias.map(|b| b[r]));
             }
         }
         Ok(())
