@@ -283,8 +283,14 @@ impl Run<'_> {
     /// their width).
     fn blocks<const NR: usize>(&self, rbs: std::ops::Range<usize>, pk: &[f32]) {
         let kdim = self.f.kdim;
+        let end = rbs.end;
         for rb in rbs {
             let a = &self.f.data[rb * kdim * MV..][..kdim * MV];
+            // The next block's filter, fetched into L2 while the first
+            // panel runs: the filters of the late layers are read once
+            // per run, from memory (ResNet-50's 97 MB of weights do not
+            // stay in L3), and the block then serves every panel.
+            let next = (rb + 1 < end).then(|| &self.f.data[(rb + 1) * kdim * MV..][..kdim * MV]);
             for (p, panel) in pk.chunks_exact(kdim * NR).enumerate() {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: AVX-512F (checked by `conv`); `a` holds the
@@ -292,7 +298,7 @@ impl Run<'_> {
                 // writes rows of block rb, columns of panel p, which no
                 // other piece writes.
                 unsafe {
-                    self.tile::<NR>(a, panel, rb * MV, p * NR)
+                    self.tile::<NR>(a, panel, rb * MV, p * NR, next.filter(|_| p == 0))
                 };
                 #[cfg(not(target_arch = "x86_64"))]
                 let _ = (a, panel);
@@ -301,14 +307,22 @@ impl Run<'_> {
     }
 
     /// Filters `r0 .. r0 + MV` (those below `m`) at positions
-    /// `j0 .. j0 + NR` (those below `n`).
+    /// `j0 .. j0 + NR` (those below `n`); prefetches `pf` (a block like
+    /// `a`) into L2 as it goes.
     ///
     /// # Safety
-    /// AVX-512F is available; `a` holds `kdim·MV` values and `pk`
+    /// AVX-512F is available; `a` and `pf` hold `kdim·MV` values and `pk`
     /// `kdim·NR`; nothing else writes this tile's outputs.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    unsafe fn tile<const NR: usize>(&self, a: &[f32], pk: &[f32], r0: usize, j0: usize) {
+    unsafe fn tile<const NR: usize>(
+        &self,
+        a: &[f32],
+        pk: &[f32],
+        r0: usize,
+        j0: usize,
+        pf: Option<&[f32]>,
+    ) {
         let kdim = self.f.kdim;
         let rows = MV.min(self.f.m - r0);
         let cols = NR.min(self.n - j0);
@@ -323,9 +337,15 @@ impl Run<'_> {
             }
         }
         let (ap, bp) = (a.as_ptr(), pk.as_ptr());
+        let pfp = pf.map_or(std::ptr::null(), |f| f.as_ptr());
         for k in 0..kdim {
-            // SAFETY: k < kdim; `a` holds kdim·MV values and `pk` kdim·NR.
+            // SAFETY: k < kdim; `a` and `pf` hold kdim·MV values and `pk`
+            // kdim·NR (a prefetch does not fault in any case).
             unsafe {
+                if !pfp.is_null() {
+                    _mm_prefetch::<_MM_HINT_T1>(pfp.add(k * MV) as *const i8);
+                    _mm_prefetch::<_MM_HINT_T1>(pfp.add(k * MV + 16) as *const i8);
+                }
                 let w0 = _mm512_loadu_ps(ap.add(k * MV));
                 let w1 = _mm512_loadu_ps(ap.add(k * MV + 16));
                 let [a0, a1] = &mut acc;
