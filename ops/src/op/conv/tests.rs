@@ -652,3 +652,39 @@ fn conv_f64_generic_paths() {
         close(&got, &want, 1e-5);
     }
 }
+
+/// The fused GEMM's output blocks: the cuts cover `0..len` in order,
+/// every piece but the last a multiple of 16, the sizes within 16 of
+/// each other (the threads' shares balance).
+#[test]
+fn cuts16_cover_evenly() {
+    use super::kernel::cuts16;
+    for (len, parts) in [
+        (784, 4),
+        (3136, 14),
+        (3136, 8),
+        (128, 1),
+        (100, 7),
+        (5, 3),
+        (1000, 64),
+    ] {
+        let c = cuts16(len, parts);
+        assert!(!c.is_empty() && c.len() <= parts, "{len} in {parts}: {c:?}");
+        let mut at = 0;
+        for (i, &(a, n)) in c.iter().enumerate() {
+            assert_eq!(a, at, "{len} in {parts}: {c:?}");
+            assert!(n > 0, "{len} in {parts}: empty piece in {c:?}");
+            if i + 1 < c.len() {
+                assert_eq!(n % 16, 0, "{len} in {parts}: {c:?}");
+            }
+            at += n;
+        }
+        assert_eq!(at, len, "{len} in {parts}: {c:?}");
+        let (lo, hi) = (c.iter().map(|p| p.1).min(), c.iter().map(|p| p.1).max());
+        assert!(hi.unwrap() - lo.unwrap() <= 16, "{len} in {parts}: {c:?}");
+    }
+    assert_eq!(
+        cuts16(784, 4),
+        vec![(0, 192), (192, 192), (384, 192), (576, 208)]
+    );
+}
