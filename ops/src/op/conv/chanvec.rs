@@ -25,7 +25,9 @@
 //!   masked row store, after the residual's row is added and the
 //!   activation applied.
 //! - A block of filters runs over every panel while it is in cache; the
-//!   blocks are split over the device's team, one piece per thread.
+//!   blocks are split over the device's team, one piece per thread. The
+//!   next block is prefetched into L2 while the first panel runs (the
+//!   filters of these layers come from memory once per run).
 //!
 //! [`shape_fits`] is the rule (measured against the other paths,
 //! docs/benchmarks.md); `HETFLOW_CHANVEC=0` turns the path off.

@@ -667,11 +667,11 @@ pub(super) fn cuts16(len: usize, parts: usize) -> Vec<(usize, usize)> {
 /// `dst[m × n] = act(res + bias + lhs × rhs)` for one conv unit.
 ///
 /// An output that fits [`BLOCK_BYTES`] is one GEMM (split over the threads
-/// inside [`gemm`]) with the prologue and activation around it. A larger
-/// one is cut into blocks that each run all three steps while the block is
-/// in cache, the blocks spread over the threads: the expanding 1×1 convs
-/// of a bottleneck block (a 3 MB output with K = 64) are bound by memory,
-/// and three passes over the output kept them from scaling past one core.
+/// inside [`gemm`]) and its epilogue ([`Epi`]). A larger one is cut into
+/// blocks ([`cuts16`]) that each run both while the block is in cache, the
+/// blocks spread over the threads: the expanding 1×1 convs of a
+/// bottleneck block (a 3 MB output with K = 64) are bound by memory, and
+/// passes over the whole output kept them from scaling past one core.
 #[allow(clippy::too_many_arguments)]
 fn fused_gemm<F: Float>(
     m: usize,
