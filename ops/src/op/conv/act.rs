@@ -10,6 +10,8 @@
 use super::Activation;
 use crate::kernels::util::Float;
 #[cfg(target_arch = "x86_64")]
+use crate::kernels::util::{isa, Isa};
+#[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
 /// Applies `act` to an output block in place. Selects, not conditional
@@ -38,7 +40,7 @@ pub(crate) fn apply<F: Float>(act: Activation, v: &mut [F]) {
 /// as the crate's baseline target would leave these loops at SSE width.
 pub(crate) fn finish_row<F: Float>(act: Activation, y: &mut [F], r: Option<&[F]>, b: Option<F>) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
+    if isa() == Isa::Avx512 {
         // SAFETY: AVX-512F was detected.
         return unsafe { finish_row512(act, y, r, b) };
     }

@@ -573,8 +573,8 @@ fn gcd(a: usize, b: usize) -> usize {
 }
 
 /// Bytes of output a fused block aims at: small enough to stay in a
-/// core's L2 from the residual/bias copy through the GEMM to the
-/// activation, so the three touch memory once.
+/// core's L2 from the GEMM's stores to the epilogue's pass, so the two
+/// touch memory once.
 const BLOCK_BYTES: usize = 256 * 1024;
 
 /// What is fused around one unit's GEMM: the product is written, then one
