@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{case, check_outputs, read};
+use common::{case, check_outputs, read, rss_bytes};
 use hetflow::{Model, SessionBuilder, Tensor};
 use std::sync::{Arc, Mutex};
 
@@ -17,16 +17,6 @@ static TURN: Mutex<()> = Mutex::new(());
 
 #[global_allocator]
 static ALLOC: hetflow::AlignedAlloc = hetflow::AlignedAlloc;
-
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmRSS")
-        * 1024
-}
 
 #[test]
 fn conv_models_match_references_with_aligned_buffers() {

@@ -17,20 +17,12 @@
 //! It is its own test binary so that no other test allocates in the same
 //! process while it measures; its two tests take turns (`TURN`).
 
+mod common;
+
+use common::rss_bytes;
 use hetflow::ops::{DType, Dim, Graph, Op};
 use hetflow::{Model, SessionBuilder, Tensor};
 use std::sync::Arc;
-
-/// Resident set size of this process, in bytes (VmRSS).
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/self/status");
-    kb * 1024
-}
 
 /// softmax(x W + b): x `[64, 128]`, outputs `[64, 128]` f32 (32 KB each,
 /// above the pool's 16 KB caching threshold).

@@ -9,6 +9,17 @@ use std::sync::Arc;
 
 pub mod devices;
 
+/// Resident set size of this process, in bytes (VmRSS).
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/self/status");
+    kb * 1024
+}
+
 /// Calls `$then! { ... }` with every foundation fixture: the one list of
 /// models that `tests/devices.rs` runs on every device
 /// (`foundation_fixtures!(device_tests, run_fixture)`, see
