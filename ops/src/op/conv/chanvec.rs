@@ -392,7 +392,7 @@ impl Run<'_> {
 /// then 128-bit blocks twice.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn transpose16(r: &mut [__m512; 16]) {
+pub(super) fn transpose16(r: &mut [__m512; 16]) {
     let mut a = [_mm512_setzero_ps(); 16];
     for i in 0..8 {
         a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);

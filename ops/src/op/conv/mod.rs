@@ -37,6 +37,7 @@ mod testref;
 mod tests;
 #[cfg(test)]
 mod wino_tests;
+pub(crate) mod winofused;
 pub(crate) mod winograd;
 
 /// ONNX `auto_pad`.

@@ -13,13 +13,18 @@ type Shape = ([usize; 4], usize, [usize; 4]);
 /// Tile edges (outputs not a multiple of 4), channel and filter counts
 /// that are and are not multiples of 16, no, asymmetric and wide padding,
 /// batch > 1.
-const SHAPES: [Shape; 6] = [
+const SHAPES: [Shape; 8] = [
     ([1, 16, 8, 8], 16, [1, 1, 1, 1]),
     ([2, 20, 13, 11], 24, [1, 1, 1, 1]),
     ([1, 33, 10, 17], 17, [0, 0, 0, 0]),
     ([1, 16, 9, 12], 40, [0, 1, 2, 0]),
     ([1, 48, 14, 14], 64, [2, 2, 2, 2]),
     ([3, 16, 16, 9], 32, [1, 0, 1, 2]),
+    // The fused path's cases: 16 tiles a row (register tiles of 14 and
+    // 2), 48 filters (a block of 32, then one of 16), rows of tiles past
+    // the image's last rows.
+    ([1, 32, 9, 61], 48, [1, 1, 1, 1]),
+    ([2, 32, 20, 20], 64, [0, 1, 1, 0]),
 ];
 
 fn geom(xs: [usize; 4], m: usize, pads: [usize; 4]) -> Geom {
@@ -38,14 +43,14 @@ fn check_all() {
         // The kernel runs any 3x3 / 1 geometry; which ones it is chosen
         // for (`shape_fits`) is a matter of speed, tested below.
         let sh = (xs, m, [3, 3], [1, 1], [1, 1], pads);
-        for isa in isas() {
+        for (isa, fused) in isas().into_iter().flat_map(|i| [(i, false), (i, true)]) {
             check_epilogues(
                 &sh,
                 40 + 10 * k as u64,
                 1e-4,
                 &|g, x, w, b, r, act, prep| {
                     let pre = prep.then(|| WinoFilter::transform(w, g.m, g.c).expect("transform"));
-                    conv_with(isa, g, pre.as_ref(), x, w, b, r, act).expect("winograd conv")
+                    conv_with(isa, fused, g, pre.as_ref(), x, w, b, r, act).expect("winograd conv")
                 },
             );
         }
@@ -86,8 +91,9 @@ fn winograd_many_channels() {
         &[1, 1],
         &g.win.output,
     );
-    for isa in isas() {
-        let o = conv_with(isa, &g, None, &x, &w, None, None, Activation::None).expect("conv");
+    for (isa, fused) in isas().into_iter().flat_map(|i| [(i, false), (i, true)]) {
+        let o =
+            conv_with(isa, fused, &g, None, &x, &w, None, None, Activation::None).expect("conv");
         close(&o, &want, 5e-4);
     }
 }

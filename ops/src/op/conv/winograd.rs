@@ -45,21 +45,22 @@
 //! reference). `HETFLOW_WINOGRAD=0` turns the path off.
 
 use super::geom::Geom;
+use super::winofused;
 use crate::error::Result;
 use crate::kernels::util::{isa, par_for, threads, Isa, SharedMut};
 use crate::op::Activation;
 
 /// Lanes: channels (or filters) per vector.
-const L: usize = 16;
+pub(super) const L: usize = 16;
 
 /// Outputs per tile side.
-const TO: usize = 4;
+pub(super) const TO: usize = 4;
 
 /// Input values per tile side.
-const TI: usize = 6;
+pub(super) const TI: usize = 6;
 
 /// Positions of the 6x6 transform.
-const XI: usize = TI * TI;
+pub(super) const XI: usize = TI * TI;
 
 type Lanes = [f32; L];
 
@@ -204,31 +205,32 @@ pub(super) fn conv(
     res: Option<&[f32]>,
     act: Activation,
 ) -> Result<Vec<f32>> {
-    conv_with(isa(), g, prepared, x, w, b, res, act)
+    let fused = winofused::fits(&Plan::new(g));
+    conv_with(isa(), fused, g, prepared, x, w, b, res, act)
 }
 
 /// Sizes of one Winograd conv.
-struct Plan {
-    n: usize,
-    c: usize,
-    m: usize,
-    h: usize,
-    w: usize,
-    oh: usize,
-    ow: usize,
-    pt: usize,
-    pl: usize,
-    th: usize,
-    tw: usize,
-    hp: usize,
-    wp: usize,
-    cb: usize,
-    mb: usize,
-    tiles: usize,
+pub(super) struct Plan {
+    pub(super) n: usize,
+    pub(super) c: usize,
+    pub(super) m: usize,
+    pub(super) h: usize,
+    pub(super) w: usize,
+    pub(super) oh: usize,
+    pub(super) ow: usize,
+    pub(super) pt: usize,
+    pub(super) pl: usize,
+    pub(super) th: usize,
+    pub(super) tw: usize,
+    pub(super) hp: usize,
+    pub(super) wp: usize,
+    pub(super) cb: usize,
+    pub(super) mb: usize,
+    pub(super) tiles: usize,
 }
 
 impl Plan {
-    fn new(g: &Geom) -> Plan {
+    pub(super) fn new(g: &Geom) -> Plan {
         let (oh, ow) = (g.win.output[0], g.win.output[1]);
         let (th, tw) = (oh.div_ceil(TO), ow.div_ceil(TO));
         Plan {
@@ -252,10 +254,10 @@ impl Plan {
             tiles: g.n * th * tw,
         }
     }
-    fn cp(&self) -> usize {
+    pub(super) fn cp(&self) -> usize {
         self.cb * L
     }
-    fn mp(&self) -> usize {
+    pub(super) fn mp(&self) -> usize {
         self.mb * L
     }
 }
@@ -270,10 +272,13 @@ fn each(n: usize, par: bool, f: &(dyn Fn(usize) + Sync)) {
     }
 }
 
-/// [`conv`] on a given instruction set (the tests run each).
+/// [`conv`] on a given instruction set (the tests run each), one row of
+/// tiles at a time (`winofused.rs`) when `fused`, the CPU has AVX-512F and
+/// the plan is one that path computes, else in four passes.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn conv_with(
     isa: Isa,
+    fused: bool,
     g: &Geom,
     prepared: Option<&WinoFilter>,
     x: &[f32],
@@ -303,6 +308,18 @@ pub(super) fn conv_with(
     };
     let par = threads() > 1;
     let avx512 = isa == Isa::Avx512;
+    let olen = p.n * p.m * p.oh * p.ow;
+    if fused && avx512 && winofused::computes(&p) {
+        let mut o = crate::pool::take::<f32>(olen);
+        // SAFETY: room for `olen`; every row of tiles writes all its
+        // output rows for every filter.
+        let os = unsafe { SharedMut::from_raw(o.as_mut_ptr(), olen) };
+        winofused::conv(&p, x, u, &Epi { b, res, act }, os);
+        // SAFETY: written in full above.
+        unsafe { o.set_len(olen) };
+        crate::pool::give(own);
+        return Ok(o);
+    }
 
     // 1. The padded, channel-blocked input.
     let mut xt = crate::pool::take::<f32>(0);
@@ -365,7 +382,6 @@ pub(super) fn conv_with(
     crate::pool::give(own);
 
     // 4. The output.
-    let olen = p.n * p.m * p.oh * p.ow;
     let mut o = crate::pool::take::<f32>(olen);
     {
         // SAFETY: room for `olen`; the tiles cover every output position
@@ -458,7 +474,7 @@ fn pad_block(p: &Plan, x: &[f32], nb: usize, dst: &mut [f32]) {
 
 /// `Bᵀ d` on six lane vectors (one column or row of a 6x6 block).
 #[inline(always)]
-fn bt6(d: [&Lanes; 6]) -> [Lanes; 6] {
+pub(super) fn bt6(d: [&Lanes; 6]) -> [Lanes; 6] {
     let mut o = [[0.0; L]; 6];
     for l in 0..L {
         let (d0, d1, d2, d3, d4, d5) = (d[0][l], d[1][l], d[2][l], d[3][l], d[4][l], d[5][l]);
@@ -474,7 +490,7 @@ fn bt6(d: [&Lanes; 6]) -> [Lanes; 6] {
 
 /// `Aᵀ m` on six lane vectors: four outputs.
 #[inline(always)]
-fn at6(m: [&Lanes; 6]) -> [Lanes; 4] {
+pub(super) fn at6(m: [&Lanes; 6]) -> [Lanes; 4] {
     let mut o = [[0.0; L]; 4];
     for l in 0..L {
         let (m0, m1, m2, m3, m4, m5) = (m[0][l], m[1][l], m[2][l], m[3][l], m[4][l], m[5][l]);
@@ -542,10 +558,10 @@ unsafe fn input_row_avx512(p: &Plan, xt: &[f32], row: usize, v: SharedMut<'_, f3
 }
 
 /// Bias, fused residual and activation of the output pass.
-struct Epi<'a> {
-    b: Option<&'a [f32]>,
-    res: Option<&'a [f32]>,
-    act: Activation,
+pub(super) struct Epi<'a> {
+    pub(super) b: Option<&'a [f32]>,
+    pub(super) res: Option<&'a [f32]>,
+    pub(super) act: Activation,
 }
 
 /// The output transform of one row of tiles for one block of filters
