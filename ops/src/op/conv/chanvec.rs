@@ -29,8 +29,20 @@
 //!   next block is prefetched into L2 while the first panel runs (the
 //!   filters of these layers come from memory once per run).
 //!
-//! [`shape_fits`] is the rule (measured against the other paths,
-//! docs/benchmarks.md); `HETFLOW_CHANVEC=0` turns the path off.
+//! - Padded or strided 2-D convs with more than one tap per channel
+//!   ([`gather_fits`], up to 28x28 outputs) skip the panels: the input is
+//!   copied once into zero-padded planes and each tile of one output
+//!   row broadcasts its taps from there (`conv_gather`), tap `k` of
+//!   position `j` at a precomputed offset plus `j` times the stride (a
+//!   const 1 or 2, so the offsets fold into the loads). With a filter
+//!   that fits L2 the output rows are the outer loop and every block
+//!   runs over a row while its input rows are in L2. ResNet-50's 3x3
+//!   stride-2 conv of 128 channels at 56x56, once im2col (3.6 MB) and
+//!   the `gemm` crate: 1.53 → 1.03 ms in the model at one thread.
+//!
+//! [`shape_fits`] and [`gather_fits`] are the rules (measured against the
+//! other paths, docs/benchmarks.md); `HETFLOW_CHANVEC=0` turns the path
+//! off, `HETFLOW_CHANVEC_GATHER=0` the gathering form.
 
 use super::blocked::{lanes, PAR_WORK};
 use super::geom::{im2col_tap, Geom, Scratch};
@@ -62,9 +74,49 @@ pub(crate) fn shape_fits(m: usize, group: usize, kdim: usize, osz: usize) -> boo
         && (1..=MAX_OSZ).contains(&osz)
 }
 
-/// [`shape_fits`] for a checked conv.
+/// Whether a checked conv takes the path: [`shape_fits`], or
+/// [`gather_fits`].
 pub(super) fn fits(g: &Geom) -> bool {
-    shape_fits(g.m, g.group, g.kdim(), g.osz())
+    shape_fits(g.m, g.group, g.kdim(), g.osz()) || gather_fits(g)
+}
+
+/// Filter bytes up to which [`conv_gather`] runs output rows outside and
+/// filter blocks inside (the filter then stays in L2 beside the input
+/// rows under one output row); larger filters run blocks outside.
+const GATHER_ROWS_FILTER: usize = 768 * 1024;
+
+/// Output positions per plane up to which a strided or padded 2-D conv
+/// takes the gathering form of the path ([`conv_gather`]): ResNet-50's
+/// 3x3 and 1x1 stride-2 convs into 28x28.
+const MAX_GATHER_OSZ: usize = 784;
+
+/// Whether a checked conv runs as [`conv_gather`]: 2-D, one group, a
+/// stride of 1 or 2 along the rows, more than one tap per channel, output
+/// rows of at least 7 (the narrowest tile), at most [`MAX_GATHER_OSZ`]
+/// positions, and the filter and tap counts of [`shape_fits`]. 1x1 convs
+/// stay on the panels: a pointwise one reads its planes in place, and a
+/// strided one (ResNet-50's projections) would copy four times the input
+/// it reads into the padded planes (1.03 → 1.12 ms in the model).
+pub(super) fn gather_fits(g: &Geom) -> bool {
+    isa() == Isa::Avx512
+        && enabled()
+        && gather_enabled()
+        && g.group == 1
+        && g.spatial.len() == 2
+        && (g.win.strides[1] == 1 || g.win.strides[1] == 2)
+        && g.ksz() > 1
+        && g.m >= MV
+        && g.kdim() >= MIN_KDIM
+        && g.win.output[1] >= 7
+        && (1..=MAX_GATHER_OSZ).contains(&g.osz())
+}
+
+/// `HETFLOW_CHANVEC_GATHER=0` turns the gathering form off (for
+/// comparisons): convs up to [`MAX_OSZ`] positions then pack their
+/// im2col rows into panels.
+fn gather_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    env_switch(&ON, "HETFLOW_CHANVEC_GATHER")
 }
 
 /// `HETFLOW_CHANVEC=0` turns the path off (for comparisons).
@@ -134,7 +186,7 @@ pub(super) fn conv(
 ) -> Result<Vec<f32>> {
     let (osz, isz, m, kdim) = (g.osz(), g.isz(), g.m, g.kdim());
     let total = g.n * m * osz;
-    if isa() != Isa::Avx512 || g.group != 1 || kdim == 0 || osz > MAX_OSZ {
+    if isa() != Isa::Avx512 || g.group != 1 || kdim == 0 || !(osz <= MAX_OSZ || gather_fits(g)) {
         crate::bail!("internal: channel-vector conv on an unsupported conv or CPU");
     }
     // Written once, by the tiles' row stores: no zero fill first.
@@ -150,6 +202,16 @@ pub(super) fn conv(
             &packed
         }
     };
+    if gather_fits(g) {
+        // SAFETY: `o` has room for `total` elements; the tiles write
+        // through the handle's pointers only.
+        let out = unsafe { SharedMut::from_raw(o.as_mut_ptr(), total) };
+        conv_gather(g, f, x, b, res, act, out);
+        // SAFETY: the tiles stored every position of every filter row
+        // below `m`, for every batch item.
+        unsafe { o.set_len(total) };
+        return Ok(o);
+    }
     let nr = panel_width(osz);
     let np = osz.div_ceil(nr);
     let mut pk = Scratch(crate::pool::stale(np * kdim * nr, f32::NAN));
@@ -182,6 +244,149 @@ pub(super) fn conv(
     // stored, for every batch item.
     unsafe { o.set_len(total) };
     Ok(o)
+}
+
+/// The conv of a 2-D [`gather_fits`] geometry: per batch item, the input
+/// copied once into zero-padded planes (`hp × wp`, every tap of every
+/// output position inside), then every block of filters over every tile
+/// of `nr` positions of one output row, the tile reading its taps where
+/// they lie in those planes (tap `k = (c, ky, kx)` of position `j` at
+/// `offs[k] + j·sx` from the tile's corner): no im2col buffer or packed
+/// panel between. A 3x3 stride-2 conv of 128 channels at 56x56 packed a
+/// 3.6 MB im2col matrix before; the broadcasts of the product read single
+/// values, so they read them from the input as well as from a copy.
+fn conv_gather(
+    g: &Geom,
+    f: &ChanFilter,
+    x: &[f32],
+    b: Option<&[f32]>,
+    res: Option<&[f32]>,
+    act: Activation,
+    out: SharedMut<'_, f32>,
+) {
+    let win = &g.win;
+    let (h, w) = (g.spatial[0], g.spatial[1]);
+    let (oh, ow) = (win.output[0], win.output[1]);
+    let (kh, kw) = (win.kernel[0], win.kernel[1]);
+    let (sy, sx) = (win.strides[0], win.strides[1]);
+    let (dy, dx) = (win.dilations[0], win.dilations[1]);
+    let (pt, pl) = (win.pads_begin[0], win.pads_begin[1]);
+    let (m, osz, kdim) = (g.m, g.osz(), g.kdim());
+    let nr = panel_width(ow);
+    let per_row = ow.div_ceil(nr);
+    let hp = (h + pt).max((oh - 1) * sy + (kh - 1) * dy + 1);
+    let wp = (w + pl).max((ow - 1) * sx + (kw - 1) * dx + 1);
+    let plane = hp * wp;
+    // The last tile of a row reads up to nr - 1 positions past the row's
+    // end: into the next row, and past the last plane into this slack.
+    let len = g.c * plane + nr * sx + 1;
+    let offs: Vec<usize> = (0..kdim)
+        .map(|k| {
+            let (ci, t) = (k / (kh * kw), k % (kh * kw));
+            ci * plane + (t / kw) * dy * wp + (t % kw) * dx
+        })
+        .collect();
+    let mut xp = Scratch(crate::pool::stale(len, 0.0));
+    let blocks = m.div_ceil(MV);
+    let par = threads() > 1 && m * kdim * osz >= PAR_WORK;
+    for bn in 0..g.n {
+        let xb = &x[bn * g.c * h * w..(bn + 1) * g.c * h * w];
+        {
+            let dst = SharedMut::new(&mut xp.0[..]);
+            let fill = |cs: std::ops::Range<usize>| {
+                for ci in cs {
+                    // SAFETY: plane ci is this piece's alone.
+                    let d = unsafe { dst.slice(ci * plane, plane) };
+                    for (yy, row) in d.chunks_exact_mut(wp).enumerate() {
+                        match yy.checked_sub(pt).filter(|&iy| iy < h) {
+                            Some(iy) => {
+                                row[..pl].fill(0.0);
+                                row[pl..pl + w].copy_from_slice(&xb[(ci * h + iy) * w..][..w]);
+                                row[pl + w..].fill(0.0);
+                            }
+                            None => row.fill(0.0),
+                        }
+                    }
+                }
+            };
+            if par {
+                par_split(g.c, &fill);
+            } else {
+                fill(0..g.c);
+            }
+        }
+        xp.0[g.c * plane..].fill(0.0);
+        let run = Run {
+            f,
+            n: osz,
+            off: bn * m * osz,
+            bias: b,
+            res,
+            act,
+            out,
+        };
+        let xp = &xp.0[..];
+        // Tiles `ts` of output row `oy` for filter block `rb`.
+        let tiles = |rb: usize, oy: usize, ts: std::ops::Range<usize>, pf: Option<&[f32]>| {
+            let a = &f.data[rb * kdim * MV..][..kdim * MV];
+            for t in ts {
+                let ox0 = t * nr;
+                let base = oy * sy * wp + ox0 * sx;
+                let cols = nr.min(ow - ox0);
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: AVX-512F (checked by `conv`); the furthest tap
+                // read, base + offs[kdim-1] + (nr-1)·sx, lies inside the
+                // planes and their slack (hp, wp and the slack were sized
+                // for it); the tile writes rows of block rb, positions of
+                // its own output row.
+                unsafe {
+                    let pf = pf.filter(|_| t == 0);
+                    let j0 = oy * ow + ox0;
+                    if sx == 1 {
+                        with_nr!(nr, NR => run.tile_gather::<NR, 1>(a, xp, &offs, base, rb * MV, j0, cols, pf))
+                    } else {
+                        with_nr!(nr, NR => run.tile_gather::<NR, 2>(a, xp, &offs, base, rb * MV, j0, cols, pf))
+                    }
+                };
+                #[cfg(not(target_arch = "x86_64"))]
+                let _ = (a, base, cols, pf);
+            }
+        };
+        if m * kdim * 4 <= GATHER_ROWS_FILTER {
+            // Rows outside: the whole filter and the input rows under one
+            // output row stay in L2 while every block runs over the row.
+            let body = |oys: std::ops::Range<usize>| {
+                for oy in oys {
+                    for rb in 0..blocks {
+                        tiles(rb, oy, 0..per_row, None);
+                    }
+                }
+            };
+            if par && oh > 1 {
+                par_split(oh, &body);
+            } else {
+                body(0..oh);
+            }
+        } else {
+            // Blocks outside: each block of a large filter is read from
+            // memory once (the next one prefetched while the first tile
+            // runs) and then serves every tile.
+            let body = |rbs: std::ops::Range<usize>| {
+                let end = rbs.end;
+                for rb in rbs {
+                    let next = (rb + 1 < end).then(|| &f.data[(rb + 1) * kdim * MV..][..kdim * MV]);
+                    for oy in 0..oh {
+                        tiles(rb, oy, 0..per_row, next.filter(|_| oy == 0));
+                    }
+                }
+            };
+            if par && blocks > 1 {
+                par_split(blocks, &body);
+            } else {
+                body(0..blocks);
+            }
+        }
+    }
 }
 
 /// Runs `$e` with the const `$NR` bound to the panel width `$nr` (7..=14).
@@ -358,8 +563,88 @@ impl Run<'_> {
                 }
             }
         }
-        // Transposed, register i of half h is filter r0 + 16h + i at
-        // positions j0.. in its lanes: one masked row store each.
+        // SAFETY: the caller's guarantee.
+        unsafe { self.store::<NR>(&acc, r0, j0, cols) };
+    }
+
+    /// Filters `r0 .. r0 + MV` (those below `m`) at the `cols` output
+    /// positions from `j0`, read where they lie in the padded input `xp`:
+    /// tap `k` of position `j` at `base + offs[k] + j·SX` (see
+    /// [`conv_gather`]; `SX` is the stride along the row, 1 or 2); prefetches
+    /// `pf` into L2 as it goes.
+    ///
+    /// # Safety
+    /// AVX-512F is available; `a` and `pf` hold `kdim·MV` values; every
+    /// `base + offs[k] + j·sx` for `j < NR` is inside `xp`; nothing else
+    /// writes this tile's outputs.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile_gather<const NR: usize, const SX: usize>(
+        &self,
+        a: &[f32],
+        xp: &[f32],
+        offs: &[usize],
+        base: usize,
+        r0: usize,
+        j0: usize,
+        cols: usize,
+        pf: Option<&[f32]>,
+    ) {
+        let rows = MV.min(self.f.m - r0);
+        let masks = [lanes(rows), lanes(rows.saturating_sub(16))];
+        let mut acc = [[_mm512_setzero_ps(); NR]; 2];
+        if let Some(b) = self.bias {
+            for (h, acc_h) in acc.iter_mut().enumerate() {
+                // SAFETY: the masked lanes are rows below `m`, inside the
+                // bias.
+                let v = unsafe { _mm512_maskz_loadu_ps(masks[h], b.as_ptr().add(r0 + 16 * h)) };
+                *acc_h = [v; NR];
+            }
+        }
+        let (ap, xb) = (a.as_ptr(), xp.as_ptr().wrapping_add(base));
+        let pfp = pf.map_or(std::ptr::null(), |f| f.as_ptr());
+        for (k, &off) in offs.iter().enumerate() {
+            // SAFETY: k < kdim; `a` and `pf` hold kdim·MV values; the
+            // caller's guarantee for the input (a prefetch does not fault
+            // in any case).
+            unsafe {
+                if !pfp.is_null() {
+                    _mm_prefetch::<_MM_HINT_T1>(pfp.add(k * MV) as *const i8);
+                    _mm_prefetch::<_MM_HINT_T1>(pfp.add(k * MV + 16) as *const i8);
+                }
+                let w0 = _mm512_loadu_ps(ap.add(k * MV));
+                let w1 = _mm512_loadu_ps(ap.add(k * MV + 16));
+                let xk = xb.add(off);
+                let [a0, a1] = &mut acc;
+                for (j, (c0, c1)) in a0.iter_mut().zip(a1.iter_mut()).enumerate() {
+                    let x = _mm512_set1_ps(*xk.add(j * SX));
+                    *c0 = _mm512_fmadd_ps(w0, x, *c0);
+                    *c1 = _mm512_fmadd_ps(w1, x, *c1);
+                }
+            }
+        }
+        // SAFETY: the caller's guarantee.
+        unsafe { self.store::<NR>(&acc, r0, j0, cols) };
+    }
+
+    /// Stores a tile's sums (filters `r0..`, positions `j0 .. j0 + cols`)
+    /// after the residual and the activation. Transposed, register i of
+    /// half h is filter r0 + 16h + i at the positions in its lanes: one
+    /// masked row store each.
+    ///
+    /// # Safety
+    /// AVX-512F is available; nothing else writes these outputs.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn store<const NR: usize>(
+        &self,
+        acc: &[[__m512; NR]; 2],
+        r0: usize,
+        j0: usize,
+        cols: usize,
+    ) {
+        let rows = MV.min(self.f.m - r0);
         let op = self.out.ptr_at(0);
         let cm = lanes(cols);
         for (h, acc_h) in acc.iter().enumerate() {

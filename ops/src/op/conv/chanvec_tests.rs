@@ -1,7 +1,7 @@
 //! Tests of the channel-vector product (`chanvec.rs`) against the f64
 //! reference of `testref.rs`.
 
-use super::chanvec::{conv, fits, shape_fits, ChanFilter};
+use super::chanvec::{conv, fits, gather_fits, shape_fits, ChanFilter};
 use super::testref::{check_packed, geom2d, Shape2d};
 use crate::kernels::util::testutil::{in_pool, in_team, rnd, t};
 use crate::op::{ConvAttrs, Op};
@@ -10,8 +10,12 @@ use crate::op::{ConvAttrs, Op};
 /// partial last panel of 13), 6x6 (12), 9x9 (9, dilated) and 1x1 (one
 /// position); filter counts of whole blocks of 32, of a block and a half
 /// (the second register of the last block empty), of one past a block;
-/// im2col convs with stride, dilation and asymmetric pads; batch 2.
-const SHAPES: [Shape2d; 8] = [
+/// im2col convs with stride, dilation and asymmetric pads; batch 2. The
+/// last four take the gathering form (`gather_fits`): stride 2 with
+/// asymmetric pads, batch 2 and 40 filters; dilation 2 on rows of 30
+/// (three tiles of 10); ResNet-50's 56x56 → 28x28 stride-2 3x3 with
+/// fewer channels (two tiles of 14 a row, 784 positions); a 7x7 stem.
+const SHAPES: [Shape2d; 12] = [
     ([1, 64, 7, 7], 64, [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
     ([2, 40, 14, 14], 48, [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
     ([1, 16, 14, 14], 33, [3, 3], [2, 2], [1, 1], [1, 1, 1, 1]),
@@ -20,6 +24,10 @@ const SHAPES: [Shape2d; 8] = [
     ([1, 3, 9, 9], 96, [3, 3], [1, 1], [2, 2], [2, 2, 2, 2]),
     ([1, 130, 1, 1], 64, [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
     ([1, 32, 12, 12], 40, [2, 2], [2, 2], [1, 1], [0, 0, 0, 0]),
+    ([2, 16, 15, 17], 40, [3, 3], [2, 2], [1, 1], [1, 0, 1, 1]),
+    ([1, 16, 12, 30], 64, [3, 3], [1, 1], [2, 2], [2, 2, 2, 2]),
+    ([1, 32, 56, 56], 32, [3, 3], [2, 2], [1, 1], [1, 1, 1, 1]),
+    ([1, 3, 32, 32], 32, [7, 7], [2, 2], [1, 1], [3, 3, 3, 3]),
 ];
 
 /// Every shape, with and without bias and a prepared filter, each
@@ -92,6 +100,24 @@ fn chanvec_rule_preparation_and_op() {
     assert!(!shape_fits(512, 2, 512, 49), "groups stay on im2col");
     let g = geom2d([1, 512, 14, 14], 64, [3, 3], [2, 2], [1, 1], [1, 1, 1, 1]);
     assert!(fits(&g), "3x3 stride 2 to 7x7");
+    // The gathering form: padded or strided convs with more than one tap
+    // per channel, up to 28x28 outputs.
+    let g = geom2d([1, 128, 56, 56], 128, [3, 3], [2, 2], [1, 1], [1, 1, 1, 1]);
+    assert!(gather_fits(&g) && fits(&g), "3x3 stride 2 to 28x28");
+    for sh in &SHAPES[8..] {
+        let g = geom2d(sh.0, sh.1, sh.2, sh.3, sh.4, sh.5);
+        assert!(
+            gather_fits(&g),
+            "test shape {sh:?} takes the gathering form"
+        );
+    }
+    let g = geom2d([1, 256, 56, 56], 512, [1, 1], [2, 2], [1, 1], [0, 0, 0, 0]);
+    assert!(!gather_fits(&g), "1x1 stride 2 stays on the panels");
+    let g = geom2d([1, 128, 56, 56], 128, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]);
+    assert!(
+        !gather_fits(&g) && !fits(&g),
+        "56x56 outputs stay off the path"
+    );
     let (xs, ws) = ([1usize, 160, 7, 7], [64usize, 160, 1, 1]);
     let w = t(&ws, rnd(64 * 160, 17));
     let op = Op::Conv(ConvAttrs::default());

@@ -230,7 +230,7 @@ pub(crate) fn prepare_filter(w: &Tensor, a: &ConvAttrs, x_shape: Option<&[usize]
                 return w.prepare_with(|| DirectFilter::pack(wv, ws[0], kdim));
             }
             let kdim = ws[1..].iter().product::<usize>();
-            if chanvec::shape_fits(ws[0], group, kdim, g.osz()) {
+            if chanvec::fits(&g) {
                 let wv = typed::<f32>(w, "filter")?;
                 return w.prepare_with(|| ChanFilter::pack(wv, ws[0], kdim));
             }
