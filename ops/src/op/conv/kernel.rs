@@ -5,10 +5,12 @@
 //! convs with many filter rows and a small filter take the blocked product
 //! over a filter packed at session build instead ([`conv_blocked`],
 //! `blocked.rs`; the rule is [`blocked_fits`]). f32 3x3 stride-1 convs
-//! that `winograd.rs` takes run F(4x4, 3x3); other 2-D convs with few
+//! that `winograd.rs` takes run F(4x4, 3x3) (by rows of tiles in
+//! `winofused.rs` where that fits); other 2-D convs with few
 //! taps per filter run the direct kernel of `direct.rs` (its `fits`);
 //! one-group f32 convs with small output planes (ResNet-50's 7x7 and
-//! 14x14 layers, 1x1 or im2col) run the channel-vector product of
+//! 14x14 layers, 1x1 or im2col) and padded or strided ones up to 28x28
+//! (taps gathered from padded planes) run the channel-vector product of
 //! `chanvec.rs` (its `fits`), checked in that order.
 
 use super::blocked::{self, PackedFilter, Product};

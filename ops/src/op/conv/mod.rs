@@ -39,6 +39,7 @@ mod tests;
 mod wino_tests;
 pub(crate) mod winofused;
 pub(crate) mod winograd;
+pub(crate) mod winoplan;
 
 /// ONNX `auto_pad`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -29,7 +29,7 @@
 //! is taken where it is small next to the row's work ([`fits`]).
 
 use super::chanvec::transpose16;
-use super::winograd::{at6, bt6, Epi, Plan, L, TI, TO, XI};
+use super::winoplan::{at6, bt6, lanes, Epi, Plan, L, TI, TO, XI};
 use crate::kernels::util::{par_split, threads, SharedMut};
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -307,10 +307,6 @@ unsafe fn row(
             }
         }
     }
-}
-
-fn lanes(s: &[f32]) -> &[f32; L] {
-    s[..L].try_into().expect("16 lanes")
 }
 
 /// Tiles `t0..t0 + N` × filters `m0..m0 + 32` (or 16, the last block of

@@ -25,6 +25,11 @@
 //!    filters, with the bias, the fused residual and the activation, stored
 //!    into NCHW.
 //!
+//! Where the whole map's V and Y would stream through memory (ResNet-50's
+//! 56x56 and 28x28 layers), `winofused.rs` runs the same steps one row of
+//! tiles at a time instead (its `fits` is the rule); the plan, the
+//! epilogue and the transforms both use are in `winoplan.rs`.
+//!
 //! The filter transform `U = G g Gᵀ` (in f64, rounded once) is made when
 //! the session is built ([`crate::kernels::prepare`] attaches a
 //! [`WinoFilter`]); a conv whose filter was not prepared transforms it on
@@ -46,23 +51,10 @@
 
 use super::geom::Geom;
 use super::winofused;
+use super::winoplan::{at6, bt6, lanes, Epi, Plan, L, TI, TO, XI};
 use crate::error::Result;
 use crate::kernels::util::{isa, par_for, threads, Isa, SharedMut};
 use crate::op::Activation;
-
-/// Lanes: channels (or filters) per vector.
-pub(super) const L: usize = 16;
-
-/// Outputs per tile side.
-pub(super) const TO: usize = 4;
-
-/// Input values per tile side.
-pub(super) const TI: usize = 6;
-
-/// Positions of the 6x6 transform.
-pub(super) const XI: usize = TI * TI;
-
-type Lanes = [f32; L];
 
 /// `G` of F(4x4, 3x3): the filter transform, 6x3.
 const G: [[f64; 3]; 6] = [
@@ -207,59 +199,6 @@ pub(super) fn conv(
 ) -> Result<Vec<f32>> {
     let fused = winofused::fits(&Plan::new(g));
     conv_with(isa(), fused, g, prepared, x, w, b, res, act)
-}
-
-/// Sizes of one Winograd conv.
-pub(super) struct Plan {
-    pub(super) n: usize,
-    pub(super) c: usize,
-    pub(super) m: usize,
-    pub(super) h: usize,
-    pub(super) w: usize,
-    pub(super) oh: usize,
-    pub(super) ow: usize,
-    pub(super) pt: usize,
-    pub(super) pl: usize,
-    pub(super) th: usize,
-    pub(super) tw: usize,
-    pub(super) hp: usize,
-    pub(super) wp: usize,
-    pub(super) cb: usize,
-    pub(super) mb: usize,
-    pub(super) tiles: usize,
-}
-
-impl Plan {
-    pub(super) fn new(g: &Geom) -> Plan {
-        let (oh, ow) = (g.win.output[0], g.win.output[1]);
-        let (th, tw) = (oh.div_ceil(TO), ow.div_ceil(TO));
-        Plan {
-            n: g.n,
-            c: g.c,
-            m: g.m,
-            h: g.spatial[0],
-            w: g.spatial[1],
-            oh,
-            ow,
-            pt: g.win.pads_begin[0],
-            pl: g.win.pads_begin[1],
-            th,
-            tw,
-            // Every tile's 6x6 window lies inside; the input (placed at
-            // (pt, pl)) fits since oh = h + pads - 2 <= hp - 2.
-            hp: TO * th + 2,
-            wp: TO * tw + 2,
-            cb: g.c.div_ceil(L),
-            mb: g.m.div_ceil(L),
-            tiles: g.n * th * tw,
-        }
-    }
-    pub(super) fn cp(&self) -> usize {
-        self.cb * L
-    }
-    pub(super) fn mp(&self) -> usize {
-        self.mb * L
-    }
 }
 
 /// Runs `f(i)` for `i` in `0..n`, split over the pool's threads when
@@ -472,41 +411,6 @@ fn pad_block(p: &Plan, x: &[f32], nb: usize, dst: &mut [f32]) {
     }
 }
 
-/// `Bᵀ d` on six lane vectors (one column or row of a 6x6 block).
-#[inline(always)]
-pub(super) fn bt6(d: [&Lanes; 6]) -> [Lanes; 6] {
-    let mut o = [[0.0; L]; 6];
-    for l in 0..L {
-        let (d0, d1, d2, d3, d4, d5) = (d[0][l], d[1][l], d[2][l], d[3][l], d[4][l], d[5][l]);
-        o[0][l] = 4.0 * d0 - 5.0 * d2 + d4;
-        o[1][l] = -4.0 * (d1 + d2) + d3 + d4;
-        o[2][l] = 4.0 * (d1 - d2) - d3 + d4;
-        o[3][l] = 2.0 * (d3 - d1) - d2 + d4;
-        o[4][l] = 2.0 * (d1 - d3) - d2 + d4;
-        o[5][l] = 4.0 * d1 - 5.0 * d3 + d5;
-    }
-    o
-}
-
-/// `Aᵀ m` on six lane vectors: four outputs.
-#[inline(always)]
-pub(super) fn at6(m: [&Lanes; 6]) -> [Lanes; 4] {
-    let mut o = [[0.0; L]; 4];
-    for l in 0..L {
-        let (m0, m1, m2, m3, m4, m5) = (m[0][l], m[1][l], m[2][l], m[3][l], m[4][l], m[5][l]);
-        let (s12, d12, s34, d34) = (m1 + m2, m1 - m2, m3 + m4, m3 - m4);
-        o[0][l] = m0 + s12 + s34;
-        o[1][l] = d12 + 2.0 * d34;
-        o[2][l] = s12 + 4.0 * s34;
-        o[3][l] = d12 + 8.0 * d34 + m5;
-    }
-    o
-}
-
-fn lanes(s: &[f32]) -> &Lanes {
-    s[..L].try_into().expect("16 lanes")
-}
-
 /// The input transform of every tile in one row of tiles of one image and
 /// channel block (`row` = (image, channel block, tile row)).
 ///
@@ -555,13 +459,6 @@ unsafe fn input_row(p: &Plan, xt: &[f32], row: usize, v: SharedMut<'_, f32>) {
 unsafe fn input_row_avx512(p: &Plan, xt: &[f32], row: usize, v: SharedMut<'_, f32>) {
     // SAFETY: passes on the caller's guarantee; the caller checked the CPU.
     unsafe { input_row_body(p, xt, row, v) }
-}
-
-/// Bias, fused residual and activation of the output pass.
-pub(super) struct Epi<'a> {
-    pub(super) b: Option<&'a [f32]>,
-    pub(super) res: Option<&'a [f32]>,
-    pub(super) act: Activation,
 }
 
 /// The output transform of one row of tiles for one block of filters
