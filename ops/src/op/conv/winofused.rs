@@ -29,7 +29,7 @@
 //! is taken where it is small next to the row's work ([`fits`]).
 
 use super::chanvec::transpose16;
-use super::winoplan::{at6, bt6, lanes, Epi, Plan, L, TI, TO, XI};
+use super::winoplan::{input_tile, lanes, output_tile, Epi, Plan, L, TI, TO, XI};
 use crate::kernels::util::{par_split, threads, SharedMut};
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -209,21 +209,10 @@ unsafe fn row(
         let block = &s.xs[cbi * TI * p.wp * L..][..TI * p.wp * L];
         for tj in 0..tw {
             let at = |rr: usize, c: usize| lanes(&block[(rr * p.wp + TO * tj + c) * L..]);
-            let mut t = [[0.0; L]; XI];
-            for c in 0..TI {
-                let v = bt6([at(0, c), at(1, c), at(2, c), at(3, c), at(4, c), at(5, c)]);
-                for rr in 0..TI {
-                    t[rr * TI + c] = v[rr];
-                }
-            }
-            for rr in 0..TI {
-                let q = &t[rr * TI..(rr + 1) * TI];
-                let v = bt6([&q[0], &q[1], &q[2], &q[3], &q[4], &q[5]]);
-                for (c, val) in v.iter().enumerate() {
-                    let off = ((rr * TI + c) * tw + tj) * cp + cbi * L;
-                    s.v[off..off + L].copy_from_slice(val);
-                }
-            }
+            input_tile(at, |xi, val| {
+                let off = (xi * tw + tj) * cp + cbi * L;
+                s.v[off..off + L].copy_from_slice(val);
+            });
         }
     }
     // 3. Y[ξ] = V[ξ] · U[ξ].
@@ -251,33 +240,15 @@ unsafe fn row(
         let bias = epi.b.map(|b| lanes(&b[mbi * L..]));
         for tj in 0..tw {
             let at = |xi: usize| lanes(&s.y[(xi * tw + tj) * mp + mbi * L..]);
-            let mut q = [[0.0; L]; TO * TI];
-            for c in 0..TI {
-                let v = at6([
-                    at(c),
-                    at(TI + c),
-                    at(2 * TI + c),
-                    at(3 * TI + c),
-                    at(4 * TI + c),
-                    at(5 * TI + c),
-                ]);
-                for i in 0..TO {
-                    q[i * TI + c] = v[i];
-                }
-            }
-            for i in 0..TO {
-                let qr = &q[i * TI..(i + 1) * TI];
-                let v = at6([&qr[0], &qr[1], &qr[2], &qr[3], &qr[4], &qr[5]]);
-                for (j, mut val) in v.into_iter().enumerate() {
-                    if let Some(b) = bias {
-                        for (v, b) in val.iter_mut().zip(b) {
-                            *v += b;
-                        }
+            output_tile(at, |i, j, mut val| {
+                if let Some(b) = bias {
+                    for (v, b) in val.iter_mut().zip(b) {
+                        *v += b;
                     }
-                    let at = (i * wide + TO * tj + j) * L;
-                    s.ob[at..at + L].copy_from_slice(&val);
                 }
-            }
+                let at = (i * wide + TO * tj + j) * L;
+                s.ob[at..at + L].copy_from_slice(&val);
+            });
         }
         for i in 0..rows {
             let orow = TO * ti + i;

@@ -425,7 +425,10 @@ unsafe fn input_row_body(p: &Plan, xt: &[f32], row: usize, v: SharedMut<'_, f32>
     for tj in 0..p.tw {
         let tile = (ni * p.th + ti) * p.tw + tj;
         let at = |r: usize, c: usize| lanes(&block[((TO * ti + r) * p.wp + TO * tj + c) * L..]);
-        // Columns first (Bᵀ d), then rows ((Bᵀ d) B).
+        // Columns first (Bᵀ d), then rows ((Bᵀ d) B). The math of
+        // `winoplan::input_tile`, written out: through that helper (and
+        // `output_tile` below) this path ran 4-10% slower (a 3x3 128 at
+        // 28x28, two threads: 0.238 -> 0.262 ms), the row path as fast.
         let mut t = [[0.0; L]; XI];
         for c in 0..TI {
             let o = bt6([at(0, c), at(1, c), at(2, c), at(3, c), at(4, c), at(5, c)]);
@@ -479,7 +482,8 @@ unsafe fn output_row_body(p: &Plan, y: &[f32], row: usize, epi: &Epi<'_>, o: Sha
         let t = (ni * p.th + ti) * p.tw + tj;
         let cols = TO.min(p.ow - TO * tj);
         let at = |xi: usize| lanes(&y[(xi * p.tiles + t) * mp + mbi * L..]);
-        // Rows of the 6x6 first (Aᵀ Y: 4x6), then columns (4x4).
+        // Rows of the 6x6 first (Aᵀ Y: 4x6), then columns (4x4): the math
+        // of `winoplan::output_tile`, written out (see the input pass).
         let mut q = [[0.0; L]; TO * TI];
         for c in 0..TI {
             let s = at6([

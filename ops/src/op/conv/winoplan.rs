@@ -114,3 +114,62 @@ pub(super) fn at6(m: [&Lanes; 6]) -> [Lanes; 4] {
 pub(super) fn lanes(s: &[f32]) -> &Lanes {
     s[..L].try_into().expect("16 lanes")
 }
+
+/// `Bᵀ d B` of one tile: `at(r, c)` is the 16 lanes of row `r`, column
+/// `c` of its 6x6 input block; `put(ξ, v)` takes position ξ = 6r + c.
+/// Columns first (Bᵀ d), then rows ((Bᵀ d) B).
+#[inline(always)]
+pub(super) fn input_tile<'a>(
+    at: impl Fn(usize, usize) -> &'a Lanes,
+    mut put: impl FnMut(usize, &Lanes),
+) {
+    let mut t = [[0.0; L]; XI];
+    for c in 0..TI {
+        let o = bt6([at(0, c), at(1, c), at(2, c), at(3, c), at(4, c), at(5, c)]);
+        for r in 0..TI {
+            t[r * TI + c] = o[r];
+        }
+    }
+    for r in 0..TI {
+        let q = &t[r * TI..(r + 1) * TI];
+        for (c, v) in bt6([&q[0], &q[1], &q[2], &q[3], &q[4], &q[5]])
+            .iter()
+            .enumerate()
+        {
+            put(r * TI + c, v);
+        }
+    }
+}
+
+/// `Aᵀ Y A` of one tile: `at(ξ)` is the 16 lanes of Y at position ξ;
+/// `put(i, j, v)` takes output row `i`, column `j` of the 4x4. Rows of
+/// the 6x6 first (Aᵀ Y: 4x6), then columns (4x4).
+#[inline(always)]
+pub(super) fn output_tile<'a>(
+    at: impl Fn(usize) -> &'a Lanes,
+    mut put: impl FnMut(usize, usize, Lanes),
+) {
+    let mut q = [[0.0; L]; TO * TI];
+    for c in 0..TI {
+        let s = at6([
+            at(c),
+            at(TI + c),
+            at(2 * TI + c),
+            at(3 * TI + c),
+            at(4 * TI + c),
+            at(5 * TI + c),
+        ]);
+        for i in 0..TO {
+            q[i * TI + c] = s[i];
+        }
+    }
+    for i in 0..TO {
+        let r = &q[i * TI..(i + 1) * TI];
+        for (j, v) in at6([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]])
+            .into_iter()
+            .enumerate()
+        {
+            put(i, j, v);
+        }
+    }
+}
