@@ -27,6 +27,17 @@ pub(crate) fn env_switch(cell: &std::sync::OnceLock<bool>, var: &str) -> bool {
     *cell.get_or_init(|| std::env::var(var).map_or(true, |v| v != "0"))
 }
 
+/// The lanes `l` of a 16-lane access at offset `o` of a run of `n`
+/// values that fall inside the run (`0 <= o + l < n`): the mask of a
+/// masked load that starts before the run or reaches past its end.
+#[inline(always)]
+pub(crate) fn inside16(o: isize, n: usize) -> u16 {
+    let lo = (-o).clamp(0, 16) as u32;
+    let hi = (n as isize - o).clamp(0, 16) as u32;
+    let upto = |k: u32| ((1u32 << k) - 1) as u16;
+    upto(hi) & !upto(lo)
+}
+
 /// The best [`Isa`] this CPU runs (`is_x86_feature_detected!`, cached by
 /// std).
 pub(crate) fn isa() -> Isa {

@@ -172,9 +172,9 @@ fn panel_width(n: usize) -> usize {
         .unwrap_or(14)
 }
 
-/// The conv: per batch item, the input columns packed into panels, then
-/// every block of filters over every panel. `prepared` is the filter
-/// packed at session build, when it was (else it is packed here).
+/// The conv: the gathering form ([`conv_gather`]) where [`gather_fits`],
+/// else the panels ([`conv_panels`]). `prepared` is the filter packed at
+/// session build, when it was (else it is packed here).
 pub(super) fn conv(
     g: &Geom,
     prepared: Option<&ChanFilter>,
@@ -184,9 +184,10 @@ pub(super) fn conv(
     res: Option<&[f32]>,
     act: Activation,
 ) -> Result<Vec<f32>> {
-    let (osz, isz, m, kdim) = (g.osz(), g.isz(), g.m, g.kdim());
+    let (osz, m, kdim) = (g.osz(), g.m, g.kdim());
     let total = g.n * m * osz;
-    if isa() != Isa::Avx512 || g.group != 1 || kdim == 0 || !(osz <= MAX_OSZ || gather_fits(g)) {
+    let gather = gather_fits(g);
+    if isa() != Isa::Avx512 || g.group != 1 || kdim == 0 || !(osz <= MAX_OSZ || gather) {
         crate::bail!("internal: channel-vector conv on an unsupported conv or CPU");
     }
     // Written once, by the tiles' row stores: no zero fill first.
@@ -202,35 +203,46 @@ pub(super) fn conv(
             &packed
         }
     };
-    if gather_fits(g) {
-        // SAFETY: `o` has room for `total` elements; the tiles write
-        // through the handle's pointers only.
-        let out = unsafe { SharedMut::from_raw(o.as_mut_ptr(), total) };
-        conv_gather(g, f, x, b, res, act, out);
-        // SAFETY: the tiles stored every position of every filter row
-        // below `m`, for every batch item.
-        unsafe { o.set_len(total) };
-        return Ok(o);
-    }
-    let nr = panel_width(osz);
-    let np = osz.div_ceil(nr);
-    let mut pk = Scratch(crate::pool::stale(np * kdim * nr, f32::NAN));
     // SAFETY: `o` has room for `total` elements; the tiles write through
     // the handle's pointers only.
     let out = unsafe { SharedMut::from_raw(o.as_mut_ptr(), total) };
-    let blocks = m.div_ceil(MV);
+    // Batch item 0's product; the others differ in `off` only.
+    let item = Run {
+        f,
+        n: osz,
+        off: 0,
+        bias: b,
+        res,
+        act,
+        out,
+    };
     // The blocked product's bar for splitting over the team.
     let par = threads() > 1 && m * kdim * osz >= PAR_WORK;
+    if gather {
+        conv_gather(g, item, x, par);
+    } else {
+        conv_panels(g, item, x, par);
+    }
+    // SAFETY: every filter row below `m` of every position was stored,
+    // for every batch item.
+    unsafe { o.set_len(total) };
+    Ok(o)
+}
+
+/// The conv of a [`shape_fits`] geometry: per batch item, the input
+/// columns packed into panels, then every block of filters over every
+/// panel.
+fn conv_panels(g: &Geom, item: Run<'_>, x: &[f32], par: bool) {
+    let (osz, isz, m, kdim) = (g.osz(), g.isz(), g.m, item.f.kdim);
+    let nr = panel_width(osz);
+    let np = osz.div_ceil(nr);
+    let mut pk = Scratch(crate::pool::stale(np * kdim * nr, f32::NAN));
+    let blocks = m.div_ceil(MV);
     for bn in 0..g.n {
         let xb = &x[bn * g.c * isz..(bn + 1) * g.c * isz];
         let run = Run {
-            f,
-            n: osz,
             off: bn * m * osz,
-            bias: b,
-            res,
-            act,
-            out,
+            ..item
         };
         with_nr!(nr, NR => pack_panels::<NR>(g, xb, &mut pk.0, par));
         let body = |rbs: std::ops::Range<usize>| with_nr!(nr, NR => run.blocks::<NR>(rbs, &pk.0));
@@ -240,10 +252,6 @@ pub(super) fn conv(
             body(0..blocks);
         }
     }
-    // SAFETY: every filter row below `m` of every panel's positions was
-    // stored, for every batch item.
-    unsafe { o.set_len(total) };
-    Ok(o)
 }
 
 /// The conv of a 2-D [`gather_fits`] geometry: per batch item, the input
@@ -255,15 +263,8 @@ pub(super) fn conv(
 /// panel between. A 3x3 stride-2 conv of 128 channels at 56x56 packed a
 /// 3.6 MB im2col matrix before; the broadcasts of the product read single
 /// values, so they read them from the input as well as from a copy.
-fn conv_gather(
-    g: &Geom,
-    f: &ChanFilter,
-    x: &[f32],
-    b: Option<&[f32]>,
-    res: Option<&[f32]>,
-    act: Activation,
-    out: SharedMut<'_, f32>,
-) {
+fn conv_gather(g: &Geom, item: Run<'_>, x: &[f32], par: bool) {
+    let f = item.f;
     let win = &g.win;
     let (h, w) = (g.spatial[0], g.spatial[1]);
     let (oh, ow) = (win.output[0], win.output[1]);
@@ -280,15 +281,15 @@ fn conv_gather(
     // The last tile of a row reads up to nr - 1 positions past the row's
     // end: into the next row, and past the last plane into this slack.
     let len = g.c * plane + nr * sx + 1;
-    let offs: Vec<usize> = (0..kdim)
+    let offs_v: Vec<usize> = (0..kdim)
         .map(|k| {
             let (ci, t) = (k / (kh * kw), k % (kh * kw));
             ci * plane + (t / kw) * dy * wp + (t % kw) * dx
         })
         .collect();
+    let offs = &offs_v[..];
     let mut xp = Scratch(crate::pool::stale(len, 0.0));
     let blocks = m.div_ceil(MV);
-    let par = threads() > 1 && m * kdim * osz >= PAR_WORK;
     for bn in 0..g.n {
         let xb = &x[bn * g.c * h * w..(bn + 1) * g.c * h * w];
         {
@@ -317,13 +318,8 @@ fn conv_gather(
         }
         xp.0[g.c * plane..].fill(0.0);
         let run = Run {
-            f,
-            n: osz,
             off: bn * m * osz,
-            bias: b,
-            res,
-            act,
-            out,
+            ..item
         };
         let xp = &xp.0[..];
         // Tiles `ts` of output row `oy` for filter block `rb`.
@@ -342,10 +338,13 @@ fn conv_gather(
                 unsafe {
                     let pf = pf.filter(|_| t == 0);
                     let j0 = oy * ow + ox0;
+                    // SAFETY (of the reads): `tile` asks for k < kdim,
+                    // and the table holds kdim offsets.
+                    let off = |k: usize| *offs.get_unchecked(k);
                     if sx == 1 {
-                        with_nr!(nr, NR => run.tile_gather::<NR, 1>(a, xp, &offs, base, rb * MV, j0, cols, pf))
+                        with_nr!(nr, NR => run.tile::<NR, 1>(a, xp, base, off, rb * MV, j0, cols, pf))
                     } else {
-                        with_nr!(nr, NR => run.tile_gather::<NR, 2>(a, xp, &offs, base, rb * MV, j0, cols, pf))
+                        with_nr!(nr, NR => run.tile::<NR, 2>(a, xp, base, off, rb * MV, j0, cols, pf))
                     }
                 };
                 #[cfg(not(target_arch = "x86_64"))]
@@ -392,40 +391,7 @@ fn conv_gather(
 /// Runs `$e` with the const `$NR` bound to the panel width `$nr` (7..=14).
 macro_rules! with_nr {
     ($nr:expr, $NR:ident => $e:expr) => {
-        match $nr {
-            7 => {
-                const $NR: usize = 7;
-                $e
-            }
-            8 => {
-                const $NR: usize = 8;
-                $e
-            }
-            9 => {
-                const $NR: usize = 9;
-                $e
-            }
-            10 => {
-                const $NR: usize = 10;
-                $e
-            }
-            11 => {
-                const $NR: usize = 11;
-                $e
-            }
-            12 => {
-                const $NR: usize = 12;
-                $e
-            }
-            13 => {
-                const $NR: usize = 13;
-                $e
-            }
-            _ => {
-                const $NR: usize = 14;
-                $e
-            }
-        }
+        with_width!($nr, $NR, [7, 8, 9, 10, 11, 12, 13], 14 => $e)
     };
 }
 use with_nr;
@@ -475,6 +441,7 @@ fn pack_panels<const NR: usize>(g: &Geom, xb: &[f32], pk: &mut [f32], par: bool)
 
 /// One batch item's product, into the output block at `off` (`m` rows of
 /// `n`).
+#[derive(Clone, Copy)]
 struct Run<'a> {
     f: &'a ChanFilter,
     n: usize,
@@ -505,7 +472,9 @@ impl Run<'_> {
                 // writes rows of block rb, columns of panel p, which no
                 // other piece writes.
                 unsafe {
-                    self.tile::<NR>(a, panel, rb * MV, p * NR, next.filter(|_| p == 0))
+                    let pf = next.filter(|_| p == 0);
+                    let cols = NR.min(self.n - p * NR);
+                    self.tile::<NR, 1>(a, panel, 0, |k| k * NR, rb * MV, p * NR, cols, pf)
                 };
                 #[cfg(not(target_arch = "x86_64"))]
                 let _ = (a, panel);
@@ -513,79 +482,26 @@ impl Run<'_> {
         }
     }
 
-    /// Filters `r0 .. r0 + MV` (those below `m`) at positions
-    /// `j0 .. j0 + NR` (those below `n`); prefetches `pf` (a block like
-    /// `a`) into L2 as it goes.
-    ///
-    /// # Safety
-    /// AVX-512F is available; `a` and `pf` hold `kdim·MV` values and `pk`
-    /// `kdim·NR`; nothing else writes this tile's outputs.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn tile<const NR: usize>(
-        &self,
-        a: &[f32],
-        pk: &[f32],
-        r0: usize,
-        j0: usize,
-        pf: Option<&[f32]>,
-    ) {
-        let kdim = self.f.kdim;
-        let rows = MV.min(self.f.m - r0);
-        let cols = NR.min(self.n - j0);
-        let masks = [lanes(rows), lanes(rows.saturating_sub(16))];
-        let mut acc = [[_mm512_setzero_ps(); NR]; 2];
-        if let Some(b) = self.bias {
-            for (h, acc_h) in acc.iter_mut().enumerate() {
-                // SAFETY: the masked lanes are rows below `m`, inside the
-                // bias.
-                let v = unsafe { _mm512_maskz_loadu_ps(masks[h], b.as_ptr().add(r0 + 16 * h)) };
-                *acc_h = [v; NR];
-            }
-        }
-        let (ap, bp) = (a.as_ptr(), pk.as_ptr());
-        let pfp = pf.map_or(std::ptr::null(), |f| f.as_ptr());
-        for k in 0..kdim {
-            // SAFETY: k < kdim; `a` and `pf` hold kdim·MV values and `pk`
-            // kdim·NR (a prefetch does not fault in any case).
-            unsafe {
-                if !pfp.is_null() {
-                    _mm_prefetch::<_MM_HINT_T1>(pfp.add(k * MV) as *const i8);
-                    _mm_prefetch::<_MM_HINT_T1>(pfp.add(k * MV + 16) as *const i8);
-                }
-                let w0 = _mm512_loadu_ps(ap.add(k * MV));
-                let w1 = _mm512_loadu_ps(ap.add(k * MV + 16));
-                let [a0, a1] = &mut acc;
-                for (j, (c0, c1)) in a0.iter_mut().zip(a1.iter_mut()).enumerate() {
-                    let x = _mm512_set1_ps(*bp.add(k * NR + j));
-                    *c0 = _mm512_fmadd_ps(w0, x, *c0);
-                    *c1 = _mm512_fmadd_ps(w1, x, *c1);
-                }
-            }
-        }
-        // SAFETY: the caller's guarantee.
-        unsafe { self.store::<NR>(&acc, r0, j0, cols) };
-    }
-
     /// Filters `r0 .. r0 + MV` (those below `m`) at the `cols` output
-    /// positions from `j0`, read where they lie in the padded input `xp`:
-    /// tap `k` of position `j` at `base + offs[k] + j·SX` (see
-    /// [`conv_gather`]; `SX` is the stride along the row, 1 or 2); prefetches
-    /// `pf` into L2 as it goes.
+    /// positions from `j0`: tap `k` of position `j` is `src[base + off(k)
+    /// + j·SX]`. A packed panel (`[kdim][NR]`) is `off(k) = k·NR` with
+    /// `SX` = 1; the gathering form reads the padded input, `off` its
+    /// table of tap offsets and `SX` the stride along the row (see
+    /// [`conv_gather`]). Prefetches `pf` into L2 as it goes.
     ///
     /// # Safety
     /// AVX-512F is available; `a` and `pf` hold `kdim·MV` values; every
-    /// `base + offs[k] + j·sx` for `j < NR` is inside `xp`; nothing else
-    /// writes this tile's outputs.
+    /// `base + off(k) + j·SX` for `k < kdim`, `j < NR` is inside `src`;
+    /// nothing else writes this tile's outputs.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn tile_gather<const NR: usize, const SX: usize>(
+    unsafe fn tile<const NR: usize, const SX: usize>(
         &self,
         a: &[f32],
-        xp: &[f32],
-        offs: &[usize],
+        src: &[f32],
         base: usize,
+        off: impl Fn(usize) -> usize,
         r0: usize,
         j0: usize,
         cols: usize,
@@ -602,9 +518,9 @@ impl Run<'_> {
                 *acc_h = [v; NR];
             }
         }
-        let (ap, xb) = (a.as_ptr(), xp.as_ptr().wrapping_add(base));
+        let (ap, xb) = (a.as_ptr(), src.as_ptr().wrapping_add(base));
         let pfp = pf.map_or(std::ptr::null(), |f| f.as_ptr());
-        for (k, &off) in offs.iter().enumerate() {
+        for k in 0..self.f.kdim {
             // SAFETY: k < kdim; `a` and `pf` hold kdim·MV values; the
             // caller's guarantee for the input (a prefetch does not fault
             // in any case).
@@ -615,7 +531,7 @@ impl Run<'_> {
                 }
                 let w0 = _mm512_loadu_ps(ap.add(k * MV));
                 let w1 = _mm512_loadu_ps(ap.add(k * MV + 16));
-                let xk = xb.add(off);
+                let xk = xb.add(off(k));
                 let [a0, a1] = &mut acc;
                 for (j, (c0, c1)) in a0.iter_mut().zip(a1.iter_mut()).enumerate() {
                     let x = _mm512_set1_ps(*xk.add(j * SX));

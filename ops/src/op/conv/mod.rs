@@ -12,6 +12,25 @@
 //! `direct.rs` (small filters) and `winograd.rs` (3x3 F(4x4, 3x3)).
 //! `testref.rs` holds the tests' f64 reference.
 
+/// Runs `$e` with the const `$N` bound to `$v` when it is one of the
+/// listed widths, else to `$last`: how the register-tiled kernels
+/// (`chanvec.rs`, `winofused.rs`) turn a runtime width into their const
+/// generic one.
+macro_rules! with_width {
+    ($v:expr, $N:ident, [$($k:literal),*], $last:literal => $e:expr) => {
+        match $v {
+            $($k => {
+                const $N: usize = $k;
+                $e
+            })*
+            _ => {
+                const $N: usize = $last;
+                $e
+            }
+        }
+    };
+}
+
 pub(crate) mod act;
 pub(crate) mod blocked;
 pub(crate) mod chanvec;

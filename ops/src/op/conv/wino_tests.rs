@@ -5,6 +5,7 @@ use super::geom::Geom;
 use super::testref::{check_epilogues, conv_ref, geom2d};
 use super::winograd::{conv_with, shape_fits, WinoFilter};
 use crate::kernels::util::testutil::{close, in_pool, in_team, isas, rnd, t};
+use crate::kernels::util::Isa;
 use crate::op::{resolve_window, Activation, AutoPad, ConvAttrs, Op};
 
 /// (x shape `[n, c, h, w]`, filters, pads `[t, l, b, r]`)
@@ -27,6 +28,19 @@ const SHAPES: [Shape; 8] = [
     ([2, 32, 20, 20], 64, [0, 1, 1, 0]),
 ];
 
+/// Each instruction set with the four passes, and AVX-512F (the only one
+/// the row path runs on; elsewhere `fused` is ignored) with the rows.
+fn paths() -> Vec<(Isa, bool)> {
+    let mut v: Vec<(Isa, bool)> = isas().into_iter().map(|i| (i, false)).collect();
+    v.extend(
+        isas()
+            .into_iter()
+            .filter(|&i| i == Isa::Avx512)
+            .map(|i| (i, true)),
+    );
+    v
+}
+
 fn geom(xs: [usize; 4], m: usize, pads: [usize; 4]) -> Geom {
     geom2d(xs, m, [3, 3], [1, 1], [1, 1], pads)
 }
@@ -43,7 +57,7 @@ fn check_all() {
         // The kernel runs any 3x3 / 1 geometry; which ones it is chosen
         // for (`shape_fits`) is a matter of speed, tested below.
         let sh = (xs, m, [3, 3], [1, 1], [1, 1], pads);
-        for (isa, fused) in isas().into_iter().flat_map(|i| [(i, false), (i, true)]) {
+        for (isa, fused) in paths() {
             check_epilogues(
                 &sh,
                 40 + 10 * k as u64,
@@ -91,7 +105,7 @@ fn winograd_many_channels() {
         &[1, 1],
         &g.win.output,
     );
-    for (isa, fused) in isas().into_iter().flat_map(|i| [(i, false), (i, true)]) {
+    for (isa, fused) in paths() {
         let o =
             conv_with(isa, fused, &g, None, &x, &w, None, None, Activation::None).expect("conv");
         close(&o, &want, 5e-4);

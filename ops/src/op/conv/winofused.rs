@@ -30,7 +30,7 @@
 
 use super::chanvec::transpose16;
 use super::winoplan::{input_tile, lanes, output_tile, Epi, Plan, L, TI, TO, XI};
-use crate::kernels::util::{par_split, threads, SharedMut};
+use crate::kernels::util::{inside16, par_split, threads, SharedMut};
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
@@ -123,34 +123,10 @@ impl RowScratch {
     }
 }
 
-/// The lanes of a 16-lane access at offset `o` of a run of `n` that fall
-/// inside it (`0 <= o + l < n`).
-fn inside(o: isize, n: usize) -> u16 {
-    let lo = (-o).clamp(0, L as isize) as u32;
-    let hi = (n as isize - o).clamp(0, L as isize) as u32;
-    let upto = |k: u32| ((1u32 << k) - 1) as u16;
-    upto(hi) & !upto(lo)
-}
-
 /// Runs `$e` with the const `$N` bound to `$tn` (1..=14).
 macro_rules! with_tn {
     ($tn:expr, $N:ident => $e:expr) => {
-        match $tn {
-            1 => { const $N: usize = 1; $e }
-            2 => { const $N: usize = 2; $e }
-            3 => { const $N: usize = 3; $e }
-            4 => { const $N: usize = 4; $e }
-            5 => { const $N: usize = 5; $e }
-            6 => { const $N: usize = 6; $e }
-            7 => { const $N: usize = 7; $e }
-            8 => { const $N: usize = 8; $e }
-            9 => { const $N: usize = 9; $e }
-            10 => { const $N: usize = 10; $e }
-            11 => { const $N: usize = 11; $e }
-            12 => { const $N: usize = 12; $e }
-            13 => { const $N: usize = 13; $e }
-            _ => { const $N: usize = 14; $e }
-        }
+        with_width!($tn, $N, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13], 14 => $e)
     };
 }
 
@@ -184,7 +160,7 @@ unsafe fn row(
             let base = (ni * p.c + cbi * L) * p.h * p.w + yy as usize * p.w;
             for c0 in (0..p.wp).step_by(L) {
                 let xx = c0 as isize - p.pl as isize;
-                let m = inside(xx, p.w);
+                let m = inside16(xx, p.w);
                 let mut t = [_mm512_setzero_ps(); L];
                 for (l, t) in t.iter_mut().enumerate() {
                     let src = x
@@ -259,7 +235,7 @@ unsafe fn row(
                     *t = unsafe { _mm512_loadu_ps(s.ob.as_ptr().add((i * wide + x0 + k) * L)) };
                 }
                 transpose16(&mut t);
-                let m = inside(0, p.ow - x0);
+                let m = inside16(0, p.ow - x0);
                 for (l, t) in t.iter().enumerate() {
                     let off = (ni * p.m + mbi * L + l) * osz + orow * p.ow + x0;
                     let mut v = *t;

@@ -22,7 +22,7 @@
 //! (a channel-blocked layout; small planes spend most of their time on
 //! edges). AVX-512F only ([`fits`]); elsewhere the generic kernel runs.
 
-use crate::kernels::util::{isa, Isa};
+use crate::kernels::util::{inside16, isa, Isa};
 use crate::op::Window;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -80,7 +80,7 @@ impl Plan {
         for c in 0..chunks {
             for j in 0..w.kernel[1] {
                 let o = (c * L * sw + j) as isize - pw as isize;
-                masks.push([inside(o, iw), inside(o + L as isize, iw)]);
+                masks.push([inside16(o, iw), inside16(o + L as isize, iw)]);
             }
         }
         Plan {
@@ -242,16 +242,6 @@ unsafe fn plane512_avg(p: &Plan, src: &[f32], sums: &mut [f32], inv: &[f32], dst
             }
         }
     }
-}
-
-/// The lanes `l` of a 16-lane load at offset `o` of a row of `n` that
-/// fall inside the row (`0 <= o + l < n`).
-#[inline(always)]
-fn inside(o: isize, n: usize) -> u16 {
-    let lo = (-o).clamp(0, L as isize) as u32;
-    let hi = (n as isize - o).clamp(0, L as isize) as u32;
-    let upto = |k: u32| ((1u32 << k) - 1) as u16;
-    upto(hi) & !upto(lo)
 }
 
 /// One step of a NaN-propagating max: `acc` takes the max of the
