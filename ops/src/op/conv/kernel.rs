@@ -19,6 +19,7 @@ use super::depthwise;
 use super::direct::{self, DirectFilter};
 use super::dwflat::Flat;
 use super::geom::{im2col, Geom, Scratch};
+use super::pointwise;
 use super::winograd::{self, WinoFilter};
 use crate::dtype::DType;
 use crate::error::Result;
@@ -138,6 +139,18 @@ pub(crate) fn conv(a: &ConvAttrs, inputs: &[Option<&Tensor>]) -> Result<Tensor> 
             let o = chanvec::conv(&g, w.prepared::<ChanFilter>(), xv, wv, bv, rv, a.activation)?;
             return out(oshape, o);
         }
+        if pointwise::fits(&g) {
+            let o = pointwise::conv(
+                &g,
+                w.prepared::<PackedFilter>(),
+                xv,
+                wv,
+                bv,
+                rv,
+                a.activation,
+            )?;
+            return out(oshape, o);
+        }
         if blocked::available() && g.pointwise() && blocked_fits(g.mg(), g.kdim()) {
             let o = conv_blocked(
                 &g,
@@ -235,6 +248,10 @@ pub(crate) fn prepare_filter(w: &Tensor, a: &ConvAttrs, x_shape: Option<&[usize]
             if chanvec::fits(&g) {
                 let wv = typed::<f32>(w, "filter")?;
                 return w.prepare_with(|| ChanFilter::pack(wv, ws[0], kdim));
+            }
+            if pointwise::fits(&g) {
+                let wv = typed::<f32>(w, "filter")?;
+                return w.prepare_with(|| PackedFilter::pack(wv, ws[0], kdim, 1));
             }
         }
     }

@@ -49,6 +49,9 @@ pub(crate) mod grad;
 pub(crate) mod infer;
 pub(crate) mod kernel;
 pub(crate) mod onnx;
+pub(crate) mod pointwise;
+#[cfg(test)]
+mod pointwise_tests;
 pub(crate) mod qlinear;
 #[cfg(test)]
 mod testref;
