@@ -135,10 +135,6 @@ pub(crate) fn conv(a: &ConvAttrs, inputs: &[Option<&Tensor>]) -> Result<Tensor> 
             )?;
             return out(oshape, o);
         }
-        if chanvec::fits(&g) {
-            let o = chanvec::conv(&g, w.prepared::<ChanFilter>(), xv, wv, bv, rv, a.activation)?;
-            return out(oshape, o);
-        }
         if pointwise::fits(&g) {
             let o = pointwise::conv(
                 &g,
@@ -149,6 +145,10 @@ pub(crate) fn conv(a: &ConvAttrs, inputs: &[Option<&Tensor>]) -> Result<Tensor> 
                 rv,
                 a.activation,
             )?;
+            return out(oshape, o);
+        }
+        if chanvec::fits(&g) {
+            let o = chanvec::conv(&g, w.prepared::<ChanFilter>(), xv, wv, bv, rv, a.activation)?;
             return out(oshape, o);
         }
         if blocked::available() && g.pointwise() && blocked_fits(g.mg(), g.kdim()) {
@@ -245,13 +245,13 @@ pub(crate) fn prepare_filter(w: &Tensor, a: &ConvAttrs, x_shape: Option<&[usize]
                 return w.prepare_with(|| DirectFilter::pack(wv, ws[0], kdim));
             }
             let kdim = ws[1..].iter().product::<usize>();
-            if chanvec::fits(&g) {
-                let wv = typed::<f32>(w, "filter")?;
-                return w.prepare_with(|| ChanFilter::pack(wv, ws[0], kdim));
-            }
             if pointwise::fits(&g) {
                 let wv = typed::<f32>(w, "filter")?;
                 return w.prepare_with(|| PackedFilter::pack(wv, ws[0], kdim, 1));
+            }
+            if chanvec::fits(&g) {
+                let wv = typed::<f32>(w, "filter")?;
+                return w.prepare_with(|| ChanFilter::pack(wv, ws[0], kdim));
             }
         }
     }

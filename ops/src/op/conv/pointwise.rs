@@ -25,7 +25,7 @@
 //! comparisons). Measured against the `gemm` crate in docs/benchmarks.md.
 
 use super::blocked::{lanes, PackedFilter, MR};
-use super::geom::Geom;
+use super::geom::{Geom, Scratch};
 use crate::error::Result;
 use crate::kernels::util::{env_switch, isa, par_split, threads, Isa, SharedMut};
 use crate::op::Activation;
@@ -53,21 +53,25 @@ fn enabled() -> bool {
 }
 
 /// Whether an f32 conv with `c` channels into `m` filters in `group`s,
-/// pointwise (`pointwise`) over `osz` positions per plane, takes this path
-/// on this CPU.
-pub(crate) fn shape_fits(c: usize, m: usize, group: usize, pointwise: bool, osz: usize) -> bool {
-    isa() == Isa::Avx512
-        && enabled()
-        && group == 1
-        && pointwise
-        && c > 0
-        && m >= MR
-        && osz >= MIN_OSZ
+/// with a 1x1 kernel and no padding (`one`), over `osz` positions per
+/// plane, takes this path on this CPU. A strided one must also be 2-D
+/// ([`fits`] checks that).
+pub(crate) fn shape_fits(c: usize, m: usize, group: usize, one: bool, osz: usize) -> bool {
+    isa() == Isa::Avx512 && enabled() && group == 1 && one && c > 0 && m >= MR && osz >= MIN_OSZ
+}
+
+/// Whether a checked conv has a 1x1 kernel and no padding: pointwise,
+/// or 2-D and strided.
+fn one_by_one(g: &Geom) -> bool {
+    let win = &g.win;
+    win.kernel.iter().all(|&k| k == 1)
+        && win.pads_begin.iter().chain(&win.pads_end).all(|&p| p == 0)
+        && (g.spatial.len() == 2 || g.pointwise())
 }
 
 /// Whether a checked conv takes the path: [`shape_fits`].
 pub(super) fn fits(g: &Geom) -> bool {
-    shape_fits(g.c, g.m, g.group, g.pointwise(), g.osz())
+    shape_fits(g.c, g.m, g.group, one_by_one(g), g.osz())
 }
 
 /// The conv of a [`fits`] geometry. `prepared` is the filter packed at
@@ -81,10 +85,10 @@ pub(super) fn conv(
     res: Option<&[f32]>,
     act: Activation,
 ) -> Result<Vec<f32>> {
-    let (p, m, c) = (g.osz(), g.m, g.c);
+    let (p, m, c, isz) = (g.osz(), g.m, g.c, g.isz());
     let total = g.n * m * p;
     if !fits(g)
-        || x.len() < g.n * c * p
+        || x.len() < g.n * c * isz
         || w.len() != m * c
         || b.is_some_and(|b| b.len() != m)
         || res.is_some_and(|r| r.len() != total)
@@ -106,13 +110,17 @@ pub(super) fn conv(
     let out = unsafe { SharedMut::from_raw(o.as_mut_ptr(), total) };
     let units = p.div_ceil(16);
     let par = threads() > 1 && m * c * p >= PAR_WORK;
+    let strided = !g.pointwise();
     for bn in 0..g.n {
+        let xb = &x[bn * c * isz..(bn + 1) * c * isz];
         let run = Run {
             a: f.group(0),
             m,
             c,
             p,
-            x: &x[bn * c * p..(bn + 1) * c * p],
+            x: xb,
+            ldx: p,
+            x0: 0,
             off: bn * m * p,
             bias: b,
             res,
@@ -120,11 +128,27 @@ pub(super) fn conv(
             out,
         };
         let body = |us: std::ops::Range<usize>| {
+            let (j0, j1) = (us.start * 16, (us.end * 16).min(p));
+            let mut sub = None;
+            let run = if strided {
+                // The piece's positions of every channel, gathered into
+                // rows of `j1 - j0`.
+                let xs = sub.insert(Scratch(crate::pool::stale(c * (j1 - j0), 0.0)));
+                subsample(g, xb, j0, j1, &mut xs.0);
+                Run {
+                    x: &xs.0,
+                    ldx: j1 - j0,
+                    x0: j0,
+                    ..run
+                }
+            } else {
+                run
+            };
             // SAFETY: AVX-512F (checked by `fits`); each piece writes the
             // columns of its own runs of 16 positions.
             #[cfg(target_arch = "x86_64")]
             unsafe {
-                run.cols(us.start * 16, (us.end * 16).min(p))
+                run.cols(j0, j1)
             };
         };
         if par {
@@ -139,9 +163,34 @@ pub(super) fn conv(
     Ok(o)
 }
 
-/// One batch item's product: the packed filter `a`, its `p`-position
-/// input planes `x` (`c` of them) and where its output and residual start
-/// (`off`).
+/// The input values under output positions `j0..j1` of a 2-D 1x1
+/// strided conv, channel by channel: `xs[k·(j1 - j0) + j - j0]` is
+/// channel `k` at the input position of output position `j`.
+fn subsample(g: &Geom, x: &[f32], j0: usize, j1: usize, xs: &mut [f32]) {
+    let (w, ow) = (g.spatial[1], g.win.output[1]);
+    let (sy, sx) = (g.win.strides[0], g.win.strides[1]);
+    let width = j1 - j0;
+    for (plane, dst) in x.chunks_exact(g.isz()).zip(xs.chunks_exact_mut(width)) {
+        let mut j = j0;
+        while j < j1 {
+            let (oy, ox) = (j / ow, j % ow);
+            let run = (ow - ox).min(j1 - j);
+            let src = &plane[oy * sy * w + ox * sx..];
+            for (d, s) in dst[j - j0..j - j0 + run]
+                .iter_mut()
+                .zip(src.iter().step_by(sx))
+            {
+                *d = *s;
+            }
+            j += run;
+        }
+    }
+}
+
+/// One batch item's product: the packed filter `a`, its input rows `x`
+/// (`c` of them, `ldx` apart, holding positions from `x0`: the input
+/// planes of a pointwise conv, a piece's gathered positions of a
+/// strided one) and where its output and residual start (`off`).
 #[derive(Clone, Copy)]
 struct Run<'a> {
     a: &'a [f32],
@@ -149,6 +198,8 @@ struct Run<'a> {
     c: usize,
     p: usize,
     x: &'a [f32],
+    ldx: usize,
+    x0: usize,
     off: usize,
     bias: Option<&'a [f32]>,
     res: Option<&'a [f32]>,
@@ -207,14 +258,15 @@ impl Run<'_> {
             }
         }
         let a = self.a[r0 * self.c..][..self.c * MR].as_ptr();
-        let xp = self.x[..(self.c - 1) * self.p + j0 + w]
+        let jx = j0 - self.x0;
+        let xp = self.x[..(self.c - 1) * self.ldx + jx + w]
             .as_ptr()
-            .wrapping_add(j0);
+            .wrapping_add(jx);
         for k in 0..self.c {
             // SAFETY: row k's masked lanes lie inside `x` (sliced above),
             // and `a` holds c·8 values.
             unsafe {
-                let row = xp.add(k * self.p);
+                let row = xp.add(k * self.ldx);
                 let mut xv = [_mm512_setzero_ps(); V];
                 for (v, xv) in xv.iter_mut().enumerate() {
                     *xv = if v + 1 < V {

@@ -11,13 +11,19 @@ use crate::kernels::util::testutil::{in_pool, in_team};
 /// second masked (20x23, 460 positions), with 9 filters (a block and one
 /// row) over 17 channels; 3 channels into 8 filters (17x17, a last stripe
 /// of one position); batch 2 with 44 filters (a half-empty last block);
-/// ResNet-50's 56x56 planes with 72 filters.
-const SHAPES: [Shape2d; 5] = [
+/// ResNet-50's 56x56 planes with 72 filters. Strided (the positions
+/// gathered per piece first): ResNet-50's 56x56 → 28x28 projection with
+/// fewer channels, stride 2 on odd planes with batch 2 (17x18 outputs,
+/// rows that end inside a stripe), and strides 3 and 1 (10x30).
+const SHAPES: [Shape2d; 8] = [
     ([1, 64, 16, 16], 64, [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
     ([1, 17, 20, 23], 9, [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
     ([1, 3, 17, 17], 8, [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
     ([2, 24, 28, 28], 44, [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
     ([1, 64, 56, 56], 72, [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
+    ([1, 32, 56, 56], 40, [1, 1], [2, 2], [1, 1], [0, 0, 0, 0]),
+    ([2, 16, 33, 35], 16, [1, 1], [2, 2], [1, 1], [0, 0, 0, 0]),
+    ([1, 8, 28, 30], 24, [1, 1], [3, 1], [1, 1], [0, 0, 0, 0]),
 ];
 
 /// Every shape, with and without bias and a prepared filter, each
@@ -65,7 +71,7 @@ fn pointwise_rule() {
     assert!(shape_fits(512, 128, 1, true, 784));
     assert!(!shape_fits(1024, 256, 1, true, 196), "14x14 planes");
     assert!(!shape_fits(64, 64, 2, true, 3136), "groups");
-    assert!(!shape_fits(64, 64, 1, false, 3136), "not pointwise");
+    assert!(!shape_fits(64, 64, 1, false, 3136), "not 1x1 unpadded");
     assert!(
         !shape_fits(64, 4, 1, true, 3136),
         "fewer filters than a block"
