@@ -46,7 +46,7 @@
 //! off, `HETFLOW_CHANVEC_GATHER=0` the gathering form.
 
 use super::blocked::{lanes, PAR_WORK};
-use super::geom::{im2col_tap, Geom, Scratch};
+use super::geom::{im2col, im2col_tap, Geom, Scratch};
 use crate::error::Result;
 use crate::kernels::util::{env_switch, isa, par_split, threads, Isa, SharedMut};
 use crate::op::Activation;
@@ -240,9 +240,14 @@ fn conv_panels(g: &Geom, item: Run<'_>, x: &[f32], par: bool) {
     // Planes of whole 14-wide panels are read in place: no copy, and
     // ResNet-50's 14x14 1x1 convs of 1024 channels ran 11% faster at one
     // thread (0.455 → 0.405 ms in the model; 7x7 planes, 7-wide panels,
-    // ran slower: 0.50 → 0.55).
-    let in_place = g.pointwise() && nr == 14 && osz % nr == 0;
-    let packed = if in_place { 0 } else { np * kdim * nr };
+    // ran slower: 0.50 → 0.55). A strided or padded 1x1 conv's im2col
+    // matrix (`kdim × osz`, the panels' size) is read in place likewise.
+    let in_place = g.ksz() == 1 && nr == 14 && osz % nr == 0;
+    let packed = if in_place && g.pointwise() {
+        0
+    } else {
+        np * kdim * nr
+    };
     let mut pk = Scratch(crate::pool::stale(packed, f32::NAN));
     let blocks = m.div_ceil(MV);
     for bn in 0..g.n {
@@ -253,8 +258,21 @@ fn conv_panels(g: &Geom, item: Run<'_>, x: &[f32], par: bool) {
         };
         if !in_place {
             with_nr!(nr, NR => pack_panels::<NR>(g, xb, &mut pk.0, par));
+        } else if !g.pointwise() {
+            im2col(
+                g,
+                xb,
+                &mut pk.0,
+                0,
+                osz / g.win.output[g.win.output.len() - 1],
+                par,
+            );
         }
-        let src = if in_place { xb } else { &pk.0[..] };
+        let src = if in_place && g.pointwise() {
+            xb
+        } else {
+            &pk.0[..]
+        };
         let body = |rbs: std::ops::Range<usize>| with_nr!(nr, NR => run.blocks::<NR>(rbs, src, np, in_place));
         if par && blocks > 1 {
             par_split(blocks, &body);

@@ -15,9 +15,15 @@ use crate::op::{ConvAttrs, Op};
 /// asymmetric pads, batch 2 and 40 filters; dilation 2 on rows of 30
 /// (three tiles of 10); ResNet-50's 56x56 → 28x28 stride-2 3x3 with
 /// fewer channels (two tiles of 14 a row, 784 positions); a 7x7 stem.
-const SHAPES: [Shape2d; 12] = [
+/// 14x14 outputs of 1x1 convs are read in place: the planes of a
+/// pointwise one (the second shape), the im2col matrix of a stride-2 one
+/// (ResNet-50's 28x28 → 14x14 projection with fewer channels; third) and
+/// of a padded one with batch 2 (fourth).
+const SHAPES: [Shape2d; 14] = [
     ([1, 64, 7, 7], 64, [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
     ([2, 40, 14, 14], 48, [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
+    ([1, 24, 28, 28], 40, [1, 1], [2, 2], [1, 1], [0, 0, 0, 0]),
+    ([2, 16, 12, 12], 33, [1, 1], [1, 1], [1, 1], [1, 1, 1, 1]),
     ([1, 16, 14, 14], 33, [3, 3], [2, 2], [1, 1], [1, 1, 1, 1]),
     ([1, 20, 5, 5], 32, [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
     ([1, 8, 13, 11], 70, [3, 3], [2, 2], [1, 1], [1, 0, 0, 1]),
@@ -104,7 +110,7 @@ fn chanvec_rule_preparation_and_op() {
     // per channel, up to 28x28 outputs.
     let g = geom2d([1, 128, 56, 56], 128, [3, 3], [2, 2], [1, 1], [1, 1, 1, 1]);
     assert!(gather_fits(&g) && fits(&g), "3x3 stride 2 to 28x28");
-    for sh in &SHAPES[8..] {
+    for sh in &SHAPES[10..] {
         let g = geom2d(sh.0, sh.1, sh.2, sh.3, sh.4, sh.5);
         assert!(
             gather_fits(&g),
