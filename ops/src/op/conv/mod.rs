@@ -62,6 +62,7 @@ mod wino_tests;
 pub(crate) mod winofused;
 pub(crate) mod winograd;
 pub(crate) mod winoplan;
+pub(crate) mod winoprod;
 
 /// ONNX `auto_pad`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -19,8 +19,9 @@
 //! 2. the input transform `V = Bᵀ d B` of every tile and channel block,
 //!    stored `[ξ][tile][C]`;
 //! 3. the 36 products, each a serial call of the `gemm` crate (see
-//!    [`product`] for which way round), split over threads by `ξ` (no
-//!    hand-off inside a product);
+//!    [`product`] for which way round; `winoprod.rs`'s kernel for
+//!    filters of up to 128x128 channels on AVX-512F), split over
+//!    threads by `ξ` (no hand-off inside a product);
 //! 4. the output transform `Aᵀ Y A` of every tile and block of 16
 //!    filters, with the bias, the fused residual and the activation, stored
 //!    into NCHW.
@@ -52,6 +53,7 @@
 use super::geom::Geom;
 use super::winofused;
 use super::winoplan::{at6, bt6, lanes, Epi, Plan, L, TI, TO, XI};
+use super::winoprod;
 use crate::error::Result;
 use crate::kernels::util::{isa, par_for, threads, Isa, SharedMut};
 use crate::op::Activation;
@@ -310,9 +312,17 @@ pub(super) fn conv_with(
         // `m` values, the rest were zeroed above when there are any.
         let ys = unsafe { SharedMut::from_raw(y.as_mut_ptr(), ylen) };
         let (v, u) = (&v[..], u);
+        let own_product = avx512 && winoprod::computes(&p) && winoprod::enabled();
         each(XI, par, &|xi| {
-            // SAFETY: product ξ writes block ξ of Y alone.
-            unsafe { product(&p, xi, v, u, ys) }
+            // SAFETY: product ξ writes block ξ of Y alone; AVX-512F where
+            // `own_product`.
+            unsafe {
+                #[cfg(target_arch = "x86_64")]
+                if own_product {
+                    return winoprod::product512(&p, xi, v, u, ys);
+                }
+                product(&p, xi, v, u, ys)
+            }
         });
         // SAFETY: written in full (or zeroed) above.
         unsafe { y.set_len(ylen) };
