@@ -45,7 +45,7 @@ const MAX_FILTER: usize = 128 * 128;
 /// Whether [`product512`] computes a plan's products: filters in whole
 /// blocks of [`MB`], at most [`MAX_FILTER`].
 pub(super) fn computes(p: &Plan) -> bool {
-    p.m % MB == 0 && p.c > 0 && p.c * p.m <= MAX_FILTER
+    p.m.is_multiple_of(MB) && p.c > 0 && p.c * p.m <= MAX_FILTER
 }
 
 /// Product `ξ` (see the module docs), the same block of `U[ξ + 1]`
@@ -144,12 +144,13 @@ impl Block {
                 }
             }
         }
-        for t in 0..T {
+        let [a0, a1] = &acc;
+        for (t, (c0, c1)) in a0.iter().zip(a1).enumerate() {
             // SAFETY: tile t's row of Y holds the block's 32 filters.
             unsafe {
                 let o = self.y.add(t * self.ldy);
-                _mm512_storeu_ps(o, acc[0][t]);
-                _mm512_storeu_ps(o.add(16), acc[1][t]);
+                _mm512_storeu_ps(o, *c0);
+                _mm512_storeu_ps(o.add(16), *c1);
             }
         }
     }
