@@ -9,7 +9,9 @@
 //! `dwflat.rs` (depthwise 2-D kernels), `blocked.rs` (f32 filters packed
 //! at session build and the AVX-512 product that reads them), `chanvec.rs`
 //! (the product with filters in the lanes, for small output planes),
-//! `direct.rs` (small filters) and `winograd.rs` (3x3 F(4x4, 3x3)).
+//! `pointwise.rs` (1x1 convs over large planes, positions in the lanes),
+//! `direct.rs` (small filters) and `winograd.rs` (3x3 F(4x4, 3x3), with
+//! `winofused.rs`, `winoplan.rs` and `winoprod.rs`).
 //! `testref.rs` holds the tests' f64 reference.
 
 /// Runs `$e` with the const `$N` bound to `$v` when it is one of the
