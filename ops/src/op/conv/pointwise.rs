@@ -6,7 +6,7 @@
 //! `k`'s plane, contiguous. The `gemm` crate packs both operands on every
 //! call and leaves the bias, residual and activation to a pass over each
 //! output block; the blocked product (`blocked.rs`) packs `X` into panels.
-//! Here nothing is copied per call:
+//! Here a pointwise conv copies nothing per call:
 //!
 //! - The filter is the blocked product's [`PackedFilter`] (blocks of
 //!   [`MR`] = 8 filters stored `[c][8]`), packed once at session build.
@@ -20,12 +20,15 @@
 //!   piece per thread; in its piece a thread runs every filter block over
 //!   a 48-position stripe of the input (up to 96 KiB, in L1/L2) before it
 //!   moves to the next stripe.
+//! - A 2-D strided 1x1 conv (ResNet-50's 56x56 → 28x28 projection) first
+//!   gathers its input positions into rows (its im2col matrix), split
+//!   over the team.
 //!
 //! The rule is [`fits`]; `HETFLOW_POINTWISE=0` turns the path off (for
 //! comparisons). Measured against the `gemm` crate in docs/benchmarks.md.
 
 use super::blocked::{lanes, PackedFilter, MR};
-use super::geom::{Geom, Scratch};
+use super::geom::{im2col, Geom, Scratch};
 use crate::error::Result;
 use crate::kernels::util::{env_switch, isa, par_split, threads, Isa, SharedMut};
 use crate::op::Activation;
@@ -110,17 +113,25 @@ pub(super) fn conv(
     let out = unsafe { SharedMut::from_raw(o.as_mut_ptr(), total) };
     let units = p.div_ceil(16);
     let par = threads() > 1 && m * c * p >= PAR_WORK;
-    let strided = !g.pointwise();
+    // A strided conv's input positions, gathered per batch item into
+    // rows of `p` (its im2col matrix: a 1x1 kernel has one tap per
+    // channel); a pointwise conv's planes are those rows already.
+    let mut col = Scratch(crate::pool::stale(
+        if g.pointwise() { 0 } else { c * p },
+        0.0,
+    ));
     for bn in 0..g.n {
-        let xb = &x[bn * c * isz..(bn + 1) * c * isz];
+        let mut xb = &x[bn * c * isz..(bn + 1) * c * isz];
+        if !g.pointwise() {
+            im2col(g, xb, &mut col.0, 0, p / g.win.output[1], par);
+            xb = &col.0;
+        }
         let run = Run {
             a: f.group(0),
             m,
             c,
             p,
             x: xb,
-            ldx: p,
-            x0: 0,
             off: bn * m * p,
             bias: b,
             res,
@@ -129,21 +140,6 @@ pub(super) fn conv(
         };
         let body = |us: std::ops::Range<usize>| {
             let (j0, j1) = (us.start * 16, (us.end * 16).min(p));
-            let mut sub = None;
-            let run = if strided {
-                // The piece's positions of every channel, gathered into
-                // rows of `j1 - j0`.
-                let xs = sub.insert(Scratch(crate::pool::stale(c * (j1 - j0), 0.0)));
-                subsample(g, xb, j0, j1, &mut xs.0);
-                Run {
-                    x: &xs.0,
-                    ldx: j1 - j0,
-                    x0: j0,
-                    ..run
-                }
-            } else {
-                run
-            };
             // SAFETY: AVX-512F (checked by `fits`); each piece writes the
             // columns of its own runs of 16 positions.
             #[cfg(target_arch = "x86_64")]
@@ -163,34 +159,10 @@ pub(super) fn conv(
     Ok(o)
 }
 
-/// The input values under output positions `j0..j1` of a 2-D 1x1
-/// strided conv, channel by channel: `xs[k·(j1 - j0) + j - j0]` is
-/// channel `k` at the input position of output position `j`.
-fn subsample(g: &Geom, x: &[f32], j0: usize, j1: usize, xs: &mut [f32]) {
-    let (w, ow) = (g.spatial[1], g.win.output[1]);
-    let (sy, sx) = (g.win.strides[0], g.win.strides[1]);
-    let width = j1 - j0;
-    for (plane, dst) in x.chunks_exact(g.isz()).zip(xs.chunks_exact_mut(width)) {
-        let mut j = j0;
-        while j < j1 {
-            let (oy, ox) = (j / ow, j % ow);
-            let run = (ow - ox).min(j1 - j);
-            let src = &plane[oy * sy * w + ox * sx..];
-            for (d, s) in dst[j - j0..j - j0 + run]
-                .iter_mut()
-                .zip(src.iter().step_by(sx))
-            {
-                *d = *s;
-            }
-            j += run;
-        }
-    }
-}
-
 /// One batch item's product: the packed filter `a`, its input rows `x`
-/// (`c` of them, `ldx` apart, holding positions from `x0`: the input
-/// planes of a pointwise conv, a piece's gathered positions of a
-/// strided one) and where its output and residual start (`off`).
+/// (`c` rows of `p` positions: the input planes of a pointwise conv, the
+/// im2col matrix of a strided one) and where its output and residual
+/// start (`off`).
 #[derive(Clone, Copy)]
 struct Run<'a> {
     a: &'a [f32],
@@ -198,8 +170,6 @@ struct Run<'a> {
     c: usize,
     p: usize,
     x: &'a [f32],
-    ldx: usize,
-    x0: usize,
     off: usize,
     bias: Option<&'a [f32]>,
     res: Option<&'a [f32]>,
@@ -258,15 +228,14 @@ impl Run<'_> {
             }
         }
         let a = self.a[r0 * self.c..][..self.c * MR].as_ptr();
-        let jx = j0 - self.x0;
-        let xp = self.x[..(self.c - 1) * self.ldx + jx + w]
+        let xp = self.x[..(self.c - 1) * self.p + j0 + w]
             .as_ptr()
-            .wrapping_add(jx);
+            .wrapping_add(j0);
         for k in 0..self.c {
             // SAFETY: row k's masked lanes lie inside `x` (sliced above),
             // and `a` holds c·8 values.
             unsafe {
-                let row = xp.add(k * self.ldx);
+                let row = xp.add(k * self.p);
                 let mut xv = [_mm512_setzero_ps(); V];
                 for (v, xv) in xv.iter_mut().enumerate() {
                     *xv = if v + 1 < V {
