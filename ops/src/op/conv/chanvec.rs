@@ -196,14 +196,13 @@ pub(super) fn conv(
     if total == 0 {
         return Ok(o);
     }
-    let packed;
-    let f = match prepared.filter(|f| f.is(m, kdim)) {
-        Some(f) => f,
-        None => {
-            packed = ChanFilter::pack(w, m, kdim)?;
-            &packed
-        }
-    };
+    let mut own = None;
+    let f = super::prepared_or(
+        prepared,
+        |f| f.is(m, kdim),
+        &mut own,
+        || ChanFilter::pack(w, m, kdim),
+    )?;
     // SAFETY: `o` has room for `total` elements; the tiles write through
     // the handle's pointers only.
     let out = unsafe { SharedMut::from_raw(o.as_mut_ptr(), total) };
@@ -243,11 +242,8 @@ fn conv_panels(g: &Geom, item: Run<'_>, x: &[f32], par: bool) {
     // ran slower: 0.50 → 0.55). A strided or padded 1x1 conv's im2col
     // matrix (`kdim × osz`, the panels' size) is read in place likewise.
     let in_place = g.ksz() == 1 && nr == 14 && osz % nr == 0;
-    let packed = if in_place && g.pointwise() {
-        0
-    } else {
-        np * kdim * nr
-    };
+    let planes = in_place && g.pointwise();
+    let packed = if planes { 0 } else { np * kdim * nr };
     let mut pk = Scratch(crate::pool::stale(packed, f32::NAN));
     let blocks = m.div_ceil(MV);
     for bn in 0..g.n {
@@ -258,7 +254,7 @@ fn conv_panels(g: &Geom, item: Run<'_>, x: &[f32], par: bool) {
         };
         if !in_place {
             with_nr!(nr, NR => pack_panels::<NR>(g, xb, &mut pk.0, par));
-        } else if !g.pointwise() {
+        } else if !planes {
             im2col(
                 g,
                 xb,
@@ -268,11 +264,7 @@ fn conv_panels(g: &Geom, item: Run<'_>, x: &[f32], par: bool) {
                 par,
             );
         }
-        let src = if in_place && g.pointwise() {
-            xb
-        } else {
-            &pk.0[..]
-        };
+        let src = if planes { xb } else { &pk.0[..] };
         let body = |rbs: std::ops::Range<usize>| with_nr!(nr, NR => run.blocks::<NR>(rbs, src, np, in_place));
         if par && blocks > 1 {
             par_split(blocks, &body);
@@ -493,6 +485,7 @@ impl Run<'_> {
     ) {
         let kdim = self.f.kdim;
         let end = rbs.end;
+        assert!(src.len() >= np * kdim * NR && (!in_place || np * NR == self.n));
         for rb in rbs {
             let a = &self.f.data[rb * kdim * MV..][..kdim * MV];
             // The next block's filter, fetched into L2 while the first
@@ -500,7 +493,6 @@ impl Run<'_> {
             // per run, from memory (ResNet-50's 97 MB of weights do not
             // stay in L3), and the block then serves every panel.
             let next = (rb + 1 < end).then(|| &self.f.data[(rb + 1) * kdim * MV..][..kdim * MV]);
-            assert!(src.len() >= np * kdim * NR && (!in_place || np * NR == self.n));
             for p in 0..np {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: AVX-512F (checked by `conv`); `a` holds the

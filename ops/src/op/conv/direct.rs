@@ -109,14 +109,13 @@ pub(super) fn conv(
         crate::bail!("Conv: the direct kernel does not take this shape");
     }
     let kdim = g.kdim();
-    let packed;
-    let f = match pre.filter(|p| p.m == g.m && p.kdim == kdim) {
-        Some(p) => p,
-        None => {
-            packed = DirectFilter::pack(w, g.m, kdim)?;
-            &packed
-        }
-    };
+    let mut own = None;
+    let f = super::prepared_or(
+        pre,
+        |p| p.m == g.m && p.kdim == kdim,
+        &mut own,
+        || DirectFilter::pack(w, g.m, kdim),
+    )?;
     let plan = Plan::new(g);
     let (isz, osz, slen) = (g.isz(), plan.oh * plan.ow, plan.scratch_len());
     if x.len() != g.n * g.c * isz

@@ -495,14 +495,13 @@ pub(super) fn conv_blocked(
     if total == 0 {
         return Ok(o);
     }
-    let packed;
-    let f = match prepared.filter(|f| f.is(g.m, kdim, g.group)) {
-        Some(f) => f,
-        None => {
-            packed = PackedFilter::pack(w, g.m, kdim, g.group)?;
-            &packed
-        }
-    };
+    let mut own = None;
+    let f = super::prepared_or(
+        prepared,
+        |f| f.is(g.m, kdim, g.group),
+        &mut own,
+        || PackedFilter::pack(w, g.m, kdim, g.group),
+    )?;
     let pointwise = g.pointwise();
     let ol = (*g.win.output.last().unwrap_or(&1)).max(1);
     let segs = osz / ol;

@@ -33,6 +33,21 @@ macro_rules! with_width {
     };
 }
 
+/// A kernel's prepared weight form: `prepared` (made at session build)
+/// when `fits` accepts it, else the one `make` builds now, kept in `slot`
+/// so the caller can borrow it either way.
+pub(super) fn prepared_or<'a, P>(
+    prepared: Option<&'a P>,
+    fits: impl FnOnce(&P) -> bool,
+    slot: &'a mut Option<P>,
+    make: impl FnOnce() -> crate::error::Result<P>,
+) -> crate::error::Result<&'a P> {
+    match prepared.filter(|p| fits(p)) {
+        Some(p) => Ok(p),
+        None => Ok(slot.insert(make()?)),
+    }
+}
+
 pub(crate) mod act;
 pub(crate) mod blocked;
 pub(crate) mod chanvec;

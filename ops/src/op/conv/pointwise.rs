@@ -98,14 +98,13 @@ pub(super) fn conv(
     {
         crate::bail!("internal: pointwise conv on an unsupported conv, CPU or operands");
     }
-    let packed;
-    let f = match prepared.filter(|f| f.is(m, c, 1)) {
-        Some(f) => f,
-        None => {
-            packed = PackedFilter::pack(w, m, c, 1)?;
-            &packed
-        }
-    };
+    let mut own = None;
+    let f = super::prepared_or(
+        prepared,
+        |f| f.is(m, c, 1),
+        &mut own,
+        || PackedFilter::pack(w, m, c, 1),
+    )?;
     // Written once, by the tiles' stores: no zero fill first.
     let mut o: Vec<f32> = crate::pool::take(total);
     // SAFETY: `o` has room for `total` elements; the tiles write through
